@@ -1,0 +1,121 @@
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+
+#include "enumerate.hpp"
+
+namespace py = pybind11;
+using mtgfast::mask_t;
+
+namespace {
+
+using MaskArray = py::array_t<std::uint64_t, py::array::c_style | py::array::forcecast>;
+
+mtgfast::Order parse_order(const std::string& s) {
+  if (s == "lex") return mtgfast::Order::Lex;
+  if (s == "colex") return mtgfast::Order::Colex;
+  if (s == "binary") return mtgfast::Order::Binary;
+  throw std::invalid_argument("order must be 'lex', 'colex' or 'binary', got '" + s + "'");
+}
+
+}  // namespace
+
+void register_masks(py::module_& m) {
+  m.def("binomial", &mtgfast::binomial, py::arg("n"), py::arg("k"), "C(n, k) for n <= 64.");
+
+  m.def(
+      "enumerate_all",
+      [](int n, const std::string& order, std::uint64_t max_bytes) {
+        const auto ord = parse_order(order);
+        const std::uint64_t count = mtgfast::count_all_checked(n, max_bytes);
+        MaskArray out(static_cast<py::ssize_t>(count));
+        mask_t* ptr = out.mutable_data();
+        {
+          py::gil_scoped_release release;
+          mtgfast::enumerate_all(n, ord, ptr);
+        }
+        return out;
+      },
+      py::arg("n"), py::arg("order"), py::arg("max_bytes"),
+      "All 2^n - 1 non-empty subsets as uint64 masks.");
+
+  m.def(
+      "enumerate_k",
+      [](int n, int k, const std::string& order) {
+        const auto ord = parse_order(order);
+        mtgfast::check_n_tasks(n);
+        if (k < 1 || k > n) throw std::invalid_argument("k must be in [1, n]");
+        MaskArray out(static_cast<py::ssize_t>(mtgfast::binomial(n, k)));
+        mask_t* ptr = out.mutable_data();
+        {
+          py::gil_scoped_release release;
+          mtgfast::enumerate_k(n, k, ord, ptr);
+        }
+        return out;
+      },
+      py::arg("n"), py::arg("k"), py::arg("order"), "All C(n, k) k-subsets as uint64 masks.");
+
+  m.def(
+      "rank_colex",
+      [](const MaskArray& masks) {
+        if (masks.ndim() != 1) throw std::invalid_argument("masks must be 1-D");
+        py::array_t<std::uint64_t> out(masks.size());
+        const mask_t* in = masks.data();
+        std::uint64_t* o = out.mutable_data();
+        const auto n = static_cast<std::size_t>(masks.size());
+        {
+          py::gil_scoped_release release;
+          mtgfast::rank_colex(in, n, o);
+        }
+        return out;
+      },
+      py::arg("masks"), "Colex rank of each mask among the subsets of its size.");
+
+  m.def(
+      "unrank_colex",
+      [](const MaskArray& ranks, int n, int k) {
+        if (ranks.ndim() != 1) throw std::invalid_argument("ranks must be 1-D");
+        MaskArray out(ranks.size());
+        const std::uint64_t* in = ranks.data();
+        mask_t* o = out.mutable_data();
+        const auto cnt = static_cast<std::size_t>(ranks.size());
+        {
+          py::gil_scoped_release release;
+          mtgfast::unrank_colex(in, cnt, n, k, o);
+        }
+        return out;
+      },
+      py::arg("ranks"), py::arg("n"), py::arg("k"), "k-subsets with the given colex ranks.");
+
+  m.def(
+      "sample_distinct",
+      [](int n, std::uint64_t count, const std::vector<int>& sizes, std::uint64_t seed) {
+        std::vector<mask_t> v;
+        {
+          py::gil_scoped_release release;
+          v = mtgfast::sample_distinct(n, count, sizes, seed);
+        }
+        MaskArray out(static_cast<py::ssize_t>(v.size()));
+        std::copy(v.begin(), v.end(), out.mutable_data());
+        return out;
+      },
+      py::arg("n"), py::arg("count"), py::arg("sizes"), py::arg("seed"),
+      "count distinct uniform random non-empty subsets (optionally of given sizes), sorted.");
+
+  m.def(
+      "popcount",
+      [](const MaskArray& masks) {
+        py::array_t<std::int32_t> out(masks.size());
+        const mask_t* in = masks.data();
+        std::int32_t* o = out.mutable_data();
+        const auto cnt = static_cast<std::size_t>(masks.size());
+        {
+          py::gil_scoped_release release;
+          for (std::size_t i = 0; i < cnt; ++i) o[i] = mtgfast::popcount(in[i]);
+        }
+        return out;
+      },
+      py::arg("masks"), "Number of tasks in each mask.");
+}

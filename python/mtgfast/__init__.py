@@ -1,0 +1,57 @@
+"""mtgfast: which tasks should be trained together?
+
+Measure transfer gains on a few task combinations, predict the rest (MTG-Net, HOA, TAG), and search
+the best grouping under a budget of groups. ``import mtgfast`` is light: torch, triton and numba are
+imported only by the estimators, trainers and kernels that need them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (imported on first access)
+_LAZY: dict[str, str] = {
+    "GainTable": "mtgfast.gains",
+    "GainStore": "mtgfast.store",
+    "Grouping": "mtgfast.grouping",
+    "group": "mtgfast.grouping",
+    "evaluate": "mtgfast.grouping",
+    "all_masks": "mtgfast.masks",
+    "k_subsets": "mtgfast.masks",
+    "sample_masks": "mtgfast.masks",
+    "MTGNet": "mtgfast.estimators.mtgnet",
+    "HOA": "mtgfast.estimators.hoa",
+    "TAG": "mtgfast.estimators.tag",
+    "Oracle": "mtgfast.estimators.oracle",
+    "Study": "mtgfast.study.study",
+    "replay": "mtgfast.replay",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .estimators.hoa import HOA
+    from .estimators.mtgnet import MTGNet
+    from .estimators.oracle import Oracle
+    from .estimators.tag import TAG
+    from .gains import GainTable
+    from .grouping import Grouping, evaluate, group
+    from .masks import all_masks, k_subsets, sample_masks
+    from .replay import replay
+    from .store import GainStore
+    from .study.study import Study
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mtgfast' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

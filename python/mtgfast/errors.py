@@ -1,0 +1,19 @@
+"""One exception hierarchy for mtgfast; each also inherits the builtin a caller would catch."""
+
+from __future__ import annotations
+
+
+class MtgfastError(Exception):
+    """Base class of every error raised on purpose by mtgfast."""
+
+
+class InputError(MtgfastError, ValueError):
+    """A value passed to the public API is malformed (shape, range, NaN, duplicates...)."""
+
+
+class InputTypeError(MtgfastError, TypeError):
+    """A value passed to the public API has the wrong type."""
+
+
+class StoreError(MtgfastError, RuntimeError):
+    """The gain store cannot be opened or is inconsistent (schema version, fingerprint...)."""

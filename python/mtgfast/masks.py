@@ -1,0 +1,224 @@
+"""Task names <-> uint64 masks, and enumeration/ranking/sampling of combinations (wraps ``_core``).
+
+A combination of ``n_tasks <= 64`` tasks is a ``uint64`` whose bit ``j`` is task ``j``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _core
+from .errors import InputError, InputTypeError
+
+Order = Literal["lex", "colex", "binary"]
+MaskArray = npt.NDArray[np.uint64]
+
+#: Largest array ``all_masks`` builds unless ``MTGFAST_MAX_ENUM_BYTES`` says otherwise (8 GiB).
+DEFAULT_MAX_ENUM_BYTES = 8 << 30
+
+__all__ = [
+    "MaskArray",
+    "Order",
+    "all_masks",
+    "as_masks",
+    "check_n_tasks",
+    "dense_to_masks",
+    "indices_to_mask",
+    "k_subsets",
+    "mask_to_indices",
+    "masks_to_dense",
+    "popcount",
+    "rank",
+    "sample_masks",
+    "unrank",
+]
+
+
+def check_n_tasks(n_tasks: object) -> int:
+    """Validate a number of tasks (an int in [1, 64]) and return it as ``int``."""
+    if isinstance(n_tasks, bool) or not isinstance(n_tasks, (int, np.integer)):
+        raise InputTypeError(f"n_tasks must be an int, got {type(n_tasks).__name__}")
+    n = int(n_tasks)
+    if not 1 <= n <= 64:
+        raise InputError(f"n_tasks must be in [1, 64], got {n}")
+    return n
+
+
+def _check_order(order: str) -> None:
+    if order not in ("lex", "colex", "binary"):
+        raise InputError(f"order must be 'lex', 'colex' or 'binary', got {order!r}")
+
+
+def as_masks(masks: object, n_tasks: int | None = None, *, name: str = "masks") -> MaskArray:
+    """Convert to a 1-D ``uint64`` array, checking for negatives, zero masks and bits >= n_tasks."""
+    if isinstance(masks, np.ndarray):
+        arr = masks
+    else:
+        try:
+            arr = np.asarray(list(masks) if not isinstance(masks, (int, np.integer)) else [masks])
+        except TypeError as exc:
+            raise InputTypeError(f"{name} must be an array of integer masks") from exc
+    if arr.ndim != 1:
+        raise InputError(f"{name} must be 1-D, got shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        if arr.dtype == object:
+            try:
+                ints = [int(x) for x in arr]
+            except (TypeError, ValueError) as exc:
+                raise InputTypeError(f"{name} must hold integers, got dtype {arr.dtype}") from exc
+            if any(x < 0 or x >= 1 << 64 for x in ints):
+                raise InputError(f"{name} must lie in [1, 2^64)")
+            arr = np.array(ints, dtype=np.uint64)
+        else:
+            raise InputTypeError(f"{name} must hold integers, got dtype {arr.dtype}")
+    if arr.dtype != np.uint64:
+        if np.issubdtype(arr.dtype, np.signedinteger) and arr.size and int(arr.min()) < 0:
+            raise InputError(f"{name} must be non-negative")
+        arr = arr.astype(np.uint64)
+    if arr.size and not np.all(arr):
+        raise InputError(f"{name} contains the empty combination (mask 0) at index "
+                         f"{int(np.flatnonzero(arr == 0)[0])}")
+    if n_tasks is not None and n_tasks < 64 and arr.size:
+        bad = arr >> np.uint64(n_tasks)
+        if np.any(bad):
+            i = int(np.flatnonzero(bad)[0])
+            raise InputError(f"{name}[{i}] = {int(arr[i])} uses a task bit >= n_tasks={n_tasks}")
+    return np.ascontiguousarray(arr)
+
+
+def all_masks(n_tasks: int, order: Order = "lex", *, max_bytes: int | None = None) -> MaskArray:
+    """All ``2**n_tasks - 1`` non-empty combinations.
+
+    ``order="lex"``: by size, then ``itertools.combinations`` order (as in the MTG-Net release files);
+    ``"colex"``: by size, then increasing value; ``"binary"``: 1, 2, ..., 2**n - 1. Raises
+    ``ValueError`` naming the size when the array would exceed ``max_bytes`` (default 8 GiB or
+    ``MTGFAST_MAX_ENUM_BYTES``).
+    """
+    n = check_n_tasks(n_tasks)
+    _check_order(order)
+    if max_bytes is None:
+        max_bytes = int(os.environ.get("MTGFAST_MAX_ENUM_BYTES", DEFAULT_MAX_ENUM_BYTES))
+    if n == 64:
+        raise InputError("enumerating all 2^64 - 1 combinations of 64 tasks is not possible")
+    return _core.masks.enumerate_all(n, order, int(max_bytes))
+
+
+def k_subsets(n_tasks: int, k: int, order: Literal["lex", "colex"] = "lex") -> MaskArray:
+    """All ``C(n_tasks, k)`` combinations of exactly ``k`` tasks, in lex or colex (Gosper) order."""
+    n = check_n_tasks(n_tasks)
+    if order not in ("lex", "colex"):
+        raise InputError(f"order must be 'lex' or 'colex', got {order!r}")
+    if not 1 <= int(k) <= n:
+        raise InputError(f"k must be in [1, {n}], got {k}")
+    count = _core.masks.binomial(n, int(k))
+    limit = int(os.environ.get("MTGFAST_MAX_ENUM_BYTES", DEFAULT_MAX_ENUM_BYTES))
+    if count * 8 > limit:
+        raise InputError(f"C({n}, {k}) = {count} masks need {count * 8 / 2**30:.1f} GiB, "
+                         f"over the limit of {limit / 2**30:.1f} GiB")
+    return _core.masks.enumerate_k(n, int(k), order)
+
+
+def popcount(masks: object) -> npt.NDArray[np.int32]:
+    """Number of tasks in each combination."""
+    return _core.masks.popcount(as_masks(masks))
+
+
+def rank(masks: object) -> npt.NDArray[np.uint64]:
+    """Colex rank of each mask among the combinations of its own size (combinatorial number system)."""
+    return _core.masks.rank_colex(as_masks(masks))
+
+
+def unrank(ranks: object, n_tasks: int, k: int) -> MaskArray:
+    """The ``k``-task combinations of ``n_tasks`` tasks whose colex ranks are ``ranks``."""
+    n = check_n_tasks(n_tasks)
+    if not 1 <= int(k) <= n:
+        raise InputError(f"k must be in [1, {n}], got {k}")
+    r = np.asarray(ranks)
+    if r.ndim != 1 or (r.size and not np.issubdtype(r.dtype, np.integer)):
+        raise InputError("ranks must be a 1-D integer array")
+    if r.size and np.issubdtype(r.dtype, np.signedinteger) and int(r.min()) < 0:
+        raise InputError("ranks must be non-negative")
+    total = _core.masks.binomial(n, int(k))
+    if r.size and int(r.max()) >= total:
+        raise InputError(f"rank {int(r.max())} is not below C({n}, {k}) = {total}")
+    return _core.masks.unrank_colex(r.astype(np.uint64), n, int(k))
+
+
+def sample_masks(n_tasks: int, count: int, *, sizes: Iterable[int] | None = None,
+                 seed: int = 0) -> MaskArray:
+    """``count`` distinct combinations drawn uniformly (optionally only of the given sizes).
+
+    Returned sorted by size then colex rank; the draw is a function of ``seed`` alone.
+    """
+    n = check_n_tasks(n_tasks)
+    size_list = sorted({int(s) for s in sizes}) if sizes is not None else []
+    for s in size_list:
+        if not 1 <= s <= n:
+            raise InputError(f"sizes must lie in [1, {n}], got {s}")
+    if int(count) < 0:
+        raise InputError(f"count must be >= 0, got {count}")
+    available = sum(_core.masks.binomial(n, s) for s in (size_list or range(1, n + 1)))
+    if int(count) > available:
+        raise InputError(f"cannot draw {count} distinct combinations: only {available} exist")
+    if int(count) * 16 > int(os.environ.get("MTGFAST_MAX_ENUM_BYTES", DEFAULT_MAX_ENUM_BYTES)):
+        raise InputError(f"drawing {count} combinations needs too much memory")
+    return _core.masks.sample_distinct(n, int(count), size_list, int(seed) & (2**64 - 1))
+
+
+def mask_to_indices(mask: int) -> list[int]:
+    """Task indices (ascending) of one mask."""
+    m = int(mask)
+    if m < 0:
+        raise InputError("mask must be non-negative")
+    out = []
+    while m:
+        low = m & -m
+        out.append(low.bit_length() - 1)
+        m ^= low
+    return out
+
+
+def indices_to_mask(indices: Iterable[int]) -> int:
+    """The mask of a collection of task indices in [0, 64)."""
+    m = 0
+    for j in indices:
+        j = int(j)
+        if not 0 <= j < 64:
+            raise InputError(f"task index must be in [0, 64), got {j}")
+        m |= 1 << j
+    return m
+
+
+def masks_to_dense(masks: object, n_tasks: int) -> npt.NDArray[np.bool_]:
+    """Boolean membership matrix of shape ``(n_masks, n_tasks)``."""
+    n = check_n_tasks(n_tasks)
+    arr = as_masks(masks, n)
+    bits = np.arange(n, dtype=np.uint64)
+    return ((arr[:, None] >> bits[None, :]) & np.uint64(1)).astype(bool)
+
+
+def dense_to_masks(dense: object) -> MaskArray:
+    """Masks from a 0/1 membership matrix of shape ``(n_masks, n_tasks)``."""
+    d = np.asarray(dense)
+    if d.ndim != 2:
+        raise InputError(f"membership matrix must be 2-D, got shape {d.shape}")
+    if d.shape[1] > 64:
+        raise InputError(f"at most 64 tasks, got {d.shape[1]}")
+    if d.size and not np.isin(d, (0, 1)).all():
+        raise InputError("membership matrix must hold only 0 and 1")
+    weights = np.uint64(1) << np.arange(d.shape[1], dtype=np.uint64)
+    return (d.astype(np.uint64) * weights[None, :]).sum(axis=1, dtype=np.uint64)
+
+
+def names_to_mask(names: Sequence[str], all_names: Sequence[str]) -> int:
+    """The mask of tasks given by name, with bit order taken from ``all_names``."""
+    index = {n: i for i, n in enumerate(all_names)}
+    missing = [n for n in names if n not in index]
+    if missing:
+        raise InputError(f"unknown task names {missing}; known: {list(all_names)}")
+    return indices_to_mask(index[n] for n in names)

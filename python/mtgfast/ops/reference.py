@@ -1,0 +1,118 @@
+"""MTG-Net forward pass in plain PyTorch: the reference every other backend must match.
+
+Architecture (Song et al., NeurIPS 2022, Fig. 2), for a combination C of tasks:
+    tokens      x_j = E[j]                         for j in C (no positional encoding: a set)
+    each layer  a   = softmax(Q K^T / (sqrt(d_head) * temperature), keys restricted to C) V  (H heads)
+                x   = LN1(x + a W_o + b_o)
+                x   = LN2(x + W_2 relu(W_1 x + b_1) + b_2)
+    head        y_j = w_h . x_j + b_h              the predicted gain of task j in C
+Absent tasks are never attended to and get output 0 (callers usually turn it into NaN).
+Because layer-1 tokens are the embeddings themselves, its Q/K/V are per-task constants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["LayerParams", "MTGNetParams", "member_from_masks", "mtgnet_forward_dense",
+           "mtgnet_forward"]
+
+
+@dataclass
+class LayerParams:
+    """One post-LN self-attention encoder layer. Weight matrices are stored (in, out)."""
+
+    w_qkv: torch.Tensor   # (D, 3D): [Q | K | V]
+    b_qkv: torch.Tensor   # (3D,)
+    w_o: torch.Tensor     # (D, D)
+    b_o: torch.Tensor     # (D,)
+    ln1_w: torch.Tensor   # (D,)
+    ln1_b: torch.Tensor   # (D,)
+    w_1: torch.Tensor     # (D, F)
+    b_1: torch.Tensor     # (F,)
+    w_2: torch.Tensor     # (F, D)
+    b_2: torch.Tensor     # (D,)
+    ln2_w: torch.Tensor   # (D,)
+    ln2_b: torch.Tensor   # (D,)
+
+    def to(self, *args: object, **kwargs: object) -> LayerParams:
+        return LayerParams(**{f.name: getattr(self, f.name).to(*args, **kwargs) for f in fields(self)})
+
+
+@dataclass
+class MTGNetParams:
+    """All weights of one MTG-Net (detached tensors), plus the two hyper-parameters of the math."""
+
+    embedding: torch.Tensor        # (N, D)
+    layers: list[LayerParams]
+    w_head: torch.Tensor           # (D,)
+    b_head: torch.Tensor           # () scalar
+    n_heads: int = 1
+    temperature: float = 1.0
+    ln_eps: float = 1e-5
+
+    @property
+    def n_tasks(self) -> int:
+        return int(self.embedding.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.embedding.shape[1])
+
+    def to(self, *args: object, **kwargs: object) -> MTGNetParams:
+        return MTGNetParams(self.embedding.to(*args, **kwargs), [lp.to(*args, **kwargs) for lp in self.layers],
+                            self.w_head.to(*args, **kwargs), self.b_head.to(*args, **kwargs),
+                            self.n_heads, self.temperature, self.ln_eps)
+
+
+def member_from_masks(masks: torch.Tensor, n_tasks: int) -> torch.Tensor:
+    """Boolean membership ``(M, n_tasks)`` from int64 tensor of masks (uint64 bit patterns)."""
+    bits = torch.arange(n_tasks, device=masks.device, dtype=torch.int64)
+    return ((masks.to(torch.int64).unsqueeze(1) >> bits) & 1).bool()
+
+
+def _layer(x: torch.Tensor, member: torch.Tensor, lp: LayerParams, n_heads: int,
+           temperature: float, eps: float) -> torch.Tensor:
+    b, n, d = x.shape
+    dh = d // n_heads
+    qkv = x @ lp.w_qkv + lp.b_qkv                                    # (B, N, 3D)
+    q, k, v = qkv.split(d, dim=-1)
+    q = q.view(b, n, n_heads, dh).transpose(1, 2)                    # (B, H, N, dh)
+    k = k.view(b, n, n_heads, dh).transpose(1, 2)
+    v = v.view(b, n, n_heads, dh).transpose(1, 2)
+    scores = (q @ k.transpose(-1, -2)) / (dh ** 0.5 * temperature)   # (B, H, N, N)
+    scores = scores.masked_fill(~member[:, None, None, :], float("-inf"))
+    attn = torch.softmax(scores.float(), dim=-1).to(v.dtype)
+    # Rows of absent query tokens see no key and would be NaN: zero them, they are discarded anyway.
+    attn = torch.nan_to_num(attn, nan=0.0)
+    a = (attn @ v).transpose(1, 2).reshape(b, n, d)
+    x = F.layer_norm(x + a @ lp.w_o + lp.b_o, (d,), lp.ln1_w, lp.ln1_b, eps)
+    h = torch.relu(x @ lp.w_1 + lp.b_1)
+    return F.layer_norm(x + h @ lp.w_2 + lp.b_2, (d,), lp.ln2_w, lp.ln2_b, eps)
+
+
+def mtgnet_forward_dense(params: MTGNetParams, member: torch.Tensor) -> torch.Tensor:
+    """Predicted gains ``(M, N)`` for a boolean membership matrix ``(M, N)``; 0 for absent tasks.
+
+    Differentiable (used for training); every combination is handled in one batched pass.
+    """
+    m, n = member.shape
+    x = params.embedding.unsqueeze(0).expand(m, n, params.dim)
+    for lp in params.layers:
+        x = _layer(x, member, lp, params.n_heads, params.temperature, params.ln_eps)
+    y = x @ params.w_head + params.b_head
+    return y.masked_fill(~member, 0.0)
+
+
+@torch.no_grad()
+def mtgnet_forward(params: MTGNetParams, masks: torch.Tensor, *, chunk: int = 65536) -> torch.Tensor:
+    """Inference from int64 masks ``(M,)`` in chunks, so memory stays O(chunk * N * D)."""
+    out = torch.empty(masks.shape[0], params.n_tasks, dtype=params.embedding.dtype,
+                      device=params.embedding.device)
+    for s in range(0, masks.shape[0], chunk):
+        part = masks[s:s + chunk].to(params.embedding.device)
+        out[s:s + chunk] = mtgnet_forward_dense(params, member_from_masks(part, params.n_tasks))
+    return out

@@ -1,0 +1,37 @@
+"""Shared fixtures: where the real data lives, the test device, hypothesis profiles."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+settings.register_profile("ci", max_examples=60, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", max_examples=25, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("MTGFAST_HYPOTHESIS_PROFILE", "ci"))
+
+
+def _data_dir() -> Path:
+    env = os.environ.get("MTGFAST_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """../shared/data (or $MTGFAST_DATA): the recorded MTG-Net gain tables and the ETT series."""
+    d = _data_dir()
+    if not (d / "mtgnet").is_dir():
+        pytest.skip(f"real data not found at {d} (set MTGFAST_DATA)")
+    return d
+
+
+@pytest.fixture(scope="session")
+def test_device() -> str:
+    """Device for torch tests: $MTGFAST_TEST_DEVICE, default CPU."""
+    return os.environ.get("MTGFAST_TEST_DEVICE", "cpu")

@@ -1,0 +1,83 @@
+"""``ett``: the ETT electricity-transformer series as 7 forecasting tasks (one per series).
+
+Input: the last ``window`` hourly steps of all 7 series (flattened); task j predicts the next
+``horizon`` steps of series j. Chronological splits as in Informer (12/4/4 months of hours),
+standardised with train statistics; training loss MSE, metric MAE on the standardised scale (the
+metric of the MTG-Net paper's ETTm1-7 gains).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...errors import InputError
+from .base import Splits, TaskSuite
+
+__all__ = ["ETTSuite"]
+
+SERIES = ("HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT")
+# Informer's borders for the hourly data, in rows: 12 months train, 4 valid, 4 test
+_MONTH_H = 30 * 24
+
+
+class ETTSuite(TaskSuite):
+    """7 tasks from an ETT CSV (``date`` + the 7 series). ``steps_per_month`` = 24*30 for ETTh,
+    4*24*30 for ETTm; ``stride`` subsamples the training windows (every ``stride``-th start)."""
+
+    name = "ett"
+    task_names = SERIES
+    loss_kinds = ("mse",) * 7
+    metric_names = ("mae",) * 7
+    encoder_config = {"hidden": 128, "n_blocks": 1, "dropout": 0.0}
+
+    def __init__(self, path: str | Path, window: int = 96, horizon: int = 24, stride: int = 1,
+                 steps_per_month: int = _MONTH_H) -> None:
+        p = Path(path)
+        if not p.is_file():
+            raise InputError(f"ETT csv not found: {p}")
+        for name, v, lo in (("window", window, 1), ("horizon", horizon, 1), ("stride", stride, 1),
+                            ("steps_per_month", steps_per_month, 1)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or int(v) < lo:
+                raise InputError(f"{name} must be an int >= {lo}, got {v!r}")
+        super().__init__(path=str(p.resolve()), window=int(window), horizon=int(horizon),
+                         stride=int(stride), steps_per_month=int(steps_per_month))
+
+    @property
+    def in_dim(self) -> int:
+        return self.params["window"] * len(SERIES)
+
+    def head_out_dim(self, task: int) -> int:
+        return self.params["horizon"]
+
+    def _build_splits(self) -> Splits:
+        import pandas as pd
+
+        df = pd.read_csv(self.params["path"])
+        missing = [c for c in SERIES if c not in df.columns]
+        if missing:
+            raise InputError(f"ETT csv lacks columns {missing}")
+        values = df[list(SERIES)].to_numpy(np.float64)
+        w, h, m = self.params["window"], self.params["horizon"], self.params["steps_per_month"]
+        borders = [(0, 12 * m), (12 * m - w, 16 * m), (16 * m - w, 20 * m)]
+        if borders[2][1] > len(values):
+            raise InputError(f"ETT csv has {len(values)} rows, needs {borders[2][1]}")
+        train = values[borders[0][0]:borders[0][1]]
+        mean, std = train.mean(0), train.std(0)
+        z = ((values - mean) / std).astype(np.float32)
+
+        def windows(lo: int, hi: int, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+            starts = np.arange(lo, hi - w - h + 1, stride)
+            idx_in = starts[:, None] + np.arange(w)[None, :]
+            idx_out = starts[:, None] + w + np.arange(h)[None, :]
+            X = z[idx_in].reshape(len(starts), -1)  # (n, window*7), time-major
+            Y = z[idx_out].transpose(0, 2, 1)  # (n, 7 tasks, horizon)
+            return torch.from_numpy(np.ascontiguousarray(X)), torch.from_numpy(
+                np.ascontiguousarray(Y))
+
+        Xtr, Ytr = windows(*borders[0], self.params["stride"])
+        Xva, Yva = windows(*borders[1], 1)
+        Xte, Yte = windows(*borders[2], 1)
+        return Splits(Xtr, Ytr, Xva, Yva, Xte, Yte)

@@ -1,16 +1,102 @@
-"""Backend choice for batched MTG-Net inference: Triton kernel on CUDA, PyTorch reference elsewhere."""
+"""Backend choice for batched MTG-Net inference: Triton kernel on CUDA, PyTorch reference elsewhere.
+
+Three entry points share the rule: gains ``(M, N)``, per-task top-k combinations, and the
+beam-search marginal gain. The Triton module is imported only when the Triton path is taken.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+import importlib.util
+import os
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import torch
 
-from .reference import MTGNetParams, mtgnet_forward
+from ..errors import InputError, InputTypeError
+from .reference import MTGNetParams, member_from_masks, mtgnet_forward
+
+if TYPE_CHECKING:
+    from .triton_mtgnet import PackedMTGNet
 
 Backend = Literal["auto", "torch", "triton"]
 
-__all__ = ["Backend", "mtgnet_predict"]
+__all__ = ["Backend", "MarginalResult", "mtgnet_marginal", "mtgnet_predict", "mtgnet_topk",
+           "packed_params", "resolve_backend"]
+
+
+class MarginalResult(NamedTuple):
+    """Beam-step marginal gains: per candidate (or None), and the best candidate."""
+
+    marginals: torch.Tensor | None   # (M,) fp32: sum_{j in C} max(0, y_j(C) - best_j)
+    best_value: float                 # max over candidates
+    best_mask: int                    # its mask (uint64 value)
+
+
+def _triton_importable() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def _interpret_env() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+
+
+def resolve_backend(backend: Backend, params: MTGNetParams) -> Literal["torch", "triton"]:
+    """The backend that will run: ``auto`` picks Triton only for CUDA params with Triton installed.
+
+    ``triton`` on CPU params is an error unless ``TRITON_INTERPRET=1`` (interpreter, for tests).
+    """
+    if backend not in ("auto", "torch", "triton"):
+        raise InputError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")
+    if not isinstance(params, MTGNetParams):
+        raise InputTypeError(f"params must be MTGNetParams, got {type(params).__name__}")
+    dev = params.embedding.device
+    if backend == "torch":
+        return "torch"
+    if backend == "auto":
+        return "triton" if dev.type == "cuda" and _triton_importable() else "torch"
+    if not _triton_importable():
+        raise ImportError("backend='triton' needs the triton package (pip install 'mtgfast[triton]')")
+    if dev.type != "cuda" and not (dev.type == "cpu" and _interpret_env()):
+        raise InputError(f"backend='triton' needs params on CUDA, got {dev}; use backend='torch' "
+                         "(or set TRITON_INTERPRET=1 to run the kernel in Triton's CPU interpreter)")
+    return "triton"
+
+
+# A few packed weight sets, keyed by params identity. An entry is valid while params is the same
+# object holding the same tensor objects at the same versions (in-place updates bump _version) and
+# the same hyper-parameters. Holding params keeps its id from being recycled by another object.
+_PACK_CACHE: dict[int, tuple[MTGNetParams, tuple[Any, ...], PackedMTGNet]] = {}
+_PACK_CACHE_SIZE = 4
+
+
+def _cache_key(params: MTGNetParams) -> tuple[Any, ...]:
+    ts = [params.embedding, params.w_head, params.b_head]
+    for lp in params.layers:
+        ts.extend(getattr(lp, f.name) for f in fields(lp))
+    return (tuple(id(t) for t in ts), tuple(t._version for t in ts), tuple(ts),
+            params.n_heads, params.temperature, params.ln_eps)
+
+
+def _key_equal(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    # Tensors are compared by identity (their ids are in the key); == on tensors is elementwise.
+    return a[0] == b[0] and a[1] == b[1] and a[3:] == b[3:]
+
+
+def packed_params(params: MTGNetParams) -> PackedMTGNet:
+    """``triton_mtgnet.pack_params(params)``, cached while params and its tensors are unchanged."""
+    from .triton_mtgnet import pack_params
+
+    key = _cache_key(params)
+    hit = _PACK_CACHE.get(id(params))
+    if hit is not None and hit[0] is params and _key_equal(hit[1], key):
+        return hit[2]
+    packed = pack_params(params)
+    _PACK_CACHE.pop(id(params), None)
+    while len(_PACK_CACHE) >= _PACK_CACHE_SIZE:
+        _PACK_CACHE.pop(next(iter(_PACK_CACHE)))
+    _PACK_CACHE[id(params)] = (params, key, packed)
+    return packed
 
 
 def mtgnet_predict(params: MTGNetParams, masks: torch.Tensor, *, backend: Backend = "auto",
@@ -18,8 +104,80 @@ def mtgnet_predict(params: MTGNetParams, masks: torch.Tensor, *, backend: Backen
     """Predicted gains ``(M, N)`` (0 for absent tasks) for int64 masks ``(M,)`` on params' device.
 
     ``backend="auto"`` uses the Triton kernel when the params live on CUDA and Triton is available,
-    the PyTorch reference otherwise.
+    the PyTorch reference otherwise (``chunk`` bounds the reference's memory).
     """
-    if backend not in ("auto", "torch", "triton"):
-        raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")
+    if resolve_backend(backend, params) == "triton":
+        from .triton_mtgnet import mtgnet_forward_triton
+
+        return mtgnet_forward_triton(packed_params(params), masks)
     return mtgnet_forward(params, masks, chunk=chunk)
+
+
+def _torch_chunks(params: MTGNetParams, masks: torch.Tensor, chunk: int):
+    if not isinstance(masks, torch.Tensor) or masks.dtype != torch.int64 or masks.ndim != 1:
+        raise InputTypeError("masks must be a 1-D int64 torch.Tensor (uint64 bit patterns)")
+    if chunk < 1:
+        raise InputError(f"chunk must be >= 1, got {chunk}")
+    n = params.n_tasks
+    for s in range(0, masks.shape[0], chunk):
+        part = masks[s:s + chunk].to(params.embedding.device)
+        member = member_from_masks(part, n)
+        yield s, part, member, mtgnet_forward(params, part, chunk=chunk).float()
+
+
+def mtgnet_topk(params: MTGNetParams, masks: torch.Tensor, k: int, *, backend: Backend = "auto",
+                chunk: int = 65536) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each task j, the ``k`` masks containing j with the largest predicted gain y_j.
+
+    Returns ``(values, masks)`` of shape ``(N, k)``, best first; missing slots are -inf and 0.
+    The full ``(M, N)`` table is never held (Triton: per-program top-k; torch: per chunk).
+    """
+    if resolve_backend(backend, params) == "triton":
+        from .triton_mtgnet import mtgnet_topk_triton
+
+        return mtgnet_topk_triton(packed_params(params), masks, k)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise InputError(f"k must be a positive int, got {k!r}")
+    n = params.n_tasks
+    dev = params.embedding.device
+    vals = torch.full((n, k), float("-inf"), device=dev)
+    idx = torch.zeros((n, k), dtype=torch.int64, device=dev)
+    for _, part, member, y in _torch_chunks(params, masks, chunk):
+        cand = y.masked_fill(~member, float("-inf")).T                      # (N, chunk)
+        allv = torch.cat([vals, cand], dim=1)
+        allm = torch.cat([idx, part.unsqueeze(0).expand(n, -1)], dim=1)
+        kk = min(k, allv.shape[1])
+        top, at = torch.topk(allv, kk, dim=1)
+        vals[:, :kk], idx[:, :kk] = top, allm.gather(1, at)
+    return vals, torch.where(torch.isinf(vals), 0, idx)
+
+
+def mtgnet_marginal(params: MTGNetParams, masks: torch.Tensor, best: torch.Tensor, *,
+                    return_marginals: bool = True, backend: Backend = "auto",
+                    chunk: int = 65536) -> MarginalResult:
+    """Beam-search marginal gain sum_{j in C} max(0, y_j(C) - best_j) per candidate, and the argmax.
+
+    ``best`` ``(N,)`` is the current per-task best gain; ties go to the first candidate.
+    """
+    if resolve_backend(backend, params) == "triton":
+        from .triton_mtgnet import mtgnet_marginal_triton
+
+        return mtgnet_marginal_triton(packed_params(params), masks, best,
+                                      return_marginals=return_marginals)
+    n = params.n_tasks
+    if not isinstance(best, torch.Tensor) or tuple(best.shape) != (n,):
+        raise InputError(f"best must be a tensor of shape ({n},)")
+    if masks.shape[0] == 0:
+        raise InputError("masks must hold at least one candidate")
+    best = best.to(device=params.embedding.device, dtype=torch.float32)
+    outs = []
+    top_v, top_i = float("-inf"), 0
+    for s, _, member, y in _torch_chunks(params, masks, chunk):
+        marg = ((y - best).clamp(min=0.0) * member).sum(dim=1)
+        i = int(torch.argmax(marg))          # first maximum, like the kernel's tie rule
+        if float(marg[i]) > top_v:
+            top_v, top_i = float(marg[i]), s + i
+        if return_marginals:
+            outs.append(marg)
+    marginals = torch.cat(outs) if return_marginals else None
+    return MarginalResult(marginals, top_v, int(masks[top_i]) & ((1 << 64) - 1))

@@ -107,12 +107,69 @@ def mtgnet_forward_dense(params: MTGNetParams, member: torch.Tensor) -> torch.Te
     return y.masked_fill(~member, 0.0)
 
 
+def _affine(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``x @ w + b`` as one fused addmm over the flattened leading dimensions."""
+    return torch.addmm(b, x.reshape(-1, x.shape[-1]), w).view(*x.shape[:-1], w.shape[1])
+
+
+def _layer_packed(x: torch.Tensor, lp: LayerParams, n_heads: int, temperature: float, eps: float,
+                  qkv: torch.Tensor | None = None) -> torch.Tensor:
+    """``_layer`` for a batch ``(B, k, D)`` whose k tokens are all present (no key mask needed)."""
+    b, n, d = x.shape
+    dh = d // n_heads
+    if qkv is None:
+        qkv = _affine(x, lp.w_qkv, lp.b_qkv)
+    q, k, v = qkv.split(d, dim=-1)
+    if n_heads == 1:
+        scores = (q @ k.transpose(-1, -2)) * (1.0 / (dh ** 0.5 * temperature))
+        a = torch.softmax(scores, dim=-1) @ v
+    else:
+        q = q.reshape(b, n, n_heads, dh).transpose(1, 2)
+        k = k.reshape(b, n, n_heads, dh).transpose(1, 2)
+        v = v.reshape(b, n, n_heads, dh).transpose(1, 2)
+        scores = (q @ k.transpose(-1, -2)) * (1.0 / (dh ** 0.5 * temperature))
+        a = (torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(b, n, d)
+    x = F.layer_norm(x + _affine(a, lp.w_o, lp.b_o), (d,), lp.ln1_w, lp.ln1_b, eps)
+    h = torch.relu_(_affine(x, lp.w_1, lp.b_1))
+    return F.layer_norm(x + _affine(h, lp.w_2, lp.b_2), (d,), lp.ln2_w, lp.ln2_b, eps)
+
+
 @torch.no_grad()
 def mtgnet_forward(params: MTGNetParams, masks: torch.Tensor, *, chunk: int = 65536) -> torch.Tensor:
-    """Inference from int64 masks ``(M,)`` in chunks, so memory stays O(chunk * N * D)."""
-    out = torch.empty(masks.shape[0], params.n_tasks, dtype=params.embedding.dtype,
-                      device=params.embedding.device)
-    for s in range(0, masks.shape[0], chunk):
-        part = masks[s:s + chunk].to(params.embedding.device)
-        out[s:s + chunk] = mtgnet_forward_dense(params, member_from_masks(part, params.n_tasks))
+    """Inference from int64 masks ``(M,)``: same math as ``mtgnet_forward_dense``, 0 for absent tasks.
+
+    Combinations are bucketed by size k and each bucket runs as dense ``(B, k, D)`` tensors of its
+    member tokens only (absent tokens cost nothing: ~2x fewer tokens and ~4x less attention than
+    the padded form for random masks); layer-1 Q/K/V are gathered from a per-task table. Work is
+    split into pieces of about ``min(chunk, 2048) * N`` tokens: small pieces stay in cache, which on
+    a CPU matters more than the size of the GEMMs. Memory stays O(chunk * N * D).
+    """
+    n = params.n_tasks
+    dev = params.embedding.device
+    masks = masks.to(dev)
+    out = torch.zeros(masks.shape[0], n, dtype=params.embedding.dtype, device=dev)
+    if masks.shape[0] == 0:
+        return out
+    member = member_from_masks(masks, n)
+    sizes = member.sum(dim=1)
+    lp0 = params.layers[0] if params.layers else None
+    qkv0 = params.embedding @ lp0.w_qkv + lp0.b_qkv if lp0 is not None else None
+    order = torch.argsort(sizes, stable=True)
+    counts = torch.bincount(sizes, minlength=n + 1).tolist()
+    tokens_per_piece = max(1, min(int(chunk), 2048 if dev.type == "cpu" else int(chunk)) * n)
+    start = 0
+    for k, count in enumerate(counts):
+        if count == 0:
+            continue
+        rows_k = order[start:start + count]
+        start += count
+        step = max(1, tokens_per_piece // k)
+        for s in range(0, count, step):
+            rows = rows_k[s:s + step]
+            idx = member[rows].nonzero()[:, 1].view(-1, k)            # member task ids, ascending
+            x = params.embedding[idx]
+            for li, lp in enumerate(params.layers):
+                x = _layer_packed(x, lp, params.n_heads, params.temperature, params.ln_eps,
+                                  qkv=qkv0[idx] if li == 0 else None)
+            out[rows.unsqueeze(1), idx] = x @ params.w_head + params.b_head
     return out

@@ -1,0 +1,233 @@
+#include "beam.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+
+namespace mtgfast {
+
+namespace {
+
+struct State {
+  std::vector<std::uint32_t> rows;  // ascending
+  std::vector<double> cur;          // per task: gain served (covered) or alone_value (uncovered)
+  std::vector<double> thr;          // stride lanes: cur, or alone_value - K for uncovered tasks
+  mask_t uncovered = 0;             // always 0 under Alone (every task has its free fallback)
+  double value = 0.0;               // sum of cur: the completed value
+  int cost = 0;                     // |rows| + popcount(uncovered)
+};
+
+struct Child {
+  double value;
+  int cost;
+  std::uint32_t parent;
+  std::uint32_t row;
+};
+
+// Ranking of children: higher value, then lower cost; equal keys keep scan order (row, parent).
+inline bool better(double v1, int c1, const Child& b) noexcept {
+  return v1 > b.value || (v1 == b.value && c1 < b.cost);
+}
+
+struct Record {
+  double value = kNegInf;
+  int layer = -1;
+  std::uint32_t parent = 0;
+  std::uint32_t row = 0;
+};
+
+bool contains(const std::vector<std::uint32_t>& rows, std::uint32_t r) {
+  return std::binary_search(rows.begin(), rows.end(), r);
+}
+
+// rows(pa) + {ra} == rows(pb) + {rb}, both parents of the same size and not containing their row.
+bool same_set(const State& pa, std::uint32_t ra, const State& pb, std::uint32_t rb) {
+  if (ra == rb) return pa.rows == pb.rows;
+  // Then rb must be in pa, ra in pb, and the rest equal.
+  if (!contains(pa.rows, rb) || !contains(pb.rows, ra)) return false;
+  std::vector<std::uint32_t> a = pa.rows, b = pb.rows;
+  a.push_back(ra);
+  b.push_back(rb);
+  std::sort(a.begin(), a.end());
+  std::sort(b.begin(), b.end());
+  return a == b;
+}
+
+struct LayerScan {
+  const Problem* p;
+  const std::vector<State>* beam;
+  std::size_t width;
+  double K;
+  bool alone;
+  int layer;
+  int max_cost;
+  std::vector<Child>* top;
+  std::vector<Record>* best;
+};
+
+void consider(const LayerScan& L, std::uint32_t s, std::uint32_t i, double value, int cost) {
+  const auto& beam = *L.beam;
+  auto& top = *L.top;
+  auto& best = *L.best;
+  if (cost <= L.max_cost && value > best[std::size_t(cost)].value && !contains(beam[s].rows, i))
+    best[std::size_t(cost)] = Record{value, L.layer, s, i};
+  if (top.size() == L.width && !better(value, cost, top.back())) return;
+  if (contains(beam[s].rows, i)) return;
+  for (std::size_t d = 0; d < top.size(); ++d) {
+    if (same_set(beam[top[d].parent], top[d].row, beam[s], i)) {
+      if (!better(value, cost, top[d])) return;
+      top.erase(top.begin() + std::ptrdiff_t(d));
+      break;
+    }
+  }
+  const Child c{value, cost, s, i};
+  auto pos = std::find_if(top.begin(), top.end(),
+                          [&](const Child& e) { return better(value, cost, e); });
+  top.insert(pos, c);
+  if (top.size() > L.width) top.pop_back();
+}
+
+// The hot loop: every (row, state) pair of one layer. Compiled twice on GCC/x86-64 so that AVX2
+// machines get 4-lane doubles and a popcnt instruction; the result is identical.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+__attribute__((target_clones("arch=haswell", "default")))
+#endif
+void scan_layer(const LayerScan& L) {
+  const Problem& p = *L.p;
+  const auto& beam = *L.beam;
+  const std::size_t m = p.size();
+  const std::size_t stride = std::size_t(p.stride);
+  const std::size_t ns = beam.size();
+  for (std::size_t i = 0; i < m; ++i) {
+    const double* g = p.row(i);
+    const mask_t mask = p.masks[i];
+    for (std::size_t s = 0; s < ns; ++s) {
+      const State& st = beam[s];
+      const double* t = st.thr.data();
+      double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
+      for (std::size_t j = 0; j < stride; j += 4) {
+        const double d0 = g[j] - t[j], d1 = g[j + 1] - t[j + 1];
+        const double d2 = g[j + 2] - t[j + 2], d3 = g[j + 3] - t[j + 3];
+        a0 += d0 > 0.0 ? d0 : 0.0;
+        a1 += d1 > 0.0 ? d1 : 0.0;
+        a2 += d2 > 0.0 ? d2 : 0.0;
+        a3 += d3 > 0.0 ? d3 : 0.0;
+      }
+      const int newly = popcount(mask & st.uncovered);
+      const double delta = ((a0 + a1) + (a2 + a3)) - L.K * double(newly);
+      const double value = st.value + delta;
+      const int cost = st.cost + 1 - newly;
+      // Cheap rejection first: most children are neither kept nor a record.
+      const bool maybe_best = cost <= L.max_cost && value > (*L.best)[std::size_t(cost)].value;
+      const bool maybe_top = L.top->size() < L.width || better(value, cost, L.top->back());
+      if (maybe_best || maybe_top) consider(L, std::uint32_t(s), std::uint32_t(i), value, cost);
+    }
+  }
+}
+
+State root(const Problem& p, double K) {
+  const int n = p.n_tasks;
+  State st;
+  st.cur.assign(std::size_t(n), 0.0);
+  st.thr.assign(std::size_t(p.stride), 0.0);
+  if (!p.alone()) {
+    st.uncovered = full_mask(n);
+    for (int j = 0; j < n; ++j) {
+      st.cur[std::size_t(j)] = p.alone_value[std::size_t(j)];
+      st.thr[std::size_t(j)] = p.alone_value[std::size_t(j)] - K;
+    }
+  }
+  double v = 0.0;
+  for (double x : st.cur) v += x;
+  st.value = v;
+  st.cost = popcount(st.uncovered);
+  return st;
+}
+
+State extend(const Problem& p, const State& parent, std::uint32_t row, double K) {
+  State st = parent;
+  st.rows.insert(std::upper_bound(st.rows.begin(), st.rows.end(), row), row);
+  const double* g = p.row(row);
+  for (mask_t b = p.masks[row]; b; b &= b - 1) {
+    const std::size_t j = std::size_t(lowest_bit(b));
+    const mask_t bit = mask_t{1} << j;
+    if (st.uncovered & bit) {
+      st.cur[j] = g[j];
+      st.uncovered &= ~bit;
+    } else {
+      st.cur[j] = std::max(st.cur[j], g[j]);
+    }
+    st.thr[j] = st.cur[j];
+  }
+  (void)K;
+  double v = 0.0;
+  for (double x : st.cur) v += x;
+  st.value = v;
+  st.cost = int(st.rows.size()) + popcount(st.uncovered);
+  return st;
+}
+
+}  // namespace
+
+std::vector<GroupingResult> beam_search(const Problem& p, const std::vector<int>& budgets,
+                                        int width) {
+  if (width < 1) throw std::invalid_argument("beam width must be >= 1");
+  if (p.size() >= (std::size_t{1} << 32)) throw std::length_error("too many candidates for beam");
+  int max_budget = 0;
+  for (int b : budgets) {
+    if (b < 1) throw std::invalid_argument("budget must be >= 1, got " + std::to_string(b));
+    max_budget = std::max(max_budget, b);
+  }
+  const int n = p.n_tasks;
+  const int max_cost = std::min(max_budget, n);  // more than n groups never help
+  // K makes g - (alone_value - K) >= 0 for every gain, so one max(0, .) kernel serves both cases.
+  double lo = 0.0, hi = 0.0;
+  for (std::size_t i = 0; i < p.size(); ++i)
+    for (mask_t b = p.masks[i]; b; b &= b - 1) lo = std::min(lo, p.row(i)[lowest_bit(b)]);
+  for (double a : p.alone_value) hi = std::max(hi, a);
+  const double K = p.alone() ? 0.0 : std::ceil(hi - lo) + 1.0;
+
+  std::vector<std::vector<State>> layers;
+  layers.push_back({root(p, K)});
+  std::vector<Record> best(std::size_t(max_cost) + 1);
+  if (layers[0][0].cost <= max_cost)
+    best[std::size_t(layers[0][0].cost)] = Record{layers[0][0].value, 0, 0, 0};
+  for (int layer = 1; layer <= max_cost; ++layer) {
+    const auto& beam = layers.back();
+    if (beam.empty()) break;
+    std::vector<Child> top;
+    top.reserve(std::size_t(width) + 1);
+    LayerScan L{&p, &beam, std::size_t(width), K, p.alone(), layer, max_cost, &top, &best};
+    scan_layer(L);
+    std::vector<State> next;
+    next.reserve(top.size());
+    for (const Child& c : top) next.push_back(extend(p, beam[c.parent], c.row, K));
+    layers.push_back(std::move(next));
+  }
+
+  std::vector<GroupingResult> out;
+  out.reserve(budgets.size());
+  for (int b : budgets) {
+    const int cap = std::min(b, max_cost);
+    int arg = -1;
+    for (int c = 0; c <= cap; ++c)
+      if (best[std::size_t(c)].layer >= 0 &&
+          (arg < 0 || best[std::size_t(c)].value > best[std::size_t(arg)].value))
+        arg = c;
+    if (arg < 0) {
+      out.push_back(infeasible(b, false));
+      continue;
+    }
+    const Record& r = best[std::size_t(arg)];
+    State st = r.layer == 0 ? layers[0][0]
+                            : extend(p, layers[std::size_t(r.layer - 1)][r.parent], r.row, K);
+    std::vector<std::size_t> rows(st.rows.begin(), st.rows.end());
+    for (int j = 0; j < n; ++j)
+      if (st.uncovered & (mask_t{1} << j)) rows.push_back(std::size_t(p.singleton_row[std::size_t(j)]));
+    out.push_back(finalize(p, std::move(rows), b, false));
+  }
+  return out;
+}
+
+}  // namespace mtgfast

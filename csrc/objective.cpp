@@ -1,0 +1,145 @@
+#include "objective.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+
+namespace mtgfast {
+
+Problem make_problem(const mask_t* masks, const double* gains, std::size_t n_masks, int n_tasks,
+                     Uncovered uncovered) {
+  check_n_tasks(n_tasks);
+  const std::size_t n = std::size_t(n_tasks);
+  const mask_t full = full_mask(n_tasks);
+  for (std::size_t i = 0; i < n_masks; ++i) {
+    if (masks[i] == 0)
+      throw std::invalid_argument("masks[" + std::to_string(i) + "] is the empty combination (0)");
+    if (masks[i] & ~full)
+      throw std::invalid_argument("masks[" + std::to_string(i) + "] = " + std::to_string(masks[i]) +
+                                  " uses a task bit >= n_tasks=" + std::to_string(n_tasks));
+    for (mask_t b = masks[i]; b; b &= b - 1) {
+      const int j = lowest_bit(b);
+      if (!std::isfinite(gains[i * n + std::size_t(j)]))
+        throw std::invalid_argument("gain of task " + std::to_string(j) + " in masks[" +
+                                    std::to_string(i) + "] = " + std::to_string(masks[i]) +
+                                    " is not finite");
+    }
+  }
+  std::vector<std::size_t> order(n_masks);
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::sort(order.begin(), order.end(),
+            [&](std::size_t a, std::size_t b) { return masks[a] < masks[b]; });
+  for (std::size_t k = 1; k < n_masks; ++k)
+    if (masks[order[k]] == masks[order[k - 1]])
+      throw std::invalid_argument("duplicate combination (mask " + std::to_string(masks[order[k]]) +
+                                  ")");
+
+  Problem p;
+  p.n_tasks = n_tasks;
+  p.uncovered = uncovered;
+  p.stride = (n_tasks + 3) / 4 * 4;
+  const std::size_t st = std::size_t(p.stride);
+  std::vector<mask_t> sorted(n_masks);
+  for (std::size_t k = 0; k < n_masks; ++k) sorted[k] = masks[order[k]];
+  std::vector<mask_t> extra;  // missing singletons, ascending
+  if (uncovered == Uncovered::Singleton) {
+    for (int j = 0; j < n_tasks; ++j) {
+      const mask_t s = mask_t{1} << j;
+      if (!std::binary_search(sorted.begin(), sorted.end(), s)) extra.push_back(s);
+    }
+  }
+  const std::size_t total = n_masks + extra.size();
+  p.masks.reserve(total);
+  p.gains.assign(total * st, kNegInf);
+  // Merge the sorted input rows with the sorted added singletons.
+  std::size_t a = 0, b = 0;
+  while (a < n_masks || b < extra.size()) {
+    const bool take_input = b == extra.size() || (a < n_masks && masks[order[a]] < extra[b]);
+    const std::size_t r = p.masks.size();
+    if (take_input) {
+      const mask_t m = masks[order[a]];
+      p.masks.push_back(m);
+      for (mask_t bits = m; bits; bits &= bits - 1) {
+        const std::size_t j = std::size_t(lowest_bit(bits));
+        p.gains[r * st + j] = gains[order[a] * n + j];
+      }
+      ++a;
+    } else {
+      p.masks.push_back(extra[b]);
+      p.gains[r * st + std::size_t(lowest_bit(extra[b]))] = 0.0;
+      ++b;
+    }
+  }
+  p.singleton_row.assign(n, -1);
+  p.alone_value.assign(n, 0.0);
+  for (std::size_t r = 0; r < p.masks.size(); ++r) {
+    if (popcount(p.masks[r]) == 1) {
+      const std::size_t j = std::size_t(lowest_bit(p.masks[r]));
+      p.singleton_row[j] = std::int64_t(r);
+      if (uncovered == Uncovered::Singleton) p.alone_value[j] = p.gains[r * st + j];
+    }
+  }
+  return p;
+}
+
+GroupingResult infeasible(int budget, bool proven) {
+  GroupingResult g;
+  g.budget = budget;
+  g.feasible = false;
+  g.optimal = proven;
+  return g;
+}
+
+GroupingResult finalize(const Problem& p, std::vector<std::size_t> rows, int budget, bool optimal) {
+  const int n = p.n_tasks;
+  for (std::size_t r : rows)
+    if (r >= p.size()) throw std::logic_error("finalize: row index out of range");
+  std::sort(rows.begin(), rows.end());  // rows are sorted by mask, so this sorts groups by mask
+  rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
+  std::vector<std::int64_t> serve(std::size_t(n), -1);  // position in rows
+  std::vector<double> best(std::size_t(n), kNegInf);
+  for (std::size_t k = 0; k < rows.size(); ++k) {
+    const double* g = p.row(rows[k]);
+    for (mask_t bits = p.masks[rows[k]]; bits; bits &= bits - 1) {
+      const int j = lowest_bit(bits);
+      if (g[j] > best[std::size_t(j)]) {
+        best[std::size_t(j)] = g[j];
+        serve[std::size_t(j)] = std::int64_t(k);
+      }
+    }
+  }
+  GroupingResult out;
+  out.budget = budget;
+  out.feasible = true;
+  out.optimal = optimal;
+  out.task_gains.assign(std::size_t(n), 0.0);
+  out.assignment.assign(std::size_t(n), -1);
+  std::vector<std::int64_t> new_index(rows.size(), -1);
+  for (int j = 0; j < n; ++j) {
+    const std::size_t jj = std::size_t(j);
+    if (serve[jj] < 0 || (p.alone() && best[jj] < 0.0)) {
+      if (!p.alone()) throw std::logic_error("finalize: task " + std::to_string(j) + " uncovered");
+      continue;  // trained alone: assignment -1, gain 0
+    }
+    new_index[std::size_t(serve[jj])] = 0;
+  }
+  for (std::size_t k = 0; k < rows.size(); ++k) {
+    if (new_index[k] < 0) continue;
+    new_index[k] = std::int64_t(out.groups.size());
+    out.groups.push_back(p.masks[rows[k]]);
+  }
+  double value = 0.0;
+  for (int j = 0; j < n; ++j) {
+    const std::size_t jj = std::size_t(j);
+    if (serve[jj] < 0 || (p.alone() && best[jj] < 0.0)) continue;
+    out.assignment[jj] = new_index[std::size_t(serve[jj])];
+    out.task_gains[jj] = best[jj];
+  }
+  for (int j = 0; j < n; ++j) value += out.task_gains[std::size_t(j)];
+  out.value = value;
+  return out;
+}
+
+}  // namespace mtgfast

@@ -1,0 +1,9 @@
+"""``python -m mtgfast ...`` runs the ``mtgfast`` command line."""
+
+from __future__ import annotations
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

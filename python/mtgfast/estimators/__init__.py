@@ -1,0 +1,36 @@
+"""Gain estimators (fit on measured gains, predict any combination) and the random baseline.
+
+Each estimator follows scikit-learn's habits: ``__init__`` only stores arguments, ``fit(table)``
+validates them and returns ``self``, learned state ends in ``_``, ``predict(masks)`` returns gains of
+shape ``(n_masks, n_tasks)`` with NaN outside each combination. Heavy modules (numba, torch) are
+imported only when an estimator needs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    "GainEstimator": "mtgfast.estimators.base",
+    "Oracle": "mtgfast.estimators.oracle",
+    "HOA": "mtgfast.estimators.hoa",
+    "TAG": "mtgfast.estimators.tag",
+    "RandomGrouping": "mtgfast.estimators.random",
+    "random_grouping_scores": "mtgfast.estimators.random",
+    "MTGNet": "mtgfast.estimators.mtgnet",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mtgfast.estimators' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,370 @@
+"""MTG-Net: a self-attention meta-learner that predicts per-task gains of any task combination.
+
+Model (Song et al., NeurIPS 2022): task embeddings E (N x D) are the tokens of the tasks of a
+combination, a stack of post-LN self-attention encoder layers mixes them (absent tasks are masked out
+of the keys), a linear head reads one gain per member task. The forward pass is
+``mtgfast.ops.reference.mtgnet_forward_dense`` on :meth:`MTGNetModule.params`, so the Triton kernel
+written against ``MTGNetParams`` computes exactly this model.
+
+Training: full-batch Adam on the measured rows (singletons are free rows of gain 0), loss on member
+tasks only, early stopping on a held-out part of the measured combinations, an ensemble of
+independently seeded members (each with its own held-out part) trained side by side with
+``torch.func.vmap``. The prediction is the ensemble mean; the spread is its standard deviation.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import fields
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InputError, InputTypeError
+from ..gains import FloatArray, GainTable
+from ..masks import MaskArray, as_masks, masks_to_dense
+from ..ops.dispatch import Backend, mtgnet_predict
+from ..ops.reference import LayerParams, MTGNetParams, mtgnet_forward_dense
+from .base import GainEstimator
+
+__all__ = ["MTGNet", "MTGNetModule"]
+
+_LAYER_FIELDS = tuple(f.name for f in fields(LayerParams))
+_FORMAT = "mtgfast.MTGNet/1"
+
+
+class MTGNetModule(nn.Module):
+    """One MTG-Net as ``nn.Parameter``s laid out exactly like :class:`MTGNetParams` ((in, out)).
+
+    ``forward(member)`` maps a boolean membership matrix ``(M, N)`` to gains ``(M, N)`` (0 outside).
+    """
+
+    def __init__(self, n_tasks: int, dim: int = 64, n_layers: int = 2, n_heads: int = 1,
+                 ffn_dim: int = 64, temperature: float = 1.0,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.n_heads = int(n_heads)
+        self.temperature = float(temperature)
+
+        def xavier(fan_in: int, fan_out: int) -> nn.Parameter:
+            bound = math.sqrt(6.0 / (fan_in + fan_out))
+            return nn.Parameter((torch.rand(fan_in, fan_out, generator=generator) * 2 - 1) * bound)
+
+        def zeros(*shape: int) -> nn.Parameter:
+            return nn.Parameter(torch.zeros(*shape))
+
+        def ones(*shape: int) -> nn.Parameter:
+            return nn.Parameter(torch.ones(*shape))
+
+        # N(0, 1) embeddings: post-LN makes their scale irrelevant, only directions matter
+        self.embedding = nn.Parameter(torch.randn(n_tasks, dim, generator=generator))
+        self.layers = nn.ModuleList()
+        for _ in range(n_layers):
+            layer = nn.Module()
+            layer.w_qkv, layer.b_qkv = xavier(dim, 3 * dim), zeros(3 * dim)
+            layer.w_o, layer.b_o = xavier(dim, dim), zeros(dim)
+            layer.ln1_w, layer.ln1_b = ones(dim), zeros(dim)
+            layer.w_1, layer.b_1 = xavier(dim, ffn_dim), zeros(ffn_dim)
+            layer.w_2, layer.b_2 = xavier(ffn_dim, dim), zeros(dim)
+            layer.ln2_w, layer.ln2_b = ones(dim), zeros(dim)
+            self.layers.append(layer)
+        # a small head: the first predictions are near 0, the gain of an uninformed guess
+        self.w_head = nn.Parameter(torch.randn(dim, generator=generator) * 0.01)
+        self.b_head = nn.Parameter(torch.zeros(()))
+
+    def params(self) -> MTGNetParams:
+        """Views of the parameters as :class:`MTGNetParams` (differentiable, not copies)."""
+        return MTGNetParams(self.embedding,
+                            [LayerParams(**{f: getattr(lay, f) for f in _LAYER_FIELDS})
+                             for lay in self.layers],
+                            self.w_head, self.b_head, self.n_heads, self.temperature)
+
+    def forward(self, member: torch.Tensor) -> torch.Tensor:
+        return mtgnet_forward_dense(self.params(), member)
+
+
+def _check_int(name: str, value: object, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputTypeError(f"{name} must be an int, got {type(value).__name__}")
+    if int(value) < low:
+        raise InputError(f"{name} must be >= {low}, got {value}")
+    return int(value)
+
+
+def _check_float(name: str, value: object, low: float, *, inclusive: bool = False,
+                 high: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InputTypeError(f"{name} must be a number, got {type(value).__name__}")
+    v = float(value)
+    ok = (v >= low if inclusive else v > low) and math.isfinite(v) and (high is None or v < high)
+    if not ok:
+        rng = f"{'[' if inclusive else '('}{low}, {high if high is not None else 'inf'})"
+        raise InputError(f"{name} must lie in {rng}, got {value}")
+    return v
+
+
+class MTGNet(GainEstimator):
+    """MTG-Net gain estimator (scikit-learn style): ``fit(table)``, ``predict(masks)``.
+
+    Defaults (measured on the Taskonomy-5 / ETTm1-7 replays, see benchmarks/replay_mtgnet.py):
+      dim=64, n_layers=2: the paper's encoder; smaller nets fit the few rows just as well but the
+        brief fixes this size, and inference cost is dominated by it (ffn_dim=dim keeps it at ~1/2).
+      n_heads=1: one head; with N <= 64 tokens a head split buys nothing measurable and costs copies.
+      temperature=1.0: the release's softmax temperature 0.2 did not help on the replays.
+      loss="mse" (the paper), lr=3e-3, max_epochs=600, patience=60, weight_decay=0: full-batch Adam
+        converges in a few hundred steps on <= a few hundred rows.
+      validation_fraction=0.2: held-out measured combinations for early stopping (the release stops
+        on the training loss, which overfits); each member holds out a different part, so the
+        ensemble uses every row. With fewer than ``1/validation_fraction`` rows nothing is held out
+        and members train ``max_epochs // 4`` epochs.
+      n_estimators=5: mean of 5 independently seeded members; their std is the uncertainty.
+    """
+
+    def __init__(self, dim: int = 64, n_layers: int = 2, n_heads: int = 1,
+                 ffn_dim: int | None = None, temperature: float = 1.0,
+                 loss: Literal["mse", "l1"] = "mse", lr: float = 3e-3, weight_decay: float = 0.0,
+                 max_epochs: int = 600, patience: int = 60, validation_fraction: float = 0.2,
+                 n_estimators: int = 5, seed: int = 0, device: str | None = None) -> None:
+        self.dim = dim
+        self.n_layers = n_layers
+        self.n_heads = n_heads
+        self.ffn_dim = ffn_dim
+        self.temperature = temperature
+        self.loss = loss
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.n_estimators = n_estimators
+        self.seed = seed
+        self.device = device
+
+    # -- validation ----------------------------------------------------------------------------
+    def _check_params(self) -> dict[str, Any]:
+        p = {
+            "dim": _check_int("dim", self.dim, 1),
+            "n_layers": _check_int("n_layers", self.n_layers, 1),
+            "n_heads": _check_int("n_heads", self.n_heads, 1),
+            "ffn_dim": (_check_int("ffn_dim", self.ffn_dim, 1) if self.ffn_dim is not None
+                        else _check_int("dim", self.dim, 1)),
+            "temperature": _check_float("temperature", self.temperature, 0.0),
+            "lr": _check_float("lr", self.lr, 0.0),
+            "weight_decay": _check_float("weight_decay", self.weight_decay, 0.0, inclusive=True),
+            "max_epochs": _check_int("max_epochs", self.max_epochs, 1),
+            "patience": _check_int("patience", self.patience, 1),
+            "validation_fraction": _check_float("validation_fraction", self.validation_fraction,
+                                                0.0, inclusive=True, high=1.0),
+            "n_estimators": _check_int("n_estimators", self.n_estimators, 1),
+            "seed": _check_int("seed", self.seed, 0),
+        }
+        if p["dim"] % p["n_heads"]:
+            raise InputError(f"dim ({p['dim']}) must be divisible by n_heads ({p['n_heads']})")
+        if self.loss not in ("mse", "l1"):
+            raise InputError(f"loss must be 'mse' or 'l1', got {self.loss!r}")
+        if self.device is not None and not isinstance(self.device, (str, torch.device)):
+            raise InputTypeError(f"device must be a str or None, got {type(self.device).__name__}")
+        return p
+
+    # -- training ------------------------------------------------------------------------------
+    def _fit(self, table: GainTable) -> None:
+        p = self._check_params()
+        n = table.n_tasks
+        if n < 2:
+            raise InputError("MTG-Net needs at least 2 tasks")
+        masks, gains = _with_free_singletons(table.masks, table.gains, n)
+        member = masks_to_dense(masks, n)
+        size = member.sum(axis=1)
+        if not np.any(size >= 2):
+            raise InputError("MTG-Net needs at least one measured combination of >= 2 tasks "
+                             "(singletons carry no information: their gain is 0 by definition)")
+        gains = np.where(size[:, None] == 1, np.where(member, 0.0, np.nan), gains)
+        known = member & np.isfinite(gains)
+        # scale targets to unit RMS so lr and init do not depend on the unit of the gains
+        multi = known & (size[:, None] >= 2)
+        scale = float(np.sqrt(np.mean(gains[multi] ** 2))) if multi.any() else 1.0
+        scale = scale if scale > 0 else 1.0
+        dev = torch.device(self.device) if self.device is not None else torch.device("cpu")
+
+        e = p["n_estimators"]
+        rng = np.random.default_rng(p["seed"])
+        multi_rows = np.flatnonzero(size >= 2)
+        n_hold = int(math.floor(p["validation_fraction"] * multi_rows.size))
+        train_w = np.repeat(known[None].astype(np.float32), e, axis=0)       # (E, M, N)
+        valid_w = np.zeros_like(train_w)
+        if n_hold >= 1:
+            for k in range(e):
+                held = rng.choice(multi_rows, size=n_hold, replace=False)
+                valid_w[k, held] = train_w[k, held]
+                train_w[k, held] = 0.0
+        epochs = p["max_epochs"] if n_hold >= 1 else max(1, p["max_epochs"] // 4)
+
+        gen = torch.Generator().manual_seed(p["seed"])
+        members = [MTGNetModule(n, p["dim"], p["n_layers"], p["n_heads"], p["ffn_dim"],
+                                p["temperature"], generator=gen) for _ in range(e)]
+        stacked = {k: torch.stack([dict(m.named_parameters())[k].detach() for m in members])
+                   .to(dev).requires_grad_(True) for k, _ in members[0].named_parameters()}
+        best = {k: v.detach().clone() for k, v in stacked.items()}
+        base = members[0].to("meta")
+
+        def one(params: dict[str, torch.Tensor], mem: torch.Tensor) -> torch.Tensor:
+            return torch.func.functional_call(base, params, (mem,))
+
+        forward = torch.func.vmap(one, in_dims=(0, None))
+        mem_t = torch.as_tensor(member, device=dev)
+        y_t = torch.as_tensor(np.nan_to_num(gains / scale), dtype=torch.float32, device=dev)
+        tw = torch.as_tensor(train_w, device=dev)
+        vw = torch.as_tensor(valid_w, device=dev)
+        tw_sum = tw.sum(dim=(1, 2)).clamp_min(1.0)
+        vw_sum = vw.sum(dim=(1, 2)).clamp_min(1.0)
+        opt = torch.optim.Adam(list(stacked.values()), lr=p["lr"], weight_decay=p["weight_decay"])
+        err = (lambda d: d * d) if self.loss == "mse" else torch.abs
+        best_val = torch.full((e,), float("inf"), device=dev)
+        best_epoch = torch.zeros(e, dtype=torch.long, device=dev)
+        for epoch in range(epochs):
+            opt.zero_grad(set_to_none=True)
+            d = err(forward(stacked, mem_t) - y_t)                        # (E, M, N)
+            # sum of per-member means: each member's gradient is its own loss's gradient
+            ((d * tw).sum(dim=(1, 2)) / tw_sum).sum().backward()
+            opt.step()
+            if n_hold < 1:
+                continue
+            with torch.no_grad():
+                val = (err(forward(stacked, mem_t) - y_t) * vw).sum(dim=(1, 2)) / vw_sum
+                better = val < best_val
+                if bool(better.any()):
+                    best_val = torch.where(better, val, best_val)
+                    best_epoch = torch.where(better, torch.full_like(best_epoch, epoch), best_epoch)
+                    for k, v in stacked.items():
+                        shape = (e,) + (1,) * (v.dim() - 1)
+                        best[k] = torch.where(better.view(shape), v.detach(), best[k])
+                if int((epoch - best_epoch).min()) > p["patience"]:
+                    break
+        final = best if n_hold >= 1 else {k: v.detach().clone() for k, v in stacked.items()}
+        self.state_: dict[str, torch.Tensor] = {k: v.cpu() for k, v in final.items()}
+        self.config_: dict[str, Any] = {k: p[k] for k in ("dim", "n_layers", "n_heads", "ffn_dim",
+                                                          "temperature", "n_estimators")}
+        self.scale_ = scale
+        self.n_epochs_ = epoch + 1
+        self.n_holdout_ = n_hold
+        self.best_epoch_ = best_epoch.cpu().numpy() + 1 if n_hold >= 1 else np.full(e, epochs)
+        self.n_train_rows_ = int(masks.shape[0])
+        self._params_cache: dict[str, list[MTGNetParams]] = {}
+
+    # -- inference -----------------------------------------------------------------------------
+    def member_params(self, device: str | torch.device | None = None) -> list[MTGNetParams]:
+        """Detached :class:`MTGNetParams` of each ensemble member (gains in the scaled unit)."""
+        self._check_fitted()
+        dev = torch.device(device) if device is not None else torch.device(self.device or "cpu")
+        key = str(dev)
+        cache = self.__dict__.setdefault("_params_cache", {})
+        if key not in cache:
+            c = self.config_
+            out = []
+            for k in range(c["n_estimators"]):
+                t = {name: v[k].to(dev) for name, v in self.state_.items()}
+                layers = [LayerParams(**{f: t[f"layers.{i}.{f}"] for f in _LAYER_FIELDS})
+                          for i in range(c["n_layers"])]
+                out.append(MTGNetParams(t["embedding"], layers, t["w_head"], t["b_head"],
+                                        c["n_heads"], c["temperature"]))
+            cache[key] = out
+        return cache[key]
+
+    def predict(self, masks: object, *, device: str | torch.device | None = None,
+                backend: Backend = "auto", return_std: bool = False
+                ) -> FloatArray | tuple[FloatArray, FloatArray]:
+        """Ensemble-mean gains ``(n_masks, n_tasks)``, NaN outside each combination.
+
+        Singletons get exactly 0 (their gain by definition). ``return_std=True`` also returns the
+        members' standard deviation (0 for a single member). Batched through ``mtgnet_predict``.
+        """
+        self._check_fitted()
+        m = as_masks(masks, self.n_tasks_)
+        params = self.member_params(device)
+        masks_t = torch.from_numpy(m.view(np.int64))
+        total = None
+        total_sq = None
+        for prm in params:
+            y = mtgnet_predict(prm, masks_t.to(prm.embedding.device), backend=backend)
+            y = y.to(torch.float64).cpu()
+            total = y if total is None else total + y
+            if return_std:
+                total_sq = y * y if total_sq is None else total_sq + y * y
+        k = len(params)
+        mean = (total / k).numpy() * self.scale_
+        member = masks_to_dense(m, self.n_tasks_)
+        single = member.sum(axis=1) == 1
+        mean[~member] = np.nan
+        mean[single] = np.where(member[single], 0.0, np.nan)
+        if not return_std:
+            return mean
+        var = (total_sq / k).numpy() * self.scale_ ** 2 - np.nan_to_num(mean) ** 2
+        std = np.sqrt(np.clip(var, 0.0, None))
+        std[~member] = np.nan
+        std[single] = np.where(member[single], 0.0, np.nan)
+        return mean, std
+
+    def _predict(self, masks: MaskArray) -> FloatArray:
+        out = self.predict(masks)
+        assert isinstance(out, np.ndarray)
+        return out
+
+    def embeddings(self, member: int | None = 0) -> FloatArray:
+        """Learned task embeddings ``(n_tasks, dim)`` of one ensemble member, or of all
+        (``member=None``: ``(n_estimators, n_tasks, dim)``); members live in different bases."""
+        self._check_fitted()
+        emb = self.state_["embedding"].double().numpy()
+        if member is None:
+            return emb.copy()
+        k = _check_int("member", member, 0)
+        if k >= emb.shape[0]:
+            raise InputError(f"member must be < n_estimators={emb.shape[0]}, got {k}")
+        return emb[k].copy()
+
+    # -- persistence ---------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write parameters and learned state to ``path`` (torch.save of tensors and plain data)."""
+        self._check_fitted()
+        torch.save({"format": _FORMAT, "params": self.get_params(), "config": self.config_,
+                    "state": self.state_, "scale": self.scale_,
+                    "task_names": list(self.task_names_), "n_epochs": self.n_epochs_,
+                    "n_holdout": self.n_holdout_, "best_epoch": self.best_epoch_.tolist(),
+                    "n_train_rows": self.n_train_rows_}, os.fspath(path))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> MTGNet:
+        """An estimator saved by :meth:`save`, ready to ``predict`` (no torch pickles executed)."""
+        blob = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+        if not isinstance(blob, dict) or blob.get("format") != _FORMAT:
+            raise InputError(f"{os.fspath(path)!r} is not an MTGNet file saved by MTGNet.save")
+        est = cls(**blob["params"])
+        est.state_ = dict(blob["state"])
+        est.config_ = dict(blob["config"])
+        est.scale_ = float(blob["scale"])
+        est.task_names_ = tuple(blob["task_names"])
+        est.n_tasks_ = len(est.task_names_)
+        est.n_epochs_ = int(blob["n_epochs"])
+        est.n_holdout_ = int(blob["n_holdout"])
+        est.best_epoch_ = np.asarray(blob["best_epoch"])
+        est.n_train_rows_ = int(blob["n_train_rows"])
+        return est
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "state_"):
+            raise InputError("this MTGNet is not fitted yet: call fit(table) first")
+
+
+def _with_free_singletons(masks: MaskArray, gains: FloatArray, n: int
+                          ) -> tuple[MaskArray, FloatArray]:
+    """Append the singleton rows the table lacks: their gain is 0 by definition, so they are free."""
+    singles = np.uint64(1) << np.arange(n, dtype=np.uint64)
+    missing = singles[~np.isin(singles, masks)]
+    if missing.size == 0:
+        return masks, np.asarray(gains, dtype=np.float64)
+    extra = np.full((missing.size, n), np.nan)
+    for r, s in enumerate(missing):
+        extra[r, int(s).bit_length() - 1] = 0.0
+    return np.concatenate([masks, missing]), np.vstack([gains, extra])

@@ -1,0 +1,304 @@
+"""AdaShare for the residual MLP encoder (Sun, Panda, Feris & Saenko, NeurIPS 2020).
+
+Every task t owns, for every residual block b, a select/skip policy ``π_t^b = softmax(logits_t^b)``
+learned together with the network through Gumbel-softmax samples ``u_t^b``; task t computes
+
+    h ← u_t^b · block_b(h) + (1 − u_t^b) · h        (skip = identity)
+
+on the shared stem output, then its own head. Policy learning adds (paper, eq. 4-5)
+``λ_sp · L_sparsity + λ_sh · L_sharing`` with ``L_sparsity = Σ_{t,b} log π_t^b(select)`` (fewer blocks)
+and ``L_sharing = Σ_{t1<t2} Σ_b (B − b)/B · |π_t1^b − π_t2^b|`` (b = 0 for the first block: tasks are
+pushed to share low-level blocks more). Curriculum: at stage k only the last k blocks' policies are
+learned, the others always execute. Then a policy is drawn from the learned distribution and the
+network is re-trained from scratch with it (``train_adashare``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import InputError, InputTypeError
+
+__all__ = ["AdaShare", "AdaShareResult", "build", "train_adashare"]
+
+
+class AdaShare(nn.Module):
+    """Shared stem + residual blocks, each block selected or skipped per task by a learned policy.
+
+    States: warm-up (``searching=False``, no fixed policy: every block runs), policy search
+    (``searching=True``: Gumbel-softmax samples of the last ``n_learned`` blocks' policies while
+    training, their most likely decision in eval mode) and re-training (``fixed_policy`` set).
+    """
+
+    def __init__(self, encoder: nn.Module, heads: nn.ModuleList, *, lambda_sparsity: float = 0.02,
+                 lambda_sharing: float = 0.05, tau: float = 5.0, tau_decay: float = 0.965,
+                 fixed_policy: Tensor | None = None) -> None:
+        super().__init__()
+        blocks = getattr(encoder, "blocks", None)
+        if blocks is None or not hasattr(encoder, "stem") or len(blocks) < 1:
+            raise InputError("AdaShare needs an encoder with a stem and at least one residual block")
+        for what, v in (("lambda_sparsity", lambda_sparsity), ("lambda_sharing", lambda_sharing)):
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise InputError(f"{what} must be a finite number >= 0, got {v!r}")
+        if not (isinstance(tau, (int, float)) and tau > 0) or not 0 < tau_decay <= 1:
+            raise InputError(f"tau must be > 0 and tau_decay in (0, 1], got {tau!r}, {tau_decay!r}")
+        self.encoder = encoder
+        self.heads = heads
+        self.n_tasks = len(heads)
+        self.n_blocks = len(blocks)
+        self.lambda_sparsity = float(lambda_sparsity)
+        self.lambda_sharing = float(lambda_sharing)
+        self.tau = float(tau)
+        self.tau_decay = float(tau_decay)
+        # logits[..., 0] = select, [..., 1] = skip; equal logits = probability 1/2 (paper's init)
+        self.policy_logits = nn.Parameter(torch.zeros(self.n_tasks, self.n_blocks, 2))
+        self.searching = fixed_policy is None
+        self.n_learned = self.n_blocks
+        if fixed_policy is None:
+            self.register_buffer("fixed_policy", None)
+        else:
+            fp = torch.as_tensor(fixed_policy, dtype=torch.float32)
+            if fp.shape != (self.n_tasks, self.n_blocks) or not bool(((fp == 0) | (fp == 1)).all()):
+                raise InputError(f"policy must be 0/1 of shape ({self.n_tasks}, {self.n_blocks}), "
+                                 f"got {tuple(fp.shape)}")
+            self.register_buffer("fixed_policy", fp)
+            self.policy_logits.requires_grad_(False)
+
+    # -- policy ---------------------------------------------------------------------------------
+    def _learned(self) -> Tensor:
+        """Boolean (n_blocks,) mask of the blocks whose policy is learned at this curriculum stage."""
+        idx = torch.arange(self.n_blocks, device=self.policy_logits.device)
+        return idx >= self.n_blocks - self.n_learned
+
+    def select_probs(self) -> Tensor:
+        """``π_t^b(select)``, shape (n_tasks, n_blocks), differentiable."""
+        return torch.softmax(self.policy_logits, dim=-1)[..., 0]
+
+    def _decisions(self) -> Tensor:
+        if self.fixed_policy is not None:
+            return self.fixed_policy
+        ones = torch.ones(self.n_tasks, self.n_blocks, device=self.policy_logits.device)
+        if not self.searching:
+            return ones
+        learned = self._learned()
+        if self.training:
+            u = F.gumbel_softmax(self.policy_logits, tau=self.tau, hard=False, dim=-1)[..., 0]
+        else:
+            u = (self.select_probs() > 0.5).float()
+        return torch.where(learned, u, ones)
+
+    def policy(self, binary: bool = False) -> Tensor:
+        """Learned policy, shape (n_tasks, n_blocks): select probabilities, or 0/1 decisions
+        (the fixed policy when re-training; otherwise select where probability > 1/2, and blocks
+        the curriculum has not reached yet always select)."""
+        with torch.no_grad():
+            if self.fixed_policy is not None:
+                return self.fixed_policy.detach().cpu().clone()
+            p = self.select_probs().detach().cpu()
+            if not binary:
+                return p
+            learned = self._learned().cpu()
+            return torch.where(learned, (p > 0.5).float(), torch.ones_like(p))
+
+    def end_epoch(self) -> None:
+        """Anneal the Gumbel temperature (``tau ← tau · tau_decay``, paper: 5 then × 0.965)."""
+        self.tau = max(self.tau * self.tau_decay, 1e-3)
+
+    # -- model protocol -------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> list[Tensor]:
+        h0 = self.encoder.stem(x)
+        u = self._decisions()
+        outs = []
+        for t, head in enumerate(self.heads):
+            h = h0
+            for b, block in enumerate(self.encoder.blocks):
+                ub = u[t, b]
+                if self.fixed_policy is not None:
+                    # hard policy: really skip (no compute), as the re-trained AdaShare network does
+                    h = block(h) if bool(ub) else h
+                else:
+                    h = ub * block(h) + (1 - ub) * h
+            outs.append(head(h))
+        return outs
+
+    def regularizer(self) -> Tensor:
+        """``λ_sp L_sparsity + λ_sh L_sharing`` on the learned blocks while searching, else 0."""
+        if self.fixed_policy is not None or not self.searching:
+            return torch.zeros((), device=self.policy_logits.device)
+        learned = self._learned()
+        p = self.select_probs()[:, learned]
+        log_p = torch.log_softmax(self.policy_logits, dim=-1)[..., 0][:, learned]
+        sparsity = log_p.sum()
+        b_idx = torch.arange(self.n_blocks, device=p.device)[learned].float()
+        depth_w = (self.n_blocks - b_idx) / self.n_blocks
+        sharing = p.new_zeros(())
+        for t1 in range(self.n_tasks):
+            for t2 in range(t1 + 1, self.n_tasks):
+                sharing = sharing + (depth_w * (p[t1] - p[t2]).abs()).sum()
+        return self.lambda_sparsity * sparsity + self.lambda_sharing * sharing
+
+    def network_parameters(self) -> list[nn.Parameter]:
+        """Everything but the policy logits (trained on a different data half while searching)."""
+        return [p for n, p in self.named_parameters() if n != "policy_logits"]
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """The shared encoder's parameters."""
+        return list(self.encoder.parameters())
+
+
+def _policy_tensor(policy: Any) -> Tensor:
+    try:
+        return torch.as_tensor(policy, dtype=torch.float32)
+    except (TypeError, ValueError) as exc:
+        raise InputTypeError(f"policy must be a (tasks, blocks) nested sequence of 0/1: {exc}") from exc
+
+
+def build(suite: Any, tasks: Sequence[int], *, hidden: int | None = None,
+          n_blocks: int | None = None, dropout: float | None = None, seed: int = 0,
+          policy: Any = None, lambda_sparsity: float = 0.02, lambda_sharing: float = 0.05,
+          tau: float = 5.0, tau_decay: float = 0.965) -> AdaShare:
+    """AdaShare model for ``tasks`` of ``suite``. With ``policy`` (0/1 per task and block, e.g. from
+    ``train_adashare``) it is the re-training network; without, the policy is searched jointly with
+    the weights by whatever trains it (``train_adashare`` runs the paper's full schedule)."""
+    from .architectures import head_seed
+
+    cfg = suite.encoder_config
+    n_b = int(n_blocks if n_blocks is not None else cfg["n_blocks"])
+    if n_b < 1:
+        raise InputError(f"arch 'adashare' needs n_blocks >= 1 (policies act on blocks), got {n_b}")
+    torch.manual_seed(int(seed))
+    encoder = suite.make_encoder(int(hidden if hidden is not None else cfg["hidden"]), n_b,
+                                 float(dropout if dropout is not None else cfg.get("dropout", 0.0)))
+    heads = []
+    for t in tasks:
+        torch.manual_seed(head_seed(seed, t))
+        heads.append(suite.make_head(int(t), encoder.out_dim))
+    fixed = None if policy is None else _policy_tensor(policy)
+    model = AdaShare(encoder, nn.ModuleList(heads), lambda_sparsity=lambda_sparsity,
+                     lambda_sharing=lambda_sharing, tau=tau, tau_decay=tau_decay, fixed_policy=fixed)
+    torch.manual_seed(int(seed))
+    return model
+
+
+@dataclass(frozen=True)
+class AdaShareResult:
+    """Outcome of ``train_adashare``: the re-trained run, the learned select probabilities and the
+    0/1 policy used for re-training (both ``(tasks, blocks)``), and the search history
+    (``policy_probs`` per epoch, ``train_loss`` per epoch and task, ``tau`` per epoch)."""
+
+    run: Any  # mtgfast.mtl.trainer.RunResult
+    policy_probs: tuple[tuple[float, ...], ...]
+    policy: tuple[tuple[int, ...], ...]
+    search_history: Mapping[str, list[Any]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "search_history", MappingProxyType(dict(self.search_history)))
+
+
+def train_adashare(suite: Any, tasks: Sequence[int], seed: int, config: Any, *,
+                   warmup_epochs: int = 5, search_epochs: int = 20, stage_epochs: int | None = None,
+                   policy_lr: float = 0.01, lambda_sparsity: float = 0.02,
+                   lambda_sharing: float = 0.05, sample_policy: bool = False) -> AdaShareResult:
+    """AdaShare's two phases: search the policy, then re-train from scratch with it.
+
+    Search: ``warmup_epochs`` with every block executed, then ``search_epochs`` alternating per batch
+    a weight step on one half of the training rows and a policy step (task losses + regularizer) on
+    the other half, Gumbel temperature annealed per epoch; curriculum: the number of learned (deepest)
+    blocks grows by one every ``stage_epochs`` (default: search_epochs / n_blocks). Re-training:
+    ``train_mtl`` with ``arch="adashare"`` and the policy, so it shares the trainer's protocol (early
+    stopping, metrics). The policy is the most likely decision per block, or a draw from the learned
+    distribution (``sample_policy=True``, as the paper does).
+    """
+    from .trainer import _check_inputs, train_mtl
+    from .suites.base import task_target
+
+    idx = _check_inputs(suite, tasks, seed, config)
+    for what, v in (("warmup_epochs", warmup_epochs), ("search_epochs", search_epochs)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise InputError(f"{what} must be an int >= 0, got {v!r}")
+    if not (isinstance(policy_lr, (int, float)) and policy_lr > 0):
+        raise InputError(f"policy_lr must be > 0, got {policy_lr!r}")
+    start = time.perf_counter()
+    device = torch.device(config.device)
+    model = build(suite, idx, hidden=config.hidden, n_blocks=config.n_blocks,
+                  dropout=config.dropout, seed=seed, lambda_sparsity=lambda_sparsity,
+                  lambda_sharing=lambda_sharing).to(device)
+    n_blocks = model.n_blocks
+    stage = stage_epochs if stage_epochs is not None else max(1, math.ceil(search_epochs / n_blocks))
+    if isinstance(stage, bool) or not isinstance(stage, int) or stage < 1:
+        raise InputError(f"stage_epochs must be an int >= 1, got {stage_epochs!r}")
+
+    sp = suite.splits()
+    X = sp.X_train.to(device)
+    Y = [task_target(sp.Y_train, t).to(device) for t in idx]
+    gen = torch.Generator().manual_seed(int(seed))
+    rows = torch.randperm(X.shape[0], generator=gen)
+    half = X.shape[0] // 2
+    rows_w, rows_p = rows[:half].to(device), rows[half:].to(device)  # weights / policy halves
+    opt_w = torch.optim.AdamW(model.network_parameters(), lr=config.lr,
+                              weight_decay=config.weight_decay)
+    opt_p = torch.optim.Adam([model.policy_logits], lr=policy_lr)
+    bs = config.batch_size
+
+    def task_losses(rows_b: Tensor) -> Tensor:
+        outs = model(X[rows_b])
+        return torch.stack([suite.loss(t, outs[i], Y[i][rows_b]) for i, t in enumerate(idx)])
+
+    history: dict[str, list[Any]] = {"train_loss": [], "policy_probs": [], "tau": [], "n_learned": []}
+    model.train()
+    for epoch in range(warmup_epochs + search_epochs):
+        searching = epoch >= warmup_epochs
+        model.searching = searching
+        if searching:
+            # curriculum: deepest block first, one more block every ``stage`` epochs
+            model.n_learned = min(n_blocks, 1 + (epoch - warmup_epochs) // stage)
+        perm_w = rows_w[torch.randperm(rows_w.numel(), generator=gen).to(device)]
+        perm_p = rows_p[torch.randperm(rows_p.numel(), generator=gen).to(device)]
+        n_batches = math.ceil(perm_w.numel() / bs)
+        if config.max_train_batches is not None:
+            n_batches = min(n_batches, config.max_train_batches)
+        sums = torch.zeros(len(idx), device=device)
+        for b in range(n_batches):
+            losses = task_losses(perm_w[b * bs:(b + 1) * bs])
+            opt_w.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            opt_w.step()
+            sums += losses.detach()
+            if searching:
+                pb = perm_p[(b * bs) % perm_p.numel():][:bs]
+                total = task_losses(pb).sum() + model.regularizer()
+                opt_p.zero_grad(set_to_none=True)
+                total.backward()
+                opt_p.step()
+        if searching:
+            model.end_epoch()
+        history["train_loss"].append([float(v) for v in sums / max(n_batches, 1)])
+        history["policy_probs"].append(model.policy().tolist())
+        history["tau"].append(model.tau)
+        history["n_learned"].append(model.n_learned if searching else 0)
+
+    probs = model.policy()
+    if sample_policy:
+        draw = torch.rand(probs.shape, generator=gen) < probs
+        learned = model._learned().cpu()
+        chosen = torch.where(learned, draw.float(), torch.ones_like(probs))
+    else:
+        chosen = model.policy(binary=True)
+    policy = tuple(tuple(int(v) for v in row) for row in chosen.tolist())
+    retrain_cfg = replace(config, arch="adashare",
+                          arch_options=tuple(sorted({**dict(config.arch_options),
+                                                     "policy": policy}.items())))
+    run = train_mtl(suite, idx, seed, retrain_cfg)
+    return AdaShareResult(run=run, policy_probs=tuple(tuple(float(v) for v in r) for r in probs.tolist()),
+                          policy=policy, search_history=history,
+                          seconds=time.perf_counter() - start)

@@ -1,0 +1,81 @@
+"""Registry of MTL architectures: ``build_model(arch, suite, tasks, **kw)`` returns a model that
+follows the trainer's protocol (``forward(x) -> list`` of per-task outputs, ``regularizer()``).
+
+"hard" (shared encoder + heads) lives here; "mtan" and "adashare" are imported on first use from
+``mtgfast.mtl.mtan`` / ``mtgfast.mtl.adashare`` (each exposes ``build(suite, tasks, **kw)``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import InputError, InputTypeError
+from .models import HardSharing
+from .suites.base import TaskSuite
+
+__all__ = ["ARCHITECTURES", "build_hard", "build_model", "head_seed", "register"]
+
+Builder = Callable[..., nn.Module]
+
+
+def head_seed(seed: int, task: int) -> int:
+    """Seed of task ``task``'s head: the same in every combination, so that a task starts from the
+    same head weights alone and in any group (gains then reflect sharing, not initialisation luck)."""
+    return (int(seed) * 1_000_003 + 7_919 * (int(task) + 1)) % (2**63 - 1)
+
+
+def build_hard(suite: TaskSuite, tasks: Sequence[int], *, hidden: int | None = None,
+               n_blocks: int | None = None, dropout: float | None = None, seed: int = 0,
+               **unused: Any) -> nn.Module:
+    """Hard parameter sharing: ``suite.make_encoder`` shared by one ``suite.make_head`` per task.
+    Encoder weights are drawn from ``seed``, each head from ``head_seed(seed, task)``."""
+    if unused:
+        raise InputError(f"arch 'hard' takes no options {sorted(unused)}")
+    cfg = suite.encoder_config
+    torch.manual_seed(int(seed))
+    encoder = suite.make_encoder(int(hidden if hidden is not None else cfg["hidden"]),
+                                 int(n_blocks if n_blocks is not None else cfg["n_blocks"]),
+                                 float(dropout if dropout is not None else cfg.get("dropout", 0.0)))
+    heads = []
+    for t in tasks:
+        torch.manual_seed(head_seed(seed, t))
+        heads.append(suite.make_head(int(t), encoder.out_dim))
+    torch.manual_seed(int(seed))
+    return HardSharing(encoder, nn.ModuleList(heads))
+
+
+# name -> builder, or "module:function" imported on first use (its module may need extra code)
+ARCHITECTURES: dict[str, Builder | str] = {
+    "hard": build_hard,
+    "mtan": "mtgfast.mtl.mtan:build",
+    "adashare": "mtgfast.mtl.adashare:build",
+}
+
+
+def register(name: str, builder: Builder | str) -> None:
+    """Add an architecture: a callable ``(suite, tasks, **kw) -> nn.Module`` or ``"module:attr"``."""
+    if not isinstance(name, str) or not name:
+        raise InputTypeError("architecture name must be a non-empty str")
+    if not (callable(builder) or (isinstance(builder, str) and ":" in builder)):
+        raise InputTypeError("builder must be callable or a 'module:function' string")
+    ARCHITECTURES[name] = builder
+
+
+def build_model(arch: str, suite: TaskSuite, tasks: Sequence[int], **kw: Any) -> nn.Module:
+    """Model of architecture ``arch`` for the combination ``tasks`` of ``suite``."""
+    if arch not in ARCHITECTURES:
+        raise InputError(f"unknown architecture {arch!r}; known: {sorted(ARCHITECTURES)}")
+    builder = ARCHITECTURES[arch]
+    if isinstance(builder, str):
+        module, attr = builder.split(":")
+        try:
+            builder = getattr(importlib.import_module(module), attr)
+        except ModuleNotFoundError as exc:
+            raise InputError(f"architecture {arch!r} needs module {module}, which is not "
+                             f"available ({exc})") from exc
+    return builder(suite, tuple(int(t) for t in tasks), **kw)

@@ -1,0 +1,265 @@
+"""Replay benchmark: the MTG-Net paper's evaluation protocol on recorded gain tables.
+
+For each method and each budget ``B``: choose at most ``B`` groups among the recorded combinations
+with the exact (or beam) search on *that method's* gains, serve each task by its chosen group with the
+highest gain under those same gains, then score the *test* gains of those assignments, averaged over
+the ``N`` tasks. Singletons (gain 0) are always candidates and cost budget like any group.
+
+Methods: ``oracle`` selects on validation gains, ``test-oracle`` on test gains (an upper bound),
+``hoa``/``tag`` on estimate tables (HOA defaults to the estimate computed from the validation pairs),
+``random`` is the random grouping baseline, and any name starting with ``mtgnet`` comes from
+``mtgfast.study.replay_methods.replay_method`` (imported only when asked for).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+import numpy as np
+
+from .errors import InputError, InputTypeError
+from .gains import FloatArray, GainTable
+
+__all__ = ["BUILTIN_METHODS", "MethodResult", "ReplayResult", "parse_budgets", "replay"]
+
+BUILTIN_METHODS = ("oracle", "test-oracle", "hoa", "tag", "random")
+#: Seeded methods are averaged over seeds ``0 .. seeds - 1``.
+SEEDED_PREFIXES = ("random", "mtgnet")
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    """One method's curve: mean test gain per budget, and how many true gains it consumed."""
+
+    average_test_gain: tuple[float, ...]
+    measured: int
+    std: tuple[float, ...] | None = None  # over seeds (mtgnet*) or random trials (random)
+    groups: tuple[tuple[int, ...], ...] | None = None  # chosen masks per budget (first seed)
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """Curves of all methods on one dataset; ``to_dict`` gives the documented JSON shape."""
+
+    dataset: str
+    n_tasks: int
+    budgets: tuple[int, ...]
+    methods: Mapping[str, MethodResult] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"dataset", "n_tasks", "budgets", "methods": {name: {"average_test_gain",
+        "measured"}}}`` -- exactly the shape other tools read."""
+        return {"dataset": self.dataset, "n_tasks": self.n_tasks, "budgets": list(self.budgets),
+                "methods": {k: {"average_test_gain": [float(v) for v in r.average_test_gain],
+                                "measured": int(r.measured)} for k, r in self.methods.items()}}
+
+    def to_json(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`to_dict` as JSON."""
+        with open(path, "w") as fh:
+            json.dump(self.to_dict(), fh, indent=2)
+            fh.write("\n")
+
+    def format_table(self) -> str:
+        """A plain-text table: one row per method, one column per budget."""
+        name_w = max([len("method"), *(len(k) for k in self.methods)])
+        head = f"{'method':<{name_w}}  {'measured':>8}  " + "  ".join(
+            f"{'B=' + str(b):>8}" for b in self.budgets)
+        lines = [f"{self.dataset}: average test gain over {self.n_tasks} tasks", head,
+                 "-" * len(head)]
+        for k, r in self.methods.items():
+            lines.append(f"{k:<{name_w}}  {r.measured:>8d}  " + "  ".join(
+                f"{v:>8.4f}" for v in r.average_test_gain))
+        return "\n".join(lines)
+
+
+def parse_budgets(spec: str | int | Iterable[int], n_tasks: int | None = None) -> tuple[int, ...]:
+    """``"1-7"``, ``"3"``, ``"1,2,5"``, ``"1-3,6"`` or an iterable of ints -> sorted unique budgets."""
+    out: set[int] = set()
+    if isinstance(spec, str):
+        for part in spec.replace(" ", "").split(","):
+            if not part:
+                continue
+            try:
+                if "-" in part:
+                    lo_s, hi_s = part.split("-", 1)
+                    lo, hi = int(lo_s), int(hi_s)
+                    if hi < lo:
+                        raise InputError(f"budget range {part!r} is empty")
+                    out.update(range(lo, hi + 1))
+                else:
+                    out.add(int(part))
+            except ValueError as exc:
+                raise InputError(f"budgets must look like '1-7' or '1,3,5', got {spec!r}") from exc
+    elif isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
+        out.add(int(spec))
+    else:
+        try:
+            items = list(spec)
+        except TypeError as exc:
+            raise InputTypeError(f"budgets must be a string, an int or ints, got {spec!r}") from exc
+        for b in items:
+            if isinstance(b, bool) or not isinstance(b, (int, np.integer)):
+                raise InputTypeError(f"budgets must be ints, got {b!r}")
+            out.add(int(b))
+    if not out:
+        raise InputError("no budget given")
+    if min(out) < 1:
+        raise InputError(f"budgets must be >= 1, got {min(out)}")
+    if n_tasks is not None and max(out) > n_tasks:
+        raise InputError(f"budget {max(out)} exceeds the {n_tasks} tasks (B = N already allows "
+                         "every task alone)")
+    return tuple(sorted(out))
+
+
+def _aligned(table: GainTable | None, valid: GainTable, what: str) -> GainTable | None:
+    if table is None:
+        return None
+    if not isinstance(table, GainTable):
+        raise InputTypeError(f"{what} must be a GainTable, got {type(table).__name__}")
+    if table.n_tasks != valid.n_tasks:
+        raise InputError(f"{what} has {table.n_tasks} tasks, the validation table {valid.n_tasks}")
+    try:
+        return table.reindex(valid.masks)
+    except InputError as exc:
+        raise InputError(f"{what} lacks a combination of the validation table: {exc}") from exc
+
+
+def _select_and_score(valid: GainTable, select: FloatArray, test: GainTable,
+                      budgets: Sequence[int], search: str, beam_width: int,
+                      uncovered: str) -> tuple[list[float], list[tuple[int, ...]]]:
+    from .grouping import evaluate, group
+
+    groupings = group(valid.masks, select, list(budgets), method=search, beam_width=beam_width,
+                      uncovered=uncovered)
+    if not isinstance(groupings, list):
+        groupings = [groupings]
+    scores = [float(evaluate(g, test)) for g in groupings]
+    chosen = [tuple(int(m) for m in g.groups) for g in groupings]
+    return scores, chosen
+
+
+def _check_prediction(pred: object, valid: GainTable, name: str) -> FloatArray:
+    p = np.array(pred, dtype=np.float64)
+    if p.shape != valid.gains.shape:
+        raise InputError(f"method {name!r} returned gains of shape {p.shape}, expected "
+                         f"{valid.gains.shape} (one row per combination of the validation table)")
+    member = valid.member()
+    if not np.all(np.isfinite(p[member])):
+        raise InputError(f"method {name!r} returned non-finite gains inside a combination")
+    p[~member] = np.nan
+    return p
+
+
+def replay(valid: GainTable, test: GainTable | None = None, *,
+           methods: Sequence[str] = ("oracle", "test-oracle", "hoa", "random"),
+           budgets: str | int | Iterable[int] | None = None, hoa: GainTable | None = None,
+           tag: GainTable | None = None, search: Literal["auto", "exact", "beam"] = "auto",
+           beam_width: int = 5, seeds: int = 1, random_trials: int = 100_000,
+           uncovered: Literal["singleton", "alone"] = "singleton", dataset: str = "",
+           options: Mapping[str, Any] | None = None) -> ReplayResult:
+    """Run the replay protocol (module docstring) and return every method's curve.
+
+    ``test`` defaults to ``valid`` (Taskonomy-5 has one table). ``hoa``/``tag`` are estimate tables
+    holding every combination of ``valid``. ``seeds`` averages the seeded methods (``random``,
+    ``mtgnet*``) over seeds ``0..seeds-1``; ``options`` go to ``mtgnet*`` methods as keywords.
+    """
+    if not isinstance(valid, GainTable):
+        raise InputTypeError(f"valid must be a GainTable, got {type(valid).__name__}")
+    test_t = _aligned(test, valid, "test table") if test is not None else valid
+    assert test_t is not None
+    hoa_t = _aligned(hoa, valid, "HOA table")
+    tag_t = _aligned(tag, valid, "TAG table")
+    n = valid.n_tasks
+    blist = parse_budgets(budgets if budgets is not None else f"1-{n}", n)
+    if isinstance(methods, str):
+        methods = [m for m in methods.split(",") if m]
+    names = [str(m).strip() for m in methods]
+    if not names:
+        raise InputError("no method given")
+    if len(set(names)) != len(names):
+        raise InputError(f"methods must be distinct, got {names}")
+    for m in names:
+        if m not in BUILTIN_METHODS and not m.startswith("mtgnet"):
+            raise InputError(f"unknown method {m!r}; known: {', '.join(BUILTIN_METHODS)}, mtgnet*")
+    if "tag" in names and tag_t is None:
+        raise InputError("method 'tag' needs a TAG estimate table (--tag)")
+    if search not in ("auto", "exact", "beam"):
+        raise InputError(f"search must be 'auto', 'exact' or 'beam', got {search!r}")
+    if uncovered not in ("singleton", "alone"):
+        raise InputError(f"uncovered must be 'singleton' or 'alone', got {uncovered!r}")
+    for what, v, lo in (("seeds", seeds, 1), ("beam_width", beam_width, 1),
+                        ("random_trials", random_trials, 1)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise InputTypeError(f"{what} must be an int, got {type(v).__name__}")
+        if v < lo:
+            raise InputError(f"{what} must be >= {lo}, got {v}")
+    opts = dict(options or {})
+    n_pairs = n * (n - 1) // 2
+
+    results: dict[str, MethodResult] = {}
+    for name in names:
+        if name in ("oracle", "test-oracle", "hoa", "tag"):
+            if name == "oracle":
+                select, measured = valid.gains, len(valid)
+            elif name == "test-oracle":
+                select, measured = test_t.gains, len(test_t)
+            elif name == "hoa":
+                if hoa_t is None:
+                    from .estimators.hoa import HOA
+
+                    hoa_t = HOA().fit(valid).predict_table(valid.masks)
+                select, measured = hoa_t.gains, n_pairs
+            else:
+                assert tag_t is not None
+                select, measured = tag_t.gains, 0
+            scores, chosen = _select_and_score(valid, select, test_t, blist, search, beam_width,
+                                               uncovered)
+            results[name] = MethodResult(tuple(scores), int(measured), None, tuple(chosen))
+        elif name == "random":
+            from .estimators.random import random_grouping_scores
+
+            curves, stds = [], []
+            for s in range(seeds):
+                mean, std = random_grouping_scores(valid.masks, valid.gains, test_t.gains, blist,
+                                                   n_trials=random_trials, seed=s,
+                                                   uncovered=uncovered)
+                curves.append(mean)
+                stds.append(std)
+            results[name] = MethodResult(tuple(float(v) for v in np.mean(curves, axis=0)), 0,
+                                         tuple(float(v) for v in np.mean(stds, axis=0)))
+        else:
+            results[name] = _replay_plugin(name, valid, test_t, blist, seeds, search, beam_width,
+                                           uncovered, opts)
+    return ReplayResult(dataset or str(valid.meta.get("dataset", "")), n, blist,
+                        MappingProxyType(results))
+
+
+def _replay_plugin(name: str, valid: GainTable, test: GainTable, budgets: Sequence[int],
+                   seeds: int, search: str, beam_width: int, uncovered: str,
+                   options: Mapping[str, Any]) -> MethodResult:
+    try:
+        mod = importlib.import_module("mtgfast.study.replay_methods")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("mtgfast.study.replay_methods", "mtgfast.study"):
+            raise
+        raise InputError(f"method {name!r} needs mtgfast.study.replay_methods, which is not "
+                         "available in this installation") from exc
+    curves, measured_all, first_groups = [], [], None
+    for s in range(seeds):
+        pred, measured = mod.replay_method(name, valid, seed=s, **options)
+        p = _check_prediction(pred, valid, name)
+        scores, chosen = _select_and_score(valid, p, test, budgets, search, beam_width, uncovered)
+        curves.append(scores)
+        measured_all.append(int(measured))
+        if first_groups is None:
+            first_groups = tuple(chosen)
+    arr = np.array(curves)
+    return MethodResult(tuple(float(v) for v in arr.mean(axis=0)),
+                        int(round(float(np.mean(measured_all)))),
+                        tuple(float(v) for v in arr.std(axis=0)), first_groups)

@@ -1,0 +1,385 @@
+"""Replay benchmark: curves vs an independent brute-force implementation, JSON shape, CLI."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mtgfast.errors import InputError
+from mtgfast.gains import GainTable
+from mtgfast.replay import ReplayResult, parse_budgets, replay
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# -- an independent reference: exact grouping by dynamic programming over task partitions --------
+# A grouping of <= B chosen groups serves each task by its best chosen group; equivalently it splits
+# the tasks into <= B blocks S, each served by one candidate G containing S, worth sum_{j in S} g[G, j].
+# (Two blocks served by the same G merge into one, so the best partition is the best grouping.)
+
+def _block_values(masks: np.ndarray, gains: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    full = 1 << n
+    best = np.full(full, -np.inf)
+    arg = np.full(full, -1, dtype=np.int64)
+    g0 = np.nan_to_num(gains, nan=0.0)
+    for r, m in enumerate(int(x) for x in masks):
+        sub = m
+        while sub:  # every non-empty subset S of G
+            v = sum(g0[r, j] for j in range(n) if sub >> j & 1)
+            if v > best[sub]:
+                best[sub], arg[sub] = v, m
+            sub = (sub - 1) & m
+    for j in range(n):  # the singleton {j} is always a candidate with gain 0
+        if best[1 << j] < 0:
+            best[1 << j], arg[1 << j] = 0.0, 1 << j
+    return best, arg
+
+
+def reference_groups(masks: np.ndarray, gains: np.ndarray, n: int, budget: int
+                     ) -> tuple[float, list[int]]:
+    """Best total selection value with at most ``budget`` groups, and one optimal set of groups."""
+    full = (1 << n) - 1
+    w, arg = _block_values(masks, gains, n)
+    f = np.full((budget + 1, full + 1), -np.inf)
+    choice = np.zeros((budget + 1, full + 1), dtype=np.int64)
+    f[:, 0] = 0.0
+    for k in range(1, budget + 1):
+        for u in range(1, full + 1):
+            low = u & -u
+            rest = u ^ low
+            sub = rest
+            while True:
+                s = sub | low
+                v = w[s] + f[k - 1][u ^ s]
+                if v > f[k][u]:
+                    f[k][u], choice[k][u] = v, s
+                if sub == 0:
+                    break
+                sub = (sub - 1) & rest
+    groups, u, k = [], full, budget
+    while u:
+        s = int(choice[k][u])
+        groups.append(int(arg[s]))
+        u ^= s
+        k -= 1
+    return float(f[budget][full]), sorted(set(groups))
+
+
+def score_groups(groups: list[int], masks: np.ndarray, select: np.ndarray, test: np.ndarray,
+                 n: int) -> tuple[float, float]:
+    """(selection value, mean test gain) of serving each task by its best chosen group."""
+    row = {int(m): r for r, m in enumerate(masks)}
+    total_sel, total_test = 0.0, 0.0
+    for j in range(n):
+        best, got = -np.inf, None
+        for g in groups:
+            if not g >> j & 1:
+                continue
+            s, t = (select[row[g], j], test[row[g], j]) if g in row else (0.0, 0.0)
+            if s > best:
+                best, got = s, t
+        assert got is not None, f"task {j} is not covered by {groups}"
+        total_sel += best
+        total_test += got
+    return total_sel, total_test / n
+
+
+# -- a stand-in for mtgfast.grouping while it is being written (same contract) -------------------
+@dataclass(frozen=True)
+class _RefGrouping:
+    groups: np.ndarray
+    assignment: np.ndarray
+    value: float
+    optimal: bool
+    average: float
+    budget: int
+
+
+def _ref_group(masks, gains, budget, method="auto", *, beam_width=5, uncovered="singleton"):
+    masks = np.asarray(masks, dtype=np.uint64)
+    gains = np.asarray(gains, dtype=np.float64)
+    n = gains.shape[1]
+    budgets = [budget] if isinstance(budget, int) else list(budget)
+    out = []
+    for b in budgets:
+        value, groups = reference_groups(masks, gains, n, b)
+        row = {int(m): r for r, m in enumerate(masks)}
+        assign = np.full(n, -1, dtype=np.int64)
+        for j in range(n):
+            best = -np.inf
+            for i, g in enumerate(groups):
+                if g >> j & 1:
+                    s = gains[row[g], j] if g in row else 0.0
+                    if s > best:
+                        best, assign[j] = s, i
+        out.append(_RefGrouping(np.array(groups, dtype=np.uint64), assign, value, True,
+                                value / n, b))
+    return out if not isinstance(budget, int) else out[0]
+
+
+def _ref_evaluate(grouping, table, masks=None):
+    n = table.n_tasks
+    total = 0.0
+    for j, i in enumerate(grouping.assignment):
+        g = int(grouping.groups[i])
+        idx = table.index_of([g])[0]
+        total += 0.0 if idx < 0 else table.gains[idx, j]
+    return total / n
+
+
+def _real_grouping_available() -> bool:
+    try:
+        importlib.import_module("mtgfast.grouping")
+    except ModuleNotFoundError:
+        return False
+    return True
+
+
+@pytest.fixture(autouse=True)
+def grouping_module(monkeypatch):
+    """Use mtgfast.grouping when it exists, else the reference stand-in (same contract)."""
+    if not _real_grouping_available():
+        fake = types.ModuleType("mtgfast.grouping")
+        fake.group = _ref_group
+        fake.evaluate = _ref_evaluate
+        monkeypatch.setitem(sys.modules, "mtgfast.grouping", fake)
+    yield
+
+
+# -- data -----------------------------------------------------------------------------------------
+def _tables(data_dir: Path, name: str) -> dict[str, GainTable]:
+    if name == "taskonomy":
+        d = data_dir / "mtgnet" / "taskonomy"
+        x = d / "taskonomy_x.csv"
+        valid = GainTable.from_mtgnet(x, d / "taskonomy.csv")
+        return {"valid": valid, "test": valid,
+                "hoa": GainTable.from_mtgnet(x, d / "taskonomy_HOA.csv"),
+                "tag": GainTable.from_mtgnet(x, d / "taskonomy_TAGHOA.csv")}
+    d = data_dir / "mtgnet" / "ETT"
+    x = d / "ETTm1_x.csv"
+    return {"valid": GainTable.from_mtgnet(x, d / "ETTm1_val_y.csv"),
+            "test": GainTable.from_mtgnet(x, d / "ETTm1_y.csv"),
+            "hoa": GainTable.from_mtgnet(x, d / "ETTm1_HOA.csv"),
+            "tag": GainTable.from_mtgnet(x, d / "ETTm1_TAG_HOA.csv", scale=0.01)}
+
+
+@pytest.mark.parametrize("name", ["taskonomy", "ETTm1"])
+def test_curves_match_brute_force(data_dir, name):
+    t = _tables(data_dir, name)
+    valid, test = t["valid"], t["test"]
+    n = valid.n_tasks
+    res = replay(valid, test, methods=["oracle", "test-oracle", "hoa", "tag"], hoa=t["hoa"],
+                 tag=t["tag"], search="exact", dataset=name)
+    assert res.budgets == tuple(range(1, n + 1))
+    select = {"oracle": valid.gains, "test-oracle": test.gains, "hoa": t["hoa"].gains,
+              "tag": t["tag"].gains}
+    for method, sel in select.items():
+        curve = res.methods[method].average_test_gain
+        groups = res.methods[method].groups
+        for k, b in enumerate(res.budgets):
+            best, ref_groups = reference_groups(valid.masks, sel, n, b)
+            # the replay's groups reach the optimum on the method's gains, within the budget ...
+            assert len(groups[k]) <= b
+            value, score = score_groups(list(groups[k]), valid.masks, sel, test.gains, n)
+            assert value == pytest.approx(best, abs=1e-9), (method, b)
+            # ... and its reported test gain is the test gain of that grouping
+            assert curve[k] == pytest.approx(score, abs=1e-12), (method, b)
+            _, ref_score = score_groups(ref_groups, valid.masks, sel, test.gains, n)
+            if sorted(groups[k]) == ref_groups:
+                assert curve[k] == pytest.approx(ref_score, abs=1e-12)
+    # the test-oracle selects on test gains, so it is an upper bound of every other method
+    for method in ("oracle", "hoa", "tag"):
+        assert np.all(np.array(res.methods["test-oracle"].average_test_gain)
+                      >= np.array(res.methods[method].average_test_gain) - 1e-12)
+    # more budget never hurts the oracles
+    for method in ("oracle", "test-oracle"):
+        if method == "test-oracle" or test is valid:
+            assert np.all(np.diff(res.methods[method].average_test_gain) >= -1e-12)
+    assert res.methods["oracle"].measured == len(valid)
+    assert res.methods["hoa"].measured == n * (n - 1) // 2
+    assert res.methods["tag"].measured == 0
+
+
+def test_hoa_default_is_computed_from_validation_pairs(data_dir):
+    t = _tables(data_dir, "ETTm1")
+    a = replay(t["valid"], t["test"], methods=["hoa"], budgets="1-4")
+    b = replay(t["valid"], t["test"], methods=["hoa"], budgets="1-4", hoa=t["hoa"])
+    # the released HOA file is the same estimate rounded to 4 decimals
+    assert np.allclose(a.methods["hoa"].average_test_gain, b.methods["hoa"].average_test_gain,
+                       atol=1e-3)
+
+
+def test_random_curve_seeded_and_between_bounds(data_dir):
+    t = _tables(data_dir, "ETTm1")
+    kw = dict(methods=["random"], budgets="1-3", random_trials=20_000)
+    a = replay(t["valid"], t["test"], seeds=2, **kw)
+    b = replay(t["valid"], t["test"], seeds=2, **kw)
+    c = replay(t["valid"], t["test"], seeds=1, **kw)
+    assert a.methods["random"].average_test_gain == b.methods["random"].average_test_gain
+    assert a.methods["random"].average_test_gain != c.methods["random"].average_test_gain
+    # B = 1: the only covering single group is the full set, whatever the seed
+    full = t["test"].lookup([(1 << 7) - 1])[0]
+    assert a.methods["random"].average_test_gain[0] == pytest.approx(full.mean())
+
+
+def test_to_dict_shape_and_table(data_dir):
+    t = _tables(data_dir, "taskonomy")
+    res = replay(t["valid"], methods=["oracle", "random"], budgets=[1, 3], random_trials=1000,
+                 dataset="taskonomy")
+    d = res.to_dict()
+    assert set(d) == {"dataset", "n_tasks", "budgets", "methods"}
+    assert d["dataset"] == "taskonomy" and d["n_tasks"] == 5 and d["budgets"] == [1, 3]
+    for m in ("oracle", "random"):
+        assert set(d["methods"][m]) == {"average_test_gain", "measured"}
+        assert len(d["methods"][m]["average_test_gain"]) == 2
+    json.dumps(d)
+    text = res.format_table()
+    assert "oracle" in text and "B=3" in text
+
+
+def test_plot_writes_png(tmp_path, data_dir):
+    from mtgfast.plots import plot_replay
+
+    t = _tables(data_dir, "taskonomy")
+    res = replay(t["valid"], methods=["oracle", "hoa"], budgets="1-3")
+    plot_replay(res, tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_replay_input_errors(data_dir):
+    t = _tables(data_dir, "ETTm1")
+    with pytest.raises(InputError, match="unknown method"):
+        replay(t["valid"], methods=["oracle", "magic"])
+    with pytest.raises(InputError, match="needs a TAG"):
+        replay(t["valid"], methods=["tag"])
+    with pytest.raises(InputError, match="exceeds"):
+        replay(t["valid"], methods=["oracle"], budgets="1-9")
+    with pytest.raises(InputError, match="lacks a combination"):
+        replay(t["valid"], t["test"].select(np.arange(100)), methods=["oracle"])
+    with pytest.raises(InputError, match="distinct"):
+        replay(t["valid"], methods=["oracle", "oracle"])
+
+
+def test_parse_budgets():
+    assert parse_budgets("1-3,5") == (1, 2, 3, 5)
+    assert parse_budgets(range(2, 4)) == (2, 3)
+    assert parse_budgets(4) == (4,)
+    for bad in ("0-2", "3-1", "a", ""):
+        with pytest.raises(InputError):
+            parse_budgets(bad)
+
+
+def test_mtgnet_plugin_is_called_with_seed_and_options(monkeypatch, data_dir):
+    t = _tables(data_dir, "ETTm1")
+    calls = []
+
+    def replay_method(name, valid, *, seed, **options):
+        calls.append((name, seed, options))
+        # an "estimator" that knows the validation gains of the pairs only: HOA
+        from mtgfast.estimators import HOA
+
+        return HOA().fit(valid).predict(valid.masks), 21
+
+    mod = types.ModuleType("mtgfast.study.replay_methods")
+    mod.replay_method = replay_method
+    monkeypatch.setitem(sys.modules, "mtgfast.study.replay_methods", mod)
+    res = replay(t["valid"], t["test"], methods=["mtgnet-hoa", "hoa"], budgets="1-3", seeds=2,
+                 options={"rounds": 3, "selection": "active"})
+    assert calls == [("mtgnet-hoa", s, {"rounds": 3, "selection": "active"}) for s in (0, 1)]
+    assert res.methods["mtgnet-hoa"].measured == 21
+    assert res.methods["mtgnet-hoa"].average_test_gain == pytest.approx(
+        res.methods["hoa"].average_test_gain)
+
+
+def test_mtgnet_plugin_bad_prediction(monkeypatch, data_dir):
+    t = _tables(data_dir, "taskonomy")
+    mod = types.ModuleType("mtgfast.study.replay_methods")
+    mod.replay_method = lambda name, valid, *, seed, **kw: (np.zeros((3, 5)), 0)
+    monkeypatch.setitem(sys.modules, "mtgfast.study.replay_methods", mod)
+    with pytest.raises(InputError, match="shape"):
+        replay(t["valid"], methods=["mtgnet"], budgets="1-2")
+
+
+# -- command line ---------------------------------------------------------------------------------
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mtgfast.cli", *args], capture_output=True,
+                          text=True, cwd=REPO, timeout=300)
+
+
+@pytest.mark.skipif(not _real_grouping_available(), reason="mtgfast.grouping not built yet")
+def test_cli_replay_json(tmp_path, data_dir):
+    d = data_dir / "mtgnet" / "ETT"
+    out = tmp_path / "ett.json"
+    png = tmp_path / "ett.png"
+    r = _cli("replay", "--masks", str(d / "ETTm1_x.csv"), "--valid", str(d / "ETTm1_val_y.csv"),
+             "--test", str(d / "ETTm1_y.csv"), "--hoa", str(d / "ETTm1_HOA.csv"),
+             "--tag", str(d / "ETTm1_TAG_HOA.csv"), "--tag-scale", "0.01",
+             "--methods", "oracle,test-oracle,hoa,tag,random", "--budgets", "1-7",
+             "--random-trials", "2000", "--json", str(out), "--plot", str(png),
+             "--selection", "active")
+    assert r.returncode == 0, r.stderr
+    assert "oracle" in r.stdout
+    d_json = json.loads(out.read_text())
+    assert set(d_json) == {"dataset", "n_tasks", "budgets", "methods"}
+    assert d_json["dataset"] == "ETTm1" and d_json["n_tasks"] == 7
+    assert d_json["budgets"] == list(range(1, 8))
+    assert set(d_json["methods"]) == {"oracle", "test-oracle", "hoa", "tag", "random"}
+    for m in d_json["methods"].values():
+        assert set(m) == {"average_test_gain", "measured"}
+        assert len(m["average_test_gain"]) == 7
+        assert all(isinstance(v, float) for v in m["average_test_gain"])
+        assert isinstance(m["measured"], int)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_bad_input_is_one_line_exit_2(tmp_path, data_dir):
+    d = data_dir / "mtgnet" / "ETT"
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("0 0\n1 2 3\n")
+    cases = [
+        ("replay", "--valid", str(d / "ETTm1_val_y.csv")),  # no --masks for a bare matrix
+        ("replay", "--masks", str(d / "ETTm1_x.csv"), "--valid", str(tmp_path / "missing.csv")),
+        ("replay", "--masks", str(d / "ETTm1_x.csv"), "--valid", str(ragged)),
+        ("replay", "--masks", str(data_dir / "mtgnet" / "taskonomy" / "taskonomy_x.csv"),
+         "--valid", str(d / "ETTm1_val_y.csv")),
+        ("replay", "--masks", str(d / "ETTm1_x.csv"), "--valid", str(d / "ETTm1_val_y.csv"),
+         "--methods", "oracle,nope"),
+    ]
+    from mtgfast.cli import main
+
+    for args in cases:
+        r = _cli(*args) if args is cases[0] else None
+        if r is not None:
+            assert r.returncode == 2
+            assert r.stderr.count("\n") == 1 and r.stderr.startswith("mtgfast: error:")
+            assert "Traceback" not in r.stderr
+        else:
+            assert main(list(args)) == 2
+
+
+def test_cli_main_in_process(tmp_path, data_dir, capsys):
+    from mtgfast.cli import main
+
+    d = data_dir / "mtgnet" / "taskonomy"
+    out = tmp_path / "t.json"
+    rc = main(["replay", "--masks", str(d / "taskonomy_x.csv"), "--valid", str(d / "taskonomy.csv"),
+               "--methods", "oracle,hoa", "--budgets", "1-3", "--json", str(out)])
+    assert rc == 0
+    d_json = json.loads(out.read_text())
+    assert d_json["dataset"] == "taskonomy" and d_json["budgets"] == [1, 2, 3]
+    assert "hoa" in capsys.readouterr().out
+    assert main(["replay", "--masks", "x", "--valid"]) == 2
+    assert main([]) == 2
+
+
+def test_replay_result_type(data_dir):
+    t = _tables(data_dir, "taskonomy")
+    assert isinstance(replay(t["valid"], methods=["oracle"], budgets=1), ReplayResult)

@@ -1,0 +1,369 @@
+"""The fused Triton MTG-Net kernel against the PyTorch reference.
+
+Without CUDA the kernel runs in Triton's CPU interpreter (TRITON_INTERPRET=1, set here before
+triton is imported when no GPU is present), so sizes stay small. Tolerances:
+fp32: |kernel - reference| <= 1e-4 (abs). fp16/bf16 (flash-attention style): the kernel's max error
+against the fp32 reference is at most 2x that of the same-precision PyTorch path (+1e-3 floor).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+pytest.importorskip("triton")
+
+from mtgfast.errors import InputError, InputTypeError  # noqa: E402
+from mtgfast.ops import dispatch  # noqa: E402
+from mtgfast.ops import triton_mtgnet as tm  # noqa: E402
+from mtgfast.ops.reference import (  # noqa: E402
+    LayerParams,
+    MTGNetParams,
+    member_from_masks,
+    mtgnet_forward,
+)
+
+INTERPRETED = tm.interpreter_active()
+DEVICE = "cpu" if INTERPRETED else "cuda"
+needs_kernel = pytest.mark.skipif(not INTERPRETED and not torch.cuda.is_available(),
+                                  reason="needs CUDA or TRITON_INTERPRET=1")
+pytestmark = needs_kernel
+FP32_ATOL = 1e-4
+LOWP_RATIO, LOWP_FLOOR = 2.0, 1e-3
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------------
+def make_params(n: int, d: int = 32, f: int = 64, n_layers: int = 2, n_heads: int = 2, *,
+                seed: int = 0, temperature: float = 0.8, dtype: torch.dtype = torch.float32,
+                device: str = DEVICE) -> MTGNetParams:
+    """Random MTG-Net weights at a scale where attention is neither uniform nor one-hot."""
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*shape: int, scale: float = 0.3) -> torch.Tensor:
+        return torch.randn(*shape, generator=g) * scale
+
+    layers = [LayerParams(r(d, 3 * d, scale=0.4), r(3 * d), r(d, d), r(d), 1 + r(d), r(d),
+                          r(d, f), r(f), r(f, d), r(d), 1 + r(d), r(d)) for _ in range(n_layers)]
+    p = MTGNetParams(r(n, d, scale=1.0), layers, r(d), r(()), n_heads, temperature, 1e-5)
+    return p.to(device=device, dtype=dtype)
+
+
+def masks_covering(n: int, n_random: int = 0, seed: int = 0) -> torch.Tensor:
+    """All masks for small n; else every singleton, the full set, each popcount once, some random."""
+    if n <= 7:
+        return torch.arange(1, 1 << n, dtype=torch.int64)
+    g = torch.Generator().manual_seed(seed)
+    ms = [1 << j for j in range(n)] + [(1 << k) - 1 for k in range(2, n + 1)]
+    ms += torch.randint(1, 1 << n, (n_random,), generator=g).tolist()
+    return torch.tensor(ms, dtype=torch.int64)
+
+
+def assert_close_verbose(actual: torch.Tensor, expected: torch.Tensor, *, atol: float,
+                         rtol: float = 0.0, name: str = "", max_report: int = 8) -> None:
+    """allclose that reports shape, max error and the first mismatching indices with values."""
+    a, e = actual.detach().double().cpu(), expected.detach().double().cpu()
+    assert a.shape == e.shape, f"{name}: shape {tuple(a.shape)} != {tuple(e.shape)}"
+    bad = ~torch.isclose(a, e, atol=atol, rtol=rtol, equal_nan=True)
+    if bool(bad.any()):
+        idx = bad.nonzero()[:max_report]
+        lines = [f"  {tuple(i.tolist())}: got {a[tuple(i)].item():.6g}, expected "
+                 f"{e[tuple(i)].item():.6g}" for i in idx]
+        err = (a - e).abs().nan_to_num(nan=float("inf")).max().item()
+        raise AssertionError(f"{name}: {int(bad.sum())}/{bad.numel()} mismatches (atol={atol}, "
+                             f"rtol={rtol}, max abs err {err:.3g}); first:\n" + "\n".join(lines))
+
+
+def dense_topk(gains: torch.Tensor, masks: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Brute-force per-task top-k from the full table: the definition the kernel must meet."""
+    member = member_from_masks(masks, gains.shape[1])
+    cand = gains.float().masked_fill(~member, float("-inf")).T
+    kk = min(k, cand.shape[1])
+    vals = torch.full((gains.shape[1], k), float("-inf"))
+    at = torch.zeros((gains.shape[1], k), dtype=torch.int64)
+    v, i = torch.topk(cand.cpu(), kk, dim=1)
+    vals[:, :kk], at[:, :kk] = v, i
+    return vals, at
+
+
+def check_topk(vals: torch.Tensor, got_masks: torch.Tensor, gains: torch.Tensor,
+               masks: torch.Tensor, k: int, atol: float) -> None:
+    """Values equal the brute-force top-k; each returned mask holds j and has that gain (tie-proof)."""
+    ref_vals, _ = dense_topk(gains, masks, k)
+    assert_close_verbose(vals.cpu(), ref_vals, atol=atol, name="top-k values")
+    lookup = {int(m): row for row, m in enumerate(masks.tolist())}
+    for j in range(gains.shape[1]):
+        for r in range(k):
+            m = int(got_masks[j, r])
+            if torch.isinf(ref_vals[j, r]):
+                assert m == 0, f"task {j} slot {r}: empty slot must have mask 0, got {m:#x}"
+                continue
+            assert (m >> j) & 1, f"task {j} slot {r}: mask {m:#x} does not contain task {j}"
+            assert abs(float(gains[lookup[m], j]) - float(vals[j, r])) <= atol, (j, r, m)
+    assert len({(j, int(m)) for j in range(gains.shape[1]) for m in got_masks[j] if m}) == \
+        int((got_masks != 0).sum()), "a mask appears twice in one task's top-k"
+
+
+# ------------------------------------------------------------------------------------------------
+# forward: every code path against the reference
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("n", "d", "f", "n_layers", "n_heads", "block_m"),
+    [
+        (1, 16, 16, 2, 1, 1),     # single task: the only mask is popcount 1 = N
+        (3, 32, 64, 2, 2, 2),     # tail tile (7 masks, block 2)
+        (5, 32, 64, 2, 1, 8),
+        (7, 32, 64, 1, 2, 32),    # one layer: layer-1 constants only
+        (7, 24, 40, 3, 3, 16),    # D, F, d_head not powers of two (padding), 3 general layers
+        (12, 64, 128, 2, 2, 8),   # model width of the GPU regime, FFN in two BLOCK_F slices
+        (5, 16, 32, 0, 1, 16),    # no layer: head on embeddings
+    ],
+)
+def test_forward_matches_reference_fp32(n: int, d: int, f: int, n_layers: int, n_heads: int,
+                                        block_m: int) -> None:
+    params = make_params(n, d, f, n_layers, n_heads, seed=n + 10 * n_layers)
+    masks = masks_covering(n, n_random=30)
+    got = tm.mtgnet_forward_triton(params, masks.to(DEVICE), block_m=block_m)
+    ref = mtgnet_forward(params, masks.to(DEVICE))
+    assert got.dtype == torch.float32 and got.shape == (masks.shape[0], n)
+    assert_close_verbose(got, ref, atol=FP32_ATOL, name=f"gains n={n}")
+    member = member_from_masks(masks, n)
+    assert bool((got.cpu()[~member] == 0).all()), "absent tasks must be exactly 0"
+
+
+def test_absent_tasks_are_invisible() -> None:
+    # A member's gain depends only on the member set: tasks {1, 4, 6} of a 9-task model give the
+    # same gains as the 3-task model made of those embeddings (padding 16 vs 16, different masks).
+    params = make_params(9, seed=3)
+    sub = MTGNetParams(params.embedding[[1, 4, 6]].clone(), params.layers, params.w_head,
+                       params.b_head, params.n_heads, params.temperature, params.ln_eps)
+    full = tm.mtgnet_forward_triton(params, torch.tensor([0b001010010], device=DEVICE))
+    small = tm.mtgnet_forward_triton(sub, torch.tensor([0b111], device=DEVICE))
+    assert_close_verbose(full[:, [1, 4, 6]], small, atol=1e-5, name="absent tasks")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("packed_dtype_only", [False, True])
+def test_low_precision_flash_style(dtype: torch.dtype, packed_dtype_only: bool) -> None:
+    n = 6
+    p32 = make_params(n, 32, 64, 2, 2, seed=7)
+    masks = masks_covering(n).to(DEVICE)
+    ref = mtgnet_forward(p32, masks).float()
+    torch_lp = mtgnet_forward(p32.to(dtype), masks).float()
+    if packed_dtype_only:   # fp32 weights, kernel computing in low precision
+        got = tm.mtgnet_forward_triton(p32, masks, dtype=dtype, block_m=16)
+    else:
+        got = tm.mtgnet_forward_triton(p32.to(dtype), masks, block_m=16)
+    assert got.dtype == dtype
+    err_k = (got.float() - ref).abs().max().item()
+    err_t = (torch_lp - ref).abs().max().item()
+    assert err_k <= LOWP_RATIO * err_t + LOWP_FLOOR, (
+        f"{dtype}: kernel error {err_k:.3g} > {LOWP_RATIO} x torch error {err_t:.3g} + {LOWP_FLOOR}")
+
+
+@settings(max_examples=12, deadline=None)
+@given(n=st.integers(1, 8), n_heads=st.sampled_from([1, 2]), n_layers=st.integers(1, 2),
+       seed=st.integers(0, 2**16), temperature=st.floats(0.3, 3.0),
+       data=st.data())
+def test_forward_property_random(n: int, n_heads: int, n_layers: int, seed: int,
+                                 temperature: float, data: st.DataObject) -> None:
+    params = make_params(n, 16, 32, n_layers, n_heads, seed=seed, temperature=temperature)
+    masks = data.draw(st.lists(st.integers(1, (1 << n) - 1), min_size=1, max_size=12))
+    mt = torch.tensor(masks, dtype=torch.int64, device=DEVICE)
+    got = tm.mtgnet_forward_triton(params, mt, block_m=4)
+    assert_close_verbose(got, mtgnet_forward(params, mt), atol=FP32_ATOL, name="property")
+
+
+def test_permuting_masks_permutes_rows() -> None:
+    params = make_params(5, seed=11)
+    masks = masks_covering(5).to(DEVICE)
+    perm = torch.randperm(masks.shape[0], generator=torch.Generator().manual_seed(0)).to(DEVICE)
+    a = tm.mtgnet_forward_triton(params, masks, block_m=8)
+    b = tm.mtgnet_forward_triton(params, masks[perm], block_m=4)
+    assert_close_verbose(b, a[perm], atol=1e-5, name="permutation")
+
+
+# ------------------------------------------------------------------------------------------------
+# reductions
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("n", "k", "block_m", "n_programs"),
+                         [(3, 6, 2, 2),     # k > masks per task: -inf / 0 slots
+                          (6, 5, 4, 3),     # k not a power of two, several programs merge
+                          (9, 16, 8, 4)])
+def test_topk_matches_dense(n: int, k: int, block_m: int, n_programs: int) -> None:
+    params = make_params(n, 16, 32, 2, 2, seed=n)
+    masks = masks_covering(n, n_random=60, seed=1).unique().to(DEVICE)
+    gains = mtgnet_forward(params, masks).cpu()
+    vals, got = tm.mtgnet_topk_triton(params, masks, k, block_m=block_m, n_programs=n_programs)
+    assert vals.shape == (n, k) and got.shape == (n, k)
+    assert bool((vals[:, :-1] >= vals[:, 1:]).all()), "top-k values must be sorted, best first"
+    check_topk(vals.cpu(), got.cpu(), gains, masks.cpu(), k, atol=FP32_ATOL)
+    # the chunked torch path obeys the same contract
+    tv, tmk = dispatch.mtgnet_topk(params, masks, k, backend="torch", chunk=7)
+    check_topk(tv.cpu(), tmk.cpu(), gains, masks.cpu(), k, atol=1e-6)
+
+
+@pytest.mark.parametrize(("n", "block_m", "n_programs"), [(4, 2, 3), (7, 8, 4), (10, 16, 2)])
+def test_marginal_matches_dense(n: int, block_m: int, n_programs: int) -> None:
+    params = make_params(n, 16, 32, 2, 1, seed=100 + n)
+    masks = masks_covering(n, n_random=80, seed=2).to(DEVICE)
+    gains = mtgnet_forward(params, masks).float()
+    best = torch.linspace(-0.5, 0.5, n, device=DEVICE)
+    member = member_from_masks(masks, n)
+    ref = ((gains - best).clamp(min=0) * member).sum(1)
+    res = tm.mtgnet_marginal_triton(params, masks, best, block_m=block_m, n_programs=n_programs)
+    assert res.marginals is not None
+    assert_close_verbose(res.marginals, ref, atol=FP32_ATOL, name="marginals")
+    assert abs(res.best_value - float(ref.max())) <= FP32_ATOL
+    row = masks.tolist().index(res.best_mask - (1 << 64) if res.best_mask >= 1 << 63 else res.best_mask)
+    assert abs(float(ref[row]) - float(ref.max())) <= FP32_ATOL, "best_mask is not a maximiser"
+    assert tm.mtgnet_marginal_triton(params, masks, best, return_marginals=False).marginals is None
+    tres = dispatch.mtgnet_marginal(params, masks, best, backend="torch", chunk=13)
+    assert_close_verbose(tres.marginals, ref, atol=1e-6, name="torch marginals")
+    assert tres.best_mask == int(masks[int(torch.argmax(ref))])
+
+
+def test_marginal_ties_pick_first_candidate() -> None:
+    # best = +inf: every marginal is exactly 0, so the first candidate must win.
+    params = make_params(5, 16, 32, 1, 1)
+    masks = torch.tensor([7, 3, 1, 31, 12], dtype=torch.int64, device=DEVICE)
+    best = torch.full((5,), float("inf"), device=DEVICE)
+    res = tm.mtgnet_marginal_triton(params, masks, best, block_m=2, n_programs=3)
+    assert res.best_value == 0.0 and res.best_mask == 7
+
+
+# ------------------------------------------------------------------------------------------------
+# dispatch
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.skipif(not INTERPRETED, reason="CPU dispatch to the kernel needs the interpreter")
+def test_dispatch_triton_on_cpu_under_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
+    params = make_params(4, seed=5, device="cpu")
+    masks = masks_covering(4)
+    got = dispatch.mtgnet_predict(params, masks, backend="triton")
+    ref = dispatch.mtgnet_predict(params, masks, backend="torch")
+    assert_close_verbose(got, ref, atol=FP32_ATOL, name="dispatch")
+    assert torch.equal(dispatch.mtgnet_predict(params, masks), mtgnet_forward(params, masks)), \
+        "auto on CPU must be the torch reference"
+    assert dispatch.resolve_backend("auto", params) == "torch"
+    monkeypatch.delenv("TRITON_INTERPRET")
+    with pytest.raises(InputError, match="CUDA"):
+        dispatch.mtgnet_predict(params, masks, backend="triton")
+
+
+@pytest.mark.skipif(not INTERPRETED, reason="CPU dispatch to the kernel needs the interpreter")
+def test_dispatch_repacks_after_in_place_update() -> None:
+    params = make_params(4, seed=6, device="cpu")
+    masks = masks_covering(4)
+    first = dispatch.mtgnet_predict(params, masks, backend="triton")
+    assert dispatch.packed_params(params) is dispatch.packed_params(params)
+    with torch.no_grad():
+        params.embedding.mul_(-1.0)    # in place: same tensor object, new version
+    second = dispatch.mtgnet_predict(params, masks, backend="triton")
+    assert_close_verbose(second, mtgnet_forward(params, masks), atol=FP32_ATOL, name="repacked")
+    assert not torch.allclose(first, second)
+
+
+def test_dispatch_rejects_unknown_backend() -> None:
+    params = make_params(3, device="cpu")
+    with pytest.raises(ValueError, match="backend"):
+        dispatch.mtgnet_predict(params, torch.tensor([1]), backend="cuda")  # type: ignore[arg-type]
+
+
+def test_importing_mtgfast_and_dispatch_does_not_import_triton() -> None:
+    code = ("import sys, mtgfast, mtgfast.ops.dispatch; "
+            "sys.exit(1 if 'triton' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+# ------------------------------------------------------------------------------------------------
+# input validation at the public boundary
+# ------------------------------------------------------------------------------------------------
+def test_bad_inputs_raise_clear_errors() -> None:
+    params = make_params(4)
+    ok = torch.tensor([1, 3], dtype=torch.int64, device=DEVICE)
+    with pytest.raises(InputError, match="empty or has bits"):
+        tm.mtgnet_forward_triton(params, torch.tensor([0], device=DEVICE))
+    with pytest.raises(InputError, match="empty or has bits"):
+        tm.mtgnet_forward_triton(params, torch.tensor([1 << 4], device=DEVICE))
+    with pytest.raises(InputError, match="empty or has bits"):
+        tm.mtgnet_forward_triton(params, torch.tensor([-1], device=DEVICE))   # bit 63 set
+    with pytest.raises(InputTypeError, match="int64"):
+        tm.mtgnet_forward_triton(params, ok.to(torch.int32))
+    with pytest.raises(InputError, match="1-D"):
+        tm.mtgnet_forward_triton(params, ok.view(1, 2))
+    with pytest.raises(InputTypeError):
+        tm.mtgnet_forward_triton(params, [1, 3])   # type: ignore[arg-type]
+    with pytest.raises(InputError, match="block_m"):
+        tm.mtgnet_forward_triton(params, ok, block_m=3)
+    with pytest.raises(InputError, match="k must be"):
+        tm.mtgnet_topk_triton(params, ok, 0)
+    with pytest.raises(InputError, match="best must have shape"):
+        tm.mtgnet_marginal_triton(params, ok, torch.zeros(3, device=DEVICE))
+    with pytest.raises(InputError, match="divisible"):
+        tm.pack_params(make_params(4, d=30, n_heads=4))
+    with pytest.raises(InputTypeError, match="compute dtype"):
+        tm.pack_params(params, torch.float64)
+    with pytest.raises(InputTypeError, match="MTGNetParams"):
+        tm.pack_params("weights")   # type: ignore[arg-type]
+
+
+def test_numpy_uint64_masks_and_empty_input() -> None:
+    import numpy as np
+
+    params = make_params(3)
+    got = tm.mtgnet_forward_triton(params, np.array([1, 5, 7], dtype=np.uint64))
+    ref = mtgnet_forward(params, torch.tensor([1, 5, 7], device=DEVICE))
+    assert_close_verbose(got, ref, atol=FP32_ATOL, name="numpy masks")
+    assert tm.mtgnet_forward_triton(params, torch.empty(0, dtype=torch.int64)).shape == (0, 3)
+
+
+# ------------------------------------------------------------------------------------------------
+# real GPU (skipped without CUDA; deselected by default, run with -m gpu)
+# ------------------------------------------------------------------------------------------------
+cuda_only = pytest.mark.skipif(INTERPRETED or not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.mark.gpu
+@cuda_only
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("n_heads", [1, 2, 4])
+def test_gpu_n27_matches_reference(dtype: torch.dtype, n_heads: int) -> None:
+    n = 27
+    p32 = make_params(n, 64, 128, 2, n_heads, seed=27, device="cuda")
+    masks = torch.cat([masks_covering(n, n_random=20000)]).cuda()
+    ref = mtgnet_forward(p32, masks).float()
+    got = dispatch.mtgnet_predict(p32.to(dtype), masks)          # auto -> triton on CUDA
+    if dtype == torch.float32:
+        assert_close_verbose(got, ref, atol=FP32_ATOL, name="gpu fp32")
+    else:
+        err_k = (got.float() - ref).abs().max().item()
+        err_t = (mtgnet_forward(p32.to(dtype), masks).float() - ref).abs().max().item()
+        assert err_k <= LOWP_RATIO * err_t + LOWP_FLOOR, (err_k, err_t)
+
+
+@pytest.mark.gpu
+@cuda_only
+def test_gpu_reductions_n20() -> None:
+    n = 20
+    params = make_params(n, 64, 128, 2, 2, seed=20, device="cuda")
+    masks = torch.randint(1, 1 << n, (200_000,), generator=torch.Generator().manual_seed(0)).cuda()
+    gains = mtgnet_forward(params, masks)
+    vals, got = tm.mtgnet_topk_triton(params, masks.unique(), 16)
+    u = masks.unique()
+    check_topk(vals.cpu(), got.cpu(), mtgnet_forward(params, u).cpu(), u.cpu(), 16, atol=FP32_ATOL)
+    best = torch.zeros(n, device="cuda")
+    res = tm.mtgnet_marginal_triton(params, masks, best)
+    ref = (gains.clamp(min=0) * member_from_masks(masks, n)).sum(1)
+    assert_close_verbose(res.marginals, ref, atol=1e-3, name="gpu marginals")
+    assert abs(res.best_value - float(ref.max())) <= 1e-3

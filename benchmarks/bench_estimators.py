@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from mtgfast.estimators.hoa import aggregate_pairs
 from mtgfast.estimators.random import random_grouping_scores
 from mtgfast.masks import all_masks, masks_to_dense, sample_masks
@@ -48,7 +47,7 @@ def test_hoa_27(benchmark, backend):
     assert got.shape == (count, n)
 
 
-# -- random baseline ---------------------------------------------------------------------------------
+# -- random baseline ------------------------------------------------------------
 def random_numpy(masks: np.ndarray, select: np.ndarray, test: np.ndarray, budget: int,
                  n_trials: int, seed: int, chunk: int = 100_000) -> float:
     """Plain numpy random baseline: random keys -> B distinct candidates, redraw non-covering."""

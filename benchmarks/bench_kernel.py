@@ -19,7 +19,6 @@ from collections.abc import Callable
 import pytest
 import torch
 import torch.nn.functional as F
-
 from mtgfast.ops.reference import (
     LayerParams,
     MTGNetParams,
@@ -45,15 +44,27 @@ def reference_flops(n: int = N_TASKS, d: int = DIM, f: int = FFN, layers: int = 
     return layers * per_layer + 2 * n * d
 
 
-def kernel_flops(n: int = N_TASKS, d: int = DIM, f: int = FFN, layers: int = N_LAYERS,
-                 heads: int = N_HEADS) -> int:
-    """Kernel: NP = next_pow2(n) padded tokens; layer 1 is P @ (V W_o) per head plus the FFN."""
+def kernel_flops(slots: int, n: int = N_TASKS, d: int = DIM, f: int = FFN,
+                 layers: int = N_LAYERS, heads: int = N_HEADS) -> int:
+    """Kernel, one combination run with ``slots`` (PP) token rows; padded widths as the kernel.
+
+    Layer 1 is P (PP x NP per head) @ (V W_o) plus the FFN; later layers are full layers on PP rows.
+    """
     npad = max(16, 1 << (n - 1).bit_length())
     dh = max(16, 1 << (d // heads - 1).bit_length())
-    first = 2 * npad * heads * npad * d + 2 * 2 * npad * d * f
-    general = (2 * npad * d * 3 * heads * dh + 2 * 2 * heads * npad * npad * dh
-               + 2 * npad * heads * dh * d + 2 * 2 * npad * d * f)
-    return (first + (layers - 1) * general if layers else 0) + 2 * npad * d
+    first = 2 * slots * heads * npad * d + 2 * 2 * slots * d * f
+    general = (2 * slots * d * 3 * heads * dh + 2 * 2 * heads * slots * slots * dh
+               + 2 * slots * heads * dh * d + 2 * 2 * slots * d * f)
+    return (first + (layers - 1) * general if layers else 0) + 2 * slots * d
+
+
+def kernel_flops_for(masks: torch.Tensor) -> float:
+    """Mean kernel FLOPs per combination of ``masks``, given the popcount buckets that run them."""
+    from mtgfast.ops.triton_mtgnet import popcount64
+
+    pc = popcount64(masks)
+    small = float((pc <= 16).float().mean())
+    return small * kernel_flops(16) + (1 - small) * kernel_flops(32)
 
 
 def kernel_bytes(n: int = N_TASKS, out_bytes: int = 2) -> int:
@@ -74,7 +85,8 @@ def make_params(seed: int = 0) -> MTGNetParams:
     layers = [LayerParams(r(d, 3 * d, scale=0.15), r(3 * d), r(d, d, scale=0.15), r(d), 1 + r(d),
                           r(d), r(d, f, scale=0.15), r(f), r(f, d, scale=0.1), r(d), 1 + r(d), r(d))
               for _ in range(N_LAYERS)]
-    return MTGNetParams(r(N_TASKS, d, scale=1.0), layers, r(d), r(()), N_HEADS, 1.0, 1e-5).to("cuda")
+    params = MTGNetParams(r(N_TASKS, d, scale=1.0), layers, r(d), r(()), N_HEADS, 1.0, 1e-5)
+    return params.to("cuda")
 
 
 def _sdpa_dense(params: MTGNetParams, member: torch.Tensor) -> torch.Tensor:
@@ -102,12 +114,16 @@ def _chunked(dense: Callable[[MTGNetParams, torch.Tensor], torch.Tensor]):
                           device=masks.device)
         with torch.no_grad():
             for s in range(0, masks.shape[0], CHUNK):
-                out[s:s + CHUNK] = dense(params, member_from_masks(masks[s:s + CHUNK], params.n_tasks))
+                member = member_from_masks(masks[s:s + CHUNK], params.n_tasks)
+                out[s:s + CHUNK] = dense(params, member)
         return out
     return run
 
 
-def backends() -> dict[str, tuple[torch.dtype, Callable[[MTGNetParams, torch.Tensor], torch.Tensor]]]:
+Predict = Callable[[MTGNetParams, torch.Tensor], torch.Tensor]
+
+
+def backends() -> dict[str, tuple[torch.dtype, Predict]]:
     from mtgfast.ops.triton_mtgnet import mtgnet_forward_triton
 
     compiled = torch.compile(mtgnet_forward_dense, dynamic=False)
@@ -126,7 +142,8 @@ def _masks(n_masks: int = N_MASKS, seed: int = 0) -> torch.Tensor:
     return torch.randint(1, 1 << N_TASKS, (n_masks,), generator=g, device="cuda")
 
 
-def _check(got: torch.Tensor, params32: MTGNetParams, masks: torch.Tensor, dtype: torch.dtype) -> None:
+def _check(got: torch.Tensor, params32: MTGNetParams, masks: torch.Tensor,
+           dtype: torch.dtype) -> None:
     """fp32: atol 1e-4 vs the reference. Low precision: error <= 2x eager same-precision + 1e-3."""
     rows = masks[:4096]
     ref = mtgnet_forward(params32, rows).float()
@@ -146,7 +163,8 @@ def _record(benchmark, name: str, n_masks: int, flops_per: int, bytes_per: int |
     benchmark.extra_info.update({
         "backend": name, "combos_per_s": rate, "flops_per_combo": flops_per,
         "tflops": rate * flops_per / 1e12,
-        "bytes_per_combo": bytes_per, "gb_per_s": None if bytes_per is None else rate * bytes_per / 1e9,
+        "bytes_per_combo": bytes_per,
+        "gb_per_s": None if bytes_per is None else rate * bytes_per / 1e9,
     })
 
 
@@ -188,7 +206,7 @@ def test_bench_predict(benchmark, params32: MTGNetParams, backend: str) -> None:
 
     out = benchmark.pedantic(run, rounds=5, warmup_rounds=1)
     _check(out, params32, masks, dtype)
-    flops = kernel_flops() if backend.startswith("triton") else reference_flops()
+    flops = kernel_flops_for(masks) if backend.startswith("triton") else reference_flops()
     _record(benchmark, backend, masks.shape[0], flops,
             kernel_bytes(out_bytes=dtype.itemsize) if backend.startswith("triton") else None)
 
@@ -215,7 +233,9 @@ def test_bench_full_space_bf16(benchmark, params32: MTGNetParams) -> None:
     masks = torch.cat([m for m, _ in sample])
     got = torch.cat([o for _, o in sample])
     _check(got, params32, masks, torch.bfloat16)
-    _record(benchmark, "triton-bf16-full", total, kernel_flops(), kernel_bytes(out_bytes=2))
+    full_flops = sum(math.comb(N_TASKS, k) * kernel_flops(16 if k <= 16 else 32)
+                     for k in range(1, N_TASKS + 1)) / total
+    _record(benchmark, "triton-bf16-full", total, full_flops, kernel_bytes(out_bytes=2))
 
 
 @pytest.mark.benchmark(group="mtgnet-n27-beam-marginal")
@@ -238,7 +258,8 @@ def test_bench_beam_marginal(benchmark, params32: MTGNetParams, backend: str) ->
     ref = dispatch.mtgnet_marginal(params32, masks, best, backend="torch")
     assert abs(res.best_value - ref.best_value) <= 0.05 * max(1.0, abs(ref.best_value))
     _record(benchmark, backend + "-marginal", masks.shape[0],
-            kernel_flops() if be == "triton" else reference_flops(), 8 if be == "triton" else None)
+            kernel_flops_for(masks) if be == "triton" else reference_flops(),
+            8 if be == "triton" else None)
 
 
 def main() -> None:
@@ -251,13 +272,14 @@ def main() -> None:
     p32 = make_params()
     masks = _masks()
     print(f"N={N_TASKS} D={DIM} F={FFN} layers={N_LAYERS} heads={N_HEADS} M={masks.shape[0]:,}  "
-          f"ref {reference_flops() / 1e6:.2f} MFLOP/combo, kernel {kernel_flops() / 1e6:.2f}")
+          f"ref {reference_flops() / 1e6:.2f} MFLOP/combo, "
+          f"kernel {kernel_flops_for(masks) / 1e6:.2f}")
     for name, (dtype, fn) in backends().items():
         params = pack_params(p32.to(dtype)) if name.startswith("triton") else p32.to(dtype)
         out = fn(params, masks)
         _check(out, p32, masks, dtype)
         secs = _time(lambda: fn(params, masks))
-        flops = kernel_flops() if name.startswith("triton") else reference_flops()
+        flops = kernel_flops_for(masks) if name.startswith("triton") else reference_flops()
         print(f"{name:14s} {masks.shape[0] / secs / 1e6:9.1f} M combos/s  "
               f"{masks.shape[0] * flops / secs / 1e12:7.1f} TFLOP/s")
     packed = pack_params(p32, torch.bfloat16)

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <stdexcept>
+#include <string>
 
 namespace mtgfast {
 
@@ -12,7 +14,7 @@ namespace {
 struct State {
   std::vector<std::uint32_t> rows;  // ascending
   std::vector<double> cur;          // per task: gain served (covered) or alone_value (uncovered)
-  std::vector<double> thr;          // stride lanes: cur, or alone_value - K for uncovered tasks
+  std::vector<float> thr;           // lanes8 lanes: cur, or alone_value - K for uncovered tasks
   mask_t uncovered = 0;             // always 0 under Alone (every task has its free fallback)
   double value = 0.0;               // sum of cur: the completed value
   int cost = 0;                     // |rows| + popcount(uncovered)
@@ -56,6 +58,8 @@ bool same_set(const State& pa, std::uint32_t ra, const State& pb, std::uint32_t 
 
 struct LayerScan {
   const Problem* p;
+  const float* g32;      // rows x lanes, float copy of the gains (-inf outside): half the bytes
+  std::size_t lanes;     // n_tasks rounded up to 8
   const std::vector<State>* beam;
   std::size_t width;
   double K;
@@ -88,54 +92,105 @@ void consider(const LayerScan& L, std::uint32_t s, std::uint32_t i, double value
   if (top.size() > L.width) top.pop_back();
 }
 
-// The hot loop: every (row, state) pair of one layer. Compiled twice on GCC/x86-64 so that AVX2
-// machines get 4-lane doubles and a popcnt instruction; the result is identical.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-__attribute__((target_clones("arch=haswell", "default")))
+// The hot loop: every (row, state) pair of one layer. The body is compiled twice on GCC/Clang
+// x86-64 (AVX2+POPCNT, and baseline), picked at run time; both give identical results.
+#if defined(__GNUC__)
+#define MTGFAST_INLINE inline __attribute__((always_inline))
+#else
+#define MTGFAST_INLINE inline
 #endif
-void scan_layer(const LayerScan& L) {
+
+MTGFAST_INLINE void scan_layer_body(const LayerScan& L) {
   const Problem& p = *L.p;
   const auto& beam = *L.beam;
   const std::size_t m = p.size();
-  const std::size_t stride = std::size_t(p.stride);
+  const std::size_t lanes = L.lanes;
   const std::size_t ns = beam.size();
+  const float* g32 = L.g32;
+  const mask_t* masks = p.masks.data();
+  const double K = L.K;
+  const int max_cost = L.max_cost;
+  std::vector<Child>& top = *L.top;
+  Record* best = L.best->data();
+  // Local copies of the states' hot fields, so the compiler need not reload them after calls.
+  std::vector<const float*> thr(ns);
+  std::vector<mask_t> unc(ns);
+  std::vector<double> val(ns);
+  std::vector<int> cost0(ns);
+  for (std::size_t s = 0; s < ns; ++s) {
+    thr[s] = beam[s].thr.data();
+    unc[s] = beam[s].uncovered;
+    val[s] = beam[s].value;
+    cost0[s] = beam[s].cost + 1;
+  }
+  // Entry threshold of the top list (a child must beat it): -inf while the list is not full.
+  double top_v = kNegInf;
+  int top_c = 1 << 30;
+  auto refresh = [&] {
+    if (top.size() < L.width) {
+      top_v = kNegInf;
+      top_c = 1 << 30;
+    } else {
+      top_v = top.back().value;
+      top_c = top.back().cost;
+    }
+  };
+  refresh();
   for (std::size_t i = 0; i < m; ++i) {
-    const double* g = p.row(i);
-    const mask_t mask = p.masks[i];
+    const float* g = g32 + i * lanes;
+    const mask_t mask = masks[i];
     for (std::size_t s = 0; s < ns; ++s) {
-      const State& st = beam[s];
-      const double* t = st.thr.data();
-      double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
-      for (std::size_t j = 0; j < stride; j += 4) {
-        const double d0 = g[j] - t[j], d1 = g[j + 1] - t[j + 1];
-        const double d2 = g[j + 2] - t[j + 2], d3 = g[j + 3] - t[j + 3];
-        a0 += d0 > 0.0 ? d0 : 0.0;
-        a1 += d1 > 0.0 ? d1 : 0.0;
-        a2 += d2 > 0.0 ? d2 : 0.0;
-        a3 += d3 > 0.0 ? d3 : 0.0;
+      const float* t = thr[s];
+      // Eight partial sums in a fixed order: vectorises, and is the same on every machine.
+      float a[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+      for (std::size_t j = 0; j < lanes; j += 8) {
+        for (std::size_t l = 0; l < 8; ++l) {
+          const float d = g[j + l] - t[j + l];
+          a[l] += d > 0.f ? d : 0.f;
+        }
       }
-      const int newly = popcount(mask & st.uncovered);
-      const double delta = ((a0 + a1) + (a2 + a3)) - L.K * double(newly);
-      const double value = st.value + delta;
-      const int cost = st.cost + 1 - newly;
+      const float sum = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+      const int newly = popcount(mask & unc[s]);
+      const double value = val[s] + (double(sum) - K * double(newly));
+      const int cost = cost0[s] - newly;
       // Cheap rejection first: most children are neither kept nor a record.
-      const bool maybe_best = cost <= L.max_cost && value > (*L.best)[std::size_t(cost)].value;
-      const bool maybe_top = L.top->size() < L.width || better(value, cost, L.top->back());
-      if (maybe_best || maybe_top) consider(L, std::uint32_t(s), std::uint32_t(i), value, cost);
+      const bool maybe_best = cost <= max_cost && value > best[cost].value;
+      const bool maybe_top = value > top_v || (value == top_v && cost < top_c);
+      if (maybe_best || maybe_top) {
+        consider(L, std::uint32_t(s), std::uint32_t(i), value, cost);
+        refresh();
+      }
     }
   }
 }
 
-State root(const Problem& p, double K) {
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#define MTGFAST_DISPATCH 1
+__attribute__((target("avx2,popcnt"))) void scan_layer_avx2(const LayerScan& L) {
+  scan_layer_body(L);
+}
+#endif
+
+void scan_layer_generic(const LayerScan& L) { scan_layer_body(L); }
+
+void scan_layer(const LayerScan& L) {
+#ifdef MTGFAST_DISPATCH
+  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
+  if (avx2) return scan_layer_avx2(L);
+#endif
+  scan_layer_generic(L);
+}
+
+State root(const Problem& p, double K, std::size_t lanes) {
   const int n = p.n_tasks;
   State st;
   st.cur.assign(std::size_t(n), 0.0);
-  st.thr.assign(std::size_t(p.stride), 0.0);
+  st.thr.assign(lanes, 0.f);
   if (!p.alone()) {
     st.uncovered = full_mask(n);
     for (int j = 0; j < n; ++j) {
       st.cur[std::size_t(j)] = p.alone_value[std::size_t(j)];
-      st.thr[std::size_t(j)] = p.alone_value[std::size_t(j)] - K;
+      st.thr[std::size_t(j)] = float(p.alone_value[std::size_t(j)] - K);
     }
   }
   double v = 0.0;
@@ -158,7 +213,7 @@ State extend(const Problem& p, const State& parent, std::uint32_t row, double K)
     } else {
       st.cur[j] = std::max(st.cur[j], g[j]);
     }
-    st.thr[j] = st.cur[j];
+    st.thr[j] = float(st.cur[j]);
   }
   (void)K;
   double v = 0.0;
@@ -188,8 +243,17 @@ std::vector<GroupingResult> beam_search(const Problem& p, const std::vector<int>
   for (double a : p.alone_value) hi = std::max(hi, a);
   const double K = p.alone() ? 0.0 : std::ceil(hi - lo) + 1.0;
 
+  // Float copy for the scan: it reads every row once per layer, so bytes are time. Rankings use
+  // float sums; reported values are recomputed in double by finalize().
+  const std::size_t lanes = (std::size_t(n) + 7) / 8 * 8;
+  std::vector<float> g32(p.size() * lanes, -std::numeric_limits<float>::infinity());
+  for (std::size_t i = 0; i < p.size(); ++i)
+    for (mask_t b = p.masks[i]; b; b &= b - 1) {
+      const std::size_t j = std::size_t(lowest_bit(b));
+      g32[i * lanes + j] = float(p.row(i)[j]);
+    }
   std::vector<std::vector<State>> layers;
-  layers.push_back({root(p, K)});
+  layers.push_back({root(p, K, lanes)});
   std::vector<Record> best(std::size_t(max_cost) + 1);
   if (layers[0][0].cost <= max_cost)
     best[std::size_t(layers[0][0].cost)] = Record{layers[0][0].value, 0, 0, 0};
@@ -198,7 +262,8 @@ std::vector<GroupingResult> beam_search(const Problem& p, const std::vector<int>
     if (beam.empty()) break;
     std::vector<Child> top;
     top.reserve(std::size_t(width) + 1);
-    LayerScan L{&p, &beam, std::size_t(width), K, p.alone(), layer, max_cost, &top, &best};
+    LayerScan L{&p, g32.data(), lanes, &beam, std::size_t(width), K, p.alone(), layer, max_cost,
+                &top, &best};
     scan_layer(L);
     std::vector<State> next;
     next.reserve(top.size());

@@ -1,4 +1,4 @@
-"""Estimators: a conformance suite every estimator runs, plus each fast path vs a plain reference."""
+"""Estimators: a conformance suite every estimator runs; each fast path vs a plain reference."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from mtgfast.errors import InputError, InputTypeError
 from mtgfast.estimators import HOA, TAG, Oracle, RandomGrouping, random_grouping_scores
 from mtgfast.gains import GainTable
@@ -38,8 +37,17 @@ def plain_hoa(masks, pairs: np.ndarray) -> np.ndarray:
     return out
 
 
+def _tiny_mtgnet(n: int):  # type: ignore[no-untyped-def]
+    pytest.importorskip("torch")
+    from mtgfast.estimators.mtgnet import MTGNet
+
+    return MTGNet(dim=8, n_layers=1, max_epochs=15, n_estimators=2, seed=0)
+
+
 ESTIMATORS = {
     "oracle": lambda n: Oracle(),
+    # torch training: run with -m slow (the other estimators keep the default run fast)
+    "mtgnet": pytest.param(_tiny_mtgnet, marks=pytest.mark.slow),
     "hoa-numpy": lambda n: HOA(backend="numpy"),
     "hoa-numba": lambda n: HOA(backend="numba"),
     "tag-pairs": lambda n: TAG(),
@@ -48,7 +56,7 @@ ESTIMATORS = {
 
 
 # -- conformance: every estimator ----------------------------------------------------------------
-@pytest.mark.parametrize("make", ESTIMATORS.values(), ids=ESTIMATORS.keys())
+@pytest.mark.parametrize("make", list(ESTIMATORS.values()), ids=list(ESTIMATORS))
 class TestConformance:
     def test_init_only_stores_arguments(self, make):
         est = make(4)
@@ -102,7 +110,7 @@ class TestConformance:
         assert isinstance(out, GainTable) and out.task_names == table.task_names
 
 
-# -- specific behaviour -----------------------------------------------------------------------------
+# -- specific behaviour ------------------------------------------------------------
 def test_oracle_is_the_table_and_refuses_unmeasured():
     table = _table(5, full=False)
     est = Oracle().fit(table)
@@ -163,7 +171,7 @@ def test_tag_reproduces_the_released_estimates(data_dir):
 
 
 def test_tag_affinity_orientation():
-    # A[i, j]: task i's update onto task j; gain of j in C = mean over the other members i of A[i, j]
+    # A[i, j]: task i's update onto task j; gain of j in C = mean over other members i of A[i, j]
     a = np.array([[0.0, 1.0, 2.0], [3.0, 0.0, 4.0], [5.0, 6.0, 0.0]])
     est = TAG().fit_affinity(a, ["x", "y", "z"])
     assert est.predict([0b011]).tolist() == [[3.0, 1.0, pytest.approx(np.nan, nan_ok=True)]]
@@ -178,19 +186,20 @@ def test_tag_affinity_orientation():
 
 
 # -- random grouping baseline ----------------------------------------------------------------------
-def plain_random_expectation(masks, select, test, budget, n):
-    """Exact mean over all covering B-subsets of candidates (what rejection sampling draws)."""
+def plain_random_expectation(masks, select, test, budget, n, alone=False):
+    """Exact mean over all covering B-subsets of candidates (what rejection sampling draws);
+    ``alone``: over all B-subsets, a task takes 0 unless a member group has a positive gain."""
     full = (1 << n) - 1
     values = []
     for combo in itertools.combinations(range(len(masks)), budget):
         cover = 0
         for i in combo:
             cover |= int(masks[i])
-        if cover != full:
+        if cover != full and not alone:
             continue
         total = 0.0
         for j in range(n):
-            best, got = -np.inf, 0.0
+            best, got = (0.0 if alone else -np.inf), 0.0
             for i in combo:
                 if int(masks[i]) >> j & 1 and select[i, j] > best:
                     best, got = select[i, j], test[i, j]
@@ -199,16 +208,19 @@ def plain_random_expectation(masks, select, test, budget, n):
     return float(np.mean(values)), float(np.std(values))
 
 
-@pytest.mark.parametrize("n, budget", [(3, 1), (3, 2), (3, 3), (4, 2), (4, 4)])
-def test_random_matches_exact_enumeration(n, budget):
+@pytest.mark.parametrize("n, budget, alone", [(3, 1, False), (3, 2, False), (3, 3, False),
+                                             (4, 2, False), (4, 4, False), (3, 2, True),
+                                             (4, 3, True)])
+def test_random_matches_exact_enumeration(n, budget, alone):
     sel = _table(n, seed=2)
     test = sel.with_gains(np.where(sel.member(), np.random.default_rng(3).normal(
         size=sel.gains.shape), np.nan))
     test = test.with_gains(np.where(sel.member().sum(axis=1, keepdims=True) == 1, 0.0, test.gains))
-    mean, std = plain_random_expectation(sel.masks, sel.gains, test.gains, budget, n)
+    mean, std = plain_random_expectation(sel.masks, sel.gains, test.gains, budget, n, alone)
     trials = 200_000
     got, got_std = random_grouping_scores(sel.masks, sel.gains, test.gains, budget,
-                                          n_trials=trials, seed=7)
+                                          n_trials=trials, seed=7,
+                                          uncovered="alone" if alone else "singleton")
     # 5 standard errors: fails only if the sampler is biased
     assert abs(got[0] - mean) <= 5 * std / np.sqrt(trials) + 1e-12
     assert got_std[0] == pytest.approx(std, rel=0.05, abs=1e-9)

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from mtgfast.errors import InputError
 from mtgfast.gains import GainTable, load_table, read_matrix
 
@@ -21,7 +20,8 @@ def _write(path: Path, text: str) -> Path:
 
 def test_release_files_load(data_dir):
     d = data_dir / "mtgnet"
-    tk = GainTable.from_mtgnet(d / "taskonomy" / "taskonomy_x.csv", d / "taskonomy" / "taskonomy.csv",
+    tk = GainTable.from_mtgnet(d / "taskonomy" / "taskonomy_x.csv",
+                               d / "taskonomy" / "taskonomy.csv",
                                meta={"split": "valid", "metric": "loss",
                                      "higher_is_better": False})
     assert tk.n_tasks == 5 and len(tk) == 31

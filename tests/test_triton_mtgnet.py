@@ -61,7 +61,7 @@ def make_params(n: int, d: int = 32, f: int = 64, n_layers: int = 2, n_heads: in
 
 
 def masks_covering(n: int, n_random: int = 0, seed: int = 0) -> torch.Tensor:
-    """All masks for small n; else every singleton, the full set, each popcount once, some random."""
+    """All masks for small n; else each singleton, the full set, each popcount once, random ones."""
     if n <= 7:
         return torch.arange(1, 1 << n, dtype=torch.int64)
     g = torch.Generator().manual_seed(seed)
@@ -85,7 +85,8 @@ def assert_close_verbose(actual: torch.Tensor, expected: torch.Tensor, *, atol: 
                              f"rtol={rtol}, max abs err {err:.3g}); first:\n" + "\n".join(lines))
 
 
-def dense_topk(gains: torch.Tensor, masks: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def dense_topk(gains: torch.Tensor, masks: torch.Tensor,
+               k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Brute-force per-task top-k from the full table: the definition the kernel must meet."""
     member = member_from_masks(masks, gains.shape[1])
     cand = gains.float().masked_fill(~member, float("-inf")).T
@@ -99,7 +100,10 @@ def dense_topk(gains: torch.Tensor, masks: torch.Tensor, k: int) -> tuple[torch.
 
 def check_topk(vals: torch.Tensor, got_masks: torch.Tensor, gains: torch.Tensor,
                masks: torch.Tensor, k: int, atol: float) -> None:
-    """Values equal the brute-force top-k; each returned mask holds j and has that gain (tie-proof)."""
+    """Values equal the brute-force top-k; each returned mask holds j and has that gain.
+
+    Checking masks through their gains rather than by position makes the test immune to ties.
+    """
     ref_vals, _ = dense_topk(gains, masks, k)
     assert_close_verbose(vals.cpu(), ref_vals, atol=atol, name="top-k values")
     lookup = {int(m): row for row, m in enumerate(masks.tolist())}
@@ -125,7 +129,7 @@ def check_topk(vals: torch.Tensor, got_masks: torch.Tensor, gains: torch.Tensor,
         (3, 32, 64, 2, 2, 2),     # tail tile (7 masks, block 2)
         (5, 32, 64, 2, 1, 8),
         (7, 32, 64, 1, 2, 32),    # one layer: layer-1 constants only
-        (7, 24, 40, 3, 3, 16),    # D, F, d_head not powers of two (padding), 3 general layers
+        (7, 24, 40, 3, 3, 32),    # D, F, d_head not powers of two (padding), 3 general layers
         (12, 64, 128, 2, 2, 8),   # model width of the GPU regime, FFN in two BLOCK_F slices
         (5, 16, 32, 0, 1, 16),    # no layer: head on embeddings
     ],
@@ -140,6 +144,32 @@ def test_forward_matches_reference_fp32(n: int, d: int, f: int, n_layers: int, n
     assert_close_verbose(got, ref, atol=FP32_ATOL, name=f"gains n={n}")
     member = member_from_masks(masks, n)
     assert bool((got.cpu()[~member] == 0).all()), "absent tasks must be exactly 0"
+
+
+@pytest.mark.parametrize("compact", [True, False])
+def test_popcount_buckets_match_reference(compact: bool) -> None:
+    # N = 20 pads to NP = 32: popcount <= 16 runs with 16 slots, the rest with 32 (two launches
+    # whose rows interleave in the output); compact=False pads everything to 32.
+    n = 20
+    params = make_params(n, 16, 32, 2, 2, seed=20)
+    g = torch.Generator().manual_seed(4)
+    masks = [1, (1 << n) - 1, (1 << 16) - 1, (1 << 17) - 1, 0b1010 << 10]
+    masks += torch.randint(1, 1 << n, (20,), generator=g).tolist()
+    mt = torch.tensor(masks, dtype=torch.int64, device=DEVICE)
+    pc = tm.popcount64(mt)
+    assert pc.tolist() == [bin(m).count("1") for m in masks]
+    assert bool((pc <= 16).any() and (pc > 16).any())
+    got = tm.mtgnet_forward_triton(params, mt, block_m=8, compact=compact)
+    assert_close_verbose(got, mtgnet_forward(params, mt), atol=FP32_ATOL, name=f"compact={compact}")
+    best = torch.full((n,), 0.1, device=DEVICE)
+    res = tm.mtgnet_marginal_triton(params, mt, best, block_m=8, compact=compact)
+    ref = ((mtgnet_forward(params, mt) - best).clamp(min=0) * member_from_masks(mt, n)).sum(1)
+    assert_close_verbose(res.marginals, ref, atol=FP32_ATOL, name="bucketed marginals")
+
+
+def test_popcount64_edge_bits() -> None:
+    masks = torch.tensor([1, -1, -(1 << 63), (1 << 62) | 5, 0x5555555555555555], dtype=torch.int64)
+    assert tm.popcount64(masks).tolist() == [1, 64, 1, 3, 32]
 
 
 def test_absent_tasks_are_invisible() -> None:
@@ -162,14 +192,15 @@ def test_low_precision_flash_style(dtype: torch.dtype, packed_dtype_only: bool) 
     ref = mtgnet_forward(p32, masks).float()
     torch_lp = mtgnet_forward(p32.to(dtype), masks).float()
     if packed_dtype_only:   # fp32 weights, kernel computing in low precision
-        got = tm.mtgnet_forward_triton(p32, masks, dtype=dtype, block_m=16)
+        got = tm.mtgnet_forward_triton(p32, masks, dtype=dtype, block_m=32)
     else:
-        got = tm.mtgnet_forward_triton(p32.to(dtype), masks, block_m=16)
+        got = tm.mtgnet_forward_triton(p32.to(dtype), masks, block_m=32)
     assert got.dtype == dtype
     err_k = (got.float() - ref).abs().max().item()
     err_t = (torch_lp - ref).abs().max().item()
     assert err_k <= LOWP_RATIO * err_t + LOWP_FLOOR, (
-        f"{dtype}: kernel error {err_k:.3g} > {LOWP_RATIO} x torch error {err_t:.3g} + {LOWP_FLOOR}")
+        f"{dtype}: kernel error {err_k:.3g} > {LOWP_RATIO} x torch error {err_t:.3g} "
+        f"+ {LOWP_FLOOR}")
 
 
 @settings(max_examples=12, deadline=None)
@@ -199,11 +230,11 @@ def test_permuting_masks_permutes_rows() -> None:
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("n", "k", "block_m", "n_programs"),
                          [(3, 6, 2, 2),     # k > masks per task: -inf / 0 slots
-                          (6, 5, 4, 3),     # k not a power of two, several programs merge
+                          (6, 5, 8, 3),     # k not a power of two, several programs merge
                           (9, 16, 8, 4)])
 def test_topk_matches_dense(n: int, k: int, block_m: int, n_programs: int) -> None:
     params = make_params(n, 16, 32, 2, 2, seed=n)
-    masks = masks_covering(n, n_random=60, seed=1).unique().to(DEVICE)
+    masks = masks_covering(n, n_random=30, seed=1).unique().to(DEVICE)
     gains = mtgnet_forward(params, masks).cpu()
     vals, got = tm.mtgnet_topk_triton(params, masks, k, block_m=block_m, n_programs=n_programs)
     assert vals.shape == (n, k) and got.shape == (n, k)
@@ -211,13 +242,13 @@ def test_topk_matches_dense(n: int, k: int, block_m: int, n_programs: int) -> No
     check_topk(vals.cpu(), got.cpu(), gains, masks.cpu(), k, atol=FP32_ATOL)
     # the chunked torch path obeys the same contract
     tv, tmk = dispatch.mtgnet_topk(params, masks, k, backend="torch", chunk=7)
-    check_topk(tv.cpu(), tmk.cpu(), gains, masks.cpu(), k, atol=1e-6)
+    check_topk(tv.cpu(), tmk.cpu(), gains, masks.cpu(), k, atol=1e-5)
 
 
-@pytest.mark.parametrize(("n", "block_m", "n_programs"), [(4, 2, 3), (7, 8, 4), (10, 16, 2)])
+@pytest.mark.parametrize(("n", "block_m", "n_programs"), [(4, 2, 3), (7, 16, 4), (10, 16, 2)])
 def test_marginal_matches_dense(n: int, block_m: int, n_programs: int) -> None:
     params = make_params(n, 16, 32, 2, 1, seed=100 + n)
-    masks = masks_covering(n, n_random=80, seed=2).to(DEVICE)
+    masks = masks_covering(n, n_random=40, seed=2).to(DEVICE)
     gains = mtgnet_forward(params, masks).float()
     best = torch.linspace(-0.5, 0.5, n, device=DEVICE)
     member = member_from_masks(masks, n)
@@ -226,11 +257,13 @@ def test_marginal_matches_dense(n: int, block_m: int, n_programs: int) -> None:
     assert res.marginals is not None
     assert_close_verbose(res.marginals, ref, atol=FP32_ATOL, name="marginals")
     assert abs(res.best_value - float(ref.max())) <= FP32_ATOL
-    row = masks.tolist().index(res.best_mask - (1 << 64) if res.best_mask >= 1 << 63 else res.best_mask)
+    row = masks.tolist().index(res.best_mask)          # test masks are < 2^63
     assert abs(float(ref[row]) - float(ref.max())) <= FP32_ATOL, "best_mask is not a maximiser"
-    assert tm.mtgnet_marginal_triton(params, masks, best, return_marginals=False).marginals is None
+    part = tm.mtgnet_marginal_triton(params, masks[:12], best, return_marginals=False)
+    assert part.marginals is None
+    assert abs(part.best_value - float(ref[:12].max())) <= FP32_ATOL
     tres = dispatch.mtgnet_marginal(params, masks, best, backend="torch", chunk=13)
-    assert_close_verbose(tres.marginals, ref, atol=1e-6, name="torch marginals")
+    assert_close_verbose(tres.marginals, ref, atol=1e-5, rtol=1e-6, name="torch marginals")
     assert tres.best_mask == int(masks[int(torch.argmax(ref))])
 
 
@@ -267,6 +300,9 @@ def test_dispatch_repacks_after_in_place_update() -> None:
     masks = masks_covering(4)
     first = dispatch.mtgnet_predict(params, masks, backend="triton")
     assert dispatch.packed_params(params) is dispatch.packed_params(params)
+    detached = MTGNetParams(params.embedding.detach(), params.layers, params.w_head,
+                            params.b_head, params.n_heads, params.temperature, params.ln_eps)
+    assert dispatch.packed_params(detached) is dispatch.packed_params(params), "same weights"
     with torch.no_grad():
         params.embedding.mul_(-1.0)    # in place: same tensor object, new version
     second = dispatch.mtgnet_predict(params, masks, backend="triton")

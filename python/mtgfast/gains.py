@@ -20,7 +20,14 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import InputError
-from .masks import MaskArray, as_masks, check_n_tasks, dense_to_masks, mask_to_indices, masks_to_dense
+from .masks import (
+    MaskArray,
+    as_masks,
+    check_n_tasks,
+    dense_to_masks,
+    mask_to_indices,
+    masks_to_dense,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -128,8 +135,8 @@ class GainTable:
         dense = read_matrix(masks_path, name="mask file")
         g = read_matrix(gains_path, name="gain file")
         if dense.shape[0] != g.shape[0]:
-            raise InputError(f"mask file {os.fspath(masks_path)!r} has {dense.shape[0]} rows but gain "
-                             f"file {os.fspath(gains_path)!r} has {g.shape[0]}")
+            raise InputError(f"mask file {os.fspath(masks_path)!r} has {dense.shape[0]} rows but "
+                             f"gain file {os.fspath(gains_path)!r} has {g.shape[0]}")
         if dense.shape[1] != g.shape[1]:
             raise InputError(f"mask file has {dense.shape[1]} columns but gain file has "
                              f"{g.shape[1]}: both need one column per task")
@@ -161,8 +168,8 @@ class GainTable:
         df = _read_frame(data) if not isinstance(data, pd.DataFrame) else data
         cols = set(df.columns)
         if "task" not in cols or "gain" not in cols or not ({"mask", "tasks"} & cols):
-            raise InputError("a tidy gain table needs columns 'task', 'gain' and 'mask' or 'tasks'; "
-                             f"got {list(df.columns)}")
+            raise InputError("a tidy gain table needs columns 'task', 'gain' and 'mask' or "
+                             f"'tasks'; got {list(df.columns)}")
         if "split" in cols:
             splits = sorted({str(v) for v in df["split"].unique()})
             if split is None and len(splits) > 1:
@@ -242,20 +249,21 @@ class GainTable:
         """Inverse of :meth:`to_pandas`: a tidy frame (``task``/``gain`` columns) or a wide one
         (index or column ``mask``, one column per task, NaN outside)."""
         if "task" in df.columns and "gain" in df.columns:
-            return cls.from_tidy(df, df.attrs.get("mtgfast_task_names"), meta={**dict(df.attrs.get("mtgfast_meta", {})),
-                                           **dict(meta or {})})
+            info = {**dict(df.attrs.get("mtgfast_meta", {})), **dict(meta or {})}
+            return cls.from_tidy(df, df.attrs.get("mtgfast_task_names"), meta=info)
         wide = df.set_index("mask") if "mask" in df.columns else df
         try:
             m = np.array([int(v) for v in wide.index], dtype=np.uint64)
         except (TypeError, ValueError) as exc:
-            raise InputError("a wide gain frame needs integer masks as index or 'mask' column") from exc
+            raise InputError("a wide gain frame needs integer masks as index or 'mask' "
+                             "column") from exc
         info = {**dict(df.attrs.get("mtgfast_meta", {})), **dict(meta or {})}
         return cls.from_arrays(m, wide.to_numpy(dtype=np.float64), [str(c) for c in wide.columns],
                                meta=info)
 
     def to_pandas(self, kind: Literal["wide", "tidy"] = "wide") -> pd.DataFrame:
         """A DataFrame: ``wide`` (index ``mask``, one column per task, NaN outside) or ``tidy``
-        (columns ``mask``, ``tasks``, ``task``, ``gain``; one row per member). Meta goes to attrs."""
+        (columns ``mask``, ``tasks``, ``task``, ``gain``; one row per member). Meta -> attrs."""
         import pandas as pd
 
         if kind == "wide":
@@ -409,8 +417,8 @@ def _looks_tidy(path: PathLike) -> bool:
 
 
 def load_table(path: PathLike, masks_path: PathLike | None = None, *,
-               task_names: Sequence[str] | None = None, scale: float = 1.0, split: str | None = None,
-               meta: Mapping[str, Any] | None = None) -> GainTable:
+               task_names: Sequence[str] | None = None, scale: float = 1.0,
+               split: str | None = None, meta: Mapping[str, Any] | None = None) -> GainTable:
     """Load a gain table whatever its format: tidy CSV/Parquet (header with ``gain``), or an
     MTG-Net gain matrix, which needs ``masks_path`` (the 0/1 mask file of the same rows)."""
     if _looks_tidy(path):

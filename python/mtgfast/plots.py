@@ -13,8 +13,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["plot_replay"]
 
-_STYLE = {"oracle": ("k", "o"), "test-oracle": ("0.5", "^"), "hoa": ("tab:blue", "s"),
-          "tag": ("tab:green", "D"), "random": ("tab:gray", "x")}
+_STYLE = {"oracle": ("k", "o", "-"), "test-oracle": ("0.45", "^", ":"),
+          "hoa": ("tab:blue", "s", "-"), "tag": ("tab:green", "D", "-"),
+          "random": ("tab:brown", "x", "--")}
 
 
 def plot_replay(result: ReplayResult, path: str | os.PathLike[str] | None = None, *,
@@ -27,14 +28,14 @@ def plot_replay(result: ReplayResult, path: str | os.PathLike[str] | None = None
     from matplotlib.figure import Figure
 
     if ax is None:
-        fig = Figure(figsize=(6.0, 4.0), layout="constrained")
+        fig = Figure(figsize=(7.2, 4.0), layout="constrained")
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
     else:
         fig = ax.get_figure()  # type: ignore[assignment]
     for i, (name, res) in enumerate(result.methods.items()):
-        color, marker = _STYLE.get(name, (f"C{(i + 3) % 10}", "v"))
-        kw: dict[str, Any] = {"color": color, "marker": marker, "label": name}
+        color, marker, line = _STYLE.get(name, (f"C{(i + 3) % 10}", "v", "-"))
+        kw: dict[str, Any] = {"color": color, "marker": marker, "linestyle": line, "label": name}
         ax.plot(result.budgets, [100 * v for v in res.average_test_gain], **kw)
     ax.set_xlabel("budget B (number of groups)")
     ax.set_ylabel("average test gain over tasks (%)")
@@ -42,7 +43,7 @@ def plot_replay(result: ReplayResult, path: str | os.PathLike[str] | None = None
     ax.axhline(0.0, color="0.8", lw=0.8, zorder=0)
     ax.set_title(title if title is not None else
                  f"{result.dataset} ({result.n_tasks} tasks)".strip())
-    ax.legend(frameon=False)
+    ax.legend(frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig  # type: ignore[return-value]

@@ -1,12 +1,12 @@
 """Replay benchmark: the MTG-Net paper's evaluation protocol on recorded gain tables.
 
 For each method and each budget ``B``: choose at most ``B`` groups among the recorded combinations
-with the exact (or beam) search on *that method's* gains, serve each task by its chosen group with the
-highest gain under those same gains, then score the *test* gains of those assignments, averaged over
-the ``N`` tasks. Singletons (gain 0) are always candidates and cost budget like any group.
+with the exact (or beam) search on *that method's* gains, serve each task by its chosen group with
+the highest gain under those same gains, then score the *test* gains of those assignments, averaged
+over the ``N`` tasks. Singletons (gain 0) are always candidates and cost budget like any group.
 
 Methods: ``oracle`` selects on validation gains, ``test-oracle`` on test gains (an upper bound),
-``hoa``/``tag`` on estimate tables (HOA defaults to the estimate computed from the validation pairs),
+``hoa``/``tag`` on estimate tables (HOA defaults to the estimate from the validation pairs),
 ``random`` is the random grouping baseline, and any name starting with ``mtgnet`` comes from
 ``mtgfast.study.replay_methods.replay_method`` (imported only when asked for).
 """
@@ -79,7 +79,7 @@ class ReplayResult:
 
 
 def parse_budgets(spec: str | int | Iterable[int], n_tasks: int | None = None) -> tuple[int, ...]:
-    """``"1-7"``, ``"3"``, ``"1,2,5"``, ``"1-3,6"`` or an iterable of ints -> sorted unique budgets."""
+    """``"1-7"``, ``"3"``, ``"1,2,5"``, ``"1-3,6"`` or an iterable of ints -> sorted budgets."""
     out: set[int] = set()
     if isinstance(spec, str):
         for part in spec.replace(" ", "").split(","):
@@ -135,10 +135,15 @@ def _select_and_score(valid: GainTable, select: FloatArray, test: GainTable,
                       uncovered: str) -> tuple[list[float], list[tuple[int, ...]]]:
     from .grouping import evaluate, group
 
-    groupings = group(valid.masks, select, list(budgets), method=search, beam_width=beam_width,
-                      uncovered=uncovered)
-    if not isinstance(groupings, list):
-        groupings = [groupings]
+    found = group(valid.masks, select, list(budgets), method=search, beam_width=beam_width,
+                  uncovered=uncovered)
+    by_budget = {g.budget: g for g in (found if isinstance(found, list) else [found])}
+    missing = [b for b in budgets if b not in by_budget]
+    if missing:  # group() leaves out budgets without a valid grouping
+        raise InputError(f"no valid grouping with budget(s) {missing}: no such number of "
+                         "recorded combinations covers every task (drop those budgets or use "
+                         "uncovered='alone')")
+    groupings = [by_budget[b] for b in budgets]
     scores = [float(evaluate(g, test)) for g in groupings]
     chosen = [tuple(int(m) for m in g.groups) for g in groupings]
     return scores, chosen

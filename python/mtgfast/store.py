@@ -217,8 +217,9 @@ class GainStore:
             if row is None:
                 db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
             elif row[0] > SCHEMA_VERSION:
-                raise StoreError(f"gain store {self.path!r} has schema version {row[0]}, newer than "
-                                 f"this mtgfast understands ({SCHEMA_VERSION}): upgrade mtgfast")
+                raise StoreError(f"gain store {self.path!r} has schema version {row[0]}, newer "
+                                 f"than this mtgfast understands ({SCHEMA_VERSION}): upgrade "
+                                 "mtgfast")
             # older versions would be migrated here, inside the same transaction
 
     @property
@@ -334,7 +335,8 @@ class GainStore:
                 db.execute("DELETE FROM runs WHERE study = ? AND mask = ? AND seed = ? AND "
                            "fingerprint = ?", row[:4])
             db.execute("INSERT INTO runs (study, mask, seed, fingerprint, status, metrics_valid, "
-                       "metrics_test, seconds, config, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       "metrics_test, seconds, config, created) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        row)
         return True
 
@@ -509,6 +511,10 @@ class _Tx:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         if exc_type is None:
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
         else:
             self._db.execute("ROLLBACK")

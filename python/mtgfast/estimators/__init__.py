@@ -1,8 +1,8 @@
 """Gain estimators (fit on measured gains, predict any combination) and the random baseline.
 
 Each estimator follows scikit-learn's habits: ``__init__`` only stores arguments, ``fit(table)``
-validates them and returns ``self``, learned state ends in ``_``, ``predict(masks)`` returns gains of
-shape ``(n_masks, n_tasks)`` with NaN outside each combination. Heavy modules (numba, torch) are
+validates them and returns ``self``, learned state ends in ``_``, ``predict(masks)`` returns gains
+of shape ``(n_masks, n_tasks)`` with NaN outside each combination. Heavy modules (numba, torch) are
 imported only when an estimator needs them.
 """
 

@@ -1,4 +1,4 @@
-"""Base class of gain estimators: ``fit`` on a measured :class:`GainTable`, ``predict`` any masks."""
+"""Base class of gain estimators: ``fit`` on a measured :class:`GainTable`, ``predict`` masks."""
 
 from __future__ import annotations
 

@@ -71,36 +71,7 @@ def _aggregate_numpy(masks: MaskArray, p: FloatArray, chunk: int = 1 << 18) -> F
     return out
 
 
-_KERNEL = None
-
-
 def _numba_kernel():  # type: ignore[no-untyped-def]
-    """Compile (once, cached on disk) the parallel numba kernel; numba is imported only here."""
-    global _KERNEL
-    if _KERNEL is None:
-        import numba
+    from ._kernels import hoa_kernel  # numba is imported here, on first use
 
-        @numba.njit(parallel=True, cache=True, fastmath=False)
-        def _hoa_kernel(masks, p, out):  # type: ignore[no-untyped-def]
-            n = p.shape[0]
-            for i in numba.prange(masks.shape[0]):
-                m = masks[i]
-                size = 0
-                for j in range(n):
-                    out[i, j] = 0.0
-                for k in range(n):
-                    if (m >> k) & 1:
-                        size += 1
-                        for j in range(n):
-                            out[i, j] += p[j, k]
-                for j in range(n):
-                    if (m >> j) & 1:
-                        if size > 1:
-                            out[i, j] = out[i, j] / (size - 1)
-                        else:
-                            out[i, j] = 0.0
-                    else:
-                        out[i, j] = np.nan
-
-        _KERNEL = _hoa_kernel
-    return _KERNEL
+    return hoa_kernel

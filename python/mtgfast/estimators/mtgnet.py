@@ -8,8 +8,8 @@ written against ``MTGNetParams`` computes exactly this model.
 
 Training: full-batch Adam on the measured rows (singletons are free rows of gain 0), loss on member
 tasks only, early stopping on a held-out part of the measured combinations, an ensemble of
-independently seeded members (each with its own held-out part) trained side by side with
-``torch.func.vmap``. The prediction is the ensemble mean; the spread is its standard deviation.
+independently seeded members (each with its own held-out part) trained in one loop (one backward
+for all members: for these tiny batches the per-op overhead, not arithmetic, is the cost). The prediction is the ensemble mean; the spread is its standard deviation.
 """
 
 from __future__ import annotations
@@ -204,53 +204,50 @@ class MTGNet(GainEstimator):
 
         gen = torch.Generator().manual_seed(p["seed"])
         members = [MTGNetModule(n, p["dim"], p["n_layers"], p["n_heads"], p["ffn_dim"],
-                                p["temperature"], generator=gen) for _ in range(e)]
-        stacked = {k: torch.stack([dict(m.named_parameters())[k].detach() for m in members])
-                   .to(dev).requires_grad_(True) for k, _ in members[0].named_parameters()}
-        best = {k: v.detach().clone() for k, v in stacked.items()}
-        base = members[0].to("meta")
-
-        def one(params: dict[str, torch.Tensor], mem: torch.Tensor) -> torch.Tensor:
-            return torch.func.functional_call(base, params, (mem,))
-
-        forward = torch.func.vmap(one, in_dims=(0, None))
+                                p["temperature"], generator=gen).to(dev) for _ in range(e)]
         mem_t = torch.as_tensor(member, device=dev)
         y_t = torch.as_tensor(np.nan_to_num(gains / scale), dtype=torch.float32, device=dev)
         tw = torch.as_tensor(train_w, device=dev)
         vw = torch.as_tensor(valid_w, device=dev)
         tw_sum = tw.sum(dim=(1, 2)).clamp_min(1.0)
         vw_sum = vw.sum(dim=(1, 2)).clamp_min(1.0)
-        opt = torch.optim.Adam(list(stacked.values()), lr=p["lr"], weight_decay=p["weight_decay"])
+        opt = torch.optim.Adam([q for m in members for q in m.parameters()], lr=p["lr"],
+                               weight_decay=p["weight_decay"])
         err = (lambda d: d * d) if self.loss == "mse" else torch.abs
-        best_val = torch.full((e,), float("inf"), device=dev)
-        best_epoch = torch.zeros(e, dtype=torch.long, device=dev)
+        best = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in members]
+        best_val = [math.inf] * e
+        best_epoch = [epochs] * e if n_hold < 1 else [0] * e
+        active = list(range(e))
+        epoch = 0
         for epoch in range(epochs):
             opt.zero_grad(set_to_none=True)
-            d = err(forward(stacked, mem_t) - y_t)                        # (E, M, N)
-            # sum of per-member means: each member's gradient is its own loss's gradient
-            ((d * tw).sum(dim=(1, 2)) / tw_sum).sum().backward()
+            loss = torch.zeros((), device=dev)
+            for k in active:
+                d = err(members[k](mem_t) - y_t)                          # (M, N)
+                loss = loss + (d * tw[k]).sum() / tw_sum[k]
+                if n_hold >= 1:
+                    # held-out loss of the parameters *before* this step, from the same forward
+                    val = float((d.detach() * vw[k]).sum() / vw_sum[k])
+                    if val < best_val[k]:
+                        best_val[k], best_epoch[k] = val, epoch
+                        best[k] = {q: v.detach().clone() for q, v in members[k].state_dict().items()}
+            loss.backward()
             opt.step()
-            if n_hold < 1:
-                continue
-            with torch.no_grad():
-                val = (err(forward(stacked, mem_t) - y_t) * vw).sum(dim=(1, 2)) / vw_sum
-                better = val < best_val
-                if bool(better.any()):
-                    best_val = torch.where(better, val, best_val)
-                    best_epoch = torch.where(better, torch.full_like(best_epoch, epoch), best_epoch)
-                    for k, v in stacked.items():
-                        shape = (e,) + (1,) * (v.dim() - 1)
-                        best[k] = torch.where(better.view(shape), v.detach(), best[k])
-                if int((epoch - best_epoch).min()) > p["patience"]:
+            if n_hold >= 1:
+                # a member whose held-out loss has not improved for `patience` epochs is done
+                active = [k for k in active if epoch - best_epoch[k] < p["patience"]]
+                if not active:
                     break
-        final = best if n_hold >= 1 else {k: v.detach().clone() for k, v in stacked.items()}
+        if n_hold < 1:
+            best = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in members]
+        final = {k: torch.stack([b[k] for b in best]) for k in best[0]}
         self.state_: dict[str, torch.Tensor] = {k: v.cpu() for k, v in final.items()}
         self.config_: dict[str, Any] = {k: p[k] for k in ("dim", "n_layers", "n_heads", "ffn_dim",
                                                           "temperature", "n_estimators")}
         self.scale_ = scale
         self.n_epochs_ = epoch + 1
         self.n_holdout_ = n_hold
-        self.best_epoch_ = best_epoch.cpu().numpy() + 1 if n_hold >= 1 else np.full(e, epochs)
+        self.best_epoch_ = np.asarray(best_epoch)
         self.n_train_rows_ = int(masks.shape[0])
         self._params_cache: dict[str, list[MTGNetParams]] = {}
 

@@ -34,6 +34,7 @@ class Oracle(GainEstimator):
         if absent.any():
             m = int(masks[np.flatnonzero(absent)[0]])
             names = [self.table_.task_names[k] for k in mask_to_indices(m)]
-            raise InputError(f"the oracle has no measurement of combination {m} ({'+'.join(names)}); "
+            raise InputError(f"the oracle has no measurement of combination {m} "
+                             f"({'+'.join(names)}); "
                              f"{int(absent.sum())} requested combination(s) were not measured")
         return out

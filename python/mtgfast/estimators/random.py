@@ -1,9 +1,10 @@
 """Random grouping baseline: the mean test gain of random valid groupings of ``B`` groups.
 
-One trial draws ``B`` distinct candidates uniformly (singletons are always candidates), redraws until
-they cover every task (``uncovered="singleton"``, as in the MTG-Net notebooks) or leaves uncovered
-tasks alone at gain 0 (``uncovered="alone"``), serves each task by its chosen group with the highest
-*selection* gain and scores the *test* gains of those assignments, averaged over tasks.
+One trial draws ``B`` distinct candidates uniformly (singletons are always candidates), redraws
+until they cover every task (``uncovered="singleton"``, as in the MTG-Net notebooks) or leaves
+uncovered tasks alone at gain 0 (``uncovered="alone"``, where a task whose member groups all have
+negative selection gains is also trained alone), serves each task by its chosen group with the
+highest *selection* gain and scores the *test* gains of those assignments, averaged over tasks.
 """
 
 from __future__ import annotations
@@ -82,8 +83,9 @@ def random_grouping_scores(masks: object, select_gains: object, test_gains: obje
         sums = np.zeros(_CHUNKS)
         sq = np.zeros(_CHUNKS)
         failed = np.zeros(1, dtype=np.int64)
-        kernel(m.view(np.int64), sel, tst, int(b), int(n_trials), np.uint64(int(seed) & (2**64 - 1)),
-               full, uncovered == "alone", int(max_tries), sums, sq, failed)
+        kernel(m.view(np.int64), sel, tst, int(b), int(n_trials),
+               np.uint64(int(seed) & (2**64 - 1)), full, uncovered == "alone", int(max_tries),
+               sums, sq, failed)
         if failed[0]:
             raise InputError(f"random groupings of {b} group(s) that cover all {n} tasks are too "
                              f"rare among the {m.shape[0]} candidates (no cover in {max_tries} "
@@ -98,7 +100,7 @@ def random_grouping_scores(masks: object, select_gains: object, test_gains: obje
 class RandomGrouping:
     """The random grouping baseline as an object: ``fit`` on the selection table, ``score`` on test.
 
-    ``__init__`` stores ``n_trials``, ``seed``, ``uncovered``, ``max_tries``; ``fit`` validates them.
+    ``__init__`` stores ``n_trials``, ``seed``, ``uncovered``, ``max_tries``; ``fit`` checks them.
     """
 
     def __init__(self, n_trials: int = 1_000_000, seed: int = 0,
@@ -143,73 +145,7 @@ class RandomGrouping:
                 "max_tries": self.max_tries}
 
 
-_KERNEL = None
-
-
 def _kernel():  # type: ignore[no-untyped-def]
-    """Compile (once, cached on disk) the parallel numba kernel; numba is imported only here."""
-    global _KERNEL
-    if _KERNEL is not None:
-        return _KERNEL
-    import numba
+    from ._kernels import random_kernel  # numba is imported here, on first use
 
-    @numba.njit(cache=True, inline="always")
-    def _next(state):  # type: ignore[no-untyped-def]
-        # splitmix64: one 64-bit state per chunk, seeded from (seed, chunk) -> independent streams
-        state = state + np.uint64(0x9E3779B97F4A7C15)
-        z = state
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-        return state, z
-
-    @numba.njit(parallel=True, cache=True)
-    def _random_kernel(masks, sel, tst, budget, n_trials, seed, full, alone, max_tries,
-                       sums, sq, failed):  # type: ignore[no-untyped-def]
-        n_masks, n = sel.shape
-        n_chunks = sums.shape[0]
-        for c in numba.prange(n_chunks):
-            lo = (n_trials * c) // n_chunks
-            hi = (n_trials * (c + 1)) // n_chunks
-            perm = np.arange(n_masks)
-            state = seed ^ (np.uint64(c + 1) * np.uint64(0xD1B54A32D192ED03))
-            s = 0.0
-            s2 = 0.0
-            for _t in range(lo, hi):
-                if failed[0]:
-                    break
-                tries = 0
-                while True:
-                    cover = np.int64(0)
-                    for i in range(budget):  # partial Fisher-Yates: a uniform B-subset
-                        state, z = _next(state)
-                        r = i + np.int64((z >> np.uint64(11)) % np.uint64(n_masks - i))
-                        tmp = perm[i]
-                        perm[i] = perm[r]
-                        perm[r] = tmp
-                        cover |= masks[perm[i]]
-                    if alone or cover == full:
-                        break
-                    tries += 1
-                    if tries >= max_tries:
-                        failed[0] = 1
-                        break
-                if failed[0]:
-                    break
-                value = 0.0
-                for j in range(n):
-                    best = -np.inf
-                    got = 0.0
-                    for i in range(budget):
-                        g = sel[perm[i], j]
-                        if g > best:
-                            best = g
-                            got = tst[perm[i], j]
-                    value += got
-                s += value
-                s2 += value * value
-            sums[c] = s
-            sq[c] = s2
-
-    _KERNEL = _random_kernel
-    return _KERNEL
+    return random_kernel

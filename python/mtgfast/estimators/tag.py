@@ -24,8 +24,8 @@ class TAG(GainEstimator):
     """Group gains aggregated from an ``N x N`` affinity matrix.
 
     ``TAG(affinity=A).fit(table)`` takes task names from ``table``; ``TAG().fit(table)`` reads the
-    affinities off the pair rows of ``table`` (``A[i, j]`` = gain of ``j`` in ``{i, j}``, which makes
-    it HOA on that table); ``TAG().fit_affinity(A, task_names)`` needs no table.
+    affinities off the pair rows of ``table`` (``A[i, j]`` = gain of ``j`` in ``{i, j}``, which
+    makes it HOA on that table); ``TAG().fit_affinity(A, task_names)`` needs no table.
     """
 
     def __init__(self, affinity: object = None, *, scale: float = 1.0,
@@ -59,7 +59,8 @@ class TAG(GainEstimator):
 
     def _fit(self, table: GainTable) -> None:
         if self.affinity is None:
-            self._set_affinity(pair_matrix(table, what="TAG (affinities from pairs)").T, table.n_tasks)
+            pairs = pair_matrix(table, what="TAG (affinities from pairs)")
+            self._set_affinity(pairs.T, table.n_tasks)
         else:
             self._set_affinity(self.affinity, table.n_tasks)
 

@@ -56,18 +56,19 @@ def _check_positive(name: str, v: object, integer: bool = False) -> None:
 
 def train_alphavil(suite: Any, tasks: Sequence[int], target: int, seed: int, config: Any, *,
                    sample_fraction: float = 0.5, inner_lr: float = 0.05, inner_momentum: float = 0.9,
-                   alpha_steps: int = 10, alpha_lr: float = 0.1,
+                   alpha_steps: int = 10, alpha_lr: float = 0.02, alpha_optimizer: str = "adam",
                    dev_rows: int | None = None) -> AlphaVILResult:
     """Train ``tasks`` of ``suite`` with αVIL for target task ``target`` (a task index in ``tasks``).
 
     ``sample_fraction`` is the paper's ρ (share of each task's training rows used for its update per
     epoch), ``alpha_steps``/``alpha_lr`` the α optimisation (Adam on the target's dev loss over the
-    first ``dev_rows`` validation rows, all by default). Model, seeding, early stopping (on the target's
-    validation loss, best weights restored) and metrics follow ``train_mtl``'s protocol.
+    first ``dev_rows`` validation rows, all by default). Model (``config.arch``), seeding, early
+    stopping (on the target's validation loss, best weights restored) and metrics follow
+    ``train_mtl``'s protocol; ``config.lr`` is not used (the inner updates use ``inner_lr``).
     """
     from .architectures import build_model
     from .suites.base import task_target
-    from .trainer import RunResult, _check_inputs, _predict, evaluate_outputs
+    from .trainer import RunResult, _check_inputs, _predict, _to, evaluate_outputs
 
     idx = _check_inputs(suite, tasks, seed, config)
     if isinstance(target, bool) or not isinstance(target, int):
@@ -83,6 +84,11 @@ def train_alphavil(suite: Any, tasks: Sequence[int], target: int, seed: int, con
         raise InputError(f"inner_momentum must be in [0, 1), got {inner_momentum!r}")
     if dev_rows is not None:
         _check_positive("dev_rows", dev_rows, integer=True)
+    if alpha_optimizer not in ("adam", "sgd"):
+        raise InputError(f"alpha_optimizer must be 'adam' or 'sgd', got {alpha_optimizer!r}")
+    if config.weighting != "equal":
+        raise InputError(f"αVIL sets the task weights itself; use weighting='equal', "
+                         f"got {config.weighting!r}")
 
     start = time.perf_counter()
     device = torch.device(config.device)
@@ -91,9 +97,9 @@ def train_alphavil(suite: Any, tasks: Sequence[int], target: int, seed: int, con
     X = sp.X_train.to(device)
     Y = [task_target(sp.Y_train, t).to(device) for t in idx]
     Xva = sp.X_valid.to(device)
-    Yva_all = [task_target(sp.Y_valid, t).to(device) for t in idx]
+    Yva = _to(sp.Y_valid, device)
     n_dev = Xva.shape[0] if dev_rows is None else min(dev_rows, Xva.shape[0])
-    X_dev, y_dev = Xva[:n_dev], Yva_all[ti][:n_dev]
+    X_dev, y_dev = Xva[:n_dev], task_target(Yva, target)[:n_dev]
 
     model = build_model(config.arch, suite, idx, hidden=config.hidden, n_blocks=config.n_blocks,
                         dropout=config.dropout, seed=seed, **dict(config.arch_options)).to(device)
@@ -139,7 +145,8 @@ def train_alphavil(suite: Any, tasks: Sequence[int], target: int, seed: int, con
         # 2. α mixing the deltas, fitted to the target's dev loss
         model.eval()
         alpha = torch.ones(n_tasks, device=device, requires_grad=True)
-        opt_a = torch.optim.Adam([alpha], lr=alpha_lr)
+        opt_a = (torch.optim.Adam([alpha], lr=alpha_lr) if alpha_optimizer == "adam"
+                 else torch.optim.SGD([alpha], lr=alpha_lr))
         for _ in range(alpha_steps):
             params = {k: theta[k] + sum(alpha[i] * deltas[i][k] for i in range(n_tasks))
                       for k in names}
@@ -159,9 +166,7 @@ def train_alphavil(suite: Any, tasks: Sequence[int], target: int, seed: int, con
         history["alpha"].append([float(v) for v in a])
         history["weights"].append([float(v) for v in w])
         model.eval()
-        val_losses, _ = evaluate_outputs(suite, idx, _predict(model, Xva), sp.Y_valid.to(device)
-                                         if isinstance(sp.Y_valid, Tensor) else
-                                         [y.to(device) for y in sp.Y_valid])
+        val_losses, _ = evaluate_outputs(suite, idx, _predict(model, Xva), Yva)
         history["valid_loss"].append(val_losses)
         val = val_losses[ti]
         if not math.isfinite(val):
@@ -176,11 +181,9 @@ def train_alphavil(suite: Any, tasks: Sequence[int], target: int, seed: int, con
     model.load_state_dict(best_state)
     model.eval()
 
-    def _dev(Yx: Any) -> Any:
-        return Yx.to(device) if isinstance(Yx, Tensor) else [y.to(device) for y in Yx]
-
-    _, m_valid = evaluate_outputs(suite, idx, _predict(model, Xva), _dev(sp.Y_valid))
-    _, m_test = evaluate_outputs(suite, idx, _predict(model, sp.X_test.to(device)), _dev(sp.Y_test))
+    _, m_valid = evaluate_outputs(suite, idx, _predict(model, Xva), Yva)
+    _, m_test = evaluate_outputs(suite, idx, _predict(model, sp.X_test.to(device)),
+                                 _to(sp.Y_test, device))
     run = RunResult(tasks=tuple(suite.task_names[t] for t in idx), metrics_valid=m_valid,
                     metrics_test=m_test, epochs_run=epoch, best_epoch=best_epoch,
                     seconds=time.perf_counter() - start, history=history)

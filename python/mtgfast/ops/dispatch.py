@@ -56,46 +56,42 @@ def resolve_backend(backend: Backend, params: MTGNetParams) -> Literal["torch", 
     if backend == "auto":
         return "triton" if dev.type == "cuda" and _triton_importable() else "torch"
     if not _triton_importable():
-        raise ImportError("backend='triton' needs the triton package (pip install 'mtgfast[triton]')")
+        raise ImportError("backend='triton' needs the triton package "
+                          "(pip install 'mtgfast[triton]')")
     if dev.type != "cuda" and not (dev.type == "cpu" and _interpret_env()):
         raise InputError(f"backend='triton' needs params on CUDA, got {dev}; use backend='torch' "
-                         "(or set TRITON_INTERPRET=1 to run the kernel in Triton's CPU interpreter)")
+                         "(or set TRITON_INTERPRET=1 to run the kernel in Triton's interpreter)")
     return "triton"
 
 
-# A few packed weight sets, keyed by params identity. An entry is valid while params is the same
-# object holding the same tensor objects at the same versions (in-place updates bump _version) and
-# the same hyper-parameters. Holding params keeps its id from being recycled by another object.
-_PACK_CACHE: dict[int, tuple[MTGNetParams, tuple[Any, ...], PackedMTGNet]] = {}
+# A few packed weight sets, keyed by what the weights are: each tensor's storage address, layout
+# and version counter (shared by .detach() views, bumped by in-place updates), plus the
+# hyper-parameters. Entries hold the tensors, so no other tensor can reuse those addresses.
+_PACK_CACHE: dict[tuple[Any, ...], tuple[tuple[torch.Tensor, ...], PackedMTGNet]] = {}
 _PACK_CACHE_SIZE = 4
 
 
-def _cache_key(params: MTGNetParams) -> tuple[Any, ...]:
+def _cache_key(params: MTGNetParams) -> tuple[tuple[Any, ...], tuple[torch.Tensor, ...]]:
     ts = [params.embedding, params.w_head, params.b_head]
     for lp in params.layers:
         ts.extend(getattr(lp, f.name) for f in fields(lp))
-    return (tuple(id(t) for t in ts), tuple(t._version for t in ts), tuple(ts),
-            params.n_heads, params.temperature, params.ln_eps)
-
-
-def _key_equal(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
-    # Tensors are compared by identity (their ids are in the key); == on tensors is elementwise.
-    return a[0] == b[0] and a[1] == b[1] and a[3:] == b[3:]
+    key = tuple((t.data_ptr(), t.device, t.dtype, tuple(t.shape), t.stride(), t._version)
+                for t in ts)
+    return (key, params.n_heads, params.temperature, params.ln_eps), tuple(ts)
 
 
 def packed_params(params: MTGNetParams) -> PackedMTGNet:
-    """``triton_mtgnet.pack_params(params)``, cached while params and its tensors are unchanged."""
+    """``triton_mtgnet.pack_params(params)``, cached while the weights are unchanged."""
     from .triton_mtgnet import pack_params
 
-    key = _cache_key(params)
-    hit = _PACK_CACHE.get(id(params))
-    if hit is not None and hit[0] is params and _key_equal(hit[1], key):
-        return hit[2]
+    key, tensors = _cache_key(params)
+    hit = _PACK_CACHE.get(key)
+    if hit is not None:
+        return hit[1]
     packed = pack_params(params)
-    _PACK_CACHE.pop(id(params), None)
     while len(_PACK_CACHE) >= _PACK_CACHE_SIZE:
         _PACK_CACHE.pop(next(iter(_PACK_CACHE)))
-    _PACK_CACHE[id(params)] = (params, key, packed)
+    _PACK_CACHE[key] = (tensors, packed)
     return packed
 
 

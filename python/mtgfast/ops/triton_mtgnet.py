@@ -1,9 +1,11 @@
 """Fused Triton kernel for batched MTG-Net inference: masks in, per-task gains (or reductions) out.
 
 Regime: millions of short masked sequences (<= 64 task tokens), forward only. One program owns a
-block of ``BLOCK_M`` combinations and keeps all their tokens (``BLOCK_M * NP`` rows of width ``DP``)
-in registers through every layer; nothing but the masks is read per combination and nothing but the
-result is written. Layout of this file (as Triton's fused-attention tutorial): capability probes,
+block of ``BLOCK_M`` combinations and keeps all their tokens (``BLOCK_M * PP`` rows of width ``DP``)
+in registers through every layer; nothing but the mask is read per combination and nothing but the
+result is written. Tokens are compacted: slot t holds the t-th member task, and the host splits the
+masks by popcount so each launch uses just PP = max(16, next_pow2(popcount)) slots.
+Layout of this file (as Triton's fused-attention tutorial): capability probes,
 host-side packing, jit helpers, the kernel ``_mtgnet_fwd_kernel``, the launcher, public functions.
 
 Math is ``reference.mtgnet_forward``'s. Two exact rewrites move work to the host, once per params:
@@ -40,6 +42,7 @@ __all__ = [
     "mtgnet_marginal_triton",
     "mtgnet_topk_triton",
     "pack_params",
+    "popcount64",
 ]
 
 # Largest per-task top-k the kernel keeps in registers (per program, per task).
@@ -72,8 +75,8 @@ def is_supported_dtype(dtype: torch.dtype, device: torch.device | str) -> bool:
 def _check_device(device: torch.device) -> None:
     if device.type == "cuda":
         if interpreter_active():
-            raise InputError("TRITON_INTERPRET=1 is set: the Triton kernel runs on CPU tensors only; "
-                             "unset it to run on CUDA")
+            raise InputError("TRITON_INTERPRET=1 is set: the Triton kernel runs on CPU tensors "
+                             "only; unset it to run on CUDA")
         return
     if device.type == "cpu" and interpreter_active() and _env_interpret():
         return
@@ -91,7 +94,7 @@ def _next_pow2(n: int, floor: int = 16) -> int:
 # ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PackedMTGNet:
-    """MTG-Net weights laid out for the kernel: padded to powers of two, per-head blocks, contiguous.
+    """MTG-Net weights laid out for the kernel: padded to powers of two, per-head blocks.
 
     Build with :func:`pack_params`; reuse it across calls (packing runs a few small matmuls).
     """
@@ -130,15 +133,17 @@ def _vec_layer_size(h: int, dp: int, dhp: int, fp: int) -> int:
 
 def _check_params(params: MTGNetParams) -> None:
     if not isinstance(params, MTGNetParams):
-        raise InputTypeError(f"params must be MTGNetParams or PackedMTGNet, got {type(params).__name__}")
+        raise InputTypeError("params must be MTGNetParams or PackedMTGNet, got "
+                             f"{type(params).__name__}")
     emb = params.embedding
     if not isinstance(emb, torch.Tensor) or emb.ndim != 2:
         raise InputError("params.embedding must be a 2-D tensor (n_tasks, dim)")
     n, d = emb.shape
     if not 1 <= n <= 64:
         raise InputError(f"MTG-Net kernel supports 1 <= n_tasks <= 64, got {n}")
-    if isinstance(params.n_heads, bool) or not isinstance(params.n_heads, int) or params.n_heads < 1:
-        raise InputError(f"n_heads must be a positive int, got {params.n_heads!r}")
+    heads = params.n_heads
+    if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1:
+        raise InputError(f"n_heads must be a positive int, got {heads!r}")
     if d % params.n_heads:
         raise InputError(f"dim {d} is not divisible by n_heads {params.n_heads}")
     if not (math.isfinite(params.temperature) and params.temperature > 0):
@@ -156,7 +161,8 @@ def _check_params(params: MTGNetParams) -> None:
         for name, shape in shapes.items():
             t = getattr(lp, name)
             if tuple(t.shape) != shape:
-                raise InputError(f"params.layers[{i}].{name} has shape {tuple(t.shape)}, expected {shape}")
+                raise InputError(f"params.layers[{i}].{name} has shape {tuple(t.shape)}, "
+                                 f"expected {shape}")
             tensors.append(t)
     if tuple(params.w_head.shape) != (d,) or params.b_head.numel() != 1:
         raise InputError(f"w_head must have shape ({d},) and b_head one element")
@@ -246,7 +252,7 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
 # ------------------------------------------------------------------------------------------------
 @triton.jit
 def _mm(a, b, CDT: tl.constexpr, UPCAST_DOT: tl.constexpr):
-    """a @ b with operands rounded to the compute dtype and fp32 accumulation (2-D or batched 3-D)."""
+    """a @ b, operands rounded to the compute dtype, fp32 accumulation (2-D or batched 3-D)."""
     a = a.to(CDT)
     b = b.to(CDT)
     if UPCAST_DOT:
@@ -254,6 +260,7 @@ def _mm(a, b, CDT: tl.constexpr, UPCAST_DOT: tl.constexpr):
         # in fp32, so upcasting after rounding computes the same numbers.
         a = a.to(tl.float32)
         b = b.to(tl.float32)
+    # "ieee": fp32 stays exact fp32 (no TF32); fp16/bf16 operands ignore input_precision.
     return tl.dot(a, b, input_precision="ieee")
 
 
@@ -343,12 +350,15 @@ def _mtgnet_fwd_kernel(
     Programs stride over tiles of BLOCK_M combinations (grid <= n_tiles) so reductions keep their
     running state in registers and write one small partial per program.
     """
-    tl.static_assert(N <= NP and PP <= NP, "tasks and slots must fit the padded task axis")
-    tl.static_assert(PP >= 16 and DP >= 16 and DHP >= 16, "tl.dot needs every dimension >= 16")
-    tl.static_assert(D <= DP and H * DHP >= D, "padding must cover the model width")
-    tl.static_assert(FP % BLOCK_F == 0, "BLOCK_F must divide the padded feed-forward width")
-    tl.static_assert(MODE >= 0 and MODE <= 2, "MODE is 0 (gains), 1 (top-k) or 2 (marginal)")
+    tl.static_assert(N <= NP, "tasks must fit the padded task axis")
+    tl.static_assert(PP <= NP, "slots cannot outnumber padded tasks")
     tl.static_assert(NP <= 64, "combinations are uint64 masks")
+    tl.static_assert(PP >= 16, "tl.dot needs every dimension >= 16")
+    tl.static_assert(DP >= 16, "tl.dot needs every dimension >= 16")
+    tl.static_assert(DHP >= 16, "tl.dot needs every dimension >= 16")
+    tl.static_assert(D <= DP, "padding must cover the model width")
+    tl.static_assert(FP % BLOCK_F == 0, "BLOCK_F must divide the padded feed-forward width")
+    tl.static_assert(MODE <= 2, "MODE is 0 (gains), 1 (top-k) or 2 (marginal)")
     R: tl.constexpr = BLOCK_M * PP
     MAT_L: tl.constexpr = 4 * H * DP * DHP + 2 * DP * FP
     VEC_L: tl.constexpr = 3 * H * DHP + 6 * DP + FP
@@ -479,9 +489,9 @@ def _mtgnet_fwd_kernel(
 # ------------------------------------------------------------------------------------------------
 # launcher
 # ------------------------------------------------------------------------------------------------
-def _default_block_m(npad: int) -> int:
+def _default_block_m(pp: int) -> int:
     # ~128 token rows per program: one tensor-core M tile, and X (128 x 64 fp32) fits registers.
-    return max(1, 128 // npad)
+    return max(1, 128 // pp)
 
 
 def _default_programs(n_tiles: int, device: torch.device) -> int:
@@ -491,49 +501,85 @@ def _default_programs(n_tiles: int, device: torch.device) -> int:
     return max(1, min(n_tiles, 4))   # interpreter: few programs, each looping over tiles
 
 
+def popcount64(masks: torch.Tensor) -> torch.Tensor:
+    """Set bits of each int64 mask (uint64 bit pattern), as int64 (SWAR: no dense bit matrix)."""
+    x = masks - ((masks >> 1) & 0x5555555555555555)
+    x = (x & 0x3333333333333333) + ((x >> 2) & 0x3333333333333333)
+    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0F
+    return ((x * 0x0101010101010101) >> 56) & 0x7F
+
+
+def _buckets(packed: PackedMTGNet, masks: torch.Tensor,
+             compact: bool) -> list[tuple[int, torch.Tensor, torch.Tensor | None]]:
+    """Split masks by popcount into slot widths PP in {16, 32, 64} <= NP: (PP, masks, rows or None).
+
+    A combination of p tasks only needs next_pow2(p) token rows; for N = 27 about 88% of all
+    combinations fit 16 slots instead of 32, which halves their matmul work.
+    """
+    sizes = [pp for pp in (16, 32, 64) if pp < packed.np_] + [packed.np_]
+    if not compact or len(sizes) == 1 or masks.numel() == 0:
+        return [(packed.np_, masks, None)]
+    which = torch.bucketize(popcount64(masks), torch.tensor(sizes, device=masks.device))
+    lo, hi = int(which.min()), int(which.max())
+    if lo == hi:
+        return [(sizes[lo], masks, None)]
+    out = []
+    for b in range(lo, hi + 1):
+        rows = (which == b).nonzero().squeeze(1)
+        if rows.numel():
+            out.append((sizes[b], masks[rows].contiguous(), rows))
+    return out
+
+
 def _mtgnet_fwd_launch(packed: PackedMTGNet, masks: torch.Tensor, *, mode: int,
                        best: torch.Tensor | None = None, topk: int = 1,
                        store_marginals: bool = False, block_m: int | None = None,
-                       n_programs: int | None = None) -> dict[str, torch.Tensor]:
+                       n_programs: int | None = None,
+                       compact: bool = True) -> dict[str, torch.Tensor]:
+    """Run the kernel over every popcount bucket; return outputs and concatenated partials."""
     dev = packed.device
     m = int(masks.shape[0])
-    bm = block_m or _default_block_m(packed.np_)
-    n_tiles = triton.cdiv(m, bm)
-    if mode == 0:
-        grid = n_tiles
-    else:
-        grid = n_programs or _default_programs(n_tiles, dev)
-        grid = max(1, min(grid, n_tiles))
-    dummy_f = torch.empty(1, dtype=torch.float32, device=dev)
-    dummy_i = torch.empty(1, dtype=torch.int64, device=dev)
+    f32 = dict(dtype=torch.float32, device=dev)
+    i64 = dict(dtype=torch.int64, device=dev)
+    dummy_f, dummy_i = torch.empty(1, **f32), torch.empty(1, **i64)
     res: dict[str, torch.Tensor] = {}
-    out, marg, pv, pi = dummy_f, dummy_f, dummy_f, dummy_i
+    out = marg = dummy_f
     if mode == 0:
         out = res["gains"] = torch.empty(m, packed.n_tasks, dtype=packed.dtype, device=dev)
-    elif mode == 1:
-        pv = res["part_val"] = torch.empty(grid, topk, packed.np_, dtype=torch.float32, device=dev)
-        pi = res["part_mask"] = torch.empty(grid, topk, packed.np_, dtype=torch.int64, device=dev)
-    else:
-        pv = res["part_val"] = torch.empty(grid, dtype=torch.float32, device=dev)
-        pi = res["part_idx"] = torch.empty(grid, dtype=torch.int64, device=dev)
-        if store_marginals:
-            marg = res["marginals"] = torch.empty(m, dtype=torch.float32, device=dev)
-    best_t = best if best is not None else torch.zeros(packed.n_tasks, dtype=torch.float32, device=dev)
-    if m == 0:
-        return res
-    block_f = min(packed.fp, 64)
+    if mode == 2 and store_marginals:
+        marg = res["marginals"] = torch.empty(m, **f32)
+    best_t = best if best is not None else torch.zeros(packed.n_tasks, **f32)
     upcast = interpreter_active() and packed.dtype == torch.bfloat16
-    _mtgnet_fwd_kernel[(grid,)](
-        masks, m, n_tiles,
-        packed.emb, packed.s1, packed.vo1, packed.mat, packed.vec, best_t,
-        out, marg, pv, pi,
-        packed.ln_eps,
-        N=packed.n_tasks, D=packed.dim, NP=packed.np_, DP=packed.dp, DHP=packed.dhp,
-        FP=packed.fp, H=packed.n_heads, N_LAYERS=packed.n_layers,
-        BLOCK_M=bm, BLOCK_F=block_f, TOPK=topk, MODE=mode, STORE_MARGINALS=store_marginals,
-        CDT=_CDT[packed.dtype], UPCAST_DOT=upcast,
-        num_warps=4 if bm * packed.np_ <= 128 else 8, num_stages=1,
-    )
+    parts_v, parts_i = [], []
+    for pp, bmasks, rows in _buckets(packed, masks, compact):
+        if bmasks.shape[0] == 0:
+            continue
+        bm = block_m or _default_block_m(pp)
+        n_tiles = triton.cdiv(int(bmasks.shape[0]), bm)
+        grid = n_tiles if mode == 0 else max(1, min(n_programs or _default_programs(n_tiles, dev),
+                                                      n_tiles))
+        pv, pi = dummy_f, dummy_i
+        if mode == 1:
+            pv = torch.empty(grid, topk, packed.np_, **f32)
+            pi = torch.empty(grid, topk, packed.np_, **i64)
+        elif mode == 2:
+            pv, pi = torch.empty(grid, **f32), torch.empty(grid, **i64)
+        _mtgnet_fwd_kernel[(grid,)](
+            bmasks, rows if rows is not None else dummy_i, bmasks.shape[0], n_tiles,
+            packed.emb, packed.s1, packed.vo1, packed.mat, packed.vec, best_t,
+            out, marg, pv, pi,
+            packed.ln_eps,
+            N=packed.n_tasks, D=packed.dim, NP=packed.np_, PP=pp, DP=packed.dp, DHP=packed.dhp,
+            FP=packed.fp, H=packed.n_heads, N_LAYERS=packed.n_layers,
+            BLOCK_M=bm, BLOCK_F=min(packed.fp, 64), TOPK=topk, MODE=mode,
+            HAS_ROWS=rows is not None, STORE_MARGINALS=store_marginals,
+            CDT=_CDT[packed.dtype], UPCAST_DOT=upcast,
+            num_warps=4 if bm * pp < 128 else 8, num_stages=1,  # 8 warps: fewer regs per thread
+        )
+        parts_v.append(pv)
+        parts_i.append(pi)
+    if mode in (1, 2) and parts_v:
+        res["part_val"], res["part_idx"] = torch.cat(parts_v), torch.cat(parts_i)
     return res
 
 
@@ -543,7 +589,8 @@ def _mtgnet_fwd_launch(packed: PackedMTGNet, masks: torch.Tensor, *, mode: int,
 def _as_packed(params: MTGNetParams | PackedMTGNet, dtype: torch.dtype | None) -> PackedMTGNet:
     if isinstance(params, PackedMTGNet):
         if dtype is not None and dtype != params.dtype:
-            raise InputError(f"params are packed for {params.dtype}; repack with pack_params(dtype=...)")
+            raise InputError(f"params are packed for {params.dtype}; "
+                             "repack with pack_params(params, dtype)")
         packed = params
     else:
         packed = pack_params(params, dtype)
@@ -559,9 +606,11 @@ def _as_mask_tensor(masks: object, n_tasks: int, device: torch.device) -> torch.
             raise InputTypeError(f"masks must hold integers, got dtype {masks.dtype}")
         masks = torch.from_numpy(np.ascontiguousarray(masks).astype(np.uint64).view(np.int64))
     if not isinstance(masks, torch.Tensor):
-        raise InputTypeError(f"masks must be an int64 torch.Tensor or numpy array, got {type(masks).__name__}")
+        raise InputTypeError("masks must be an int64 torch.Tensor or numpy array, got "
+                             f"{type(masks).__name__}")
     if masks.dtype != torch.int64:
-        raise InputTypeError(f"masks must have dtype int64 (uint64 bit patterns), got {masks.dtype}")
+        raise InputTypeError(f"masks must have dtype int64 (uint64 bit patterns), "
+                             f"got {masks.dtype}")
     if masks.ndim != 1:
         raise InputError(f"masks must be 1-D, got shape {tuple(masks.shape)}")
     masks = masks.to(device).contiguous()
@@ -571,27 +620,29 @@ def _as_mask_tensor(masks: object, n_tasks: int, device: torch.device) -> torch.
             bad |= (masks >> n_tasks) != 0
         if bool(bad.any()):
             i = int(bad.nonzero()[0, 0])
-            raise InputError(f"masks[{i}] = {int(masks[i]) & ((1 << 64) - 1):#x} is empty or has bits "
-                             f">= n_tasks = {n_tasks}")
+            raise InputError(f"masks[{i}] = {int(masks[i]) & ((1 << 64) - 1):#x} is empty or has "
+                             f"bits >= n_tasks = {n_tasks}")
     return masks
 
 
 def mtgnet_forward_triton(params: MTGNetParams | PackedMTGNet, masks: torch.Tensor, *,
-                          dtype: torch.dtype | None = None,
-                          block_m: int | None = None) -> torch.Tensor:
+                          dtype: torch.dtype | None = None, block_m: int | None = None,
+                          compact: bool = True) -> torch.Tensor:
     """Predicted gains ``(M, N)`` of member tasks (0 for absent) for int64 masks ``(M,)``.
 
-    Same math as ``reference.mtgnet_forward``; output in the compute dtype.
+    Same math as ``reference.mtgnet_forward``; output in the compute dtype. ``compact`` runs
+    each popcount bucket with just enough token slots (set False to pad every mask to NP).
     """
     packed = _as_packed(params, dtype)
     _check_block(block_m)
     masks = _as_mask_tensor(masks, packed.n_tasks, packed.device)
-    return _mtgnet_fwd_launch(packed, masks, mode=0, block_m=block_m)["gains"]
+    return _mtgnet_fwd_launch(packed, masks, mode=0, block_m=block_m, compact=compact)["gains"]
 
 
 def mtgnet_topk_triton(params: MTGNetParams | PackedMTGNet, masks: torch.Tensor, k: int, *,
                        dtype: torch.dtype | None = None, block_m: int | None = None,
-                       n_programs: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                       n_programs: int | None = None,
+                       compact: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """For each task j, the ``k`` masks containing j with the largest predicted y_j, without (M, N).
 
     Returns ``(values, masks)`` of shape ``(N, k)``, best first; missing slots are -inf and 0.
@@ -609,9 +660,10 @@ def mtgnet_topk_triton(params: MTGNetParams | PackedMTGNet, masks: torch.Tensor,
     if masks.numel() == 0:
         return (torch.full((n, k), float("-inf"), device=packed.device),
                 torch.zeros(n, k, dtype=torch.int64, device=packed.device))
-    res = _mtgnet_fwd_launch(packed, masks, mode=1, topk=kp, block_m=block_m, n_programs=n_programs)
-    vals = res["part_val"][:, :, :n].permute(2, 0, 1).reshape(n, -1)      # (N, grid * kp)
-    cand = res["part_mask"][:, :, :n].permute(2, 0, 1).reshape(n, -1)
+    res = _mtgnet_fwd_launch(packed, masks, mode=1, topk=kp, block_m=block_m,
+                             n_programs=n_programs, compact=compact)
+    vals = res["part_val"][:, :, :n].permute(2, 0, 1).reshape(n, -1)      # (N, programs * kp)
+    cand = res["part_idx"][:, :, :n].permute(2, 0, 1).reshape(n, -1)
     if vals.shape[1] < k:
         pad = k - vals.shape[1]
         vals = torch.cat([vals, vals.new_full((n, pad), float("-inf"))], dim=1)
@@ -623,8 +675,8 @@ def mtgnet_topk_triton(params: MTGNetParams | PackedMTGNet, masks: torch.Tensor,
 def mtgnet_marginal_triton(params: MTGNetParams | PackedMTGNet, masks: torch.Tensor,
                            best: torch.Tensor, *, return_marginals: bool = True,
                            dtype: torch.dtype | None = None, block_m: int | None = None,
-                           n_programs: int | None = None) -> MarginalResult:
-    """Beam-search marginal gain sum_{j in C} max(0, y_j(C) - best_j) of each candidate, and the argmax.
+                           n_programs: int | None = None, compact: bool = True) -> MarginalResult:
+    """Beam-search marginal gain sum_{j in C} max(0, y_j(C) - best_j) per candidate, and the argmax.
 
     ``best`` ``(N,)`` is the current per-task best gain. The (M, N) predictions are never stored.
     """
@@ -642,7 +694,7 @@ def mtgnet_marginal_triton(params: MTGNetParams | PackedMTGNet, masks: torch.Ten
     if masks.numel() == 0:
         raise InputError("masks must hold at least one candidate")
     res = _mtgnet_fwd_launch(packed, masks, mode=2, best=best, store_marginals=return_marginals,
-                             block_m=block_m, n_programs=n_programs)
+                             block_m=block_m, n_programs=n_programs, compact=compact)
     pv, pi = res["part_val"], res["part_idx"]
     v = pv.max()
     idx = int(torch.where(pv == v, pi, torch.iinfo(torch.int64).max).min())
@@ -653,7 +705,8 @@ def mtgnet_marginal_triton(params: MTGNetParams | PackedMTGNet, masks: torch.Ten
 def _check_block(block_m: int | None) -> None:
     if block_m is None:
         return
-    if isinstance(block_m, bool) or not isinstance(block_m, int) or block_m < 1 or block_m & (block_m - 1):
+    if (isinstance(block_m, bool) or not isinstance(block_m, int) or block_m < 1
+            or block_m & (block_m - 1)):
         raise InputError(f"block_m must be a power of two >= 1, got {block_m!r}")
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import InputError, InputTypeError
+from ..errors import InputError, InputTypeError, StoreError
 from ..gains import GainTable
 from ..masks import all_masks, check_n_tasks, k_subsets, mask_to_indices
 from ..store import GainStore
@@ -336,23 +336,19 @@ class Study:
         """``group(budget)`` by task name, with the measured gains of the chosen groups
         (``verify`` trains the chosen groups that are not measured yet)."""
         g = self.group(budget)
-        groups = tuple(tuple(self.task_names[j] for j in mask_to_indices(int(m)))
-                       for m in g.groups)
-        assignment = {self.task_names[j]: tuple(self.task_names[k]
-                                                for k in mask_to_indices(int(g.assignment[j])))
-                      for j in range(self.n_tasks)}
-        chosen = [int(m) for m in g.groups]
+        from ..grouping import evaluate
+
+        groups = tuple(tuple(self.task_names[j] for j in members) for members in g.members())
+        assignment = {name: (groups[int(g.assignment[j])] if int(g.assignment[j]) >= 0
+                             else (name,)) for j, name in enumerate(self.task_names)}
         if verify:
-            self.measure(chosen, desc="verify chosen groups")
+            self.measure([int(m) for m in g.groups], desc="verify chosen groups")
         scores = []
         for split in ("valid", "test"):
             try:
-                table = self.gain_table(split)
-                rows = table.lookup(np.array([int(m) for m in g.assignment], dtype=np.uint64))
-            except Exception:  # noqa: BLE001 -- unmeasured groups or no test metrics: unknown
+                scores.append(evaluate(g, self.gain_table(split)))
+            except (InputError, StoreError):  # a group not measured, or no test metrics
                 scores.append(math.nan)
-                continue
-            scores.append(float(np.mean([rows[j, j] for j in range(self.n_tasks)])))
         return StudyResult(groups, assignment, float(g.average), scores[0], scores[1], g)
 
     def close(self) -> None:

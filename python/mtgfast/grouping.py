@@ -1,0 +1,266 @@
+"""Which tasks to train together: search the best grouping of a gain table under a budget of groups.
+
+A grouping chooses at most ``budget`` candidate combinations; each task is served by the chosen
+group where its gain is highest, and the objective is the sum over tasks of those gains
+(MTG-Net, Song et al. 2022; Standley et al. 2020). Training a task alone has gain 0.
+
+``uncovered`` says what a task that no chosen group contains costs:
+
+- ``"singleton"`` (default, the papers' protocol): it must be trained in its singleton ``{j}``,
+  which is a group like any other and uses one unit of budget (so ``budget=1`` is feasible only
+  with a candidate containing every task). Such singletons appear in ``Grouping.groups``.
+- ``"alone"``: it is trained alone at gain 0 for free; it has ``assignment == -1``. A task is also
+  trained alone when every chosen group that contains it has a negative gain for it.
+
+Singleton rows in ``masks`` keep their given gains; missing ones count as gain 0.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, overload
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _core
+from .errors import InputError, InputTypeError
+from .gains import GainTable, check_gains
+from .masks import MaskArray, as_masks
+
+Method = Literal["auto", "exact", "beam"]
+Uncovered = Literal["singleton", "alone"]
+FloatArray = npt.NDArray[np.float64]
+IndexArray = npt.NDArray[np.int64]
+
+__all__ = ["Grouping", "evaluate", "evaluate_tasks", "group"]
+
+#: ``auto`` runs the partition DP when ``3**n_tasks * min(budget, n_tasks)`` is at most this
+#: (about a second of work), and ``exact`` runs it up to 25x more.
+AUTO_DP_WORK = 2e9
+EXACT_DP_WORK = 5e10
+#: ``auto`` runs branch-and-bound (time-limited) when there are at most this many candidates.
+AUTO_BNB_MAX_CANDIDATES = 256
+#: Time limit ``auto`` gives branch-and-bound when the caller gives none (seconds).
+AUTO_BNB_TIME_LIMIT = 10.0
+#: Largest DP tables (bytes) unless ``MTGFAST_MAX_DP_BYTES`` says otherwise (4 GiB).
+DEFAULT_MAX_DP_BYTES = 4 << 30
+
+_METHOD_NAMES = {"dp": "exact-dp", "bnb": "exact-bnb", "beam": "beam"}
+
+
+@dataclass(frozen=True, eq=False)
+class Grouping:
+    """One grouping: ``groups`` (uint64 masks, ascending), per-task ``assignment`` into ``groups``
+    (-1: trained alone, only under ``uncovered="alone"``) and the gain each task gets.
+
+    ``value`` is the objective (sum of ``task_gains``); ``optimal`` is True only when the search
+    proved it optimal for ``budget``; ``method`` is ``"exact-dp"``, ``"exact-bnb"`` or ``"beam"``.
+    """
+
+    groups: MaskArray
+    assignment: IndexArray
+    value: float
+    optimal: bool
+    budget: int
+    method: str
+    task_gains: FloatArray
+    uncovered: str = "singleton"
+
+    def __post_init__(self) -> None:
+        for name in ("groups", "assignment", "task_gains"):
+            arr = np.array(getattr(self, name), copy=True)
+            arr.setflags(write=False)
+            object.__setattr__(self, name, arr)
+
+    @property
+    def n_tasks(self) -> int:
+        return int(self.assignment.shape[0])
+
+    @property
+    def average(self) -> float:
+        """Mean gain over tasks (``value / n_tasks``), the number the MTG-Net paper reports."""
+        return self.value / self.n_tasks
+
+    def members(self) -> list[list[int]]:
+        """Task indices of each group, in the order of ``groups``."""
+        return [[j for j in range(self.n_tasks) if (int(m) >> j) & 1] for m in self.groups]
+
+    def __repr__(self) -> str:
+        groups = "[" + ", ".join("{" + ",".join(map(str, g)) + "}" for g in self.members()) + "]"
+        return (f"Grouping(budget={self.budget}, groups={groups}, average={self.average:.6g}, "
+                f"optimal={self.optimal}, method={self.method!r})")
+
+
+def _check_table(masks: object, gains: object) -> tuple[MaskArray, FloatArray]:
+    """Validate a candidate table; returns (uint64 masks, float64 gains with NaN outside)."""
+    try:
+        g = np.asarray(gains, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputTypeError(f"gains must be a numeric array, got {type(gains).__name__}") from exc
+    if g.ndim != 2:
+        raise InputError(f"gains must be 2-D (n_masks, n_tasks), got shape {g.shape}")
+    n_tasks = g.shape[1]
+    if not 1 <= n_tasks <= 64:
+        raise InputError(f"n_tasks (gains.shape[1]) must be in [1, 64], got {n_tasks}")
+    m = as_masks(masks, n_tasks)
+    if m.shape[0] != g.shape[0]:
+        raise InputError(f"{m.shape[0]} masks but {g.shape[0]} gain rows")
+    uniq, counts = np.unique(m, return_counts=True)
+    if uniq.shape[0] != m.shape[0]:
+        raise InputError(f"duplicate combination (mask {int(uniq[np.argmax(counts > 1)])}) in masks")
+    return m, check_gains(m, g, n_tasks)
+
+
+def _check_budgets(budget: object) -> tuple[list[int], bool]:
+    """Budgets as a list of ints >= 1, and whether a single int was given."""
+    def one(b: object) -> int:
+        if isinstance(b, (bool, np.bool_)) or not isinstance(b, (int, np.integer)):
+            raise InputTypeError(f"budget must be an int or a sequence of ints, got "
+                                 f"{type(b).__name__}")
+        if int(b) < 1:
+            raise InputError(f"budget must be >= 1 (number of groups), got {int(b)}")
+        if int(b) > 2**31 - 1:
+            raise InputError(f"budget is too large: {int(b)}")
+        return int(b)
+
+    if isinstance(budget, (int, np.integer)) and not isinstance(budget, (bool, np.bool_)):
+        return [one(budget)], True
+    if isinstance(budget, (range, Sequence, np.ndarray)) and not isinstance(budget, (str, bytes)):
+        values = [one(b) for b in budget]
+        if not values:
+            raise InputError("budget sequence is empty")
+        return values, False
+    raise InputTypeError(f"budget must be an int or a sequence of ints, got {type(budget).__name__}")
+
+
+def _max_dp_bytes() -> int:
+    return int(os.environ.get("MTGFAST_MAX_DP_BYTES", DEFAULT_MAX_DP_BYTES))
+
+
+def _pick_backend(method: str, n_tasks: int, n_masks: int, max_budget: int) -> str:
+    work = 3.0 ** n_tasks * min(max_budget, n_tasks)
+    dp_fits = n_tasks <= 30 and _core.search.dp_bytes(n_tasks, max_budget) <= _max_dp_bytes()
+    if method == "beam":
+        return "beam"
+    if method == "exact":
+        return "dp" if dp_fits and work <= EXACT_DP_WORK else "bnb"
+    if dp_fits and work <= AUTO_DP_WORK:
+        return "dp"
+    return "bnb" if n_masks <= AUTO_BNB_MAX_CANDIDATES else "beam"
+
+
+@overload
+def group(masks: object, gains: object, budget: int, method: Method = ..., *,
+          beam_width: int = ..., uncovered: Uncovered = ...,
+          time_limit: float | None = ...) -> Grouping: ...
+@overload
+def group(masks: object, gains: object, budget: Sequence[int] | range, method: Method = ..., *,
+          beam_width: int = ..., uncovered: Uncovered = ...,
+          time_limit: float | None = ...) -> list[Grouping]: ...
+
+
+def group(masks: object, gains: object, budget: int | Sequence[int] | range,
+          method: Method = "auto", *, beam_width: int = 5, uncovered: Uncovered = "singleton",
+          time_limit: float | None = None) -> Grouping | list[Grouping]:
+    """Best grouping of the candidates ``masks`` (n_masks,) with per-task ``gains`` (n_masks,
+    n_tasks) using at most ``budget`` groups; gains outside each combination are ignored.
+
+    ``budget`` an int gives one :class:`Grouping` (``InputError`` naming the budget when no valid
+    grouping exists or was found); a range/sequence gives a list computed in one call, in the
+    given order, *leaving out infeasible budgets* (check ``.budget``). ``uncovered="singleton"``
+    (default): uncovered tasks need their singleton, which costs budget; ``"alone"``: free.
+
+    ``method``: ``"exact"`` proves the optimum (partition DP over task subsets when
+    ``3**n_tasks * budget`` is tractable, else branch-and-bound, which stops at ``time_limit``
+    seconds with ``optimal=False``); ``"beam"`` (width ``beam_width``) scales to N = 27 and
+    millions of candidates; ``"auto"`` (default) takes the DP when cheap, branch-and-bound for at
+    most 256 candidates (time limit 10 s unless given), beam otherwise.
+    """
+    m, g = _check_table(masks, gains)
+    n_tasks = g.shape[1]
+    budgets, single = _check_budgets(budget)
+    if method not in ("auto", "exact", "beam"):
+        raise InputError(f"method must be 'auto', 'exact' or 'beam', got {method!r}")
+    if uncovered not in ("singleton", "alone"):
+        raise InputError(f"uncovered must be 'singleton' or 'alone', got {uncovered!r}")
+    if isinstance(beam_width, bool) or not isinstance(beam_width, (int, np.integer)):
+        raise InputTypeError(f"beam_width must be an int, got {type(beam_width).__name__}")
+    if not 1 <= int(beam_width) <= 100_000:
+        raise InputError(f"beam_width must be in [1, 100000], got {beam_width}")
+    if time_limit is not None:
+        if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float, np.number)):
+            raise InputTypeError(f"time_limit must be a number of seconds or None, got "
+                                 f"{type(time_limit).__name__}")
+        if not (math.isfinite(float(time_limit)) and float(time_limit) > 0):
+            raise InputError(f"time_limit must be a positive finite number of seconds, got "
+                             f"{time_limit}")
+    backend = _pick_backend(method, n_tasks, m.shape[0], max(budgets))
+    limit = float(time_limit) if time_limit is not None else 0.0
+    if backend == "bnb" and method == "auto" and time_limit is None:
+        limit = AUTO_BNB_TIME_LIMIT
+    raw = _core.search.group(m, g, budgets, backend, int(beam_width), uncovered, limit,
+                             _max_dp_bytes())
+    results: list[Grouping] = []
+    failures: list[tuple[int, bool]] = []
+    for b, feasible, optimal, groups, assignment, task_gains, value in raw:
+        if not feasible:
+            failures.append((b, optimal))
+            continue
+        results.append(Grouping(groups, assignment, float(value), bool(optimal), int(b),
+                                _METHOD_NAMES[backend], task_gains, uncovered))
+    if failures and (single or not results):
+        b, proven = max(failures)
+        if proven:
+            raise InputError(f"budget {b} is infeasible: with uncovered='singleton' every task "
+                             f"needs a group and no {b} candidate group(s) cover all {n_tasks} "
+                             f"tasks (raise the budget, add larger combinations, or use "
+                             f"uncovered='alone')")
+        raise InputError(f"no valid grouping found for budget {b} by {_METHOD_NAMES[backend]} "
+                         f"(try method='exact', a larger beam_width or time_limit, or "
+                         f"uncovered='alone')")
+    return results[0] if single else results
+
+
+def _scoring_table(gains: object, masks: object | None) -> tuple[MaskArray, FloatArray]:
+    if isinstance(gains, GainTable):
+        if masks is not None:
+            raise InputError("give either a GainTable or (masks, gains) arrays, not both")
+        return gains.masks, gains.gains
+    if masks is None:
+        raise InputError("masks are required when gains is an array (or pass a GainTable)")
+    return _check_table(masks, gains)
+
+
+def evaluate_tasks(grouping: Grouping, gains: object, masks: object | None = None) -> FloatArray:
+    """Gain of each task under ``grouping``'s assignment, read from another table (e.g. test gains):
+    task j gets ``gains[row of groups[assignment[j]], j]``; 0 when trained alone or served by a
+    singleton the table lacks. ``InputError`` if a larger group of the grouping is missing."""
+    if not isinstance(grouping, Grouping):
+        raise InputTypeError(f"grouping must be a Grouping, got {type(grouping).__name__}")
+    m, g = _scoring_table(gains, masks)
+    n_tasks = grouping.n_tasks
+    if g.shape[1] != n_tasks:
+        raise InputError(f"the grouping has {n_tasks} tasks but the gain table has {g.shape[1]}")
+    order = np.argsort(m, kind="stable")
+    sorted_masks = m[order]
+    out = np.zeros(n_tasks, dtype=np.float64)
+    for j, a in enumerate(grouping.assignment):
+        if a < 0:
+            continue
+        mask = grouping.groups[a]
+        pos = int(np.searchsorted(sorted_masks, mask))
+        if pos < sorted_masks.shape[0] and sorted_masks[pos] == mask:
+            out[j] = g[order[pos], j]
+        elif int(mask) & (int(mask) - 1):
+            raise InputError(f"group {int(mask)} of the grouping is not in the gain table")
+    return out
+
+
+def evaluate(grouping: Grouping, gains: object, masks: object | None = None) -> float:
+    """Average over tasks of :func:`evaluate_tasks`: the score of a grouping chosen on one gain
+    table (validation) measured on another (test), as in the MTG-Net evaluation protocol."""
+    return float(evaluate_tasks(grouping, gains, masks).mean())

@@ -1,0 +1,294 @@
+"""Plain Python/numpy references of the grouping search and of mask enumeration.
+
+Slow on purpose: each follows the definition (or the same algorithm written without tricks) so
+that the C++ core can be checked against it. Gains are (n_masks, n_tasks) with NaN outside.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+NEG_INF = -np.inf
+
+
+# -- objective --------------------------------------------------------------------------------
+def mask_of(tasks) -> int:
+    return sum(1 << j for j in tasks)
+
+
+def tasks_of(mask: int, n_tasks: int) -> list[int]:
+    return [j for j in range(n_tasks) if (int(mask) >> j) & 1]
+
+
+def table_dict(masks, gains) -> dict[int, np.ndarray]:
+    return {int(m): np.asarray(g, dtype=np.float64) for m, g in zip(masks, gains)}
+
+
+def candidate_dict(masks, gains, uncovered: str) -> dict[int, np.ndarray]:
+    """Candidates; under "singleton" each missing singleton is added with gain 0."""
+    n = np.asarray(gains).shape[1]
+    cand = table_dict(masks, gains)
+    if uncovered == "singleton":
+        for j in range(n):
+            if (1 << j) not in cand:
+                row = np.full(n, np.nan)
+                row[j] = 0.0
+                cand[1 << j] = row
+    return cand
+
+
+def score(cand: dict[int, np.ndarray], chosen, n_tasks: int, uncovered: str):
+    """Per-task gains of a set of chosen masks (max rule), or None if a task is uncovered under
+    "singleton". Under "alone" a task gets max(0, best chosen gain)."""
+    out = np.zeros(n_tasks)
+    for j in range(n_tasks):
+        vals = [cand[c][j] for c in chosen if (c >> j) & 1]
+        if not vals:
+            if uncovered == "singleton":
+                return None
+            continue
+        best = max(vals)
+        out[j] = max(best, 0.0) if uncovered == "alone" else best
+    return out
+
+
+# -- exact: brute force ------------------------------------------------------------------------
+def brute_force_subsets(masks, gains, budget: int, uncovered: str = "singleton"):
+    """Best value over every set of at most ``budget`` candidates (None if none is valid)."""
+    n = np.asarray(gains).shape[1]
+    cand = candidate_dict(masks, gains, uncovered)
+    keys = sorted(cand)
+    best = None
+    for k in range(0, min(budget, len(keys)) + 1):
+        for chosen in itertools.combinations(keys, k):
+            t = score(cand, chosen, n, uncovered)
+            if t is not None and (best is None or t.sum() > best):
+                best = float(t.sum())
+    return best
+
+
+def set_partitions(items):
+    """All partitions of a list into non-empty blocks."""
+    if not items:
+        yield []
+        return
+    first, rest = items[0], items[1:]
+    for part in set_partitions(rest):
+        for i in range(len(part)):
+            yield part[:i] + [[first, *part[i]]] + part[i + 1:]
+        yield [[first], *part]
+
+
+def brute_force_partitions(masks, gains, budgets, uncovered: str = "singleton"):
+    """Best value per budget by enumerating every partition of the tasks: each block is served by
+    the candidate containing it with the largest block sum (or, under "alone", trained alone)."""
+    n = np.asarray(gains).shape[1]
+    cand = candidate_dict(masks, gains, uncovered)
+    block_value: dict[int, float] = {}
+
+    def value_of(block_mask: int) -> float:
+        if block_mask not in block_value:
+            vals = [float(np.sum(g[tasks_of(block_mask, n)])) for c, g in cand.items()
+                    if c & block_mask == block_mask]
+            block_value[block_mask] = max(vals) if vals else NEG_INF
+        return block_value[block_mask]
+
+    best = {b: None for b in budgets}
+    for part in set_partitions(list(range(n))):
+        vals = sorted((value_of(mask_of(block)) for block in part), reverse=True)
+        for b in budgets:
+            if uncovered == "alone":
+                v = sum(x for x in vals[:b] if x > 0)
+            else:
+                if len(vals) > b or vals[-1] == NEG_INF:
+                    continue
+                v = sum(vals)
+            if best[b] is None or v > best[b]:
+                best[b] = v
+    return best
+
+
+# -- exact: the same partition DP in numpy ------------------------------------------------------
+def reference_dp(masks, gains, budgets, uncovered: str = "singleton"):
+    """Values per budget by the subset DP of the C++ core, vectorised over submasks with numpy."""
+    n = np.asarray(gains).shape[1]
+    cand = candidate_dict(masks, gains, uncovered)
+    size = 1 << n
+    w = np.full(size, NEG_INF)
+    for c, g in cand.items():
+        bits = tasks_of(c, n)
+        for k in range(1, len(bits) + 1):
+            for sub in itertools.combinations(bits, k):
+                t = mask_of(sub)
+                w[t] = max(w[t], float(np.sum(g[list(sub)])))
+    kmax = min(max(budgets), n)
+    # submasks of each `rest`, built once
+    subs = [None] * size
+    f = np.full(size, NEG_INF)
+    if uncovered == "alone":
+        f[:] = 0.0
+    else:
+        f[0] = 0.0
+    layers = [f]
+    for _ in range(kmax):
+        prev, cur = layers[-1], np.full(size, NEG_INF)
+        cur[0] = 0.0
+        for s in range(1, size):
+            low = s & -s
+            rest = s ^ low
+            if subs[rest] is None:
+                sub, lst = rest, []
+                while True:
+                    lst.append(sub)
+                    if sub == 0:
+                        break
+                    sub = (sub - 1) & rest
+                subs[rest] = np.array(lst, dtype=np.int64)
+            sm = subs[rest]
+            v = np.max(w[low | sm] + prev[rest ^ sm])
+            if uncovered == "alone":
+                v = max(v, cur[rest])
+            cur[s] = v
+        layers.append(cur)
+    full = size - 1
+    out = {}
+    for b in budgets:
+        v = layers[min(b, kmax)][full]
+        out[b] = None if v == NEG_INF else float(v)
+    return out
+
+
+# -- beam ------------------------------------------------------------------------------------
+@dataclass
+class _State:
+    rows: tuple[int, ...]
+    cur: np.ndarray
+    uncovered: int
+    value: float
+    cost: int
+
+
+def reference_beam(masks, gains, budgets, width: int, uncovered: str = "singleton"):
+    """The beam search of the C++ core in numpy: returns {budget: (groups, value) or None}.
+
+    Same rules: children ranked by (completed value desc, completed cost asc, row asc, parent
+    rank asc), duplicate sets dropped, every valid child a candidate answer for cost <= budget.
+    """
+    gains = np.asarray(gains, dtype=np.float64)
+    n = gains.shape[1]
+    cand = candidate_dict(masks, gains, uncovered)
+    rows = sorted(cand)
+    mask_arr = np.array(rows, dtype=np.uint64)
+    G = np.stack([cand[r] for r in rows]) if rows else np.zeros((0, n))
+    inside = np.array([[(r >> j) & 1 for j in range(n)] for r in rows], dtype=bool).reshape(-1, n)
+    G = np.where(inside, G, NEG_INF)
+    alone = uncovered == "alone"
+    alone_value = np.zeros(n) if alone else np.array([cand[1 << j][j] for j in range(n)])
+    lo = min(0.0, float(G[inside].min())) if inside.any() else 0.0
+    hi = max(0.0, float(alone_value.max()))
+    K = 0.0 if alone else math.ceil(hi - lo) + 1.0
+    full = (1 << n) - 1
+    max_cost = min(max(budgets), n)
+
+    def make(rows_, cur, unc):
+        return _State(tuple(sorted(rows_)), cur, unc, float(np.sum(cur)),
+                      len(rows_) + bin(unc).count("1"))
+
+    root = make((), alone_value.copy(), 0 if alone else full)
+    layers = [[root]]
+    best: dict[int, tuple[float, int, int, int]] = {}
+    if root.cost <= max_cost:
+        best[root.cost] = (root.value, 0, 0, 0)
+
+    def extend(st: _State, r: int) -> _State:
+        cur = st.cur.copy()
+        unc = st.uncovered
+        for j in tasks_of(rows[r], n):
+            if (unc >> j) & 1:
+                cur[j] = G[r, j]
+                unc &= ~(1 << j)
+            else:
+                cur[j] = max(cur[j], G[r, j])
+        return make((*st.rows, r), cur, unc)
+
+    for layer in range(1, max_cost + 1):
+        beam = layers[-1]
+        if not beam:
+            break
+        vals, costs = [], []
+        for st in beam:
+            thr = st.cur.copy()
+            for j in range(n):
+                if (st.uncovered >> j) & 1:
+                    thr[j] = alone_value[j] - K
+            newly = np.array([bin(int(mk) & st.uncovered).count("1") for mk in mask_arr])
+            delta = np.maximum(G - thr[None, :], 0.0).sum(axis=1) - K * newly
+            vals.append(st.value + delta)
+            costs.append(st.cost + 1 - newly)
+        V = np.stack(vals, axis=1)  # (rows, states): scan order is row-major
+        C = np.stack(costs, axis=1)
+        member = np.array([[r in st.rows for st in beam] for r in range(len(rows))],
+                          dtype=bool).reshape(len(rows), len(beam))
+        flat_v, flat_c, flat_ok = V.ravel(), C.ravel(), ~member.ravel()
+        for c in range(max_cost + 1):
+            sel = np.flatnonzero(flat_ok & (flat_c == c))
+            if sel.size:
+                k = sel[np.argmax(flat_v[sel])]
+                if c not in best or flat_v[k] > best[c][0]:
+                    best[c] = (float(flat_v[k]), layer, int(k % len(beam)), int(k // len(beam)))
+        order = np.lexsort((flat_c, -flat_v))  # stable: ties keep scan order
+        nxt, seen = [], set()
+        for k in order:
+            if not flat_ok[k]:
+                continue
+            s, r = int(k % len(beam)), int(k // len(beam))
+            key = frozenset((*beam[s].rows, r))
+            if key in seen:
+                continue
+            seen.add(key)
+            nxt.append(extend(beam[s], r))
+            if len(nxt) == width:
+                break
+        layers.append(nxt)
+
+    out = {}
+    for b in budgets:
+        arg = None
+        for c in range(min(b, max_cost) + 1):
+            if c in best and (arg is None or best[c][0] > best[arg][0]):
+                arg = c
+        if arg is None:
+            out[b] = None
+            continue
+        _, layer, parent, r = best[arg]
+        st = layers[0][0] if layer == 0 else extend(layers[layer - 1][parent], r)
+        chosen = [rows[i] for i in st.rows]
+        chosen += [1 << j for j in range(n) if (st.uncovered >> j) & 1]
+        t = score(cand, chosen, n, uncovered)
+        # served groups only: the C++ core drops groups that serve no task
+        served = set()
+        for j in range(n):
+            opts = [(cand[c][j], -c) for c in sorted(chosen) if (c >> j) & 1]
+            if opts:
+                g, negc = max(opts)
+                if not (uncovered == "alone" and g < 0):
+                    served.add(-negc)
+        out[b] = (sorted(served), float(t.sum()))
+    return out
+
+
+# -- enumeration -----------------------------------------------------------------------------
+def lex_masks(n_tasks: int, k: int | None = None) -> list[int]:
+    """itertools.combinations order, by size (all sizes when k is None)."""
+    sizes = range(1, n_tasks + 1) if k is None else [k]
+    return [mask_of(c) for s in sizes for c in itertools.combinations(range(n_tasks), s)]
+
+
+def colex_rank(mask: int) -> int:
+    """Combinatorial number system: sum_i C(c_i, i + 1) over the sorted set bits c_0 < c_1 < ..."""
+    bits = tasks_of(mask, 64)
+    return sum(math.comb(c, i + 1) for i, c in enumerate(bits))

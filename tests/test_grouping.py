@@ -1,0 +1,439 @@
+"""Grouping search: exact = brute force, beam = its numpy reference, validity, real MTG-Net data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import mtgfast
+from mtgfast import Grouping, evaluate, group
+from mtgfast.errors import InputError, InputTypeError
+from mtgfast.gains import GainTable
+from mtgfast.grouping import evaluate_tasks
+
+import reference_search as ref
+
+MODES = ("singleton", "alone")
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def nan_outside(masks, gains):
+    masks = np.asarray(masks, dtype=np.uint64)
+    g = np.array(gains, dtype=np.float64)
+    n = g.shape[1]
+    member = ((masks[:, None] >> np.arange(n, dtype=np.uint64)) & np.uint64(1)).astype(bool)
+    g[~member] = np.nan
+    return g
+
+
+@st.composite
+def tables(draw, max_tasks=6, max_masks=None, quarter=True):
+    """Random candidate tables; gains are multiples of 1/4 so every sum is exact and ties are
+    common (which exercises the tie-breaking rules)."""
+    n = draw(st.integers(1, max_tasks))
+    limit = 2**n - 1 if max_masks is None else min(2**n - 1, max_masks)
+    masks = draw(st.lists(st.integers(1, 2**n - 1), min_size=0, max_size=limit, unique=True))
+    masks = np.array(masks, dtype=np.uint64)
+    if quarter:
+        vals = draw(st.lists(st.integers(-6, 8), min_size=len(masks) * n,
+                             max_size=len(masks) * n))
+        gains = np.array(vals, dtype=np.float64).reshape(len(masks), n) / 4
+    else:
+        vals = draw(st.lists(st.floats(-1, 1), min_size=len(masks) * n, max_size=len(masks) * n))
+        gains = np.array(vals, dtype=np.float64).reshape(len(masks), n)
+    return masks, nan_outside(masks, gains)
+
+
+def check_valid(res: Grouping, masks, gains, uncovered: str, budget: int) -> None:
+    """A result is a valid grouping and its numbers are those of its groups."""
+    n = gains.shape[1]
+    cand = ref.candidate_dict(masks, gains, uncovered)
+    assert len(res.groups) <= budget
+    assert len(set(res.groups.tolist())) == len(res.groups)
+    assert all(int(g) in cand for g in res.groups)
+    assert res.assignment.shape == (n,) and res.task_gains.shape == (n,)
+    for j in range(n):
+        a = int(res.assignment[j])
+        if a < 0:
+            assert uncovered == "alone" and res.task_gains[j] == 0.0
+            continue
+        assert (int(res.groups[a]) >> j) & 1
+        assert res.task_gains[j] == cand[int(res.groups[a])][j]
+    expected = ref.score(cand, [int(g) for g in res.groups], n, uncovered)
+    assert expected is not None, "a task is not covered"
+    np.testing.assert_array_equal(res.task_gains, expected)
+    assert res.value == pytest.approx(float(expected.sum()), abs=1e-12)
+    assert res.average == pytest.approx(res.value / n)
+
+
+# -- exact --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("uncovered", MODES)
+@given(data=tables(max_tasks=5, max_masks=9))
+def test_exact_equals_brute_force_over_subsets(data, uncovered):
+    masks, gains = data
+    n = gains.shape[1]
+    budgets = list(range(1, n + 2))
+    truth = {b: ref.brute_force_subsets(masks, gains, b, uncovered) for b in budgets}
+    for method in ("exact", "auto"):
+        got = {r.budget: r for r in group(masks, gains, range(1, n + 2), method,
+                                          uncovered=uncovered)}
+        for b in budgets:
+            if truth[b] is None:
+                assert b not in got
+                continue
+            assert got[b].value == truth[b]
+            assert got[b].optimal
+            check_valid(got[b], masks, gains, uncovered, b)
+
+
+@pytest.mark.parametrize("uncovered", MODES)
+@given(data=tables(max_tasks=7, max_masks=40))
+def test_dp_and_branch_and_bound_equal_partition_brute_force(data, uncovered):
+    masks, gains = data
+    n = gains.shape[1]
+    budgets = list(range(1, n + 1))
+    truth = ref.brute_force_partitions(masks, gains, budgets, uncovered)
+    dp = {r.budget: r for r in group(masks, gains, budgets, "exact", uncovered=uncovered)}
+    # a time limit makes `auto` choose branch-and-bound on these small tables only via exact
+    # for large N; call the backend through the core to test it on the same inputs
+    from mtgfast import _core
+
+    bnb = _core.search.group(masks, gains, budgets, "bnb", 2, uncovered, 0.0, 1 << 30)
+    for b, feasible, optimal, groups, _, _, value in bnb:
+        assert feasible == (truth[b] is not None)
+        assert optimal
+        if feasible:
+            assert value == truth[b]
+            assert dp[b].value == truth[b] and dp[b].method == "exact-dp"
+            check_valid(dp[b], masks, gains, uncovered, b)
+        else:
+            assert b not in dp
+
+
+@given(data=tables(max_tasks=6, max_masks=30, quarter=False))
+def test_exact_on_continuous_gains(data):
+    masks, gains = data
+    n = gains.shape[1]
+    truth = ref.brute_force_partitions(masks, gains, [n], "alone")[n]
+    res = group(masks, gains, n, "exact", uncovered="alone")
+    assert res.value == pytest.approx(truth, abs=1e-9)
+
+
+# -- beam ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("uncovered", MODES)
+@pytest.mark.parametrize("width", [1, 3])
+@given(data=tables(max_tasks=6, max_masks=25))
+def test_beam_equals_reference_and_never_beats_exact(data, uncovered, width):
+    masks, gains = data
+    n = gains.shape[1]
+    budgets = list(range(1, n + 2))
+    expect = ref.reference_beam(masks, gains, budgets, width, uncovered)
+    got = {r.budget: r for r in group(masks, gains, budgets, "beam", beam_width=width,
+                                      uncovered=uncovered)}
+    exact = {r.budget: r for r in group(masks, gains, budgets, "exact", uncovered=uncovered)}
+    for b in budgets:
+        if expect[b] is None:
+            assert b not in got
+            continue
+        r = got[b]
+        assert (sorted(int(x) for x in r.groups), r.value) == expect[b]
+        assert not r.optimal and r.method == "beam"
+        check_valid(r, masks, gains, uncovered, b)
+        assert r.value <= exact[b].value
+
+
+def test_beam_is_exact_when_wide_enough_on_small_tables():
+    rng = np.random.default_rng(3)
+    masks = np.arange(1, 2**5, dtype=np.uint64)
+    gains = nan_outside(masks, rng.normal(0, 0.1, size=(31, 5)))
+    for b in range(1, 6):
+        wide = group(masks, gains, b, "beam", beam_width=2000)
+        assert wide.value == pytest.approx(group(masks, gains, b, "exact").value)
+
+
+def test_beam_results_are_valid_for_every_budget_on_larger_tables():
+    rng = np.random.default_rng(7)
+    n = 12
+    masks = mtgfast.sample_masks(n, 300, seed=11)
+    gains = nan_outside(masks, rng.normal(0, 0.1, size=(300, n)))
+    for uncovered in MODES:
+        res = group(masks, gains, range(1, n + 1), "beam", uncovered=uncovered)
+        exact = {r.budget: r.value for r in group(masks, gains, range(1, n + 1), "exact",
+                                                  uncovered=uncovered)}
+        for r in res:
+            check_valid(r, masks, gains, uncovered, r.budget)
+            assert r.value <= exact[r.budget] + 1e-12
+        values = [r.value for r in res]
+        assert values == sorted(values)  # more budget never hurts
+
+
+# -- properties ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["exact", "beam"])
+@given(data=tables(max_tasks=6, max_masks=20), seed=st.integers(0, 2**16))
+def test_relabelling_tasks_permutes_the_result(data, seed, method):
+    masks, gains = data
+    n = gains.shape[1]
+    perm = np.random.default_rng(seed).permutation(n)  # task j becomes task perm[j]
+    new_masks = np.array([sum(1 << int(perm[j]) for j in range(n) if (int(m) >> j) & 1)
+                          for m in masks], dtype=np.uint64)
+    new_gains = np.full_like(gains, np.nan)
+    new_gains[:, perm] = gains
+    for uncovered in MODES:
+        a = group(masks, gains, range(1, n + 1), method, uncovered=uncovered)
+        b = group(new_masks, new_gains, range(1, n + 1), method, uncovered=uncovered)
+        if method == "exact":
+            assert [r.budget for r in a] == [r.budget for r in b]
+            for ra, rb in zip(a, b):
+                assert ra.value == rb.value
+                np.testing.assert_array_equal(rb.task_gains[perm], ra.task_gains)
+        else:  # beam ties break by mask, which relabelling changes: check validity only
+            for r in b:
+                check_valid(r, new_masks, new_gains, uncovered, r.budget)
+
+
+def test_more_budget_never_hurts_and_full_budget_is_unconstrained():
+    rng = np.random.default_rng(0)
+    masks = np.arange(1, 2**6, dtype=np.uint64)
+    gains = nan_outside(masks, rng.normal(0, 0.2, size=(63, 6)))
+    for uncovered in MODES:
+        values = [r.value for r in group(masks, gains, range(1, 9), uncovered=uncovered)]
+        assert values == sorted(values)
+        assert values[5] == values[6] == values[7]  # budget > n_tasks changes nothing
+
+
+# -- semantics of the two modes -------------------------------------------------------------------
+def test_singleton_mode_needs_a_full_cover_and_alone_mode_does_not():
+    masks = np.array([0b011, 0b110], dtype=np.uint64)  # no candidate holds all 3 tasks
+    gains = nan_outside(masks, [[0.2, 0.1, 0], [0, 0.3, 0.4]])
+    with pytest.raises(InputError, match="budget 1 is infeasible"):
+        group(masks, gains, 1)
+    res = group(masks, gains, range(1, 4))
+    assert [r.budget for r in res] == [2, 3]  # budget 1 is left out of the curve
+    two = res[0]
+    assert sorted(two.groups.tolist()) == [0b011, 0b110]
+    assert two.value == pytest.approx(0.2 + 0.3 + 0.4)
+    np.testing.assert_array_equal(two.assignment, [0, 1, 1])
+    alone = group(masks, gains, 1, uncovered="alone")
+    assert alone.groups.tolist() == [0b110]
+    np.testing.assert_array_equal(alone.assignment, [-1, 0, 0])
+    assert alone.value == pytest.approx(0.7)
+
+
+def test_singletons_appear_as_groups_under_the_default_rule():
+    masks = np.array([0b011], dtype=np.uint64)
+    gains = nan_outside(masks, [[0.5, 0.25, 0]])
+    res = group(masks, gains, 2)
+    assert res.groups.tolist() == [0b011, 0b100]
+    np.testing.assert_array_equal(res.assignment, [0, 0, 1])
+    assert res.value == 0.75
+
+
+def test_negative_gains_are_served_under_singleton_and_avoided_under_alone():
+    masks = np.array([0b11], dtype=np.uint64)
+    gains = nan_outside(masks, [[0.5, -0.25]])
+    assert group(masks, gains, 1).value == 0.25  # one group: task 1 must take -0.25
+    assert group(masks, gains, 2).value == 0.5   # two groups: {0,1} for task 0, {1} alone
+    res = group(masks, gains, 1, uncovered="alone")
+    assert res.value == 0.5
+    np.testing.assert_array_equal(res.assignment, [0, -1])
+
+
+# -- evaluate -----------------------------------------------------------------------------------
+def test_evaluate_scores_the_assignment_on_another_table():
+    masks = np.arange(1, 8, dtype=np.uint64)
+    rng = np.random.default_rng(1)
+    val = nan_outside(masks, rng.normal(size=(7, 3)))
+    val[[0, 1, 3], [0, 1, 2]] = 0.0
+    test = nan_outside(masks, rng.normal(size=(7, 3)))
+    for uncovered in MODES:
+        for b in (1, 2, 3):
+            r = group(masks, val, b, uncovered=uncovered)
+            assert evaluate(r, val, masks) == pytest.approx(r.average)
+            table = GainTable.from_arrays(masks, test)
+            expected = [0.0 if a < 0 else test[int(r.groups[a]) - 1, j]
+                        for j, a in enumerate(r.assignment)]
+            np.testing.assert_allclose(evaluate_tasks(r, table), expected)
+            assert evaluate(r, table) == pytest.approx(np.mean(expected))
+
+
+def test_evaluate_singletons_missing_from_the_table_score_zero():
+    masks = np.array([0b011], dtype=np.uint64)
+    r = group(masks, nan_outside(masks, [[0.5, 0.25, 0]]), 2)
+    other = np.array([0b011, 0b111], dtype=np.uint64)
+    test = nan_outside(other, [[0.1, 0.2, 0], [0.3, 0.3, 0.3]])
+    np.testing.assert_allclose(evaluate_tasks(r, test, other), [0.1, 0.2, 0.0])
+    with pytest.raises(InputError, match="not in the gain table"):
+        evaluate(r, nan_outside(other[1:], [[0.3, 0.3, 0.3]]), other[1:])
+
+
+def test_evaluate_rejects_bad_input():
+    masks = np.array([0b11], dtype=np.uint64)
+    r = group(masks, nan_outside(masks, [[0.5, 0.25]]), 1)
+    with pytest.raises(InputError, match="2 tasks but the gain table has 3"):
+        evaluate(r, nan_outside([7], [[1, 1, 1]]), [7])
+    with pytest.raises(InputError, match="masks are required"):
+        evaluate(r, [[0.1, 0.2]])
+    with pytest.raises(InputTypeError, match="must be a Grouping"):
+        evaluate("abc", [[0.1, 0.2]], masks)
+
+
+# -- bad input ----------------------------------------------------------------------------------
+GOOD_MASKS = np.array([0b01, 0b11], dtype=np.uint64)
+GOOD_GAINS = np.array([[0.0, np.nan], [0.1, 0.2]])
+
+
+@pytest.mark.parametrize(("masks", "gains", "budget", "kwargs", "error", "match"), [
+    (GOOD_MASKS, GOOD_GAINS[0], 1, {}, InputError, r"must be 2-D"),
+    (GOOD_MASKS, GOOD_GAINS[:1], 1, {}, InputError, r"2 masks but 1 gain rows"),
+    (GOOD_MASKS, [[0.0, 0.0], [np.nan, 0.2]], 1, {}, InputError, r"finite inside .* task 0"),
+    (GOOD_MASKS, [[0.0, 0.0], [np.inf, 0.2]], 1, {}, InputError, r"finite inside"),
+    (np.array([0b01, 0b101], dtype=np.uint64), GOOD_GAINS, 1, {}, InputError,
+     r"task bit >= n_tasks=2"),
+    (np.array([0b11, 0b11], dtype=np.uint64), GOOD_GAINS, 1, {}, InputError, r"duplicate"),
+    (np.array([0, 0b11], dtype=np.uint64), GOOD_GAINS, 1, {}, InputError, r"empty combination"),
+    (np.array([-1, 3]), GOOD_GAINS, 1, {}, InputError, r"non-negative"),
+    (np.array([1.5, 3.0]), GOOD_GAINS, 1, {}, InputTypeError, r"must hold integers"),
+    (GOOD_MASKS, [["a", "b"], ["c", "d"]], 1, {}, InputTypeError, r"numeric array"),
+    (np.array([1], dtype=np.uint64), np.zeros((1, 65)), 1, {}, InputError, r"\[1, 64\], got 65"),
+    (GOOD_MASKS, GOOD_GAINS, 0, {}, InputError, r"budget must be >= 1"),
+    (GOOD_MASKS, GOOD_GAINS, -3, {}, InputError, r"budget must be >= 1"),
+    (GOOD_MASKS, GOOD_GAINS, [1, 0], {}, InputError, r"budget must be >= 1"),
+    (GOOD_MASKS, GOOD_GAINS, [], {}, InputError, r"empty"),
+    (GOOD_MASKS, GOOD_GAINS, 1.5, {}, InputTypeError, r"budget must be an int"),
+    (GOOD_MASKS, GOOD_GAINS, True, {}, InputTypeError, r"budget must be an int"),
+    (GOOD_MASKS, GOOD_GAINS, "2", {}, InputTypeError, r"budget must be an int"),
+    (GOOD_MASKS, GOOD_GAINS, 1, {"method": "greedy"}, InputError, r"unknown|must be 'auto'"),
+    (GOOD_MASKS, GOOD_GAINS, 1, {"uncovered": "drop"}, InputError, r"uncovered must be"),
+    (GOOD_MASKS, GOOD_GAINS, 1, {"beam_width": 0}, InputError, r"beam_width must be in"),
+    (GOOD_MASKS, GOOD_GAINS, 1, {"beam_width": 2.0}, InputTypeError, r"beam_width must be an int"),
+    (GOOD_MASKS, GOOD_GAINS, 1, {"time_limit": -1}, InputError, r"time_limit must be positive"),
+    (GOOD_MASKS, GOOD_GAINS, 1, {"time_limit": float("nan")}, InputError, r"time_limit"),
+    (GOOD_MASKS, GOOD_GAINS, 1, {"time_limit": "1"}, InputTypeError, r"time_limit must be a"),
+])
+def test_bad_input_is_rejected_with_a_clear_message(masks, gains, budget, kwargs, error, match):
+    kw = dict(kwargs)
+    method = kw.pop("method", "auto")
+    with pytest.raises(error, match=match):
+        group(masks, gains, budget, method, **kw)
+
+
+def test_core_rejects_bad_buffers_without_crashing():
+    """Inputs that skip the Python checks still end in a Python exception, never a crash."""
+    from mtgfast import _core
+
+    s = _core.search
+    with pytest.raises(ValueError, match="duplicate"):
+        s.group(np.array([3, 3], np.uint64), np.zeros((2, 2)), [1], "dp", 1, "singleton", 0, 1 << 30)
+    with pytest.raises(ValueError, match="bit >= n_tasks"):
+        s.group(np.array([4], np.uint64), np.zeros((1, 2)), [1], "beam", 1, "alone", 0, 1 << 30)
+    with pytest.raises(ValueError, match="empty combination"):
+        s.group(np.array([0], np.uint64), np.zeros((1, 2)), [1], "bnb", 1, "alone", 0, 1 << 30)
+    with pytest.raises(ValueError, match="not finite"):
+        s.group(np.array([3], np.uint64), np.full((1, 2), np.nan), [1], "dp", 1, "alone", 0, 1 << 30)
+    with pytest.raises(ValueError, match="rows for"):
+        s.group(np.array([3], np.uint64), np.zeros((2, 2)), [1], "dp", 1, "alone", 0, 1 << 30)
+    with pytest.raises(ValueError, match="budget must be >= 1"):
+        s.group(np.array([3], np.uint64), np.zeros((1, 2)), [0], "dp", 1, "alone", 0, 1 << 30)
+    with pytest.raises(ValueError, match="method must be"):
+        s.group(np.array([3], np.uint64), np.zeros((1, 2)), [1], "x", 1, "alone", 0, 1 << 30)
+    with pytest.raises(ValueError, match="n_tasks must be in"):
+        s.group(np.zeros(0, np.uint64), np.zeros((0, 0)), [1], "dp", 1, "alone", 0, 1 << 30)
+    with pytest.raises(MemoryError):  # std::length_error -> over the DP memory limit
+        s.group(np.array([1], np.uint64), np.zeros((1, 40)), [40], "dp", 1, "alone", 0, 1 << 20)
+
+
+def test_grouping_is_immutable():
+    r = group(GOOD_MASKS, GOOD_GAINS, 1)
+    with pytest.raises(AttributeError):
+        r.value = 3.0  # type: ignore[misc]
+    with pytest.raises(ValueError):
+        r.groups[0] = 1
+    assert "Grouping(budget=1" in repr(r)
+
+
+# -- large N: branch-and-bound and auto -----------------------------------------------------------
+def test_branch_and_bound_for_many_tasks_and_few_candidates():
+    rng = np.random.default_rng(5)
+    n = 24
+    masks = mtgfast.sample_masks(n, 40, seed=2)
+    gains = nan_outside(masks, rng.normal(0.05, 0.1, size=(40, n)))
+    exact = group(masks, gains, range(1, n + 1), "exact", uncovered="alone")
+    assert all(r.method == "exact-bnb" and r.optimal for r in exact)
+    beam = group(masks, gains, range(1, n + 1), "beam", beam_width=3, uncovered="alone")
+    for e, b in zip(exact, beam):
+        check_valid(e, masks, gains, "alone", e.budget)
+        assert b.value <= e.value + 1e-12
+    # few candidates: brute force over subsets of the best 12 rows is a lower bound check
+    auto = group(masks, gains, 5, uncovered="alone")
+    assert auto.method == "exact-bnb" and auto.value == exact[4].value
+
+
+def test_branch_and_bound_time_limit_reports_not_optimal():
+    rng = np.random.default_rng(9)
+    n = 40
+    masks = mtgfast.sample_masks(n, 2000, seed=4)
+    gains = nan_outside(masks, rng.normal(0.0, 0.1, size=(2000, n)))
+    res = group(masks, gains, 6, "exact", uncovered="alone", time_limit=0.2)
+    assert res.method == "exact-bnb" and not res.optimal
+    check_valid(res, masks, gains, "alone", 6)
+
+
+def test_auto_picks_beam_for_many_tasks_and_candidates():
+    rng = np.random.default_rng(1)
+    n = 27
+    masks = mtgfast.sample_masks(n, 3000, seed=1)
+    gains = nan_outside(masks, rng.normal(0, 0.1, size=(3000, n)))
+    res = group(masks, gains, range(1, n + 1))
+    assert {r.method for r in res} == {"beam"}
+    for r in res:
+        check_valid(r, masks, gains, "singleton", r.budget)
+
+
+# -- real data: the MTG-Net release --------------------------------------------------------------
+def load_release(path_x, path_y, sep):
+    x = np.loadtxt(path_x, delimiter=sep)
+    y = np.loadtxt(path_y)
+    masks = (x.astype(np.uint64) << np.arange(x.shape[1], dtype=np.uint64)).sum(axis=1)
+    y = y.copy()
+    y[x == 0] = np.nan  # the files write 0 outside a combination
+    return masks.astype(np.uint64), y
+
+
+def test_taskonomy_oracle_curve(data_dir):
+    d = data_dir / "mtgnet" / "taskonomy"
+    masks, gains = load_release(d / "taskonomy_x.csv", d / "taskonomy.csv", ",")
+    curve = {r.budget: r for r in group(masks, gains, range(1, 6))}
+    # the Oracle row of the MTG-Net paper (Taskonomy-5): 0.139 / 0.178 / 0.184 for B = 2, 3, 4
+    assert curve[2].average == pytest.approx(0.13876, abs=1e-4)
+    assert curve[3].average == pytest.approx(0.17764, abs=1e-4)
+    assert curve[4].average == pytest.approx(0.18348, abs=1e-4)
+    truth = ref.brute_force_partitions(masks, gains, list(range(1, 6)), "singleton")
+    for b, r in curve.items():
+        assert r.optimal and r.value == pytest.approx(truth[b], abs=1e-12)
+        assert evaluate(r, gains, masks) == pytest.approx(r.average)
+        beam = group(masks, gains, b, "beam")
+        assert beam.value <= r.value + 1e-12
+
+
+def test_ettm1_select_on_validation_score_on_test(data_dir):
+    d = data_dir / "mtgnet" / "ETT"
+    masks, val = load_release(d / "ETTm1_x.csv", d / "ETTm1_val_y.csv", None)
+    _, test = load_release(d / "ETTm1_x.csv", d / "ETTm1_y.csv", None)
+    n = val.shape[1]
+    budgets = list(range(1, n + 1))
+    chosen = group(masks, val, budgets, "exact")
+    truth = ref.brute_force_partitions(masks, val, budgets, "singleton")
+    assert [r.budget for r in chosen] == budgets  # all 127 combinations: every budget feasible
+    test_table = GainTable.from_arrays(masks, test)
+    for r in chosen:
+        assert r.value == pytest.approx(truth[r.budget], abs=1e-12)
+        score = evaluate(r, test_table)
+        # the reference scoring: each task reads the test gain of the group it was assigned
+        expected = np.mean([test[np.flatnonzero(masks == r.groups[a])[0], j]
+                            for j, a in enumerate(r.assignment)])
+        assert score == pytest.approx(expected, abs=1e-12)
+    # selection on validation is optimal there, not necessarily on test; the curve must rise on val
+    vals = [r.average for r in chosen]
+    assert vals == sorted(vals)

@@ -19,7 +19,6 @@ import time
 from collections import defaultdict
 
 import torch
-
 from mtgfast.mtl.adashare import train_adashare
 from mtgfast.mtl.alphavil import train_alphavil
 from mtgfast.mtl.suites.multidigits import MultiDigitsSuite

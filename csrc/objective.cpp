@@ -15,26 +15,31 @@ Problem make_problem(const mask_t* masks, const double* gains, std::size_t n_mas
   const mask_t full = full_mask(n_tasks);
   for (std::size_t i = 0; i < n_masks; ++i) {
     if (masks[i] == 0)
-      throw std::invalid_argument("masks[" + std::to_string(i) + "] is the empty combination (0)");
+      throw std::invalid_argument("masks contains the empty combination (mask 0) at index " +
+                                  std::to_string(i));
     if (masks[i] & ~full)
       throw std::invalid_argument("masks[" + std::to_string(i) + "] = " + std::to_string(masks[i]) +
                                   " uses a task bit >= n_tasks=" + std::to_string(n_tasks));
     for (mask_t b = masks[i]; b; b &= b - 1) {
       const int j = lowest_bit(b);
-      if (!std::isfinite(gains[i * n + std::size_t(j)]))
-        throw std::invalid_argument("gain of task " + std::to_string(j) + " in masks[" +
-                                    std::to_string(i) + "] = " + std::to_string(masks[i]) +
-                                    " is not finite");
+      const double v = gains[i * n + std::size_t(j)];
+      if (!std::isfinite(v))
+        throw std::invalid_argument("gains must be finite inside each combination: row " +
+                                    std::to_string(i) + " (mask " + std::to_string(masks[i]) +
+                                    "), task " + std::to_string(j) + " is " + std::to_string(v));
     }
   }
+  // Sort (mask, input row) pairs: no indirection in the comparisons.
+  std::vector<std::pair<mask_t, std::size_t>> keyed(n_masks);
+  for (std::size_t i = 0; i < n_masks; ++i) keyed[i] = {masks[i], i};
+  if (!std::is_sorted(keyed.begin(), keyed.end())) std::sort(keyed.begin(), keyed.end());
   std::vector<std::size_t> order(n_masks);
-  std::iota(order.begin(), order.end(), std::size_t{0});
-  std::sort(order.begin(), order.end(),
-            [&](std::size_t a, std::size_t b) { return masks[a] < masks[b]; });
+  for (std::size_t k = 0; k < n_masks; ++k) order[k] = keyed[k].second;
   for (std::size_t k = 1; k < n_masks; ++k)
-    if (masks[order[k]] == masks[order[k - 1]])
-      throw std::invalid_argument("duplicate combination (mask " + std::to_string(masks[order[k]]) +
-                                  ")");
+    if (keyed[k].first == keyed[k - 1].first)
+      throw std::invalid_argument("duplicate combination (mask " + std::to_string(keyed[k].first) +
+                                  ") in masks");
+  keyed = {};
 
   Problem p;
   p.n_tasks = n_tasks;

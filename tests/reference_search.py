@@ -57,18 +57,22 @@ def score(cand: dict[int, np.ndarray], chosen, n_tasks: int, uncovered: str):
 
 
 # -- exact: brute force ------------------------------------------------------------------------
-def brute_force_subsets(masks, gains, budget: int, uncovered: str = "singleton"):
-    """Best value over every set of at most ``budget`` candidates (None if none is valid)."""
+def brute_force_subsets(masks, gains, budgets, uncovered: str = "singleton"):
+    """Best value per budget over every set of at most ``budget`` candidates (None: no valid set)."""
     n = np.asarray(gains).shape[1]
     cand = candidate_dict(masks, gains, uncovered)
     keys = sorted(cand)
-    best = None
-    for k in range(0, min(budget, len(keys)) + 1):
+    by_size: dict[int, float] = {}
+    for k in range(0, min(max(budgets), len(keys)) + 1):
         for chosen in itertools.combinations(keys, k):
             t = score(cand, chosen, n, uncovered)
-            if t is not None and (best is None or t.sum() > best):
-                best = float(t.sum())
-    return best
+            if t is not None and (k not in by_size or t.sum() > by_size[k]):
+                by_size[k] = float(t.sum())
+    out = {}
+    for b in budgets:
+        vals = [v for k, v in by_size.items() if k <= b]
+        out[b] = max(vals) if vals else None
+    return out
 
 
 def set_partitions(items):
@@ -118,13 +122,14 @@ def reference_dp(masks, gains, budgets, uncovered: str = "singleton"):
     n = np.asarray(gains).shape[1]
     cand = candidate_dict(masks, gains, uncovered)
     size = 1 << n
+    cmasks = np.array(sorted(cand), dtype=np.int64)
+    cgains = np.nan_to_num(np.stack([cand[c] for c in sorted(cand)]), nan=0.0) if len(cand) \
+        else np.zeros((0, n))
     w = np.full(size, NEG_INF)
-    for c, g in cand.items():
-        bits = tasks_of(c, n)
-        for k in range(1, len(bits) + 1):
-            for sub in itertools.combinations(bits, k):
-                t = mask_of(sub)
-                w[t] = max(w[t], float(np.sum(g[list(sub)])))
+    for t in range(1, size):  # w[T] = best block sum over the candidates containing T
+        sup = (cmasks & t) == t
+        if sup.any():
+            w[t] = cgains[sup][:, tasks_of(t, n)].sum(axis=1).max()
     kmax = min(max(budgets), n)
     # submasks of each `rest`, built once
     subs = [None] * size
@@ -219,27 +224,29 @@ def reference_beam(masks, gains, budgets, width: int, uncovered: str = "singleto
         beam = layers[-1]
         if not beam:
             break
-        vals, costs = [], []
+        vals, costs, members = [], [], []
         for st in beam:
             thr = st.cur.copy()
-            for j in range(n):
-                if (st.uncovered >> j) & 1:
-                    thr[j] = alone_value[j] - K
-            newly = np.array([bin(int(mk) & st.uncovered).count("1") for mk in mask_arr])
+            unc_bits = np.array([(st.uncovered >> j) & 1 for j in range(n)], dtype=bool)
+            thr[unc_bits] = alone_value[unc_bits] - K
+            newly = np.bitwise_count(mask_arr & np.uint64(st.uncovered)).astype(np.int64)
             delta = np.maximum(G - thr[None, :], 0.0).sum(axis=1) - K * newly
             vals.append(st.value + delta)
             costs.append(st.cost + 1 - newly)
+            members.append(np.isin(np.arange(len(rows)), np.array(st.rows, dtype=np.int64)))
         V = np.stack(vals, axis=1)  # (rows, states): scan order is row-major
         C = np.stack(costs, axis=1)
-        member = np.array([[r in st.rows for st in beam] for r in range(len(rows))],
-                          dtype=bool).reshape(len(rows), len(beam))
+        member = np.stack(members, axis=1)
         flat_v, flat_c, flat_ok = V.ravel(), C.ravel(), ~member.ravel()
-        for c in range(max_cost + 1):
-            sel = np.flatnonzero(flat_ok & (flat_c == c))
-            if sel.size:
-                k = sel[np.argmax(flat_v[sel])]
-                if c not in best or flat_v[k] > best[c][0]:
-                    best[c] = (float(flat_v[k]), layer, int(k % len(beam)), int(k // len(beam)))
+        # records: per cost, the first (in scan order) child of largest value
+        ok = np.flatnonzero(flat_ok & (flat_c <= max_cost))
+        rec = ok[np.lexsort((ok, -flat_v[ok], flat_c[ok]))]
+        first = np.ones(rec.size, dtype=bool)
+        first[1:] = flat_c[rec[1:]] != flat_c[rec[:-1]]
+        for k in rec[first]:
+            c = int(flat_c[k])
+            if c not in best or flat_v[k] > best[c][0]:
+                best[c] = (float(flat_v[k]), layer, int(k % len(beam)), int(k // len(beam)))
         order = np.lexsort((flat_c, -flat_v))  # stable: ties keep scan order
         nxt, seen = [], set()
         for k in order:

@@ -10,7 +10,6 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-
 from mtgfast.errors import InputError, InputTypeError
 from mtgfast.mtl.suites.base import Splits, TaskSuite
 from mtgfast.mtl.trainer import TrainConfig, train_mtl

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -219,8 +219,8 @@ def train_adashare(suite: Any, tasks: Sequence[int], seed: int, config: Any, *,
     stopping, metrics). The policy is the most likely decision per block, or a draw from the learned
     distribution (``sample_policy=True``, as the paper does).
     """
-    from .trainer import _check_inputs, train_mtl
     from .suites.base import task_target
+    from .trainer import _check_inputs, train_mtl
 
     idx = _check_inputs(suite, tasks, seed, config)
     for what, v in (("warmup_epochs", warmup_epochs), ("search_epochs", search_epochs)):

@@ -19,10 +19,10 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -56,13 +56,14 @@ def _check_positive(name: str, v: object, integer: bool = False) -> None:
 
 def train_alphavil(suite: Any, tasks: Sequence[int], target: int, seed: int, config: Any, *,
                    sample_fraction: float = 0.5, inner_lr: float = 0.05, inner_momentum: float = 0.9,
-                   alpha_steps: int = 10, alpha_lr: float = 0.02, alpha_optimizer: str = "adam",
+                   alpha_steps: int = 10, alpha_lr: float = 1.0, alpha_max_step: float = 0.1,
                    dev_rows: int | None = None) -> AlphaVILResult:
     """Train ``tasks`` of ``suite`` with αVIL for target task ``target`` (a task index in ``tasks``).
 
     ``sample_fraction`` is the paper's ρ (share of each task's training rows used for its update per
-    epoch), ``alpha_steps``/``alpha_lr`` the α optimisation (Adam on the target's dev loss over the
-    first ``dev_rows`` validation rows, all by default). Model (``config.arch``), seeding, early
+    epoch), ``alpha_steps``/``alpha_lr``/``alpha_max_step`` the α optimisation (gradient descent on
+    the target's dev loss over the first ``dev_rows`` validation rows, all by default; each step's
+    norm capped at ``alpha_max_step``). Model (``config.arch``), seeding, early
     stopping (on the target's validation loss, best weights restored) and metrics follow
     ``train_mtl``'s protocol; ``config.lr`` is not used (the inner updates use ``inner_lr``).
     """
@@ -84,8 +85,7 @@ def train_alphavil(suite: Any, tasks: Sequence[int], target: int, seed: int, con
         raise InputError(f"inner_momentum must be in [0, 1), got {inner_momentum!r}")
     if dev_rows is not None:
         _check_positive("dev_rows", dev_rows, integer=True)
-    if alpha_optimizer not in ("adam", "sgd"):
-        raise InputError(f"alpha_optimizer must be 'adam' or 'sgd', got {alpha_optimizer!r}")
+    _check_positive("alpha_max_step", alpha_max_step)
     if config.weighting != "equal":
         raise InputError(f"αVIL sets the task weights itself; use weighting='equal', "
                          f"got {config.weighting!r}")
@@ -109,7 +109,7 @@ def train_alphavil(suite: Any, tasks: Sequence[int], target: int, seed: int, con
     n_tasks = len(idx)
     w = torch.ones(n_tasks, dtype=torch.float64)
     n = X.shape[0]
-    n_rows = max(1, int(round(sample_fraction * n)))
+    n_rows = max(1, round(sample_fraction * n))
     bs = config.batch_size
 
     history: dict[str, list[list[float]]] = {"train_loss": [], "valid_loss": [], "weights": [],
@@ -144,17 +144,23 @@ def train_alphavil(suite: Any, tasks: Sequence[int], target: int, seed: int, con
                            if k in names})
         # 2. α mixing the deltas, fitted to the target's dev loss
         model.eval()
-        alpha = torch.ones(n_tasks, device=device, requires_grad=True)
-        opt_a = (torch.optim.Adam([alpha], lr=alpha_lr) if alpha_optimizer == "adam"
-                 else torch.optim.SGD([alpha], lr=alpha_lr))
+        alpha = torch.ones(n_tasks, device=device)
         for _ in range(alpha_steps):
+            alpha.requires_grad_(True)
             params = {k: theta[k] + sum(alpha[i] * deltas[i][k] for i in range(n_tasks))
                       for k in names}
             out = functional_call(model, params, (X_dev,))[ti]
             dev_loss = suite.loss(target, out, y_dev)
-            opt_a.zero_grad(set_to_none=True)
-            dev_loss.backward()
-            opt_a.step()
+            if not bool(torch.isfinite(dev_loss)):
+                break  # keep the last α whose mixed model had a finite dev loss
+            (grad,) = torch.autograd.grad(dev_loss, alpha)
+            # gradient descent with each step's norm capped: far from 1 the mixed model leaves
+            # the region where the dev loss is smooth and plain steps can blow α up
+            step = alpha_lr * grad
+            norm = float(step.norm())
+            if norm > alpha_max_step:
+                step = step * (alpha_max_step / norm)
+            alpha = (alpha.detach() - step).detach()
         a = alpha.detach()
         # 3. move by the α-weighted deltas; weights follow α
         with torch.no_grad():

@@ -18,12 +18,12 @@ from mtgfast.errors import InputError, InputTypeError
 
 __all__ = [
     "WEIGHTINGS",
-    "LossWeighting",
-    "EqualWeighting",
-    "UncertaintyWeighting",
     "DWAWeighting",
-    "make_weighting",
+    "EqualWeighting",
+    "LossWeighting",
+    "UncertaintyWeighting",
     "dwa_weights",
+    "make_weighting",
 ]
 
 
@@ -52,7 +52,7 @@ class LossWeighting(nn.Module):
         self._check_losses(losses, "losses")
         return self._combine(losses)
 
-    def forward(self, losses: Tensor) -> Tensor:  # noqa: D102 - same as combine
+    def forward(self, losses: Tensor) -> Tensor:
         return self.combine(losses)
 
     def end_epoch(self, epoch_mean_losses: Tensor) -> None:

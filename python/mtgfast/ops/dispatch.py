@@ -42,7 +42,7 @@ def _interpret_env() -> bool:
 
 
 def resolve_backend(backend: Backend, params: MTGNetParams) -> Literal["torch", "triton"]:
-    """The backend that will run: ``auto`` picks Triton only for CUDA params with Triton installed.
+    """The backend that will run: ``auto`` picks Triton for CUDA params when Triton is installed.
 
     ``triton`` on CPU params is an error unless ``TRITON_INTERPRET=1`` (interpreter, for tests).
     """
@@ -54,7 +54,12 @@ def resolve_backend(backend: Backend, params: MTGNetParams) -> Literal["torch", 
     if backend == "torch":
         return "torch"
     if backend == "auto":
-        return "triton" if dev.type == "cuda" and _triton_importable() else "torch"
+        # The kernel needs a real CUDA build of triton (not the interpreter) and a dtype it has.
+        dtype_ok = params.embedding.dtype in (torch.float32, torch.float16) or (
+            params.embedding.dtype == torch.bfloat16 and dev.type == "cuda"
+            and torch.cuda.is_bf16_supported())
+        use = dev.type == "cuda" and dtype_ok and _triton_importable() and not _interpret_env()
+        return "triton" if use else "torch"
     if not _triton_importable():
         raise ImportError("backend='triton' needs the triton package "
                           "(pip install 'mtgfast[triton]')")

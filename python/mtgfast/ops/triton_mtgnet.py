@@ -21,7 +21,6 @@ This module imports triton at import time: import it lazily (``mtgfast.ops.dispa
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +29,7 @@ import triton
 import triton.language as tl
 
 from ..errors import InputError, InputTypeError
-from .dispatch import MarginalResult
+from .dispatch import MarginalResult, _interpret_env
 from .reference import LayerParams, MTGNetParams
 
 __all__ = [
@@ -78,7 +77,7 @@ def _check_device(device: torch.device) -> None:
             raise InputError("TRITON_INTERPRET=1 is set: the Triton kernel runs on CPU tensors "
                              "only; unset it to run on CUDA")
         return
-    if device.type == "cpu" and interpreter_active() and _env_interpret():
+    if device.type == "cpu" and interpreter_active() and _interpret_env():
         return
     raise InputError(f"the Triton MTG-Net kernel needs CUDA tensors, got device {device}; use "
                      "backend='torch', or set TRITON_INTERPRET=1 before importing it (tests only)")
@@ -715,7 +714,3 @@ def _check_programs(n_programs: int | None) -> None:
         return
     if isinstance(n_programs, bool) or not isinstance(n_programs, int) or n_programs < 1:
         raise InputError(f"n_programs must be a positive int, got {n_programs!r}")
-
-
-def _env_interpret() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")

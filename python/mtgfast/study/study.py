@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..mtl.suites.base import TaskSuite
     from ..mtl.trainer import TrainConfig
 
-__all__ = ["ESTIMATORS", "Study", "StudyResult"]
+__all__ = ["ESTIMATORS", "Study", "StudyResult", "describe", "group_stored"]
 
 TrainFn = Callable[[tuple[str, ...], int], Mapping[str, Any]]
 ESTIMATORS = ("mtgnet", "hoa", "tag", "oracle")
@@ -336,20 +336,9 @@ class Study:
         """``group(budget)`` by task name, with the measured gains of the chosen groups
         (``verify`` trains the chosen groups that are not measured yet)."""
         g = self.group(budget)
-        from ..grouping import evaluate
-
-        groups = tuple(tuple(self.task_names[j] for j in members) for members in g.members())
-        assignment = {name: (groups[int(g.assignment[j])] if int(g.assignment[j]) >= 0
-                             else (name,)) for j, name in enumerate(self.task_names)}
         if verify:
             self.measure([int(m) for m in g.groups], desc="verify chosen groups")
-        scores = []
-        for split in ("valid", "test"):
-            try:
-                scores.append(evaluate(g, self.gain_table(split)))
-            except (InputError, StoreError):  # a group not measured, or no test metrics
-                scores.append(math.nan)
-        return StudyResult(groups, assignment, float(g.average), scores[0], scores[1], g)
+        return describe(g, self.task_names, lambda split: self.gain_table(split))
 
     def close(self) -> None:
         """Release worker processes and the store connection."""
@@ -362,6 +351,62 @@ class Study:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def describe(grouping: Grouping, task_names: Sequence[str],
+             table: Callable[[str], GainTable]) -> StudyResult:
+    """A grouping by task name, scored on the measured ``table("valid")`` and ``table("test")``
+    (NaN where a chosen group was not measured or there are no test metrics)."""
+    from ..grouping import evaluate
+
+    g = grouping
+    groups = tuple(tuple(task_names[j] for j in members) for members in g.members())
+    assignment = {name: (groups[int(g.assignment[j])] if int(g.assignment[j]) >= 0 else (name,))
+                  for j, name in enumerate(task_names)}
+    scores = []
+    for split in ("valid", "test"):
+        try:
+            scores.append(evaluate(g, table(split)))
+        except (InputError, StoreError):  # a group not measured, or no test metrics
+            scores.append(math.nan)
+    return StudyResult(groups, assignment, float(g.average), scores[0], scores[1], g)
+
+
+def group_stored(store: str | GainStore, budget: int, *, study: str | None = None,
+                 estimator: str = "oracle") -> StudyResult:
+    """Group the tasks of a stored study without training: "oracle" chooses among the measured
+    combinations, "hoa" (needs every pair) and "mtgnet" predict all candidates from them."""
+    from ..grouping import group
+
+    if estimator not in ("oracle", "hoa", "mtgnet"):
+        raise InputError(f"estimator must be 'oracle', 'hoa' or 'mtgnet', got {estimator!r}")
+    st = store if isinstance(store, GainStore) else GainStore(store)
+    try:
+        if study is None:
+            names = st.studies()
+            if len(names) != 1:
+                raise InputError(f"the store holds {len(names)} studies {names}; pass study=")
+            study = names[0]
+        valid = st.gain_table(study, "valid")
+        n = valid.n_tasks
+        if estimator == "oracle":
+            from ..estimators.oracle import Oracle
+            est: Any = Oracle().fit(valid)
+            cands = np.unique(np.concatenate([valid.masks, all_singletons(n)]))
+        else:
+            if estimator == "hoa":
+                from ..estimators.hoa import HOA
+                est = HOA().fit(valid)
+            else:
+                from ..estimators.mtgnet import MTGNet
+                est = MTGNet().fit(valid)
+            cands = (all_masks(n) if n <= MAX_ALL_CANDIDATES else np.unique(np.concatenate(
+                [k_subsets(n, k) for k in range(1, 4)] + [valid.masks])))
+        g = group(cands, est.predict(cands), budget)
+        return describe(g, valid.task_names, lambda split: st.gain_table(study, split))
+    finally:
+        if not isinstance(store, GainStore):
+            st.close()
 
 
 def all_singletons(n_tasks: int) -> npt.NDArray[np.uint64]:

@@ -1,0 +1,57 @@
+"""Benchmark: enumerating all 2^25 - 1 combinations of 25 tasks, ours (C++) vs numpy.
+
+numpy has a direct equivalent only for binary order (``np.arange``); lex order (by size, then
+``itertools.combinations`` order) is checked against itertools on its prefix and by its sizes.
+The < 0.3 s target is reported in ``extra_info``, asserted with ``MTGFAST_BENCH_TARGETS=1``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+
+import numpy as np
+import pytest
+
+from mtgfast.masks import all_masks
+
+N = 25
+_TIMES: dict[str, float] = {}
+
+
+def _numpy_binary() -> np.ndarray:
+    return np.arange(1, 2**N, dtype=np.uint64)
+
+
+@pytest.mark.benchmark(group="enumerate-25-tasks")
+@pytest.mark.parametrize("backend", ["numpy-binary", "ours-binary", "ours-lex"])
+def test_enumerate_all_25(benchmark, backend):
+    fn = {"numpy-binary": _numpy_binary,
+          "ours-binary": lambda: all_masks(N, "binary"),
+          "ours-lex": lambda: all_masks(N, "lex")}[backend]
+    t0 = time.perf_counter()
+    got = benchmark(fn)
+    disabled = getattr(benchmark, "disabled", False)
+    _TIMES[backend] = time.perf_counter() - t0 if disabled else benchmark.stats.stats.min
+    if "numpy-binary" in _TIMES and backend != "numpy-binary":
+        benchmark.extra_info["ratio_vs_numpy_arange"] = round(_TIMES["numpy-binary"] /
+                                                              _TIMES[backend], 2)
+        print(f"\n[enumerate-25] {backend} {_TIMES[backend] * 1e3:.0f} ms, np.arange "
+              f"{_TIMES['numpy-binary'] * 1e3:.0f} ms")
+    assert got.shape == (2**N - 1,) and got.dtype == np.uint64
+    if backend.endswith("binary"):
+        np.testing.assert_array_equal(got, _numpy_binary())
+    else:
+        head = [sum(1 << j for j in c) for k in (1, 2, 3) for c in itertools.combinations(range(N), k)]
+        np.testing.assert_array_equal(got[: len(head)], np.array(head, np.uint64))
+        sizes = np.bitwise_count(got)
+        assert np.all(np.diff(sizes.astype(np.int64)) >= 0)
+        seen = np.zeros(2**N, dtype=bool)  # a permutation of 1 .. 2^N - 1
+        seen[got] = True
+        assert seen[1:].all()
+    if backend.startswith("ours") and not disabled:
+        met = benchmark.stats.stats.min < 0.3
+        benchmark.extra_info["target"] = f"2^25 masks < 0.3 s: {'met' if met else 'MISSED'}"
+        if os.environ.get("MTGFAST_BENCH_TARGETS") == "1":
+            assert met, benchmark.extra_info["target"]

@@ -1,0 +1,37 @@
+"""Studies: the active loop of Algorithm 1 (selectors, ask/tell), replay methods, the Study runner.
+
+Import-light: nothing here imports torch; names are loaded on first access.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    "ActiveLoop": "mtgfast.study.active",
+    "Selector": "mtgfast.study.active",
+    "SelectionContext": "mtgfast.study.active",
+    "Trial": "mtgfast.study.active",
+    "ExpGainSelector": "mtgfast.study.active",
+    "GreedySelector": "mtgfast.study.active",
+    "RandomSelector": "mtgfast.study.active",
+    "UncertaintySelector": "mtgfast.study.active",
+    "make_selector": "mtgfast.study.active",
+    "replay_method": "mtgfast.study.replay_methods",
+    "Study": "mtgfast.study.study",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mtgfast.study' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,421 @@
+"""Active choice of the combinations to measure: Algorithm 1 of MTG-Net as an ask/tell loop.
+
+Start from the full set (singletons are free: gain 0 by definition); then K rounds in which, for each
+task j in turn, a :class:`Selector` proposes one unmeasured candidate containing j from the current
+estimator's predictions; the estimator is refitted every eta selections (paper: eta = 1 while at most
+N + 1 combinations are measured, then eta = N). ``ask()`` returns the masks that may be measured
+before the next refit (a batch a parallel executor can run at once); ``tell()`` records results.
+A combination is never measured twice, including across a resume (``initial=`` / ``tell_table``).
+This module does not import torch: the estimator comes from a factory.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import InputError, InputTypeError
+from ..gains import FloatArray, GainTable
+from ..masks import MaskArray, all_masks, as_masks, check_n_tasks, masks_to_dense, sample_masks
+
+__all__ = ["ActiveLoop", "ExpGainSelector", "GreedySelector", "RandomSelector", "Selector",
+           "SelectionContext", "Trial", "UncertaintySelector", "default_candidates",
+           "make_selector", "paper_refit_interval"]
+
+#: enumerate every combination up to this many tasks; above it, sample a pool
+MAX_ENUMERATED_TASKS = 16
+#: size of the sampled candidate pool for large N (predicting it is a fraction of a refit)
+DEFAULT_POOL_SIZE = 20_000
+
+
+class Estimator(Protocol):
+    """What the loop needs from an estimator: ``fit`` on measured gains, ``predict`` any masks."""
+
+    def fit(self, table: GainTable) -> Any: ...
+
+    def predict(self, masks: object, **kwargs: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class SelectionContext:
+    """What a selector sees: the tasks to serve (one proposal each, in order), the unmeasured
+    candidates with their predicted gains (``mean``/``std``: ``(n_candidates, n_tasks)``, None
+    before any fit), the measured masks, and the loop's random generator."""
+
+    tasks: tuple[int, ...]
+    candidates: MaskArray
+    member: npt.NDArray[np.bool_]
+    mean: FloatArray | None
+    std: FloatArray | None
+    measured: MaskArray
+    rng: np.random.Generator
+
+
+class Selector(ABC):
+    """Proposes the next combinations to measure (the sampler of the active loop).
+
+    Subclasses implement :meth:`choose` (pick one row among the candidates that contain a task);
+    :meth:`ask` serves ``ctx.tasks`` in order without proposing a candidate twice and skips a task
+    whose candidates are exhausted. Set ``needs_std`` to receive the ensemble spread.
+    """
+
+    name: ClassVar[str] = "selector"
+    needs_std: ClassVar[bool] = False
+
+    def ask(self, ctx: SelectionContext) -> MaskArray:
+        """One mask per task of ``ctx.tasks`` (fewer when a task has no candidate left)."""
+        taken = np.zeros(ctx.candidates.shape[0], dtype=bool)
+        out: list[int] = []
+        for j in ctx.tasks:
+            rows = np.flatnonzero(ctx.member[:, j] & ~taken)
+            if rows.size == 0:
+                continue
+            r = int(rows[self.choose(j, rows, ctx)])
+            taken[r] = True
+            out.append(int(ctx.candidates[r]))
+        return np.array(out, dtype=np.uint64)
+
+    @abstractmethod
+    def choose(self, task: int, rows: npt.NDArray[np.intp], ctx: SelectionContext) -> int:
+        """Index into ``rows`` (candidate rows that contain ``task``) of the one to measure."""
+
+    @staticmethod
+    def _sample(logits: FloatArray, rng: np.random.Generator) -> int:
+        z = logits - logits.max()
+        p = np.exp(z)
+        return int(rng.choice(p.size, p=p / p.sum()))
+
+
+class ExpGainSelector(Selector):
+    """The paper's sampler: P(C) proportional to exp(alpha * |predicted gain of j in C|).
+
+    ``alpha=25``: the paper's value; with gains of a few percent it prefers large |gains| mildly,
+    so the loop keeps exploring. Uniform before the first fit.
+    """
+
+    name = "exp-gain"
+
+    def __init__(self, alpha: float = 25.0) -> None:
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not np.isfinite(alpha):
+            raise InputTypeError(f"alpha must be a finite number, got {alpha!r}")
+        self.alpha = float(alpha)
+
+    def choose(self, task: int, rows: npt.NDArray[np.intp], ctx: SelectionContext) -> int:
+        if ctx.mean is None:
+            return int(ctx.rng.integers(rows.size))
+        return self._sample(self.alpha * np.abs(ctx.mean[rows, task]), ctx.rng)
+
+
+class GreedySelector(Selector):
+    """The released code's deterministic variant: the largest |predicted gain| of task j
+    (first candidate on ties; candidate order before the first fit)."""
+
+    name = "greedy"
+
+    def choose(self, task: int, rows: npt.NDArray[np.intp], ctx: SelectionContext) -> int:
+        if ctx.mean is None:
+            return 0
+        return int(np.argmax(np.abs(ctx.mean[rows, task])))
+
+
+class RandomSelector(Selector):
+    """Uniform among the unmeasured candidates containing j (the ablation of the sampler)."""
+
+    name = "random"
+
+    def choose(self, task: int, rows: npt.NDArray[np.intp], ctx: SelectionContext) -> int:
+        return int(ctx.rng.integers(rows.size))
+
+
+class UncertaintySelector(Selector):
+    """Optimism under uncertainty: P(C) proportional to exp(alpha * (|mean_j(C)| + kappa * std_j(C)))
+    with the ensemble's spread as std, so combinations the members disagree on are tried sooner."""
+
+    name = "uncertainty"
+    needs_std = True
+
+    def __init__(self, alpha: float = 25.0, kappa: float = 1.0) -> None:
+        for nm, v in (("alpha", alpha), ("kappa", kappa)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+                raise InputTypeError(f"{nm} must be a finite number, got {v!r}")
+        self.alpha = float(alpha)
+        self.kappa = float(kappa)
+
+    def choose(self, task: int, rows: npt.NDArray[np.intp], ctx: SelectionContext) -> int:
+        if ctx.mean is None:
+            return int(ctx.rng.integers(rows.size))
+        score = np.abs(ctx.mean[rows, task])
+        if ctx.std is not None:
+            score = score + self.kappa * ctx.std[rows, task]
+        return self._sample(self.alpha * score, ctx.rng)
+
+
+_SELECTORS: dict[str, type[Selector]] = {
+    "exp-gain": ExpGainSelector, "greedy": GreedySelector, "random": RandomSelector,
+    "uncertainty": UncertaintySelector,
+}
+
+
+def make_selector(name: str, **options: Any) -> Selector:
+    """A selector by name: ``exp-gain`` (paper), ``greedy``, ``random``, ``uncertainty``."""
+    if name not in _SELECTORS:
+        raise InputError(f"unknown selector {name!r}; known: {', '.join(_SELECTORS)}")
+    return _SELECTORS[name](**options)
+
+
+def paper_refit_interval(n_measured: int, n_tasks: int) -> int:
+    """eta of Algorithm 1: refit after every selection while at most N + 1 combinations of >= 2
+    tasks are measured (the model is poor and each row moves it), then once per round of N."""
+    return 1 if n_measured < n_tasks + 1 else n_tasks
+
+
+def default_candidates(n_tasks: int, *, pool_size: int = DEFAULT_POOL_SIZE,
+                       seed: int = 0) -> MaskArray:
+    """Every combination of >= 2 tasks for N <= 16; else ``pool_size`` of them drawn uniformly
+    (plus the full set)."""
+    n = check_n_tasks(n_tasks)
+    if n <= MAX_ENUMERATED_TASKS:
+        m = all_masks(n)
+        return m[(m & (m - np.uint64(1))) != 0]
+    pool = sample_masks(n, pool_size, sizes=range(2, n + 1), seed=seed)
+    full = np.uint64((1 << n) - 1) if n < 64 else np.uint64(2**64 - 1)
+    return np.unique(np.append(pool, full))
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One measured combination (immutable): its gains (NaN outside) and why it was measured
+    (``"initial"``: given at construction or by ``tell_table``; ``"full"``; ``"selected"``)."""
+
+    mask: int
+    gains: tuple[float, ...]
+    source: Literal["initial", "full", "selected"]
+    round: int | None = None
+    task: int | None = None
+
+
+class ActiveLoop:
+    """Algorithm 1 as ask/tell. ``ask()`` -> masks to measure next; ``tell(mask, gains)``;
+    ``run(measure, rounds)`` does both until ``rounds * n_tasks`` selections are made.
+
+    ``estimator_factory()`` returns a fresh unfitted estimator (``fit(GainTable)``,
+    ``predict(masks)``); ``candidates`` default to :func:`default_candidates`; ``initial`` is a
+    :class:`GainTable` of already-measured rows (resume), never measured again.
+    """
+
+    def __init__(self, selector: Selector, estimator_factory: Callable[[], Estimator],
+                 candidates: object | None, n_tasks: int, *,
+                 initial: GainTable | None = None, include_full: bool = True,
+                 refit_interval: Callable[[int, int], int] = paper_refit_interval,
+                 task_names: Sequence[str] | None = None, seed: int = 0) -> None:
+        if not isinstance(selector, Selector):
+            raise InputTypeError(f"selector must be a Selector, got {type(selector).__name__}")
+        if not callable(estimator_factory):
+            raise InputTypeError("estimator_factory must be a callable returning an estimator")
+        if not callable(refit_interval):
+            raise InputTypeError("refit_interval must be a callable (n_measured, n_tasks) -> int")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise InputTypeError(f"seed must be an int, got {type(seed).__name__}")
+        self.n_tasks = check_n_tasks(n_tasks)
+        n = self.n_tasks
+        self.task_names = (tuple(str(t) for t in task_names) if task_names is not None
+                           else tuple(f"t{j}" for j in range(n)))
+        if len(self.task_names) != n:
+            raise InputError(f"{len(self.task_names)} task names for n_tasks={n}")
+        cands = default_candidates(n, seed=int(seed)) if candidates is None else \
+            as_masks(candidates, n, name="candidates")
+        cands = np.unique(cands)
+        # singletons are never measured (gain 0 by definition): not candidates
+        self.candidates = cands[(cands & (cands - np.uint64(1))) != 0]
+        self.selector = selector
+        self.estimator_factory = estimator_factory
+        self.refit_interval = refit_interval
+        self.include_full = bool(include_full)
+        self.full_mask = (1 << n) - 1
+        self.rng = np.random.default_rng(int(seed))
+        self.trials: list[Trial] = []
+        self._measured: dict[int, FloatArray] = {}
+        self._pending: list[tuple[int, int | None, int | None]] = []   # (mask, round, task)
+        self._slot = 0              # selections made so far (round = slot // N, task = slot % N)
+        self._fitted_on = -1        # len(trials) when the estimator was last fitted
+        self.estimator_: Estimator | None = None
+        if initial is not None:
+            self.tell_table(initial)
+
+    # -- state --------------------------------------------------------------------------------
+    @property
+    def n_measured(self) -> int:
+        """Measured combinations of >= 2 tasks (what costs an MTL run; singletons are free)."""
+        return len(self._measured)
+
+    @property
+    def measured_masks(self) -> MaskArray:
+        return np.array(sorted(self._measured), dtype=np.uint64)
+
+    @property
+    def pending(self) -> MaskArray:
+        """Masks returned by ``ask()`` and not told yet."""
+        return np.array([m for m, _, _ in self._pending], dtype=np.uint64)
+
+    def table(self) -> GainTable:
+        """Measured rows plus the free singleton rows (gain 0), as a :class:`GainTable`."""
+        n = self.n_tasks
+        singles = [1 << j for j in range(n)]
+        masks = np.array(singles + sorted(self._measured), dtype=np.uint64)
+        rows = np.full((masks.shape[0], n), np.nan)
+        rows[np.arange(n), np.arange(n)] = 0.0
+        for i, m in enumerate(sorted(self._measured)):
+            rows[n + i] = self._measured[m]
+        return GainTable(masks, rows, self.task_names, {"source": "active-loop"})
+
+    def selections_done(self) -> int:
+        """Selector proposals consumed so far (rounds completed = this // n_tasks)."""
+        return self._slot
+
+    # -- tell ---------------------------------------------------------------------------------
+    def tell(self, masks: object, gains: object) -> None:
+        """Record measured gains: one mask and a row ``(n_tasks,)``, or masks ``(k,)`` and rows
+        ``(k, n_tasks)``; NaN (or anything) outside the mask is ignored. ``ValueError`` for a
+        combination measured before, a singleton, or non-finite gains inside the mask."""
+        n = self.n_tasks
+        scalar = isinstance(masks, (int, np.integer))
+        m = as_masks([int(masks)] if scalar else masks, n)
+        g = np.asarray(gains, dtype=np.float64)
+        if scalar or g.ndim == 1:
+            g = g.reshape(1, -1)
+        if g.shape != (m.shape[0], n):
+            raise InputError(f"gains must have shape ({m.shape[0]}, {n}) for {m.shape[0]} mask(s), "
+                             f"got {np.shape(gains)}")
+        if np.unique(m).shape[0] != m.shape[0]:
+            raise InputError("tell() got the same combination twice")
+        member = masks_to_dense(m, n)
+        for i, mask in enumerate(m.tolist()):
+            if mask & (mask - 1) == 0:
+                raise InputError(f"combination {mask} is a singleton: its gain is 0 by definition "
+                                 "and it is never measured")
+            if mask in self._measured:
+                raise InputError(f"combination {mask} was already measured; the loop never "
+                                 "measures a combination twice")
+            if not np.all(np.isfinite(g[i][member[i]])):
+                raise InputError(f"gains of combination {mask} must be finite inside it, got "
+                                 f"{g[i][member[i]].tolist()}")
+        for i, mask in enumerate(m.tolist()):
+            row = np.where(member[i], g[i], np.nan)
+            self._measured[mask] = row
+            hit = [p for p in self._pending if p[0] == mask]
+            if hit:
+                self._pending.remove(hit[0])
+                source: Literal["initial", "full", "selected"] = \
+                    "full" if mask == self.full_mask and hit[0][1] is None else "selected"
+                rnd, task = hit[0][1], hit[0][2]
+            else:
+                source, rnd, task = "initial", None, None
+            self.trials.append(Trial(mask, tuple(row.tolist()), source, rnd, task))
+
+    def tell_table(self, table: GainTable) -> None:
+        """Record every measured row of ``table`` (resume); singleton rows are skipped, and rows
+        this loop already holds must not appear (they would be measured twice)."""
+        if not isinstance(table, GainTable):
+            raise InputTypeError(f"table must be a GainTable, got {type(table).__name__}")
+        if table.n_tasks != self.n_tasks:
+            raise InputError(f"table has {table.n_tasks} tasks, the loop {self.n_tasks}")
+        keep = (table.masks & (table.masks - np.uint64(1))) != 0
+        if keep.any():
+            self.tell(table.masks[keep], table.gains[keep])
+        # resume: selections already made are the measured rows beyond the full set
+        self._slot = max(self._slot, self.n_measured - int(self.full_mask in self._measured))
+
+    # -- ask ----------------------------------------------------------------------------------
+    def fit_estimator(self) -> Estimator:
+        """Fit a fresh estimator on everything measured (no-op if nothing changed since)."""
+        if self.estimator_ is None or self._fitted_on != len(self.trials):
+            est = self.estimator_factory()
+            est.fit(self.table())
+            self.estimator_ = est
+            self._fitted_on = len(self.trials)
+        return self.estimator_
+
+    def ask(self, max_masks: int | None = None) -> MaskArray:
+        """The masks to measure next (empty when no candidate is left). Until all are told,
+        ``ask()`` returns the same pending batch; the estimator is refitted here when needed."""
+        if self._pending:
+            return self.pending
+        if max_masks is not None and (isinstance(max_masks, bool) or
+                                      not isinstance(max_masks, (int, np.integer))):
+            raise InputTypeError(f"max_masks must be an int or None, got {type(max_masks).__name__}")
+        limit = None if max_masks is None else int(max_masks)
+        if limit is not None and limit < 1:
+            return np.zeros(0, dtype=np.uint64)
+        if self.include_full and self.full_mask not in self._measured and self.n_tasks >= 2:
+            self._pending = [(self.full_mask, None, None)]
+            return self.pending
+        avail = self.candidates[~np.isin(self.candidates,
+                                         np.fromiter(self._measured, np.uint64,
+                                                     len(self._measured)))]
+        if avail.size == 0:
+            return np.zeros(0, dtype=np.uint64)
+        eta = int(self.refit_interval(self.n_measured, self.n_tasks))
+        if eta < 1:
+            raise InputError(f"refit_interval returned {eta}; it must be >= 1")
+        count = eta if limit is None else min(eta, limit)
+        n = self.n_tasks
+        slots = [self._slot + i for i in range(count)]
+        mean = std = None
+        if self.n_measured > 0:
+            est = self.fit_estimator()
+            if self.selector.needs_std:
+                try:
+                    mean, std = est.predict(avail, return_std=True)
+                except TypeError as exc:
+                    raise InputError(f"selector {self.selector.name!r} needs an estimator whose "
+                                     "predict accepts return_std=True") from exc
+            else:
+                mean = est.predict(avail)
+        ctx = SelectionContext(tuple(s % n for s in slots), avail, masks_to_dense(avail, n),
+                               None if mean is None else np.asarray(mean, dtype=np.float64),
+                               None if std is None else np.asarray(std, dtype=np.float64),
+                               self.measured_masks, self.rng)
+        chosen = self.selector.ask(ctx)
+        chosen_set = set(chosen.tolist())
+        if len(chosen_set) != chosen.shape[0] or not chosen_set <= set(avail.tolist()):
+            raise InputError(f"selector {self.selector.name!r} proposed a measured, pending, "
+                             "duplicate or non-candidate combination")
+        self._slot += count
+        # each proposal remembers the round and task it serves (tasks with no candidate skipped)
+        served = iter([(s // n, s % n) for s in slots])
+        self._pending = []
+        for m in chosen.tolist():
+            for rnd, task in served:
+                if (m >> task) & 1:
+                    self._pending.append((m, rnd, task))
+                    break
+            else:
+                self._pending.append((m, None, None))
+        return self.pending
+
+    # -- run ----------------------------------------------------------------------------------
+    def run(self, measure: Callable[[int], object], rounds: int) -> Estimator:
+        """Measure the full set, then ``rounds`` rounds of N selections; returns the estimator
+        fitted on everything measured. ``measure(mask)`` returns the gain row ``(n_tasks,)``."""
+        if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 0:
+            raise InputError(f"rounds must be a non-negative int, got {rounds!r}")
+        if not callable(measure):
+            raise InputTypeError("measure must be a callable mask -> gain row")
+        target = int(rounds) * self.n_tasks
+        while True:
+            if self.include_full and self.full_mask not in self._measured:
+                batch = self.ask()
+            elif self._slot >= target:
+                break
+            else:
+                batch = self.ask(max_masks=target - self._slot)
+            if batch.size == 0:
+                break
+            for m in batch.tolist():
+                self.tell(m, measure(int(m)))
+        return self.fit_estimator()

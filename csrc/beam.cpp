@@ -68,6 +68,7 @@ struct LayerScan {
   int max_cost;
   std::vector<Child>* top;
   std::vector<Record>* best;
+  double gain_abs_max;   // largest |gain| inside a combination (for the rounding slack)
 };
 
 void consider(const LayerScan& L, std::uint32_t s, std::uint32_t i, double value, int cost) {
@@ -136,10 +137,41 @@ MTGFAST_INLINE void scan_layer_body(const LayerScan& L) {
     }
   };
   refresh();
+  // Bound shared by all states: a child's gain over its parent is at most
+  // A_i = sum_j max(0, g_ij - tb_j) with tb_j = min over states of cur_s[j] (covered or not), so a
+  // state whose V_s + A_i cannot pass either threshold is skipped without its own pass. `slack`
+  // covers float rounding, so skipping never changes a decision.
+  std::vector<float> tb(lanes, 0.f);
+  double scale = 1.0;
+  for (std::size_t j = 0; j < std::size_t(p.n_tasks); ++j) {
+    float lo = std::numeric_limits<float>::infinity();
+    for (std::size_t s = 0; s < ns; ++s) {
+      lo = std::min(lo, float(beam[s].cur[j]));
+      scale += std::fabs(beam[s].cur[j]) / double(ns);
+    }
+    tb[j] = lo;
+  }
+  for (std::size_t s = 0; s < ns; ++s) scale = std::max(scale, 1.0 + std::fabs(val[s]));
+  const double slack = 1e-5 * (scale + double(p.n_tasks) * (K + L.gain_abs_max + 1.0));
   for (std::size_t i = 0; i < m; ++i) {
     const float* g = g32 + i * lanes;
     const mask_t mask = masks[i];
+    float b8[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    for (std::size_t j = 0; j < lanes; j += 8) {
+      for (std::size_t l = 0; l < 8; ++l) {
+        const float d = g[j + l] - tb[j + l];
+        b8[l] += d > 0.f ? d : 0.f;
+      }
+    }
+    const double bound =
+        double(((b8[0] + b8[1]) + (b8[2] + b8[3])) + ((b8[4] + b8[5]) + (b8[6] + b8[7]))) + slack;
     for (std::size_t s = 0; s < ns; ++s) {
+      {
+        const int cost_s = cost0[s] - popcount(mask & unc[s]);
+        const double upper = val[s] + bound;
+        const bool no_record = cost_s > max_cost || upper < best[cost_s].value;
+        if (no_record && upper < top_v) continue;
+      }
       const float* t = thr[s];
       // Eight partial sums in a fixed order: vectorises, and is the same on every machine.
       float a[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
@@ -237,9 +269,12 @@ std::vector<GroupingResult> beam_search(const Problem& p, const std::vector<int>
   const int n = p.n_tasks;
   const int max_cost = std::min(max_budget, n);  // more than n groups never help
   // K makes g - (alone_value - K) >= 0 for every gain, so one max(0, .) kernel serves both cases.
-  double lo = 0.0, hi = 0.0;
+  double lo = 0.0, hi = 0.0, gain_hi = 0.0;
   for (std::size_t i = 0; i < p.size(); ++i)
-    for (mask_t b = p.masks[i]; b; b &= b - 1) lo = std::min(lo, p.row(i)[lowest_bit(b)]);
+    for (mask_t b = p.masks[i]; b; b &= b - 1) {
+      lo = std::min(lo, p.row(i)[lowest_bit(b)]);
+      gain_hi = std::max(gain_hi, p.row(i)[lowest_bit(b)]);
+    }
   for (double a : p.alone_value) hi = std::max(hi, a);
   const double K = p.alone() ? 0.0 : std::ceil(hi - lo) + 1.0;
 
@@ -262,8 +297,8 @@ std::vector<GroupingResult> beam_search(const Problem& p, const std::vector<int>
     if (beam.empty()) break;
     std::vector<Child> top;
     top.reserve(std::size_t(width) + 1);
-    LayerScan L{&p, g32.data(), lanes, &beam, std::size_t(width), K, p.alone(), layer, max_cost,
-                &top, &best};
+    LayerScan L{&p,  g32.data(), lanes, &beam, std::size_t(width), K, p.alone(), layer, max_cost,
+                &top, &best, std::max(std::fabs(lo), gain_hi)};
     scan_layer(L);
     std::vector<State> next;
     next.reserve(top.size());

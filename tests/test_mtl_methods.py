@@ -1,5 +1,6 @@
 """MTL methods beyond plain hard sharing: the multidigits suite, MTAN, AdaShare and αVIL, each
-checked for its defining behaviour on small real runs (scikit-learn digits), plus plain references."""
+checked for its defining behaviour on small real runs (scikit-learn digits), plus plain
+references."""
 
 from __future__ import annotations
 
@@ -17,6 +18,11 @@ from mtgfast.mtl.mtan import build as build_mtan
 from mtgfast.mtl.suites.base import Splits, TaskSuite
 from mtgfast.mtl.suites.multidigits import MultiDigitsSuite, superimpose
 from mtgfast.mtl.trainer import TrainConfig, _fit, train_mtl
+
+
+def _seeds(fast: tuple[int, ...], slow: tuple[int, ...]) -> list:
+    """Seeds for a behaviour test: ``fast`` by default, ``slow`` too under ``-m slow``."""
+    return [*fast, *(pytest.param(s, marks=pytest.mark.slow) for s in slow)]
 
 
 @pytest.fixture(autouse=True)
@@ -112,7 +118,8 @@ def test_superimpose_places_and_overlays() -> None:
     b[0, 4, 4], b[0, 7, 7] = 0.8, 0.5
     c = superimpose(a, b, 3)
     assert c.shape == (1, 11, 11)
-    assert c[0, 0, 0] == 1.0 and c[0, 7, 7] == 0.8  # overlap keeps the brighter pixel (a 0.3, b 0.8)
+    # the overlap keeps the brighter pixel (a has 0.3, b has 0.8 there)
+    assert c[0, 0, 0] == 1.0 and c[0, 7, 7] == 0.8
     assert c[0, 10, 10] == 0.5 and c.sum() == pytest.approx(1.0 + 0.8 + 0.5)
 
 
@@ -133,7 +140,8 @@ def test_multidigits_deterministic_and_well_formed() -> None:
 
 
 def test_multidigits_labels_are_the_pictured_digits() -> None:
-    # a nearest-neighbour read-out of each corner from the training canvases must beat chance by far:
+    # a nearest-neighbour read-out of each corner from the training canvases must beat chance by
+    # far:
     # labels really belong to the digits drawn in those corners
     sp = MultiDigitsSuite(n_train=600, n_valid=100, n_test=100).splits()
     d = torch.cdist(sp.X_valid, sp.X_train)
@@ -177,7 +185,7 @@ def test_mtan_forward_matches_the_attention_equations(md: MultiDigitsSuite) -> N
             assert torch.allclose(m(x)[t], m.heads[t](a2 * p2), atol=1e-6)
 
 
-@pytest.mark.parametrize("seed", [0, *(pytest.param(s, marks=pytest.mark.slow) for s in (1, 2))])
+@pytest.mark.parametrize("seed", _seeds((0,), slow=(1, 2)))
 def test_mtan_attention_masks_become_task_specific(md: MultiDigitsSuite, seed: int) -> None:
     X, Y = md.splits().X_valid, md.splits().Y_valid
     init = build_mtan(md, (0, 1), n_blocks=2, seed=seed)
@@ -250,7 +258,7 @@ def test_adashare_fixed_policy_executes_exactly_the_selected_blocks(md: MultiDig
         build_adashare(md, (0, 1), n_blocks=3, policy=((1, 0, 2), (1, 1, 1)))
 
 
-@pytest.mark.parametrize("seed", [0, *(pytest.param(s, marks=pytest.mark.slow) for s in (1, 2))])
+@pytest.mark.parametrize("seed", _seeds((0,), slow=(1, 2)))
 def test_adashare_policy_differs_between_unrelated_tasks(md: MultiDigitsSuite, seed: int) -> None:
     suite = DigitAndPixel(md, n_blocks=3)
     cfg = TrainConfig(epochs=6, n_blocks=3, patience=100)
@@ -271,7 +279,7 @@ def test_adashare_policy_differs_between_unrelated_tasks(md: MultiDigitsSuite, s
 
 
 # -- αVIL ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("seed", [0, 1, *(pytest.param(s, marks=pytest.mark.slow) for s in (2, 3, 4))])
+@pytest.mark.parametrize("seed", _seeds((0, 1), slow=(2, 3, 4)))
 def test_alphavil_downweights_harmful_auxiliary(md: MultiDigitsSuite, seed: int) -> None:
     suite = TargetWithAux(md)
     cfg = TrainConfig(epochs=8, patience=100)

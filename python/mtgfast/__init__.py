@@ -27,7 +27,6 @@ _LAZY: dict[str, str] = {
     "TAG": "mtgfast.estimators.tag",
     "Oracle": "mtgfast.estimators.oracle",
     "Study": "mtgfast.study.study",
-    "replay": "mtgfast.replay",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -40,7 +39,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .gains import GainTable
     from .grouping import Grouping, evaluate, group
     from .masks import all_masks, k_subsets, sample_masks
-    from .replay import replay
     from .store import GainStore
     from .study.study import Study
 

@@ -281,25 +281,30 @@ class MTGNet(GainEstimator):
         self._check_fitted()
         m = as_masks(masks, self.n_tasks_)
         params = self.member_params(device)
-        masks_t = torch.from_numpy(m.view(np.int64))
-        total = None
-        total_sq = None
-        for prm in params:
+        masks_t = torch.from_numpy(m.view(np.int64).copy())
+        mean_t: torch.Tensor | None = None
+        m2: torch.Tensor | None = None
+        for k, prm in enumerate(params, start=1):
             y = mtgnet_predict(prm, masks_t.to(prm.embedding.device), backend=backend)
             y = y.to(torch.float64).cpu()
-            total = y if total is None else total + y
-            if return_std:
-                total_sq = y * y if total_sq is None else total_sq + y * y
-        k = len(params)
-        mean = (total / k).numpy() * self.scale_
+            if mean_t is None:
+                mean_t, m2 = y, torch.zeros_like(y) if return_std else None
+                continue
+            # Welford: a stable running mean and sum of squared deviations over members
+            delta = y - mean_t
+            mean_t = mean_t + delta / k
+            if m2 is not None:
+                m2 += delta * (y - mean_t)
+        assert mean_t is not None
+        mean = mean_t.numpy() * self.scale_
         member = masks_to_dense(m, self.n_tasks_)
         single = member.sum(axis=1) == 1
         mean[~member] = np.nan
         mean[single] = np.where(member[single], 0.0, np.nan)
         if not return_std:
             return mean
-        var = (total_sq / k).numpy() * self.scale_ ** 2 - np.nan_to_num(mean) ** 2
-        std = np.sqrt(np.clip(var, 0.0, None))
+        assert m2 is not None
+        std = np.sqrt(m2.numpy() / len(params)) * self.scale_
         std[~member] = np.nan
         std[single] = np.where(member[single], 0.0, np.nan)
         return mean, std

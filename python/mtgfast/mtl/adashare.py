@@ -5,9 +5,9 @@ learned together with the network through Gumbel-softmax samples ``u_t^b``; task
 
     h ← u_t^b · block_b(h) + (1 − u_t^b) · h        (skip = identity)
 
-on the shared stem output, then its own head. Policy learning adds (paper, eq. 4-5)
-``λ_sp · L_sparsity + λ_sh · L_sharing`` with ``L_sparsity = Σ_{t,b} log π_t^b(select)`` (fewer blocks)
-and ``L_sharing = Σ_{t1<t2} Σ_b (B − b)/B · |π_t1^b − π_t2^b|`` (b = 0 for the first block: tasks are
+on the shared stem output, then its own head. Policy learning adds (paper, eq. 4-5) ``λ_sp ·
+L_sparsity + λ_sh · L_sharing`` with ``L_sparsity = Σ_{t,b} log π_t^b(select)`` (fewer blocks) and
+``L_sharing = Σ_{t1<t2} Σ_b (B − b)/B · |π_t1^b − π_t2^b|`` (b = 0 for the first block: tasks are
 pushed to share low-level blocks more). Curriculum: at stage k only the last k blocks' policies are
 learned, the others always execute. Then a policy is drawn from the learned distribution and the
 network is re-trained from scratch with it (``train_adashare``).
@@ -45,7 +45,8 @@ class AdaShare(nn.Module):
         super().__init__()
         blocks = getattr(encoder, "blocks", None)
         if blocks is None or not hasattr(encoder, "stem") or len(blocks) < 1:
-            raise InputError("AdaShare needs an encoder with a stem and at least one residual block")
+            raise InputError("AdaShare needs an encoder with a stem and at least one residual "
+                             "block")
         for what, v in (("lambda_sparsity", lambda_sparsity), ("lambda_sharing", lambda_sharing)):
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise InputError(f"{what} must be a finite number >= 0, got {v!r}")
@@ -75,7 +76,7 @@ class AdaShare(nn.Module):
 
     # -- policy ---------------------------------------------------------------------------------
     def _learned(self) -> Tensor:
-        """Boolean (n_blocks,) mask of the blocks whose policy is learned at this curriculum stage."""
+        """Boolean (n_blocks,) mask of the blocks whose policy the curriculum stage learns."""
         idx = torch.arange(self.n_blocks, device=self.policy_logits.device)
         return idx >= self.n_blocks - self.n_learned
 
@@ -159,7 +160,8 @@ def _policy_tensor(policy: Any) -> Tensor:
     try:
         return torch.as_tensor(policy, dtype=torch.float32)
     except (TypeError, ValueError) as exc:
-        raise InputTypeError(f"policy must be a (tasks, blocks) nested sequence of 0/1: {exc}") from exc
+        raise InputTypeError(f"policy must be a (tasks, blocks) nested sequence of 0/1: {exc}"
+                             ) from exc
 
 
 def build(suite: Any, tasks: Sequence[int], *, hidden: int | None = None,
@@ -167,8 +169,9 @@ def build(suite: Any, tasks: Sequence[int], *, hidden: int | None = None,
           policy: Any = None, lambda_sparsity: float = 0.02, lambda_sharing: float = 0.05,
           tau: float = 5.0, tau_decay: float = 0.965) -> AdaShare:
     """AdaShare model for ``tasks`` of ``suite``. With ``policy`` (0/1 per task and block, e.g. from
-    ``train_adashare``) it is the re-training network; without, the policy is searched jointly with
-    the weights by whatever trains it (``train_adashare`` runs the paper's full schedule)."""
+    ``train_adashare``) it is the re-training network. Without, ``train_mtl`` learns policy and
+    weights jointly on the same batches, at a fixed temperature unless the trainer calls the model's
+    ``end_epoch()`` (a one-phase simplification); ``train_adashare`` runs the paper's schedule."""
     from .architectures import head_seed
 
     cfg = suite.encoder_config
@@ -184,7 +187,8 @@ def build(suite: Any, tasks: Sequence[int], *, hidden: int | None = None,
         heads.append(suite.make_head(int(t), encoder.out_dim))
     fixed = None if policy is None else _policy_tensor(policy)
     model = AdaShare(encoder, nn.ModuleList(heads), lambda_sparsity=lambda_sparsity,
-                     lambda_sharing=lambda_sharing, tau=tau, tau_decay=tau_decay, fixed_policy=fixed)
+                     lambda_sharing=lambda_sharing, tau=tau, tau_decay=tau_decay,
+                     fixed_policy=fixed)
     torch.manual_seed(int(seed))
     return model
 
@@ -211,13 +215,13 @@ def train_adashare(suite: Any, tasks: Sequence[int], seed: int, config: Any, *,
                    lambda_sharing: float = 0.05, sample_policy: bool = False) -> AdaShareResult:
     """AdaShare's two phases: search the policy, then re-train from scratch with it.
 
-    Search: ``warmup_epochs`` with every block executed, then ``search_epochs`` alternating per batch
-    a weight step on one half of the training rows and a policy step (task losses + regularizer) on
-    the other half, Gumbel temperature annealed per epoch; curriculum: the number of learned (deepest)
-    blocks grows by one every ``stage_epochs`` (default: search_epochs / n_blocks). Re-training:
-    ``train_mtl`` with ``arch="adashare"`` and the policy, so it shares the trainer's protocol (early
-    stopping, metrics). The policy is the most likely decision per block, or a draw from the learned
-    distribution (``sample_policy=True``, as the paper does).
+    Search: ``warmup_epochs`` with every block executed, then ``search_epochs`` alternating per
+    batch a weight step on one half of the training rows and a policy step (task losses +
+    regularizer) on the other half, Gumbel temperature annealed per epoch; curriculum: the number of
+    learned (deepest) blocks grows by one every ``stage_epochs`` (default: search_epochs /
+    n_blocks). Re-training: ``train_mtl`` with ``arch="adashare"`` and the policy, so it shares the
+    trainer's protocol (early stopping, metrics). The policy is the most likely decision per block,
+    or a draw from the learned distribution (``sample_policy=True``, as the paper does).
     """
     from .suites.base import task_target
     from .trainer import _check_inputs, train_mtl
@@ -234,7 +238,8 @@ def train_adashare(suite: Any, tasks: Sequence[int], seed: int, config: Any, *,
                   dropout=config.dropout, seed=seed, lambda_sparsity=lambda_sparsity,
                   lambda_sharing=lambda_sharing).to(device)
     n_blocks = model.n_blocks
-    stage = stage_epochs if stage_epochs is not None else max(1, math.ceil(search_epochs / n_blocks))
+    stage = (stage_epochs if stage_epochs is not None
+             else max(1, math.ceil(search_epochs / n_blocks)))
     if isinstance(stage, bool) or not isinstance(stage, int) or stage < 1:
         raise InputError(f"stage_epochs must be an int >= 1, got {stage_epochs!r}")
 
@@ -254,7 +259,8 @@ def train_adashare(suite: Any, tasks: Sequence[int], seed: int, config: Any, *,
         outs = model(X[rows_b])
         return torch.stack([suite.loss(t, outs[i], Y[i][rows_b]) for i, t in enumerate(idx)])
 
-    history: dict[str, list[Any]] = {"train_loss": [], "policy_probs": [], "tau": [], "n_learned": []}
+    history: dict[str, list[Any]] = {"train_loss": [], "policy_probs": [], "tau": [],
+                                     "n_learned": []}
     model.train()
     for epoch in range(warmup_epochs + search_epochs):
         searching = epoch >= warmup_epochs
@@ -299,6 +305,7 @@ def train_adashare(suite: Any, tasks: Sequence[int], seed: int, config: Any, *,
                           arch_options=tuple(sorted({**dict(config.arch_options),
                                                      "policy": policy}.items())))
     run = train_mtl(suite, idx, seed, retrain_cfg)
-    return AdaShareResult(run=run, policy_probs=tuple(tuple(float(v) for v in r) for r in probs.tolist()),
+    return AdaShareResult(run=run,
+                          policy_probs=tuple(tuple(float(v) for v in r) for r in probs.tolist()),
                           policy=policy, search_history=history,
                           seconds=time.perf_counter() - start)

@@ -1,5 +1,5 @@
-"""αVIL: α-Variable Importance Learning (Kourdis, Gordon-Hall & Gorinski, "αVIL: Learning to Leverage
-Auxiliary Tasks for Multitask Learning", Algorithm 1).
+"""αVIL: α-Variable Importance Learning (Kourdis, Gordon-Hall & Gorinski, "αVIL: Learning to
+Leverage Auxiliary Tasks for Multitask Learning", Algorithm 1).
 
 One target task t* and auxiliary tasks share a hard-sharing model θ. Each epoch:
 
@@ -36,7 +36,8 @@ __all__ = ["AlphaVILResult", "train_alphavil"]
 @dataclass(frozen=True)
 class AlphaVILResult:
     """Outcome of ``train_alphavil``: the run (a ``RunResult``; ``history`` adds ``weights`` and
-    ``alpha`` per epoch, in the order of ``tasks``), the target's name and the final task weights."""
+    ``alpha`` per epoch, in the order of ``tasks``), the target's name and the final task
+    weights."""
 
     run: Any  # mtgfast.mtl.trainer.RunResult
     target: str
@@ -50,15 +51,17 @@ def _check_positive(name: str, v: object, integer: bool = False) -> None:
     if integer:
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise InputError(f"{name} must be an int >= 1, got {v!r}")
-    elif not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0):
+    elif isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
         raise InputError(f"{name} must be a finite number > 0, got {v!r}")
 
 
 def train_alphavil(suite: Any, tasks: Sequence[int], target: int, seed: int, config: Any, *,
-                   sample_fraction: float = 0.5, inner_lr: float = 0.05, inner_momentum: float = 0.9,
+                   sample_fraction: float = 0.5, inner_lr: float = 0.05,
+                   inner_momentum: float = 0.9,
                    alpha_steps: int = 10, alpha_lr: float = 1.0, alpha_max_step: float = 0.1,
                    dev_rows: int | None = None) -> AlphaVILResult:
-    """Train ``tasks`` of ``suite`` with αVIL for target task ``target`` (a task index in ``tasks``).
+    """Train ``tasks`` of ``suite`` with αVIL for target task ``target`` (a task index in
+    ``tasks``).
 
     ``sample_fraction`` is the paper's ρ (share of each task's training rows used for its update per
     epoch), ``alpha_steps``/``alpha_lr``/``alpha_max_step`` the α optimisation (gradient descent on

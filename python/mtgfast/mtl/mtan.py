@@ -1,16 +1,17 @@
-"""MTAN for the residual MLP encoder (Liu, Johns & Davison, CVPR 2019, "End-to-End Multi-Task Learning
-with Attention").
+"""MTAN for the residual MLP encoder (Liu, Johns & Davison, CVPR 2019, "End-to-End Multi-Task
+Learning with Attention").
 
-One shared network (``MLPEncoder``: stem + residual blocks) and, per task, a soft-attention module at
-every block that selects features from the shared block output:
+One shared network (``MLPEncoder``: stem + residual blocks) and, per task, a soft-attention module
+at every block that selects features from the shared block output:
 
     a_t^b = sigmoid(g_t^b([p^b ; f^b(â_t^(b-1))])),   â_t^b = a_t^b ⊙ p^b,
 
 with ``p^b`` the shared output of block b, ``g_t^b`` the task-specific attention (two linear layers,
 the MLP analogue of MTAN's 1x1-conv pair) and ``f^b`` a layer shared by the tasks that carries the
-task's attended feature to the next block (MTAN's shared 3x3 conv). The first block's mask sees ``p^1``
-only. Task t's head reads ``â_t^B``. An MLP block has no intermediate feature map of another size, so
-the mask is computed from the block's output itself (MTAN uses the block's middle feature ``u^b``).
+task's attended feature to the next block (MTAN's shared 3x3 conv). The first block's mask sees
+``p^1`` only. Task t's head reads ``â_t^B``. An MLP block has no intermediate feature map of another
+size, so the mask is computed from the block's output itself (MTAN uses the block's middle feature
+``u^b``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ class _Attention(nn.Sequential):
     """``g_t^b``: Linear -> ReLU -> Linear -> sigmoid, a mask in (0, 1) per hidden unit."""
 
     def __init__(self, in_dim: int, hidden: int) -> None:
-        super().__init__(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.Sigmoid())
+        super().__init__(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
+                         nn.Sigmoid())
 
 
 class MTAN(nn.Module):
@@ -52,7 +54,8 @@ class MTAN(nn.Module):
         n_blocks = len(blocks)
         self.n_tasks = len(heads)
         self.attention = nn.ModuleList(
-            nn.ModuleList(_Attention(hidden if b == 0 else 2 * hidden, hidden) for b in range(n_blocks))
+            nn.ModuleList(_Attention(hidden if b == 0 else 2 * hidden, hidden)
+                          for b in range(n_blocks))
             for _ in range(self.n_tasks))
         # f^b: shared across tasks, as MTAN's encoder_block_att
         self.carry = nn.ModuleList(nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU())
@@ -84,7 +87,7 @@ class MTAN(nn.Module):
 
     @torch.no_grad()
     def attention_masks(self, x: Tensor) -> Tensor:
-        """Masks ``a_t^b(x)`` as a tensor ``(n_tasks, n_blocks, batch, hidden)`` with values in (0, 1)."""
+        """Masks ``a_t^b(x)``: tensor ``(n_tasks, n_blocks, batch, hidden)``, values in (0, 1)."""
         _, masks = self._run(x)
         return torch.stack([torch.stack(m) for m in masks])
 
@@ -100,7 +103,7 @@ class MTAN(nn.Module):
 def build(suite: Any, tasks: Sequence[int], *, hidden: int | None = None,
           n_blocks: int | None = None, dropout: float | None = None, seed: int = 0,
           **unused: Any) -> MTAN:
-    """MTAN model for the combination ``tasks`` of ``suite`` (same encoder/heads seeding as "hard")."""
+    """MTAN model for the combination ``tasks`` of ``suite`` (encoder/heads seeded as "hard")."""
     from .architectures import head_seed
 
     if unused:
@@ -113,7 +116,8 @@ def build(suite: Any, tasks: Sequence[int], *, hidden: int | None = None,
     encoder = suite.make_encoder(int(hidden if hidden is not None else cfg["hidden"]), n_b,
                                  float(dropout if dropout is not None else cfg.get("dropout", 0.0)))
     if not isinstance(encoder, MLPEncoder) and not hasattr(encoder, "blocks"):
-        raise InputError("arch 'mtan' needs the suite's encoder to be an MLPEncoder (stem + blocks)")
+        raise InputError("arch 'mtan' needs the suite's encoder to be an MLPEncoder "
+                         "(stem + blocks)")
     heads = []
     for t in tasks:
         torch.manual_seed(head_seed(seed, t))

@@ -1,9 +1,11 @@
-"""Loss weighting for multi-task training: equal, uncertainty (Kendall et al. 2018), DWA (Liu et al. 2019).
+"""Loss weighting for multi-task training: equal, uncertainty (Kendall et al. 2018) and DWA
+(Liu et al. 2019).
 
 Each strategy is a small ``nn.Module`` that turns the vector of per-task losses into the scalar to
-backpropagate (``combine``). Learnable weights (uncertainty) are ordinary parameters, so the trainer's
-optimizer picks them up through ``.parameters()``; epoch-level strategies (DWA) are told the epoch's mean
-losses through ``end_epoch``. Input is checked in ``combine``/``end_epoch`` (TorchJD habit).
+backpropagate (``combine``). Learnable weights (uncertainty) are ordinary parameters, so the
+trainer's optimizer picks them up through ``.parameters()``; epoch-level strategies (DWA) are told
+the epoch's mean losses through ``end_epoch``. Input is checked in ``combine``/``end_epoch``
+(TorchJD habit).
 """
 
 from __future__ import annotations
@@ -36,10 +38,11 @@ def _check_n_tasks(n_tasks: object) -> int:
 
 
 class LossWeighting(nn.Module):
-    """Base class: ``combine(losses[T]) -> scalar``, ``end_epoch(mean_losses[T])``, ``weights() -> [T]``.
+    """Base class: ``combine(losses[T]) -> scalar``, ``end_epoch(mean_losses[T])``, ``weights() ->
+    [T]``.
 
-    Subclasses implement ``_combine`` on already validated input; ``combine`` (also ``__call__``) checks
-    that ``losses`` is a finite 1-D tensor of length ``n_tasks``.
+    Subclasses implement ``_combine`` on already validated input; ``combine`` (also ``__call__``)
+    checks that ``losses`` is a finite 1-D tensor of length ``n_tasks``.
     """
 
     def __init__(self, n_tasks: int) -> None:
@@ -56,7 +59,7 @@ class LossWeighting(nn.Module):
         return self.combine(losses)
 
     def end_epoch(self, epoch_mean_losses: Tensor) -> None:
-        """Record the mean per-task training losses of the epoch just finished (no-op by default)."""
+        """Record the epoch's mean per-task training losses (used by epoch-level strategies)."""
         self._check_losses(epoch_mean_losses, "epoch_mean_losses")
 
     def weights(self) -> Tensor:
@@ -72,7 +75,8 @@ class LossWeighting(nn.Module):
             raise InputTypeError(f"{what} must be a torch.Tensor, got {type(losses).__name__}")
         if losses.dim() != 1 or losses.shape[0] != self.n_tasks:
             raise InputError(
-                f"{what} must have shape [{self.n_tasks}] (one loss per task), got {tuple(losses.shape)}")
+                f"{what} must have shape [{self.n_tasks}] (one loss per task), "
+                f"got {tuple(losses.shape)}")
         if not losses.is_floating_point():
             raise InputTypeError(f"{what} must be a floating-point tensor, got {losses.dtype}")
         if not bool(torch.isfinite(losses.detach()).all()):
@@ -96,11 +100,12 @@ class EqualWeighting(LossWeighting):
 class UncertaintyWeighting(LossWeighting):
     """Homoscedastic uncertainty weighting (Kendall, Gal & Cipolla, CVPR 2018).
 
-    ``L = Σ_t exp(-s_t) L_t + s_t`` with learned ``s_t = log σ_t²`` (initialised at 0). This is Kendall's
-    regression form (eq. 7, times 2) and we use it for every task kind, classification included (as
-    LibMTL and most reimplementations do): Kendall's classification form (eq. 10) ``exp(-s)L + s/2``
-    only rescales the optimal weight by a constant 1/2, and one form keeps weights comparable across kinds.
-    At the optimum ``σ_t² = L_t``, so the noisier task (larger irreducible loss) gets the larger variance.
+    ``L = Σ_t exp(-s_t) L_t + s_t`` with learned ``s_t = log σ_t²`` (initialised at 0). This is
+    Kendall's regression form (eq. 7, times 2) and we use it for every task kind, classification
+    included (as LibMTL and most reimplementations do): Kendall's classification form (eq. 10)
+    ``exp(-s)L + s/2`` only rescales the optimal weight by a constant 1/2, and one form keeps
+    weights comparable across kinds. At the optimum ``σ_t² = L_t``, so the noisier task (larger
+    irreducible loss) gets the larger variance.
     """
 
     def __init__(self, n_tasks: int, init_log_var: float = 0.0) -> None:
@@ -139,14 +144,15 @@ def dwa_weights(history: Tensor, temperature: float = 2.0) -> Tensor:
 class DWAWeighting(LossWeighting):
     """Dynamic Weight Averaging (Liu, Johns & Davison, CVPR 2019, eq. 1).
 
-    ``L = Σ_t w_t(e) L_t`` with ``w_t(e) = T · softmax_t(r_t(e-1)/temp)``, ``r_t(e-1) = L_t(e-1)/L_t(e-2)``
-    on mean epoch losses; weights are 1 for the first two epochs, temperature 2 by default. The task whose
-    loss falls slower (larger ratio) gets the larger weight.
+    ``L = Σ_t w_t(e) L_t`` with ``w_t(e) = T · softmax_t(r_t(e-1)/temp)``, ``r_t(e-1) =
+    L_t(e-1)/L_t(e-2)`` on mean epoch losses; weights are 1 for the first two epochs, temperature 2
+    by default. The task whose loss falls slower (larger ratio) gets the larger weight.
     """
 
     def __init__(self, n_tasks: int, temperature: float = 2.0) -> None:
         super().__init__(n_tasks)
-        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+        ok = isinstance(temperature, (int, float)) and math.isfinite(temperature)
+        if not (ok and temperature > 0):
             raise InputError(f"temperature must be a finite number > 0, got {temperature!r}")
         self.temperature = float(temperature)
         self.register_buffer("history", torch.zeros(0, self.n_tasks, dtype=torch.float64))
@@ -178,9 +184,11 @@ WEIGHTINGS: dict[str, type[LossWeighting]] = {
 
 
 def make_weighting(name: str, n_tasks: int, **kwargs: Any) -> LossWeighting:
-    """Build the loss weighting called ``name`` ("equal", "uncertainty", "dwa") for ``n_tasks`` tasks.
+    """Build the loss weighting called ``name`` ("equal", "uncertainty", "dwa") for ``n_tasks``
+    tasks.
 
-    Extra keyword arguments go to the class (``temperature`` for DWA, ``init_log_var`` for uncertainty).
+    Extra keyword arguments go to the class (``temperature`` for DWA, ``init_log_var`` for
+    uncertainty).
     """
     if not isinstance(name, str):
         raise InputTypeError(f"weighting name must be a str, got {type(name).__name__}")

@@ -1,10 +1,11 @@
 """``multidigits``: two scikit-learn digits superimposed on one canvas, two 10-class tasks.
 
-The MultiMNIST setting of αVIL (Kourdis et al.) and of Sener & Koltun (2018), built from the 8x8 digits
-that ship with scikit-learn: one digit sits in the upper-left corner, another in the lower-right corner
-shifted by ``shift`` pixels, and the canvas keeps the brighter pixel where they overlap. Task 0 reads
-the upper-left digit, task 1 the lower-right one. Source images are split 60/20/20 (stratified) before
-pairing, so no digit image is seen in two splits; construction is deterministic given ``split_seed``.
+The MultiMNIST setting of αVIL (Kourdis et al.) and of Sener & Koltun (2018), built from the 8x8
+digits that ship with scikit-learn: one digit sits in the upper-left corner, another in the
+lower-right corner shifted by ``shift`` pixels, and the canvas keeps the brighter pixel where they
+overlap. Task 0 reads the upper-left digit, task 1 the lower-right one. Source images are split
+60/20/20 (stratified) before pairing, so no digit image is seen in two splits; construction is
+deterministic given ``split_seed``.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ def superimpose(upper_left: np.ndarray, lower_right: np.ndarray, shift: int) -> 
 class MultiDigitsSuite(TaskSuite):
     """Two 10-class tasks ("upper_left", "lower_right") on superimposed 8x8 digits.
 
-    ``n_train``/``n_valid``/``n_test`` pairs are drawn (seeded) from disjoint pools of source images;
-    ``shift`` in [1, 7] sets the offset of the second digit (smaller = more overlap = harder);
-    ``metric`` is "accuracy" (default, higher is better) or "ce" (cross-entropy, lower is better).
+    ``n_train``/``n_valid``/``n_test`` pairs are drawn (seeded) from disjoint pools of source
+    images; ``shift`` in [1, 7] sets the offset of the second digit (smaller = more overlap =
+    harder); ``metric`` is "accuracy" (default, higher is better) or "ce" (cross-entropy, lower is
+    better).
     """
 
     name = "multidigits"

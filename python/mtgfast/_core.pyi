@@ -1,0 +1,56 @@
+"""Typed stubs of the compiled core ``mtgfast._core`` (C++17, pybind11).
+
+Arrays: masks are ``uint64`` (bit j = task j), gains ``float64`` of shape (n_masks, n_tasks).
+C++ ``std::invalid_argument``/``std::length_error`` arrive as ``ValueError``, ``std::out_of_range``
+as ``IndexError``. Long loops release the GIL.
+"""
+
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+_Masks = npt.NDArray[np.uint64]
+_Order = Literal["lex", "colex", "binary"]
+
+class masks:  # submodule
+    """Enumeration, ranking and sampling of uint64 task masks."""
+
+    @staticmethod
+    def binomial(n: int, k: int) -> int:
+        """C(n, k) for n <= 64 (0 outside 0 <= k <= n)."""
+    @staticmethod
+    def enumerate_all(n: int, order: _Order, max_bytes: int) -> _Masks:
+        """All 2^n - 1 non-empty subsets; ValueError when they would take more than max_bytes."""
+    @staticmethod
+    def enumerate_k(n: int, k: int, order: _Order) -> _Masks:
+        """All C(n, k) k-subsets in lex or colex order ("binary" is colex for one size)."""
+    @staticmethod
+    def rank_colex(masks: npt.ArrayLike) -> npt.NDArray[np.uint64]:
+        """Colex rank of each mask among the subsets of its own size."""
+    @staticmethod
+    def unrank_colex(ranks: npt.ArrayLike, n: int, k: int) -> _Masks:
+        """The k-subsets with the given colex ranks; IndexError if a rank >= C(n, k)."""
+    @staticmethod
+    def sample_distinct(n: int, count: int, sizes: list[int], seed: int) -> _Masks:
+        """count distinct uniform non-empty subsets (of the given sizes if any), sorted."""
+    @staticmethod
+    def popcount(masks: npt.ArrayLike) -> npt.NDArray[np.int32]:
+        """Number of tasks in each mask."""
+
+# (budget, feasible, optimal, groups, assignment, task_gains, value)
+_RawGrouping = tuple[int, bool, bool, _Masks, npt.NDArray[np.int64], npt.NDArray[np.float64], float]
+
+class search:  # submodule
+    """Grouping search: partition DP, branch-and-bound, beam."""
+
+    @staticmethod
+    def group(masks: npt.ArrayLike, gains: npt.ArrayLike, budgets: list[int],
+              method: Literal["dp", "bnb", "beam"], beam_width: int,
+              uncovered: Literal["singleton", "alone"], time_limit: float,
+              max_dp_bytes: int) -> list[_RawGrouping]:
+        """One result per budget, in order. Gains outside each mask are ignored; time_limit in
+        seconds applies to "bnb" (0: none); "dp" raises ValueError above max_dp_bytes."""
+    @staticmethod
+    def dp_bytes(n_tasks: int, max_budget: int) -> int:
+        """Bytes the partition DP needs for n_tasks and budgets up to max_budget."""

@@ -28,8 +28,9 @@ std::uint64_t dp_bytes(int n_tasks, int max_budget) noexcept {
   if (n_tasks < 1 || n_tasks > 40) return ~std::uint64_t{0};
   const std::uint64_t size = std::uint64_t{1} << n_tasks;
   const std::uint64_t layers = std::uint64_t(std::min(max_budget, n_tasks)) + 1;
-  // f tables + w + the row achieving w
-  return size * (layers * sizeof(double) + sizeof(double) + sizeof(std::uint32_t));
+  // f tables + w + the row achieving w + the per-row subset scratch (at most 2^n sums and masks)
+  return size * (layers * sizeof(double) + 2 * sizeof(double) + sizeof(std::uint32_t) +
+                 sizeof(mask_t));
 }
 
 std::vector<GroupingResult> exact_dp(const Problem& p, const std::vector<int>& budgets,

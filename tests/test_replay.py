@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import sys
 import types
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -90,68 +88,6 @@ def score_groups(groups: list[int], masks: np.ndarray, select: np.ndarray, test:
         total_sel += best
         total_test += got
     return total_sel, total_test / n
-
-
-# -- a stand-in for mtgfast.grouping while it is being written (same contract) -------------------
-@dataclass(frozen=True)
-class _RefGrouping:
-    groups: np.ndarray
-    assignment: np.ndarray
-    value: float
-    optimal: bool
-    average: float
-    budget: int
-
-
-def _ref_group(masks, gains, budget, method="auto", *, beam_width=5, uncovered="singleton"):
-    masks = np.asarray(masks, dtype=np.uint64)
-    gains = np.asarray(gains, dtype=np.float64)
-    n = gains.shape[1]
-    budgets = [budget] if isinstance(budget, int) else list(budget)
-    out = []
-    for b in budgets:
-        value, groups = reference_groups(masks, gains, n, b)
-        row = {int(m): r for r, m in enumerate(masks)}
-        assign = np.full(n, -1, dtype=np.int64)
-        for j in range(n):
-            best = -np.inf
-            for i, g in enumerate(groups):
-                if g >> j & 1:
-                    s = gains[row[g], j] if g in row else 0.0
-                    if s > best:
-                        best, assign[j] = s, i
-        out.append(_RefGrouping(np.array(groups, dtype=np.uint64), assign, value, True,
-                                value / n, b))
-    return out if not isinstance(budget, int) else out[0]
-
-
-def _ref_evaluate(grouping, table, masks=None):
-    n = table.n_tasks
-    total = 0.0
-    for j, i in enumerate(grouping.assignment):
-        g = int(grouping.groups[i])
-        idx = table.index_of([g])[0]
-        total += 0.0 if idx < 0 else table.gains[idx, j]
-    return total / n
-
-
-def _real_grouping_available() -> bool:
-    try:
-        importlib.import_module("mtgfast.grouping")
-    except ModuleNotFoundError:
-        return False
-    return True
-
-
-@pytest.fixture(autouse=True)
-def grouping_module(monkeypatch):
-    """Use mtgfast.grouping when it exists, else the reference stand-in (same contract)."""
-    if not _real_grouping_available():
-        fake = types.ModuleType("mtgfast.grouping")
-        fake.group = _ref_group
-        fake.evaluate = _ref_evaluate
-        monkeypatch.setitem(sys.modules, "mtgfast.grouping", fake)
-    yield
 
 
 # -- data -----------------------------------------------------------------------------------------
@@ -314,7 +250,6 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, cwd=REPO, timeout=300)
 
 
-@pytest.mark.skipif(not _real_grouping_available(), reason="mtgfast.grouping not built yet")
 def test_cli_replay_json(tmp_path, data_dir):
     d = data_dir / "mtgnet" / "ETT"
     out = tmp_path / "ett.json"

@@ -13,7 +13,6 @@ import time
 
 import numpy as np
 import pytest
-
 from mtgfast.masks import all_masks
 
 N = 25

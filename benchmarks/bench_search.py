@@ -19,12 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from mtgfast import group
 from mtgfast.masks import all_masks, masks_to_dense, sample_masks
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import reference_search as ref  # noqa: E402
+import reference_search as ref
 
 _TIMES: dict[tuple[str, str], float] = {}
 

@@ -63,7 +63,7 @@ def brute_force_subsets(masks, gains, budgets, uncovered: str = "singleton"):
     cand = candidate_dict(masks, gains, uncovered)
     keys = sorted(cand)
     by_size: dict[int, float] = {}
-    for k in range(0, min(max(budgets), len(keys)) + 1):
+    for k in range(min(max(budgets), len(keys)) + 1):
         for chosen in itertools.combinations(keys, k):
             t = score(cand, chosen, n, uncovered)
             if t is not None and (k not in by_size or t.sum() > by_size[k]):
@@ -201,7 +201,7 @@ def reference_beam(masks, gains, budgets, width: int, uncovered: str = "singleto
 
     def make(rows_, cur, unc):
         return _State(tuple(sorted(rows_)), cur, unc, float(np.sum(cur)),
-                      len(rows_) + bin(unc).count("1"))
+                      len(rows_) + (unc).bit_count())
 
     root = make((), alone_value.copy(), 0 if alone else full)
     layers = [[root]]

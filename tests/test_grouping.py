@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
+import mtgfast
 import numpy as np
 import pytest
+import reference_search as ref
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import mtgfast
 from mtgfast import Grouping, evaluate, group
 from mtgfast.errors import InputError, InputTypeError
 from mtgfast.gains import GainTable
 from mtgfast.grouping import evaluate_tasks
-
-import reference_search as ref
 
 MODES = ("singleton", "alone")
 

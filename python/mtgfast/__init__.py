@@ -19,6 +19,7 @@ _LAZY: dict[str, str] = {
     "Grouping": "mtgfast.grouping",
     "group": "mtgfast.grouping",
     "evaluate": "mtgfast.grouping",
+    "evaluate_tasks": "mtgfast.grouping",
     "all_masks": "mtgfast.masks",
     "k_subsets": "mtgfast.masks",
     "sample_masks": "mtgfast.masks",
@@ -37,7 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .estimators.oracle import Oracle
     from .estimators.tag import TAG
     from .gains import GainTable
-    from .grouping import Grouping, evaluate, group
+    from .grouping import Grouping, evaluate, evaluate_tasks, group
     from .masks import all_masks, k_subsets, sample_masks
     from .store import GainStore
     from .study.study import Study

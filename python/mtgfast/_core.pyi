@@ -5,13 +5,13 @@ C++ ``std::invalid_argument``/``std::length_error`` arrive as ``ValueError``, ``
 as ``IndexError``. Long loops release the GIL.
 """
 
-from typing import Literal
+from typing import Literal, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
-_Masks = npt.NDArray[np.uint64]
-_Order = Literal["lex", "colex", "binary"]
+_Masks: TypeAlias = npt.NDArray[np.uint64]
+_Order: TypeAlias = Literal["lex", "colex", "binary"]
 
 class masks:  # submodule
     """Enumeration, ranking and sampling of uint64 task masks."""
@@ -39,7 +39,7 @@ class masks:  # submodule
         """Number of tasks in each mask."""
 
 # (budget, feasible, optimal, groups, assignment, task_gains, value)
-_RawGrouping = tuple[int, bool, bool, _Masks, npt.NDArray[np.int64], npt.NDArray[np.float64], float]
+_RawGrouping: TypeAlias = tuple[int, bool, bool, _Masks, npt.NDArray[np.int64], npt.NDArray[np.float64], float]
 
 class search:  # submodule
     """Grouping search: partition DP, branch-and-bound, beam."""

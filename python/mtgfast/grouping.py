@@ -45,7 +45,7 @@ EXACT_DP_WORK = 5e10
 #: ``auto`` runs branch-and-bound (time-limited) when there are at most this many candidates.
 AUTO_BNB_MAX_CANDIDATES = 256
 #: Time limit ``auto`` gives branch-and-bound when the caller gives none (seconds).
-AUTO_BNB_TIME_LIMIT = 10.0
+AUTO_BNB_TIME_LIMIT = 5.0
 #: Largest DP tables (bytes) unless ``MTGFAST_MAX_DP_BYTES`` says otherwise (4 GiB).
 DEFAULT_MAX_DP_BYTES = 4 << 30
 
@@ -190,7 +190,8 @@ def group(masks: object, gains: object, budget: int | Sequence[int] | range,
     ``3**n_tasks * budget`` is tractable, else branch-and-bound, which stops at ``time_limit``
     seconds with ``optimal=False``); ``"beam"`` (width ``beam_width``) scales to N = 27 and
     millions of candidates; ``"auto"`` (default) takes the DP when cheap, branch-and-bound for at
-    most 256 candidates (time limit 10 s unless given), beam otherwise.
+    most 256 candidates (time limit 5 s unless given), beam otherwise. Branch-and-bound without a
+    ``time_limit`` may take exponential time on large, dense candidate lists.
     """
     m, g = _check_shapes(masks, gains)
     n_tasks = g.shape[1]

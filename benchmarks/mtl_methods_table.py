@@ -27,6 +27,9 @@ from mtgfast.mtl.suites import get_suite
 from mtgfast.mtl.trainer import TrainConfig, train_mtl
 
 
+METHODS = ("single", "hard", "alphavil", "mtan", "adashare")
+
+
 def _fmt(vals: list[float]) -> str:
     if not vals:
         return "—"
@@ -44,6 +47,9 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=None,
                     help="training rows (multidigits: pairs, default 2000; digits: all 1,078)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    ap.add_argument("--lambda-sparsity", type=float, default=0.02,
+                    help="AdaShare's sparsity weight (scale it with the task losses)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -64,32 +70,36 @@ def main() -> None:
     seconds: dict[str, float] = defaultdict(float)
     start = time.perf_counter()
     for seed in args.seeds:
-        for t in tasks:
-            r = train_mtl(suite, (t,), seed, base)
-            acc["single-task"][names[t]].append(r.metrics_test[names[t]])
-            seconds["single-task"] += r.seconds
-        for w in ("equal", "dwa", "uncertainty"):
+        if "single" in args.methods:
+            for t in tasks:
+                r = train_mtl(suite, (t,), seed, base)
+                acc["single-task"][names[t]].append(r.metrics_test[names[t]])
+                seconds["single-task"] += r.seconds
+        for w in ("equal", "dwa", "uncertainty") if "hard" in args.methods else ():
             key = f"hard sharing, {w}"
             r = train_mtl(suite, tasks, seed, TrainConfig(**{**base.to_dict(), "weighting": w}))
             for n in names:
                 acc[key][n].append(r.metrics_test[n])
             seconds[key] += r.seconds
-        for t in tasks:
+        for t in tasks if "alphavil" in args.methods else ():
             av = train_alphavil(suite, tasks, t, seed, base)
             acc["αVIL (row task = target)"][names[t]].append(av.run.metrics_test[names[t]])
             seconds["αVIL (row task = target)"] += av.run.seconds
             notes["αVIL"].append(f"seed {seed}, target {names[t]}: final weights "
                                  + ", ".join(f"{k}={v:.2f}" for k, v in av.weights.items()))
-        r = train_mtl(suite, tasks, seed, TrainConfig(**{**base.to_dict(), "arch": "mtan"}))
-        for n in names:
-            acc["MTAN"][n].append(r.metrics_test[n])
-        seconds["MTAN"] += r.seconds
-        ada = train_adashare(suite, tasks, seed, base, warmup_epochs=3, search_epochs=12,
-                             policy_lr=0.1)
-        for n in names:
-            acc["AdaShare"][n].append(ada.run.metrics_test[n])
-        seconds["AdaShare"] += ada.seconds
-        notes["AdaShare"].append(f"seed {seed}: policy (tasks x blocks) {ada.policy}")
+        if "mtan" in args.methods:
+            r = train_mtl(suite, tasks, seed, TrainConfig(**{**base.to_dict(), "arch": "mtan"}))
+            for n in names:
+                acc["MTAN"][n].append(r.metrics_test[n])
+            seconds["MTAN"] += r.seconds
+        if "adashare" in args.methods:
+            ada = train_adashare(suite, tasks, seed, base, warmup_epochs=3, search_epochs=12,
+                                 policy_lr=0.1, lambda_sparsity=args.lambda_sparsity)
+            key = f"AdaShare (λ_sp={args.lambda_sparsity:g})"
+            for n in names:
+                acc[key][n].append(ada.run.metrics_test[n])
+            seconds[key] += ada.seconds
+            notes["AdaShare"].append(f"seed {seed}: policy (tasks x blocks) {ada.policy}")
         print(f"seed {seed} done after {time.perf_counter() - start:.0f} s", flush=True)
 
     print()

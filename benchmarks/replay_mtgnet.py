@@ -3,7 +3,8 @@
 Protocol (mtgfast.replay): each method's gains select groups for every budget B (exact search), each
 task is served by its best chosen group under those gains, the grouping is scored with test gains
 (ETTm1_y.csv; Taskonomy uses one table for both). MTG-Net methods run the active loop on the
-validation table (measure = lookup) with ``rounds`` K and average over ``--seeds`` seeds.
+validation table (measure = lookup) with ``rounds`` K and average over ``--seeds`` seeds; each seed
+runs in a child process (``--jobs`` at a time), retried if the child dies (results are deterministic).
 
     python benchmarks/replay_mtgnet.py --dataset ett --rounds 1 3 --seeds 5 --json out.json
     python benchmarks/replay_mtgnet.py --dataset taskonomy --rounds 1 2 --set temperature=0.2
@@ -16,7 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
+import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +77,36 @@ def summarize(res: dict[str, Any], n: int, mtg_methods: list[str]) -> dict[str, 
     return out
 
 
+def _worker(args: argparse.Namespace) -> None:
+    """One (method, K, seed) replay of an mtgnet* method; writes the predicted gains as .npy."""
+    import torch
+
+    from mtgfast.study.replay_methods import replay_method
+
+    torch.set_num_threads(args.threads)
+    options = {k: parse_value(v) for k, v in (kv.split("=", 1) for kv in args.set)}
+    valid = load(args.dataset)["valid"]
+    pred, used = replay_method(args.worker, valid, seed=args.seed, rounds=args.k, **options)
+    np.save(args.out, pred)
+    Path(str(args.out) + ".measured").write_text(str(used))
+
+
+def _run_seed(args: argparse.Namespace, method: str, k: int, seed: int, out: Path,
+              retries: int = 3) -> tuple[np.ndarray, int]:
+    """Run one seed in a child process (retried if it dies: the result is deterministic)."""
+    cmd = [sys.executable, __file__, "--dataset", args.dataset, "--worker", method, "--k", str(k),
+           "--seed", str(seed), "--out", str(out), "--threads", str(args.threads)]
+    for kv in args.set:
+        cmd += ["--set", kv]
+    for attempt in range(retries):
+        rc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if rc.returncode == 0:
+            return np.load(out), int(Path(str(out) + ".measured").read_text())
+        print(f"  {method} K={k} seed={seed}: child exited with {rc.returncode} "
+              f"(attempt {attempt + 1}); {rc.stderr.strip().splitlines()[-1:]}", flush=True)
+    raise RuntimeError(f"{method} K={k} seed={seed} failed {retries} times")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", choices=("taskonomy", "ett"), required=True)
@@ -81,25 +116,48 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="option of the mtgnet* methods (MTGNet args, alpha, kappa, use_measured)")
     ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads (1 is fastest for these tiny models on a shared CPU)")
+                    help="torch threads per child (1 is fastest for these tiny models)")
+    ap.add_argument("--jobs", type=int, default=2, help="seeds run in parallel child processes")
     ap.add_argument("--json", dest="json_path")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--k", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--seed", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.worker:
+        _worker(args)
+        return
 
-    import torch
-    torch.set_num_threads(args.threads)
+    from mtgfast.grouping import evaluate, group
+
     tabs = load(args.dataset)
-    n = tabs["valid"].n_tasks
-    options = dict(kv.split("=", 1) for kv in args.set)
-    options = {k: parse_value(v) for k, v in options.items()}
+    valid, test = tabs["valid"], tabs["test"]
+    n = valid.n_tasks
+    budgets = list(range(1, n + 1))
+    options = {k: parse_value(v) for k, v in (kv.split("=", 1) for kv in args.set)}
     methods = [m for m in args.methods.split(",") if m]
     mtg = [m for m in methods if m.startswith("mtgnet")]
+    base = [m for m in methods if not m.startswith("mtgnet")]
     report: dict[str, Any] = {"dataset": args.dataset, "seeds": args.seeds, "options": options,
                               "rounds": {}}
+    # baselines do not depend on K: the replay module (same protocol) computes them once
+    base_res = replay(valid, test, methods=base, hoa=tabs["hoa"], tag=tabs["tag"],
+                      dataset=args.dataset).to_dict() if base else {"methods": {}}
+    tmp = Path(tempfile.mkdtemp(prefix="replay_mtgnet_"))
     for k in args.rounds:
         t0 = time.perf_counter()
-        r = replay(tabs["valid"], tabs["test"], methods=methods, hoa=tabs["hoa"], tag=tabs["tag"],
-                   seeds=args.seeds, options={"rounds": k, **options}, dataset=args.dataset)
-        d = r.to_dict()
+        d: dict[str, Any] = {"budgets": budgets, "methods": dict(base_res["methods"])}
+        for m in mtg:
+            jobs = [(m, k, s, tmp / f"{m}_{k}_{s}.npy") for s in range(args.seeds)]
+            with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+                outs = list(pool.map(lambda j: _run_seed(args, *j), jobs))
+            curves = []
+            for pred, _ in outs:
+                gs = group(valid.masks, pred, budgets)
+                curves.append([float(evaluate(g, test)) for g in gs])
+            d["methods"][m] = {"average_test_gain": np.mean(curves, axis=0).tolist(),
+                               "std_over_seeds": np.std(curves, axis=0).tolist(),
+                               "measured": float(np.mean([u for _, u in outs]))}
         s = summarize(d, n, mtg)
         s["seconds"] = round(time.perf_counter() - t0, 1)
         s["measured"] = {m: d["methods"][m].get("measured") for m in methods}
@@ -113,8 +171,9 @@ def main() -> None:
             if m in mtg:
                 flag = " ".join(f">{b}:{'yes' if c.get(f'above_{b}_every_budget') else 'no'}"
                                 for b in ("hoa", "tag") if f"above_{b}_every_budget" in c)
+                flag += f" measured={s['measured'][m]:.0f}"
             print(f"{m:<11s} " + " ".join(f"{v:8.4f}" for v in c["curve"]) +
-                  f" {c['mean']:7.4f} {c['frac_of_oracle']:6.1%} {flag}")
+                  f" {c['mean']:7.4f} {c['frac_of_oracle']:6.1%} {flag}", flush=True)
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(report, indent=1))
 

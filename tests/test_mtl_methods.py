@@ -288,10 +288,11 @@ def test_alphavil_downweights_harmful_auxiliary(md: MultiDigitsSuite, seed: int)
     A = np.array(res.run.history["alpha"])
     assert W.shape == (8, 3) and A.shape == (8, 3)
     assert (W >= 0).all()
-    # weights follow α: w_e = max(0, w_{e-1} + α_e - 1)
+    # auxiliary weights follow α: w_e = max(0, w_{e-1} + α_e - 1); the target's stays 1
     w = np.ones(3)
     for e in range(8):
         w = np.maximum(0.0, w + A[e] - 1.0)
+        w[0] = 1.0
         assert W[e] == pytest.approx(w, abs=1e-5)
     # the related auxiliary is up-weighted, the label-noise one down-weighted below it
     assert W[-1, 1] > 1.0 > W[-1, 2]
@@ -299,6 +300,17 @@ def test_alphavil_downweights_harmful_auxiliary(md: MultiDigitsSuite, seed: int)
     assert res.target == "target" and set(res.weights) == {"target", "related", "shuffled"}
     assert res.weights["related"] == pytest.approx(W[-1, 1])
     assert res.run.metrics_test["target"] > 0.7
+
+
+def test_alphavil_learn_target_weight_follows_alpha(md: MultiDigitsSuite) -> None:
+    res = train_alphavil(TargetWithAux(md), (0, 1, 2), 0, 0, TrainConfig(epochs=3, patience=100),
+                         learn_target_weight=True)
+    W, A = np.array(res.run.history["weights"]), np.array(res.run.history["alpha"])
+    w = np.ones(3)
+    for e in range(3):
+        w = np.maximum(0.0, w + A[e] - 1.0)  # every weight, the target's included, follows α
+        assert W[e] == pytest.approx(w, abs=1e-5)
+    assert not np.allclose(W[:, 0], 1.0)
 
 
 def test_alphavil_bad_input(md: MultiDigitsSuite) -> None:

@@ -47,6 +47,8 @@ def test_unknown_name_lists_known() -> None:
         make_weighting("gradnorm", 2)
     with pytest.raises(InputTypeError):
         make_weighting(3, 2)  # type: ignore[arg-type]
+    with pytest.raises(InputError):
+        make_weighting("DWA", 2)  # names are exact (they enter run fingerprints)
 
 
 @pytest.mark.parametrize("n", [0, -1])

@@ -10,6 +10,10 @@ One target task t* and auxiliary tasks share a hard-sharing model θ. Each epoch
 3. the model moves by the mixed deltas, θ ← θ + Σ_t α_t δ_t, and the task weights follow α:
    w_t ← w_t + (α_t − 1) (clipped at 0: a negative weight would train a task by gradient ascent).
 
+By default the target's own weight stays 1 (``learn_target_weight=False``; α_t* still scales its
+delta every epoch): under the clipped update a weight of 0 is absorbing, and a target at 0 would
+never train its head again (seen on digits one-vs-rest in 6 of 30 runs).
+
 The task-specific updates use plain SGD with momentum, fresh per task and epoch: with Adam the loss
 weight ``w_t`` would be normalised away and could not change the update.
 """
@@ -59,6 +63,7 @@ def train_alphavil(suite: Any, tasks: Sequence[int], target: int, seed: int, con
                    sample_fraction: float = 0.5, inner_lr: float = 0.05,
                    inner_momentum: float = 0.9,
                    alpha_steps: int = 10, alpha_lr: float = 1.0, alpha_max_step: float = 0.1,
+                   learn_target_weight: bool = False,
                    dev_rows: int | None = None) -> AlphaVILResult:
     """Train ``tasks`` of ``suite`` with αVIL for target task ``target`` (a task index in
     ``tasks``).
@@ -169,7 +174,10 @@ def train_alphavil(suite: Any, tasks: Sequence[int], target: int, seed: int, con
         with torch.no_grad():
             mixed = {k: theta[k] + sum(a[i] * deltas[i][k] for i in range(n_tasks)) for k in names}
         model.load_state_dict(mixed, strict=False)
-        w = (w + (a.double().cpu() - 1.0)).clamp_min(0.0)
+        w_new = (w + (a.double().cpu() - 1.0)).clamp_min(0.0)
+        if not learn_target_weight:
+            w_new[ti] = w[ti]
+        w = w_new
 
         history["train_loss"].append(train_loss)
         history["alpha"].append([float(v) for v in a])

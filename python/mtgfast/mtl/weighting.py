@@ -38,8 +38,7 @@ def _check_n_tasks(n_tasks: object) -> int:
 
 
 class LossWeighting(nn.Module):
-    """Base class: ``combine(losses[T]) -> scalar``, ``end_epoch(mean_losses[T])``, ``weights() ->
-    [T]``.
+    """Base class: ``combine(losses[T]) -> scalar``, ``end_epoch(mean_losses[T])``, ``weights()``.
 
     Subclasses implement ``_combine`` on already validated input; ``combine`` (also ``__call__``)
     checks that ``losses`` is a finite 1-D tensor of length ``n_tasks``.
@@ -136,7 +135,7 @@ def dwa_weights(history: Tensor, temperature: float = 2.0) -> Tensor:
     if history.shape[0] < 2:
         return torch.ones(n_tasks, dtype=torch.float64)
     last, prev = history[-1].double(), history[-2].double()
-    # a loss that reached exactly 0 stays at ratio ~1 instead of dividing by zero
+    # guards the division when a task's loss reached exactly 0
     ratio = last / prev.clamp_min(1e-12)
     return n_tasks * torch.softmax(ratio / temperature, dim=0)
 
@@ -192,7 +191,7 @@ def make_weighting(name: str, n_tasks: int, **kwargs: Any) -> LossWeighting:
     """
     if not isinstance(name, str):
         raise InputTypeError(f"weighting name must be a str, got {type(name).__name__}")
-    key = name.strip().lower()
-    if key not in WEIGHTINGS:
+    # exact names only: the name is part of a study's fingerprint, so "DWA" must not alias "dwa"
+    if name not in WEIGHTINGS:
         raise InputError(f"unknown weighting {name!r}; known: {', '.join(sorted(WEIGHTINGS))}")
-    return WEIGHTINGS[key](n_tasks, **kwargs)
+    return WEIGHTINGS[name](n_tasks, **kwargs)

@@ -238,8 +238,9 @@ class Study:
         return np.unique(np.concatenate(parts))
 
     def _make_estimator(self) -> GainEstimator:
+        """A fresh, unfitted estimator (the active loop refits a new one each time)."""
         if not isinstance(self.estimator, str):
-            return self.estimator
+            return type(self.estimator)(**self.estimator.get_params())
         if self.estimator == "oracle":
             from ..estimators.oracle import Oracle
             return Oracle(**self.estimator_options)
@@ -265,11 +266,13 @@ class Study:
         self.affinity = np.mean(mats, axis=0)
         return self.affinity
 
-    def run(self, rounds: int = 5, *, batch: int | None = None) -> GainEstimator:
+    def run(self, rounds: int = 5) -> GainEstimator:
         """Collect STL baselines, measure what the estimator needs, fit it; returns the estimator.
 
-        "mtgnet": ``rounds`` rounds of the active loop (``batch`` combinations per round, default
-        ``N``); "hoa": every pair; "oracle": every candidate; "tag": the affinity run.
+        "mtgnet" (or a custom estimator): the full set, then ``rounds`` rounds of N selections of
+        the active loop (``active_options``: ``selector``, ``selector_options``, ``seed``,
+        ``include_full``, ``refit_interval``); "hoa": every pair; "oracle": every candidate;
+        "tag": the affinity run. Resumes from the store: stored runs are never trained again.
         """
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
             raise InputError(f"rounds must be a non-negative int, got {rounds!r}")
@@ -285,33 +288,41 @@ class Study:
         elif kind == "tag":
             est.fit_affinity(self._tag_affinity(), self.task_names)  # type: ignore[attr-defined]
         else:
-            est = self._run_active(est, rounds, batch)
+            est = self._run_active(rounds)
         self.estimator_ = est
         return est
 
-    def _run_active(self, est: GainEstimator, rounds: int, batch: int | None) -> GainEstimator:
-        from .active import ActiveLoop
+    def _run_active(self, rounds: int) -> GainEstimator:
+        from .active import ActiveLoop, make_selector
 
-        per_round = self.n_tasks if batch is None else int(batch)
-        if per_round < 1:
-            raise InputError(f"batch must be >= 1, got {batch}")
+        opts = dict(self.active_options)
+        selector = make_selector(opts.pop("selector", "exp-gain"),
+                                 **opts.pop("selector_options", {}))
         measured = self.gain_table()
-        loop = ActiveLoop(est, self.task_names, batch=per_round, **self.active_options)
-        loop.tell_table(measured)
-        bar = _progress(rounds, "active rounds", self.progress)
+        loop = ActiveLoop(selector, self._make_estimator, None, self.n_tasks,
+                          initial=measured if len(measured) else None,
+                          task_names=self.task_names, **opts)
+        self.loop_ = loop
+        target = rounds * self.n_tasks
+        bar = _progress(target, "active selections", self.progress)
+        bar.update(min(loop.selections_done(), target))
         try:
-            for _ in range(rounds):
-                masks = [int(m) for m in loop.ask()]
-                if not masks:
+            while True:
+                # the same order as ActiveLoop.run, but each batch is trained in parallel
+                if loop.include_full and loop.full_mask not in set(loop.measured_masks.tolist()):
+                    batch = loop.ask()
+                elif loop.selections_done() >= target:
                     break
-                self.measure(masks, desc="round runs")
-                loop.tell(np.array(masks, dtype=np.uint64),
-                          self.gain_table().lookup(np.array(masks, dtype=np.uint64)))
-                bar.update(1)
+                else:
+                    batch = loop.ask(max_masks=target - loop.selections_done())
+                if batch.size == 0:
+                    break
+                self.measure(batch.tolist(), desc="MTL runs")
+                loop.tell(batch, self.gain_table().lookup(batch))
+                bar.update(min(loop.selections_done(), target) - bar_n(bar))
         finally:
             bar.close()
-        self.loop_ = loop
-        return loop.estimator_
+        return loop.fit_estimator()  # type: ignore[return-value]
 
     # -- grouping -------------------------------------------------------------------------------
     def predict(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float64]]:
@@ -425,7 +436,13 @@ def _callable_name(fn: object) -> str:
     return f"{mod}.{qual}"
 
 
+def bar_n(bar: Any) -> int:
+    return int(getattr(bar, "n", 0))
+
+
 class _NoBar:
+    n = 0
+
     def update(self, n: int = 1) -> None:
         pass
 

@@ -4,7 +4,9 @@ Every combination is trained with the built-in trainer (``ett`` suite, config be
 per-task MAE is averaged over seeds, and gains are the relative MAE reduction over the singletons
 (STL). Raw runs go to ``etth1_runs.jsonl`` as they finish, so a killed collection resumes. Writes, in
 the MTG-Net release format (masks 0/1, gains 0 outside each combination, space-separated):
-``etth1_x.csv``, ``etth1_val_y.csv`` (validation: select on these), ``etth1_y.csv`` (test: report).
+``etth1_x.csv``, ``etth1_val_y.csv`` (validation: select on these), ``etth1_y.csv`` (test: report),
+and TAG's baseline: ``etth1_tag_affinity.csv`` (the lookahead inter-task affinity of one all-task run
+per seed, averaged) with ``etth1_tag.csv`` (its group gains for every combination, same layout).
 
     python benchmarks/collect_etth1.py [--data PATH] [--workers 2] [--seeds 0 1 2] [--out DIR]
 
@@ -44,6 +46,23 @@ class _Job:
         t0 = time.perf_counter()
         metrics = self.fn(tuple(self.names[j] for j in mask_to_indices(mask)), seed)
         return {"mask": mask, "seed": seed, "metrics": metrics, "seconds": time.perf_counter() - t0}
+
+
+def _tag_table(suite: ETTSuite, seeds: list[int], masks: np.ndarray, out: Path) -> float:
+    """TAG baseline: affinity from one all-task run per seed (kept if already written)."""
+    from mtgfast.estimators.tag import TAG
+    from mtgfast.mtl.tag_affinity import collect_affinity
+
+    path = out / "etth1_tag_affinity.csv"
+    t0 = time.perf_counter()
+    if path.exists():
+        affinity = np.loadtxt(path, delimiter=" ")
+    else:
+        affinity = np.mean([collect_affinity(suite, s, CONFIG).matrix for s in seeds], axis=0)
+        np.savetxt(path, affinity, fmt="%.8e", delimiter=" ")
+    gains = TAG().fit_affinity(affinity, suite.task_names).predict(masks)
+    np.savetxt(out / "etth1_tag.csv", np.nan_to_num(gains, nan=0.0), fmt="%.8e", delimiter=" ")
+    return time.perf_counter() - t0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,9 +117,11 @@ def main(argv: list[str] | None = None) -> int:
                        for m in masks])
         np.savetxt(out / fname, np.where(member, g, 0.0), fmt="%.6f", delimiter=" ")
     np.savetxt(out / "etth1_x.csv", member.astype(int), fmt="%d", delimiter=" ")
+    tag_seconds = _tag_table(suite, args.seeds, masks, out)
     run_seconds = sum(r["seconds"] for r in done.values())
     print(f"wall time {wall:.1f} s for {len(jobs)} runs ({run_seconds:.0f} s of training in all "
-          f"recorded runs); wrote {out}/etth1_x.csv, etth1_val_y.csv, etth1_y.csv", flush=True)
+          f"recorded runs; TAG affinity runs {tag_seconds:.0f} s); wrote {out}/etth1_x.csv, "
+          "etth1_val_y.csv, etth1_y.csv, etth1_tag_affinity.csv, etth1_tag.csv", flush=True)
     return 0
 
 

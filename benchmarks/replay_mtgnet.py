@@ -8,6 +8,7 @@ runs in a child process (``--jobs`` at a time), retried if the child dies (resul
 
     python benchmarks/replay_mtgnet.py --dataset ett --rounds 1 3 --seeds 5 --json out.json
     python benchmarks/replay_mtgnet.py --dataset taskonomy --rounds 1 2 --set temperature=0.2
+    python benchmarks/replay_mtgnet.py --dataset etth1 --rounds 1 3    # after collect_etth1.py
 
 Prints, per K, the curve of each method over budgets 2..N, the mean over those budgets as a
 fraction of the oracle's, and whether MTG-Net beats HOA and TAG at every budget.
@@ -31,6 +32,8 @@ from mtgfast.gains import GainTable
 from mtgfast.replay import replay
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mtgnet"
+#: ETTh1-7, collected by benchmarks/collect_etth1.py (issue 5)
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 
 def load(dataset: str, data: Path = DATA) -> dict[str, GainTable]:
@@ -42,6 +45,12 @@ def load(dataset: str, data: Path = DATA) -> dict[str, GainTable]:
         return {"valid": valid, "test": valid,
                 "hoa": GainTable.from_mtgnet(x, d / "taskonomy_HOA.csv"),
                 "tag": GainTable.from_mtgnet(x, d / "taskonomy_TAGHOA.csv")}
+    if dataset == "etth1":
+        x = ARTIFACTS / "etth1_x.csv"
+        valid = GainTable.from_mtgnet(x, ARTIFACTS / "etth1_val_y.csv", meta={"dataset": "etth1-7"})
+        return {"valid": valid, "test": GainTable.from_mtgnet(x, ARTIFACTS / "etth1_y.csv"),
+                # HOA from the validation pairs (the replay's default), TAG from its affinity run
+                "hoa": None, "tag": GainTable.from_mtgnet(x, ARTIFACTS / "etth1_tag.csv")}
     d = data / "ETT"
     x = d / "ETTm1_x.csv"
     return {"valid": GainTable.from_mtgnet(x, d / "ETTm1_val_y.csv", meta={"dataset": "ettm1-7"}),
@@ -109,7 +118,7 @@ def _run_seed(args: argparse.Namespace, method: str, k: int, seed: int, out: Pat
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dataset", choices=("taskonomy", "ett"), required=True)
+    ap.add_argument("--dataset", choices=("taskonomy", "ett", "etth1"), required=True)
     ap.add_argument("--rounds", type=int, nargs="+", default=[1])
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--methods", default="oracle,hoa,tag,random,mtgnet")

@@ -5,8 +5,7 @@ Import-light: nothing here imports torch; names are loaded on first access.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_exports
 
 _LAZY: dict[str, str] = {
     "ActiveLoop": "mtgfast.study.active",
@@ -25,13 +24,4 @@ _LAZY: dict[str, str] = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'mtgfast.study' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports("mtgfast.study", globals(), _LAZY)

@@ -82,6 +82,22 @@ def test_oracle_study_on_all_combinations_prefers_planted_clusters(tmp_path):
     assert np.nanmean(planted) > np.nanmean(mixed)
 
 
+
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow),
+                                  pytest.param(2, marks=pytest.mark.slow)])
+def test_mtgnet_study_keeps_planted_cluster_mates_together(tmp_path, seed):
+    # the default estimator: full set + 2 active rounds, then MTG-Net predicts the rest
+    suite, config = _synthetic()
+    with Study(suite, store=tmp_path / "m.db", estimator="mtgnet", config=config,
+               progress=False, active_options={"seed": seed},
+               estimator_options={"seed": seed}) as study:
+        study.run(rounds=2)
+        assert study.n_trained == 4 + 1 + 2 * 4  # STL, the full set, N selections per round
+        res = study.result(budget=2)
+    for name, grp in res.assignment.items():
+        mate = name[:2] + ("t1" if name.endswith("t0") else "t0")
+        assert mate in grp, (name, grp)
+
 _CHILD = f"""
 import sys, torch
 torch.set_num_threads(1)

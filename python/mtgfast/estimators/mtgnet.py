@@ -117,7 +117,9 @@ class MTGNet(GainEstimator):
       dim=64, n_layers=2: the paper's encoder; smaller nets fit the few rows just as well but the
         brief fixes this size, and inference cost is dominated by it (ffn_dim=dim keeps it at ~1/2).
       n_heads=1: one head; with N <= 64 tokens a head split buys nothing measurable and costs copies.
-      temperature=1.0: the release's softmax temperature 0.2 did not help on the replays.
+      temperature=0.2: the release's sharper attention softmax (scores / (sqrt(d) * 0.2)); on the
+        replays it lifted the paper's sampler from 75.1% to 78.8% of the oracle on average over
+        Taskonomy K=1,2 and ETTm1 K=1,3 (5 seeds each; README has the table).
       loss="mse" (the paper), lr=3e-3, max_epochs=300, patience=30, weight_decay=0: full-batch Adam
         reaches its best held-out loss within ~100 steps on <= a few hundred rows.
       validation_fraction=0.2: held-out measured combinations for early stopping (the release stops
@@ -128,7 +130,7 @@ class MTGNet(GainEstimator):
     """
 
     def __init__(self, dim: int = 64, n_layers: int = 2, n_heads: int = 1,
-                 ffn_dim: int | None = None, temperature: float = 1.0,
+                 ffn_dim: int | None = None, temperature: float = 0.2,
                  loss: Literal["mse", "l1"] = "mse", lr: float = 3e-3, weight_decay: float = 0.0,
                  max_epochs: int = 300, patience: int = 30, validation_fraction: float = 0.2,
                  n_estimators: int = 5, seed: int = 0, device: str | None = None) -> None:

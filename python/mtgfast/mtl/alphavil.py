@@ -20,7 +20,6 @@ weight ``w_t`` would be normalised away and could not change the update.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -77,7 +76,7 @@ def train_alphavil(suite: Any, tasks: Sequence[int], target: int, seed: int, con
     """
     from .architectures import build_model
     from .suites.base import task_target
-    from .trainer import RunResult, _check_inputs, _predict, _to, evaluate_outputs
+    from .trainer import EarlyStopping, RunResult, _check_inputs, _predict, _to, evaluate_outputs
 
     idx = _check_inputs(suite, tasks, seed, config)
     if isinstance(target, bool) or not isinstance(target, int):
@@ -122,8 +121,7 @@ def train_alphavil(suite: Any, tasks: Sequence[int], target: int, seed: int, con
 
     history: dict[str, list[list[float]]] = {"train_loss": [], "valid_loss": [], "weights": [],
                                              "alpha": []}
-    best_val, best_epoch, bad = math.inf, 0, 0
-    best_state = copy.deepcopy(model.state_dict())
+    stopper = EarlyStopping(model, config.patience)
     epoch = 0
     for epoch in range(1, config.epochs_to_run + 1):
         theta = {k: v.detach().clone() for k, v in model.named_parameters() if k in names}
@@ -185,24 +183,15 @@ def train_alphavil(suite: Any, tasks: Sequence[int], target: int, seed: int, con
         model.eval()
         val_losses, _ = evaluate_outputs(suite, idx, _predict(model, Xva), Yva)
         history["valid_loss"].append(val_losses)
-        val = val_losses[ti]
-        if not math.isfinite(val):
+        if stopper.should_stop(model, epoch, val_losses[ti]):
             break
-        if val < best_val:
-            best_val, best_epoch, bad = val, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            bad += 1
-            if bad >= config.patience:
-                break
-    model.load_state_dict(best_state)
-    model.eval()
+    stopper.restore(model)
 
     _, m_valid = evaluate_outputs(suite, idx, _predict(model, Xva), Yva)
     _, m_test = evaluate_outputs(suite, idx, _predict(model, sp.X_test.to(device)),
                                  _to(sp.Y_test, device))
     run = RunResult(tasks=tuple(suite.task_names[t] for t in idx), metrics_valid=m_valid,
-                    metrics_test=m_test, epochs_run=epoch, best_epoch=best_epoch,
+                    metrics_test=m_test, epochs_run=epoch, best_epoch=stopper.best_epoch,
                     seconds=time.perf_counter() - start, history=history)
     weights = {suite.task_names[t]: float(w[i]) for i, t in enumerate(idx)}
     return AlphaVILResult(run=run, target=suite.task_names[target], weights=weights)

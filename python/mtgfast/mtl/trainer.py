@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError, InputTypeError
-from .suites.base import TaskSuite, Targets, select_rows, task_target
+from .suites.base import Targets, TaskSuite, select_rows, task_target
 
 __all__ = ["CODE_VERSION", "RunResult", "TrainConfig", "evaluate_outputs", "train_mtl"]
 
@@ -206,8 +206,7 @@ def _fit(suite: TaskSuite, tasks: tuple[int, ...], seed: int, config: TrainConfi
     if config.max_train_batches is not None:
         n_batches = min(n_batches, config.max_train_batches)
     history: dict[str, list[list[float]]] = {"train_loss": [], "valid_loss": [], "weights": []}
-    best_val, best_epoch, bad = math.inf, 0, 0
-    best_state: dict[str, torch.Tensor] = copy.deepcopy(model.state_dict())
+    stopper = EarlyStopping(model, config.patience)
     epoch = 0
     for epoch in range(1, config.epochs_to_run + 1):
         model.train()
@@ -235,25 +234,42 @@ def _fit(suite: TaskSuite, tasks: tuple[int, ...], seed: int, config: TrainConfi
         model.eval()
         val_losses, _ = evaluate_outputs(suite, tasks, _predict(model, Xva), _to(Yva, device))
         history["valid_loss"].append(val_losses)
-        val = float(sum(val_losses))
-        if not math.isfinite(val):
-            break  # diverged: keep the best weights seen so far
-        if val < best_val:
-            best_val, best_epoch, bad = val, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            bad += 1
-            if bad >= config.patience:
-                break
-    model.load_state_dict(best_state)
-    model.eval()
+        if stopper.should_stop(model, epoch, float(sum(val_losses))):
+            break
+    stopper.restore(model)
     _, m_valid = evaluate_outputs(suite, tasks, _predict(model, Xva), _to(Yva, device))
     _, m_test = evaluate_outputs(suite, tasks, _predict(model, sp.X_test.to(device)),
                                  _to(sp.Y_test, device))
     result = RunResult(tasks=tuple(suite.task_names[t] for t in tasks), metrics_valid=m_valid,
-                       metrics_test=m_test, epochs_run=epoch, best_epoch=best_epoch,
+                       metrics_test=m_test, epochs_run=epoch, best_epoch=stopper.best_epoch,
                        seconds=time.perf_counter() - start, history=history)
     return result, model
+
+
+class EarlyStopping:
+    """Early stopping on a validation loss: keeps the best weights, stops after ``patience`` epochs
+    without improvement or when the loss is not finite (diverged: the best weights seen are kept)."""
+
+    def __init__(self, model: nn.Module, patience: int) -> None:
+        self.patience = int(patience)
+        self.best_val, self.best_epoch, self.bad = math.inf, 0, 0
+        self.best_state: dict[str, torch.Tensor] = copy.deepcopy(model.state_dict())
+
+    def should_stop(self, model: nn.Module, epoch: int, val: float) -> bool:
+        """Record epoch ``epoch``'s validation loss ``val``; True when training should stop."""
+        if not math.isfinite(val):
+            return True
+        if val < self.best_val:
+            self.best_val, self.best_epoch, self.bad = val, epoch, 0
+            self.best_state = copy.deepcopy(model.state_dict())
+            return False
+        self.bad += 1
+        return self.bad >= self.patience
+
+    def restore(self, model: nn.Module) -> None:
+        """Load the best weights into ``model`` and put it in eval mode."""
+        model.load_state_dict(self.best_state)
+        model.eval()
 
 
 def _to(Y: Targets, device: torch.device) -> Targets:

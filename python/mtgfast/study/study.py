@@ -88,9 +88,11 @@ class StudyResult:
     grouping: Any
 
     def format(self) -> str:
-        lines = [f"{len(self.groups)} group(s):"]
+        lines = [f"{len(self.groups)} group(s) (a task is served by the group where it gains most):"]
         for g in self.groups:
-            lines.append("  {" + ", ".join(g) + "}")
+            served = [t for t, grp in self.assignment.items() if tuple(grp) == tuple(g)]
+            lines.append("  {" + ", ".join(g) + "}" +
+                         (f"  -> serves {', '.join(served)}" if served else "  -> serves none"))
         lines.append(f"estimated mean gain over single-task training: {self.estimated_gain:+.2%}")
         if math.isfinite(self.measured_valid_gain):
             lines.append(f"measured mean gain, validation: {self.measured_valid_gain:+.2%}")

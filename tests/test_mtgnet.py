@@ -134,6 +134,22 @@ def test_deterministic_per_seed(data_dir) -> None:
     assert not np.allclose(np.nan_to_num(a), np.nan_to_num(c))
 
 
+
+def test_fit_and_predict_leave_torch_threads_as_they_were(data_dir) -> None:
+    # fits and small predictions run on one thread internally; the caller's setting must survive
+    import torch
+
+    t = _taskonomy(data_dir)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        est = MTGNet(**SMALL).fit(t)
+        assert torch.get_num_threads() == 2
+        est.predict(t.masks)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
 def test_save_load_round_trip(tmp_path, data_dir) -> None:
     t = _taskonomy(data_dir)
     est = MTGNet(**SMALL, temperature=0.5, n_heads=2).fit(t)

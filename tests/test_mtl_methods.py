@@ -226,7 +226,7 @@ def test_adashare_regularizer_and_curriculum(md: MultiDigitsSuite) -> None:
         m.n_learned = k
         learned = list(range(4 - k, 4))  # the deepest k blocks
         ref = _adashare_reference_regularizer(m.policy_logits.detach(), learned, 0.3, 0.7)
-        assert float(m.regularizer()) == pytest.approx(ref, rel=1e-5)
+        assert float(m.regularizer().detach()) == pytest.approx(ref, rel=1e-5)
         m.train()
         u = m._decisions()
         assert bool((u[:, : 4 - k] == 1).all())  # blocks before the curriculum stage always run

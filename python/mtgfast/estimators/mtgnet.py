@@ -375,7 +375,7 @@ class MTGNet(GainEstimator):
 
 @contextmanager
 def _one_cpu_thread(enabled: bool) -> Iterator[None]:
-    """Train on one intra-op thread: the full-batch steps on a few hundred rows are latency-bound,
+    """Run on one intra-op thread: full-batch steps on a few hundred rows are latency-bound,
     and on a busy machine torch's thread pool made each fit 4-10x slower (seen while MTL runs
     trained in parallel: 75 epochs took 7-23 s instead of ~1 s)."""
     before = torch.get_num_threads()

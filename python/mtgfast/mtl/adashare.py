@@ -172,21 +172,16 @@ def build(suite: Any, tasks: Sequence[int], *, hidden: int | None = None,
     ``train_adashare``) it is the re-training network. Without, ``train_mtl`` learns policy and
     weights jointly on the same batches, at a fixed temperature unless the trainer calls the model's
     ``end_epoch()`` (a one-phase simplification); ``train_adashare`` runs the paper's schedule."""
-    from .architectures import head_seed
+    from .architectures import seeded_parts
 
     cfg = suite.encoder_config
     n_b = int(n_blocks if n_blocks is not None else cfg["n_blocks"])
     if n_b < 1:
         raise InputError(f"arch 'adashare' needs n_blocks >= 1 (policies act on blocks), got {n_b}")
-    torch.manual_seed(int(seed))
-    encoder = suite.make_encoder(int(hidden if hidden is not None else cfg["hidden"]), n_b,
-                                 float(dropout if dropout is not None else cfg.get("dropout", 0.0)))
-    heads = []
-    for t in tasks:
-        torch.manual_seed(head_seed(seed, t))
-        heads.append(suite.make_head(int(t), encoder.out_dim))
+    encoder, heads = seeded_parts(suite, tasks, hidden=hidden, n_blocks=n_b, dropout=dropout,
+                                  seed=seed)
     fixed = None if policy is None else _policy_tensor(policy)
-    model = AdaShare(encoder, nn.ModuleList(heads), lambda_sparsity=lambda_sparsity,
+    model = AdaShare(encoder, heads, lambda_sparsity=lambda_sparsity,
                      lambda_sharing=lambda_sharing, tau=tau, tau_decay=tau_decay,
                      fixed_policy=fixed)
     torch.manual_seed(int(seed))

@@ -18,7 +18,8 @@ from ..errors import InputError, InputTypeError
 from .models import HardSharing
 from .suites.base import TaskSuite
 
-__all__ = ["ARCHITECTURES", "build_hard", "build_model", "head_seed", "register"]
+__all__ = ["ARCHITECTURES", "build_hard", "build_model", "head_seed", "register",
+           "seeded_parts"]
 
 Builder = Callable[..., nn.Module]
 
@@ -36,6 +37,17 @@ def build_hard(suite: TaskSuite, tasks: Sequence[int], *, hidden: int | None = N
     Encoder weights are drawn from ``seed``, each head from ``head_seed(seed, task)``."""
     if unused:
         raise InputError(f"arch 'hard' takes no options {sorted(unused)}")
+    encoder, heads = seeded_parts(suite, tasks, hidden=hidden, n_blocks=n_blocks, dropout=dropout,
+                                  seed=seed)
+    torch.manual_seed(int(seed))
+    return HardSharing(encoder, heads)
+
+
+def seeded_parts(suite: TaskSuite, tasks: Sequence[int], *, hidden: int | None, n_blocks: int | None,
+                 dropout: float | None, seed: int) -> tuple[nn.Module, nn.ModuleList]:
+    """The suite's encoder (weights drawn from ``seed``; ``None`` options from
+    ``suite.encoder_config``) and one head per task (from ``head_seed(seed, task)``): the shared
+    starting point of every architecture, so that they differ only in what they add."""
     cfg = suite.encoder_config
     torch.manual_seed(int(seed))
     encoder = suite.make_encoder(int(hidden if hidden is not None else cfg["hidden"]),
@@ -45,8 +57,7 @@ def build_hard(suite: TaskSuite, tasks: Sequence[int], *, hidden: int | None = N
     for t in tasks:
         torch.manual_seed(head_seed(seed, t))
         heads.append(suite.make_head(int(t), encoder.out_dim))
-    torch.manual_seed(int(seed))
-    return HardSharing(encoder, nn.ModuleList(heads))
+    return encoder, nn.ModuleList(heads)
 
 
 # name -> builder, or "module:function" imported on first use (its module may need extra code)

@@ -104,7 +104,7 @@ def build(suite: Any, tasks: Sequence[int], *, hidden: int | None = None,
           n_blocks: int | None = None, dropout: float | None = None, seed: int = 0,
           **unused: Any) -> MTAN:
     """MTAN model for the combination ``tasks`` of ``suite`` (encoder/heads seeded as "hard")."""
-    from .architectures import head_seed
+    from .architectures import seeded_parts
 
     if unused:
         raise InputError(f"arch 'mtan' takes no options {sorted(unused)}")
@@ -112,18 +112,13 @@ def build(suite: Any, tasks: Sequence[int], *, hidden: int | None = None,
     n_b = int(n_blocks if n_blocks is not None else cfg["n_blocks"])
     if n_b < 1:
         raise InputError(f"arch 'mtan' needs n_blocks >= 1 (attention sits on blocks), got {n_b}")
-    torch.manual_seed(int(seed))
-    encoder = suite.make_encoder(int(hidden if hidden is not None else cfg["hidden"]), n_b,
-                                 float(dropout if dropout is not None else cfg.get("dropout", 0.0)))
+    encoder, heads = seeded_parts(suite, tasks, hidden=hidden, n_blocks=n_b, dropout=dropout,
+                                  seed=seed)
     if not isinstance(encoder, MLPEncoder) and not hasattr(encoder, "blocks"):
         raise InputError("arch 'mtan' needs the suite's encoder to be an MLPEncoder "
                          "(stem + blocks)")
-    heads = []
-    for t in tasks:
-        torch.manual_seed(head_seed(seed, t))
-        heads.append(suite.make_head(int(t), encoder.out_dim))
     # attention modules drawn after the heads from a seed of their own, so heads match "hard"
     torch.manual_seed(int(seed) + 1)
-    model = MTAN(encoder, nn.ModuleList(heads))
+    model = MTAN(encoder, heads)
     torch.manual_seed(int(seed))
     return model

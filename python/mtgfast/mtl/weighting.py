@@ -11,6 +11,7 @@ the epoch's mean losses through ``end_epoch``. Input is checked in ``combine``/`
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
@@ -37,7 +38,7 @@ def _check_n_tasks(n_tasks: object) -> int:
     return n_tasks
 
 
-class LossWeighting(nn.Module):
+class LossWeighting(nn.Module, ABC):
     """Base class: ``combine(losses[T]) -> scalar``, ``end_epoch(mean_losses[T])``, ``weights()``.
 
     Subclasses implement ``_combine`` on already validated input; ``combine`` (also ``__call__``)
@@ -61,13 +62,14 @@ class LossWeighting(nn.Module):
         """Record the epoch's mean per-task training losses (used by epoch-level strategies)."""
         self._check_losses(epoch_mean_losses, "epoch_mean_losses")
 
+    @abstractmethod
     def weights(self) -> Tensor:
         """Current per-task weights (detached, shape ``[n_tasks]``), for reporting."""
-        raise NotImplementedError
 
     # -- helpers ---------------------------------------------------------------------------------
+    @abstractmethod
     def _combine(self, losses: Tensor) -> Tensor:
-        raise NotImplementedError
+        """The weighted scalar loss of already validated per-task ``losses``."""
 
     def _check_losses(self, losses: object, what: str) -> None:
         if not isinstance(losses, Tensor):

@@ -1,4 +1,5 @@
-"""Shared fixtures: where the real data lives, the test device, hypothesis profiles."""
+"""Shared fixtures: where the real data lives, the test device, one torch thread, hypothesis
+profiles."""
 
 from __future__ import annotations
 
@@ -35,3 +36,15 @@ def data_dir() -> Path:
 def test_device() -> str:
     """Device for torch tests: $MTGFAST_TEST_DEVICE, default CPU."""
     return os.environ.get("MTGFAST_TEST_DEVICE", "cpu")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op torch thread for a test module: its models are tiny, extra threads only add
+    contention on a shared 2-core CI machine. Restores the caller's setting afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

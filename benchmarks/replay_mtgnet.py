@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
+from mtgfast.cli import parse_option_value
 from mtgfast.gains import GainTable
 from mtgfast.replay import replay
 
@@ -60,15 +60,6 @@ def load(dataset: str, data: Path = DATA) -> dict[str, GainTable]:
             "tag": GainTable.from_mtgnet(x, d / "ETTm1_TAG_HOA.csv", scale=0.01)}
 
 
-def parse_value(v: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(v)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(v.lower(), v)
-
-
 def summarize(res: dict[str, Any], n: int, mtg_methods: list[str]) -> dict[str, Any]:
     """Mean over budgets 2..N as a fraction of the oracle, and 'above HOA and TAG everywhere'."""
     budgets = list(res["budgets"])
@@ -89,11 +80,10 @@ def summarize(res: dict[str, Any], n: int, mtg_methods: list[str]) -> dict[str, 
 def _worker(args: argparse.Namespace) -> None:
     """One (method, K, seed) replay of an mtgnet* method; writes the predicted gains as .npy."""
     import torch
-
     from mtgfast.study.replay_methods import replay_method
 
     torch.set_num_threads(args.threads)
-    options = {k: parse_value(v) for k, v in (kv.split("=", 1) for kv in args.set)}
+    options = {k: parse_option_value(v) for k, v in (kv.split("=", 1) for kv in args.set)}
     valid = load(args.dataset)["valid"]
     pred, used = replay_method(args.worker, valid, seed=args.seed, rounds=args.k, **options)
     np.save(args.out, pred)
@@ -143,7 +133,7 @@ def main() -> None:
     valid, test = tabs["valid"], tabs["test"]
     n = valid.n_tasks
     budgets = list(range(1, n + 1))
-    options = {k: parse_value(v) for k, v in (kv.split("=", 1) for kv in args.set)}
+    options = {k: parse_option_value(v) for k, v in (kv.split("=", 1) for kv in args.set)}
     methods = [m for m in args.methods.split(",") if m]
     mtg = [m for m in methods if m.startswith("mtgnet")]
     base = [m for m in methods if not m.startswith("mtgnet")]

@@ -18,13 +18,7 @@ from mtgfast.ops.reference import member_from_masks, mtgnet_forward, mtgnet_forw
 SMALL = dict(dim=16, ffn_dim=16, n_estimators=2, max_epochs=60, patience=15)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # these models are tiny: extra threads only add contention on a shared CPU
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _module(n: int, seed: int = 0, **kw) -> MTGNetModule:

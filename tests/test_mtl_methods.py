@@ -25,13 +25,7 @@ def _seeds(fast: tuple[int, ...], slow: tuple[int, ...]) -> list:
     return [*fast, *(pytest.param(s, marks=pytest.mark.slow) for s in slow)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tests run beside other work on 2 cores: one intra-op thread keeps timings predictable
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -348,3 +348,14 @@ def test_beam_search_never_beats_exact(data_dir):
             ve, _ = score_groups(list(ge), valid.masks, sel, t["test"].gains, n)
             vb, _ = score_groups(list(gb), valid.masks, sel, t["test"].gains, n)
             assert vb <= ve + 1e-12
+
+
+def test_cli_option_values_are_typed() -> None:
+    # extra options reach the mtgnet* methods as keywords: "false" must not arrive as a truthy str
+    from mtgfast.cli import _extra_options, parse_option_value
+
+    assert parse_option_value("3") == 3 and parse_option_value("0.5") == 0.5
+    assert parse_option_value("False") is False and parse_option_value("true") is True
+    assert parse_option_value("active") == "active"
+    assert _extra_options(["--use-measured", "false", "--alpha=25", "--flag"]) == {
+        "use_measured": False, "alpha": 25, "flag": True}

@@ -32,14 +32,7 @@ def _synthetic():
     return eval(SYNTH), eval(CONFIG)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_hoa_study_recovers_the_planted_grouping_and_resumes_for_free(tmp_path):

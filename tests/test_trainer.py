@@ -26,13 +26,7 @@ from mtgfast.store import relative_gain as store_relative_gain
 FAST = TrainConfig(epochs=8, patience=3, batch_size=64, lr=3e-3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # these models are tiny: one intra-op thread is fastest and does not thrash a busy machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -57,13 +57,15 @@ def _add_replay(sub: Any) -> None:
     p.set_defaults(func=_cmd_replay, accepts_extra=True)
 
 
-def _convert(value: str) -> Any:
+def parse_option_value(value: str) -> Any:
+    """A command-line option value: an int, a float, ``true``/``false`` (any case) as a bool, or
+    else the string itself (so ``--use-measured false`` is False, not the truthy "false")."""
     for kind in (int, float):
         try:
             return kind(value)
         except ValueError:
             pass
-    return value
+    return {"true": True, "false": False}.get(value.lower(), value)
 
 
 def _extra_options(extra: Sequence[str]) -> dict[str, Any]:
@@ -77,9 +79,9 @@ def _extra_options(extra: Sequence[str]) -> dict[str, Any]:
         key, eq, val = tok[2:].partition("=")
         key = key.replace("-", "_")
         if eq:
-            out[key] = _convert(val)
+            out[key] = parse_option_value(val)
         elif i + 1 < len(extra) and not extra[i + 1].startswith("--"):
-            out[key] = _convert(extra[i + 1])
+            out[key] = parse_option_value(extra[i + 1])
             i += 1
         else:
             out[key] = True

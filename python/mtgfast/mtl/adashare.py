@@ -174,12 +174,8 @@ def build(suite: Any, tasks: Sequence[int], *, hidden: int | None = None,
     ``end_epoch()`` (a one-phase simplification); ``train_adashare`` runs the paper's schedule."""
     from .architectures import seeded_parts
 
-    cfg = suite.encoder_config
-    n_b = int(n_blocks if n_blocks is not None else cfg["n_blocks"])
-    if n_b < 1:
-        raise InputError(f"arch 'adashare' needs n_blocks >= 1 (policies act on blocks), got {n_b}")
-    encoder, heads = seeded_parts(suite, tasks, hidden=hidden, n_blocks=n_b, dropout=dropout,
-                                  seed=seed)
+    encoder, heads = seeded_parts(suite, tasks, hidden=hidden, n_blocks=n_blocks, dropout=dropout,
+                                  seed=seed, blocks_for="adashare")
     fixed = None if policy is None else _policy_tensor(policy)
     model = AdaShare(encoder, heads, lambda_sparsity=lambda_sparsity,
                      lambda_sharing=lambda_sharing, tau=tau, tau_decay=tau_decay,

@@ -44,14 +44,19 @@ def build_hard(suite: TaskSuite, tasks: Sequence[int], *, hidden: int | None = N
 
 
 def seeded_parts(suite: TaskSuite, tasks: Sequence[int], *, hidden: int | None, n_blocks: int | None,
-                 dropout: float | None, seed: int) -> tuple[nn.Module, nn.ModuleList]:
+                 dropout: float | None, seed: int, blocks_for: str | None = None
+                 ) -> tuple[nn.Module, nn.ModuleList]:
     """The suite's encoder (weights drawn from ``seed``; ``None`` options from
     ``suite.encoder_config``) and one head per task (from ``head_seed(seed, task)``): the shared
-    starting point of every architecture, so that they differ only in what they add."""
+    starting point of every architecture, so that they differ only in what they add.
+    ``blocks_for``: the name of an architecture that acts on the encoder's blocks (it needs one)."""
     cfg = suite.encoder_config
+    n_b = int(n_blocks if n_blocks is not None else cfg["n_blocks"])
+    if blocks_for is not None and n_b < 1:
+        raise InputError(f"arch {blocks_for!r} needs n_blocks >= 1 (it acts on the encoder's "
+                         f"blocks), got {n_b}")
     torch.manual_seed(int(seed))
-    encoder = suite.make_encoder(int(hidden if hidden is not None else cfg["hidden"]),
-                                 int(n_blocks if n_blocks is not None else cfg["n_blocks"]),
+    encoder = suite.make_encoder(int(hidden if hidden is not None else cfg["hidden"]), n_b,
                                  float(dropout if dropout is not None else cfg.get("dropout", 0.0)))
     heads = []
     for t in tasks:

@@ -108,12 +108,8 @@ def build(suite: Any, tasks: Sequence[int], *, hidden: int | None = None,
 
     if unused:
         raise InputError(f"arch 'mtan' takes no options {sorted(unused)}")
-    cfg = suite.encoder_config
-    n_b = int(n_blocks if n_blocks is not None else cfg["n_blocks"])
-    if n_b < 1:
-        raise InputError(f"arch 'mtan' needs n_blocks >= 1 (attention sits on blocks), got {n_b}")
-    encoder, heads = seeded_parts(suite, tasks, hidden=hidden, n_blocks=n_b, dropout=dropout,
-                                  seed=seed)
+    encoder, heads = seeded_parts(suite, tasks, hidden=hidden, n_blocks=n_blocks, dropout=dropout,
+                                  seed=seed, blocks_for="mtan")
     if not isinstance(encoder, MLPEncoder) and not hasattr(encoder, "blocks"):
         raise InputError("arch 'mtan' needs the suite's encoder to be an MLPEncoder "
                          "(stem + blocks)")

@@ -31,7 +31,23 @@ _LAZY: dict[str, str] = {
     "Study": "mtgfast.study.study",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = [  # literal, so that type checkers and linters see the public names
+    "__version__",
+    "GainTable",
+    "GainStore",
+    "Grouping",
+    "group",
+    "evaluate",
+    "evaluate_tasks",
+    "all_masks",
+    "k_subsets",
+    "sample_masks",
+    "MTGNet",
+    "HOA",
+    "TAG",
+    "Oracle",
+    "Study",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .estimators.hoa import HOA

@@ -45,7 +45,11 @@ class Estimator(Protocol):
 class SelectionContext:
     """What a selector sees: the tasks to serve (one proposal each, in order), the unmeasured
     candidates with their predicted gains (``mean``/``std``: ``(n_candidates, n_tasks)``, None
-    before any fit), the measured masks, and the loop's random generator."""
+    before any fit), the measured masks, the study seed and the round each task is served in.
+
+    Randomness comes only from :meth:`rng_for`, a generator derived from (seed, round, task), never
+    from process state: a study killed and resumed draws exactly what an uninterrupted one draws.
+    """
 
     tasks: tuple[int, ...]
     candidates: MaskArray
@@ -53,7 +57,14 @@ class SelectionContext:
     mean: FloatArray | None
     std: FloatArray | None
     measured: MaskArray
-    rng: np.random.Generator
+    seed: int = 0
+    rounds: tuple[int, ...] = ()
+
+    def rng_for(self, task: int) -> np.random.Generator:
+        """The generator of the proposal serving ``task`` in this batch: seeded by
+        (seed, round, task) so it does not depend on what ran before in this process."""
+        rnd = self.rounds[self.tasks.index(task)] if task in self.tasks and self.rounds else 0
+        return np.random.default_rng([int(self.seed), int(rnd), int(task)])
 
 
 class Selector(ABC):
@@ -107,8 +118,8 @@ class ExpGainSelector(Selector):
 
     def choose(self, task: int, rows: npt.NDArray[np.intp], ctx: SelectionContext) -> int:
         if ctx.mean is None:
-            return int(ctx.rng.integers(rows.size))
-        return self._sample(self.alpha * np.abs(ctx.mean[rows, task]), ctx.rng)
+            return int(ctx.rng_for(task).integers(rows.size))
+        return self._sample(self.alpha * np.abs(ctx.mean[rows, task]), ctx.rng_for(task))
 
 
 class GreedySelector(Selector):
@@ -129,7 +140,7 @@ class RandomSelector(Selector):
     name = "random"
 
     def choose(self, task: int, rows: npt.NDArray[np.intp], ctx: SelectionContext) -> int:
-        return int(ctx.rng.integers(rows.size))
+        return int(ctx.rng_for(task).integers(rows.size))
 
 
 class UncertaintySelector(Selector):
@@ -148,11 +159,11 @@ class UncertaintySelector(Selector):
 
     def choose(self, task: int, rows: npt.NDArray[np.intp], ctx: SelectionContext) -> int:
         if ctx.mean is None:
-            return int(ctx.rng.integers(rows.size))
+            return int(ctx.rng_for(task).integers(rows.size))
         score = np.abs(ctx.mean[rows, task])
         if ctx.std is not None:
             score = score + self.kappa * ctx.std[rows, task]
-        return self._sample(self.alpha * score, ctx.rng)
+        return self._sample(self.alpha * score, ctx.rng_for(task))
 
 
 _SELECTORS: dict[str, type[Selector]] = {
@@ -237,7 +248,7 @@ class ActiveLoop:
         self.refit_interval = refit_interval
         self.include_full = bool(include_full)
         self.full_mask = (1 << n) - 1
-        self.rng = np.random.default_rng(int(seed))
+        self.seed = int(seed)
         self.trials: list[Trial] = []
         self._measured: dict[int, FloatArray] = {}
         self._pending: list[tuple[int, int | None, int | None]] = []   # (mask, round, task)
@@ -379,7 +390,7 @@ class ActiveLoop:
         ctx = SelectionContext(tuple(s % n for s in slots), avail, masks_to_dense(avail, n),
                                None if mean is None else np.asarray(mean, dtype=np.float64),
                                None if std is None else np.asarray(std, dtype=np.float64),
-                               self.measured_masks, self.rng)
+                               self.measured_masks, self.seed, tuple(s // n for s in slots))
         chosen = self.selector.ask(ctx)
         chosen_set = set(chosen.tolist())
         if len(chosen_set) != chosen.shape[0] or not chosen_set <= set(avail.tolist()):

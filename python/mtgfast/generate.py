@@ -1,0 +1,165 @@
+"""Realistic synthetic gain tables for large N: the instances that search and estimator work is
+checked on where no recorded table exists (N = 27 and beyond).
+
+The model (per task j in a combination C, |C| >= 2), every part drawn from ``seed`` alone:
+
+- **planted clusters**: tasks fall into clusters; a pair helps inside a cluster and hurts across
+  (negative transfer), with per-task receptivity and per-task helpfulness (asymmetric pairs);
+- **sub-additive pair effects**: the pair affinities of j's partners are summed and divided by
+  ``(|C| - 1) ** beta`` (``beta`` < 1: more helpful partners help more than their average, so the
+  average of pair gains, HOA, is biased);
+- **higher-order effects**: a penalty per extra cluster in C (heterogeneous groups lose more than
+  their pairs say), a capacity penalty for groups larger than a task's cluster, and a few planted
+  triples whose members help each other only when all three are present;
+- **noise**: validation gains = truth + measurement noise; test gains = truth + a per-entry
+  generalisation shift + noise (validation and test disagree, as on real data).
+
+Candidates follow the MTG-Net paper's large setting: all pairs, ``n_random`` random combinations
+of >= 3 tasks and the full set (or every combination, ``n_random=None``, for small N).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from .errors import InputError, InputTypeError
+from .gains import FloatArray, GainTable
+from .masks import all_masks, check_n_tasks, k_subsets, masks_to_dense, sample_masks
+
+__all__ = ["SyntheticTables", "synthetic_gain_tables"]
+
+#: above this many tasks ``n_random=None`` (every combination) is refused
+MAX_ENUMERATED = 20
+
+
+@dataclass(frozen=True)
+class SyntheticTables:
+    """A generated instance: validation and test tables on the same candidates, the noiseless
+    gains, the planted cluster of each task, the true pair-affinity matrix ``pair[j, k]`` (effect
+    of k on j) and a noisy copy of it standing in for TAG's measured affinity."""
+
+    valid: GainTable
+    test: GainTable
+    truth: GainTable
+    clusters: npt.NDArray[np.int64]
+    pair: FloatArray
+    affinity: FloatArray
+
+
+def _check_int(name: str, value: object, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputTypeError(f"{name} must be an int, got {type(value).__name__}")
+    if int(value) < low:
+        raise InputError(f"{name} must be >= {low}, got {value}")
+    return int(value)
+
+
+def _check_scale(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise InputTypeError(f"{name} must be a number, got {type(value).__name__}")
+    v = float(value)
+    if not np.isfinite(v) or v < 0:
+        raise InputError(f"{name} must be a finite number >= 0, got {value}")
+    return v
+
+
+def _candidates(n: int, n_random: int | None, seed: int) -> npt.NDArray[np.uint64]:
+    if n_random is None:
+        if n > MAX_ENUMERATED:
+            raise InputError(f"n_random=None enumerates all 2^{n} - 1 combinations; allowed up to "
+                             f"N = {MAX_ENUMERATED}; give n_random for larger N")
+        return all_masks(n)
+    singles = (np.uint64(1) << np.arange(n, dtype=np.uint64)).astype(np.uint64)
+    parts = [singles]
+    if n >= 2:
+        parts.append(k_subsets(n, 2))
+        parts.append(np.array([(1 << n) - 1 if n < 64 else 2**64 - 1], dtype=np.uint64))
+    if n >= 3 and n_random > 0:
+        parts.append(sample_masks(n, n_random, sizes=range(3, n + 1), seed=seed))
+    return np.unique(np.concatenate(parts))
+
+
+def synthetic_gain_tables(n_tasks: int = 27, *, n_random: int | None = 3000, seed: int = 0,
+                          n_clusters: int | None = None, beta: float = 0.6,
+                          pair_scale: float = 0.04, cluster_penalty: float = 0.008,
+                          capacity_penalty: float = 0.01, n_triples: int | None = None,
+                          valid_noise: float = 0.005, test_shift: float = 0.02,
+                          test_noise: float = 0.005, affinity_noise: float = 0.5
+                          ) -> SyntheticTables:
+    """Generate a validation/test gain-table pair of ``n_tasks`` tasks (see the module doc).
+
+    Gains are relative (0.04 = 4 %). ``n_clusters`` defaults to about sqrt(N); ``n_triples`` to N;
+    ``affinity_noise`` is relative to the spread of the true pair matrix.
+    """
+    n = check_n_tasks(n_tasks)
+    if n < 2:
+        raise InputError(f"n_tasks must be >= 2 for a gain table with combinations, got {n}")
+    if n_random is not None:
+        n_random = _check_int("n_random", n_random, 0)
+    seed = _check_int("seed", seed, 0)
+    k = max(1, round(np.sqrt(n))) if n_clusters is None else _check_int("n_clusters", n_clusters, 1)
+    if k > n:
+        raise InputError(f"n_clusters must be <= n_tasks ({n}), got {k}")
+    n_tri = n if n_triples is None else _check_int("n_triples", n_triples, 0)
+    beta = _check_scale("beta", beta)
+    scales = {nm: _check_scale(nm, v) for nm, v in (
+        ("pair_scale", pair_scale), ("cluster_penalty", cluster_penalty),
+        ("capacity_penalty", capacity_penalty), ("valid_noise", valid_noise),
+        ("test_shift", test_shift), ("test_noise", test_noise),
+        ("affinity_noise", affinity_noise))}
+
+    rng = np.random.default_rng([seed, n, 0x6D7467])
+    # clusters of uneven size: every cluster non-empty, the rest assigned at random
+    clusters = np.concatenate([np.arange(k), rng.integers(0, k, n - k)])
+    rng.shuffle(clusters)
+    same = clusters[:, None] == clusters[None, :]
+    receptive = rng.lognormal(0.0, 0.4, n)           # how much task j is moved by partners
+    helpful = rng.normal(0.0, 0.3, n)                # how much task k moves its partners
+    ps = scales["pair_scale"]
+    pair = ps * (np.where(same, 0.8, -0.5) + helpful[None, :] + rng.normal(0.0, 0.35, (n, n)))
+    pair *= receptive[:, None]
+    np.fill_diagonal(pair, 0.0)
+    cluster_size = np.bincount(clusters, minlength=k)[clusters]
+    triples = [rng.choice(n, 3, replace=False) for _ in range(n_tri)]
+    triple_w = rng.normal(ps, 0.5 * ps, n_tri)
+
+    masks = _candidates(n, n_random, seed)
+    member = masks_to_dense(masks, n)
+    size = member.sum(axis=1)
+    multi = size >= 2
+    d = member.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pair_part = (d @ pair.T) / np.maximum(size - 1, 1)[:, None] ** beta
+    onehot = np.eye(k)[clusters]
+    n_cl = ((d @ onehot) > 0).sum(axis=1)
+    truth = pair_part - scales["cluster_penalty"] * (n_cl - 1)[:, None] * receptive[None, :]
+    over = np.maximum(size[:, None] - (cluster_size[None, :] + 2), 0) / n
+    truth -= scales["capacity_penalty"] * over * receptive[None, :] * n / 4
+    for tri, w in zip(triples, triple_w):
+        rows = member[:, tri].all(axis=1)
+        truth[np.ix_(rows, tri)] += w
+    truth[~multi] = 0.0
+    truth = np.where(member, truth, np.nan)
+
+    def noisy(sigma: float) -> FloatArray:
+        return rng.normal(0.0, sigma, truth.shape) if sigma > 0 else np.zeros(truth.shape)
+
+    valid = truth + noisy(scales["valid_noise"])
+    test = truth + noisy(scales["test_shift"]) + noisy(scales["test_noise"])
+    for g in (valid, test):
+        g[~multi] = 0.0
+        g[~member] = np.nan
+    spread = float(np.std(pair[~np.eye(n, dtype=bool)])) if n > 1 else 0.0
+    affinity = pair + rng.normal(0.0, scales["affinity_noise"] * spread, (n, n))
+    np.fill_diagonal(affinity, 0.0)
+
+    names = tuple(f"task{j:02d}" for j in range(n))
+    meta = {"source": "synthetic", "seed": seed, "n_clusters": k}
+    return SyntheticTables(
+        valid=GainTable(masks, valid, names, {**meta, "split": "valid"}),
+        test=GainTable(masks, test, names, {**meta, "split": "test"}),
+        truth=GainTable(masks, truth, names, {**meta, "split": "truth"}),
+        clusters=clusters.astype(np.int64), pair=pair, affinity=affinity)

@@ -258,8 +258,7 @@ def test_cli_replay_json(tmp_path, data_dir):
              "--test", str(d / "ETTm1_y.csv"), "--hoa", str(d / "ETTm1_HOA.csv"),
              "--tag", str(d / "ETTm1_TAG_HOA.csv"), "--tag-scale", "0.01",
              "--methods", "oracle,test-oracle,hoa,tag,random", "--budgets", "1-7",
-             "--random-trials", "2000", "--json", str(out), "--plot", str(png),
-             "--selection", "active")
+             "--random-trials", "2000", "--json", str(out), "--plot", str(png))
     assert r.returncode == 0, r.stderr
     assert "oracle" in r.stdout
     d_json = json.loads(out.read_text())

@@ -155,12 +155,13 @@ def _cmd_replay(args: argparse.Namespace, extra: Sequence[str],
         if not methods:
             raise UsageError(f"replay: --methods {args.methods!r} names no method")
     plugin = methods is not None and any(m.startswith("mtgnet") for m in methods)
+    if extra and not plugin:
+        raise UsageError(f"replay: unrecognized arguments: {' '.join(extra)} (options of the "
+                         "mtgnet* methods need one in --methods)")
     set_opts = parse_set(args.set_options)
-    extra_opts = extra_options(extra)
-    if not plugin and (set_opts or extra_opts):
-        if extra:
-            raise UsageError(f"replay: unrecognized arguments: {' '.join(extra)}")
+    if set_opts and not plugin:
         raise UsageError("replay: --set applies to mtgnet* methods, none is in --methods")
+    extra_opts = extra_options(extra)
     both = set(set_opts) & set(extra_opts)
     if both:
         raise UsageError(f"replay: option {sorted(both)[0]} given both with --set and as --KEY")

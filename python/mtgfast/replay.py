@@ -114,6 +114,8 @@ def parse_budgets(spec: str | int | Iterable[int], n_tasks: int | None = None) -
                     out.update(range(lo, hi + 1))
                 else:
                     out.add(int(part))
+            except InputError:
+                raise
             except ValueError as exc:
                 raise InputError(f"budgets must look like '1-7' or '1,3,5', got {spec!r}") from exc
     elif isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):

@@ -43,14 +43,15 @@ def _add_replay(sub: Any) -> None:
     p = sub.add_parser(
         "replay",
         help="replay the MTG-Net evaluation protocol on recorded gain tables",
-        description="For each method and budget B: select at most B groups on the method's "
-                    "gains, serve each task by its best chosen group under those gains, report "
-                    "the mean test gain over tasks (validation gain without --test).\n"
-                    "Files: MTG-Net matrices (comma or space separated, aligned row by row with "
-                    "--masks) or tidy CSV/Parquet (columns mask|tasks, task, gain; put in the "
-                    "order of --masks).\nOptions of the mtgnet* methods: --set KEY=VALUE (or "
-                    "--KEY VALUE), checked against MTGNet's parameters and the replay method's.\n"
-                    "Output: a table in percent on stdout; --json writes fractions (0.05 = 5%).")
+        description=(
+            "For each method and budget B: select at most B groups on the method's gains,\n"
+            "serve each task by its best chosen group under those gains, and report the mean\n"
+            "test gain over tasks (the validation gain when no --test is given).\n\n"
+            "Files: MTG-Net matrices (comma or space separated, row by row with --masks) or\n"
+            "tidy CSV/Parquet (columns mask|tasks, task, gain; put in the order of --masks).\n"
+            "Options of the mtgnet* methods: --set KEY=VALUE (or --KEY VALUE), checked\n"
+            "against MTGNet's parameters and the replay method's keywords.\n"
+            "Output: a table in percent on stdout; --json writes fractions (0.05 = 5%)."))
     p.add_argument("--masks", required=True, metavar="PATH",
                    help="0/1 mask file, one row per combination (MTG-Net format)")
     p.add_argument("--valid", required=True, metavar="PATH",

@@ -419,8 +419,9 @@ def test_readers_accept_good_files(files: dict[str, str]) -> None:
     assert t.n_tasks == 3 and len(t) == 7
     tidy = load_table(files["tidy_ok.csv"], files["m2.csv"])
     assert tidy.masks.tolist() == [1, 2, 3] and tidy.gains[2].tolist() == [0.1, 0.2]
-    assert GainTable.from_tidy(pd.DataFrame({"mask": [3.0, 3, 1, 2], "task": ["t0", "t1", "t0", "t1"],
-                                             "gain": ["0.5", 1, 0, 0]})).lookup([3]).tolist() == [[0.5, 1.0]]
+    frame = pd.DataFrame({"mask": [3.0, 3, 1, 2], "task": ["t0", "t1", "t0", "t1"],
+                          "gain": ["0.5", 1, 0, 0]})
+    assert GainTable.from_tidy(frame).lookup([3]).tolist() == [[0.5, 1.0]]
 
 
 # -- models --------------------------------------------------------------------------------------
@@ -769,3 +770,40 @@ def test_cli_modules_import_one_way() -> None:
 def test_case_count() -> None:
     n = len(API) + len(GROUP) + len(REPLAY) + len(READERS) + len(MODELS) + len(CLI)
     assert n >= 150, n
+
+
+def test_cli_executor_uses_the_factory_with_the_agreed_signature(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from mtgfast.cli_study import make_cli_executor
+    from mtgfast.study import executors
+
+    ray_before = "ray" in sys.modules
+    calls = []
+
+    def factory(kind: str, *, workers: int = 1, address: str | None = None,
+                gpus_per_run: float = 0.0, max_retries: int = 2) -> str:
+        calls.append((kind, workers, address, gpus_per_run, max_retries))
+        return f"executor:{kind}"
+
+    monkeypatch.setattr(executors, "make_executor", factory)
+    assert make_cli_executor(None, workers=1, address=None, gpus_per_run=0.0,
+                             max_retries=2) == "executor:inprocess"
+    assert make_cli_executor(None, workers=3, address=None, gpus_per_run=0.0,
+                             max_retries=0) == "executor:local"
+    assert make_cli_executor("ray", workers=2, address="auto", gpus_per_run=0.5,
+                             max_retries=4) == "executor:ray"
+    assert calls == [("inprocess", 1, None, 0.0, 2), ("local", 3, None, 0.0, 0),
+                     ("ray", 2, "auto", 0.5, 4)]
+
+    def old_factory(workers: int = 1) -> None:   # the factory before the executor kinds
+        raise AssertionError("the fallback builds the executors itself")
+
+    monkeypatch.setattr(executors, "make_executor", old_factory)
+    assert isinstance(make_cli_executor("inprocess", workers=1, address=None, gpus_per_run=0.0,
+                                        max_retries=2), executors.InlineExecutor)
+    local = make_cli_executor("local", workers=2, address=None, gpus_per_run=0.0, max_retries=2)
+    assert isinstance(local, executors.ProcessExecutor) and local.workers == 2
+    local.close()
+    assert ("ray" in sys.modules) == ray_before   # ray is imported only when asked for

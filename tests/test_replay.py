@@ -366,8 +366,9 @@ def _small_files(tmp_path: Path) -> tuple[Path, Path]:
     gains = tmp_path / "s_y.csv"
     masks.write_text("".join(" ".join("1" if m >> j & 1 else "0" for j in range(3)) + "\n"
                              for m in range(1, 8)))
-    gains.write_text("".join(" ".join(f"{0.01234567 * (m + 2 * j):.8f}" if m >> j & 1 and m & (m - 1)
-                                      else "0" for j in range(3)) + "\n" for m in range(1, 8)))
+    gains.write_text("".join(" ".join(f"{0.01234567 * (m + 2 * j):.8f}"
+                                      if m >> j & 1 and m & (m - 1) else "0"
+                                      for j in range(3)) + "\n" for m in range(1, 8)))
     return masks, gains
 
 

@@ -550,8 +550,9 @@ def _read_tidy(path: PathLike) -> tuple[dict[str, list[Any]], list[str]]:
         except ImportError as exc:
             raise InputError(f"reading Parquet {p!r} needs pyarrow or fastparquet: {exc}") from exc
         except Exception as exc:  # pyarrow raises its own types (ArrowInvalid...) for bad files
+            why = " ".join(str(exc).split())[:200]
             raise InputError(f"cannot read tidy gain file {p!r}: not a readable Parquet file "
-                             f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+                             f"({type(exc).__name__}: {why})") from None
         return ({str(c): df[c].tolist() for c in df.columns},
                 [f"file {p!r} row {i + 1}" for i in range(len(df))])
     text = read_text(p, "tidy gain file")
@@ -647,5 +648,6 @@ def _check_mask_matrix(dense: FloatArray, masks_path: PathLike) -> None:
         raise InputError(f"a gain table has 1 to 64 tasks, the mask file has {dense.shape[1]}")
     empty = ~dense.any(axis=1)
     if empty.any():
-        raise InputError(f"mask file {os.fspath(masks_path)!r} row {int(np.flatnonzero(empty)[0]) + 1} "
-                         "is all zeros (empty combination)")
+        row = int(np.flatnonzero(empty)[0]) + 1
+        raise InputError(f"mask file {os.fspath(masks_path)!r} row {row} is all zeros (empty "
+                         "combination)")

@@ -103,7 +103,8 @@ def _as_gain_matrix(gains: object) -> FloatArray:
     except (TypeError, ValueError) as exc:
         raise InputTypeError(f"gains must be a numeric array, got {type(gains).__name__}") from exc
     if bad_kind:
-        raise InputTypeError(f"gains must hold real numbers, got dtype {raw.dtype}")
+        raise InputTypeError(f"gains must be a numeric array of real numbers, got dtype "
+                             f"{raw.dtype}")
     if g.ndim != 2:
         raise InputError(f"gains must be 2-D (n_masks, n_tasks), got shape {g.shape}")
     if not 1 <= g.shape[1] <= 64:

@@ -8,6 +8,7 @@ A table holds ``masks`` (uint64, shape ``(n_masks,)``) and ``gains`` (float64, s
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import re
@@ -181,7 +182,7 @@ class GainTable:
             raise InputTypeError(f"meta must be a mapping (dict), got {type(meta).__name__}")
         if isinstance(data, pd.DataFrame):
             cols = {str(c): data[c].tolist() for c in data.columns}
-            where = [f"row {i!r}" for i in data.index]
+            where: Sequence[str] = _Where("row {!r}", list(data.index))
         elif isinstance(data, (str, os.PathLike)):
             cols, where = _read_tidy(data)
         else:
@@ -199,13 +200,19 @@ class GainTable:
                     raise InputError(f"split {split!r} not in the table (has {splits})")
                 keep = [i for i, v in enumerate(cols["split"]) if str(v) == split]
                 cols = {k: [v[i] for i in keep] for k, v in cols.items()}
-                where = [where[i] for i in keep]
+                where = where.pick(keep) if isinstance(where, _Where) else [where[i] for i in keep]
             split = split if split is not None else (splits[0] if splits else None)
         if not where:
             raise InputError(f"{_origin(data)} has no data rows (a header only)")
-        task_col = [_task_label(t, w) for t, w in zip(cols["task"], where)]
+        task_col = [t.strip() if isinstance(t, str) else "" for t in cols["task"]]
+        if not all(task_col):
+            r = task_col.index("")
+            task_col[r] = _task_label(cols["task"][r], where[r])   # raises for an empty name
+            task_col = [_task_label(t, w) for t, w in zip(cols["task"], where)]
         if "mask" in cols:
-            row_masks = [_parse_mask(v, w) for v, w in zip(cols["mask"], where)]
+            fast = _fast_masks(cols["mask"])
+            row_masks = fast if fast is not None else [
+                _parse_mask(v, w) for v, w in zip(cols["mask"], where)]
             if task_names is None:
                 # without names, bit j is task "t<j>" (the names to_pandas writes by default)
                 top = max((m.bit_length() for m in row_masks), default=0)
@@ -241,24 +248,18 @@ class GainTable:
         index = {t: j for j, t in enumerate(names)}
         n = check_n_tasks(len(names))
         allow_nan = bool(dict(meta or {}).get("allow_nan_inside", False))
-        gains_col = [_parse_gain(v, w, allow_nan) for v, w in zip(cols["gain"], where)]
+        fast_g = _fast_gains(cols["gain"], allow_nan)
+        gains_col = fast_g.tolist() if fast_g is not None else [
+            _parse_gain(v, w, allow_nan) for v, w in zip(cols["gain"], where)]
         order: dict[int, int] = {}
         for m in row_masks:
             order.setdefault(m, len(order))
         g = np.full((len(order), n), np.nan)
         seen: set[tuple[int, int]] = set()
-        for w, m, t, v in zip(where, row_masks, task_col, gains_col):
-            if t not in index:
-                raise InputError(f"{w}: unknown task {t!r}; known: {names}")
-            j = index[t]
-            if m <= 0 or m >> n:
-                raise InputError(f"{w}: mask {m} is not a combination of {n} tasks")
-            if not (m >> j) & 1:
-                raise InputError(f"{w}: gain given for task {t!r} outside its combination "
-                                 f"{[names[k] for k in mask_to_indices(m)]}")
-            if (m, j) in seen:
-                raise InputError(f"{w}: duplicate gain for task {t!r} in combination "
-                                 f"{[names[k] for k in mask_to_indices(m)]}")
+        for r, (m, t, v) in enumerate(zip(row_masks, task_col, gains_col)):
+            j = index.get(t, -1)
+            if j < 0 or m <= 0 or m >> n or not (m >> j) & 1 or (m, j) in seen:
+                _bad_tidy_row(where[r], m, t, j, n, names)
             seen.add((m, j))
             g[order[m], j] = v
         masks = np.fromiter(order, dtype=np.uint64, count=len(order))
@@ -414,6 +415,63 @@ def _origin(data: object) -> str:
     return f"file {os.fspath(data)!r}" if isinstance(data, (str, os.PathLike)) else "the frame"
 
 
+class _Where(Sequence[str]):
+    """Lazy row locations for messages: ``file 'x' line 7`` or ``row 3`` (no string per row)."""
+
+    def __init__(self, fmt: str, keys: Sequence[Any]) -> None:
+        self.fmt = fmt
+        self.keys = keys
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return _Where(self.fmt, self.keys[i])
+        return self.fmt.format(self.keys[i])
+
+    def pick(self, rows: Sequence[int]) -> _Where:
+        return _Where(self.fmt, [self.keys[i] for i in rows])
+
+
+def _bad_tidy_row(where: str, m: int, t: str, j: int, n: int, names: Sequence[str]) -> None:
+    """Raise the message for a tidy row whose task, mask or (mask, task) pair is wrong."""
+    if j < 0:
+        raise InputError(f"{where}: unknown task {t!r}; known: {list(names)}")
+    if m <= 0 or m >> n:
+        raise InputError(f"{where}: mask {m} is not a combination of {n} tasks")
+    members = [names[k] for k in mask_to_indices(m)]
+    if not (m >> j) & 1:
+        raise InputError(f"{where}: gain given for task {t!r} outside its combination {members}")
+    raise InputError(f"{where}: duplicate gain for task {t!r} in combination {members}")
+
+
+def _fast_masks(col: Sequence[Any]) -> list[int] | None:
+    """Masks of a clean column in one pass (text of digits or ints); ``None`` -> check per row."""
+    kinds = {type(v) for v in col}
+    try:
+        if kinds <= {str}:
+            return [int(v, 10) for v in col]
+        if kinds <= {int, np.int64, np.int32, np.uint64, np.uint32}:
+            return [int(v) for v in col]
+    except ValueError:
+        return None
+    return None
+
+
+def _fast_gains(col: Sequence[Any], allow_nan: bool) -> FloatArray | None:
+    """Gains of a clean column in one pass (numeric text or numbers); ``None`` -> check per row."""
+    kinds = {type(v) for v in col}
+    if not (kinds <= {str} or kinds <= {float, int, np.float64, np.float32, np.int64}):
+        return None
+    try:
+        g = np.array(col, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    ok = np.isfinite(g) | np.isnan(g) if allow_nan else np.isfinite(g)
+    return g if ok.all() else None
+
+
 def _task_label(value: object, where: str) -> str:
     label = str(value).strip() if value is not None else ""
     if not label or (isinstance(value, float) and math.isnan(value)):
@@ -556,36 +614,43 @@ def _read_tidy(path: PathLike) -> tuple[dict[str, list[Any]], list[str]]:
         return ({str(c): df[c].tolist() for c in df.columns},
                 [f"file {p!r} row {i + 1}" for i in range(len(df))])
     text = read_text(p, "tidy gain file")
-    lines = [(i, ln) for i, ln in enumerate(text.splitlines(), start=1) if ln.strip()]
-    if not lines:
+    first = next((ln for ln in text.splitlines() if ln.strip()), None)
+    if first is None:
         raise InputError(f"tidy gain file {p!r} is empty: expected a header line like "
                          "'mask,task,gain'")
-    header_line = lines[0][1]
-    delim = next((d for d in (",", "\t", ";") if d in header_line), None)
-
-    def split_line(ln: str) -> list[str]:
-        if delim is None:
-            return ln.split()
-        return next(csv.reader([ln], delimiter=delim))
-
+    delim = next((d for d in (",", "\t", ";") if d in first), None)
     try:
-        header = [h.strip() for h in split_line(header_line)]
-        rows = [(i, [f.strip() for f in split_line(ln)]) for i, ln in lines[1:]]
+        if delim is None:
+            rows = [ln.split() for ln in text.splitlines()]
+            numbers = None
+        elif '"' not in text:   # one record per line: line numbers are the positions
+            rows = list(csv.reader(text.splitlines(), delimiter=delim))
+            numbers = None
+        else:                   # quoted fields may span lines: ask the reader
+            reader = csv.reader(io.StringIO(text), delimiter=delim)
+            pairs = [(reader.line_num, row) for row in reader]
+            numbers = [i for i, _ in pairs]
+            rows = [row for _, row in pairs]
     except csv.Error as exc:
         raise InputError(f"cannot parse tidy gain file {p!r}: {exc}") from None
+    kept = [i for i, row in enumerate(rows) if row and (len(row) > 1 or row[0].strip())]
+    if not kept:
+        raise InputError(f"tidy gain file {p!r} has no header line: expected one like "
+                         "'mask,task,gain'")
+    line_of = (lambda i: i + 1) if numbers is None else numbers.__getitem__
+    header = [h.strip() for h in rows[kept[0]]]
     if len(set(header)) != len(header):
-        raise InputError(f"tidy gain file {p!r} line {lines[0][0]}: duplicate column names "
+        raise InputError(f"tidy gain file {p!r} line {line_of(kept[0])}: duplicate column names "
                          f"{header}")
-    cols: dict[str, list[Any]] = {h: [] for h in header}
-    where = []
-    for lineno, fields in rows:
-        if len(fields) != len(header):
-            raise InputError(f"tidy gain file {p!r} line {lineno}: {len(fields)} fields, "
-                             f"expected {len(header)} like the header {header}")
-        for h, f in zip(header, fields):
-            cols[h].append(f)
-        where.append(f"file {p!r} line {lineno}")
-    return cols, where
+    body = [rows[i] for i in kept[1:]]
+    width = len(header)
+    for k, row in enumerate(body):
+        if len(row) != width:
+            raise InputError(f"tidy gain file {p!r} line {line_of(kept[k + 1])}: {len(row)} "
+                             f"fields, expected {width} like the header {header}")
+    columns = list(zip(*body)) if body else [() for _ in header]
+    cols: dict[str, list[Any]] = {h: list(c) for h, c in zip(header, columns)}
+    return cols, _Where(f"file {p!r} line {{}}", [line_of(i) for i in kept[1:]])
 
 
 def _looks_tidy(path: PathLike) -> bool:

@@ -516,7 +516,12 @@ def test_model_files_with_wrong_content(mtgnet_cls: Any, tmp_path: Path) -> None
 R = ["replay", "--masks", "@m3.csv", "--valid", "@g3.csv"]
 CLI: list[tuple[str, list[str], tuple[str, ...]]] = [
     # unknown / misspelt / abbreviated options
-    ("replay-budjets", [*R, "--budjets", "2"], ("unrecognized arguments", "--budjets")),
+    ("replay-budjets", [*R, "--budjets", "2"],
+     ("unrecognized arguments", "--budjets", "did you mean --budgets?")),
+    ("replay-mask-typo", ["replay", "--mask", "@m3.csv", "--valid", "@g3.csv"],
+     ("required: --masks", "--mask: did you mean --masks?")),
+    ("group-store-typo", ["group", "--stor", "@m3.csv", "--budget", "2"],
+     ("--stor: did you mean --store?",)),
     ("replay-serch", [*R, "--serch", "beam"], ("unrecognized arguments", "--serch")),
     ("replay-abbrev", [*R, "--budg", "2"], ("unrecognized", "--budg")),
     ("replay-abbrev-valid", ["replay", "--masks", "@m3.csv", "--val", "@g3.csv"],
@@ -536,7 +541,8 @@ CLI: list[tuple[str, list[str], tuple[str, ...]]] = [
     ("replay-positional", [*R, "extra"], ("unrecognized arguments", "extra")),
     ("unknown-command", ["train"], ("invalid choice", "'train'")),
     ("top-unknown-option", ["--verbose", *R], ("unrecognized", "--verbose")),
-    ("demo-unknown", ["demo", "--budjet", "2"], ("unrecognized arguments", "--budjet")),
+    ("demo-unknown", ["demo", "--budjet", "2"],
+     ("unrecognized arguments", "--budjet", "did you mean --budget?")),
     ("demo-abbrev", ["demo", "--bud", "2"], ("unrecognized arguments", "--bud")),
     ("study-unknown", ["study", "--suite", "digits", "--budget", "2", "--epoch", "3"],
      ("unrecognized arguments", "--epoch")),

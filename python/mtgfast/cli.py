@@ -28,6 +28,7 @@ from .cli_common import (
     extra_options,
     float_range,
     int_at_least,
+    misspelt_options,
     parse_option_value,
     parse_set,
 )
@@ -157,8 +158,10 @@ def _cmd_replay(args: argparse.Namespace, extra: Sequence[str],
             raise UsageError(f"replay: --methods {args.methods!r} names no method")
     plugin = methods is not None and any(m.startswith("mtgnet") for m in methods)
     if extra and not plugin:
-        raise UsageError(f"replay: unrecognized arguments: {' '.join(extra)} (options of the "
-                         "mtgnet* methods need one in --methods)")
+        hint = misspelt_options(extra, parser) if parser is not None else ""
+        raise UsageError(f"replay: unrecognized arguments: {' '.join(extra)}"
+                         f"{' (' + hint + ')' if hint else ''} (options of the mtgnet* methods "
+                         "need one in --methods)")
     set_opts = parse_set(args.set_options)
     if set_opts and not plugin:
         raise UsageError("replay: --set applies to mtgnet* methods, none is in --methods")
@@ -221,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser | None:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            return action.choices.get(name)
+            return action.choices.get(name)  # type: ignore[no-any-return]
     return None
 
 
@@ -229,10 +232,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point (``mtgfast = "mtgfast.cli:main"``); returns the exit status."""
     try:
         parser = build_parser()
+        argl = list(argv) if argv is not None else sys.argv[1:]
         try:
-            args, extra = parser.parse_known_args(list(argv) if argv is not None else None)
+            args, extra = parser.parse_known_args(argl)
         except SystemExit as exc:  # --help / --version printed their text
             return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+        except UsageError as exc:
+            # "--mask is required" reads better as "--mask: did you mean --masks?"
+            sub = next((_subparser(parser, a) for a in argl if _subparser(parser, a)), None)
+            hint = misspelt_options(argl, sub) if sub is not None else ""
+            if hint:
+                raise UsageError(f"{exc} -- unrecognized option(s): {hint}") from None
+            raise
         func = getattr(args, "func", None)
         if func is None:
             parser.print_help(sys.stderr)
@@ -240,7 +251,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "accepts_extra", False):
             return int(func(args, extra, _subparser(parser, args.command)) or 0)
         if extra:
-            raise UsageError(f"{args.command}: unrecognized arguments: {' '.join(extra)} (see "
+            hint = misspelt_options(extra, _subparser(parser, args.command) or parser)
+            raise UsageError(f"{args.command}: unrecognized arguments: {' '.join(extra)}"
+                             f"{' (' + hint + ')' if hint else ''} (see "
                              f"'mtgfast {args.command} --help')")
         return int(func(args) or 0)
     except KeyboardInterrupt:

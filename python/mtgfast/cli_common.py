@@ -17,6 +17,7 @@ from .errors import InputError
 
 __all__ = ["EXIT_INTERNAL", "EXIT_USAGE", "HelpFormatter", "Parser", "UsageError",
            "check_known_options", "check_new_file", "check_readable_file", "error_line",
+           "misspelt_options",
            "extra_options", "float_range", "int_at_least", "parse_option_value", "parse_set"]
 
 #: exit status of bad input (argparse's convention) and of an unexpected internal error
@@ -163,6 +164,23 @@ def check_known_options(options: Iterable[str], known: Iterable[str], target: st
         hint = f"; did you mean {close[0]}?" if close else ""
         raise UsageError(f"unknown option {flag} for {target} (accepted: "
                          f"{', '.join(known_s)}){hint}")
+
+
+def misspelt_options(tokens: Sequence[str], parser: argparse.ArgumentParser) -> str:
+    """A hint for ``--option`` tokens the parser does not know, naming close known ones
+    (``--budjets: did you mean --budgets?``); empty when nothing looks misspelt."""
+    flags = [s for a in parser._actions for s in a.option_strings if s.startswith("--")]
+    hints = []
+    for tok in tokens:
+        if not tok.startswith("--") or len(tok) <= 2:
+            continue
+        name = tok.split("=", 1)[0]
+        if name in flags:
+            continue
+        close = difflib.get_close_matches(name, flags, n=1, cutoff=0.6)
+        if close:
+            hints.append(f"{name}: did you mean {close[0]}?")
+    return "; ".join(hints)
 
 
 def check_readable_file(path: str, flag: str) -> str:

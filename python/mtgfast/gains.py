@@ -386,8 +386,9 @@ _NAME_TYPES = (str, bytes)
 
 
 def _check_names_type(task_names: object) -> None:
-    """Task names must be a sequence of names: a bare string would silently become letters."""
-    if isinstance(task_names, _NAME_TYPES) or not isinstance(task_names, (Sequence, np.ndarray)):
+    """Task names must be a collection of names (list, tuple, array, pandas Index...): a bare
+    string would silently become its letters, None is no list."""
+    if isinstance(task_names, _NAME_TYPES) or not hasattr(task_names, "__iter__"):
         raise InputTypeError("task_names must be a sequence of names (list or tuple of str), "
                              f"got {type(task_names).__name__}")
 

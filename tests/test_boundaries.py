@@ -817,3 +817,22 @@ def test_cli_executor_uses_the_factory_with_the_agreed_signature(
     assert isinstance(local, executors.ProcessExecutor) and local.workers == 2
     local.close()
     assert ("ray" in sys.modules) == ray_before   # ray is imported only when asked for
+
+
+def test_cli_closed_stdout_is_quiet(files: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # `mtgfast replay ... | head -1`: a closed pipe is not an error worth a message
+    from mtgfast.cli import main
+
+    class Closed:
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setattr("sys.stdout", Closed())
+    rc = main([*_argv(R, files), "--methods", "oracle", "--quiet"])
+    monkeypatch.undo()
+    assert rc == 141
+    assert capsys.readouterr().err == ""

@@ -259,6 +259,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mtgfast: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `mtgfast replay ... | head`: the reader left, nothing to report
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (interpreter exit flushes it)
+        except OSError:
+            pass
+        return 141
     except (MtgfastError, ValueError, TypeError, OSError, sqlite3.Error) as exc:
         print(f"mtgfast: error: {error_line(exc)}", file=sys.stderr)
         return EXIT_USAGE

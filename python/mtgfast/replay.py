@@ -59,10 +59,10 @@ class ReplayResult:
     #: which gains scored the groupings: "test", or "validation" when no test table was given
     scored: str = "test"
 
-    def to_dict(self, decimals: int | None = JSON_DECIMALS) -> dict[str, Any]:
+    def to_dict(self, decimals: int | None = None) -> dict[str, Any]:
         """``{"dataset", "n_tasks", "budgets", "methods": {name: {"average_test_gain",
         "measured"}}}`` -- exactly the shape other tools read. Gains are fractions (0.05 = 5%),
-        rounded to ``decimals`` places (``None``: exact floats)."""
+        exact by default, or rounded to ``decimals`` places."""
         if decimals is not None and (isinstance(decimals, bool) or not isinstance(decimals, int)
                                      or decimals < 0):
             raise InputError(f"decimals must be a non-negative int or None, got {decimals!r}")

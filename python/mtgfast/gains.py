@@ -571,14 +571,13 @@ def read_matrix(path: PathLike, *, name: str = "file") -> FloatArray:
             continue
         fields = [f for f in re.split(r"\s+", line) if f != ""] if "," not in line \
             else [f.strip() for f in line.split(",")]
-        values = []
-        for col, f in enumerate(fields, start=1):
-            try:
-                values.append(float(f))
-            except ValueError:
-                shown = f if len(f) <= 40 else f[:37] + "..."
-                raise InputError(f"{name} {p!r} line {lineno}, column {col}: non-numeric field "
-                                 f"{shown!r}") from None
+        try:
+            values = [float(f) for f in fields]
+        except ValueError:
+            col, f = next((c, f) for c, f in enumerate(fields, start=1) if not _is_float(f))
+            shown = f if len(f) <= 40 else f[:37] + "..."
+            raise InputError(f"{name} {p!r} line {lineno}, column {col}: non-numeric field "
+                             f"{shown!r}") from None
         if width is None:
             width = len(values)
         elif len(values) != width:
@@ -588,6 +587,14 @@ def read_matrix(path: PathLike, *, name: str = "file") -> FloatArray:
     if not rows:
         raise InputError(f"{name} {p!r} is empty (no numeric rows)")
     return np.array(rows, dtype=np.float64)
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_parquet(path: PathLike) -> bool:

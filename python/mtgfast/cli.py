@@ -185,12 +185,19 @@ def _cmd_replay(args: argparse.Namespace, extra: Sequence[str],
         names = [t.strip() for t in args.task_names.split(",")]
         if not all(names):
             raise UsageError(f"replay: --task-names {args.task_names!r} has an empty name")
-    valid = load_table(args.valid, args.masks, task_names=names, split="valid")
-    test = load_table(args.test, args.masks, task_names=valid.task_names,
-                      split="test") if args.test else None
-    hoa = load_table(args.hoa, args.masks, task_names=valid.task_names) if args.hoa else None
-    tag = load_table(args.tag, args.masks, task_names=valid.task_names,
-                     scale=args.tag_scale) if args.tag else None
+
+    def load(flag: str, path: str | None, **kw: Any) -> Any:
+        if path is None:
+            return None
+        try:
+            return load_table(path, args.masks, **kw)
+        except InputError as exc:   # name the option as well as the file
+            raise InputError(f"{flag}: {exc}") from exc
+
+    valid = load("--valid", args.valid, task_names=names, split="valid")
+    test = load("--test", args.test, task_names=valid.task_names, split="test")
+    hoa = load("--hoa", args.hoa, task_names=valid.task_names)
+    tag = load("--tag", args.tag, task_names=valid.task_names, scale=args.tag_scale)
     if methods is None:
         methods = ["oracle", "test-oracle", "hoa", *(["tag"] if tag is not None else []), "random"]
     result = replay(valid, test, methods=methods, budgets=args.budgets, hoa=hoa, tag=tag,

@@ -258,8 +258,7 @@ def test_cli_replay_json(tmp_path, data_dir):
              "--test", str(d / "ETTm1_y.csv"), "--hoa", str(d / "ETTm1_HOA.csv"),
              "--tag", str(d / "ETTm1_TAG_HOA.csv"), "--tag-scale", "0.01",
              "--methods", "oracle,test-oracle,hoa,tag,random", "--budgets", "1-7",
-             "--random-trials", "2000", "--json", str(out), "--plot", str(png),
-             "--selection", "active")
+             "--random-trials", "2000", "--json", str(out), "--plot", str(png))
     assert r.returncode == 0, r.stderr
     assert "oracle" in r.stdout
     d_json = json.loads(out.read_text())
@@ -359,3 +358,106 @@ def test_cli_option_values_are_typed() -> None:
     assert parse_option_value("active") == "active"
     assert _extra_options(["--use-measured", "false", "--alpha=25", "--flag"]) == {
         "use_measured": False, "alpha": 25, "flag": True}
+
+
+# -- what the command line shows -----------------------------------------------------------------
+def _small_files(tmp_path: Path) -> tuple[Path, Path]:
+    masks = tmp_path / "s_x.csv"
+    gains = tmp_path / "s_y.csv"
+    masks.write_text("".join(" ".join("1" if m >> j & 1 else "0" for j in range(3)) + "\n"
+                             for m in range(1, 8)))
+    gains.write_text("".join(" ".join(f"{0.01234567 * (m + 2 * j):.8f}"
+                                      if m >> j & 1 and m & (m - 1) else "0"
+                                      for j in range(3)) + "\n" for m in range(1, 8)))
+    return masks, gains
+
+
+def test_table_is_percent_and_names_the_scored_split(data_dir):
+    t = _tables(data_dir, "ETTm1")
+    res = replay(t["valid"], t["test"], methods=["oracle"], budgets="1-3", dataset="ETTm1")
+    lines = res.format_table().splitlines()
+    assert lines[0].startswith("ETTm1: average test gain over 7 tasks, in % (2 decimals)")
+    row = lines[3].split()
+    assert row[0] == "oracle" and row[1] == "127"
+    assert row[2:] == [f"{100 * v:.2f}" for v in res.methods["oracle"].average_test_gain]
+    assert res.scored == "test"
+    alone = replay(t["valid"], methods=["oracle"], budgets="1-3")
+    assert alone.scored == "validation"
+    assert "average validation gain over 7 tasks" in alone.format_table()
+    assert "average test gain" not in alone.format_table()
+    three = res.format_table(decimals=3).splitlines()[3].split()
+    assert three[2] == f"{100 * res.methods['oracle'].average_test_gain[0]:.3f}"
+
+
+def test_json_is_rounded_by_default_and_exact_on_request(tmp_path):
+    from mtgfast.replay import JSON_DECIMALS, MethodResult
+
+    noisy = 0.027200000000000748
+    res = ReplayResult("d", 3, (1, 2), {"oracle": MethodResult((noisy, 1 / 3), 7)})
+    res.to_json(tmp_path / "r.json")
+    d = json.loads((tmp_path / "r.json").read_text())
+    assert d["methods"]["oracle"]["average_test_gain"] == [0.0272, round(1 / 3, JSON_DECIMALS)]
+    res.to_json(tmp_path / "x.json", decimals=None)
+    assert json.loads((tmp_path / "x.json").read_text())["methods"]["oracle"][
+        "average_test_gain"] == [noisy, 1 / 3]
+
+
+def test_cli_json_exact_and_stdout_units(tmp_path, capsys):
+    from mtgfast.cli import main
+
+    masks, gains = _small_files(tmp_path)
+    base = ["replay", "--masks", str(masks), "--valid", str(gains), "--methods", "oracle,hoa",
+            "--budgets", "1-3", "--quiet"]
+    assert main([*base, "--json", str(tmp_path / "r.json")]) == 0
+    out, err = capsys.readouterr()
+    assert "average validation gain over 3 tasks, in % (2 decimals)" in out and err == ""
+    assert main([*base, "--json", str(tmp_path / "x.json"), "--json-exact"]) == 0
+    capsys.readouterr()
+    rounded = json.loads((tmp_path / "r.json").read_text())["methods"]
+    exact = json.loads((tmp_path / "x.json").read_text())["methods"]
+    for m in ("oracle", "hoa"):
+        r, x = rounded[m]["average_test_gain"], exact[m]["average_test_gain"]
+        assert r == [round(v, 6) for v in x]
+        assert any(v != round(v, 6) for v in x)  # 8-decimal gains: rounding shows
+
+
+def test_replay_progress_on_stderr_plain_lines_when_not_a_terminal(tmp_path, capsys):
+    from mtgfast.cli import main
+
+    masks, gains = _small_files(tmp_path)
+    assert main(["replay", "--masks", str(masks), "--valid", str(gains), "--methods",
+                 "oracle,random", "--seeds", "2", "--random-trials", "50"]) == 0
+    out, err = capsys.readouterr()
+    assert "replay s: 3/3 done in" in err            # oracle + random x 2 seeds
+    assert "\x1b[" not in err and "\r" not in err    # no terminal escapes in a file
+    assert "replay s:" not in out
+
+
+def test_progress_helper_degrades_to_lines(monkeypatch):
+    import io
+
+    from mtgfast.progress import LineProgress, NoProgress, progress
+
+    buf = io.StringIO()
+    bar = progress(20, "runs", True, file=buf)
+    assert isinstance(bar, LineProgress)
+    bar.every = 0.0
+    for _ in range(20):
+        bar.update(1)
+    bar.close()
+    bar.close()   # idempotent
+    lines = buf.getvalue().splitlines()
+    assert lines[0] == "runs: 2/20" and lines[-1].startswith("runs: 20/20 done in")
+    assert len(lines) == 10 and bar.n == 20     # about every 10%, not every step
+    off = progress(5, "x", False, file=buf)
+    assert isinstance(off, NoProgress) and off.update(3) is None and off.n == 3
+    assert isinstance(progress(0, "x", True, file=buf), NoProgress)
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty_bar = progress(5, "tty", True, file=Tty())
+    assert type(tty_bar).__module__.startswith("tqdm")
+    tty_bar.update(5)
+    tty_bar.close()

@@ -1,92 +1,119 @@
-"""``mtgfast`` command line: ``mtgfast replay ...`` here; ``demo``/``study``/``group`` come from
-``mtgfast.cli_study`` when that module is installed.
+"""``mtgfast`` command line: ``replay`` here, ``demo``/``study``/``group`` in ``mtgfast.cli_study``.
 
-Bad input prints one line ``mtgfast: error: ...`` and exits with status 2 (no traceback).
+Bad input prints one line ``mtgfast: error: ...`` on stderr and exits with status 2 (never a
+traceback); unknown or misspelt options are errors (no abbreviations).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import inspect
+import os
+import sqlite3
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import cli_study
+from .cli_common import (
+    EXIT_INTERNAL,
+    EXIT_USAGE,
+    Parser,
+    UsageError,
+    check_known_options,
+    check_new_file,
+    error_line,
+    extra_options,
+    float_range,
+    int_at_least,
+    misspelt_options,
+    parse_option_value,
+    parse_set,
+)
 from .errors import InputError, MtgfastError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "mtgnet_option_names", "parse_option_value"]
 
-_EXIT_USAGE = 2
+# kept for callers of the former private helper (tests, scripts)
+_extra_options = extra_options
 
 
 def _add_replay(sub: Any) -> None:
     p = sub.add_parser(
-        "replay", allow_abbrev=False,
+        "replay",
         help="replay the MTG-Net evaluation protocol on recorded gain tables",
-        description="For each method and budget B: select at most B groups on the method's gains, "
-                    "serve each task by its best chosen group under those gains, report the mean "
-                    "test gain over tasks. Files: MTG-Net matrices (need --masks; comma or space "
-                    "separated) or tidy CSV/Parquet (columns mask|tasks, task, gain). Options not "
-                    "listed here (e.g. --selection active) are passed to mtgnet* methods.")
-    p.add_argument("--masks", help="0/1 mask file, one row per combination (MTG-Net format)")
-    p.add_argument("--valid", required=True, help="validation gains (selection)")
-    p.add_argument("--test", help="test gains (scoring); defaults to --valid")
-    p.add_argument("--hoa", help="HOA estimate table (default: HOA from the validation pairs)")
-    p.add_argument("--tag", help="TAG estimate table")
-    p.add_argument("--tag-scale", type=float, default=1.0,
+        description=(
+            "For each method and budget B: select at most B groups on the method's gains,\n"
+            "serve each task by its best chosen group under those gains, and report the mean\n"
+            "test gain over tasks (the validation gain when no --test is given).\n\n"
+            "Files: MTG-Net matrices (comma or space separated, row by row with --masks) or\n"
+            "tidy CSV/Parquet (columns mask|tasks, task, gain; put in the order of --masks).\n"
+            "Options of the mtgnet* methods: --set KEY=VALUE (or --KEY VALUE), checked\n"
+            "against MTGNet's parameters and the replay method's keywords.\n"
+            "Output: a table in percent on stdout; --json writes fractions (0.05 = 5%)."))
+    p.add_argument("--masks", required=True, metavar="PATH",
+                   help="0/1 mask file, one row per combination (MTG-Net format)")
+    p.add_argument("--valid", required=True, metavar="PATH",
+                   help="validation gains: what oracle, HOA and mtgnet* select on")
+    p.add_argument("--test", default=None, metavar="PATH",
+                   help="test gains, used for scoring (default: score on --valid)")
+    p.add_argument("--hoa", default=None, metavar="PATH",
+                   help="HOA estimate table (default: HOA from the validation pairs)")
+    p.add_argument("--tag", default=None, metavar="PATH", help="TAG estimate table")
+    p.add_argument("--tag-scale", type=float_range(-1e12, 1e12), default=1.0,
                    help="multiply the TAG table (0.01 for ETTm1_TAG_HOA.csv, given in percent)")
-    p.add_argument("--task-names", help="comma-separated task names (default t0, t1, ...)")
+    p.add_argument("--task-names", default=None, metavar="A,B,...",
+                   help="comma-separated task names (default: t0, t1, ...)")
     p.add_argument("--methods", default=None,
                    help="comma-separated: oracle,test-oracle,hoa,tag,random,mtgnet* "
                         "(default: oracle,test-oracle,hoa,[tag if --tag],random)")
-    p.add_argument("--budgets", default=None, help="e.g. 1-7 or 1,3,5 (default 1-N)")
-    p.add_argument("--search", choices=("auto", "exact", "beam"), default="auto")
-    p.add_argument("--beam-width", type=int, default=5)
-    p.add_argument("--seeds", type=int, default=1,
+    p.add_argument("--budgets", default=None, help="e.g. 1-7 or 1,3,5 (default: 1-N)")
+    p.add_argument("--search", choices=("auto", "exact", "beam"), default="auto",
+                   help="grouping search")
+    p.add_argument("--beam-width", type=int_at_least(1), default=5,
+                   help="width of the beam search")
+    p.add_argument("--seeds", type=int_at_least(1), default=1,
                    help="average seeded methods (random, mtgnet*) over seeds 0..S-1")
-    p.add_argument("--random-trials", type=int, default=100_000,
+    p.add_argument("--random-trials", type=int_at_least(1), default=100_000,
                    help="random groupings drawn per seed and budget")
     p.add_argument("--uncovered", choices=("singleton", "alone"), default="singleton",
                    help="singleton: every task needs a chosen group (singletons cost budget); "
                         "alone: uncovered tasks train alone at gain 0 for free")
-    p.add_argument("--rounds", type=int, default=1, help="passed to mtgnet* methods")
+    p.add_argument("--rounds", type=int_at_least(0), default=1,
+                   help="active-learning rounds of the mtgnet* methods")
+    p.add_argument("--set", dest="set_options", action="append", default=None,
+                   metavar="KEY=VALUE",
+                   help="option of the mtgnet* methods, e.g. --set n_estimators=3 (repeatable)")
     p.add_argument("--dataset", default=None, help="name in the output (default: from file names)")
-    p.add_argument("--json", dest="json_path", help="write the curves as JSON here")
-    p.add_argument("--plot", help="write a PNG plot of test gain vs budget here")
+    p.add_argument("--json", dest="json_path", default=None, metavar="PATH",
+                   help="write the curves as JSON here (fractions, rounded to 6 decimals)")
+    p.add_argument("--json-exact", action="store_true",
+                   help="write exact floats to --json instead of rounding")
+    p.add_argument("--plot", default=None, metavar="PATH.png",
+                   help="write a plot of the average gain (%%) vs budget here")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=_cmd_replay, accepts_extra=True)
 
 
-def parse_option_value(value: str) -> Any:
-    """A command-line option value: an int, a float, ``true``/``false`` (any case) as a bool, or
-    else the string itself (so ``--use-measured false`` is False, not the truthy "false")."""
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(value.lower(), value)
+def mtgnet_option_names() -> set[str]:
+    """Keywords the ``mtgnet*`` replay methods accept: MTGNet's parameters (but ``seed``, set per
+    replay seed), the replay method's own keywords and the selectors' ``alpha``/``kappa``."""
+    from .estimators.mtgnet import MTGNet
+    from .study.replay_methods import replay_method
+
+    names = {p for p in inspect.signature(MTGNet.__init__).parameters if p != "self"}
+    names |= {p.name for p in inspect.signature(replay_method).parameters.values()
+              if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    names |= {"alpha", "kappa"}   # make_selector's options (exp-gain, uncertainty)
+    return names - {"seed"}
 
 
-def _extra_options(extra: Sequence[str]) -> dict[str, Any]:
-    """``--key value``, ``--key=value`` and bare ``--flag`` (True) -> keyword options."""
-    out: dict[str, Any] = {}
-    i = 0
-    while i < len(extra):
-        tok = extra[i]
-        if not tok.startswith("--") or len(tok) == 2:
-            raise InputError(f"unexpected argument {tok!r}")
-        key, eq, val = tok[2:].partition("=")
-        key = key.replace("-", "_")
-        if eq:
-            out[key] = parse_option_value(val)
-        elif i + 1 < len(extra) and not extra[i + 1].startswith("--"):
-            out[key] = parse_option_value(extra[i + 1])
-            i += 1
-        else:
-            out[key] = True
-        i += 1
-    return out
+def _own_flags(parser: argparse.ArgumentParser | None) -> list[str]:
+    if parser is None:
+        return []
+    return [s for a in parser._actions for s in a.option_strings]
 
 
 def _dataset_name(args: argparse.Namespace) -> str:
@@ -99,29 +126,88 @@ def _dataset_name(args: argparse.Namespace) -> str:
     return stem
 
 
-def _cmd_replay(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    from .gains import load_table
-    from .replay import replay
+def _check_replay_outputs(args: argparse.Namespace) -> None:
+    """Output paths are checked before the replay runs, not after it finished."""
+    if args.json_exact and not args.json_path:
+        raise UsageError("replay: --json-exact needs --json PATH")
+    if args.json_path:
+        check_new_file(args.json_path, "--json")
+    if args.plot:
+        check_new_file(args.plot, "--plot")
+        try:
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+        except ModuleNotFoundError as exc:
+            raise InputError(f"--plot needs matplotlib (pip install matplotlib): {exc}") from exc
+        ext = os.path.splitext(args.plot)[1].lstrip(".").lower()
+        formats = FigureCanvasAgg.get_supported_filetypes()
+        if ext not in formats:
+            raise InputError(f"--plot {args.plot!r}: unknown image type {ext or '(none)'!r}; "
+                             f"expected one of {', '.join(sorted(formats))}")
 
-    names = [t.strip() for t in args.task_names.split(",")] if args.task_names else None
-    valid = load_table(args.valid, args.masks, task_names=names, split="valid")
-    test = load_table(args.test, args.masks, task_names=valid.task_names,
-                      split="test") if args.test else None
-    hoa = load_table(args.hoa, args.masks, task_names=valid.task_names) if args.hoa else None
-    tag = load_table(args.tag, args.masks, task_names=valid.task_names,
-                     scale=args.tag_scale) if args.tag else None
+
+def _cmd_replay(args: argparse.Namespace, extra: Sequence[str],
+                parser: argparse.ArgumentParser | None = None) -> int:
+    from .gains import load_table
+    from .replay import JSON_DECIMALS, replay
+
     if args.methods is None:
-        methods = ["oracle", "test-oracle", "hoa", *(["tag"] if tag is not None else []), "random"]
+        methods = None
     else:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    options = {"rounds": args.rounds, **_extra_options(extra)}
+        if not methods:
+            raise UsageError(f"replay: --methods {args.methods!r} names no method")
+    plugin = methods is not None and any(m.startswith("mtgnet") for m in methods)
+    if extra and not plugin:
+        hint = misspelt_options(extra, parser) if parser is not None else ""
+        raise UsageError(f"replay: unrecognized arguments: {' '.join(extra)}"
+                         f"{' (' + hint + ')' if hint else ''} (options of the mtgnet* methods "
+                         "need one in --methods)")
+    set_opts = parse_set(args.set_options)
+    if set_opts and not plugin:
+        raise UsageError("replay: --set applies to mtgnet* methods, none is in --methods")
+    extra_opts = extra_options(extra)
+    both = set(set_opts) & set(extra_opts)
+    if both:
+        raise UsageError(f"replay: option {sorted(both)[0]} given both with --set and as --KEY")
+    options = {**extra_opts, **set_opts}
+    if plugin:
+        if "rounds" in options:
+            raise UsageError("replay: give the rounds as --rounds, not with --set")
+        check_known_options(options, mtgnet_option_names() - {"rounds"}, "the mtgnet* methods",
+                            also=_own_flags(parser))
+    if args.budgets is not None:
+        from .replay import parse_budgets
+
+        parse_budgets(args.budgets)   # the syntax now; the range once N is known
+    _check_replay_outputs(args)
+    names = None
+    if args.task_names is not None:
+        names = [t.strip() for t in args.task_names.split(",")]
+        if not all(names):
+            raise UsageError(f"replay: --task-names {args.task_names!r} has an empty name")
+
+    def load(flag: str, path: str | None, **kw: Any) -> Any:
+        if path is None:
+            return None
+        try:
+            return load_table(path, args.masks, **kw)
+        except InputError as exc:   # name the option as well as the file
+            raise InputError(f"{flag}: {exc}") from exc
+
+    valid = load("--valid", args.valid, task_names=names, split="valid")
+    test = load("--test", args.test, task_names=valid.task_names, split="test")
+    hoa = load("--hoa", args.hoa, task_names=valid.task_names)
+    tag = load("--tag", args.tag, task_names=valid.task_names, scale=args.tag_scale)
+    if methods is None:
+        methods = ["oracle", "test-oracle", "hoa", *(["tag"] if tag is not None else []), "random"]
     result = replay(valid, test, methods=methods, budgets=args.budgets, hoa=hoa, tag=tag,
                     search=args.search, beam_width=args.beam_width, seeds=args.seeds,
                     random_trials=args.random_trials, uncovered=args.uncovered,
-                    dataset=_dataset_name(args), options=options)
+                    dataset=_dataset_name(args), options={"rounds": args.rounds, **options},
+                    progress=not args.quiet)
     print(result.format_table())
     if args.json_path:
-        result.to_json(args.json_path)
+        result.to_json(args.json_path, None if args.json_exact else JSON_DECIMALS)
     if args.plot:
         from .plots import plot_replay
 
@@ -130,49 +216,71 @@ def _cmd_replay(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``mtgfast`` argument parser with every available subcommand."""
-    parser = argparse.ArgumentParser(prog="mtgfast",
-                                     description="Which tasks should be trained together?")
+    """The ``mtgfast`` argument parser with every subcommand."""
     from . import __version__
 
-    parser.add_argument("--version", action="version", version=f"mtgfast {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser = Parser(prog="mtgfast", description="Which tasks should be trained together?")
+    parser.add_argument("--version", action="version", version=f"mtgfast {__version__}",
+                        help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     _add_replay(sub)
-    try:
-        cli_study = importlib.import_module("mtgfast.cli_study")
-    except ModuleNotFoundError as exc:
-        if exc.name != "mtgfast.cli_study":
-            raise
-    else:
-        cli_study.add_commands(sub)
+    cli_study.add_commands(sub)
     return parser
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices.get(name)  # type: ignore[no-any-return]
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point (``mtgfast = "mtgfast.cli:main"``); returns the exit status."""
-    parser = build_parser()
     try:
-        args, extra = parser.parse_known_args(list(argv) if argv is not None else None)
-    except SystemExit as exc:  # argparse already printed usage / help
-        return int(exc.code) if isinstance(exc.code, int) else _EXIT_USAGE
-    func = getattr(args, "func", None)
-    if func is None:
-        parser.print_help(sys.stderr)
-        return _EXIT_USAGE
-    if extra and not getattr(args, "accepts_extra", False):
-        print(f"mtgfast: error: unrecognized arguments: {' '.join(extra)}", file=sys.stderr)
-        return _EXIT_USAGE
-    try:
+        parser = build_parser()
+        argl = list(argv) if argv is not None else sys.argv[1:]
+        try:
+            args, extra = parser.parse_known_args(argl)
+        except SystemExit as exc:  # --help / --version printed their text
+            return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+        except UsageError as exc:
+            # "--mask is required" reads better as "--mask: did you mean --masks?"
+            sub = next((_subparser(parser, a) for a in argl if _subparser(parser, a)), None)
+            hint = misspelt_options(argl, sub) if sub is not None else ""
+            if hint:
+                raise UsageError(f"{exc} -- unrecognized option(s): {hint}") from None
+            raise
+        func = getattr(args, "func", None)
+        if func is None:
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
         if getattr(args, "accepts_extra", False):
-            return int(func(args, extra) or 0)
+            return int(func(args, extra, _subparser(parser, args.command)) or 0)
+        if extra:
+            hint = misspelt_options(extra, _subparser(parser, args.command) or parser)
+            raise UsageError(f"{args.command}: unrecognized arguments: {' '.join(extra)}"
+                             f"{' (' + hint + ')' if hint else ''} (see "
+                             f"'mtgfast {args.command} --help')")
         return int(func(args) or 0)
-    except (MtgfastError, ValueError, OSError) as exc:
-        msg = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"mtgfast: error: {msg}", file=sys.stderr)
-        return _EXIT_USAGE
     except KeyboardInterrupt:
         print("mtgfast: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `mtgfast replay ... | head`: the reader left, nothing to report
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (interpreter exit flushes it)
+        except OSError:
+            pass
+        return 141
+    except (MtgfastError, ValueError, TypeError, OSError, sqlite3.Error) as exc:
+        print(f"mtgfast: error: {error_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # a bug: still one line, the traceback on request
+        if os.environ.get("MTGFAST_DEBUG"):
+            traceback.print_exc()
+        print(f"mtgfast: internal error: {type(exc).__name__}: {error_line(exc)} (set "
+              "MTGFAST_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":  # pragma: no cover

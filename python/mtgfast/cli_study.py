@@ -2,21 +2,49 @@
 
 ``mtgfast demo`` runs a whole study on scikit-learn's digits in a minute or two on a laptop CPU;
 ``mtgfast study`` runs one on a built-in suite; ``mtgfast group`` groups the tasks of a stored study
-without training anything.
+without training anything. Every option is checked before any training starts.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
+import inspect
+import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_commands", "cmd_demo", "cmd_group", "cmd_study"]
+from .cli_common import (
+    UsageError,
+    check_new_file,
+    check_readable_file,
+    float_range,
+    int_at_least,
+)
+from .errors import InputError
+
+__all__ = ["EXECUTORS", "add_commands", "cmd_demo", "cmd_group", "cmd_study", "make_cli_executor"]
 
 _ESTIMATORS = ("mtgnet", "hoa", "tag", "oracle")
+#: ``--executor`` kinds: this process, local worker processes, a Ray cluster
+EXECUTORS = ("inprocess", "local", "ray")
+_SUITE_NAMES = "digits, ett, synthetic or multidigits"
+
+
+def _add_executor_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int_at_least(1), default=1,
+                   help="training runs in parallel")
+    p.add_argument("--executor", choices=EXECUTORS, default=None,
+                   help="where runs train (default: local processes when --workers > 1, "
+                        "else inprocess)")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster address for --executor ray (default: none, i.e. Ray's "
+                        "auto-detection or a local instance)")
+    p.add_argument("--gpus-per-run", type=float_range(0.0), default=0.0,
+                   help="GPUs reserved per training run (--executor ray)")
+    p.add_argument("--max-retries", type=int_at_least(0), default=2,
+                   help="retries of a failed or lost run")
 
 
 def add_commands(subparsers: Any) -> None:
@@ -26,43 +54,102 @@ def add_commands(subparsers: Any) -> None:
                               "fit MTG-Net, and print which tasks to train together.")
     p.add_argument("--store", default=None,
                    help="gain store file (default: a temporary one, deleted afterwards)")
-    p.add_argument("--budget", type=int, default=3, help="number of groups (default 3)")
-    p.add_argument("--rounds", type=int, default=2, help="active-learning rounds (default 2)")
-    p.add_argument("--estimator", choices=_ESTIMATORS, default="mtgnet")
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--budget", type=int_at_least(1), default=3,
+                   help="number of groups, 1 to 10 (the digits tasks)")
+    p.add_argument("--rounds", type=int_at_least(0), default=2, help="active-learning rounds")
+    p.add_argument("--estimator", choices=_ESTIMATORS, default="mtgnet",
+                   help="gain estimator of the study")
+    _add_executor_options(p)
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=cmd_demo)
 
     p = subparsers.add_parser("study", help="run a grouping study on a built-in task suite",
                               description="Collect STL baselines, run the active loop with MTL "
                               "runs, record every run in the gain store, print the grouping.")
-    p.add_argument("--suite", required=True, help="digits, ett, synthetic or multidigits")
-    p.add_argument("--data", default=None, help="data file of the suite (ett: the CSV)")
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--budget", type=int, required=True)
-    p.add_argument("--store", default="mtgfast.db")
+    p.add_argument("--suite", required=True, help=f"task suite: {_SUITE_NAMES}")
+    p.add_argument("--data", default=None, metavar="PATH",
+                   help="data file of the suite (ett: the CSV; others take none)")
+    p.add_argument("--rounds", type=int_at_least(0), default=5, help="active-learning rounds")
+    p.add_argument("--budget", type=int_at_least(1), required=True,
+                   help="number of groups (1 to the number of tasks)")
+    p.add_argument("--store", default="mtgfast.db",
+                   help="gain store file (created if missing; a study resumes from it)")
     p.add_argument("--name", default=None, help="study name (default: from suite and config)")
-    p.add_argument("--estimator", choices=_ESTIMATORS, default="mtgnet")
+    p.add_argument("--estimator", choices=_ESTIMATORS, default="mtgnet",
+                   help="gain estimator of the study")
     p.add_argument("--weighting", default="equal", help="loss weighting: equal, uncertainty, dwa")
     p.add_argument("--arch", default="hard", help="architecture: hard, mtan, adashare")
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--patience", type=int, default=5)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--esa", type=float, default=1.0, metavar="FRACTION",
+    _add_executor_options(p)
+    p.add_argument("--seeds", type=int_at_least(0), nargs="+", default=[0],
+                   help="training seeds; each combination is trained once per seed")
+    p.add_argument("--epochs", type=int_at_least(1), default=30, help="epochs per training run")
+    p.add_argument("--patience", type=int_at_least(1), default=5,
+                   help="early-stopping patience in epochs")
+    p.add_argument("--lr", type=float_range(0.0, low_inclusive=False), default=1e-3,
+                   help="learning rate")
+    p.add_argument("--batch-size", type=int_at_least(1), default=128, help="batch size")
+    p.add_argument("--esa", type=float_range(0.0, 1.0, low_inclusive=False), default=1.0,
+                   metavar="FRACTION",
                    help="early-stopping approximation: train only this fraction of the epochs")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=cmd_study)
 
-    p = subparsers.add_parser("group", help="group the tasks of a stored study (no training)")
-    p.add_argument("--store", required=True)
+    p = subparsers.add_parser("group", help="group the tasks of a stored study (no training)",
+                              description="Best grouping of a stored study from its measured "
+                              "gains; the store is only read, never created.")
+    p.add_argument("--store", required=True, help="an existing gain store file")
     p.add_argument("--study", default=None, help="study name (default: the only one stored)")
-    p.add_argument("--budget", type=int, required=True)
+    p.add_argument("--budget", type=int_at_least(1), required=True, help="number of groups")
     p.add_argument("--estimator", choices=("mtgnet", "hoa", "oracle"), default="oracle",
-                   help="oracle: measured combinations only (default); hoa needs every pair")
+                   help="oracle: measured combinations only; hoa needs every pair")
     p.set_defaults(func=cmd_group)
+
+
+def make_cli_executor(kind: str | None, *, workers: int, address: str | None,
+                      gpus_per_run: float, max_retries: int) -> Any:
+    """The executor of ``--executor`` (``None``: local processes when ``workers > 1``, else in
+    this process), from ``mtgfast.study.executors.make_executor``; Ray is imported only for
+    ``ray``. Options that do not apply to the kind are errors."""
+    kind = kind if kind is not None else ("local" if workers > 1 else "inprocess")
+    if kind not in EXECUTORS:
+        raise InputError(f"--executor must be one of {', '.join(EXECUTORS)}, got {kind!r}")
+    if kind == "inprocess" and workers > 1:
+        raise UsageError(f"--workers {workers} needs --executor local or ray (inprocess runs "
+                         "one at a time)")
+    if kind != "ray" and address is not None:
+        raise UsageError(f"--address applies to --executor ray, not {kind}")
+    if kind != "ray" and gpus_per_run > 0:
+        raise UsageError(f"--gpus-per-run applies to --executor ray, not {kind}")
+    from .study import executors
+
+    factory = executors.make_executor
+    params = inspect.signature(factory).parameters
+    if {"workers", "address", "gpus_per_run", "max_retries"} <= set(params):
+        return factory(kind, workers=workers, address=address, gpus_per_run=gpus_per_run,
+                       max_retries=max_retries)
+    # the factory without executor kinds (until the study engineer's one lands)
+    if kind == "inprocess":
+        return executors.InlineExecutor()
+    if kind == "local":
+        return executors.ProcessExecutor(workers)
+    try:
+        import ray
+    except ModuleNotFoundError as exc:
+        raise InputError("--executor ray needs the 'ray' package (pip install ray)") from exc
+    if address is not None and not ray.is_initialized():
+        ray.init(address=address)
+    return executors.RayExecutor({"num_gpus": gpus_per_run} if gpus_per_run else None)
+
+
+def _executor(args: argparse.Namespace) -> Any:
+    return make_cli_executor(args.executor, workers=args.workers, address=args.address,
+                             gpus_per_run=args.gpus_per_run, max_retries=args.max_retries)
+
+
+def _check_budget(budget: int, n_tasks: int, what: str) -> None:
+    if budget > n_tasks:
+        raise InputError(f"--budget {budget} exceeds the {n_tasks} tasks of {what} (B = N "
+                         "already trains every task alone)")
 
 
 def _digits_demo_parts() -> tuple[Any, Any]:
@@ -77,14 +164,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """``mtgfast demo``: digits study end to end, prints the groups and their gains."""
     from .study.study import Study
 
+    if args.store is not None:
+        check_new_file(args.store, "--store")
     suite, config = _digits_demo_parts()
+    _check_budget(args.budget, suite.n_tasks, "the digits demo")
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _executor(args) as executor:
         store = args.store or str(Path(tmp) / "mtgfast-demo.db")
         print(f"mtgfast demo: {suite.n_tasks} one-vs-rest tasks on scikit-learn's digits, "
-              f"metric: validation log loss; store: {args.store or '(temporary)'}")
+              f"metric: validation log loss; store: {args.store or '(temporary)'}", flush=True)
         with Study(suite, store=store, estimator=args.estimator, config=config,
-                   workers=args.workers, progress=not args.quiet) as study:
+                   workers=args.workers, executor=executor, progress=not args.quiet) as study:
             study.run(rounds=args.rounds)
             res = study.result(args.budget)
             n_runs = study.store.count_runs(study.name)
@@ -94,16 +184,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _make_suite(name: str, data: str | None) -> Any:
-    from .errors import InputError
-    from .mtl.suites import get_suite
+    from .mtl.suites import SUITES, get_suite
 
+    if name not in SUITES:
+        raise InputError(f"--suite {name!r} is not a built-in suite; known: {', '.join(SUITES)}")
     if name == "ett":
         if data is None:
             raise InputError("--suite ett needs --data PATH (e.g. ETTh1.csv)")
+        from .gains import read_text
+
+        check_readable_file(data, "--data")
+        read_text(data, "--data file")   # binary / non-UTF-8 named here, not deep in pandas
         return get_suite("ett", path=data)
     if data is not None:
         raise InputError(f"--data is not used by suite {name!r}")
     return get_suite(name)
+
+
+def _check_training_names(weighting: str, arch: str) -> None:
+    from .mtl.architectures import ARCHITECTURES
+    from .mtl.weighting import WEIGHTINGS
+
+    if weighting not in WEIGHTINGS:
+        raise InputError(f"--weighting {weighting!r} is unknown; known: {', '.join(WEIGHTINGS)}")
+    if arch not in ARCHITECTURES:
+        raise InputError(f"--arch {arch!r} is unknown; known: {', '.join(ARCHITECTURES)}")
 
 
 def cmd_study(args: argparse.Namespace) -> int:
@@ -111,16 +216,23 @@ def cmd_study(args: argparse.Namespace) -> int:
     from .mtl.trainer import TrainConfig
     from .study.study import Study
 
+    if len(set(args.seeds)) != len(args.seeds):
+        raise InputError(f"--seeds must be distinct, got {args.seeds}")
+    check_new_file(args.store, "--store")
+    _check_training_names(args.weighting, args.arch)
     suite = _make_suite(args.suite, args.data)
+    _check_budget(args.budget, suite.n_tasks, f"suite {args.suite!r}")
     config = TrainConfig(epochs=args.epochs, patience=args.patience, lr=args.lr,
                          batch_size=args.batch_size, weighting=args.weighting, arch=args.arch,
                          esa_fraction=args.esa)
     start = time.perf_counter()
-    with Study(suite, store=args.store, estimator=args.estimator, name=args.name, config=config,
-               seeds=tuple(args.seeds), workers=args.workers, progress=not args.quiet) as study:
+    with _executor(args) as executor, \
+            Study(suite, store=args.store, estimator=args.estimator, name=args.name,
+                  config=config, seeds=tuple(args.seeds), workers=args.workers,
+                  executor=executor, progress=not args.quiet) as study:
         before = study.store.count_runs(study.name)
         if before:
-            print(f"resuming study {study.name!r}: {before} run(s) already stored")
+            print(f"resuming study {study.name!r}: {before} run(s) already stored", flush=True)
         study.run(rounds=args.rounds)
         res = study.result(args.budget)
         print(f"study {study.name!r} in {args.store}: {study.n_trained} run(s) trained now, "
@@ -134,12 +246,9 @@ def cmd_group(args: argparse.Namespace) -> int:
     """``mtgfast group``: best grouping of a stored study from its measured gains."""
     from .study.study import group_stored
 
+    check_readable_file(args.store, "--store")   # never create a store here
+    if os.path.getsize(args.store) == 0:
+        raise InputError(f"--store {args.store!r} is an empty file, not a gain store")
     res = group_stored(args.store, args.budget, study=args.study, estimator=args.estimator)
     print(res.format())
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    from .cli import main
-
-    sys.exit(main(["demo", *sys.argv[1:]]))

@@ -7,7 +7,9 @@ A table holds ``masks`` (uint64, shape ``(n_masks,)``) and ``gains`` (float64, s
 
 from __future__ import annotations
 
+import csv
 import io
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from .errors import InputError
+from .errors import InputError, InputTypeError
 from .masks import (
     MaskArray,
     as_masks,
@@ -35,7 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
 FloatArray = npt.NDArray[np.float64]
 PathLike = str | os.PathLike[str]
 
-__all__ = ["GainTable", "check_gains", "load_table", "read_matrix"]
+__all__ = ["GainTable", "check_gains", "load_table", "read_matrix", "read_text"]
 
 #: Metadata keys with a fixed meaning (all optional): which split the gains were measured on, the
 #: seed(s), the metric they derive from, whether that metric is higher-is-better, the source file.
@@ -51,7 +53,7 @@ def check_gains(masks: MaskArray, gains: object, n_tasks: int, *, name: str = "g
     Returns a float64 copy whose entries outside each combination are NaN. Raises ``ValueError``
     for a wrong shape, non-finite values inside a combination, or duplicate masks.
     """
-    g = np.array(gains, dtype=np.float64, copy=True)
+    g = _float_matrix(gains, name)
     if g.ndim != 2 or g.shape != (masks.shape[0], n_tasks):
         raise InputError(f"{name} must have shape (n_masks, n_tasks) = ({masks.shape[0]}, "
                          f"{n_tasks}), got {g.shape}")
@@ -78,6 +80,9 @@ class GainTable:
     meta: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        _check_names_type(self.task_names)
+        if not isinstance(self.meta, Mapping):
+            raise InputTypeError(f"meta must be a mapping (dict), got {type(self.meta).__name__}")
         names = tuple(str(t) for t in self.task_names)
         n = check_n_tasks(len(names)) if names else check_n_tasks(0)
         if len(set(names)) != len(names):
@@ -102,10 +107,12 @@ class GainTable:
                     *, outside: str = "nan", meta: Mapping[str, Any] | None = None) -> GainTable:
         """Build from arrays. ``outside="zero"`` accepts any value (e.g. the 0 of the MTG-Net
         files) outside a combination; ``"nan"`` (default) requires NaN or 0 there."""
-        g = np.asarray(gains, dtype=np.float64)
+        g = _float_matrix(gains, "gains")
         if g.ndim != 2:
             raise InputError(f"gains must be 2-D (n_masks, n_tasks), got shape {g.shape}")
         n = g.shape[1]
+        if task_names is not None:
+            _check_names_type(task_names)
         names = tuple(task_names) if task_names is not None else tuple(f"t{j}" for j in range(n))
         if len(names) != n:
             raise InputError(f"{len(names)} task names for {n} gain columns")
@@ -132,7 +139,11 @@ class GainTable:
         Separators (comma or whitespace) are detected per file; the 0 written outside a combination
         becomes NaN; ``scale`` multiplies the gains (0.01 for the TAG file given in percent).
         """
+        scale = _check_scale(scale)
+        if task_names is not None:
+            _check_names_type(task_names)
         dense = read_matrix(masks_path, name="mask file")
+        _check_mask_matrix(dense, masks_path)
         g = read_matrix(gains_path, name="gain file")
         if dense.shape[0] != g.shape[0]:
             raise InputError(f"mask file {os.fspath(masks_path)!r} has {dense.shape[0]} rows but "
@@ -140,21 +151,17 @@ class GainTable:
         if dense.shape[1] != g.shape[1]:
             raise InputError(f"mask file has {dense.shape[1]} columns but gain file has "
                              f"{g.shape[1]}: both need one column per task")
-        if not np.isin(dense, (0.0, 1.0)).all():
-            r, c = np.argwhere(~np.isin(dense, (0.0, 1.0)))[0]
-            raise InputError(f"mask file {os.fspath(masks_path)!r} must hold only 0 and 1, got "
-                             f"{dense[r, c]} at row {int(r) + 1}, column {int(c) + 1}")
-        if dense.shape[1] == 0 or dense.shape[1] > 64:
-            raise InputError(f"a gain table has 1 to 64 tasks, the mask file has {dense.shape[1]}")
-        if not isinstance(scale, (int, float, np.floating)) or not np.isfinite(scale):
-            raise InputError(f"scale must be a finite number, got {scale!r}")
-        empty = ~dense.any(axis=1)
-        if empty.any():
-            raise InputError(f"mask file row {int(np.flatnonzero(empty)[0]) + 1} is all zeros "
-                             "(empty combination)")
+        with np.errstate(over="ignore", invalid="ignore"):
+            g = g * scale
+        bad = ~np.isfinite(g) & (dense == 1)
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise InputError(f"gain file {os.fspath(gains_path)!r} row {int(r) + 1}, column "
+                             f"{int(c) + 1}: gain must be a finite number"
+                             f"{' after scaling' if scale != 1.0 else ''}, got {g[r, c]}")
         m = dense_to_masks(dense.astype(np.uint8))
         info = {"source": os.fspath(gains_path), **dict(meta or {})}
-        return cls.from_arrays(m, g * float(scale), task_names, outside="nan", meta=info)
+        return cls.from_arrays(m, g, task_names, outside="nan", meta=info)
 
     @classmethod
     def from_tidy(cls, data: pd.DataFrame | PathLike, task_names: Sequence[str] | None = None, *,
@@ -162,29 +169,50 @@ class GainTable:
         """Build from a tidy table: one row per (combination, task) with columns ``task``, ``gain``
         and either ``mask`` (integer) or ``tasks`` (member names joined by ``+``, ``|``, ``;`` or
         spaces). A ``split`` column, if present, is filtered on ``split``. Reads CSV or Parquet.
+
+        Every bad entry is an ``InputError`` naming the file and line (or the frame row).
         """
         import pandas as pd
 
-        df = _read_frame(data) if not isinstance(data, pd.DataFrame) else data
-        cols = set(df.columns)
-        if "task" not in cols or "gain" not in cols or not ({"mask", "tasks"} & cols):
+        if task_names is not None:
+            _check_names_type(task_names)
+        if split is not None and not isinstance(split, str):
+            raise InputTypeError(f"split must be a str or None, got {type(split).__name__}")
+        if meta is not None and not isinstance(meta, Mapping):
+            raise InputTypeError(f"meta must be a mapping (dict), got {type(meta).__name__}")
+        if isinstance(data, pd.DataFrame):
+            cols = {str(c): data[c].tolist() for c in data.columns}
+            where: Sequence[str] = _Where("row {!r}", list(data.index))
+        elif isinstance(data, (str, os.PathLike)):
+            cols, where = _read_tidy(data)
+        else:
+            raise InputTypeError("data must be a pandas DataFrame or a path to a CSV/Parquet "
+                                 f"file, got {type(data).__name__}")
+        if "task" not in cols or "gain" not in cols or not ({"mask", "tasks"} & set(cols)):
             raise InputError("a tidy gain table needs columns 'task', 'gain' and 'mask' or "
-                             f"'tasks'; got {list(df.columns)}")
+                             f"'tasks'; got {list(cols)}")
         if "split" in cols:
-            splits = sorted({str(v) for v in df["split"].unique()})
+            splits = sorted({str(v) for v in cols["split"]})
             if split is None and len(splits) > 1:
                 raise InputError(f"the table holds several splits {splits}: pass split=...")
             if split is not None:
                 if split not in splits:
                     raise InputError(f"split {split!r} not in the table (has {splits})")
-                df = df[df["split"].astype(str) == split]
+                keep = [i for i, v in enumerate(cols["split"]) if str(v) == split]
+                cols = {k: [v[i] for i in keep] for k, v in cols.items()}
+                where = where.pick(keep) if isinstance(where, _Where) else [where[i] for i in keep]
             split = split if split is not None else (splits[0] if splits else None)
-        task_col = [str(t) for t in df["task"]]
+        if not where:
+            raise InputError(f"{_origin(data)} has no data rows (a header only)")
+        task_col = [t.strip() if isinstance(t, str) else "" for t in cols["task"]]
+        if not all(task_col):
+            r = task_col.index("")
+            task_col[r] = _task_label(cols["task"][r], where[r])   # raises for an empty name
+            task_col = [_task_label(t, w) for t, w in zip(cols["task"], where)]
         if "mask" in cols:
-            try:
-                row_masks = [int(v) for v in df["mask"]]
-            except (TypeError, ValueError) as exc:
-                raise InputError("column 'mask' must hold integers") from exc
+            fast = _fast_masks(cols["mask"])
+            row_masks = fast if fast is not None else [
+                _parse_mask(v, w) for v, w in zip(cols["mask"], where)]
             if task_names is None:
                 # without names, bit j is task "t<j>" (the names to_pandas writes by default)
                 top = max((m.bit_length() for m in row_masks), default=0)
@@ -193,52 +221,54 @@ class GainTable:
                     raise InputError("a table with a 'mask' column needs task_names (bit order) "
                                      "unless its tasks are named t0, t1, ...")
                 top = max([top, *(int(t[1:]) + 1 for t in labels)])
+                if top > 64:
+                    raise InputError(f"a gain table has at most 64 tasks; the 'mask' column "
+                                     f"and task labels need {top}")
                 names = [f"t{j}" for j in range(top)]
             else:
                 names = [str(t) for t in task_names]
         else:
-            members = [[t for t in _TASK_SPLIT.split(str(v).strip()) if t] for v in df["tasks"]]
+            members = [[t for t in _TASK_SPLIT.split(str(v).strip()) if t] for v in cols["tasks"]]
             if task_names is None:
                 # bit order = order of first appearance, so a round trip keeps the columns
                 names = list(dict.fromkeys([t for group in members for t in group] + task_col))
             else:
                 names = [str(t) for t in task_names]
+            if len(names) > 64:
+                raise InputError(f"a gain table has at most 64 tasks; the table names "
+                                 f"{len(names)}")
             index = {t: j for j, t in enumerate(names)}
             row_masks = []
-            for r, group in enumerate(members):
+            for w, group in zip(where, members):
                 unknown = [t for t in group if t not in index]
                 if unknown or not group:
-                    raise InputError(f"row {r}: combination {group!r} names unknown tasks "
+                    raise InputError(f"{w}: combination {group!r} names unknown tasks "
                                      f"{unknown}; known: {names}")
                 row_masks.append(sum(1 << index[t] for t in group))
         index = {t: j for j, t in enumerate(names)}
         n = check_n_tasks(len(names))
-        gains_col = pd.to_numeric(df["gain"], errors="coerce").to_numpy(dtype=np.float64)
+        allow_nan = bool(dict(meta or {}).get("allow_nan_inside", False))
+        fast_g = _fast_gains(cols["gain"], allow_nan)
+        gains_col = fast_g.tolist() if fast_g is not None else [
+            _parse_gain(v, w, allow_nan) for v, w in zip(cols["gain"], where)]
         order: dict[int, int] = {}
         for m in row_masks:
             order.setdefault(m, len(order))
         g = np.full((len(order), n), np.nan)
         seen: set[tuple[int, int]] = set()
         for r, (m, t, v) in enumerate(zip(row_masks, task_col, gains_col)):
-            if t not in index:
-                raise InputError(f"row {r}: unknown task {t!r}; known: {names}")
-            j = index[t]
-            if m <= 0 or m >> n:
-                raise InputError(f"row {r}: mask {m} is not a combination of {n} tasks")
-            if not (m >> j) & 1:
-                raise InputError(f"row {r}: gain given for task {t!r} outside its combination "
-                                 f"{[names[k] for k in mask_to_indices(m)]}")
-            if (m, j) in seen:
-                raise InputError(f"row {r}: duplicate gain for task {t!r} in combination "
-                                 f"{[names[k] for k in mask_to_indices(m)]}")
+            j = index.get(t, -1)
+            if j < 0 or m <= 0 or m >> n or not (m >> j) & 1 or (m, j) in seen:
+                _bad_tidy_row(where[r], m, t, j, n, names)
             seen.add((m, j))
             g[order[m], j] = v
         masks = np.fromiter(order, dtype=np.uint64, count=len(order))
         missing = masks_to_dense(masks, n) & np.isnan(g)
-        if missing.any():
+        if missing.any() and not allow_nan:
             r, c = np.argwhere(missing)[0]
-            raise InputError(f"combination {[names[k] for k in mask_to_indices(int(masks[r]))]} "
-                             f"has no finite gain for its task {names[c]!r}")
+            raise InputError(f"{_origin(data)}: combination "
+                             f"{[names[k] for k in mask_to_indices(int(masks[r]))]} "
+                             f"has no finite gain for its task {names[c]!r} (no row gives it)")
         info = dict(meta or {})
         if split is not None:
             info.setdefault("split", split)
@@ -351,68 +381,291 @@ def _jsonable(meta: dict[str, Any]) -> dict[str, Any]:
             for k, v in meta.items()}
 
 
+#: Types that are sequences but never a list of task names.
+_NAME_TYPES = (str, bytes)
+
+
+def _check_names_type(task_names: object) -> None:
+    """Task names must be a collection of names (list, tuple, array, pandas Index...): a bare
+    string would silently become its letters, None is no list."""
+    if isinstance(task_names, _NAME_TYPES) or not hasattr(task_names, "__iter__"):
+        raise InputTypeError("task_names must be a sequence of names (list or tuple of str), "
+                             f"got {type(task_names).__name__}")
+
+
+def _float_matrix(values: object, name: str) -> FloatArray:
+    """A float64 copy of numeric ``values``; bools, strings, complex numbers are type errors
+    (numpy would turn them into 0/1, parse them, or drop the imaginary part)."""
+    if values is None:
+        raise InputTypeError(f"{name} must be a numeric array, got None")
+    try:
+        raw = values if isinstance(values, np.ndarray) else np.asarray(values)
+    except (TypeError, ValueError) as exc:
+        raise InputTypeError(f"{name} must be a numeric array (ragged or mixed rows?): "
+                             f"{exc}") from exc
+    if raw.dtype.kind not in "iufO":
+        raise InputTypeError(f"{name} must hold real numbers, got dtype {raw.dtype} "
+                             f"({'bool' if raw.dtype.kind == 'b' else raw.dtype.kind!r} values)")
+    try:
+        return np.array(raw, dtype=np.float64, copy=True)
+    except (TypeError, ValueError) as exc:
+        raise InputTypeError(f"{name} must hold real numbers: {exc}") from exc
+
+
+def _origin(data: object) -> str:
+    return f"file {os.fspath(data)!r}" if isinstance(data, (str, os.PathLike)) else "the frame"
+
+
+class _Where(Sequence[str]):
+    """Lazy row locations for messages: ``file 'x' line 7`` or ``row 3`` (no string per row)."""
+
+    def __init__(self, fmt: str, keys: Sequence[Any]) -> None:
+        self.fmt = fmt
+        self.keys = keys
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return _Where(self.fmt, self.keys[i])
+        return self.fmt.format(self.keys[i])
+
+    def pick(self, rows: Sequence[int]) -> _Where:
+        return _Where(self.fmt, [self.keys[i] for i in rows])
+
+
+def _bad_tidy_row(where: str, m: int, t: str, j: int, n: int, names: Sequence[str]) -> None:
+    """Raise the message for a tidy row whose task, mask or (mask, task) pair is wrong."""
+    if j < 0:
+        raise InputError(f"{where}: unknown task {t!r}; known: {list(names)}")
+    if m <= 0 or m >> n:
+        raise InputError(f"{where}: mask {m} is not a combination of {n} tasks")
+    members = [names[k] for k in mask_to_indices(m)]
+    if not (m >> j) & 1:
+        raise InputError(f"{where}: gain given for task {t!r} outside its combination {members}")
+    raise InputError(f"{where}: duplicate gain for task {t!r} in combination {members}")
+
+
+def _fast_masks(col: Sequence[Any]) -> list[int] | None:
+    """Masks of a clean column in one pass (text of digits or ints); ``None`` -> check per row."""
+    kinds = {type(v) for v in col}
+    try:
+        if kinds <= {str}:
+            return [int(v, 10) for v in col]
+        if kinds <= {int, np.int64, np.int32, np.uint64, np.uint32}:
+            return [int(v) for v in col]
+    except ValueError:
+        return None
+    return None
+
+
+def _fast_gains(col: Sequence[Any], allow_nan: bool) -> FloatArray | None:
+    """Gains of a clean column in one pass (numeric text or numbers); ``None`` -> check per row."""
+    kinds = {type(v) for v in col}
+    if not (kinds <= {str} or kinds <= {float, int, np.float64, np.float32, np.int64}):
+        return None
+    try:
+        g = np.array(col, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    ok = np.isfinite(g) | np.isnan(g) if allow_nan else np.isfinite(g)
+    return g if ok.all() else None
+
+
+def _task_label(value: object, where: str) -> str:
+    label = str(value).strip() if value is not None else ""
+    if not label or (isinstance(value, float) and math.isnan(value)):
+        raise InputError(f"{where}: empty task name in column 'task'")
+    return label
+
+
+def _parse_mask(value: object, where: str) -> int:
+    """An integer mask from a cell: ``3`` or ``3.0``; never a truncated ``3.5``."""
+    if isinstance(value, (bool, np.bool_)):
+        raise InputError(f"{where}: column 'mask' must hold integers, got the bool {value}")
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        if math.isfinite(value) and float(value).is_integer():
+            return int(value)
+        raise InputError(f"{where}: column 'mask' must hold integers, got {value!r}")
+    text = str(value).strip()
+    try:
+        return int(text, 10)
+    except ValueError:
+        pass
+    try:
+        f = float(text)
+    except ValueError:
+        f = math.nan
+    if math.isfinite(f) and f.is_integer():
+        return int(f)
+    raise InputError(f"{where}: column 'mask' must hold integers, got {text!r}")
+
+
+def _parse_gain(value: object, where: str, allow_nan: bool) -> float:
+    """A finite float from a cell; the text of a non-number is shown."""
+    if isinstance(value, (bool, np.bool_)):
+        raise InputError(f"{where}: column 'gain' must hold numbers, got the bool {value}")
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        v = float(value)
+    else:
+        text = str(value).strip()
+        if not text:
+            v = math.nan
+        else:
+            try:
+                v = float(text)
+            except ValueError:
+                raise InputError(f"{where}: gain {text!r} is not a number") from None
+    if math.isnan(v) and allow_nan:
+        return v
+    if not math.isfinite(v):
+        raise InputError(f"{where}: gain must be a finite number, got {value!r}")
+    return v
+
+
+def read_text(path: PathLike, what: str = "file") -> str:
+    """The text of a UTF-8 file; ``InputError`` naming ``what`` and the file when it is missing,
+    unreadable, binary (NUL bytes) or not UTF-8 (with the line of the first bad byte)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputTypeError(f"{what} must be a path (str or os.PathLike), got "
+                             f"{type(path).__name__}")
+    p = os.fspath(path)
+    try:
+        data = Path(p).read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"cannot read {what} {p!r}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"cannot read {what} {p!r}: it is a directory, not a file") from None
+    except PermissionError:
+        raise InputError(f"cannot read {what} {p!r}: permission denied") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {p!r}: {exc.strerror or exc}") from None
+    nul = data.find(b"\0")
+    if nul >= 0:
+        line = data.count(b"\n", 0, nul) + 1
+        raise InputError(f"{what} {p!r} is a binary file, not text (NUL byte on line {line})")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(f"{what} {p!r} is not UTF-8 text: byte 0x{data[exc.start]:02x} on line "
+                         f"{line}") from None
+    return text
+
+
 def read_matrix(path: PathLike, *, name: str = "file") -> FloatArray:
     """Read a numeric matrix without header; comma- or whitespace-separated (detected).
 
-    Raises ``InputError`` naming the line for ragged rows or non-numeric fields.
+    Raises ``InputError`` naming the file and line for ragged rows or non-numeric fields.
     """
-    p = Path(os.fspath(path))
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise InputError(f"cannot read {name} {os.fspath(path)!r}: {exc.strerror or exc}") from exc
+    text = read_text(path, name)
+    p = os.fspath(path)
     rows: list[list[float]] = []
     width = None
-    for lineno, line in enumerate(io.StringIO(text), start=1):
+    for lineno, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line:
             continue
-        fields = [f for f in re.split(r"\s*,\s*|\s+", line) if f != ""] if "," not in line \
+        fields = [f for f in re.split(r"\s+", line) if f != ""] if "," not in line \
             else [f.strip() for f in line.split(",")]
         try:
             values = [float(f) for f in fields]
-        except ValueError as exc:
-            raise InputError(f"{name} {os.fspath(path)!r} line {lineno}: non-numeric field "
-                             f"({exc})") from exc
+        except ValueError:
+            col, f = next((c, f) for c, f in enumerate(fields, start=1) if not _is_float(f))
+            shown = f if len(f) <= 40 else f[:37] + "..."
+            raise InputError(f"{name} {p!r} line {lineno}, column {col}: non-numeric field "
+                             f"{shown!r}") from None
         if width is None:
             width = len(values)
         elif len(values) != width:
-            raise InputError(f"{name} {os.fspath(path)!r} line {lineno}: {len(values)} fields, "
+            raise InputError(f"{name} {p!r} line {lineno}: {len(values)} fields, "
                              f"expected {width} like the first row (ragged rows)")
         rows.append(values)
     if not rows:
-        raise InputError(f"{name} {os.fspath(path)!r} is empty")
+        raise InputError(f"{name} {p!r} is empty (no numeric rows)")
     return np.array(rows, dtype=np.float64)
 
 
-def _read_frame(path: PathLike) -> pd.DataFrame:
-    import pandas as pd
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
+
+def _is_parquet(path: PathLike) -> bool:
+    return os.fspath(path).lower().endswith((".parquet", ".pq"))
+
+
+def _read_tidy(path: PathLike) -> tuple[dict[str, list[Any]], list[str]]:
+    """Columns of a tidy CSV/Parquet file and the location of each row (``file 'x' line 3``)."""
     p = os.fspath(path)
-    if p.endswith((".parquet", ".pq")):
+    if _is_parquet(p):
+        import pandas as pd
+
+        if not os.path.exists(p):
+            raise InputError(f"cannot read tidy gain file {p!r}: no such file")
+        if os.path.isdir(p):
+            raise InputError(f"cannot read tidy gain file {p!r}: it is a directory, not a file")
         try:
-            return pd.read_parquet(p)
+            df = pd.read_parquet(p)
         except ImportError as exc:
             raise InputError(f"reading Parquet {p!r} needs pyarrow or fastparquet: {exc}") from exc
-        except OSError as exc:
-            raise InputError(f"cannot read {p!r}: {exc}") from exc
+        except Exception as exc:  # pyarrow raises its own types (ArrowInvalid...) for bad files
+            why = " ".join(str(exc).split())[:200]
+            raise InputError(f"cannot read tidy gain file {p!r}: not a readable Parquet file "
+                             f"({type(exc).__name__}: {why})") from None
+        return ({str(c): df[c].tolist() for c in df.columns},
+                [f"file {p!r} row {i + 1}" for i in range(len(df))])
+    text = read_text(p, "tidy gain file")
+    first = next((ln for ln in text.splitlines() if ln.strip()), None)
+    if first is None:
+        raise InputError(f"tidy gain file {p!r} is empty: expected a header line like "
+                         "'mask,task,gain'")
+    delim = next((d for d in (",", "\t", ";") if d in first), None)
     try:
-        return pd.read_csv(p, sep=None, engine="python")
-    except OSError as exc:
-        raise InputError(f"cannot read {p!r}: {exc.strerror or exc}") from exc
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise InputError(f"cannot parse {p!r}: {exc}") from exc
+        if delim is None:
+            rows = [ln.split() for ln in text.splitlines()]
+            numbers = None
+        elif '"' not in text:   # one record per line: line numbers are the positions
+            rows = list(csv.reader(text.splitlines(), delimiter=delim))
+            numbers = None
+        else:                   # quoted fields may span lines: ask the reader
+            reader = csv.reader(io.StringIO(text), delimiter=delim)
+            pairs = [(reader.line_num, row) for row in reader]
+            numbers = [i for i, _ in pairs]
+            rows = [row for _, row in pairs]
+    except csv.Error as exc:
+        raise InputError(f"cannot parse tidy gain file {p!r}: {exc}") from None
+    kept = [i for i, row in enumerate(rows) if row and (len(row) > 1 or row[0].strip())]
+    if not kept:
+        raise InputError(f"tidy gain file {p!r} has no header line: expected one like "
+                         "'mask,task,gain'")
+    line_of = (lambda i: i + 1) if numbers is None else numbers.__getitem__
+    header = [h.strip() for h in rows[kept[0]]]
+    if len(set(header)) != len(header):
+        raise InputError(f"tidy gain file {p!r} line {line_of(kept[0])}: duplicate column names "
+                         f"{header}")
+    body = [rows[i] for i in kept[1:]]
+    width = len(header)
+    for k, row in enumerate(body):
+        if len(row) != width:
+            raise InputError(f"tidy gain file {p!r} line {line_of(kept[k + 1])}: {len(row)} "
+                             f"fields, expected {width} like the header {header}")
+    columns = list(zip(*body)) if body else [() for _ in header]
+    cols: dict[str, list[Any]] = {h: list(c) for h, c in zip(header, columns)}
+    return cols, _Where(f"file {p!r} line {{}}", [line_of(i) for i in kept[1:]])
 
 
 def _looks_tidy(path: PathLike) -> bool:
-    p = os.fspath(path)
-    if p.endswith((".parquet", ".pq")):
+    if _is_parquet(path):
         return True
-    try:
-        with open(p) as fh:
-            first = fh.readline()
-    except OSError as exc:
-        raise InputError(f"cannot read {p!r}: {exc.strerror or exc}") from exc
+    text = read_text(path, "gain file")
+    first = next((ln for ln in text.splitlines() if ln.strip()), "")
     return bool(re.search(r"[A-Za-z_]{2,}", first)) and "gain" in first.lower()
 
 
@@ -420,12 +673,26 @@ def load_table(path: PathLike, masks_path: PathLike | None = None, *,
                task_names: Sequence[str] | None = None, scale: float = 1.0,
                split: str | None = None, meta: Mapping[str, Any] | None = None) -> GainTable:
     """Load a gain table whatever its format: tidy CSV/Parquet (header with ``gain``), or an
-    MTG-Net gain matrix, which needs ``masks_path`` (the 0/1 mask file of the same rows)."""
+    MTG-Net gain matrix, which needs ``masks_path`` (the 0/1 mask file of the same rows).
+
+    With a tidy table, a ``masks_path`` puts its rows in the mask file's order (the table must
+    hold exactly those combinations)."""
+    _check_scale(scale)
     if _looks_tidy(path):
         table = GainTable.from_tidy(path, task_names, split=split,
                                     meta={"source": os.fspath(path), **dict(meta or {})})
         if scale != 1.0:
             table = table.with_gains(table.gains * float(scale))
+        if masks_path is not None:
+            dense = read_matrix(masks_path, name="mask file")
+            _check_mask_matrix(dense, masks_path)
+            if dense.shape[1] != table.n_tasks:
+                raise InputError(f"mask file {os.fspath(masks_path)!r} has {dense.shape[1]} "
+                                 f"columns but {os.fspath(path)!r} has {table.n_tasks} tasks")
+            if dense.shape[0] != len(table):
+                raise InputError(f"mask file {os.fspath(masks_path)!r} has {dense.shape[0]} "
+                                 f"rows but {os.fspath(path)!r} holds {len(table)} combinations")
+            table = table.reindex(dense_to_masks(dense.astype(np.uint8)))
         return table
     if masks_path is None:
         raise InputError(f"{os.fspath(path)!r} is a bare gain matrix: its mask file is needed "
@@ -434,3 +701,26 @@ def load_table(path: PathLike, masks_path: PathLike | None = None, *,
     if split is not None:
         info.setdefault("split", split)
     return GainTable.from_mtgnet(masks_path, path, task_names, scale=scale, meta=info)
+
+
+def _check_scale(scale: object) -> float:
+    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)):
+        raise InputTypeError(f"scale must be a number, got {type(scale).__name__}")
+    if not math.isfinite(float(scale)) or float(scale) == 0.0:
+        raise InputError(f"scale must be a finite non-zero number, got {scale!r}")
+    return float(scale)
+
+
+def _check_mask_matrix(dense: FloatArray, masks_path: PathLike) -> None:
+    """0/1 entries, 1 to 64 columns, no empty row (1-based line/column in the messages)."""
+    if not np.isin(dense, (0.0, 1.0)).all():
+        r, c = np.argwhere(~np.isin(dense, (0.0, 1.0)))[0]
+        raise InputError(f"mask file {os.fspath(masks_path)!r} must hold only 0 and 1, got "
+                         f"{dense[r, c]} at row {int(r) + 1}, column {int(c) + 1}")
+    if dense.shape[1] == 0 or dense.shape[1] > 64:
+        raise InputError(f"a gain table has 1 to 64 tasks, the mask file has {dense.shape[1]}")
+    empty = ~dense.any(axis=1)
+    if empty.any():
+        row = int(np.flatnonzero(empty)[0]) + 1
+        raise InputError(f"mask file {os.fspath(masks_path)!r} row {row} is all zeros (empty "
+                         "combination)")

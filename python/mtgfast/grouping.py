@@ -97,9 +97,14 @@ class Grouping:
 
 def _as_gain_matrix(gains: object) -> FloatArray:
     try:
-        g = np.asarray(gains, dtype=np.float64)
+        raw = gains if isinstance(gains, np.ndarray) else np.asarray(gains)
+        bad_kind = raw.dtype.kind not in "iufO"  # bool (0/1), str (parsed), complex (imag lost)
+        g = np.asarray(raw, dtype=np.float64) if not bad_kind else raw
     except (TypeError, ValueError) as exc:
         raise InputTypeError(f"gains must be a numeric array, got {type(gains).__name__}") from exc
+    if bad_kind:
+        raise InputTypeError(f"gains must be a numeric array of real numbers, got dtype "
+                             f"{raw.dtype}")
     if g.ndim != 2:
         raise InputError(f"gains must be 2-D (n_masks, n_tasks), got shape {g.shape}")
     if not 1 <= g.shape[1] <= 64:

@@ -20,12 +20,14 @@ _STYLE = {"oracle": ("k", "o", "-"), "test-oracle": ("0.45", "^", ":"),
 
 def plot_replay(result: ReplayResult, path: str | os.PathLike[str] | None = None, *,
                 ax: Axes | None = None, title: str | None = None) -> Figure:
-    """Average test gain vs budget, one line per method; saved to ``path`` when given.
+    """Average test (or validation) gain in percent vs budget, one line per method; saved to
+    ``path`` when given.
 
     Uses a bare ``Figure`` with the Agg canvas, so it never changes the caller's pyplot backend.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import StrMethodFormatter
 
     if ax is None:
         fig = Figure(figsize=(7.2, 4.0), layout="constrained")
@@ -38,7 +40,8 @@ def plot_replay(result: ReplayResult, path: str | os.PathLike[str] | None = None
         kw: dict[str, Any] = {"color": color, "marker": marker, "linestyle": line, "label": name}
         ax.plot(result.budgets, [100 * v for v in res.average_test_gain], **kw)
     ax.set_xlabel("budget B (number of groups)")
-    ax.set_ylabel("average test gain over tasks (%)")
+    ax.set_ylabel(f"average {result.scored} gain over tasks (%)")
+    ax.yaxis.set_major_formatter(StrMethodFormatter("{x:.1f}%"))  # percent, 1 decimal
     ax.set_xticks(list(result.budgets))
     ax.axhline(0.0, color="0.8", lw=0.8, zorder=0)
     ax.set_title(title if title is not None else

@@ -25,10 +25,15 @@ import numpy as np
 
 from .errors import InputError, InputTypeError
 from .gains import FloatArray, GainTable
+from .progress import progress as progress_bar
 
-__all__ = ["BUILTIN_METHODS", "MethodResult", "ReplayResult", "parse_budgets", "replay"]
+__all__ = ["BUILTIN_METHODS", "JSON_DECIMALS", "TABLE_DECIMALS", "MethodResult", "ReplayResult",
+           "parse_budgets", "replay"]
 
 BUILTIN_METHODS = ("oracle", "test-oracle", "hoa", "tag", "random")
+#: Decimal places of the percent table and of the fractions written to JSON by default.
+TABLE_DECIMALS = 2
+JSON_DECIMALS = 6
 #: Seeded methods are averaged over seeds ``0 .. seeds - 1``.
 SEEDED_PREFIXES = ("random", "mtgnet")
 
@@ -51,30 +56,45 @@ class ReplayResult:
     n_tasks: int
     budgets: tuple[int, ...]
     methods: Mapping[str, MethodResult] = field(default_factory=dict)
+    #: which gains scored the groupings: "test", or "validation" when no test table was given
+    scored: str = "test"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, decimals: int | None = None) -> dict[str, Any]:
         """``{"dataset", "n_tasks", "budgets", "methods": {name: {"average_test_gain",
-        "measured"}}}`` -- exactly the shape other tools read."""
+        "measured"}}}`` -- exactly the shape other tools read. Gains are fractions (0.05 = 5%),
+        exact by default, or rounded to ``decimals`` places."""
+        if decimals is not None and (isinstance(decimals, bool) or not isinstance(decimals, int)
+                                     or decimals < 0):
+            raise InputError(f"decimals must be a non-negative int or None, got {decimals!r}")
+
+        def num(v: float) -> float:
+            return float(v) if decimals is None else round(float(v), decimals)
+
         return {"dataset": self.dataset, "n_tasks": self.n_tasks, "budgets": list(self.budgets),
-                "methods": {k: {"average_test_gain": [float(v) for v in r.average_test_gain],
+                "methods": {k: {"average_test_gain": [num(v) for v in r.average_test_gain],
                                 "measured": int(r.measured)} for k, r in self.methods.items()}}
 
-    def to_json(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`to_dict` as JSON."""
+    def to_json(self, path: str | os.PathLike[str], decimals: int | None = JSON_DECIMALS) -> None:
+        """Write :meth:`to_dict` as JSON (gains as fractions rounded to ``decimals`` places)."""
+        d = self.to_dict(decimals)
         with open(path, "w") as fh:
-            json.dump(self.to_dict(), fh, indent=2)
+            json.dump(d, fh, indent=2)
             fh.write("\n")
 
-    def format_table(self) -> str:
-        """A plain-text table: one row per method, one column per budget."""
+    def format_table(self, decimals: int = TABLE_DECIMALS) -> str:
+        """A plain-text table in percent (``decimals`` places): one row per method, one column
+        per budget; the title says which gains scored the groupings."""
         name_w = max([len("method"), *(len(k) for k in self.methods)])
+        w = max(8, 5 + decimals)
         head = f"{'method':<{name_w}}  {'measured':>8}  " + "  ".join(
-            f"{'B=' + str(b):>8}" for b in self.budgets)
-        lines = [f"{self.dataset}: average test gain over {self.n_tasks} tasks", head,
-                 "-" * len(head)]
+            f"{'B=' + str(b):>{w}}" for b in self.budgets)
+        title = (f"{self.dataset + ': ' if self.dataset else ''}average {self.scored} gain over "
+                 f"{self.n_tasks} tasks, in % ({decimals} decimals); measured = combinations "
+                 "of >= 2 tasks whose true gains the method used")
+        lines = [title, head, "-" * len(head)]
         for k, r in self.methods.items():
             lines.append(f"{k:<{name_w}}  {r.measured:>8d}  " + "  ".join(
-                f"{v:>8.4f}" for v in r.average_test_gain))
+                f"{100 * v:>{w}.{decimals}f}" for v in r.average_test_gain))
         return "\n".join(lines)
 
 
@@ -94,6 +114,8 @@ def parse_budgets(spec: str | int | Iterable[int], n_tasks: int | None = None) -
                     out.update(range(lo, hi + 1))
                 else:
                     out.add(int(part))
+            except InputError:
+                raise
             except ValueError as exc:
                 raise InputError(f"budgets must look like '1-7' or '1,3,5', got {spec!r}") from exc
     elif isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
@@ -167,12 +189,13 @@ def replay(valid: GainTable, test: GainTable | None = None, *,
            tag: GainTable | None = None, search: Literal["auto", "exact", "beam"] = "auto",
            beam_width: int = 5, seeds: int = 1, random_trials: int = 100_000,
            uncovered: Literal["singleton", "alone"] = "singleton", dataset: str = "",
-           options: Mapping[str, Any] | None = None) -> ReplayResult:
+           options: Mapping[str, Any] | None = None, progress: bool = False) -> ReplayResult:
     """Run the replay protocol (module docstring) and return every method's curve.
 
     ``test`` defaults to ``valid`` (Taskonomy-5 has one table). ``hoa``/``tag`` are estimate tables
     holding every combination of ``valid``. ``seeds`` averages the seeded methods (``random``,
     ``mtgnet*``) over seeds ``0..seeds-1``; ``options`` go to ``mtgnet*`` methods as keywords.
+    ``progress``: a bar (plain lines off a terminal) per method and seed on stderr.
     """
     if not isinstance(valid, GainTable):
         raise InputTypeError(f"valid must be a GainTable, got {type(valid).__name__}")
@@ -204,11 +227,29 @@ def replay(valid: GainTable, test: GainTable | None = None, *,
             raise InputTypeError(f"{what} must be an int, got {type(v).__name__}")
         if v < lo:
             raise InputError(f"{what} must be >= {lo}, got {v}")
+    if options is not None and not isinstance(options, Mapping):
+        raise InputTypeError(f"options must be a mapping, got {type(options).__name__}")
     opts = dict(options or {})
     n_pairs = n * (n - 1) // 2
+    steps = sum(seeds if name.startswith(SEEDED_PREFIXES) else 1 for name in names)
+    bar = progress_bar(steps, f"replay {dataset or valid.meta.get('dataset', '')}".strip(),
+                       bool(progress))
+    try:
+        results = _run_methods(names, valid, test_t, hoa_t, tag_t, blist, seeds, search,
+                               beam_width, uncovered, random_trials, opts, n_pairs, bar)
+    finally:
+        bar.close()
+    return ReplayResult(dataset or str(valid.meta.get("dataset", "")), n, blist,
+                        MappingProxyType(results), "test" if test is not None else "validation")
 
+
+def _run_methods(names: Sequence[str], valid: GainTable, test_t: GainTable,
+                 hoa_t: GainTable | None, tag_t: GainTable | None, blist: tuple[int, ...],
+                 seeds: int, search: str, beam_width: int, uncovered: str, random_trials: int,
+                 opts: dict[str, Any], n_pairs: int, bar: Any) -> dict[str, MethodResult]:
     results: dict[str, MethodResult] = {}
     for name in names:
+        bar.set_postfix_str(name)
         if name in ("oracle", "test-oracle", "hoa", "tag"):
             if name == "oracle":
                 select, measured = valid.gains, len(valid)
@@ -226,6 +267,7 @@ def replay(valid: GainTable, test: GainTable | None = None, *,
             scores, chosen = _select_and_score(valid, select, test_t, blist, search, beam_width,
                                                uncovered)
             results[name] = MethodResult(tuple(scores), int(measured), None, tuple(chosen))
+            bar.update(1)
         elif name == "random":
             from .estimators.random import random_grouping_scores
 
@@ -236,18 +278,18 @@ def replay(valid: GainTable, test: GainTable | None = None, *,
                                                    uncovered=uncovered)
                 curves.append(mean)
                 stds.append(std)
+                bar.update(1)
             results[name] = MethodResult(tuple(float(v) for v in np.mean(curves, axis=0)), 0,
                                          tuple(float(v) for v in np.mean(stds, axis=0)))
         else:
             results[name] = _replay_plugin(name, valid, test_t, blist, seeds, search, beam_width,
-                                           uncovered, opts)
-    return ReplayResult(dataset or str(valid.meta.get("dataset", "")), n, blist,
-                        MappingProxyType(results))
+                                           uncovered, opts, bar)
+    return results
 
 
 def _replay_plugin(name: str, valid: GainTable, test: GainTable, budgets: Sequence[int],
                    seeds: int, search: str, beam_width: int, uncovered: str,
-                   options: Mapping[str, Any]) -> MethodResult:
+                   options: Mapping[str, Any], bar: Any) -> MethodResult:
     try:
         mod = importlib.import_module("mtgfast.study.replay_methods")
     except ModuleNotFoundError as exc:
@@ -264,6 +306,7 @@ def _replay_plugin(name: str, valid: GainTable, test: GainTable, budgets: Sequen
         measured_all.append(int(measured))
         if first_groups is None:
             first_groups = tuple(chosen)
+        bar.update(1)
     arr = np.array(curves)
     return MethodResult(tuple(float(v) for v in arr.mean(axis=0)),
                         int(round(float(np.mean(measured_all)))),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
@@ -32,7 +33,7 @@ from ..ops.dispatch import Backend, mtgnet_predict
 from ..ops.reference import LayerParams, MTGNetParams, mtgnet_forward_dense
 from .base import GainEstimator
 
-__all__ = ["MTGNet", "MTGNetModule"]
+__all__ = ["MAX_ABS_GAIN", "MTGNet", "MTGNetModule", "check_training_gains"]
 
 _LAYER_FIELDS = tuple(f.name for f in fields(LayerParams))
 _FORMAT = "mtgfast.MTGNet/1"
@@ -172,13 +173,13 @@ class MTGNet(GainEstimator):
             raise InputError(f"dim ({p['dim']}) must be divisible by n_heads ({p['n_heads']})")
         if self.loss not in ("mse", "l1"):
             raise InputError(f"loss must be 'mse' or 'l1', got {self.loss!r}")
-        if self.device is not None and not isinstance(self.device, (str, torch.device)):
-            raise InputTypeError(f"device must be a str or None, got {type(self.device).__name__}")
+        _check_device(self.device)
         return p
 
     # -- training ------------------------------------------------------------------------------
     def _fit(self, table: GainTable) -> None:
         p = self._check_params()
+        check_training_gains(table)
         on_cpu = self.device is None or torch.device(self.device).type == "cpu"
         with _one_cpu_thread(on_cpu):
             self._train(table, p)
@@ -267,7 +268,7 @@ class MTGNet(GainEstimator):
     def member_params(self, device: str | torch.device | None = None) -> list[MTGNetParams]:
         """Detached :class:`MTGNetParams` of each ensemble member (gains in the scaled unit)."""
         self._check_fitted()
-        dev = torch.device(device) if device is not None else torch.device(self.device or "cpu")
+        dev = _check_device(device if device is not None else (self.device or "cpu"))
         key = str(dev)
         cache = self.__dict__.setdefault("_params_cache", {})
         if key not in cache:
@@ -352,25 +353,110 @@ class MTGNet(GainEstimator):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> MTGNet:
-        """An estimator saved by :meth:`save`, ready to ``predict`` (no torch pickles executed)."""
-        blob = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+        """An estimator saved by :meth:`save`, ready to ``predict`` (``torch.load`` with
+        ``weights_only=True``: no pickled code runs; anything else is an ``InputError``)."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise InputTypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+        p = os.fspath(path)
+        if not os.path.isfile(p):
+            why = "it is a directory" if os.path.isdir(p) else "no such file"
+            raise InputError(f"cannot load MTGNet from {p!r}: {why}")
+        try:
+            with warnings.catch_warnings():  # torch warns about foreign pickle protocols
+                warnings.simplefilter("ignore")
+                blob = torch.load(p, map_location="cpu", weights_only=True)
+        except OSError as exc:
+            raise InputError(f"cannot load MTGNet from {p!r}: {exc.strerror or exc}") from None
+        except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError...
+            # torch's own message suggests weights_only=False (unsafe): never pass it on
+            raise InputError(f"{p!r} is not an MTGNet file saved by MTGNet.save (not a torch "
+                             f"weights file: {type(exc).__name__})") from None
         if not isinstance(blob, dict) or blob.get("format") != _FORMAT:
-            raise InputError(f"{os.fspath(path)!r} is not an MTGNet file saved by MTGNet.save")
-        est = cls(**blob["params"])
-        est.state_ = dict(blob["state"])
-        est.config_ = dict(blob["config"])
-        est.scale_ = float(blob["scale"])
-        est.task_names_ = tuple(blob["task_names"])
-        est.n_tasks_ = len(est.task_names_)
-        est.n_epochs_ = int(blob["n_epochs"])
-        est.n_holdout_ = int(blob["n_holdout"])
-        est.best_epoch_ = np.asarray(blob["best_epoch"])
-        est.n_train_rows_ = int(blob["n_train_rows"])
+            found = (f"format {blob.get('format')!r}" if isinstance(blob, dict)
+                     else f"a {type(blob).__name__}")
+            raise InputError(f"{p!r} is not an MTGNet file saved by MTGNet.save (expected format "
+                             f"{_FORMAT!r}, found {found})")
+        try:
+            state = blob["state"]
+            if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                                      for v in state.values()):
+                raise TypeError("'state' is not a dict of tensors")
+            est = cls(**blob["params"])
+            est._check_params()
+            est.state_ = dict(state)
+            est.config_ = dict(blob["config"])
+            est.scale_ = float(blob["scale"])
+            est.task_names_ = tuple(str(t) for t in blob["task_names"])
+            est.n_tasks_ = len(est.task_names_)
+            est.n_epochs_ = int(blob["n_epochs"])
+            est.n_holdout_ = int(blob["n_holdout"])
+            est.best_epoch_ = np.asarray(blob["best_epoch"])
+            est.n_train_rows_ = int(blob["n_train_rows"])
+            emb = est.state_["embedding"]
+            if emb.ndim != 3 or emb.shape[:2] != (est.config_["n_estimators"], est.n_tasks_):
+                raise ValueError(f"embedding of shape {tuple(emb.shape)} does not match "
+                                 f"{est.config_['n_estimators']} members x {est.n_tasks_} tasks")
+        except (KeyError, TypeError, ValueError) as exc:
+            what = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise InputError(f"{p!r} is a damaged or incompatible MTGNet file ({what})") from None
         return est
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "state_"):
             raise InputError("this MTGNet is not fitted yet: call fit(table) first")
+
+
+#: Largest |gain| accepted for training: gains are relative changes of a metric (0.05 = 5%);
+#: anything beyond this is a unit or parsing error and would overflow the float32 model.
+MAX_ABS_GAIN = 1e6
+
+
+def check_training_gains(table: GainTable) -> None:
+    """Reject gains MTG-Net cannot learn from: +-inf or |gain| > ``MAX_ABS_GAIN`` (row and task
+    named), or no finite gain at all in a combination of >= 2 tasks (all NaN)."""
+    member = table.member()
+    g = np.where(member, table.gains, 0.0)
+    bad = np.isinf(g) | (np.abs(np.nan_to_num(g)) > MAX_ABS_GAIN)
+    if bad.any():
+        r, c = (int(v) for v in np.argwhere(bad)[0])
+        raise InputError(f"training gains must be finite with |gain| <= {MAX_ABS_GAIN:g}: row "
+                         f"{r} (mask {int(table.masks[r])}), task {c} "
+                         f"({table.task_names[c]!r}) is {table.gains[r, c]}")
+    multi = member & (member.sum(axis=1) >= 2)[:, None]
+    if multi.any() and not np.isfinite(g[multi]).any():
+        raise InputError("training gains are all NaN: no combination of >= 2 tasks has a "
+                         "measured gain to learn from")
+
+
+def _check_device(device: object) -> torch.device:
+    """A usable torch device; an error names the device asked for and the ones available."""
+    if device is None:
+        return torch.device("cpu")
+    if not isinstance(device, (str, torch.device)):
+        raise InputTypeError(f"device must be a str, a torch.device or None, got "
+                             f"{type(device).__name__}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise InputError(f"device {str(device)!r} is not a torch device name (expected e.g. "
+                         f"'cpu', 'cuda' or 'cuda:0')") from exc
+    if dev.type == "cpu":
+        return dev
+    n_cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    available = ["cpu", *(f"cuda:{i}" for i in range(n_cuda))]
+    if dev.type == "cuda":
+        if n_cuda == 0:
+            raise InputError(f"device {str(device)!r} asked for, but CUDA is not available "
+                             f"(torch {torch.__version__}); available: {', '.join(available)}")
+        if dev.index is not None and dev.index >= n_cuda:
+            raise InputError(f"device {str(device)!r} asked for, but only {n_cuda} CUDA "
+                             f"device(s) exist; available: {', '.join(available)}")
+        return dev
+    if dev.type == "mps" and getattr(torch.backends, "mps", None) is not None \
+            and torch.backends.mps.is_available():
+        return dev
+    raise InputError(f"device {str(device)!r} is not available; available: "
+                     f"{', '.join(available)}")
 
 
 @contextmanager

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from mtgfast.estimators.hoa import aggregate_pairs
-from mtgfast.estimators.random import random_grouping_scores
+from mtgfast.baselines import random_grouping_scores
 from mtgfast.masks import all_masks, masks_to_dense, sample_masks
 
 

@@ -227,7 +227,7 @@ def replay(valid: GainTable, test: GainTable | None = None, *,
                                                uncovered)
             results[name] = MethodResult(tuple(scores), int(measured), None, tuple(chosen))
         elif name == "random":
-            from .estimators.random import random_grouping_scores
+            from .baselines import random_grouping_scores
 
             curves, stds = [], []
             for s in range(seeds):

@@ -7,6 +7,7 @@
 #   tools/check_wheel.sh                      # plat manylinux_2_28_x86_64, or the nearest that fits
 #   MTGFAST_WHEEL_PLAT=manylinux_2_34_x86_64 tools/check_wheel.sh
 #   tools/check_wheel.sh --minimal            # install numpy only (skip torch, numba, ... deps)
+#   MTGFAST_TORCH_SPEC="torch==2.13.0" tools/check_wheel.sh   # the torch pin (default: README's)
 #   tools/check_wheel.sh --wheel dist/mtgfast-...whl   # skip the build
 #
 # A wheel built on this host links against its glibc/libstdc++; auditwheel can only label it with
@@ -62,7 +63,8 @@ if [ "$minimal" = 1 ]; then
   "$work/venv/bin/python" -m pip install -q numpy
   "$work/venv/bin/python" -m pip install -q --no-deps "$repaired"
 else
-  "$work/venv/bin/python" -m pip install -q "$repaired"
+  # torch pinned as in the README (a bare `torch` resolves to a multi-GB CUDA build)
+  "$work/venv/bin/python" -m pip install -q "${MTGFAST_TORCH_SPEC:-torch==2.13.0}" "$repaired"
 fi
 
 # A PATH with the venv and a few basic tools, no compiler: the core cannot be rebuilt on install

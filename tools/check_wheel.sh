@@ -77,7 +77,8 @@ done
 clean_path="$work/venv/bin:$work/bin"
 mkdir -p "$work/elsewhere"
 cd "$work/elsewhere"   # not the source tree: `import mtgfast` must find the installed wheel
-env -i HOME="$work" PATH="$clean_path" PROBE="$root/tools/wheel_probe.py" bash -c '
+env -i HOME="$work" PATH="$clean_path" PROBE="$root/tools/wheel_probe.py" MINIMAL="$minimal" \
+    bash -c '
   set -euo pipefail
   for c in gcc c++ cc g++ clang; do
     if command -v "$c" >/dev/null 2>&1; then echo "compiler $c is on PATH" >&2; exit 1; fi
@@ -86,5 +87,12 @@ env -i HOME="$work" PATH="$clean_path" PROBE="$root/tools/wheel_probe.py" bash -
   echo "== test-command: python -m mtgfast.selftest"
   python -m mtgfast.selftest
   python "$PROBE"
+  if [ "$MINIMAL" = 0 ]; then  # the torch/numba side of the installed package imports and runs
+    python -c "from mtgfast.mtl.trainer import TrainConfig, train_mtl; \
+from mtgfast.mtl.suites.digits import DigitsSuite; from mtgfast.baselines import RandomGrouping; \
+from mtgfast.estimators import MTGNet, HOA; \
+r = train_mtl(DigitsSuite(n_train=100), [0, 1], 0, TrainConfig(epochs=1)); \
+print(\"train_mtl from the wheel:\", dict(r.metrics_test))"
+  fi
 '
 echo "== wheel OK: $(basename "$repaired")"

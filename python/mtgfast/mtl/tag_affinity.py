@@ -77,7 +77,7 @@ def collect_affinity(suite: TaskSuite, seed: int, config: TrainConfig, *,
     affinity every ``every`` steps with an SGD lookahead of step ``lookahead_lr`` (default
     ``config.lr``). Needs an architecture whose model has ``shared_parameters()`` ("hard")."""
     idx = check_run_inputs(suite, tuple(range(suite.n_tasks)) if tasks is None else tasks, seed,
-                        config)
+                           config)
     if len(idx) < 2:
         raise InputError("affinity needs at least 2 tasks")
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:

@@ -2,7 +2,8 @@
 
 With the benchmark enabled the batched path predicts 1,000,000 random combinations and the naive
 loop (one forward per combination, as a straightforward implementation would) a 300-combination
-subset; the ratio of per-combination times is stored in ``extra_info`` and printed. With
+subset; the ratio of per-combination times is stored in ``extra_info`` (``speedup``: naive /
+batched, higher is better; tracked by ``tools/bench_compare.py``) and printed. With
 ``--benchmark-disable`` (CI) both run once on small inputs and still check the numbers agree.
 
     pytest benchmarks/bench_mtgnet.py --benchmark-enable -s
@@ -50,6 +51,7 @@ def naive_predict(model: MTGNet, masks: np.ndarray) -> np.ndarray:
     return out
 
 
+@pytest.mark.benchmark(group="mtgnet: predict N=27, 1M combinations, CPU")
 @pytest.mark.parametrize("backend", ["batched", "naive"])
 def test_predict_n27(benchmark, model: MTGNet, backend: str) -> None:
     full = not benchmark.disabled

@@ -17,7 +17,7 @@ from mtgfast.mtl.mtan import MTAN
 from mtgfast.mtl.mtan import build as build_mtan
 from mtgfast.mtl.suites.base import Splits, TaskSuite
 from mtgfast.mtl.suites.multidigits import MultiDigitsSuite, superimpose
-from mtgfast.mtl.trainer import TrainConfig, _fit, train_mtl
+from mtgfast.mtl.trainer import TrainConfig, fit, train_mtl
 
 
 def _seeds(fast: tuple[int, ...], slow: tuple[int, ...]) -> list:
@@ -183,7 +183,7 @@ def test_mtan_forward_matches_the_attention_equations(md: MultiDigitsSuite) -> N
 def test_mtan_attention_masks_become_task_specific(md: MultiDigitsSuite, seed: int) -> None:
     X, Y = md.splits().X_valid, md.splits().Y_valid
     init = build_mtan(md, (0, 1), n_blocks=2, seed=seed)
-    res, model = _fit(md, (0, 1), seed,
+    res, model = fit(md, (0, 1), seed,
                       TrainConfig(epochs=12, arch="mtan", n_blocks=2, patience=100))
     assert all(v > 0.7 for v in res.metrics_test.values())
     a0, a = init.attention_masks(X), model.attention_masks(X)

@@ -269,7 +269,7 @@ def _run_methods(names: Sequence[str], valid: GainTable, test_t: GainTable,
             results[name] = MethodResult(tuple(scores), int(measured), None, tuple(chosen))
             bar.update(1)
         elif name == "random":
-            from .estimators.random import random_grouping_scores
+            from .baselines import random_grouping_scores
 
             curves, stds = [], []
             for s in range(seeds):

@@ -1,8 +1,8 @@
-"""MTL trainers (PyTorch): hard-sharing models, the training loop, metrics, gains from metrics,
-TAG's lookahead affinity and the built-in task suites. Importing this package imports nothing heavy;
-its submodules import torch."""
+"""MTL trainers (PyTorch): hard-sharing models, the one training loop (``engine``), metrics, gains
+from metrics, TAG's lookahead affinity and the built-in task suites. Importing this package imports
+nothing heavy; its submodules import torch."""
 
 from __future__ import annotations
 
-__all__ = ["architectures", "gains_from_metrics", "metrics", "models", "suites", "tag_affinity",
-           "trainer"]
+__all__ = ["architectures", "engine", "gains_from_metrics", "metrics", "models", "suites",
+           "tag_affinity", "trainer"]

@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import InputError, InputTypeError
+from .engine import Engine, check_run_inputs
+from .trainer import train_mtl
 
 __all__ = ["AdaShare", "AdaShareResult", "build", "train_adashare"]
 
@@ -200,6 +202,62 @@ class AdaShareResult:
         object.__setattr__(self, "search_history", MappingProxyType(dict(self.search_history)))
 
 
+class _PolicySearchStep:
+    """One epoch of AdaShare's search on the engine's model: warm-up epochs train the weights with
+    every block executed; search epochs alternate per batch a weight step on one half of the
+    training rows and a policy step (task losses + regularizer) on the other, with the curriculum
+    stage set from the epoch and the Gumbel temperature annealed after the epoch."""
+
+    def __init__(self, engine: Engine, *, warmup_epochs: int, stage_epochs: int,
+                 policy_lr: float) -> None:
+        self.engine, self.warmup_epochs, self.stage_epochs = engine, warmup_epochs, stage_epochs
+        model: AdaShare = engine.model  # type: ignore[assignment]
+        self.model = model
+        config = engine.config
+        rows = torch.randperm(engine.n_train, generator=engine.generator)
+        half = engine.n_train // 2
+        # weights / policy halves
+        self.rows_w, self.rows_p = rows[:half].to(engine.device), rows[half:].to(engine.device)
+        self.opt_w = torch.optim.AdamW(model.network_parameters(), lr=config.lr,
+                                       weight_decay=config.weight_decay)
+        self.opt_p = torch.optim.Adam([model.policy_logits], lr=policy_lr)
+
+    def _losses(self, rows: Tensor) -> Tensor:
+        xb, yb = self.engine.batch(rows)
+        return self.engine.task_losses(self.model(xb), yb)
+
+    def __call__(self, epoch: int) -> dict[str, Any]:
+        eng, model = self.engine, self.model
+        e = epoch - 1  # epochs of the schedule count from 0
+        searching = e >= self.warmup_epochs
+        model.searching = searching
+        if searching:
+            # curriculum: deepest block first, one more block every ``stage_epochs`` epochs
+            model.n_learned = min(model.n_blocks, 1 + (e - self.warmup_epochs) // self.stage_epochs)
+        perm_w = self.rows_w[eng.permutation(self.rows_w.numel())]
+        perm_p = self.rows_p[eng.permutation(self.rows_p.numel())]
+        batches = eng.batches(perm_w)
+        bs = eng.config.batch_size
+        sums = torch.zeros(len(eng.tasks), device=eng.device)
+        for b, rows_b in enumerate(batches):
+            losses = self._losses(rows_b)
+            self.opt_w.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            self.opt_w.step()
+            sums += losses.detach()
+            if searching:
+                pb = perm_p[(b * bs) % perm_p.numel():][:bs]
+                total = self._losses(pb).sum() + model.regularizer()
+                self.opt_p.zero_grad(set_to_none=True)
+                total.backward()
+                self.opt_p.step()
+        if searching:
+            model.end_epoch()
+        return {"train_loss": [float(v) for v in sums / max(len(batches), 1)],
+                "policy_probs": model.policy().tolist(), "tau": model.tau,
+                "n_learned": model.n_learned if searching else 0}
+
+
 def train_adashare(suite: Any, tasks: Sequence[int], seed: int, config: Any, *,
                    warmup_epochs: int = 5, search_epochs: int = 20, stage_epochs: int | None = None,
                    policy_lr: float = 0.01, lambda_sparsity: float = 0.02,
@@ -214,75 +272,26 @@ def train_adashare(suite: Any, tasks: Sequence[int], seed: int, config: Any, *,
     trainer's protocol (early stopping, metrics). The policy is the most likely decision per block,
     or a draw from the learned distribution (``sample_policy=True``, as the paper does).
     """
-    from .suites.base import task_target
-    from .trainer import _check_inputs, train_mtl
-
-    idx = _check_inputs(suite, tasks, seed, config)
+    idx = check_run_inputs(suite, tasks, seed, config)
     for what, v in (("warmup_epochs", warmup_epochs), ("search_epochs", search_epochs)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise InputError(f"{what} must be an int >= 0, got {v!r}")
     if not (isinstance(policy_lr, (int, float)) and policy_lr > 0):
         raise InputError(f"policy_lr must be > 0, got {policy_lr!r}")
     start = time.perf_counter()
-    device = torch.device(config.device)
     model = build(suite, idx, hidden=config.hidden, n_blocks=config.n_blocks,
                   dropout=config.dropout, seed=seed, lambda_sparsity=lambda_sparsity,
-                  lambda_sharing=lambda_sharing).to(device)
-    n_blocks = model.n_blocks
+                  lambda_sharing=lambda_sharing)
     stage = (stage_epochs if stage_epochs is not None
-             else max(1, math.ceil(search_epochs / n_blocks)))
+             else max(1, math.ceil(search_epochs / model.n_blocks)))
     if isinstance(stage, bool) or not isinstance(stage, int) or stage < 1:
         raise InputError(f"stage_epochs must be an int >= 1, got {stage_epochs!r}")
-
-    sp = suite.splits()
-    X = sp.X_train.to(device)
-    Y = [task_target(sp.Y_train, t).to(device) for t in idx]
-    gen = torch.Generator().manual_seed(int(seed))
-    rows = torch.randperm(X.shape[0], generator=gen)
-    half = X.shape[0] // 2
-    rows_w, rows_p = rows[:half].to(device), rows[half:].to(device)  # weights / policy halves
-    opt_w = torch.optim.AdamW(model.network_parameters(), lr=config.lr,
-                              weight_decay=config.weight_decay)
-    opt_p = torch.optim.Adam([model.policy_logits], lr=policy_lr)
-    bs = config.batch_size
-
-    def task_losses(rows_b: Tensor) -> Tensor:
-        outs = model(X[rows_b])
-        return torch.stack([suite.loss(t, outs[i], Y[i][rows_b]) for i, t in enumerate(idx)])
-
-    history: dict[str, list[Any]] = {"train_loss": [], "policy_probs": [], "tau": [],
-                                     "n_learned": []}
-    model.train()
-    for epoch in range(warmup_epochs + search_epochs):
-        searching = epoch >= warmup_epochs
-        model.searching = searching
-        if searching:
-            # curriculum: deepest block first, one more block every ``stage`` epochs
-            model.n_learned = min(n_blocks, 1 + (epoch - warmup_epochs) // stage)
-        perm_w = rows_w[torch.randperm(rows_w.numel(), generator=gen).to(device)]
-        perm_p = rows_p[torch.randperm(rows_p.numel(), generator=gen).to(device)]
-        n_batches = math.ceil(perm_w.numel() / bs)
-        if config.max_train_batches is not None:
-            n_batches = min(n_batches, config.max_train_batches)
-        sums = torch.zeros(len(idx), device=device)
-        for b in range(n_batches):
-            losses = task_losses(perm_w[b * bs:(b + 1) * bs])
-            opt_w.zero_grad(set_to_none=True)
-            losses.sum().backward()
-            opt_w.step()
-            sums += losses.detach()
-            if searching:
-                pb = perm_p[(b * bs) % perm_p.numel():][:bs]
-                total = task_losses(pb).sum() + model.regularizer()
-                opt_p.zero_grad(set_to_none=True)
-                total.backward()
-                opt_p.step()
-        if searching:
-            model.end_epoch()
-        history["train_loss"].append([float(v) for v in sums / max(n_batches, 1)])
-        history["policy_probs"].append(model.policy().tolist())
-        history["tau"].append(model.tau)
-        history["n_learned"].append(model.n_learned if searching else 0)
+    engine = Engine(suite, idx, seed, config, model, start=start)
+    step = _PolicySearchStep(engine, warmup_epochs=warmup_epochs, stage_epochs=stage,
+                             policy_lr=policy_lr)
+    # the search neither validates nor stops early: every warm-up and search epoch runs
+    history = engine.loop(step, epochs=warmup_epochs + search_epochs, validate=False).history
+    gen = engine.generator
 
     probs = model.policy()
     if sample_policy:
@@ -295,7 +304,7 @@ def train_adashare(suite: Any, tasks: Sequence[int], seed: int, config: Any, *,
     retrain_cfg = replace(config, arch="adashare",
                           arch_options=tuple(sorted({**dict(config.arch_options),
                                                      "policy": policy}.items())))
-    run = train_mtl(suite, idx, seed, retrain_cfg)
+    run = train_mtl(suite, idx, seed, retrain_cfg)  # the trainer's protocol, early stopping and all
     return AdaShareResult(run=run,
                           policy_probs=tuple(tuple(float(v) for v in r) for r in probs.tolist()),
                           policy=policy, search_history=history,

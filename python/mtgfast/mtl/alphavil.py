@@ -32,6 +32,9 @@ from torch import Tensor
 from torch.func import functional_call
 
 from ..errors import InputError, InputTypeError
+from . import architectures
+from .engine import Engine, check_run_inputs
+from .suites.base import task_target
 
 __all__ = ["AlphaVILResult", "train_alphavil"]
 
@@ -58,6 +61,81 @@ def _check_positive(name: str, v: object, integer: bool = False) -> None:
         raise InputError(f"{name} must be a finite number > 0, got {v!r}")
 
 
+class _AlphaVILStep:
+    """One αVIL epoch (Algorithm 1, steps 1-3 of the module docstring) on the engine's model; the
+    task weights ``w`` persist across epochs."""
+
+    def __init__(self, engine: Engine, ti: int, *, sample_fraction: float, inner_lr: float,
+                 inner_momentum: float, alpha_steps: int, alpha_lr: float,
+                 alpha_max_step: float, learn_target_weight: bool, dev_rows: int | None) -> None:
+        self.engine, self.ti = engine, ti
+        self.inner_lr, self.inner_momentum = inner_lr, inner_momentum
+        self.alpha_steps, self.alpha_lr, self.alpha_max_step = alpha_steps, alpha_lr, alpha_max_step
+        self.learn_target_weight = learn_target_weight
+        n_dev = engine.X_valid.shape[0] if dev_rows is None else min(dev_rows,
+                                                                       engine.X_valid.shape[0])
+        self.X_dev = engine.X_valid[:n_dev]
+        self.y_dev = task_target(engine.Y_valid, engine.tasks[ti])[:n_dev]
+        self.names = [n for n, p in engine.model.named_parameters() if p.requires_grad]
+        self.w = torch.ones(len(engine.tasks), dtype=torch.float64)
+        self.n_rows = max(1, round(sample_fraction * engine.n_train))
+
+    def __call__(self, epoch: int) -> dict[str, list[float]]:
+        eng, model, names, w = self.engine, self.engine.model, self.names, self.w
+        idx, ti, device = eng.tasks, self.ti, eng.device
+        n_tasks = len(idx)
+        theta = {k: v.detach().clone() for k, v in model.named_parameters() if k in names}
+        deltas: list[dict[str, Tensor]] = []
+        train_loss = []
+        # 1. task-specific updates from the same starting point θ
+        for i, t in enumerate(idx):
+            model.load_state_dict(theta, strict=False)
+            model.train()
+            opt = torch.optim.SGD([p for k, p in model.named_parameters() if k in names],
+                                  lr=self.inner_lr, momentum=self.inner_momentum)
+            batches = eng.batches(eng.permutation()[:self.n_rows])
+            tot = 0.0
+            for rb in batches:
+                loss = eng.suite.loss(t, model(eng.X_train[rb])[i], eng.Y_train[i][rb])
+                opt.zero_grad(set_to_none=True)
+                (float(w[i]) * loss + model.regularizer()).backward()
+                opt.step()
+                tot += float(loss.detach())
+            train_loss.append(tot / len(batches))
+            deltas.append({k: p.detach() - theta[k] for k, p in model.named_parameters()
+                           if k in names})
+        # 2. α mixing the deltas, fitted to the target's dev loss
+        model.eval()
+        alpha = torch.ones(n_tasks, device=device)
+        for _ in range(self.alpha_steps):
+            alpha.requires_grad_(True)
+            params = {k: theta[k] + sum(alpha[i] * deltas[i][k] for i in range(n_tasks))
+                      for k in names}
+            out = functional_call(model, params, (self.X_dev,))[ti]
+            dev_loss = eng.suite.loss(idx[ti], out, self.y_dev)
+            if not bool(torch.isfinite(dev_loss)):
+                break  # keep the last α whose mixed model had a finite dev loss
+            (grad,) = torch.autograd.grad(dev_loss, alpha)
+            # gradient descent with each step's norm capped: far from 1 the mixed model leaves
+            # the region where the dev loss is smooth and plain steps can blow α up
+            step = self.alpha_lr * grad
+            norm = float(step.norm())
+            if norm > self.alpha_max_step:
+                step = step * (self.alpha_max_step / norm)
+            alpha = (alpha.detach() - step).detach()
+        a = alpha.detach()
+        # 3. move by the α-weighted deltas; weights follow α
+        with torch.no_grad():
+            mixed = {k: theta[k] + sum(a[i] * deltas[i][k] for i in range(n_tasks)) for k in names}
+        model.load_state_dict(mixed, strict=False)
+        w_new = (w + (a.double().cpu() - 1.0)).clamp_min(0.0)
+        if not self.learn_target_weight:
+            w_new[ti] = w[ti]
+        self.w = w_new
+        return {"train_loss": train_loss, "weights": [float(v) for v in self.w],
+                "alpha": [float(v) for v in a]}
+
+
 def train_alphavil(suite: Any, tasks: Sequence[int], target: int, seed: int, config: Any, *,
                    sample_fraction: float = 0.5, inner_lr: float = 0.05,
                    inner_momentum: float = 0.9,
@@ -74,11 +152,7 @@ def train_alphavil(suite: Any, tasks: Sequence[int], target: int, seed: int, con
     stopping (on the target's validation loss, best weights restored) and metrics follow
     ``train_mtl``'s protocol; ``config.lr`` is not used (the inner updates use ``inner_lr``).
     """
-    from .architectures import build_model
-    from .suites.base import task_target
-    from .trainer import EarlyStopping, RunResult, _check_inputs, _predict, _to, evaluate_outputs
-
-    idx = _check_inputs(suite, tasks, seed, config)
+    idx = check_run_inputs(suite, tasks, seed, config)
     if isinstance(target, bool) or not isinstance(target, int):
         raise InputTypeError(f"target must be a task index (int), got {type(target).__name__}")
     if target not in idx:
@@ -98,100 +172,16 @@ def train_alphavil(suite: Any, tasks: Sequence[int], target: int, seed: int, con
                          f"got {config.weighting!r}")
 
     start = time.perf_counter()
-    device = torch.device(config.device)
-    ti = idx.index(target)
-    sp = suite.splits()
-    X = sp.X_train.to(device)
-    Y = [task_target(sp.Y_train, t).to(device) for t in idx]
-    Xva = sp.X_valid.to(device)
-    Yva = _to(sp.Y_valid, device)
-    n_dev = Xva.shape[0] if dev_rows is None else min(dev_rows, Xva.shape[0])
-    X_dev, y_dev = Xva[:n_dev], task_target(Yva, target)[:n_dev]
-
-    model = build_model(config.arch, suite, idx, hidden=config.hidden, n_blocks=config.n_blocks,
-                        dropout=config.dropout, seed=seed, **dict(config.arch_options)).to(device)
-    names = [n for n, p in model.named_parameters() if p.requires_grad]
-    gen = torch.Generator().manual_seed(int(seed))
-    torch.manual_seed(int(seed))
-    n_tasks = len(idx)
-    w = torch.ones(n_tasks, dtype=torch.float64)
-    n = X.shape[0]
-    n_rows = max(1, round(sample_fraction * n))
-    bs = config.batch_size
-
-    history: dict[str, list[list[float]]] = {"train_loss": [], "valid_loss": [], "weights": [],
-                                             "alpha": []}
-    stopper = EarlyStopping(model, config.patience)
-    epoch = 0
-    for epoch in range(1, config.epochs_to_run + 1):
-        theta = {k: v.detach().clone() for k, v in model.named_parameters() if k in names}
-        deltas: list[dict[str, Tensor]] = []
-        train_loss = []
-        # 1. task-specific updates from the same starting point θ
-        for i, t in enumerate(idx):
-            model.load_state_dict(theta, strict=False)
-            model.train()
-            opt = torch.optim.SGD([p for k, p in model.named_parameters() if k in names],
-                                  lr=inner_lr, momentum=inner_momentum)
-            rows = torch.randperm(n, generator=gen)[:n_rows].to(device)
-            n_batches = math.ceil(n_rows / bs)
-            if config.max_train_batches is not None:
-                n_batches = min(n_batches, config.max_train_batches)
-            tot = 0.0
-            for b in range(n_batches):
-                rb = rows[b * bs:(b + 1) * bs]
-                loss = suite.loss(t, model(X[rb])[i], Y[i][rb])
-                opt.zero_grad(set_to_none=True)
-                (float(w[i]) * loss + model.regularizer()).backward()
-                opt.step()
-                tot += float(loss.detach())
-            train_loss.append(tot / n_batches)
-            deltas.append({k: p.detach() - theta[k] for k, p in model.named_parameters()
-                           if k in names})
-        # 2. α mixing the deltas, fitted to the target's dev loss
-        model.eval()
-        alpha = torch.ones(n_tasks, device=device)
-        for _ in range(alpha_steps):
-            alpha.requires_grad_(True)
-            params = {k: theta[k] + sum(alpha[i] * deltas[i][k] for i in range(n_tasks))
-                      for k in names}
-            out = functional_call(model, params, (X_dev,))[ti]
-            dev_loss = suite.loss(target, out, y_dev)
-            if not bool(torch.isfinite(dev_loss)):
-                break  # keep the last α whose mixed model had a finite dev loss
-            (grad,) = torch.autograd.grad(dev_loss, alpha)
-            # gradient descent with each step's norm capped: far from 1 the mixed model leaves
-            # the region where the dev loss is smooth and plain steps can blow α up
-            step = alpha_lr * grad
-            norm = float(step.norm())
-            if norm > alpha_max_step:
-                step = step * (alpha_max_step / norm)
-            alpha = (alpha.detach() - step).detach()
-        a = alpha.detach()
-        # 3. move by the α-weighted deltas; weights follow α
-        with torch.no_grad():
-            mixed = {k: theta[k] + sum(a[i] * deltas[i][k] for i in range(n_tasks)) for k in names}
-        model.load_state_dict(mixed, strict=False)
-        w_new = (w + (a.double().cpu() - 1.0)).clamp_min(0.0)
-        if not learn_target_weight:
-            w_new[ti] = w[ti]
-        w = w_new
-
-        history["train_loss"].append(train_loss)
-        history["alpha"].append([float(v) for v in a])
-        history["weights"].append([float(v) for v in w])
-        model.eval()
-        val_losses, _ = evaluate_outputs(suite, idx, _predict(model, Xva), Yva)
-        history["valid_loss"].append(val_losses)
-        if stopper.should_stop(model, epoch, val_losses[ti]):
-            break
-    stopper.restore(model)
-
-    _, m_valid = evaluate_outputs(suite, idx, _predict(model, Xva), Yva)
-    _, m_test = evaluate_outputs(suite, idx, _predict(model, sp.X_test.to(device)),
-                                 _to(sp.Y_test, device))
-    run = RunResult(tasks=tuple(suite.task_names[t] for t in idx), metrics_valid=m_valid,
-                    metrics_test=m_test, epochs_run=epoch, best_epoch=stopper.best_epoch,
-                    seconds=time.perf_counter() - start, history=history)
+    model = architectures.build_model(config.arch, suite, idx, hidden=config.hidden,
+                                      n_blocks=config.n_blocks, dropout=config.dropout, seed=seed,
+                                      **dict(config.arch_options))
+    engine = Engine(suite, idx, seed, config, model, start=start)
+    step = _AlphaVILStep(engine, idx.index(target), sample_fraction=sample_fraction,
+                         inner_lr=inner_lr, inner_momentum=inner_momentum,
+                         alpha_steps=alpha_steps, alpha_lr=alpha_lr,
+                         alpha_max_step=alpha_max_step, learn_target_weight=learn_target_weight,
+                         dev_rows=dev_rows)
+    run = engine.run(step, stop_on=lambda val_losses: val_losses[step.ti])
+    w = step.w
     weights = {suite.task_names[t]: float(w[i]) for i, t in enumerate(idx)}
     return AlphaVILResult(run=run, target=suite.task_names[target], weights=weights)

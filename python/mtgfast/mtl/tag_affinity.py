@@ -19,7 +19,8 @@ from torch.func import functional_call
 
 from ..errors import InputError
 from .suites.base import TaskSuite
-from .trainer import RunResult, TrainConfig, _check_inputs, _fit
+from .engine import RunResult, TrainConfig, check_run_inputs
+from .trainer import fit
 
 __all__ = ["AffinityResult", "collect_affinity"]
 
@@ -75,8 +76,8 @@ def collect_affinity(suite: TaskSuite, seed: int, config: TrainConfig, *,
     """Train all ``tasks`` (default: every task of the suite) together once, measuring TAG's
     affinity every ``every`` steps with an SGD lookahead of step ``lookahead_lr`` (default
     ``config.lr``). Needs an architecture whose model has ``shared_parameters()`` ("hard")."""
-    idx = _check_inputs(suite, tuple(range(suite.n_tasks)) if tasks is None else tasks, seed,
-                        config)
+    idx = check_run_inputs(suite, tuple(range(suite.n_tasks)) if tasks is None else tasks, seed,
+                           config)
     if len(idx) < 2:
         raise InputError("affinity needs at least 2 tasks")
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
@@ -93,7 +94,7 @@ def collect_affinity(suite: TaskSuite, seed: int, config: TrainConfig, *,
                              "affinity needs one (use arch='hard')")
         hook(model, xb, yb, losses)
 
-    run, _ = _fit(suite, idx, int(seed), config, step_hook=guarded)
+    run, _ = fit(suite, idx, int(seed), config, step_hook=guarded)
     matrix = hook.sum / max(hook.count, 1)
     return AffinityResult(matrix=matrix, task_names=tuple(suite.task_names[t] for t in idx),
                           n_steps=hook.count, run=run)

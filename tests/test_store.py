@@ -157,7 +157,7 @@ def test_schema_version_newer_is_refused(tmp_path):
 def test_not_a_store_and_closed(tmp_path):
     bad = tmp_path / "bad.db"
     bad.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StoreError, match="not a usable gain store"):
+    with pytest.raises(StoreError, match="not an mtgfast gain store"):
         GainStore(bad)
     s = GainStore(tmp_path / "ok.db")
     s.close()

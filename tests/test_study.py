@@ -197,10 +197,10 @@ def test_study_validates_inputs(tmp_path):
         Study(_plain_train, store=tmp_path / "v.db")
     with pytest.raises(InputError, match="seeds"):
         Study(suite, store=tmp_path / "v.db", config=config, seeds=(1, 1))
-    with Study(_plain_train, store=tmp_path / "v.db", estimator="tag", task_names=("a", "b", "c"),
-               progress=False) as st:
-        with pytest.raises(InputError, match="affinity"):
-            st.run()
+    # checked at construction, before anything is trained
+    with pytest.raises(InputError, match="affinity"):
+        Study(_plain_train, store=tmp_path / "v.db", estimator="tag", task_names=("a", "b", "c"),
+              progress=False)
     with pytest.raises(InputError):
         make_executor(0)
 

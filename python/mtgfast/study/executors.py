@@ -20,6 +20,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import pickle
+import re
 import traceback
 from abc import ABC, abstractmethod
 from collections import deque
@@ -201,13 +202,10 @@ def _init_worker(threads: int, gpus: tuple[str, ...], counter: Any) -> None:
         counter.value += 1
     if gpus:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[_WORKER_INDEX % len(gpus)]
+    # torch reads these when the first job imports it (importing it here would slow every
+    # worker's start, and a user's train callable need not use torch)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ["MKL_NUM_THREADS"] = str(threads)
-    try:
-        import torch
-    except ModuleNotFoundError:  # a user train callable need not use torch
-        return
-    torch.set_num_threads(threads)
 
 
 class LocalExecutor(Executor):
@@ -230,6 +228,7 @@ class LocalExecutor(Executor):
             gpus = (gpus,)
         self.gpus = tuple(str(g) for g in gpus)
         self._pool: ProcessPoolExecutor | None = None
+        self._pool_of: dict[Future[Any], ProcessPoolExecutor] = {}
 
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -241,25 +240,30 @@ class LocalExecutor(Executor):
 
     def _submit(self, fn: Callable[[Any], Any], job: Any) -> Any:
         try:
-            return self._get_pool().submit(fn, job)
+            pool = self._get_pool()
+            fut = pool.submit(fn, job)
         except BrokenProcessPool:
             self._restart()
-            return self._get_pool().submit(fn, job)
+            pool = self._get_pool()
+            fut = pool.submit(fn, job)
+        self._pool_of[fut] = pool
+        return fut
 
     def _wait(self, handles: list[Any]) -> list[tuple[Any, Any, str | None]]:
         done, _ = wait(handles, return_when=FIRST_COMPLETED)
         out: list[tuple[Any, Any, str | None]] = []
-        broken = False
         for fut in done:
+            pool = self._pool_of.pop(fut, None)
             exc = fut.exception()
             if exc is None:
                 out.append((fut, fut.result(), None))
+            elif isinstance(exc, BrokenProcessPool):
+                # a worker died: restart the pool once (not again for its other victims)
+                if pool is not None and pool is self._pool:
+                    self._restart()
+                out.append((fut, None, f"a worker process died while running this job ({exc})"))
             else:
-                broken |= isinstance(exc, BrokenProcessPool)
-                out.append((fut, None, _format(exc) if not isinstance(exc, BrokenProcessPool)
-                            else f"a worker process died while running this job ({exc})"))
-        if broken:
-            self._restart()
+                out.append((fut, None, _format(exc)))
         return out
 
     def _restart(self) -> None:
@@ -372,7 +376,9 @@ class RayExecutor(Executor):
             try:
                 out.append((ref, ray.get(ref), None))
             except ray.exceptions.RayTaskError as exc:   # the run raised: its traceback
-                out.append((ref, None, str(exc)))
+                text = re.sub(r"\x1b\[[0-9;]*m", "", str(getattr(exc, "traceback_str", "") or exc))
+                out.append((ref, None, "Traceback (most recent call last, in a Ray worker):\n"
+                            + text))
             except ray.exceptions.RayError as exc:       # worker died beyond Ray's retries...
                 out.append((ref, None, f"{type(exc).__name__}: {exc}"))
         return out

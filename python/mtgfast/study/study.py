@@ -532,7 +532,13 @@ class Study:
                 batch = loop.next_batch(rounds)   # the loop's order, recorded in the store
                 if batch.size == 0:
                     break
-                self._drain("MTL runs")
+                # the batch's runs were requested with the choice; asking again is idempotent and
+                # covers a resume with more seeds
+                self.measure(batch.tolist(), desc="MTL runs")
+                if set(loop.pending.tolist()) >= set(batch.tolist()):
+                    raise StoreError(f"study {self.name!r}: the runs of {batch.tolist()} were "
+                                     "neither completed nor failed (another driver holds "
+                                     "them?); run the study again")
                 bar.update(min(loop.selections_done(), target) - bar_n(bar))
         finally:
             bar.close()

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mtgfast.errors import InputError, StoreError
 from mtgfast.store import SCHEMA_VERSION, GainStore, RunRecord, RunStatus, relative_gain
@@ -364,3 +365,28 @@ def test_selection_batches_are_recorded_with_their_runs(store):
                                                 (1, 3, 0, 0, "selected", 1),
                                                 (2, 6, 0, 1, "selected", 1)]
     assert store.count_runs("s", status="waiting") == 6
+
+
+def test_one_gain_definition_and_zero_stl_policy():
+    """store, the MTL layer and mtgfast.transfer are one function; a zero STL metric raises in
+    all of them (no division by a tiny number)."""
+    from mtgfast import transfer
+    from mtgfast.mtl import gains_from_metrics
+
+    assert relative_gain is transfer.relative_gain is gains_from_metrics.relative_gain
+    assert gains_from_metrics.gain_row is transfer.gain_row
+    for f in (relative_gain, gains_from_metrics.relative_gain):
+        with pytest.raises(InputError, match="STL.*is 0"):
+            f(0.5, 0.0, False)
+    with pytest.raises(InputError, match="task 'b'"):
+        gains_from_metrics.gain_row(0b11, {"a": 1.0, "b": 0.1}, {"a": 1.0, "b": 0.0},
+                                    ("a", "b"), (False, True))
+    row = transfer.gain_row(0b01, {"a": 0.0}, {"a": 0.0}, ("a", "b"), (False, False))
+    assert row[0] == 0.0 and np.isnan(row[1])   # a singleton is 0 by definition
+
+
+def test_study_modules_import_neither_torch_nor_ray():
+    code = ("import sys, mtgfast.store, mtgfast.study.executors, mtgfast.study.study, "
+            "mtgfast.study.registry, mtgfast.mtl.study_adapter; "
+            "assert 'torch' not in sys.modules and 'ray' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

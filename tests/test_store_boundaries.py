@@ -16,6 +16,7 @@ from mtgfast.errors import InputError, InputTypeError, StoreError
 from mtgfast.store import SCHEMA_VERSION, GainStore
 
 TASKS = ("a", "b", "c")
+#: the schema mtgfast 0.1 wrote (its store.py ``_SCHEMA``, version 1), as a released store has it
 V1_SCHEMA = """
 CREATE TABLE schema_version (version INTEGER NOT NULL);
 CREATE TABLE studies (name TEXT PRIMARY KEY, task_names TEXT NOT NULL, metrics TEXT NOT NULL,
@@ -26,6 +27,7 @@ CREATE TABLE runs (id INTEGER PRIMARY KEY, study TEXT NOT NULL REFERENCES studie
     status TEXT NOT NULL CHECK (status IN ('finished', 'failed')), metrics_valid TEXT NOT NULL,
     metrics_test TEXT NOT NULL, seconds REAL NOT NULL, config TEXT NOT NULL,
     created REAL NOT NULL, UNIQUE (study, mask, seed, fingerprint));
+CREATE INDEX runs_by_study ON runs (study, status);
 INSERT INTO schema_version VALUES (1);
 """
 

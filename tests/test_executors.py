@@ -267,12 +267,12 @@ def test_make_executor_kinds_and_checks(request):
         RayExecutor(address="nowhere")
 
 
-def test_local_gpu_per_worker_through_cuda_visible_devices(monkeypatch):
+def test_local_gpu_per_worker_through_cuda_visible_devices(monkeypatch, tmp_path):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
     ex = make_executor("local", workers=2, gpus_per_run=1.0)
     assert isinstance(ex, LocalExecutor) and ex.gpus == ("3", "5")
     with ex:
-        seen = sorted(o.value for o in ex.run_jobs(VisibleDevices(), [0, 1, 2, 3]))
+        seen = sorted(o.value for o in ex.run_jobs(VisibleDevices(str(tmp_path)), [0, 1, 2, 3]))
     assert set(seen) == {"3", "5"}   # each worker sees one of them, and only one
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     with pytest.raises(InputError, match="no GPU is visible"):
@@ -280,8 +280,17 @@ def test_local_gpu_per_worker_through_cuda_visible_devices(monkeypatch):
 
 
 class VisibleDevices:
+    """Reports the worker's CUDA_VISIBLE_DEVICES once two workers have checked in (a barrier
+    through files), so both workers surely take jobs."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
     def __call__(self, job: int) -> str:
-        time.sleep(0.3)   # so both workers take jobs
+        Path(self.folder, f"pid-{os.getpid()}").write_text("")
+        deadline = time.monotonic() + 60
+        while len(list(Path(self.folder).glob("pid-*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
         return os.environ.get("CUDA_VISIBLE_DEVICES", "")
 
 

@@ -9,7 +9,8 @@ active loop's choices are rows too, and the loop reads measured gains from the s
 killed at any moment (SIGKILL) and resumed makes exactly the choices, and returns exactly the
 grouping, of an uninterrupted run with the same seed. Runs execute on an
 :class:`~mtgfast.study.executors.Executor` (in-process, local processes, Ray); the driver writes
-each result to the store as it completes. Torch is imported only when a suite is used.
+each result to the store as it completes. Torch is imported only when a suite or MTG-Net is
+used.
 """
 
 from __future__ import annotations

@@ -278,6 +278,21 @@ def test_bad_output_names_the_task_and_the_combination(tmp_path):
             st.run()
 
 
+def test_running_rows_of_a_silent_driver_elsewhere_come_back_when_stale(tmp_path):
+    with Study(_plain_train, store=tmp_path / "stale.db", estimator="hoa",
+               task_names=("a", "b", "c"), stale_after=0.5, progress=False) as st:
+        # another machine's driver claimed the STL runs, then went silent (no heartbeat)
+        st.store.request_runs(st.name, [(1, 0), (2, 0), (4, 0)])
+        held = st.store.claim_runs(st.name, "elsewhere:4242:abcd")
+        assert len(held) == 3
+        st.run()   # waits for them, takes them back once stale, and finishes the study
+        runs = {r.mask: r for r in st.store.runs(st.name)}
+        assert st.n_trained == 6 and len(runs) == 6
+        assert all(runs[m].status.value == "complete" and runs[m].attempts == 2
+                   for m in (1, 2, 4))
+        assert st.store.count_runs(st.name, status="running") == 0
+
+
 def test_group_never_creates_a_store(tmp_path):
     with pytest.raises(StoreError, match="no gain store"):
         group_stored(tmp_path / "none.db", 2)

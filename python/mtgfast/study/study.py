@@ -395,12 +395,21 @@ class Study:
         self._drain(desc)
 
     def _drain(self, desc: str) -> None:
-        """Claim this study's waiting runs and execute them; results go to the store as each
-        completes. A run that fails on every attempt raises :class:`RunFailedError`."""
-        self._release_dead()
-        claimed = self.store.claim_runs(self.name, self.owner)
-        if not claimed:
-            return
+        """Claim this study's waiting runs and execute them, until none is waiting and no other
+        driver still runs one (a dead driver's rows come back when its heartbeat goes stale);
+        results go to the store as each completes. A run that fails on every attempt raises
+        :class:`RunFailedError`."""
+        while True:
+            self._release_dead()
+            claimed = self.store.claim_runs(self.name, self.owner)
+            if claimed:
+                self._execute(claimed, desc)
+            elif self.store.count_runs(self.name, status=RunStatus.RUNNING) == 0:
+                return
+            else:   # another driver holds runs of this study: wait for them, or for staleness
+                time.sleep(min(1.0, self.stale_after / 10))
+
+    def _execute(self, claimed: list[Any], desc: str) -> None:
         jobs = [(r.mask, r.seed) for r in claimed]
         bar = _progress(len(jobs), desc, self.progress)
         beat = None if self.store.in_memory else _Heartbeat(

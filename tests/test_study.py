@@ -303,6 +303,7 @@ def test_group_never_creates_a_store(tmp_path):
 
 def test_one_estimator_registry():
     assert estimator_names() == ("mtgnet", "hoa", "tag", "oracle")
+    assert estimator_names(fits_table=True) == ("mtgnet", "hoa", "oracle")
     assert type(make_estimator("hoa")).__name__ == "HOA"
     assert make_estimator("mtgnet", dim=8).dim == 8
     with pytest.raises(InputError, match="unknown estimator 'best'; known: mtgnet, hoa"):

@@ -41,7 +41,7 @@ from .gains import GainTable
 from .masks import check_n_tasks, mask_to_indices
 from .transfer import gain_row, relative_gain
 
-__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "GainStore", "RunRecord", "RunStatus",
+__all__ = ["APPLICATION_ID", "MAX_SEED", "SCHEMA_VERSION", "GainStore", "RunRecord", "RunStatus",
            "SelectionRecord", "StudyInfo", "relative_gain"]
 
 #: Version of the on-disk schema this code writes; older ones are migrated, newer refused.

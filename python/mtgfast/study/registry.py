@@ -43,9 +43,10 @@ ESTIMATORS: dict[str, EstimatorSpec] = {
 }
 
 
-def estimator_names() -> tuple[str, ...]:
-    """Names :func:`make_estimator` accepts (for ``--estimator`` choices)."""
-    return tuple(ESTIMATORS)
+def estimator_names(*, fits_table: bool = False) -> tuple[str, ...]:
+    """Names :func:`make_estimator` accepts (for ``--estimator`` choices); ``fits_table=True``:
+    only those that can be fitted on stored gains alone (``mtgfast group``)."""
+    return tuple(k for k, v in ESTIMATORS.items() if v.fits_table or not fits_table)
 
 
 def estimator_spec(name: str) -> EstimatorSpec:

@@ -644,9 +644,8 @@ def group_stored(store: str | os.PathLike[str] | GainStore, budget: int, *,
 
     spec = estimator_spec(estimator)
     if not spec.fits_table:
-        fit_names = [k for k in ESTIMATORS if estimator_spec(k).fits_table]
         raise InputError(f"estimator {estimator!r} cannot be fitted on stored gains alone; use "
-                         f"one of {', '.join(fit_names)}")
+                         f"one of {', '.join(estimator_names(fits_table=True))}")
     _check_int(budget, "budget (the number of groups)", 1)
     st = store if isinstance(store, GainStore) else _open_existing(store)
     try:

@@ -249,6 +249,37 @@ class BrokenTrain(TableTrain):
         return super().__call__(tasks, seed)
 
 
+class BrokenWhileFlagged(TableTrain):
+    """The full set's run raises while the flag file exists (a bug the user then fixes)."""
+
+    def __init__(self, flag: str) -> None:
+        super().__init__()
+        self.flag = flag
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "flag": self.flag}
+
+    def __call__(self, tasks, seed):
+        if len(tasks) == N and Path(self.flag).exists():
+            raise RuntimeError("out of memory (pretend)")
+        return super().__call__(tasks, seed)
+
+
+def test_a_failed_choice_is_retried_when_the_study_is_rerun(tmp_path, reference):
+    flag = tmp_path / "bug"
+    flag.write_text("")
+    db = tmp_path / "retry.db"
+    with make_study(db, InProcessExecutor(max_retries=1), train=BrokenWhileFlagged(str(flag))) \
+            as st:
+        with pytest.raises(RunFailedError, match="out of memory"):
+            st.run()
+        assert [r.mask for r in st.store.runs(st.name, status="failed")] == [(1 << N) - 1]
+    flag.unlink()   # the user fixes the bug and reruns: the failed choice is retried, not skipped
+    with make_study(db, train=BrokenWhileFlagged(str(flag))) as st:
+        st.run()
+        assert outcome_of(st) == reference
+
+
 def test_make_executor_kinds_and_checks(request):
     assert isinstance(make_executor(), InProcessExecutor)
     ex = make_executor("auto", workers=2, max_retries=3)

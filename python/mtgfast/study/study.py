@@ -135,8 +135,10 @@ class StudyResult:
 
 
 class StoreLoopState(LoopState):
-    """The active loop's state in the gain store: its choices are the store's selection rows,
-    a combination is measured when every seed's run is complete, a failed one is unavailable."""
+    """The active loop's state in the gain store: its choices are the store's selection rows and
+    a combination is measured when every seed's run is complete. A chosen combination whose run
+    failed stays pending: rerunning the study retries it (a failure stops the study, so the
+    choices after it are those an uninterrupted run makes)."""
 
     def __init__(self, store: GainStore, study: str, seeds: Sequence[int],
                  config: Mapping[str, Any] | None = None) -> None:
@@ -165,9 +167,6 @@ class StoreLoopState(LoopState):
             return {}
         rows = self.store.gain_table(self.study, "valid").lookup(np.array(masks, np.uint64))
         return {m: rows[i] for i, m in enumerate(masks)}
-
-    def unavailable(self) -> set[int]:
-        return {r.mask for r in self.store.runs(self.study, status=RunStatus.FAILED)}
 
 
 def _check_int(value: object, what: str, minimum: int, maximum: int | None = None) -> int:

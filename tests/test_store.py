@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mtgfast.errors import InputError, StoreError
 from mtgfast.store import SCHEMA_VERSION, GainStore, RunRecord, RunStatus, relative_gain
@@ -157,7 +158,7 @@ def test_schema_version_newer_is_refused(tmp_path):
 def test_not_a_store_and_closed(tmp_path):
     bad = tmp_path / "bad.db"
     bad.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StoreError, match="not a usable gain store"):
+    with pytest.raises(StoreError, match="not an mtgfast gain store"):
         GainStore(bad)
     s = GainStore(tmp_path / "ok.db")
     s.close()
@@ -280,3 +281,112 @@ def test_two_concurrent_writers(tmp_path):
         written += w
     assert written == len(expected)  # each run was written by exactly one writer
     assert _check_store(db, n) == expected
+
+
+# -- schema migration and the trial model ----------------------------------------------------------
+def test_store_written_by_version_1_opens_and_is_migrated(tmp_path):
+    """A store as mtgfast 0.1 wrote it (schema 1, 'finished' runs) opens, keeps every run and
+    gains the trial columns; the released DDL is copied here verbatim."""
+    from test_store_boundaries import V1_SCHEMA
+
+    path = tmp_path / "v1.db"
+    con = sqlite3.connect(path)
+    con.executescript(V1_SCHEMA)
+    con.execute("INSERT INTO studies VALUES ('old', '[\"a\", \"b\"]', '[\"mae\", \"mae\"]', "
+                "'[false, false]', 'fp', '{}', 1.0)")
+    rows = [(1, 0, "finished", '{"a": 2.0}'), (2, 0, "finished", '{"b": 4.0}'),
+            (3, 0, "finished", '{"a": 1.0, "b": 5.0}'), (3, 1, "failed", "{}")]
+    for mask, seed, status, mv in rows:
+        con.execute("INSERT INTO runs (study, mask, seed, fingerprint, status, metrics_valid, "
+                    "metrics_test, seconds, config, created) VALUES ('old', ?, ?, 'fp', ?, ?, "
+                    "'{}', 1.0, '{}', 2.0)", (mask, seed, status, mv))
+    con.commit()
+    con.close()
+    with GainStore(path) as s:
+        assert s.schema_version == SCHEMA_VERSION == 2
+        assert [(r.mask, r.seed, r.status) for r in s.runs("old")] == [
+            (1, 0, RunStatus.COMPLETE), (2, 0, RunStatus.COMPLETE), (3, 0, RunStatus.COMPLETE),
+            (3, 1, RunStatus.FAILED)]
+        assert s.gain_table("old").lookup([3])[0] == pytest.approx([0.5, -0.25])
+        assert s.integrity_check() == "ok" and s.selections("old") == []
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert con.execute("PRAGMA application_id").fetchone()[0] == 0x4D544746
+    con.close()
+    with GainStore(path, readonly=True) as s:   # migrated: now readable read-only
+        assert len(s.runs("old")) == 4
+
+
+def test_trial_model_request_claim_heartbeat_requeue_complete(store):
+    assert RunStatus("finished") is RunStatus.COMPLETE is RunStatus.FINISHED
+    assert store.request_runs("s", [(0b011, 0), (0b011, 1), (0b101, 0)]) == 3
+    assert store.request_runs("s", [(0b011, 0)]) == 0            # already requested
+    assert store.count_runs("s") == 0 and store.count_runs("s", status="waiting") == 3
+    got = store.claim_runs("s", "host:1:a", limit=2)
+    assert [(r.mask, r.seed, r.status, r.owner, r.attempts) for r in got] == [
+        (0b011, 0, RunStatus.RUNNING, "host:1:a", 1), (0b011, 1, RunStatus.RUNNING, "host:1:a", 1)]
+    assert store.claim_runs("s", "host:2:b")[0].mask == 0b101    # the rest, to another owner
+    assert store.claim_runs("s", "host:3:c") == []
+    assert store.heartbeat("s", "host:1:a") == 2
+    time.sleep(0.05)
+    store.heartbeat("s", "host:1:a")
+    # owner 2 went silent: a short staleness takes its row back, owner 1's stay
+    assert store.requeue_stale("s", older_than=0.04) == 1
+    assert [r.mask for r in store.runs("s", status="waiting")] == [0b101]
+    assert store.requeue_stale("s", older_than=1e9, owners=["host:1:a"]) == 2
+    again = store.claim_runs("s", "host:4:d")
+    assert sorted((r.mask, r.seed, r.attempts) for r in again) == [
+        (0b011, 0, 2), (0b011, 1, 2), (0b101, 0, 2)]
+    assert store.complete_run("s", 0b011, 0, metrics_valid={"a": 1.0, "b": 2.0}) is True
+    assert store.complete_run("s", 0b011, 0, metrics_valid={"a": 9.0, "b": 9.0}) is False
+    store.fail_run("s", 0b011, 1, error="Traceback: boom", retry=True)
+    r = [x for x in store.runs("s", status="running") if x.seed == 1][0]
+    assert r.error == "Traceback: boom" and r.attempts == 3
+    store.fail_run("s", 0b011, 1, error="Traceback: boom again", retry=False)
+    store.fail_run("s", 0b011, 0, error="late", retry=False)     # a complete row is left alone
+    states = {(x.mask, x.seed): (x.status, x.error) for x in store.runs("s")}
+    assert states == {(0b011, 0): (RunStatus.COMPLETE, None),
+                      (0b011, 1): (RunStatus.FAILED, "Traceback: boom again")}
+    assert dict(store.runs("s", status="complete")[0].metrics_valid) == {"a": 1.0, "b": 2.0}
+    assert store.request_runs("s", [(0b011, 1)]) == 1               # a failed run is retried
+    assert store.runs("s", status="waiting")[0].attempts == 0
+
+
+def test_selection_batches_are_recorded_with_their_runs(store):
+    b0 = store.add_selection_batch("s", slot_start=0, slot_count=0,
+                                   selections=[(0b111, None, None, "full")], seeds=[0, 1])
+    b1 = store.add_selection_batch("s", slot_start=0, slot_count=2,
+                                   selections=[(0b011, 0, 0, "selected"),
+                                               (0b110, 0, 1, "selected")],
+                                   seeds=[0, 1])
+    assert (b0, b1) == (0, 1) and store.slots_used("s") == 2
+    assert [(x.seq, x.mask, x.round, x.task, x.source, x.batch)
+            for x in store.selections("s")] == [(0, 7, None, None, "full", 0),
+                                                (1, 3, 0, 0, "selected", 1),
+                                                (2, 6, 0, 1, "selected", 1)]
+    assert store.count_runs("s", status="waiting") == 6
+
+
+def test_one_gain_definition_and_zero_stl_policy():
+    """store, the MTL layer and mtgfast.transfer are one function; a zero STL metric raises in
+    all of them (no division by a tiny number)."""
+    from mtgfast import transfer
+    from mtgfast.mtl import gains_from_metrics
+
+    assert relative_gain is transfer.relative_gain is gains_from_metrics.relative_gain
+    assert gains_from_metrics.gain_row is transfer.gain_row
+    for f in (relative_gain, gains_from_metrics.relative_gain):
+        with pytest.raises(InputError, match="STL.*is 0"):
+            f(0.5, 0.0, False)
+    with pytest.raises(InputError, match="task 'b'"):
+        gains_from_metrics.gain_row(0b11, {"a": 1.0, "b": 0.1}, {"a": 1.0, "b": 0.0},
+                                    ("a", "b"), (False, True))
+    row = transfer.gain_row(0b01, {"a": 0.0}, {"a": 0.0}, ("a", "b"), (False, False))
+    assert row[0] == 0.0 and np.isnan(row[1])   # a singleton is 0 by definition
+
+
+def test_study_modules_import_neither_torch_nor_ray():
+    code = ("import sys, mtgfast.store, mtgfast.study.executors, mtgfast.study.study, "
+            "mtgfast.study.registry, mtgfast.mtl.study_adapter; "
+            "assert 'torch' not in sys.modules and 'ray' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

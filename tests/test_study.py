@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mtgfast.errors import InputError, StoreError
+from mtgfast.errors import InputError, InputTypeError, StoreError
 from mtgfast.store import GainStore
-from mtgfast.study.executors import InlineExecutor, ProcessExecutor, make_executor
+from mtgfast.study.executors import (InlineExecutor, InProcessExecutor, ProcessExecutor,
+                                     make_executor)
+from mtgfast.study.registry import estimator_names, make_estimator
 from mtgfast.study.study import Study, group_stored
 
 REPO = Path(__file__).resolve().parents[1]
@@ -197,12 +199,115 @@ def test_study_validates_inputs(tmp_path):
         Study(_plain_train, store=tmp_path / "v.db")
     with pytest.raises(InputError, match="seeds"):
         Study(suite, store=tmp_path / "v.db", config=config, seeds=(1, 1))
-    with Study(_plain_train, store=tmp_path / "v.db", estimator="tag", task_names=("a", "b", "c"),
-               progress=False) as st:
-        with pytest.raises(InputError, match="affinity"):
-            st.run()
+    # checked at construction, before anything is trained
+    with pytest.raises(InputError, match="affinity"):
+        Study(_plain_train, store=tmp_path / "v.db", estimator="tag", task_names=("a", "b", "c"),
+              progress=False)
     with pytest.raises(InputError):
         make_executor(0)
+
+
+_CALLS: list[tuple[str, ...]] = []
+
+
+def _counting_train(tasks: tuple[str, ...], seed: int) -> dict[str, float]:
+    _CALLS.append(tasks)
+    return {t: 1.0 for t in tasks}
+
+
+@pytest.mark.parametrize("kwargs, exc, words", [
+    ({"budget": 0}, InputError, "budget"),
+    ({"budget": 4}, InputError, "between 1 and 3"),
+    ({"rounds": -1}, InputError, "rounds"),
+    ({"seeds": (-1,)}, InputError, "seeds"),
+    ({"seeds": (2**70,)}, InputError, "seeds"),
+    ({"seeds": (1.5,)}, InputTypeError, "seeds"),
+    ({"seeds": ()}, InputError, "seeds"),
+    ({"estimator": "bogus"}, InputError, "unknown estimator"),
+    ({"estimator": 3}, InputTypeError, "estimator"),
+    ({"estimator_options": {"dim": 0}}, InputError, "dim"),
+    ({"estimator_options": {"nope": 1}}, InputError, "bad options for estimator 'mtgnet'"),
+    ({"active_options": {"selector": "best"}}, InputError, "unknown selector"),
+    ({"active_options": {"sed": 1}}, InputError, "unknown active_options"),
+    ({"active_options": {"seed": -2}}, InputError, "seed"),
+    ({"workers": 0}, InputError, "workers"),
+    ({"workers": 2, "executor": InProcessExecutor()}, InputError, "not both"),
+    ({"executor": "ray"}, InputTypeError, "Executor"),
+    ({"stale_after": 0}, InputError, "stale_after"),
+    ({"name": ""}, InputError, "name"),
+    ({"estimator": "tag"}, InputError, "affinity"),
+    ({"affinity": np.zeros((2, 2))}, InputError, "affinity"),
+])
+def test_every_parameter_is_checked_before_any_training(tmp_path, kwargs, exc, words):
+    _CALLS.clear()
+    db = tmp_path / "never.db"
+    with pytest.raises(exc, match=words):
+        Study(_counting_train, store=db, task_names=("a", "b", "c"), progress=False, **kwargs)
+    assert _CALLS == [] and not db.exists()   # nothing trained, not even the store created
+
+
+def test_unpicklable_callable_with_workers_fails_at_once_naming_it(tmp_path):
+    db = tmp_path / "l.db"
+    with pytest.raises(InputError, match=r"train callable '.*<lambda>' cannot be sent to .*worker processes"):
+        Study(lambda tasks, seed: {t: 1.0 for t in tasks}, store=db, task_names=("a", "b"),
+              workers=2, progress=False)
+    assert not db.exists()
+    # in-process, a lambda is fine
+    with Study(lambda tasks, seed: {t: 1.0 + len(tasks) for t in tasks}, store=db,
+               task_names=("a", "b"), estimator="hoa", progress=False) as st:
+        st.run()
+        assert st.n_trained == 3
+
+
+def _abc_train(tasks: tuple[str, ...], seed: int) -> dict[str, object]:
+    return {t: ("abc" if len(tasks) > 1 else 1.0) for t in tasks}
+
+
+def test_bad_output_names_the_task_and_the_combination(tmp_path):
+    with Study(_abc_train, store=tmp_path / "abc.db", task_names=("a", "b", "c"), estimator="hoa",
+               progress=False) as st:
+        with pytest.raises(InputError, match=r"returned 'abc' for task 'a' of combination "
+                                             r"\{a, b\} \(seed 0\)"):
+            st.run()
+        failed = st.store.runs(st.name, status="failed")
+        assert [r.mask for r in failed] == [0b011] and "'abc'" in failed[0].error
+        assert st.n_trained == 3   # the STL runs before it are kept
+    with Study(lambda tasks, seed: [1.0], store=tmp_path / "list.db", task_names=("a", "b"),
+               progress=False) as st:
+        with pytest.raises(InputTypeError, match=r"mapping task -> metric, got list .*\{a\}"):
+            st.run()
+
+
+def test_running_rows_of_a_silent_driver_elsewhere_come_back_when_stale(tmp_path):
+    with Study(_plain_train, store=tmp_path / "stale.db", estimator="hoa",
+               task_names=("a", "b", "c"), stale_after=0.5, progress=False) as st:
+        # another machine's driver claimed the STL runs, then went silent (no heartbeat)
+        st.store.request_runs(st.name, [(1, 0), (2, 0), (4, 0)])
+        held = st.store.claim_runs(st.name, "elsewhere:4242:abcd")
+        assert len(held) == 3
+        st.run()   # waits for them, takes them back once stale, and finishes the study
+        runs = {r.mask: r for r in st.store.runs(st.name)}
+        assert st.n_trained == 6 and len(runs) == 6
+        assert all(runs[m].status.value == "complete" and runs[m].attempts == 2
+                   for m in (1, 2, 4))
+        assert st.store.count_runs(st.name, status="running") == 0
+
+
+def test_group_never_creates_a_store(tmp_path):
+    with pytest.raises(StoreError, match="no gain store"):
+        group_stored(tmp_path / "none.db", 2)
+    assert not (tmp_path / "none.db").exists()
+    with pytest.raises(InputError, match="cannot be fitted on stored gains"):
+        group_stored(tmp_path / "none.db", 2, estimator="tag")
+
+
+def test_one_estimator_registry():
+    assert estimator_names() == ("mtgnet", "hoa", "tag", "oracle")
+    assert estimator_names(fits_table=True) == ("mtgnet", "hoa", "oracle")
+    assert type(make_estimator("hoa")).__name__ == "HOA"
+    assert make_estimator("mtgnet", dim=8).dim == 8
+    with pytest.raises(InputError, match="unknown estimator 'best'; known: mtgnet, hoa"):
+        make_estimator("best")
 
 
 def test_executors_yield_every_job_once():

@@ -1,13 +1,17 @@
-"""GainStore: the embedded, durable record of every MTL run of a study (SQLite, stdlib only).
+"""GainStore: the embedded, durable record of a study, and its single source of truth (SQLite).
 
-One file holds studies (task names, metric and direction per task, code/config fingerprint) and
-finished or failed runs (combination, seed, per-task validation/test metrics, seconds, config JSON).
-Gain tables are derived from the runs: the gain of task ``j`` in ``C`` is its metric's relative
-improvement over its single-task (STL = singleton) run. Writes are single transactions in WAL mode,
-so a study killed at any moment loses no finished run and duplicates none when resumed, and several
-processes may write to one store at once.
+One file holds studies (task names, metric and direction per task, code/config fingerprint), their
+runs and the active loop's selections. Like Optuna's trials, every requested run is a row with a
+state — ``waiting`` (requested), ``running`` (claimed by an owner, who refreshes its heartbeat),
+``complete`` (metrics stored) or ``failed`` (traceback stored) — so a study killed at any moment
+resumes from the file alone: a running row whose owner died goes back to waiting, finished rows
+are never trained again. The store persists; it does not compute: gain tables are derived from
+the complete runs by :mod:`mtgfast.transfer`, the one definition of a transfer gain.
 
-API used by a study loop::
+On open the store checks that the file is an mtgfast store (``PRAGMA application_id``), sound
+(``PRAGMA quick_check``) and of a schema it understands (``PRAGMA user_version``; version-1 stores
+of mtgfast 0.1 are migrated in place). ``readonly=True`` opens it with a ``mode=ro`` URI (a store
+in a read-only folder can be read); ``create=False`` refuses to create a missing file.
 
     with GainStore("runs.db") as store:
         store.create_study("ett", task_names, metrics="mae", higher_is_better=False, fingerprint=fp)
@@ -24,7 +28,8 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+import urllib.parse
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
 from typing import Any, Literal
@@ -34,13 +39,19 @@ import numpy as np
 from .errors import InputError, InputTypeError, StoreError
 from .gains import GainTable
 from .masks import check_n_tasks, mask_to_indices
+from .transfer import gain_row, relative_gain
 
-__all__ = ["SCHEMA_VERSION", "GainStore", "RunRecord", "RunStatus", "StudyInfo", "relative_gain"]
+__all__ = ["APPLICATION_ID", "MAX_SEED", "SCHEMA_VERSION", "GainStore", "RunRecord", "RunStatus",
+           "SelectionRecord", "StudyInfo", "relative_gain"]
 
-#: Version of the on-disk schema this code writes; a store with a newer version is refused.
-SCHEMA_VERSION = 1
+#: Version of the on-disk schema this code writes; older ones are migrated, newer refused.
+SCHEMA_VERSION = 2
+#: ``PRAGMA application_id`` of an mtgfast gain store ("MTGF").
+APPLICATION_ID = 0x4D544746
+#: largest seed the store keeps (SQLite integers are signed 64-bit)
+MAX_SEED = 2**63 - 1
 
-_SCHEMA = """
+_TABLES = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS studies (
     name TEXT PRIMARY KEY,
@@ -57,28 +68,70 @@ CREATE TABLE IF NOT EXISTS runs (
     mask INTEGER NOT NULL,             -- uint64 stored as its two's-complement int64
     seed INTEGER NOT NULL,
     fingerprint TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('finished', 'failed')),
+    status TEXT NOT NULL CHECK (status IN ('waiting', 'running', 'complete', 'failed')),
     metrics_valid TEXT NOT NULL,       -- JSON {task name: metric}
     metrics_test TEXT NOT NULL,
     seconds REAL NOT NULL,
     config TEXT NOT NULL,
     created REAL NOT NULL,
+    owner TEXT,                        -- who runs it (host:pid:token) while running
+    heartbeat REAL,                    -- last sign of life of the owner
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT,                        -- traceback of the last failed attempt
+    finished REAL,
     UNIQUE (study, mask, seed, fingerprint)
 );
 CREATE INDEX IF NOT EXISTS runs_by_study ON runs (study, status);
+CREATE TABLE IF NOT EXISTS selections (
+    study TEXT NOT NULL REFERENCES studies(name),
+    seq INTEGER NOT NULL,              -- order in which the loop chose them
+    mask INTEGER NOT NULL,
+    round INTEGER,                     -- NULL for the full set
+    task INTEGER,
+    source TEXT NOT NULL,              -- 'full' or 'selected'
+    batch INTEGER NOT NULL,
+    PRIMARY KEY (study, seq)
+);
+CREATE TABLE IF NOT EXISTS batches (
+    study TEXT NOT NULL REFERENCES studies(name),
+    batch INTEGER NOT NULL,
+    slot_start INTEGER NOT NULL,       -- selector slots (round * N + task) this batch consumed
+    slot_count INTEGER NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (study, batch)
+)
+"""
+
+_MIGRATE_1_TO_2 = """
+ALTER TABLE runs RENAME TO runs_v1;
+DROP INDEX IF EXISTS runs_by_study;
+{runs};
+INSERT INTO runs (id, study, mask, seed, fingerprint, status, metrics_valid, metrics_test, seconds,
+                  config, created, attempts, finished)
+    SELECT id, study, mask, seed, fingerprint,
+           CASE status WHEN 'finished' THEN 'complete' ELSE 'failed' END,
+           metrics_valid, metrics_test, seconds, config, created, 1, created FROM runs_v1;
+DROP TABLE runs_v1
 """
 
 
 class RunStatus(str, enum.Enum):
-    """Final state of an MTL run."""
+    """State of a run (Optuna's trial model). ``FINISHED`` is the 0.1 name of ``COMPLETE``."""
 
-    FINISHED = "finished"
+    WAITING = "waiting"
+    RUNNING = "running"
+    COMPLETE = "complete"
     FAILED = "failed"
+    FINISHED = "complete"  # alias of COMPLETE (the name of mtgfast 0.1)
+
+    @classmethod
+    def _missing_(cls, value: object) -> RunStatus | None:
+        return cls.COMPLETE if value == "finished" else None
 
 
 @dataclass(frozen=True)
 class RunRecord:
-    """One stored MTL run (immutable). ``metrics_*`` map task name -> metric value."""
+    """One stored run (immutable). ``metrics_*`` map task name -> metric value."""
 
     study: str
     mask: int
@@ -90,10 +143,27 @@ class RunRecord:
     seconds: float
     config: Mapping[str, Any] = field(default_factory=dict)
     created: float = 0.0
+    owner: str | None = None
+    heartbeat: float | None = None
+    attempts: int = 0
+    error: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("metrics_valid", "metrics_test", "config"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+
+
+@dataclass(frozen=True)
+class SelectionRecord:
+    """One combination the active loop chose: its order, the round and task it serves
+    (``None`` for the full set) and the batch it was chosen in."""
+
+    seq: int
+    mask: int
+    round: int | None
+    task: int | None
+    source: str
+    batch: int
 
 
 @dataclass(frozen=True)
@@ -113,15 +183,6 @@ class StudyInfo:
         return len(self.task_names)
 
 
-def relative_gain(mtl: float | np.ndarray, stl: float | np.ndarray,
-                  higher_is_better: bool | np.ndarray) -> np.ndarray:
-    """Relative improvement over STL: ``(stl - mtl) / |stl|`` for losses/errors,
-    ``(mtl - stl) / |stl|`` for scores."""
-    mtl_a, stl_a = np.asarray(mtl, dtype=np.float64), np.asarray(stl, dtype=np.float64)
-    sign = np.where(np.asarray(higher_is_better), 1.0, -1.0)
-    return sign * (mtl_a - stl_a) / np.abs(stl_a)
-
-
 def _to_i64(mask: int) -> int:
     return mask - (1 << 64) if mask >= 1 << 63 else mask
 
@@ -137,42 +198,139 @@ def _dumps(obj: Any, what: str) -> str:
         raise InputError(f"{what} must be JSON-serialisable (finite numbers): {exc}") from exc
 
 
+def _check_seed(seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise InputTypeError(f"seed must be an int, got {type(seed).__name__}")
+    if not 0 <= int(seed) <= MAX_SEED:
+        raise InputError(f"seed must be an int in [0, 2**63 - 1] (what the store keeps), "
+                         f"got {int(seed)}")
+    return int(seed)
+
+
+def _check_str(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InputTypeError(f"{what} must be a non-empty string, got {value!r}")
+    return value
+
+
 class GainStore:
     """A SQLite gain store (WAL mode, busy timeout); open it, or use it as a context manager.
 
-    ``path`` may be ``":memory:"`` for a throw-away store. ``timeout`` is how long a writer waits
-    for another process's transaction (seconds).
+    ``path``: a file, or ``":memory:"`` for a throw-away store. ``timeout``: seconds a writer waits
+    for another process's transaction. ``readonly``: open for reading only (``mode=ro``; works in
+    a read-only folder). ``create``: create the file when it is missing (``False``: ``StoreError``).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 60.0) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 60.0,
+                 readonly: bool = False, create: bool = True) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise InputTypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float, np.floating)):
+            raise InputTypeError(f"timeout must be a number of seconds, got {timeout!r}")
+        if not math.isfinite(timeout) or timeout < 0:
+            raise InputError(f"timeout must be a finite number of seconds >= 0, got {timeout}")
+        for nm, v in (("readonly", readonly), ("create", create)):
+            if not isinstance(v, bool):
+                raise InputTypeError(f"{nm} must be True or False, got {v!r}")
         self.path = os.fspath(path)
+        if not self.path:
+            raise InputError("path must not be empty (use ':memory:' for a throw-away store)")
+        self.readonly = readonly
+        self.create = create
         self._conn: sqlite3.Connection | None = None
         self._timeout = float(timeout)
         self.open()
 
     # -- lifecycle ------------------------------------------------------------------------------
+    @property
+    def in_memory(self) -> bool:
+        """Whether this is a throw-away ``":memory:"`` store (not shared between processes)."""
+        return self.path == ":memory:"
+
     def open(self) -> GainStore:
-        """Open the connection (idempotent), create or check the schema."""
+        """Open the connection (idempotent), check the file, create or migrate the schema."""
         if self._conn is not None:
             return self
+        exists = self.in_memory or os.path.exists(self.path)
+        if not exists and (self.readonly or not self.create):
+            raise StoreError(f"no gain store at {self.path!r} (opened with "
+                             f"{'readonly=True' if self.readonly else 'create=False'}, so it is "
+                             "not created): check the path")
+        if exists and not self.in_memory and os.path.isdir(self.path):
+            raise StoreError(f"{self.path!r} is a folder, not a gain store file")
         try:
-            conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
+            if self.readonly and not self.in_memory:
+                uri = "file:" + urllib.parse.quote(os.path.abspath(self.path)) + "?mode=ro"
+                conn = sqlite3.connect(uri, uri=True, timeout=self._timeout, isolation_level=None)
+            else:
+                conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open gain store {self.path!r}: {exc}") from exc
+            raise StoreError(f"cannot open gain store {self.path!r}: {exc} (does the folder "
+                             "exist and may this process create files there?)") from exc
         self._conn = conn
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
-            self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
-            conn.execute("PRAGMA synchronous = FULL")  # a committed run survives power loss too
-            conn.execute("PRAGMA foreign_keys = ON")
-            self._init_schema()
+            self._check_file(conn)
+            if not self.readonly:
+                self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
+                conn.execute("PRAGMA synchronous = FULL")  # a committed run survives power loss
+                conn.execute("PRAGMA foreign_keys = ON")
+                self._init_schema()
         except sqlite3.DatabaseError as exc:
             self.close()
-            raise StoreError(f"{self.path!r} is not a usable gain store: {exc}") from exc
+            raise self._explain(exc) from exc
         except StoreError:
             self.close()
             raise
         return self
+
+    def _explain(self, exc: sqlite3.Error) -> StoreError:
+        text = str(exc)
+        if "readonly" in text or "read-only" in text or "attempt to write" in text:
+            return StoreError(f"gain store {self.path!r} cannot be written (read-only file or "
+                              f"folder: {text}); to read it, open GainStore(path, readonly=True)")
+        if "not a database" in text:
+            return StoreError(f"{self.path!r} is not an mtgfast gain store (not an SQLite "
+                              f"database: {text}); check the path")
+        if "malformed" in text or "corrupt" in text:
+            return StoreError(f"gain store {self.path!r} is corrupt ({text}); restore it from a "
+                              "backup, or recover what is readable with the sqlite3 '.recover' "
+                              "command")
+        return StoreError(f"{self.path!r} is not a usable gain store: {text}")
+
+    def _check_file(self, conn: sqlite3.Connection) -> None:
+        """Refuse another application's file, a corrupt one, or a newer schema."""
+        app = int(conn.execute("PRAGMA application_id").fetchone()[0])
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if app not in (0, APPLICATION_ID) or (app == 0 and tables and
+                                              not {"schema_version", "studies"} <= tables):
+            raise StoreError(f"{self.path!r} is not an mtgfast gain store (an SQLite file of "
+                             f"another application: application_id {app:#x}, tables "
+                             f"{sorted(tables)}); use another path")
+        check = conn.execute("PRAGMA quick_check").fetchall()
+        if [r[0] for r in check] != ["ok"]:
+            raise StoreError(f"gain store {self.path!r} is corrupt (quick_check: "
+                             f"{'; '.join(str(r[0]) for r in check[:3])}); restore it from a "
+                             "backup, or recover what is readable with the sqlite3 '.recover' "
+                             "command")
+        version = self._version(conn, tables)
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"gain store {self.path!r} has schema version {version}, newer "
+                             f"than this mtgfast understands ({SCHEMA_VERSION}): upgrade mtgfast")
+        if self.readonly and version < SCHEMA_VERSION and tables:
+            raise StoreError(f"gain store {self.path!r} has the old schema version {version}; "
+                             "open it once for writing (it is migrated in place) before reading "
+                             "it read-only")
+
+    @staticmethod
+    def _version(conn: Any, tables: set[str]) -> int:
+        # the PRAGMA and the table (what 0.1 wrote) must both be understood: the larger counts
+        user = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        table = 0
+        if "schema_version" in tables:
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+            table = int(row[0]) if row else 0
+        return max(user, table)
 
     def close(self) -> None:
         """Close the connection; the store can be reopened with :meth:`open`."""
@@ -208,19 +366,27 @@ class GainStore:
         return None  # pragma: no cover
 
     def _transaction(self) -> _Tx:
+        if self.readonly:
+            raise StoreError(f"gain store {self.path!r} is opened read-only (readonly=True): "
+                             "open it without readonly to write")
         return _Tx(self)
 
     def _init_schema(self) -> None:
         with self._transaction() as db:
-            db.executescript_in_tx(_SCHEMA)
-            row = db.execute("SELECT version FROM schema_version").fetchone()
-            if row is None:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master "
+                                               "WHERE type='table'")}
+            version = self._version(db, tables) if tables else SCHEMA_VERSION
+            if version == 1 and "runs" in tables:
+                runs_sql = _TABLES.split("CREATE TABLE IF NOT EXISTS runs")[1].split(";")[0]
+                db.executescript_in_tx(_MIGRATE_1_TO_2.format(
+                    runs="CREATE TABLE runs" + runs_sql))
+            db.executescript_in_tx(_TABLES)
+            if db.execute("SELECT version FROM schema_version").fetchone() is None:
                 db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-            elif row[0] > SCHEMA_VERSION:
-                raise StoreError(f"gain store {self.path!r} has schema version {row[0]}, newer "
-                                 f"than this mtgfast understands ({SCHEMA_VERSION}): upgrade "
-                                 "mtgfast")
-            # older versions would be migrated here, inside the same transaction
+            else:
+                db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
     @property
     def schema_version(self) -> int:
@@ -239,6 +405,8 @@ class GainStore:
         """
         if not isinstance(name, str) or not name:
             raise InputError(f"study name must be a non-empty string, got {name!r}")
+        if isinstance(task_names, str) or not isinstance(task_names, Iterable):
+            raise InputTypeError(f"task_names must be a sequence of strings, got {task_names!r}")
         names = tuple(str(t) for t in task_names)
         n = check_n_tasks(len(names))
         if len(set(names)) != n:
@@ -252,13 +420,15 @@ class GainStore:
         if not isinstance(fingerprint, str):
             raise InputTypeError(f"fingerprint must be a string, got {type(fingerprint).__name__}")
         cfg = _dumps(dict(config or {}), "config")
-        with self._transaction() as db:
-            existing = self._study_row(db, name)
-            if existing is None:
-                db.execute("INSERT INTO studies VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           (name, json.dumps(names), json.dumps(mets), json.dumps(hib),
-                            fingerprint, cfg, time.time()))
-                return self._study_from_row(self._study_row(db, name))
+        existing = self._study_row(self._db, name)
+        if existing is None:
+            with self._transaction() as db:
+                existing = self._study_row(db, name)
+                if existing is None:
+                    db.execute("INSERT INTO studies VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               (name, json.dumps(names), json.dumps(mets), json.dumps(hib),
+                                fingerprint, cfg, time.time()))
+                    return self._study_from_row(self._study_row(db, name))
         info = self._study_from_row(existing)
         if not exist_ok:
             raise StoreError(f"study {name!r} already exists in {self.path!r}")
@@ -273,9 +443,12 @@ class GainStore:
 
     def get_study(self, name: str) -> StudyInfo:
         """The stored study ``name``; ``StoreError`` if absent."""
+        if not isinstance(name, str):
+            raise InputTypeError(f"study must be a string, got {type(name).__name__}")
         row = self._study_row(self._db, name)
         if row is None:
-            raise StoreError(f"no study {name!r} in gain store {self.path!r}")
+            raise StoreError(f"no study {name!r} in gain store {self.path!r} (it holds "
+                             f"{self.studies()})")
         return self._study_from_row(row)
 
     def studies(self) -> list[str]:
@@ -292,87 +465,300 @@ class GainStore:
                          tuple(bool(h) for h in json.loads(row[3])), row[4],
                          MappingProxyType(json.loads(row[5])), row[6])
 
-    # -- runs -----------------------------------------------------------------------------------
+    # -- finished runs --------------------------------------------------------------------------
     def record_run(self, study: str, mask: int, seed: int, *,
                    metrics_valid: Mapping[str, float] | None = None,
                    metrics_test: Mapping[str, float] | None = None, seconds: float = 0.0,
-                   status: RunStatus | Literal["finished", "failed"] = RunStatus.FINISHED,
-                   fingerprint: str | None = None, config: Mapping[str, Any] | None = None) -> bool:
-        """Store one run in one transaction; ``False`` (nothing written) if that finished run
-        ``(study, mask, seed, fingerprint)`` is already stored.
+                   status: RunStatus | Literal["complete", "finished", "failed"] =
+                   RunStatus.COMPLETE, fingerprint: str | None = None,
+                   config: Mapping[str, Any] | None = None, error: str | None = None) -> bool:
+        """Store one finished run in one transaction; ``False`` (nothing written) if that
+        complete run ``(study, mask, seed, fingerprint)`` is already stored.
 
-        A finished run needs a finite metric for every member task (``metrics_valid``; test is
-        optional). A finished run replaces a stored *failed* one; a failed run never replaces
-        anything. ``fingerprint`` defaults to the study's.
+        A complete run needs a finite metric for every member task (``metrics_valid``; test is
+        optional) and replaces a waiting, running or failed row of its key; a failed run only
+        fills an empty key or a waiting/running one. ``fingerprint`` defaults to the study's.
         """
         info = self.get_study(study)
         m = self._check_mask(info, mask)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise InputTypeError(f"seed must be an int, got {type(seed).__name__}")
+        sd = _check_seed(seed)
         try:
             st = RunStatus(status)
         except ValueError as exc:
-            raise InputError(f"status must be 'finished' or 'failed', got {status!r}") from exc
-        fp = info.fingerprint if fingerprint is None else fingerprint
-        if not isinstance(fp, str):
-            raise InputTypeError(f"fingerprint must be a string, got {type(fp).__name__}")
+            raise InputError(f"status must be 'complete' or 'failed', got {status!r}") from exc
+        if st not in (RunStatus.COMPLETE, RunStatus.FAILED):
+            raise InputError(f"status must be 'complete' or 'failed' (a finished run), got "
+                             f"{st.value!r}; waiting runs are made by request_runs()")
+        fp = self._fp(info, fingerprint)
         members = [info.task_names[k] for k in mask_to_indices(m)]
         mv = self._check_metrics(metrics_valid or {}, members, "metrics_valid",
-                                 required=st is RunStatus.FINISHED)
+                                 required=st is RunStatus.COMPLETE)
         mt = self._check_metrics(metrics_test or {}, members, "metrics_test", required=False)
-        if not isinstance(seconds, (int, float, np.floating)) or not math.isfinite(seconds) \
-                or seconds < 0:
-            raise InputError(f"seconds must be a finite number >= 0, got {seconds!r}")
-        row = (study, _to_i64(m), int(seed), fp, st.value, _dumps(mv, "metrics_valid"),
-               _dumps(mt, "metrics_test"), float(seconds), _dumps(dict(config or {}), "config"),
-               time.time())
+        secs = self._check_seconds(seconds)
+        now = time.time()
+        key = (study, _to_i64(m), sd, fp)
         with self._transaction() as db:
             old = db.execute("SELECT status FROM runs WHERE study = ? AND mask = ? AND seed = ? "
-                             "AND fingerprint = ?", row[:2] + row[2:4]).fetchone()
+                             "AND fingerprint = ?", key).fetchone()
             if old is not None:
-                if old[0] == RunStatus.FINISHED.value or st is RunStatus.FAILED:
+                if old[0] == "complete" or (st is RunStatus.FAILED and old[0] == "failed"):
                     return False
                 db.execute("DELETE FROM runs WHERE study = ? AND mask = ? AND seed = ? AND "
-                           "fingerprint = ?", row[:4])
+                           "fingerprint = ?", key)
             db.execute("INSERT INTO runs (study, mask, seed, fingerprint, status, metrics_valid, "
-                       "metrics_test, seconds, config, created) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       row)
+                       "metrics_test, seconds, config, created, attempts, error, finished) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+                       (*key, st.value, _dumps(mv, "metrics_valid"), _dumps(mt, "metrics_test"),
+                        secs, _dumps(dict(config or {}), "config"), now, error, now))
         return True
 
     def has_run(self, study: str, mask: int, seed: int, *, fingerprint: str | None = None,
                 include_failed: bool = False) -> bool:
-        """Whether a finished (or, with ``include_failed``, any) run of this key is stored."""
+        """Whether a complete (or, with ``include_failed``, a complete or failed) run of this key
+        is stored."""
         info = self.get_study(study)
         m = self._check_mask(info, mask)
-        fp = info.fingerprint if fingerprint is None else fingerprint
-        sql = ("SELECT status FROM runs WHERE study = ? AND mask = ? AND seed = ? AND "
-               "fingerprint = ?")
-        row = self._db.execute(sql, (study, _to_i64(m), int(seed), fp)).fetchone()
-        return row is not None and (include_failed or row[0] == RunStatus.FINISHED.value)
+        row = self._db.execute("SELECT status FROM runs WHERE study = ? AND mask = ? AND seed = ? "
+                               "AND fingerprint = ?", (study, _to_i64(m), _check_seed(seed),
+                                                       self._fp(info, fingerprint))).fetchone()
+        if row is None:
+            return False
+        return row[0] == "complete" or (include_failed and row[0] == "failed")
 
     def runs(self, study: str, *, status: RunStatus | str | None = None,
              fingerprint: str | None = None) -> list[RunRecord]:
-        """All stored runs of a study in insertion order, optionally filtered."""
+        """Stored runs of a study in insertion order, optionally filtered by state; without
+        ``status``, the finished (complete or failed) ones."""
         self.get_study(study)
         sql, args = "SELECT * FROM runs WHERE study = ?", [study]
-        if status is not None:
+        if status is None:
+            sql += " AND status IN ('complete', 'failed')"
+        else:
             sql += " AND status = ?"
-            args.append(RunStatus(status).value)
+            args.append(self._status(status).value)
         if fingerprint is not None:
             sql += " AND fingerprint = ?"
             args.append(fingerprint)
         return [self._record(r) for r in self._db.execute(sql + " ORDER BY id", args)]
 
+    def count_runs(self, study: str | None = None, *,
+                   status: RunStatus | str | None = None) -> int:
+        """Number of stored finished runs (of one study, or all); ``status`` counts one state."""
+        cond = ("status IN ('complete', 'failed')" if status is None
+                else f"status = '{self._status(status).value}'")
+        if study is None:
+            return int(self._db.execute(f"SELECT COUNT(*) FROM runs WHERE {cond}").fetchone()[0])
+        return int(self._db.execute(f"SELECT COUNT(*) FROM runs WHERE study = ? AND {cond}",
+                                    (study,)).fetchone()[0])
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.studies())
+
+    # -- the trial model: request, claim, heartbeat, finish ---------------------------------------
+    def request_runs(self, study: str, keys: Iterable[tuple[int, int]], *,
+                     config: Mapping[str, Any] | None = None) -> int:
+        """Add a ``waiting`` row for every ``(mask, seed)`` not stored yet, and put failed ones
+        back to waiting (a new try); one transaction. Returns the number of rows made waiting."""
+        info = self.get_study(study)
+        ks = [(self._check_mask(info, m), _check_seed(s)) for m, s in keys]
+        with self._transaction() as db:
+            return self._request_in_tx(db, info, ks, _dumps(dict(config or {}), "config"))
+
+    def _request_in_tx(self, db: _Tx, info: StudyInfo, keys: list[tuple[int, int]],
+                       cfg: str) -> int:
+        n = 0
+        now = time.time()
+        for m, s in dict.fromkeys(keys):
+            key = (info.name, _to_i64(m), s, info.fingerprint)
+            old = db.execute("SELECT status FROM runs WHERE study = ? AND mask = ? AND seed = ? "
+                             "AND fingerprint = ?", key).fetchone()
+            if old is None:
+                db.execute("INSERT INTO runs (study, mask, seed, fingerprint, status, "
+                           "metrics_valid, metrics_test, seconds, config, created) "
+                           "VALUES (?, ?, ?, ?, 'waiting', '{}', '{}', 0, ?, ?)", (*key, cfg, now))
+                n += 1
+            elif old[0] == "failed":
+                db.execute("UPDATE runs SET status = 'waiting', owner = NULL, heartbeat = NULL, "
+                           "attempts = 0 WHERE study = ? AND mask = ? AND seed = ? AND "
+                           "fingerprint = ?", key)
+                n += 1
+        return n
+
+    def claim_runs(self, study: str, owner: str, *, limit: int | None = None) -> list[RunRecord]:
+        """Atomically move up to ``limit`` waiting runs (oldest first) to ``running`` under
+        ``owner`` (attempts + 1, heartbeat now) and return them."""
+        self.get_study(study)
+        _check_str(owner, "owner")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                                  or limit < 0):
+            raise InputError(f"limit must be an int >= 0 or None, got {limit!r}")
+        with self._transaction() as db:
+            rows = db.execute("SELECT id FROM runs WHERE study = ? AND status = 'waiting' "
+                              "ORDER BY id" + ("" if limit is None else f" LIMIT {int(limit)}"),
+                              (study,)).fetchall()
+            ids = [r[0] for r in rows]
+            now = time.time()
+            for i in ids:
+                db.execute("UPDATE runs SET status = 'running', owner = ?, heartbeat = ?, "
+                           "attempts = attempts + 1 WHERE id = ?", (owner, now, i))
+            out = [self._record(db.execute("SELECT * FROM runs WHERE id = ?", (i,)).fetchone())
+                   for i in ids]
+        return out
+
+    def heartbeat(self, study: str, owner: str) -> int:
+        """Refresh the heartbeat of every running row of ``owner``; returns how many."""
+        _check_str(owner, "owner")
+        with self._transaction() as db:
+            cur = db.execute("UPDATE runs SET heartbeat = ? WHERE study = ? AND owner = ? AND "
+                             "status = 'running'", (time.time(), study, owner))
+            return int(cur.rowcount)
+
+    def complete_run(self, study: str, mask: int, seed: int, *,
+                     metrics_valid: Mapping[str, float],
+                     metrics_test: Mapping[str, float] | None = None,
+                     seconds: float = 0.0) -> bool:
+        """Store the metrics of a requested run and mark it complete; ``False`` (nothing written)
+        when it is complete already, so a run reported twice is recorded once."""
+        info = self.get_study(study)
+        m = self._check_mask(info, mask)
+        members = [info.task_names[k] for k in mask_to_indices(m)]
+        mv = self._check_metrics(metrics_valid, members, "metrics_valid", required=True)
+        mt = self._check_metrics(metrics_test or {}, members, "metrics_test", required=False)
+        secs = self._check_seconds(seconds)
+        key = (study, _to_i64(m), _check_seed(seed), info.fingerprint)
+        with self._transaction() as db:
+            old = db.execute("SELECT status, config FROM runs WHERE study = ? AND mask = ? AND "
+                             "seed = ? AND fingerprint = ?", key).fetchone()
+            if old is None:
+                raise StoreError(f"run (mask {m}, seed {seed}) of study {study!r} was never "
+                                 "requested; use record_run() for an unrequested run")
+            if old[0] == "complete":
+                return False
+            db.execute("UPDATE runs SET status = 'complete', metrics_valid = ?, metrics_test = ?, "
+                       "seconds = ?, finished = ?, owner = NULL WHERE study = ? AND mask = ? AND "
+                       "seed = ? AND fingerprint = ?",
+                       (_dumps(mv, "metrics_valid"), _dumps(mt, "metrics_test"), secs,
+                        time.time(), *key))
+        return True
+
+    def fail_run(self, study: str, mask: int, seed: int, *, error: str, retry: bool) -> None:
+        """Record a failed attempt with its traceback: ``retry`` keeps the row running for the
+        next attempt (attempts + 1), else the row is ``failed``. A complete row is left alone."""
+        info = self.get_study(study)
+        m = self._check_mask(info, mask)
+        if not isinstance(error, str):
+            raise InputTypeError(f"error must be a string (a traceback), got {error!r}")
+        key = (study, _to_i64(m), _check_seed(seed), info.fingerprint)
+        with self._transaction() as db:
+            if retry:
+                db.execute("UPDATE runs SET error = ?, attempts = attempts + 1, heartbeat = ? "
+                           "WHERE study = ? AND mask = ? AND seed = ? AND fingerprint = ? AND "
+                           "status != 'complete'", (error, time.time(), *key))
+            else:
+                db.execute("UPDATE runs SET status = 'failed', error = ?, owner = NULL, "
+                           "finished = ? WHERE study = ? AND mask = ? AND seed = ? AND "
+                           "fingerprint = ? AND status != 'complete'", (error, time.time(), *key))
+
+    def requeue_stale(self, study: str, *, older_than: float,
+                      owners: Iterable[str] = ()) -> int:
+        """Put back to ``waiting`` every running row whose heartbeat is older than ``older_than``
+        seconds, or whose owner is in ``owners`` (known dead); returns how many."""
+        if isinstance(older_than, bool) or not isinstance(older_than, (int, float)) \
+                or not math.isfinite(older_than) or older_than < 0:
+            raise InputError(f"older_than must be a finite number of seconds >= 0, got "
+                             f"{older_than!r}")
+        self.get_study(study)
+        dead = list(owners)
+        with self._transaction() as db:
+            cur = db.execute("UPDATE runs SET status = 'waiting', owner = NULL WHERE study = ? AND "
+                             "status = 'running' AND (heartbeat < ? OR owner IN (%s))"
+                             % ",".join("?" * len(dead)) if dead else
+                             "UPDATE runs SET status = 'waiting', owner = NULL WHERE study = ? "
+                             "AND status = 'running' AND heartbeat < ?",
+                             (study, time.time() - older_than, *dead))
+            return int(cur.rowcount)
+
+    def running_owners(self, study: str) -> list[str]:
+        """Distinct owners of the running rows of a study."""
+        return [r[0] for r in self._db.execute("SELECT DISTINCT owner FROM runs WHERE study = ? "
+                                               "AND status = 'running'", (study,))]
+
+    # -- the active loop's selections -----------------------------------------------------------
+    def add_selection_batch(self, study: str, *, slot_start: int, slot_count: int,
+                            selections: Sequence[tuple[int, int | None, int | None, str]],
+                            seeds: Sequence[int], config: Mapping[str, Any] | None = None
+                            ) -> int:
+        """Record one batch of the active loop — the selector slots it consumed and the chosen
+        ``(mask, round, task, source)`` — and request a run of each mask for every seed, in one
+        transaction (so a kill never leaves a choice without its runs). Returns the batch index."""
+        info = self.get_study(study)
+        for nm, v in (("slot_start", slot_start), ("slot_count", slot_count)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise InputError(f"{nm} must be an int >= 0, got {v!r}")
+        sel = [(self._check_mask(info, m), r, t, str(src)) for m, r, t, src in selections]
+        sds = [_check_seed(s) for s in seeds]
+        with self._transaction() as db:
+            row = db.execute("SELECT COALESCE(MAX(batch) + 1, 0), COALESCE(MAX(slot_start + "
+                             "slot_count), 0) FROM batches WHERE study = ?", (study,)).fetchone()
+            batch, next_slot = int(row[0]), int(row[1])
+            if slot_start != next_slot:
+                raise StoreError(f"study {study!r}: batch starts at slot {slot_start}, but the "
+                                 f"store's selections end at slot {next_slot} (another process "
+                                 "runs the same study's loop?)")
+            seq = int(db.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM selections WHERE "
+                                 "study = ?", (study,)).fetchone()[0])
+            db.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?)",
+                       (study, batch, slot_start, slot_count, time.time()))
+            for i, (m, r, t, src) in enumerate(sel):
+                db.execute("INSERT INTO selections VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (study, seq + i, _to_i64(m), r, t, src, batch))
+            self._request_in_tx(db, info, [(m, s) for m, *_ in sel for s in sds],
+                                _dumps(dict(config or {}), "config"))
+        return batch
+
+    def selections(self, study: str) -> list[SelectionRecord]:
+        """The active loop's choices in the order they were made."""
+        self.get_study(study)
+        return [SelectionRecord(r[0], _from_i64(r[1]), r[2], r[3], r[4], r[5])
+                for r in self._db.execute("SELECT seq, mask, round, task, source, batch FROM "
+                                          "selections WHERE study = ? ORDER BY seq", (study,))]
+
+    def slots_used(self, study: str) -> int:
+        """Selector slots consumed by the recorded batches (round = slot // N, task = slot % N)."""
+        self.get_study(study)
+        return int(self._db.execute("SELECT COALESCE(MAX(slot_start + slot_count), 0) FROM "
+                                    "batches WHERE study = ?", (study,)).fetchone()[0])
+
+    # -- helpers --------------------------------------------------------------------------------
+    @staticmethod
+    def _status(status: RunStatus | str) -> RunStatus:
+        try:
+            return RunStatus(status)
+        except ValueError as exc:
+            raise InputError(f"status must be one of waiting, running, complete, failed; got "
+                             f"{status!r}") from exc
+
+    @staticmethod
+    def _fp(info: StudyInfo, fingerprint: str | None) -> str:
+        fp = info.fingerprint if fingerprint is None else fingerprint
+        if not isinstance(fp, str):
+            raise InputTypeError(f"fingerprint must be a string, got {type(fp).__name__}")
+        return fp
+
+    @staticmethod
+    def _check_seconds(seconds: object) -> float:
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float, np.floating)) \
+                or not math.isfinite(seconds) or seconds < 0:
+            raise InputError(f"seconds must be a finite number >= 0, got {seconds!r}")
+        return float(seconds)
 
     @staticmethod
     def _record(r: Any) -> RunRecord:
         return RunRecord(study=r[1], mask=_from_i64(r[2]), seed=r[3], fingerprint=r[4],
                          status=RunStatus(r[5]), metrics_valid=json.loads(r[6]),
                          metrics_test=json.loads(r[7]), seconds=r[8], config=json.loads(r[9]),
-                         created=r[10])
+                         created=r[10], owner=r[11], heartbeat=r[12], attempts=r[13],
+                         error=r[14])
 
     @staticmethod
     def _check_mask(info: StudyInfo, mask: object) -> int:
@@ -397,6 +783,8 @@ class GainStore:
             raise InputError(f"{what} lacks tasks of the combination: {missing}")
         out = {}
         for t, v in metrics.items():
+            if isinstance(v, (bool, str, bytes)):
+                raise InputTypeError(f"{what}[{t!r}] must be a number, got {v!r}")
             try:
                 fv = float(v)
             except (TypeError, ValueError) as exc:
@@ -406,74 +794,63 @@ class GainStore:
             out[str(t)] = fv
         return out
 
-    # -- derived tables -------------------------------------------------------------------------
-    def _finished(self, study: str, fingerprint: str | None) -> tuple[StudyInfo, list[RunRecord]]:
+    # -- derived tables (computed by mtgfast.transfer) -----------------------------------------
+    def mean_metrics(self, study: str, split: Literal["valid", "test"] = "valid", *,
+                     fingerprint: str | None = None) -> dict[int, dict[str, float]]:
+        """Mean over seeds of each member's metric, per combination with a complete run that
+        has ``split`` metrics (persisted values; no gain computed)."""
         info = self.get_study(study)
-        fp = info.fingerprint if fingerprint is None else fingerprint
-        return info, self.runs(study, status=RunStatus.FINISHED, fingerprint=fp)
+        key = _split_key(split)
+        acc: dict[int, dict[str, list[float]]] = {}
+        for r in self.runs(study, status=RunStatus.COMPLETE, fingerprint=self._fp(info,
+                                                                                  fingerprint)):
+            metrics = getattr(r, key)
+            if metrics:
+                slot = acc.setdefault(r.mask, {})
+                for t, v in metrics.items():
+                    slot.setdefault(t, []).append(v)
+        return {m: {t: float(np.mean(v)) for t, v in per.items()} for m, per in acc.items()}
 
     def stl_metrics(self, study: str, split: Literal["valid", "test"] = "valid", *,
                     fingerprint: str | None = None) -> dict[str, float]:
         """Single-task baselines: each task's metric in its singleton runs, mean over seeds
-        (tasks without a finished singleton run are absent)."""
-        info, runs = self._finished(study, fingerprint)
-        key = _split_key(split)
-        acc: dict[str, list[float]] = {}
-        for r in runs:
-            if r.mask & (r.mask - 1) == 0:
-                task = info.task_names[r.mask.bit_length() - 1]
-                value = getattr(r, key).get(task)
-                if value is not None:
-                    acc.setdefault(task, []).append(value)
-        return {t: float(np.mean(acc[t])) for t in info.task_names if t in acc}
+        (tasks without a complete singleton run are absent)."""
+        info = self.get_study(study)
+        means = self.mean_metrics(study, split, fingerprint=fingerprint)
+        out = {}
+        for j, t in enumerate(info.task_names):
+            if (1 << j) in means and t in means[1 << j]:
+                out[t] = means[1 << j][t]
+        return out
 
     def gain_table(self, study: str, split: Literal["valid", "test"] = "valid", *,
                    fingerprint: str | None = None) -> GainTable:
-        """Gains of every combination with a finished run: relative improvement of each member's
-        metric (mean over seeds) over its STL metric (mean over seeds); singletons are 0.
+        """Gains of every combination with a complete run (mean metric over seeds against the
+        mean STL metric; singletons 0), computed by :func:`mtgfast.transfer.gain_row`.
 
         ``StoreError`` when a member task has no STL baseline or a zero one.
         """
-        info, runs = self._finished(study, fingerprint)
-        key = _split_key(split)
+        info = self.get_study(study)
+        means = self.mean_metrics(study, split, fingerprint=fingerprint)
         stl = self.stl_metrics(study, split, fingerprint=fingerprint)
-        per_mask: dict[int, dict[str, list[float]]] = {}
-        for r in runs:
-            metrics = getattr(r, key)
-            if not metrics:
-                continue
-            slot = per_mask.setdefault(r.mask, {})
-            for t, v in metrics.items():
-                slot.setdefault(t, []).append(v)
-        masks = sorted(per_mask, key=lambda m: (bin(m).count("1"), m))
+        masks = sorted(means, key=lambda m: (bin(m).count("1"), m))
         gains = np.full((len(masks), info.n_tasks), np.nan)
-        index = {t: j for j, t in enumerate(info.task_names)}
         for i, m in enumerate(masks):
-            for t, values in per_mask[m].items():
-                j = index[t]
-                if m & (m - 1) == 0:
-                    gains[i, j] = 0.0
-                    continue
-                if t not in stl:
-                    raise StoreError(f"study {study!r}: task {t!r} has no finished STL (singleton) "
-                                     f"run with {split} metrics, so its gains are undefined")
-                if stl[t] == 0:
-                    raise StoreError(f"study {study!r}: STL {split} metric of task {t!r} is 0, so "
-                                     "its relative gains are undefined")
-                gains[i, j] = relative_gain(float(np.mean(values)), stl[t],
-                                            info.higher_is_better[j])
+            missing = [t for t in means[m] if t not in stl]
+            if missing and m & (m - 1):
+                raise StoreError(f"study {study!r}: task {missing[0]!r} has no finished STL "
+                                 f"(singleton) run with {split} metrics, so its gains are "
+                                 "undefined")
+            try:
+                gains[i] = gain_row(m, means[m], stl, info.task_names, info.higher_is_better)
+            except InputError as exc:
+                raise StoreError(f"study {study!r}, {split} split: {exc}") from exc
+        seeds = sorted({r.seed for r in self.runs(study, status=RunStatus.COMPLETE)})
         meta = {"split": split, "study": study, "metric": ",".join(dict.fromkeys(info.metrics)),
                 "higher_is_better": ",".join(str(h) for h in dict.fromkeys(info.higher_is_better)),
-                "fingerprint": info.fingerprint if fingerprint is None else fingerprint,
-                "seed": ",".join(str(s) for s in sorted({r.seed for r in runs}))}
+                "fingerprint": self._fp(info, fingerprint),
+                "seed": ",".join(str(s) for s in seeds)}
         return GainTable(np.array(masks, dtype=np.uint64), gains, info.task_names, meta)
-
-    def count_runs(self, study: str | None = None) -> int:
-        """Number of stored runs (of one study, or all)."""
-        if study is None:
-            return int(self._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
-        return int(self._db.execute("SELECT COUNT(*) FROM runs WHERE study = ?",
-                                    (study,)).fetchone()[0])
 
     def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check`` (``"ok"`` when the file is sound)."""
@@ -495,7 +872,10 @@ class _Tx:
         self._db = store._db
 
     def __enter__(self) -> _Tx:
-        self._store._retry(lambda: self._db.execute("BEGIN IMMEDIATE"))
+        try:
+            self._store._retry(lambda: self._db.execute("BEGIN IMMEDIATE"))
+        except sqlite3.DatabaseError as exc:
+            raise self._store._explain(exc) from exc
         return self
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
@@ -513,6 +893,9 @@ class _Tx:
         if exc_type is None:
             try:
                 self._db.execute("COMMIT")
+            except sqlite3.DatabaseError as err:
+                self._db.execute("ROLLBACK")
+                raise self._store._explain(err) from err
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise

@@ -1,4 +1,5 @@
-"""Studies: the active loop of Algorithm 1 (selectors, ask/tell), replay methods, the Study runner.
+"""Studies: the active loop of Algorithm 1 (selectors, ask/tell), replay methods, the Study runner,
+its executors (in-process, local processes, Ray) and the estimator registry.
 
 Import-light: nothing here imports torch; names are loaded on first access.
 """
@@ -17,8 +18,20 @@ _LAZY: dict[str, str] = {
     "RandomSelector": "mtgfast.study.active",
     "UncertaintySelector": "mtgfast.study.active",
     "make_selector": "mtgfast.study.active",
+    "LoopState": "mtgfast.study.active",
+    "MemoryLoopState": "mtgfast.study.active",
     "replay_method": "mtgfast.study.replay_methods",
     "Study": "mtgfast.study.study",
+    "StudyResult": "mtgfast.study.study",
+    "RunFailedError": "mtgfast.study.study",
+    "group_stored": "mtgfast.study.study",
+    "Executor": "mtgfast.study.executors",
+    "InProcessExecutor": "mtgfast.study.executors",
+    "LocalExecutor": "mtgfast.study.executors",
+    "RayExecutor": "mtgfast.study.executors",
+    "make_executor": "mtgfast.study.executors",
+    "estimator_names": "mtgfast.study.registry",
+    "make_estimator": "mtgfast.study.registry",
 }
 
 __all__ = list(_LAZY)

@@ -6,6 +6,11 @@ estimator's predictions; the estimator is refitted every eta selections (paper: 
 N + 1 combinations are measured, then eta = N). ``ask()`` returns the masks that may be measured
 before the next refit (a batch a parallel executor can run at once); ``tell()`` records results.
 A combination is never measured twice, including across a resume (``initial=`` / ``tell_table``).
+
+The loop keeps no state of its own: its choices (with the selector slots each batch consumed) and
+the measured gains live in a :class:`LoopState` — in memory for a replay
+(:class:`MemoryLoopState`), in the gain store for a :class:`~mtgfast.study.study.Study` — so a
+study killed at any moment and resumed makes exactly the choices of an uninterrupted run.
 This module does not import torch: the estimator comes from a factory.
 """
 
@@ -23,9 +28,9 @@ from ..errors import InputError, InputTypeError
 from ..gains import FloatArray, GainTable
 from ..masks import MaskArray, all_masks, as_masks, check_n_tasks, masks_to_dense, sample_masks
 
-__all__ = ["ActiveLoop", "ExpGainSelector", "GreedySelector", "RandomSelector", "Selector",
-           "SelectionContext", "Trial", "UncertaintySelector", "default_candidates",
-           "make_selector", "paper_refit_interval"]
+__all__ = ["ActiveLoop", "ExpGainSelector", "GreedySelector", "LoopState", "MemoryLoopState",
+           "RandomSelector", "Selection", "Selector", "SelectionContext", "Trial",
+           "UncertaintySelector", "default_candidates", "make_selector", "paper_refit_interval"]
 
 #: enumerate every combination up to this many tasks; above it, sample a pool
 MAX_ENUMERATED_TASKS = 16
@@ -210,20 +215,96 @@ class Trial:
     task: int | None = None
 
 
+@dataclass(frozen=True)
+class Selection:
+    """One choice of the loop: the mask, the round and task it serves (None for the full set)."""
+
+    mask: int
+    round: int | None
+    task: int | None
+    source: Literal["full", "selected"]
+
+
+class LoopState(ABC):
+    """Where the loop's state lives: the choices made (in order, with the selector slots the
+    batches consumed) and the measured gain rows. The loop reads it afresh on every ``ask``."""
+
+    @abstractmethod
+    def selections(self) -> list[Selection]:
+        """Every choice made so far, in order."""
+
+    @abstractmethod
+    def slots_used(self) -> int:
+        """Selector slots consumed (round = slot // N, task = slot % N)."""
+
+    @abstractmethod
+    def add_batch(self, slot_start: int, slot_count: int, chosen: Sequence[Selection]) -> None:
+        """Record one batch of choices atomically (and request their measurement)."""
+
+    @abstractmethod
+    def measured(self) -> dict[int, FloatArray]:
+        """Measured combinations of >= 2 tasks -> gain row, in the order they were measured."""
+
+    def unavailable(self) -> set[int]:
+        """Chosen combinations that can never be measured (failed for good): not pending."""
+        return set()
+
+    def tell(self, mask: int, row: FloatArray) -> None:
+        """Record a measured row (states whose gains come from elsewhere refuse)."""
+        raise InputError(f"{type(self).__name__} reads measured gains from its store; tell() "
+                         "is for in-memory loops")
+
+    def advance_slots(self, slots: int) -> None:
+        """Count ``slots`` selections as already made (resume from a table)."""
+        raise InputError(f"{type(self).__name__} keeps its selections in its store")
+
+
+class MemoryLoopState(LoopState):
+    """The loop's state in memory: a replay on a recorded table, or a unit test."""
+
+    def __init__(self) -> None:
+        self._selections: list[Selection] = []
+        self._slots = 0
+        self._rows: dict[int, FloatArray] = {}
+
+    def selections(self) -> list[Selection]:
+        return list(self._selections)
+
+    def slots_used(self) -> int:
+        return self._slots
+
+    def add_batch(self, slot_start: int, slot_count: int, chosen: Sequence[Selection]) -> None:
+        if slot_start != self._slots:
+            raise InputError(f"batch starts at slot {slot_start}, the state at {self._slots}")
+        self._selections.extend(chosen)
+        self._slots += slot_count
+
+    def measured(self) -> dict[int, FloatArray]:
+        return dict(self._rows)
+
+    def tell(self, mask: int, row: FloatArray) -> None:
+        self._rows[int(mask)] = row
+
+    def advance_slots(self, slots: int) -> None:
+        self._slots = max(self._slots, int(slots))
+
+
 class ActiveLoop:
     """Algorithm 1 as ask/tell. ``ask()`` -> masks to measure next; ``tell(mask, gains)``;
     ``run(measure, rounds)`` does both until ``rounds * n_tasks`` selections are made.
 
     ``estimator_factory()`` returns a fresh unfitted estimator (``fit(GainTable)``,
     ``predict(masks)``); ``candidates`` default to :func:`default_candidates`; ``initial`` is a
-    :class:`GainTable` of already-measured rows (resume), never measured again.
+    :class:`GainTable` of already-measured rows (resume), never measured again. ``state`` holds
+    the choices and measurements (default: a new :class:`MemoryLoopState`).
     """
 
     def __init__(self, selector: Selector, estimator_factory: Callable[[], Estimator],
                  candidates: object | None, n_tasks: int, *,
                  initial: GainTable | None = None, include_full: bool = True,
                  refit_interval: Callable[[int, int], int] = paper_refit_interval,
-                 task_names: Sequence[str] | None = None, seed: int = 0) -> None:
+                 task_names: Sequence[str] | None = None, seed: int = 0,
+                 state: LoopState | None = None) -> None:
         if not isinstance(selector, Selector):
             raise InputTypeError(f"selector must be a Selector, got {type(selector).__name__}")
         if not callable(estimator_factory):
@@ -232,6 +313,8 @@ class ActiveLoop:
             raise InputTypeError("refit_interval must be a callable (n_measured, n_tasks) -> int")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise InputTypeError(f"seed must be an int, got {type(seed).__name__}")
+        if state is not None and not isinstance(state, LoopState):
+            raise InputTypeError(f"state must be a LoopState, got {type(state).__name__}")
         self.n_tasks = check_n_tasks(n_tasks)
         n = self.n_tasks
         self.task_names = (tuple(str(t) for t in task_names) if task_names is not None
@@ -249,44 +332,62 @@ class ActiveLoop:
         self.include_full = bool(include_full)
         self.full_mask = (1 << n) - 1
         self.seed = int(seed)
-        self.trials: list[Trial] = []
-        self._measured: dict[int, FloatArray] = {}
-        self._pending: list[tuple[int, int | None, int | None]] = []   # (mask, round, task)
-        self._slot = 0              # selections made so far (round = slot // N, task = slot % N)
-        self._fitted_on = -1        # len(trials) when the estimator was last fitted
+        self.state: LoopState = state if state is not None else MemoryLoopState()
+        self._fitted_on: frozenset[int] | None = None   # a cache, not state: refit when it differs
         self.estimator_: Estimator | None = None
         if initial is not None:
             self.tell_table(initial)
 
-    # -- state --------------------------------------------------------------------------------
+    # -- state (read from self.state) ---------------------------------------------------------
     @property
     def n_measured(self) -> int:
         """Measured combinations of >= 2 tasks (what costs an MTL run; singletons are free)."""
-        return len(self._measured)
+        return len(self.state.measured())
 
     @property
     def measured_masks(self) -> MaskArray:
-        return np.array(sorted(self._measured), dtype=np.uint64)
+        return np.array(sorted(self.state.measured()), dtype=np.uint64)
 
     @property
     def pending(self) -> MaskArray:
-        """Masks returned by ``ask()`` and not told yet."""
-        return np.array([m for m, _, _ in self._pending], dtype=np.uint64)
+        """Chosen masks not measured yet (what ``ask()`` returns until they are)."""
+        return np.array(self._pending(self.state.measured()), dtype=np.uint64)
+
+    def _pending(self, measured: dict[int, FloatArray]) -> list[int]:
+        bad = self.state.unavailable()
+        out = [s.mask for s in self.state.selections() if s.mask not in measured
+               and s.mask not in bad]
+        return list(dict.fromkeys(out))
+
+    @property
+    def trials(self) -> list[Trial]:
+        """Measured combinations in measurement order, each with why it was measured."""
+        why = {s.mask: s for s in self.state.selections()}
+        out = []
+        for mask, row in self.state.measured().items():
+            s = why.get(mask)
+            if s is None:
+                out.append(Trial(mask, tuple(row.tolist()), "initial"))
+            else:
+                out.append(Trial(mask, tuple(row.tolist()), s.source, s.round, s.task))
+        return out
 
     def table(self) -> GainTable:
         """Measured rows plus the free singleton rows (gain 0), as a :class:`GainTable`."""
         n = self.n_tasks
+        measured = self.state.measured()
         singles = [1 << j for j in range(n)]
-        masks = np.array(singles + sorted(self._measured), dtype=np.uint64)
+        order = sorted(measured)
+        masks = np.array(singles + order, dtype=np.uint64)
         rows = np.full((masks.shape[0], n), np.nan)
         rows[np.arange(n), np.arange(n)] = 0.0
-        for i, m in enumerate(sorted(self._measured)):
-            rows[n + i] = self._measured[m]
+        for i, m in enumerate(order):
+            rows[n + i] = measured[m]
         return GainTable(masks, rows, self.task_names, {"source": "active-loop"})
 
     def selections_done(self) -> int:
         """Selector proposals consumed so far (rounds completed = this // n_tasks)."""
-        return self._slot
+        return self.state.slots_used()
 
     # -- tell ---------------------------------------------------------------------------------
     def tell(self, masks: object, gains: object) -> None:
@@ -305,28 +406,19 @@ class ActiveLoop:
         if np.unique(m).shape[0] != m.shape[0]:
             raise InputError("tell() got the same combination twice")
         member = masks_to_dense(m, n)
+        measured = self.state.measured()
         for i, mask in enumerate(m.tolist()):
             if mask & (mask - 1) == 0:
                 raise InputError(f"combination {mask} is a singleton: its gain is 0 by definition "
                                  "and it is never measured")
-            if mask in self._measured:
+            if mask in measured:
                 raise InputError(f"combination {mask} was already measured; the loop never "
                                  "measures a combination twice")
             if not np.all(np.isfinite(g[i][member[i]])):
                 raise InputError(f"gains of combination {mask} must be finite inside it, got "
                                  f"{g[i][member[i]].tolist()}")
         for i, mask in enumerate(m.tolist()):
-            row = np.where(member[i], g[i], np.nan)
-            self._measured[mask] = row
-            hit = [p for p in self._pending if p[0] == mask]
-            if hit:
-                self._pending.remove(hit[0])
-                source: Literal["initial", "full", "selected"] = \
-                    "full" if mask == self.full_mask and hit[0][1] is None else "selected"
-                rnd, task = hit[0][1], hit[0][2]
-            else:
-                source, rnd, task = "initial", None, None
-            self.trials.append(Trial(mask, tuple(row.tolist()), source, rnd, task))
+            self.state.tell(mask, np.where(member[i], g[i], np.nan))
 
     def tell_table(self, table: GainTable) -> None:
         """Record every measured row of ``table`` (resume); singleton rows are skipped, and rows
@@ -339,45 +431,51 @@ class ActiveLoop:
         if keep.any():
             self.tell(table.masks[keep], table.gains[keep])
         # resume: selections already made are the measured rows beyond the full set
-        self._slot = max(self._slot, self.n_measured - int(self.full_mask in self._measured))
+        measured = self.state.measured()
+        self.state.advance_slots(len(measured) - int(self.full_mask in measured))
 
     # -- ask ----------------------------------------------------------------------------------
     def fit_estimator(self) -> Estimator:
         """Fit a fresh estimator on everything measured (no-op if nothing changed since)."""
-        if self.estimator_ is None or self._fitted_on != len(self.trials):
+        key = frozenset(self.state.measured())
+        if self.estimator_ is None or self._fitted_on != key:
             est = self.estimator_factory()
             est.fit(self.table())
             self.estimator_ = est
-            self._fitted_on = len(self.trials)
+            self._fitted_on = key
         return self.estimator_
 
     def ask(self, max_masks: int | None = None) -> MaskArray:
         """The masks to measure next (empty when no candidate is left). Until all are told,
         ``ask()`` returns the same pending batch; the estimator is refitted here when needed."""
-        if self._pending:
-            return self.pending
+        measured = self.state.measured()
+        pending = self._pending(measured)
+        if pending:
+            return np.array(pending, dtype=np.uint64)
         if max_masks is not None and (isinstance(max_masks, bool) or
                                       not isinstance(max_masks, (int, np.integer))):
             raise InputTypeError(f"max_masks must be an int or None, got {type(max_masks).__name__}")
         limit = None if max_masks is None else int(max_masks)
         if limit is not None and limit < 1:
             return np.zeros(0, dtype=np.uint64)
-        if self.include_full and self.full_mask not in self._measured and self.n_tasks >= 2:
-            self._pending = [(self.full_mask, None, None)]
-            return self.pending
-        avail = self.candidates[~np.isin(self.candidates,
-                                         np.fromiter(self._measured, np.uint64,
-                                                     len(self._measured)))]
+        chosen_before = {s.mask for s in self.state.selections()}
+        slot = self.state.slots_used()
+        if self._needs_full(measured, chosen_before):
+            self.state.add_batch(slot, 0, [Selection(self.full_mask, None, None, "full")])
+            return np.array([self.full_mask], dtype=np.uint64)
+        taken = np.fromiter(set(measured) | chosen_before, np.uint64)
+        avail = self.candidates[~np.isin(self.candidates, taken)]
         if avail.size == 0:
             return np.zeros(0, dtype=np.uint64)
-        eta = int(self.refit_interval(self.n_measured, self.n_tasks))
+        n_measured = len(measured)
+        eta = int(self.refit_interval(n_measured, self.n_tasks))
         if eta < 1:
             raise InputError(f"refit_interval returned {eta}; it must be >= 1")
         count = eta if limit is None else min(eta, limit)
         n = self.n_tasks
-        slots = [self._slot + i for i in range(count)]
+        slots = [slot + i for i in range(count)]
         mean = std = None
-        if self.n_measured > 0:
+        if n_measured > 0:
             est = self.fit_estimator()
             if self.selector.needs_std:
                 try:
@@ -390,26 +488,48 @@ class ActiveLoop:
         ctx = SelectionContext(tuple(s % n for s in slots), avail, masks_to_dense(avail, n),
                                None if mean is None else np.asarray(mean, dtype=np.float64),
                                None if std is None else np.asarray(std, dtype=np.float64),
-                               self.measured_masks, self.seed, tuple(s // n for s in slots))
+                               np.array(sorted(measured), dtype=np.uint64), self.seed,
+                               tuple(s // n for s in slots))
         chosen = self.selector.ask(ctx)
         chosen_set = set(chosen.tolist())
         if len(chosen_set) != chosen.shape[0] or not chosen_set <= set(avail.tolist()):
             raise InputError(f"selector {self.selector.name!r} proposed a measured, pending, "
                              "duplicate or non-candidate combination")
-        self._slot += count
         # each proposal remembers the round and task it serves (tasks with no candidate skipped)
         served = iter([(s // n, s % n) for s in slots])
-        self._pending = []
+        batch: list[Selection] = []
         for m in chosen.tolist():
             for rnd, task in served:
                 if (m >> task) & 1:
-                    self._pending.append((m, rnd, task))
+                    batch.append(Selection(m, rnd, task, "selected"))
                     break
             else:
-                self._pending.append((m, None, None))
-        return self.pending
+                batch.append(Selection(m, None, None, "selected"))
+        self.state.add_batch(slot, count, batch)
+        return np.array([s.mask for s in batch], dtype=np.uint64)
 
-    # -- run ----------------------------------------------------------------------------------
+    def _needs_full(self, measured: dict[int, FloatArray], chosen: set[int]) -> bool:
+        return (self.include_full and self.n_tasks >= 2 and self.full_mask not in measured
+                and self.full_mask not in chosen)
+
+    # -- the loop's order (one implementation: replays and studies both use it) ---------------
+    def next_batch(self, rounds: int) -> MaskArray:
+        """What to measure next for a loop of ``rounds`` rounds: the pending choices, else the
+        full set, else the next batch of selections; empty when the loop is done."""
+        if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 0:
+            raise InputError(f"rounds must be a non-negative int, got {rounds!r}")
+        pending = self.pending
+        if pending.size:
+            return pending
+        measured = self.state.measured()
+        if self._needs_full(measured, {s.mask for s in self.state.selections()}):
+            return self.ask()
+        target = int(rounds) * self.n_tasks
+        done = self.state.slots_used()
+        if done >= target:
+            return np.zeros(0, dtype=np.uint64)
+        return self.ask(max_masks=target - done)
+
     def run(self, measure: Callable[[int], object], rounds: int) -> Estimator:
         """Measure the full set, then ``rounds`` rounds of N selections; returns the estimator
         fitted on everything measured. ``measure(mask)`` returns the gain row ``(n_tasks,)``."""
@@ -417,14 +537,8 @@ class ActiveLoop:
             raise InputError(f"rounds must be a non-negative int, got {rounds!r}")
         if not callable(measure):
             raise InputTypeError("measure must be a callable mask -> gain row")
-        target = int(rounds) * self.n_tasks
         while True:
-            if self.include_full and self.full_mask not in self._measured:
-                batch = self.ask()
-            elif self._slot >= target:
-                break
-            else:
-                batch = self.ask(max_masks=target - self._slot)
+            batch = self.next_batch(int(rounds))
             if batch.size == 0:
                 break
             for m in batch.tolist():

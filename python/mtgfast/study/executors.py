@@ -1,36 +1,151 @@
-"""Executors run independent jobs (MTL runs) and yield each result as soon as it finishes.
+"""Executors run independent jobs (MTL runs) and report each attempt as soon as it finishes.
 
-``Executor.map_runs(fn, jobs)`` is the one seam: in-process (``InlineExecutor``), local worker
-processes (``ProcessExecutor``, spawn context so CUDA and torch threads start clean), or a Ray
-cluster (``RayExecutor``, when ``ray`` is installed). ``fn`` and the jobs must be picklable for the
-process and Ray executors (a module-level function or an instance of a module-level class).
+One small base class, :class:`Executor`: it keeps at most ``max_in_flight`` jobs running, yields a
+:class:`RunOutcome` per finished attempt in completion order, and retries a job that raised up to
+``max_retries`` times (each failed attempt is reported with its traceback, so the study records
+it). Subclasses only say how to start, wait for and cancel one job:
+
+- :class:`InProcessExecutor` — one job after another in this process (default; easiest to debug);
+- :class:`LocalExecutor` — ``workers`` local processes (spawn), optionally one GPU per worker
+  through ``CUDA_VISIBLE_DEVICES``; a worker that dies is restarted and its job retried;
+- :class:`RayExecutor` — Ray tasks on a local or remote cluster, ``ray.wait`` in completion order;
+  a worker process that dies is retried by Ray itself. ``ray`` is imported only here, lazily.
+
+``fn`` and the jobs must be picklable for the process and Ray executors (a module-level function
+or an instance of a module-level class). :func:`make_executor` builds one from plain options.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import pickle
+import re
+import traceback
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from typing import Any, TypeVar
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
 
 from ..errors import InputError, InputTypeError
 
-__all__ = ["Executor", "InlineExecutor", "ProcessExecutor", "RayExecutor", "make_executor"]
+__all__ = ["EXECUTOR_KINDS", "Executor", "InProcessExecutor", "InlineExecutor", "LocalExecutor",
+           "ProcessExecutor", "RayExecutor", "RunOutcome", "check_picklable", "make_executor"]
 
 J = TypeVar("J")
 R = TypeVar("R")
 
+#: the kinds :func:`make_executor` knows
+EXECUTOR_KINDS = ("auto", "inprocess", "local", "ray")
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """One finished attempt of a job: its value, or the traceback of what it raised.
+    ``final`` is False for a failed attempt that will be retried."""
+
+    job: Any
+    value: Any = None
+    error: str | None = None
+    attempt: int = 1
+    final: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class JobFailed(RuntimeError):
+    """Raised by :meth:`Executor.map_runs` when a job failed for good (the traceback inside)."""
+
+
+def _check_count(value: object, what: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputTypeError(f"{what} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise InputError(f"{what} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_picklable(obj: object, what: str, where: str) -> None:
+    """``InputError`` naming ``what`` when ``obj`` cannot be sent to another process."""
+    try:
+        pickle.dumps(obj)
+    except Exception as exc:  # PicklingError, AttributeError (local objects), TypeError...
+        name = getattr(obj, "__qualname__", None) or type(obj).__qualname__
+        raise InputError(f"{what} {name!r} cannot be sent to {where} ({exc}); define it at "
+                         "module level (a function or an instance of a module-level class), "
+                         "or use the in-process executor") from exc
+
 
 class Executor(ABC):
-    """Runs ``fn(job)`` for each job; results come back in completion order as ``(job, result)``.
-    An exception raised by a job propagates from the iterator (finished results already yielded
-    stay valid, which is what a resumable study needs)."""
+    """Runs ``fn(job)`` for every job, at most ``max_in_flight`` at once, and yields a
+    :class:`RunOutcome` per finished attempt; a job that raised is retried up to ``max_retries``
+    times. Subclasses implement ``_submit``, ``_wait`` and ``_cancel``."""
+
+    #: short name (the ``kind`` of :func:`make_executor`)
+    kind: ClassVar[str] = "executor"
+    #: whether jobs run in this process (no pickling needed)
+    in_process: ClassVar[bool] = False
+
+    def __init__(self, *, max_retries: int = 0, max_in_flight: int = 1) -> None:
+        self.max_retries = _check_count(max_retries, "max_retries", 0)
+        self.max_in_flight = _check_count(max_in_flight, "max_in_flight", 1)
+        #: the most jobs that were in flight at once during the last ``run_jobs``
+        self.peak_in_flight = 0
 
     @abstractmethod
+    def _submit(self, fn: Callable[[Any], Any], job: Any) -> Any:
+        """Start one attempt of ``fn(job)``; returns a handle."""
+
+    @abstractmethod
+    def _wait(self, handles: list[Any]) -> list[tuple[Any, Any, str | None]]:
+        """Block until at least one handle is done: ``[(handle, value, traceback or None)]``."""
+
+    def _cancel(self, handles: list[Any]) -> None:
+        """Best-effort cancel of unfinished attempts (the iterator was closed early)."""
+
+    def check_callable(self, fn: object, what: str = "the train callable") -> None:
+        """Fail at once when ``fn`` cannot run on this executor (not picklable for workers)."""
+        if not self.in_process:
+            check_picklable(fn, what, f"the {self.kind} executor's worker processes")
+
+    def run_jobs(self, fn: Callable[[J], R], jobs: Iterable[J]) -> Iterator[RunOutcome]:
+        """Run ``fn`` on every job; yield each finished attempt in completion order."""
+        queue: deque[tuple[Any, int]] = deque((job, 1) for job in jobs)
+        inflight: dict[Any, tuple[Any, int]] = {}
+        self.peak_in_flight = 0
+        try:
+            while queue or inflight:
+                while queue and len(inflight) < self.max_in_flight:
+                    job, attempt = queue.popleft()
+                    inflight[self._submit(fn, job)] = (job, attempt)
+                self.peak_in_flight = max(self.peak_in_flight, len(inflight))
+                for handle, value, error in self._wait(list(inflight)):
+                    job, attempt = inflight.pop(handle)
+                    if error is None:
+                        yield RunOutcome(job, value, None, attempt, True)
+                        continue
+                    final = attempt > self.max_retries
+                    yield RunOutcome(job, None, error, attempt, final)
+                    if not final:
+                        queue.append((job, attempt + 1))
+        finally:
+            if inflight:
+                self._cancel(list(inflight))
+
     def map_runs(self, fn: Callable[[J], R], jobs: Iterable[J]) -> Iterator[tuple[J, R]]:
-        """Run ``fn`` on every job and yield ``(job, result)`` pairs as they finish."""
+        """``(job, result)`` pairs in completion order; raises :class:`JobFailed` when a job
+        fails for good (results already yielded stay valid)."""
+        for out in self.run_jobs(fn, jobs):
+            if out.ok:
+                yield out.job, out.value
+            elif out.final:
+                raise JobFailed(f"job {out.job!r} failed {out.attempt} time(s); last "
+                                f"traceback:\n{out.error}")
 
     def close(self) -> None:
         """Release workers (a no-op for executors without any)."""
@@ -41,105 +156,299 @@ class Executor(ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(max_retries={self.max_retries}, "
+                f"max_in_flight={self.max_in_flight})")
 
-class InlineExecutor(Executor):
+
+def _format(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+class InProcessExecutor(Executor):
     """Runs jobs one after another in this process (the default; easiest to debug)."""
 
-    def map_runs(self, fn: Callable[[J], R], jobs: Iterable[J]) -> Iterator[tuple[J, R]]:
-        for job in jobs:
-            yield job, fn(job)
+    kind = "inprocess"
+    in_process = True
+
+    def __init__(self, *, max_retries: int = 0) -> None:
+        super().__init__(max_retries=max_retries, max_in_flight=1)
+
+    def _submit(self, fn: Callable[[Any], Any], job: Any) -> Any:
+        handle = object()
+        try:
+            self._done = (handle, fn(job), None)
+        except Exception as exc:  # recorded as a failed attempt, not raised
+            self._done = (handle, None, _format(exc))
+        return handle
+
+    def _wait(self, handles: list[Any]) -> list[tuple[Any, Any, str | None]]:
+        return [self._done]
 
 
-def _init_worker(threads: int) -> None:
-    # each worker gets its share of the cores; without this every process spins up all cores and
-    # they fight over them (much slower than one thread each)
+#: the 0.1 name
+InlineExecutor = InProcessExecutor
+
+
+_WORKER_INDEX: Any = None
+
+
+def _init_worker(threads: int, gpus: tuple[str, ...], counter: Any) -> None:
+    # each worker gets its share of the cores (else every process spins up all of them and they
+    # fight), and its own GPU when gpus are given -- set before torch is imported
+    global _WORKER_INDEX
+    with counter.get_lock():
+        _WORKER_INDEX = int(counter.value)
+        counter.value += 1
+    if gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[_WORKER_INDEX % len(gpus)]
+    # torch reads these when the first job imports it (importing it here would slow every
+    # worker's start, and a user's train callable need not use torch)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ["MKL_NUM_THREADS"] = str(threads)
-    try:
-        import torch
-    except ModuleNotFoundError:  # a user train callable need not use torch
-        return
-    torch.set_num_threads(threads)
 
 
-class ProcessExecutor(Executor):
-    """``workers`` local processes (spawn context); each uses ``threads`` intra-op threads
-    (default: cores // workers, at least 1). The pool lives until ``close()``."""
+class LocalExecutor(Executor):
+    """``workers`` local processes (spawn context, so CUDA and torch threads start clean); each
+    uses ``threads`` intra-op threads (default: cores // workers). ``gpus``: device ids, worker
+    ``i`` sees only ``gpus[i % len(gpus)]`` (``CUDA_VISIBLE_DEVICES``). A worker that dies breaks
+    the pool: it is restarted and the jobs in flight count one failed attempt each."""
 
-    def __init__(self, workers: int, threads: int | None = None) -> None:
-        if isinstance(workers, bool) or not isinstance(workers, int):
-            raise InputTypeError(f"workers must be an int, got {type(workers).__name__}")
-        if workers < 1:
-            raise InputError(f"workers must be >= 1, got {workers}")
-        self.workers = workers
-        self.threads = threads if threads is not None else max(1, (os.cpu_count() or 1) // workers)
+    kind = "local"
+
+    def __init__(self, workers: int, threads: int | None = None, *, max_retries: int = 0,
+                 max_in_flight: int | None = None, gpus: Sequence[str | int] = ()) -> None:
+        w = _check_count(workers, "workers", 1)
+        super().__init__(max_retries=max_retries,
+                         max_in_flight=w if max_in_flight is None else max_in_flight)
+        self.workers = w
+        self.threads = (max(1, (os.cpu_count() or 1) // w) if threads is None
+                        else _check_count(threads, "threads", 1))
+        if isinstance(gpus, (str, int)):
+            gpus = (gpus,)
+        self.gpus = tuple(str(g) for g in gpus)
         self._pool: ProcessPoolExecutor | None = None
+        self._pool_of: dict[Future[Any], ProcessPoolExecutor] = {}
 
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
-                                             initializer=_init_worker, initargs=(self.threads,))
+            ctx = mp.get_context("spawn")
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx,
+                                             initializer=_init_worker,
+                                             initargs=(self.threads, self.gpus, ctx.Value("i", 0)))
         return self._pool
 
-    def map_runs(self, fn: Callable[[J], R], jobs: Iterable[J]) -> Iterator[tuple[J, R]]:
-        pool = self._get_pool()
-        pending: dict[Future[R], J] = {}
-        it = iter(jobs)
-        # keep only ~2 jobs per worker in flight so a long job list is not pickled up front
-        for job in it:
-            pending[pool.submit(fn, job)] = job
-            if len(pending) >= 2 * self.workers:
-                break
+    def _submit(self, fn: Callable[[Any], Any], job: Any) -> Any:
         try:
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    job = pending.pop(fut)
-                    yield job, fut.result()
-                    nxt = next(it, _END)
-                    if nxt is not _END:
-                        pending[pool.submit(fn, nxt)] = nxt  # type: ignore[arg-type]
-        finally:
-            for fut in pending:
-                fut.cancel()
+            pool = self._get_pool()
+            fut = pool.submit(fn, job)
+        except BrokenProcessPool:
+            self._restart()
+            pool = self._get_pool()
+            fut = pool.submit(fn, job)
+        self._pool_of[fut] = pool
+        return fut
+
+    def _wait(self, handles: list[Any]) -> list[tuple[Any, Any, str | None]]:
+        done, _ = wait(handles, return_when=FIRST_COMPLETED)
+        out: list[tuple[Any, Any, str | None]] = []
+        for fut in done:
+            pool = self._pool_of.pop(fut, None)
+            exc = fut.exception()
+            if exc is None:
+                out.append((fut, fut.result(), None))
+            elif isinstance(exc, BrokenProcessPool):
+                # a worker died: restart the pool once (not again for its other victims)
+                if pool is not None and pool is self._pool:
+                    self._restart()
+                out.append((fut, None, f"a worker process died while running this job ({exc})"))
+            else:
+                out.append((fut, None, _format(exc)))
+        return out
+
+    def _restart(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def _cancel(self, handles: list[Future[Any]]) -> None:
+        for fut in handles:
+            fut.cancel()
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
+    def __repr__(self) -> str:
+        return (f"LocalExecutor(workers={self.workers}, threads={self.threads}, "
+                f"gpus={list(self.gpus)}, max_retries={self.max_retries})")
 
-_END: Any = object()
+
+#: the 0.1 name
+ProcessExecutor = LocalExecutor
+
+
+def _ray_call(fn: Callable[[Any], Any], job: Any) -> Any:
+    return fn(job)
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ModuleNotFoundError as exc:
+        raise InputError("the ray executor needs the 'ray' package: pip install "
+                         "'mtgfast[ray]'") from exc
+    return ray
 
 
 class RayExecutor(Executor):
-    """Jobs as Ray tasks on a running cluster (``ray.init(address=...)`` is the caller's business;
-    without one, Ray starts a local instance). ``resources`` are per-job Ray resources, e.g.
-    ``{"num_gpus": 1}``. Needs ``pip install ray``."""
+    """Jobs as Ray tasks. ``address``: None (a local Ray instance, started if none runs),
+    ``"auto"`` (the cluster of ``ray start`` on this machine) or ``"ray://host:port"`` (Ray
+    Client); ignored when ``ray.init`` was already called. ``resources_per_run``: ``num_cpus``,
+    ``num_gpus`` and custom resources of each run. At most ``max_in_flight`` runs are submitted
+    at once (default: the cluster's CPUs / ``num_cpus``); a run that raises is retried up to
+    ``max_retries`` times by this driver, a worker process that dies up to ``max_retries`` times
+    by Ray."""
 
-    def __init__(self, resources: dict[str, float] | None = None) -> None:
+    kind = "ray"
+
+    def __init__(self, address: str | None = None,
+                 resources_per_run: Mapping[str, float] | None = None, *, max_retries: int = 2,
+                 max_in_flight: int | None = None,
+                 init_options: Mapping[str, Any] | None = None) -> None:
+        if address is not None and (not isinstance(address, str) or not address or not (
+                address == "auto" or address.startswith("ray://") or ":" in address)):
+            raise InputError(f"address must be None, 'auto', 'ray://host:port' or 'host:port', "
+                             f"got {address!r}")
+        res = dict(resources_per_run or {"num_cpus": 1, "num_gpus": 0})
+        for k, v in res.items():
+            if not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, (int, float)) \
+                    or not v >= 0:
+                raise InputError(f"resources_per_run must map resource names to numbers >= 0, "
+                                 f"got {k!r}: {v!r}")
+        self._ray = _import_ray()
+        super().__init__(max_retries=max_retries,
+                         max_in_flight=1 if max_in_flight is None else max_in_flight)
+        self._auto_in_flight = max_in_flight is None
+        self.address = address
+        self.resources_per_run = res
+        self.init_options = dict(init_options or {})
+        self._owns_ray = False
+        self._remote: Any = None
+        self._fn_refs: dict[int, Any] = {}
+
+    def _ensure(self) -> None:
+        ray = self._ray
+        if not ray.is_initialized():
+            opts = {"include_dashboard": False, "log_to_driver": True, **self.init_options}
+            ray.init(address=self.address, **opts)
+            self._owns_ray = True
+        if self._remote is None:
+            res = dict(self.resources_per_run)
+            opts = {"num_cpus": res.pop("num_cpus", 1), "num_gpus": res.pop("num_gpus", 0),
+                    "max_retries": self.max_retries, "retry_exceptions": False}
+            if res:
+                opts["resources"] = res
+            self._remote = ray.remote(**opts)(_ray_call)
+        if self._auto_in_flight:
+            cpus = float(ray.cluster_resources().get("CPU", 1))
+            per = float(self.resources_per_run.get("num_cpus", 1)) or 1.0
+            self.max_in_flight = max(1, int(cpus // per))
+
+    def run_jobs(self, fn: Callable[[J], R], jobs: Iterable[J]) -> Iterator[RunOutcome]:
+        self._ensure()
+        self._fn_refs = {id(fn): self._ray.put(fn)}   # ship the callable once, not per run
         try:
-            import ray  # noqa: F401
-        except ModuleNotFoundError as exc:
-            raise InputError("RayExecutor needs the 'ray' package (pip install 'mtgfast[ray]')"
-                             ) from exc
-        self.resources = dict(resources or {})
+            yield from super().run_jobs(fn, jobs)
+        finally:
+            self._fn_refs = {}
 
-    def map_runs(self, fn: Callable[[J], R], jobs: Iterable[J]) -> Iterator[tuple[J, R]]:
-        import ray
+    def _submit(self, fn: Callable[[Any], Any], job: Any) -> Any:
+        ref = self._fn_refs.get(id(fn), fn)
+        return self._remote.remote(ref, job)
 
-        remote = ray.remote(**self.resources)(fn) if self.resources else ray.remote(fn)
-        refs = {remote.remote(job): job for job in jobs}
-        while refs:
-            done, _ = ray.wait(list(refs), num_returns=1)
-            for ref in done:
-                yield refs.pop(ref), ray.get(ref)
+    def _wait(self, handles: list[Any]) -> list[tuple[Any, Any, str | None]]:
+        ray = self._ray
+        done, _ = ray.wait(handles, num_returns=1)
+        out: list[tuple[Any, Any, str | None]] = []
+        for ref in done:
+            try:
+                out.append((ref, ray.get(ref), None))
+            except ray.exceptions.RayTaskError as exc:   # the run raised: its traceback
+                text = re.sub(r"\x1b\[[0-9;]*m", "", str(getattr(exc, "traceback_str", "") or exc))
+                out.append((ref, None, "Traceback (most recent call last, in a Ray worker):\n"
+                            + text))
+            except ray.exceptions.RayError as exc:       # worker died beyond Ray's retries...
+                out.append((ref, None, f"{type(exc).__name__}: {exc}"))
+        return out
+
+    def _cancel(self, handles: list[Any]) -> None:
+        for ref in handles:
+            try:
+                self._ray.cancel(ref, force=True)
+            except Exception:  # already finished, or the cluster is gone  # noqa: S110
+                pass
+
+    def close(self) -> None:
+        if self._owns_ray and self._ray.is_initialized():
+            self._ray.shutdown()
+        self._owns_ray = False
+        self._remote = None
+
+    def __repr__(self) -> str:
+        return (f"RayExecutor(address={self.address!r}, resources_per_run="
+                f"{self.resources_per_run}, max_retries={self.max_retries}, "
+                f"max_in_flight={self.max_in_flight})")
 
 
-def make_executor(workers: int = 1) -> Executor:
-    """``InlineExecutor`` for one worker, ``ProcessExecutor(workers)`` otherwise."""
-    if isinstance(workers, bool) or not isinstance(workers, int):
-        raise InputTypeError(f"workers must be an int, got {type(workers).__name__}")
-    if workers < 1:
-        raise InputError(f"workers must be >= 1, got {workers}")
-    return InlineExecutor() if workers == 1 else ProcessExecutor(workers)
+def _visible_gpus() -> list[str]:
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g.strip() for g in env.split(",") if g.strip() and g.strip() != "-1"]
+    try:
+        import torch
+    except ModuleNotFoundError:
+        return []
+    return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+
+
+def make_executor(kind: str = "auto", *, workers: int = 1, address: str | None = None,
+                  gpus_per_run: float = 0.0, max_retries: int = 2) -> Executor:
+    """An executor from plain options (what the CLI passes): ``kind`` is "inprocess", "local"
+    (``workers`` processes; ``gpus_per_run`` > 0 gives each worker one visible GPU), "ray"
+    (``address``; ``workers`` caps the runs in flight when > 1) or "auto" (local when
+    ``workers`` > 1, else in-process). ``max_retries``: retries of a run that failed."""
+    if isinstance(kind, int) and not isinstance(kind, bool):   # the 0.1 call make_executor(k)
+        kind, workers = "auto", kind
+    if not isinstance(kind, str) or kind not in EXECUTOR_KINDS:
+        raise InputError(f"executor kind must be one of {', '.join(EXECUTOR_KINDS)}; got {kind!r}")
+    _check_count(workers, "workers", 1)
+    _check_count(max_retries, "max_retries", 0)
+    if isinstance(gpus_per_run, bool) or not isinstance(gpus_per_run, (int, float)) \
+            or not 0 <= gpus_per_run < float("inf"):
+        raise InputError(f"gpus_per_run must be a number >= 0, got {gpus_per_run!r}")
+    if address is not None and kind != "ray":
+        raise InputError(f"address={address!r} is only used by the ray executor (kind='ray'), "
+                         f"not {kind!r}")
+    if kind == "auto":
+        kind = "local" if workers > 1 else "inprocess"
+    if kind == "ray":
+        return RayExecutor(address, {"num_cpus": 1, "num_gpus": float(gpus_per_run)},
+                           max_retries=max_retries,
+                           max_in_flight=workers if workers > 1 else None)
+    if kind == "inprocess":
+        if workers != 1:
+            raise InputError(f"the in-process executor runs one job at a time; got "
+                             f"workers={workers} (use kind='local')")
+        return InProcessExecutor(max_retries=max_retries)
+    if gpus_per_run > 0:
+        if gpus_per_run > 1:
+            raise InputError(f"gpus_per_run={gpus_per_run}: a local worker uses at most one GPU "
+                             "(use the ray executor for multi-GPU runs)")
+        gpus = _visible_gpus()
+        if not gpus:
+            raise InputError(f"gpus_per_run={gpus_per_run} but no GPU is visible "
+                             "(CUDA_VISIBLE_DEVICES / torch.cuda)")
+        return LocalExecutor(workers, threads=1, max_retries=max_retries, gpus=gpus)
+    return LocalExecutor(workers, max_retries=max_retries)

@@ -1,16 +1,27 @@
 """``Study``: measure task combinations, fit an estimator, choose the groups (Algorithm 1 end to end).
 
-The study reaches training only through a callable ``train(tasks: tuple[str, ...], seed) ->
-{task: metric}`` or ``{task: (valid metric, test metric)}``; a built-in ``TaskSuite`` is wrapped into
-one (``SuiteTrainFn``). Every finished run goes to the gain store in its own transaction, keyed by
-(study, mask, seed, fingerprint); the store is the single source of truth, so a killed study resumes
-where it stopped and never trains a stored run again. Torch is imported only when a suite is used.
+A study needs only a problem: a measure callable ``train(tasks: tuple[str, ...], seed) ->
+{task: metric}`` or ``{task: (valid metric, test metric)}``, the task names, one metric direction per
+task and a fingerprint (a :class:`~mtgfast.mtl.study_adapter.StudyProblem`; a ``TaskSuite`` is
+turned into one by the MTL layer's adapter). The gain store is the single source of truth: every
+requested run is a row (waiting, running, complete, failed) with an owner and a heartbeat, the
+active loop's choices are rows too, and the loop reads measured gains from the store. So a study
+killed at any moment (SIGKILL) and resumed makes exactly the choices, and returns exactly the
+grouping, of an uninterrupted run with the same seed. Runs execute on an
+:class:`~mtgfast.study.executors.Executor` (in-process, local processes, Ray); the driver writes
+each result to the store as it completes. Torch is imported only when a suite or MTG-Net is
+used.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import socket
+import threading
 import time
+import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,60 +29,82 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import InputError, InputTypeError, StoreError
-from ..gains import GainTable
-from ..masks import all_masks, check_n_tasks, k_subsets, mask_to_indices
-from ..store import GainStore
+from ..errors import InputError, InputTypeError, MtgfastError, StoreError
+from ..gains import FloatArray, GainTable
+from ..masks import all_masks, as_masks, check_n_tasks, k_subsets, mask_to_indices
+from ..mtl.study_adapter import StudyProblem
+from ..store import MAX_SEED, GainStore, RunStatus
+from .active import LoopState, Selection
 from .executors import Executor, make_executor
+from .registry import estimator_names, estimator_spec, make_estimator
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..estimators.base import GainEstimator
     from ..grouping import Grouping
-    from ..mtl.suites.base import TaskSuite
-    from ..mtl.trainer import TrainConfig
 
-__all__ = ["ESTIMATORS", "Study", "StudyResult", "describe", "group_stored"]
+__all__ = ["ESTIMATORS", "RunFailedError", "StoreLoopState", "Study", "StudyResult", "describe",
+           "group_stored"]
 
 TrainFn = Callable[[tuple[str, ...], int], Mapping[str, Any]]
-ESTIMATORS = ("mtgnet", "hoa", "tag", "oracle")
+#: the estimator names a study accepts (the registry's)
+ESTIMATORS = estimator_names()
 #: candidates are all 2^N - 1 combinations up to this N; beyond it, combinations of <= 3 tasks
 #: plus every measured one (pass ``candidates=`` for another set)
 MAX_ALL_CANDIDATES = 16
+_ACTIVE_OPTIONS = ("selector", "selector_options", "seed", "include_full", "refit_interval")
+
+
+class RunFailedError(MtgfastError, RuntimeError):
+    """A training run failed on every attempt; its traceback is in the message and the store."""
 
 
 class _RunJob:
-    """Picklable ``(mask, seed) -> (metrics_valid, metrics_test, seconds)`` around a train callable."""
+    """Picklable ``(mask, seed) -> (raw output, seconds)`` around a measure callable."""
 
     def __init__(self, train: TrainFn, task_names: tuple[str, ...]) -> None:
         self.train = train
         self.task_names = task_names
 
-    def __call__(self, job: tuple[int, int]) -> tuple[dict[str, float], dict[str, float], float]:
+    def __call__(self, job: tuple[int, int]) -> tuple[Any, float]:
         mask, seed = job
         tasks = tuple(self.task_names[j] for j in mask_to_indices(mask))
         start = time.perf_counter()
         out = self.train(tasks, seed)
-        seconds = time.perf_counter() - start
-        return (*_split_metrics(out, tasks), seconds)
+        return out, time.perf_counter() - start
 
 
-def _split_metrics(out: object, tasks: tuple[str, ...]) -> tuple[dict[str, float], dict[str, float]]:
-    """``{task: v}`` or ``{task: (valid, test)}`` -> (valid dict, test dict; empty if not given)."""
+def _number(v: object, task: str, where: str) -> float:
+    if isinstance(v, (bool, str, bytes)) or not isinstance(v, (int, float, np.integer,
+                                                               np.floating)):
+        raise InputError(f"the train callable returned {v!r} for task {task!r} of {where}; "
+                         "expected a number or (valid, test)")
+    f = float(v)
+    if not math.isfinite(f):
+        raise InputError(f"the train callable returned {f} for task {task!r} of {where}; "
+                         "metrics must be finite")
+    return f
+
+
+def _split_metrics(out: object, tasks: tuple[str, ...],
+                   where: str = "the combination") -> tuple[dict[str, float], dict[str, float]]:
+    """``{task: v}`` or ``{task: (valid, test)}`` -> (valid dict, test dict; empty if not given);
+    errors name the task and the combination."""
     if not isinstance(out, Mapping):
         raise InputTypeError(f"the train callable must return a mapping task -> metric, got "
-                             f"{type(out).__name__}")
+                             f"{type(out).__name__} ({out!r:.60}) for {where}")
     if set(out) != set(tasks):
-        raise InputError(f"the train callable returned metrics for {sorted(out)}, expected "
-                         f"exactly {sorted(tasks)}")
+        raise InputError(f"the train callable returned metrics for {sorted(map(str, out))} on "
+                         f"{where}, expected exactly {sorted(tasks)}")
     valid, test = {}, {}
     for t in tasks:
         v = out[t]
         if isinstance(v, (tuple, list)):
             if len(v) != 2:
-                raise InputError(f"metric of {t!r} must be a number or (valid, test), got {v!r}")
-            valid[t], test[t] = float(v[0]), float(v[1])
+                raise InputError(f"metric of task {t!r} of {where} must be a number or "
+                                 f"(valid, test), got {v!r}")
+            valid[t], test[t] = _number(v[0], t, where), _number(v[1], t, where)
         else:
-            valid[t] = float(v)
+            valid[t] = _number(v, t, where)
     return valid, test
 
 
@@ -101,80 +134,183 @@ class StudyResult:
         return "\n".join(lines)
 
 
-class Study:
-    """A grouping study over one problem (a ``TaskSuite`` or a train callable).
+class StoreLoopState(LoopState):
+    """The active loop's state in the gain store: its choices are the store's selection rows and
+    a combination is measured when every seed's run is complete. A chosen combination whose run
+    failed stays pending: rerunning the study retries it (a failure stops the study, so the
+    choices after it are those an uninterrupted run makes)."""
 
-    ``estimator``: "mtgnet" (active loop of Algorithm 1), "hoa" (measures all pairs), "tag" (one
-    all-task run with lookahead affinities; suites only, or pass ``affinity=``), "oracle" (measures
-    every candidate), or a ``GainEstimator`` instance (then ``estimator_name`` labels it).
-    ``seeds``: each combination is trained once per seed; metrics are averaged. For a callable,
-    give ``task_names`` and the metric direction (``higher_is_better``), and a ``fingerprint`` that
-    changes whenever the training procedure does.
+    def __init__(self, store: GainStore, study: str, seeds: Sequence[int],
+                 config: Mapping[str, Any] | None = None) -> None:
+        self.store, self.study, self.seeds = store, study, tuple(seeds)
+        self.config = dict(config or {})
+
+    def selections(self) -> list[Selection]:
+        return [Selection(s.mask, s.round, s.task, s.source)  # type: ignore[arg-type]
+                for s in self.store.selections(self.study)]
+
+    def slots_used(self) -> int:
+        return self.store.slots_used(self.study)
+
+    def add_batch(self, slot_start: int, slot_count: int, chosen: Sequence[Selection]) -> None:
+        self.store.add_selection_batch(self.study, slot_start=slot_start, slot_count=slot_count,
+                                       selections=[(s.mask, s.round, s.task, s.source)
+                                                   for s in chosen],
+                                       seeds=self.seeds, config=self.config)
+
+    def measured(self) -> dict[int, FloatArray]:
+        wanted = set(self.seeds)
+        done = Counter(r.mask for r in self.store.runs(self.study, status=RunStatus.COMPLETE)
+                       if r.seed in wanted)
+        masks = sorted(m for m, c in done.items() if c == len(wanted) and m & (m - 1))
+        if not masks:
+            return {}
+        rows = self.store.gain_table(self.study, "valid").lookup(np.array(masks, np.uint64))
+        return {m: rows[i] for i, m in enumerate(masks)}
+
+
+def _check_int(value: object, what: str, minimum: int, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputTypeError(f"{what} must be an int, got {value!r}")
+    v = int(value)
+    if v < minimum or (maximum is not None and v > maximum):
+        bound = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        raise InputError(f"{what} must be {bound}, got {v}")
+    return v
+
+
+def _check_budget(budget: object, n_tasks: int) -> int:
+    return _check_int(budget, "budget (the number of groups)", 1, n_tasks)
+
+
+class _Heartbeat:
+    """A daemon thread refreshing the heartbeat of this owner's running rows (own connection)."""
+
+    def __init__(self, path: str, study: str, owner: str, interval: float) -> None:
+        self._stop = threading.Event()
+        self._args = (path, study, owner, interval)
+        self._thread = threading.Thread(target=self._beat, daemon=True, name="mtgfast-heartbeat")
+        self._thread.start()
+
+    def _beat(self) -> None:
+        path, study, owner, interval = self._args
+        try:
+            with GainStore(path) as store:
+                while not self._stop.wait(interval):
+                    store.heartbeat(study, owner)
+        except (StoreError, OSError):  # the driver reports store problems itself
+            return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def _dead(owner: str) -> bool:
+    """Whether ``owner`` (host:pid:token) is a process of this host that no longer exists."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class Study:
+    """A grouping study over one problem: a train callable, a ``TaskSuite`` (with ``config``) or
+    a :class:`~mtgfast.mtl.study_adapter.StudyProblem`.
+
+    ``estimator``: a registry name ("mtgnet": active loop of Algorithm 1; "hoa": every pair;
+    "tag": one all-task run with lookahead affinities, or pass ``affinity=``; "oracle": every
+    candidate) or a ``GainEstimator`` instance (run through the active loop). ``seeds``: each
+    combination is trained once per seed; metrics are averaged. For a callable, give
+    ``task_names``, the metric direction (``higher_is_better``) and a ``fingerprint`` that changes
+    whenever the training procedure does. ``executor``: an :class:`Executor` (default: from
+    ``workers``). ``budget``/``rounds``: checked here, used by :meth:`result`/:meth:`run`.
+    ``stale_after``: seconds without heartbeat after which another driver's running row is
+    taken back. Every parameter is checked before anything is trained.
     """
 
-    def __init__(self, problem: TaskSuite | TrainFn, store: str | GainStore = "mtgfast.db",
+    def __init__(self, problem: object, store: str | os.PathLike[str] | GainStore = "mtgfast.db",
                  estimator: str | GainEstimator = "mtgnet", name: str | None = None,
-                 config: TrainConfig | None = None, seeds: Sequence[int] = (0,), workers: int = 1,
+                 config: object = None, seeds: Sequence[int] | int = (0,), workers: int = 1,
                  *, task_names: Sequence[str] | None = None, metric: str | Sequence[str] = "metric",
                  higher_is_better: bool | Sequence[bool] = False, fingerprint: str | None = None,
                  candidates: object = None, executor: Executor | None = None,
                  estimator_options: Mapping[str, Any] | None = None,
                  active_options: Mapping[str, Any] | None = None, affinity: object = None,
-                 progress: bool = True) -> None:
+                 progress: bool = True, budget: int | None = None, rounds: int | None = None,
+                 stale_after: float = 60.0) -> None:
+        # -- every parameter first: nothing is trained (nor the store created) on a bad one --
         self.seeds = self._check_seeds(seeds)
         self.progress = bool(progress)
         self.estimator_options = dict(estimator_options or {})
-        self.active_options = dict(active_options or {})
-        self.affinity = affinity
+        self.active_options = self._check_active_options(active_options)
         if isinstance(estimator, str):
-            if estimator not in ESTIMATORS:
-                raise InputError(f"unknown estimator {estimator!r}; known: {list(ESTIMATORS)}")
-        elif not hasattr(estimator, "fit") or not hasattr(estimator, "predict"):
-            raise InputTypeError("estimator must be a name or a GainEstimator instance")
-        self.estimator = estimator
-        self.suite: TaskSuite | None = None
-        self.config: TrainConfig | None = None
-        if _is_suite(problem):
-            from ..mtl.trainer import SuiteTrainFn, TrainConfig
-
-            suite = problem  # type: ignore[assignment]
-            cfg = config if config is not None else TrainConfig()
-            if not isinstance(cfg, TrainConfig):
-                raise InputTypeError(f"config must be a TrainConfig, got {type(cfg).__name__}")
-            self.suite, self.config = suite, cfg  # type: ignore[assignment]
-            self.train_fn: TrainFn = SuiteTrainFn(suite, cfg)  # type: ignore[arg-type]
-            self.task_names = tuple(suite.task_names)  # type: ignore[union-attr]
-            metrics: str | Sequence[str] = tuple(suite.metric_names)  # type: ignore[union-attr]
-            hib: bool | Sequence[bool] = suite.higher_is_better  # type: ignore[union-attr]
-            self.fingerprint = f"{cfg.fingerprint()}-{suite.fingerprint()}"  # type: ignore[union-attr]
-            default_name = f"{suite.name}-{cfg.weighting}-{cfg.arch}-{cfg.fingerprint()[:8]}"  # type: ignore[union-attr]
-            config_dict = cfg.to_dict()
-        elif callable(problem):
-            if config is not None:
-                raise InputError("config applies to the built-in trainer; a train callable "
-                                 "carries its own hyper-parameters")
-            if task_names is None:
-                raise InputError("a train callable needs task_names=")
-            self.train_fn = problem
-            self.task_names = tuple(str(t) for t in task_names)
-            metrics, hib = metric, higher_is_better
-            self.fingerprint = fingerprint if fingerprint is not None else _callable_name(problem)
-            default_name = _callable_name(problem).rsplit(".", 1)[-1]
-            config_dict = {}
+            spec = estimator_spec(estimator)
+            self._collect = spec.collect
+            make_estimator(estimator, **self.estimator_options)   # bad options fail now
+        elif hasattr(estimator, "fit") and hasattr(estimator, "predict") and \
+                hasattr(estimator, "get_params"):
+            self._collect = "active"
         else:
-            raise InputTypeError("problem must be a TaskSuite or a callable "
-                                 "train(tasks, seed) -> {task: metric}")
-        check_n_tasks(len(self.task_names))
-        self.n_tasks = len(self.task_names)
-        self.name = name if name is not None else default_name
+            raise InputTypeError("estimator must be a registry name "
+                                 f"({', '.join(ESTIMATORS)}) or a GainEstimator instance")
+        self.estimator = estimator
+        self.problem = self._resolve_problem(problem, config, task_names, metric,
+                                             higher_is_better, fingerprint)
+        self.task_names = self.problem.task_names
+        self.n_tasks = check_n_tasks(len(self.task_names))
+        self.fingerprint = self.problem.fingerprint
+        self.train_fn: TrainFn = self.problem.measure
+        self.budget = None if budget is None else _check_budget(budget, self.n_tasks)
+        self.rounds = None if rounds is None else _check_int(rounds, "rounds", 0)
+        if isinstance(stale_after, bool) or not isinstance(stale_after, (int, float)) or \
+                not math.isfinite(stale_after) or stale_after <= 0:
+            raise InputError(f"stale_after must be a positive number of seconds, got "
+                             f"{stale_after!r}")
+        self.stale_after = float(stale_after)
+        if name is not None and (not isinstance(name, str) or not name):
+            raise InputError(f"name must be a non-empty string, got {name!r}")
+        self.name = name if name is not None else self.problem.name
+        self.affinity = affinity
+        if affinity is not None:
+            a = np.asarray(affinity, dtype=np.float64)
+            if a.shape != (self.n_tasks, self.n_tasks) or not np.all(np.isfinite(a)):
+                raise InputError(f"affinity must be a finite ({self.n_tasks}, {self.n_tasks}) "
+                                 f"matrix, got shape {a.shape}")
+        if self._collect == "affinity" and affinity is None and self.problem.affinity is None:
+            raise InputError("estimator 'tag' on a train callable needs affinity= (an N x N "
+                             "matrix of inter-task affinities)")
+        self._candidates = None if candidates is None else as_masks(candidates, self.n_tasks,
+                                                                    name="candidates")
+        if executor is not None:
+            if not isinstance(executor, Executor):
+                raise InputTypeError(f"executor must be an Executor (see make_executor), got "
+                                     f"{type(executor).__name__}")
+            if workers != 1:
+                raise InputError("give either workers= or executor=, not both")
+            self._executor, self._own_executor = executor, False
+        else:
+            self._executor, self._own_executor = make_executor("auto", workers=workers), True
+        self._job = _RunJob(self.train_fn, self.task_names)
+        self._executor.check_callable(self.train_fn, "the train callable")
+        if self._collect == "affinity" and self.affinity is None:
+            self._executor.check_callable(self.problem.affinity, "the affinity callable")
+        # -- then the store: the single source of truth --
         self.store = store if isinstance(store, GainStore) else GainStore(store)
-        self.info = self.store.create_study(self.name, self.task_names, metrics=metrics,
-                                            higher_is_better=hib, fingerprint=self.fingerprint,
-                                            config=config_dict)
-        self._config_dict = config_dict
-        self._candidates = candidates
-        self._executor = executor if executor is not None else make_executor(workers)
-        self._own_executor = executor is None
+        self.info = self.store.create_study(self.name, self.task_names,
+                                            metrics=self.problem.metrics,
+                                            higher_is_better=self.problem.higher_is_better,
+                                            fingerprint=self.fingerprint,
+                                            config=self.problem.config)
+        self._config_dict = dict(self.problem.config)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         #: runs trained by this object (not read back from the store)
         self.n_trained = 0
         self.estimator_: GainEstimator | None = None
@@ -182,36 +318,141 @@ class Study:
 
     # -- validation helpers -------------------------------------------------------------------
     @staticmethod
-    def _check_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
-        if isinstance(seeds, (int, np.integer)):
+    def _check_seeds(seeds: Sequence[int] | int) -> tuple[int, ...]:
+        if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
             seeds = (int(seeds),)
+        if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
+            raise InputTypeError(f"seeds must be an int or a sequence of ints, got {seeds!r}")
+        seeds = list(seeds)
+        for s in seeds:
+            if isinstance(s, bool) or not isinstance(s, (int, np.integer)):
+                raise InputTypeError(f"seeds must be ints, got {s!r} in {seeds}")
         out = tuple(int(s) for s in seeds)
-        if not out or len(set(out)) != len(out) or min(out) < 0:
-            raise InputError(f"seeds must be distinct non-negative ints, got {list(seeds)}")
+        if not out or len(set(out)) != len(out) or min(out) < 0 or max(out) > MAX_SEED:
+            raise InputError(f"seeds must be distinct ints in [0, 2**63 - 1], got {list(seeds)}")
         return out
 
+    @staticmethod
+    def _check_active_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+        from .active import make_selector
+
+        opts = dict(options or {})
+        unknown = sorted(set(opts) - set(_ACTIVE_OPTIONS))
+        if unknown:
+            raise InputError(f"unknown active_options {unknown}; known: {list(_ACTIVE_OPTIONS)}")
+        make_selector(opts.get("selector", "exp-gain"), **opts.get("selector_options", {}))
+        if "seed" in opts:
+            _check_int(opts["seed"], "active_options['seed']", 0, MAX_SEED)
+        if "refit_interval" in opts and not callable(opts["refit_interval"]):
+            raise InputTypeError("active_options['refit_interval'] must be a callable")
+        return opts
+
+    @staticmethod
+    def _resolve_problem(problem: object, config: object, task_names: Sequence[str] | None,
+                         metric: str | Sequence[str], higher_is_better: bool | Sequence[bool],
+                         fingerprint: str | None) -> StudyProblem:
+        if isinstance(problem, StudyProblem):
+            if config is not None or task_names is not None:
+                raise InputError("a StudyProblem carries its own config and task names")
+            return problem
+        if callable(problem):
+            if config is not None:
+                raise InputError("config applies to the built-in trainer; a train callable "
+                                 "carries its own hyper-parameters")
+            if task_names is None:
+                raise InputError("a train callable needs task_names=")
+            if isinstance(task_names, str):
+                raise InputTypeError("task_names must be a sequence of names, not one string")
+            names = tuple(str(t) for t in task_names)
+            n = check_n_tasks(len(names))
+            mets = (metric,) * n if isinstance(metric, str) else tuple(metric)
+            hib = ((bool(higher_is_better),) * n if isinstance(higher_is_better, (bool, np.bool_))
+                   else tuple(higher_is_better))
+            if fingerprint is not None and not isinstance(fingerprint, str):
+                raise InputTypeError(f"fingerprint must be a string, got {fingerprint!r}")
+            fn_name = _callable_name(problem)
+            return StudyProblem(problem, names, mets, hib, fingerprint or fn_name,  # type: ignore[arg-type]
+                                fn_name.rsplit(".", 1)[-1].replace("<", "").replace(">", ""))
+        from ..mtl.study_adapter import suite_problem
+
+        return suite_problem(problem, config)
+
     # -- measuring ----------------------------------------------------------------------------
+    def _release_dead(self) -> None:
+        owners = [o for o in self.store.running_owners(self.name) if o and _dead(o)]
+        self.store.requeue_stale(self.name, older_than=self.stale_after, owners=owners)
+
     def measure(self, masks: Iterable[int], *, desc: str = "training") -> None:
-        """Train every (mask, seed) not yet in the store and record each run as it finishes."""
+        """Request every (mask, seed) not complete in the store and train the waiting runs,
+        recording each as it finishes."""
         ms = [int(m) for m in masks]
         for m in ms:
             if m <= 0 or m >> self.n_tasks:
                 raise InputError(f"mask {m} is not a combination of {self.n_tasks} tasks")
-        jobs = [(m, s) for m in dict.fromkeys(ms) for s in self.seeds
-                if not self.store.has_run(self.name, m, s)]
-        if not jobs:
-            return
+        self.store.request_runs(self.name, [(m, s) for m in dict.fromkeys(ms)
+                                            for s in self.seeds], config=self._config_dict)
+        self._drain(desc)
+
+    def _drain(self, desc: str) -> None:
+        """Claim this study's waiting runs and execute them, until none is waiting and no other
+        driver still runs one (a dead driver's rows come back when its heartbeat goes stale);
+        results go to the store as each completes. A run that fails on every attempt raises
+        :class:`RunFailedError`."""
+        while True:
+            self._release_dead()
+            claimed = self.store.claim_runs(self.name, self.owner)
+            if claimed:
+                self._execute(claimed, desc)
+            elif self.store.count_runs(self.name, status=RunStatus.RUNNING) == 0:
+                return
+            else:   # another driver holds runs of this study: wait for them, or for staleness
+                time.sleep(min(1.0, self.stale_after / 10))
+
+    def _execute(self, claimed: list[Any], desc: str) -> None:
+        jobs = [(r.mask, r.seed) for r in claimed]
         bar = _progress(len(jobs), desc, self.progress)
+        beat = None if self.store.in_memory else _Heartbeat(
+            self.store.path, self.name, self.owner, min(5.0, self.stale_after / 3))
+        failed: list[tuple[int, int, int, str]] = []
         try:
-            for (mask, seed), (mv, mt, seconds) in self._executor.map_runs(
-                    _RunJob(self.train_fn, self.task_names), jobs):
-                self.store.record_run(self.name, mask, seed, metrics_valid=mv,
-                                      metrics_test=mt or None, seconds=seconds,
-                                      config=self._config_dict)
-                self.n_trained += 1
+            for out in self._executor.run_jobs(self._job, jobs):
+                mask, seed = out.job
+                if not out.ok:
+                    self.store.fail_run(self.name, mask, seed, error=str(out.error),
+                                        retry=not out.final)
+                    if out.final:
+                        failed.append((mask, seed, out.attempt, str(out.error)))
+                        bar.update(1)
+                    continue
+                raw, seconds = out.value
+                where = f"combination {self._label(mask)} (seed {seed})"
+                try:
+                    mv, mt = _split_metrics(raw, self._tasks(mask), where)
+                except InputError as exc:
+                    self.store.fail_run(self.name, mask, seed, error=str(exc), retry=False)
+                    raise
+                if self.store.complete_run(self.name, mask, seed, metrics_valid=mv,
+                                           metrics_test=mt or None, seconds=float(seconds)):
+                    self.n_trained += 1
                 bar.update(1)
         finally:
+            if beat is not None:
+                beat.stop()
             bar.close()
+            # whatever this driver still holds (an error stopped it) goes back to waiting
+            self.store.requeue_stale(self.name, older_than=1e12, owners=[self.owner])
+        if failed:
+            mask, seed, attempts, error = failed[0]
+            raise RunFailedError(f"{len(failed)} run(s) of study {self.name!r} failed on every "
+                                 f"attempt; first: combination {self._label(mask)} seed {seed}, "
+                                 f"{attempts} attempt(s), last traceback:\n{error}\nFix the "
+                                 "train callable and run the study again: it resumes.")
+
+    def _tasks(self, mask: int) -> tuple[str, ...]:
+        return tuple(self.task_names[j] for j in mask_to_indices(mask))
+
+    def _label(self, mask: int) -> str:
+        return "{" + ", ".join(self._tasks(mask)) + "}"
 
     def collect_stl(self) -> None:
         """Single-task baselines: every singleton, for every seed."""
@@ -231,8 +472,7 @@ class Study:
     def candidates(self) -> npt.NDArray[np.uint64]:
         """Combinations the grouping search chooses from."""
         if self._candidates is not None:
-            from ..masks import as_masks
-            return as_masks(self._candidates, self.n_tasks)
+            return self._candidates
         if self.n_tasks <= MAX_ALL_CANDIDATES:
             return all_masks(self.n_tasks)
         parts = [k_subsets(self.n_tasks, k) for k in range(1, 4)]
@@ -243,88 +483,79 @@ class Study:
         """A fresh, unfitted estimator (the active loop refits a new one each time)."""
         if not isinstance(self.estimator, str):
             return type(self.estimator)(**self.estimator.get_params())
-        if self.estimator == "oracle":
-            from ..estimators.oracle import Oracle
-            return Oracle(**self.estimator_options)
-        if self.estimator == "hoa":
-            from ..estimators.hoa import HOA
-            return HOA(**self.estimator_options)
-        if self.estimator == "tag":
-            from ..estimators.tag import TAG
-            return TAG(**self.estimator_options)
-        from ..estimators.mtgnet import MTGNet
-        return MTGNet(**self.estimator_options)
+        return make_estimator(self.estimator, **self.estimator_options)  # type: ignore[no-any-return]
 
     def _tag_affinity(self) -> npt.NDArray[np.float64]:
         if self.affinity is not None:
             return np.asarray(self.affinity, dtype=np.float64)
-        if self.suite is None or self.config is None:
-            raise InputError("estimator 'tag' on a train callable needs affinity= (an N x N "
-                             "matrix of inter-task affinities)")
-        from ..mtl.tag_affinity import collect_affinity
-
+        assert self.problem.affinity is not None  # checked in __init__
         # one all-task run per seed with lookahead affinities, averaged; cheap next to the study
-        mats = [collect_affinity(self.suite, s, self.config).matrix for s in self.seeds]
-        self.affinity = np.mean(mats, axis=0)
+        self.affinity = np.mean([self.problem.affinity(s) for s in self.seeds], axis=0)
         return self.affinity
 
-    def run(self, rounds: int = 5) -> GainEstimator:
+    def run(self, rounds: int | None = None) -> GainEstimator:
         """Collect STL baselines, measure what the estimator needs, fit it; returns the estimator.
 
-        "mtgnet" (or a custom estimator): the full set, then ``rounds`` rounds of N selections of
-        the active loop (``active_options``: ``selector``, ``selector_options``, ``seed``,
-        ``include_full``, ``refit_interval``); "hoa": every pair; "oracle": every candidate;
-        "tag": the affinity run. Resumes from the store: stored runs are never trained again.
+        Active ("mtgnet" or a custom estimator): the full set, then ``rounds`` (default: the
+        constructor's, else 5) rounds of N selections of the active loop (``active_options``:
+        ``selector``, ``selector_options``, ``seed``, ``include_full``, ``refit_interval``);
+        "hoa": every pair; "oracle": every candidate; "tag": the affinity runs. Resumes from the
+        store: complete runs are never trained again, recorded choices are never made again.
         """
-        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
-            raise InputError(f"rounds must be a non-negative int, got {rounds!r}")
+        r = (self.rounds if self.rounds is not None else 5) if rounds is None else \
+            _check_int(rounds, "rounds", 0)
         self.collect_stl()
         est = self._make_estimator()
-        kind = self.estimator if isinstance(self.estimator, str) else "custom"
-        if kind == "oracle":
+        if self._collect == "all":
             self.measure([int(m) for m in self.candidates() if int(m) & (int(m) - 1)])
             est.fit(self.gain_table())
-        elif kind == "hoa":
+        elif self._collect == "pairs":
             self.measure([int(m) for m in k_subsets(self.n_tasks, 2)] if self.n_tasks > 1 else [])
             est.fit(self.gain_table())
-        elif kind == "tag":
+        elif self._collect == "affinity":
             est.fit_affinity(self._tag_affinity(), self.task_names)  # type: ignore[attr-defined]
         else:
-            est = self._run_active(rounds)
+            est = self._run_active(r)
         self.estimator_ = est
         return est
 
-    def _run_active(self, rounds: int) -> GainEstimator:
+    def active_loop(self) -> Any:
+        """The active loop over this study's store (its state lives in the store)."""
         from .active import ActiveLoop, make_selector
 
         opts = dict(self.active_options)
         selector = make_selector(opts.pop("selector", "exp-gain"),
                                  **opts.pop("selector_options", {}))
-        measured = self.gain_table()
-        loop = ActiveLoop(selector, self._make_estimator, None, self.n_tasks,
-                          initial=measured if len(measured) else None,
-                          task_names=self.task_names, **opts)
+        state = StoreLoopState(self.store, self.name, self.seeds, self._config_dict)
+        return ActiveLoop(selector, self._make_estimator, None, self.n_tasks,
+                          task_names=self.task_names, state=state, **opts)
+
+    def _run_active(self, rounds: int) -> GainEstimator:
+        loop = self.active_loop()
         self.loop_ = loop
         target = rounds * self.n_tasks
         bar = _progress(target, "active selections", self.progress)
         bar.update(min(loop.selections_done(), target))
         try:
             while True:
-                # the same order as ActiveLoop.run, but each batch is trained in parallel
-                if loop.include_full and loop.full_mask not in set(loop.measured_masks.tolist()):
-                    batch = loop.ask()
-                elif loop.selections_done() >= target:
-                    break
-                else:
-                    batch = loop.ask(max_masks=target - loop.selections_done())
+                batch = loop.next_batch(rounds)   # the loop's order, recorded in the store
                 if batch.size == 0:
                     break
+                # the batch's runs were requested with the choice; asking again is idempotent and
+                # covers a resume with more seeds
                 self.measure(batch.tolist(), desc="MTL runs")
-                loop.tell(batch, self.gain_table().lookup(batch))
+                if set(loop.pending.tolist()) >= set(batch.tolist()):
+                    raise StoreError(f"study {self.name!r}: the runs of {batch.tolist()} were "
+                                     "neither completed nor failed (another driver holds "
+                                     "them?); run the study again")
                 bar.update(min(loop.selections_done(), target) - bar_n(bar))
         finally:
             bar.close()
-        return loop.fit_estimator()  # type: ignore[return-value]
+        return loop.fit_estimator()  # type: ignore[no-any-return]
+
+    def selections(self) -> list[tuple[int, int | None, int | None]]:
+        """The active loop's choices so far, in order: ``(mask, round, task)``."""
+        return [(s.mask, s.round, s.task) for s in self.store.selections(self.name)]
 
     # -- grouping -------------------------------------------------------------------------------
     def predict(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float64]]:
@@ -333,19 +564,27 @@ class Study:
         if self.estimator_ is None:
             raise InputError("call run() before group()")
         cands = self.candidates()
-        if isinstance(self.estimator, str) and self.estimator == "oracle":
+        if self._collect == "all":
             measured = self.gain_table().masks
             cands = np.unique(np.concatenate([measured, all_singletons(self.n_tasks)]))
         return cands, self.estimator_.predict(cands)
 
-    def group(self, budget: int) -> Grouping:
+    def group(self, budget: int | None = None) -> Grouping:
         """The best grouping of at most ``budget`` groups on the estimator's predictions."""
         from ..grouping import group
 
+        b = self._budget(budget)
         masks, gains = self.predict()
-        return group(masks, gains, budget)
+        return group(masks, gains, b)
 
-    def result(self, budget: int, *, verify: bool = True) -> StudyResult:
+    def _budget(self, budget: int | None) -> int:
+        if budget is None:
+            if self.budget is None:
+                raise InputError("give budget= (the number of groups) here or to Study()")
+            return self.budget
+        return _check_budget(budget, self.n_tasks)
+
+    def result(self, budget: int | None = None, *, verify: bool = True) -> StudyResult:
         """``group(budget)`` by task name, with the measured gains of the chosen groups
         (``verify`` trains the chosen groups that are not measured yet)."""
         g = self.group(budget)
@@ -385,15 +624,29 @@ def describe(grouping: Grouping, task_names: Sequence[str],
     return StudyResult(groups, assignment, float(g.average), scores[0], scores[1], g)
 
 
-def group_stored(store: str | GainStore, budget: int, *, study: str | None = None,
-                 estimator: str = "oracle") -> StudyResult:
-    """Group the tasks of a stored study without training: "oracle" chooses among the measured
-    combinations, "hoa" (needs every pair) and "mtgnet" predict all candidates from them."""
+def _open_existing(path: str | os.PathLike[str]) -> GainStore:
+    """Open a store that must exist, for reading; read-only when it cannot be written."""
+    try:
+        return GainStore(path, create=False)
+    except StoreError as exc:
+        if "cannot be written" not in str(exc):
+            raise
+        return GainStore(path, readonly=True)
+
+
+def group_stored(store: str | os.PathLike[str] | GainStore, budget: int, *,
+                 study: str | None = None, estimator: str = "oracle") -> StudyResult:
+    """Group the tasks of a stored study without training (never creates a store): "oracle"
+    chooses among the measured combinations, "hoa" (needs every pair) and "mtgnet" predict all
+    candidates from them (any registry estimator that fits on stored gains)."""
     from ..grouping import group
 
-    if estimator not in ("oracle", "hoa", "mtgnet"):
-        raise InputError(f"estimator must be 'oracle', 'hoa' or 'mtgnet', got {estimator!r}")
-    st = store if isinstance(store, GainStore) else GainStore(store)
+    spec = estimator_spec(estimator)
+    if not spec.fits_table:
+        raise InputError(f"estimator {estimator!r} cannot be fitted on stored gains alone; use "
+                         f"one of {', '.join(estimator_names(fits_table=True))}")
+    _check_int(budget, "budget (the number of groups)", 1)
+    st = store if isinstance(store, GainStore) else _open_existing(store)
     try:
         if study is None:
             names = st.studies()
@@ -402,21 +655,16 @@ def group_stored(store: str | GainStore, budget: int, *, study: str | None = Non
             study = names[0]
         valid = st.gain_table(study, "valid")
         n = valid.n_tasks
-        if estimator == "oracle":
-            from ..estimators.oracle import Oracle
-            est: Any = Oracle().fit(valid)
+        b = _check_budget(budget, n)
+        est: Any = make_estimator(estimator).fit(valid)
+        if spec.collect == "all":
             cands = np.unique(np.concatenate([valid.masks, all_singletons(n)]))
         else:
-            if estimator == "hoa":
-                from ..estimators.hoa import HOA
-                est = HOA().fit(valid)
-            else:
-                from ..estimators.mtgnet import MTGNet
-                est = MTGNet().fit(valid)
             cands = (all_masks(n) if n <= MAX_ALL_CANDIDATES else np.unique(np.concatenate(
                 [k_subsets(n, k) for k in range(1, 4)] + [valid.masks])))
-        g = group(cands, est.predict(cands), budget)
-        return describe(g, valid.task_names, lambda split: st.gain_table(study, split))
+        g = group(cands, est.predict(cands), b)
+        name = study
+        return describe(g, valid.task_names, lambda split: st.gain_table(name, split))
     finally:
         if not isinstance(store, GainStore):
             st.close()
@@ -424,12 +672,6 @@ def group_stored(store: str | GainStore, budget: int, *, study: str | None = Non
 
 def all_singletons(n_tasks: int) -> npt.NDArray[np.uint64]:
     return (np.uint64(1) << np.arange(n_tasks, dtype=np.uint64)).astype(np.uint64)
-
-
-def _is_suite(obj: object) -> bool:
-    # a TaskSuite without importing torch for plain callables
-    return any(c.__name__ == "TaskSuite" and c.__module__ == "mtgfast.mtl.suites.base"
-               for c in type(obj).__mro__)
 
 
 def _callable_name(fn: object) -> str:
@@ -446,13 +688,14 @@ class _NoBar:
     n = 0
 
     def update(self, n: int = 1) -> None:
-        pass
+        self.n += n
 
     def close(self) -> None:
         pass
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:
+    """The one place progress bars are made (tqdm; a silent counter when disabled)."""
     if not enabled or total <= 0:
         return _NoBar()
     from tqdm.auto import tqdm

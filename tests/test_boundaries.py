@@ -808,15 +808,6 @@ def test_cli_executor_uses_the_factory_with_the_agreed_signature(
     assert calls == [("inprocess", 1, None, 0.0, 2), ("local", 3, None, 0.0, 0),
                      ("ray", 2, "auto", 0.5, 4)]
 
-    def old_factory(workers: int = 1) -> None:   # the factory before the executor kinds
-        raise AssertionError("the fallback builds the executors itself")
-
-    monkeypatch.setattr(executors, "make_executor", old_factory)
-    assert isinstance(make_cli_executor("inprocess", workers=1, address=None, gpus_per_run=0.0,
-                                        max_retries=2), executors.InlineExecutor)
-    local = make_cli_executor("local", workers=2, address=None, gpus_per_run=0.0, max_retries=2)
-    assert isinstance(local, executors.ProcessExecutor) and local.workers == 2
-    local.close()
     assert ("ray" in sys.modules) == ray_before   # ray is imported only when asked for
 
 

@@ -8,7 +8,6 @@ without training anything. Every option is checked before any training starts.
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import tempfile
 import time
@@ -122,23 +121,8 @@ def make_cli_executor(kind: str | None, *, workers: int, address: str | None,
         raise UsageError(f"--gpus-per-run applies to --executor ray, not {kind}")
     from .study import executors
 
-    factory = executors.make_executor
-    params = inspect.signature(factory).parameters
-    if {"workers", "address", "gpus_per_run", "max_retries"} <= set(params):
-        return factory(kind, workers=workers, address=address, gpus_per_run=gpus_per_run,
-                       max_retries=max_retries)
-    # the factory without executor kinds (until the study engineer's one lands)
-    if kind == "inprocess":
-        return executors.InlineExecutor()
-    if kind == "local":
-        return executors.ProcessExecutor(workers)
-    try:
-        import ray
-    except ModuleNotFoundError as exc:
-        raise InputError("--executor ray needs the 'ray' package (pip install ray)") from exc
-    if address is not None and not ray.is_initialized():
-        ray.init(address=address)
-    return executors.RayExecutor({"num_gpus": gpus_per_run} if gpus_per_run else None)
+    return executors.make_executor(kind, workers=workers, address=address,
+                                   gpus_per_run=gpus_per_run, max_retries=max_retries)
 
 
 def _executor(args: argparse.Namespace) -> Any:

@@ -32,6 +32,7 @@ import numpy.typing as npt
 from ..errors import InputError, InputTypeError, MtgfastError, StoreError
 from ..gains import FloatArray, GainTable
 from ..masks import all_masks, as_masks, check_n_tasks, k_subsets, mask_to_indices
+from ..progress import progress
 from ..mtl.study_adapter import StudyProblem
 from ..store import MAX_SEED, GainStore, RunStatus
 from .active import LoopState, Selection
@@ -684,20 +685,7 @@ def bar_n(bar: Any) -> int:
     return int(getattr(bar, "n", 0))
 
 
-class _NoBar:
-    n = 0
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-
-    def close(self) -> None:
-        pass
-
-
 def _progress(total: int, desc: str, enabled: bool) -> Any:
-    """The one place progress bars are made (tqdm; a silent counter when disabled)."""
-    if not enabled or total <= 0:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, leave=False)
+    """The one place the study makes progress bars: tqdm on a terminal, plain lines when stderr
+    is a file or pipe, a silent counter when disabled (:func:`mtgfast.progress.progress`)."""
+    return progress(total, desc, enabled and total > 0)

@@ -29,12 +29,27 @@ import triton
 import triton.language as tl
 
 from ..errors import InputError, InputTypeError
-from .dispatch import MarginalResult, _interpret_env
+from .checks import as_mask_tensor, check_best, check_block, check_k, check_programs
+from .common import (
+    KERNEL_DTYPES,
+    MAX_TOPK,
+    KernelLayout,
+    LaunchConfig,
+    MarginalResult,
+    interpret_env,
+    kernel_supports,
+    launch_config,
+    slot_widths,
+)
 from .reference import LayerParams, MTGNetParams
 
 __all__ = [
+    "MAX_TOPK",
     "MarginalResult",
     "PackedMTGNet",
+    "kernel",
+    "kernel_constexprs",
+    "kernel_signature",
     "interpreter_active",
     "is_supported_dtype",
     "mtgnet_forward_triton",
@@ -44,10 +59,7 @@ __all__ = [
     "popcount64",
 ]
 
-# Largest per-task top-k the kernel keeps in registers (per program, per task).
-MAX_TOPK = 64
-
-_CDT = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
+_CDT = dict(zip(KERNEL_DTYPES, (tl.float32, tl.float16, tl.bfloat16)))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -62,13 +74,8 @@ def interpreter_active() -> bool:
 
 
 def is_supported_dtype(dtype: torch.dtype, device: torch.device | str) -> bool:
-    """Whether the kernel can compute in ``dtype`` on ``device`` (bf16 needs sm80+ on CUDA)."""
-    if dtype not in _CDT:
-        return False
-    dev = torch.device(device)
-    if dev.type == "cuda" and dtype == torch.bfloat16:
-        return torch.cuda.is_bf16_supported()
-    return True
+    """Whether the kernel can compute in ``dtype`` on ``device`` (``common.kernel_supports``)."""
+    return kernel_supports(dtype, device)
 
 
 def _check_device(device: torch.device) -> None:
@@ -77,15 +84,10 @@ def _check_device(device: torch.device) -> None:
             raise InputError("TRITON_INTERPRET=1 is set: the Triton kernel runs on CPU tensors "
                              "only; unset it to run on CUDA")
         return
-    if device.type == "cpu" and interpreter_active() and _interpret_env():
+    if device.type == "cpu" and interpreter_active() and interpret_env():
         return
     raise InputError(f"the Triton MTG-Net kernel needs CUDA tensors, got device {device}; use "
                      "backend='torch', or set TRITON_INTERPRET=1 before importing it (tests only)")
-
-
-def _next_pow2(n: int, floor: int = 16) -> int:
-    # tl.dot needs every dimension >= 16; tl.arange needs powers of two.
-    return max(floor, 1 << max(0, (int(n) - 1).bit_length()))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -93,41 +95,31 @@ def _next_pow2(n: int, floor: int = 16) -> int:
 # ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PackedMTGNet:
-    """MTG-Net weights laid out for the kernel: padded to powers of two, per-head blocks.
+    """MTG-Net weights laid out for the kernel (by ``layout``): padded to powers of two, per head.
 
     Build with :func:`pack_params`; reuse it across calls (packing runs a few small matmuls).
     """
 
-    n_tasks: int
-    dim: int
-    ffn_dim: int
-    n_heads: int
-    n_layers: int
+    layout: KernelLayout
     ln_eps: float
     dtype: torch.dtype         # compute dtype of matmul operands and of the gains output
-    np_: int                   # padded task count (NP)
-    dp: int                    # padded model width (DP)
-    dhp: int                   # padded head width (DHP)
-    fp: int                    # padded feed-forward width (FP)
     emb: torch.Tensor          # (NP, DP) fp32 embeddings: layer-1 residual input
     s1: torch.Tensor           # (H, NP, NP) fp32 scaled layer-1 scores
     vo1: torch.Tensor          # (H, NP, DP) dtype: layer-1 V_h @ W_o,h
-    mat: torch.Tensor          # (L * MAT_L,) dtype: per-layer matrices (see _mat_layer_size)
-    vec: torch.Tensor          # (L * VEC_L + 2 * DP,) fp32: per-layer vectors, then w_head, b_head
+    mat: torch.Tensor          # (layout.mat_size,) dtype: per-layer matrices
+    vec: torch.Tensor          # (layout.vec_size,) fp32: per-layer vectors, then w_head, b_head
 
     @property
     def device(self) -> torch.device:
         return self.emb.device
 
+    @property
+    def n_tasks(self) -> int:
+        return self.layout.n_tasks
 
-def _mat_layer_size(h: int, dp: int, dhp: int, fp: int) -> int:
-    # [W_qkv (3, H, DP, DHP) | W_o (H, DHP, DP) | W_1 (DP, FP) | W_2 (FP, DP)]
-    return 4 * h * dp * dhp + 2 * dp * fp
-
-
-def _vec_layer_size(h: int, dp: int, dhp: int, fp: int) -> int:
-    # [b_qkv (3, H, DHP) | b_o | ln1_w | ln1_b (DP each) | b_1 (FP) | b_2 | ln2_w | ln2_b (DP each)]
-    return 3 * h * dhp + 6 * dp + fp
+    @property
+    def np_(self) -> int:
+        return self.layout.np_
 
 
 def _check_params(params: MTGNetParams) -> None:
@@ -189,9 +181,9 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
     dh = d // h
     n_layers = len(params.layers)
     f = int(params.layers[0].w_1.shape[1]) if n_layers else 16
-    npad, dp, dhp, fp = _next_pow2(n), _next_pow2(d), _next_pow2(dh), _next_pow2(f)
+    lay = KernelLayout(n_tasks=n, dim=d, ffn_dim=f, n_heads=h, n_layers=n_layers)
+    npad, dp, dhp, fp = lay.np_, lay.dp, lay.dhp, lay.fp
     scale = 1.0 / (math.sqrt(dh) * params.temperature)
-    mat_l, vec_l = _mat_layer_size(h, dp, dhp, fp), _vec_layer_size(h, dp, dhp, fp)
     f32 = dict(dtype=torch.float32, device=dev)
 
     emb = params.embedding.float()
@@ -199,27 +191,23 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
     emb_p[:n, :d] = emb
     s1 = torch.zeros(h, npad, npad, **f32)
     vo1 = torch.zeros(h, npad, dp, **f32)
-    mat = torch.zeros(max(1, n_layers), mat_l, **f32)
-    vec = torch.zeros(n_layers * vec_l + 2 * dp, **f32)
+    mat = torch.zeros(max(1, n_layers), lay.mat_layer, **f32)
+    vec = torch.zeros(lay.vec_size, **f32)
 
     for li, lp in enumerate(params.layers):
         lp32 = lp.to(torch.float32)
         m = mat[li]
-        wqkv = m[:3 * h * dp * dhp].view(3, h, dp, dhp)
-        wo = m[3 * h * dp * dhp:4 * h * dp * dhp].view(h, dhp, dp)
-        w1 = m[4 * h * dp * dhp:4 * h * dp * dhp + dp * fp].view(dp, fp)
-        w2 = m[4 * h * dp * dhp + dp * fp:].view(fp, dp)
-        v = vec[li * vec_l:(li + 1) * vec_l]
-        bqkv = v[:3 * h * dhp].view(3, h, dhp)
-        o = 3 * h * dhp
-        v[o:o + d] = lp32.b_o
-        v[o + dp:o + dp + d] = lp32.ln1_w
-        v[o + 2 * dp:o + 2 * dp + d] = lp32.ln1_b
-        v[o + 3 * dp:o + 3 * dp + f] = lp32.b_1
-        o2 = o + 3 * dp + fp
-        v[o2:o2 + d] = lp32.b_2
-        v[o2 + dp:o2 + dp + d] = lp32.ln2_w
-        v[o2 + 2 * dp:o2 + 2 * dp + d] = lp32.ln2_b
+        wqkv = m[lay.w_qkv:lay.w_o].view(3, h, dp, dhp)
+        wo = m[lay.w_o:lay.w_1].view(h, dhp, dp)
+        w1 = m[lay.w_1:lay.w_2].view(dp, fp)
+        w2 = m[lay.w_2:lay.mat_layer].view(fp, dp)
+        v = vec[li * lay.vec_layer:(li + 1) * lay.vec_layer]
+        bqkv = v[:lay.b_o].view(3, h, dhp)
+        for off, t, size in ((lay.b_o, lp32.b_o, d), (lay.ln1_w, lp32.ln1_w, d),
+                             (lay.ln1_b, lp32.ln1_b, d), (lay.b_1, lp32.b_1, f),
+                             (lay.b_2, lp32.b_2, d), (lay.ln2_w, lp32.ln2_w, d),
+                             (lay.ln2_b, lp32.ln2_b, d)):
+            v[off:off + size] = t
         w1[:d, :f] = lp32.w_1
         w2[:f, :d] = lp32.w_2
         for hh in range(h):
@@ -236,11 +224,9 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
                 cols = slice(hh * dh, (hh + 1) * dh)
                 s1[hh, :n, :n] = (q[:, cols] @ k[:, cols].T) * scale
                 vo1[hh, :n, :d] = vv[:, cols] @ lp32.w_o[cols, :]
-    tail = n_layers * vec_l
-    vec[tail:tail + d] = params.w_head.float()
-    vec[tail + dp] = params.b_head.float().reshape(())
-    return PackedMTGNet(n_tasks=n, dim=d, ffn_dim=f, n_heads=h, n_layers=n_layers,
-                        ln_eps=float(params.ln_eps), dtype=dtype, np_=npad, dp=dp, dhp=dhp, fp=fp,
+    vec[lay.head:lay.head + d] = params.w_head.float()
+    vec[lay.head + dp] = params.b_head.float().reshape(())
+    return PackedMTGNet(layout=lay, ln_eps=float(params.ln_eps), dtype=dtype,
                         emb=emb_p.contiguous(), s1=s1.contiguous(),
                         vo1=vo1.to(dtype).contiguous(), mat=mat.reshape(-1).to(dtype).contiguous(),
                         vec=vec.contiguous())
@@ -276,8 +262,7 @@ def _masked_softmax(s, key_ok):
 
 
 @triton.jit
-def _layer_norm(x, vec_ptr, W_OFF: tl.constexpr, B_OFF: tl.constexpr, eps,
-                D: tl.constexpr, DP: tl.constexpr):
+def _layer_norm(x, w_ptr, b_ptr, eps, D: tl.constexpr, DP: tl.constexpr):
     """LayerNorm over the first D of DP columns (padded columns are 0 in and out)."""
     dc = tl.arange(0, DP)
     col_ok = dc < D
@@ -285,42 +270,75 @@ def _layer_norm(x, vec_ptr, W_OFF: tl.constexpr, B_OFF: tl.constexpr, eps,
     xc = tl.where(col_ok[None, :], x - mean[:, None], 0.0)
     var = tl.sum(xc * xc, axis=1) / D
     rstd = 1.0 / tl.sqrt(var + eps)
-    w = tl.load(vec_ptr + W_OFF + dc)
-    b = tl.load(vec_ptr + B_OFF + dc)
+    w = tl.load(w_ptr + dc)
+    b = tl.load(b_ptr + dc)
     return xc * rstd[:, None] * w[None, :] + b[None, :]
 
 
 @triton.jit
-def _post_attention(x, attn, mat_ptr, vec_ptr, eps,
-                    H: tl.constexpr, D: tl.constexpr, DP: tl.constexpr, DHP: tl.constexpr,
-                    FP: tl.constexpr, BLOCK_F: tl.constexpr, CDT: tl.constexpr,
-                    UPCAST_DOT: tl.constexpr):
-    """x <- LN2(y + FFN(y)) with y = LN1(x + attn + b_o): the rest of one post-LN layer."""
+def _post_attention(x, attn, mat_l, vec_l, eps,
+                    D: tl.constexpr, DP: tl.constexpr, FP: tl.constexpr, BLOCK_F: tl.constexpr,
+                    O_W1: tl.constexpr, O_W2: tl.constexpr, O_BO: tl.constexpr,
+                    O_B1: tl.constexpr, O_B2: tl.constexpr,
+                    CDT: tl.constexpr, UPCAST_DOT: tl.constexpr):
+    """x <- LN2(y + FFN(y)) with y = LN1(x + attn + b_o): the rest of one post-LN layer.
+
+    Offsets are the host layout's (``KernelLayout``): LN1 follows b_o, LN2 follows b_2.
+    """
     dc = tl.arange(0, DP)
     fc = tl.arange(0, BLOCK_F)
-    BO: tl.constexpr = 3 * H * DHP
-    B1: tl.constexpr = BO + 3 * DP
-    B2: tl.constexpr = B1 + FP
-    W1: tl.constexpr = 4 * H * DP * DHP
-    W2: tl.constexpr = W1 + DP * FP
-    x = x + attn + tl.load(vec_ptr + BO + dc)[None, :]
-    x = _layer_norm(x, vec_ptr, BO + DP, BO + 2 * DP, eps, D, DP)
+    x = x + attn + tl.load(vec_l + O_BO + dc)[None, :]
+    x = _layer_norm(x, vec_l + O_BO + DP, vec_l + O_BO + 2 * DP, eps, D, DP)
     # Feed-forward in BLOCK_F-wide slices so the hidden activation never exceeds (R, BLOCK_F).
     xc = x.to(CDT)
     ff = tl.zeros(x.shape, tl.float32)
     for f0 in tl.static_range(0, FP, BLOCK_F):
-        w1 = tl.load(mat_ptr + W1 + dc[:, None] * FP + (f0 + fc)[None, :])
-        b1 = tl.load(vec_ptr + B1 + f0 + fc)
+        w1 = tl.load(mat_l + O_W1 + dc[:, None] * FP + (f0 + fc)[None, :])
+        b1 = tl.load(vec_l + O_B1 + f0 + fc)
         hid = tl.maximum(_mm(xc, w1, CDT, UPCAST_DOT) + b1[None, :], 0.0)
-        w2 = tl.load(mat_ptr + W2 + (f0 + fc)[:, None] * DP + dc[None, :])
+        w2 = tl.load(mat_l + O_W2 + (f0 + fc)[:, None] * DP + dc[None, :])
         ff += _mm(hid, w2, CDT, UPCAST_DOT)
-    x = x + ff + tl.load(vec_ptr + B2 + dc)[None, :]
-    return _layer_norm(x, vec_ptr, B2 + DP, B2 + 2 * DP, eps, D, DP)
+    x = x + ff + tl.load(vec_l + O_B2 + dc)[None, :]
+    return _layer_norm(x, vec_l + O_B2 + DP, vec_l + O_B2 + 2 * DP, eps, D, DP)
 
 
-# ------------------------------------------------------------------------------------------------
-# the kernel
-# ------------------------------------------------------------------------------------------------
+@triton.jit
+def _general_layer(x, key_ok, mat_l, vec_l, eps, BLOCK_M: tl.constexpr, PP: tl.constexpr,
+                   H: tl.constexpr, D: tl.constexpr, DP: tl.constexpr, DHP: tl.constexpr,
+                   FP: tl.constexpr, BLOCK_F: tl.constexpr, O_WO: tl.constexpr,
+                   O_W1: tl.constexpr, O_W2: tl.constexpr, O_BO: tl.constexpr,
+                   O_B1: tl.constexpr, O_B2: tl.constexpr, CDT: tl.constexpr,
+                   UPCAST_DOT: tl.constexpr):
+    """One encoder layer over (BLOCK_M * PP, DP) slot tokens: per-head QKV, attention, LN/FFN/LN.
+
+    A helper rather than inline code: its names are not loop-carried in the kernel's runtime
+    layer loop, so they may differ in shape from step 2's (e.g. (BLOCK_M, PP, NP) scores).
+    """
+    R: tl.constexpr = BLOCK_M * PP
+    dc = tl.arange(0, DP)
+    hc = tl.arange(0, DHP)
+    xc = x.to(CDT)
+    attn = tl.zeros((R, DP), tl.float32)
+    for h in tl.static_range(H):
+        w_off = dc[:, None] * DHP + hc[None, :]
+        wq = tl.load(mat_l + (0 * H + h) * DP * DHP + w_off)
+        wk = tl.load(mat_l + (1 * H + h) * DP * DHP + w_off)
+        wv = tl.load(mat_l + (2 * H + h) * DP * DHP + w_off)
+        q = _mm(xc, wq, CDT, UPCAST_DOT) + tl.load(vec_l + (0 * H + h) * DHP + hc)[None, :]
+        k = _mm(xc, wk, CDT, UPCAST_DOT) + tl.load(vec_l + (1 * H + h) * DHP + hc)[None, :]
+        v = _mm(xc, wv, CDT, UPCAST_DOT) + tl.load(vec_l + (2 * H + h) * DHP + hc)[None, :]
+        q3 = tl.reshape(q, (BLOCK_M, PP, DHP))
+        k3 = tl.reshape(k, (BLOCK_M, PP, DHP))
+        v3 = tl.reshape(v, (BLOCK_M, PP, DHP))
+        s = _mm(q3, tl.trans(k3, (0, 2, 1)), CDT, UPCAST_DOT)   # scale folded into W_q
+        p = _masked_softmax(s, key_ok)
+        o = _mm(p, v3, CDT, UPCAST_DOT)                          # (BLOCK_M, PP, DHP)
+        wo = tl.load(mat_l + O_WO + h * DHP * DP + hc[:, None] * DP + dc[None, :])
+        attn += _mm(tl.reshape(o, (R, DHP)), wo, CDT, UPCAST_DOT)
+    return _post_attention(x, attn, mat_l, vec_l, eps, D, DP, FP, BLOCK_F, O_W1, O_W2, O_BO,
+                           O_B1, O_B2, CDT, UPCAST_DOT)
+
+
 @triton.jit
 def _slots_to_tasks(y, task_of, slot_ok, NP: tl.constexpr):
     """(BLOCK_M, PP) slot values -> (BLOCK_M, NP) task layout (0 where a task has no slot)."""
@@ -330,14 +348,38 @@ def _slots_to_tasks(y, task_of, slot_ok, NP: tl.constexpr):
 
 
 @triton.jit
+def _compact_slots(masks, BLOCK_M: tl.constexpr, PP: tl.constexpr, N: tl.constexpr):
+    """Slot -> task map (BLOCK_M, PP): slot t holds the t-th set bit of each mask; and popcounts.
+
+    Scans the mask 32 bits at a time (int32 shifts are one instruction, int64 ones two).
+    """
+    ts = tl.arange(0, PP)
+    task_of = tl.zeros((BLOCK_M, PP), tl.int32)
+    count = tl.zeros((BLOCK_M,), tl.int32)
+    for half in tl.static_range((N + 31) // 32):
+        word = ((masks >> (32 * half)) & 0xFFFFFFFF).to(tl.int32)
+        for jj in tl.static_range(min(32, N - 32 * half)):
+            bit = (word >> jj) & 1
+            task_of = tl.where((bit[:, None] != 0) & (ts[None, :] == count[:, None]),
+                               32 * half + jj, task_of)
+            count += bit
+    return task_of, count
+
+
+# ------------------------------------------------------------------------------------------------
+# the kernel
+# ------------------------------------------------------------------------------------------------
+@triton.jit
 def _mtgnet_fwd_kernel(
     masks_ptr, rows_ptr, n_masks, n_tiles,
     emb_ptr, s1_ptr, vo1_ptr, mat_ptr, vec_ptr, best_ptr,
     out_ptr, marg_ptr, part_val_ptr, part_idx_ptr,
     ln_eps,
-    N: tl.constexpr, D: tl.constexpr, NP: tl.constexpr, PP: tl.constexpr, DP: tl.constexpr,
-    DHP: tl.constexpr, FP: tl.constexpr, H: tl.constexpr, N_LAYERS: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_F: tl.constexpr, TOPK: tl.constexpr,
+    N: tl.constexpr, D: tl.constexpr, NP: tl.constexpr, DP: tl.constexpr, DHP: tl.constexpr,
+    FP: tl.constexpr, H: tl.constexpr, N_LAYERS: tl.constexpr,
+    MAT_L: tl.constexpr, VEC_L: tl.constexpr, O_WO: tl.constexpr, O_W1: tl.constexpr,
+    O_W2: tl.constexpr, O_BO: tl.constexpr, O_B1: tl.constexpr, O_B2: tl.constexpr,
+    PP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_F: tl.constexpr, TOPK: tl.constexpr,
     MODE: tl.constexpr, HAS_ROWS: tl.constexpr, STORE_MARGINALS: tl.constexpr,
     CDT: tl.constexpr, UPCAST_DOT: tl.constexpr,
 ):
@@ -347,7 +389,8 @@ def _mtgnet_fwd_kernel(
     chosen per launch by the host) rather than NP rows per combination flow through the matmuls.
     With HAS_ROWS, masks are a popcount bucket and rows_ptr gives each one's row in the output.
     Programs stride over tiles of BLOCK_M combinations (grid <= n_tiles) so reductions keep their
-    running state in registers and write one small partial per program.
+    running state in registers and write one small partial per program. Buffer offsets (MAT_L,
+    VEC_L, O_*) come from the host's ``KernelLayout``.
     """
     tl.static_assert(N <= NP, "tasks must fit the padded task axis")
     tl.static_assert(PP <= NP, "slots cannot outnumber padded tasks")
@@ -359,8 +402,6 @@ def _mtgnet_fwd_kernel(
     tl.static_assert(FP % BLOCK_F == 0, "BLOCK_F must divide the padded feed-forward width")
     tl.static_assert(MODE <= 2, "MODE is 0 (gains), 1 (top-k) or 2 (marginal)")
     R: tl.constexpr = BLOCK_M * PP
-    MAT_L: tl.constexpr = 4 * H * DP * DHP + 2 * DP * FP
-    VEC_L: tl.constexpr = 3 * H * DHP + 6 * DP + FP
     HEAD: tl.constexpr = N_LAYERS * VEC_L
 
     pid = tl.program_id(0)
@@ -369,7 +410,6 @@ def _mtgnet_fwd_kernel(
     tn = tl.arange(0, NP)
     ts = tl.arange(0, PP)
     dc = tl.arange(0, DP)
-    hc = tl.arange(0, DHP)
     task_ok = tn < N
     w_head = tl.load(vec_ptr + HEAD + dc)
     b_head = tl.load(vec_ptr + HEAD + DP)
@@ -393,12 +433,7 @@ def _mtgnet_fwd_kernel(
             rows = pos
         member = ((masks[:, None] >> tn[None, :].to(tl.int64)) & 1) != 0
         member = member & task_ok[None, :] & row_ok[:, None]          # (BLOCK_M, NP)
-        task_of = tl.zeros((BLOCK_M, PP), tl.int32)
-        count = tl.zeros((BLOCK_M,), tl.int32)
-        for j in tl.static_range(N):
-            bit = ((masks >> j) & 1) != 0
-            task_of = tl.where(bit[:, None] & (ts[None, :] == count[:, None]), j, task_of)
-            count += bit.to(tl.int32)
+        task_of, count = _compact_slots(masks, BLOCK_M, PP, N)
         slot_ok = (ts[None, :] < count[:, None]) & row_ok[:, None]    # (BLOCK_M, PP)
 
         # ---- step 2: layer 1 from per-task constants: gathered score rows, member-key softmax,
@@ -412,35 +447,15 @@ def _mtgnet_fwd_kernel(
                 p = _masked_softmax(s, member[:, None, :])           # (BLOCK_M, PP, NP)
                 vo = tl.load(vo1_ptr + h * NP * DP + tn[:, None] * DP + dc[None, :])
                 attn += _mm(tl.reshape(p, (R, NP)), vo, CDT, UPCAST_DOT)
-            x = _post_attention(x, attn, mat_ptr, vec_ptr, ln_eps, H, D, DP, DHP, FP, BLOCK_F,
-                                CDT, UPCAST_DOT)
+            x = _post_attention(x, attn, mat_ptr, vec_ptr, ln_eps, D, DP, FP, BLOCK_F, O_W1,
+                                O_W2, O_BO, O_B1, O_B2, CDT, UPCAST_DOT)
 
-        # ---- step 3: layers 2..L over slots: per-head QKV, masked attention, W_o, LN/FFN/LN ----
+        # ---- step 3: layers 2..L over slots ----------------------------------------------------
         key_ok = slot_ok[:, None, :]                                  # keys = occupied slots
         for layer in range(1, N_LAYERS):
-            mat_l = mat_ptr + layer * MAT_L
-            vec_l = vec_ptr + layer * VEC_L
-            xc = x.to(CDT)
-            attn = tl.zeros((R, DP), tl.float32)
-            for h in tl.static_range(H):
-                w_off = dc[:, None] * DHP + hc[None, :]
-                wq = tl.load(mat_l + (0 * H + h) * DP * DHP + w_off)
-                wk = tl.load(mat_l + (1 * H + h) * DP * DHP + w_off)
-                wv = tl.load(mat_l + (2 * H + h) * DP * DHP + w_off)
-                q = _mm(xc, wq, CDT, UPCAST_DOT) + tl.load(vec_l + (0 * H + h) * DHP + hc)[None, :]
-                k = _mm(xc, wk, CDT, UPCAST_DOT) + tl.load(vec_l + (1 * H + h) * DHP + hc)[None, :]
-                v = _mm(xc, wv, CDT, UPCAST_DOT) + tl.load(vec_l + (2 * H + h) * DHP + hc)[None, :]
-                q3 = tl.reshape(q, (BLOCK_M, PP, DHP))
-                k3 = tl.reshape(k, (BLOCK_M, PP, DHP))
-                v3 = tl.reshape(v, (BLOCK_M, PP, DHP))
-                s = _mm(q3, tl.trans(k3, (0, 2, 1)), CDT, UPCAST_DOT)   # scale folded into W_q
-                p = _masked_softmax(s, key_ok)
-                o = _mm(p, v3, CDT, UPCAST_DOT)                          # (BLOCK_M, PP, DHP)
-                wo = tl.load(mat_l + 3 * H * DP * DHP + h * DHP * DP
-                             + hc[:, None] * DP + dc[None, :])
-                attn += _mm(tl.reshape(o, (R, DHP)), wo, CDT, UPCAST_DOT)
-            x = _post_attention(x, attn, mat_l, vec_l, ln_eps, H, D, DP, DHP, FP, BLOCK_F,
-                                CDT, UPCAST_DOT)
+            x = _general_layer(x, key_ok, mat_ptr + layer * MAT_L, vec_ptr + layer * VEC_L,
+                               ln_eps, BLOCK_M, PP, H, D, DP, DHP, FP, BLOCK_F, O_WO, O_W1, O_W2,
+                               O_BO, O_B1, O_B2, CDT, UPCAST_DOT)
 
         # ---- step 4: head, back to task layout -------------------------------------------------
         y_slot = tl.reshape(tl.sum(x * w_head[None, :], axis=1), (BLOCK_M, PP)) + b_head
@@ -485,14 +500,31 @@ def _mtgnet_fwd_kernel(
         tl.store(part_idx_ptr + pid, i_best)
 
 
+kernel = _mtgnet_fwd_kernel   # public handle for ahead-of-time compiles (``ops.kernel_static``)
+
+_TL_NAME = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+
+
+def kernel_signature(dtype: torch.dtype) -> dict[str, str]:
+    """Triton type of each runtime argument of :data:`kernel` for compute ``dtype``."""
+    c = "*" + _TL_NAME[dtype]
+    return dict(masks_ptr="*i64", rows_ptr="*i64", n_masks="i32", n_tiles="i32",
+                emb_ptr="*fp32", s1_ptr="*fp32", vo1_ptr=c, mat_ptr=c, vec_ptr="*fp32",
+                best_ptr="*fp32", out_ptr=c, marg_ptr="*fp32", part_val_ptr="*fp32",
+                part_idx_ptr="*i64", ln_eps="fp32")
+
+
+def kernel_constexprs(layout: KernelLayout, cfg: LaunchConfig, dtype: torch.dtype, *,
+                      has_rows: bool = True, store_marginals: bool = True,
+                      upcast_dot: bool = False) -> dict[str, object]:
+    """Every compile-time constant of :data:`kernel` for one launch (layout + launch config)."""
+    return dict(**layout.kernel_constexprs(), **cfg.constexprs(), HAS_ROWS=has_rows,
+                STORE_MARGINALS=store_marginals, CDT=_CDT[dtype], UPCAST_DOT=upcast_dot)
+
+
 # ------------------------------------------------------------------------------------------------
 # launcher
 # ------------------------------------------------------------------------------------------------
-def _default_block_m(pp: int) -> int:
-    # ~128 token rows per program: one tensor-core M tile, and X (128 x 64 fp32) fits registers.
-    return max(1, 128 // pp)
-
-
 def _default_programs(n_tiles: int, device: torch.device) -> int:
     if device.type == "cuda":
         sms = torch.cuda.get_device_properties(device).multi_processor_count
@@ -515,7 +547,7 @@ def _buckets(packed: PackedMTGNet, masks: torch.Tensor,
     A combination of p tasks only needs next_pow2(p) token rows; for N = 27 about 88% of all
     combinations fit 16 slots instead of 32, which halves their matmul work.
     """
-    sizes = [pp for pp in (16, 32, 64) if pp < packed.np_] + [packed.np_]
+    sizes = slot_widths(packed.layout)
     if not compact or len(sizes) == 1 or masks.numel() == 0:
         return [(packed.np_, masks, None)]
     which = torch.bucketize(popcount64(masks), torch.tensor(sizes, device=masks.device))
@@ -553,14 +585,14 @@ def _mtgnet_fwd_launch(packed: PackedMTGNet, masks: torch.Tensor, *, mode: int,
     for pp, bmasks, rows in _buckets(packed, masks, compact):
         if bmasks.shape[0] == 0:
             continue
-        bm = block_m or _default_block_m(pp)
-        n_tiles = triton.cdiv(int(bmasks.shape[0]), bm)
+        cfg = launch_config(packed.layout, pp, mode, topk=topk, block_m=block_m)
+        n_tiles = triton.cdiv(int(bmasks.shape[0]), cfg.block_m)
         grid = n_tiles if mode == 0 else max(1, min(n_programs or _default_programs(n_tiles, dev),
                                                       n_tiles))
         pv, pi = dummy_f, dummy_i
         if mode == 1:
-            pv = torch.empty(grid, topk, packed.np_, **f32)
-            pi = torch.empty(grid, topk, packed.np_, **i64)
+            pv = torch.empty(grid, cfg.topk, packed.np_, **f32)
+            pi = torch.empty(grid, cfg.topk, packed.np_, **i64)
         elif mode == 2:
             pv, pi = torch.empty(grid, **f32), torch.empty(grid, **i64)
         _mtgnet_fwd_kernel[(grid,)](
@@ -568,12 +600,9 @@ def _mtgnet_fwd_launch(packed: PackedMTGNet, masks: torch.Tensor, *, mode: int,
             packed.emb, packed.s1, packed.vo1, packed.mat, packed.vec, best_t,
             out, marg, pv, pi,
             packed.ln_eps,
-            N=packed.n_tasks, D=packed.dim, NP=packed.np_, PP=pp, DP=packed.dp, DHP=packed.dhp,
-            FP=packed.fp, H=packed.n_heads, N_LAYERS=packed.n_layers,
-            BLOCK_M=bm, BLOCK_F=min(packed.fp, 64), TOPK=topk, MODE=mode,
-            HAS_ROWS=rows is not None, STORE_MARGINALS=store_marginals,
-            CDT=_CDT[packed.dtype], UPCAST_DOT=upcast,
-            num_warps=4 if bm * pp < 128 else 8, num_stages=1,  # 8 warps: fewer regs per thread
+            **kernel_constexprs(packed.layout, cfg, packed.dtype, has_rows=rows is not None,
+                                store_marginals=store_marginals, upcast_dot=upcast),
+            num_warps=cfg.num_warps, num_stages=cfg.num_stages,
         )
         parts_v.append(pv)
         parts_i.append(pi)
@@ -583,7 +612,7 @@ def _mtgnet_fwd_launch(packed: PackedMTGNet, masks: torch.Tensor, *, mode: int,
 
 
 # ------------------------------------------------------------------------------------------------
-# public functions
+# public functions (``validate=False``: the caller, e.g. ``dispatch``, has checked the arguments)
 # ------------------------------------------------------------------------------------------------
 def _as_packed(params: MTGNetParams | PackedMTGNet, dtype: torch.dtype | None) -> PackedMTGNet:
     if isinstance(params, PackedMTGNet):
@@ -599,67 +628,42 @@ def _as_packed(params: MTGNetParams | PackedMTGNet, dtype: torch.dtype | None) -
     return packed
 
 
-def _as_mask_tensor(masks: object, n_tasks: int, device: torch.device) -> torch.Tensor:
-    if isinstance(masks, np.ndarray):
-        if not np.issubdtype(masks.dtype, np.integer):
-            raise InputTypeError(f"masks must hold integers, got dtype {masks.dtype}")
-        masks = torch.from_numpy(np.ascontiguousarray(masks).astype(np.uint64).view(np.int64))
-    if not isinstance(masks, torch.Tensor):
-        raise InputTypeError("masks must be an int64 torch.Tensor or numpy array, got "
-                             f"{type(masks).__name__}")
-    if masks.dtype != torch.int64:
-        raise InputTypeError(f"masks must have dtype int64 (uint64 bit patterns), "
-                             f"got {masks.dtype}")
-    if masks.ndim != 1:
-        raise InputError(f"masks must be 1-D, got shape {tuple(masks.shape)}")
-    masks = masks.to(device).contiguous()
-    if masks.numel():
-        bad = masks == 0
-        if n_tasks < 64:
-            bad |= (masks >> n_tasks) != 0
-        if bool(bad.any()):
-            i = int(bad.nonzero()[0, 0])
-            raise InputError(f"masks[{i}] = {int(masks[i]) & ((1 << 64) - 1):#x} is empty or has "
-                             f"bits >= n_tasks = {n_tasks}")
-    return masks
-
-
 def mtgnet_forward_triton(params: MTGNetParams | PackedMTGNet, masks: torch.Tensor, *,
                           dtype: torch.dtype | None = None, block_m: int | None = None,
-                          compact: bool = True) -> torch.Tensor:
+                          compact: bool = True, validate: bool = True) -> torch.Tensor:
     """Predicted gains ``(M, N)`` of member tasks (0 for absent) for int64 masks ``(M,)``.
 
     Same math as ``reference.mtgnet_forward``; output in the compute dtype. ``compact`` runs
     each popcount bucket with just enough token slots (set False to pad every mask to NP).
     """
     packed = _as_packed(params, dtype)
-    _check_block(block_m)
-    masks = _as_mask_tensor(masks, packed.n_tasks, packed.device)
+    if validate:
+        check_block(block_m)
+        masks = as_mask_tensor(masks, packed.n_tasks, packed.device)
     return _mtgnet_fwd_launch(packed, masks, mode=0, block_m=block_m, compact=compact)["gains"]
 
 
 def mtgnet_topk_triton(params: MTGNetParams | PackedMTGNet, masks: torch.Tensor, k: int, *,
                        dtype: torch.dtype | None = None, block_m: int | None = None,
-                       n_programs: int | None = None,
-                       compact: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                       n_programs: int | None = None, compact: bool = True,
+                       validate: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """For each task j, the ``k`` masks containing j with the largest predicted y_j, without (M, N).
 
     Returns ``(values, masks)`` of shape ``(N, k)``, best first; missing slots are -inf and 0.
     Exact ties are broken arbitrarily.
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= int(k) <= MAX_TOPK:
-        raise InputError(f"k must be an int in [1, {MAX_TOPK}], got {k!r}")
-    k = int(k)
+    if validate:
+        k = check_k(k)
     packed = _as_packed(params, dtype)
-    _check_block(block_m)
-    _check_programs(n_programs)
-    masks = _as_mask_tensor(masks, packed.n_tasks, packed.device)
-    kp = _next_pow2(k, floor=1)
+    if validate:
+        check_block(block_m)
+        check_programs(n_programs)
+        masks = as_mask_tensor(masks, packed.n_tasks, packed.device)
     n = packed.n_tasks
     if masks.numel() == 0:
         return (torch.full((n, k), float("-inf"), device=packed.device),
                 torch.zeros(n, k, dtype=torch.int64, device=packed.device))
-    res = _mtgnet_fwd_launch(packed, masks, mode=1, topk=kp, block_m=block_m,
+    res = _mtgnet_fwd_launch(packed, masks, mode=1, topk=k, block_m=block_m,
                              n_programs=n_programs, compact=compact)
     vals = res["part_val"][:, :, :n].permute(2, 0, 1).reshape(n, -1)      # (N, programs * kp)
     cand = res["part_idx"][:, :, :n].permute(2, 0, 1).reshape(n, -1)
@@ -674,24 +678,20 @@ def mtgnet_topk_triton(params: MTGNetParams | PackedMTGNet, masks: torch.Tensor,
 def mtgnet_marginal_triton(params: MTGNetParams | PackedMTGNet, masks: torch.Tensor,
                            best: torch.Tensor, *, return_marginals: bool = True,
                            dtype: torch.dtype | None = None, block_m: int | None = None,
-                           n_programs: int | None = None, compact: bool = True) -> MarginalResult:
+                           n_programs: int | None = None, compact: bool = True,
+                           validate: bool = True) -> MarginalResult:
     """Beam-search marginal gain sum_{j in C} max(0, y_j(C) - best_j) per candidate, and the argmax.
 
     ``best`` ``(N,)`` is the current per-task best gain. The (M, N) predictions are never stored.
     """
     packed = _as_packed(params, dtype)
-    _check_block(block_m)
-    _check_programs(n_programs)
-    if not isinstance(best, torch.Tensor):
-        raise InputTypeError(f"best must be a torch.Tensor, got {type(best).__name__}")
-    if tuple(best.shape) != (packed.n_tasks,):
-        raise InputError(f"best must have shape ({packed.n_tasks},), got {tuple(best.shape)}")
-    best = best.to(device=packed.device, dtype=torch.float32).contiguous()
-    if bool(torch.isnan(best).any()):
-        raise InputError("best must not contain NaN")
-    masks = _as_mask_tensor(masks, packed.n_tasks, packed.device)
-    if masks.numel() == 0:
-        raise InputError("masks must hold at least one candidate")
+    if validate:
+        check_block(block_m)
+        check_programs(n_programs)
+        best = check_best(best, packed.n_tasks, packed.device)
+        masks = as_mask_tensor(masks, packed.n_tasks, packed.device)
+        if masks.numel() == 0:
+            raise InputError("masks must hold at least one candidate")
     res = _mtgnet_fwd_launch(packed, masks, mode=2, best=best, store_marginals=return_marginals,
                              block_m=block_m, n_programs=n_programs, compact=compact)
     pv, pi = res["part_val"], res["part_idx"]
@@ -699,18 +699,3 @@ def mtgnet_marginal_triton(params: MTGNetParams | PackedMTGNet, masks: torch.Ten
     idx = int(torch.where(pv == v, pi, torch.iinfo(torch.int64).max).min())
     mask = int(masks[idx]) & ((1 << 64) - 1)
     return MarginalResult(res.get("marginals"), float(v), mask)
-
-
-def _check_block(block_m: int | None) -> None:
-    if block_m is None:
-        return
-    if (isinstance(block_m, bool) or not isinstance(block_m, int) or block_m < 1
-            or block_m & (block_m - 1)):
-        raise InputError(f"block_m must be a power of two >= 1, got {block_m!r}")
-
-
-def _check_programs(n_programs: int | None) -> None:
-    if n_programs is None:
-        return
-    if isinstance(n_programs, bool) or not isinstance(n_programs, int) or n_programs < 1:
-        raise InputError(f"n_programs must be a positive int, got {n_programs!r}")

@@ -59,7 +59,8 @@ class KernelLayout:
 
     ``mat`` holds per layer ``[W_q,k,v (3, H, DP, DHP) | W_o (H, DHP, DP) | W_1 (DP, FP) |
     W_2 (FP, DP)]``; ``vec`` holds per layer ``[b_q,k,v (3, H, DHP) | b_o | ln1_w | ln1_b |
-    b_1 (FP) | b_2 | ln2_w | ln2_b]`` (DP each unless noted), then ``w_head (DP) | b_head``.
+    b_1 (FP) | b_2 | ln2_w | ln2_b]`` (DP each unless noted), then the head with the last
+    LayerNorm folded in: ``w' (DP) | c | sum(w')`` (``triton_mtgnet.pack_params``).
     """
 
     n_tasks: int
@@ -141,7 +142,7 @@ class KernelLayout:
 
     @property
     def head(self) -> int:
-        """Offset of ``w_head`` in ``vec``; ``b_head`` follows at ``head + DP``."""
+        """Offset of the folded head ``w'`` in ``vec``; ``c`` and ``sum(w')`` follow at ``head + DP``."""
         return self.n_layers * self.vec_layer
 
     @property

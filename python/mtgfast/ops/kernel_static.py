@@ -148,7 +148,7 @@ def _compile_and_measure(cfg: StaticConfig) -> dict[str, Any]:
         ck = triton.compile(src, target=GPUTarget("cuda", cfg.arch, 32),
                             options=dict(num_warps=lc.num_warps, num_stages=lc.num_stages))
     except Exception as e:  # noqa: BLE001 - a compile failure is a result to report
-        row.update(error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500],
+        row.update(error=_first_cause(e)[:800],
                    compile_s=round(time.perf_counter() - t0, 1))
         return row
     row["compile_s"] = round(time.perf_counter() - t0, 1)
@@ -173,6 +173,14 @@ def _compile_and_measure(cfg: StaticConfig) -> dict[str, Any]:
                                                / lc.block_m, 2)
     row["bound_combos_per_s"] = _bound(row["instructions_per_combination"])
     return row
+
+
+def _first_cause(e: BaseException) -> str:
+    """The innermost cause of a (chained) compile error: the line that says what went wrong."""
+    while e.__cause__ is not None:
+        e = e.__cause__
+    lines = [ln for ln in str(e).splitlines() if ln.strip()]
+    return f"{type(e).__name__}: {lines[-1] if lines else ''}"
 
 
 def _bucket_range(cfg: StaticConfig) -> list[int]:

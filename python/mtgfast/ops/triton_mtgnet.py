@@ -168,8 +168,9 @@ def _check_params(params: MTGNetParams) -> None:
 def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> PackedMTGNet:
     """Pack ``params`` for the kernel in compute ``dtype`` (default: the embedding's dtype).
 
-    Builds the layer-1 constants (scores and V W_o per head) in fp32 and folds the score scale
-    1/(sqrt(d_head) * temperature) into later layers' W_q, b_q.
+    Builds the layer-1 constants (scores and V W_o per head) in fp32, folds the score scale
+    log2(e)/(sqrt(d_head) * temperature) into the scores and later layers' W_q, b_q, drops b_k,
+    folds b_v W_o into b_o, and the last LayerNorm's affine into the head (exact rewrites).
     """
     _check_params(params)
     dtype = params.embedding.dtype if dtype is None else dtype
@@ -183,7 +184,8 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
     f = int(params.layers[0].w_1.shape[1]) if n_layers else 16
     lay = KernelLayout(n_tasks=n, dim=d, ffn_dim=f, n_heads=h, n_layers=n_layers)
     npad, dp, dhp, fp = lay.np_, lay.dp, lay.dhp, lay.fp
-    scale = 1.0 / (math.sqrt(dh) * params.temperature)
+    # score scale, times log2(e): the kernel's softmax uses exp2
+    qscale = math.log2(math.e) / (math.sqrt(dh) * params.temperature)
     f32 = dict(dtype=torch.float32, device=dev)
 
     emb = params.embedding.float()
@@ -203,7 +205,11 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
         w2 = m[lay.w_2:lay.mat_layer].view(fp, dp)
         v = vec[li * lay.vec_layer:(li + 1) * lay.vec_layer]
         bqkv = v[:lay.b_o].view(3, h, dhp)
-        for off, t, size in ((lay.b_o, lp32.b_o, d), (lay.ln1_w, lp32.ln1_w, d),
+        b_v = lp32.b_qkv[2 * d:]
+        # Layers 2..L: b_k only shifts each query's scores (softmax ignores it) and attention
+        # rows sum to 1, so b_v W_o joins b_o; layer 1's V W_o already holds b_v.
+        b_o = lp32.b_o + (b_v @ lp32.w_o if li > 0 else 0.0)
+        for off, t, size in ((lay.b_o, b_o, d), (lay.ln1_w, lp32.ln1_w, d),
                              (lay.ln1_b, lp32.ln1_b, d), (lay.b_1, lp32.b_1, f),
                              (lay.b_2, lp32.b_2, d), (lay.ln2_w, lp32.ln2_w, d),
                              (lay.ln2_b, lp32.ln2_b, d)):
@@ -213,19 +219,27 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
         for hh in range(h):
             cols = slice(hh * dh, (hh + 1) * dh)
             for t in range(3):
-                sc = scale if t == 0 else 1.0
-                wqkv[t, hh, :d, :dh] = lp32.w_qkv[:, t * d:(t + 1) * d][:, cols] * sc
-                bqkv[t, hh, :dh] = lp32.b_qkv[t * d:(t + 1) * d][cols] * sc
+                wqkv[t, hh, :d, :dh] = lp32.w_qkv[:, t * d:(t + 1) * d][:, cols] * (
+                    qscale if t == 0 else 1.0)
+            bqkv[0, hh, :dh] = lp32.b_qkv[:d][cols] * qscale
             wo[hh, :dh, :d] = lp32.w_o[cols, :]
         if li == 0:
             qkv = emb @ lp32.w_qkv + lp32.b_qkv
             q, k, vv = qkv.split(d, dim=-1)
             for hh in range(h):
                 cols = slice(hh * dh, (hh + 1) * dh)
-                s1[hh, :n, :n] = (q[:, cols] @ k[:, cols].T) * scale
+                s1[hh, :n, :n] = (q[:, cols] @ k[:, cols].T) * qscale
                 vo1[hh, :n, :d] = vv[:, cols] @ lp32.w_o[cols, :]
-    vec[lay.head:lay.head + d] = params.w_head.float()
-    vec[lay.head + dp] = params.b_head.float().reshape(())
+    # Head, with the last LayerNorm's affine folded in: [w' = ln2_w * w_head | c | sum(w')].
+    w_head, b_head = params.w_head.float(), params.b_head.float().reshape(())
+    if n_layers:
+        last = params.layers[-1].to(torch.float32)
+        w_fold, c = last.ln2_w * w_head, last.ln2_b @ w_head + b_head
+    else:
+        w_fold, c = w_head, b_head
+    vec[lay.head:lay.head + d] = w_fold
+    vec[lay.head + dp] = c
+    vec[lay.head + dp + 1] = w_fold.sum()
     return PackedMTGNet(layout=lay, ln_eps=float(params.ln_eps), dtype=dtype,
                         emb=emb_p.contiguous(), s1=s1.contiguous(),
                         vo1=vo1.to(dtype).contiguous(), mat=mat.reshape(-1).to(dtype).contiguous(),
@@ -236,8 +250,13 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
 # jit helpers
 # ------------------------------------------------------------------------------------------------
 @triton.jit
-def _mm(a, b, CDT: tl.constexpr, UPCAST_DOT: tl.constexpr):
-    """a @ b, operands rounded to the compute dtype, fp32 accumulation (2-D or batched 3-D)."""
+def _mm(a, b, acc, CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr):
+    """acc + a @ b, operands rounded to the compute dtype, fp32 accumulation (2-D or batched 3-D).
+
+    fp32 operands run on tensor cores as tf32x3 (three tf32 products: ~fp32 accuracy); fp16/bf16
+    operands ignore input_precision. ``acc`` starts the accumulator, so residuals and biases
+    added to a product cost no extra instruction.
+    """
     a = a.to(CDT)
     b = b.to(CDT)
     if UPCAST_DOT:
@@ -245,125 +264,147 @@ def _mm(a, b, CDT: tl.constexpr, UPCAST_DOT: tl.constexpr):
         # in fp32, so upcasting after rounding computes the same numbers.
         a = a.to(tl.float32)
         b = b.to(tl.float32)
-    # "ieee": fp32 stays exact fp32 (no TF32); fp16/bf16 operands ignore input_precision.
-    return tl.dot(a, b, input_precision="ieee")
+    if TF32X3:
+        return tl.dot(a, b, acc, input_precision="tf32x3")
+    return tl.dot(a, b, acc, input_precision="ieee")
 
 
 @triton.jit
-def _masked_softmax(s, key_ok):
-    """Softmax over the last axis restricted to member keys; rows with no member key give 0."""
-    s = tl.where(key_ok, s, float("-inf"))
+def _softmax2(s):
+    """Softmax in base 2 over the last axis (scores carry log2(e)); masked keys are -inf already.
+
+    Rows with no key give 0 (the divide is one reciprocal per row, then a multiply).
+    """
     row_max = tl.max(s, axis=2)
     row_max = tl.where(row_max == float("-inf"), 0.0, row_max)
-    p = tl.exp(s - row_max[:, :, None])
+    p = tl.exp2(s - row_max[:, :, None])
     denom = tl.sum(p, axis=2)
-    denom = tl.where(denom == 0.0, 1.0, denom)
-    return p / denom[:, :, None]
+    inv = 1.0 / tl.where(denom == 0.0, 1.0, denom)
+    return p * inv[:, :, None]
+
+
+@triton.jit
+def _ln_stats(x, eps, D: tl.constexpr):
+    """Row mean and 1/std over the first D columns (padded columns hold 0): one pass, two sums."""
+    mean = tl.sum(x, axis=1) * (1.0 / D)
+    var = tl.maximum(tl.sum(x * x, axis=1) * (1.0 / D) - mean * mean, 0.0)
+    return mean, tl.math.rsqrt(var + eps)
 
 
 @triton.jit
 def _layer_norm(x, w_ptr, b_ptr, eps, D: tl.constexpr, DP: tl.constexpr):
-    """LayerNorm over the first D of DP columns (padded columns are 0 in and out)."""
+    """LayerNorm (padded columns are 0 in and out: their weight and bias are 0)."""
     dc = tl.arange(0, DP)
-    col_ok = dc < D
-    mean = tl.sum(x, axis=1) / D
-    xc = tl.where(col_ok[None, :], x - mean[:, None], 0.0)
-    var = tl.sum(xc * xc, axis=1) / D
-    rstd = 1.0 / tl.sqrt(var + eps)
+    mean, rstd = _ln_stats(x, eps, D)
     w = tl.load(w_ptr + dc)
     b = tl.load(b_ptr + dc)
-    return xc * rstd[:, None] * w[None, :] + b[None, :]
+    return (x * rstd[:, None] - (mean * rstd)[:, None]) * w[None, :] + b[None, :]
 
 
 @triton.jit
-def _post_attention(x, attn, mat_l, vec_l, eps,
+def _ln_head(x, head_ptr, eps, D: tl.constexpr, DP: tl.constexpr):
+    """Last LayerNorm and the head in one: y = rstd (x . w') - mean rstd sum(w') + c per row.
+
+    The host folds the LN affine into the head: w' = ln_w * w_head, c = ln_b . w_head + b_head.
+    """
+    dc = tl.arange(0, DP)
+    mean, rstd = _ln_stats(x, eps, D)
+    wh = tl.load(head_ptr + dc)
+    c = tl.load(head_ptr + DP)
+    sw = tl.load(head_ptr + DP + 1)
+    return rstd * tl.sum(x * wh[None, :], axis=1) - mean * rstd * sw + c
+
+
+@triton.jit
+def _post_attention(x_attn, mat_l, vec_l, head_ptr, eps, LAST: tl.constexpr,
                     D: tl.constexpr, DP: tl.constexpr, FP: tl.constexpr, BLOCK_F: tl.constexpr,
                     O_W1: tl.constexpr, O_W2: tl.constexpr, O_BO: tl.constexpr,
                     O_B1: tl.constexpr, O_B2: tl.constexpr,
-                    CDT: tl.constexpr, UPCAST_DOT: tl.constexpr):
-    """x <- LN2(y + FFN(y)) with y = LN1(x + attn + b_o): the rest of one post-LN layer.
+                    CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr):
+    """From x + attn + b_o: y = LN1(.), then LN2(y + FFN(y)); LAST: the head's output per row.
 
     Offsets are the host layout's (``KernelLayout``): LN1 follows b_o, LN2 follows b_2.
     """
     dc = tl.arange(0, DP)
     fc = tl.arange(0, BLOCK_F)
-    x = x + attn + tl.load(vec_l + O_BO + dc)[None, :]
-    x = _layer_norm(x, vec_l + O_BO + DP, vec_l + O_BO + 2 * DP, eps, D, DP)
-    # Feed-forward in BLOCK_F-wide slices so the hidden activation never exceeds (R, BLOCK_F).
+    x = _layer_norm(x_attn, vec_l + O_BO + DP, vec_l + O_BO + 2 * DP, eps, D, DP)
+    # Feed-forward in BLOCK_F-wide slices; the residual and b_2 start the accumulator.
     xc = x.to(CDT)
-    ff = tl.zeros(x.shape, tl.float32)
+    acc = x + tl.load(vec_l + O_B2 + dc)[None, :]
     for f0 in tl.static_range(0, FP, BLOCK_F):
         w1 = tl.load(mat_l + O_W1 + dc[:, None] * FP + (f0 + fc)[None, :])
         b1 = tl.load(vec_l + O_B1 + f0 + fc)
-        hid = tl.maximum(_mm(xc, w1, CDT, UPCAST_DOT) + b1[None, :], 0.0)
+        hid = _mm(xc, w1, tl.zeros((x.shape[0], BLOCK_F), tl.float32), CDT, UPCAST_DOT, TF32X3)
+        hid = tl.maximum(hid + b1[None, :], 0.0)
         w2 = tl.load(mat_l + O_W2 + (f0 + fc)[:, None] * DP + dc[None, :])
-        ff += _mm(hid, w2, CDT, UPCAST_DOT)
-    x = x + ff + tl.load(vec_l + O_B2 + dc)[None, :]
-    return _layer_norm(x, vec_l + O_B2 + DP, vec_l + O_B2 + 2 * DP, eps, D, DP)
+        acc = _mm(hid, w2, acc, CDT, UPCAST_DOT, TF32X3)
+    if LAST:
+        out = _ln_head(acc, head_ptr, eps, D, DP)
+    else:
+        out = _layer_norm(acc, vec_l + O_B2 + DP, vec_l + O_B2 + 2 * DP, eps, D, DP)
+    return out
 
 
 @triton.jit
-def _general_layer(x, key_ok, mat_l, vec_l, eps, BLOCK_M: tl.constexpr, PP: tl.constexpr,
+def _general_layer(x, key_ok, mat_l, vec_l, head_ptr, eps, LAST: tl.constexpr,
+                   BLOCK_M: tl.constexpr, PP: tl.constexpr,
                    H: tl.constexpr, D: tl.constexpr, DP: tl.constexpr, DHP: tl.constexpr,
                    FP: tl.constexpr, BLOCK_F: tl.constexpr, O_WO: tl.constexpr,
                    O_W1: tl.constexpr, O_W2: tl.constexpr, O_BO: tl.constexpr,
                    O_B1: tl.constexpr, O_B2: tl.constexpr, CDT: tl.constexpr,
-                   UPCAST_DOT: tl.constexpr):
+                   UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr):
     """One encoder layer over (BLOCK_M * PP, DP) slot tokens: per-head QKV, attention, LN/FFN/LN.
 
-    A helper rather than inline code: its names are not loop-carried in the kernel's runtime
-    layer loop, so they may differ in shape from step 2's (e.g. (BLOCK_M, PP, NP) scores).
+    The host packs b_k = 0 (a per-query shift: softmax ignores it) and folds b_v W_o into b_o
+    (attention rows sum to 1), so only q gets a bias. A helper rather than inline code: its
+    names are not loop-carried in the kernel's runtime layer loop, so they may differ in shape
+    from step 2's (e.g. (BLOCK_M, PP, NP) scores).
     """
     R: tl.constexpr = BLOCK_M * PP
     dc = tl.arange(0, DP)
     hc = tl.arange(0, DHP)
     xc = x.to(CDT)
-    attn = tl.zeros((R, DP), tl.float32)
+    acc = x + tl.load(vec_l + O_BO + dc)[None, :]
+    z = tl.zeros((R, DHP), tl.float32)
     for h in tl.static_range(H):
         w_off = dc[:, None] * DHP + hc[None, :]
         wq = tl.load(mat_l + (0 * H + h) * DP * DHP + w_off)
         wk = tl.load(mat_l + (1 * H + h) * DP * DHP + w_off)
         wv = tl.load(mat_l + (2 * H + h) * DP * DHP + w_off)
-        q = _mm(xc, wq, CDT, UPCAST_DOT) + tl.load(vec_l + (0 * H + h) * DHP + hc)[None, :]
-        k = _mm(xc, wk, CDT, UPCAST_DOT) + tl.load(vec_l + (1 * H + h) * DHP + hc)[None, :]
-        v = _mm(xc, wv, CDT, UPCAST_DOT) + tl.load(vec_l + (2 * H + h) * DHP + hc)[None, :]
+        q = _mm(xc, wq, z, CDT, UPCAST_DOT, TF32X3) + tl.load(vec_l + h * DHP + hc)[None, :]
+        k = _mm(xc, wk, z, CDT, UPCAST_DOT, TF32X3)
+        v = _mm(xc, wv, z, CDT, UPCAST_DOT, TF32X3)
         q3 = tl.reshape(q, (BLOCK_M, PP, DHP))
         k3 = tl.reshape(k, (BLOCK_M, PP, DHP))
         v3 = tl.reshape(v, (BLOCK_M, PP, DHP))
-        s = _mm(q3, tl.trans(k3, (0, 2, 1)), CDT, UPCAST_DOT)   # scale folded into W_q
-        p = _masked_softmax(s, key_ok)
-        o = _mm(p, v3, CDT, UPCAST_DOT)                          # (BLOCK_M, PP, DHP)
+        s = _mm(q3, tl.trans(k3, (0, 2, 1)), tl.zeros((BLOCK_M, PP, PP), tl.float32), CDT,
+                UPCAST_DOT, TF32X3)                              # scale * log2(e) folded in W_q
+        p = _softmax2(tl.where(key_ok, s, float("-inf")))
+        o = _mm(p, v3, tl.zeros((BLOCK_M, PP, DHP), tl.float32), CDT, UPCAST_DOT, TF32X3)
         wo = tl.load(mat_l + O_WO + h * DHP * DP + hc[:, None] * DP + dc[None, :])
-        attn += _mm(tl.reshape(o, (R, DHP)), wo, CDT, UPCAST_DOT)
-    return _post_attention(x, attn, mat_l, vec_l, eps, D, DP, FP, BLOCK_F, O_W1, O_W2, O_BO,
-                           O_B1, O_B2, CDT, UPCAST_DOT)
+        acc = _mm(tl.reshape(o, (R, DHP)), wo, acc, CDT, UPCAST_DOT, TF32X3)
+    return _post_attention(acc, mat_l, vec_l, head_ptr, eps, LAST, D, DP, FP, BLOCK_F, O_W1,
+                           O_W2, O_BO, O_B1, O_B2, CDT, UPCAST_DOT, TF32X3)
 
 
 @triton.jit
-def _slots_to_tasks(y, task_of, slot_ok, NP: tl.constexpr):
-    """(BLOCK_M, PP) slot values -> (BLOCK_M, NP) task layout (0 where a task has no slot)."""
-    tn = tl.arange(0, NP)
-    hit = (task_of[:, :, None] == tn[None, None, :]) & slot_ok[:, :, None]
-    return tl.sum(tl.where(hit, y[:, :, None], 0.0), axis=1)
+def _slot_one_hot(member, PP: tl.constexpr):
+    """Slot t of a combination holds its t-th member task: one-hot (BLOCK_M, PP, NP) and counts.
 
-
-@triton.jit
-def _compact_slots(masks, BLOCK_M: tl.constexpr, PP: tl.constexpr, N: tl.constexpr):
-    """Slot -> task map (BLOCK_M, PP): slot t holds the t-th set bit of each mask; and popcounts.
-
-    Scans the mask 32 bits at a time (int32 shifts are one instruction, int64 ones two).
+    A task's slot is its rank among the members (exclusive prefix sum over the task axis), so
+    there is no per-bit loop; gathers by task become one-hot matmuls on tensor cores.
     """
+    mi = member.to(tl.int32)
+    rank = tl.cumsum(mi, axis=1) - mi                                   # (BLOCK_M, NP)
     ts = tl.arange(0, PP)
-    task_of = tl.zeros((BLOCK_M, PP), tl.int32)
-    count = tl.zeros((BLOCK_M,), tl.int32)
-    for half in tl.static_range((N + 31) // 32):
-        word = ((masks >> (32 * half)) & 0xFFFFFFFF).to(tl.int32)
-        for jj in tl.static_range(min(32, N - 32 * half)):
-            bit = (word >> jj) & 1
-            task_of = tl.where((bit[:, None] != 0) & (ts[None, :] == count[:, None]),
-                               32 * half + jj, task_of)
-            count += bit
-    return task_of, count
+    hot = (rank[:, None, :] == ts[None, :, None]) & member[:, None, :]
+    return hot, tl.sum(mi, axis=1)
+
+
+@triton.jit
+def _gather_f32(hot2, table):
+    """Rows of an fp32 ``table`` picked by a 0/1 matrix, on tensor cores (tf32x3: ~fp32 exact)."""
+    return tl.dot(hot2, table, input_precision="tf32x3")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -381,7 +422,7 @@ def _mtgnet_fwd_kernel(
     O_W2: tl.constexpr, O_BO: tl.constexpr, O_B1: tl.constexpr, O_B2: tl.constexpr,
     PP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_F: tl.constexpr, TOPK: tl.constexpr,
     MODE: tl.constexpr, HAS_ROWS: tl.constexpr, STORE_MARGINALS: tl.constexpr,
-    CDT: tl.constexpr, UPCAST_DOT: tl.constexpr,
+    CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr,
 ):
     """MODE 0: gains (M, N). MODE 1: per-program per-task top-TOPK. MODE 2: beam marginals + argmax.
 
@@ -411,8 +452,6 @@ def _mtgnet_fwd_kernel(
     ts = tl.arange(0, PP)
     dc = tl.arange(0, DP)
     task_ok = tn < N
-    w_head = tl.load(vec_ptr + HEAD + dc)
-    b_head = tl.load(vec_ptr + HEAD + DP)
 
     # Running reduction state; only the mode that updates it keeps it alive.
     kk = tl.arange(0, TOPK)
@@ -433,50 +472,67 @@ def _mtgnet_fwd_kernel(
             rows = pos
         member = ((masks[:, None] >> tn[None, :].to(tl.int64)) & 1) != 0
         member = member & task_ok[None, :] & row_ok[:, None]          # (BLOCK_M, NP)
-        task_of, count = _compact_slots(masks, BLOCK_M, PP, N)
-        slot_ok = (ts[None, :] < count[:, None]) & row_ok[:, None]    # (BLOCK_M, PP)
+        hot, count = _slot_one_hot(member, PP)                        # (BLOCK_M, PP, NP)
+        hot2 = tl.reshape(hot.to(tl.float32), (R, NP))
+        slot_ok = ts[None, :] < count[:, None]                        # (BLOCK_M, PP)
 
-        # ---- step 2: layer 1 from per-task constants: gathered score rows, member-key softmax,
-        #      P @ (V W_o) against all NP tasks (absent keys get probability 0) ------------------
-        emb = tl.load(emb_ptr + task_of[:, :, None] * DP + dc[None, None, :])   # (BLOCK_M, PP, DP)
-        x = tl.reshape(emb, (R, DP))
+        # ---- step 2: layer 1 from per-task constants: one-hot-gathered embeddings and score
+        #      rows, member-key base-2 softmax, P @ (V W_o) against all NP tasks on emb + b_o ----
+        emb = tl.load(emb_ptr + tn[:, None] * DP + dc[None, :])       # (NP, DP) fp32
+        x = _gather_f32(hot2, emb)                                    # (R, DP)
         if N_LAYERS > 0:
-            attn = tl.zeros((R, DP), tl.float32)
+            acc = x + tl.load(vec_ptr + O_BO + dc)[None, :]
             for h in tl.static_range(H):
-                s = tl.load(s1_ptr + h * NP * NP + task_of[:, :, None] * NP + tn[None, None, :])
-                p = _masked_softmax(s, member[:, None, :])           # (BLOCK_M, PP, NP)
+                s1 = tl.load(s1_ptr + h * NP * NP + tn[:, None] * NP + tn[None, :])
+                s = tl.reshape(_gather_f32(hot2, s1), (BLOCK_M, PP, NP))
+                p = _softmax2(tl.where(member[:, None, :], s, float("-inf")))
                 vo = tl.load(vo1_ptr + h * NP * DP + tn[:, None] * DP + dc[None, :])
-                attn += _mm(tl.reshape(p, (R, NP)), vo, CDT, UPCAST_DOT)
-            x = _post_attention(x, attn, mat_ptr, vec_ptr, ln_eps, D, DP, FP, BLOCK_F, O_W1,
-                                O_W2, O_BO, O_B1, O_B2, CDT, UPCAST_DOT)
+                acc = _mm(tl.reshape(p, (R, NP)), vo, acc, CDT, UPCAST_DOT, TF32X3)
+            if N_LAYERS == 1:
+                y_slot = _post_attention(acc, mat_ptr, vec_ptr, vec_ptr + HEAD, ln_eps, True, D,
+                                         DP, FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, CDT,
+                                         UPCAST_DOT, TF32X3)
+            else:
+                x = _post_attention(acc, mat_ptr, vec_ptr, vec_ptr + HEAD, ln_eps, False, D, DP,
+                                    FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, CDT, UPCAST_DOT,
+                                    TF32X3)
+                # ---- step 3: layers 2..L over slots (the last one ends in the head) ------------
+                key_ok = slot_ok[:, None, :]                          # keys = occupied slots
+                for layer in range(1, N_LAYERS - 1):
+                    x = _general_layer(x, key_ok, mat_ptr + layer * MAT_L, vec_ptr + layer * VEC_L,
+                                       vec_ptr + HEAD, ln_eps, False, BLOCK_M, PP, H, D, DP, DHP,
+                                       FP, BLOCK_F, O_WO, O_W1, O_W2, O_BO, O_B1, O_B2, CDT,
+                                       UPCAST_DOT, TF32X3)
+                y_slot = _general_layer(x, key_ok, mat_ptr + (N_LAYERS - 1) * MAT_L,
+                                        vec_ptr + (N_LAYERS - 1) * VEC_L, vec_ptr + HEAD, ln_eps,
+                                        True, BLOCK_M, PP, H, D, DP, DHP, FP, BLOCK_F, O_WO,
+                                        O_W1, O_W2, O_BO, O_B1, O_B2, CDT, UPCAST_DOT, TF32X3)
+        else:
+            wh = tl.load(vec_ptr + HEAD + dc)
+            y_slot = tl.sum(x * wh[None, :], axis=1) + tl.load(vec_ptr + HEAD + DP)
 
-        # ---- step 3: layers 2..L over slots ----------------------------------------------------
-        key_ok = slot_ok[:, None, :]                                  # keys = occupied slots
-        for layer in range(1, N_LAYERS):
-            x = _general_layer(x, key_ok, mat_ptr + layer * MAT_L, vec_ptr + layer * VEC_L,
-                               ln_eps, BLOCK_M, PP, H, D, DP, DHP, FP, BLOCK_F, O_WO, O_W1, O_W2,
-                               O_BO, O_B1, O_B2, CDT, UPCAST_DOT)
-
-        # ---- step 4: head, back to task layout -------------------------------------------------
-        y_slot = tl.reshape(tl.sum(x * w_head[None, :], axis=1), (BLOCK_M, PP)) + b_head
-        y = _slots_to_tasks(y_slot, task_of, slot_ok, NP)            # (BLOCK_M, NP)
-
-        # ---- step 5: epilogue: store gains, or fold the tile into the running reduction --------
+        # ---- step 4: back to task layout (slot values through the one-hot), epilogue ---------
+        y3 = tl.reshape(y_slot, (BLOCK_M, PP))
+        y = tl.sum(tl.where(hot, y3[:, :, None], 0.0), axis=1)       # (BLOCK_M, NP)
         if MODE == 0:
             offs = rows[:, None] * N + tn[None, :]
             tl.store(out_ptr + offs, tl.where(member, y, 0.0).to(out_ptr.dtype.element_ty),
                      mask=row_ok[:, None] & task_ok[None, :])
         if MODE == 1:
             cand = tl.where(member, y, float("-inf"))
-            for i in tl.static_range(BLOCK_M):
-                # Replace each task's current k-th best when row i beats it (unsorted top-k).
-                v_i = tl.max(tl.where(lm[:, None] == i, cand, float("-inf")), axis=0)
-                m_i = tl.sum(tl.where(lm == i, masks, 0), axis=0)
-                lo = tl.min(top_val, axis=0)
-                at = tl.argmin(top_val, axis=0)
-                repl = (kk[:, None] == at[None, :]) & (v_i > lo)[None, :]
-                top_val = tl.where(repl, v_i[None, :], top_val)
-                top_mask = tl.where(repl, m_i, top_mask)
+            # Filter first: only when some row beats some task's running k-th best does the
+            # tile go through the per-row insertion (rare once the top-k has filled up).
+            kth = tl.min(top_val, axis=0)                                 # (NP,)
+            if tl.max(tl.max(tl.where(cand > kth[None, :], 1, 0), axis=1), axis=0) > 0:
+                for i in tl.static_range(BLOCK_M):
+                    # Replace each task's current k-th best when row i beats it (unsorted top-k).
+                    v_i = tl.max(tl.where(lm[:, None] == i, cand, float("-inf")), axis=0)
+                    m_i = tl.sum(tl.where(lm == i, masks, 0), axis=0)
+                    lo = tl.min(top_val, axis=0)
+                    at = tl.argmin(top_val, axis=0)
+                    repl = (kk[:, None] == at[None, :]) & (v_i > lo)[None, :]
+                    top_val = tl.where(repl, v_i[None, :], top_val)
+                    top_mask = tl.where(repl, m_i, top_mask)
         if MODE == 2:
             gain = tl.where(member, tl.maximum(y - best[None, :], 0.0), 0.0)
             marg = tl.sum(gain, axis=1)                                   # (BLOCK_M,)
@@ -488,7 +544,7 @@ def _mtgnet_fwd_kernel(
             run_val = tl.where(better, marg, run_val)
             run_idx = tl.where(better, rows, run_idx)
 
-    # ---- step 6: one partial per program; the host merges them ---------------------------------
+    # ---- step 5: one partial per program; the host merges them ---------------------------------
     if MODE == 1:
         offs = pid * TOPK * NP + kk[:, None] * NP + tn[None, :]
         tl.store(part_val_ptr + offs, top_val)
@@ -519,7 +575,8 @@ def kernel_constexprs(layout: KernelLayout, cfg: LaunchConfig, dtype: torch.dtyp
                       upcast_dot: bool = False) -> dict[str, object]:
     """Every compile-time constant of :data:`kernel` for one launch (layout + launch config)."""
     return dict(**layout.kernel_constexprs(), **cfg.constexprs(), HAS_ROWS=has_rows,
-                STORE_MARGINALS=store_marginals, CDT=_CDT[dtype], UPCAST_DOT=upcast_dot)
+                STORE_MARGINALS=store_marginals, CDT=_CDT[dtype], UPCAST_DOT=upcast_dot,
+                TF32X3=dtype == torch.float32)
 
 
 # ------------------------------------------------------------------------------------------------

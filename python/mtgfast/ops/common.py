@@ -171,6 +171,11 @@ def slot_width(layout: KernelLayout, popcount: int) -> int:
     return next(pp for pp in slot_widths(layout) if pp >= popcount)
 
 
+# Token rows per tile (combinations x slots): one warpgroup's MMA M tile.
+TILE_ROWS = 64
+MAXNREG: int | None = None
+
+
 @dataclass(frozen=True)
 class LaunchConfig:
     """One kernel specialisation: slot width, tile, reduction mode and Triton launch options."""
@@ -182,6 +187,14 @@ class LaunchConfig:
     topk: int           # padded k (power of two) in mode 1, else 1
     num_warps: int
     num_stages: int
+    maxnreg: int | None = None   # register cap per thread (None: ptxas decides, up to 255)
+
+    def options(self) -> dict[str, int]:
+        """Triton launch / compile options."""
+        opt = dict(num_warps=self.num_warps, num_stages=self.num_stages)
+        if self.maxnreg is not None:
+            opt["maxnreg"] = self.maxnreg
+        return opt
 
     def constexprs(self) -> dict[str, int]:
         return dict(PP=self.pp, BLOCK_M=self.block_m, BLOCK_F=self.block_f, TOPK=self.topk,
@@ -190,12 +203,13 @@ class LaunchConfig:
 
 def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
                   block_m: int | None = None) -> LaunchConfig:
-    """The launcher's choice for slot width ``pp``: ~128 token rows per tile (one MMA M tile)."""
-    bm = block_m or max(1, 128 // pp)
+    """The launcher's choice for slot width ``pp``: TILE_ROWS token rows per tile, 4 warps (one
+    warpgroup: 64 rows are one Hopper wgmma M tile; 254 registers, 2 CTAs per SM, no spills)."""
+    bm = block_m or max(1, TILE_ROWS // pp)
     rows = bm * pp
     return LaunchConfig(pp=pp, block_m=bm, block_f=min(layout.fp, 64), mode=mode,
                         topk=next_pow2(topk, floor=1) if mode == 1 else 1,
-                        num_warps=4 if rows < 128 else 8, num_stages=1)
+                        num_warps=4 if rows <= 64 else 8, num_stages=1, maxnreg=MAXNREG)
 
 
 def combos_in_bucket(n_tasks: int, popcounts: range) -> int:

@@ -109,7 +109,8 @@ def cache_dir() -> Path:
 
 def _key(cfg: StaticConfig) -> str:
     src = tm.kernel.cache_key   # hash of the kernel's source and of every jit function it calls
-    blob = json.dumps([src, triton.__version__, asdict(cfg)], sort_keys=True)
+    lc = launch_config(cfg.layout, cfg.pp, MODES[cfg.mode], topk=cfg.topk)
+    blob = json.dumps([src, triton.__version__, asdict(cfg), asdict(lc)], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
@@ -146,7 +147,7 @@ def _compile_and_measure(cfg: StaticConfig) -> dict[str, Any]:
     try:
         src = triton.compiler.ASTSource(fn=tm.kernel, signature=sig, constexprs=cx, attrs=attrs)
         ck = triton.compile(src, target=GPUTarget("cuda", cfg.arch, 32),
-                            options=dict(num_warps=lc.num_warps, num_stages=lc.num_stages))
+                            options=lc.options())
     except Exception as e:  # noqa: BLE001 - a compile failure is a result to report
         row.update(error=_first_cause(e)[:800],
                    compile_s=round(time.perf_counter() - t0, 1))

@@ -103,8 +103,8 @@ class PackedMTGNet:
     layout: KernelLayout
     ln_eps: float
     dtype: torch.dtype         # compute dtype of matmul operands and of the gains output
-    emb: torch.Tensor          # (NP, DP) fp32 embeddings: layer-1 residual input
-    s1: torch.Tensor           # (H, NP, NP) fp32 scaled layer-1 scores
+    emb: torch.Tensor          # (3, NP, DP) bf16: embeddings (layer-1 residual input) as a sum
+    s1: torch.Tensor           # (H, 3, NP, NP) bf16: scaled layer-1 scores, same split
     vo1: torch.Tensor          # (H, NP, DP) dtype: layer-1 V_h @ W_o,h
     mat: torch.Tensor          # (layout.mat_size,) dtype: per-layer matrices
     vec: torch.Tensor          # (layout.vec_size,) fp32: per-layer vectors, then w_head, b_head
@@ -241,9 +241,23 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
     vec[lay.head + dp] = c
     vec[lay.head + dp + 1] = w_fold.sum()
     return PackedMTGNet(layout=lay, ln_eps=float(params.ln_eps), dtype=dtype,
-                        emb=emb_p.contiguous(), s1=s1.contiguous(),
+                        emb=_bf16_split(emb_p), s1=torch.stack([_bf16_split(t) for t in s1]),
                         vo1=vo1.to(dtype).contiguous(), mat=mat.reshape(-1).to(dtype).contiguous(),
                         vec=vec.contiguous())
+
+
+def _bf16_split(t: torch.Tensor) -> torch.Tensor:
+    """fp32 ``t`` as three bf16 parts whose fp32 sum is ``t`` to ~24 bits (fp32's precision).
+
+    Gathers by one-hot matmul then run as three exact bf16 tensor-core products.
+    """
+    parts = []
+    rest = t.float()
+    for _ in range(3):
+        part = rest.to(torch.bfloat16)
+        parts.append(part)
+        rest = rest - part.float()
+    return torch.stack(parts).contiguous()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -402,9 +416,17 @@ def _slot_one_hot(member, PP: tl.constexpr):
 
 
 @triton.jit
-def _gather_f32(hot2, table):
-    """Rows of an fp32 ``table`` picked by a 0/1 matrix, on tensor cores (tf32x3: ~fp32 exact)."""
-    return tl.dot(hot2, table, input_precision="tf32x3")
+def _gather3(hot2, parts_ptr, ROWS: tl.constexpr, COLS: tl.constexpr, UPCAST_DOT: tl.constexpr):
+    """Rows of an fp32 table picked by a 0/1 (R, ROWS) bf16 matrix: three bf16 tensor-core
+    products with the table's parts (``_bf16_split``), fp32 accumulation: exact to ~24 bits."""
+    rc = tl.arange(0, ROWS)
+    cc = tl.arange(0, COLS)
+    offs = rc[:, None] * COLS + cc[None, :]
+    acc = tl.zeros((hot2.shape[0], COLS), tl.float32)
+    for i in tl.static_range(3):
+        part = tl.load(parts_ptr + i * ROWS * COLS + offs)
+        acc = _mm(hot2, part, acc, tl.bfloat16, UPCAST_DOT, False)
+    return acc
 
 
 # ------------------------------------------------------------------------------------------------
@@ -473,18 +495,18 @@ def _mtgnet_fwd_kernel(
         member = ((masks[:, None] >> tn[None, :].to(tl.int64)) & 1) != 0
         member = member & task_ok[None, :] & row_ok[:, None]          # (BLOCK_M, NP)
         hot, count = _slot_one_hot(member, PP)                        # (BLOCK_M, PP, NP)
-        hot2 = tl.reshape(hot.to(tl.float32), (R, NP))
+        # via fp32: the interpreter turns bool into bf16 as 0
+        hot2 = tl.reshape(tl.where(hot, 1.0, 0.0).to(tl.bfloat16), (R, NP))
         slot_ok = ts[None, :] < count[:, None]                        # (BLOCK_M, PP)
 
         # ---- step 2: layer 1 from per-task constants: one-hot-gathered embeddings and score
         #      rows, member-key base-2 softmax, P @ (V W_o) against all NP tasks on emb + b_o ----
-        emb = tl.load(emb_ptr + tn[:, None] * DP + dc[None, :])       # (NP, DP) fp32
-        x = _gather_f32(hot2, emb)                                    # (R, DP)
+        x = _gather3(hot2, emb_ptr, NP, DP, UPCAST_DOT)                # (R, DP) embeddings
         if N_LAYERS > 0:
             acc = x + tl.load(vec_ptr + O_BO + dc)[None, :]
             for h in tl.static_range(H):
-                s1 = tl.load(s1_ptr + h * NP * NP + tn[:, None] * NP + tn[None, :])
-                s = tl.reshape(_gather_f32(hot2, s1), (BLOCK_M, PP, NP))
+                s = tl.reshape(_gather3(hot2, s1_ptr + h * 3 * NP * NP, NP, NP, UPCAST_DOT),
+                               (BLOCK_M, PP, NP))
                 p = _softmax2(tl.where(member[:, None, :], s, float("-inf")))
                 vo = tl.load(vo1_ptr + h * NP * DP + tn[:, None] * DP + dc[None, :])
                 acc = _mm(tl.reshape(p, (R, NP)), vo, acc, CDT, UPCAST_DOT, TF32X3)
@@ -565,7 +587,7 @@ def kernel_signature(dtype: torch.dtype) -> dict[str, str]:
     """Triton type of each runtime argument of :data:`kernel` for compute ``dtype``."""
     c = "*" + _TL_NAME[dtype]
     return dict(masks_ptr="*i64", rows_ptr="*i64", n_masks="i32", n_tiles="i32",
-                emb_ptr="*fp32", s1_ptr="*fp32", vo1_ptr=c, mat_ptr=c, vec_ptr="*fp32",
+                emb_ptr="*bf16", s1_ptr="*bf16", vo1_ptr=c, mat_ptr=c, vec_ptr="*fp32",
                 best_ptr="*fp32", out_ptr=c, marg_ptr="*fp32", part_val_ptr="*fp32",
                 part_idx_ptr="*i64", ln_eps="fp32")
 
@@ -637,7 +659,7 @@ def _mtgnet_fwd_launch(packed: PackedMTGNet, masks: torch.Tensor, *, mode: int,
     if mode == 2 and store_marginals:
         marg = res["marginals"] = torch.empty(m, **f32)
     best_t = best if best is not None else torch.zeros(packed.n_tasks, **f32)
-    upcast = interpreter_active() and packed.dtype == torch.bfloat16
+    upcast = interpreter_active()   # bf16 gathers run in every dtype
     parts_v, parts_i = [], []
     for pp, bmasks, rows in _buckets(packed, masks, compact):
         if bmasks.shape[0] == 0:
@@ -659,7 +681,7 @@ def _mtgnet_fwd_launch(packed: PackedMTGNet, masks: torch.Tensor, *, mode: int,
             packed.ln_eps,
             **kernel_constexprs(packed.layout, cfg, packed.dtype, has_rows=rows is not None,
                                 store_marginals=store_marginals, upcast_dot=upcast),
-            num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+            **cfg.options(),
         )
         parts_v.append(pv)
         parts_i.append(pi)

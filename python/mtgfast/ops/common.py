@@ -174,6 +174,7 @@ def slot_width(layout: KernelLayout, popcount: int) -> int:
 # Token rows per tile (combinations x slots): one warpgroup's MMA M tile.
 TILE_ROWS = 64
 MAXNREG: int | None = None
+BLOCK_F = 64
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,7 @@ def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
     warpgroup: 64 rows are one Hopper wgmma M tile; 254 registers, 2 CTAs per SM, no spills)."""
     bm = block_m or max(1, TILE_ROWS // pp)
     rows = bm * pp
-    return LaunchConfig(pp=pp, block_m=bm, block_f=min(layout.fp, 64), mode=mode,
+    return LaunchConfig(pp=pp, block_m=bm, block_f=min(layout.fp, BLOCK_F), mode=mode,
                         topk=next_pow2(topk, floor=1) if mode == 1 else 1,
                         num_warps=4 if rows <= 64 else 8, num_stages=1, maxnreg=MAXNREG)
 

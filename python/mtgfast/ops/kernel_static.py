@@ -33,8 +33,8 @@ from ..errors import InputError
 from . import triton_mtgnet as tm
 from .common import KernelLayout, combos_in_bucket, launch_config, slot_widths
 
-__all__ = ["H100_WARP_INSTR_PER_S", "StaticConfig", "analyse", "cache_dir", "configs",
-           "popcount_mix", "tools_available"]
+__all__ = ["H100_WARP_INSTR_PER_S", "MODES", "StaticConfig", "analyse", "cache_dir", "clear_cache",
+           "configs", "count_sass", "ctas_per_sm", "popcount_mix", "tools_available"]
 
 # H100 SXM issue rate: 132 SMs x 4 schedulers x 1.83 GHz (boost), one warp-instruction each per cycle.
 H100_SMS, H100_SCHEDULERS, H100_CLOCK_HZ = 132, 4, 1.83e9
@@ -166,8 +166,8 @@ def _compile_and_measure(cfg: StaticConfig) -> dict[str, Any]:
     shared = max(int(getattr(ck.metadata, "shared", 0)), usage.get("SHARED", 0))
     regs = usage.get("REG", 0)
     row.update(registers=regs, spill_bytes=usage.get("STACK", 0) + usage.get("LOCAL", 0),
-               shared_bytes=shared, ctas_per_sm=_ctas_per_sm(cfg.arch, regs, lc.num_warps, shared))
-    row.update(_count_sass(sass, n_layers=cfg.n_layers))
+               shared_bytes=shared, ctas_per_sm=ctas_per_sm(cfg.arch, regs, lc.num_warps, shared))
+    row.update(count_sass(sass, n_layers=cfg.n_layers))
     per_tile = row["tile_instructions"] * lc.num_warps
     row["instructions_per_combination"] = round(per_tile / lc.block_m, 1)
     row["tensor_core_per_combination"] = round(row["tile_tensor_core"] * lc.num_warps
@@ -195,7 +195,8 @@ def _bound(instr_per_combo: float) -> float:
     return float(f"{H100_WARP_INSTR_PER_S / instr_per_combo:.4g}") if instr_per_combo else 0.0
 
 
-def _ctas_per_sm(arch: int, regs: int, warps: int, shared: int) -> int:
+def ctas_per_sm(arch: int, regs: int, warps: int, shared: int) -> int:
+    """Resident CTAs per SM: the tightest of registers, warps, CTA slots and shared memory."""
     reg_file, max_warps, max_ctas, smem = _SM_LIMITS.get(arch, _SM_LIMITS[90])
     regs_per_warp = math.ceil(max(regs, 1) * 32 / 256) * 256     # allocation unit: 256 per warp
     by_regs = reg_file // (regs_per_warp * warps)
@@ -207,7 +208,7 @@ _INSTR = re.compile(r"^\s+/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
 _BRA = re.compile(r"\bBRA(?:\.\S+)?\s+(?:`\(\.L_x_\d+\)\s*)?(0x[0-9a-f]+)")
 
 
-def _count_sass(sass: str, *, n_layers: int) -> dict[str, Any]:
+def count_sass(sass: str, *, n_layers: int = 2) -> dict[str, Any]:
     """Warp-instructions one warp issues per tile: the body of the tile loop (the outermost
     backward branch), inner runtime loops weighted by their trip count (the layer loop: L - 1).
 

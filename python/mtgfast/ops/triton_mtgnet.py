@@ -385,9 +385,11 @@ def _general_layer(x, key_ok, mat_l, vec_l, head_ptr, eps, LAST: tl.constexpr,
         wq = tl.load(mat_l + (0 * H + h) * DP * DHP + w_off)
         wk = tl.load(mat_l + (1 * H + h) * DP * DHP + w_off)
         wv = tl.load(mat_l + (2 * H + h) * DP * DHP + w_off)
-        q = _mm(xc, wq, z, CDT, UPCAST_DOT, TF32X3) + tl.load(vec_l + h * DHP + hc)[None, :]
-        k = _mm(xc, wk, z, CDT, UPCAST_DOT, TF32X3)
-        v = _mm(xc, wv, z, CDT, UPCAST_DOT, TF32X3)
+        # rounded to the compute dtype at once (the next matmul would): half the registers
+        k = _mm(xc, wk, z, CDT, UPCAST_DOT, TF32X3).to(CDT)
+        v = _mm(xc, wv, z, CDT, UPCAST_DOT, TF32X3).to(CDT)
+        q = (_mm(xc, wq, z, CDT, UPCAST_DOT, TF32X3)
+             + tl.load(vec_l + h * DHP + hc)[None, :]).to(CDT)
         q3 = tl.reshape(q, (BLOCK_M, PP, DHP))
         k3 = tl.reshape(k, (BLOCK_M, PP, DHP))
         v3 = tl.reshape(v, (BLOCK_M, PP, DHP))
@@ -403,7 +405,8 @@ def _general_layer(x, key_ok, mat_l, vec_l, head_ptr, eps, LAST: tl.constexpr,
 
 @triton.jit
 def _slot_one_hot(member, PP: tl.constexpr):
-    """Slot t of a combination holds its t-th member task: one-hot (BLOCK_M, PP, NP) and counts.
+    """Slot t of a combination holds its t-th member task: one-hot (BLOCK_M, PP, NP), each task's
+    slot (its rank, (BLOCK_M, NP)) and the popcounts.
 
     A task's slot is its rank among the members (exclusive prefix sum over the task axis), so
     there is no per-bit loop; gathers by task become one-hot matmuls on tensor cores.
@@ -412,7 +415,7 @@ def _slot_one_hot(member, PP: tl.constexpr):
     rank = tl.cumsum(mi, axis=1) - mi                                   # (BLOCK_M, NP)
     ts = tl.arange(0, PP)
     hot = (rank[:, None, :] == ts[None, :, None]) & member[:, None, :]
-    return hot, tl.sum(mi, axis=1)
+    return hot, rank, tl.sum(mi, axis=1)
 
 
 @triton.jit
@@ -477,8 +480,13 @@ def _mtgnet_fwd_kernel(
 
     # Running reduction state; only the mode that updates it keeps it alive.
     kk = tl.arange(0, TOPK)
-    top_val = tl.full((TOPK, NP), float("-inf"), tl.float32)
-    top_mask = tl.zeros((TOPK, NP), tl.int64)
+    top_offs = pid * TOPK * NP + kk[:, None] * NP + tn[None, :]
+    if MODE == 1:
+        # The running top-k lives in this program's partial (global memory, cached): only the
+        # per-task k-th best stays in registers, and tiles that beat none skip the update.
+        tl.store(part_val_ptr + top_offs, tl.full((TOPK, NP), float("-inf"), tl.float32))
+        tl.store(part_idx_ptr + top_offs, tl.zeros((TOPK, NP), tl.int64))
+    kth = tl.full((NP,), float("-inf"), tl.float32)
     run_val = tl.full((BLOCK_M,), float("-inf"), tl.float32)
     run_idx = tl.full((BLOCK_M,), 9223372036854775807, tl.int64)
     best = tl.load(best_ptr + tn, mask=task_ok, other=0.0)
@@ -494,7 +502,7 @@ def _mtgnet_fwd_kernel(
             rows = pos
         member = ((masks[:, None] >> tn[None, :].to(tl.int64)) & 1) != 0
         member = member & task_ok[None, :] & row_ok[:, None]          # (BLOCK_M, NP)
-        hot, count = _slot_one_hot(member, PP)                        # (BLOCK_M, PP, NP)
+        hot, rank, count = _slot_one_hot(member, PP)                  # (BLOCK_M, PP, NP)
         # via fp32: the interpreter turns bool into bf16 as 0
         hot2 = tl.reshape(tl.where(hot, 1.0, 0.0).to(tl.bfloat16), (R, NP))
         slot_ok = ts[None, :] < count[:, None]                        # (BLOCK_M, PP)
@@ -533,9 +541,9 @@ def _mtgnet_fwd_kernel(
             wh = tl.load(vec_ptr + HEAD + dc)
             y_slot = tl.sum(x * wh[None, :], axis=1) + tl.load(vec_ptr + HEAD + DP)
 
-        # ---- step 4: back to task layout (slot values through the one-hot), epilogue ---------
+        # ---- step 4: back to task layout (task j reads its slot, rank j), epilogue ------------
         y3 = tl.reshape(y_slot, (BLOCK_M, PP))
-        y = tl.sum(tl.where(hot, y3[:, :, None], 0.0), axis=1)       # (BLOCK_M, NP)
+        y = tl.gather(y3, tl.minimum(rank, PP - 1), axis=1)          # (BLOCK_M, NP)
         if MODE == 0:
             offs = rows[:, None] * N + tn[None, :]
             tl.store(out_ptr + offs, tl.where(member, y, 0.0).to(out_ptr.dtype.element_ty),
@@ -544,8 +552,10 @@ def _mtgnet_fwd_kernel(
             cand = tl.where(member, y, float("-inf"))
             # Filter first: only when some row beats some task's running k-th best does the
             # tile go through the per-row insertion (rare once the top-k has filled up).
-            kth = tl.min(top_val, axis=0)                                 # (NP,)
             if tl.max(tl.max(tl.where(cand > kth[None, :], 1, 0), axis=1), axis=0) > 0:
+                tl.debug_barrier()
+                top_val = tl.load(part_val_ptr + top_offs)
+                top_mask = tl.load(part_idx_ptr + top_offs)
                 for i in tl.static_range(BLOCK_M):
                     # Replace each task's current k-th best when row i beats it (unsorted top-k).
                     v_i = tl.max(tl.where(lm[:, None] == i, cand, float("-inf")), axis=0)
@@ -555,6 +565,10 @@ def _mtgnet_fwd_kernel(
                     repl = (kk[:, None] == at[None, :]) & (v_i > lo)[None, :]
                     top_val = tl.where(repl, v_i[None, :], top_val)
                     top_mask = tl.where(repl, m_i, top_mask)
+                tl.store(part_val_ptr + top_offs, top_val)
+                tl.store(part_idx_ptr + top_offs, top_mask)
+                tl.debug_barrier()
+                kth = tl.min(top_val, axis=0)
         if MODE == 2:
             gain = tl.where(member, tl.maximum(y - best[None, :], 0.0), 0.0)
             marg = tl.sum(gain, axis=1)                                   # (BLOCK_M,)
@@ -566,11 +580,7 @@ def _mtgnet_fwd_kernel(
             run_val = tl.where(better, marg, run_val)
             run_idx = tl.where(better, rows, run_idx)
 
-    # ---- step 5: one partial per program; the host merges them ---------------------------------
-    if MODE == 1:
-        offs = pid * TOPK * NP + kk[:, None] * NP + tn[None, :]
-        tl.store(part_val_ptr + offs, top_val)
-        tl.store(part_idx_ptr + offs, top_mask)
+    # ---- step 5: one partial per program (top-k: already there); the host merges them ----------
     if MODE == 2:
         v_best = tl.max(run_val, axis=0)
         i_best = tl.min(tl.where(run_val == v_best, run_idx, 9223372036854775807), axis=0)

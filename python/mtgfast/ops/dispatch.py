@@ -139,10 +139,12 @@ def mtgnet_topk(params: MTGNetParams, masks: torch.Tensor, k: int, *, backend: B
 
 def merge_topk(vals: torch.Tensor, idx: torch.Tensor, cand: torch.Tensor,
                cand_masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fold candidates ``cand`` ``(N, C)`` (masks ``(C,)``) into a running top-k ``(N, k)``."""
+    """Fold candidates ``cand`` ``(N, C)`` (masks ``(C,)``, or per task ``(N, C)``) into a
+    running top-k ``(vals, idx)`` ``(N, k)``; returns new tensors."""
     n, k = vals.shape
     allv = torch.cat([vals, cand], dim=1)
-    allm = torch.cat([idx, cand_masks.unsqueeze(0).expand(n, -1)], dim=1)
+    cm = cand_masks.unsqueeze(0).expand(n, -1) if cand_masks.ndim == 1 else cand_masks
+    allm = torch.cat([idx, cm], dim=1)
     kk = min(k, allv.shape[1])
     top, at = torch.topk(allv, kk, dim=1)
     vals, idx = vals.clone(), idx.clone()

@@ -170,7 +170,8 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
 
     Builds the layer-1 constants (scores and V W_o per head) in fp32, folds the score scale
     log2(e)/(sqrt(d_head) * temperature) into the scores and later layers' W_q, b_q, drops b_k,
-    folds b_v W_o into b_o, and the last LayerNorm's affine into the head (exact rewrites).
+    folds b_v W_o into b_o, b_2 into LN1's bias (b_1 - b_2 W_1 in b_1), layer 1's b_o into the
+    embeddings, and the last LayerNorm's affine into the head (exact rewrites).
     """
     _check_params(params)
     dtype = params.embedding.dtype if dtype is None else dtype
@@ -191,6 +192,9 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
     emb = params.embedding.float()
     emb_p = torch.zeros(npad, dp, **f32)
     emb_p[:n, :d] = emb
+    if n_layers:
+        # layer 1 starts from emb + attention + b_o: b_o rides in the gathered embeddings
+        emb_p[:n, :d] += params.layers[0].b_o.float()
     s1 = torch.zeros(h, npad, npad, **f32)
     vo1 = torch.zeros(h, npad, dp, **f32)
     mat = torch.zeros(max(1, n_layers), lay.mat_layer, **f32)
@@ -209,9 +213,12 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
         # Layers 2..L: b_k only shifts each query's scores (softmax ignores it) and attention
         # rows sum to 1, so b_v W_o joins b_o; layer 1's V W_o already holds b_v.
         b_o = lp32.b_o + (b_v @ lp32.w_o if li > 0 else 0.0)
+        # The FFN runs on y + b_2 (LN1's bias takes b_2, b_1 gives back b_2 W_1): its input is
+        # then also the residual with b_2 in, so no add; the b_2 slot stays 0.
         for off, t, size in ((lay.b_o, b_o, d), (lay.ln1_w, lp32.ln1_w, d),
-                             (lay.ln1_b, lp32.ln1_b, d), (lay.b_1, lp32.b_1, f),
-                             (lay.b_2, lp32.b_2, d), (lay.ln2_w, lp32.ln2_w, d),
+                             (lay.ln1_b, lp32.ln1_b + lp32.b_2, d),
+                             (lay.b_1, lp32.b_1 - lp32.b_2 @ lp32.w_1, f),
+                             (lay.ln2_w, lp32.ln2_w, d),
                              (lay.ln2_b, lp32.ln2_b, d)):
             v[off:off + size] = t
         w1[:d, :f] = lp32.w_1
@@ -337,6 +344,9 @@ def _post_attention(x_attn, mat_l, vec_l, head_ptr, eps, LAST: tl.constexpr,
                     CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr):
     """From x + attn + b_o: y = LN1(.), then LN2(y + FFN(y)); LAST: the head's output per row.
 
+    LN1's bias holds b_2 and b_1 is b_1 - b_2 W_1 (``pack_params``), so the FFN input y + b_2 is
+    also the accumulator's start.
+
     Offsets are the host layout's (``KernelLayout``): LN1 follows b_o, LN2 follows b_2.
     """
     dc = tl.arange(0, DP)
@@ -344,7 +354,7 @@ def _post_attention(x_attn, mat_l, vec_l, head_ptr, eps, LAST: tl.constexpr,
     x = _layer_norm(x_attn, vec_l + O_BO + DP, vec_l + O_BO + 2 * DP, eps, D, DP)
     # Feed-forward in BLOCK_F-wide slices; the residual and b_2 start the accumulator.
     xc = x.to(CDT)
-    acc = x + tl.load(vec_l + O_B2 + dc)[None, :]
+    acc = x                       # the host folded b_2 into LN1's bias (and out of b_1)
     for f0 in tl.static_range(0, FP, BLOCK_F):
         w1 = tl.load(mat_l + O_W1 + dc[:, None] * FP + (f0 + fc)[None, :])
         b1 = tl.load(vec_l + O_B1 + f0 + fc)
@@ -511,7 +521,7 @@ def _mtgnet_fwd_kernel(
         #      rows, member-key base-2 softmax, P @ (V W_o) against all NP tasks on emb + b_o ----
         x = _gather3(hot2, emb_ptr, NP, DP, UPCAST_DOT)                # (R, DP) embeddings
         if N_LAYERS > 0:
-            acc = x + tl.load(vec_ptr + O_BO + dc)[None, :]
+            acc = x                   # gathered embeddings carry layer 1's b_o
             for h in tl.static_range(H):
                 s = tl.reshape(_gather3(hot2, s1_ptr + h * 3 * NP * NP, NP, NP, UPCAST_DOT),
                                (BLOCK_M, PP, NP))

@@ -1,20 +1,24 @@
 """Fused Triton kernel for batched MTG-Net inference: masks in, per-task gains (or reductions) out.
 
 Regime: millions of short masked sequences (<= 64 task tokens), forward only. One program owns a
-block of ``BLOCK_M`` combinations and keeps all their tokens (``BLOCK_M * PP`` rows of width ``DP``)
-in registers through every layer; nothing but the mask is read per combination and nothing but the
-result is written. Tokens are compacted: slot t holds the t-th member task, and the host splits the
-masks by popcount so each launch uses just PP = max(16, next_pow2(popcount)) slots.
-Layout of this file (as Triton's fused-attention tutorial): capability probes,
-host-side packing, jit helpers, the kernel ``_mtgnet_fwd_kernel``, the launcher, public functions.
+tile of ``BLOCK_M`` combinations x ``PP`` token slots (64 rows, one warpgroup) and keeps all its
+tokens in registers through every layer; nothing but the mask is read per combination and
+nothing but the result is written. Tokens are compacted: slot t holds the t-th member task (its
+rank = prefix count of the mask bits), and the host splits the masks by popcount so each launch
+uses just PP = max(16, next_pow2(popcount)) slots. Gathers by task (embeddings, layer-1 score
+rows) are one-hot matmuls on tensor cores against tables split into three exact bf16 parts.
+Layout of this file (as Triton's fused-attention tutorial): capability probes, host-side packing,
+jit helpers, the kernel ``_mtgnet_fwd_kernel``, the launcher, public functions. Buffer offsets
+come from ``common.KernelLayout``; launch choices from ``common.launch_config``.
 
-Math is ``reference.mtgnet_forward``'s. Two exact rewrites move work to the host, once per params:
+Math is ``reference.mtgnet_forward``'s. Exact rewrites move work to the host, once per params:
 layer-1 tokens are the embeddings, so its scaled scores ``S_h = Q_h K_h^T / (sqrt(d_h) T)`` and its
 value-output products ``V_h W_o,h`` are per-task constants; only the member-key softmax is per
-combination. Later layers fold the score scale into ``W_q``/``b_q``.
+combination. The score scale (times log2 e: softmax by exp2) goes into W_q/b_q, b_k is dropped,
+b_v W_o joins b_o, b_2 joins LN1's bias, and the last LayerNorm's affine joins the head.
 
-Precision: matmul operands in the compute dtype (fp32, fp16 or bf16) with fp32 accumulation;
-softmax, LayerNorm, residuals, head and reductions in fp32; layer-1 constants built in fp32.
+Precision: matmul operands in the compute dtype (fp16 or bf16; fp32 as tf32x3) with fp32
+accumulation; softmax, LayerNorm, residuals, head and reductions in fp32.
 This module imports triton at import time: import it lazily (``mtgfast.ops.dispatch`` does).
 """
 

@@ -186,7 +186,7 @@ def params32() -> MTGNetParams:
     return make_params()
 
 
-@pytest.mark.benchmark(group="mtgnet-n27-d64-2M")
+@pytest.mark.benchmark(group="kernel: predict N=27 D=64, 2M masks")
 @pytest.mark.parametrize("backend", ["triton-fp32", "triton-bf16", "eager-fp32", "eager-bf16",
                                      "sdpa-bf16", "compile-bf16"])
 def test_bench_predict(benchmark, params32: MTGNetParams, backend: str) -> None:
@@ -211,7 +211,7 @@ def test_bench_predict(benchmark, params32: MTGNetParams, backend: str) -> None:
             kernel_bytes(out_bytes=dtype.itemsize) if backend.startswith("triton") else None)
 
 
-@pytest.mark.benchmark(group="mtgnet-n27-full-space")
+@pytest.mark.benchmark(group="kernel: full space N=27 bf16")
 def test_bench_full_space_bf16(benchmark, params32: MTGNetParams) -> None:
     """All 2^27 - 1 combinations through the bf16 kernel, 2^24 masks per launch."""
     from mtgfast.ops.triton_mtgnet import mtgnet_forward_triton, pack_params
@@ -238,7 +238,7 @@ def test_bench_full_space_bf16(benchmark, params32: MTGNetParams) -> None:
     _record(benchmark, "triton-bf16-full", total, full_flops, kernel_bytes(out_bytes=2))
 
 
-@pytest.mark.benchmark(group="mtgnet-n27-beam-marginal")
+@pytest.mark.benchmark(group="kernel: beam marginal N=27, 2M masks")
 @pytest.mark.parametrize("backend", ["triton-bf16", "torch-bf16"])
 def test_bench_beam_marginal(benchmark, params32: MTGNetParams, backend: str) -> None:
     """Marginal gain vs a per-task best vector, reduced to the argmax; no (M, N) table stored."""
@@ -260,6 +260,45 @@ def test_bench_beam_marginal(benchmark, params32: MTGNetParams, backend: str) ->
     _record(benchmark, backend + "-marginal", masks.shape[0],
             kernel_flops_for(masks) if be == "triton" else reference_flops(),
             8 if be == "triton" else None)
+
+
+def fitted_net_n27(n_estimators: int = 1):
+    """A real (briefly) fitted 27-task MTGNet on CUDA: pairs and the full set of a random table."""
+    import itertools
+
+    import numpy as np
+    from mtgfast import MTGNet
+    from mtgfast.gains import GainTable
+
+    rng = np.random.default_rng(0)
+    masks = [(1 << a) | (1 << b) for a, b in itertools.combinations(range(N_TASKS), 2)]
+    masks.append((1 << N_TASKS) - 1)
+    m = np.array(masks, dtype=np.uint64)
+    member = ((m[:, None] >> np.arange(N_TASKS, dtype=np.uint64)) & np.uint64(1)).astype(bool)
+    gains = np.where(member, rng.normal(0.0, 1.0, member.shape), np.nan)
+    table = GainTable(m, gains, tuple(f"t{i}" for i in range(N_TASKS)))
+    return MTGNet(dim=DIM, n_layers=N_LAYERS, n_estimators=n_estimators, max_epochs=20,
+                  device="cuda").fit(table)
+
+
+@pytest.mark.benchmark(group="kernel: whole space N=27 top-k + beam B=1..27")
+def test_bench_whole_space(benchmark) -> None:
+    """``score_whole_space``: 2^27 - 1 combinations x (1 + 27) passes, top-k and greedy picks."""
+    from mtgfast import score_whole_space
+
+    net = fitted_net_n27()
+
+    def run():
+        res = score_whole_space(net, topk=8, chunk=1 << 24, progress=False, max_seconds=600)
+        torch.cuda.synchronize()
+        return res
+
+    res = benchmark.pedantic(run, rounds=1, warmup_rounds=0)
+    assert len(res.groupings) > 0 and res.combinations_per_pass == (1 << N_TASKS) - 1
+    if benchmark.stats is not None:
+        benchmark.extra_info.update(passes=res.passes, seconds=res.seconds,
+                                    combos_per_s=res.passes * res.combinations_per_pass
+                                    / res.seconds)
 
 
 def main() -> None:
@@ -297,6 +336,13 @@ def main() -> None:
         secs = _time(lambda: dispatch.mtgnet_marginal(pb, masks, best, return_marginals=False,
                                                       backend=be))
         print(f"marginal-{be:6s}{masks.shape[0] / secs / 1e6:9.1f} M combos/s")
+    from mtgfast import score_whole_space
+
+    net = fitted_net_n27()
+    res = score_whole_space(net, topk=8, chunk=1 << 24, progress=True, max_seconds=600)
+    print(f"whole space    {res.passes} passes x 2^27-1 in {res.seconds:.2f} s "
+          f"({res.passes * res.combinations_per_pass / res.seconds / 1e6:.1f} M combos/s), "
+          f"B=1..27 best average gains {[round(g.average, 3) for g in res.groupings][:5]}...")
 
 
 if __name__ == "__main__":

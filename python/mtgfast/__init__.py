@@ -25,6 +25,7 @@ _LAZY: dict[str, str] = {
     "k_subsets": "mtgfast.masks",
     "sample_masks": "mtgfast.masks",
     "MTGNet": "mtgfast.estimators.mtgnet",
+    "score_whole_space": "mtgfast.estimators.whole_space",
     "HOA": "mtgfast.estimators.hoa",
     "TAG": "mtgfast.estimators.tag",
     "Oracle": "mtgfast.estimators.oracle",
@@ -43,6 +44,7 @@ __all__ = [  # literal, so that type checkers and linters see the public names
     "k_subsets",
     "sample_masks",
     "MTGNet",
+    "score_whole_space",
     "HOA",
     "TAG",
     "Oracle",
@@ -54,6 +56,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .estimators.mtgnet import MTGNet
     from .estimators.oracle import Oracle
     from .estimators.tag import TAG
+    from .estimators.whole_space import score_whole_space
     from .gains import GainTable
     from .grouping import Grouping, evaluate, evaluate_tasks, group
     from .masks import all_masks, k_subsets, sample_masks

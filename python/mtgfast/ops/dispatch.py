@@ -7,38 +7,26 @@ beam-search marginal gain. The Triton module is imported only when the Triton pa
 from __future__ import annotations
 
 import importlib.util
-import os
+from collections.abc import Iterator
 from dataclasses import fields
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from ..errors import InputError, InputTypeError
+from .checks import as_mask_tensor, check_best, check_chunk, check_k
+from .common import Backend, MarginalResult, interpret_env, kernel_supports
 from .reference import MTGNetParams, member_from_masks, mtgnet_forward
 
 if TYPE_CHECKING:
     from .triton_mtgnet import PackedMTGNet
 
-Backend = Literal["auto", "torch", "triton"]
-
-__all__ = ["Backend", "MarginalResult", "mtgnet_marginal", "mtgnet_predict", "mtgnet_topk",
-           "packed_params", "resolve_backend"]
-
-
-class MarginalResult(NamedTuple):
-    """Beam-step marginal gains: per candidate (or None), and the best candidate."""
-
-    marginals: torch.Tensor | None   # (M,) fp32: sum_{j in C} max(0, y_j(C) - best_j)
-    best_value: float                 # max over candidates
-    best_mask: int                    # its mask (uint64 value)
+__all__ = ["Backend", "MarginalResult", "merge_topk", "mtgnet_marginal", "mtgnet_predict",
+           "mtgnet_topk", "packed_params", "resolve_backend"]
 
 
 def _triton_importable() -> bool:
     return importlib.util.find_spec("triton") is not None
-
-
-def _interpret_env() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 
 def resolve_backend(backend: Backend, params: MTGNetParams) -> Literal["torch", "triton"]:
@@ -55,15 +43,13 @@ def resolve_backend(backend: Backend, params: MTGNetParams) -> Literal["torch", 
         return "torch"
     if backend == "auto":
         # The kernel needs a real CUDA build of triton (not the interpreter) and a dtype it has.
-        dtype_ok = params.embedding.dtype in (torch.float32, torch.float16) or (
-            params.embedding.dtype == torch.bfloat16 and dev.type == "cuda"
-            and torch.cuda.is_bf16_supported())
-        use = dev.type == "cuda" and dtype_ok and _triton_importable() and not _interpret_env()
+        use = (dev.type == "cuda" and kernel_supports(params.embedding.dtype, dev)
+               and _triton_importable() and not interpret_env())
         return "triton" if use else "torch"
     if not _triton_importable():
         raise ImportError("backend='triton' needs the triton package "
                           "(pip install 'mtgfast[triton]')")
-    if dev.type != "cuda" and not (dev.type == "cpu" and _interpret_env()):
+    if dev.type != "cuda" and not (dev.type == "cpu" and interpret_env()):
         raise InputError(f"backend='triton' needs params on CUDA, got {dev}; use backend='torch' "
                          "(or set TRITON_INTERPRET=1 to run the kernel in Triton's interpreter)")
     return "triton"
@@ -107,21 +93,21 @@ def mtgnet_predict(params: MTGNetParams, masks: torch.Tensor, *, backend: Backen
     ``backend="auto"`` uses the Triton kernel when the params live on CUDA and Triton is available,
     the PyTorch reference otherwise (``chunk`` bounds the reference's memory).
     """
-    if resolve_backend(backend, params) == "triton":
+    use = resolve_backend(backend, params)
+    chunk = check_chunk(chunk)
+    masks = as_mask_tensor(masks, params.n_tasks, params.embedding.device)
+    if use == "triton":
         from .triton_mtgnet import mtgnet_forward_triton
 
-        return mtgnet_forward_triton(packed_params(params), masks)
+        return mtgnet_forward_triton(packed_params(params), masks, validate=False)
     return mtgnet_forward(params, masks, chunk=chunk)
 
 
-def _torch_chunks(params: MTGNetParams, masks: torch.Tensor, chunk: int):
-    if not isinstance(masks, torch.Tensor) or masks.dtype != torch.int64 or masks.ndim != 1:
-        raise InputTypeError("masks must be a 1-D int64 torch.Tensor (uint64 bit patterns)")
-    if chunk < 1:
-        raise InputError(f"chunk must be >= 1, got {chunk}")
+def _torch_chunks(params: MTGNetParams, masks: torch.Tensor,
+                  chunk: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]:
     n = params.n_tasks
     for s in range(0, masks.shape[0], chunk):
-        part = masks[s:s + chunk].to(params.embedding.device)
+        part = masks[s:s + chunk]
         member = member_from_masks(part, n)
         yield s, part, member, mtgnet_forward(params, part, chunk=chunk).float()
 
@@ -131,26 +117,39 @@ def mtgnet_topk(params: MTGNetParams, masks: torch.Tensor, k: int, *, backend: B
     """For each task j, the ``k`` masks containing j with the largest predicted gain y_j.
 
     Returns ``(values, masks)`` of shape ``(N, k)``, best first; missing slots are -inf and 0.
-    The full ``(M, N)`` table is never held (Triton: per-program top-k; torch: per chunk).
+    ``k`` is at most ``MAX_TOPK`` on every backend. The full ``(M, N)`` table is never held
+    (Triton: per-program top-k; torch: per chunk).
     """
-    if resolve_backend(backend, params) == "triton":
+    use = resolve_backend(backend, params)
+    k = check_k(k)
+    chunk = check_chunk(chunk)
+    masks = as_mask_tensor(masks, params.n_tasks, params.embedding.device)
+    if use == "triton":
         from .triton_mtgnet import mtgnet_topk_triton
 
-        return mtgnet_topk_triton(packed_params(params), masks, k)
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise InputError(f"k must be a positive int, got {k!r}")
+        return mtgnet_topk_triton(packed_params(params), masks, k, validate=False)
     n = params.n_tasks
     dev = params.embedding.device
     vals = torch.full((n, k), float("-inf"), device=dev)
     idx = torch.zeros((n, k), dtype=torch.int64, device=dev)
     for _, part, member, y in _torch_chunks(params, masks, chunk):
-        cand = y.masked_fill(~member, float("-inf")).T                      # (N, chunk)
-        allv = torch.cat([vals, cand], dim=1)
-        allm = torch.cat([idx, part.unsqueeze(0).expand(n, -1)], dim=1)
-        kk = min(k, allv.shape[1])
-        top, at = torch.topk(allv, kk, dim=1)
-        vals[:, :kk], idx[:, :kk] = top, allm.gather(1, at)
+        vals, idx = merge_topk(vals, idx, y.masked_fill(~member, float("-inf")).T, part)
     return vals, torch.where(torch.isinf(vals), 0, idx)
+
+
+def merge_topk(vals: torch.Tensor, idx: torch.Tensor, cand: torch.Tensor,
+               cand_masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold candidates ``cand`` ``(N, C)`` (masks ``(C,)``, or per task ``(N, C)``) into a
+    running top-k ``(vals, idx)`` ``(N, k)``; returns new tensors."""
+    n, k = vals.shape
+    allv = torch.cat([vals, cand], dim=1)
+    cm = cand_masks.unsqueeze(0).expand(n, -1) if cand_masks.ndim == 1 else cand_masks
+    allm = torch.cat([idx, cm], dim=1)
+    kk = min(k, allv.shape[1])
+    top, at = torch.topk(allv, kk, dim=1)
+    vals, idx = vals.clone(), idx.clone()
+    vals[:, :kk], idx[:, :kk] = top, allm.gather(1, at)
+    return vals, idx
 
 
 def mtgnet_marginal(params: MTGNetParams, masks: torch.Tensor, best: torch.Tensor, *,
@@ -160,17 +159,18 @@ def mtgnet_marginal(params: MTGNetParams, masks: torch.Tensor, best: torch.Tenso
 
     ``best`` ``(N,)`` is the current per-task best gain; ties go to the first candidate.
     """
-    if resolve_backend(backend, params) == "triton":
+    use = resolve_backend(backend, params)
+    dev = params.embedding.device
+    chunk = check_chunk(chunk)
+    best = check_best(best, params.n_tasks, dev)
+    masks = as_mask_tensor(masks, params.n_tasks, dev)
+    if masks.shape[0] == 0:
+        raise InputError("masks must hold at least one candidate")
+    if use == "triton":
         from .triton_mtgnet import mtgnet_marginal_triton
 
         return mtgnet_marginal_triton(packed_params(params), masks, best,
-                                      return_marginals=return_marginals)
-    n = params.n_tasks
-    if not isinstance(best, torch.Tensor) or tuple(best.shape) != (n,):
-        raise InputError(f"best must be a tensor of shape ({n},)")
-    if masks.shape[0] == 0:
-        raise InputError("masks must hold at least one candidate")
-    best = best.to(device=params.embedding.device, dtype=torch.float32)
+                                      return_marginals=return_marginals, validate=False)
     outs = []
     top_v, top_i = float("-inf"), 0
     for s, _, member, y in _torch_chunks(params, masks, chunk):

@@ -1,20 +1,24 @@
 """Fused Triton kernel for batched MTG-Net inference: masks in, per-task gains (or reductions) out.
 
 Regime: millions of short masked sequences (<= 64 task tokens), forward only. One program owns a
-block of ``BLOCK_M`` combinations and keeps all their tokens (``BLOCK_M * PP`` rows of width ``DP``)
-in registers through every layer; nothing but the mask is read per combination and nothing but the
-result is written. Tokens are compacted: slot t holds the t-th member task, and the host splits the
-masks by popcount so each launch uses just PP = max(16, next_pow2(popcount)) slots.
-Layout of this file (as Triton's fused-attention tutorial): capability probes,
-host-side packing, jit helpers, the kernel ``_mtgnet_fwd_kernel``, the launcher, public functions.
+tile of ``BLOCK_M`` combinations x ``PP`` token slots (64 rows, one warpgroup) and keeps all its
+tokens in registers through every layer; nothing but the mask is read per combination and
+nothing but the result is written. Tokens are compacted: slot t holds the t-th member task (its
+rank = prefix count of the mask bits), and the host splits the masks by popcount so each launch
+uses just PP = max(16, next_pow2(popcount)) slots. Gathers by task (embeddings, layer-1 score
+rows) are one-hot matmuls on tensor cores against tables split into three exact bf16 parts.
+Layout of this file (as Triton's fused-attention tutorial): capability probes, host-side packing,
+jit helpers, the kernel ``_mtgnet_fwd_kernel``, the launcher, public functions. Buffer offsets
+come from ``common.KernelLayout``; launch choices from ``common.launch_config``.
 
-Math is ``reference.mtgnet_forward``'s. Two exact rewrites move work to the host, once per params:
+Math is ``reference.mtgnet_forward``'s. Exact rewrites move work to the host, once per params:
 layer-1 tokens are the embeddings, so its scaled scores ``S_h = Q_h K_h^T / (sqrt(d_h) T)`` and its
 value-output products ``V_h W_o,h`` are per-task constants; only the member-key softmax is per
-combination. Later layers fold the score scale into ``W_q``/``b_q``.
+combination. The score scale (times log2 e: softmax by exp2) goes into W_q/b_q, b_k is dropped,
+b_v W_o joins b_o, b_2 joins LN1's bias, and the last LayerNorm's affine joins the head.
 
-Precision: matmul operands in the compute dtype (fp32, fp16 or bf16) with fp32 accumulation;
-softmax, LayerNorm, residuals, head and reductions in fp32; layer-1 constants built in fp32.
+Precision: matmul operands in the compute dtype (fp16 or bf16; fp32 as tf32x3) with fp32
+accumulation; softmax, LayerNorm, residuals, head and reductions in fp32.
 This module imports triton at import time: import it lazily (``mtgfast.ops.dispatch`` does).
 """
 
@@ -23,18 +27,32 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import triton
 import triton.language as tl
 
 from ..errors import InputError, InputTypeError
-from .dispatch import MarginalResult, _interpret_env
+from .checks import as_mask_tensor, check_best, check_block, check_k, check_programs
+from .common import (
+    KERNEL_DTYPES,
+    MAX_TOPK,
+    KernelLayout,
+    LaunchConfig,
+    MarginalResult,
+    interpret_env,
+    kernel_supports,
+    launch_config,
+    slot_widths,
+)
 from .reference import LayerParams, MTGNetParams
 
 __all__ = [
+    "MAX_TOPK",
     "MarginalResult",
     "PackedMTGNet",
+    "kernel",
+    "kernel_constexprs",
+    "kernel_signature",
     "interpreter_active",
     "is_supported_dtype",
     "mtgnet_forward_triton",
@@ -44,10 +62,7 @@ __all__ = [
     "popcount64",
 ]
 
-# Largest per-task top-k the kernel keeps in registers (per program, per task).
-MAX_TOPK = 64
-
-_CDT = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
+_CDT = dict(zip(KERNEL_DTYPES, (tl.float32, tl.float16, tl.bfloat16)))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -62,13 +77,8 @@ def interpreter_active() -> bool:
 
 
 def is_supported_dtype(dtype: torch.dtype, device: torch.device | str) -> bool:
-    """Whether the kernel can compute in ``dtype`` on ``device`` (bf16 needs sm80+ on CUDA)."""
-    if dtype not in _CDT:
-        return False
-    dev = torch.device(device)
-    if dev.type == "cuda" and dtype == torch.bfloat16:
-        return torch.cuda.is_bf16_supported()
-    return True
+    """Whether the kernel can compute in ``dtype`` on ``device`` (``common.kernel_supports``)."""
+    return kernel_supports(dtype, device)
 
 
 def _check_device(device: torch.device) -> None:
@@ -77,15 +87,10 @@ def _check_device(device: torch.device) -> None:
             raise InputError("TRITON_INTERPRET=1 is set: the Triton kernel runs on CPU tensors "
                              "only; unset it to run on CUDA")
         return
-    if device.type == "cpu" and interpreter_active() and _interpret_env():
+    if device.type == "cpu" and interpreter_active() and interpret_env():
         return
     raise InputError(f"the Triton MTG-Net kernel needs CUDA tensors, got device {device}; use "
                      "backend='torch', or set TRITON_INTERPRET=1 before importing it (tests only)")
-
-
-def _next_pow2(n: int, floor: int = 16) -> int:
-    # tl.dot needs every dimension >= 16; tl.arange needs powers of two.
-    return max(floor, 1 << max(0, (int(n) - 1).bit_length()))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -93,41 +98,31 @@ def _next_pow2(n: int, floor: int = 16) -> int:
 # ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PackedMTGNet:
-    """MTG-Net weights laid out for the kernel: padded to powers of two, per-head blocks.
+    """MTG-Net weights laid out for the kernel (by ``layout``): padded to powers of two, per head.
 
     Build with :func:`pack_params`; reuse it across calls (packing runs a few small matmuls).
     """
 
-    n_tasks: int
-    dim: int
-    ffn_dim: int
-    n_heads: int
-    n_layers: int
+    layout: KernelLayout
     ln_eps: float
     dtype: torch.dtype         # compute dtype of matmul operands and of the gains output
-    np_: int                   # padded task count (NP)
-    dp: int                    # padded model width (DP)
-    dhp: int                   # padded head width (DHP)
-    fp: int                    # padded feed-forward width (FP)
-    emb: torch.Tensor          # (NP, DP) fp32 embeddings: layer-1 residual input
-    s1: torch.Tensor           # (H, NP, NP) fp32 scaled layer-1 scores
+    emb: torch.Tensor          # (3, NP, DP) bf16: embeddings (layer-1 residual input) as a sum
+    s1: torch.Tensor           # (H, 3, NP, NP) bf16: scaled layer-1 scores, same split
     vo1: torch.Tensor          # (H, NP, DP) dtype: layer-1 V_h @ W_o,h
-    mat: torch.Tensor          # (L * MAT_L,) dtype: per-layer matrices (see _mat_layer_size)
-    vec: torch.Tensor          # (L * VEC_L + 2 * DP,) fp32: per-layer vectors, then w_head, b_head
+    mat: torch.Tensor          # (layout.mat_size,) dtype: per-layer matrices
+    vec: torch.Tensor          # (layout.vec_size,) fp32: per-layer vectors, then w_head, b_head
 
     @property
     def device(self) -> torch.device:
         return self.emb.device
 
+    @property
+    def n_tasks(self) -> int:
+        return self.layout.n_tasks
 
-def _mat_layer_size(h: int, dp: int, dhp: int, fp: int) -> int:
-    # [W_qkv (3, H, DP, DHP) | W_o (H, DHP, DP) | W_1 (DP, FP) | W_2 (FP, DP)]
-    return 4 * h * dp * dhp + 2 * dp * fp
-
-
-def _vec_layer_size(h: int, dp: int, dhp: int, fp: int) -> int:
-    # [b_qkv (3, H, DHP) | b_o | ln1_w | ln1_b (DP each) | b_1 (FP) | b_2 | ln2_w | ln2_b (DP each)]
-    return 3 * h * dhp + 6 * dp + fp
+    @property
+    def np_(self) -> int:
+        return self.layout.np_
 
 
 def _check_params(params: MTGNetParams) -> None:
@@ -176,8 +171,10 @@ def _check_params(params: MTGNetParams) -> None:
 def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> PackedMTGNet:
     """Pack ``params`` for the kernel in compute ``dtype`` (default: the embedding's dtype).
 
-    Builds the layer-1 constants (scores and V W_o per head) in fp32 and folds the score scale
-    1/(sqrt(d_head) * temperature) into later layers' W_q, b_q.
+    Builds the layer-1 constants (scores and V W_o per head) in fp32, folds the score scale
+    log2(e)/(sqrt(d_head) * temperature) into the scores and later layers' W_q, b_q, drops b_k,
+    folds b_v W_o into b_o, b_2 into LN1's bias (b_1 - b_2 W_1 in b_1), layer 1's b_o into the
+    embeddings, and the last LayerNorm's affine into the head (exact rewrites).
     """
     _check_params(params)
     dtype = params.embedding.dtype if dtype is None else dtype
@@ -189,69 +186,101 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
     dh = d // h
     n_layers = len(params.layers)
     f = int(params.layers[0].w_1.shape[1]) if n_layers else 16
-    npad, dp, dhp, fp = _next_pow2(n), _next_pow2(d), _next_pow2(dh), _next_pow2(f)
-    scale = 1.0 / (math.sqrt(dh) * params.temperature)
-    mat_l, vec_l = _mat_layer_size(h, dp, dhp, fp), _vec_layer_size(h, dp, dhp, fp)
+    lay = KernelLayout(n_tasks=n, dim=d, ffn_dim=f, n_heads=h, n_layers=n_layers)
+    npad, dp, dhp, fp = lay.np_, lay.dp, lay.dhp, lay.fp
+    # score scale, times log2(e): the kernel's softmax uses exp2
+    qscale = math.log2(math.e) / (math.sqrt(dh) * params.temperature)
     f32 = dict(dtype=torch.float32, device=dev)
 
     emb = params.embedding.float()
     emb_p = torch.zeros(npad, dp, **f32)
     emb_p[:n, :d] = emb
+    if n_layers:
+        # layer 1 starts from emb + attention + b_o: b_o rides in the gathered embeddings
+        emb_p[:n, :d] += params.layers[0].b_o.float()
     s1 = torch.zeros(h, npad, npad, **f32)
     vo1 = torch.zeros(h, npad, dp, **f32)
-    mat = torch.zeros(max(1, n_layers), mat_l, **f32)
-    vec = torch.zeros(n_layers * vec_l + 2 * dp, **f32)
+    mat = torch.zeros(max(1, n_layers), lay.mat_layer, **f32)
+    vec = torch.zeros(lay.vec_size, **f32)
 
     for li, lp in enumerate(params.layers):
         lp32 = lp.to(torch.float32)
         m = mat[li]
-        wqkv = m[:3 * h * dp * dhp].view(3, h, dp, dhp)
-        wo = m[3 * h * dp * dhp:4 * h * dp * dhp].view(h, dhp, dp)
-        w1 = m[4 * h * dp * dhp:4 * h * dp * dhp + dp * fp].view(dp, fp)
-        w2 = m[4 * h * dp * dhp + dp * fp:].view(fp, dp)
-        v = vec[li * vec_l:(li + 1) * vec_l]
-        bqkv = v[:3 * h * dhp].view(3, h, dhp)
-        o = 3 * h * dhp
-        v[o:o + d] = lp32.b_o
-        v[o + dp:o + dp + d] = lp32.ln1_w
-        v[o + 2 * dp:o + 2 * dp + d] = lp32.ln1_b
-        v[o + 3 * dp:o + 3 * dp + f] = lp32.b_1
-        o2 = o + 3 * dp + fp
-        v[o2:o2 + d] = lp32.b_2
-        v[o2 + dp:o2 + dp + d] = lp32.ln2_w
-        v[o2 + 2 * dp:o2 + 2 * dp + d] = lp32.ln2_b
+        wqkv = m[lay.w_qkv:lay.w_o].view(3, h, dp, dhp)
+        wo = m[lay.w_o:lay.w_1].view(h, dhp, dp)
+        w1 = m[lay.w_1:lay.w_2].view(dp, fp)
+        w2 = m[lay.w_2:lay.mat_layer].view(fp, dp)
+        v = vec[li * lay.vec_layer:(li + 1) * lay.vec_layer]
+        bqkv = v[:lay.b_o].view(3, h, dhp)
+        b_v = lp32.b_qkv[2 * d:]
+        # Layers 2..L: b_k only shifts each query's scores (softmax ignores it) and attention
+        # rows sum to 1, so b_v W_o joins b_o; layer 1's V W_o already holds b_v.
+        b_o = lp32.b_o + (b_v @ lp32.w_o if li > 0 else 0.0)
+        # The FFN runs on y + b_2 (LN1's bias takes b_2, b_1 gives back b_2 W_1): its input is
+        # then also the residual with b_2 in, so no add; the b_2 slot stays 0.
+        for off, t, size in ((lay.b_o, b_o, d), (lay.ln1_w, lp32.ln1_w, d),
+                             (lay.ln1_b, lp32.ln1_b + lp32.b_2, d),
+                             (lay.b_1, lp32.b_1 - lp32.b_2 @ lp32.w_1, f),
+                             (lay.ln2_w, lp32.ln2_w, d),
+                             (lay.ln2_b, lp32.ln2_b, d)):
+            v[off:off + size] = t
         w1[:d, :f] = lp32.w_1
         w2[:f, :d] = lp32.w_2
         for hh in range(h):
             cols = slice(hh * dh, (hh + 1) * dh)
             for t in range(3):
-                sc = scale if t == 0 else 1.0
-                wqkv[t, hh, :d, :dh] = lp32.w_qkv[:, t * d:(t + 1) * d][:, cols] * sc
-                bqkv[t, hh, :dh] = lp32.b_qkv[t * d:(t + 1) * d][cols] * sc
+                wqkv[t, hh, :d, :dh] = lp32.w_qkv[:, t * d:(t + 1) * d][:, cols] * (
+                    qscale if t == 0 else 1.0)
+            bqkv[0, hh, :dh] = lp32.b_qkv[:d][cols] * qscale
             wo[hh, :dh, :d] = lp32.w_o[cols, :]
         if li == 0:
             qkv = emb @ lp32.w_qkv + lp32.b_qkv
             q, k, vv = qkv.split(d, dim=-1)
             for hh in range(h):
                 cols = slice(hh * dh, (hh + 1) * dh)
-                s1[hh, :n, :n] = (q[:, cols] @ k[:, cols].T) * scale
+                s1[hh, :n, :n] = (q[:, cols] @ k[:, cols].T) * qscale
                 vo1[hh, :n, :d] = vv[:, cols] @ lp32.w_o[cols, :]
-    tail = n_layers * vec_l
-    vec[tail:tail + d] = params.w_head.float()
-    vec[tail + dp] = params.b_head.float().reshape(())
-    return PackedMTGNet(n_tasks=n, dim=d, ffn_dim=f, n_heads=h, n_layers=n_layers,
-                        ln_eps=float(params.ln_eps), dtype=dtype, np_=npad, dp=dp, dhp=dhp, fp=fp,
-                        emb=emb_p.contiguous(), s1=s1.contiguous(),
+    # Head, with the last LayerNorm's affine folded in: [w' = ln2_w * w_head | c | sum(w')].
+    w_head, b_head = params.w_head.float(), params.b_head.float().reshape(())
+    if n_layers:
+        last = params.layers[-1].to(torch.float32)
+        w_fold, c = last.ln2_w * w_head, last.ln2_b @ w_head + b_head
+    else:
+        w_fold, c = w_head, b_head
+    vec[lay.head:lay.head + d] = w_fold
+    vec[lay.head + dp] = c
+    vec[lay.head + dp + 1] = w_fold.sum()
+    return PackedMTGNet(layout=lay, ln_eps=float(params.ln_eps), dtype=dtype,
+                        emb=_bf16_split(emb_p), s1=torch.stack([_bf16_split(t) for t in s1]),
                         vo1=vo1.to(dtype).contiguous(), mat=mat.reshape(-1).to(dtype).contiguous(),
                         vec=vec.contiguous())
+
+
+def _bf16_split(t: torch.Tensor) -> torch.Tensor:
+    """fp32 ``t`` as three bf16 parts whose fp32 sum is ``t`` to ~24 bits (fp32's precision).
+
+    Gathers by one-hot matmul then run as three exact bf16 tensor-core products.
+    """
+    parts = []
+    rest = t.float()
+    for _ in range(3):
+        part = rest.to(torch.bfloat16)
+        parts.append(part)
+        rest = rest - part.float()
+    return torch.stack(parts).contiguous()
 
 
 # ------------------------------------------------------------------------------------------------
 # jit helpers
 # ------------------------------------------------------------------------------------------------
 @triton.jit
-def _mm(a, b, CDT: tl.constexpr, UPCAST_DOT: tl.constexpr):
-    """a @ b, operands rounded to the compute dtype, fp32 accumulation (2-D or batched 3-D)."""
+def _mm(a, b, acc, CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr):
+    """acc + a @ b, operands rounded to the compute dtype, fp32 accumulation (2-D or batched 3-D).
+
+    fp32 operands run on tensor cores as tf32x3 (three tf32 products: ~fp32 accuracy); fp16/bf16
+    operands ignore input_precision. ``acc`` starts the accumulator, so residuals and biases
+    added to a product cost no extra instruction.
+    """
     a = a.to(CDT)
     b = b.to(CDT)
     if UPCAST_DOT:
@@ -259,87 +288,179 @@ def _mm(a, b, CDT: tl.constexpr, UPCAST_DOT: tl.constexpr):
         # in fp32, so upcasting after rounding computes the same numbers.
         a = a.to(tl.float32)
         b = b.to(tl.float32)
-    # "ieee": fp32 stays exact fp32 (no TF32); fp16/bf16 operands ignore input_precision.
-    return tl.dot(a, b, input_precision="ieee")
+    if TF32X3:
+        return tl.dot(a, b, acc, input_precision="tf32x3")
+    return tl.dot(a, b, acc, input_precision="ieee")
 
 
 @triton.jit
-def _masked_softmax(s, key_ok):
-    """Softmax over the last axis restricted to member keys; rows with no member key give 0."""
-    s = tl.where(key_ok, s, float("-inf"))
+def _softmax2(s):
+    """Softmax in base 2 over the last axis (scores carry log2(e)); masked keys are -inf already.
+
+    Rows with no key give 0 (the divide is one reciprocal per row, then a multiply).
+    """
     row_max = tl.max(s, axis=2)
     row_max = tl.where(row_max == float("-inf"), 0.0, row_max)
-    p = tl.exp(s - row_max[:, :, None])
+    p = tl.exp2(s - row_max[:, :, None])
     denom = tl.sum(p, axis=2)
-    denom = tl.where(denom == 0.0, 1.0, denom)
-    return p / denom[:, :, None]
+    inv = 1.0 / tl.where(denom == 0.0, 1.0, denom)
+    return p * inv[:, :, None]
 
 
 @triton.jit
-def _layer_norm(x, vec_ptr, W_OFF: tl.constexpr, B_OFF: tl.constexpr, eps,
-                D: tl.constexpr, DP: tl.constexpr):
-    """LayerNorm over the first D of DP columns (padded columns are 0 in and out)."""
+def _ln_stats(x, eps, D: tl.constexpr):
+    """Row mean and 1/std over the first D columns (padded columns hold 0): one pass, two sums."""
+    mean = tl.sum(x, axis=1) * (1.0 / D)
+    var = tl.maximum(tl.sum(x * x, axis=1) * (1.0 / D) - mean * mean, 0.0)
+    return mean, tl.math.rsqrt(var + eps)
+
+
+@triton.jit
+def _layer_norm(x, w_ptr, b_ptr, eps, D: tl.constexpr, DP: tl.constexpr):
+    """LayerNorm (padded columns are 0 in and out: their weight and bias are 0)."""
     dc = tl.arange(0, DP)
-    col_ok = dc < D
-    mean = tl.sum(x, axis=1) / D
-    xc = tl.where(col_ok[None, :], x - mean[:, None], 0.0)
-    var = tl.sum(xc * xc, axis=1) / D
-    rstd = 1.0 / tl.sqrt(var + eps)
-    w = tl.load(vec_ptr + W_OFF + dc)
-    b = tl.load(vec_ptr + B_OFF + dc)
-    return xc * rstd[:, None] * w[None, :] + b[None, :]
+    mean, rstd = _ln_stats(x, eps, D)
+    w = tl.load(w_ptr + dc)
+    b = tl.load(b_ptr + dc)
+    return (x * rstd[:, None] - (mean * rstd)[:, None]) * w[None, :] + b[None, :]
 
 
 @triton.jit
-def _post_attention(x, attn, mat_ptr, vec_ptr, eps,
-                    H: tl.constexpr, D: tl.constexpr, DP: tl.constexpr, DHP: tl.constexpr,
-                    FP: tl.constexpr, BLOCK_F: tl.constexpr, CDT: tl.constexpr,
-                    UPCAST_DOT: tl.constexpr):
-    """x <- LN2(y + FFN(y)) with y = LN1(x + attn + b_o): the rest of one post-LN layer."""
+def _ln_head(x, head_ptr, eps, D: tl.constexpr, DP: tl.constexpr):
+    """Last LayerNorm and the head in one: y = rstd (x . w') - mean rstd sum(w') + c per row.
+
+    The host folds the LN affine into the head: w' = ln_w * w_head, c = ln_b . w_head + b_head.
+    """
+    dc = tl.arange(0, DP)
+    mean, rstd = _ln_stats(x, eps, D)
+    wh = tl.load(head_ptr + dc)
+    c = tl.load(head_ptr + DP)
+    sw = tl.load(head_ptr + DP + 1)
+    return rstd * tl.sum(x * wh[None, :], axis=1) - mean * rstd * sw + c
+
+
+@triton.jit
+def _post_attention(x_attn, mat_l, vec_l, head_ptr, eps, LAST: tl.constexpr,
+                    D: tl.constexpr, DP: tl.constexpr, FP: tl.constexpr, BLOCK_F: tl.constexpr,
+                    O_W1: tl.constexpr, O_W2: tl.constexpr, O_BO: tl.constexpr,
+                    O_B1: tl.constexpr, O_B2: tl.constexpr,
+                    CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr):
+    """From x + attn + b_o: y = LN1(.), then LN2(y + FFN(y)); LAST: the head's output per row.
+
+    LN1's bias holds b_2 and b_1 is b_1 - b_2 W_1 (``pack_params``), so the FFN input y + b_2 is
+    also the accumulator's start.
+
+    Offsets are the host layout's (``KernelLayout``): LN1 follows b_o, LN2 follows b_2.
+    """
     dc = tl.arange(0, DP)
     fc = tl.arange(0, BLOCK_F)
-    BO: tl.constexpr = 3 * H * DHP
-    B1: tl.constexpr = BO + 3 * DP
-    B2: tl.constexpr = B1 + FP
-    W1: tl.constexpr = 4 * H * DP * DHP
-    W2: tl.constexpr = W1 + DP * FP
-    x = x + attn + tl.load(vec_ptr + BO + dc)[None, :]
-    x = _layer_norm(x, vec_ptr, BO + DP, BO + 2 * DP, eps, D, DP)
-    # Feed-forward in BLOCK_F-wide slices so the hidden activation never exceeds (R, BLOCK_F).
+    x = _layer_norm(x_attn, vec_l + O_BO + DP, vec_l + O_BO + 2 * DP, eps, D, DP)
+    # Feed-forward in BLOCK_F-wide slices; the residual and b_2 start the accumulator.
     xc = x.to(CDT)
-    ff = tl.zeros(x.shape, tl.float32)
+    acc = x                       # the host folded b_2 into LN1's bias (and out of b_1)
     for f0 in tl.static_range(0, FP, BLOCK_F):
-        w1 = tl.load(mat_ptr + W1 + dc[:, None] * FP + (f0 + fc)[None, :])
-        b1 = tl.load(vec_ptr + B1 + f0 + fc)
-        hid = tl.maximum(_mm(xc, w1, CDT, UPCAST_DOT) + b1[None, :], 0.0)
-        w2 = tl.load(mat_ptr + W2 + (f0 + fc)[:, None] * DP + dc[None, :])
-        ff += _mm(hid, w2, CDT, UPCAST_DOT)
-    x = x + ff + tl.load(vec_ptr + B2 + dc)[None, :]
-    return _layer_norm(x, vec_ptr, B2 + DP, B2 + 2 * DP, eps, D, DP)
+        w1 = tl.load(mat_l + O_W1 + dc[:, None] * FP + (f0 + fc)[None, :])
+        b1 = tl.load(vec_l + O_B1 + f0 + fc)
+        hid = _mm(xc, w1, tl.zeros((x.shape[0], BLOCK_F), tl.float32), CDT, UPCAST_DOT, TF32X3)
+        hid = tl.maximum(hid + b1[None, :], 0.0)
+        w2 = tl.load(mat_l + O_W2 + (f0 + fc)[:, None] * DP + dc[None, :])
+        acc = _mm(hid, w2, acc, CDT, UPCAST_DOT, TF32X3)
+    if LAST:
+        out = _ln_head(acc, head_ptr, eps, D, DP)
+    else:
+        out = _layer_norm(acc, vec_l + O_B2 + DP, vec_l + O_B2 + 2 * DP, eps, D, DP)
+    return out
+
+
+@triton.jit
+def _general_layer(x, key_ok, mat_l, vec_l, head_ptr, eps, LAST: tl.constexpr,
+                   BLOCK_M: tl.constexpr, PP: tl.constexpr,
+                   H: tl.constexpr, D: tl.constexpr, DP: tl.constexpr, DHP: tl.constexpr,
+                   FP: tl.constexpr, BLOCK_F: tl.constexpr, O_WO: tl.constexpr,
+                   O_W1: tl.constexpr, O_W2: tl.constexpr, O_BO: tl.constexpr,
+                   O_B1: tl.constexpr, O_B2: tl.constexpr, CDT: tl.constexpr,
+                   UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr):
+    """One encoder layer over (BLOCK_M * PP, DP) slot tokens: per-head QKV, attention, LN/FFN/LN.
+
+    The host packs b_k = 0 (a per-query shift: softmax ignores it) and folds b_v W_o into b_o
+    (attention rows sum to 1), so only q gets a bias. A helper rather than inline code: its
+    names are not loop-carried in the kernel's runtime layer loop, so they may differ in shape
+    from step 2's (e.g. (BLOCK_M, PP, NP) scores).
+    """
+    R: tl.constexpr = BLOCK_M * PP
+    dc = tl.arange(0, DP)
+    hc = tl.arange(0, DHP)
+    xc = x.to(CDT)
+    acc = x + tl.load(vec_l + O_BO + dc)[None, :]
+    z = tl.zeros((R, DHP), tl.float32)
+    for h in tl.static_range(H):
+        w_off = dc[:, None] * DHP + hc[None, :]
+        wq = tl.load(mat_l + (0 * H + h) * DP * DHP + w_off)
+        wk = tl.load(mat_l + (1 * H + h) * DP * DHP + w_off)
+        wv = tl.load(mat_l + (2 * H + h) * DP * DHP + w_off)
+        # rounded to the compute dtype at once (the next matmul would): half the registers
+        k = _mm(xc, wk, z, CDT, UPCAST_DOT, TF32X3).to(CDT)
+        v = _mm(xc, wv, z, CDT, UPCAST_DOT, TF32X3).to(CDT)
+        q = (_mm(xc, wq, z, CDT, UPCAST_DOT, TF32X3)
+             + tl.load(vec_l + h * DHP + hc)[None, :]).to(CDT)
+        q3 = tl.reshape(q, (BLOCK_M, PP, DHP))
+        k3 = tl.reshape(k, (BLOCK_M, PP, DHP))
+        v3 = tl.reshape(v, (BLOCK_M, PP, DHP))
+        s = _mm(q3, tl.trans(k3, (0, 2, 1)), tl.zeros((BLOCK_M, PP, PP), tl.float32), CDT,
+                UPCAST_DOT, TF32X3)                              # scale * log2(e) folded in W_q
+        p = _softmax2(tl.where(key_ok, s, float("-inf")))
+        o = _mm(p, v3, tl.zeros((BLOCK_M, PP, DHP), tl.float32), CDT, UPCAST_DOT, TF32X3)
+        wo = tl.load(mat_l + O_WO + h * DHP * DP + hc[:, None] * DP + dc[None, :])
+        acc = _mm(tl.reshape(o, (R, DHP)), wo, acc, CDT, UPCAST_DOT, TF32X3)
+    return _post_attention(acc, mat_l, vec_l, head_ptr, eps, LAST, D, DP, FP, BLOCK_F, O_W1,
+                           O_W2, O_BO, O_B1, O_B2, CDT, UPCAST_DOT, TF32X3)
+
+
+@triton.jit
+def _slot_one_hot(member, PP: tl.constexpr):
+    """Slot t of a combination holds its t-th member task: one-hot (BLOCK_M, PP, NP), each task's
+    slot (its rank, (BLOCK_M, NP)) and the popcounts.
+
+    A task's slot is its rank among the members (exclusive prefix sum over the task axis), so
+    there is no per-bit loop; gathers by task become one-hot matmuls on tensor cores.
+    """
+    mi = member.to(tl.int32)
+    rank = tl.cumsum(mi, axis=1) - mi                                   # (BLOCK_M, NP)
+    ts = tl.arange(0, PP)
+    hot = (rank[:, None, :] == ts[None, :, None]) & member[:, None, :]
+    return hot, rank, tl.sum(mi, axis=1)
+
+
+@triton.jit
+def _gather3(hot2, parts_ptr, ROWS: tl.constexpr, COLS: tl.constexpr, UPCAST_DOT: tl.constexpr):
+    """Rows of an fp32 table picked by a 0/1 (R, ROWS) bf16 matrix: three bf16 tensor-core
+    products with the table's parts (``_bf16_split``), fp32 accumulation: exact to ~24 bits."""
+    rc = tl.arange(0, ROWS)
+    cc = tl.arange(0, COLS)
+    offs = rc[:, None] * COLS + cc[None, :]
+    acc = tl.zeros((hot2.shape[0], COLS), tl.float32)
+    for i in tl.static_range(3):
+        part = tl.load(parts_ptr + i * ROWS * COLS + offs)
+        acc = _mm(hot2, part, acc, tl.bfloat16, UPCAST_DOT, False)
+    return acc
 
 
 # ------------------------------------------------------------------------------------------------
 # the kernel
 # ------------------------------------------------------------------------------------------------
 @triton.jit
-def _slots_to_tasks(y, task_of, slot_ok, NP: tl.constexpr):
-    """(BLOCK_M, PP) slot values -> (BLOCK_M, NP) task layout (0 where a task has no slot)."""
-    tn = tl.arange(0, NP)
-    hit = (task_of[:, :, None] == tn[None, None, :]) & slot_ok[:, :, None]
-    return tl.sum(tl.where(hit, y[:, :, None], 0.0), axis=1)
-
-
-@triton.jit
 def _mtgnet_fwd_kernel(
     masks_ptr, rows_ptr, n_masks, n_tiles,
     emb_ptr, s1_ptr, vo1_ptr, mat_ptr, vec_ptr, best_ptr,
     out_ptr, marg_ptr, part_val_ptr, part_idx_ptr,
     ln_eps,
-    N: tl.constexpr, D: tl.constexpr, NP: tl.constexpr, PP: tl.constexpr, DP: tl.constexpr,
-    DHP: tl.constexpr, FP: tl.constexpr, H: tl.constexpr, N_LAYERS: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_F: tl.constexpr, TOPK: tl.constexpr,
+    N: tl.constexpr, D: tl.constexpr, NP: tl.constexpr, DP: tl.constexpr, DHP: tl.constexpr,
+    FP: tl.constexpr, H: tl.constexpr, N_LAYERS: tl.constexpr,
+    MAT_L: tl.constexpr, VEC_L: tl.constexpr, O_WO: tl.constexpr, O_W1: tl.constexpr,
+    O_W2: tl.constexpr, O_BO: tl.constexpr, O_B1: tl.constexpr, O_B2: tl.constexpr,
+    PP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_F: tl.constexpr, TOPK: tl.constexpr,
     MODE: tl.constexpr, HAS_ROWS: tl.constexpr, STORE_MARGINALS: tl.constexpr,
-    CDT: tl.constexpr, UPCAST_DOT: tl.constexpr,
+    CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr,
 ):
     """MODE 0: gains (M, N). MODE 1: per-program per-task top-TOPK. MODE 2: beam marginals + argmax.
 
@@ -347,7 +468,8 @@ def _mtgnet_fwd_kernel(
     chosen per launch by the host) rather than NP rows per combination flow through the matmuls.
     With HAS_ROWS, masks are a popcount bucket and rows_ptr gives each one's row in the output.
     Programs stride over tiles of BLOCK_M combinations (grid <= n_tiles) so reductions keep their
-    running state in registers and write one small partial per program.
+    running state in registers and write one small partial per program. Buffer offsets (MAT_L,
+    VEC_L, O_*) come from the host's ``KernelLayout``.
     """
     tl.static_assert(N <= NP, "tasks must fit the padded task axis")
     tl.static_assert(PP <= NP, "slots cannot outnumber padded tasks")
@@ -359,8 +481,6 @@ def _mtgnet_fwd_kernel(
     tl.static_assert(FP % BLOCK_F == 0, "BLOCK_F must divide the padded feed-forward width")
     tl.static_assert(MODE <= 2, "MODE is 0 (gains), 1 (top-k) or 2 (marginal)")
     R: tl.constexpr = BLOCK_M * PP
-    MAT_L: tl.constexpr = 4 * H * DP * DHP + 2 * DP * FP
-    VEC_L: tl.constexpr = 3 * H * DHP + 6 * DP + FP
     HEAD: tl.constexpr = N_LAYERS * VEC_L
 
     pid = tl.program_id(0)
@@ -369,15 +489,17 @@ def _mtgnet_fwd_kernel(
     tn = tl.arange(0, NP)
     ts = tl.arange(0, PP)
     dc = tl.arange(0, DP)
-    hc = tl.arange(0, DHP)
     task_ok = tn < N
-    w_head = tl.load(vec_ptr + HEAD + dc)
-    b_head = tl.load(vec_ptr + HEAD + DP)
 
     # Running reduction state; only the mode that updates it keeps it alive.
     kk = tl.arange(0, TOPK)
-    top_val = tl.full((TOPK, NP), float("-inf"), tl.float32)
-    top_mask = tl.zeros((TOPK, NP), tl.int64)
+    top_offs = pid * TOPK * NP + kk[:, None] * NP + tn[None, :]
+    if MODE == 1:
+        # The running top-k lives in this program's partial (global memory, cached): only the
+        # per-task k-th best stays in registers, and tiles that beat none skip the update.
+        tl.store(part_val_ptr + top_offs, tl.full((TOPK, NP), float("-inf"), tl.float32))
+        tl.store(part_idx_ptr + top_offs, tl.zeros((TOPK, NP), tl.int64))
+    kth = tl.full((NP,), float("-inf"), tl.float32)
     run_val = tl.full((BLOCK_M,), float("-inf"), tl.float32)
     run_idx = tl.full((BLOCK_M,), 9223372036854775807, tl.int64)
     best = tl.load(best_ptr + tn, mask=task_ok, other=0.0)
@@ -393,75 +515,73 @@ def _mtgnet_fwd_kernel(
             rows = pos
         member = ((masks[:, None] >> tn[None, :].to(tl.int64)) & 1) != 0
         member = member & task_ok[None, :] & row_ok[:, None]          # (BLOCK_M, NP)
-        task_of = tl.zeros((BLOCK_M, PP), tl.int32)
-        count = tl.zeros((BLOCK_M,), tl.int32)
-        for j in tl.static_range(N):
-            bit = ((masks >> j) & 1) != 0
-            task_of = tl.where(bit[:, None] & (ts[None, :] == count[:, None]), j, task_of)
-            count += bit.to(tl.int32)
-        slot_ok = (ts[None, :] < count[:, None]) & row_ok[:, None]    # (BLOCK_M, PP)
+        hot, rank, count = _slot_one_hot(member, PP)                  # (BLOCK_M, PP, NP)
+        # via fp32: the interpreter turns bool into bf16 as 0
+        hot2 = tl.reshape(tl.where(hot, 1.0, 0.0).to(tl.bfloat16), (R, NP))
+        slot_ok = ts[None, :] < count[:, None]                        # (BLOCK_M, PP)
 
-        # ---- step 2: layer 1 from per-task constants: gathered score rows, member-key softmax,
-        #      P @ (V W_o) against all NP tasks (absent keys get probability 0) ------------------
-        emb = tl.load(emb_ptr + task_of[:, :, None] * DP + dc[None, None, :])   # (BLOCK_M, PP, DP)
-        x = tl.reshape(emb, (R, DP))
+        # ---- step 2: layer 1 from per-task constants: one-hot-gathered embeddings and score
+        #      rows, member-key base-2 softmax, P @ (V W_o) against all NP tasks on emb + b_o ----
+        x = _gather3(hot2, emb_ptr, NP, DP, UPCAST_DOT)                # (R, DP) embeddings
         if N_LAYERS > 0:
-            attn = tl.zeros((R, DP), tl.float32)
+            acc = x                   # gathered embeddings carry layer 1's b_o
             for h in tl.static_range(H):
-                s = tl.load(s1_ptr + h * NP * NP + task_of[:, :, None] * NP + tn[None, None, :])
-                p = _masked_softmax(s, member[:, None, :])           # (BLOCK_M, PP, NP)
+                s = tl.reshape(_gather3(hot2, s1_ptr + h * 3 * NP * NP, NP, NP, UPCAST_DOT),
+                               (BLOCK_M, PP, NP))
+                p = _softmax2(tl.where(member[:, None, :], s, float("-inf")))
                 vo = tl.load(vo1_ptr + h * NP * DP + tn[:, None] * DP + dc[None, :])
-                attn += _mm(tl.reshape(p, (R, NP)), vo, CDT, UPCAST_DOT)
-            x = _post_attention(x, attn, mat_ptr, vec_ptr, ln_eps, H, D, DP, DHP, FP, BLOCK_F,
-                                CDT, UPCAST_DOT)
+                acc = _mm(tl.reshape(p, (R, NP)), vo, acc, CDT, UPCAST_DOT, TF32X3)
+            if N_LAYERS == 1:
+                y_slot = _post_attention(acc, mat_ptr, vec_ptr, vec_ptr + HEAD, ln_eps, True, D,
+                                         DP, FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, CDT,
+                                         UPCAST_DOT, TF32X3)
+            else:
+                x = _post_attention(acc, mat_ptr, vec_ptr, vec_ptr + HEAD, ln_eps, False, D, DP,
+                                    FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, CDT, UPCAST_DOT,
+                                    TF32X3)
+                # ---- step 3: layers 2..L over slots (the last one ends in the head) ------------
+                key_ok = slot_ok[:, None, :]                          # keys = occupied slots
+                for layer in range(1, N_LAYERS - 1):
+                    x = _general_layer(x, key_ok, mat_ptr + layer * MAT_L, vec_ptr + layer * VEC_L,
+                                       vec_ptr + HEAD, ln_eps, False, BLOCK_M, PP, H, D, DP, DHP,
+                                       FP, BLOCK_F, O_WO, O_W1, O_W2, O_BO, O_B1, O_B2, CDT,
+                                       UPCAST_DOT, TF32X3)
+                y_slot = _general_layer(x, key_ok, mat_ptr + (N_LAYERS - 1) * MAT_L,
+                                        vec_ptr + (N_LAYERS - 1) * VEC_L, vec_ptr + HEAD, ln_eps,
+                                        True, BLOCK_M, PP, H, D, DP, DHP, FP, BLOCK_F, O_WO,
+                                        O_W1, O_W2, O_BO, O_B1, O_B2, CDT, UPCAST_DOT, TF32X3)
+        else:
+            wh = tl.load(vec_ptr + HEAD + dc)
+            y_slot = tl.sum(x * wh[None, :], axis=1) + tl.load(vec_ptr + HEAD + DP)
 
-        # ---- step 3: layers 2..L over slots: per-head QKV, masked attention, W_o, LN/FFN/LN ----
-        key_ok = slot_ok[:, None, :]                                  # keys = occupied slots
-        for layer in range(1, N_LAYERS):
-            mat_l = mat_ptr + layer * MAT_L
-            vec_l = vec_ptr + layer * VEC_L
-            xc = x.to(CDT)
-            attn = tl.zeros((R, DP), tl.float32)
-            for h in tl.static_range(H):
-                w_off = dc[:, None] * DHP + hc[None, :]
-                wq = tl.load(mat_l + (0 * H + h) * DP * DHP + w_off)
-                wk = tl.load(mat_l + (1 * H + h) * DP * DHP + w_off)
-                wv = tl.load(mat_l + (2 * H + h) * DP * DHP + w_off)
-                q = _mm(xc, wq, CDT, UPCAST_DOT) + tl.load(vec_l + (0 * H + h) * DHP + hc)[None, :]
-                k = _mm(xc, wk, CDT, UPCAST_DOT) + tl.load(vec_l + (1 * H + h) * DHP + hc)[None, :]
-                v = _mm(xc, wv, CDT, UPCAST_DOT) + tl.load(vec_l + (2 * H + h) * DHP + hc)[None, :]
-                q3 = tl.reshape(q, (BLOCK_M, PP, DHP))
-                k3 = tl.reshape(k, (BLOCK_M, PP, DHP))
-                v3 = tl.reshape(v, (BLOCK_M, PP, DHP))
-                s = _mm(q3, tl.trans(k3, (0, 2, 1)), CDT, UPCAST_DOT)   # scale folded into W_q
-                p = _masked_softmax(s, key_ok)
-                o = _mm(p, v3, CDT, UPCAST_DOT)                          # (BLOCK_M, PP, DHP)
-                wo = tl.load(mat_l + 3 * H * DP * DHP + h * DHP * DP
-                             + hc[:, None] * DP + dc[None, :])
-                attn += _mm(tl.reshape(o, (R, DHP)), wo, CDT, UPCAST_DOT)
-            x = _post_attention(x, attn, mat_l, vec_l, ln_eps, H, D, DP, DHP, FP, BLOCK_F,
-                                CDT, UPCAST_DOT)
-
-        # ---- step 4: head, back to task layout -------------------------------------------------
-        y_slot = tl.reshape(tl.sum(x * w_head[None, :], axis=1), (BLOCK_M, PP)) + b_head
-        y = _slots_to_tasks(y_slot, task_of, slot_ok, NP)            # (BLOCK_M, NP)
-
-        # ---- step 5: epilogue: store gains, or fold the tile into the running reduction --------
+        # ---- step 4: back to task layout (task j reads its slot, rank j), epilogue ------------
+        y3 = tl.reshape(y_slot, (BLOCK_M, PP))
+        y = tl.gather(y3, tl.minimum(rank, PP - 1), axis=1)          # (BLOCK_M, NP)
         if MODE == 0:
             offs = rows[:, None] * N + tn[None, :]
             tl.store(out_ptr + offs, tl.where(member, y, 0.0).to(out_ptr.dtype.element_ty),
                      mask=row_ok[:, None] & task_ok[None, :])
         if MODE == 1:
             cand = tl.where(member, y, float("-inf"))
-            for i in tl.static_range(BLOCK_M):
-                # Replace each task's current k-th best when row i beats it (unsorted top-k).
-                v_i = tl.max(tl.where(lm[:, None] == i, cand, float("-inf")), axis=0)
-                m_i = tl.sum(tl.where(lm == i, masks, 0), axis=0)
-                lo = tl.min(top_val, axis=0)
-                at = tl.argmin(top_val, axis=0)
-                repl = (kk[:, None] == at[None, :]) & (v_i > lo)[None, :]
-                top_val = tl.where(repl, v_i[None, :], top_val)
-                top_mask = tl.where(repl, m_i, top_mask)
+            # Filter first: only when some row beats some task's running k-th best does the
+            # tile go through the per-row insertion (rare once the top-k has filled up).
+            if tl.max(tl.max(tl.where(cand > kth[None, :], 1, 0), axis=1), axis=0) > 0:
+                tl.debug_barrier()
+                top_val = tl.load(part_val_ptr + top_offs)
+                top_mask = tl.load(part_idx_ptr + top_offs)
+                for i in tl.static_range(BLOCK_M):
+                    # Replace each task's current k-th best when row i beats it (unsorted top-k).
+                    v_i = tl.max(tl.where(lm[:, None] == i, cand, float("-inf")), axis=0)
+                    m_i = tl.sum(tl.where(lm == i, masks, 0), axis=0)
+                    lo = tl.min(top_val, axis=0)
+                    at = tl.argmin(top_val, axis=0)
+                    repl = (kk[:, None] == at[None, :]) & (v_i > lo)[None, :]
+                    top_val = tl.where(repl, v_i[None, :], top_val)
+                    top_mask = tl.where(repl, m_i, top_mask)
+                tl.store(part_val_ptr + top_offs, top_val)
+                tl.store(part_idx_ptr + top_offs, top_mask)
+                tl.debug_barrier()
+                kth = tl.min(top_val, axis=0)
         if MODE == 2:
             gain = tl.where(member, tl.maximum(y - best[None, :], 0.0), 0.0)
             marg = tl.sum(gain, axis=1)                                   # (BLOCK_M,)
@@ -473,11 +593,7 @@ def _mtgnet_fwd_kernel(
             run_val = tl.where(better, marg, run_val)
             run_idx = tl.where(better, rows, run_idx)
 
-    # ---- step 6: one partial per program; the host merges them ---------------------------------
-    if MODE == 1:
-        offs = pid * TOPK * NP + kk[:, None] * NP + tn[None, :]
-        tl.store(part_val_ptr + offs, top_val)
-        tl.store(part_idx_ptr + offs, top_mask)
+    # ---- step 5: one partial per program (top-k: already there); the host merges them ----------
     if MODE == 2:
         v_best = tl.max(run_val, axis=0)
         i_best = tl.min(tl.where(run_val == v_best, run_idx, 9223372036854775807), axis=0)
@@ -485,14 +601,32 @@ def _mtgnet_fwd_kernel(
         tl.store(part_idx_ptr + pid, i_best)
 
 
+kernel = _mtgnet_fwd_kernel   # public handle for ahead-of-time compiles (``ops.kernel_static``)
+
+_TL_NAME = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+
+
+def kernel_signature(dtype: torch.dtype) -> dict[str, str]:
+    """Triton type of each runtime argument of :data:`kernel` for compute ``dtype``."""
+    c = "*" + _TL_NAME[dtype]
+    return dict(masks_ptr="*i64", rows_ptr="*i64", n_masks="i32", n_tiles="i32",
+                emb_ptr="*bf16", s1_ptr="*bf16", vo1_ptr=c, mat_ptr=c, vec_ptr="*fp32",
+                best_ptr="*fp32", out_ptr=c, marg_ptr="*fp32", part_val_ptr="*fp32",
+                part_idx_ptr="*i64", ln_eps="fp32")
+
+
+def kernel_constexprs(layout: KernelLayout, cfg: LaunchConfig, dtype: torch.dtype, *,
+                      has_rows: bool = True, store_marginals: bool = True,
+                      upcast_dot: bool = False) -> dict[str, object]:
+    """Every compile-time constant of :data:`kernel` for one launch (layout + launch config)."""
+    return dict(**layout.kernel_constexprs(), **cfg.constexprs(), HAS_ROWS=has_rows,
+                STORE_MARGINALS=store_marginals, CDT=_CDT[dtype], UPCAST_DOT=upcast_dot,
+                TF32X3=dtype == torch.float32)
+
+
 # ------------------------------------------------------------------------------------------------
 # launcher
 # ------------------------------------------------------------------------------------------------
-def _default_block_m(pp: int) -> int:
-    # ~128 token rows per program: one tensor-core M tile, and X (128 x 64 fp32) fits registers.
-    return max(1, 128 // pp)
-
-
 def _default_programs(n_tiles: int, device: torch.device) -> int:
     if device.type == "cuda":
         sms = torch.cuda.get_device_properties(device).multi_processor_count
@@ -515,7 +649,7 @@ def _buckets(packed: PackedMTGNet, masks: torch.Tensor,
     A combination of p tasks only needs next_pow2(p) token rows; for N = 27 about 88% of all
     combinations fit 16 slots instead of 32, which halves their matmul work.
     """
-    sizes = [pp for pp in (16, 32, 64) if pp < packed.np_] + [packed.np_]
+    sizes = slot_widths(packed.layout)
     if not compact or len(sizes) == 1 or masks.numel() == 0:
         return [(packed.np_, masks, None)]
     which = torch.bucketize(popcount64(masks), torch.tensor(sizes, device=masks.device))
@@ -548,19 +682,19 @@ def _mtgnet_fwd_launch(packed: PackedMTGNet, masks: torch.Tensor, *, mode: int,
     if mode == 2 and store_marginals:
         marg = res["marginals"] = torch.empty(m, **f32)
     best_t = best if best is not None else torch.zeros(packed.n_tasks, **f32)
-    upcast = interpreter_active() and packed.dtype == torch.bfloat16
+    upcast = interpreter_active()   # bf16 gathers run in every dtype
     parts_v, parts_i = [], []
     for pp, bmasks, rows in _buckets(packed, masks, compact):
         if bmasks.shape[0] == 0:
             continue
-        bm = block_m or _default_block_m(pp)
-        n_tiles = triton.cdiv(int(bmasks.shape[0]), bm)
+        cfg = launch_config(packed.layout, pp, mode, topk=topk, block_m=block_m)
+        n_tiles = triton.cdiv(int(bmasks.shape[0]), cfg.block_m)
         grid = n_tiles if mode == 0 else max(1, min(n_programs or _default_programs(n_tiles, dev),
                                                       n_tiles))
         pv, pi = dummy_f, dummy_i
         if mode == 1:
-            pv = torch.empty(grid, topk, packed.np_, **f32)
-            pi = torch.empty(grid, topk, packed.np_, **i64)
+            pv = torch.empty(grid, cfg.topk, packed.np_, **f32)
+            pi = torch.empty(grid, cfg.topk, packed.np_, **i64)
         elif mode == 2:
             pv, pi = torch.empty(grid, **f32), torch.empty(grid, **i64)
         _mtgnet_fwd_kernel[(grid,)](
@@ -568,12 +702,9 @@ def _mtgnet_fwd_launch(packed: PackedMTGNet, masks: torch.Tensor, *, mode: int,
             packed.emb, packed.s1, packed.vo1, packed.mat, packed.vec, best_t,
             out, marg, pv, pi,
             packed.ln_eps,
-            N=packed.n_tasks, D=packed.dim, NP=packed.np_, PP=pp, DP=packed.dp, DHP=packed.dhp,
-            FP=packed.fp, H=packed.n_heads, N_LAYERS=packed.n_layers,
-            BLOCK_M=bm, BLOCK_F=min(packed.fp, 64), TOPK=topk, MODE=mode,
-            HAS_ROWS=rows is not None, STORE_MARGINALS=store_marginals,
-            CDT=_CDT[packed.dtype], UPCAST_DOT=upcast,
-            num_warps=4 if bm * pp < 128 else 8, num_stages=1,  # 8 warps: fewer regs per thread
+            **kernel_constexprs(packed.layout, cfg, packed.dtype, has_rows=rows is not None,
+                                store_marginals=store_marginals, upcast_dot=upcast),
+            **cfg.options(),
         )
         parts_v.append(pv)
         parts_i.append(pi)
@@ -583,7 +714,7 @@ def _mtgnet_fwd_launch(packed: PackedMTGNet, masks: torch.Tensor, *, mode: int,
 
 
 # ------------------------------------------------------------------------------------------------
-# public functions
+# public functions (``validate=False``: the caller, e.g. ``dispatch``, has checked the arguments)
 # ------------------------------------------------------------------------------------------------
 def _as_packed(params: MTGNetParams | PackedMTGNet, dtype: torch.dtype | None) -> PackedMTGNet:
     if isinstance(params, PackedMTGNet):
@@ -599,67 +730,42 @@ def _as_packed(params: MTGNetParams | PackedMTGNet, dtype: torch.dtype | None) -
     return packed
 
 
-def _as_mask_tensor(masks: object, n_tasks: int, device: torch.device) -> torch.Tensor:
-    if isinstance(masks, np.ndarray):
-        if not np.issubdtype(masks.dtype, np.integer):
-            raise InputTypeError(f"masks must hold integers, got dtype {masks.dtype}")
-        masks = torch.from_numpy(np.ascontiguousarray(masks).astype(np.uint64).view(np.int64))
-    if not isinstance(masks, torch.Tensor):
-        raise InputTypeError("masks must be an int64 torch.Tensor or numpy array, got "
-                             f"{type(masks).__name__}")
-    if masks.dtype != torch.int64:
-        raise InputTypeError(f"masks must have dtype int64 (uint64 bit patterns), "
-                             f"got {masks.dtype}")
-    if masks.ndim != 1:
-        raise InputError(f"masks must be 1-D, got shape {tuple(masks.shape)}")
-    masks = masks.to(device).contiguous()
-    if masks.numel():
-        bad = masks == 0
-        if n_tasks < 64:
-            bad |= (masks >> n_tasks) != 0
-        if bool(bad.any()):
-            i = int(bad.nonzero()[0, 0])
-            raise InputError(f"masks[{i}] = {int(masks[i]) & ((1 << 64) - 1):#x} is empty or has "
-                             f"bits >= n_tasks = {n_tasks}")
-    return masks
-
-
 def mtgnet_forward_triton(params: MTGNetParams | PackedMTGNet, masks: torch.Tensor, *,
                           dtype: torch.dtype | None = None, block_m: int | None = None,
-                          compact: bool = True) -> torch.Tensor:
+                          compact: bool = True, validate: bool = True) -> torch.Tensor:
     """Predicted gains ``(M, N)`` of member tasks (0 for absent) for int64 masks ``(M,)``.
 
     Same math as ``reference.mtgnet_forward``; output in the compute dtype. ``compact`` runs
     each popcount bucket with just enough token slots (set False to pad every mask to NP).
     """
     packed = _as_packed(params, dtype)
-    _check_block(block_m)
-    masks = _as_mask_tensor(masks, packed.n_tasks, packed.device)
+    if validate:
+        check_block(block_m)
+        masks = as_mask_tensor(masks, packed.n_tasks, packed.device)
     return _mtgnet_fwd_launch(packed, masks, mode=0, block_m=block_m, compact=compact)["gains"]
 
 
 def mtgnet_topk_triton(params: MTGNetParams | PackedMTGNet, masks: torch.Tensor, k: int, *,
                        dtype: torch.dtype | None = None, block_m: int | None = None,
-                       n_programs: int | None = None,
-                       compact: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                       n_programs: int | None = None, compact: bool = True,
+                       validate: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """For each task j, the ``k`` masks containing j with the largest predicted y_j, without (M, N).
 
     Returns ``(values, masks)`` of shape ``(N, k)``, best first; missing slots are -inf and 0.
     Exact ties are broken arbitrarily.
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= int(k) <= MAX_TOPK:
-        raise InputError(f"k must be an int in [1, {MAX_TOPK}], got {k!r}")
-    k = int(k)
+    if validate:
+        k = check_k(k)
     packed = _as_packed(params, dtype)
-    _check_block(block_m)
-    _check_programs(n_programs)
-    masks = _as_mask_tensor(masks, packed.n_tasks, packed.device)
-    kp = _next_pow2(k, floor=1)
+    if validate:
+        check_block(block_m)
+        check_programs(n_programs)
+        masks = as_mask_tensor(masks, packed.n_tasks, packed.device)
     n = packed.n_tasks
     if masks.numel() == 0:
         return (torch.full((n, k), float("-inf"), device=packed.device),
                 torch.zeros(n, k, dtype=torch.int64, device=packed.device))
-    res = _mtgnet_fwd_launch(packed, masks, mode=1, topk=kp, block_m=block_m,
+    res = _mtgnet_fwd_launch(packed, masks, mode=1, topk=k, block_m=block_m,
                              n_programs=n_programs, compact=compact)
     vals = res["part_val"][:, :, :n].permute(2, 0, 1).reshape(n, -1)      # (N, programs * kp)
     cand = res["part_idx"][:, :, :n].permute(2, 0, 1).reshape(n, -1)
@@ -674,24 +780,20 @@ def mtgnet_topk_triton(params: MTGNetParams | PackedMTGNet, masks: torch.Tensor,
 def mtgnet_marginal_triton(params: MTGNetParams | PackedMTGNet, masks: torch.Tensor,
                            best: torch.Tensor, *, return_marginals: bool = True,
                            dtype: torch.dtype | None = None, block_m: int | None = None,
-                           n_programs: int | None = None, compact: bool = True) -> MarginalResult:
+                           n_programs: int | None = None, compact: bool = True,
+                           validate: bool = True) -> MarginalResult:
     """Beam-search marginal gain sum_{j in C} max(0, y_j(C) - best_j) per candidate, and the argmax.
 
     ``best`` ``(N,)`` is the current per-task best gain. The (M, N) predictions are never stored.
     """
     packed = _as_packed(params, dtype)
-    _check_block(block_m)
-    _check_programs(n_programs)
-    if not isinstance(best, torch.Tensor):
-        raise InputTypeError(f"best must be a torch.Tensor, got {type(best).__name__}")
-    if tuple(best.shape) != (packed.n_tasks,):
-        raise InputError(f"best must have shape ({packed.n_tasks},), got {tuple(best.shape)}")
-    best = best.to(device=packed.device, dtype=torch.float32).contiguous()
-    if bool(torch.isnan(best).any()):
-        raise InputError("best must not contain NaN")
-    masks = _as_mask_tensor(masks, packed.n_tasks, packed.device)
-    if masks.numel() == 0:
-        raise InputError("masks must hold at least one candidate")
+    if validate:
+        check_block(block_m)
+        check_programs(n_programs)
+        best = check_best(best, packed.n_tasks, packed.device)
+        masks = as_mask_tensor(masks, packed.n_tasks, packed.device)
+        if masks.numel() == 0:
+            raise InputError("masks must hold at least one candidate")
     res = _mtgnet_fwd_launch(packed, masks, mode=2, best=best, store_marginals=return_marginals,
                              block_m=block_m, n_programs=n_programs, compact=compact)
     pv, pi = res["part_val"], res["part_idx"]
@@ -699,18 +801,3 @@ def mtgnet_marginal_triton(params: MTGNetParams | PackedMTGNet, masks: torch.Ten
     idx = int(torch.where(pv == v, pi, torch.iinfo(torch.int64).max).min())
     mask = int(masks[idx]) & ((1 << 64) - 1)
     return MarginalResult(res.get("marginals"), float(v), mask)
-
-
-def _check_block(block_m: int | None) -> None:
-    if block_m is None:
-        return
-    if (isinstance(block_m, bool) or not isinstance(block_m, int) or block_m < 1
-            or block_m & (block_m - 1)):
-        raise InputError(f"block_m must be a power of two >= 1, got {block_m!r}")
-
-
-def _check_programs(n_programs: int | None) -> None:
-    if n_programs is None:
-        return
-    if isinstance(n_programs, bool) or not isinstance(n_programs, int) or n_programs < 1:
-        raise InputError(f"n_programs must be a positive int, got {n_programs!r}")

@@ -1,0 +1,218 @@
+"""What the launcher (``dispatch``), the Triton kernel and its static check share; imports no triton.
+
+Backend names, result types, the compute-dtype rule, the kernel's buffer layout (one object gives
+every offset: the packer writes by it, the kernel reads by it) and the launch configuration rule.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import torch
+
+__all__ = ["Backend", "KERNEL_DTYPES", "KernelLayout", "LaunchConfig", "MAX_TOPK",
+           "MarginalResult", "interpret_env", "kernel_supports", "launch_config", "next_pow2", "slot_widths"]
+
+Backend = Literal["auto", "torch", "triton"]
+
+# Largest per-task top-k any backend returns (the kernel keeps it in registers per program).
+MAX_TOPK = 64
+
+# Compute dtypes of the kernel's matmul operands (accumulation is always fp32).
+KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def kernel_supports(dtype: torch.dtype, device: torch.device | str) -> bool:
+    """The dtype rule: whether the kernel computes in ``dtype`` on ``device`` (bf16: sm80+ CUDA)."""
+    if dtype not in KERNEL_DTYPES:
+        return False
+    dev = torch.device(device)
+    if dev.type == "cuda" and dtype == torch.bfloat16:
+        return bool(torch.cuda.is_bf16_supported())
+    return True
+
+
+class MarginalResult(NamedTuple):
+    """Beam-step marginal gains: per candidate (or None), and the best candidate."""
+
+    marginals: torch.Tensor | None   # (M,) fp32: sum_{j in C} max(0, y_j(C) - best_j)
+    best_value: float                 # max over candidates
+    best_mask: int                    # its mask (uint64 value)
+
+
+def interpret_env() -> bool:
+    """Whether ``TRITON_INTERPRET`` asks for Triton's CPU interpreter (tests only)."""
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+
+
+def next_pow2(n: int, floor: int = 16) -> int:
+    """Smallest power of two >= ``n`` and >= ``floor`` (tl.dot needs dims >= 16, arange powers of 2)."""
+    return max(floor, 1 << max(0, (int(n) - 1).bit_length()))
+
+
+@dataclass(frozen=True)
+class KernelLayout:
+    """Shapes of one MTG-Net and the kernel's padded buffers, with every offset into them.
+
+    ``mat`` holds per layer ``[W_q,k,v (3, H, DP, DHP) | W_o (H, DHP, DP) | W_1 (DP, FP) |
+    W_2 (FP, DP)]``; ``vec`` holds per layer ``[b_q,k,v (3, H, DHP) | b_o | ln1_w | ln1_b |
+    b_1 (FP) | b_2 | ln2_w | ln2_b]`` (DP each unless noted), then the head with the last
+    LayerNorm folded in: ``w' (DP) | c | sum(w')`` (``triton_mtgnet.pack_params``).
+    """
+
+    n_tasks: int
+    dim: int
+    ffn_dim: int
+    n_heads: int
+    n_layers: int
+
+    @property
+    def np_(self) -> int:
+        """Padded task axis (NP)."""
+        return next_pow2(self.n_tasks)
+
+    @property
+    def dp(self) -> int:
+        return next_pow2(self.dim)
+
+    @property
+    def dhp(self) -> int:
+        return next_pow2(self.dim // self.n_heads)
+
+    @property
+    def fp(self) -> int:
+        return next_pow2(self.ffn_dim)
+
+    # -- offsets within one layer of ``mat`` --
+    @property
+    def w_qkv(self) -> int:
+        return 0
+
+    @property
+    def w_o(self) -> int:
+        return 3 * self.n_heads * self.dp * self.dhp
+
+    @property
+    def w_1(self) -> int:
+        return 4 * self.n_heads * self.dp * self.dhp
+
+    @property
+    def w_2(self) -> int:
+        return self.w_1 + self.dp * self.fp
+
+    @property
+    def mat_layer(self) -> int:
+        return self.w_2 + self.fp * self.dp
+
+    # -- offsets within one layer of ``vec`` --
+    @property
+    def b_o(self) -> int:
+        return 3 * self.n_heads * self.dhp
+
+    @property
+    def ln1_w(self) -> int:
+        return self.b_o + self.dp
+
+    @property
+    def ln1_b(self) -> int:
+        return self.b_o + 2 * self.dp
+
+    @property
+    def b_1(self) -> int:
+        return self.b_o + 3 * self.dp
+
+    @property
+    def b_2(self) -> int:
+        return self.b_1 + self.fp
+
+    @property
+    def ln2_w(self) -> int:
+        return self.b_2 + self.dp
+
+    @property
+    def ln2_b(self) -> int:
+        return self.b_2 + 2 * self.dp
+
+    @property
+    def vec_layer(self) -> int:
+        return self.b_2 + 3 * self.dp
+
+    @property
+    def head(self) -> int:
+        """Offset of the folded head ``w'`` in ``vec``; ``c`` and ``sum(w')`` follow at ``head + DP``."""
+        return self.n_layers * self.vec_layer
+
+    @property
+    def mat_size(self) -> int:
+        return max(1, self.n_layers) * self.mat_layer
+
+    @property
+    def vec_size(self) -> int:
+        return self.head + 2 * self.dp
+
+    def kernel_constexprs(self) -> dict[str, int]:
+        """The kernel's shape and offset compile-time constants."""
+        return dict(N=self.n_tasks, D=self.dim, NP=self.np_, DP=self.dp, DHP=self.dhp,
+                    FP=self.fp, H=self.n_heads, N_LAYERS=self.n_layers,
+                    MAT_L=self.mat_layer, VEC_L=self.vec_layer, O_WO=self.w_o, O_W1=self.w_1,
+                    O_W2=self.w_2, O_BO=self.b_o, O_B1=self.b_1, O_B2=self.b_2)
+
+
+def slot_widths(layout: KernelLayout) -> list[int]:
+    """Token-slot widths PP the launcher may choose for ``layout`` (popcount buckets), ascending."""
+    return [pp for pp in (16, 32, 64) if pp < layout.np_] + [layout.np_]
+
+
+def slot_width(layout: KernelLayout, popcount: int) -> int:
+    """The slot width the launcher uses for combinations of ``popcount`` tasks."""
+    return next(pp for pp in slot_widths(layout) if pp >= popcount)
+
+
+# Token rows per tile (combinations x slots): one warpgroup's MMA M tile.
+TILE_ROWS = 64
+MAXNREG: int | None = None
+BLOCK_F = 64
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    """One kernel specialisation: slot width, tile, reduction mode and Triton launch options."""
+
+    pp: int
+    block_m: int
+    block_f: int
+    mode: int           # 0 gains, 1 per-task top-k, 2 marginal gain
+    topk: int           # padded k (power of two) in mode 1, else 1
+    num_warps: int
+    num_stages: int
+    maxnreg: int | None = None   # register cap per thread (None: ptxas decides, up to 255)
+
+    def options(self) -> dict[str, int]:
+        """Triton launch / compile options."""
+        opt = dict(num_warps=self.num_warps, num_stages=self.num_stages)
+        if self.maxnreg is not None:
+            opt["maxnreg"] = self.maxnreg
+        return opt
+
+    def constexprs(self) -> dict[str, int]:
+        return dict(PP=self.pp, BLOCK_M=self.block_m, BLOCK_F=self.block_f, TOPK=self.topk,
+                    MODE=self.mode)
+
+
+def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
+                  block_m: int | None = None) -> LaunchConfig:
+    """The launcher's choice for slot width ``pp``: TILE_ROWS token rows per tile, 4 warps (one
+    warpgroup: 64 rows are one Hopper wgmma M tile; 254 registers, 2 CTAs per SM, no spills)."""
+    bm = block_m or max(1, TILE_ROWS // pp)
+    rows = bm * pp
+    return LaunchConfig(pp=pp, block_m=bm, block_f=min(layout.fp, BLOCK_F), mode=mode,
+                        topk=next_pow2(topk, floor=1) if mode == 1 else 1,
+                        num_warps=4 if rows <= 64 else 8, num_stages=1, maxnreg=MAXNREG)
+
+
+def combos_in_bucket(n_tasks: int, popcounts: range) -> int:
+    """Number of combinations of ``n_tasks`` tasks whose size lies in ``popcounts``."""
+    return sum(math.comb(n_tasks, k) for k in popcounts)

@@ -1,0 +1,205 @@
+#include "search.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "beam.hpp"
+#include "bnb.hpp"
+#include "bound.hpp"
+#include "deadline.hpp"
+#include "exact.hpp"
+#include "local_search.hpp"
+
+namespace mtgfast {
+
+namespace {
+
+std::vector<std::uint32_t> rows_of(const Problem& p, const GroupingResult& g) {
+  std::vector<std::uint32_t> rows;
+  for (mask_t m : g.groups)
+    rows.push_back(
+        std::uint32_t(std::lower_bound(p.masks.begin(), p.masks.end(), m) - p.masks.begin()));
+  return rows;
+}
+
+bool is_optimal(const GroupingResult& g, double gap_tol) {
+  if (!g.feasible) return g.bound == kNegInf;
+  return g.bound - g.value <= gap_tol * std::max(1.0, std::fabs(g.value));
+}
+
+GroupingResult make_result(const Problem& p, const std::vector<std::uint32_t>& rows, int budget,
+                           Method method, double bound, double gap_tol) {
+  GroupingResult g = finalize(p, std::vector<std::size_t>(rows.begin(), rows.end()), budget, false);
+  g.method = method;
+  g.bound = std::max(bound, g.value);  // a bound below a found value would be a bug; never report it
+  g.optimal = is_optimal(g, gap_tol);
+  return g;
+}
+
+// Subgradient iterations that fit a work budget of ~3e7 multiply-adds (about 10 ms) per bound.
+int bound_iterations(const Problem& p) {
+  const double work = double(p.size()) * double(p.stride);
+  return int(std::clamp(3e7 / std::max(work, 1.0), 3.0, 300.0));
+}
+
+// Beam (+ local search) for the sorted distinct budgets, each with a bound.
+std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& sorted,
+                                      const SearchOptions& opt, const Deadline& deadline,
+                                      Method label) {
+  std::vector<GroupingResult> res = beam_search(p, sorted, std::max(opt.beam_width, 1));
+  const int n = p.n_tasks;
+  std::vector<std::uint32_t> prev;
+  double prev_value = kNegInf;
+  std::vector<double> lambda;
+  const double trivial = best_gain_bound(p);
+  std::vector<std::uint32_t> all(p.size());
+  for (std::size_t r = 0; r < p.size(); ++r) all[r] = std::uint32_t(r);
+  for (std::size_t k = 0; k < sorted.size(); ++k) {
+    const int b = sorted[k];
+    const int kb = std::min(b, n);
+    std::vector<std::uint32_t> rows;
+    double v = kNegInf;
+    if (res[k].feasible) {
+      rows = rows_of(p, res[k]);
+      v = res[k].value;
+    }
+    const bool improve = opt.local_search;
+    if (improve && prev_value > v) rows = prev, v = prev_value;  // feasible for this budget too
+    if (improve && v != kNegInf && !deadline.passed()) {
+      rows = local_search(p, rows, kb);
+      v = value_of(p, rows.data(), rows.size());
+    }
+    double bound = trivial;
+    if (!deadline.passed()) {
+      BoundOptions bo;
+      bo.max_iter = bound_iterations(p);
+      const BoundResult R = lagrangian_bound(p, {}, all, kb, lambda, v, bo);
+      bound = std::min(bound, R.bound);
+      lambda = R.lambda;
+      if (improve && R.best_primal_value > v && int(R.best_primal.size()) <= kb) {
+        rows = R.best_primal;
+        v = R.best_primal_value;
+      }
+    }
+    if (v == kNegInf) {
+      GroupingResult g = infeasible(b, bound == kNegInf);
+      g.bound = bound;
+      g.method = label;
+      g.timed_out = deadline.passed();
+      res[k] = g;
+      continue;
+    }
+    // Under Alone a tie-free beam result keeps the beam's exact groups when nothing improved it.
+    if (!(res[k].feasible && v == res[k].value))
+      res[k] = make_result(p, rows, b, label, bound, opt.gap_tol);
+    else {
+      res[k].method = label;
+      res[k].bound = std::max(bound, res[k].value);
+      res[k].optimal = is_optimal(res[k], opt.gap_tol);
+    }
+    res[k].timed_out = deadline.passed();
+    prev = rows;
+    prev_value = v;
+  }
+  return res;
+}
+
+std::vector<GroupingResult> in_order(const std::vector<int>& budgets,
+                                     const std::vector<int>& sorted,
+                                     const std::vector<GroupingResult>& solved) {
+  std::vector<GroupingResult> out;
+  out.reserve(budgets.size());
+  for (int b : budgets) {
+    const auto it = std::lower_bound(sorted.begin(), sorted.end(), b);
+    GroupingResult g = solved[std::size_t(it - sorted.begin())];
+    g.budget = b;
+    out.push_back(g);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<GroupingResult> search(const Problem& p, const std::vector<int>& budgets, Method method,
+                                   const SearchOptions& opt) {
+  for (int b : budgets)
+    if (b < 1) throw std::invalid_argument("budget must be >= 1, got " + std::to_string(b));
+  if (budgets.empty()) throw std::invalid_argument("no budget given");
+  if (!(opt.gap_tol >= 0.0)) throw std::invalid_argument("gap_tol must be >= 0");
+  if (p.size() >= (std::size_t{1} << 32)) throw std::length_error("too many candidates");
+  const Deadline deadline(opt.time_limit);
+  std::vector<int> sorted = budgets;
+  std::sort(sorted.begin(), sorted.end());
+  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+
+  if (method == Method::DP) {
+    std::vector<GroupingResult> res = exact_dp(p, sorted, opt.max_dp_bytes, deadline);
+    bool missing = false;
+    for (const auto& g : res) missing |= g.timed_out;
+    if (missing) {  // budgets the DP did not reach: the heuristic, with bounds (no time left)
+      SearchOptions quick = opt;
+      const std::vector<GroupingResult> h = heuristic(p, sorted, quick, Deadline(), Method::Beam);
+      for (std::size_t k = 0; k < res.size(); ++k)
+        if (res[k].timed_out) {
+          res[k] = h[k];
+          res[k].timed_out = true;
+        }
+    }
+    return in_order(budgets, sorted, res);
+  }
+  if (method == Method::Beam) {
+    SearchOptions o = opt;
+    return in_order(budgets, sorted, heuristic(p, sorted, o, deadline, Method::Beam));
+  }
+  // Branch-and-bound
+  SearchOptions o = opt;
+  o.local_search = true;
+  std::vector<GroupingResult> res = heuristic(p, sorted, o, deadline, Method::BranchBound);
+  const int n = p.n_tasks;
+  std::vector<std::uint32_t> prev;
+  double prev_value = kNegInf;
+  std::vector<double> lambda;
+  for (std::size_t k = 0; k < sorted.size(); ++k) {
+    const int b = sorted[k];
+    GroupingResult& g = res[k];
+    std::vector<std::uint32_t> start;
+    double v = kNegInf;
+    if (g.feasible) start = rows_of(p, g), v = g.value;
+    if (prev_value > v) start = prev, v = prev_value;
+    if (g.optimal || deadline.passed()) {
+      if (g.feasible) prev = rows_of(p, g), prev_value = g.value;
+      g.timed_out = !g.optimal;
+      continue;
+    }
+    const double share = deadline.has() ? std::max(deadline.left() / double(sorted.size() - k), 1e-3)
+                                        : 0.0;
+    const Deadline local = deadline.has() ? deadline.sub(share) : Deadline();
+    const BnbOutcome o2 = branch_and_bound(p, std::min(b, n), start, opt.gap_tol, local, lambda);
+    lambda = o2.root_lambda;
+    const double bound = std::min(g.bound, o2.bound);
+    if (o2.value == kNegInf) {
+      GroupingResult inf = infeasible(b, o2.complete && bound == kNegInf);
+      inf.method = Method::BranchBound;
+      inf.bound = bound;
+      inf.timed_out = !o2.complete;
+      inf.nodes = o2.nodes;
+      g = inf;
+      continue;
+    }
+    if (!(g.feasible && o2.value <= g.value)) {
+      g = make_result(p, o2.rows, b, Method::BranchBound, bound, opt.gap_tol);
+    } else {
+      g.bound = std::max(bound, g.value);
+      g.optimal = is_optimal(g, opt.gap_tol);
+    }
+    g.nodes = o2.nodes;
+    g.timed_out = !o2.complete && !g.optimal;
+    prev = rows_of(p, g);
+    prev_value = g.value;
+  }
+  return in_order(budgets, sorted, res);
+}
+
+}  // namespace mtgfast

@@ -99,6 +99,7 @@ BoundResult lagrangian_bound(const Problem& p, const std::vector<std::uint32_t>&
   std::vector<std::uint32_t> idx(m);
   std::vector<double> sub(static_cast<std::size_t>(n), 0.0);
   std::vector<std::uint32_t> primal;
+  std::vector<double> primal_values;
   double theta = opt.theta;
   int stall = 0;
   double scale = 1.0;
@@ -138,6 +139,20 @@ BoundResult lagrangian_bound(const Problem& p, const std::vector<std::uint32_t>&
     if (pv > out.best_primal_value) {
       out.best_primal_value = pv;
       out.best_primal = primal;
+    }
+    if (pv != kNegInf) {  // keep a few distinct good sets (best first) as local-search starts
+      std::sort(primal.begin(), primal.end());
+      bool seen = false;
+      for (const auto& q : out.primals) seen |= q == primal;
+      if (!seen) {
+        std::size_t pos = 0;
+        while (pos < out.primals.size() && primal_values[pos] >= pv) ++pos;
+        if (pos < 4) {
+          out.primals.insert(out.primals.begin() + std::ptrdiff_t(pos), primal);
+          primal_values.insert(primal_values.begin() + std::ptrdiff_t(pos), pv);
+          if (out.primals.size() > 4) out.primals.pop_back(), primal_values.pop_back();
+        }
+      }
     }
     const double lo = std::max(lower, out.best_primal_value);
     if (out.bound <= opt.target) break;

@@ -30,6 +30,7 @@ struct BoundResult {
   std::vector<double> rho;              // rho of each row of `active` at those multipliers
   std::vector<std::uint32_t> best_primal;  // best feasible set seen (fixed + selected), if any
   double best_primal_value = kNegInf;
+  std::vector<std::vector<std::uint32_t>> primals;  // the best distinct feasible sets seen (<= 4)
   int iterations = 0;
 };
 

@@ -61,7 +61,8 @@ inline double gain_over(const double* g, const double* cur, int stride) noexcept
 }  // namespace
 
 std::vector<std::uint32_t> local_search(const Problem& p, std::vector<std::uint32_t> start,
-                                        int budget, int max_rounds) {
+                                        int budget, int max_rounds, bool merge,
+                                        std::uint64_t kick_seed, int kick_choices) {
   const int n = p.n_tasks;
   const std::size_t m = p.size();
   budget = std::min(budget, n);
@@ -87,8 +88,11 @@ std::vector<std::uint32_t> local_search(const Problem& p, std::vector<std::uint3
         continue;
       }
     }
-    // swap: row at position t out, row a in
-    double best_delta = eps;
+    // swap: row at position t out, row a in (a kick: the first round takes a random one of the
+    // `kick_choices` best swaps, improving or not)
+    const bool kick = kick_seed != 0 && round == 0;
+    std::vector<std::pair<double, std::pair<int, std::size_t>>> pool;
+    double best_delta = kick ? kNegInf : eps;
     int best_t = -1;
     std::size_t best_a = m;
     for (std::size_t t = 0; t < inc.rows.size(); ++t) {
@@ -101,7 +105,7 @@ std::vector<std::uint32_t> local_search(const Problem& p, std::vector<std::uint3
           if (inc.second[std::size_t(j)] == kNegInf) U |= mask_t{1} << j;
           else loss -= inc.second[std::size_t(j)];
         }
-      if (D == 0) {  // serves nothing: dropping it is free, and any add is a swap
+      if (D == 0 && !kick) {  // serves nothing: dropping it is free, and any add is a swap
         std::size_t arg = m;
         double best = best_delta;
         for (std::size_t a = 0; a < m; ++a)
@@ -122,14 +126,33 @@ std::vector<std::uint32_t> local_search(const Problem& p, std::vector<std::uint3
           if ((U >> j) & 1) d += g[j];
           else d += g[j] > inc.second[j] ? g[j] - inc.second[j] : 0.0;
         }
+        if (kick) {
+          if (pool.size() < std::size_t(kick_choices) || d > pool.back().first) {
+            pool.push_back({d, {int(t), a}});
+            std::sort(pool.begin(), pool.end(),
+                      [](const auto& x, const auto& y) { return x.first > y.first; });
+            if (pool.size() > std::size_t(kick_choices)) pool.pop_back();
+          }
+          continue;
+        }
         if (d > best_delta) best_delta = d, best_t = int(t), best_a = a;
       }
+    }
+    if (kick && !pool.empty()) {
+      std::uint64_t z = kick_seed + 0x9E3779B97F4A7C15ULL;  // splitmix64
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+      z ^= z >> 31;
+      const auto& pick = pool[std::size_t(z % pool.size())];
+      best_t = pick.second.first;
+      best_a = pick.second.second;
     }
     if (best_t >= 0) {
       inc.rows[std::size_t(best_t)] = std::uint32_t(best_a);
       inc.recompute();
       continue;
     }
+    if (!merge) break;
     // merge: rows s < t out, the best row a in, then the best add with the freed unit
     if (inc.rows.size() < 2) break;
     struct Cand { double d; std::size_t s, t, a; };

@@ -75,13 +75,20 @@ std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& 
     if (!deadline.passed()) {
       BoundOptions bo;
       bo.max_iter = bound_iterations(p);
+      if (v != kNegInf) bo.target = v + opt.gap_tol * std::max(1.0, std::fabs(v));
       const BoundResult R = lagrangian_bound(p, {}, all, kb, lambda, v, bo);
       bound = std::min(bound, R.bound);
       lambda = R.lambda;
-      if (improve && R.best_primal_value > v && int(R.best_primal.size()) <= kb) {
-        rows = R.best_primal;
-        v = R.best_primal_value;
+      // The Lagrangian's own best set is a second start when the gap is still open.
+      for (const auto& start : R.primals) {
+        if (!improve || bound <= v + opt.gap_tol * std::max(1.0, std::fabs(v)) ||
+            int(start.size()) > kb || deadline.passed())
+          break;
+        std::vector<std::uint32_t> other = local_search(p, start, kb);
+        const double ov = value_of(p, other.data(), other.size());
+        if (ov > v) rows = other, v = ov;
       }
+
     }
     if (v == kNegInf) {
       GroupingResult g = infeasible(b, bound == kNegInf);
@@ -102,6 +109,38 @@ std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& 
     res[k].timed_out = deadline.passed();
     prev = rows;
     prev_value = v;
+  }
+  // Backward pass: the set of budget b + 1 less its cheapest row is a start for budget b.
+  if (opt.local_search) {
+    for (std::size_t k = sorted.size() - 1; k-- > 0;) {
+      if (deadline.passed()) break;
+      GroupingResult& g = res[k];
+      const GroupingResult& up = res[k + 1];
+      if (!up.feasible || g.optimal) continue;
+      const int kb = std::min(sorted[k], n);
+      std::vector<std::uint32_t> start = rows_of(p, up);
+      while (int(start.size()) > kb) {
+        double best = kNegInf;
+        std::size_t arg = start.size();
+        for (std::size_t t = 0; t < start.size(); ++t) {
+          std::vector<std::uint32_t> less = start;
+          less.erase(less.begin() + std::ptrdiff_t(t));
+          const double lv = value_of(p, less.data(), less.size());
+          if (lv > best) best = lv, arg = t;
+        }
+        if (arg == start.size()) break;
+        start.erase(start.begin() + std::ptrdiff_t(arg));
+      }
+      if (int(start.size()) > kb) continue;
+      std::vector<std::uint32_t> rows = local_search(p, start, kb);
+      const double v = value_of(p, rows.data(), rows.size());
+      if (v > (g.feasible ? g.value : kNegInf)) {
+        const double bound = g.bound;
+        const bool to = g.timed_out;
+        g = make_result(p, rows, sorted[k], label, bound, opt.gap_tol);
+        g.timed_out = to;
+      }
+    }
   }
   return res;
 }

@@ -70,7 +70,8 @@ class Grouping:
 
     ``value`` is the objective (sum of ``task_gains``); ``bound`` an upper bound of the optimum
     for ``budget`` (``gap = bound - value``); ``optimal`` is True when the gap is within the
-    tolerance (proven optimal); ``timed_out`` when the time limit stopped the search;
+    tolerance (proven optimal); ``timed_out`` when the time limit stopped the search; ``nodes``
+    the branch-and-bound nodes it took;
     ``method`` is ``"exact-dp"``, ``"exact-bnb"`` or ``"beam"``.
     """
 
@@ -84,6 +85,7 @@ class Grouping:
     uncovered: str = "singleton"
     bound: float = math.inf
     timed_out: bool = False
+    nodes: int = 0
 
     def __post_init__(self) -> None:
         for name in ("groups", "assignment", "task_gains"):
@@ -263,7 +265,7 @@ def group(masks: object, gains: object, budget: int | Sequence[int] | range,
             continue
         results.append(Grouping(r.groups, r.assignment, float(r.value), bool(r.optimal),
                                 int(r.budget), _METHOD_NAMES[r.method], r.task_gains, uncovered,
-                                float(r.bound), bool(r.timed_out)))
+                                float(r.bound), bool(r.timed_out), int(r.nodes)))
     if failures and (single or not results):
         b, proven = max(failures)
         if proven:

@@ -38,10 +38,11 @@ GroupingResult make_result(const Problem& p, const std::vector<std::uint32_t>& r
   return g;
 }
 
-// Subgradient iterations that fit a work budget of ~3e7 multiply-adds (about 10 ms) per bound.
-int bound_iterations(const Problem& p) {
+// Subgradient iterations that fit a work budget of multiply-adds per bound: ~3e7 (about 10 ms)
+// with local search, ~2e6 for the plain beam (its bound then costs about what the beam costs).
+int bound_iterations(const Problem& p, bool thorough) {
   const double work = double(p.size()) * double(p.stride);
-  return int(std::clamp(3e7 / std::max(work, 1.0), 3.0, 300.0));
+  return int(std::clamp((thorough ? 3e7 : 2e6) / std::max(work, 1.0), 1.0, thorough ? 300.0 : 30.0));
 }
 
 // Beam (+ local search) for the sorted distinct budgets, each with a bound.
@@ -65,7 +66,7 @@ std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& 
       rows = rows_of(p, res[k]);
       v = res[k].value;
     }
-    const bool improve = opt.local_search;
+    const bool improve = opt.local_search && p.size() <= kLocalSearchMaxRows;
     if (improve && prev_value > v) rows = prev, v = prev_value;  // feasible for this budget too
     if (improve && v != kNegInf && !deadline.passed()) {
       rows = local_search(p, rows, kb);
@@ -74,7 +75,7 @@ std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& 
     double bound = trivial;
     if (!deadline.passed()) {
       BoundOptions bo;
-      bo.max_iter = bound_iterations(p);
+      bo.max_iter = bound_iterations(p, improve);
       if (v != kNegInf) bo.target = v + opt.gap_tol * std::max(1.0, std::fabs(v));
       const BoundResult R = lagrangian_bound(p, {}, all, kb, lambda, v, bo);
       bound = std::min(bound, R.bound);
@@ -111,7 +112,7 @@ std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& 
     prev_value = v;
   }
   // Backward pass: the set of budget b + 1 less its cheapest row is a start for budget b.
-  if (opt.local_search) {
+  if (opt.local_search && p.size() <= kLocalSearchMaxRows) {
     for (std::size_t k = sorted.size() - 1; k-- > 0;) {
       if (deadline.passed()) break;
       GroupingResult& g = res[k];

@@ -7,6 +7,9 @@
 
 namespace mtgfast {
 
+// Local search (a few full passes over the candidates per move) runs up to this many candidates.
+constexpr std::size_t kLocalSearchMaxRows = 50000;
+
 struct SearchOptions {
   int beam_width = 5;
   double time_limit = 0.0;          // seconds for the whole call (<= 0: none)

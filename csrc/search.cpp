@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <stdexcept>
 #include <string>
 
@@ -45,6 +46,43 @@ int bound_iterations(const Problem& p, bool thorough) {
   return int(std::clamp((thorough ? 3e7 : 3e5) / std::max(work, 1.0), 1.0, thorough ? 300.0 : 5.0));
 }
 
+// L_k(lambda) for every budget k from one pass over the rows: lambda = the per-task values of up
+// to three of the beam's results (any lambda gives a valid bound; >= 0 under Alone, as these are).
+std::vector<double> cheap_bounds(const Problem& p, const std::vector<GroupingResult>& res,
+                                 const std::vector<int>& sorted) {
+  const int n = p.n_tasks;
+  std::vector<double> out(sorted.size(), kInf);
+  std::vector<std::size_t> picks;
+  for (std::size_t k = 0; k < res.size(); ++k)
+    if (res[k].feasible) picks.push_back(k);
+  if (picks.size() > 3) picks = {picks.front(), picks[picks.size() / 2], picks.back()};
+  std::vector<double> lam(std::size_t(p.stride), 0.0), rho(p.size());
+  for (std::size_t k : picks) {
+    for (int j = 0; j < n; ++j) lam[std::size_t(j)] = res[k].task_gains[std::size_t(j)];
+    if (p.alone())
+      for (int j = 0; j < n; ++j) lam[std::size_t(j)] = std::max(0.0, lam[std::size_t(j)]);
+    double base = 0.0;
+    for (int j = 0; j < n; ++j) base += lam[std::size_t(j)];
+    for (std::size_t r = 0; r < p.size(); ++r) {
+      const double* g = p.row(r);
+      double a = 0.0;
+      for (int j = 0; j < p.stride; ++j) a += g[j] > lam[std::size_t(j)] ? g[j] - lam[std::size_t(j)] : 0.0;
+      rho[r] = a;
+    }
+    const std::size_t top = std::min<std::size_t>(std::size_t(n), rho.size());
+    std::partial_sort(rho.begin(), rho.begin() + std::ptrdiff_t(top), rho.end(),
+                      std::greater<double>());
+    for (std::size_t q = 0; q < sorted.size(); ++q) {
+      const std::size_t kb = std::min<std::size_t>(std::size_t(sorted[q]), top);
+      double L = base;
+      for (std::size_t t = 0; t < kb; ++t) L += rho[t];
+      L += 1e-12 * (1.0 + std::fabs(L));
+      out[q] = std::min(out[q], L);
+    }
+  }
+  return out;
+}
+
 // Beam (+ local search) for the sorted distinct budgets, each with a bound.
 std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& sorted,
                                       const SearchOptions& opt, const Deadline& deadline,
@@ -55,6 +93,7 @@ std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& 
   double prev_value = kNegInf;
   std::vector<double> lambda;
   const double trivial = best_gain_bound(p);
+  std::vector<double> cheap;
   std::vector<std::uint32_t> all(p.size());
   for (std::size_t r = 0; r < p.size(); ++r) all[r] = std::uint32_t(r);
   for (std::size_t k = 0; k < sorted.size(); ++k) {
@@ -73,7 +112,10 @@ std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& 
       v = value_of(p, rows.data(), rows.size());
     }
     double bound = trivial;
-    if (!deadline.passed()) {
+    if (!improve) {  // the plain beam: the bounds of a few fixed multipliers, for all budgets
+      if (k == 0) cheap = cheap_bounds(p, res, sorted);
+      bound = std::min(bound, cheap[k]);
+    } else if (!deadline.passed()) {
       BoundOptions bo;
       bo.max_iter = bound_iterations(p, improve);
       if (v != kNegInf) bo.target = v + opt.gap_tol * std::max(1.0, std::fabs(v));

@@ -1,7 +1,9 @@
 // A wall-clock deadline shared by the searches (steady clock; none when the limit is <= 0 or inf).
 #pragma once
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 
 namespace mtgfast {
 
@@ -20,7 +22,7 @@ class Deadline {
   bool passed() const noexcept { return has_ && Clock::now() > at_; }
   // Seconds left (inf without a deadline, 0 once passed).
   double left() const noexcept {
-    if (!has_) return INFINITY;
+    if (!has_) return std::numeric_limits<double>::infinity();
     const double s = std::chrono::duration<double>(at_ - Clock::now()).count();
     return s > 0.0 ? s : 0.0;
   }

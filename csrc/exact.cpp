@@ -49,10 +49,9 @@ std::vector<GroupingResult> exact_dp(const Problem& p, const std::vector<int>& b
   std::vector<double> sub_sum;
   std::vector<mask_t> sub_mask;
   int bits[64];
-  auto timed_out = [&](int layers_done) {
+  auto timed_out = [&] {  // stopped before any layer: no budget answered
     std::vector<GroupingResult> out;
     for (int b : budgets) {
-      (void)layers_done;
       GroupingResult g = infeasible(b, false);
       g.timed_out = true;
       out.push_back(g);
@@ -60,7 +59,7 @@ std::vector<GroupingResult> exact_dp(const Problem& p, const std::vector<int>& b
     return out;
   };
   for (std::size_t r = 0; r < p.size(); ++r) {
-    if ((r & 63) == 0 && deadline.passed()) return timed_out(0);
+    if ((r & 63) == 0 && deadline.passed()) return timed_out();
     const mask_t c = p.masks[r];
     const double* g = p.row(r);
     int k = 0;

@@ -6,8 +6,15 @@ Groups (one per size; ``backend`` axis ``ours``/``numpy``):
 - ``beam-27-tasks-3000``, ``beam-27-tasks-100k``: width 5, budgets 1..27, both backends.
 - ``beam-27-tasks-1M``: ours only; the numpy reference needs minutes at this size (about 140 s
   on the 2-core VM), so the 100k group gives the ratio and 1M checks validity and the < 2 s target.
-With ``--benchmark-disable`` (CI) each runs once; the 100k group shrinks to 10k, 1M to 200k. Timing targets
-are reported in ``extra_info`` and asserted only with ``MTGFAST_BENCH_TARGETS=1``.
+- ``search: proven optimum N=27, <M> candidates, B=1..27`` (``backend`` ``ours``/``highs``):
+  branch-and-bound on realistic tables (``synthetic_gain_tables``, 3,000 and 5,000 candidates)
+  against scipy's MILP (HiGHS, textbook formulation, relative gap 1e-6 like ours) on the same
+  instances in the same run; every budget, the optimum checked against HiGHS.
+- ``search: beam+local search N=27, <M> candidates, B=1..27`` (``ls``/``plain``): the heuristic's
+  time and its worst relative distance to the proven optimum, against the plain beam.
+With ``--benchmark-disable`` (CI) each runs once; the 100k group shrinks to 10k, 1M to 200k, the
+proven-optimum groups to one 300-candidate table. Timing targets are reported in ``extra_info``
+and asserted only with ``MTGFAST_BENCH_TARGETS=1``.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from mtgfast import group
+from mtgfast.generate import synthetic_gain_tables
 from mtgfast.masks import all_masks, masks_to_dense, sample_masks
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -53,13 +61,13 @@ def _check_target(benchmark, seconds: float, what: str) -> None:
         assert met, benchmark.extra_info["target"]
 
 
-def _run(benchmark, group_name: str, backend: str, fn, *args):
+def _run(benchmark, group_name: str, backend: str, fn, *args, **kwargs):
     """Benchmark fn(*args), remember its time, and report the speed-up of ours over numpy."""
     t0 = time.perf_counter()
     if backend == "numpy":  # slow: a few rounds are enough
-        out = benchmark.pedantic(fn, args=args, rounds=3, iterations=1)
+        out = benchmark.pedantic(fn, args=args, kwargs=kwargs, rounds=3, iterations=1)
     else:
-        out = benchmark(fn, *args)
+        out = benchmark(fn, *args, **kwargs)
     elapsed = time.perf_counter() - t0
     _TIMES[(group_name, backend)] = elapsed if _disabled(benchmark) else benchmark.stats.stats.min
     other = _TIMES.get((group_name, "numpy" if backend == "ours" else "ours"))
@@ -100,7 +108,7 @@ def test_exact_dp_all_combinations(benchmark, n, backend):
 # -- beam: N = 27 ---------------------------------------------------------------------------------
 def _beam_ours(masks, gains):
     return {r.budget: (sorted(r.groups.tolist()), r.value)
-            for r in group(masks, gains, range(1, 28), "beam", beam_width=5)}
+            for r in group(masks, gains, range(1, 28), "beam", beam_width=5, local_search=False)}
 
 
 def _beam_numpy(masks, gains):
@@ -128,7 +136,8 @@ def test_beam_27_tasks_1m(benchmark):
     benchmark.group = "beam-27-tasks-1M"
     masks = sample_masks(27, 200_000 if _disabled(benchmark) else 1_000_000, seed=1)
     gains = _table(27, masks, seed=3)
-    res = _run(benchmark, benchmark.group, "ours", group, masks, gains, range(1, 28), "beam")
+    res = _run(benchmark, benchmark.group, "ours", group, masks, gains, range(1, 28), "beam", beam_width=5,
+               local_search=False)
     member = masks_to_dense(masks, 27)
     row_of = {int(m): i for i, m in enumerate(masks)}
     for r in res:  # every result is a valid grouping whose value is that of its groups
@@ -141,3 +150,89 @@ def test_beam_27_tasks_1m(benchmark):
     values = [r.value for r in res]
     assert values == sorted(values)
     _check_target(benchmark, 2.0, "beam width 5, N=27, 1M candidates, B=1..27")
+
+
+# -- proven optimum at N = 27: branch-and-bound vs HiGHS ------------------------------------------
+_TABLES = {"3000": (0, 3000), "5000": (2, 5000)}
+_OPT: dict[str, dict[int, float]] = {}
+
+
+def _n27(size: str, disabled: bool):
+    seed, n_random = (5, 300) if disabled else _TABLES[size]
+    t = synthetic_gain_tables(27, n_random=n_random, seed=seed).valid
+    return t.masks, t.gains
+
+
+def _bnb_all(masks, gains):
+    return group(masks, gains, range(1, 28), "bnb")
+
+
+def _highs_all(masks, gains, budgets=range(1, 28)):
+    return {b: ref.milp_optimum(masks, gains, b, rel_gap=1e-6) for b in budgets}
+
+
+@pytest.mark.parametrize("backend", ["highs", "ours"])
+@pytest.mark.parametrize("size", ["3000", "5000"])
+def test_proven_optimum_27_tasks(benchmark, size, backend):
+    disabled = _disabled(benchmark)
+    if disabled and size == "5000":
+        pytest.skip("one small table is enough to check the workload once")
+    masks, gains = _n27(size, disabled)
+    name = f"search: proven optimum N=27, {masks.shape[0]} candidates, B=1..27"
+    benchmark.group = name
+    budgets = [2, 5, 27] if disabled else list(range(1, 28))  # CI: HiGHS on three budgets
+    if backend == "highs":
+        t0 = time.perf_counter()
+        got = benchmark.pedantic(_highs_all, args=(masks, gains, budgets), rounds=1, iterations=1)
+        _TIMES[(name, "highs")] = time.perf_counter() - t0
+        _OPT[name] = got
+    else:
+        t0c = time.process_time()
+        res = benchmark.pedantic(_bnb_all, args=(masks, gains), rounds=1 if disabled else 3,
+                                 iterations=1)
+        cpu = (time.process_time() - t0c) / (1 if disabled else 3)
+        _TIMES[(name, "ours")] = (time.perf_counter() - t0c) if disabled else benchmark.stats.stats.min
+        highs = _OPT.get(name) or _highs_all(masks, gains, budgets)
+        assert [r.budget for r in res] == list(range(1, 28))
+        for r in res:  # proven, and the same optimum as HiGHS
+            assert r.optimal and r.bound >= r.value
+            if r.budget in highs:
+                assert r.value == pytest.approx(highs[r.budget], rel=2e-6, abs=2e-6)
+        per = []  # one budget per call: no warm start from the previous budget
+        for b in range(1, 28):
+            t0 = time.perf_counter()
+            group(masks, gains, b, "bnb")
+            per.append(time.perf_counter() - t0)
+        benchmark.extra_info["cpu_s_all_budgets"] = round(cpu, 3)
+        benchmark.extra_info["max_s_one_budget"] = round(max(per), 3)
+        benchmark.extra_info["max_nodes"] = max(r.nodes for r in res)
+        if (name, "highs") in _TIMES:
+            ratio = _TIMES[(name, "highs")] / _TIMES[(name, "ours")]  # CI: 3 budgets vs 27
+            benchmark.extra_info["speedup_vs_highs"] = round(ratio, 1)
+            print(f"\n[{name}] ours {_TIMES[(name, 'ours')]:.2f} s (cpu {cpu:.2f} s), HiGHS "
+                  f"{_TIMES[(name, 'highs')]:.1f} s: {ratio:.0f}x; slowest single budget "
+                  f"{max(per):.3f} s")
+            if not disabled and os.environ.get("MTGFAST_BENCH_TARGETS") == "1":
+                assert ratio >= 20 and max(per) < 1.0
+
+
+@pytest.mark.parametrize("variant", ["plain", "ls"])
+@pytest.mark.parametrize("size", ["3000", "5000"])
+def test_beam_local_search_quality_27_tasks(benchmark, size, variant):
+    disabled = _disabled(benchmark)
+    if disabled and size == "5000":
+        pytest.skip("one small table is enough to check the workload once")
+    masks, gains = _n27(size, disabled)
+    name = f"search: beam+local search N=27, {masks.shape[0]} candidates, B=1..27"
+    benchmark.group = name
+    res = _run(benchmark, name, variant, group, masks, gains, range(1, 28), "beam",
+               local_search=variant == "ls")
+    exact = {r.budget: r.value for r in _bnb_all(masks, gains)}
+    worst = max((exact[r.budget] - r.value) / abs(exact[r.budget]) for r in res)
+    within = sum((exact[r.budget] - r.value) <= 1e-3 * abs(exact[r.budget]) for r in res)
+    for r in res:
+        assert r.value <= exact[r.budget] + 1e-12 and r.bound >= exact[r.budget] - 1e-9
+    benchmark.extra_info["worst_rel_gap_to_optimum"] = float(f"{worst:.2e}")
+    benchmark.extra_info["budgets_within_0.1pct"] = int(within)
+    print(f"\n[{name} {variant}] worst {worst:.2e} below the optimum, {within}/27 budgets "
+          f"within 0.1%")

@@ -1,8 +1,9 @@
-// Exact grouping search: subset DP over task partitions (all budgets at once) and branch-and-bound.
+// Exact grouping search: subset DP over task partitions (all budgets at once).
 #pragma once
 #include <cstdint>
 #include <vector>
 
+#include "deadline.hpp"
 #include "objective.hpp"
 
 namespace mtgfast {
@@ -13,16 +14,9 @@ std::uint64_t dp_bytes(int n_tasks, int max_budget) noexcept;
 // Proven optimum for each budget by dynamic programming over partitions of the task set:
 // w[T] = max over rows C >= T of sum_{j in T} g_C[j];  f_k[S] = best split of S into <= k parts
 // (under Alone a task may also be left out at 0). Time O(min(B, N) * 3^N), memory O(B * 2^N).
-// Throws std::length_error when the tables would exceed max_bytes.
+// Throws std::length_error when the tables would exceed max_bytes. Stops at the deadline: budgets
+// whose layer was not completed come back infeasible, not proven, with timed_out set.
 std::vector<GroupingResult> exact_dp(const Problem& p, const std::vector<int>& budgets,
-                                     std::uint64_t max_bytes);
-
-// Branch-and-bound over sets of rows (DFS, rows in decreasing order of their positive gain), seeded
-// with the beam search (width beam_width) and with the optimum of the previous budget. Bound at a
-// node: min(sum_j best reachable gain of j, current + sum of the r largest single-row improvements)
-// with r = budget left; infeasible nodes (tasks no remaining row can cover) are cut. Stops at the
-// time limit (seconds, shared by all budgets; <= 0 or inf: none) and then reports optimal = false.
-std::vector<GroupingResult> exact_bnb(const Problem& p, const std::vector<int>& budgets,
-                                      double time_limit, int beam_width);
+                                     std::uint64_t max_bytes, const Deadline& deadline);
 
 }  // namespace mtgfast

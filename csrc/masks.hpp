@@ -4,12 +4,14 @@
 #include <stdexcept>
 #include <string>
 
+#include "bits.hpp"
+
 namespace mtgfast {
 
 using mask_t = std::uint64_t;
 
-inline int popcount(mask_t m) noexcept { return __builtin_popcountll(m); }
-inline int lowest_bit(mask_t m) noexcept { return __builtin_ctzll(m); }
+inline int popcount(mask_t m) noexcept { return popcount64(m); }
+inline int lowest_bit(mask_t m) noexcept { return ctz64(m); }
 
 // All-ones mask of the first n tasks; n in [0, 64].
 inline mask_t full_mask(int n) noexcept { return n >= 64 ? ~mask_t{0} : ((mask_t{1} << n) - 1); }

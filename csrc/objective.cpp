@@ -94,6 +94,7 @@ GroupingResult infeasible(int budget, bool proven) {
   g.budget = budget;
   g.feasible = false;
   g.optimal = proven;
+  g.bound = proven ? kNegInf : kInf;
   return g;
 }
 

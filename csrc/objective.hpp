@@ -40,10 +40,23 @@ struct Problem {
 Problem make_problem(const mask_t* masks, const double* gains, std::size_t n_masks, int n_tasks,
                      Uncovered uncovered);
 
+// Which search produced a result.
+enum class Method {
+  DP,           // partition DP over task subsets (exact)
+  BranchBound,  // branch-and-bound with Lagrangian bounds, warm-started by beam + local search
+  Beam,         // beam search (+ local search), with a Lagrangian bound
+};
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
 struct GroupingResult {
   int budget = 0;
   bool feasible = false;
-  bool optimal = false;
+  bool optimal = false;                   // bound - value <= the gap tolerance (or proven by DP)
+  bool timed_out = false;                 // the time limit stopped the search for this budget
+  Method method = Method::Beam;
+  double bound = kInf;                    // upper bound of the optimum for this budget
+  std::uint64_t nodes = 0;                // branch-and-bound nodes (0 for the other methods)
   std::vector<mask_t> groups;             // ascending masks; every group serves >= 1 task
   std::vector<std::int64_t> assignment;   // index into groups per task, -1: trained alone (Alone)
   std::vector<double> task_gains;         // gain each task gets

@@ -299,3 +299,54 @@ def colex_rank(mask: int) -> int:
     """Combinatorial number system: sum_i C(c_i, i + 1) over the sorted set bits c_0 < c_1 < ..."""
     bits = tasks_of(mask, 64)
     return sum(math.comb(c, i + 1) for i, c in enumerate(bits))
+
+
+# -- independent reference: the textbook MILP, solved by HiGHS (scipy.optimize.milp) ----------------
+def milp_optimum(masks, gains, budget: int, uncovered: str = "singleton",
+                 rel_gap: float = 1e-9, time_limit: float | None = None):
+    """Optimum value for one budget by a MILP (choose-group binaries y_r, assignment variables
+    x_rj <= y_r, sum_r x_rj = 1 per task (<= 1 under "alone"), sum_r y_r <= budget), or None when
+    infeasible. Written from the problem statement, not from the C++ search."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+    from scipy.sparse import coo_matrix
+
+    gains = np.asarray(gains, dtype=np.float64)
+    n = gains.shape[1]
+    cand = candidate_dict(masks, gains, uncovered)
+    rows = sorted(cand)
+    n_rows = len(rows)
+    xs = [(i, j, float(cand[m][j])) for i, m in enumerate(rows) for j in tasks_of(m, n)
+          if not (uncovered == "alone" and cand[m][j] <= 0)]
+    nx = len(xs)
+    if uncovered == "alone" and nx == 0:
+        return 0.0
+    c = np.zeros(n_rows + nx)
+    c[n_rows:] = [-g for _, _, g in xs]
+    ri, ci, v = [], [], []
+    for k, (i, j, _) in enumerate(xs):  # x_rj - y_r <= 0
+        ri += [k, k]
+        ci += [n_rows + k, i]
+        v += [1.0, -1.0]
+    for k, (_, j, _) in enumerate(xs):  # assignment rows
+        ri.append(nx + j)
+        ci.append(n_rows + k)
+        v.append(1.0)
+    ri += [nx + n] * n_rows  # budget row
+    ci += list(range(n_rows))
+    v += [1.0] * n_rows
+    a = coo_matrix((v, (ri, ci)), shape=(nx + n + 1, n_rows + nx)).tocsr()
+    lo = np.concatenate([np.full(nx, -np.inf),
+                         np.full(n, 1.0 if uncovered == "singleton" else -np.inf), [-np.inf]])
+    hi = np.concatenate([np.zeros(nx), np.ones(n), [float(budget)]])
+    integrality = np.zeros(n_rows + nx)
+    integrality[:n_rows] = 1
+    options = {"mip_rel_gap": rel_gap}
+    if time_limit is not None:
+        options["time_limit"] = time_limit
+    res = milp(c, constraints=LinearConstraint(a, lo, hi), integrality=integrality,
+               bounds=Bounds(0, 1), options=options)
+    if res.status == 2:  # infeasible
+        return None
+    if res.x is None:
+        raise RuntimeError(f"HiGHS gave no solution: {res.message}")
+    return float(-res.fun)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import mtgfast
 import numpy as np
 import pytest
@@ -99,12 +101,17 @@ def test_dp_and_branch_and_bound_equal_partition_brute_force(data, uncovered):
     # for large N; call the backend through the core to test it on the same inputs
     from mtgfast import _core
 
-    bnb = _core.search.group(masks, gains, budgets, "bnb", 2, uncovered, 0.0, 1 << 30)
-    for b, feasible, optimal, groups, _, _, value in bnb:
-        assert feasible == (truth[b] is not None)
-        assert optimal
-        if feasible:
-            assert value == truth[b]
+    S = _core.search
+    bnb = S.group(masks, gains, budgets, S.Method.bnb, 2, getattr(S.Uncovered, uncovered), 0.0,
+                  1 << 30)
+    for r in bnb:
+        b = r.budget
+        assert r.feasible == (truth[b] is not None)
+        assert r.optimal
+        if r.feasible:
+            assert r.value == pytest.approx(truth[b], abs=1e-9)
+            assert r.bound >= truth[b] - 1e-12
+            assert r.bound - r.value <= 1e-6 * max(1.0, abs(r.value))
             assert dp[b].value == truth[b] and dp[b].method == "exact-dp"
             check_valid(dp[b], masks, gains, uncovered, b)
         else:
@@ -130,7 +137,7 @@ def test_beam_equals_reference_and_never_beats_exact(data, uncovered, width):
     budgets = list(range(1, n + 2))
     expect = ref.reference_beam(masks, gains, budgets, width, uncovered)
     got = {r.budget: r for r in group(masks, gains, budgets, "beam", beam_width=width,
-                                      uncovered=uncovered)}
+                                      uncovered=uncovered, local_search=False)}
     exact = {r.budget: r for r in group(masks, gains, budgets, "exact", uncovered=uncovered)}
     for b in budgets:
         if expect[b] is None:
@@ -138,7 +145,9 @@ def test_beam_equals_reference_and_never_beats_exact(data, uncovered, width):
             continue
         r = got[b]
         assert (sorted(int(x) for x in r.groups), r.value) == expect[b]
-        assert not r.optimal and r.method == "beam"
+        assert r.method == "beam"
+        assert r.bound >= exact[b].value - 1e-9  # a valid bound, even for beam
+        assert r.optimal == (r.gap <= 1e-6 * max(1.0, abs(r.value)))
         check_valid(r, masks, gains, uncovered, b)
         assert r.value <= exact[b].value
 
@@ -327,24 +336,29 @@ def test_core_rejects_bad_buffers_without_crashing():
     from mtgfast import _core
 
     s = _core.search
+    M, U = s.Method, s.Uncovered
     with pytest.raises(ValueError, match="duplicate"):
-        s.group(np.array([3, 3], np.uint64), np.zeros((2, 2)), [1], "dp", 1, "singleton", 0, 1 << 30)
+        s.group(np.array([3, 3], np.uint64), np.zeros((2, 2)), [1], M.dp, 1, U.singleton, 0, 1 << 30)
     with pytest.raises(ValueError, match="bit >= n_tasks"):
-        s.group(np.array([4], np.uint64), np.zeros((1, 2)), [1], "beam", 1, "alone", 0, 1 << 30)
+        s.group(np.array([4], np.uint64), np.zeros((1, 2)), [1], M.beam, 1, U.alone, 0, 1 << 30)
     with pytest.raises(ValueError, match="empty combination"):
-        s.group(np.array([0], np.uint64), np.zeros((1, 2)), [1], "bnb", 1, "alone", 0, 1 << 30)
+        s.group(np.array([0], np.uint64), np.zeros((1, 2)), [1], M.bnb, 1, U.alone, 0, 1 << 30)
     with pytest.raises(ValueError, match="must be finite inside"):
-        s.group(np.array([3], np.uint64), np.full((1, 2), np.nan), [1], "dp", 1, "alone", 0, 1 << 30)
+        s.group(np.array([3], np.uint64), np.full((1, 2), np.nan), [1], M.dp, 1, U.alone, 0, 1 << 30)
     with pytest.raises(ValueError, match="rows for"):
-        s.group(np.array([3], np.uint64), np.zeros((2, 2)), [1], "dp", 1, "alone", 0, 1 << 30)
+        s.group(np.array([3], np.uint64), np.zeros((2, 2)), [1], M.dp, 1, U.alone, 0, 1 << 30)
     with pytest.raises(ValueError, match="budget must be >= 1"):
-        s.group(np.array([3], np.uint64), np.zeros((1, 2)), [0], "dp", 1, "alone", 0, 1 << 30)
-    with pytest.raises(ValueError, match="method must be"):
-        s.group(np.array([3], np.uint64), np.zeros((1, 2)), [1], "x", 1, "alone", 0, 1 << 30)
+        s.group(np.array([3], np.uint64), np.zeros((1, 2)), [0], M.dp, 1, U.alone, 0, 1 << 30)
+    with pytest.raises(TypeError):  # the method is an enum, not a string
+        s.group(np.array([3], np.uint64), np.zeros((1, 2)), [1], "dp", 1, U.alone, 0, 1 << 30)
+    with pytest.raises(ValueError, match="gap_tol"):
+        s.group(np.array([3], np.uint64), np.zeros((1, 2)), [1], M.bnb, 1, U.alone, 0, 1 << 30, -1.0)
+    with pytest.raises(ValueError, match="time_limit"):
+        s.group(np.array([3], np.uint64), np.zeros((1, 2)), [1], M.bnb, 1, U.alone, -1.0, 1 << 30)
     with pytest.raises(ValueError, match="n_tasks must be in"):
-        s.group(np.zeros(0, np.uint64), np.zeros((0, 0)), [1], "dp", 1, "alone", 0, 1 << 30)
+        s.group(np.zeros(0, np.uint64), np.zeros((0, 0)), [1], M.dp, 1, U.alone, 0, 1 << 30)
     with pytest.raises(ValueError, match="more memory"):  # std::length_error
-        s.group(np.array([1], np.uint64), np.zeros((1, 40)), [40], "dp", 1, "alone", 0, 1 << 20)
+        s.group(np.array([1], np.uint64), np.zeros((1, 40)), [40], M.dp, 1, U.alone, 0, 1 << 20)
 
 
 def test_grouping_is_immutable():
@@ -376,22 +390,34 @@ def test_branch_and_bound_for_many_tasks_and_few_candidates():
 def test_branch_and_bound_time_limit_reports_not_optimal():
     rng = np.random.default_rng(9)
     n = 40
-    masks = mtgfast.sample_masks(n, 2000, seed=4)
-    gains = nan_outside(masks, rng.normal(0.0, 0.1, size=(2000, n)))
+    masks = mtgfast.sample_masks(n, 20_000, seed=4)
+    gains = nan_outside(masks, rng.normal(0.0, 0.1, size=(20_000, n)))
+    t0 = time.perf_counter()
     res = group(masks, gains, 6, "exact", uncovered="alone", time_limit=0.2)
-    assert res.method == "exact-bnb" and not res.optimal
+    elapsed = time.perf_counter() - t0
+    assert res.method == "exact-bnb" and not res.optimal and res.timed_out
+    assert res.bound > res.value and res.gap == res.bound - res.value
+    assert elapsed < 0.2 + 2.0  # honoured (beam's first pass and the checks are the slack)
     check_valid(res, masks, gains, "alone", 6)
 
 
-def test_auto_picks_beam_for_many_tasks_and_candidates():
+def test_auto_picks_bnb_for_thousands_of_candidates_and_beam_beyond():
     rng = np.random.default_rng(1)
     n = 27
     masks = mtgfast.sample_masks(n, 3000, seed=1)
     gains = nan_outside(masks, rng.normal(0, 0.1, size=(3000, n)))
-    res = group(masks, gains, range(1, n + 1))
-    assert {r.method for r in res} == {"beam"}
+    res = group(masks, gains, range(1, n + 1), time_limit=20.0)
+    assert {r.method for r in res} == {"exact-bnb"}
     for r in res:
         check_valid(r, masks, gains, "singleton", r.budget)
+        assert r.bound >= r.value
+    big = mtgfast.sample_masks(n, 25_000, seed=2)
+    gains = nan_outside(big, rng.normal(0, 0.1, size=(25_000, n)))
+    res = group(big, gains, [3, 27])
+    assert {r.method for r in res} == {"beam"}
+    for r in res:
+        check_valid(r, big, gains, "singleton", r.budget)
+        assert r.bound >= r.value
 
 
 # -- real data: the MTG-Net release --------------------------------------------------------------

@@ -3,12 +3,14 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
-#include "beam.hpp"
 #include "exact.hpp"
 #include "objective.hpp"
+#include "search.hpp"
 
 namespace py = pybind11;
 using mtgfast::mask_t;
@@ -18,30 +20,61 @@ namespace {
 using MaskArray = py::array_t<std::uint64_t, py::array::c_style | py::array::forcecast>;
 using GainArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
-mtgfast::Uncovered parse_uncovered(const std::string& s) {
-  if (s == "singleton") return mtgfast::Uncovered::Singleton;
-  if (s == "alone") return mtgfast::Uncovered::Alone;
-  throw std::invalid_argument("uncovered must be 'singleton' or 'alone', got '" + s + "'");
-}
-
-py::tuple to_python(const mtgfast::GroupingResult& g) {
-  MaskArray groups(static_cast<py::ssize_t>(g.groups.size()));
-  std::copy(g.groups.begin(), g.groups.end(), groups.mutable_data());
-  py::array_t<std::int64_t> assignment(static_cast<py::ssize_t>(g.assignment.size()));
-  std::copy(g.assignment.begin(), g.assignment.end(), assignment.mutable_data());
-  py::array_t<double> task_gains(static_cast<py::ssize_t>(g.task_gains.size()));
-  std::copy(g.task_gains.begin(), g.task_gains.end(), task_gains.mutable_data());
-  return py::make_tuple(g.budget, g.feasible, g.optimal, groups, assignment, task_gains, g.value);
+template <class T>
+py::array_t<T> to_array(const std::vector<T>& v) {
+  py::array_t<T> a(static_cast<py::ssize_t>(v.size()));
+  std::copy(v.begin(), v.end(), a.mutable_data());
+  return a;
 }
 
 }  // namespace
 
 void register_search(py::module_& m) {
+  py::enum_<mtgfast::Method>(m, "Method", "Which search produced a result.")
+      .value("dp", mtgfast::Method::DP, "partition DP over task subsets (exact)")
+      .value("bnb", mtgfast::Method::BranchBound,
+             "branch-and-bound with Lagrangian bounds, warm-started by beam + local search")
+      .value("beam", mtgfast::Method::Beam, "beam search (+ local search) with a Lagrangian bound");
+  py::enum_<mtgfast::Uncovered>(m, "Uncovered", "What a task that no chosen group contains costs.")
+      .value("singleton", mtgfast::Uncovered::Singleton, "its singleton, one unit of budget")
+      .value("alone", mtgfast::Uncovered::Alone, "nothing: trained alone at gain 0");
+
+  py::class_<mtgfast::GroupingResult>(m, "GroupingResult",
+                                      "One budget's answer: a grouping, its value and a bound.")
+      .def_readonly("budget", &mtgfast::GroupingResult::budget)
+      .def_readonly("feasible", &mtgfast::GroupingResult::feasible,
+                    "a grouping was found (False: none exists when optimal, else none found)")
+      .def_readonly("optimal", &mtgfast::GroupingResult::optimal,
+                    "bound - value <= gap_tol * max(1, |value|)")
+      .def_readonly("timed_out", &mtgfast::GroupingResult::timed_out)
+      .def_readonly("method", &mtgfast::GroupingResult::method)
+      .def_readonly("bound", &mtgfast::GroupingResult::bound,
+                    "upper bound of the optimum for this budget")
+      .def_readonly("value", &mtgfast::GroupingResult::value)
+      .def_readonly("nodes", &mtgfast::GroupingResult::nodes)
+      .def_property_readonly("gap",
+                             [](const mtgfast::GroupingResult& g) {
+                               return g.feasible ? g.bound - g.value
+                                                 : std::numeric_limits<double>::infinity();
+                             },
+                             "bound - value (inf when no grouping was found)")
+      .def_property_readonly("groups",
+                             [](const mtgfast::GroupingResult& g) { return to_array(g.groups); })
+      .def_property_readonly(
+          "assignment", [](const mtgfast::GroupingResult& g) { return to_array(g.assignment); })
+      .def_property_readonly(
+          "task_gains", [](const mtgfast::GroupingResult& g) { return to_array(g.task_gains); })
+      .def("__repr__", [](const mtgfast::GroupingResult& g) {
+        return "GroupingResult(budget=" + std::to_string(g.budget) +
+               ", feasible=" + (g.feasible ? "True" : "False") + ", value=" +
+               std::to_string(g.value) + ", bound=" + std::to_string(g.bound) + ")";
+      });
+
   m.def(
       "group",
       [](const MaskArray& masks, const GainArray& gains, const std::vector<int>& budgets,
-         const std::string& method, int beam_width, const std::string& uncovered,
-         double time_limit, std::uint64_t max_dp_bytes) {
+         mtgfast::Method method, int beam_width, mtgfast::Uncovered mode, double time_limit,
+         std::uint64_t max_dp_bytes, double gap_tol, bool local_search) {
         if (masks.ndim() != 1) throw std::invalid_argument("masks must be 1-D");
         if (gains.ndim() != 2) throw std::invalid_argument("gains must be 2-D (n_masks, n_tasks)");
         if (gains.shape(0) != masks.shape(0))
@@ -54,33 +87,32 @@ void register_search(py::module_& m) {
         for (int b : budgets)
           if (b < 1) throw std::invalid_argument("budget must be >= 1, got " + std::to_string(b));
         if (beam_width < 1) throw std::invalid_argument("beam_width must be >= 1");
-        if (method != "dp" && method != "bnb" && method != "beam")
-          throw std::invalid_argument("method must be 'dp', 'bnb' or 'beam', got '" + method + "'");
         if (!(time_limit >= 0.0)) throw std::invalid_argument("time_limit must be >= 0 (0: none)");
-        const auto mode = parse_uncovered(uncovered);
+        if (!(gap_tol >= 0.0) || !std::isfinite(gap_tol))
+          throw std::invalid_argument("gap_tol must be a finite number >= 0");
         const int n = static_cast<int>(gains.shape(1));
         const auto count = static_cast<std::size_t>(masks.shape(0));
         const mask_t* mp = masks.data();
         const double* gp = gains.data();
+        mtgfast::SearchOptions opt;
+        opt.beam_width = beam_width;
+        opt.time_limit = time_limit;
+        opt.max_dp_bytes = max_dp_bytes;
+        opt.gap_tol = gap_tol;
+        opt.local_search = local_search;
         std::vector<mtgfast::GroupingResult> results;
         {
           py::gil_scoped_release release;
           const mtgfast::Problem p = mtgfast::make_problem(mp, gp, count, n, mode);
-          if (method == "dp")
-            results = mtgfast::exact_dp(p, budgets, max_dp_bytes);
-          else if (method == "bnb")
-            results = mtgfast::exact_bnb(p, budgets, time_limit, beam_width);
-          else
-            results = mtgfast::beam_search(p, budgets, beam_width);
+          results = mtgfast::search(p, budgets, method, opt);
         }
-        py::list out;
-        for (const auto& g : results) out.append(to_python(g));
-        return out;
+        return results;
       },
       py::arg("masks"), py::arg("gains"), py::arg("budgets"), py::arg("method"),
       py::arg("beam_width"), py::arg("uncovered"), py::arg("time_limit"), py::arg("max_dp_bytes"),
-      "Grouping search; one (budget, feasible, optimal, groups, assignment, task_gains, value) "
-      "tuple per budget. Gains outside each mask are ignored.");
+      py::arg("gap_tol") = 1e-6, py::arg("local_search") = true,
+      "Grouping search; one GroupingResult per budget, in order. Gains outside each mask are "
+      "ignored; time_limit (seconds, 0: none) covers the whole call.");
 
   m.def("dp_bytes", &mtgfast::dp_bytes, py::arg("n_tasks"), py::arg("max_budget"),
         "Bytes the partition DP needs.");

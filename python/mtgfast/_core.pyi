@@ -5,6 +5,7 @@ C++ ``std::invalid_argument``/``std::length_error`` arrive as ``ValueError``, ``
 as ``IndexError``. Long loops release the GIL.
 """
 
+import enum
 from typing import Literal, TypeAlias
 
 import numpy as np
@@ -38,19 +39,63 @@ class masks:  # submodule
     def popcount(masks: npt.ArrayLike) -> npt.NDArray[np.int32]:
         """Number of tasks in each mask."""
 
-# (budget, feasible, optimal, groups, assignment, task_gains, value)
-_RawGrouping: TypeAlias = tuple[int, bool, bool, _Masks, npt.NDArray[np.int64], npt.NDArray[np.float64], float]
-
 class search:  # submodule
-    """Grouping search: partition DP, branch-and-bound, beam."""
+    """Grouping search: partition DP, branch-and-bound with Lagrangian bounds, beam + local search."""
+
+    class Method(enum.Enum):
+        """Which search produced a result."""
+
+        dp = 0
+        bnb = 1
+        beam = 2
+
+    class Uncovered(enum.Enum):
+        """What a task that no chosen group contains costs: its singleton, or nothing."""
+
+        singleton = 0
+        alone = 1
+
+    class GroupingResult:
+        """One budget's answer: a grouping, its value and an upper bound of the optimum."""
+
+        @property
+        def budget(self) -> int: ...
+        @property
+        def feasible(self) -> bool:
+            """A grouping was found (False and optimal: none exists)."""
+        @property
+        def optimal(self) -> bool:
+            """bound - value <= gap_tol * max(1, |value|) (always True from the DP)."""
+        @property
+        def timed_out(self) -> bool: ...
+        @property
+        def method(self) -> search.Method: ...
+        @property
+        def bound(self) -> float:
+            """Upper bound of the optimum for this budget (-inf: proven infeasible)."""
+        @property
+        def gap(self) -> float:
+            """bound - value (inf when no grouping was found)."""
+        @property
+        def value(self) -> float: ...
+        @property
+        def nodes(self) -> int:
+            """Branch-and-bound nodes (0 for the other methods)."""
+        @property
+        def groups(self) -> _Masks: ...
+        @property
+        def assignment(self) -> npt.NDArray[np.int64]: ...
+        @property
+        def task_gains(self) -> npt.NDArray[np.float64]: ...
 
     @staticmethod
     def group(masks: npt.ArrayLike, gains: npt.ArrayLike, budgets: list[int],
-              method: Literal["dp", "bnb", "beam"], beam_width: int,
-              uncovered: Literal["singleton", "alone"], time_limit: float,
-              max_dp_bytes: int) -> list[_RawGrouping]:
+              method: search.Method, beam_width: int, uncovered: search.Uncovered,
+              time_limit: float, max_dp_bytes: int, gap_tol: float = 1e-6,
+              local_search: bool = True) -> list[search.GroupingResult]:
         """One result per budget, in order. Gains outside each mask are ignored; time_limit in
-        seconds applies to "bnb" (0: none); "dp" raises ValueError above max_dp_bytes."""
+        seconds covers the whole call, every method (0: none); "dp" raises ValueError above
+        max_dp_bytes."""
     @staticmethod
     def dp_bytes(n_tasks: int, max_budget: int) -> int:
         """Bytes the partition DP needs for n_tasks and budgets up to max_budget."""

@@ -1,0 +1,226 @@
+#include "local_search.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "bound.hpp"
+
+namespace mtgfast {
+
+namespace {
+
+struct Incumbent {
+  const Problem& p;
+  std::vector<std::uint32_t> rows;
+  std::vector<double> cur, second;  // best and second-best value per task (floor included)
+  std::vector<int> who;             // position in rows of the best (-1: the floor)
+  double value = kNegInf;
+  double floor;
+
+  Incumbent(const Problem& pr, std::vector<std::uint32_t> r)
+      : p(pr), rows(std::move(r)), floor(pr.alone() ? 0.0 : kNegInf) {
+    recompute();
+  }
+
+  void recompute() {
+    const int n = p.n_tasks;
+    cur.assign(std::size_t(p.stride), floor);
+    second.assign(std::size_t(n), floor);
+    who.assign(std::size_t(n), -1);
+    for (std::size_t t = 0; t < rows.size(); ++t) {
+      const double* g = p.row(rows[t]);
+      for (mask_t b = p.masks[rows[t]]; b; b &= b - 1) {
+        const std::size_t j = std::size_t(lowest_bit(b));
+        if (g[j] > cur[j]) {
+          second[j] = cur[j];
+          cur[j] = g[j];
+          who[j] = int(t);
+        } else if (g[j] > second[j]) {
+          second[j] = g[j];
+        }
+      }
+    }
+    value = 0.0;
+    for (int j = 0; j < n; ++j) value += cur[std::size_t(j)];
+    for (int j = n; j < p.stride; ++j) cur[std::size_t(j)] = 0.0;
+  }
+
+  bool has(std::uint32_t r) const { return std::find(rows.begin(), rows.end(), r) != rows.end(); }
+};
+
+inline double gain_over(const double* g, const double* cur, int stride) noexcept {
+  double a[4] = {0.0, 0.0, 0.0, 0.0};
+  for (int j = 0; j < stride; j += 4)
+    for (int l = 0; l < 4; ++l) {
+      const double d = g[j + l] - cur[j + l];
+      a[l] += d > 0.0 ? d : 0.0;
+    }
+  return (a[0] + a[1]) + (a[2] + a[3]);
+}
+
+}  // namespace
+
+std::vector<std::uint32_t> local_search(const Problem& p, std::vector<std::uint32_t> start,
+                                        int budget, int max_rounds, bool merge,
+                                        std::uint64_t kick_seed, int kick_choices) {
+  const int n = p.n_tasks;
+  const std::size_t m = p.size();
+  budget = std::min(budget, n);
+  Incumbent inc(p, std::move(start));
+  if (inc.value == kNegInf) return inc.rows;  // not a valid set: nothing to improve
+  std::vector<double> gain0(m);
+  std::vector<char> in(m, 0);
+  for (int round = 0; round < max_rounds; ++round) {
+    const double eps = 1e-12 * (1.0 + std::fabs(inc.value));
+    std::fill(in.begin(), in.end(), 0);
+    for (std::uint32_t r : inc.rows) in[r] = 1;
+    for (std::size_t a = 0; a < m; ++a)
+      gain0[a] = in[a] ? 0.0 : gain_over(p.row(a), inc.cur.data(), p.stride);
+    // add
+    if (int(inc.rows.size()) < budget) {
+      std::size_t arg = m;
+      double best = eps;
+      for (std::size_t a = 0; a < m; ++a)
+        if (gain0[a] > best) best = gain0[a], arg = a;
+      if (arg < m) {
+        inc.rows.push_back(std::uint32_t(arg));
+        inc.recompute();
+        continue;
+      }
+    }
+    // swap: row at position t out, row a in (a kick: the first round takes a random one of the
+    // `kick_choices` best swaps, improving or not)
+    const bool kick = kick_seed != 0 && round == 0;
+    std::vector<std::pair<double, std::pair<int, std::size_t>>> pool;
+    double best_delta = kick ? kNegInf : eps;
+    int best_t = -1;
+    std::size_t best_a = m;
+    for (std::size_t t = 0; t < inc.rows.size(); ++t) {
+      mask_t D = 0, U = 0;
+      double loss = 0.0;
+      for (int j = 0; j < n; ++j)
+        if (inc.who[std::size_t(j)] == int(t)) {
+          D |= mask_t{1} << j;
+          loss += inc.cur[std::size_t(j)];
+          if (inc.second[std::size_t(j)] == kNegInf) U |= mask_t{1} << j;
+          else loss -= inc.second[std::size_t(j)];
+        }
+      if (D == 0 && !kick) {  // serves nothing: dropping it is free, and any add is a swap
+        std::size_t arg = m;
+        double best = best_delta;
+        for (std::size_t a = 0; a < m; ++a)
+          if (gain0[a] > best) best = gain0[a], arg = a;
+        if (arg < m) best_delta = best, best_t = int(t), best_a = arg;
+        continue;
+      }
+      for (std::size_t a = 0; a < m; ++a) {
+        if (in[a]) continue;
+        const mask_t am = p.masks[a];
+        if ((am & U) != U) continue;
+        const double* g = p.row(a);
+        double d = gain0[a] - loss;
+        for (mask_t b = am & D; b; b &= b - 1) {
+          const std::size_t j = std::size_t(lowest_bit(b));
+          const double c = inc.cur[j];
+          d -= g[j] > c ? g[j] - c : 0.0;
+          if ((U >> j) & 1) d += g[j];
+          else d += g[j] > inc.second[j] ? g[j] - inc.second[j] : 0.0;
+        }
+        if (kick) {
+          if (pool.size() < std::size_t(kick_choices) || d > pool.back().first) {
+            pool.push_back({d, {int(t), a}});
+            std::sort(pool.begin(), pool.end(),
+                      [](const auto& x, const auto& y) { return x.first > y.first; });
+            if (pool.size() > std::size_t(kick_choices)) pool.pop_back();
+          }
+          continue;
+        }
+        if (d > best_delta) best_delta = d, best_t = int(t), best_a = a;
+      }
+    }
+    if (kick && !pool.empty()) {
+      std::uint64_t z = kick_seed + 0x9E3779B97F4A7C15ULL;  // splitmix64
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+      z ^= z >> 31;
+      const auto& pick = pool[std::size_t(z % pool.size())];
+      best_t = pick.second.first;
+      best_a = pick.second.second;
+    }
+    if (best_t >= 0) {
+      inc.rows[std::size_t(best_t)] = std::uint32_t(best_a);
+      inc.recompute();
+      continue;
+    }
+    if (!merge) break;
+    // merge: rows s < t out, the best row a in, then the best add with the freed unit
+    if (inc.rows.size() < 2) break;
+    struct Cand { double d; std::size_t s, t, a; };
+    std::vector<Cand> cands;
+    std::vector<double> fb(std::size_t(p.stride));
+    for (std::size_t s = 0; s < inc.rows.size(); ++s)
+      for (std::size_t t = s + 1; t < inc.rows.size(); ++t) {
+        mask_t D = 0, U = 0;
+        double loss = 0.0;
+        for (int j = 0; j < n; ++j) {
+          const int w = inc.who[std::size_t(j)];
+          if (w != int(s) && w != int(t)) continue;
+          D |= mask_t{1} << j;
+          double f = inc.floor;  // best over the other rows
+          for (std::size_t q = 0; q < inc.rows.size(); ++q) {
+            if (q == s || q == t || !((p.masks[inc.rows[q]] >> j) & 1)) continue;
+            f = std::max(f, p.row(inc.rows[q])[j]);
+          }
+          fb[std::size_t(j)] = f;
+          loss += inc.cur[std::size_t(j)];
+          if (f == kNegInf) U |= mask_t{1} << j;
+          else loss -= f;
+        }
+        double best = kNegInf;
+        std::size_t arg = m;
+        for (std::size_t a = 0; a < m; ++a) {
+          if (in[a]) continue;
+          const mask_t am = p.masks[a];
+          if ((am & U) != U) continue;
+          const double* g = p.row(a);
+          double d = gain0[a] - loss;
+          for (mask_t b = am & D; b; b &= b - 1) {
+            const std::size_t j = std::size_t(lowest_bit(b));
+            const double c = inc.cur[j];
+            d -= g[j] > c ? g[j] - c : 0.0;
+            if ((U >> j) & 1) d += g[j];
+            else d += g[j] > fb[j] ? g[j] - fb[j] : 0.0;
+          }
+          if (d > best) best = d, arg = a;
+        }
+        if (arg < m) cands.push_back({best, s, t, arg});
+      }
+    std::sort(cands.begin(), cands.end(), [](const Cand& x, const Cand& y) { return x.d > y.d; });
+    bool moved = false;
+    for (std::size_t c = 0; c < std::min<std::size_t>(cands.size(), 8) && !moved; ++c) {
+      std::vector<std::uint32_t> trial;
+      for (std::size_t q = 0; q < inc.rows.size(); ++q)
+        if (q != cands[c].s && q != cands[c].t) trial.push_back(inc.rows[q]);
+      trial.push_back(std::uint32_t(cands[c].a));
+      Incumbent next(p, trial);
+      std::size_t arg = m;
+      double best = 0.0;
+      for (std::size_t a = 0; a < m; ++a) {
+        if (next.has(std::uint32_t(a))) continue;
+        const double gv = gain_over(p.row(a), next.cur.data(), p.stride);
+        if (gv > best) best = gv, arg = a;
+      }
+      const double v = next.value + best;
+      if (next.value != kNegInf && v > inc.value + eps) {
+        if (arg < m) trial.push_back(std::uint32_t(arg));
+        inc.rows = trial;
+        inc.recompute();
+        moved = true;
+      }
+    }
+    if (!moved) break;
+  }
+  return inc.rows;
+}
+
+}  // namespace mtgfast

@@ -53,4 +53,15 @@ inline int ctz64(std::uint64_t x) noexcept {
 #endif
 }
 
+// Full 64 x 64 -> 128-bit product as (high, low) words, without a 128-bit integer type (MSVC has
+// none): schoolbook on 32-bit halves, the same bits on every compiler.
+inline std::uint64_t mul_hi_lo(std::uint64_t a, std::uint64_t b, std::uint64_t* lo) noexcept {
+  const std::uint64_t a0 = a & 0xFFFFFFFFULL, a1 = a >> 32;
+  const std::uint64_t b0 = b & 0xFFFFFFFFULL, b1 = b >> 32;
+  const std::uint64_t p00 = a0 * b0, p01 = a0 * b1, p10 = a1 * b0, p11 = a1 * b1;
+  const std::uint64_t mid = (p00 >> 32) + (p01 & 0xFFFFFFFFULL) + (p10 & 0xFFFFFFFFULL);
+  *lo = (mid << 32) | (p00 & 0xFFFFFFFFULL);
+  return p11 + (p01 >> 32) + (p10 >> 32) + (mid >> 32);
+}
+
 }  // namespace mtgfast

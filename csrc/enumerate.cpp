@@ -1,5 +1,7 @@
 #include "enumerate.hpp"
 
+#include "bits.hpp"
+
 #include <algorithm>
 #include <stdexcept>
 #include <string>
@@ -8,8 +10,6 @@
 namespace mtgfast {
 
 namespace {
-
-using u128 = unsigned __int128;
 
 // SplitMix64: tiny, portable, good enough for sampling (identical streams on every platform).
 struct SplitMix64 {
@@ -24,16 +24,13 @@ struct SplitMix64 {
   std::uint64_t below_inclusive(std::uint64_t bound) noexcept {
     if (bound == ~std::uint64_t{0}) return next();
     const std::uint64_t range = bound + 1;
-    u128 prod = u128(next()) * range;
-    std::uint64_t low = std::uint64_t(prod);
+    std::uint64_t low;
+    std::uint64_t high = mul_hi_lo(next(), range, &low);
     if (low < range) {
       const std::uint64_t threshold = (0 - range) % range;
-      while (low < threshold) {
-        prod = u128(next()) * range;
-        low = std::uint64_t(prod);
-      }
+      while (low < threshold) high = mul_hi_lo(next(), range, &low);
     }
-    return std::uint64_t(prod >> 64);
+    return high;
   }
 };
 
@@ -75,15 +72,15 @@ std::uint64_t binomial(int n, int k) noexcept {
 
 std::uint64_t count_all_checked(int n, std::uint64_t max_bytes) {
   check_n_tasks(n);
-  const u128 count = (u128(1) << n) - 1;
-  const u128 bytes = count * sizeof(mask_t);
-  if (bytes > max_bytes) {
+  const std::uint64_t count = n == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << n) - 1;
+  if (count > max_bytes / sizeof(mask_t)) {
     throw std::length_error("enumerating all 2^" + std::to_string(n) + " - 1 combinations needs " +
-                            std::to_string(double(bytes) / double(1ULL << 30)) +
+                            std::to_string(double(count) * double(sizeof(mask_t)) /
+                                           double(1ULL << 30)) +
                             " GiB, over the limit of " +
                             std::to_string(double(max_bytes) / double(1ULL << 30)) + " GiB");
   }
-  return std::uint64_t(count);
+  return count;
 }
 
 void enumerate_k(int n, int k, Order order, mask_t* out) {
@@ -174,13 +171,14 @@ std::vector<mask_t> sample_distinct(int n, std::uint64_t m, const std::vector<in
   sizes.erase(std::unique(sizes.begin(), sizes.end()), sizes.end());
   for (int k : sizes) check_k(n, k);
   // Index space: the concatenation of the k-subsets of each requested size.
-  std::vector<u128> starts;
-  u128 total = 0;
+  // distinct sizes in [1, n]: the total is at most 2^n - 1, so it fits in 64 bits
+  std::vector<std::uint64_t> starts;
+  std::uint64_t total = 0;
   for (int k : sizes) {
     starts.push_back(total);
     total += binomial(n, k);
   }
-  if (u128(m) > total)
+  if (m > total)
     throw std::invalid_argument("cannot sample " + std::to_string(m) + " distinct combinations: only " +
                                 std::to_string(double(total)) + " exist for these sizes");
   SplitMix64 rng{seed};
@@ -188,7 +186,7 @@ std::vector<mask_t> sample_distinct(int n, std::uint64_t m, const std::vector<in
   chosen.reserve(std::size_t(m) * 2 + 1);
   // Floyd: for j in [T-m, T): t ~ U[0, j]; take t unless already taken, else take j.
   // total - 1 fits in uint64 (total <= 2^64 - 1).
-  const std::uint64_t t_minus_1 = std::uint64_t(total - 1);
+  const std::uint64_t t_minus_1 = total - 1;
   for (std::uint64_t step = 0; step < m; ++step) {
     const std::uint64_t j = t_minus_1 - (m - 1) + step;
     const std::uint64_t t = rng.below_inclusive(j);
@@ -199,8 +197,8 @@ std::vector<mask_t> sample_distinct(int n, std::uint64_t m, const std::vector<in
   std::vector<mask_t> out(idx.size());
   std::size_t s = 0;
   for (std::size_t i = 0; i < idx.size(); ++i) {
-    while (s + 1 < sizes.size() && u128(idx[i]) >= starts[s + 1]) ++s;
-    const std::uint64_t r = std::uint64_t(u128(idx[i]) - starts[s]);
+    while (s + 1 < sizes.size() && idx[i] >= starts[s + 1]) ++s;
+    const std::uint64_t r = idx[i] - starts[s];
     unrank_colex(&r, 1, n, sizes[s], &out[i]);
   }
   return out;

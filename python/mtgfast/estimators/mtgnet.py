@@ -38,6 +38,8 @@ _LAYER_FIELDS = tuple(f.name for f in fields(LayerParams))
 _FORMAT = "mtgfast.MTGNet/1"
 #: CPU predictions of at most this many combinations run on one thread (latency-bound).
 _SMALL_BATCH = 4096
+#: learning-rate factor of a warm-started fit (it starts near a minimum of a similar loss)
+_WARM_LR = 0.2
 
 
 class MTGNetModule(nn.Module):
@@ -134,7 +136,8 @@ class MTGNet(GainEstimator):
                  ffn_dim: int | None = None, temperature: float = 1.0,
                  loss: Literal["mse", "l1"] = "mse", lr: float = 3e-3, weight_decay: float = 0.0,
                  max_epochs: int = 300, patience: int = 30, validation_fraction: float = 0.2,
-                 n_estimators: int = 5, seed: int = 0, device: str | None = None) -> None:
+                 n_estimators: int = 5, seed: int = 0, device: str | None = None,
+                 warm_start_from: MTGNet | None = None, warm_patience: int = 10) -> None:
         self.dim = dim
         self.n_layers = n_layers
         self.n_heads = n_heads
@@ -149,6 +152,8 @@ class MTGNet(GainEstimator):
         self.n_estimators = n_estimators
         self.seed = seed
         self.device = device
+        self.warm_start_from = warm_start_from
+        self.warm_patience = warm_patience
 
     # -- validation ----------------------------------------------------------------------------
     def _check_params(self) -> dict[str, Any]:
@@ -167,7 +172,11 @@ class MTGNet(GainEstimator):
                                                 0.0, inclusive=True, high=1.0),
             "n_estimators": _check_int("n_estimators", self.n_estimators, 1),
             "seed": _check_int("seed", self.seed, 0),
+            "warm_patience": _check_int("warm_patience", self.warm_patience, 1),
         }
+        if self.warm_start_from is not None and not isinstance(self.warm_start_from, MTGNet):
+            raise InputTypeError("warm_start_from must be a fitted MTGNet or None, got "
+                                 f"{type(self.warm_start_from).__name__}")
         if p["dim"] % p["n_heads"]:
             raise InputError(f"dim ({p['dim']}) must be divisible by n_heads ({p['n_heads']})")
         if self.loss not in ("mse", "l1"):
@@ -202,14 +211,17 @@ class MTGNet(GainEstimator):
         dev = torch.device(self.device) if self.device is not None else torch.device("cpu")
 
         e = p["n_estimators"]
-        rng = np.random.default_rng(p["seed"])
         multi_rows = np.flatnonzero(size >= 2)
         n_hold = int(math.floor(p["validation_fraction"] * multi_rows.size))
         train_w = np.repeat(known[None].astype(np.float32), e, axis=0)       # (E, M, N)
         valid_w = np.zeros_like(train_w)
         if n_hold >= 1:
             for k in range(e):
-                held = rng.choice(multi_rows, size=n_hold, replace=False)
+                # the n_hold rows of smallest hash of (seed, member, mask): a refit with a few more
+                # rows holds out (almost) the same ones, so a warm-started member's held-out loss
+                # stays honest (it never trained on them)
+                u = _unit_hash(masks[multi_rows], p["seed"], k)
+                held = multi_rows[np.argsort(u, kind="stable")[:n_hold]]
                 valid_w[k, held] = train_w[k, held]
                 train_w[k, held] = 0.0
         epochs = p["max_epochs"] if n_hold >= 1 else max(1, p["max_epochs"] // 4)
@@ -217,6 +229,14 @@ class MTGNet(GainEstimator):
         gen = torch.Generator().manual_seed(p["seed"])
         members = [MTGNetModule(n, p["dim"], p["n_layers"], p["n_heads"], p["ffn_dim"],
                                 p["temperature"], generator=gen).to(dev) for _ in range(e)]
+        warm = self._warm_state(n, p, scale)
+        if warm is not None:
+            # continue from the previous fit (a refit of the active loop adds a few rows): the
+            # best held-out loss comes within a few epochs, so a short patience suffices
+            for k, mod in enumerate(members):
+                mod.load_state_dict({q: v[k] for q, v in warm.items()})
+            # a fresh Adam takes lr-sized steps in every direction: smaller steps keep the fit
+            p = {**p, "patience": p["warm_patience"], "lr": p["lr"] * _WARM_LR}
         mem_t = torch.as_tensor(member, device=dev)
         y_t = torch.as_tensor(np.nan_to_num(gains / scale), dtype=torch.float32, device=dev)
         tw = torch.as_tensor(train_w, device=dev)
@@ -262,6 +282,23 @@ class MTGNet(GainEstimator):
         self.best_epoch_ = np.asarray(best_epoch)
         self.n_train_rows_ = int(masks.shape[0])
         self._params_cache: dict[str, list[MTGNetParams]] = {}
+
+    def _warm_state(self, n: int, p: dict[str, Any], scale: float
+                    ) -> dict[str, torch.Tensor] | None:
+        """Stacked member states of ``warm_start_from`` with the head rescaled to this fit's
+        target unit, or None when there is nothing compatible to start from."""
+        prev = self.warm_start_from
+        if prev is None or not hasattr(prev, "state_") or prev.n_tasks_ != n:
+            return None
+        same = all(prev.config_.get(k) == p[k] for k in ("dim", "n_layers", "n_heads", "ffn_dim",
+                                                         "n_estimators"))
+        if not same:
+            return None
+        ratio = prev.scale_ / scale
+        st = {k: v.clone() for k, v in prev.state_.items()}
+        st["w_head"] *= ratio
+        st["b_head"] *= ratio
+        return st
 
     # -- inference -----------------------------------------------------------------------------
     def member_params(self, device: str | torch.device | None = None) -> list[MTGNetParams]:
@@ -344,7 +381,8 @@ class MTGNet(GainEstimator):
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write parameters and learned state to ``path`` (torch.save of tensors and plain data)."""
         self._check_fitted()
-        torch.save({"format": _FORMAT, "params": self.get_params(), "config": self.config_,
+        torch.save({"format": _FORMAT,
+                    "params": {**self.get_params(), "warm_start_from": None}, "config": self.config_,
                     "state": self.state_, "scale": self.scale_,
                     "task_names": list(self.task_names_), "n_epochs": self.n_epochs_,
                     "n_holdout": self.n_holdout_, "best_epoch": self.best_epoch_.tolist(),
@@ -386,6 +424,17 @@ def _one_cpu_thread(enabled: bool) -> Iterator[None]:
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
+
+
+def _unit_hash(masks: MaskArray, seed: int, member: int) -> FloatArray:
+    """A uniform number in [0, 1) per mask from (seed, member, mask): splitmix64 finaliser."""
+    with np.errstate(over="ignore"):
+        x = masks.astype(np.uint64) ^ np.uint64((seed * 0x9E3779B97F4A7C15 + member * 0xBF58476D1CE4E5B9
+                                                 + 0x94D049BB133111EB) % (1 << 64))
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
 def _with_free_singletons(masks: MaskArray, gains: FloatArray, n: int

@@ -360,6 +360,26 @@ class MTGNet(GainEstimator):
         std[single] = np.where(member[single], 0.0, np.nan)
         return mean, std
 
+    def predict_members(self, masks: object, *, device: str | torch.device | None = None,
+                        backend: Backend = "auto") -> FloatArray:
+        """Each member's gains ``(n_estimators, n_masks, n_tasks)`` (NaN outside, 0 for
+        singletons): what the ensemble spread is made of, e.g. a grouping's value per member."""
+        self._check_fitted()
+        m = as_masks(masks, self.n_tasks_)
+        masks_t = torch.from_numpy(m.view(np.int64).copy())
+        params = self.member_params(device)
+        small_on_cpu = params[0].embedding.device.type == "cpu" and m.shape[0] <= _SMALL_BATCH
+        out = np.empty((len(params), m.shape[0], self.n_tasks_))
+        for k, prm in enumerate(params):
+            with _one_cpu_thread(small_on_cpu):
+                y = mtgnet_predict(prm, masks_t.to(prm.embedding.device), backend=backend)
+            out[k] = y.to(torch.float64).cpu().numpy() * self.scale_
+        member = masks_to_dense(m, self.n_tasks_)
+        single = member.sum(axis=1) == 1
+        out[:, ~member] = np.nan
+        out[:, single] = np.where(member[single], 0.0, np.nan)
+        return out
+
     def _predict(self, masks: MaskArray) -> FloatArray:
         out = self.predict(masks)
         assert isinstance(out, np.ndarray)

@@ -87,7 +87,7 @@ def plot_estimated_vs_measured(estimated: GainTable, measured: GainTable,
                                path: str | os.PathLike[str] | None = None, *,
                                title: str | None = None) -> Figure:
     """Scatter of estimated against measured gains, one point per (measured combination of >= 2
-    tasks, member task), with the diagonal: where the estimator can be checked, how far off it is."""
+    tasks, member task), with the diagonal: how far off the estimator is where it can be checked."""
     for nm, t in (("estimated", estimated), ("measured", measured)):
         if not isinstance(t, GainTable):
             raise InputTypeError(f"{nm} must be a GainTable, got {type(t).__name__}")

@@ -130,6 +130,11 @@ class MTGNet(GainEstimator):
         ensemble uses every row. With fewer than ``1/validation_fraction`` rows nothing is held out
         and members train ``max_epochs // 4`` epochs.
       n_estimators=5: mean of 5 independently seeded members; their std is the uncertainty.
+      warm_start_from=None: a previous fit (same tasks and shape) to continue from, as the active
+        loop's refits do (a few more rows each time): members start from its parameters with lr
+        x 0.2 and ``warm_patience=10``; 3-4x fewer epochs (N = 27: 34 vs 139). Held-out rows are
+        the ``validation_fraction`` of rows with the smallest hash of (seed, member, mask), so a
+        refit holds out (almost) the same rows and the warm member's held-out loss stays honest.
     """
 
     def __init__(self, dim: int = 64, n_layers: int = 2, n_heads: int = 1,
@@ -402,7 +407,8 @@ class MTGNet(GainEstimator):
         """Write parameters and learned state to ``path`` (torch.save of tensors and plain data)."""
         self._check_fitted()
         torch.save({"format": _FORMAT,
-                    "params": {**self.get_params(), "warm_start_from": None}, "config": self.config_,
+                    "params": {**self.get_params(), "warm_start_from": None},
+                    "config": self.config_,
                     "state": self.state_, "scale": self.scale_,
                     "task_names": list(self.task_names_), "n_epochs": self.n_epochs_,
                     "n_holdout": self.n_holdout_, "best_epoch": self.best_epoch_.tolist(),
@@ -449,8 +455,8 @@ def _one_cpu_thread(enabled: bool) -> Iterator[None]:
 def _unit_hash(masks: MaskArray, seed: int, member: int) -> FloatArray:
     """A uniform number in [0, 1) per mask from (seed, member, mask): splitmix64 finaliser."""
     with np.errstate(over="ignore"):
-        x = masks.astype(np.uint64) ^ np.uint64((seed * 0x9E3779B97F4A7C15 + member * 0xBF58476D1CE4E5B9
-                                                 + 0x94D049BB133111EB) % (1 << 64))
+        salt = (seed * 0x9E3779B97F4A7C15 + member * 0xBF58476D1CE4E5B9 + 0x94D049BB133111EB)
+        x = masks.astype(np.uint64) ^ np.uint64(salt % (1 << 64))
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         x = x ^ (x >> np.uint64(31))

@@ -15,7 +15,7 @@ from ..errors import InputError, InputTypeError
 from ..gains import FloatArray, GainTable
 from .active import ActiveLoop, make_selector
 
-__all__ = ["REPLAY_METHODS", "replay_method"]
+__all__ = ["METHOD_DEFAULTS", "REPLAY_METHODS", "replay_method"]
 
 #: method name -> selector of the active loop
 REPLAY_METHODS: dict[str, str] = {
@@ -25,6 +25,12 @@ REPLAY_METHODS: dict[str, str] = {
     "mtgnet-deterministic": "greedy",      # the released code: largest |gain| per task
     "mtgnet-random": "random",             # ablation: uniform among unmeasured candidates
     "mtgnet-uncertainty": "uncertainty",   # exp(alpha * (|mean| + kappa * std)) of the ensemble
+}
+
+#: options a method runs with unless given (the best configuration found: README, issue 13)
+METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mtgnet": {"kappa": 0.0, "warm_start": True},
+    "mtgnet-pairs": {"kappa": 0.0, "warm_start": True},
 }
 
 _SELECTOR_OPTIONS = ("alpha", "kappa", "budgets")
@@ -82,6 +88,7 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
 
     from ..estimators.mtgnet import MTGNet   # torch is imported only when a replay needs it
 
+    options = {**METHOD_DEFAULTS.get(name, {}), **options}
     sel_opts = {k: options.pop(k) for k in _SELECTOR_OPTIONS if k in options}
     selector = make_selector(REPLAY_METHODS[name], **sel_opts)
     warm = bool(options.pop("warm_start", False))

@@ -31,6 +31,7 @@ from ..masks import MaskArray, as_masks, masks_to_dense
 from ..ops.dispatch import Backend, mtgnet_predict
 from ..ops.reference import LayerParams, MTGNetParams, mtgnet_forward_dense
 from .base import GainEstimator
+from .stacked import pack_rows, stacked_forward
 
 __all__ = ["MTGNet", "MTGNetModule"]
 
@@ -242,42 +243,49 @@ class MTGNet(GainEstimator):
                 mod.load_state_dict({q: v[k] for q, v in warm.items()})
             # a fresh Adam takes lr-sized steps in every direction: smaller steps keep the fit
             p = {**p, "patience": p["warm_patience"], "lr": p["lr"] * _WARM_LR}
-        mem_t = torch.as_tensor(member, device=dev)
+        # all members train as one stacked ensemble on size-binned packed tokens (stacked.py):
+        # the same math as a loop over MTGNetModule members, ~E times fewer ops, fewer tokens
+        state = {k: nn.Parameter(torch.stack([m.state_dict()[k] for m in members]))
+                 for k in members[0].state_dict()}
+        packed = pack_rows(member, dev)
         y_t = torch.as_tensor(np.nan_to_num(gains / scale), dtype=torch.float32, device=dev)
         tw = torch.as_tensor(train_w, device=dev)
         vw = torch.as_tensor(valid_w, device=dev)
         tw_sum = tw.sum(dim=(1, 2)).clamp_min(1.0)
         vw_sum = vw.sum(dim=(1, 2)).clamp_min(1.0)
-        opt = torch.optim.Adam([q for m in members for q in m.parameters()], lr=p["lr"],
-                               weight_decay=p["weight_decay"])
+        opt = torch.optim.Adam(list(state.values()), lr=p["lr"], weight_decay=p["weight_decay"])
         err = (lambda d: d * d) if self.loss == "mse" else torch.abs
-        best = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in members]
+        best = {k: v.detach().clone() for k, v in state.items()}
         best_val = [math.inf] * e
         best_epoch = [epochs] * e if n_hold < 1 else [0] * e
-        active = list(range(e))
+        active = torch.ones(e, device=dev)
         epoch = 0
         for epoch in range(epochs):
             opt.zero_grad(set_to_none=True)
-            loss = torch.zeros((), device=dev)
-            for k in active:
-                d = err(members[k](mem_t) - y_t)                          # (M, N)
-                loss = loss + (d * tw[k]).sum() / tw_sum[k]
-                if n_hold >= 1:
-                    # held-out loss of the parameters *before* this step, from the same forward
-                    val = float((d.detach() * vw[k]).sum() / vw_sum[k])
-                    if val < best_val[k]:
-                        best_val[k], best_epoch[k] = val, epoch
-                        best[k] = {q: v.detach().clone() for q, v in members[k].state_dict().items()}
+            d = err(stacked_forward(state, packed, p["n_layers"], p["n_heads"],
+                                    p["temperature"]) - y_t)              # (E, M, N)
+            # members that stopped leave the loss (their best parameters are kept below)
+            loss = ((d * tw).sum(dim=(1, 2)) / tw_sum * active).sum()
+            if n_hold >= 1:
+                # held-out loss of the parameters *before* this step, from the same forward
+                val = ((d.detach() * vw).sum(dim=(1, 2)) / vw_sum).tolist()
+                for k in range(e):
+                    if active[k] > 0 and val[k] < best_val[k]:
+                        best_val[k], best_epoch[k] = val[k], epoch
+                        for q, v in state.items():
+                            best[q][k] = v.detach()[k]
             loss.backward()
             opt.step()
             if n_hold >= 1:
                 # a member whose held-out loss has not improved for `patience` epochs is done
-                active = [k for k in active if epoch - best_epoch[k] < p["patience"]]
-                if not active:
+                for k in range(e):
+                    if epoch - best_epoch[k] >= p["patience"]:
+                        active[k] = 0.0
+                if not bool(active.any()):
                     break
         if n_hold < 1:
-            best = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in members]
-        final = {k: torch.stack([b[k] for b in best]) for k in best[0]}
+            best = {k: v.detach().clone() for k, v in state.items()}
+        final = best
         self.state_: dict[str, torch.Tensor] = {k: v.cpu() for k, v in final.items()}
         self.config_: dict[str, Any] = {k: p[k] for k in ("dim", "n_layers", "n_heads", "ffn_dim",
                                                           "temperature", "n_estimators")}

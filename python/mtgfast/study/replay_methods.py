@@ -68,7 +68,8 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
     (the full set included; singletons are free and not counted). ``use_measured``: rows the loop
     measured keep their measured gains instead of the prediction (they are known). ``options``:
     ``alpha``/``kappa``/``budgets`` go to the selector, ``warm_start`` (each refit continues
-    from the previous fit) to the loop, the rest to :class:`MTGNet` (e.g. ``n_estimators``).
+    from the previous fit) to the loop, ``risk`` (the final search sees unmeasured combinations
+    at mean - risk * ensemble std) to the prediction, the rest to :class:`MTGNet`.
     ``stats``: a dict that receives the seconds of every fit and prediction (``fit_s``,
     ``predict_s``) and the rows and epochs of every fit.
     """
@@ -92,6 +93,9 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
     sel_opts = {k: options.pop(k) for k in _SELECTOR_OPTIONS if k in options}
     selector = make_selector(REPLAY_METHODS[name], **sel_opts)
     warm = bool(options.pop("warm_start", False))
+    risk = options.pop("risk", 0.0)
+    if isinstance(risk, bool) or not isinstance(risk, (int, float)) or not risk >= 0:
+        raise InputError(f"risk must be a number >= 0, got {risk!r}")
     est_opts = {"seed": int(seed), **options}
     MTGNet(**est_opts)._check_params()   # fail on bad options before any work
 
@@ -111,7 +115,12 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
         return valid.lookup(np.array([mask], dtype=np.uint64))[0]
 
     est = loop.run(measure, int(rounds))
-    pred = np.asarray(est.predict(valid.masks), dtype=np.float64)
+    if risk > 0:
+        # risk-aware final search: unverified combinations count at mean - risk * spread
+        mean, std = est.predict(valid.masks, return_std=True)
+        pred = np.asarray(mean, dtype=np.float64) - risk * np.asarray(std, dtype=np.float64)
+    else:
+        pred = np.asarray(est.predict(valid.masks), dtype=np.float64)
     if use_measured:
         rows = valid.index_of(loop.measured_masks)
         pred[rows] = valid.gains[rows]

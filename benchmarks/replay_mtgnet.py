@@ -1,28 +1,28 @@
-"""Replay evidence for MTG-Net (issue 4): Taskonomy-5 and ETTm1-7 curves vs oracle / HOA / TAG / random.
+"""Replay evidence for MTG-Net (issues 4, 13): curves vs oracle / HOA / TAG / random per seed.
 
-Protocol (mtgfast.replay): each method's gains select groups for every budget B (exact search), each
-task is served by its best chosen group under those gains, the grouping is scored with test gains
-(ETTm1_y.csv; Taskonomy uses one table for both). MTG-Net methods run the active loop on the
-validation table (measure = lookup) with ``rounds`` K and average over ``--seeds`` seeds; each seed
-runs in a child process (``--jobs`` at a time), retried if the child dies (results are deterministic).
+Protocol (mtgfast.replay): each method's gains select groups for every budget B (exact search; beam
+for N > 12), each task is served by its best chosen group under those gains, the grouping is scored
+with test gains. MTG-Net methods run the active loop on the validation table (measure = lookup) with
+``rounds`` K for seeds 0..S-1, in this process or in ``--jobs`` forked workers.
 
-    python benchmarks/replay_mtgnet.py --dataset ett --rounds 1 3 --seeds 5 --json out.json
-    python benchmarks/replay_mtgnet.py --dataset taskonomy --rounds 1 2 --set temperature=0.2
+    python benchmarks/replay_mtgnet.py --dataset ett --rounds 1 3 --seeds 10 --json out.json
+    python benchmarks/replay_mtgnet.py --dataset taskonomy --rounds 1 2 --set kappa=0
     python benchmarks/replay_mtgnet.py --dataset etth1 --rounds 1 3    # after collect_etth1.py
+    python benchmarks/replay_mtgnet.py --dataset synthetic --n-tasks 10 --gen-seed 1 --rounds 1 4
 
 Prints, per K, the curve of each method over budgets 2..N, the mean over those budgets as a
-fraction of the oracle's, and whether MTG-Net beats HOA and TAG at every budget.
+fraction of the oracle's (and above random: (m - random) / (oracle - random)), the per-seed mean,
+a 95% t-interval, whether MTG-Net beats HOA and TAG at every budget, and the seconds spent in
+estimator fits and predictions.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
+import os
 import sys
-import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +31,23 @@ from mtgfast.cli import parse_option_value
 from mtgfast.gains import GainTable
 from mtgfast.replay import replay
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mtgnet"
+DATA = Path(os.environ.get("MTGFAST_DATA") or
+            Path(__file__).resolve().parents[2] / "shared" / "data") / "mtgnet"
 #: ETTh1-7, collected by benchmarks/collect_etth1.py (issue 5)
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 
-def load(dataset: str, data: Path = DATA) -> dict[str, GainTable]:
-    """Validation / test / HOA / TAG tables of one recorded data set."""
+def load(dataset: str, data: Path = DATA, *, n_tasks: int = 10, n_random: int | None = None,
+         gen_seed: int = 0) -> dict[str, GainTable]:
+    """Validation / test / HOA / TAG tables of one recorded (or generated) data set."""
+    if dataset == "synthetic":
+        from mtgfast.estimators.tag import TAG
+        from mtgfast.generate import synthetic_gain_tables
+
+        syn = synthetic_gain_tables(n_tasks, n_random=n_random, seed=gen_seed)
+        tag = TAG().fit_affinity(syn.affinity.T, syn.valid.task_names)
+        return {"valid": syn.valid, "test": syn.test, "hoa": None,
+                "tag": tag.predict_table(syn.valid.masks)}
     if dataset == "taskonomy":
         d = data / "taskonomy"
         x = d / "taskonomy_x.csv"
@@ -60,16 +70,73 @@ def load(dataset: str, data: Path = DATA) -> dict[str, GainTable]:
             "tag": GainTable.from_mtgnet(x, d / "ETTm1_TAG_HOA.csv", scale=0.01)}
 
 
-def summarize(res: dict[str, Any], n: int, mtg_methods: list[str]) -> dict[str, Any]:
-    """Mean over budgets 2..N as a fraction of the oracle, and 'above HOA and TAG everywhere'."""
-    budgets = list(res["budgets"])
+T95 = {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78, 6: 2.57, 7: 2.45, 8: 2.36, 9: 2.31, 10: 2.26,
+       11: 2.23, 12: 2.20, 15: 2.14, 20: 2.09}
+
+
+def interval95(values: list[float]) -> float:
+    """Half-width of the 95% t-interval of the mean of ``values`` (0 for one value)."""
+    k = len(values)
+    if k < 2:
+        return 0.0
+    t = T95.get(k, T95[max(x for x in T95 if x <= k)] if k < 20 else 1.96)
+    return float(t * np.std(values, ddof=1) / np.sqrt(k))
+
+
+def _search(n: int) -> str:
+    return "exact" if n <= 12 else "beam"
+
+
+def score(valid: GainTable, test: GainTable, pred: np.ndarray, budgets: list[int]) -> list[float]:
+    """Test gain of the grouping chosen on ``pred`` for every budget."""
+    from mtgfast.grouping import evaluate, group
+
+    return [float(evaluate(g, test)) for g in group(valid.masks, pred, budgets,
+                                                    method=_search(valid.n_tasks))]
+
+
+_STATE: dict[str, Any] = {}
+
+
+def _one_seed(job: tuple[str, int, int]) -> tuple[list[float], int, dict[str, list[float]]]:
+    """One (method, K, seed) replay of an mtgnet* method in this process."""
+    import torch
+    from mtgfast.study.replay_methods import replay_method
+
+    torch.set_num_threads(1)
+    method, k, seed = job
+    valid, test, budgets = _STATE["valid"], _STATE["test"], _STATE["budgets"]
+    stats: dict[str, list[float]] = {}
+    pred, used = replay_method(method, valid, seed=seed, rounds=k, stats=stats,
+                               **dict(_STATE["options"]))
+    return score(valid, test, pred, budgets), used, stats
+
+
+def summarize(d: dict[str, Any], n: int, mtg_methods: list[str]) -> dict[str, Any]:
+    """Mean over budgets 2..N as a fraction of the oracle and above random, per-seed spread,
+    'above HOA and TAG at every budget'."""
+    budgets = list(d["budgets"])
     cols = [i for i, b in enumerate(budgets) if 2 <= b <= n]
-    curve = {m: np.array(r["average_test_gain"])[cols] for m, r in res["methods"].items()}
-    oracle = curve["oracle"].mean()
+    curve = {m: np.array(r["average_test_gain"])[cols] for m, r in d["methods"].items()}
+    oracle = float(curve["oracle"].mean())
+    rnd = float(curve["random"].mean()) if "random" in curve else None
     out: dict[str, Any] = {"budgets": [budgets[i] for i in cols]}
     for m, c in curve.items():
-        out[m] = {"curve": c.round(5).tolist(), "mean": float(c.mean()),
-                  "frac_of_oracle": float(c.mean() / oracle)}
+        e: dict[str, Any] = {"curve": c.round(5).tolist(), "mean": float(c.mean()),
+                             "frac_of_oracle": float(c.mean() / oracle)}
+        if rnd is not None and oracle != rnd:
+            e["frac_above_random"] = float((c.mean() - rnd) / (oracle - rnd))
+        per_seed = d["methods"][m].get("per_seed")
+        if per_seed is not None:
+            means = [float(np.mean(np.array(s)[cols])) for s in per_seed]
+            fo = [x / oracle for x in means]
+            e["per_seed_frac_of_oracle"] = [round(x, 4) for x in fo]
+            e["ci95_frac_of_oracle"] = interval95(fo)
+            if rnd is not None and oracle != rnd:
+                fr = [(x - rnd) / (oracle - rnd) for x in means]
+                e["per_seed_frac_above_random"] = [round(x, 4) for x in fr]
+                e["ci95_frac_above_random"] = interval95(fr)
+        out[m] = e
     for m in mtg_methods:
         for base in ("hoa", "tag"):
             if base in curve:
@@ -77,59 +144,26 @@ def summarize(res: dict[str, Any], n: int, mtg_methods: list[str]) -> dict[str, 
     return out
 
 
-def _worker(args: argparse.Namespace) -> None:
-    """One (method, K, seed) replay of an mtgnet* method; writes the predicted gains as .npy."""
-    import torch
-    from mtgfast.study.replay_methods import replay_method
-
-    torch.set_num_threads(args.threads)
-    options = {k: parse_option_value(v) for k, v in (kv.split("=", 1) for kv in args.set)}
-    valid = load(args.dataset)["valid"]
-    pred, used = replay_method(args.worker, valid, seed=args.seed, rounds=args.k, **options)
-    np.save(args.out, pred)
-    Path(str(args.out) + ".measured").write_text(str(used))
-
-
-def _run_seed(args: argparse.Namespace, method: str, k: int, seed: int, out: Path,
-              retries: int = 3) -> tuple[np.ndarray, int]:
-    """Run one seed in a child process (retried if it dies: the result is deterministic)."""
-    cmd = [sys.executable, __file__, "--dataset", args.dataset, "--worker", method, "--k", str(k),
-           "--seed", str(seed), "--out", str(out), "--threads", str(args.threads)]
-    for kv in args.set:
-        cmd += ["--set", kv]
-    for attempt in range(retries):
-        rc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if rc.returncode == 0:
-            return np.load(out), int(Path(str(out) + ".measured").read_text())
-        print(f"  {method} K={k} seed={seed}: child exited with {rc.returncode} "
-              f"(attempt {attempt + 1}); {rc.stderr.strip().splitlines()[-1:]}", flush=True)
-    raise RuntimeError(f"{method} K={k} seed={seed} failed {retries} times")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dataset", choices=("taskonomy", "ett", "etth1"), required=True)
+    ap.add_argument("--dataset", choices=("taskonomy", "ett", "etth1", "synthetic"), required=True)
+    ap.add_argument("--n-tasks", type=int, default=10, help="synthetic: number of tasks")
+    ap.add_argument("--n-random", type=int, default=None,
+                    help="synthetic: random candidates of >= 3 tasks (default: all combinations)")
+    ap.add_argument("--gen-seed", type=int, default=0, help="synthetic: generator seed")
     ap.add_argument("--rounds", type=int, nargs="+", default=[1])
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--methods", default="oracle,hoa,tag,random,mtgnet")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="option of the mtgnet* methods (MTGNet args, alpha, kappa, use_measured)")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads per child (1 is fastest for these tiny models)")
-    ap.add_argument("--jobs", type=int, default=2, help="seeds run in parallel child processes")
+                    help="option of the mtgnet* methods (MTGNet args, alpha, kappa, warm_start, "
+                         "use_measured)")
+    ap.add_argument("--jobs", type=int, default=1, help="seeds run in parallel forked workers")
     ap.add_argument("--json", dest="json_path")
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
-    ap.add_argument("--k", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--seed", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.worker:
-        _worker(args)
-        return
 
-    from mtgfast.grouping import evaluate, group
-
-    tabs = load(args.dataset)
+    tabs = load(args.dataset, n_tasks=args.n_tasks, n_random=args.n_random,
+                gen_seed=args.gen_seed)
     valid, test = tabs["valid"], tabs["test"]
     n = valid.n_tasks
     budgets = list(range(1, n + 1))
@@ -139,40 +173,69 @@ def main() -> None:
     base = [m for m in methods if not m.startswith("mtgnet")]
     report: dict[str, Any] = {"dataset": args.dataset, "seeds": args.seeds, "options": options,
                               "rounds": {}}
+    if args.dataset == "synthetic":
+        report["generator"] = {"n_tasks": n, "n_random": args.n_random, "seed": args.gen_seed}
     # baselines do not depend on K: the replay module (same protocol) computes them once
     base_res = replay(valid, test, methods=base, hoa=tabs["hoa"], tag=tabs["tag"],
-                      dataset=args.dataset).to_dict() if base else {"methods": {}}
-    tmp = Path(tempfile.mkdtemp(prefix="replay_mtgnet_"))
+                      dataset=args.dataset, search="auto" if n <= 12 else "beam"
+                      ).to_dict() if base else {"methods": {}}
+    _STATE.update(valid=valid, test=test, budgets=budgets, options=options)
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     for k in args.rounds:
         t0 = time.perf_counter()
         d: dict[str, Any] = {"budgets": budgets, "methods": dict(base_res["methods"])}
+        timing: dict[str, Any] = {}
         for m in mtg:
-            jobs = [(m, k, s, tmp / f"{m}_{k}_{s}.npy") for s in range(args.seeds)]
-            with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-                outs = list(pool.map(lambda j: _run_seed(args, *j), jobs))
-            curves = []
-            for pred, _ in outs:
-                gs = group(valid.masks, pred, budgets)
-                curves.append([float(evaluate(g, test)) for g in gs])
+            jobs = [(m, k, s) for s in seeds]
+            if args.jobs > 1:
+                import multiprocessing as mp
+
+                with mp.get_context("fork").Pool(args.jobs) as pool:
+                    outs = pool.map(_one_seed, jobs)
+            else:
+                outs = [_one_seed(j) for j in jobs]
+            curves = [c for c, _, _ in outs]
             d["methods"][m] = {"average_test_gain": np.mean(curves, axis=0).tolist(),
                                "std_over_seeds": np.std(curves, axis=0).tolist(),
-                               "measured": float(np.mean([u for _, u in outs]))}
+                               "measured": float(np.mean([u for _, u, _ in outs])),
+                               "per_seed": curves}
+            fit = [x for _, _, st in outs for x in st.get("fit_s", [])]
+            prd = [x for _, _, st in outs for x in st.get("predict_s", [])]
+            timing[m] = {"fits_per_seed": len(fit) / len(outs),
+                         "fit_s_mean": float(np.mean(fit)) if fit else 0.0,
+                         "predict_s_mean": float(np.mean(prd)) if prd else 0.0,
+                         "estimator_s_per_seed": (sum(fit) + sum(prd)) / len(outs),
+                         "epochs_mean": float(np.mean([x for _, _, st in outs
+                                                       for x in st.get("fit_epochs", [])] or [0])),
+                         # every fit of the first seed: seconds, rows, epochs; predictions
+                         "first_seed": {key: [round(x, 3) for x in outs[0][2].get(key, [])]
+                                        for key in ("fit_s", "fit_rows", "fit_epochs",
+                                                    "predict_s")}}
         s = summarize(d, n, mtg)
         s["seconds"] = round(time.perf_counter() - t0, 1)
         s["measured"] = {m: d["methods"][m].get("measured") for m in methods}
+        s["timing"] = timing
         report["rounds"][str(k)] = s
-        print(f"== {args.dataset} K={k} seeds={args.seeds} options={options} "
+        print(f"== {args.dataset} N={n} K={k} seeds={seeds[0]}..{seeds[-1]} options={options} "
               f"({s['seconds']} s)")
-        print("budget      " + " ".join(f"{b:>8d}" for b in s["budgets"]) + "   mean  /oracle")
+        print("budget      " + " ".join(f"{b:>8d}" for b in s["budgets"]) +
+              "   mean  /oracle  >random")
         for m in methods:
             c = s[m]
             flag = ""
             if m in mtg:
-                flag = " ".join(f">{b}:{'yes' if c.get(f'above_{b}_every_budget') else 'no'}"
-                                for b in ("hoa", "tag") if f"above_{b}_every_budget" in c)
-                flag += f" measured={s['measured'][m]:.0f}"
+                ci = c.get("ci95_frac_above_random", 0.0) if args.dataset == "etth1" else \
+                    c["ci95_frac_of_oracle"]
+                flag = f"+-{ci:.1%} "
+                flag += " ".join(f">{b}:{'yes' if c.get(f'above_{b}_every_budget') else 'no'}"
+                                 for b in ("hoa", "tag") if f"above_{b}_every_budget" in c)
+                tm = timing[m]
+                flag += (f" measured={s['measured'][m]:.0f} fits/seed={tm['fits_per_seed']:.0f}"
+                         f" fit={tm['fit_s_mean']:.2f}s predict={tm['predict_s_mean']:.2f}s"
+                         f" est/seed={tm['estimator_s_per_seed']:.0f}s")
+            above = f"{c['frac_above_random']:7.1%}" if "frac_above_random" in c else "      -"
             print(f"{m:<11s} " + " ".join(f"{v:8.4f}" for v in c["curve"]) +
-                  f" {c['mean']:7.4f} {c['frac_of_oracle']:6.1%} {flag}", flush=True)
+                  f" {c['mean']:7.4f} {c['frac_of_oracle']:6.1%} {above} {flag}", flush=True)
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(report, indent=1))
 

@@ -32,6 +32,7 @@ from ..masks import MaskArray, as_masks, masks_to_dense
 from ..ops.dispatch import Backend, mtgnet_predict
 from ..ops.reference import LayerParams, MTGNetParams, mtgnet_forward_dense
 from .base import GainEstimator
+from .stacked import pack_rows, stacked_forward
 
 __all__ = ["MAX_ABS_GAIN", "MTGNet", "MTGNetModule", "check_training_gains"]
 
@@ -39,6 +40,8 @@ _LAYER_FIELDS = tuple(f.name for f in fields(LayerParams))
 _FORMAT = "mtgfast.MTGNet/1"
 #: CPU predictions of at most this many combinations run on one thread (latency-bound).
 _SMALL_BATCH = 4096
+#: learning-rate factor of a warm-started fit (it starts near a minimum of a similar loss)
+_WARM_LR = 0.2
 
 
 class MTGNetModule(nn.Module):
@@ -129,13 +132,19 @@ class MTGNet(GainEstimator):
         ensemble uses every row. With fewer than ``1/validation_fraction`` rows nothing is held out
         and members train ``max_epochs // 4`` epochs.
       n_estimators=5: mean of 5 independently seeded members; their std is the uncertainty.
+      warm_start_from=None: a previous fit (same tasks and shape) to continue from, as the active
+        loop's refits do (a few more rows each time): members start from its parameters with lr
+        x 0.2 and ``warm_patience=10``; 3-4x fewer epochs (N = 27: 34 vs 139). Held-out rows are
+        the ``validation_fraction`` of rows with the smallest hash of (seed, member, mask), so a
+        refit holds out (almost) the same rows and the warm member's held-out loss stays honest.
     """
 
     def __init__(self, dim: int = 64, n_layers: int = 2, n_heads: int = 1,
                  ffn_dim: int | None = None, temperature: float = 1.0,
                  loss: Literal["mse", "l1"] = "mse", lr: float = 3e-3, weight_decay: float = 0.0,
                  max_epochs: int = 300, patience: int = 30, validation_fraction: float = 0.2,
-                 n_estimators: int = 5, seed: int = 0, device: str | None = None) -> None:
+                 n_estimators: int = 5, seed: int = 0, device: str | None = None,
+                 warm_start_from: MTGNet | None = None, warm_patience: int = 10) -> None:
         self.dim = dim
         self.n_layers = n_layers
         self.n_heads = n_heads
@@ -150,6 +159,8 @@ class MTGNet(GainEstimator):
         self.n_estimators = n_estimators
         self.seed = seed
         self.device = device
+        self.warm_start_from = warm_start_from
+        self.warm_patience = warm_patience
 
     # -- validation ----------------------------------------------------------------------------
     def _check_params(self) -> dict[str, Any]:
@@ -168,7 +179,11 @@ class MTGNet(GainEstimator):
                                                 0.0, inclusive=True, high=1.0),
             "n_estimators": _check_int("n_estimators", self.n_estimators, 1),
             "seed": _check_int("seed", self.seed, 0),
+            "warm_patience": _check_int("warm_patience", self.warm_patience, 1),
         }
+        if self.warm_start_from is not None and not isinstance(self.warm_start_from, MTGNet):
+            raise InputTypeError("warm_start_from must be a fitted MTGNet or None, got "
+                                 f"{type(self.warm_start_from).__name__}")
         if p["dim"] % p["n_heads"]:
             raise InputError(f"dim ({p['dim']}) must be divisible by n_heads ({p['n_heads']})")
         if self.loss not in ("mse", "l1"):
@@ -203,14 +218,17 @@ class MTGNet(GainEstimator):
         dev = torch.device(self.device) if self.device is not None else torch.device("cpu")
 
         e = p["n_estimators"]
-        rng = np.random.default_rng(p["seed"])
         multi_rows = np.flatnonzero(size >= 2)
         n_hold = int(math.floor(p["validation_fraction"] * multi_rows.size))
         train_w = np.repeat(known[None].astype(np.float32), e, axis=0)       # (E, M, N)
         valid_w = np.zeros_like(train_w)
         if n_hold >= 1:
             for k in range(e):
-                held = rng.choice(multi_rows, size=n_hold, replace=False)
+                # the n_hold rows of smallest hash of (seed, member, mask): a refit with a few more
+                # rows holds out (almost) the same ones, so a warm-started member's held-out loss
+                # stays honest (it never trained on them)
+                u = _unit_hash(masks[multi_rows], p["seed"], k)
+                held = multi_rows[np.argsort(u, kind="stable")[:n_hold]]
                 valid_w[k, held] = train_w[k, held]
                 train_w[k, held] = 0.0
         epochs = p["max_epochs"] if n_hold >= 1 else max(1, p["max_epochs"] // 4)
@@ -218,42 +236,57 @@ class MTGNet(GainEstimator):
         gen = torch.Generator().manual_seed(p["seed"])
         members = [MTGNetModule(n, p["dim"], p["n_layers"], p["n_heads"], p["ffn_dim"],
                                 p["temperature"], generator=gen).to(dev) for _ in range(e)]
-        mem_t = torch.as_tensor(member, device=dev)
+        warm = self._warm_state(n, p, scale)
+        if warm is not None:
+            # continue from the previous fit (a refit of the active loop adds a few rows): the
+            # best held-out loss comes within a few epochs, so a short patience suffices
+            for k, mod in enumerate(members):
+                mod.load_state_dict({q: v[k] for q, v in warm.items()})
+            # a fresh Adam takes lr-sized steps in every direction: smaller steps keep the fit
+            p = {**p, "patience": p["warm_patience"], "lr": p["lr"] * _WARM_LR}
+        # all members train as one stacked ensemble on size-binned packed tokens (stacked.py):
+        # the same math as a loop over MTGNetModule members, ~E times fewer ops, fewer tokens
+        state = {k: nn.Parameter(torch.stack([m.state_dict()[k] for m in members]))
+                 for k in members[0].state_dict()}
+        packed = pack_rows(member, dev)
         y_t = torch.as_tensor(np.nan_to_num(gains / scale), dtype=torch.float32, device=dev)
         tw = torch.as_tensor(train_w, device=dev)
         vw = torch.as_tensor(valid_w, device=dev)
         tw_sum = tw.sum(dim=(1, 2)).clamp_min(1.0)
         vw_sum = vw.sum(dim=(1, 2)).clamp_min(1.0)
-        opt = torch.optim.Adam([q for m in members for q in m.parameters()], lr=p["lr"],
-                               weight_decay=p["weight_decay"])
+        opt = torch.optim.Adam(list(state.values()), lr=p["lr"], weight_decay=p["weight_decay"])
         err = (lambda d: d * d) if self.loss == "mse" else torch.abs
-        best = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in members]
+        best = {k: v.detach().clone() for k, v in state.items()}
         best_val = [math.inf] * e
         best_epoch = [epochs] * e if n_hold < 1 else [0] * e
-        active = list(range(e))
+        active = torch.ones(e, device=dev)
         epoch = 0
         for epoch in range(epochs):
             opt.zero_grad(set_to_none=True)
-            loss = torch.zeros((), device=dev)
-            for k in active:
-                d = err(members[k](mem_t) - y_t)                          # (M, N)
-                loss = loss + (d * tw[k]).sum() / tw_sum[k]
-                if n_hold >= 1:
-                    # held-out loss of the parameters *before* this step, from the same forward
-                    val = float((d.detach() * vw[k]).sum() / vw_sum[k])
-                    if val < best_val[k]:
-                        best_val[k], best_epoch[k] = val, epoch
-                        best[k] = {q: v.detach().clone() for q, v in members[k].state_dict().items()}
+            d = err(stacked_forward(state, packed, p["n_layers"], p["n_heads"],
+                                    p["temperature"]) - y_t)              # (E, M, N)
+            # members that stopped leave the loss (their best parameters are kept below)
+            loss = ((d * tw).sum(dim=(1, 2)) / tw_sum * active).sum()
+            if n_hold >= 1:
+                # held-out loss of the parameters *before* this step, from the same forward
+                val = ((d.detach() * vw).sum(dim=(1, 2)) / vw_sum).tolist()
+                for k in range(e):
+                    if active[k] > 0 and val[k] < best_val[k]:
+                        best_val[k], best_epoch[k] = val[k], epoch
+                        for q, v in state.items():
+                            best[q][k] = v.detach()[k]
             loss.backward()
             opt.step()
             if n_hold >= 1:
                 # a member whose held-out loss has not improved for `patience` epochs is done
-                active = [k for k in active if epoch - best_epoch[k] < p["patience"]]
-                if not active:
+                for k in range(e):
+                    if epoch - best_epoch[k] >= p["patience"]:
+                        active[k] = 0.0
+                if not bool(active.any()):
                     break
         if n_hold < 1:
-            best = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in members]
-        final = {k: torch.stack([b[k] for b in best]) for k in best[0]}
+            best = {k: v.detach().clone() for k, v in state.items()}
+        final = best
         self.state_: dict[str, torch.Tensor] = {k: v.cpu() for k, v in final.items()}
         self.config_: dict[str, Any] = {k: p[k] for k in ("dim", "n_layers", "n_heads", "ffn_dim",
                                                           "temperature", "n_estimators")}
@@ -263,6 +296,23 @@ class MTGNet(GainEstimator):
         self.best_epoch_ = np.asarray(best_epoch)
         self.n_train_rows_ = int(masks.shape[0])
         self._params_cache: dict[str, list[MTGNetParams]] = {}
+
+    def _warm_state(self, n: int, p: dict[str, Any], scale: float
+                    ) -> dict[str, torch.Tensor] | None:
+        """Stacked member states of ``warm_start_from`` with the head rescaled to this fit's
+        target unit, or None when there is nothing compatible to start from."""
+        prev = self.warm_start_from
+        if prev is None or not hasattr(prev, "state_") or prev.n_tasks_ != n:
+            return None
+        same = all(prev.config_.get(k) == p[k] for k in ("dim", "n_layers", "n_heads", "ffn_dim",
+                                                         "n_estimators"))
+        if not same:
+            return None
+        ratio = prev.scale_ / scale
+        st = {k: v.clone() for k, v in prev.state_.items()}
+        st["w_head"] *= ratio
+        st["b_head"] *= ratio
+        return st
 
     # -- inference -----------------------------------------------------------------------------
     def member_params(self, device: str | torch.device | None = None) -> list[MTGNetParams]:
@@ -324,6 +374,26 @@ class MTGNet(GainEstimator):
         std[single] = np.where(member[single], 0.0, np.nan)
         return mean, std
 
+    def predict_members(self, masks: object, *, device: str | torch.device | None = None,
+                        backend: Backend = "auto") -> FloatArray:
+        """Each member's gains ``(n_estimators, n_masks, n_tasks)`` (NaN outside, 0 for
+        singletons): what the ensemble spread is made of, e.g. a grouping's value per member."""
+        self._check_fitted()
+        m = as_masks(masks, self.n_tasks_)
+        masks_t = torch.from_numpy(m.view(np.int64).copy())
+        params = self.member_params(device)
+        small_on_cpu = params[0].embedding.device.type == "cpu" and m.shape[0] <= _SMALL_BATCH
+        out = np.empty((len(params), m.shape[0], self.n_tasks_))
+        for k, prm in enumerate(params):
+            with _one_cpu_thread(small_on_cpu):
+                y = mtgnet_predict(prm, masks_t.to(prm.embedding.device), backend=backend)
+            out[k] = y.to(torch.float64).cpu().numpy() * self.scale_
+        member = masks_to_dense(m, self.n_tasks_)
+        single = member.sum(axis=1) == 1
+        out[:, ~member] = np.nan
+        out[:, single] = np.where(member[single], 0.0, np.nan)
+        return out
+
     def _predict(self, masks: MaskArray) -> FloatArray:
         out = self.predict(masks)
         assert isinstance(out, np.ndarray)
@@ -345,7 +415,9 @@ class MTGNet(GainEstimator):
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write parameters and learned state to ``path`` (torch.save of tensors and plain data)."""
         self._check_fitted()
-        torch.save({"format": _FORMAT, "params": self.get_params(), "config": self.config_,
+        torch.save({"format": _FORMAT,
+                    "params": {**self.get_params(), "warm_start_from": None},
+                    "config": self.config_,
                     "state": self.state_, "scale": self.scale_,
                     "task_names": list(self.task_names_), "n_epochs": self.n_epochs_,
                     "n_holdout": self.n_holdout_, "best_epoch": self.best_epoch_.tolist(),
@@ -472,6 +544,17 @@ def _one_cpu_thread(enabled: bool) -> Iterator[None]:
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
+
+
+def _unit_hash(masks: MaskArray, seed: int, member: int) -> FloatArray:
+    """A uniform number in [0, 1) per mask from (seed, member, mask): splitmix64 finaliser."""
+    with np.errstate(over="ignore"):
+        salt = (seed * 0x9E3779B97F4A7C15 + member * 0xBF58476D1CE4E5B9 + 0x94D049BB133111EB)
+        x = masks.astype(np.uint64) ^ np.uint64(salt % (1 << 64))
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
 def _with_free_singletons(masks: MaskArray, gains: FloatArray, n: int

@@ -174,6 +174,9 @@ class UncertaintySelector(Selector):
 _SELECTORS: dict[str, type[Selector]] = {
     "exp-gain": ExpGainSelector, "greedy": GreedySelector, "random": RandomSelector,
     "uncertainty": UncertaintySelector,
+    # study/sampling.py subclasses Selector: its selectors load on first use (no import cycle)
+    "search": lambda **o: __import__("mtgfast.study.sampling", fromlist=["*"]).SearchSelector(**o),  # type: ignore[dict-item]  # noqa: E501
+    "pairs-first": lambda **o: __import__("mtgfast.study.sampling", fromlist=["*"]).PairsFirstSelector(**o),  # type: ignore[dict-item]  # noqa: E501
 }
 
 

@@ -6,6 +6,7 @@ method sees only the gains of the combinations its loop chose, then predicts eve
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -14,28 +15,63 @@ from ..errors import InputError, InputTypeError
 from ..gains import FloatArray, GainTable
 from .active import ActiveLoop, make_selector
 
-__all__ = ["REPLAY_METHODS", "replay_method"]
+__all__ = ["METHOD_DEFAULTS", "REPLAY_METHODS", "replay_method"]
 
 #: method name -> selector of the active loop
 REPLAY_METHODS: dict[str, str] = {
-    "mtgnet": "exp-gain",                  # the paper's sampler, alpha = 25
+    "mtgnet": "search",                    # groups the search would choose, verified (default)
+    "mtgnet-paper": "exp-gain",            # the paper's sampler, alpha = 25
+    "mtgnet-pairs": "pairs-first",         # every pair first, then the search sampler
     "mtgnet-deterministic": "greedy",      # the released code: largest |gain| per task
     "mtgnet-random": "random",             # ablation: uniform among unmeasured candidates
     "mtgnet-uncertainty": "uncertainty",   # exp(alpha * (|mean| + kappa * std)) of the ensemble
 }
 
-_SELECTOR_OPTIONS = ("alpha", "kappa")
+#: options a method runs with unless given (the best configuration found: README, issue 13)
+METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mtgnet": {"kappa": 0.0, "warm_start": True},
+    "mtgnet-pairs": {"kappa": 0.0, "warm_start": True},
+}
+
+_SELECTOR_OPTIONS = ("alpha", "kappa", "budgets")
+
+
+class _Timed:
+    """An estimator that records how long its fits and predictions take (replay statistics)."""
+
+    def __init__(self, inner: Any, stats: dict[str, list[float]]) -> None:
+        self.inner = inner
+        self.stats = stats
+
+    def fit(self, table: GainTable) -> _Timed:
+        t = time.perf_counter()
+        self.inner.fit(table)
+        self.stats.setdefault("fit_s", []).append(time.perf_counter() - t)
+        self.stats.setdefault("fit_rows", []).append(float(len(table)))
+        self.stats.setdefault("fit_epochs", []).append(float(getattr(self.inner, "n_epochs_", 0)))
+        return self
+
+    def predict(self, masks: object, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        out = self.inner.predict(masks, **kwargs)
+        self.stats.setdefault("predict_s", []).append(time.perf_counter() - t)
+        return out
 
 
 def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
-                  use_measured: bool = True, **options: Any) -> tuple[FloatArray, int]:
+                  use_measured: bool = True, stats: dict[str, list[float]] | None = None,
+                  **options: Any) -> tuple[FloatArray, int]:
     """Run MTG-Net's active loop on ``valid`` and predict all its rows.
 
     Returns ``(gains, n_measured)``: gains ``(n_masks, n_tasks)`` (NaN outside) for every row of
     ``valid.masks``, and the number of combinations of >= 2 tasks whose true gains the loop used
     (the full set included; singletons are free and not counted). ``use_measured``: rows the loop
     measured keep their measured gains instead of the prediction (they are known). ``options``:
-    ``alpha``/``kappa`` go to the selector, the rest to :class:`MTGNet` (e.g. ``n_estimators``).
+    ``alpha``/``kappa``/``budgets`` go to the selector, ``warm_start`` (each refit continues
+    from the previous fit) to the loop, ``risk`` (the final search sees unmeasured combinations
+    at mean - risk * ensemble std) to the prediction, the rest to :class:`MTGNet`.
+    ``stats``: a dict that receives the seconds of every fit and prediction (``fit_s``,
+    ``predict_s``) and the rows and epochs of every fit.
     """
     if not isinstance(name, str) or name not in REPLAY_METHODS:
         raise InputError(f"unknown MTG-Net replay method {name!r}; known: "
@@ -53,19 +89,38 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
 
     from ..estimators.mtgnet import MTGNet   # torch is imported only when a replay needs it
 
+    options = {**METHOD_DEFAULTS.get(name, {}), **options}
     sel_opts = {k: options.pop(k) for k in _SELECTOR_OPTIONS if k in options}
     selector = make_selector(REPLAY_METHODS[name], **sel_opts)
+    warm = bool(options.pop("warm_start", False))
+    risk = options.pop("risk", 0.0)
+    if isinstance(risk, bool) or not isinstance(risk, (int, float)) or not risk >= 0:
+        raise InputError(f"risk must be a number >= 0, got {risk!r}")
     est_opts = {"seed": int(seed), **options}
     MTGNet(**est_opts)._check_params()   # fail on bad options before any work
 
-    loop = ActiveLoop(selector, lambda: MTGNet(**est_opts), valid.masks, n,
+    def factory() -> Any:
+        # warm start: each refit continues from the previous fit (same members, more rows)
+        prev = loop.estimator_ if warm else None
+        prev = prev.inner if isinstance(prev, _Timed) else prev
+        est = MTGNet(**est_opts, warm_start_from=prev if isinstance(prev, MTGNet) else None)
+        return est if stats is None else _Timed(est, stats)
+
+    loop = ActiveLoop(selector, factory, valid.masks, n,
                       task_names=valid.task_names, seed=int(seed))
+    if hasattr(selector, "bind"):
+        selector.bind(loop)   # the search sampler reads the measured gains of the loop
 
     def measure(mask: int) -> FloatArray:
         return valid.lookup(np.array([mask], dtype=np.uint64))[0]
 
     est = loop.run(measure, int(rounds))
-    pred = np.asarray(est.predict(valid.masks), dtype=np.float64)
+    if risk > 0:
+        # risk-aware final search: unverified combinations count at mean - risk * spread
+        mean, std = est.predict(valid.masks, return_std=True)
+        pred = np.asarray(mean, dtype=np.float64) - risk * np.asarray(std, dtype=np.float64)
+    else:
+        pred = np.asarray(est.predict(valid.masks), dtype=np.float64)
     if use_measured:
         rows = valid.index_of(loop.measured_masks)
         pred[rows] = valid.gains[rows]

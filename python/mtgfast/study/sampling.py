@@ -1,0 +1,150 @@
+"""Selectors that sample what the grouping search needs, not what has a large |gain|.
+
+:class:`SearchSelector` runs the grouping search on what is known (measured gains of the measured
+combinations, an optimistic estimate ``mean + kappa * std`` of the others) for every budget and
+proposes the unmeasured groups the search would choose, most often chosen first: the loop verifies
+the groups a grouping would be built from, and each verified group stays in the final search with
+its measured gains. Slots the searches leave free go, per task, to the candidate with the largest
+optimistic gain for that task. :class:`PairsFirstSelector` measures every pair first (a covering
+design; it pays N(N-1)/2 measured combinations, HOA's cost), then delegates to another selector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import InputError, InputTypeError
+from ..gains import GainTable
+from ..grouping import group
+from ..masks import MaskArray, popcount
+from .active import SelectionContext, Selector, make_selector
+
+__all__ = ["PairsFirstSelector", "SearchSelector"]
+
+#: above this many candidates the per-batch searches use the beam search (exact stays cheap below)
+_EXACT_MAX_TASKS = 12
+
+
+def _check_number(name: str, value: object, low: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(value):
+        raise InputTypeError(f"{name} must be a finite number, got {value!r}")
+    if float(value) < low:
+        raise InputError(f"{name} must be >= {low}, got {value}")
+    return float(value)
+
+
+class SearchSelector(Selector):
+    """Propose the unmeasured groups that the grouping search picks on optimistic estimates.
+
+    ``kappa``: optimism, in ensemble standard deviations (0 = the mean alone). ``budgets``: the
+    budgets searched (default 2..N). The measured gains come from :meth:`bind` (the loop whose
+    table is read at each batch); unbound, measured combinations are left out of the search,
+    which then only ranks unmeasured groups.
+    """
+
+    name = "search"
+    needs_std = True
+
+    def __init__(self, kappa: float = 1.0, budgets: Sequence[int] | None = None) -> None:
+        self.kappa = _check_number("kappa", kappa)
+        if budgets is not None:
+            b = [int(x) for x in budgets]
+            if not b or min(b) < 1:
+                raise InputError(f"budgets must be positive ints, got {budgets!r}")
+            budgets = b
+        self.budgets = budgets
+        self._known: Callable[[], GainTable] | None = None
+
+    def bind(self, loop: Any) -> SearchSelector:
+        """Read measured gains from ``loop.table()`` (an :class:`ActiveLoop`) at each batch."""
+        if not callable(getattr(loop, "table", None)):
+            raise InputTypeError("bind() needs an object with a table() method (an ActiveLoop)")
+        self._known = loop.table
+        return self
+
+    def ask(self, ctx: SelectionContext) -> MaskArray:
+        if ctx.mean is None or not ctx.tasks:
+            return super().ask(ctx)
+        n = ctx.member.shape[1]
+        std = ctx.std if ctx.std is not None else np.zeros_like(ctx.mean)
+        opt = np.where(ctx.member, ctx.mean + self.kappa * np.nan_to_num(std), np.nan)
+        masks, gains = ctx.candidates, opt
+        if self._known is not None:
+            known = self._known()
+            masks = np.concatenate([known.masks, ctx.candidates])
+            gains = np.vstack([known.gains, opt])
+        budgets = self.budgets or list(range(2, n + 1))
+        method = "exact" if n <= _EXACT_MAX_TASKS else "beam"
+        votes: dict[int, float] = {}
+        for g in group(masks, np.nan_to_num(gains, nan=0.0), budgets, method=method):
+            for m in g.groups.tolist():
+                votes[int(m)] = votes.get(int(m), 0.0) + 1.0
+        row_of = {int(m): r for r, m in enumerate(ctx.candidates.tolist())}
+        # the predicted total gain of a group breaks ties between equally voted groups
+        total = np.nansum(opt, axis=1)
+        wanted = sorted((m for m in votes if m in row_of),
+                        key=lambda m: (-votes[m], -total[row_of[m]], m))
+        count = len(ctx.tasks)
+        out = [m for m in wanted[:count]]
+        taken = np.zeros(ctx.candidates.shape[0], dtype=bool)
+        for m in out:
+            taken[row_of[m]] = True
+        served = {j for m in out for j in range(n) if (m >> j) & 1}
+        rest = [j for j in ctx.tasks if j not in served] + [j for j in ctx.tasks if j in served]
+        for j in rest:
+            if len(out) >= count:
+                break
+            rows = np.flatnonzero(ctx.member[:, j] & ~taken)
+            if rows.size == 0:
+                continue
+            r = int(rows[int(np.argmax(opt[rows, j]))])
+            taken[r] = True
+            out.append(int(ctx.candidates[r]))
+        return np.array(out, dtype=np.uint64)
+
+    def choose(self, task: int, rows: npt.NDArray[np.intp], ctx: SelectionContext) -> int:
+        # used only before the first fit (no predictions): uniform, from the task's own stream
+        return int(ctx.rng_for(task).integers(rows.size))
+
+
+class PairsFirstSelector(Selector):
+    """Measure every pair of tasks first (task j's unmeasured pairs while serving j), then hand
+    the slots to ``then`` (a selector name or instance; default ``"search"``)."""
+
+    name = "pairs-first"
+
+    def __init__(self, then: str | Selector = "search", **options: Any) -> None:
+        self.then = make_selector(then, **options) if isinstance(then, str) else then
+        if not isinstance(self.then, Selector):
+            raise InputTypeError(f"then must be a selector name or a Selector, got {then!r}")
+        self.needs_std = self.then.needs_std  # type: ignore[misc]
+
+    def bind(self, loop: Any) -> PairsFirstSelector:
+        """Bind the delegate (see :meth:`SearchSelector.bind`)."""
+        if hasattr(self.then, "bind"):
+            self.then.bind(loop)
+        return self
+
+    def ask(self, ctx: SelectionContext) -> MaskArray:
+        pairs = popcount(ctx.candidates) == 2
+        if not pairs.any():
+            return self.then.ask(ctx)
+        out: list[int] = []
+        taken = np.zeros(ctx.candidates.shape[0], dtype=bool)
+        for j in ctx.tasks:
+            rows = np.flatnonzero(ctx.member[:, j] & pairs & ~taken)
+            if rows.size == 0:
+                rows = np.flatnonzero(pairs & ~taken)
+            if rows.size == 0:
+                break
+            taken[rows[0]] = True
+            out.append(int(ctx.candidates[rows[0]]))
+        return np.array(out, dtype=np.uint64)
+
+    def choose(self, task: int, rows: npt.NDArray[np.intp], ctx: SelectionContext) -> int:
+        return 0

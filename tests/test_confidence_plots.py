@@ -1,0 +1,101 @@
+"""Confidence of a chosen grouping (study/confidence.py) and the grouping/estimate/embedding plots,
+on the recorded Taskonomy-5 table with a small, really trained MTG-Net."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mtgfast.errors import InputError, InputTypeError
+from mtgfast.gains import GainTable
+from mtgfast.grouping import group
+from mtgfast.masks import popcount
+
+SMALL = dict(dim=16, ffn_dim=16, n_estimators=3, max_epochs=120, patience=20)
+
+
+@pytest.fixture(scope="module")
+def fitted(data_dir, one_torch_thread):
+    from mtgfast.estimators.mtgnet import MTGNet
+
+    d = data_dir / "mtgnet" / "taskonomy"
+    valid = GainTable.from_mtgnet(d / "taskonomy_x.csv", d / "taskonomy.csv")
+    size = popcount(valid.masks)
+    seen = valid.select((size == 2) | (size == valid.n_tasks))
+    net = MTGNet(seed=0, **SMALL).fit(seen)
+    pred = net.predict(valid.masks)
+    return valid, seen, net, pred
+
+
+def test_predict_members_make_the_ensemble_mean_and_std(fitted) -> None:
+    valid, _, net, _ = fitted
+    per = net.predict_members(valid.masks)
+    mean, std = net.predict(valid.masks, return_std=True)
+    assert per.shape == (3,) + valid.gains.shape
+    np.testing.assert_allclose(per.mean(axis=0), mean, atol=1e-9, equal_nan=True)
+    np.testing.assert_allclose(per.std(axis=0), std, atol=1e-9, equal_nan=True)
+
+
+def test_confidence_reports_spread_and_verified_groups(fitted) -> None:
+    from mtgfast.study.confidence import grouping_confidence
+
+    valid, seen, net, pred = fitted
+    for b in (2, 3):
+        g = group(valid.masks, pred, b)
+        c = grouping_confidence(net, g, seen)
+        multi = [int(m) for m in g.groups.tolist() if bin(int(m)).count("1") >= 2]
+        measured = [m for m in multi if seen.index_of(np.array([m], np.uint64))[0] >= 0]
+        assert c.n_groups == len(multi) and c.n_verified == len(measured)
+        assert c.spread is not None and c.spread >= 0.0
+        # the estimate: measured gains where measured, the members' mean elsewhere
+        per = net.predict_members(g.groups)
+        want = np.zeros(valid.n_tasks)
+        for j, a in enumerate(g.assignment.tolist()):
+            m = int(g.groups[a])
+            if bin(m).count("1") < 2:
+                continue
+            r = seen.index_of(np.array([m], np.uint64))[0]
+            want[j] = seen.gains[r, j] if r >= 0 else per[:, a, j].mean()
+        assert c.estimated == pytest.approx(want.mean(), abs=1e-12)
+        if c.n_verified:
+            assert c.verified_error is not None and c.verified_error >= 0.0
+        text = c.format()
+        assert "estimated average gain" in text and f"{c.n_verified} of {c.n_groups}" in text
+
+
+def test_confidence_of_a_fully_measured_grouping_has_no_spread(fitted) -> None:
+    from mtgfast.study.confidence import grouping_confidence
+
+    valid, _, net, _ = fitted
+    g = group(valid.masks, valid.gains, 2)          # chosen on everything measured
+    c = grouping_confidence(net, g, valid)
+    assert c.n_verified == c.n_groups and c.spread == pytest.approx(0.0, abs=1e-12)
+    assert c.verified_measured == pytest.approx(g.average, abs=1e-12)
+    with pytest.raises(InputTypeError, match="grouping must be a Grouping"):
+        grouping_confidence(net, "ab", valid)
+    with pytest.raises(InputTypeError, match="measured must be a GainTable"):
+        grouping_confidence(net, g, valid.gains)
+
+
+def _png_ok(path) -> None:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_plots_write_pngs_on_real_data(fitted, tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("sklearn")
+    from mtgfast.plots import plot_embeddings, plot_estimated_vs_measured, plot_grouping
+
+    valid, seen, net, pred = fitted
+    g = group(valid.masks, pred, 3)
+    est = valid.with_gains(pred)
+    plot_grouping(g, est, tmp_path / "grouping.png")
+    plot_estimated_vs_measured(est, valid, tmp_path / "scatter.png")
+    plot_embeddings(net, tmp_path / "embeddings.png")
+    for name in ("grouping.png", "scatter.png", "embeddings.png"):
+        _png_ok(tmp_path / name)
+    with pytest.raises(InputError, match="tasks"):
+        plot_grouping(g, GainTable.from_arrays(np.array([3], np.uint64), np.zeros((1, 2))))
+    with pytest.raises(InputTypeError, match="fitted MTGNet"):
+        plot_embeddings(object())

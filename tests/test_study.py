@@ -337,3 +337,26 @@ def test_cli_study_and_group_commands(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "2 group(s)" in out and "measured mean gain, validation" in out
     assert main(["study", "--suite", "ett", "--budget", "2", "--store", str(db)]) != 0
+
+
+def test_cli_study_mtgnet_prints_confidence_and_writes_plots(tmp_path, capsys):
+    """The default estimator end to end from the command line: real runs on the synthetic suite,
+    the search sampler, the confidence of the result and its three pictures."""
+    from mtgfast.cli import main
+
+    plots = tmp_path / "pictures"
+    rc = main(["study", "--suite", "synthetic", "--budget", "2", "--rounds", "1",
+               "--store", str(tmp_path / "m.db"), "--epochs", "20", "--lr", "0.01",
+               "--batch-size", "32", "--plot", str(plots), "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "estimated average gain" in out and "ensemble spread" in out
+    for name in ("grouping.png", "estimated_vs_measured.png", "embeddings.png"):
+        data = (plots / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
+        assert f"wrote {plots / name}" in out
+    # a folder that cannot be made fails before any training
+    (tmp_path / "file").write_text("x")
+    assert main(["study", "--suite", "synthetic", "--budget", "2", "--store",
+                 str(tmp_path / "n.db"), "--plot", str(tmp_path / "file" / "sub")]) == 2
+    assert not (tmp_path / "n.db").exists()

@@ -99,14 +99,14 @@ def _add_replay(sub: Any) -> None:
 
 def mtgnet_option_names() -> set[str]:
     """Keywords the ``mtgnet*`` replay methods accept: MTGNet's parameters (but ``seed``, set per
-    replay seed), the replay method's own keywords and the selectors' ``alpha``/``kappa``."""
+    replay seed), the replay method's own keywords and its selector/loop options."""
     from .estimators.mtgnet import MTGNet
-    from .study.replay_methods import replay_method
+    from .study.replay_methods import METHOD_OPTIONS, replay_method
 
     names = {p for p in inspect.signature(MTGNet.__init__).parameters if p != "self"}
     names |= {p.name for p in inspect.signature(replay_method).parameters.values()
               if p.kind is inspect.Parameter.KEYWORD_ONLY}
-    names |= {"alpha", "kappa"}   # make_selector's options (exp-gain, uncertainty)
+    names |= set(METHOD_OPTIONS)
     return names - {"seed"}
 
 

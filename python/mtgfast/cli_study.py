@@ -23,7 +23,8 @@ from .cli_common import (
 )
 from .errors import InputError
 
-__all__ = ["EXECUTORS", "add_commands", "cmd_demo", "cmd_group", "cmd_study", "make_cli_executor"]
+__all__ = ["EXECUTORS", "add_commands", "cmd_demo", "cmd_group", "cmd_study", "make_cli_executor",
+           "write_plots"]
 
 _ESTIMATORS = ("mtgnet", "hoa", "tag", "oracle")
 #: ``--executor`` kinds: this process, local worker processes, a Ray cluster
@@ -46,6 +47,42 @@ def _add_executor_options(p: argparse.ArgumentParser) -> None:
                    help="retries of a failed or lost run")
 
 
+def _add_plot_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plot", default=None, metavar="DIR",
+                   help="write pictures of the result into this folder (created if missing): "
+                        "grouping.png (task x group matrix coloured by serving gain), "
+                        "estimated_vs_measured.png, embeddings.png (MTG-Net's task embeddings)")
+
+
+def _check_plot_dir(path: str | None) -> None:
+    if path is not None:
+        check_new_file(os.path.join(path, "grouping.png") if os.path.isdir(path) else path,
+                       "--plot")
+
+
+def write_plots(study: Any, res: Any, folder: str) -> list[str]:
+    """The pictures of a finished study's result, as PNG files in ``folder``; their paths."""
+    from .gains import GainTable
+    from .plots import plot_embeddings, plot_estimated_vs_measured, plot_grouping
+
+    os.makedirs(folder, exist_ok=True)
+    masks, gains = study.predict()
+    names = tuple(study.task_names)
+    estimated = GainTable(masks, gains, names, {"source": "estimate"})
+    out = [os.path.join(folder, "grouping.png")]
+    plot_grouping(res.grouping, estimated, out[0], title="chosen grouping (estimated gains)")
+    measured = study.gain_table()
+    multi = measured.masks[(measured.masks & (measured.masks - 1)) != 0]
+    if multi.size:
+        est = study.estimator_.predict(multi)
+        out.append(os.path.join(folder, "estimated_vs_measured.png"))
+        plot_estimated_vs_measured(GainTable(multi, est, names), measured.reindex(multi), out[-1])
+    if hasattr(study.estimator_, "embeddings"):
+        out.append(os.path.join(folder, "embeddings.png"))
+        plot_embeddings(study.estimator_, out[-1])
+    return out
+
+
 def add_commands(subparsers: Any) -> None:
     """Register ``demo``, ``study`` and ``group`` on the CLI's subparsers."""
     p = subparsers.add_parser("demo", help="a complete study on scikit-learn's digits (1-2 min)",
@@ -59,6 +96,7 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--estimator", choices=_ESTIMATORS, default="mtgnet",
                    help="gain estimator of the study")
     _add_executor_options(p)
+    _add_plot_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=cmd_demo)
 
@@ -90,6 +128,7 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--esa", type=float_range(0.0, 1.0, low_inclusive=False), default=1.0,
                    metavar="FRACTION",
                    help="early-stopping approximation: train only this fraction of the epochs")
+    _add_plot_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=cmd_study)
 
@@ -150,6 +189,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.store is not None:
         check_new_file(args.store, "--store")
+    _check_plot_dir(args.plot)
     suite, config = _digits_demo_parts()
     _check_budget(args.budget, suite.n_tasks, "the digits demo")
     start = time.perf_counter()
@@ -162,7 +202,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
             study.run(rounds=args.rounds)
             res = study.result(args.budget)
             n_runs = study.store.count_runs(study.name)
+            pictures = write_plots(study, res, args.plot) if args.plot else []
     print(res.format())
+    for path in pictures:
+        print(f"wrote {path}")
     print(f"{n_runs} training runs, {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -203,6 +246,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     if len(set(args.seeds)) != len(args.seeds):
         raise InputError(f"--seeds must be distinct, got {args.seeds}")
     check_new_file(args.store, "--store")
+    _check_plot_dir(args.plot)
     _check_training_names(args.weighting, args.arch)
     suite = _make_suite(args.suite, args.data)
     _check_budget(args.budget, suite.n_tasks, f"suite {args.suite!r}")
@@ -221,7 +265,10 @@ def cmd_study(args: argparse.Namespace) -> int:
         res = study.result(args.budget)
         print(f"study {study.name!r} in {args.store}: {study.n_trained} run(s) trained now, "
               f"{study.store.count_runs(study.name)} stored")
+        pictures = write_plots(study, res, args.plot) if args.plot else []
     print(res.format())
+    for path in pictures:
+        print(f"wrote {path}")
     print(f"{time.perf_counter() - start:.1f} s")
     return 0
 

@@ -118,8 +118,6 @@ class Grouping:
 
 
 def _as_gain_matrix(gains: object) -> FloatArray:
-    if np.asarray(gains).dtype == np.bool_:
-        raise InputTypeError("gains must be a numeric array of gains, got a bool array")
     try:
         raw = gains if isinstance(gains, np.ndarray) else np.asarray(gains)
         bad_kind = raw.dtype.kind not in "iufO"  # bool (0/1), str (parsed), complex (imag lost)

@@ -59,9 +59,10 @@ class GroupingConfidence:
     def format(self) -> str:
         """A few lines for people: the estimate with its spread, then what was verified."""
         pct = (lambda v: f"{100 * v:+.2f}%")
-        head = f"estimated average gain {pct(self.estimated)}"
+        head = f"estimated average gain, measured groups at their measured gains: " \
+               f"{pct(self.estimated)}"
         if self.spread is not None:
-            head += f" ± {100 * self.spread:.2f} (ensemble spread)"
+            head += f" ± {100 * self.spread:.2f} points (ensemble spread)"
         lines = [head, f"{self.n_verified} of {self.n_groups} groups measured "
                        f"(serving {self.verified_share:.0%} of the tasks)"]
         if self.verified_measured is not None and self.verified_estimated is not None:

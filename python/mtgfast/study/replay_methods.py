@@ -15,7 +15,7 @@ from ..errors import InputError, InputTypeError
 from ..gains import FloatArray, GainTable
 from .active import ActiveLoop, make_selector
 
-__all__ = ["METHOD_DEFAULTS", "REPLAY_METHODS", "replay_method"]
+__all__ = ["METHOD_DEFAULTS", "METHOD_OPTIONS", "REPLAY_METHODS", "SELECTOR_OPTIONS", "replay_method"]
 
 #: method name -> selector of the active loop
 REPLAY_METHODS: dict[str, str] = {
@@ -33,7 +33,10 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "mtgnet-pairs": {"kappa": 0.0, "warm_start": True},
 }
 
-_SELECTOR_OPTIONS = ("alpha", "kappa", "budgets")
+#: options that go to the selector (the rest go to the loop or to MTGNet)
+SELECTOR_OPTIONS = ("alpha", "kappa", "budgets")
+#: every option a replay method takes besides MTGNet's: the selector's, then the loop's
+METHOD_OPTIONS = (*SELECTOR_OPTIONS, "warm_start", "risk")
 
 
 class _Timed:
@@ -90,7 +93,7 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
     from ..estimators.mtgnet import MTGNet   # torch is imported only when a replay needs it
 
     options = {**METHOD_DEFAULTS.get(name, {}), **options}
-    sel_opts = {k: options.pop(k) for k in _SELECTOR_OPTIONS if k in options}
+    sel_opts = {k: options.pop(k) for k in SELECTOR_OPTIONS if k in options}
     selector = make_selector(REPLAY_METHODS[name], **sel_opts)
     warm = bool(options.pop("warm_start", False))
     risk = options.pop("risk", 0.0)

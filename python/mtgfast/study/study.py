@@ -23,6 +23,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -120,6 +121,9 @@ class StudyResult:
     measured_valid_gain: float
     measured_test_gain: float
     grouping: Any
+    #: how sure the estimate is (ensemble spread, measured vs estimated on verified groups);
+    #: None for estimators that give no spread and verified nothing
+    confidence: Any = None
 
     def format(self) -> str:
         lines = [f"{len(self.groups)} group(s) (a task is served by the group where it gains most):"]
@@ -132,7 +136,20 @@ class StudyResult:
             lines.append(f"measured mean gain, validation: {self.measured_valid_gain:+.2%}")
         if math.isfinite(self.measured_test_gain):
             lines.append(f"measured mean gain, test:       {self.measured_test_gain:+.2%}")
+        if self.confidence is not None:
+            lines.append(self.confidence.format())
         return "\n".join(lines)
+
+
+def _default_selector() -> tuple[str, dict[str, Any]]:
+    """The sampler of ``estimator="mtgnet"`` unless ``active_options`` name one: the replay's
+    best configuration (the search sampler, ``study.replay_methods``). Refits stay cold in a
+    study: a warm-started chain of fits would depend on the refit history, and a killed study
+    must resume to exactly the choices of an uninterrupted one."""
+    from .replay_methods import METHOD_DEFAULTS, REPLAY_METHODS, SELECTOR_OPTIONS
+
+    opts = {k: v for k, v in METHOD_DEFAULTS["mtgnet"].items() if k in SELECTOR_OPTIONS}
+    return REPLAY_METHODS["mtgnet"], opts
 
 
 class StoreLoopState(LoopState):
@@ -341,7 +358,9 @@ class Study:
         unknown = sorted(set(opts) - set(_ACTIVE_OPTIONS))
         if unknown:
             raise InputError(f"unknown active_options {unknown}; known: {list(_ACTIVE_OPTIONS)}")
-        make_selector(opts.get("selector", "exp-gain"), **opts.get("selector_options", {}))
+        name, default_opts = _default_selector()
+        make_selector(opts.get("selector", name),
+                      **opts.get("selector_options", default_opts if "selector" not in opts else {}))
         if "seed" in opts:
             _check_int(opts["seed"], "active_options['seed']", 0, MAX_SEED)
         if "refit_interval" in opts and not callable(opts["refit_interval"]):
@@ -525,11 +544,17 @@ class Study:
         from .active import ActiveLoop, make_selector
 
         opts = dict(self.active_options)
-        selector = make_selector(opts.pop("selector", "exp-gain"),
-                                 **opts.pop("selector_options", {}))
+        name, default_opts = _default_selector()
+        if "selector" in opts:
+            name, default_opts = opts.pop("selector"), {}
+        selector = make_selector(name, **opts.pop("selector_options", default_opts))
         state = StoreLoopState(self.store, self.name, self.seeds, self._config_dict)
-        return ActiveLoop(selector, self._make_estimator, None, self.n_tasks,
+        loop = ActiveLoop(selector, self._make_estimator, None, self.n_tasks,
                           task_names=self.task_names, state=state, **opts)
+        bind = getattr(selector, "bind", None)
+        if callable(bind):
+            bind(loop)   # the search sampler reads the measured gains of the loop (the store)
+        return loop
 
     def _run_active(self, rounds: int) -> GainEstimator:
         loop = self.active_loop()
@@ -588,10 +613,16 @@ class Study:
     def result(self, budget: int | None = None, *, verify: bool = True) -> StudyResult:
         """``group(budget)`` by task name, with the measured gains of the chosen groups
         (``verify`` trains the chosen groups that are not measured yet)."""
+        from .confidence import grouping_confidence
+
         g = self.group(budget)
         if verify:
             self.measure([int(m) for m in g.groups], desc="verify chosen groups")
-        return describe(g, self.task_names, lambda split: self.gain_table(split))
+        res = describe(g, self.task_names, lambda split: self.gain_table(split))
+        if self._collect == "all" or self.estimator_ is None:
+            return res   # the oracle's estimate is the measurement itself
+        conf = grouping_confidence(self.estimator_, g, self.gain_table())
+        return dataclasses.replace(res, confidence=conf)
 
     def close(self) -> None:
         """Release worker processes and the store connection."""

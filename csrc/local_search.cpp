@@ -48,6 +48,23 @@ struct Incumbent {
   bool has(std::uint32_t r) const { return std::find(rows.begin(), rows.end(), r) != rows.end(); }
 };
 
+// Objective change of bringing candidate a in after a group was dropped: ``gain0_a`` is its gain
+// over the incumbent, ``loss`` what dropping cost; for the dropped group's tasks D, a's gain is
+// measured against ``fallback`` (the best that remains) instead of ``cur``, and a task left
+// unserved (U) counts fully.
+inline double swap_delta(const Problem& p, std::size_t a, double gain0_a, double loss, mask_t D,
+                         mask_t U, const double* cur, const double* fallback) noexcept {
+  const double* g = p.row(a);
+  double d = gain0_a - loss;
+  for (mask_t b = p.masks[a] & D; b; b &= b - 1) {
+    const std::size_t j = std::size_t(lowest_bit(b));
+    d -= g[j] > cur[j] ? g[j] - cur[j] : 0.0;
+    if ((U >> j) & 1) d += g[j];
+    else d += g[j] > fallback[j] ? g[j] - fallback[j] : 0.0;
+  }
+  return d;
+}
+
 inline double gain_over(const double* g, const double* cur, int stride) noexcept {
   double a[4] = {0.0, 0.0, 0.0, 0.0};
   for (int j = 0; j < stride; j += 4)
@@ -117,15 +134,7 @@ std::vector<std::uint32_t> local_search(const Problem& p, std::vector<std::uint3
         if (in[a]) continue;
         const mask_t am = p.masks[a];
         if ((am & U) != U) continue;
-        const double* g = p.row(a);
-        double d = gain0[a] - loss;
-        for (mask_t b = am & D; b; b &= b - 1) {
-          const std::size_t j = std::size_t(lowest_bit(b));
-          const double c = inc.cur[j];
-          d -= g[j] > c ? g[j] - c : 0.0;
-          if ((U >> j) & 1) d += g[j];
-          else d += g[j] > inc.second[j] ? g[j] - inc.second[j] : 0.0;
-        }
+        const double d = swap_delta(p, a, gain0[a], loss, D, U, inc.cur.data(), inc.second.data());
         if (kick) {
           if (pool.size() < std::size_t(kick_choices) || d > pool.back().first) {
             pool.push_back({d, {int(t), a}});
@@ -182,15 +191,7 @@ std::vector<std::uint32_t> local_search(const Problem& p, std::vector<std::uint3
           if (in[a]) continue;
           const mask_t am = p.masks[a];
           if ((am & U) != U) continue;
-          const double* g = p.row(a);
-          double d = gain0[a] - loss;
-          for (mask_t b = am & D; b; b &= b - 1) {
-            const std::size_t j = std::size_t(lowest_bit(b));
-            const double c = inc.cur[j];
-            d -= g[j] > c ? g[j] - c : 0.0;
-            if ((U >> j) & 1) d += g[j];
-            else d += g[j] > fb[j] ? g[j] - fb[j] : 0.0;
-          }
+          const double d = swap_delta(p, a, gain0[a], loss, D, U, inc.cur.data(), fb.data());
           if (d > best) best = d, arg = a;
         }
         if (arg < m) cands.push_back({best, s, t, arg});

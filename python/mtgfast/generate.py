@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from .checks import check_int
 from .errors import InputError, InputTypeError
 from .gains import FloatArray, GainTable
 from .masks import all_masks, check_n_tasks, k_subsets, masks_to_dense, sample_masks
@@ -47,14 +48,6 @@ class SyntheticTables:
     clusters: npt.NDArray[np.int64]
     pair: FloatArray
     affinity: FloatArray
-
-
-def _check_int(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InputTypeError(f"{name} must be an int, got {type(value).__name__}")
-    if int(value) < low:
-        raise InputError(f"{name} must be >= {low}, got {value}")
-    return int(value)
 
 
 def _check_scale(name: str, value: object) -> float:
@@ -98,12 +91,12 @@ def synthetic_gain_tables(n_tasks: int = 27, *, n_random: int | None = 3000, see
     if n < 2:
         raise InputError(f"n_tasks must be >= 2 for a gain table with combinations, got {n}")
     if n_random is not None:
-        n_random = _check_int("n_random", n_random, 0)
-    seed = _check_int("seed", seed, 0)
-    k = max(1, round(np.sqrt(n))) if n_clusters is None else _check_int("n_clusters", n_clusters, 1)
+        n_random = check_int("n_random", n_random, 0)
+    seed = check_int("seed", seed, 0)
+    k = max(1, round(np.sqrt(n))) if n_clusters is None else check_int("n_clusters", n_clusters, 1)
     if k > n:
         raise InputError(f"n_clusters must be <= n_tasks ({n}), got {k}")
-    n_tri = n if n_triples is None else _check_int("n_triples", n_triples, 0)
+    n_tri = n if n_triples is None else check_int("n_triples", n_triples, 0)
     beta = _check_scale("beta", beta)
     scales = {nm: _check_scale(nm, v) for nm, v in (
         ("pair_scale", pair_scale), ("cluster_penalty", cluster_penalty),

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checks import check_int
 from ..errors import InputError, InputTypeError
 from ..gains import FloatArray, GainTable
 from ..masks import MaskArray, as_masks, masks_to_dense
@@ -94,14 +95,6 @@ class MTGNetModule(nn.Module):
         return mtgnet_forward_dense(self.params(), member)
 
 
-def _check_int(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InputTypeError(f"{name} must be an int, got {type(value).__name__}")
-    if int(value) < low:
-        raise InputError(f"{name} must be >= {low}, got {value}")
-    return int(value)
-
-
 def _check_float(name: str, value: object, low: float, *, inclusive: bool = False,
                  high: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
@@ -165,21 +158,21 @@ class MTGNet(GainEstimator):
     # -- validation ----------------------------------------------------------------------------
     def _check_params(self) -> dict[str, Any]:
         p = {
-            "dim": _check_int("dim", self.dim, 1),
-            "n_layers": _check_int("n_layers", self.n_layers, 1),
-            "n_heads": _check_int("n_heads", self.n_heads, 1),
-            "ffn_dim": (_check_int("ffn_dim", self.ffn_dim, 1) if self.ffn_dim is not None
-                        else _check_int("dim", self.dim, 1)),
+            "dim": check_int("dim", self.dim, 1),
+            "n_layers": check_int("n_layers", self.n_layers, 1),
+            "n_heads": check_int("n_heads", self.n_heads, 1),
+            "ffn_dim": (check_int("ffn_dim", self.ffn_dim, 1) if self.ffn_dim is not None
+                        else check_int("dim", self.dim, 1)),
             "temperature": _check_float("temperature", self.temperature, 0.0),
             "lr": _check_float("lr", self.lr, 0.0),
             "weight_decay": _check_float("weight_decay", self.weight_decay, 0.0, inclusive=True),
-            "max_epochs": _check_int("max_epochs", self.max_epochs, 1),
-            "patience": _check_int("patience", self.patience, 1),
+            "max_epochs": check_int("max_epochs", self.max_epochs, 1),
+            "patience": check_int("patience", self.patience, 1),
             "validation_fraction": _check_float("validation_fraction", self.validation_fraction,
                                                 0.0, inclusive=True, high=1.0),
-            "n_estimators": _check_int("n_estimators", self.n_estimators, 1),
-            "seed": _check_int("seed", self.seed, 0),
-            "warm_patience": _check_int("warm_patience", self.warm_patience, 1),
+            "n_estimators": check_int("n_estimators", self.n_estimators, 1),
+            "seed": check_int("seed", self.seed, 0),
+            "warm_patience": check_int("warm_patience", self.warm_patience, 1),
         }
         if self.warm_start_from is not None and not isinstance(self.warm_start_from, MTGNet):
             raise InputTypeError("warm_start_from must be a fitted MTGNet or None, got "
@@ -406,7 +399,7 @@ class MTGNet(GainEstimator):
         emb = self.state_["embedding"].double().numpy()
         if member is None:
             return emb.copy()
-        k = _check_int("member", member, 0)
+        k = check_int("member", member, 0)
         if k >= emb.shape[0]:
             raise InputError(f"member must be < n_estimators={emb.shape[0]}, got {k}")
         return emb[k].copy()

@@ -542,6 +542,13 @@ CLI: list[tuple[str, list[str], tuple[str, ...]]] = [
     ("replay-set-twice", [*R, "--methods", "mtgnet", "--set", "dim=8", "--set", "dim=4"],
      ("given twice",)),
     ("replay-set-rounds", [*R, "--methods", "mtgnet", "--set", "rounds=2"], ("--rounds",)),
+    # bad values of MTGNet's parameters: one line, exit 2 (checked before any replay work)
+    ("replay-set-bad-type", [*R, "--methods", "oracle,mtgnet", "--set", "dim=abc"],
+     ("dim must be an int", "str")),
+    ("replay-set-bad-range", [*R, "--methods", "oracle,mtgnet", "--set", "dim=0"],
+     ("dim must be >= 1",)),
+    ("replay-mtgnet-bad-value", [*R, "--methods", "mtgnet", "--n_estimators", "-2"],
+     ("n_estimators must be >= 1",)),
     ("replay-positional", [*R, "extra"], ("unrecognized arguments", "extra")),
     ("unknown-command", ["train"], ("invalid choice", "'train'")),
     ("top-unknown-option", ["--verbose", *R], ("unrecognized", "--verbose")),

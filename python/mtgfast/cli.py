@@ -110,6 +110,16 @@ def mtgnet_option_names() -> set[str]:
     return names - {"seed"}
 
 
+def _check_mtgnet_values(options: dict[str, Any]) -> None:
+    """Bad values of MTGNet's parameters fail here, before any replay work (names are checked
+    already): the estimator is built once with them and discarded."""
+    from .estimators.mtgnet import MTGNet
+    from .study.registry import make_estimator
+
+    params = set(inspect.signature(MTGNet.__init__).parameters) - {"self", "seed"}
+    make_estimator("mtgnet", **{k: v for k, v in options.items() if k in params})
+
+
 def _own_flags(parser: argparse.ArgumentParser | None) -> list[str]:
     if parser is None:
         return []
@@ -175,6 +185,7 @@ def _cmd_replay(args: argparse.Namespace, extra: Sequence[str],
             raise UsageError("replay: give the rounds as --rounds, not with --set")
         check_known_options(options, mtgnet_option_names() - {"rounds"}, "the mtgnet* methods",
                             also=_own_flags(parser))
+        _check_mtgnet_values(options)
     if args.budgets is not None:
         from .replay import parse_budgets
 

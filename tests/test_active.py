@@ -212,7 +212,7 @@ def test_replay_mtgnet_beats_random_grouping(data_dir) -> None:
     """Taskonomy-5, K = 1: the MTG-Net grouping beats the random baseline's mean at every budget."""
     import torch
 
-    from mtgfast.estimators.random import random_grouping_scores
+    from mtgfast.baselines import random_grouping_scores
     from mtgfast.grouping import evaluate, group
     from mtgfast.study.replay_methods import replay_method
 

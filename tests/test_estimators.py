@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mtgfast.errors import InputError, InputTypeError
-from mtgfast.estimators import HOA, TAG, Oracle, RandomGrouping, random_grouping_scores
+from mtgfast.baselines import RandomGrouping, random_grouping_scores
+from mtgfast.estimators import HOA, TAG, Oracle
 from mtgfast.gains import GainTable
 from mtgfast.masks import all_masks, masks_to_dense
 
@@ -249,7 +250,7 @@ def test_random_seeded_and_alone_mode():
 
 def test_import_mtgfast_stays_light():
     code = ("import sys, mtgfast, mtgfast.gains, mtgfast.store, mtgfast.replay, mtgfast.cli, "
-            "mtgfast.estimators, mtgfast.estimators.hoa, mtgfast.estimators.random\n"
+            "mtgfast.estimators, mtgfast.estimators.hoa, mtgfast.baselines\n"
             "bad = [m for m in ('torch', 'numba', 'triton', 'matplotlib') if m in sys.modules]\n"
             "assert not bad, bad")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

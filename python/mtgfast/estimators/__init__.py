@@ -1,4 +1,5 @@
-"""Gain estimators (fit on measured gains, predict any combination) and the random baseline.
+"""Gain estimators: fit on measured gains, predict any combination (the random grouping
+baseline is not an estimator: it lives in :mod:`mtgfast.baselines`).
 
 Each estimator follows scikit-learn's habits: ``__init__`` only stores arguments, ``fit(table)``
 validates them and returns ``self``, learned state ends in ``_``, ``predict(masks)`` returns gains
@@ -15,8 +16,6 @@ _LAZY: dict[str, str] = {
     "Oracle": "mtgfast.estimators.oracle",
     "HOA": "mtgfast.estimators.hoa",
     "TAG": "mtgfast.estimators.tag",
-    "RandomGrouping": "mtgfast.estimators.random",
-    "random_grouping_scores": "mtgfast.estimators.random",
     "MTGNet": "mtgfast.estimators.mtgnet",
 }
 

@@ -15,7 +15,7 @@ from ..errors import InputError, InputTypeError
 from ..gains import FloatArray, GainTable
 from .active import ActiveLoop, make_selector
 
-__all__ = ["METHOD_DEFAULTS", "METHOD_OPTIONS", "REPLAY_METHODS", "SELECTOR_OPTIONS", "replay_method"]
+__all__ = ["METHOD_DEFAULTS", "METHOD_OPTIONS", "PRIOR_METHODS", "REPLAY_METHODS", "SELECTOR_OPTIONS", "replay_method"]
 
 #: method name -> selector of the active loop
 REPLAY_METHODS: dict[str, str] = {
@@ -25,18 +25,24 @@ REPLAY_METHODS: dict[str, str] = {
     "mtgnet-deterministic": "greedy",      # the released code: largest |gain| per task
     "mtgnet-random": "random",             # ablation: uniform among unmeasured candidates
     "mtgnet-uncertainty": "uncertainty",   # exp(alpha * (|mean| + kappa * std)) of the ensemble
+    "mtgnet-prior": "search",              # the default's sampler; MTG-Net learns the residual
+                                           # over the pooled pair prior (estimators/prior.py)
 }
 
 #: options a method runs with unless given (the best configuration found: README, issue 13)
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "mtgnet": {"kappa": 0.0, "warm_start": True},
     "mtgnet-pairs": {"kappa": 0.0, "warm_start": True},
+    "mtgnet-prior": {"kappa": 0.0, "warm_start": True},
 }
+
+#: methods whose estimator is PairPriorMTGNet (the MTGNet options go to its inner model)
+PRIOR_METHODS = ("mtgnet-prior",)
 
 #: options that go to the selector (the rest go to the loop or to MTGNet)
 SELECTOR_OPTIONS = ("alpha", "kappa", "budgets")
 #: every option a replay method takes besides MTGNet's: the selector's, then the loop's
-METHOD_OPTIONS = (*SELECTOR_OPTIONS, "warm_start", "risk")
+METHOD_OPTIONS = (*SELECTOR_OPTIONS, "warm_start", "risk", "shrink")
 
 
 class _Timed:
@@ -99,14 +105,25 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
     risk = options.pop("risk", 0.0)
     if isinstance(risk, bool) or not isinstance(risk, (int, float)) or not risk >= 0:
         raise InputError(f"risk must be a number >= 0, got {risk!r}")
+    use_prior = name in PRIOR_METHODS
+    shrink = options.pop("shrink", 1.0)
+    if not use_prior and shrink != 1.0:
+        raise InputError(f"shrink is an option of {', '.join(PRIOR_METHODS)} only, not {name!r}")
     est_opts = {"seed": int(seed), **options}
     MTGNet(**est_opts)._check_params()   # fail on bad options before any work
+    if use_prior:
+        from ..estimators.prior import PairPriorMTGNet
+
+        PairPriorMTGNet(MTGNet(**est_opts), shrink=shrink)._check()
 
     def factory() -> Any:
         # warm start: each refit continues from the previous fit (same members, more rows)
         prev = loop.estimator_ if warm else None
         prev = prev.inner if isinstance(prev, _Timed) else prev
-        est = MTGNet(**est_opts, warm_start_from=prev if isinstance(prev, MTGNet) else None)
+        prev = getattr(prev, "model_", prev)   # a PairPriorMTGNet warm-starts its network
+        est: Any = MTGNet(**est_opts, warm_start_from=prev if isinstance(prev, MTGNet) else None)
+        if use_prior:
+            est = PairPriorMTGNet(est, shrink=shrink)
         return est if stats is None else _Timed(est, stats)
 
     loop = ActiveLoop(selector, factory, valid.masks, n,

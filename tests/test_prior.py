@@ -48,6 +48,9 @@ def test_pooled_pairs_match_reference_and_hoa() -> None:
     pairs = np.flatnonzero(masks_to_dense(v.masks, 6).sum(axis=1) == 2)
     ptab = GainTable(v.masks[pairs], v.gains[pairs], v.task_names, {})
     np.testing.assert_allclose(pooled_pair_matrix(ptab), pair_matrix(ptab), atol=1e-12)
+    # max_size=2 on the whole table: only its pair rows count
+    np.testing.assert_allclose(pooled_pair_matrix(v, 2), pair_matrix(ptab), atol=1e-12)
+    assert not np.allclose(pooled_pair_matrix(v), pair_matrix(ptab))
 
 
 def test_prior_fit_predicts_prior_plus_residual() -> None:
@@ -91,6 +94,8 @@ def test_prior_bad_input() -> None:
         PairPriorMTGNet(model="net").fit(syn.valid)
     with pytest.raises(InputError, match="shrink must be"):
         PairPriorMTGNet(MTGNet(**SMALL), shrink=2.0).fit(syn.valid)
+    with pytest.raises(InputError, match="max_size must be"):
+        PairPriorMTGNet(MTGNet(**SMALL), max_size=1).fit(syn.valid)
     with pytest.raises(InputError, match="not fitted"):
         PairPriorMTGNet().predict([3])
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..checks import check_int
 from ..errors import InputError, InputTypeError
 from ..gains import FloatArray, GainTable
 from ..masks import MaskArray, as_masks
@@ -22,13 +23,13 @@ from .hoa import aggregate_pairs
 __all__ = ["PairPriorMTGNet", "pooled_pair_matrix"]
 
 
-def pooled_pair_matrix(table: GainTable) -> FloatArray:
+def pooled_pair_matrix(table: GainTable, max_size: int | None = None) -> FloatArray:
     """``P[j, k]``: weighted mean of task ``j``'s measured gain over measured combinations of
-    >= 2 tasks holding ``j`` and ``k`` (weight ``1/(|C| - 1)``); 0 where none holds both."""
+    2..``max_size`` tasks holding ``j`` and ``k`` (weight ``1/(|C| - 1)``); 0 where none does."""
     member = table.member()
     size = member.sum(axis=1)
     g = np.where(member, table.gains, np.nan)
-    rows = (size >= 2)
+    rows = (size >= 2) & (size <= (max_size if max_size is not None else size.max()))
     d = member[rows].astype(np.float64)
     gj = g[rows]
     known = np.isfinite(gj)
@@ -47,12 +48,15 @@ class PairPriorMTGNet(GainEstimator):
 
     ``model``: an unfitted MTGNet (its options are used as given; ``warm_start_from`` may be a
     previous ``PairPriorMTGNet`` or MTGNet). ``shrink`` in [0, 1] scales the prior (1 = full prior,
-    0 = plain MTG-Net).
+    0 = plain MTG-Net). ``max_size``: pool only measured combinations of at most this many tasks
+    (2 = measured pairs only, the other pairs' prior is 0); None = all.
     """
 
-    def __init__(self, model: Any = None, shrink: float = 1.0) -> None:
+    def __init__(self, model: Any = None, shrink: float = 1.0,
+                 max_size: int | None = None) -> None:
         self.model = model
         self.shrink = shrink
+        self.max_size = max_size
 
     def _check(self) -> Any:
         from .mtgnet import MTGNet
@@ -63,6 +67,8 @@ class PairPriorMTGNet(GainEstimator):
         if isinstance(self.shrink, bool) or not isinstance(self.shrink, (int, float)) \
                 or not 0.0 <= float(self.shrink) <= 1.0:
             raise InputError(f"shrink must be a number in [0, 1], got {self.shrink!r}")
+        if self.max_size is not None:
+            check_int("max_size", self.max_size, 2)
         if isinstance(model.warm_start_from, PairPriorMTGNet):
             model.warm_start_from = getattr(model.warm_start_from, "model_", None)
         model._check_params()
@@ -70,7 +76,7 @@ class PairPriorMTGNet(GainEstimator):
 
     def _fit(self, table: GainTable) -> None:
         model = self._check()
-        self.pairs_ = pooled_pair_matrix(table) * float(self.shrink)
+        self.pairs_ = pooled_pair_matrix(table, self.max_size) * float(self.shrink)
         prior = aggregate_pairs(table.masks, self.pairs_, backend="numpy")
         resid = GainTable(table.masks, table.gains - prior, table.task_names, dict(table.meta))
         self.model_ = model.fit(resid)

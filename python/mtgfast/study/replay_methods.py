@@ -42,7 +42,7 @@ PRIOR_METHODS = ("mtgnet-prior",)
 #: options that go to the selector (the rest go to the loop or to MTGNet)
 SELECTOR_OPTIONS = ("alpha", "kappa", "budgets")
 #: every option a replay method takes besides MTGNet's: the selector's, then the loop's
-METHOD_OPTIONS = (*SELECTOR_OPTIONS, "warm_start", "risk", "shrink")
+METHOD_OPTIONS = (*SELECTOR_OPTIONS, "warm_start", "risk", "shrink", "max_size")
 
 
 class _Timed:
@@ -106,15 +106,16 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
     if isinstance(risk, bool) or not isinstance(risk, (int, float)) or not risk >= 0:
         raise InputError(f"risk must be a number >= 0, got {risk!r}")
     use_prior = name in PRIOR_METHODS
-    shrink = options.pop("shrink", 1.0)
-    if not use_prior and shrink != 1.0:
-        raise InputError(f"shrink is an option of {', '.join(PRIOR_METHODS)} only, not {name!r}")
+    prior_opts = {k: options.pop(k) for k in ("shrink", "max_size") if k in options}
+    if not use_prior and prior_opts:
+        raise InputError(f"{', '.join(prior_opts)} is an option of {', '.join(PRIOR_METHODS)} "
+                         f"only, not {name!r}")
     est_opts = {"seed": int(seed), **options}
     MTGNet(**est_opts)._check_params()   # fail on bad options before any work
     if use_prior:
         from ..estimators.prior import PairPriorMTGNet
 
-        PairPriorMTGNet(MTGNet(**est_opts), shrink=shrink)._check()
+        PairPriorMTGNet(MTGNet(**est_opts), **prior_opts)._check()
 
     def factory() -> Any:
         # warm start: each refit continues from the previous fit (same members, more rows)
@@ -123,7 +124,7 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
         prev = getattr(prev, "model_", prev)   # a PairPriorMTGNet warm-starts its network
         est: Any = MTGNet(**est_opts, warm_start_from=prev if isinstance(prev, MTGNet) else None)
         if use_prior:
-            est = PairPriorMTGNet(est, shrink=shrink)
+            est = PairPriorMTGNet(est, **prior_opts)
         return est if stats is None else _Timed(est, stats)
 
     loop = ActiveLoop(selector, factory, valid.masks, n,

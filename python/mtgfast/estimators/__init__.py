@@ -17,6 +17,7 @@ _LAZY: dict[str, str] = {
     "HOA": "mtgfast.estimators.hoa",
     "TAG": "mtgfast.estimators.tag",
     "MTGNet": "mtgfast.estimators.mtgnet",
+    "PairPriorMTGNet": "mtgfast.estimators.prior",
 }
 
 __all__ = list(_LAZY)

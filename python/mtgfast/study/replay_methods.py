@@ -78,7 +78,8 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
     measured keep their measured gains instead of the prediction (they are known). ``options``:
     ``alpha``/``kappa``/``budgets`` go to the selector, ``warm_start`` (each refit continues
     from the previous fit) to the loop, ``risk`` (the final search sees unmeasured combinations
-    at mean - risk * ensemble std) to the prediction, the rest to :class:`MTGNet`.
+    at mean - risk * ensemble std) to the prediction, ``shrink``/``max_size`` (``mtgnet-prior``
+    only) to :class:`PairPriorMTGNet`, the rest to :class:`MTGNet`.
     ``stats``: a dict that receives the seconds of every fit and prediction (``fit_s``,
     ``predict_s``) and the rows and epochs of every fit.
     """

@@ -584,6 +584,11 @@ def _mtgnet_fwd_kernel(
             # tile go through the per-row insertion (rare once the top-k has filled up).
             if tl.max(tl.max(tl.where(cand > kth[None, :], 1, 0), axis=1), axis=0) > 0:
                 tl.debug_barrier()
+                if NP > 32:
+                    # offsets again, made loop-variant (tile // n_tiles is 0) so that they are
+                    # not hoisted and kept live through the layers (they spill at NP = 64)
+                    top_offs = ((pid + tile // n_tiles) * TOPK * NP + kk[:, None] * NP
+                                + tn[None, :])
                 top_val = tl.load(part_val_ptr + top_offs)
                 top_mask = tl.load(part_idx_ptr + top_offs)
                 for i in tl.static_range(BLOCK_M):

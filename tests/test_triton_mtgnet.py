@@ -167,6 +167,27 @@ def test_popcount_buckets_match_reference(compact: bool) -> None:
     assert_close_verbose(res.marginals, ref, atol=FP32_ATOL, name="bucketed marginals")
 
 
+def test_wide_masks_flat_attention_match_reference() -> None:
+    # N = 40 pads to NP = 64: layers 2..L run the block-diagonal 2-D attention (FLAT) with 4, 2
+    # and 1 combinations per tile (slots 16, 32, 64); keys of the other combinations must not leak
+    n = 40
+    params = make_params(n, 16, 32, 2, 2, seed=40)
+    g = torch.Generator().manual_seed(5)
+    masks = [1, 1 << 39, (1 << n) - 1, (1 << 16) - 1, (1 << 17) - 1, (1 << 33) - 1, 0b1011 << 30]
+    masks += torch.randint(1, 1 << n, (9,), generator=g).tolist()
+    mt = torch.tensor(masks, dtype=torch.int64, device=DEVICE)
+    assert {int(p) for p in tm.popcount64(mt)} & {1, 17, 40}
+    got = tm.mtgnet_forward_triton(params, mt)
+    assert_close_verbose(got, mtgnet_forward(params, mt), atol=FP32_ATOL, name="n=40")
+    best = torch.full((n,), 0.05, device=DEVICE)
+    res = tm.mtgnet_marginal_triton(params, mt, best)
+    ref = ((mtgnet_forward(params, mt) - best).clamp(min=0) * member_from_masks(mt, n)).sum(1)
+    assert_close_verbose(res.marginals, ref, atol=FP32_ATOL, name="n=40 marginals")
+    vals, top = tm.mtgnet_topk_triton(params, mt, 3, n_programs=2)
+    check_topk(vals.cpu(), top.cpu(), mtgnet_forward(params, mt).cpu(), mt.cpu(), 3,
+               atol=FP32_ATOL)
+
+
 def test_popcount64_edge_bits() -> None:
     masks = torch.tensor([1, -1, -(1 << 63), (1 << 62) | 5, 0x5555555555555555], dtype=torch.int64)
     assert tm.popcount64(masks).tolist() == [1, 64, 1, 3, 32]

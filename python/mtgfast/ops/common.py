@@ -205,8 +205,12 @@ class LaunchConfig:
 def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
                   block_m: int | None = None) -> LaunchConfig:
     """The launcher's choice for slot width ``pp``: TILE_ROWS token rows per tile, 4 warps (one
-    warpgroup: 64 rows are one Hopper wgmma M tile; 254 registers, 2 CTAs per SM, no spills)."""
-    bm = block_m or max(1, TILE_ROWS // pp)
+    warpgroup: 64 rows are one Hopper wgmma M tile; <= 255 registers, 2 CTAs per SM, no spills).
+
+    Top-k with 16 slots and more than 48 tasks takes half a tile: at 64 rows it spills 40 B on
+    sm_90 for N = 64 (static figures; that bucket is a negligible share of such a space)."""
+    rows = TILE_ROWS // 2 if (mode == 1 and pp == 16 and layout.n_tasks > 48) else TILE_ROWS
+    bm = block_m or max(1, rows // pp)
     rows = bm * pp
     return LaunchConfig(pp=pp, block_m=bm, block_f=min(layout.fp, BLOCK_F), mode=mode,
                         topk=next_pow2(topk, floor=1) if mode == 1 else 1,

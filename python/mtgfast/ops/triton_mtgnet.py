@@ -379,7 +379,7 @@ def _general_layer(x, key_ok, mat_l, vec_l, head_ptr, eps, LAST: tl.constexpr,
                    FP: tl.constexpr, BLOCK_F: tl.constexpr, O_WO: tl.constexpr,
                    O_W1: tl.constexpr, O_W2: tl.constexpr, O_BO: tl.constexpr,
                    O_B1: tl.constexpr, O_B2: tl.constexpr, CDT: tl.constexpr,
-                   UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr):
+                   UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr, FLAT: tl.constexpr):
     """One encoder layer over (BLOCK_M * PP, DP) slot tokens: per-head QKV, attention, LN/FFN/LN.
 
     The host packs b_k = 0 (a per-query shift: softmax ignores it) and folds b_v W_o into b_o
@@ -403,15 +403,28 @@ def _general_layer(x, key_ok, mat_l, vec_l, head_ptr, eps, LAST: tl.constexpr,
         v = _mm(xc, wv, z, CDT, UPCAST_DOT, TF32X3).to(CDT)
         q = (_mm(xc, wq, z, CDT, UPCAST_DOT, TF32X3)
              + tl.load(vec_l + h * DHP + hc)[None, :]).to(CDT)
-        q3 = tl.reshape(q, (BLOCK_M, PP, DHP))
-        k3 = tl.reshape(k, (BLOCK_M, PP, DHP))
-        v3 = tl.reshape(v, (BLOCK_M, PP, DHP))
-        s = _mm(q3, tl.trans(k3, (0, 2, 1)), tl.zeros((BLOCK_M, PP, PP), tl.float32), CDT,
-                UPCAST_DOT, TF32X3)                              # scale * log2(e) folded in W_q
-        p = _softmax2(tl.where(key_ok, s, float("-inf")))
-        o = _mm(p, v3, tl.zeros((BLOCK_M, PP, DHP), tl.float32), CDT, UPCAST_DOT, TF32X3)
+        if FLAT:
+            # all R rows against all R keys in plain 2-D products (Hopper: wgmma, operands in
+            # shared memory; the batched 3-D form holds both in registers), keys of other
+            # combinations masked off (block-diagonal)
+            rr = tl.arange(0, R)
+            same = (rr // PP)[:, None] == (rr // PP)[None, :]
+            ok2 = same & tl.reshape(key_ok, (R,))[None, :]
+            s = _mm(q, tl.trans(k), tl.zeros((R, R), tl.float32), CDT, UPCAST_DOT, TF32X3)
+            p = tl.reshape(_softmax2(tl.where(tl.reshape(ok2, (1, R, R)),
+                                              tl.reshape(s, (1, R, R)), float("-inf"))), (R, R))
+            o2 = _mm(p, v, tl.zeros((R, DHP), tl.float32), CDT, UPCAST_DOT, TF32X3)
+        else:
+            q3 = tl.reshape(q, (BLOCK_M, PP, DHP))
+            k3 = tl.reshape(k, (BLOCK_M, PP, DHP))
+            v3 = tl.reshape(v, (BLOCK_M, PP, DHP))
+            s = _mm(q3, tl.trans(k3, (0, 2, 1)), tl.zeros((BLOCK_M, PP, PP), tl.float32), CDT,
+                    UPCAST_DOT, TF32X3)                          # scale * log2(e) folded in W_q
+            p = _softmax2(tl.where(key_ok, s, float("-inf")))
+            o = _mm(p, v3, tl.zeros((BLOCK_M, PP, DHP), tl.float32), CDT, UPCAST_DOT, TF32X3)
+            o2 = tl.reshape(o, (R, DHP))
         wo = tl.load(mat_l + O_WO + h * DHP * DP + hc[:, None] * DP + dc[None, :])
-        acc = _mm(tl.reshape(o, (R, DHP)), wo, acc, CDT, UPCAST_DOT, TF32X3)
+        acc = _mm(o2, wo, acc, CDT, UPCAST_DOT, TF32X3)
     return _post_attention(acc, mat_l, vec_l, head_ptr, eps, LAST, D, DP, FP, BLOCK_F, O_W1,
                            O_W2, O_BO, O_B1, O_B2, CDT, UPCAST_DOT, TF32X3)
 
@@ -482,6 +495,9 @@ def _mtgnet_fwd_kernel(
     tl.static_assert(MODE <= 2, "MODE is 0 (gains), 1 (top-k) or 2 (marginal)")
     R: tl.constexpr = BLOCK_M * PP
     HEAD: tl.constexpr = N_LAYERS * VEC_L
+    # attention of layers 2..L as 2-D products over the tile (block-diagonal) rather than
+    # batched per combination: one combination per tile, or a 64-task mask (register pressure)
+    FLAT: tl.constexpr = BLOCK_M == 1 or NP > 32
 
     pid = tl.program_id(0)
     n_prog = tl.num_programs(0)
@@ -545,11 +561,12 @@ def _mtgnet_fwd_kernel(
                     x = _general_layer(x, key_ok, mat_ptr + layer * MAT_L, vec_ptr + layer * VEC_L,
                                        vec_ptr + HEAD, ln_eps, False, BLOCK_M, PP, H, D, DP, DHP,
                                        FP, BLOCK_F, O_WO, O_W1, O_W2, O_BO, O_B1, O_B2, CDT,
-                                       UPCAST_DOT, TF32X3)
+                                       UPCAST_DOT, TF32X3, FLAT)
                 y_slot = _general_layer(x, key_ok, mat_ptr + (N_LAYERS - 1) * MAT_L,
                                         vec_ptr + (N_LAYERS - 1) * VEC_L, vec_ptr + HEAD, ln_eps,
                                         True, BLOCK_M, PP, H, D, DP, DHP, FP, BLOCK_F, O_WO,
-                                        O_W1, O_W2, O_BO, O_B1, O_B2, CDT, UPCAST_DOT, TF32X3)
+                                        O_W1, O_W2, O_BO, O_B1, O_B2, CDT, UPCAST_DOT, TF32X3,
+                                        FLAT)
         else:
             wh = tl.load(vec_ptr + HEAD + dc)
             y_slot = tl.sum(x * wh[None, :], axis=1) + tl.load(vec_ptr + HEAD + DP)
@@ -567,6 +584,11 @@ def _mtgnet_fwd_kernel(
             # tile go through the per-row insertion (rare once the top-k has filled up).
             if tl.max(tl.max(tl.where(cand > kth[None, :], 1, 0), axis=1), axis=0) > 0:
                 tl.debug_barrier()
+                if NP > 32:
+                    # offsets again, made loop-variant (tile // n_tiles is 0) so that they are
+                    # not hoisted and kept live through the layers (they spill at NP = 64)
+                    top_offs = ((pid + tile // n_tiles) * TOPK * NP + kk[:, None] * NP
+                                + tn[None, :])
                 top_val = tl.load(part_val_ptr + top_offs)
                 top_mask = tl.load(part_idx_ptr + top_offs)
                 for i in tl.static_range(BLOCK_M):

@@ -171,15 +171,22 @@ def _highs_all(masks, gains, budgets=range(1, 28)):
     return {b: ref.milp_optimum(masks, gains, b, rel_gap=1e-6) for b in budgets}
 
 
-@pytest.mark.parametrize("backend", ["highs", "ours"])
-@pytest.mark.parametrize("size", ["3000", "5000"])
-def test_proven_optimum_27_tasks(benchmark, size, backend):
+def _n27_case(benchmark, size, workload):
+    """(disabled, masks, gains, group name) of an N = 27 workload; in CI (benchmarks disabled)
+    only the small table runs, once."""
     disabled = _disabled(benchmark)
     if disabled and size == "5000":
         pytest.skip("one small table is enough to check the workload once")
     masks, gains = _n27(size, disabled)
-    name = f"search: proven optimum N=27, {masks.shape[0]} candidates, B=1..27"
+    name = f"search: {workload} N=27, {masks.shape[0]} candidates, B=1..27"
     benchmark.group = name
+    return disabled, masks, gains, name
+
+
+@pytest.mark.parametrize("backend", ["highs", "ours"])
+@pytest.mark.parametrize("size", ["3000", "5000"])
+def test_proven_optimum_27_tasks(benchmark, size, backend):
+    disabled, masks, gains, name = _n27_case(benchmark, size, "proven optimum")
     budgets = [2, 5, 27] if disabled else list(range(1, 28))  # CI: HiGHS on three budgets
     if backend == "highs":
         t0 = time.perf_counter()
@@ -219,12 +226,7 @@ def test_proven_optimum_27_tasks(benchmark, size, backend):
 @pytest.mark.parametrize("variant", ["plain", "ls"])
 @pytest.mark.parametrize("size", ["3000", "5000"])
 def test_beam_local_search_quality_27_tasks(benchmark, size, variant):
-    disabled = _disabled(benchmark)
-    if disabled and size == "5000":
-        pytest.skip("one small table is enough to check the workload once")
-    masks, gains = _n27(size, disabled)
-    name = f"search: beam+local search N=27, {masks.shape[0]} candidates, B=1..27"
-    benchmark.group = name
+    disabled, masks, gains, name = _n27_case(benchmark, size, "beam+local search")
     res = _run(benchmark, name, variant, group, masks, gains, range(1, 28), "beam",
                local_search=variant == "ls")
     exact = {r.budget: r.value for r in _bnb_all(masks, gains)}

@@ -33,7 +33,7 @@ import numpy.typing as npt
 from . import _core
 from .errors import InputError, InputTypeError
 from .gains import GainTable, check_gains
-from .masks import MaskArray, as_masks
+from .masks import MaskArray, as_masks, masks_to_dense
 
 Method = Literal["auto", "exact", "bnb", "beam"]
 Uncovered = Literal["singleton", "alone"]
@@ -53,6 +53,10 @@ AUTO_BNB_MAX_CANDIDATES = 20_000
 AUTO_BNB_TIME_LIMIT = 5.0
 #: Default relative gap below which a result counts as optimal.
 GAP_TOL = 1e-6
+#: Gains whose largest magnitude is within [2**-SAFE_GAIN_EXP, 2**SAFE_GAIN_EXP] are searched as
+#: given; others are scaled by a power of two first (sums of 64 such gains, and the bounds, stay
+#: far inside the float32 range of the beam's scan and the float64 range of everything else).
+SAFE_GAIN_EXP = 32
 #: Largest DP tables (bytes) unless ``MTGFAST_MAX_DP_BYTES`` says otherwise (4 GiB).
 DEFAULT_MAX_DP_BYTES = 4 << 30
 
@@ -176,6 +180,66 @@ def _check_budgets(budget: object) -> tuple[list[int], bool]:
     raise InputTypeError(f"budget must be an int or a sequence of ints, got {type(budget).__name__}")
 
 
+def _gain_exponent(m: MaskArray, g: FloatArray) -> int:
+    """``e`` such that the search runs on ``g * 2**e``: 0 for gains of ordinary size, else the
+    power of two that brings the largest |gain| inside a combination into [0.5, 1)."""
+    if g.size == 0:
+        return 0
+    flat = g.reshape(-1)
+    top = max(float(np.fmax.reduce(flat, initial=-math.inf)),
+              -float(np.fmin.reduce(flat, initial=math.inf)))  # NaN ignored, no |g| copy
+    if not math.isfinite(top):  # +-inf outside a combination is ignored: look inside only
+        inside = g[masks_to_dense(m, g.shape[1])]
+        top = float(np.max(np.abs(inside), initial=0.0)) if inside.size else 0.0
+        if not math.isfinite(top):
+            return 0  # the core names the non-finite gain
+    if top == 0.0 or 2.0 ** -SAFE_GAIN_EXP <= top <= 2.0 ** SAFE_GAIN_EXP:
+        return 0
+    return -math.frexp(top)[1]
+
+
+def _exact_sum(values: FloatArray, what: str) -> float:
+    """Correctly rounded sum of finite ``values`` without intermediate overflow; ``InputError``
+    when the sum itself lies beyond the float64 range."""
+    top = float(np.max(np.abs(values), initial=0.0))
+    if top == 0.0:
+        return 0.0
+    e = math.frexp(top)[1]
+    total = math.fsum(math.ldexp(float(v), -e) for v in values)  # |terms| <= 1: no overflow
+    try:
+        return math.ldexp(total, e)
+    except OverflowError:
+        raise InputError(f"gains are too large: {what} (a sum over {values.shape[0]} tasks) "
+                         f"exceeds the float64 range (about 1.8e308); divide the gains by a "
+                         f"constant (the grouping does not change under positive scaling)") from None
+
+
+def _rescored(m: MaskArray, g: FloatArray, groups: MaskArray, uncovered: str
+              ) -> tuple[MaskArray, IndexArray, FloatArray, float]:
+    """The core's ``finalize`` on the original (unscaled) gains for the chosen ``groups``: each
+    task served by the chosen group of highest gain (ties: smaller mask), alone under "alone" when
+    that gain is negative or no group holds it; groups serving no task dropped; exact value."""
+    n = g.shape[1]
+    rows = {int(m[i]): int(i) for i in np.nonzero(np.isin(m, groups))[0]}
+    serve = np.full(n, -1, dtype=np.int64)
+    best = np.full(n, -math.inf)
+    for k, mask in enumerate(int(x) for x in groups):  # ascending: ties go to the smaller mask
+        row = rows.get(mask)
+        for j in range(n):
+            if (mask >> j) & 1:
+                v = float(g[row, j]) if row is not None else 0.0  # an added singleton: gain 0
+                if v > best[j]:
+                    best[j], serve[j] = v, k
+    alone = (serve < 0) | ((best < 0.0) if uncovered == "alone" else False)
+    used = sorted({int(serve[j]) for j in range(n) if not alone[j]})
+    index = {k: i for i, k in enumerate(used)}
+    assignment = np.array([-1 if alone[j] else index[int(serve[j])] for j in range(n)],
+                          dtype=np.int64)
+    task_gains = np.where(alone, 0.0, best)
+    return (np.asarray(groups, dtype=np.uint64)[used], assignment, task_gains,
+            _exact_sum(task_gains, "the objective of the best grouping"))
+
+
 def _max_dp_bytes() -> int:
     return int(os.environ.get("MTGFAST_MAX_DP_BYTES", DEFAULT_MAX_DP_BYTES))
 
@@ -254,8 +318,10 @@ def group(masks: object, gains: object, budget: int | Sequence[int] | range,
     limit = float(time_limit) if time_limit is not None else 0.0
     if backend == "bnb" and method == "auto" and time_limit is None:
         limit = AUTO_BNB_TIME_LIMIT
+    exponent = _gain_exponent(m, g)
+    searched = np.ldexp(g, exponent) if exponent else g
     try:
-        raw = _core.search.group(m, g, budgets, _BACKENDS[backend], int(beam_width),
+        raw = _core.search.group(m, searched, budgets, _BACKENDS[backend], int(beam_width),
                                  _UNCOVERED[uncovered], limit, _max_dp_bytes(), float(gap_tol),
                                  bool(local_search))
     except ValueError as exc:  # the core's checks of the table (see _check_shapes)
@@ -266,9 +332,14 @@ def group(masks: object, gains: object, budget: int | Sequence[int] | range,
         if not r.feasible:
             failures.append((r.budget, r.optimal))
             continue
-        results.append(Grouping(r.groups, r.assignment, float(r.value), bool(r.optimal),
-                                int(r.budget), _METHOD_NAMES[r.method], r.task_gains, uncovered,
-                                float(r.bound), bool(r.timed_out), int(r.nodes)))
+        groups, assignment, task_gains, value = r.groups, r.assignment, r.task_gains, float(r.value)
+        bound = float(r.bound)
+        if exponent:  # back to the table's units (the choice was made on exactly scaled gains)
+            groups, assignment, task_gains, value = _rescored(m, g, groups, uncovered)
+            bound = max(float(np.ldexp(bound, -exponent)), value)
+        results.append(Grouping(groups, assignment, value, bool(r.optimal), int(r.budget),
+                                _METHOD_NAMES[r.method], task_gains, uncovered, bound,
+                                bool(r.timed_out), int(r.nodes)))
     if failures and (single or not results):
         b, proven = max(failures)
         if proven:
@@ -321,4 +392,12 @@ def evaluate_tasks(grouping: Grouping, gains: object, masks: object | None = Non
 def evaluate(grouping: Grouping, gains: object, masks: object | None = None) -> float:
     """Average over tasks of :func:`evaluate_tasks`: the score of a grouping chosen on one gain
     table (validation) measured on another (test), as in the MTG-Net evaluation protocol."""
-    return float(evaluate_tasks(grouping, gains, masks).mean())
+    per_task = evaluate_tasks(grouping, gains, masks)
+    with np.errstate(over="ignore"):
+        mean = float(per_task.mean())
+    if math.isfinite(mean) or not np.all(np.isfinite(per_task)):
+        return mean
+    # the plain mean overflowed on huge finite gains: the exact mean, scaled (power of two)
+    top = math.frexp(float(np.max(np.abs(per_task))))[1]
+    return math.ldexp(math.fsum(math.ldexp(float(v), -top) for v in per_task) / per_task.shape[0],
+                      top)

@@ -1,19 +1,73 @@
 """Checks of scalar arguments at the public boundary, shared by the modules that take them: a
-wrong type is an ``InputTypeError``, a value out of range an ``InputError``, both naming it."""
+wrong type is an ``InputTypeError``, a value out of range an ``InputError``, both naming it.
+
+One definition of what counts as an int (Python or numpy integers, never a bool) and as a real
+number (ints and floats, never a bool, a string or a complex), used by every module that checks
+a scalar, so that ``True``, ``np.bool_``, ``"3"`` and ``3+0j`` are refused the same way everywhere.
+"""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from .errors import InputError, InputTypeError
 
-__all__ = ["check_int"]
+__all__ = ["check_int", "check_real", "describe", "is_int", "is_real"]
 
 
-def check_int(name: str, value: object, low: int) -> int:
-    """``value`` as an int >= ``low`` (bools are not ints here)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InputTypeError(f"{name} must be an int, got {type(value).__name__}")
-    if int(value) < low:
-        raise InputError(f"{name} must be >= {low}, got {value}")
-    return int(value)
+def is_int(value: object) -> bool:
+    """True for Python and numpy integers; False for bools (``True`` is not a count)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def is_real(value: object) -> bool:
+    """True for Python/numpy ints and floats; False for bools, strings, complex numbers."""
+    return isinstance(value, (int, float, np.integer, np.floating)) \
+        and not isinstance(value, (bool, np.bool_))
+
+
+def describe(value: object, limit: int = 60) -> str:
+    """``value`` for an error message: its type and a repr cut at ``limit`` characters."""
+    text = repr(value)
+    if len(text) > limit:
+        text = text[:limit - 3] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _range_text(low: float | None, high: float | None) -> str:
+    if low is not None and high is not None:
+        return f"between {low} and {high}"
+    if low is not None:
+        return f">= {low}"
+    return f"<= {high}"
+
+
+def check_int(name: str, value: object, low: int | None = None, high: int | None = None, *,
+              expected: str | None = None) -> int:
+    """``value`` as an int in ``[low, high]`` (either end open when None); ``expected`` replaces
+    the range in the message ("{name} must be {expected}, got {value}")."""
+    if not is_int(value):
+        raise InputTypeError(f"{name} must be an int, got {describe(value)}")
+    v = int(value)  # type: ignore[call-overload]
+    if (low is not None and v < low) or (high is not None and v > high):
+        raise InputError(f"{name} must be {expected or _range_text(low, high)}, got {v}")
+    return v
+
+
+def check_real(name: str, value: object, low: float | None = None, high: float | None = None, *,
+               finite: bool = True, expected: str | None = None) -> float:
+    """``value`` as a float in ``[low, high]`` (finite unless ``finite=False``; NaN never);
+    ``expected`` replaces "a finite number >= low" in the message."""
+    if not is_real(value):
+        raise InputTypeError(f"{name} must be a number, got {describe(value)}")
+    v = float(value)  # type: ignore[arg-type]
+    bad = math.isnan(v) or (finite and math.isinf(v)) or (low is not None and v < low) \
+        or (high is not None and v > high)
+    if bad:
+        if expected is None:
+            expected = ("a finite number" if finite else "a number") + \
+                ("" if low is None and high is None else " " + _range_text(low, high))
+        raise InputError(f"{name} must be {expected}, got {value!r}")
+    return v

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from .checks import is_real
 from .errors import InputError, InputTypeError
 from .masks import (
     MaskArray,
@@ -704,7 +705,7 @@ def load_table(path: PathLike, masks_path: PathLike | None = None, *,
 
 
 def _check_scale(scale: object) -> float:
-    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)):
+    if not is_real(scale):
         raise InputTypeError(f"scale must be a number, got {type(scale).__name__}")
     if not math.isfinite(float(scale)) or float(scale) == 0.0:
         raise InputError(f"scale must be a finite non-zero number, got {scale!r}")

@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
+from .checks import check_int, is_int, is_real
 from .errors import InputError, InputTypeError
 from .gains import GainTable, check_gains
 from .masks import MaskArray, as_masks, masks_to_dense
@@ -161,7 +162,7 @@ def _check_table(masks: object, gains: object) -> tuple[MaskArray, FloatArray]:
 def _check_budgets(budget: object) -> tuple[list[int], bool]:
     """Budgets as a list of ints >= 1, and whether a single int was given."""
     def one(b: object) -> int:
-        if isinstance(b, (bool, np.bool_)) or not isinstance(b, (int, np.integer)):
+        if not is_int(b):
             raise InputTypeError(f"budget must be an int or a sequence of ints, got "
                                  f"{type(b).__name__}")
         if int(b) < 1:
@@ -170,7 +171,7 @@ def _check_budgets(budget: object) -> tuple[list[int], bool]:
             raise InputError(f"budget is too large: {int(b)}")
         return int(b)
 
-    if isinstance(budget, (int, np.integer)) and not isinstance(budget, (bool, np.bool_)):
+    if is_int(budget):
         return [one(budget)], True
     if isinstance(budget, (range, Sequence, np.ndarray)) and not isinstance(budget, (str, bytes)):
         values = [one(b) for b in budget]
@@ -297,18 +298,15 @@ def group(masks: object, gains: object, budget: int | Sequence[int] | range,
         raise InputError(f"method must be 'auto', 'exact', 'bnb' or 'beam', got {method!r}")
     if uncovered not in ("singleton", "alone"):
         raise InputError(f"uncovered must be 'singleton' or 'alone', got {uncovered!r}")
-    if isinstance(beam_width, bool) or not isinstance(beam_width, (int, np.integer)):
-        raise InputTypeError(f"beam_width must be an int, got {type(beam_width).__name__}")
-    if not 1 <= int(beam_width) <= 100_000:
-        raise InputError(f"beam_width must be in [1, 100000], got {beam_width}")
+    check_int("beam_width", beam_width, 1, 100_000, expected="in [1, 100000]")
     if time_limit is not None:
-        if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float, np.number)):
+        if not is_real(time_limit):
             raise InputTypeError(f"time_limit must be a number of seconds or None, got "
                                  f"{type(time_limit).__name__}")
         if not (math.isfinite(float(time_limit)) and float(time_limit) > 0):
             raise InputError(f"time_limit must be a positive finite number of seconds, got "
                              f"{time_limit}")
-    if isinstance(gap_tol, bool) or not isinstance(gap_tol, (int, float, np.number)):
+    if not is_real(gap_tol):
         raise InputTypeError(f"gap_tol must be a number, got {type(gap_tol).__name__}")
     if not (math.isfinite(float(gap_tol)) and 0.0 <= float(gap_tol) <= 1.0):
         raise InputError(f"gap_tol must be a number in [0, 1], got {gap_tol}")

@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
+from .checks import check_int
 from .errors import InputError, InputTypeError
 
 Order = Literal["lex", "colex", "binary"]
@@ -41,12 +42,7 @@ __all__ = [
 
 def check_n_tasks(n_tasks: object) -> int:
     """Validate a number of tasks (an int in [1, 64]) and return it as ``int``."""
-    if isinstance(n_tasks, bool) or not isinstance(n_tasks, (int, np.integer)):
-        raise InputTypeError(f"n_tasks must be an int, got {type(n_tasks).__name__}")
-    n = int(n_tasks)
-    if not 1 <= n <= 64:
-        raise InputError(f"n_tasks must be in [1, 64], got {n}")
-    return n
+    return check_int("n_tasks", n_tasks, 1, 64, expected="in [1, 64]")
 
 
 def _check_order(order: str) -> None:

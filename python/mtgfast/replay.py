@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .checks import check_int, is_int
 from .errors import InputError, InputTypeError
 from .gains import FloatArray, GainTable
 from .progress import progress as progress_bar
@@ -63,8 +64,7 @@ class ReplayResult:
         """``{"dataset", "n_tasks", "budgets", "methods": {name: {"average_test_gain",
         "measured"}}}`` -- exactly the shape other tools read. Gains are fractions (0.05 = 5%),
         exact by default, or rounded to ``decimals`` places."""
-        if decimals is not None and (isinstance(decimals, bool) or not isinstance(decimals, int)
-                                     or decimals < 0):
+        if decimals is not None and (not is_int(decimals) or decimals < 0):
             raise InputError(f"decimals must be a non-negative int or None, got {decimals!r}")
 
         def num(v: float) -> float:
@@ -118,7 +118,7 @@ def parse_budgets(spec: str | int | Iterable[int], n_tasks: int | None = None) -
                 raise
             except ValueError as exc:
                 raise InputError(f"budgets must look like '1-7' or '1,3,5', got {spec!r}") from exc
-    elif isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
+    elif is_int(spec):
         out.add(int(spec))
     else:
         try:
@@ -126,7 +126,7 @@ def parse_budgets(spec: str | int | Iterable[int], n_tasks: int | None = None) -
         except TypeError as exc:
             raise InputTypeError(f"budgets must be a string, an int or ints, got {spec!r}") from exc
         for b in items:
-            if isinstance(b, bool) or not isinstance(b, (int, np.integer)):
+            if not is_int(b):
                 raise InputTypeError(f"budgets must be ints, got {b!r}")
             out.add(int(b))
     if not out:
@@ -223,10 +223,7 @@ def replay(valid: GainTable, test: GainTable | None = None, *,
         raise InputError(f"uncovered must be 'singleton' or 'alone', got {uncovered!r}")
     for what, v, lo in (("seeds", seeds, 1), ("beam_width", beam_width, 1),
                         ("random_trials", random_trials, 1)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise InputTypeError(f"{what} must be an int, got {type(v).__name__}")
-        if v < lo:
-            raise InputError(f"{what} must be >= {lo}, got {v}")
+        check_int(what, v, lo)
     if options is not None and not isinstance(options, Mapping):
         raise InputTypeError(f"options must be a mapping, got {type(options).__name__}")
     opts = dict(options or {})

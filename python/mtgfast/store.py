@@ -36,6 +36,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .checks import check_int, is_int, is_real
 from .errors import InputError, InputTypeError, StoreError
 from .gains import GainTable
 from .masks import check_n_tasks, mask_to_indices
@@ -199,12 +200,8 @@ def _dumps(obj: Any, what: str) -> str:
 
 
 def _check_seed(seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise InputTypeError(f"seed must be an int, got {type(seed).__name__}")
-    if not 0 <= int(seed) <= MAX_SEED:
-        raise InputError(f"seed must be an int in [0, 2**63 - 1] (what the store keeps), "
-                         f"got {int(seed)}")
-    return int(seed)
+    return check_int("seed", seed, 0, MAX_SEED,
+                     expected="an int in [0, 2**63 - 1] (what the store keeps)")
 
 
 def _check_str(value: object, what: str) -> str:
@@ -225,7 +222,7 @@ class GainStore:
                  readonly: bool = False, create: bool = True) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise InputTypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float, np.floating)):
+        if not is_real(timeout):
             raise InputTypeError(f"timeout must be a number of seconds, got {timeout!r}")
         if not math.isfinite(timeout) or timeout < 0:
             raise InputError(f"timeout must be a finite number of seconds >= 0, got {timeout}")
@@ -589,8 +586,7 @@ class GainStore:
         ``owner`` (attempts + 1, heartbeat now) and return them."""
         self.get_study(study)
         _check_str(owner, "owner")
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
-                                  or limit < 0):
+        if limit is not None and (not is_int(limit) or limit < 0):
             raise InputError(f"limit must be an int >= 0 or None, got {limit!r}")
         with self._transaction() as db:
             rows = db.execute("SELECT id FROM runs WHERE study = ? AND status = 'waiting' "
@@ -663,8 +659,7 @@ class GainStore:
                       owners: Iterable[str] = ()) -> int:
         """Put back to ``waiting`` every running row whose heartbeat is older than ``older_than``
         seconds, or whose owner is in ``owners`` (known dead); returns how many."""
-        if isinstance(older_than, bool) or not isinstance(older_than, (int, float)) \
-                or not math.isfinite(older_than) or older_than < 0:
+        if not is_real(older_than) or not math.isfinite(older_than) or older_than < 0:
             raise InputError(f"older_than must be a finite number of seconds >= 0, got "
                              f"{older_than!r}")
         self.get_study(study)
@@ -693,7 +688,7 @@ class GainStore:
         transaction (so a kill never leaves a choice without its runs). Returns the batch index."""
         info = self.get_study(study)
         for nm, v in (("slot_start", slot_start), ("slot_count", slot_count)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            if not is_int(v) or v < 0:
                 raise InputError(f"{nm} must be an int >= 0, got {v!r}")
         sel = [(self._check_mask(info, m), r, t, str(src)) for m, r, t, src in selections]
         sds = [_check_seed(s) for s in seeds]
@@ -747,8 +742,7 @@ class GainStore:
 
     @staticmethod
     def _check_seconds(seconds: object) -> float:
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float, np.floating)) \
-                or not math.isfinite(seconds) or seconds < 0:
+        if not is_real(seconds) or not math.isfinite(seconds) or seconds < 0:
             raise InputError(f"seconds must be a finite number >= 0, got {seconds!r}")
         return float(seconds)
 
@@ -762,7 +756,7 @@ class GainStore:
 
     @staticmethod
     def _check_mask(info: StudyInfo, mask: object) -> int:
-        if isinstance(mask, bool) or not isinstance(mask, (int, np.integer)):
+        if not is_int(mask):
             raise InputTypeError(f"mask must be an int, got {type(mask).__name__}")
         m = int(mask)
         if m <= 0 or m >> info.n_tasks:

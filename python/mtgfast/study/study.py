@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from ..checks import check_int, check_real, is_int, is_real
 from ..errors import InputError, InputTypeError, MtgfastError, StoreError
 from ..gains import FloatArray, GainTable
 from ..masks import all_masks, as_masks, check_n_tasks, k_subsets, mask_to_indices
@@ -76,8 +77,7 @@ class _RunJob:
 
 
 def _number(v: object, task: str, where: str) -> float:
-    if isinstance(v, (bool, str, bytes)) or not isinstance(v, (int, float, np.integer,
-                                                               np.floating)):
+    if not is_real(v):
         raise InputError(f"the train callable returned {v!r} for task {task!r} of {where}; "
                          "expected a number or (valid, test)")
     f = float(v)
@@ -187,18 +187,8 @@ class StoreLoopState(LoopState):
         return {m: rows[i] for i, m in enumerate(masks)}
 
 
-def _check_int(value: object, what: str, minimum: int, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InputTypeError(f"{what} must be an int, got {value!r}")
-    v = int(value)
-    if v < minimum or (maximum is not None and v > maximum):
-        bound = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
-        raise InputError(f"{what} must be {bound}, got {v}")
-    return v
-
-
 def _check_budget(budget: object, n_tasks: int) -> int:
-    return _check_int(budget, "budget (the number of groups)", 1, n_tasks)
+    return check_int("budget (the number of groups)", budget, 1, n_tasks)
 
 
 class _Heartbeat:
@@ -287,12 +277,11 @@ class Study:
         self.fingerprint = self.problem.fingerprint
         self.train_fn: TrainFn = self.problem.measure
         self.budget = None if budget is None else _check_budget(budget, self.n_tasks)
-        self.rounds = None if rounds is None else _check_int(rounds, "rounds", 0)
-        if isinstance(stale_after, bool) or not isinstance(stale_after, (int, float)) or \
-                not math.isfinite(stale_after) or stale_after <= 0:
-            raise InputError(f"stale_after must be a positive number of seconds, got "
-                             f"{stale_after!r}")
-        self.stale_after = float(stale_after)
+        self.rounds = None if rounds is None else check_int("rounds", rounds, 0)
+        self.stale_after = check_real("stale_after", stale_after, 0.0,
+                                      expected="a positive number of seconds")
+        if self.stale_after == 0.0:
+            raise InputError(f"stale_after must be a positive number of seconds, got {stale_after!r}")
         if name is not None and (not isinstance(name, str) or not name):
             raise InputError(f"name must be a non-empty string, got {name!r}")
         self.name = name if name is not None else self.problem.name
@@ -337,13 +326,13 @@ class Study:
     # -- validation helpers -------------------------------------------------------------------
     @staticmethod
     def _check_seeds(seeds: Sequence[int] | int) -> tuple[int, ...]:
-        if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        if is_int(seeds):
             seeds = (int(seeds),)
         if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
             raise InputTypeError(f"seeds must be an int or a sequence of ints, got {seeds!r}")
         seeds = list(seeds)
         for s in seeds:
-            if isinstance(s, bool) or not isinstance(s, (int, np.integer)):
+            if not is_int(s):
                 raise InputTypeError(f"seeds must be ints, got {s!r} in {seeds}")
         out = tuple(int(s) for s in seeds)
         if not out or len(set(out)) != len(out) or min(out) < 0 or max(out) > MAX_SEED:
@@ -362,7 +351,7 @@ class Study:
         make_selector(opts.get("selector", name),
                       **opts.get("selector_options", default_opts if "selector" not in opts else {}))
         if "seed" in opts:
-            _check_int(opts["seed"], "active_options['seed']", 0, MAX_SEED)
+            check_int("active_options['seed']", opts["seed"], 0, MAX_SEED)
         if "refit_interval" in opts and not callable(opts["refit_interval"]):
             raise InputTypeError("active_options['refit_interval'] must be a callable")
         return opts
@@ -523,7 +512,7 @@ class Study:
         store: complete runs are never trained again, recorded choices are never made again.
         """
         r = (self.rounds if self.rounds is not None else 5) if rounds is None else \
-            _check_int(rounds, "rounds", 0)
+            check_int("rounds", rounds, 0)
         self.collect_stl()
         est = self._make_estimator()
         if self._collect == "all":
@@ -677,7 +666,7 @@ def group_stored(store: str | os.PathLike[str] | GainStore, budget: int, *,
     if not spec.fits_table:
         raise InputError(f"estimator {estimator!r} cannot be fitted on stored gains alone; use "
                          f"one of {', '.join(estimator_names(fits_table=True))}")
-    _check_int(budget, "budget (the number of groups)", 1)
+    check_int("budget (the number of groups)", budget, 1)
     st = store if isinstance(store, GainStore) else _open_existing(store)
     try:
         if study is None:

@@ -54,7 +54,7 @@ def check_gains(masks: MaskArray, gains: object, n_tasks: int, *, name: str = "g
     Returns a float64 copy whose entries outside each combination are NaN. Raises ``ValueError``
     for a wrong shape, non-finite values inside a combination, or duplicate masks.
     """
-    g = _float_matrix(gains, name)
+    g = real_matrix(gains, name)
     if g.ndim != 2 or g.shape != (masks.shape[0], n_tasks):
         raise InputError(f"{name} must have shape (n_masks, n_tasks) = ({masks.shape[0]}, "
                          f"{n_tasks}), got {g.shape}")
@@ -88,6 +88,12 @@ class GainTable:
         n = check_n_tasks(len(names)) if names else check_n_tasks(0)
         if len(set(names)) != len(names):
             raise InputError(f"task names must be distinct, got {list(names)}")
+        if any(not t.strip() for t in names):
+            raise InputError(f"task names must not be empty, got {list(names)}")
+        shape = np.shape(self.gains) if isinstance(self.gains, np.ndarray) else None
+        if shape is not None and len(shape) == 2 and shape[1] != n:
+            raise InputError(f"gains has {shape[1]} columns (tasks) but {n} task names were "
+                             f"given: {list(names)}")
         masks = as_masks(self.masks, n)
         uniq, counts = np.unique(masks, return_counts=True)
         if uniq.shape[0] != masks.shape[0]:
@@ -108,7 +114,7 @@ class GainTable:
                     *, outside: str = "nan", meta: Mapping[str, Any] | None = None) -> GainTable:
         """Build from arrays. ``outside="zero"`` accepts any value (e.g. the 0 of the MTG-Net
         files) outside a combination; ``"nan"`` (default) requires NaN or 0 there."""
-        g = _float_matrix(gains, "gains")
+        g = real_matrix(gains, "gains")
         if g.ndim != 2:
             raise InputError(f"gains must be 2-D (n_masks, n_tasks), got shape {g.shape}")
         n = g.shape[1]
@@ -363,6 +369,20 @@ class GainTable:
     def select(self, rows: object) -> GainTable:
         """A new table with the given rows (indices or boolean mask)."""
         sel = np.asarray(rows)
+        n = len(self)
+        if sel.dtype == bool:
+            if sel.shape != (n,):
+                raise InputError(f"rows as a boolean mask must have shape ({n},), got {sel.shape}")
+        elif sel.size and not np.issubdtype(sel.dtype, np.integer):
+            raise InputTypeError(f"rows must be integer indices or a boolean mask, got dtype "
+                                 f"{sel.dtype}")
+        elif sel.ndim > 1:
+            raise InputError(f"rows must be 1-D, got shape {sel.shape}")
+        elif sel.size and not (-n <= int(sel.min()) and int(sel.max()) < n):
+            raise InputError(f"row indices must be in [-{n}, {n}), got "
+                             f"{int(sel.min()) if int(sel.min()) < -n else int(sel.max())}")
+        if sel.size == 0:
+            sel = sel.astype(np.int64)
         return GainTable(self.masks[sel], self.gains[sel], self.task_names, dict(self.meta))
 
     def with_gains(self, gains: object, **meta: Any) -> GainTable:
@@ -394,23 +414,67 @@ def _check_names_type(task_names: object) -> None:
                              f"got {type(task_names).__name__}")
 
 
-def _float_matrix(values: object, name: str) -> FloatArray:
-    """A float64 copy of numeric ``values``; bools, strings, complex numbers are type errors
-    (numpy would turn them into 0/1, parse them, or drop the imaginary part)."""
+#: Integers beyond this magnitude have no exact float64 (gains are float64 everywhere).
+MAX_EXACT_INT = 2**53
+
+
+def _as_numpy(values: object) -> np.ndarray:
+    """``values`` as a numpy array: torch tensors through ``detach().cpu()`` (bfloat16, which
+    numpy lacks, as float32), anything else through ``np.asarray``."""
+    if isinstance(values, np.ndarray):
+        return values
+    if type(values).__module__.partition(".")[0] == "torch" and hasattr(values, "detach"):
+        t = values.detach().cpu()  # type: ignore[attr-defined]
+        if str(t.dtype) == "torch.bfloat16":
+            t = t.float()
+        return np.asarray(t.numpy())
+    return np.asarray(values)
+
+
+def real_matrix(values: object, name: str, *, copy: bool = True) -> FloatArray:
+    """``values`` as a float64 array (a copy unless ``copy=False`` and it already is one). Lists,
+    tuples, DataFrames, torch tensors and numpy arrays of ints and floats are accepted; bools,
+    strings, complex numbers, dates and objects that are not real numbers are type errors (numpy
+    would turn them into 0/1, parse them, drop the imaginary part); ``None`` in an object array
+    (or a pandas ``NA``) is a missing entry (NaN); integers beyond 2**53 are refused (no exact
+    float64)."""
     if values is None:
-        raise InputTypeError(f"{name} must be a numeric array, got None")
+        raise InputTypeError(f"{name} must be a numeric array of real numbers, got None")
     try:
-        raw = values if isinstance(values, np.ndarray) else np.asarray(values)
-    except (TypeError, ValueError) as exc:
-        raise InputTypeError(f"{name} must be a numeric array (ragged or mixed rows?): "
-                             f"{exc}") from exc
-    if raw.dtype.kind not in "iufO":
-        raise InputTypeError(f"{name} must hold real numbers, got dtype {raw.dtype} "
-                             f"({'bool' if raw.dtype.kind == 'b' else raw.dtype.kind!r} values)")
-    try:
-        return np.array(raw, dtype=np.float64, copy=True)
-    except (TypeError, ValueError) as exc:
-        raise InputTypeError(f"{name} must hold real numbers: {exc}") from exc
+        raw = _as_numpy(values)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise InputTypeError(f"{name} must be a numeric array of real numbers (ragged or mixed "
+                             f"rows?), got {type(values).__name__}: {exc}") from exc
+    kind = raw.dtype.kind
+    if kind not in "iufO":
+        what = {"b": "bool", "U": "str", "S": "bytes", "c": "complex", "M": "datetime",
+                "m": "timedelta"}.get(kind, kind)
+        raise InputTypeError(f"{name} must be a numeric array of real numbers, got dtype "
+                             f"{raw.dtype} ({what} values)")
+    if kind == "O":
+        flat = raw.reshape(-1)
+        clean = np.empty(flat.shape[0], dtype=np.float64)
+        for i, v in enumerate(flat):
+            if v is None or type(v).__name__ == "NAType":
+                clean[i] = np.nan
+            elif not is_real(v):
+                at = np.unravel_index(i, raw.shape) if raw.ndim else ()
+                raise InputTypeError(f"{name} must hold real numbers, got {type(v).__name__} "
+                                     f"{v!r:.40} at index {tuple(int(k) for k in at)}")
+            elif isinstance(v, (int, np.integer)) and abs(int(v)) > MAX_EXACT_INT:
+                raise InputError(f"{name} holds the integer {int(v)}, which has no exact float64 "
+                                 f"(|value| > 2**53); pass floats")
+            else:
+                clean[i] = float(v)
+        return clean.reshape(raw.shape)
+    if kind in "iu" and raw.size:
+        top = max(abs(int(raw.min())), abs(int(raw.max())))
+        if top > MAX_EXACT_INT:
+            raise InputError(f"{name} holds the integer {top if raw.max() >= top else -top}, "
+                             f"which has no exact float64 (|value| > 2**53); pass floats")
+    if not copy and raw.dtype == np.float64:
+        return raw
+    return np.array(raw, dtype=np.float64, copy=True)
 
 
 def _origin(data: object) -> str:

@@ -33,7 +33,7 @@ import numpy.typing as npt
 from . import _core
 from .checks import check_int, is_int, is_real
 from .errors import InputError, InputTypeError
-from .gains import GainTable, check_gains
+from .gains import GainTable, check_gains, real_matrix
 from .masks import MaskArray, as_masks, masks_to_dense
 
 Method = Literal["auto", "exact", "bnb", "beam"]
@@ -123,15 +123,7 @@ class Grouping:
 
 
 def _as_gain_matrix(gains: object) -> FloatArray:
-    try:
-        raw = gains if isinstance(gains, np.ndarray) else np.asarray(gains)
-        bad_kind = raw.dtype.kind not in "iufO"  # bool (0/1), str (parsed), complex (imag lost)
-        g = np.asarray(raw, dtype=np.float64) if not bad_kind else raw
-    except (TypeError, ValueError) as exc:
-        raise InputTypeError(f"gains must be a numeric array, got {type(gains).__name__}") from exc
-    if bad_kind:
-        raise InputTypeError(f"gains must be a numeric array of real numbers, got dtype "
-                             f"{raw.dtype}")
+    g = real_matrix(gains, "gains", copy=False)
     if g.ndim != 2:
         raise InputError(f"gains must be 2-D (n_masks, n_tasks), got shape {g.shape}")
     if not 1 <= g.shape[1] <= 64:
@@ -171,6 +163,8 @@ def _check_budgets(budget: object) -> tuple[list[int], bool]:
             raise InputError(f"budget is too large: {int(b)}")
         return int(b)
 
+    if isinstance(budget, np.ndarray) and budget.ndim == 0:
+        budget = budget[()]  # a 0-d array is its scalar (np.int64(2), or a type error below)
     if is_int(budget):
         return [one(budget)], True
     if isinstance(budget, (range, Sequence, np.ndarray)) and not isinstance(budget, (str, bytes)):

@@ -6,14 +6,14 @@ A combination of ``n_tasks <= 64`` tasks is a ``uint64`` whose bit ``j`` is task
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from .checks import check_int
+from .checks import check_int, is_int
 from .errors import InputError, InputTypeError
 
 Order = Literal["lex", "colex", "binary"]
@@ -54,19 +54,26 @@ def as_masks(masks: object, n_tasks: int | None = None, *, name: str = "masks") 
     """Convert to a 1-D ``uint64`` array, checking for negatives, zero masks and bits >= n_tasks."""
     if isinstance(masks, np.ndarray):
         arr = masks
+    elif isinstance(masks, (set, frozenset, Mapping, str, bytes)):  # no order, or not masks
+        raise InputTypeError(f"{name} must be an array of integer masks (ordered like the gain "
+                             f"rows), got {type(masks).__name__}")
+    elif type(masks).__module__.partition(".")[0] == "torch" and hasattr(masks, "detach"):
+        arr = np.asarray(masks.detach().cpu().numpy())  # type: ignore[attr-defined]
     else:
         try:
-            arr = np.asarray(list(masks) if not isinstance(masks, (int, np.integer)) else [masks])
+            arr = np.asarray(list(masks) if not is_int(masks) else [masks])  # type: ignore[call-overload]
         except TypeError as exc:
-            raise InputTypeError(f"{name} must be an array of integer masks") from exc
+            raise InputTypeError(f"{name} must be an array of integer masks, got "
+                                 f"{type(masks).__name__}") from exc
     if arr.ndim != 1:
         raise InputError(f"{name} must be 1-D, got shape {arr.shape}")
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
         if arr.dtype == object:
-            try:
-                ints = [int(x) for x in arr]
-            except (TypeError, ValueError) as exc:
-                raise InputTypeError(f"{name} must hold integers, got dtype {arr.dtype}") from exc
+            for i, x in enumerate(arr):  # int("3") and int(2.5) would parse or truncate
+                if not is_int(x):
+                    raise InputTypeError(f"{name} must hold integers, got {type(x).__name__} "
+                                         f"{x!r:.40} at index {i}")
+            ints = [int(x) for x in arr]
             if any(x < 0 or x >= 1 << 64 for x in ints):
                 raise InputError(f"{name} must lie in [1, 2^64)")
             arr = np.array(ints, dtype=np.uint64)
@@ -99,9 +106,15 @@ def all_masks(n_tasks: int, order: Order = "lex", *, max_bytes: int | None = Non
     _check_order(order)
     if max_bytes is None:
         max_bytes = int(os.environ.get("MTGFAST_MAX_ENUM_BYTES", DEFAULT_MAX_ENUM_BYTES))
+    max_bytes = min(check_int("max_bytes", max_bytes, 0), 2**64 - 1)
     if n == 64:
         raise InputError("enumerating all 2^64 - 1 combinations of 64 tasks is not possible")
-    return _core.masks.enumerate_all(n, order, int(max_bytes))
+    need = ((1 << n) - 1) * 8
+    if need > max_bytes:
+        raise InputError(f"all_masks({n}) needs {need / 2**30:.3g} GiB for 2^{n} - 1 masks, over "
+                         f"the limit of {max_bytes / 2**30:.3g} GiB (max_bytes or "
+                         f"MTGFAST_MAX_ENUM_BYTES)")
+    return _core.masks.enumerate_all(n, order, max_bytes)
 
 
 def k_subsets(n_tasks: int, k: int, order: Literal["lex", "colex"] = "lex") -> MaskArray:
@@ -109,14 +122,13 @@ def k_subsets(n_tasks: int, k: int, order: Literal["lex", "colex"] = "lex") -> M
     n = check_n_tasks(n_tasks)
     if order not in ("lex", "colex"):
         raise InputError(f"order must be 'lex' or 'colex', got {order!r}")
-    if not 1 <= int(k) <= n:
-        raise InputError(f"k must be in [1, {n}], got {k}")
-    count = _core.masks.binomial(n, int(k))
+    k = check_int("k", k, 1, n, expected=f"in [1, {n}]")
+    count = _core.masks.binomial(n, k)
     limit = int(os.environ.get("MTGFAST_MAX_ENUM_BYTES", DEFAULT_MAX_ENUM_BYTES))
     if count * 8 > limit:
         raise InputError(f"C({n}, {k}) = {count} masks need {count * 8 / 2**30:.1f} GiB, "
                          f"over the limit of {limit / 2**30:.1f} GiB")
-    return _core.masks.enumerate_k(n, int(k), order)
+    return _core.masks.enumerate_k(n, k, order)
 
 
 def popcount(masks: object) -> npt.NDArray[np.int32]:
@@ -132,8 +144,7 @@ def rank(masks: object) -> npt.NDArray[np.uint64]:
 def unrank(ranks: object, n_tasks: int, k: int) -> MaskArray:
     """The ``k``-task combinations of ``n_tasks`` tasks whose colex ranks are ``ranks``."""
     n = check_n_tasks(n_tasks)
-    if not 1 <= int(k) <= n:
-        raise InputError(f"k must be in [1, {n}], got {k}")
+    k = check_int("k", k, 1, n, expected=f"in [1, {n}]")
     r = np.asarray(ranks)
     if r.ndim != 1 or (r.size and not np.issubdtype(r.dtype, np.integer)):
         raise InputError("ranks must be a 1-D integer array")
@@ -152,12 +163,16 @@ def sample_masks(n_tasks: int, count: int, *, sizes: Iterable[int] | None = None
     Returned sorted by size then colex rank; the draw is a function of ``seed`` alone.
     """
     n = check_n_tasks(n_tasks)
-    size_list = sorted({int(s) for s in sizes}) if sizes is not None else []
+    if sizes is not None and (is_int(sizes) or isinstance(sizes, (str, bytes))
+                              or not isinstance(sizes, Iterable)):
+        raise InputTypeError(f"sizes must be a sequence of ints or None, got "
+                             f"{type(sizes).__name__}")
+    size_list = sorted({check_int("sizes", s) for s in sizes}) if sizes is not None else []
     for s in size_list:
         if not 1 <= s <= n:
             raise InputError(f"sizes must lie in [1, {n}], got {s}")
-    if int(count) < 0:
-        raise InputError(f"count must be >= 0, got {count}")
+    count = check_int("count", count, 0)
+    seed = check_int("seed", seed)  # any int: the sampler takes it modulo 2**64
     available = sum(_core.masks.binomial(n, s) for s in (size_list or range(1, n + 1)))
     if int(count) > available:
         raise InputError(f"cannot draw {count} distinct combinations: only {available} exist")
@@ -168,9 +183,7 @@ def sample_masks(n_tasks: int, count: int, *, sizes: Iterable[int] | None = None
 
 def mask_to_indices(mask: int) -> list[int]:
     """Task indices (ascending) of one mask."""
-    m = int(mask)
-    if m < 0:
-        raise InputError("mask must be non-negative")
+    m = check_int("mask", mask, 0, 2**64 - 1, expected="in [0, 2^64)")
     out = []
     while m:
         low = m & -m
@@ -181,12 +194,12 @@ def mask_to_indices(mask: int) -> list[int]:
 
 def indices_to_mask(indices: Iterable[int]) -> int:
     """The mask of a collection of task indices in [0, 64)."""
+    if is_int(indices) or isinstance(indices, (str, bytes)) or not isinstance(indices, Iterable):
+        raise InputTypeError(f"indices must be a collection of task indices, got "
+                             f"{type(indices).__name__}")
     m = 0
     for j in indices:
-        j = int(j)
-        if not 0 <= j < 64:
-            raise InputError(f"task index must be in [0, 64), got {j}")
-        m |= 1 << j
+        m |= 1 << check_int("task index", j, 0, 63, expected="in [0, 64)")
     return m
 
 
@@ -213,6 +226,9 @@ def dense_to_masks(dense: object) -> MaskArray:
 
 def names_to_mask(names: Sequence[str], all_names: Sequence[str]) -> int:
     """The mask of tasks given by name, with bit order taken from ``all_names``."""
+    for what, v in (("names", names), ("all_names", all_names)):
+        if isinstance(v, (str, bytes)) or not isinstance(v, Iterable):
+            raise InputTypeError(f"{what} must be a sequence of task names, got {type(v).__name__}")
     index = {n: i for i, n in enumerate(all_names)}
     missing = [n for n in names if n not in index]
     if missing:

@@ -70,6 +70,8 @@ std::vector<GroupingResult> exact_dp(const Problem& p, const std::vector<int>& b
     sub_sum[0] = 0.0;
     sub_mask[0] = 0;
     for (std::size_t x = 1; x < cnt; ++x) {
+      // a row of many tasks is 2^|C| steps on its own: honour the time limit inside it too
+      if ((x & 0xFFFF) == 0 && deadline.passed()) return timed_out();
       const std::size_t prev = x & (x - 1);
       const int j = bits[ctz64(x)];
       sub_sum[x] = sub_sum[prev] + g[j];

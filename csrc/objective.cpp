@@ -4,9 +4,21 @@
 #include <cmath>
 #include <numeric>
 #include <stdexcept>
+#include <iomanip>
+#include <sstream>
 #include <string>
 
 namespace mtgfast {
+
+namespace {
+
+std::string short_number(double v) {  // 1.7e+308, not std::to_string's 309 digits
+  std::ostringstream os;
+  os << std::setprecision(6) << v;
+  return os.str();
+}
+
+}  // namespace
 
 Problem make_problem(const mask_t* masks, const double* gains, std::size_t n_masks, int n_tasks,
                      Uncovered uncovered) {
@@ -27,6 +39,11 @@ Problem make_problem(const mask_t* masks, const double* gains, std::size_t n_mas
         throw std::invalid_argument("gains must be finite inside each combination: row " +
                                     std::to_string(i) + " (mask " + std::to_string(masks[i]) +
                                     "), task " + std::to_string(j) + " is " + std::to_string(v));
+      if (std::fabs(v) > kMaxGain)  // sums, bounds and the beam's float copy must not overflow
+        throw std::invalid_argument(
+            "gains must be at most 2^64 in magnitude for the core (mtgfast.group scales any "
+            "finite table by a power of two first): row " + std::to_string(i) + " (mask " +
+            std::to_string(masks[i]) + "), task " + std::to_string(j) + " is " + short_number(v));
     }
   }
   // Sort (mask, input row) pairs: no indirection in the comparisons.

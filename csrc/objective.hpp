@@ -11,6 +11,9 @@
 namespace mtgfast {
 
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+// Largest |gain| the core searches (2^64): sums of 64 of them, the Lagrangian bounds and the
+// beam's float32 copy stay finite. The Python layer scales larger (and tiny) tables first.
+constexpr double kMaxGain = 18446744073709551616.0;
 
 // What happens to a task that no chosen group contains.
 enum class Uncovered {
@@ -36,7 +39,7 @@ struct Problem {
 
 // Validates and sorts a candidate table. masks: n_masks values; gains: n_masks x n_tasks row-major.
 // Throws std::invalid_argument for n_tasks outside [1, 64], a zero mask, a bit >= n_tasks, duplicate
-// masks, or a non-finite gain inside a combination.
+// masks, or a non-finite gain (or one above kMaxGain in magnitude) inside a combination.
 Problem make_problem(const mask_t* masks, const double* gains, std::size_t n_masks, int n_tasks,
                      Uncovered uncovered);
 

@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "arrays.hpp"
 #include "enumerate.hpp"
 
 namespace py = pybind11;
@@ -23,7 +24,14 @@ mtgfast::Order parse_order(const std::string& s) {
 }  // namespace
 
 void register_masks(py::module_& m) {
-  m.def("binomial", &mtgfast::binomial, py::arg("n"), py::arg("k"), "C(n, k) for n <= 64.");
+  m.def(
+      "binomial",
+      [](int n, int k) {
+        if (n < 0 || n > 64)  // C(n, k) for n > 64 may not fit in 64 bits: no silent 0
+          throw std::invalid_argument("binomial: n must be in [0, 64], got " + std::to_string(n));
+        return mtgfast::binomial(n, k);
+      },
+      py::arg("n"), py::arg("k"), "C(n, k) for 0 <= n <= 64 (0 when k is outside [0, n]).");
 
   m.def(
       "enumerate_all",
@@ -59,8 +67,13 @@ void register_masks(py::module_& m) {
 
   m.def(
       "rank_colex",
-      [](const MaskArray& masks) {
+      [](const py::object& obj) {
+        const MaskArray masks = mtgfast_bind::u64_arg(obj, "masks");
         if (masks.ndim() != 1) throw std::invalid_argument("masks must be 1-D");
+        for (py::ssize_t i = 0; i < masks.size(); ++i)
+          if (masks.data()[i] == 0)
+            throw std::invalid_argument("masks contains the empty combination (mask 0) at index " +
+                                        std::to_string(i));
         py::array_t<std::uint64_t> out(masks.size());
         const mask_t* in = masks.data();
         std::uint64_t* o = out.mutable_data();
@@ -75,7 +88,8 @@ void register_masks(py::module_& m) {
 
   m.def(
       "unrank_colex",
-      [](const MaskArray& ranks, int n, int k) {
+      [](const py::object& obj, int n, int k) {
+        const MaskArray ranks = mtgfast_bind::u64_arg(obj, "ranks");
         if (ranks.ndim() != 1) throw std::invalid_argument("ranks must be 1-D");
         MaskArray out(ranks.size());
         const std::uint64_t* in = ranks.data();
@@ -106,7 +120,8 @@ void register_masks(py::module_& m) {
 
   m.def(
       "popcount",
-      [](const MaskArray& masks) {
+      [](const py::object& obj) {
+        const MaskArray masks = mtgfast_bind::u64_arg(obj, "masks");
         py::array_t<std::int32_t> out(masks.size());
         const mask_t* in = masks.data();
         std::int32_t* o = out.mutable_data();

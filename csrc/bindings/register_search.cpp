@@ -3,11 +3,13 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
 #include <vector>
 
+#include "arrays.hpp"
 #include "exact.hpp"
 #include "objective.hpp"
 #include "search.hpp"
@@ -72,9 +74,11 @@ void register_search(py::module_& m) {
 
   m.def(
       "group",
-      [](const MaskArray& masks, const GainArray& gains, const std::vector<int>& budgets,
+      [](const py::object& masks_obj, const py::object& gains_obj, const std::vector<int>& budgets,
          mtgfast::Method method, int beam_width, mtgfast::Uncovered mode, double time_limit,
          std::uint64_t max_dp_bytes, double gap_tol, bool local_search) {
+        const MaskArray masks = mtgfast_bind::u64_arg(masks_obj, "masks");
+        const GainArray gains = mtgfast_bind::f64_arg(gains_obj, "gains");
         if (masks.ndim() != 1) throw std::invalid_argument("masks must be 1-D");
         if (gains.ndim() != 2) throw std::invalid_argument("gains must be 2-D (n_masks, n_tasks)");
         if (gains.shape(0) != masks.shape(0))
@@ -97,7 +101,9 @@ void register_search(py::module_& m) {
         mtgfast::SearchOptions opt;
         opt.beam_width = beam_width;
         opt.time_limit = time_limit;
-        opt.max_dp_bytes = max_dp_bytes;
+        // never a DP table the machine cannot hold: the OS would kill the process, not throw
+        const std::uint64_t phys = mtgfast_bind::physical_memory();
+        opt.max_dp_bytes = phys ? std::min(max_dp_bytes, phys / 2) : max_dp_bytes;
         opt.gap_tol = gap_tol;
         opt.local_search = local_search;
         std::vector<mtgfast::GroupingResult> results;

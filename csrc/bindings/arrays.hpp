@@ -1,0 +1,68 @@
+// Strict numpy arguments for the bound functions: what pybind11's forcecast would silently
+// convert (1.7 -> 1, -1 -> 2^64 - 1, True -> 1, "3" -> error deep inside) is refused up front.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
+
+namespace mtgfast_bind {
+
+namespace py = pybind11;
+
+using U64Array = py::array_t<std::uint64_t, py::array::c_style | py::array::forcecast>;
+using F64Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+inline py::array as_array(const py::object& obj, const std::string& name) {
+  if (obj.is_none()) throw py::type_error(name + " must be a numpy array, got None");
+  py::array a = py::array::ensure(obj);
+  if (!a) throw py::type_error(name + " must be a numpy array (or a sequence of numbers)");
+  return a;
+}
+
+inline std::string dtype_name(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+// Non-negative integers as uint64 (masks, ranks): unsigned or signed integer dtypes only (an
+// empty array of any numeric dtype is fine); negative values are refused.
+inline U64Array u64_arg(const py::object& obj, const std::string& name) {
+  py::array a = as_array(obj, name);
+  const char kind = a.dtype().kind();
+  if (a.size() == 0 && (kind == 'f' || kind == 'i' || kind == 'u')) return U64Array::ensure(a);
+  if (kind != 'u' && kind != 'i')
+    throw py::type_error(name + " must hold integers (uint64), got dtype " + dtype_name(a));
+  if (kind == 'i') {
+    const auto s = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+    const std::int64_t* p = s.data();
+    for (py::ssize_t i = 0; i < s.size(); ++i)
+      if (p[i] < 0)
+        throw py::value_error(name + " must be non-negative, got " + std::to_string(p[i]) +
+                              " at flat index " + std::to_string(i));
+  }
+  return U64Array::ensure(a);
+}
+
+// Real numbers as float64: float, signed or unsigned integer dtypes (not bool, complex, object).
+inline F64Array f64_arg(const py::object& obj, const std::string& name) {
+  py::array a = as_array(obj, name);
+  const char kind = a.dtype().kind();
+  if (kind != 'f' && kind != 'i' && kind != 'u')
+    throw py::type_error(name + " must hold real numbers (float64), got dtype " + dtype_name(a));
+  return F64Array::ensure(a);
+}
+
+// Physical memory in bytes (0 when unknown): a table larger than this would be killed by the
+// operating system rather than fail with MemoryError, so such a request is refused first.
+inline std::uint64_t physical_memory() {
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page > 0) return std::uint64_t(pages) * std::uint64_t(page);
+#endif
+  return 0;
+}
+
+}  // namespace mtgfast_bind

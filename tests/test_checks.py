@@ -100,3 +100,28 @@ def test_modules_use_the_shared_checks(call, exc, words):
     with pytest.raises(exc) as info:
         call()
     assert words in str(info.value)
+
+
+@pytest.mark.parametrize("raw,expected", [("", 7), ("  ", 7), ("1024", 1024), ("1_000", 1000),
+                                          ("abc", "whole number"), ("1.5", "whole number"),
+                                          ("-3", ">= 0")])
+def test_env_int(monkeypatch, raw, expected):
+    from mtgfast.checks import env_int
+
+    monkeypatch.setenv("MTGFAST_TEST_BYTES", raw)
+    if isinstance(expected, int):
+        assert env_int("MTGFAST_TEST_BYTES", 7) == expected
+    else:
+        with pytest.raises(InputError, match=f"MTGFAST_TEST_BYTES must be.*{expected}"):
+            env_int("MTGFAST_TEST_BYTES", 7)
+
+
+def test_bad_environment_limits_name_the_variable(monkeypatch):
+    from mtgfast import all_masks, group
+
+    monkeypatch.setenv("MTGFAST_MAX_DP_BYTES", "4GB")
+    with pytest.raises(InputError, match="MTGFAST_MAX_DP_BYTES"):
+        group([1], [[0.1]], 1)
+    monkeypatch.setenv("MTGFAST_MAX_ENUM_BYTES", "lots")
+    with pytest.raises(InputError, match="MTGFAST_MAX_ENUM_BYTES"):
+        all_masks(3)

@@ -9,12 +9,13 @@ a scalar, so that ``True``, ``np.bool_``, ``"3"`` and ``3+0j`` are refused the s
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
 from .errors import InputError, InputTypeError
 
-__all__ = ["check_int", "check_real", "describe", "is_int", "is_real"]
+__all__ = ["check_int", "check_real", "describe", "env_int", "is_int", "is_real"]
 
 
 def is_int(value: object) -> bool:
@@ -71,3 +72,19 @@ def check_real(name: str, value: object, low: float | None = None, high: float |
                 ("" if low is None and high is None else " " + _range_text(low, high))
         raise InputError(f"{name} must be {expected}, got {value!r}")
     return v
+
+
+def env_int(name: str, default: int) -> int:
+    """The environment variable ``name`` as an int >= 0 (``default`` when unset or empty);
+    anything else is an ``InputError`` naming the variable (not a bare ``int()`` failure)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        raise InputError(f"environment variable {name} must be a whole number of bytes, got "
+                         f"{raw!r}") from None
+    if value < 0:
+        raise InputError(f"environment variable {name} must be >= 0, got {value}")
+    return value

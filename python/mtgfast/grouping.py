@@ -22,7 +22,6 @@ value``; ``optimal`` means ``gap <= gap_tol * max(1, |value|)`` (``GAP_TOL`` = 1
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, overload
@@ -31,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from .checks import check_int, is_int, is_real
+from .checks import check_int, env_int, is_int, is_real
 from .errors import InputError, InputTypeError
 from .gains import GainTable, check_gains, real_matrix
 from .masks import MaskArray, as_masks, masks_to_dense
@@ -236,7 +235,7 @@ def _rescored(m: MaskArray, g: FloatArray, groups: MaskArray, uncovered: str
 
 
 def _max_dp_bytes() -> int:
-    return int(os.environ.get("MTGFAST_MAX_DP_BYTES", DEFAULT_MAX_DP_BYTES))
+    return env_int("MTGFAST_MAX_DP_BYTES", DEFAULT_MAX_DP_BYTES)
 
 
 def _pick_backend(method: str, n_tasks: int, n_masks: int, max_budget: int) -> str:

@@ -5,7 +5,6 @@ A combination of ``n_tasks <= 64`` tasks is a ``uint64`` whose bit ``j`` is task
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal
 
@@ -13,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from .checks import check_int, is_int
+from .checks import check_int, env_int, is_int
 from .errors import InputError, InputTypeError
 
 Order = Literal["lex", "colex", "binary"]
@@ -105,7 +104,7 @@ def all_masks(n_tasks: int, order: Order = "lex", *, max_bytes: int | None = Non
     n = check_n_tasks(n_tasks)
     _check_order(order)
     if max_bytes is None:
-        max_bytes = int(os.environ.get("MTGFAST_MAX_ENUM_BYTES", DEFAULT_MAX_ENUM_BYTES))
+        max_bytes = env_int("MTGFAST_MAX_ENUM_BYTES", DEFAULT_MAX_ENUM_BYTES)
     max_bytes = min(check_int("max_bytes", max_bytes, 0), 2**64 - 1)
     if n == 64:
         raise InputError("enumerating all 2^64 - 1 combinations of 64 tasks is not possible")
@@ -124,7 +123,7 @@ def k_subsets(n_tasks: int, k: int, order: Literal["lex", "colex"] = "lex") -> M
         raise InputError(f"order must be 'lex' or 'colex', got {order!r}")
     k = check_int("k", k, 1, n, expected=f"in [1, {n}]")
     count = _core.masks.binomial(n, k)
-    limit = int(os.environ.get("MTGFAST_MAX_ENUM_BYTES", DEFAULT_MAX_ENUM_BYTES))
+    limit = env_int("MTGFAST_MAX_ENUM_BYTES", DEFAULT_MAX_ENUM_BYTES)
     if count * 8 > limit:
         raise InputError(f"C({n}, {k}) = {count} masks need {count * 8 / 2**30:.1f} GiB, "
                          f"over the limit of {limit / 2**30:.1f} GiB")
@@ -176,7 +175,7 @@ def sample_masks(n_tasks: int, count: int, *, sizes: Iterable[int] | None = None
     available = sum(_core.masks.binomial(n, s) for s in (size_list or range(1, n + 1)))
     if int(count) > available:
         raise InputError(f"cannot draw {count} distinct combinations: only {available} exist")
-    if int(count) * 16 > int(os.environ.get("MTGFAST_MAX_ENUM_BYTES", DEFAULT_MAX_ENUM_BYTES)):
+    if int(count) * 16 > env_int("MTGFAST_MAX_ENUM_BYTES", DEFAULT_MAX_ENUM_BYTES):
         raise InputError(f"drawing {count} combinations needs too much memory")
     return _core.masks.sample_distinct(n, int(count), size_list, int(seed) & (2**64 - 1))
 

@@ -29,6 +29,7 @@ from .cli_common import (
     float_range,
     int_at_least,
     misspelt_options,
+    repeated_options,
     parse_option_value,
     parse_set,
 )
@@ -141,7 +142,7 @@ def _check_replay_outputs(args: argparse.Namespace) -> None:
     if args.json_exact and not args.json_path:
         raise UsageError("replay: --json-exact needs --json PATH")
     if args.json_path:
-        check_new_file(args.json_path, "--json")
+        check_new_file(args.json_path, "--json", device_ok=True)
     if args.plot:
         check_new_file(args.plot, "--plot")
         try:
@@ -263,9 +264,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UsageError(f"{exc} -- unrecognized option(s): {hint}") from None
             raise
         func = getattr(args, "func", None)
+        if func is None and extra:  # `mtgfast --bogus`: one line, not the whole help
+            hint = misspelt_options(extra, parser)
+            raise UsageError(f"unrecognized arguments: {' '.join(extra)}"
+                             f"{' (' + hint + ')' if hint else ''}; expected a command: "
+                             f"replay, demo, study or group (see 'mtgfast --help')")
         if func is None:
             parser.print_help(sys.stderr)
             return EXIT_USAGE
+        repeated = repeated_options(argl, _subparser(parser, args.command) or parser)
+        if repeated:
+            raise UsageError(f"{args.command}: option {repeated} given more than once (each "
+                             f"takes one value; see 'mtgfast {args.command} --help')")
         if getattr(args, "accepts_extra", False):
             return int(func(args, extra, _subparser(parser, args.command)) or 0)
         if extra:

@@ -10,13 +10,15 @@ import argparse
 import difflib
 import math
 import os
+import stat
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .errors import InputError
 
 __all__ = ["EXIT_INTERNAL", "EXIT_USAGE", "HelpFormatter", "Parser", "UsageError",
-           "check_known_options", "check_new_file", "check_readable_file", "error_line",
+           "check_known_options", "check_new_file", "check_new_folder", "check_readable_file",
+           "repeated_options", "error_line",
            "misspelt_options",
            "extra_options", "float_range", "int_at_least", "parse_option_value", "parse_set"]
 
@@ -183,21 +185,68 @@ def misspelt_options(tokens: Sequence[str], parser: argparse.ArgumentParser) -> 
     return "; ".join(hints)
 
 
+def repeated_options(tokens: Sequence[str], parser: argparse.ArgumentParser) -> str:
+    """The first option that takes a value and appears more than once in ``tokens`` (argparse
+    would silently keep the last), e.g. ``--masks``; empty when none does."""
+    single = {s for a in parser._actions if isinstance(a, argparse._StoreAction)
+              for s in a.option_strings}
+    canonical = {s: a.option_strings[-1] for a in parser._actions for s in a.option_strings}
+    seen: set[str] = set()
+    for tok in tokens:
+        if tok == "--":
+            break
+        name = tok.split("=", 1)[0]
+        if name in single:
+            key = canonical[name]
+            if key in seen:
+                return key
+            seen.add(key)
+    return ""
+
+
 def check_readable_file(path: str, flag: str) -> str:
     """``path`` names an existing regular file (else ``InputError`` naming the option)."""
     if not os.path.exists(path):
         raise InputError(f"{flag} {path!r}: no such file")
     if os.path.isdir(path):
         raise InputError(f"{flag} {path!r}: is a directory, expected a file")
+    _check_regular(path, flag)
     if not os.access(path, os.R_OK):
         raise InputError(f"{flag} {path!r}: permission denied (cannot read)")
     return path
 
 
-def check_new_file(path: str, flag: str) -> str:
-    """``path`` can be written: its folder exists and is writable, and it is not a folder."""
+def _check_regular(path: str, flag: str) -> None:
+    """A FIFO, a device (/dev/null) or a socket is no data file: reading one blocks or reads
+    nothing, and SQLite cannot keep a store in it."""
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else
+                "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else
+                "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+        raise InputError(f"{flag} {path!r}: is {kind}, expected a regular file")
+
+
+def check_new_folder(path: str, flag: str) -> str:
+    """``path`` is an existing folder or can be created in an existing, writable parent."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise InputError(f"{flag} {path!r}: is a file, expected a folder (created if missing)")
+    parent = os.path.dirname(os.path.abspath(path))
+    target = path if os.path.isdir(path) else parent
+    if not os.path.isdir(target):
+        raise InputError(f"{flag} {path!r}: folder {parent!r} does not exist")
+    if not os.access(target, os.W_OK):
+        raise InputError(f"{flag} {path!r}: permission denied (cannot write)")
+    return path
+
+
+def check_new_file(path: str, flag: str, *, device_ok: bool = False) -> str:
+    """``path`` can be written: its folder exists and is writable, and it is not a folder (nor
+    a FIFO or a device, unless ``device_ok``: ``--json /dev/null`` discards the output)."""
     if os.path.isdir(path):
         raise InputError(f"{flag} {path!r}: is a directory, expected a file name")
+    if os.path.exists(path) and not (device_ok and stat.S_ISCHR(os.stat(path).st_mode)):
+        _check_regular(path, flag)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise InputError(f"{flag} {path!r}: folder {folder!r} does not exist")

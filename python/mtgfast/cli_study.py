@@ -17,11 +17,12 @@ from typing import Any
 from .cli_common import (
     UsageError,
     check_new_file,
+    check_new_folder,
     check_readable_file,
     float_range,
     int_at_least,
 )
-from .errors import InputError
+from .errors import InputError, MtgfastError
 
 __all__ = ["EXECUTORS", "add_commands", "cmd_demo", "cmd_group", "cmd_study", "make_cli_executor",
            "write_plots"]
@@ -56,8 +57,9 @@ def _add_plot_option(p: argparse.ArgumentParser) -> None:
 
 def _check_plot_dir(path: str | None) -> None:
     if path is not None:
-        check_new_file(os.path.join(path, "grouping.png") if os.path.isdir(path) else path,
-                       "--plot")
+        check_new_folder(path, "--plot")
+        if os.path.isdir(path):
+            check_new_file(os.path.join(path, "grouping.png"), "--plot")
 
 
 def write_plots(study: Any, res: Any, folder: str) -> list[str]:
@@ -222,10 +224,31 @@ def _make_suite(name: str, data: str | None) -> Any:
 
         check_readable_file(data, "--data")
         read_text(data, "--data file")   # binary / non-UTF-8 named here, not deep in pandas
-        return get_suite("ett", path=data)
+        suite = get_suite("ett", path=data)
+        _check_suite_data(suite, data)
+        return suite
     if data is not None:
         raise InputError(f"--data is not used by suite {name!r}")
     return get_suite(name)
+
+
+def _check_suite_data(suite: Any, data: str) -> None:
+    """Build the suite's splits now, so that a file that is no series fails with one line naming
+    it before any training run (not after every run failed its retries)."""
+    import torch
+
+    try:
+        splits = suite.splits()
+    except MtgfastError as exc:
+        raise InputError(f"--data {data!r}: {exc}") from None
+    except Exception as exc:  # pandas' parser errors, a column of text...
+        raise InputError(f"--data {data!r}: not a series this suite can read "
+                         f"({type(exc).__name__}: {' '.join(str(exc).split())[:160]})") from None
+    for name in ("X_train", "X_valid", "X_test"):
+        x = getattr(splits, name)
+        if isinstance(x, torch.Tensor) and not bool(torch.isfinite(x).all()):
+            raise InputError(f"--data {data!r}: the series holds missing or non-finite values "
+                             f"(they reach the {name[2:]} split); fill or drop them first")
 
 
 def _check_training_names(weighting: str, arch: str) -> None:
@@ -277,7 +300,7 @@ def cmd_group(args: argparse.Namespace) -> int:
     """``mtgfast group``: best grouping of a stored study from its measured gains."""
     from .study.study import group_stored
 
-    check_readable_file(args.store, "--store")   # never create a store here
+    check_readable_file(args.store, "--store")   # never create a store here (nor read a FIFO)
     if os.path.getsize(args.store) == 0:
         raise InputError(f"--store {args.store!r} is an empty file, not a gain store")
     res = group_stored(args.store, args.budget, study=args.study, estimator=args.estimator)

@@ -12,6 +12,7 @@ import io
 import math
 import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -591,6 +592,22 @@ def _parse_gain(value: object, where: str, allow_nan: bool) -> float:
     return v
 
 
+def _read_bytes(p: str) -> bytes:
+    """The bytes of a file; a FIFO (``<(zcat x.gz)``) is read to its end without waiting for a
+    writer that never comes (opened non-blocking: no writer reads as empty, not a hang)."""
+    if not stat.S_ISFIFO(os.stat(p).st_mode):
+        return Path(p).read_bytes()
+    fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        os.set_blocking(fd, True)  # with a writer: block for its data; without: EOF at once
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
 def read_text(path: PathLike, what: str = "file") -> str:
     """The text of a UTF-8 file; ``InputError`` naming ``what`` and the file when it is missing,
     unreadable, binary (NUL bytes) or not UTF-8 (with the line of the first bad byte)."""
@@ -599,7 +616,7 @@ def read_text(path: PathLike, what: str = "file") -> str:
                              f"{type(path).__name__}")
     p = os.fspath(path)
     try:
-        data = Path(p).read_bytes()
+        data = _read_bytes(p)
     except FileNotFoundError:
         raise InputError(f"cannot read {what} {p!r}: no such file") from None
     except IsADirectoryError:
@@ -622,7 +639,8 @@ def read_text(path: PathLike, what: str = "file") -> str:
 
 
 def read_matrix(path: PathLike, *, name: str = "file") -> FloatArray:
-    """Read a numeric matrix without header; comma- or whitespace-separated (detected).
+    """Read a numeric matrix without header; comma-, semicolon- or whitespace-separated (detected
+    per line; one trailing separator is allowed).
 
     Raises ``InputError`` naming the file and line for ragged rows or non-numeric fields.
     """
@@ -634,8 +652,11 @@ def read_matrix(path: PathLike, *, name: str = "file") -> FloatArray:
         line = line.strip()
         if not line:
             continue
-        fields = [f for f in re.split(r"\s+", line) if f != ""] if "," not in line \
-            else [f.strip() for f in line.split(",")]
+        sep = ";" if ";" in line else ("," if "," in line else None)  # per line, as documented
+        fields = [f for f in re.split(r"\s+", line) if f != ""] if sep is None \
+            else [f.strip() for f in line.split(sep)]
+        if sep is not None and len(fields) > 1 and fields[-1] == "":
+            fields.pop()  # one trailing separator (spreadsheet exports) ends the row
         try:
             values = [float(f) for f in fields]
         except ValueError:
@@ -676,6 +697,9 @@ def _read_tidy(path: PathLike) -> tuple[dict[str, list[Any]], list[str]]:
             raise InputError(f"cannot read tidy gain file {p!r}: no such file")
         if os.path.isdir(p):
             raise InputError(f"cannot read tidy gain file {p!r}: it is a directory, not a file")
+        if not stat.S_ISREG(os.stat(p).st_mode):
+            raise InputError(f"cannot read tidy gain file {p!r}: Parquet needs a regular file "
+                             "(not a FIFO or a device)")
         try:
             df = pd.read_parquet(p)
         except ImportError as exc:

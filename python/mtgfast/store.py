@@ -27,6 +27,7 @@ import json
 import math
 import os
 import sqlite3
+import stat
 import time
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -255,6 +256,10 @@ class GainStore:
                              "not created): check the path")
         if exists and not self.in_memory and os.path.isdir(self.path):
             raise StoreError(f"{self.path!r} is a folder, not a gain store file")
+        if exists and not self.in_memory and not stat.S_ISREG(os.stat(self.path).st_mode):
+            raise StoreError(f"{self.path!r} is not a regular file (a FIFO, a device such as "
+                             "/dev/null, or a socket): a gain store needs a file SQLite can "
+                             "lock and seek in")
         try:
             if self.readonly and not self.in_memory:
                 uri = "file:" + urllib.parse.quote(os.path.abspath(self.path)) + "?mode=ro"
@@ -289,6 +294,10 @@ class GainStore:
         if "not a database" in text:
             return StoreError(f"{self.path!r} is not an mtgfast gain store (not an SQLite "
                               f"database: {text}); check the path")
+        if "locked" in text or "busy" in text:
+            return StoreError(f"gain store {self.path!r} is locked by another connection or "
+                              f"process (waited {self._timeout:g} s: {text}); retry later, give "
+                              f"GainStore a longer timeout, or stop the other writer")
         if "malformed" in text or "corrupt" in text:
             return StoreError(f"gain store {self.path!r} is corrupt ({text}); restore it from a "
                               "backup, or recover what is readable with the sqlite3 '.recover' "
@@ -351,16 +360,20 @@ class GainStore:
             raise StoreError(f"gain store {self.path!r} is closed")
         return self._conn
 
-    def _retry(self, fn: Any, attempts: int = 50) -> Any:
-        # journal_mode and BEGIN IMMEDIATE can report "locked" without calling the busy handler
-        for i in range(attempts):
+    def _retry(self, fn: Any) -> Any:
+        # journal_mode and BEGIN IMMEDIATE can report "locked" without calling the busy handler:
+        # retry those, but within the store's timeout in all (not 50 x the busy timeout)
+        deadline = time.monotonic() + self._timeout
+        i = 0
+        while True:
             try:
                 return fn()
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc) or i == attempts - 1:
+                left = deadline - time.monotonic()
+                if "locked" not in str(exc) and "busy" not in str(exc) or left <= 0:
                     raise
-                time.sleep(0.02 * (i + 1))
-        return None  # pragma: no cover
+                i += 1
+                time.sleep(min(0.02 * i, 0.25, left))
 
     def _transaction(self) -> _Tx:
         if self.readonly:

@@ -197,10 +197,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, _executor(args) as executor:
         store = args.store or str(Path(tmp) / "mtgfast-demo.db")
-        print(f"mtgfast demo: {suite.n_tasks} one-vs-rest tasks on scikit-learn's digits, "
-              f"metric: validation log loss; store: {args.store or '(temporary)'}", flush=True)
         with Study(suite, store=store, estimator=args.estimator, config=config,
                    workers=args.workers, executor=executor, progress=not args.quiet) as study:
+            # after the store opened: a bad --store is one error line, not a banner and a line
+            print(f"mtgfast demo: {suite.n_tasks} one-vs-rest tasks on scikit-learn's digits, "
+                  f"metric: validation log loss; store: {args.store or '(temporary)'}",
+                  flush=True)
             study.run(rounds=args.rounds)
             res = study.result(args.budget)
             n_runs = study.store.count_runs(study.name)

@@ -30,6 +30,7 @@ from .cli_common import (
     int_at_least,
     misspelt_options,
     repeated_options,
+    require_extra,
     parse_option_value,
     parse_set,
 )
@@ -145,6 +146,7 @@ def _check_replay_outputs(args: argparse.Namespace) -> None:
         check_new_file(args.json_path, "--json", device_ok=True)
     if args.plot:
         check_new_file(args.plot, "--plot")
+        require_extra("matplotlib", "plot", "--plot")
         try:
             from matplotlib.backends.backend_agg import FigureCanvasAgg
         except ModuleNotFoundError as exc:

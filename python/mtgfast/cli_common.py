@@ -18,7 +18,7 @@ from .errors import InputError
 
 __all__ = ["EXIT_INTERNAL", "EXIT_USAGE", "HelpFormatter", "Parser", "UsageError",
            "check_known_options", "check_new_file", "check_new_folder", "check_readable_file",
-           "repeated_options", "error_line",
+           "repeated_options", "require_extra", "error_line",
            "misspelt_options",
            "extra_options", "float_range", "int_at_least", "parse_option_value", "parse_set"]
 
@@ -202,6 +202,16 @@ def repeated_options(tokens: Sequence[str], parser: argparse.ArgumentParser) -> 
                 return key
             seen.add(key)
     return ""
+
+
+def require_extra(module: str, extra: str, flag: str) -> None:
+    """``InputError`` naming the option and the extra to install when ``module`` is missing, so
+    that ``--plot`` fails before the work, not after it."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise InputError(f"{flag} needs {module}, which is not installed: "
+                         f"pip install \"mtgfast[{extra}]\"")
 
 
 def check_readable_file(path: str, flag: str) -> str:

@@ -19,6 +19,7 @@ from .cli_common import (
     check_new_file,
     check_new_folder,
     check_readable_file,
+    require_extra,
     float_range,
     int_at_least,
 )
@@ -58,6 +59,7 @@ def _add_plot_option(p: argparse.ArgumentParser) -> None:
 def _check_plot_dir(path: str | None) -> None:
     if path is not None:
         check_new_folder(path, "--plot")
+        require_extra("matplotlib", "plot", "--plot")
         if os.path.isdir(path):
             check_new_file(os.path.join(path, "grouping.png"), "--plot")
 

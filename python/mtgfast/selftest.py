@@ -198,6 +198,27 @@ def check_bad_input_is_an_error() -> None:
         raise AssertionError(f"bad input case {i} raised no InputError")
 
 
+def check_extreme_gains() -> None:
+    """Gains near 1e308 and subnormal gains give finite, exact values (the search runs on gains
+    scaled by a power of two), and a value beyond float64 is an ``InputError``."""
+    from mtgfast.errors import InputError
+    from mtgfast.grouping import evaluate, group
+
+    masks = np.array([1, 2, 3], dtype=np.uint64)
+    for scale in (2.0**1000, 2.0**-1070, 1.0):
+        gains = np.array([[1.0, np.nan], [np.nan, 1.0], [3.0, 4.0]]) * scale
+        for method in ("exact", "bnb", "beam"):
+            g = group(masks, gains, 2, method)
+            assert list(g.groups) == [3] and g.value == 7.0 * scale and g.bound == g.value, (
+                f"{method} at scale {scale}: {g}")
+        assert evaluate(g, gains, masks) == 3.5 * scale, f"evaluate at scale {scale}"
+    try:
+        group(np.array([3], dtype=np.uint64), np.array([[1.5e308, 1.7e308]]), 1)
+    except InputError:
+        return
+    raise AssertionError("a grouping value beyond float64 raised no InputError")
+
+
 CHECKS: dict[str, Callable[[], None]] = {
     "enumeration": check_enumeration,
     "popcount-rank-unrank": check_popcount_rank_unrank,
@@ -206,6 +227,7 @@ CHECKS: dict[str, Callable[[], None]] = {
     "beam-search": check_beam_search,
     "evaluate": check_evaluate,
     "bad-input": check_bad_input_is_an_error,
+    "extreme-gains": check_extreme_gains,
 }
 
 

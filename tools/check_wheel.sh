@@ -165,7 +165,7 @@ clean_path="$work/venv/bin:$work/bin"
 mkdir -p "$work/elsewhere"
 cd "$work/elsewhere"   # not the source tree: `import mtgfast` must find the installed wheel
 env -i HOME="$work" PATH="$clean_path" PROBE="$root/tools/wheel_probe.py" MINIMAL="$minimal" \
-    DEMO="$demo" bash -c '
+    DEMO="$demo" NL=$'\n' bash -c '
   set -euo pipefail
   for c in gcc c++ cc g++ clang; do
     if command -v "$c" >/dev/null 2>&1; then echo "compiler $c is on PATH" >&2; exit 1; fi
@@ -182,7 +182,7 @@ env -i HOME="$work" PATH="$clean_path" PROBE="$root/tools/wheel_probe.py" MINIMA
   set +e
   err=$(mtgfast --bogus 2>&1); rc=$?
   set -e
-  [ "$rc" = 2 ] && [[ "$err" != *$'\n'* ]] || { echo "bad: $rc $err" >&2; exit 1; }
+  [ "$rc" = 2 ] && [[ "$err" != *"$NL"* ]] || { echo "bad: $rc $err" >&2; exit 1; }
   echo "mtgfast --bogus: status 2, one line"
   expect_extra() {  # a feature whose extra is missing: status 2 and one line naming the extra
     local extra=$1 module=$2; shift 2
@@ -192,7 +192,7 @@ env -i HOME="$work" PATH="$clean_path" PROBE="$root/tools/wheel_probe.py" MINIMA
     out=$("$@" 2>&1); rc=$?
     set -e
     case "$out" in *"mtgfast[$extra]"*) ;; *) echo "no mtgfast[$extra] hint: $out" >&2; exit 1;; esac
-    echo "without the $extra extra: \"${out##*$'\n'}\""
+    echo "without the $extra extra: \"${out##*"$NL"}\""
   }
   if [ "$MINIMAL" = 0 ]; then
     expect_extra plot matplotlib mtgfast demo --plot "$HOME/pictures"

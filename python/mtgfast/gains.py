@@ -327,8 +327,8 @@ class GainTable:
             try:
                 df.to_parquet(path, index=False)
             except ImportError as exc:
-                raise InputError(f"writing Parquet needs pyarrow (pip install "
-                                 f"\"mtgfast[parquet]\"): {exc}") from exc
+                raise InputError("writing Parquet needs pyarrow: pip install "
+                                 "\"mtgfast[parquet]\"") from exc
         else:
             df.to_csv(path, index=False)
 
@@ -704,8 +704,8 @@ def _read_tidy(path: PathLike) -> tuple[dict[str, list[Any]], list[str]]:
         try:
             df = pd.read_parquet(p)
         except ImportError as exc:
-            raise InputError(f"reading Parquet {p!r} needs pyarrow (pip install "
-                             f"\"mtgfast[parquet]\"): {exc}") from exc
+            raise InputError(f"reading Parquet {p!r} needs pyarrow: pip install "
+                             f"\"mtgfast[parquet]\"") from exc
         except Exception as exc:  # pyarrow raises its own types (ArrowInvalid...) for bad files
             why = " ".join(str(exc).split())[:200]
             raise InputError(f"cannot read tidy gain file {p!r}: not a readable Parquet file "

@@ -271,3 +271,80 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str], command: str
 def test_no_args_prints_usage_status_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert "usage: mtgfast" in capsys.readouterr().err
+
+
+# -- tidy files and Parquet with the wrong dtypes ------------------------------------------------
+TIDY = "mask,task,gain\n3,a,0.1\n3,b,0.2\n1,a,0\n2,b,0\n"
+
+
+@pytest.mark.parametrize("text", [TIDY, TIDY.replace("\n", "\r\n"), "\ufeff" + TIDY,
+                                  TIDY.replace(",", ";"), TIDY.replace(",", "\t"),
+                                  TIDY.replace("0.2", "2e-1"), TIDY.replace("3,a", "3.0,a")],
+                         ids=["plain", "crlf", "bom", "semicolons", "tabs", "scientific",
+                              "integral float mask"])
+def test_tidy_formats(tmp_path: Path, text: str) -> None:
+    (tmp_path / "t.csv").write_text(text, newline="")
+    t = GainTable.from_tidy(tmp_path / "t.csv", ["a", "b"])
+    assert t.masks.tolist() == [3, 1, 2] and t.gains[0].tolist() == [0.1, 0.2]
+
+
+@pytest.mark.parametrize("text,words", [
+    (TIDY.replace("0.2", "1e999"), ("line 3", "finite", "1e999")),
+    (TIDY.replace("3,a", "3.5,a"), ("line 2", "integers", "3.5")),
+    (TIDY.replace("3,a", "0x3,a"), ("line 2", "integers")),
+    (TIDY + "3,a,0.5\n", ("line 6", "duplicate")),
+    ("mask,task,gain\n", ("no data rows",)),
+])
+def test_tidy_errors_name_the_line(tmp_path: Path, text: str, words: tuple[str, ...]) -> None:
+    (tmp_path / "t.csv").write_text(text)
+    with pytest.raises(InputError) as info:
+        GainTable.from_tidy(tmp_path / "t.csv", ["a", "b"])
+    assert all(w in str(info.value) for w in words), str(info.value)
+
+
+@pytest.mark.parametrize("change,error", [
+    ({}, None),
+    ({"mask": [3.0, 3.0, 1.0, 2.0]}, None),                          # integral floats are masks
+    ({"mask": np.array([3, 3, 1, 2], np.uint64)}, None),
+    ({"task": "category"}, None),
+    ({"mask": [3.5, 3.0, 1.0, 2.0]}, ("row 1", "integers", "3.5")),
+    ({"gain": [True, False, True, False]}, ("row 1", "bool")),
+    ({"task": [1, 2, 1, 2]}, ("row 1", "unknown task")),
+])
+def test_parquet_dtypes(tmp_path: Path, change: dict, error: tuple[str, ...] | None) -> None:
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    df = pd.DataFrame({"mask": [3, 3, 1, 2], "task": ["a", "b", "a", "b"],
+                       "gain": [0.1, 0.2, 0.0, 0.0]})
+    for col, v in change.items():
+        df[col] = df[col].astype(v) if isinstance(v, str) else v
+    df.to_parquet(tmp_path / "t.parquet")
+    if error is None:
+        t = GainTable.from_tidy(tmp_path / "t.parquet", ["a", "b"])
+        assert t.masks.tolist() == [3, 1, 2] and t.gains[0].tolist() == [0.1, 0.2]
+        return
+    with pytest.raises(InputError) as info:
+        GainTable.from_tidy(tmp_path / "t.parquet", ["a", "b"])
+    assert all(w in str(info.value) for w in error), str(info.value)
+
+
+@pytest.mark.parametrize("data,words", [(b"PAR1garbage", ("not a readable Parquet",)),
+                                        (TIDY.encode(), ("not a readable Parquet",))])
+def test_parquet_that_is_not(tmp_path: Path, data: bytes, words: tuple[str, ...]) -> None:
+    pytest.importorskip("pyarrow")
+    (tmp_path / "t.parquet").write_bytes(data)
+    with pytest.raises(InputError) as info:
+        GainTable.from_tidy(tmp_path / "t.parquet", ["a", "b"])
+    assert all(w in str(info.value) for w in words) and "t.parquet" in str(info.value)
+
+
+def test_a_file_rewritten_between_reads_is_read_whole(tmp_path: Path) -> None:
+    """Each reader takes one snapshot of a file: rewriting it between two reads gives two
+    consistent tables, never a mix (the second read sees the new content whole)."""
+    (tmp_path / "m.csv").write_text(M)
+    g = tmp_path / "g.csv"
+    g.write_text(G)
+    first = GainTable.from_mtgnet(tmp_path / "m.csv", g)
+    g.write_text(G.replace("0.3", "0.4"))
+    second = GainTable.from_mtgnet(tmp_path / "m.csv", g)
+    assert first.gains[5, 1] == 0.3 and second.gains[5, 1] == 0.4

@@ -231,8 +231,11 @@ def test_replay_mtgnet_tag_and_final_measured() -> None:
     torch.set_num_threads(1)
     try:
         pred, used = replay_method("mtgnet-tag", v, seed=0, rounds=1, prior=tag, **SMALL)
-        fin, used2 = replay_method("mtgnet", v, seed=0, rounds=1, final="measured", **SMALL)
-        est, _ = replay_method("mtgnet", v, seed=0, rounds=1, **SMALL)
+        fin, used2 = replay_method("mtgnet", v, seed=0, rounds=1, **SMALL)   # the default
+        explicit, _ = replay_method("mtgnet-estimate", v, seed=0, rounds=1, final="measured",
+                                    **SMALL)
+        est, _ = replay_method("mtgnet-estimate", v, seed=0, rounds=1, **SMALL)
+        blind, _ = replay_method("mtgnet", v, seed=0, rounds=1, use_measured=False, **SMALL)
     finally:
         torch.set_num_threads(old)
     member = v.member()
@@ -243,11 +246,19 @@ def test_replay_mtgnet_tag_and_final_measured() -> None:
     size = member.sum(axis=1)
     measured = np.all(np.where(member, fin == v.gains, True), axis=1) & (size >= 2)
     assert measured.sum() == used2
+    np.testing.assert_array_equal(fin, explicit)
     np.testing.assert_array_equal(fin[measured], est[measured])
+    # the old default (mtgnet-estimate) keeps the estimates of the unmeasured rows
+    assert np.all(est[~measured & (size >= 2)][member[~measured & (size >= 2)]] > -1.0)
+    assert np.any(est[~measured & (size >= 2)] != fin[~measured & (size >= 2)])
+    # without measured gains (an ablation) every row is the estimate, the default falls back
+    assert np.all(np.isfinite(blind[member])) and np.any(blind[measured] != fin[measured])
     assert np.all(fin[~measured & (size >= 2)][member[~measured & (size >= 2)]] < 0)
     picked = {int(m) for g in group(v.masks, fin, list(range(1, 7))) for m in g.groups}
     meas = {int(m) for m in v.masks[measured]}
     assert {m for m in picked if m & (m - 1)} <= meas
+    with pytest.raises(InputError, match="needs use_measured=True"):
+        replay_method("mtgnet", v, seed=0, final="measured", use_measured=False)
     with pytest.raises(InputError, match="final must be one of"):
         replay_method("mtgnet", v, seed=0, final="best")
     with pytest.raises(InputTypeError, match="needs prior="):

@@ -20,7 +20,10 @@ __all__ = ["FINAL_CHOICES", "METHOD_DEFAULTS", "METHOD_OPTIONS", "PRIOR_METHODS"
 
 #: method name -> selector of the active loop
 REPLAY_METHODS: dict[str, str] = {
-    "mtgnet": "search",                    # groups the search would choose, verified (default)
+    "mtgnet": "search",                    # groups the search would choose, verified; the
+                                           # final grouping only of measured groups (default)
+    "mtgnet-estimate": "search",           # the same loop; the final search also takes
+                                           # unmeasured groups at their estimate (the old default)
     "mtgnet-paper": "exp-gain",            # the paper's sampler, alpha = 25
     "mtgnet-pairs": "pairs-first",         # every pair first, then the search sampler
     "mtgnet-deterministic": "greedy",      # the released code: largest |gain| per task
@@ -34,10 +37,11 @@ REPLAY_METHODS: dict[str, str] = {
 
 #: options a method runs with unless given (the best configuration found: README, issue 13)
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "mtgnet": {"kappa": 0.0, "warm_start": True},
+    "mtgnet": {"kappa": 0.0, "warm_start": True, "final": "measured"},
+    "mtgnet-estimate": {"kappa": 0.0, "warm_start": True, "final": "estimate"},
     "mtgnet-pairs": {"kappa": 0.0, "warm_start": True},
     "mtgnet-prior": {"kappa": 0.0, "warm_start": True},
-    "mtgnet-tag": {"kappa": 0.0, "warm_start": True},
+    "mtgnet-tag": {"kappa": 0.0, "warm_start": True, "final": "measured"},
 }
 
 #: methods whose estimator is PairPriorMTGNet (the MTGNet options go to its inner model)
@@ -89,7 +93,8 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
     measured keep their measured gains instead of the prediction (they are known). ``options``:
     ``alpha``/``kappa``/``budgets`` go to the selector, ``warm_start`` (each refit continues
     from the previous fit) to the loop, ``risk`` (the final search sees unmeasured combinations
-    at mean - risk * ensemble std) and ``final`` (:data:`FINAL_CHOICES`) to the prediction,
+    at mean - risk * ensemble std; moot under ``final="measured"``) and ``final``
+    (:data:`FINAL_CHOICES`; ``mtgnet``'s default is ``"measured"``) to the prediction,
     ``shrink``/``max_size`` (``mtgnet-prior`` only) to :class:`PairPriorMTGNet`, ``shrink_rows``
     (``mtgnet-tag`` only) to :class:`TablePriorMTGNet`, the rest to :class:`MTGNet`. ``prior``:
     the prior gain table of ``mtgnet-tag`` (e.g. TAG's estimate of every row of ``valid``).
@@ -112,6 +117,7 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
 
     from ..estimators.mtgnet import MTGNet   # torch is imported only when a replay needs it
 
+    final_given = "final" in options
     options = {**METHOD_DEFAULTS.get(name, {}), **options}
     sel_opts = {k: options.pop(k) for k in SELECTOR_OPTIONS if k in options}
     selector = make_selector(REPLAY_METHODS[name], **sel_opts)
@@ -123,7 +129,10 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
     if final not in FINAL_CHOICES:
         raise InputError(f"final must be one of {', '.join(FINAL_CHOICES)}, got {final!r}")
     if final == "measured" and not use_measured:
-        raise InputError("final='measured' needs use_measured=True (it keeps measured gains only)")
+        if final_given:
+            raise InputError("final='measured' needs use_measured=True (it keeps measured gains "
+                             "only)")
+        final = "estimate"   # the ablation without measured gains: every row is an estimate
     use_prior = name in PRIOR_METHODS
     prior_opts = {k: options.pop(k) for k in ("shrink", "max_size") if k in options}
     if not use_prior and prior_opts:

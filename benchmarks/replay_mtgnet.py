@@ -101,13 +101,15 @@ _STATE: dict[str, Any] = {}
 def _one_seed(job: tuple[str, int, int]) -> tuple[list[float], int, dict[str, list[float]]]:
     """One (method, K, seed) replay of an mtgnet* method in this process."""
     import torch
-    from mtgfast.study.replay_methods import replay_method
+    from mtgfast.study.replay_methods import TABLE_PRIOR_METHODS, replay_method
 
     torch.set_num_threads(1)
     method, k, seed = job
     valid, test, budgets = _STATE["valid"], _STATE["test"], _STATE["budgets"]
     stats: dict[str, list[float]] = {}
-    pred, used = replay_method(method, valid, seed=seed, rounds=k, stats=stats,
+    # mtgnet-tag learns the residual over TAG's estimate (one joint run: no measured combination)
+    extra = {"prior": _STATE["tag"]} if method in TABLE_PRIOR_METHODS else {}
+    pred, used = replay_method(method, valid, seed=seed, rounds=k, stats=stats, **extra,
                                **dict(_STATE["options"]))
     return score(valid, test, pred, budgets), used, stats
 
@@ -157,7 +159,7 @@ def main() -> None:
     ap.add_argument("--methods", default="oracle,hoa,tag,random,mtgnet")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="option of the mtgnet* methods (MTGNet args, alpha, kappa, warm_start, "
-                         "use_measured)")
+                         "use_measured, risk, final, shrink, max_size, shrink_rows)")
     ap.add_argument("--jobs", type=int, default=1, help="seeds run in parallel forked workers")
     ap.add_argument("--json", dest="json_path")
     args = ap.parse_args()
@@ -179,7 +181,7 @@ def main() -> None:
     base_res = replay(valid, test, methods=base, hoa=tabs["hoa"], tag=tabs["tag"],
                       dataset=args.dataset, search="auto" if n <= 12 else "beam"
                       ).to_dict() if base else {"methods": {}}
-    _STATE.update(valid=valid, test=test, budgets=budgets, options=options)
+    _STATE.update(valid=valid, test=test, budgets=budgets, options=options, tag=tabs["tag"])
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     for k in args.rounds:
         t0 = time.perf_counter()

@@ -18,6 +18,7 @@ _LAZY: dict[str, str] = {
     "TAG": "mtgfast.estimators.tag",
     "MTGNet": "mtgfast.estimators.mtgnet",
     "PairPriorMTGNet": "mtgfast.estimators.prior",
+    "TablePriorMTGNet": "mtgfast.estimators.prior",
 }
 
 __all__ = list(_LAZY)

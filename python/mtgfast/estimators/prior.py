@@ -1,6 +1,8 @@
-"""Pair-prior residual estimator (ETAP-style): MTG-Net learns the residual over a pair baseline.
+"""Prior residual estimators (ETAP-style): MTG-Net learns the residual over a baseline.
 
-The baseline is HOA-shaped, ``prior_j(C) = mean_{k in C, k != j} P[j, k]``, with ``P[j, k]`` pooled
+:class:`TablePriorMTGNet` takes the baseline from a given table (TAG's affinity estimate, free in
+measured combinations) scaled per task; :class:`PairPriorMTGNet` pools it from the measured rows:
+the baseline is HOA-shaped, ``prior_j(C) = mean_{k in C, k != j} P[j, k]``, with ``P[j, k]`` pooled
 from every measured combination that holds both tasks: the weighted mean of ``gain_j(C')`` over
 measured ``C' ∋ j, k`` (weight ``1 / (|C'| - 1)``, so a measured pair counts most; the full set,
 always measured by the active loop, makes every entry defined). With all pairs measured and nothing
@@ -16,11 +18,11 @@ import numpy as np
 from ..checks import check_int
 from ..errors import InputError, InputTypeError
 from ..gains import FloatArray, GainTable
-from ..masks import MaskArray, as_masks
+from ..masks import MaskArray, as_masks, masks_to_dense
 from .base import GainEstimator
 from .hoa import aggregate_pairs
 
-__all__ = ["PairPriorMTGNet", "pooled_pair_matrix"]
+__all__ = ["PairPriorMTGNet", "TablePriorMTGNet", "pooled_pair_matrix", "prior_slopes"]
 
 
 def pooled_pair_matrix(table: GainTable, max_size: int | None = None) -> FloatArray:
@@ -110,3 +112,105 @@ class PairPriorMTGNet(GainEstimator):
     def n_epochs_(self) -> int:
         return int(getattr(getattr(self, "model_", None), "n_epochs_", 0))
 
+
+
+def _prior_values(prior: GainTable, masks: MaskArray) -> FloatArray:
+    """Prior rows of ``masks``: 0 for a combination the prior lacks and for NaN entries."""
+    idx = prior.index_of(masks)
+    x = np.where((idx >= 0)[:, None], prior.gains[np.maximum(idx, 0)], 0.0)
+    return np.where(np.isfinite(x), x, 0.0)
+
+
+def prior_slopes(table: GainTable, prior: GainTable, shrink_rows: float = 3.0) -> FloatArray:
+    """Per-task slope ``a_j = sum x y / (sum x^2 + shrink_rows * mean x^2)`` of the measured gains
+    ``y`` on the prior ``x`` over ``table``'s combinations of >= 2 tasks holding j (a prior the
+    table lacks counts as 0; 0 where no such row has a nonzero prior)."""
+    member = table.member()
+    multi = member & (member.sum(axis=1) >= 2)[:, None] & np.isfinite(table.gains)
+    x = np.where(multi, _prior_values(prior, table.masks), 0.0)
+    y = np.where(multi, table.gains, 0.0)
+    sxx = (x * x).sum(axis=0)
+    cnt = multi.sum(axis=0)
+    den = sxx + shrink_rows * np.where(cnt > 0, sxx / np.maximum(cnt, 1), 0.0)
+    return np.where(den > 0, (x * y).sum(axis=0) / np.where(den > 0, den, 1.0), 0.0)
+
+
+class TablePriorMTGNet(GainEstimator):
+    """An :class:`~mtgfast.estimators.mtgnet.MTGNet` on the residual over a given prior table
+    (e.g. TAG's estimate of every combination, which costs no measured combination), scaled per
+    task by a learned, shrunk slope so a useless prior is ignored.
+
+    ``prior``: a :class:`GainTable` of prior gains; combinations it lacks get prior 0. Per task j,
+    ``a_j = sum x y / (sum x^2 + shrink_rows * mean x^2)`` over the measured combinations of >= 2
+    tasks holding j (``x`` the prior, ``y`` the measured gain): least squares through 0 shrunk
+    towards 0 as if ``shrink_rows`` more rows had ``y = 0``. The network fits ``y - a_j x``.
+    """
+
+    def __init__(self, model: Any = None, prior: GainTable | None = None,
+                 shrink_rows: float = 3.0) -> None:
+        self.model = model
+        self.prior = prior
+        self.shrink_rows = shrink_rows
+
+    def _check(self) -> Any:
+        from .mtgnet import MTGNet
+
+        model = MTGNet() if self.model is None else self.model
+        if not isinstance(model, MTGNet):
+            raise InputTypeError(f"model must be an MTGNet or None, got {type(model).__name__}")
+        if not isinstance(self.prior, GainTable):
+            raise InputTypeError(f"prior must be a GainTable of prior gains, got "
+                                 f"{type(self.prior).__name__}")
+        s = self.shrink_rows
+        if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0.0 <= float(s) < 1e9:
+            raise InputError(f"shrink_rows must be a number >= 0, got {s!r}")
+        if isinstance(model.warm_start_from, TablePriorMTGNet):
+            model.warm_start_from = getattr(model.warm_start_from, "model_", None)
+        model._check_params()
+        return model
+
+    def _raw_prior(self, m: MaskArray) -> FloatArray:
+        assert isinstance(self.prior, GainTable)
+        return _prior_values(self.prior, m)
+
+    def _fit(self, table: GainTable) -> None:
+        model = self._check()
+        assert isinstance(self.prior, GainTable)
+        if self.prior.n_tasks != table.n_tasks:
+            raise InputError(f"prior has {self.prior.n_tasks} tasks, the table {table.n_tasks}")
+        self.slope_ = prior_slopes(table, self.prior, float(self.shrink_rows))
+        resid = GainTable(table.masks, table.gains - self._prior(table.masks), table.task_names,
+                          dict(table.meta))
+        self.model_ = model.fit(resid)
+
+    def _prior(self, m: MaskArray) -> FloatArray:
+        member = np.asarray(masks_to_dense(m, self.slope_.shape[0]))
+        single = member.sum(axis=1) == 1
+        out = self._raw_prior(m) * self.slope_[None, :]
+        out[single] = 0.0   # a singleton's gain is 0 by definition
+        return np.where(member, out, np.nan)
+
+    def predict(self, masks: object, **kwargs: Any) -> Any:
+        """Scaled prior + the network's residual; ``return_std=True`` also returns the spread."""
+        if not hasattr(self, "model_"):
+            raise InputError("this TablePriorMTGNet is not fitted yet: call fit(table) first")
+        m = as_masks(masks, self.n_tasks_)
+        out = self.model_.predict(m, **kwargs)
+        prior = self._prior(m)
+        if isinstance(out, tuple):
+            return out[0] + prior, out[1]
+        return out + prior
+
+    def predict_members(self, masks: object, **kwargs: Any) -> FloatArray:
+        """Each member's gains ``(n_estimators, n_masks, n_tasks)`` (prior + its residual)."""
+        if not hasattr(self, "model_"):
+            raise InputError("this TablePriorMTGNet is not fitted yet: call fit(table) first")
+        m = as_masks(masks, self.n_tasks_)
+        return self.model_.predict_members(m, **kwargs) + self._prior(m)[None]
+
+    def _predict(self, masks: MaskArray) -> FloatArray:
+        return self.predict(masks)
+
+    @property
+    def n_epochs_(self) -> int:
+        return int(getattr(getattr(self, "model_", None), "n_epochs_", 0))

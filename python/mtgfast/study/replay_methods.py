@@ -15,11 +15,15 @@ from ..errors import InputError, InputTypeError
 from ..gains import FloatArray, GainTable
 from .active import ActiveLoop, make_selector
 
-__all__ = ["METHOD_DEFAULTS", "METHOD_OPTIONS", "PRIOR_METHODS", "REPLAY_METHODS", "SELECTOR_OPTIONS", "replay_method"]
+__all__ = ["FINAL_CHOICES", "METHOD_DEFAULTS", "METHOD_OPTIONS", "PRIOR_METHODS", "REPLAY_METHODS",
+           "SELECTOR_OPTIONS", "TABLE_PRIOR_METHODS", "replay_method"]
 
 #: method name -> selector of the active loop
 REPLAY_METHODS: dict[str, str] = {
-    "mtgnet": "search",                    # groups the search would choose, verified (default)
+    "mtgnet": "search",                    # groups the search would choose, verified; the
+                                           # final grouping only of measured groups (default)
+    "mtgnet-estimate": "search",           # the same loop; the final search also takes
+                                           # unmeasured groups at their estimate (the old default)
     "mtgnet-paper": "exp-gain",            # the paper's sampler, alpha = 25
     "mtgnet-pairs": "pairs-first",         # every pair first, then the search sampler
     "mtgnet-deterministic": "greedy",      # the released code: largest |gain| per task
@@ -27,22 +31,33 @@ REPLAY_METHODS: dict[str, str] = {
     "mtgnet-uncertainty": "uncertainty",   # exp(alpha * (|mean| + kappa * std)) of the ensemble
     "mtgnet-prior": "search",              # the default's sampler; MTG-Net learns the residual
                                            # over the pooled pair prior (estimators/prior.py)
+    "mtgnet-tag": "search",                # the default's sampler; MTG-Net learns the residual
+                                           # over TAG's estimate, scaled per task (prior=)
 }
 
 #: options a method runs with unless given (the best configuration found: README, issue 13)
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "mtgnet": {"kappa": 0.0, "warm_start": True},
+    "mtgnet": {"kappa": 0.0, "warm_start": True, "final": "measured"},
+    "mtgnet-estimate": {"kappa": 0.0, "warm_start": True, "final": "estimate"},
     "mtgnet-pairs": {"kappa": 0.0, "warm_start": True},
     "mtgnet-prior": {"kappa": 0.0, "warm_start": True},
+    "mtgnet-tag": {"kappa": 0.0, "warm_start": True, "final": "measured"},
 }
 
 #: methods whose estimator is PairPriorMTGNet (the MTGNet options go to its inner model)
 PRIOR_METHODS = ("mtgnet-prior",)
+#: methods whose estimator is TablePriorMTGNet over the ``prior`` table given to replay_method
+TABLE_PRIOR_METHODS = ("mtgnet-tag",)
+#: how the final search sees the combinations: measured gains where measured and the ensemble
+#: mean elsewhere ("estimate"), or measured combinations only ("measured": the others never
+#: enter a grouping, so every chosen group was verified)
+FINAL_CHOICES = ("estimate", "measured")
 
 #: options that go to the selector (the rest go to the loop or to MTGNet)
 SELECTOR_OPTIONS = ("alpha", "kappa", "budgets")
 #: every option a replay method takes besides MTGNet's: the selector's, then the loop's
-METHOD_OPTIONS = (*SELECTOR_OPTIONS, "warm_start", "risk", "shrink", "max_size")
+METHOD_OPTIONS = (*SELECTOR_OPTIONS, "warm_start", "risk", "final", "shrink", "max_size",
+                  "shrink_rows")
 
 
 class _Timed:
@@ -69,7 +84,7 @@ class _Timed:
 
 def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
                   use_measured: bool = True, stats: dict[str, list[float]] | None = None,
-                  **options: Any) -> tuple[FloatArray, int]:
+                  prior: GainTable | None = None, **options: Any) -> tuple[FloatArray, int]:
     """Run MTG-Net's active loop on ``valid`` and predict all its rows.
 
     Returns ``(gains, n_measured)``: gains ``(n_masks, n_tasks)`` (NaN outside) for every row of
@@ -78,8 +93,11 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
     measured keep their measured gains instead of the prediction (they are known). ``options``:
     ``alpha``/``kappa``/``budgets`` go to the selector, ``warm_start`` (each refit continues
     from the previous fit) to the loop, ``risk`` (the final search sees unmeasured combinations
-    at mean - risk * ensemble std) to the prediction, ``shrink``/``max_size`` (``mtgnet-prior``
-    only) to :class:`PairPriorMTGNet`, the rest to :class:`MTGNet`.
+    at mean - risk * ensemble std; moot under ``final="measured"``) and ``final``
+    (:data:`FINAL_CHOICES`; ``mtgnet``'s default is ``"measured"``) to the prediction,
+    ``shrink``/``max_size`` (``mtgnet-prior`` only) to :class:`PairPriorMTGNet`, ``shrink_rows``
+    (``mtgnet-tag`` only) to :class:`TablePriorMTGNet`, the rest to :class:`MTGNet`. ``prior``:
+    the prior gain table of ``mtgnet-tag`` (e.g. TAG's estimate of every row of ``valid``).
     ``stats``: a dict that receives the seconds of every fit and prediction (``fit_s``,
     ``predict_s``) and the rows and epochs of every fit.
     """
@@ -99,6 +117,7 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
 
     from ..estimators.mtgnet import MTGNet   # torch is imported only when a replay needs it
 
+    final_given = "final" in options
     options = {**METHOD_DEFAULTS.get(name, {}), **options}
     sel_opts = {k: options.pop(k) for k in SELECTOR_OPTIONS if k in options}
     selector = make_selector(REPLAY_METHODS[name], **sel_opts)
@@ -106,17 +125,42 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
     risk = options.pop("risk", 0.0)
     if isinstance(risk, bool) or not isinstance(risk, (int, float)) or not risk >= 0:
         raise InputError(f"risk must be a number >= 0, got {risk!r}")
+    final = options.pop("final", "estimate")
+    if final not in FINAL_CHOICES:
+        raise InputError(f"final must be one of {', '.join(FINAL_CHOICES)}, got {final!r}")
+    if final == "measured" and not use_measured:
+        if final_given:
+            raise InputError("final='measured' needs use_measured=True (it keeps measured gains "
+                             "only)")
+        final = "estimate"   # the ablation without measured gains: every row is an estimate
     use_prior = name in PRIOR_METHODS
     prior_opts = {k: options.pop(k) for k in ("shrink", "max_size") if k in options}
     if not use_prior and prior_opts:
         raise InputError(f"{', '.join(prior_opts)} is an option of {', '.join(PRIOR_METHODS)} "
                          f"only, not {name!r}")
+    use_table = name in TABLE_PRIOR_METHODS
+    table_opts = {k: options.pop(k) for k in ("shrink_rows",) if k in options}
+    if not use_table and table_opts:
+        raise InputError(f"shrink_rows is an option of {', '.join(TABLE_PRIOR_METHODS)} only, "
+                         f"not {name!r}")
+    if use_table:
+        if not isinstance(prior, GainTable):
+            raise InputTypeError(f"{name} needs prior=, a GainTable of prior gains (e.g. TAG's "
+                                 f"estimate), got {type(prior).__name__}")
+        if prior.n_tasks != valid.n_tasks:
+            raise InputError(f"prior has {prior.n_tasks} tasks, valid {valid.n_tasks}")
+    elif prior is not None:
+        raise InputError(f"prior= is for {', '.join(TABLE_PRIOR_METHODS)} only, not {name!r}")
     est_opts = {"seed": int(seed), **options}
     MTGNet(**est_opts)._check_params()   # fail on bad options before any work
     if use_prior:
         from ..estimators.prior import PairPriorMTGNet
 
         PairPriorMTGNet(MTGNet(**est_opts), **prior_opts)._check()
+    if use_table:
+        from ..estimators.prior import TablePriorMTGNet
+
+        TablePriorMTGNet(MTGNet(**est_opts), prior, **table_opts)._check()
 
     def factory() -> Any:
         # warm start: each refit continues from the previous fit (same members, more rows)
@@ -126,6 +170,8 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
         est: Any = MTGNet(**est_opts, warm_start_from=prev if isinstance(prev, MTGNet) else None)
         if use_prior:
             est = PairPriorMTGNet(est, **prior_opts)
+        if use_table:
+            est = TablePriorMTGNet(est, prior, **table_opts)
         return est if stats is None else _Timed(est, stats)
 
     loop = ActiveLoop(selector, factory, valid.masks, n,
@@ -143,9 +189,16 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
         pred = np.asarray(mean, dtype=np.float64) - risk * np.asarray(std, dtype=np.float64)
     else:
         pred = np.asarray(est.predict(valid.masks), dtype=np.float64)
+    member = valid.member()
     if use_measured:
         rows = valid.index_of(loop.measured_masks)
+        if final == "measured":
+            # only verified groups may enter a grouping: every other combination of >= 2 tasks
+            # counts below its tasks' singletons (gain 0), so no search picks it
+            multi = member.sum(axis=1) >= 2
+            known = np.where(member[rows], valid.gains[rows], 0.0)
+            floor = min(0.0, float(np.min(known))) - 1.0 if rows.size else -1.0
+            pred[multi] = np.where(member[multi], floor, np.nan)
         pred[rows] = valid.gains[rows]
-    member = valid.member()
     pred[~member] = np.nan
     return pred, loop.n_measured

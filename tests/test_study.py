@@ -89,9 +89,29 @@ def test_mtgnet_study_keeps_planted_cluster_mates_together(tmp_path, seed):
         study.run(rounds=2)
         assert study.n_trained == 4 + 1 + 2 * 4  # STL, the full set, N selections per round
         res = study.result(budget=2)
+        # the default final choice (the replay's best, final="measured"): only measured groups,
+        # so verifying the chosen groups trains nothing
+        assert study.final == "measured" and study.n_trained == 4 + 1 + 2 * 4
+        measured = set(int(m) for m in study.gain_table().masks)
+        assert all(int(m) in measured for m in res.grouping.groups if int(m) & (int(m) - 1))
+        assert res.measured_valid_gain == pytest.approx(res.estimated_gain)
     for name, grp in res.assignment.items():
         mate = name[:2] + ("t1" if name.endswith("t0") else "t0")
         assert mate in grp, (name, grp)
+    # final="estimate" on the same store (trains nothing): every candidate, and a measured
+    # combination keeps its measured gains rather than the estimate
+    with Study(suite, store=tmp_path / "m.db", estimator="mtgnet", config=config,
+               progress=False, active_options={"seed": seed},
+               estimator_options={"seed": seed}, final="estimate") as again:
+        again.run(rounds=2)
+        assert again.n_trained == 0
+        cands, gains = again.predict()
+        assert len(cands) == 15
+        table = again.gain_table()
+        rows = table.index_of(cands)
+        for i in np.flatnonzero(rows >= 0):
+            members = [j for j in range(4) if int(cands[i]) >> j & 1]
+            np.testing.assert_array_equal(gains[i, members], table.gains[rows[i], members])
 
 _CHILD = f"""
 import sys, torch
@@ -234,6 +254,8 @@ def _counting_train(tasks: tuple[str, ...], seed: int) -> dict[str, float]:
     ({"workers": 2, "executor": InProcessExecutor()}, InputError, "not both"),
     ({"executor": "ray"}, InputTypeError, "Executor"),
     ({"stale_after": 0}, InputError, "stale_after"),
+    ({"final": "best"}, InputError, "final must be one of"),
+    ({"final": 1}, InputTypeError, "final"),
     ({"name": ""}, InputError, "name"),
     ({"estimator": "tag"}, InputError, "affinity"),
     ({"affinity": np.zeros((2, 2))}, InputError, "affinity"),

@@ -241,7 +241,10 @@ class Study:
     whenever the training procedure does. ``executor``: an :class:`Executor` (default: from
     ``workers``). ``budget``/``rounds``: checked here, used by :meth:`result`/:meth:`run`.
     ``stale_after``: seconds without heartbeat after which another driver's running row is
-    taken back. Every parameter is checked before anything is trained.
+    taken back. ``final``: what the grouping chooses from — ``"measured"`` (only measured groups,
+    the active loop's default, as the replay's best configuration ``mtgnet``) or ``"estimate"``
+    (measured gains where measured, the estimator's predictions elsewhere; the default of the
+    other estimators). Every parameter is checked before anything is trained.
     """
 
     def __init__(self, problem: object, store: str | os.PathLike[str] | GainStore = "mtgfast.db",
@@ -253,7 +256,7 @@ class Study:
                  estimator_options: Mapping[str, Any] | None = None,
                  active_options: Mapping[str, Any] | None = None, affinity: object = None,
                  progress: bool = True, budget: int | None = None, rounds: int | None = None,
-                 stale_after: float = 60.0) -> None:
+                 stale_after: float = 60.0, final: str | None = None) -> None:
         # -- every parameter first: nothing is trained (nor the store created) on a bad one --
         self.seeds = self._check_seeds(seeds)
         self.progress = bool(progress)
@@ -270,6 +273,7 @@ class Study:
             raise InputTypeError("estimator must be a registry name "
                                  f"({', '.join(ESTIMATORS)}) or a GainEstimator instance")
         self.estimator = estimator
+        self.final = self._check_final(final, self._collect)
         self.problem = self._resolve_problem(problem, config, task_names, metric,
                                              higher_is_better, fingerprint)
         self.task_names = self.problem.task_names
@@ -338,6 +342,19 @@ class Study:
         if not out or len(set(out)) != len(out) or min(out) < 0 or max(out) > MAX_SEED:
             raise InputError(f"seeds must be distinct ints in [0, 2**63 - 1], got {list(seeds)}")
         return out
+
+    @staticmethod
+    def _check_final(final: object, collect: str) -> str:
+        from .replay_methods import FINAL_CHOICES, METHOD_DEFAULTS
+
+        if final is None:
+            return str(METHOD_DEFAULTS["mtgnet"]["final"]) if collect == "active" else "estimate"
+        if not isinstance(final, str):
+            raise InputTypeError(f"final must be one of {', '.join(FINAL_CHOICES)} (str), got "
+                                 f"{type(final).__name__}")
+        if final not in FINAL_CHOICES:
+            raise InputError(f"final must be one of {', '.join(FINAL_CHOICES)}, got {final!r}")
+        return final
 
     @staticmethod
     def _check_active_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -574,15 +591,24 @@ class Study:
 
     # -- grouping -------------------------------------------------------------------------------
     def predict(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float64]]:
-        """Candidates and their gains: measured where the store has them (oracle: only those),
-        predicted by the fitted estimator elsewhere."""
+        """Candidates and their gains: measured where the store has them, predicted by the
+        fitted estimator elsewhere; with ``final="measured"`` (and for the oracle) only the
+        measured combinations and the singletons, so no unverified group can be chosen."""
+        from ..estimators.oracle import Oracle
+
         if self.estimator_ is None:
             raise InputError("call run() before group()")
+        table = self.gain_table()
+        if self._collect == "all" or self.final == "measured":
+            cands = np.unique(np.concatenate([table.masks, all_singletons(self.n_tasks)]))
+            est = self.estimator_ if self._collect == "all" else Oracle().fit(table)
+            return cands, est.predict(cands)
         cands = self.candidates()
-        if self._collect == "all":
-            measured = self.gain_table().masks
-            cands = np.unique(np.concatenate([measured, all_singletons(self.n_tasks)]))
-        return cands, self.estimator_.predict(cands)
+        gains = np.array(self.estimator_.predict(cands), dtype=np.float64)
+        rows = table.index_of(cands)
+        found = rows >= 0
+        gains[found] = table.gains[rows[found]]   # a measurement beats an estimate
+        return cands, gains
 
     def group(self, budget: int | None = None) -> Grouping:
         """The best grouping of at most ``budget`` groups on the estimator's predictions."""

@@ -99,3 +99,18 @@ def test_plots_write_pngs_on_real_data(fitted, tmp_path) -> None:
         plot_grouping(g, GainTable.from_arrays(np.array([3], np.uint64), np.zeros((1, 2))))
     with pytest.raises(InputTypeError, match="fitted MTGNet"):
         plot_embeddings(object())
+
+
+def test_plots_without_matplotlib_name_the_extra(monkeypatch, fitted) -> None:
+    # matplotlib is the optional 'plot' extra: every plot says what to install, not a raw
+    # ModuleNotFoundError
+    import importlib.util
+
+    from mtgfast import plots
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name.split(".")[0] == "matplotlib" else
+                        real(name, *a))
+    with pytest.raises(InputError, match=r'mtgfast\[plot\]'):
+        plots.plot_embeddings(fitted[2])

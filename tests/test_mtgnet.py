@@ -236,3 +236,9 @@ def test_warm_start_continues_from_the_previous_fit(data_dir) -> None:
     assert np.all(np.isfinite(other.predict(t.masks[test])[inside]))
     with pytest.raises(InputTypeError, match="warm_start_from"):
         MTGNet(warm_start_from="previous").fit(t.select(first))
+
+
+@pytest.mark.parametrize("seed", [2**63, 2**70, -1])
+def test_seed_out_of_range_is_an_input_error(seed: int) -> None:
+    with pytest.raises(InputError, match="seed"):
+        MTGNet(seed=seed)._check_params()

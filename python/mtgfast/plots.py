@@ -24,7 +24,17 @@ _STYLE = {"oracle": ("k", "o", "-"), "test-oracle": ("0.45", "^", ":"),
           "random": ("tab:brown", "x", "--")}
 
 
+def _require_matplotlib() -> None:
+    """``InputError`` naming the extra to install when matplotlib is missing (it is optional)."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise InputError("plots need matplotlib, which is not installed: pip install "
+                         "\"mtgfast[plot]\"")
+
+
 def _figure(size: tuple[float, float]) -> Figure:
+    _require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -160,6 +170,7 @@ def plot_replay(result: ReplayResult, path: str | os.PathLike[str] | None = None
 
     Uses a bare ``Figure`` with the Agg canvas, so it never changes the caller's pyplot backend.
     """
+    _require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import StrMethodFormatter

@@ -171,7 +171,7 @@ class MTGNet(GainEstimator):
             "validation_fraction": _check_float("validation_fraction", self.validation_fraction,
                                                 0.0, inclusive=True, high=1.0),
             "n_estimators": check_int("n_estimators", self.n_estimators, 1),
-            "seed": check_int("seed", self.seed, 0),
+            "seed": check_int("seed", self.seed, 0, 2**63 - 1),
             "warm_patience": check_int("warm_patience", self.warm_patience, 1),
         }
         if self.warm_start_from is not None and not isinstance(self.warm_start_from, MTGNet):

@@ -15,7 +15,11 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+# the directory the tested mtgfast is imported from (the source tree in development, the
+# installed site-packages in CI), so a child interpreter tests the same build
+import mtgfast  # noqa: E402
+
+_PACKAGE_ROOT = str(Path(mtgfast.__file__).resolve().parents[1])
 
 _S = "np.array([1, 2, 3], np.uint64)"  # masks of 2 tasks
 _ARGS = "S.Method.beam, 5, S.Uncovered.alone, 0.0, 1 << 30"
@@ -124,7 +128,7 @@ def outcomes() -> dict[int, dict]:
     """Run every case in a child interpreter; a case that kills it is recorded with its return
     code and the child restarted after it."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(REPO / "python"), os.environ.get("PYTHONPATH", "")])}
+        [_PACKAGE_ROOT, os.environ.get("PYTHONPATH", "")])}
     results: dict[int, dict] = {}
     todo = list(range(len(CASES)))
     while todo:
@@ -140,6 +144,8 @@ def outcomes() -> dict[int, dict]:
                 results[rec["i"]] = rec
                 started = None
         if started is None:
+            if proc.returncode != 0 and not proc.stdout:   # the child could not even start
+                raise RuntimeError(f"the case runner failed to start: {proc.stderr[-800:]}")
             break
         results[started] = {"i": started, "crashed": proc.returncode, "stderr": proc.stderr[-500:]}
         todo = [i for i in todo if i not in results]

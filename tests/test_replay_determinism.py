@@ -22,7 +22,11 @@ from mtgfast.study.replay_methods import replay_method
 
 torch = pytest.importorskip("torch")
 
-REPO = Path(__file__).resolve().parents[1]
+# the directory the tested mtgfast is imported from (the source tree in development, the
+# installed site-packages in CI), so a child interpreter tests the same build
+import mtgfast  # noqa: E402
+
+_PACKAGE_ROOT = str(Path(mtgfast.__file__).resolve().parents[1])
 #: small and quick, but every part of the default loop runs: the full set, refits after each
 #: selection, warm starts, the search sampler, the final prediction
 _N, _GEN_SEED, _ROUNDS = 6, 3, 1
@@ -68,7 +72,7 @@ def test_a_seed_gives_the_same_result_in_a_fresh_process() -> None:
             f"p, _ = replay_method('mtgnet', v, seed=1, rounds={_ROUNDS}, **{_OPTS!r}); "
             "print(json.dumps(np.nan_to_num(p, nan=1e300).tolist()))")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(REPO / "python"), os.environ.get("PYTHONPATH", "")]), "PYTHONHASHSEED": "7"}
+        [_PACKAGE_ROOT, os.environ.get("PYTHONPATH", "")]), "PYTHONHASHSEED": "7"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          timeout=300, check=True).stdout
     there = np.array(json.loads(out.strip().splitlines()[-1]))

@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--topk", type=int, default=16, help="k of the top-k mode")
     ap.add_argument("--no-cache", action="store_true")
+    ap.add_argument("--profile", action="store_true",
+                    help="also print where the instructions go: per phase of the forward and "
+                         "opcode class, per combination (whole-space rows)")
     a = ap.parse_args(argv)
     why = ks.tools_available()
     if why:
@@ -61,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         print()
         return 0
     print(_table(rows))
+    if a.profile:
+        for r in rows:
+            if r["popcounts"] == "all" and r.get("phases"):
+                print(f"\n{_profile(r)}")
     print(f"\nbound = {ks.H100_WARP_INSTR_PER_S:.3g} warp-instr/s (H100: {ks.H100_SMS} SMs x "
           f"{ks.H100_SCHEDULERS} schedulers x {ks.H100_CLOCK_HZ / 1e9:.2f} GHz) / instr per "
           "combination; static counts from the SASS, no GPU.")
@@ -74,6 +81,20 @@ def _line(r: dict) -> str:
     return (f"N={r['n_tasks']} {r['dtype']} {r['mode']} PP={r['pp']} sm_{r['arch']}: "
             f"{r['registers']} regs, {r['spill_bytes']} B spill, "
             f"{r['instructions_per_combination']} instr/combo ({r.get('compile_s', '?')} s)")
+
+
+def _profile(r: dict) -> str:
+    """One whole-space row's instructions per combination by phase and opcode class."""
+    classes = list(ks.OPCODE_CLASSES)
+    lines = [f"N = {r['n_tasks']} {r['dtype']} {r['mode']} sm_{r['arch']}, whole-space mix: "
+             "warp-instructions per combination by phase",
+             "| phase | total | share | " + " | ".join(classes) + " |",
+             "| --- " * (len(classes) + 3) + "|"]
+    tot = sum(v["total"] for v in r["phases"].values())
+    for ph, v in r["phases"].items():
+        lines.append(f"| {ph} | {v['total']:.0f} | {100 * v['total'] / tot:.0f}% | "
+                     + " | ".join(f"{v.get(c, 0):.0f}" for c in classes) + " |")
+    return "\n".join(lines)
 
 
 def _table(rows: list[dict]) -> str:

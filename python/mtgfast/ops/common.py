@@ -14,7 +14,8 @@ from typing import Literal, NamedTuple
 import torch
 
 __all__ = ["Backend", "KERNEL_DTYPES", "KernelLayout", "LaunchConfig", "MAX_TOPK",
-           "MarginalResult", "interpret_env", "kernel_supports", "launch_config", "next_pow2", "slot_widths"]
+           "MarginalResult", "interpret_env", "kernel_supports", "launch_config", "next_pow2",
+           "persistent_weight_bytes", "slot_widths"]
 
 Backend = Literal["auto", "torch", "triton"]
 
@@ -175,6 +176,9 @@ def slot_width(layout: KernelLayout, popcount: int) -> int:
 TILE_ROWS = 64
 MAXNREG: int | None = None
 BLOCK_F = 64
+# Keep the matrices of layer 1 and the last layer in shared memory across a program's tiles
+# (one head and one FFN slice only); the launcher's default.
+PERSIST_WEIGHTS = True
 
 
 @dataclass(frozen=True)
@@ -189,6 +193,7 @@ class LaunchConfig:
     num_warps: int
     num_stages: int
     maxnreg: int | None = None   # register cap per thread (None: ptxas decides, up to 255)
+    persist: bool = False        # matrices loaded once per program, kept in shared memory
 
     def options(self) -> dict[str, int]:
         """Triton launch / compile options."""
@@ -199,22 +204,49 @@ class LaunchConfig:
 
     def constexprs(self) -> dict[str, int]:
         return dict(PP=self.pp, BLOCK_M=self.block_m, BLOCK_F=self.block_f, TOPK=self.topk,
-                    MODE=self.mode)
+                    MODE=self.mode, PERSIST=self.persist)
+
+
+def persistent_weight_bytes(layout: KernelLayout, dtype: torch.dtype) -> int:
+    """Shared memory the matrices kept across tiles take (``LaunchConfig.persist``)."""
+    n, d, dh, f = layout.np_, layout.dp, layout.dhp, layout.fp
+    elems = 3 * n * d + 3 * n * n            # bf16 parts of the embeddings and layer-1 scores
+    size = 2 * elems + dtype.itemsize * n * d if layout.n_layers else 2 * 3 * n * d
+    if layout.n_layers:
+        size += dtype.itemsize * 2 * d * f   # layer-1 FFN
+    if layout.n_layers > 1:
+        size += dtype.itemsize * (4 * d * dh + 2 * d * f)   # the last layer
+    return size
+
+
+# Largest persistent weight footprint that keeps two 4-warp CTAs per SM on sm_90 (228 KB).
+PERSIST_MAX_BYTES = 96 * 1024
 
 
 def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
-                  block_m: int | None = None) -> LaunchConfig:
+                  block_m: int | None = None, dtype: torch.dtype | None = None,
+                  arch: int = 90) -> LaunchConfig:
     """The launcher's choice for slot width ``pp``: TILE_ROWS token rows per tile, 4 warps (one
     warpgroup: 64 rows are one Hopper wgmma M tile; <= 255 registers, 2 CTAs per SM, no spills).
 
     Top-k with 16 slots and more than 48 tasks takes half a tile: at 64 rows it spills 40 B on
-    sm_90 for N = 64 (static figures; that bucket is a negligible share of such a space)."""
+    sm_90 for N = 64 (static figures; that bucket is a negligible share of such a space).
+
+    ``persist`` (matrices in shared memory across tiles) needs fp16/bf16 on sm_90+ (Hopper's
+    wgmma reads them there), one head, one FFN slice and at most ``PERSIST_MAX_BYTES``;
+    ``dtype=None`` (the interpreter) skips the dtype rule so fp32 tests cover that path too."""
     rows = TILE_ROWS // 2 if (mode == 1 and pp == 16 and layout.n_tasks > 48) else TILE_ROWS
     bm = block_m or max(1, rows // pp)
     rows = bm * pp
-    return LaunchConfig(pp=pp, block_m=bm, block_f=min(layout.fp, BLOCK_F), mode=mode,
+    block_f = min(layout.fp, BLOCK_F)
+    return LaunchConfig(pp=pp, block_m=bm, block_f=block_f, mode=mode,
                         topk=next_pow2(topk, floor=1) if mode == 1 else 1,
-                        num_warps=4 if rows <= 64 else 8, num_stages=1, maxnreg=MAXNREG)
+                        num_warps=4 if rows <= 64 else 8, num_stages=1, maxnreg=MAXNREG,
+                        persist=PERSIST_WEIGHTS and layout.n_heads == 1
+                        and layout.fp == block_f and arch >= 90
+                        and dtype in (None, torch.float16, torch.bfloat16)
+                        and persistent_weight_bytes(layout, dtype or torch.bfloat16)
+                        <= PERSIST_MAX_BYTES)
 
 
 def combos_in_bucket(n_tasks: int, popcounts: range) -> int:

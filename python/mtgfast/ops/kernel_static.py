@@ -32,8 +32,9 @@ from triton.backends.compiler import GPUTarget
 from ..errors import InputError
 from . import triton_mtgnet as tm
 from .common import KernelLayout, combos_in_bucket, launch_config, slot_widths
+from .sass_phases import OPCODE_CLASSES, PHASES, sass_phases
 
-__all__ = ["H100_WARP_INSTR_PER_S", "MODES", "StaticConfig", "analyse", "cache_dir", "clear_cache",
+__all__ = ["H100_WARP_INSTR_PER_S", "MODES", "OPCODE_CLASSES", "PHASES", "StaticConfig", "analyse", "cache_dir", "clear_cache",
            "configs", "count_sass", "ctas_per_sm", "popcount_mix", "tools_available"]
 
 # H100 SXM issue rate: 132 SMs x 4 schedulers x 1.83 GHz (boost), one warp-instruction each per cycle.
@@ -66,6 +67,7 @@ class StaticConfig:
 
 
 MODES = {"predict": 0, "topk": 1, "marginal": 2}
+_FORMAT = 2   # bump when a cached row's fields change (2: per-phase profile)
 
 
 def configs(n_tasks: Iterable[int], dtypes: Iterable[str], modes: Iterable[str],
@@ -109,8 +111,9 @@ def cache_dir() -> Path:
 
 def _key(cfg: StaticConfig) -> str:
     src = tm.kernel.cache_key   # hash of the kernel's source and of every jit function it calls
-    lc = launch_config(cfg.layout, cfg.pp, MODES[cfg.mode], topk=cfg.topk)
-    blob = json.dumps([src, triton.__version__, asdict(cfg), asdict(lc)], sort_keys=True)
+    lc = launch_config(cfg.layout, cfg.pp, MODES[cfg.mode], topk=cfg.topk,
+                       dtype=_DTYPES[cfg.dtype], arch=cfg.arch)
+    blob = json.dumps([src, triton.__version__, asdict(cfg), asdict(lc), _FORMAT], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
@@ -133,7 +136,8 @@ def analyse(cfg: StaticConfig, *, use_cache: bool = True) -> dict[str, Any]:
 
 def _compile_and_measure(cfg: StaticConfig) -> dict[str, Any]:
     dtype = _DTYPES[cfg.dtype]
-    lc = launch_config(cfg.layout, cfg.pp, MODES[cfg.mode], topk=cfg.topk)
+    lc = launch_config(cfg.layout, cfg.pp, MODES[cfg.mode], topk=cfg.topk,
+                       dtype=_DTYPES[cfg.dtype], arch=cfg.arch)
     row: dict[str, Any] = dict(asdict(cfg), popcounts=_bucket_range(cfg), block_m=lc.block_m,
                                num_warps=lc.num_warps, compiled=False)
     sig = tm.kernel_signature(dtype)
@@ -162,6 +166,9 @@ def _compile_and_measure(cfg: StaticConfig) -> dict[str, Any]:
                              capture_output=True, text=True, check=True).stdout
         sass = subprocess.run([_tool("cuobjdump"), "-sass", cubin],
                               capture_output=True, text=True, check=True).stdout
+        lined = subprocess.run([_tool("nvdisasm"), "-gi", "-c", cubin], capture_output=True,
+                               text=True, check=False).stdout \
+            if os.access(_tool("nvdisasm"), os.X_OK) else ""
     usage = {k: int(v) for k, v in re.findall(r"\b(REG|STACK|SHARED|LOCAL):(\d+)", res)}
     shared = max(int(getattr(ck.metadata, "shared", 0)), usage.get("SHARED", 0))
     regs = usage.get("REG", 0)
@@ -173,6 +180,10 @@ def _compile_and_measure(cfg: StaticConfig) -> dict[str, Any]:
     row["tensor_core_per_combination"] = round(row["tile_tensor_core"] * lc.num_warps
                                                / lc.block_m, 2)
     row["bound_combos_per_s"] = _bound(row["instructions_per_combination"])
+    # where they go: per phase of the forward, per combination (``sass_phases``)
+    scale = lc.num_warps / lc.block_m
+    row["phases"] = {ph: {c: round(v * scale, 1) for c, v in cls.items()}
+                     for ph, cls in sass_phases(lined, tm.__file__).items()} if lined else {}
     return row
 
 
@@ -287,11 +298,27 @@ def popcount_mix(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                        tensor_core_per_combination=round(sum(
                            wi * r["tensor_core_per_combination"] for wi, r in zip(w, rs))
                            / sum(w), 2),
-                       instructions_per_combination=round(ipc, 1), bound_combos_per_s=_bound(ipc))
+                       instructions_per_combination=round(ipc, 1), bound_combos_per_s=_bound(ipc),
+                       phases=_mix_phases([r.get("phases") or {} for r in rs], w))
         else:
             agg.update(registers=None, spill_bytes=None, instructions_per_combination=None,
                        bound_combos_per_s=None)
         out.append(agg)
+    return out
+
+
+def _mix_phases(parts: list[dict[str, dict[str, float]]],
+                weights: list[int]) -> dict[str, dict[str, float]]:
+    """Per-phase figures of the buckets averaged with their combination counts."""
+    total = sum(weights)
+    out: dict[str, dict[str, float]] = {}
+    for ph in PHASES:
+        cls: dict[str, float] = {}
+        for part, w in zip(parts, weights):
+            for c, v in part.get(ph, {}).items():
+                cls[c] = cls.get(c, 0.0) + v * w / total
+        if cls:
+            out[ph] = {c: round(v, 1) for c, v in cls.items()}
     return out
 
 

@@ -340,7 +340,8 @@ def _ln_head(x, head_ptr, eps, D: tl.constexpr, DP: tl.constexpr):
 
 
 @triton.jit
-def _post_attention(x_attn, mat_l, vec_l, head_ptr, eps, LAST: tl.constexpr,
+def _post_attention(x_attn, w1_pre, w2_pre, mat_l, vec_l, head_ptr, eps, LAST: tl.constexpr,
+                    PRE: tl.constexpr,
                     D: tl.constexpr, DP: tl.constexpr, FP: tl.constexpr, BLOCK_F: tl.constexpr,
                     O_W1: tl.constexpr, O_W2: tl.constexpr, O_BO: tl.constexpr,
                     O_B1: tl.constexpr, O_B2: tl.constexpr,
@@ -350,7 +351,8 @@ def _post_attention(x_attn, mat_l, vec_l, head_ptr, eps, LAST: tl.constexpr,
     LN1's bias holds b_2 and b_1 is b_1 - b_2 W_1 (``pack_params``), so the FFN input y + b_2 is
     also the accumulator's start.
 
-    Offsets are the host layout's (``KernelLayout``): LN1 follows b_o, LN2 follows b_2.
+    Offsets are the host layout's (``KernelLayout``): LN1 follows b_o, LN2 follows b_2. PRE:
+    ``w1_pre``/``w2_pre`` are the whole FFN matrices, loaded once per program (FP == BLOCK_F).
     """
     dc = tl.arange(0, DP)
     fc = tl.arange(0, BLOCK_F)
@@ -359,11 +361,15 @@ def _post_attention(x_attn, mat_l, vec_l, head_ptr, eps, LAST: tl.constexpr,
     xc = x.to(CDT)
     acc = x                       # the host folded b_2 into LN1's bias (and out of b_1)
     for f0 in tl.static_range(0, FP, BLOCK_F):
-        w1 = tl.load(mat_l + O_W1 + dc[:, None] * FP + (f0 + fc)[None, :])
+        if PRE:
+            w1 = w1_pre
+            w2 = w2_pre
+        else:
+            w1 = tl.load(mat_l + O_W1 + dc[:, None] * FP + (f0 + fc)[None, :])
+            w2 = tl.load(mat_l + O_W2 + (f0 + fc)[:, None] * DP + dc[None, :])
         b1 = tl.load(vec_l + O_B1 + f0 + fc)
         hid = _mm(xc, w1, tl.zeros((x.shape[0], BLOCK_F), tl.float32), CDT, UPCAST_DOT, TF32X3)
         hid = tl.maximum(hid + b1[None, :], 0.0)
-        w2 = tl.load(mat_l + O_W2 + (f0 + fc)[:, None] * DP + dc[None, :])
         acc = _mm(hid, w2, acc, CDT, UPCAST_DOT, TF32X3)
     if LAST:
         out = _ln_head(acc, head_ptr, eps, D, DP)
@@ -373,7 +379,8 @@ def _post_attention(x_attn, mat_l, vec_l, head_ptr, eps, LAST: tl.constexpr,
 
 
 @triton.jit
-def _general_layer(x, key_ok, mat_l, vec_l, head_ptr, eps, LAST: tl.constexpr,
+def _general_layer(x, key_ok, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_pre, mat_l, vec_l,
+                   head_ptr, eps, LAST: tl.constexpr, PRE: tl.constexpr,
                    BLOCK_M: tl.constexpr, PP: tl.constexpr,
                    H: tl.constexpr, D: tl.constexpr, DP: tl.constexpr, DHP: tl.constexpr,
                    FP: tl.constexpr, BLOCK_F: tl.constexpr, O_WO: tl.constexpr,
@@ -385,7 +392,8 @@ def _general_layer(x, key_ok, mat_l, vec_l, head_ptr, eps, LAST: tl.constexpr,
     The host packs b_k = 0 (a per-query shift: softmax ignores it) and folds b_v W_o into b_o
     (attention rows sum to 1), so only q gets a bias. A helper rather than inline code: its
     names are not loop-carried in the kernel's runtime layer loop, so they may differ in shape
-    from step 2's (e.g. (BLOCK_M, PP, NP) scores).
+    from step 2's (e.g. (BLOCK_M, PP, NP) scores). PRE: the ``*_pre`` matrices (one head, one
+    FFN slice) were loaded once per program; else they are read here.
     """
     R: tl.constexpr = BLOCK_M * PP
     dc = tl.arange(0, DP)
@@ -394,10 +402,15 @@ def _general_layer(x, key_ok, mat_l, vec_l, head_ptr, eps, LAST: tl.constexpr,
     acc = x + tl.load(vec_l + O_BO + dc)[None, :]
     z = tl.zeros((R, DHP), tl.float32)
     for h in tl.static_range(H):
-        w_off = dc[:, None] * DHP + hc[None, :]
-        wq = tl.load(mat_l + (0 * H + h) * DP * DHP + w_off)
-        wk = tl.load(mat_l + (1 * H + h) * DP * DHP + w_off)
-        wv = tl.load(mat_l + (2 * H + h) * DP * DHP + w_off)
+        if PRE:
+            wq = wq_pre
+            wk = wk_pre
+            wv = wv_pre
+        else:
+            w_off = dc[:, None] * DHP + hc[None, :]
+            wq = tl.load(mat_l + (0 * H + h) * DP * DHP + w_off)
+            wk = tl.load(mat_l + (1 * H + h) * DP * DHP + w_off)
+            wv = tl.load(mat_l + (2 * H + h) * DP * DHP + w_off)
         # rounded to the compute dtype at once (the next matmul would): half the registers
         k = _mm(xc, wk, z, CDT, UPCAST_DOT, TF32X3).to(CDT)
         v = _mm(xc, wv, z, CDT, UPCAST_DOT, TF32X3).to(CDT)
@@ -423,9 +436,13 @@ def _general_layer(x, key_ok, mat_l, vec_l, head_ptr, eps, LAST: tl.constexpr,
             p = _softmax2(tl.where(key_ok, s, float("-inf")))
             o = _mm(p, v3, tl.zeros((BLOCK_M, PP, DHP), tl.float32), CDT, UPCAST_DOT, TF32X3)
             o2 = tl.reshape(o, (R, DHP))
-        wo = tl.load(mat_l + O_WO + h * DHP * DP + hc[:, None] * DP + dc[None, :])
+        if PRE:
+            wo = wo_pre
+        else:
+            wo = tl.load(mat_l + O_WO + h * DHP * DP + hc[:, None] * DP + dc[None, :])
         acc = _mm(o2, wo, acc, CDT, UPCAST_DOT, TF32X3)
-    return _post_attention(acc, mat_l, vec_l, head_ptr, eps, LAST, D, DP, FP, BLOCK_F, O_W1,
+    return _post_attention(acc, w1_pre, w2_pre, mat_l, vec_l, head_ptr, eps, LAST, PRE, D, DP,
+                           FP, BLOCK_F, O_W1,
                            O_W2, O_BO, O_B1, O_B2, CDT, UPCAST_DOT, TF32X3)
 
 
@@ -445,17 +462,20 @@ def _slot_one_hot(member, PP: tl.constexpr):
 
 
 @triton.jit
-def _gather3(hot2, parts_ptr, ROWS: tl.constexpr, COLS: tl.constexpr, UPCAST_DOT: tl.constexpr):
+def _load_mat(ptr, ROWS: tl.constexpr, COLS: tl.constexpr):
+    """A row-major (ROWS, COLS) matrix at ``ptr``."""
+    return tl.load(ptr + tl.arange(0, ROWS)[:, None] * COLS + tl.arange(0, COLS)[None, :])
+
+
+@triton.jit
+def _gather3(hot2, p0, p1, p2, UPCAST_DOT: tl.constexpr):
     """Rows of an fp32 table picked by a 0/1 (R, ROWS) bf16 matrix: three bf16 tensor-core
-    products with the table's parts (``_bf16_split``), fp32 accumulation: exact to ~24 bits."""
-    rc = tl.arange(0, ROWS)
-    cc = tl.arange(0, COLS)
-    offs = rc[:, None] * COLS + cc[None, :]
-    acc = tl.zeros((hot2.shape[0], COLS), tl.float32)
-    for i in tl.static_range(3):
-        part = tl.load(parts_ptr + i * ROWS * COLS + offs)
-        acc = _mm(hot2, part, acc, tl.bfloat16, UPCAST_DOT, False)
-    return acc
+    products with the table's parts ``p0..p2`` (``_bf16_split``), fp32 accumulation: exact to
+    ~24 bits."""
+    acc = _mm(hot2, p0, tl.zeros((hot2.shape[0], p0.shape[1]), tl.float32), tl.bfloat16,
+              UPCAST_DOT, False)
+    acc = _mm(hot2, p1, acc, tl.bfloat16, UPCAST_DOT, False)
+    return _mm(hot2, p2, acc, tl.bfloat16, UPCAST_DOT, False)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -473,7 +493,7 @@ def _mtgnet_fwd_kernel(
     O_W2: tl.constexpr, O_BO: tl.constexpr, O_B1: tl.constexpr, O_B2: tl.constexpr,
     PP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_F: tl.constexpr, TOPK: tl.constexpr,
     MODE: tl.constexpr, HAS_ROWS: tl.constexpr, STORE_MARGINALS: tl.constexpr,
-    CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr,
+    CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr, PERSIST: tl.constexpr,
 ):
     """MODE 0: gains (M, N). MODE 1: per-program per-task top-TOPK. MODE 2: beam marginals + argmax.
 
@@ -482,7 +502,9 @@ def _mtgnet_fwd_kernel(
     With HAS_ROWS, masks are a popcount bucket and rows_ptr gives each one's row in the output.
     Programs stride over tiles of BLOCK_M combinations (grid <= n_tiles) so reductions keep their
     running state in registers and write one small partial per program. Buffer offsets (MAT_L,
-    VEC_L, O_*) come from the host's ``KernelLayout``.
+    VEC_L, O_*) come from the host's ``KernelLayout``. PERSIST (one head, one FFN slice): every
+    matrix of layer 1 and of the last layer is loaded once per program, before the tile loop,
+    and stays in shared memory across tiles (middle layers of deeper models still load per tile).
     """
     tl.static_assert(N <= NP, "tasks must fit the padded task axis")
     tl.static_assert(PP <= NP, "slots cannot outnumber padded tasks")
@@ -493,6 +515,7 @@ def _mtgnet_fwd_kernel(
     tl.static_assert(D <= DP, "padding must cover the model width")
     tl.static_assert(FP % BLOCK_F == 0, "BLOCK_F must divide the padded feed-forward width")
     tl.static_assert(MODE <= 2, "MODE is 0 (gains), 1 (top-k) or 2 (marginal)")
+    tl.static_assert(not PERSIST or (H == 1 and FP == BLOCK_F), "PERSIST: one head, one slice")
     R: tl.constexpr = BLOCK_M * PP
     HEAD: tl.constexpr = N_LAYERS * VEC_L
     # attention of layers 2..L as 2-D products over the tile (block-diagonal) rather than
@@ -520,6 +543,29 @@ def _mtgnet_fwd_kernel(
     run_idx = tl.full((BLOCK_M,), 9223372036854775807, tl.int64)
     best = tl.load(best_ptr + tn, mask=task_ok, other=0.0)
 
+    # Weights that stay in shared memory across tiles (PERSIST), else dummies never read.
+    LAST_L: tl.constexpr = max(N_LAYERS - 1, 0)
+    if PERSIST:
+        e0 = _load_mat(emb_ptr, NP, DP)
+        e1 = _load_mat(emb_ptr + NP * DP, NP, DP)
+        e2 = _load_mat(emb_ptr + 2 * NP * DP, NP, DP)
+        g0 = _load_mat(s1_ptr, NP, NP)
+        g1 = _load_mat(s1_ptr + NP * NP, NP, NP)
+        g2 = _load_mat(s1_ptr + 2 * NP * NP, NP, NP)
+        vo_pre = _load_mat(vo1_ptr, NP, DP)
+        f1_pre = _load_mat(mat_ptr + O_W1, DP, FP)
+        f2_pre = _load_mat(mat_ptr + O_W2, FP, DP)
+        wq_pre = _load_mat(mat_ptr + LAST_L * MAT_L, DP, DHP)
+        wk_pre = _load_mat(mat_ptr + LAST_L * MAT_L + DP * DHP, DP, DHP)
+        wv_pre = _load_mat(mat_ptr + LAST_L * MAT_L + 2 * DP * DHP, DP, DHP)
+        wo_pre = _load_mat(mat_ptr + LAST_L * MAT_L + O_WO, DHP, DP)
+        w1_pre = _load_mat(mat_ptr + LAST_L * MAT_L + O_W1, DP, FP)
+        w2_pre = _load_mat(mat_ptr + LAST_L * MAT_L + O_W2, FP, DP)
+    else:
+        e0 = tl.zeros((16, 16), tl.float32)
+        e1, e2, g0, g1, g2, vo_pre, f1_pre, f2_pre = e0, e0, e0, e0, e0, e0, e0, e0
+        wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_pre = e0, e0, e0, e0, e0, e0
+
     for tile in range(pid, n_tiles, n_prog):
         # ---- step 1: masks -> membership and slot -> task map (no dense mask tensor in memory) --
         pos = tl.cast(tile, tl.int64) * BLOCK_M + lm
@@ -538,33 +584,48 @@ def _mtgnet_fwd_kernel(
 
         # ---- step 2: layer 1 from per-task constants: one-hot-gathered embeddings and score
         #      rows, member-key base-2 softmax, P @ (V W_o) against all NP tasks on emb + b_o ----
-        x = _gather3(hot2, emb_ptr, NP, DP, UPCAST_DOT)                # (R, DP) embeddings
+        # (names differ from the persistent ones: those are loop-carried, of one type)
+        if PERSIST:
+            x = _gather3(hot2, e0, e1, e2, UPCAST_DOT)                 # (R, DP) embeddings
+        else:
+            x = _gather3(hot2, _load_mat(emb_ptr, NP, DP), _load_mat(emb_ptr + NP * DP, NP, DP),
+                         _load_mat(emb_ptr + 2 * NP * DP, NP, DP), UPCAST_DOT)
         if N_LAYERS > 0:
             acc = x                   # gathered embeddings carry layer 1's b_o
             for h in tl.static_range(H):
-                s = tl.reshape(_gather3(hot2, s1_ptr + h * 3 * NP * NP, NP, NP, UPCAST_DOT),
-                               (BLOCK_M, PP, NP))
+                if PERSIST:
+                    vo = vo_pre
+                    s = _gather3(hot2, g0, g1, g2, UPCAST_DOT)
+                else:
+                    vo = _load_mat(vo1_ptr + h * NP * DP, NP, DP)
+                    s = _gather3(hot2, _load_mat(s1_ptr + h * 3 * NP * NP, NP, NP),
+                                 _load_mat(s1_ptr + (h * 3 + 1) * NP * NP, NP, NP),
+                                 _load_mat(s1_ptr + (h * 3 + 2) * NP * NP, NP, NP), UPCAST_DOT)
+                s = tl.reshape(s, (BLOCK_M, PP, NP))
                 p = _softmax2(tl.where(member[:, None, :], s, float("-inf")))
-                vo = tl.load(vo1_ptr + h * NP * DP + tn[:, None] * DP + dc[None, :])
                 acc = _mm(tl.reshape(p, (R, NP)), vo, acc, CDT, UPCAST_DOT, TF32X3)
             if N_LAYERS == 1:
-                y_slot = _post_attention(acc, mat_ptr, vec_ptr, vec_ptr + HEAD, ln_eps, True, D,
+                y_slot = _post_attention(acc, f1_pre, f2_pre, mat_ptr, vec_ptr, vec_ptr + HEAD,
+                                         ln_eps, True, PERSIST, D,
                                          DP, FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, CDT,
                                          UPCAST_DOT, TF32X3)
             else:
-                x = _post_attention(acc, mat_ptr, vec_ptr, vec_ptr + HEAD, ln_eps, False, D, DP,
+                x = _post_attention(acc, f1_pre, f2_pre, mat_ptr, vec_ptr, vec_ptr + HEAD, ln_eps,
+                                    False, PERSIST, D, DP,
                                     FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, CDT, UPCAST_DOT,
                                     TF32X3)
                 # ---- step 3: layers 2..L over slots (the last one ends in the head) ------------
                 key_ok = slot_ok[:, None, :]                          # keys = occupied slots
                 for layer in range(1, N_LAYERS - 1):
-                    x = _general_layer(x, key_ok, mat_ptr + layer * MAT_L, vec_ptr + layer * VEC_L,
-                                       vec_ptr + HEAD, ln_eps, False, BLOCK_M, PP, H, D, DP, DHP,
+                    x = _general_layer(x, key_ok, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_pre,
+                                       mat_ptr + layer * MAT_L, vec_ptr + layer * VEC_L,
+                                       vec_ptr + HEAD, ln_eps, False, False, BLOCK_M, PP, H, D, DP, DHP,
                                        FP, BLOCK_F, O_WO, O_W1, O_W2, O_BO, O_B1, O_B2, CDT,
                                        UPCAST_DOT, TF32X3, FLAT)
-                y_slot = _general_layer(x, key_ok, mat_ptr + (N_LAYERS - 1) * MAT_L,
+                y_slot = _general_layer(x, key_ok, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_pre,
+                                        mat_ptr + (N_LAYERS - 1) * MAT_L,
                                         vec_ptr + (N_LAYERS - 1) * VEC_L, vec_ptr + HEAD, ln_eps,
-                                        True, BLOCK_M, PP, H, D, DP, DHP, FP, BLOCK_F, O_WO,
+                                        True, PERSIST, BLOCK_M, PP, H, D, DP, DHP, FP, BLOCK_F, O_WO,
                                         O_W1, O_W2, O_BO, O_B1, O_B2, CDT, UPCAST_DOT, TF32X3,
                                         FLAT)
         else:
@@ -705,11 +766,14 @@ def _mtgnet_fwd_launch(packed: PackedMTGNet, masks: torch.Tensor, *, mode: int,
         marg = res["marginals"] = torch.empty(m, **f32)
     best_t = best if best is not None else torch.zeros(packed.n_tasks, **f32)
     upcast = interpreter_active()   # bf16 gathers run in every dtype
+    # the interpreter takes the Hopper choices (every code path is tested there)
+    arch = 90 if dev.type != "cuda" else 10 * torch.cuda.get_device_capability(dev)[0]
     parts_v, parts_i = [], []
     for pp, bmasks, rows in _buckets(packed, masks, compact):
         if bmasks.shape[0] == 0:
             continue
-        cfg = launch_config(packed.layout, pp, mode, topk=topk, block_m=block_m)
+        cfg = launch_config(packed.layout, pp, mode, topk=topk, block_m=block_m,
+                            dtype=None if upcast else packed.dtype, arch=arch)
         n_tiles = triton.cdiv(int(bmasks.shape[0]), cfg.block_m)
         grid = n_tiles if mode == 0 else max(1, min(n_programs or _default_programs(n_tiles, dev),
                                                       n_tiles))

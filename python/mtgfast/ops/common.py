@@ -58,6 +58,8 @@ def next_pow2(n: int, floor: int = 16) -> int:
 class KernelLayout:
     """Shapes of one MTG-Net and the kernel's padded buffers, with every offset into them.
 
+    ``bias`` holds per layer ``[b_o (16, DP) | b_q (H, 16, DHP) | b_1 (16, FP)]`` as bf16 blocks
+    whose rows 0..2 sum to the bias (added by a ones(R, 16) product, no elementwise pass).
     ``mat`` holds per layer ``[W_q,k,v (3, H, DP, DHP) | W_o (H, DHP, DP) | W_1 (DP, FP) |
     W_2 (FP, DP)]``; ``vec`` holds per layer ``[b_q,k,v (3, H, DHP) | b_o | ln1_w | ln1_b |
     b_1 (FP) | b_2 | ln2_w | ln2_b]`` (DP each unless noted), then the head with the last
@@ -146,6 +148,28 @@ class KernelLayout:
         """Offset of the folded head ``w'`` in ``vec``; ``c`` and ``sum(w')`` follow at ``head + DP``."""
         return self.n_layers * self.vec_layer
 
+    # -- offsets within one layer of ``bias``: (16, width) bf16 blocks, rows 0..2 a bias's exact
+    #    three-part split, the rest 0, so ones(R, 16) @ block adds the bias on tensor cores --
+    @property
+    def bb_o(self) -> int:
+        return 0
+
+    @property
+    def bb_q(self) -> int:
+        return 16 * self.dp
+
+    @property
+    def bb_1(self) -> int:
+        return 16 * (self.dp + self.n_heads * self.dhp)
+
+    @property
+    def bias_layer(self) -> int:
+        return 16 * (self.dp + self.n_heads * self.dhp + self.fp)
+
+    @property
+    def bias_size(self) -> int:
+        return max(1, self.n_layers) * self.bias_layer
+
     @property
     def mat_size(self) -> int:
         return max(1, self.n_layers) * self.mat_layer
@@ -159,7 +183,8 @@ class KernelLayout:
         return dict(N=self.n_tasks, D=self.dim, NP=self.np_, DP=self.dp, DHP=self.dhp,
                     FP=self.fp, H=self.n_heads, N_LAYERS=self.n_layers,
                     MAT_L=self.mat_layer, VEC_L=self.vec_layer, O_WO=self.w_o, O_W1=self.w_1,
-                    O_W2=self.w_2, O_BO=self.b_o, O_B1=self.b_1, O_B2=self.b_2)
+                    O_W2=self.w_2, O_BO=self.b_o, O_B1=self.b_1, O_B2=self.b_2,
+                    BIAS_L=self.bias_layer, OB_Q=self.bb_q, OB_1=self.bb_1)
 
 
 def slot_widths(layout: KernelLayout) -> list[int]:
@@ -194,6 +219,7 @@ class LaunchConfig:
     num_stages: int
     maxnreg: int | None = None   # register cap per thread (None: ptxas decides, up to 255)
     persist: bool = False        # matrices loaded once per program, kept in shared memory
+    persist_tables: bool = False  # the per-task gather tables too
 
     def options(self) -> dict[str, int]:
         """Triton launch / compile options."""
@@ -204,18 +230,21 @@ class LaunchConfig:
 
     def constexprs(self) -> dict[str, int]:
         return dict(PP=self.pp, BLOCK_M=self.block_m, BLOCK_F=self.block_f, TOPK=self.topk,
-                    MODE=self.mode, PERSIST=self.persist)
+                    MODE=self.mode, PERSIST=self.persist, PERSIST_TABLES=self.persist_tables)
 
 
-def persistent_weight_bytes(layout: KernelLayout, dtype: torch.dtype) -> int:
-    """Shared memory the matrices kept across tiles take (``LaunchConfig.persist``)."""
+def persistent_weight_bytes(layout: KernelLayout, dtype: torch.dtype, *,
+                            tables: bool = True) -> int:
+    """Shared memory the matrices kept across tiles take (``LaunchConfig.persist``); ``tables``:
+    with the per-task gather tables (bf16 parts of embeddings and layer-1 scores, V W_o)."""
     n, d, dh, f = layout.np_, layout.dp, layout.dhp, layout.fp
-    elems = 3 * n * d + 3 * n * n            # bf16 parts of the embeddings and layer-1 scores
-    size = 2 * elems + dtype.itemsize * n * d if layout.n_layers else 2 * 3 * n * d
+    size = 0
+    if tables:
+        size += 2 * 3 * n * d + (2 * 3 * n * n + dtype.itemsize * n * d if layout.n_layers else 0)
     if layout.n_layers:
-        size += dtype.itemsize * 2 * d * f   # layer-1 FFN
-    if layout.n_layers > 1:
-        size += dtype.itemsize * (4 * d * dh + 2 * d * f)   # the last layer
+        size += dtype.itemsize * 2 * d * f + 2 * 16 * f   # layer-1 FFN and b_1 block
+    if layout.n_layers > 1:   # the last layer: matrices and bias blocks
+        size += dtype.itemsize * (4 * d * dh + 2 * d * f) + 2 * 16 * (d + dh + f)
     return size
 
 
@@ -234,19 +263,22 @@ def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
 
     ``persist`` (matrices in shared memory across tiles) needs fp16/bf16 on sm_90+ (Hopper's
     wgmma reads them there), one head, one FFN slice and at most ``PERSIST_MAX_BYTES``;
-    ``dtype=None`` (the interpreter) skips the dtype rule so fp32 tests cover that path too."""
+    ``dtype=None`` (the interpreter) skips the dtype rule so fp32 tests cover that path too.
+    The gather tables join them at 16 slots only: with 32 the attention's own shared memory
+    would leave one CTA per SM (static figures, N = 27)."""
     rows = TILE_ROWS // 2 if (mode == 1 and pp == 16 and layout.n_tasks > 48) else TILE_ROWS
     bm = block_m or max(1, rows // pp)
     rows = bm * pp
     block_f = min(layout.fp, BLOCK_F)
+    wdt = dtype or torch.bfloat16
+    persist = (PERSIST_WEIGHTS and layout.n_heads == 1 and layout.fp == block_f and arch >= 90
+               and dtype in (None, torch.float16, torch.bfloat16)
+               and persistent_weight_bytes(layout, wdt, tables=False) <= PERSIST_MAX_BYTES)
+    tables = persist and pp <= 16 and persistent_weight_bytes(layout, wdt) <= PERSIST_MAX_BYTES
     return LaunchConfig(pp=pp, block_m=bm, block_f=block_f, mode=mode,
                         topk=next_pow2(topk, floor=1) if mode == 1 else 1,
                         num_warps=4 if rows <= 64 else 8, num_stages=1, maxnreg=MAXNREG,
-                        persist=PERSIST_WEIGHTS and layout.n_heads == 1
-                        and layout.fp == block_f and arch >= 90
-                        and dtype in (None, torch.float16, torch.bfloat16)
-                        and persistent_weight_bytes(layout, dtype or torch.bfloat16)
-                        <= PERSIST_MAX_BYTES)
+                        persist=persist, persist_tables=tables)
 
 
 def combos_in_bucket(n_tasks: int, popcounts: range) -> int:

@@ -111,6 +111,7 @@ class PackedMTGNet:
     vo1: torch.Tensor          # (H, NP, DP) dtype: layer-1 V_h @ W_o,h
     mat: torch.Tensor          # (layout.mat_size,) dtype: per-layer matrices
     vec: torch.Tensor          # (layout.vec_size,) fp32: per-layer vectors, then w_head, b_head
+    bias: torch.Tensor         # (layout.bias_size,) bf16: b_o, b_q, b_1 as split (16, width) blocks
 
     @property
     def device(self) -> torch.device:
@@ -250,10 +251,29 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
     vec[lay.head:lay.head + d] = w_fold
     vec[lay.head + dp] = c
     vec[lay.head + dp + 1] = w_fold.sum()
+    bias = torch.zeros(max(1, n_layers), lay.bias_layer, dtype=torch.bfloat16, device=dev)
+    for li in range(n_layers):
+        v = vec[li * lay.vec_layer:(li + 1) * lay.vec_layer]
+        b = bias[li]
+        b[lay.bb_o:lay.bb_q] = _bias_block(v[lay.b_o:lay.b_o + dp])
+        for hh in range(h):
+            at = lay.bb_q + hh * 16 * dhp
+            b[at:at + 16 * dhp] = _bias_block(v[hh * dhp:(hh + 1) * dhp])
+        b[lay.bb_1:lay.bias_layer] = _bias_block(v[lay.b_1:lay.b_1 + fp])
     return PackedMTGNet(layout=lay, ln_eps=float(params.ln_eps), dtype=dtype,
                         emb=_bf16_split(emb_p), s1=torch.stack([_bf16_split(t) for t in s1]),
                         vo1=vo1.to(dtype).contiguous(), mat=mat.reshape(-1).to(dtype).contiguous(),
-                        vec=vec.contiguous())
+                        vec=vec.contiguous(), bias=bias.reshape(-1).contiguous())
+
+
+def _bias_block(b: torch.Tensor) -> torch.Tensor:
+    """fp32 bias ``(W,)`` as a flattened (16, W) bf16 block: rows 0..2 its split, the rest 0.
+
+    ``ones(R, 16) @ block`` then adds the bias exactly (fp32 accumulation) on tensor cores.
+    """
+    block = torch.zeros(16, b.numel(), dtype=torch.bfloat16, device=b.device)
+    block[:3] = _bf16_split(b)
+    return block.reshape(-1)
 
 
 def _bf16_split(t: torch.Tensor) -> torch.Tensor:
@@ -340,22 +360,24 @@ def _ln_head(x, head_ptr, eps, D: tl.constexpr, DP: tl.constexpr):
 
 
 @triton.jit
-def _post_attention(x_attn, w1_pre, w2_pre, mat_l, vec_l, head_ptr, eps, LAST: tl.constexpr,
-                    PRE: tl.constexpr,
+def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, head_ptr, eps,
+                    LAST: tl.constexpr, PRE: tl.constexpr,
                     D: tl.constexpr, DP: tl.constexpr, FP: tl.constexpr, BLOCK_F: tl.constexpr,
                     O_W1: tl.constexpr, O_W2: tl.constexpr, O_BO: tl.constexpr,
-                    O_B1: tl.constexpr, O_B2: tl.constexpr,
+                    O_B1: tl.constexpr, O_B2: tl.constexpr, OB_1: tl.constexpr,
                     CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr):
     """From x + attn + b_o: y = LN1(.), then LN2(y + FFN(y)); LAST: the head's output per row.
 
     LN1's bias holds b_2 and b_1 is b_1 - b_2 W_1 (``pack_params``), so the FFN input y + b_2 is
     also the accumulator's start.
 
-    Offsets are the host layout's (``KernelLayout``): LN1 follows b_o, LN2 follows b_2. PRE:
-    ``w1_pre``/``w2_pre`` are the whole FFN matrices, loaded once per program (FP == BLOCK_F).
+    Offsets are the host layout's (``KernelLayout``): LN1 follows b_o, LN2 follows b_2. b_1
+    starts the hidden accumulator as ``ones @ block`` (``pack_params``' bias blocks). PRE:
+    ``w1_pre``/``w2_pre``/``b1_pre`` are the whole FFN's, loaded once per program (FP == BLOCK_F).
     """
     dc = tl.arange(0, DP)
     fc = tl.arange(0, BLOCK_F)
+    r16 = tl.arange(0, 16)
     x = _layer_norm(x_attn, vec_l + O_BO + DP, vec_l + O_BO + 2 * DP, eps, D, DP)
     # Feed-forward in BLOCK_F-wide slices; the residual and b_2 start the accumulator.
     xc = x.to(CDT)
@@ -364,12 +386,14 @@ def _post_attention(x_attn, w1_pre, w2_pre, mat_l, vec_l, head_ptr, eps, LAST: t
         if PRE:
             w1 = w1_pre
             w2 = w2_pre
+            b1 = b1_pre
         else:
             w1 = tl.load(mat_l + O_W1 + dc[:, None] * FP + (f0 + fc)[None, :])
             w2 = tl.load(mat_l + O_W2 + (f0 + fc)[:, None] * DP + dc[None, :])
-        b1 = tl.load(vec_l + O_B1 + f0 + fc)
-        hid = _mm(xc, w1, tl.zeros((x.shape[0], BLOCK_F), tl.float32), CDT, UPCAST_DOT, TF32X3)
-        hid = tl.maximum(hid + b1[None, :], 0.0)
+            b1 = tl.load(bias_l + OB_1 + r16[:, None] * FP + (f0 + fc)[None, :])
+        hid = _mm(ones, b1, tl.zeros((x.shape[0], BLOCK_F), tl.float32), tl.bfloat16, UPCAST_DOT,
+                  False)
+        hid = tl.maximum(_mm(xc, w1, hid, CDT, UPCAST_DOT, TF32X3), 0.0)
         acc = _mm(hid, w2, acc, CDT, UPCAST_DOT, TF32X3)
     if LAST:
         out = _ln_head(acc, head_ptr, eps, D, DP)
@@ -379,18 +403,21 @@ def _post_attention(x_attn, w1_pre, w2_pre, mat_l, vec_l, head_ptr, eps, LAST: t
 
 
 @triton.jit
-def _general_layer(x, key_ok, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_pre, mat_l, vec_l,
-                   head_ptr, eps, LAST: tl.constexpr, PRE: tl.constexpr,
+def _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_pre, bo_pre, bq_pre,
+                   b1_pre, mat_l, vec_l, bias_l, head_ptr, eps, LAST: tl.constexpr,
+                   PRE: tl.constexpr,
                    BLOCK_M: tl.constexpr, PP: tl.constexpr,
                    H: tl.constexpr, D: tl.constexpr, DP: tl.constexpr, DHP: tl.constexpr,
                    FP: tl.constexpr, BLOCK_F: tl.constexpr, O_WO: tl.constexpr,
                    O_W1: tl.constexpr, O_W2: tl.constexpr, O_BO: tl.constexpr,
-                   O_B1: tl.constexpr, O_B2: tl.constexpr, CDT: tl.constexpr,
-                   UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr, FLAT: tl.constexpr):
+                   O_B1: tl.constexpr, O_B2: tl.constexpr, OB_Q: tl.constexpr, OB_1: tl.constexpr,
+                   CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr,
+                   FLAT: tl.constexpr):
     """One encoder layer over (BLOCK_M * PP, DP) slot tokens: per-head QKV, attention, LN/FFN/LN.
 
     The host packs b_k = 0 (a per-query shift: softmax ignores it) and folds b_v W_o into b_o
-    (attention rows sum to 1), so only q gets a bias. A helper rather than inline code: its
+    (attention rows sum to 1), so only q gets a bias; b_o and b_q are added on tensor cores
+    (``ones @ bias block``). A helper rather than inline code: its
     names are not loop-carried in the kernel's runtime layer loop, so they may differ in shape
     from step 2's (e.g. (BLOCK_M, PP, NP) scores). PRE: the ``*_pre`` matrices (one head, one
     FFN slice) were loaded once per program; else they are read here.
@@ -398,15 +425,22 @@ def _general_layer(x, key_ok, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_pre, ma
     R: tl.constexpr = BLOCK_M * PP
     dc = tl.arange(0, DP)
     hc = tl.arange(0, DHP)
+    r16 = tl.arange(0, 16)
     xc = x.to(CDT)
-    acc = x + tl.load(vec_l + O_BO + dc)[None, :]
+    if PRE:
+        bo = bo_pre
+    else:
+        bo = _load_mat(bias_l, 16, DP)
+    acc = _mm(ones, bo, x, tl.bfloat16, UPCAST_DOT, False)             # x + b_o
     z = tl.zeros((R, DHP), tl.float32)
     for h in tl.static_range(H):
         if PRE:
             wq = wq_pre
             wk = wk_pre
             wv = wv_pre
+            bq = bq_pre
         else:
+            bq = tl.load(bias_l + OB_Q + h * 16 * DHP + r16[:, None] * DHP + hc[None, :])
             w_off = dc[:, None] * DHP + hc[None, :]
             wq = tl.load(mat_l + (0 * H + h) * DP * DHP + w_off)
             wk = tl.load(mat_l + (1 * H + h) * DP * DHP + w_off)
@@ -414,8 +448,8 @@ def _general_layer(x, key_ok, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_pre, ma
         # rounded to the compute dtype at once (the next matmul would): half the registers
         k = _mm(xc, wk, z, CDT, UPCAST_DOT, TF32X3).to(CDT)
         v = _mm(xc, wv, z, CDT, UPCAST_DOT, TF32X3).to(CDT)
-        q = (_mm(xc, wq, z, CDT, UPCAST_DOT, TF32X3)
-             + tl.load(vec_l + h * DHP + hc)[None, :]).to(CDT)
+        q = _mm(xc, wq, _mm(ones, bq, z, tl.bfloat16, UPCAST_DOT, False), CDT, UPCAST_DOT,
+                TF32X3).to(CDT)
         if FLAT:
             # all R rows against all R keys in plain 2-D products (Hopper: wgmma, operands in
             # shared memory; the batched 3-D form holds both in registers), keys of other
@@ -441,9 +475,9 @@ def _general_layer(x, key_ok, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_pre, ma
         else:
             wo = tl.load(mat_l + O_WO + h * DHP * DP + hc[:, None] * DP + dc[None, :])
         acc = _mm(o2, wo, acc, CDT, UPCAST_DOT, TF32X3)
-    return _post_attention(acc, w1_pre, w2_pre, mat_l, vec_l, head_ptr, eps, LAST, PRE, D, DP,
-                           FP, BLOCK_F, O_W1,
-                           O_W2, O_BO, O_B1, O_B2, CDT, UPCAST_DOT, TF32X3)
+    return _post_attention(acc, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, head_ptr, eps,
+                           LAST, PRE, D, DP, FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, CDT,
+                           UPCAST_DOT, TF32X3)
 
 
 @triton.jit
@@ -484,16 +518,17 @@ def _gather3(hot2, p0, p1, p2, UPCAST_DOT: tl.constexpr):
 @triton.jit
 def _mtgnet_fwd_kernel(
     masks_ptr, rows_ptr, n_masks, n_tiles,
-    emb_ptr, s1_ptr, vo1_ptr, mat_ptr, vec_ptr, best_ptr,
+    emb_ptr, s1_ptr, vo1_ptr, mat_ptr, vec_ptr, bias_ptr, best_ptr,
     out_ptr, marg_ptr, part_val_ptr, part_idx_ptr,
     ln_eps,
     N: tl.constexpr, D: tl.constexpr, NP: tl.constexpr, DP: tl.constexpr, DHP: tl.constexpr,
     FP: tl.constexpr, H: tl.constexpr, N_LAYERS: tl.constexpr,
     MAT_L: tl.constexpr, VEC_L: tl.constexpr, O_WO: tl.constexpr, O_W1: tl.constexpr,
     O_W2: tl.constexpr, O_BO: tl.constexpr, O_B1: tl.constexpr, O_B2: tl.constexpr,
-    PP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_F: tl.constexpr, TOPK: tl.constexpr,
+    BIAS_L: tl.constexpr, OB_Q: tl.constexpr, OB_1: tl.constexpr, PP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_F: tl.constexpr, TOPK: tl.constexpr,
     MODE: tl.constexpr, HAS_ROWS: tl.constexpr, STORE_MARGINALS: tl.constexpr,
     CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr, PERSIST: tl.constexpr,
+    PERSIST_TABLES: tl.constexpr,
 ):
     """MODE 0: gains (M, N). MODE 1: per-program per-task top-TOPK. MODE 2: beam marginals + argmax.
 
@@ -504,7 +539,8 @@ def _mtgnet_fwd_kernel(
     running state in registers and write one small partial per program. Buffer offsets (MAT_L,
     VEC_L, O_*) come from the host's ``KernelLayout``. PERSIST (one head, one FFN slice): every
     matrix of layer 1 and of the last layer is loaded once per program, before the tile loop,
-    and stays in shared memory across tiles (middle layers of deeper models still load per tile).
+    and stays in shared memory across tiles (middle layers of deeper models still load per tile);
+    PERSIST_TABLES: the per-task gather tables (embeddings, layer-1 scores, V W_o) too.
     """
     tl.static_assert(N <= NP, "tasks must fit the padded task axis")
     tl.static_assert(PP <= NP, "slots cannot outnumber padded tasks")
@@ -516,6 +552,7 @@ def _mtgnet_fwd_kernel(
     tl.static_assert(FP % BLOCK_F == 0, "BLOCK_F must divide the padded feed-forward width")
     tl.static_assert(MODE <= 2, "MODE is 0 (gains), 1 (top-k) or 2 (marginal)")
     tl.static_assert(not PERSIST or (H == 1 and FP == BLOCK_F), "PERSIST: one head, one slice")
+    tl.static_assert(PERSIST or not PERSIST_TABLES, "PERSIST_TABLES needs PERSIST")
     R: tl.constexpr = BLOCK_M * PP
     HEAD: tl.constexpr = N_LAYERS * VEC_L
     # attention of layers 2..L as 2-D products over the tile (block-diagonal) rather than
@@ -545,7 +582,7 @@ def _mtgnet_fwd_kernel(
 
     # Weights that stay in shared memory across tiles (PERSIST), else dummies never read.
     LAST_L: tl.constexpr = max(N_LAYERS - 1, 0)
-    if PERSIST:
+    if PERSIST_TABLES:
         e0 = _load_mat(emb_ptr, NP, DP)
         e1 = _load_mat(emb_ptr + NP * DP, NP, DP)
         e2 = _load_mat(emb_ptr + 2 * NP * DP, NP, DP)
@@ -553,6 +590,10 @@ def _mtgnet_fwd_kernel(
         g1 = _load_mat(s1_ptr + NP * NP, NP, NP)
         g2 = _load_mat(s1_ptr + 2 * NP * NP, NP, NP)
         vo_pre = _load_mat(vo1_ptr, NP, DP)
+    else:
+        e0 = tl.zeros((16, 16), tl.float32)
+        e1, e2, g0, g1, g2, vo_pre = e0, e0, e0, e0, e0, e0
+    if PERSIST:
         f1_pre = _load_mat(mat_ptr + O_W1, DP, FP)
         f2_pre = _load_mat(mat_ptr + O_W2, FP, DP)
         wq_pre = _load_mat(mat_ptr + LAST_L * MAT_L, DP, DHP)
@@ -561,10 +602,16 @@ def _mtgnet_fwd_kernel(
         wo_pre = _load_mat(mat_ptr + LAST_L * MAT_L + O_WO, DHP, DP)
         w1_pre = _load_mat(mat_ptr + LAST_L * MAT_L + O_W1, DP, FP)
         w2_pre = _load_mat(mat_ptr + LAST_L * MAT_L + O_W2, FP, DP)
+        fb_pre = _load_mat(bias_ptr + OB_1, 16, FP)
+        bo_pre = _load_mat(bias_ptr + LAST_L * BIAS_L, 16, DP)
+        bq_pre = _load_mat(bias_ptr + LAST_L * BIAS_L + OB_Q, 16, DHP)
+        b1_pre = _load_mat(bias_ptr + LAST_L * BIAS_L + OB_1, 16, FP)
     else:
-        e0 = tl.zeros((16, 16), tl.float32)
-        e1, e2, g0, g1, g2, vo_pre, f1_pre, f2_pre = e0, e0, e0, e0, e0, e0, e0, e0
-        wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_pre = e0, e0, e0, e0, e0, e0
+        f1_pre = tl.zeros((16, 16), tl.float32)
+        f2_pre, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_pre = (f1_pre, f1_pre, f1_pre, f1_pre,
+                                                                  f1_pre, f1_pre, f1_pre)
+        fb_pre, bo_pre, bq_pre, b1_pre = f1_pre, f1_pre, f1_pre, f1_pre
+    ones = tl.full((R, 16), 1.0, tl.float32)      # A operand of the bias products
 
     for tile in range(pid, n_tiles, n_prog):
         # ---- step 1: masks -> membership and slot -> task map (no dense mask tensor in memory) --
@@ -585,7 +632,7 @@ def _mtgnet_fwd_kernel(
         # ---- step 2: layer 1 from per-task constants: one-hot-gathered embeddings and score
         #      rows, member-key base-2 softmax, P @ (V W_o) against all NP tasks on emb + b_o ----
         # (names differ from the persistent ones: those are loop-carried, of one type)
-        if PERSIST:
+        if PERSIST_TABLES:
             x = _gather3(hot2, e0, e1, e2, UPCAST_DOT)                 # (R, DP) embeddings
         else:
             x = _gather3(hot2, _load_mat(emb_ptr, NP, DP), _load_mat(emb_ptr + NP * DP, NP, DP),
@@ -593,7 +640,7 @@ def _mtgnet_fwd_kernel(
         if N_LAYERS > 0:
             acc = x                   # gathered embeddings carry layer 1's b_o
             for h in tl.static_range(H):
-                if PERSIST:
+                if PERSIST_TABLES:
                     vo = vo_pre
                     s = _gather3(hot2, g0, g1, g2, UPCAST_DOT)
                 else:
@@ -605,29 +652,31 @@ def _mtgnet_fwd_kernel(
                 p = _softmax2(tl.where(member[:, None, :], s, float("-inf")))
                 acc = _mm(tl.reshape(p, (R, NP)), vo, acc, CDT, UPCAST_DOT, TF32X3)
             if N_LAYERS == 1:
-                y_slot = _post_attention(acc, f1_pre, f2_pre, mat_ptr, vec_ptr, vec_ptr + HEAD,
-                                         ln_eps, True, PERSIST, D,
-                                         DP, FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, CDT,
+                y_slot = _post_attention(acc, ones, f1_pre, f2_pre, fb_pre, mat_ptr, vec_ptr,
+                                         bias_ptr, vec_ptr + HEAD, ln_eps, True, PERSIST, D, DP,
+                                         FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, CDT,
                                          UPCAST_DOT, TF32X3)
             else:
-                x = _post_attention(acc, f1_pre, f2_pre, mat_ptr, vec_ptr, vec_ptr + HEAD, ln_eps,
-                                    False, PERSIST, D, DP,
-                                    FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, CDT, UPCAST_DOT,
-                                    TF32X3)
+                x = _post_attention(acc, ones, f1_pre, f2_pre, fb_pre, mat_ptr, vec_ptr, bias_ptr,
+                                    vec_ptr + HEAD, ln_eps, False, PERSIST, D, DP, FP, BLOCK_F,
+                                    O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, CDT, UPCAST_DOT, TF32X3)
                 # ---- step 3: layers 2..L over slots (the last one ends in the head) ------------
                 key_ok = slot_ok[:, None, :]                          # keys = occupied slots
                 for layer in range(1, N_LAYERS - 1):
-                    x = _general_layer(x, key_ok, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_pre,
-                                       mat_ptr + layer * MAT_L, vec_ptr + layer * VEC_L,
-                                       vec_ptr + HEAD, ln_eps, False, False, BLOCK_M, PP, H, D, DP, DHP,
-                                       FP, BLOCK_F, O_WO, O_W1, O_W2, O_BO, O_B1, O_B2, CDT,
-                                       UPCAST_DOT, TF32X3, FLAT)
-                y_slot = _general_layer(x, key_ok, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_pre,
+                    x = _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre,
+                                       w2_pre, bo_pre, bq_pre, b1_pre, mat_ptr + layer * MAT_L,
+                                       vec_ptr + layer * VEC_L, bias_ptr + layer * BIAS_L,
+                                       vec_ptr + HEAD, ln_eps, False, False, BLOCK_M, PP, H, D,
+                                       DP, DHP, FP, BLOCK_F, O_WO, O_W1, O_W2, O_BO, O_B1, O_B2,
+                                       OB_Q, OB_1, CDT, UPCAST_DOT, TF32X3, FLAT)
+                y_slot = _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre,
+                                        w2_pre, bo_pre, bq_pre, b1_pre,
                                         mat_ptr + (N_LAYERS - 1) * MAT_L,
-                                        vec_ptr + (N_LAYERS - 1) * VEC_L, vec_ptr + HEAD, ln_eps,
-                                        True, PERSIST, BLOCK_M, PP, H, D, DP, DHP, FP, BLOCK_F, O_WO,
-                                        O_W1, O_W2, O_BO, O_B1, O_B2, CDT, UPCAST_DOT, TF32X3,
-                                        FLAT)
+                                        vec_ptr + (N_LAYERS - 1) * VEC_L,
+                                        bias_ptr + (N_LAYERS - 1) * BIAS_L, vec_ptr + HEAD, ln_eps,
+                                        True, PERSIST, BLOCK_M, PP, H, D, DP, DHP, FP, BLOCK_F,
+                                        O_WO, O_W1, O_W2, O_BO, O_B1, O_B2, OB_Q, OB_1, CDT,
+                                        UPCAST_DOT, TF32X3, FLAT)
         else:
             wh = tl.load(vec_ptr + HEAD + dc)
             y_slot = tl.sum(x * wh[None, :], axis=1) + tl.load(vec_ptr + HEAD + DP)
@@ -694,6 +743,7 @@ def kernel_signature(dtype: torch.dtype) -> dict[str, str]:
     c = "*" + _TL_NAME[dtype]
     return dict(masks_ptr="*i64", rows_ptr="*i64", n_masks="i32", n_tiles="i32",
                 emb_ptr="*bf16", s1_ptr="*bf16", vo1_ptr=c, mat_ptr=c, vec_ptr="*fp32",
+                bias_ptr="*bf16",
                 best_ptr="*fp32", out_ptr=c, marg_ptr="*fp32", part_val_ptr="*fp32",
                 part_idx_ptr="*i64", ln_eps="fp32")
 
@@ -785,7 +835,7 @@ def _mtgnet_fwd_launch(packed: PackedMTGNet, masks: torch.Tensor, *, mode: int,
             pv, pi = torch.empty(grid, **f32), torch.empty(grid, **i64)
         _mtgnet_fwd_kernel[(grid,)](
             bmasks, rows if rows is not None else dummy_i, bmasks.shape[0], n_tiles,
-            packed.emb, packed.s1, packed.vo1, packed.mat, packed.vec, best_t,
+            packed.emb, packed.s1, packed.vo1, packed.mat, packed.vec, packed.bias, best_t,
             out, marg, pv, pi,
             packed.ln_eps,
             **kernel_constexprs(packed.layout, cfg, packed.dtype, has_rows=rows is not None,

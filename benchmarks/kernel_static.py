@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--topk", type=int, default=16, help="k of the top-k mode")
     ap.add_argument("--no-cache", action="store_true")
+    ap.add_argument("--no-exp-scores", action="store_true",
+                    help="compile the layer-1 softmax fallback (score spread > EXP_SPREAD_MAX)")
     ap.add_argument("--profile", action="store_true",
                     help="also print where the instructions go: per phase of the forward and "
                          "opcode class, per combination (whole-space rows)")
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot compile: {why}", file=sys.stderr)
         return 2
     cfgs = ks.configs(a.n, a.dtype, a.mode, a.arch, dim=a.dim, ffn_dim=a.ffn, n_heads=a.heads,
-                      n_layers=a.layers, topk=a.topk)
+                      n_layers=a.layers, topk=a.topk, exp_scores=not a.no_exp_scores)
     rows = []
     for i, c in enumerate(cfgs, 1):
         r = ks.analyse(c, use_cache=not a.no_cache)

@@ -77,6 +77,14 @@ def test_n27_bf16_sm90_every_mode() -> None:
     assert all(r["tensor_core_per_combination"] > 0 for r in rows)
 
 
+def test_n27_softmax_fallback_compiles() -> None:
+    # models whose layer-1 score rows spread wider than EXP_SPREAD_MAX take the max-subtract path
+    rows = figures("--n", "27", "--dtype", "bf16", "--arch", "90", "--mode", "predict",
+                   "--no-exp-scores")
+    check(rows)
+    assert all(r["exp_scores"] is False for r in rows if r["popcounts"] != "all")
+
+
 def test_n64_fp16_sm80() -> None:
     # the widest mask (three buckets up to 64 slots) on the Ampere target
     rows = figures("--n", "64", "--dtype", "fp16", "--arch", "80", "--mode", "predict")

@@ -188,6 +188,20 @@ def test_wide_masks_flat_attention_match_reference() -> None:
                atol=FP32_ATOL)
 
 
+@pytest.mark.parametrize("temperature", [0.8, 0.004])
+def test_layer1_softmax_table_and_its_fallback(temperature: float) -> None:
+    # ordinary scores: the packer stores exp2 weights (softmax = masked normalisation); near-one-hot
+    # attention (spread > EXP_SPREAD_MAX, where far members would underflow): max-subtract path
+    n = 9
+    params = make_params(n, 16, 32, 2, 1, seed=11, temperature=temperature)
+    packed = tm.pack_params(params)
+    assert packed.exp_scores == (temperature > 0.1)
+    masks = masks_covering(n, n_random=20).to(DEVICE)
+    ref = mtgnet_forward(params, masks)
+    assert_close_verbose(tm.mtgnet_forward_triton(packed, masks, block_m=4), ref,
+                         atol=FP32_ATOL, name=f"T={temperature}")
+
+
 def test_popcount64_edge_bits() -> None:
     masks = torch.tensor([1, -1, -(1 << 63), (1 << 62) | 5, 0x5555555555555555], dtype=torch.int64)
     assert tm.popcount64(masks).tolist() == [1, 64, 1, 3, 32]

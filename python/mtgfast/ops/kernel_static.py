@@ -60,6 +60,7 @@ class StaticConfig:
     pp: int
     arch: int             # 90 (H100) or 80 (A100)
     topk: int = 16
+    exp_scores: bool = True   # layer-1 softmax from an exp2 table (False: the packer's fallback)
 
     @property
     def layout(self) -> KernelLayout:
@@ -72,7 +73,7 @@ _FORMAT = 2   # bump when a cached row's fields change (2: per-phase profile)
 
 def configs(n_tasks: Iterable[int], dtypes: Iterable[str], modes: Iterable[str],
             archs: Iterable[int], *, dim: int = 64, ffn_dim: int | None = None, n_heads: int = 1,
-            n_layers: int = 2, topk: int = 16) -> list[StaticConfig]:
+            n_layers: int = 2, topk: int = 16, exp_scores: bool = True) -> list[StaticConfig]:
     """Every configuration the launcher can choose for these models (one per slot width PP)."""
     out = []
     for arch in archs:
@@ -85,7 +86,7 @@ def configs(n_tasks: Iterable[int], dtypes: Iterable[str], modes: Iterable[str],
                                          f"{list(MODES)}, got {dt!r}, {mode!r}")
                     for pp in slot_widths(lay):
                         out.append(StaticConfig(n, dim, ffn_dim or dim, n_heads, n_layers, dt,
-                                                mode, pp, arch, topk))
+                                                mode, pp, arch, topk, exp_scores))
     return out
 
 
@@ -141,7 +142,8 @@ def _compile_and_measure(cfg: StaticConfig) -> dict[str, Any]:
     row: dict[str, Any] = dict(asdict(cfg), popcounts=_bucket_range(cfg), block_m=lc.block_m,
                                num_warps=lc.num_warps, compiled=False)
     sig = tm.kernel_signature(dtype)
-    cx = tm.kernel_constexprs(cfg.layout, lc, dtype, has_rows=True, store_marginals=True)
+    cx = tm.kernel_constexprs(cfg.layout, lc, dtype, has_rows=True, store_marginals=True,
+                              exp_scores=cfg.exp_scores)
     for k in cx:
         sig[k] = "constexpr"
     args = tm.kernel.arg_names

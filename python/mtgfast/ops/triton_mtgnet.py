@@ -107,11 +107,14 @@ class PackedMTGNet:
     ln_eps: float
     dtype: torch.dtype         # compute dtype of matmul operands and of the gains output
     emb: torch.Tensor          # (3, NP, DP) bf16: embeddings (layer-1 residual input) as a sum
-    s1: torch.Tensor           # (H, 3, NP, NP) bf16: scaled layer-1 scores, same split
+    s1: torch.Tensor           # (H, 3, NP, NP) bf16: scaled layer-1 scores (or their exp2,
+                               # see exp_scores), same split
     vo1: torch.Tensor          # (H, NP, DP) dtype: layer-1 V_h @ W_o,h
     mat: torch.Tensor          # (layout.mat_size,) dtype: per-layer matrices
     vec: torch.Tensor          # (layout.vec_size,) fp32: per-layer vectors, then w_head, b_head
     bias: torch.Tensor         # (layout.bias_size,) bf16: b_o, b_q, b_1 as split (16, width) blocks
+    exp_scores: bool = False   # s1 holds exp2(S - row max over all tasks): softmax is a masked
+                               # normalisation (no max, no exp per combination)
 
     @property
     def device(self) -> torch.device:
@@ -260,10 +263,25 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
             at = lay.bb_q + hh * 16 * dhp
             b[at:at + 16 * dhp] = _bias_block(v[hh * dhp:(hh + 1) * dhp])
         b[lay.bb_1:lay.bias_layer] = _bias_block(v[lay.b_1:lay.b_1 + fp])
+    # Layer-1 softmax weights as a table: exp2(S_ij - max_j S_ij) is shift-invariant, so member
+    # weights need no per-combination max or exp2 - when no weight can underflow fp32: the
+    # spread of every score row (over real tasks) must stay <= EXP_SPREAD_MAX (log2 units).
+    exp_scores = bool(n_layers) and bool(
+        (s1[:, :n, :n].amax(-1) - s1[:, :n, :n].amin(-1)).max() <= EXP_SPREAD_MAX)
+    if exp_scores:
+        e = torch.zeros_like(s1)
+        e[:, :n, :n] = torch.exp2(s1[:, :n, :n] - s1[:, :n, :n].amax(-1, keepdim=True))
+        s1 = e
     return PackedMTGNet(layout=lay, ln_eps=float(params.ln_eps), dtype=dtype,
                         emb=_bf16_split(emb_p), s1=torch.stack([_bf16_split(t) for t in s1]),
                         vo1=vo1.to(dtype).contiguous(), mat=mat.reshape(-1).to(dtype).contiguous(),
-                        vec=vec.contiguous(), bias=bias.reshape(-1).contiguous())
+                        vec=vec.contiguous(), bias=bias.reshape(-1).contiguous(),
+                        exp_scores=exp_scores)
+
+
+# Largest spread of a layer-1 score row (log2 units) for which the kernel's softmax reads
+# exp2 weights from a table (2^-64 >> fp32's smallest normal: no member weight underflows).
+EXP_SPREAD_MAX = 64.0
 
 
 def _bias_block(b: torch.Tensor) -> torch.Tensor:
@@ -528,7 +546,7 @@ def _mtgnet_fwd_kernel(
     BIAS_L: tl.constexpr, OB_Q: tl.constexpr, OB_1: tl.constexpr, PP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_F: tl.constexpr, TOPK: tl.constexpr,
     MODE: tl.constexpr, HAS_ROWS: tl.constexpr, STORE_MARGINALS: tl.constexpr,
     CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr, PERSIST: tl.constexpr,
-    PERSIST_TABLES: tl.constexpr,
+    PERSIST_TABLES: tl.constexpr, EXP_SCORES: tl.constexpr,
 ):
     """MODE 0: gains (M, N). MODE 1: per-program per-task top-TOPK. MODE 2: beam marginals + argmax.
 
@@ -541,6 +559,7 @@ def _mtgnet_fwd_kernel(
     matrix of layer 1 and of the last layer is loaded once per program, before the tile loop,
     and stays in shared memory across tiles (middle layers of deeper models still load per tile);
     PERSIST_TABLES: the per-task gather tables (embeddings, layer-1 scores, V W_o) too.
+    EXP_SCORES: the layer-1 score table holds exp2 weights (``PackedMTGNet.exp_scores``).
     """
     tl.static_assert(N <= NP, "tasks must fit the padded task axis")
     tl.static_assert(PP <= NP, "slots cannot outnumber padded tasks")
@@ -649,7 +668,13 @@ def _mtgnet_fwd_kernel(
                                  _load_mat(s1_ptr + (h * 3 + 1) * NP * NP, NP, NP),
                                  _load_mat(s1_ptr + (h * 3 + 2) * NP * NP, NP, NP), UPCAST_DOT)
                 s = tl.reshape(s, (BLOCK_M, PP, NP))
-                p = _softmax2(tl.where(member[:, None, :], s, float("-inf")))
+                if EXP_SCORES:
+                    # gathered exp2 weights: mask, normalise (empty slots: all 0, stay 0)
+                    e = tl.where(member[:, None, :], s, 0.0)
+                    den = tl.sum(e, axis=2)
+                    p = e * (1.0 / tl.where(den == 0.0, 1.0, den))[:, :, None]
+                else:
+                    p = _softmax2(tl.where(member[:, None, :], s, float("-inf")))
                 acc = _mm(tl.reshape(p, (R, NP)), vo, acc, CDT, UPCAST_DOT, TF32X3)
             if N_LAYERS == 1:
                 y_slot = _post_attention(acc, ones, f1_pre, f2_pre, fb_pre, mat_ptr, vec_ptr,
@@ -750,11 +775,11 @@ def kernel_signature(dtype: torch.dtype) -> dict[str, str]:
 
 def kernel_constexprs(layout: KernelLayout, cfg: LaunchConfig, dtype: torch.dtype, *,
                       has_rows: bool = True, store_marginals: bool = True,
-                      upcast_dot: bool = False) -> dict[str, object]:
+                      upcast_dot: bool = False, exp_scores: bool = True) -> dict[str, object]:
     """Every compile-time constant of :data:`kernel` for one launch (layout + launch config)."""
     return dict(**layout.kernel_constexprs(), **cfg.constexprs(), HAS_ROWS=has_rows,
                 STORE_MARGINALS=store_marginals, CDT=_CDT[dtype], UPCAST_DOT=upcast_dot,
-                TF32X3=dtype == torch.float32)
+                TF32X3=dtype == torch.float32, EXP_SCORES=exp_scores)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -839,7 +864,8 @@ def _mtgnet_fwd_launch(packed: PackedMTGNet, masks: torch.Tensor, *, mode: int,
             out, marg, pv, pi,
             packed.ln_eps,
             **kernel_constexprs(packed.layout, cfg, packed.dtype, has_rows=rows is not None,
-                                store_marginals=store_marginals, upcast_dot=upcast),
+                                store_marginals=store_marginals, upcast_dot=upcast,
+                                exp_scores=packed.exp_scores),
             **cfg.options(),
         )
         parts_v.append(pv)

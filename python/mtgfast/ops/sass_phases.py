@@ -130,7 +130,7 @@ def _classify(chain: list[tuple[str, str, int]]) -> str | None:
             return "layer 1: gather embeddings"
         if "s1_ptr" in text or "_gather3(hot2, g" in text or "s = _gather3" in text:
             return "layer 1: gather scores"
-        if "_softmax2" in text:
+        if any(w in text for w in ("_softmax2", "den", "e = tl.where", "p = e")):
             return "layer 1: softmax"
         if "vo" in text or "_mm(" in text:
             return "layer 1: P @ VO"

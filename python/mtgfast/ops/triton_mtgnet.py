@@ -499,21 +499,6 @@ def _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_p
 
 
 @triton.jit
-def _slot_one_hot(member, PP: tl.constexpr):
-    """Slot t of a combination holds its t-th member task: one-hot (BLOCK_M, PP, NP), each task's
-    slot (its rank, (BLOCK_M, NP)) and the popcounts.
-
-    A task's slot is its rank among the members (exclusive prefix sum over the task axis), so
-    there is no per-bit loop; gathers by task become one-hot matmuls on tensor cores.
-    """
-    mi = member.to(tl.int32)
-    rank = tl.cumsum(mi, axis=1) - mi                                   # (BLOCK_M, NP)
-    ts = tl.arange(0, PP)
-    hot = (rank[:, None, :] == ts[None, :, None]) & member[:, None, :]
-    return hot, rank, tl.sum(mi, axis=1)
-
-
-@triton.jit
 def _load_mat(ptr, ROWS: tl.constexpr, COLS: tl.constexpr):
     """A row-major (ROWS, COLS) matrix at ``ptr``."""
     return tl.load(ptr + tl.arange(0, ROWS)[:, None] * COLS + tl.arange(0, COLS)[None, :])
@@ -584,6 +569,13 @@ def _mtgnet_fwd_kernel(
     tn = tl.arange(0, NP)
     ts = tl.arange(0, PP)
     dc = tl.arange(0, DP)
+    # per token row r: its combination r // PP as a one-hot over KC (>= 16: a dot dimension)
+    # and its slot + 1 (the rank + 1 its task must have)
+    KC: tl.constexpr = max(16, BLOCK_M)
+    kc = tl.arange(0, KC)
+    rr = tl.arange(0, R)
+    comb_hot = tl.where((rr // PP)[:, None] == kc[None, :], 1.0, 0.0)   # (R, KC)
+    slot1 = (rr % PP + 1).to(tl.float32)
     task_ok = tn < N
 
     # Running reduction state; only the mode that updates it keeps it alive.
@@ -643,10 +635,22 @@ def _mtgnet_fwd_kernel(
             rows = pos
         member = ((masks[:, None] >> tn[None, :].to(tl.int64)) & 1) != 0
         member = member & task_ok[None, :] & row_ok[:, None]          # (BLOCK_M, NP)
-        hot, rank, count = _slot_one_hot(member, PP)                  # (BLOCK_M, PP, NP)
+        mi = member.to(tl.int32)
+        rank = tl.cumsum(mi, axis=1) - mi                             # task j's slot
+        slot_ok = ts[None, :] < tl.sum(mi, axis=1)[:, None]           # (BLOCK_M, PP)
+        # Token rows get their combination's (rank + 1 | 0 if absent) row by a tensor-core
+        # product with the per-row combination one-hot: G[r, j] = rank_j + 1 of the member tasks
+        # of row r's combination, already in the MMA layout the gathers' operand comes from.
+        mk = tl.load(masks_ptr + tl.cast(tile, tl.int64) * BLOCK_M + kc,
+                     mask=(kc < BLOCK_M) & (tl.cast(tile, tl.int64) * BLOCK_M + kc < n_masks),
+                     other=0)
+        mk = (((mk[:, None] >> tn[None, :].to(tl.int64)) & 1) != 0) & task_ok[None, :]
+        mki = mk.to(tl.int32)
+        rk = tl.where(mk, tl.cumsum(mki, axis=1), 0).to(tl.float32)    # (KC, NP)
+        g = _mm(comb_hot, rk, tl.zeros((R, NP), tl.float32), tl.bfloat16, UPCAST_DOT, False)
+        key1 = g > 0.0                                                # layer-1 keys (R, NP)
         # via fp32: the interpreter turns bool into bf16 as 0
-        hot2 = tl.reshape(tl.where(hot, 1.0, 0.0).to(tl.bfloat16), (R, NP))
-        slot_ok = ts[None, :] < count[:, None]                        # (BLOCK_M, PP)
+        hot2 = tl.where(g == slot1[:, None], 1.0, 0.0).to(tl.bfloat16)  # (R, NP) one-hot
 
         # ---- step 2: layer 1 from per-task constants: one-hot-gathered embeddings and score
         #      rows, member-key base-2 softmax, P @ (V W_o) against all NP tasks on emb + b_o ----
@@ -667,14 +671,14 @@ def _mtgnet_fwd_kernel(
                     s = _gather3(hot2, _load_mat(s1_ptr + h * 3 * NP * NP, NP, NP),
                                  _load_mat(s1_ptr + (h * 3 + 1) * NP * NP, NP, NP),
                                  _load_mat(s1_ptr + (h * 3 + 2) * NP * NP, NP, NP), UPCAST_DOT)
-                s = tl.reshape(s, (BLOCK_M, PP, NP))
                 if EXP_SCORES:
                     # gathered exp2 weights: mask, normalise (empty slots: all 0, stay 0)
-                    e = tl.where(member[:, None, :], s, 0.0)
-                    den = tl.sum(e, axis=2)
-                    p = e * (1.0 / tl.where(den == 0.0, 1.0, den))[:, :, None]
+                    e = tl.where(key1, s, 0.0)
+                    den = tl.sum(e, axis=1)
+                    p = e * (1.0 / tl.where(den == 0.0, 1.0, den))[:, None]
                 else:
-                    p = _softmax2(tl.where(member[:, None, :], s, float("-inf")))
+                    p = tl.reshape(_softmax2(tl.reshape(tl.where(key1, s, float("-inf")),
+                                                        (1, R, NP))), (R, NP))
                 acc = _mm(tl.reshape(p, (R, NP)), vo, acc, CDT, UPCAST_DOT, TF32X3)
             if N_LAYERS == 1:
                 y_slot = _post_attention(acc, ones, f1_pre, f2_pre, fb_pre, mat_ptr, vec_ptr,

@@ -78,9 +78,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _line(r: dict) -> str:
     if not r["compiled"]:
-        return f"N={r['n_tasks']} {r['dtype']} {r['mode']} PP={r['pp']} sm_{r['arch']}: " \
+        return f"N={r['n_tasks']} {r['dtype']} {r['mode']} rows={_rows(r)} sm_{r['arch']}: " \
                f"COMPILE ERROR {r.get('error', '')}"
-    return (f"N={r['n_tasks']} {r['dtype']} {r['mode']} PP={r['pp']} sm_{r['arch']}: "
+    return (f"N={r['n_tasks']} {r['dtype']} {r['mode']} rows={_rows(r)} sm_{r['arch']}: "
             f"{r['registers']} regs, {r['spill_bytes']} B spill, "
             f"{r['instructions_per_combination']} instr/combo ({r.get('compile_s', '?')} s)")
 
@@ -99,18 +99,27 @@ def _profile(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _rows(r: dict) -> str:
+    """Rows per combination / slot width of one bucket (the mix row: its buckets' slot widths)."""
+    if r["popcounts"] == "all":
+        return str(r["pp"])
+    return f"{r.get('stride') or r['pp']}/{r['pp']}"
+
+
 def _table(rows: list[dict]) -> str:
-    head = ("N", "dtype", "mode", "sm", "popcounts", "PP", "regs", "spill B", "smem KB",
+    head = ("N", "dtype", "mode", "sm", "popcounts", "rows/slots", "combos/tile", "regs",
+            "spill B", "smem KB",
             "warps", "CTA/SM", "instr/combo", "TC/combo", "bound combos/s")
     lines = [" | ".join(head), " | ".join("---" for _ in head)]
     for r in rows:
         pc = r["popcounts"] if r["popcounts"] == "all" else f"{r['popcounts'][0]}-{r['popcounts'][1]}"
         if not r["compiled"]:
             lines.append(" | ".join([str(r["n_tasks"]), r["dtype"], r["mode"], str(r["arch"]), pc,
-                                     str(r["pp"]), "compile error"] + [""] * 7))
+                                     _rows(r), "", "compile error"] + [""] * 7))
             continue
         lines.append(" | ".join(str(x) for x in (
-            r["n_tasks"], r["dtype"], r["mode"], r["arch"], pc, r["pp"], r["registers"],
+            r["n_tasks"], r["dtype"], r["mode"], r["arch"], pc, _rows(r),
+            r.get("block_m", ""), r["registers"],
             r["spill_bytes"], round(r["shared_bytes"] / 1024, 1), r["num_warps"], r["ctas_per_sm"],
             r["instructions_per_combination"], r["tensor_core_per_combination"],
             f"{r['bound_combos_per_s']:.3g}")))

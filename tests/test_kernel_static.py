@@ -73,7 +73,8 @@ def test_n27_bf16_sm90_every_mode() -> None:
     # the target regime: the whole space of 27 tasks, both buckets (PP = 16, 32), three modes
     rows = figures("--n", "27", "--dtype", "bf16", "--arch", "90")
     check(rows)
-    assert {r["pp"] for r in rows if r["popcounts"] != "all"} == {16, 32}
+    assert {(r["stride"], r["pp"]) for r in rows if r["popcounts"] != "all"} == {
+        (8, 16), (12, 16), (16, 16), (21, 32), (32, 32)}
     assert all(r["tensor_core_per_combination"] > 0 for r in rows)
 
 
@@ -90,6 +91,8 @@ def test_n64_fp16_sm80() -> None:
     rows = figures("--n", "64", "--dtype", "fp16", "--arch", "80", "--mode", "predict")
     check(rows)
     assert {r["pp"] for r in rows if r["popcounts"] != "all"} == {16, 32, 64}
+    # sm_80 keeps power-of-two slot widths (no dense strides: ROW_KEYS is Hopper's)
+    assert {r["stride"] for r in rows if r["popcounts"] != "all"} == {16, 32, 64}
 
 
 # Known miss (issue 11): at N = 64 the top-k mode's 64-slot bucket spills 88 B in bf16/fp16 on
@@ -128,5 +131,8 @@ def test_ctas_per_sm_limits() -> None:
 
 
 def test_configs_follow_the_launcher() -> None:
+    # one per popcount bucket: (stride = rows per combination, slot width)
     cfgs = ks.configs([17, 33], ["bf16"], ["predict"], [90])
-    assert [(c.n_tasks, c.pp) for c in cfgs] == [(17, 16), (17, 32), (33, 16), (33, 32), (33, 64)]
+    assert [(c.n_tasks, c.stride, c.pp) for c in cfgs] == [
+        (17, 8, 16), (17, 12, 16), (17, 16, 16), (17, 17, 32),
+        (33, 8, 16), (33, 12, 16), (33, 16, 16), (33, 21, 32), (33, 32, 32), (33, 64, 64)]

@@ -15,7 +15,8 @@ import torch
 
 __all__ = ["Backend", "KERNEL_DTYPES", "KernelLayout", "LaunchConfig", "MAX_TOPK",
            "MarginalResult", "interpret_env", "kernel_supports", "launch_config", "next_pow2",
-           "persistent_weight_bytes", "slot_widths"]
+           "persistent_weight_bytes", "slot_buckets", "slot_widths", "SlotBucket",
+           "DENSE_STRIDES"]
 
 Backend = Literal["auto", "torch", "triton"]
 
@@ -192,6 +193,50 @@ def slot_widths(layout: KernelLayout) -> list[int]:
     return [pp for pp in (16, 32, 64) if pp < layout.np_] + [layout.np_]
 
 
+# Rows per combination the launcher packs by default: a combination of at most s tasks takes
+# s token rows, so a 64-row tile holds 64 // s of them (s below the slot width: packed densely,
+# block-diagonal 2-D attention). Static figures, N = 27 bf16: 895 / 1,516 / 1,647 / 2,461
+# instructions per combination at s = 8 / 12 / 16 / 21 against 1,647 (16 slots) and 3,732 (32).
+DENSE_STRIDES = (8, 12, 16, 21, 32, 64)
+
+
+@dataclass(frozen=True)
+class SlotBucket:
+    """Combinations with lo..hi member tasks: ``stride`` rows each, tensors ``pp`` slots wide."""
+
+    lo: int
+    hi: int
+    stride: int
+    pp: int
+
+
+def slot_buckets(layout: KernelLayout, *, dense: bool = True) -> list[SlotBucket]:
+    """The launcher's popcount buckets for ``layout``, ascending. ``dense=False``: one per slot
+    width (``slot_widths``), each combination padded to it. A stride that fits no more
+    combinations in a tile than the next power of two takes that (the batched attention)."""
+    n = layout.n_tasks
+    if dense:
+        strides = []
+        for s0 in DENSE_STRIDES:
+            s = min(s0, n)
+            p2 = next_pow2(s)
+            if p2 <= layout.np_ and TILE_ROWS // s == TILE_ROWS // p2:
+                s = p2
+            if s not in strides:
+                strides.append(s)
+            if s0 >= n:
+                break
+    else:
+        strides = slot_widths(layout)
+    out, lo = [], 1
+    for s in sorted(strides):
+        if lo > n:
+            break
+        out.append(SlotBucket(lo, min(s, n), s, next_pow2(s)))
+        lo = s + 1
+    return out
+
+
 def slot_width(layout: KernelLayout, popcount: int) -> int:
     """The slot width the launcher uses for combinations of ``popcount`` tasks."""
     return next(pp for pp in slot_widths(layout) if pp >= popcount)
@@ -220,6 +265,9 @@ class LaunchConfig:
     maxnreg: int | None = None   # register cap per thread (None: ptxas decides, up to 255)
     persist: bool = False        # matrices loaded once per program, kept in shared memory
     persist_tables: bool = False  # the per-task gather tables too
+    stride: int = 0              # rows per combination (0: pp); < pp packs combinations densely
+    row_keys: bool = True        # one-hot / layer-1 keys per token row by a product (sm_90)
+    rows: int = 0                # token rows per tile (0: block_m * pp)
 
     def options(self) -> dict[str, int]:
         """Triton launch / compile options."""
@@ -229,8 +277,10 @@ class LaunchConfig:
         return opt
 
     def constexprs(self) -> dict[str, int]:
-        return dict(PP=self.pp, BLOCK_M=self.block_m, BLOCK_F=self.block_f, TOPK=self.topk,
-                    MODE=self.mode, PERSIST=self.persist, PERSIST_TABLES=self.persist_tables)
+        return dict(PP=self.pp, S=self.stride or self.pp, ROWS=self.rows or self.block_m * self.pp,
+                    BLOCK_M=self.block_m, BLOCK_F=self.block_f, TOPK=self.topk,
+                    MODE=self.mode, PERSIST=self.persist, PERSIST_TABLES=self.persist_tables,
+                    ROW_KEYS=self.row_keys)
 
 
 def persistent_weight_bytes(layout: KernelLayout, dtype: torch.dtype, *,
@@ -254,7 +304,7 @@ PERSIST_MAX_BYTES = 96 * 1024
 
 def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
                   block_m: int | None = None, dtype: torch.dtype | None = None,
-                  arch: int = 90) -> LaunchConfig:
+                  arch: int = 90, stride: int | None = None) -> LaunchConfig:
     """The launcher's choice for slot width ``pp``: TILE_ROWS token rows per tile, 4 warps (one
     warpgroup: 64 rows are one Hopper wgmma M tile; <= 255 registers, 2 CTAs per SM, no spills).
 
@@ -265,10 +315,20 @@ def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
     wgmma reads them there), one head, one FFN slice and at most ``PERSIST_MAX_BYTES``;
     ``dtype=None`` (the interpreter) skips the dtype rule so fp32 tests cover that path too.
     The gather tables join them at 16 slots only: with 32 the attention's own shared memory
-    would leave one CTA per SM (static figures, N = 27)."""
+    would leave one CTA per SM (static figures, N = 27).
+
+    ``stride`` (a ``SlotBucket``'s, below ``pp``): combinations packed that many rows apart in a
+    tile of TILE_ROWS rows (``block_m`` is then ignored); sm_90+ only (``row_keys``: on sm_80 the
+    per-row products' operands make N = 64 spill, so it keeps power-of-two slot widths)."""
     rows = TILE_ROWS // 2 if (mode == 1 and pp == 16 and layout.n_tasks > 48) else TILE_ROWS
-    bm = block_m or max(1, rows // pp)
-    rows = bm * pp
+    dense = stride is not None and stride != pp
+    if dense and arch < 90:
+        raise ValueError(f"dense strides need sm_90+ (row keys), got sm_{arch}")
+    if dense:
+        bm = rows // stride
+    else:
+        bm = block_m or max(1, rows // pp)
+        rows = bm * pp
     block_f = min(layout.fp, BLOCK_F)
     wdt = dtype or torch.bfloat16
     persist = (PERSIST_WEIGHTS and layout.n_heads == 1 and layout.fp == block_f and arch >= 90
@@ -278,7 +338,9 @@ def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
     return LaunchConfig(pp=pp, block_m=bm, block_f=block_f, mode=mode,
                         topk=next_pow2(topk, floor=1) if mode == 1 else 1,
                         num_warps=4 if rows <= 64 else 8, num_stages=1, maxnreg=MAXNREG,
-                        persist=persist, persist_tables=tables)
+                        persist=persist, persist_tables=tables,
+                        stride=stride if dense else 0, rows=rows if dense else 0,
+                        row_keys=arch >= 90)
 
 
 def combos_in_bucket(n_tasks: int, popcounts: range) -> int:

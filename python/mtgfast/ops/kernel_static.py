@@ -1,6 +1,6 @@
 """Ahead-of-time compile of the MTG-Net kernel for a GPU target, without a GPU, and its SASS figures.
 
-For each configuration the launcher can choose (``common.slot_widths`` x ``common.launch_config``)
+For each configuration the launcher can choose (``common.slot_buckets`` x ``common.launch_config``)
 this compiles ``triton_mtgnet.kernel`` for sm_90 / sm_80, reads registers, stack (spills) and
 shared memory from ``cuobjdump --dump-resource-usage``, and counts warp-instructions per
 combination in the SASS of the tile loop. Results are cached as JSON under
@@ -31,7 +31,7 @@ from triton.backends.compiler import GPUTarget
 
 from ..errors import InputError
 from . import triton_mtgnet as tm
-from .common import KernelLayout, combos_in_bucket, launch_config, slot_widths
+from .common import KernelLayout, combos_in_bucket, launch_config, slot_buckets
 from .sass_phases import OPCODE_CLASSES, PHASES, sass_phases
 
 __all__ = ["H100_WARP_INSTR_PER_S", "MODES", "OPCODE_CLASSES", "PHASES", "StaticConfig", "analyse", "cache_dir", "clear_cache",
@@ -61,6 +61,7 @@ class StaticConfig:
     arch: int             # 90 (H100) or 80 (A100)
     topk: int = 16
     exp_scores: bool = True   # layer-1 softmax from an exp2 table (False: the packer's fallback)
+    stride: int = 0           # rows per combination (0: pp), the bucket's (``slot_buckets``)
 
     @property
     def layout(self) -> KernelLayout:
@@ -74,7 +75,8 @@ _FORMAT = 2   # bump when a cached row's fields change (2: per-phase profile)
 def configs(n_tasks: Iterable[int], dtypes: Iterable[str], modes: Iterable[str],
             archs: Iterable[int], *, dim: int = 64, ffn_dim: int | None = None, n_heads: int = 1,
             n_layers: int = 2, topk: int = 16, exp_scores: bool = True) -> list[StaticConfig]:
-    """Every configuration the launcher can choose for these models (one per slot width PP)."""
+    """Every configuration the launcher can choose for these models (one per popcount bucket,
+    ``common.slot_buckets``)."""
     out = []
     for arch in archs:
         for n in n_tasks:
@@ -84,9 +86,9 @@ def configs(n_tasks: Iterable[int], dtypes: Iterable[str], modes: Iterable[str],
                     if dt not in _DTYPES or mode not in MODES:
                         raise InputError(f"dtype must be one of {list(_DTYPES)} and mode one of "
                                          f"{list(MODES)}, got {dt!r}, {mode!r}")
-                    for pp in slot_widths(lay):
+                    for b in slot_buckets(lay, dense=arch >= 90):
                         out.append(StaticConfig(n, dim, ffn_dim or dim, n_heads, n_layers, dt,
-                                                mode, pp, arch, topk, exp_scores))
+                                                mode, b.pp, arch, topk, exp_scores, b.stride))
     return out
 
 
@@ -113,7 +115,7 @@ def cache_dir() -> Path:
 def _key(cfg: StaticConfig) -> str:
     src = tm.kernel.cache_key   # hash of the kernel's source and of every jit function it calls
     lc = launch_config(cfg.layout, cfg.pp, MODES[cfg.mode], topk=cfg.topk,
-                       dtype=_DTYPES[cfg.dtype], arch=cfg.arch)
+                       dtype=_DTYPES[cfg.dtype], arch=cfg.arch, stride=cfg.stride or None)
     blob = json.dumps([src, triton.__version__, asdict(cfg), asdict(lc), _FORMAT], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
@@ -138,7 +140,7 @@ def analyse(cfg: StaticConfig, *, use_cache: bool = True) -> dict[str, Any]:
 def _compile_and_measure(cfg: StaticConfig) -> dict[str, Any]:
     dtype = _DTYPES[cfg.dtype]
     lc = launch_config(cfg.layout, cfg.pp, MODES[cfg.mode], topk=cfg.topk,
-                       dtype=_DTYPES[cfg.dtype], arch=cfg.arch)
+                       dtype=_DTYPES[cfg.dtype], arch=cfg.arch, stride=cfg.stride or None)
     row: dict[str, Any] = dict(asdict(cfg), popcounts=_bucket_range(cfg), block_m=lc.block_m,
                                num_warps=lc.num_warps, compiled=False)
     sig = tm.kernel_signature(dtype)
@@ -198,10 +200,10 @@ def _first_cause(e: BaseException) -> str:
 
 
 def _bucket_range(cfg: StaticConfig) -> list[int]:
-    widths = slot_widths(cfg.layout)
-    i = widths.index(cfg.pp)
-    lo = widths[i - 1] + 1 if i else 1
-    return [lo, min(cfg.pp, cfg.n_tasks)]
+    for b in slot_buckets(cfg.layout, dense=cfg.arch >= 90):
+        if b.stride == (cfg.stride or cfg.pp) and b.pp == cfg.pp:
+            return [b.lo, b.hi]
+    raise InputError(f"no launcher bucket has stride {cfg.stride} and {cfg.pp} slots")
 
 
 def _bound(instr_per_combo: float) -> float:

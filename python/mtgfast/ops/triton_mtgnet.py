@@ -41,8 +41,9 @@ from .common import (
     MarginalResult,
     interpret_env,
     kernel_supports,
+    SlotBucket,
     launch_config,
-    slot_widths,
+    slot_buckets,
 )
 from .reference import LayerParams, MTGNetParams
 
@@ -63,6 +64,8 @@ __all__ = [
 ]
 
 _CDT = dict(zip(KERNEL_DTYPES, (tl.float32, tl.float16, tl.bfloat16)))
+# Target whose launch choices the interpreter takes (tests set 80 to cover the Ampere ones).
+INTERPRETER_ARCH = 90
 
 
 # ------------------------------------------------------------------------------------------------
@@ -430,8 +433,10 @@ def _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_p
                    O_W1: tl.constexpr, O_W2: tl.constexpr, O_BO: tl.constexpr,
                    O_B1: tl.constexpr, O_B2: tl.constexpr, OB_Q: tl.constexpr, OB_1: tl.constexpr,
                    CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr,
-                   FLAT: tl.constexpr):
-    """One encoder layer over (BLOCK_M * PP, DP) slot tokens: per-head QKV, attention, LN/FFN/LN.
+                   FLAT: tl.constexpr, S: tl.constexpr):
+    """One encoder layer over (R, DP) slot tokens: per-head QKV, attention, LN/FFN/LN. FLAT:
+    2-D block-diagonal attention, combination c on rows [c S, c S + S); else batched
+    (BLOCK_M, PP, PP) (R = BLOCK_M PP, S = PP).
 
     The host packs b_k = 0 (a per-query shift: softmax ignores it) and folds b_v W_o into b_o
     (attention rows sum to 1), so only q gets a bias; b_o and b_q are added on tensor cores
@@ -440,7 +445,7 @@ def _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_p
     from step 2's (e.g. (BLOCK_M, PP, NP) scores). PRE: the ``*_pre`` matrices (one head, one
     FFN slice) were loaded once per program; else they are read here.
     """
-    R: tl.constexpr = BLOCK_M * PP
+    R: tl.constexpr = x.shape[0]
     dc = tl.arange(0, DP)
     hc = tl.arange(0, DHP)
     r16 = tl.arange(0, 16)
@@ -471,10 +476,11 @@ def _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_p
         if FLAT:
             # all R rows against all R keys in plain 2-D products (Hopper: wgmma, operands in
             # shared memory; the batched 3-D form holds both in registers), keys of other
-            # combinations masked off (block-diagonal)
+            # combinations masked off (block-diagonal: combination r // S); key_ok (R,) marks
+            # the occupied slots
             rr = tl.arange(0, R)
-            same = (rr // PP)[:, None] == (rr // PP)[None, :]
-            ok2 = same & tl.reshape(key_ok, (R,))[None, :]
+            same = (rr // S)[:, None] == (rr // S)[None, :]
+            ok2 = same & key_ok[None, :]
             s = _mm(q, tl.trans(k), tl.zeros((R, R), tl.float32), CDT, UPCAST_DOT, TF32X3)
             p = tl.reshape(_softmax2(tl.where(tl.reshape(ok2, (1, R, R)),
                                               tl.reshape(s, (1, R, R)), float("-inf"))), (R, R))
@@ -528,10 +534,11 @@ def _mtgnet_fwd_kernel(
     FP: tl.constexpr, H: tl.constexpr, N_LAYERS: tl.constexpr,
     MAT_L: tl.constexpr, VEC_L: tl.constexpr, O_WO: tl.constexpr, O_W1: tl.constexpr,
     O_W2: tl.constexpr, O_BO: tl.constexpr, O_B1: tl.constexpr, O_B2: tl.constexpr,
-    BIAS_L: tl.constexpr, OB_Q: tl.constexpr, OB_1: tl.constexpr, PP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_F: tl.constexpr, TOPK: tl.constexpr,
+    BIAS_L: tl.constexpr, OB_Q: tl.constexpr, OB_1: tl.constexpr, PP: tl.constexpr,
+    S: tl.constexpr, ROWS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_F: tl.constexpr, TOPK: tl.constexpr,
     MODE: tl.constexpr, HAS_ROWS: tl.constexpr, STORE_MARGINALS: tl.constexpr,
     CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr, PERSIST: tl.constexpr,
-    PERSIST_TABLES: tl.constexpr, EXP_SCORES: tl.constexpr,
+    PERSIST_TABLES: tl.constexpr, EXP_SCORES: tl.constexpr, ROW_KEYS: tl.constexpr,
 ):
     """MODE 0: gains (M, N). MODE 1: per-program per-task top-TOPK. MODE 2: beam marginals + argmax.
 
@@ -545,6 +552,9 @@ def _mtgnet_fwd_kernel(
     and stays in shared memory across tiles (middle layers of deeper models still load per tile);
     PERSIST_TABLES: the per-task gather tables (embeddings, layer-1 scores, V W_o) too.
     EXP_SCORES: the layer-1 score table holds exp2 weights (``PackedMTGNet.exp_scores``).
+    ROW_KEYS: token rows get their one-hot and layer-1 keys from a product with the per-row
+    combination one-hot (any stride S); else from a (BLOCK_M, PP, NP) one-hot (S == PP; sm_80,
+    where the hoisted operands would spill).
     """
     tl.static_assert(N <= NP, "tasks must fit the padded task axis")
     tl.static_assert(PP <= NP, "slots cannot outnumber padded tasks")
@@ -557,25 +567,29 @@ def _mtgnet_fwd_kernel(
     tl.static_assert(MODE <= 2, "MODE is 0 (gains), 1 (top-k) or 2 (marginal)")
     tl.static_assert(not PERSIST or (H == 1 and FP == BLOCK_F), "PERSIST: one head, one slice")
     tl.static_assert(PERSIST or not PERSIST_TABLES, "PERSIST_TABLES needs PERSIST")
-    R: tl.constexpr = BLOCK_M * PP
+    R: tl.constexpr = ROWS
+    tl.static_assert(S <= PP and BLOCK_M * S <= R, "BLOCK_M combinations of S rows in a tile")
+    tl.static_assert(ROW_KEYS or S == PP, "dense strides need ROW_KEYS")
     HEAD: tl.constexpr = N_LAYERS * VEC_L
     # attention of layers 2..L as 2-D products over the tile (block-diagonal) rather than
     # batched per combination: one combination per tile, or a 64-task mask (register pressure)
-    FLAT: tl.constexpr = BLOCK_M == 1 or NP > 32
+    # (and always for a stride S below the slot width: combinations packed S rows apart)
+    FLAT: tl.constexpr = BLOCK_M == 1 or NP > 32 or S != PP
 
     pid = tl.program_id(0)
     n_prog = tl.num_programs(0)
-    lm = tl.arange(0, BLOCK_M)
+    BM2: tl.constexpr = triton.next_power_of_2(BLOCK_M)    # vector shape over the combinations
+    lm = tl.arange(0, BM2)
     tn = tl.arange(0, NP)
     ts = tl.arange(0, PP)
     dc = tl.arange(0, DP)
     # per token row r: its combination r // PP as a one-hot over KC (>= 16: a dot dimension)
     # and its slot + 1 (the rank + 1 its task must have)
-    KC: tl.constexpr = max(16, BLOCK_M)
+    KC: tl.constexpr = max(16, BM2)
     kc = tl.arange(0, KC)
     rr = tl.arange(0, R)
-    comb_hot = tl.where((rr // PP)[:, None] == kc[None, :], 1.0, 0.0)   # (R, KC)
-    slot1 = (rr % PP + 1).to(tl.float32)
+    comb_hot = tl.where((rr // S)[:, None] == kc[None, :], 1.0, 0.0)    # (R, KC)
+    slot1 = (rr % S + 1).to(tl.float32)
     task_ok = tn < N
 
     # Running reduction state; only the mode that updates it keeps it alive.
@@ -587,8 +601,8 @@ def _mtgnet_fwd_kernel(
         tl.store(part_val_ptr + top_offs, tl.full((TOPK, NP), float("-inf"), tl.float32))
         tl.store(part_idx_ptr + top_offs, tl.zeros((TOPK, NP), tl.int64))
     kth = tl.full((NP,), float("-inf"), tl.float32)
-    run_val = tl.full((BLOCK_M,), float("-inf"), tl.float32)
-    run_idx = tl.full((BLOCK_M,), 9223372036854775807, tl.int64)
+    run_val = tl.full((BM2,), float("-inf"), tl.float32)
+    run_idx = tl.full((BM2,), 9223372036854775807, tl.int64)
     best = tl.load(best_ptr + tn, mask=task_ok, other=0.0)
 
     # Weights that stay in shared memory across tiles (PERSIST), else dummies never read.
@@ -627,7 +641,7 @@ def _mtgnet_fwd_kernel(
     for tile in range(pid, n_tiles, n_prog):
         # ---- step 1: masks -> membership and slot -> task map (no dense mask tensor in memory) --
         pos = tl.cast(tile, tl.int64) * BLOCK_M + lm
-        row_ok = pos < n_masks
+        row_ok = (pos < n_masks) & (lm < BLOCK_M)
         masks = tl.load(masks_ptr + pos, mask=row_ok, other=0)
         if HAS_ROWS:
             rows = tl.load(rows_ptr + pos, mask=row_ok, other=0)
@@ -637,20 +651,34 @@ def _mtgnet_fwd_kernel(
         member = member & task_ok[None, :] & row_ok[:, None]          # (BLOCK_M, NP)
         mi = member.to(tl.int32)
         rank = tl.cumsum(mi, axis=1) - mi                             # task j's slot
-        slot_ok = ts[None, :] < tl.sum(mi, axis=1)[:, None]           # (BLOCK_M, PP)
+        count = tl.sum(mi, axis=1)                                    # (BLOCK_M,)
+        if FLAT:   # per token row (R,): slot r % S of combination r // S is occupied
+            slot_ok = ((rr % S) < tl.gather(count, tl.minimum(rr // S, BLOCK_M - 1), 0)) & (
+                rr < BLOCK_M * S)
+        else:
+            slot_ok = ts[None, :] < count[:, None]                    # (BLOCK_M, PP)
         # Token rows get their combination's (rank + 1 | 0 if absent) row by a tensor-core
         # product with the per-row combination one-hot: G[r, j] = rank_j + 1 of the member tasks
         # of row r's combination, already in the MMA layout the gathers' operand comes from.
-        mk = tl.load(masks_ptr + tl.cast(tile, tl.int64) * BLOCK_M + kc,
-                     mask=(kc < BLOCK_M) & (tl.cast(tile, tl.int64) * BLOCK_M + kc < n_masks),
-                     other=0)
-        mk = (((mk[:, None] >> tn[None, :].to(tl.int64)) & 1) != 0) & task_ok[None, :]
-        mki = mk.to(tl.int32)
-        rk = tl.where(mk, tl.cumsum(mki, axis=1), 0).to(tl.float32)    # (KC, NP)
-        g = _mm(comb_hot, rk, tl.zeros((R, NP), tl.float32), tl.bfloat16, UPCAST_DOT, False)
-        key1 = g > 0.0                                                # layer-1 keys (R, NP)
-        # via fp32: the interpreter turns bool into bf16 as 0
-        hot2 = tl.where(g == slot1[:, None], 1.0, 0.0).to(tl.bfloat16)  # (R, NP) one-hot
+        if ROW_KEYS:
+            mk = tl.load(masks_ptr + tl.cast(tile, tl.int64) * BLOCK_M + kc,
+                         mask=(kc < BLOCK_M) & (tl.cast(tile, tl.int64) * BLOCK_M + kc < n_masks),
+                         other=0)
+            mk = (((mk[:, None] >> tn[None, :].to(tl.int64)) & 1) != 0) & task_ok[None, :]
+            mki = mk.to(tl.int32)
+            rk = tl.where(mk, tl.cumsum(mki, axis=1), 0).to(tl.float32)    # (KC, NP)
+            g = _mm(comb_hot, rk, tl.zeros((R, NP), tl.float32), tl.bfloat16, UPCAST_DOT, False)
+            # via fp32: the interpreter turns bool into bf16 as 0
+            hot2 = tl.where(g == slot1[:, None], 1.0, 0.0).to(tl.bfloat16)  # (R, NP) one-hot
+            if NP <= 32:
+                key1 = g > 0.0                                        # layer-1 keys (R, NP)
+            else:   # by another product where they are needed: g dies early (registers)
+                key1 = tl.zeros((R, NP), tl.int1)
+        else:
+            # (BLOCK_M, PP, NP) one-hot from the ranks (S == PP), reshaped to token rows
+            hot3 = (rank[:, None, :] == ts[None, :, None]) & member[:, None, :]
+            hot2 = tl.reshape(tl.where(hot3, 1.0, 0.0).to(tl.bfloat16), (R, NP))
+            key1 = tl.reshape(tl.broadcast_to(member[:, None, :], (BLOCK_M, PP, NP)), (R, NP))
 
         # ---- step 2: layer 1 from per-task constants: one-hot-gathered embeddings and score
         #      rows, member-key base-2 softmax, P @ (V W_o) against all NP tasks on emb + b_o ----
@@ -671,6 +699,9 @@ def _mtgnet_fwd_kernel(
                     s = _gather3(hot2, _load_mat(s1_ptr + h * 3 * NP * NP, NP, NP),
                                  _load_mat(s1_ptr + (h * 3 + 1) * NP * NP, NP, NP),
                                  _load_mat(s1_ptr + (h * 3 + 2) * NP * NP, NP, NP), UPCAST_DOT)
+                if ROW_KEYS and NP > 32:
+                    key1 = _mm(comb_hot, tl.where(mk, 1.0, 0.0), tl.zeros((R, NP), tl.float32),
+                               tl.bfloat16, UPCAST_DOT, False) > 0.0
                 if EXP_SCORES:
                     # gathered exp2 weights: mask, normalise (empty slots: all 0, stay 0)
                     e = tl.where(key1, s, 0.0)
@@ -690,14 +721,17 @@ def _mtgnet_fwd_kernel(
                                     vec_ptr + HEAD, ln_eps, False, PERSIST, D, DP, FP, BLOCK_F,
                                     O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, CDT, UPCAST_DOT, TF32X3)
                 # ---- step 3: layers 2..L over slots (the last one ends in the head) ------------
-                key_ok = slot_ok[:, None, :]                          # keys = occupied slots
+                if FLAT:
+                    key_ok = slot_ok                                  # keys = occupied slots
+                else:
+                    key_ok = slot_ok[:, None, :]
                 for layer in range(1, N_LAYERS - 1):
                     x = _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre,
                                        w2_pre, bo_pre, bq_pre, b1_pre, mat_ptr + layer * MAT_L,
                                        vec_ptr + layer * VEC_L, bias_ptr + layer * BIAS_L,
                                        vec_ptr + HEAD, ln_eps, False, False, BLOCK_M, PP, H, D,
                                        DP, DHP, FP, BLOCK_F, O_WO, O_W1, O_W2, O_BO, O_B1, O_B2,
-                                       OB_Q, OB_1, CDT, UPCAST_DOT, TF32X3, FLAT)
+                                       OB_Q, OB_1, CDT, UPCAST_DOT, TF32X3, FLAT, S)
                 y_slot = _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre,
                                         w2_pre, bo_pre, bq_pre, b1_pre,
                                         mat_ptr + (N_LAYERS - 1) * MAT_L,
@@ -705,14 +739,18 @@ def _mtgnet_fwd_kernel(
                                         bias_ptr + (N_LAYERS - 1) * BIAS_L, vec_ptr + HEAD, ln_eps,
                                         True, PERSIST, BLOCK_M, PP, H, D, DP, DHP, FP, BLOCK_F,
                                         O_WO, O_W1, O_W2, O_BO, O_B1, O_B2, OB_Q, OB_1, CDT,
-                                        UPCAST_DOT, TF32X3, FLAT)
+                                        UPCAST_DOT, TF32X3, FLAT, S)
         else:
             wh = tl.load(vec_ptr + HEAD + dc)
             y_slot = tl.sum(x * wh[None, :], axis=1) + tl.load(vec_ptr + HEAD + DP)
 
         # ---- step 4: back to task layout (task j reads its slot, rank j), epilogue ------------
-        y3 = tl.reshape(y_slot, (BLOCK_M, PP))
-        y = tl.gather(y3, tl.minimum(rank, PP - 1), axis=1)          # (BLOCK_M, NP)
+        if S == PP:
+            y3 = tl.reshape(y_slot, (BLOCK_M, PP))
+            y = tl.gather(y3, tl.minimum(rank, PP - 1), axis=1)      # (BLOCK_M, NP)
+        else:
+            y_at = tl.minimum(lm[:, None] * S + tl.minimum(rank, S - 1), R - 1)
+            y = tl.reshape(tl.gather(y_slot, tl.reshape(y_at, (BM2 * NP,)), 0), (BM2, NP))
         if MODE == 0:
             offs = rows[:, None] * N + tn[None, :]
             tl.store(out_ptr + offs, tl.where(member, y, 0.0).to(out_ptr.dtype.element_ty),
@@ -804,25 +842,29 @@ def popcount64(masks: torch.Tensor) -> torch.Tensor:
     return ((x * 0x0101010101010101) >> 56) & 0x7F
 
 
-def _buckets(packed: PackedMTGNet, masks: torch.Tensor,
-             compact: bool) -> list[tuple[int, torch.Tensor, torch.Tensor | None]]:
-    """Split masks by popcount into slot widths PP in {16, 32, 64} <= NP: (PP, masks, rows or None).
+def _buckets(packed: PackedMTGNet, masks: torch.Tensor, compact: bool,
+             dense: bool) -> list[tuple[SlotBucket, torch.Tensor, torch.Tensor | None]]:
+    """Split masks by popcount into the launcher's buckets (``common.slot_buckets``):
+    (bucket, masks, rows or None). ``compact=False``: one bucket, every mask padded to NP.
 
-    A combination of p tasks only needs next_pow2(p) token rows; for N = 27 about 88% of all
-    combinations fit 16 slots instead of 32, which halves their matmul work.
+    A combination of p tasks only needs about p token rows: for N = 27 the buckets of at most
+    8 / 12 / 16 / 21 / 32 tasks pack 8 / 5 / 4 / 3 / 2 combinations in a 64-row tile.
     """
-    sizes = slot_widths(packed.layout)
-    if not compact or len(sizes) == 1 or masks.numel() == 0:
-        return [(packed.np_, masks, None)]
-    which = torch.bucketize(popcount64(masks), torch.tensor(sizes, device=masks.device))
+    np_ = packed.np_
+    buckets = slot_buckets(packed.layout, dense=dense)
+    if not compact or len(buckets) == 1 or masks.numel() == 0:
+        b = buckets[-1] if compact else SlotBucket(1, packed.n_tasks, np_, np_)
+        return [(b, masks, None)]
+    which = torch.bucketize(popcount64(masks),
+                            torch.tensor([b.hi for b in buckets], device=masks.device))
     lo, hi = int(which.min()), int(which.max())
     if lo == hi:
-        return [(sizes[lo], masks, None)]
+        return [(buckets[lo], masks, None)]
     out = []
     for b in range(lo, hi + 1):
         rows = (which == b).nonzero().squeeze(1)
         if rows.numel():
-            out.append((sizes[b], masks[rows].contiguous(), rows))
+            out.append((buckets[b], masks[rows].contiguous(), rows))
     return out
 
 
@@ -846,13 +888,16 @@ def _mtgnet_fwd_launch(packed: PackedMTGNet, masks: torch.Tensor, *, mode: int,
     best_t = best if best is not None else torch.zeros(packed.n_tasks, **f32)
     upcast = interpreter_active()   # bf16 gathers run in every dtype
     # the interpreter takes the Hopper choices (every code path is tested there)
-    arch = 90 if dev.type != "cuda" else 10 * torch.cuda.get_device_capability(dev)[0]
+    arch = INTERPRETER_ARCH if dev.type != "cuda" else 10 * torch.cuda.get_device_capability(dev)[0]
     parts_v, parts_i = [], []
-    for pp, bmasks, rows in _buckets(packed, masks, compact):
+    # an explicit block_m keeps power-of-two slot widths (one combination per PP rows)
+    for bucket, bmasks, rows in _buckets(packed, masks, compact,
+                                         dense=block_m is None and arch >= 90):
         if bmasks.shape[0] == 0:
             continue
-        cfg = launch_config(packed.layout, pp, mode, topk=topk, block_m=block_m,
-                            dtype=None if upcast else packed.dtype, arch=arch)
+        cfg = launch_config(packed.layout, bucket.pp, mode, topk=topk, block_m=block_m,
+                            dtype=None if upcast else packed.dtype, arch=arch,
+                            stride=bucket.stride)
         n_tiles = triton.cdiv(int(bmasks.shape[0]), cfg.block_m)
         grid = n_tiles if mode == 0 else max(1, min(n_programs or _default_programs(n_tiles, dev),
                                                       n_tiles))

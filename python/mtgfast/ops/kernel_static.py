@@ -34,8 +34,9 @@ from . import triton_mtgnet as tm
 from .common import KernelLayout, combos_in_bucket, launch_config, slot_buckets
 from .sass_phases import OPCODE_CLASSES, PHASES, sass_phases
 
-__all__ = ["H100_WARP_INSTR_PER_S", "MODES", "OPCODE_CLASSES", "PHASES", "StaticConfig", "analyse", "cache_dir", "clear_cache",
-           "configs", "count_sass", "ctas_per_sm", "popcount_mix", "tools_available"]
+__all__ = ["H100_WARP_INSTR_PER_S", "MODES", "OPCODE_CLASSES", "PHASES", "StaticConfig", "analyse",
+           "cache_dir", "clear_cache", "configs", "count_sass", "ctas_per_sm", "popcount_mix",
+           "tools_available"]
 
 # H100 SXM issue rate: 132 SMs x 4 schedulers x 1.83 GHz (boost), one warp-instruction each per cycle.
 H100_SMS, H100_SCHEDULERS, H100_CLOCK_HZ = 132, 4, 1.83e9

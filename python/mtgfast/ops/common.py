@@ -198,6 +198,8 @@ def slot_widths(layout: KernelLayout) -> list[int]:
 # block-diagonal 2-D attention). Static figures, N = 27 bf16: 895 / 1,516 / 1,647 / 2,461
 # instructions per combination at s = 8 / 12 / 16 / 21 against 1,647 (16 slots) and 3,732 (32).
 DENSE_STRIDES = (8, 12, 16, 21, 32, 64)
+# At most 16 combinations per tile (tiny N): top-k unrolls its insertion over them.
+MIN_STRIDE = 4
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,7 @@ def slot_buckets(layout: KernelLayout, *, dense: bool = True) -> list[SlotBucket
     if dense:
         strides = []
         for s0 in DENSE_STRIDES:
-            s = min(s0, n)
+            s = max(min(s0, n), MIN_STRIDE)
             p2 = next_pow2(s)
             if p2 <= layout.np_ and TILE_ROWS // s == TILE_ROWS // p2:
                 s = p2

@@ -323,6 +323,8 @@ def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
     tile of TILE_ROWS rows (``block_m`` is then ignored); sm_90+ only (``row_keys``: on sm_80 the
     per-row products' operands make N = 64 spill, so it keeps power-of-two slot widths)."""
     rows = TILE_ROWS // 2 if (mode == 1 and pp == 16 and layout.n_tasks > 48) else TILE_ROWS
+    if arch < 90 and pp == 32 and layout.np_ == 32 and stride in (None, pp):
+        rows = 32   # sm_80, 32-task masks: one combination per tile (2 spill 32-120 B in fp16/bf16)
     dense = stride is not None and stride != pp
     if dense and arch < 90:
         raise ValueError(f"dense strides need sm_90+ (row keys), got sm_{arch}")

@@ -95,9 +95,10 @@ def test_n64_fp16_sm80() -> None:
     assert {r["stride"] for r in rows if r["popcounts"] != "all"} == {16, 32, 64}
 
 
-# Known miss (issue 11): at N = 64 the top-k mode's 64-slot bucket spills 88 B in bf16/fp16 on
-# sm_90 (N = 33 and every other mode are spill-free). Strict: the mark must go once it stops.
-_SPILLS_SM90 = pytest.mark.xfail(strict=True, reason="N = 64 top-k, 64 slots: spills on sm_90")
+# Known miss (issue 11): at N = 64 the top-k mode spills on sm_90 in bf16/fp16 (16-24 B in the
+# 8/12/16-row dense buckets; the 64-slot bucket spilled 88 B before them). Strict: the mark must
+# go once it stops.
+_SPILLS_SM90 = pytest.mark.xfail(strict=True, reason="N = 64 top-k: spills on sm_90")
 
 
 @pytest.mark.slow

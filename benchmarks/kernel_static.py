@@ -41,13 +41,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--topk", type=int, default=16, help="k of the top-k mode")
     ap.add_argument("--no-cache", action="store_true")
+    ap.add_argument("--no-exp-scores", action="store_true",
+                    help="compile the layer-1 softmax fallback (score spread > EXP_SPREAD_MAX)")
+    ap.add_argument("--profile", action="store_true",
+                    help="also print where the instructions go: per phase of the forward and "
+                         "opcode class, per combination (whole-space rows)")
     a = ap.parse_args(argv)
     why = ks.tools_available()
     if why:
         print(f"cannot compile: {why}", file=sys.stderr)
         return 2
     cfgs = ks.configs(a.n, a.dtype, a.mode, a.arch, dim=a.dim, ffn_dim=a.ffn, n_heads=a.heads,
-                      n_layers=a.layers, topk=a.topk)
+                      n_layers=a.layers, topk=a.topk, exp_scores=not a.no_exp_scores)
     rows = []
     for i, c in enumerate(cfgs, 1):
         r = ks.analyse(c, use_cache=not a.no_cache)
@@ -61,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         print()
         return 0
     print(_table(rows))
+    if a.profile:
+        for r in rows:
+            if r["popcounts"] == "all" and r.get("phases"):
+                print(f"\n{_profile(r)}")
     print(f"\nbound = {ks.H100_WARP_INSTR_PER_S:.3g} warp-instr/s (H100: {ks.H100_SMS} SMs x "
           f"{ks.H100_SCHEDULERS} schedulers x {ks.H100_CLOCK_HZ / 1e9:.2f} GHz) / instr per "
           "combination; static counts from the SASS, no GPU.")
@@ -69,25 +78,48 @@ def main(argv: list[str] | None = None) -> int:
 
 def _line(r: dict) -> str:
     if not r["compiled"]:
-        return f"N={r['n_tasks']} {r['dtype']} {r['mode']} PP={r['pp']} sm_{r['arch']}: " \
+        return f"N={r['n_tasks']} {r['dtype']} {r['mode']} rows={_rows(r)} sm_{r['arch']}: " \
                f"COMPILE ERROR {r.get('error', '')}"
-    return (f"N={r['n_tasks']} {r['dtype']} {r['mode']} PP={r['pp']} sm_{r['arch']}: "
+    return (f"N={r['n_tasks']} {r['dtype']} {r['mode']} rows={_rows(r)} sm_{r['arch']}: "
             f"{r['registers']} regs, {r['spill_bytes']} B spill, "
             f"{r['instructions_per_combination']} instr/combo ({r.get('compile_s', '?')} s)")
 
 
+def _profile(r: dict) -> str:
+    """One whole-space row's instructions per combination by phase and opcode class."""
+    classes = list(ks.OPCODE_CLASSES)
+    lines = [f"N = {r['n_tasks']} {r['dtype']} {r['mode']} sm_{r['arch']}, whole-space mix: "
+             "warp-instructions per combination by phase",
+             "| phase | total | share | " + " | ".join(classes) + " |",
+             "| --- " * (len(classes) + 3) + "|"]
+    tot = sum(v["total"] for v in r["phases"].values())
+    for ph, v in r["phases"].items():
+        lines.append(f"| {ph} | {v['total']:.0f} | {100 * v['total'] / tot:.0f}% | "
+                     + " | ".join(f"{v.get(c, 0):.0f}" for c in classes) + " |")
+    return "\n".join(lines)
+
+
+def _rows(r: dict) -> str:
+    """Rows per combination / slot width of one bucket (the mix row: its buckets' slot widths)."""
+    if r["popcounts"] == "all":
+        return str(r["pp"])
+    return f"{r.get('stride') or r['pp']}/{r['pp']}"
+
+
 def _table(rows: list[dict]) -> str:
-    head = ("N", "dtype", "mode", "sm", "popcounts", "PP", "regs", "spill B", "smem KB",
+    head = ("N", "dtype", "mode", "sm", "popcounts", "rows/slots", "combos/tile", "regs",
+            "spill B", "smem KB",
             "warps", "CTA/SM", "instr/combo", "TC/combo", "bound combos/s")
     lines = [" | ".join(head), " | ".join("---" for _ in head)]
     for r in rows:
         pc = r["popcounts"] if r["popcounts"] == "all" else f"{r['popcounts'][0]}-{r['popcounts'][1]}"
         if not r["compiled"]:
             lines.append(" | ".join([str(r["n_tasks"]), r["dtype"], r["mode"], str(r["arch"]), pc,
-                                     str(r["pp"]), "compile error"] + [""] * 7))
+                                     _rows(r), "", "compile error"] + [""] * 7))
             continue
         lines.append(" | ".join(str(x) for x in (
-            r["n_tasks"], r["dtype"], r["mode"], r["arch"], pc, r["pp"], r["registers"],
+            r["n_tasks"], r["dtype"], r["mode"], r["arch"], pc, _rows(r),
+            r.get("block_m", ""), r["registers"],
             r["spill_bytes"], round(r["shared_bytes"] / 1024, 1), r["num_warps"], r["ctas_per_sm"],
             r["instructions_per_combination"], r["tensor_core_per_combination"],
             f"{r['bound_combos_per_s']:.3g}")))

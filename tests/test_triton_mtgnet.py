@@ -26,6 +26,7 @@ pytest.importorskip("triton")
 from mtgfast.errors import InputError, InputTypeError  # noqa: E402
 from mtgfast.ops import dispatch  # noqa: E402
 from mtgfast.ops import triton_mtgnet as tm  # noqa: E402
+from mtgfast.ops.common import slot_buckets  # noqa: E402
 from mtgfast.ops.reference import (  # noqa: E402
     LayerParams,
     MTGNetParams,
@@ -188,6 +189,65 @@ def test_wide_masks_flat_attention_match_reference() -> None:
                atol=FP32_ATOL)
 
 
+@pytest.mark.parametrize("n_heads", [1, 2])
+def test_dense_buckets_every_mode(n_heads: int) -> None:
+    # N = 27: the launcher packs combinations of <= 8 / 12 / 16 / 21 / 32 tasks 8 / 12 / 16 /
+    # 21 / 32 rows apart (8 / 5 / 4 / 3 / 2 per 64-row tile; strides below 16 / 32 slots use the
+    # block-diagonal 2-D attention); every popcount 1..27, partial tiles in every bucket
+    n = 27
+    params = make_params(n, 16, 32, 2, n_heads, seed=27 + n_heads)
+    assert [b.stride for b in slot_buckets(tm.pack_params(params).layout)] == [8, 12, 16, 21, 32]
+    g = torch.Generator().manual_seed(n_heads)
+    masks = []
+    for p in range(1, n + 1):
+        for _ in range(3 if p in (1, 8, 9, 12, 13, 16, 17, 21, 22, 27) else 1):
+            masks.append(sum(1 << int(j) for j in torch.randperm(n, generator=g)[:p]))
+    mt = torch.tensor(sorted(set(masks)), dtype=torch.int64, device=DEVICE)   # distinct masks
+    ref = mtgnet_forward(params, mt)
+    assert_close_verbose(tm.mtgnet_forward_triton(params, mt), ref, atol=FP32_ATOL, name="dense")
+    best = torch.linspace(-0.3, 0.3, n, device=DEVICE)
+    res = tm.mtgnet_marginal_triton(params, mt, best, n_programs=3)
+    marg = ((ref - best).clamp(min=0) * member_from_masks(mt, n)).sum(1)
+    assert_close_verbose(res.marginals, marg, atol=FP32_ATOL, name="dense marginals")
+    assert abs(res.best_value - float(marg.max())) <= FP32_ATOL
+    vals, top = tm.mtgnet_topk_triton(params, mt, 4, n_programs=2)
+    check_topk(vals.cpu(), top.cpu(), ref.cpu(), mt.cpu(), 4, atol=FP32_ATOL)
+
+
+@pytest.mark.skipif(not INTERPRETED, reason="the interpreter's launch target is a test switch")
+def test_ampere_launch_choices(monkeypatch: pytest.MonkeyPatch) -> None:
+    # sm_80 keeps power-of-two slot widths and the (BLOCK_M, PP, NP) one-hot (no row keys)
+    monkeypatch.setattr(tm, "INTERPRETER_ARCH", 80)
+    n = 20
+    params = make_params(n, 16, 32, 2, 1, seed=80)
+    g = torch.Generator().manual_seed(80)
+    masks = sorted({sum(1 << int(j) for j in torch.randperm(n, generator=g)[:p])
+                    for p in range(1, n + 1) for _ in range(2)})
+    mt = torch.tensor(masks, dtype=torch.int64, device=DEVICE)
+    ref = mtgnet_forward(params, mt)
+    assert_close_verbose(tm.mtgnet_forward_triton(params, mt), ref, atol=FP32_ATOL, name="sm_80")
+    best = torch.full((n,), 0.1, device=DEVICE)
+    marg = ((ref - best).clamp(min=0) * member_from_masks(mt, n)).sum(1)
+    res = tm.mtgnet_marginal_triton(params, mt, best)
+    assert_close_verbose(res.marginals, marg, atol=FP32_ATOL, name="sm_80 marginals")
+    vals, top = tm.mtgnet_topk_triton(params, mt, 3, n_programs=2)
+    check_topk(vals.cpu(), top.cpu(), ref.cpu(), mt.cpu(), 3, atol=FP32_ATOL)
+
+
+@pytest.mark.parametrize("temperature", [0.8, 0.004])
+def test_layer1_softmax_table_and_its_fallback(temperature: float) -> None:
+    # ordinary scores: the packer stores exp2 weights (softmax = masked normalisation); near-one-hot
+    # attention (spread > EXP_SPREAD_MAX, where far members would underflow): max-subtract path
+    n = 9
+    params = make_params(n, 16, 32, 2, 1, seed=11, temperature=temperature)
+    packed = tm.pack_params(params)
+    assert packed.exp_scores == (temperature > 0.1)
+    masks = masks_covering(n, n_random=20).to(DEVICE)
+    ref = mtgnet_forward(params, masks)
+    assert_close_verbose(tm.mtgnet_forward_triton(packed, masks, block_m=4), ref,
+                         atol=FP32_ATOL, name=f"T={temperature}")
+
+
 def test_popcount64_edge_bits() -> None:
     masks = torch.tensor([1, -1, -(1 << 63), (1 << 62) | 5, 0x5555555555555555], dtype=torch.int64)
     assert tm.popcount64(masks).tolist() == [1, 64, 1, 3, 32]
@@ -205,10 +265,12 @@ def test_absent_tasks_are_invisible() -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("packed_dtype_only", [False, True])
-def test_low_precision_flash_style(dtype: torch.dtype, packed_dtype_only: bool) -> None:
+@pytest.mark.parametrize(("packed_dtype_only", "n_heads"), [(False, 2), (True, 2), (False, 1)])
+def test_low_precision_flash_style(dtype: torch.dtype, packed_dtype_only: bool,
+                                   n_heads: int) -> None:
+    # one head: the launcher keeps the matrices in shared memory across tiles (persist)
     n = 6
-    p32 = make_params(n, 32, 64, 2, 2, seed=7)
+    p32 = make_params(n, 32, 64, 2, n_heads, seed=7)
     masks = masks_covering(n).to(DEVICE)
     ref = mtgnet_forward(p32, masks).float()
     torch_lp = mtgnet_forward(p32.to(dtype), masks).float()

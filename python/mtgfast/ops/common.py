@@ -14,7 +14,9 @@ from typing import Literal, NamedTuple
 import torch
 
 __all__ = ["Backend", "KERNEL_DTYPES", "KernelLayout", "LaunchConfig", "MAX_TOPK",
-           "MarginalResult", "interpret_env", "kernel_supports", "launch_config", "next_pow2", "slot_widths"]
+           "MarginalResult", "interpret_env", "kernel_supports", "launch_config", "next_pow2",
+           "persistent_weight_bytes", "slot_buckets", "slot_widths", "SlotBucket",
+           "DENSE_STRIDES"]
 
 Backend = Literal["auto", "torch", "triton"]
 
@@ -57,6 +59,8 @@ def next_pow2(n: int, floor: int = 16) -> int:
 class KernelLayout:
     """Shapes of one MTG-Net and the kernel's padded buffers, with every offset into them.
 
+    ``bias`` holds per layer ``[b_o (16, DP) | b_q (H, 16, DHP) | b_1 (16, FP)]`` as bf16 blocks
+    whose rows 0..2 sum to the bias (added by a ones(R, 16) product, no elementwise pass).
     ``mat`` holds per layer ``[W_q,k,v (3, H, DP, DHP) | W_o (H, DHP, DP) | W_1 (DP, FP) |
     W_2 (FP, DP)]``; ``vec`` holds per layer ``[b_q,k,v (3, H, DHP) | b_o | ln1_w | ln1_b |
     b_1 (FP) | b_2 | ln2_w | ln2_b]`` (DP each unless noted), then the head with the last
@@ -145,6 +149,28 @@ class KernelLayout:
         """Offset of the folded head ``w'`` in ``vec``; ``c`` and ``sum(w')`` follow at ``head + DP``."""
         return self.n_layers * self.vec_layer
 
+    # -- offsets within one layer of ``bias``: (16, width) bf16 blocks, rows 0..2 a bias's exact
+    #    three-part split, the rest 0, so ones(R, 16) @ block adds the bias on tensor cores --
+    @property
+    def bb_o(self) -> int:
+        return 0
+
+    @property
+    def bb_q(self) -> int:
+        return 16 * self.dp
+
+    @property
+    def bb_1(self) -> int:
+        return 16 * (self.dp + self.n_heads * self.dhp)
+
+    @property
+    def bias_layer(self) -> int:
+        return 16 * (self.dp + self.n_heads * self.dhp + self.fp)
+
+    @property
+    def bias_size(self) -> int:
+        return max(1, self.n_layers) * self.bias_layer
+
     @property
     def mat_size(self) -> int:
         return max(1, self.n_layers) * self.mat_layer
@@ -158,12 +184,59 @@ class KernelLayout:
         return dict(N=self.n_tasks, D=self.dim, NP=self.np_, DP=self.dp, DHP=self.dhp,
                     FP=self.fp, H=self.n_heads, N_LAYERS=self.n_layers,
                     MAT_L=self.mat_layer, VEC_L=self.vec_layer, O_WO=self.w_o, O_W1=self.w_1,
-                    O_W2=self.w_2, O_BO=self.b_o, O_B1=self.b_1, O_B2=self.b_2)
+                    O_W2=self.w_2, O_BO=self.b_o, O_B1=self.b_1, O_B2=self.b_2,
+                    BIAS_L=self.bias_layer, OB_Q=self.bb_q, OB_1=self.bb_1)
 
 
 def slot_widths(layout: KernelLayout) -> list[int]:
     """Token-slot widths PP the launcher may choose for ``layout`` (popcount buckets), ascending."""
     return [pp for pp in (16, 32, 64) if pp < layout.np_] + [layout.np_]
+
+
+# Rows per combination the launcher packs by default: a combination of at most s tasks takes
+# s token rows, so a 64-row tile holds 64 // s of them (s below the slot width: packed densely,
+# block-diagonal 2-D attention). Static figures, N = 27 bf16: 895 / 1,516 / 1,647 / 2,461
+# instructions per combination at s = 8 / 12 / 16 / 21 against 1,647 (16 slots) and 3,732 (32).
+DENSE_STRIDES = (8, 12, 16, 21, 32, 64)
+# At most 16 combinations per tile (tiny N): top-k unrolls its insertion over them.
+MIN_STRIDE = 4
+
+
+@dataclass(frozen=True)
+class SlotBucket:
+    """Combinations with lo..hi member tasks: ``stride`` rows each, tensors ``pp`` slots wide."""
+
+    lo: int
+    hi: int
+    stride: int
+    pp: int
+
+
+def slot_buckets(layout: KernelLayout, *, dense: bool = True) -> list[SlotBucket]:
+    """The launcher's popcount buckets for ``layout``, ascending. ``dense=False``: one per slot
+    width (``slot_widths``), each combination padded to it. A stride that fits no more
+    combinations in a tile than the next power of two takes that (the batched attention)."""
+    n = layout.n_tasks
+    if dense:
+        strides = []
+        for s0 in DENSE_STRIDES:
+            s = max(min(s0, n), MIN_STRIDE)
+            p2 = next_pow2(s)
+            if p2 <= layout.np_ and TILE_ROWS // s == TILE_ROWS // p2:
+                s = p2
+            if s not in strides:
+                strides.append(s)
+            if s0 >= n:
+                break
+    else:
+        strides = slot_widths(layout)
+    out, lo = [], 1
+    for s in sorted(strides):
+        if lo > n:
+            break
+        out.append(SlotBucket(lo, min(s, n), s, next_pow2(s)))
+        lo = s + 1
+    return out
 
 
 def slot_width(layout: KernelLayout, popcount: int) -> int:
@@ -175,6 +248,9 @@ def slot_width(layout: KernelLayout, popcount: int) -> int:
 TILE_ROWS = 64
 MAXNREG: int | None = None
 BLOCK_F = 64
+# Keep the matrices of layer 1 and the last layer in shared memory across a program's tiles
+# (one head and one FFN slice only); the launcher's default.
+PERSIST_WEIGHTS = True
 
 
 @dataclass(frozen=True)
@@ -189,6 +265,11 @@ class LaunchConfig:
     num_warps: int
     num_stages: int
     maxnreg: int | None = None   # register cap per thread (None: ptxas decides, up to 255)
+    persist: bool = False        # matrices loaded once per program, kept in shared memory
+    persist_tables: bool = False  # the per-task gather tables too
+    stride: int = 0              # rows per combination (0: pp); < pp packs combinations densely
+    row_keys: bool = True        # one-hot / layer-1 keys per token row by a product (sm_90)
+    rows: int = 0                # token rows per tile (0: block_m * pp)
 
     def options(self) -> dict[str, int]:
         """Triton launch / compile options."""
@@ -198,23 +279,72 @@ class LaunchConfig:
         return opt
 
     def constexprs(self) -> dict[str, int]:
-        return dict(PP=self.pp, BLOCK_M=self.block_m, BLOCK_F=self.block_f, TOPK=self.topk,
-                    MODE=self.mode)
+        return dict(PP=self.pp, S=self.stride or self.pp, ROWS=self.rows or self.block_m * self.pp,
+                    BLOCK_M=self.block_m, BLOCK_F=self.block_f, TOPK=self.topk,
+                    MODE=self.mode, PERSIST=self.persist, PERSIST_TABLES=self.persist_tables,
+                    ROW_KEYS=self.row_keys)
+
+
+def persistent_weight_bytes(layout: KernelLayout, dtype: torch.dtype, *,
+                            tables: bool = True) -> int:
+    """Shared memory the matrices kept across tiles take (``LaunchConfig.persist``); ``tables``:
+    with the per-task gather tables (bf16 parts of embeddings and layer-1 scores, V W_o)."""
+    n, d, dh, f = layout.np_, layout.dp, layout.dhp, layout.fp
+    size = 0
+    if tables:
+        size += 2 * 3 * n * d + (2 * 3 * n * n + dtype.itemsize * n * d if layout.n_layers else 0)
+    if layout.n_layers:
+        size += dtype.itemsize * 2 * d * f + 2 * 16 * f   # layer-1 FFN and b_1 block
+    if layout.n_layers > 1:   # the last layer: matrices and bias blocks
+        size += dtype.itemsize * (4 * d * dh + 2 * d * f) + 2 * 16 * (d + dh + f)
+    return size
+
+
+# Largest persistent weight footprint that keeps two 4-warp CTAs per SM on sm_90 (228 KB).
+PERSIST_MAX_BYTES = 96 * 1024
 
 
 def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
-                  block_m: int | None = None) -> LaunchConfig:
+                  block_m: int | None = None, dtype: torch.dtype | None = None,
+                  arch: int = 90, stride: int | None = None) -> LaunchConfig:
     """The launcher's choice for slot width ``pp``: TILE_ROWS token rows per tile, 4 warps (one
     warpgroup: 64 rows are one Hopper wgmma M tile; <= 255 registers, 2 CTAs per SM, no spills).
 
     Top-k with 16 slots and more than 48 tasks takes half a tile: at 64 rows it spills 40 B on
-    sm_90 for N = 64 (static figures; that bucket is a negligible share of such a space)."""
+    sm_90 for N = 64 (static figures; that bucket is a negligible share of such a space).
+
+    ``persist`` (matrices in shared memory across tiles) needs fp16/bf16 on sm_90+ (Hopper's
+    wgmma reads them there), one head, one FFN slice and at most ``PERSIST_MAX_BYTES``;
+    ``dtype=None`` (the interpreter) skips the dtype rule so fp32 tests cover that path too.
+    The gather tables join them at 16 slots only: with 32 the attention's own shared memory
+    would leave one CTA per SM (static figures, N = 27).
+
+    ``stride`` (a ``SlotBucket``'s, below ``pp``): combinations packed that many rows apart in a
+    tile of TILE_ROWS rows (``block_m`` is then ignored); sm_90+ only (``row_keys``: on sm_80 the
+    per-row products' operands make N = 64 spill, so it keeps power-of-two slot widths)."""
     rows = TILE_ROWS // 2 if (mode == 1 and pp == 16 and layout.n_tasks > 48) else TILE_ROWS
-    bm = block_m or max(1, rows // pp)
-    rows = bm * pp
-    return LaunchConfig(pp=pp, block_m=bm, block_f=min(layout.fp, BLOCK_F), mode=mode,
+    if arch < 90 and pp == 32 and layout.np_ == 32 and stride in (None, pp):
+        rows = 32   # sm_80, 32-task masks: one combination per tile (2 spill 32-120 B in fp16/bf16)
+    dense = stride is not None and stride != pp
+    if dense and arch < 90:
+        raise ValueError(f"dense strides need sm_90+ (row keys), got sm_{arch}")
+    if dense:
+        bm = rows // stride
+    else:
+        bm = block_m or max(1, rows // pp)
+        rows = bm * pp
+    block_f = min(layout.fp, BLOCK_F)
+    wdt = dtype or torch.bfloat16
+    persist = (PERSIST_WEIGHTS and layout.n_heads == 1 and layout.fp == block_f and arch >= 90
+               and dtype in (None, torch.float16, torch.bfloat16)
+               and persistent_weight_bytes(layout, wdt, tables=False) <= PERSIST_MAX_BYTES)
+    tables = persist and pp <= 16 and persistent_weight_bytes(layout, wdt) <= PERSIST_MAX_BYTES
+    return LaunchConfig(pp=pp, block_m=bm, block_f=block_f, mode=mode,
                         topk=next_pow2(topk, floor=1) if mode == 1 else 1,
-                        num_warps=4 if rows <= 64 else 8, num_stages=1, maxnreg=MAXNREG)
+                        num_warps=4 if rows <= 64 else 8, num_stages=1, maxnreg=MAXNREG,
+                        persist=persist, persist_tables=tables,
+                        stride=stride if dense else 0, rows=rows if dense else 0,
+                        row_keys=arch >= 90)
 
 
 def combos_in_bucket(n_tasks: int, popcounts: range) -> int:

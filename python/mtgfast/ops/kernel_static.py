@@ -1,6 +1,6 @@
 """Ahead-of-time compile of the MTG-Net kernel for a GPU target, without a GPU, and its SASS figures.
 
-For each configuration the launcher can choose (``common.slot_widths`` x ``common.launch_config``)
+For each configuration the launcher can choose (``common.slot_buckets`` x ``common.launch_config``)
 this compiles ``triton_mtgnet.kernel`` for sm_90 / sm_80, reads registers, stack (spills) and
 shared memory from ``cuobjdump --dump-resource-usage``, and counts warp-instructions per
 combination in the SASS of the tile loop. Results are cached as JSON under
@@ -31,10 +31,12 @@ from triton.backends.compiler import GPUTarget
 
 from ..errors import InputError
 from . import triton_mtgnet as tm
-from .common import KernelLayout, combos_in_bucket, launch_config, slot_widths
+from .common import KernelLayout, combos_in_bucket, launch_config, slot_buckets
+from .sass_phases import OPCODE_CLASSES, PHASES, sass_phases
 
-__all__ = ["H100_WARP_INSTR_PER_S", "MODES", "StaticConfig", "analyse", "cache_dir", "clear_cache",
-           "configs", "count_sass", "ctas_per_sm", "popcount_mix", "tools_available"]
+__all__ = ["H100_WARP_INSTR_PER_S", "MODES", "OPCODE_CLASSES", "PHASES", "StaticConfig", "analyse",
+           "cache_dir", "clear_cache", "configs", "count_sass", "ctas_per_sm", "popcount_mix",
+           "tools_available"]
 
 # H100 SXM issue rate: 132 SMs x 4 schedulers x 1.83 GHz (boost), one warp-instruction each per cycle.
 H100_SMS, H100_SCHEDULERS, H100_CLOCK_HZ = 132, 4, 1.83e9
@@ -59,6 +61,8 @@ class StaticConfig:
     pp: int
     arch: int             # 90 (H100) or 80 (A100)
     topk: int = 16
+    exp_scores: bool = True   # layer-1 softmax from an exp2 table (False: the packer's fallback)
+    stride: int = 0           # rows per combination (0: pp), the bucket's (``slot_buckets``)
 
     @property
     def layout(self) -> KernelLayout:
@@ -66,12 +70,14 @@ class StaticConfig:
 
 
 MODES = {"predict": 0, "topk": 1, "marginal": 2}
+_FORMAT = 2   # bump when a cached row's fields change (2: per-phase profile)
 
 
 def configs(n_tasks: Iterable[int], dtypes: Iterable[str], modes: Iterable[str],
             archs: Iterable[int], *, dim: int = 64, ffn_dim: int | None = None, n_heads: int = 1,
-            n_layers: int = 2, topk: int = 16) -> list[StaticConfig]:
-    """Every configuration the launcher can choose for these models (one per slot width PP)."""
+            n_layers: int = 2, topk: int = 16, exp_scores: bool = True) -> list[StaticConfig]:
+    """Every configuration the launcher can choose for these models (one per popcount bucket,
+    ``common.slot_buckets``)."""
     out = []
     for arch in archs:
         for n in n_tasks:
@@ -81,9 +87,9 @@ def configs(n_tasks: Iterable[int], dtypes: Iterable[str], modes: Iterable[str],
                     if dt not in _DTYPES or mode not in MODES:
                         raise InputError(f"dtype must be one of {list(_DTYPES)} and mode one of "
                                          f"{list(MODES)}, got {dt!r}, {mode!r}")
-                    for pp in slot_widths(lay):
+                    for b in slot_buckets(lay, dense=arch >= 90):
                         out.append(StaticConfig(n, dim, ffn_dim or dim, n_heads, n_layers, dt,
-                                                mode, pp, arch, topk))
+                                                mode, b.pp, arch, topk, exp_scores, b.stride))
     return out
 
 
@@ -109,8 +115,9 @@ def cache_dir() -> Path:
 
 def _key(cfg: StaticConfig) -> str:
     src = tm.kernel.cache_key   # hash of the kernel's source and of every jit function it calls
-    lc = launch_config(cfg.layout, cfg.pp, MODES[cfg.mode], topk=cfg.topk)
-    blob = json.dumps([src, triton.__version__, asdict(cfg), asdict(lc)], sort_keys=True)
+    lc = launch_config(cfg.layout, cfg.pp, MODES[cfg.mode], topk=cfg.topk,
+                       dtype=_DTYPES[cfg.dtype], arch=cfg.arch, stride=cfg.stride or None)
+    blob = json.dumps([src, triton.__version__, asdict(cfg), asdict(lc), _FORMAT], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
@@ -133,11 +140,13 @@ def analyse(cfg: StaticConfig, *, use_cache: bool = True) -> dict[str, Any]:
 
 def _compile_and_measure(cfg: StaticConfig) -> dict[str, Any]:
     dtype = _DTYPES[cfg.dtype]
-    lc = launch_config(cfg.layout, cfg.pp, MODES[cfg.mode], topk=cfg.topk)
+    lc = launch_config(cfg.layout, cfg.pp, MODES[cfg.mode], topk=cfg.topk,
+                       dtype=_DTYPES[cfg.dtype], arch=cfg.arch, stride=cfg.stride or None)
     row: dict[str, Any] = dict(asdict(cfg), popcounts=_bucket_range(cfg), block_m=lc.block_m,
                                num_warps=lc.num_warps, compiled=False)
     sig = tm.kernel_signature(dtype)
-    cx = tm.kernel_constexprs(cfg.layout, lc, dtype, has_rows=True, store_marginals=True)
+    cx = tm.kernel_constexprs(cfg.layout, lc, dtype, has_rows=True, store_marginals=True,
+                              exp_scores=cfg.exp_scores)
     for k in cx:
         sig[k] = "constexpr"
     args = tm.kernel.arg_names
@@ -162,6 +171,9 @@ def _compile_and_measure(cfg: StaticConfig) -> dict[str, Any]:
                              capture_output=True, text=True, check=True).stdout
         sass = subprocess.run([_tool("cuobjdump"), "-sass", cubin],
                               capture_output=True, text=True, check=True).stdout
+        lined = subprocess.run([_tool("nvdisasm"), "-gi", "-c", cubin], capture_output=True,
+                               text=True, check=False).stdout \
+            if os.access(_tool("nvdisasm"), os.X_OK) else ""
     usage = {k: int(v) for k, v in re.findall(r"\b(REG|STACK|SHARED|LOCAL):(\d+)", res)}
     shared = max(int(getattr(ck.metadata, "shared", 0)), usage.get("SHARED", 0))
     regs = usage.get("REG", 0)
@@ -173,6 +185,10 @@ def _compile_and_measure(cfg: StaticConfig) -> dict[str, Any]:
     row["tensor_core_per_combination"] = round(row["tile_tensor_core"] * lc.num_warps
                                                / lc.block_m, 2)
     row["bound_combos_per_s"] = _bound(row["instructions_per_combination"])
+    # where they go: per phase of the forward, per combination (``sass_phases``)
+    scale = lc.num_warps / lc.block_m
+    row["phases"] = {ph: {c: round(v * scale, 1) for c, v in cls.items()}
+                     for ph, cls in sass_phases(lined, tm.__file__).items()} if lined else {}
     return row
 
 
@@ -185,10 +201,10 @@ def _first_cause(e: BaseException) -> str:
 
 
 def _bucket_range(cfg: StaticConfig) -> list[int]:
-    widths = slot_widths(cfg.layout)
-    i = widths.index(cfg.pp)
-    lo = widths[i - 1] + 1 if i else 1
-    return [lo, min(cfg.pp, cfg.n_tasks)]
+    for b in slot_buckets(cfg.layout, dense=cfg.arch >= 90):
+        if b.stride == (cfg.stride or cfg.pp) and b.pp == cfg.pp:
+            return [b.lo, b.hi]
+    raise InputError(f"no launcher bucket has stride {cfg.stride} and {cfg.pp} slots")
 
 
 def _bound(instr_per_combo: float) -> float:
@@ -287,11 +303,27 @@ def popcount_mix(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                        tensor_core_per_combination=round(sum(
                            wi * r["tensor_core_per_combination"] for wi, r in zip(w, rs))
                            / sum(w), 2),
-                       instructions_per_combination=round(ipc, 1), bound_combos_per_s=_bound(ipc))
+                       instructions_per_combination=round(ipc, 1), bound_combos_per_s=_bound(ipc),
+                       phases=_mix_phases([r.get("phases") or {} for r in rs], w))
         else:
             agg.update(registers=None, spill_bytes=None, instructions_per_combination=None,
                        bound_combos_per_s=None)
         out.append(agg)
+    return out
+
+
+def _mix_phases(parts: list[dict[str, dict[str, float]]],
+                weights: list[int]) -> dict[str, dict[str, float]]:
+    """Per-phase figures of the buckets averaged with their combination counts."""
+    total = sum(weights)
+    out: dict[str, dict[str, float]] = {}
+    for ph in PHASES:
+        cls: dict[str, float] = {}
+        for part, w in zip(parts, weights):
+            for c, v in part.get(ph, {}).items():
+                cls[c] = cls.get(c, 0.0) + v * w / total
+        if cls:
+            out[ph] = {c: round(v, 1) for c, v in cls.items()}
     return out
 
 

@@ -41,8 +41,9 @@ from .common import (
     MarginalResult,
     interpret_env,
     kernel_supports,
+    SlotBucket,
     launch_config,
-    slot_widths,
+    slot_buckets,
 )
 from .reference import LayerParams, MTGNetParams
 
@@ -63,6 +64,8 @@ __all__ = [
 ]
 
 _CDT = dict(zip(KERNEL_DTYPES, (tl.float32, tl.float16, tl.bfloat16)))
+# Target whose launch choices the interpreter takes (tests set 80 to cover the Ampere ones).
+INTERPRETER_ARCH = 90
 
 
 # ------------------------------------------------------------------------------------------------
@@ -107,10 +110,14 @@ class PackedMTGNet:
     ln_eps: float
     dtype: torch.dtype         # compute dtype of matmul operands and of the gains output
     emb: torch.Tensor          # (3, NP, DP) bf16: embeddings (layer-1 residual input) as a sum
-    s1: torch.Tensor           # (H, 3, NP, NP) bf16: scaled layer-1 scores, same split
+    s1: torch.Tensor           # (H, 3, NP, NP) bf16: scaled layer-1 scores (or their exp2,
+                               # see exp_scores), same split
     vo1: torch.Tensor          # (H, NP, DP) dtype: layer-1 V_h @ W_o,h
     mat: torch.Tensor          # (layout.mat_size,) dtype: per-layer matrices
     vec: torch.Tensor          # (layout.vec_size,) fp32: per-layer vectors, then w_head, b_head
+    bias: torch.Tensor         # (layout.bias_size,) bf16: b_o, b_q, b_1 as split (16, width) blocks
+    exp_scores: bool = False   # s1 holds exp2(S - row max over all tasks): softmax is a masked
+                               # normalisation (no max, no exp per combination)
 
     @property
     def device(self) -> torch.device:
@@ -250,10 +257,44 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
     vec[lay.head:lay.head + d] = w_fold
     vec[lay.head + dp] = c
     vec[lay.head + dp + 1] = w_fold.sum()
+    bias = torch.zeros(max(1, n_layers), lay.bias_layer, dtype=torch.bfloat16, device=dev)
+    for li in range(n_layers):
+        v = vec[li * lay.vec_layer:(li + 1) * lay.vec_layer]
+        b = bias[li]
+        b[lay.bb_o:lay.bb_q] = _bias_block(v[lay.b_o:lay.b_o + dp])
+        for hh in range(h):
+            at = lay.bb_q + hh * 16 * dhp
+            b[at:at + 16 * dhp] = _bias_block(v[hh * dhp:(hh + 1) * dhp])
+        b[lay.bb_1:lay.bias_layer] = _bias_block(v[lay.b_1:lay.b_1 + fp])
+    # Layer-1 softmax weights as a table: exp2(S_ij - max_j S_ij) is shift-invariant, so member
+    # weights need no per-combination max or exp2 - when no weight can underflow fp32: the
+    # spread of every score row (over real tasks) must stay <= EXP_SPREAD_MAX (log2 units).
+    exp_scores = bool(n_layers) and bool(
+        (s1[:, :n, :n].amax(-1) - s1[:, :n, :n].amin(-1)).max() <= EXP_SPREAD_MAX)
+    if exp_scores:
+        e = torch.zeros_like(s1)
+        e[:, :n, :n] = torch.exp2(s1[:, :n, :n] - s1[:, :n, :n].amax(-1, keepdim=True))
+        s1 = e
     return PackedMTGNet(layout=lay, ln_eps=float(params.ln_eps), dtype=dtype,
                         emb=_bf16_split(emb_p), s1=torch.stack([_bf16_split(t) for t in s1]),
                         vo1=vo1.to(dtype).contiguous(), mat=mat.reshape(-1).to(dtype).contiguous(),
-                        vec=vec.contiguous())
+                        vec=vec.contiguous(), bias=bias.reshape(-1).contiguous(),
+                        exp_scores=exp_scores)
+
+
+# Largest spread of a layer-1 score row (log2 units) for which the kernel's softmax reads
+# exp2 weights from a table (2^-64 >> fp32's smallest normal: no member weight underflows).
+EXP_SPREAD_MAX = 64.0
+
+
+def _bias_block(b: torch.Tensor) -> torch.Tensor:
+    """fp32 bias ``(W,)`` as a flattened (16, W) bf16 block: rows 0..2 its split, the rest 0.
+
+    ``ones(R, 16) @ block`` then adds the bias exactly (fp32 accumulation) on tensor cores.
+    """
+    block = torch.zeros(16, b.numel(), dtype=torch.bfloat16, device=b.device)
+    block[:3] = _bf16_split(b)
+    return block.reshape(-1)
 
 
 def _bf16_split(t: torch.Tensor) -> torch.Tensor:
@@ -340,30 +381,40 @@ def _ln_head(x, head_ptr, eps, D: tl.constexpr, DP: tl.constexpr):
 
 
 @triton.jit
-def _post_attention(x_attn, mat_l, vec_l, head_ptr, eps, LAST: tl.constexpr,
+def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, head_ptr, eps,
+                    LAST: tl.constexpr, PRE: tl.constexpr,
                     D: tl.constexpr, DP: tl.constexpr, FP: tl.constexpr, BLOCK_F: tl.constexpr,
                     O_W1: tl.constexpr, O_W2: tl.constexpr, O_BO: tl.constexpr,
-                    O_B1: tl.constexpr, O_B2: tl.constexpr,
+                    O_B1: tl.constexpr, O_B2: tl.constexpr, OB_1: tl.constexpr,
                     CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr):
     """From x + attn + b_o: y = LN1(.), then LN2(y + FFN(y)); LAST: the head's output per row.
 
     LN1's bias holds b_2 and b_1 is b_1 - b_2 W_1 (``pack_params``), so the FFN input y + b_2 is
     also the accumulator's start.
 
-    Offsets are the host layout's (``KernelLayout``): LN1 follows b_o, LN2 follows b_2.
+    Offsets are the host layout's (``KernelLayout``): LN1 follows b_o, LN2 follows b_2. b_1
+    starts the hidden accumulator as ``ones @ block`` (``pack_params``' bias blocks). PRE:
+    ``w1_pre``/``w2_pre``/``b1_pre`` are the whole FFN's, loaded once per program (FP == BLOCK_F).
     """
     dc = tl.arange(0, DP)
     fc = tl.arange(0, BLOCK_F)
+    r16 = tl.arange(0, 16)
     x = _layer_norm(x_attn, vec_l + O_BO + DP, vec_l + O_BO + 2 * DP, eps, D, DP)
     # Feed-forward in BLOCK_F-wide slices; the residual and b_2 start the accumulator.
     xc = x.to(CDT)
     acc = x                       # the host folded b_2 into LN1's bias (and out of b_1)
     for f0 in tl.static_range(0, FP, BLOCK_F):
-        w1 = tl.load(mat_l + O_W1 + dc[:, None] * FP + (f0 + fc)[None, :])
-        b1 = tl.load(vec_l + O_B1 + f0 + fc)
-        hid = _mm(xc, w1, tl.zeros((x.shape[0], BLOCK_F), tl.float32), CDT, UPCAST_DOT, TF32X3)
-        hid = tl.maximum(hid + b1[None, :], 0.0)
-        w2 = tl.load(mat_l + O_W2 + (f0 + fc)[:, None] * DP + dc[None, :])
+        if PRE:
+            w1 = w1_pre
+            w2 = w2_pre
+            b1 = b1_pre
+        else:
+            w1 = tl.load(mat_l + O_W1 + dc[:, None] * FP + (f0 + fc)[None, :])
+            w2 = tl.load(mat_l + O_W2 + (f0 + fc)[:, None] * DP + dc[None, :])
+            b1 = tl.load(bias_l + OB_1 + r16[:, None] * FP + (f0 + fc)[None, :])
+        hid = _mm(ones, b1, tl.zeros((x.shape[0], BLOCK_F), tl.float32), tl.bfloat16, UPCAST_DOT,
+                  False)
+        hid = tl.maximum(_mm(xc, w1, hid, CDT, UPCAST_DOT, TF32X3), 0.0)
         acc = _mm(hid, w2, acc, CDT, UPCAST_DOT, TF32X3)
     if LAST:
         out = _ln_head(acc, head_ptr, eps, D, DP)
@@ -373,43 +424,63 @@ def _post_attention(x_attn, mat_l, vec_l, head_ptr, eps, LAST: tl.constexpr,
 
 
 @triton.jit
-def _general_layer(x, key_ok, mat_l, vec_l, head_ptr, eps, LAST: tl.constexpr,
+def _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_pre, bo_pre, bq_pre,
+                   b1_pre, mat_l, vec_l, bias_l, head_ptr, eps, LAST: tl.constexpr,
+                   PRE: tl.constexpr,
                    BLOCK_M: tl.constexpr, PP: tl.constexpr,
                    H: tl.constexpr, D: tl.constexpr, DP: tl.constexpr, DHP: tl.constexpr,
                    FP: tl.constexpr, BLOCK_F: tl.constexpr, O_WO: tl.constexpr,
                    O_W1: tl.constexpr, O_W2: tl.constexpr, O_BO: tl.constexpr,
-                   O_B1: tl.constexpr, O_B2: tl.constexpr, CDT: tl.constexpr,
-                   UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr, FLAT: tl.constexpr):
-    """One encoder layer over (BLOCK_M * PP, DP) slot tokens: per-head QKV, attention, LN/FFN/LN.
+                   O_B1: tl.constexpr, O_B2: tl.constexpr, OB_Q: tl.constexpr, OB_1: tl.constexpr,
+                   CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr,
+                   FLAT: tl.constexpr, S: tl.constexpr):
+    """One encoder layer over (R, DP) slot tokens: per-head QKV, attention, LN/FFN/LN. FLAT:
+    2-D block-diagonal attention, combination c on rows [c S, c S + S); else batched
+    (BLOCK_M, PP, PP) (R = BLOCK_M PP, S = PP).
 
     The host packs b_k = 0 (a per-query shift: softmax ignores it) and folds b_v W_o into b_o
-    (attention rows sum to 1), so only q gets a bias. A helper rather than inline code: its
+    (attention rows sum to 1), so only q gets a bias; b_o and b_q are added on tensor cores
+    (``ones @ bias block``). A helper rather than inline code: its
     names are not loop-carried in the kernel's runtime layer loop, so they may differ in shape
-    from step 2's (e.g. (BLOCK_M, PP, NP) scores).
+    from step 2's (e.g. (BLOCK_M, PP, NP) scores). PRE: the ``*_pre`` matrices (one head, one
+    FFN slice) were loaded once per program; else they are read here.
     """
-    R: tl.constexpr = BLOCK_M * PP
+    R: tl.constexpr = x.shape[0]
     dc = tl.arange(0, DP)
     hc = tl.arange(0, DHP)
+    r16 = tl.arange(0, 16)
     xc = x.to(CDT)
-    acc = x + tl.load(vec_l + O_BO + dc)[None, :]
+    if PRE:
+        bo = bo_pre
+    else:
+        bo = _load_mat(bias_l, 16, DP)
+    acc = _mm(ones, bo, x, tl.bfloat16, UPCAST_DOT, False)             # x + b_o
     z = tl.zeros((R, DHP), tl.float32)
     for h in tl.static_range(H):
-        w_off = dc[:, None] * DHP + hc[None, :]
-        wq = tl.load(mat_l + (0 * H + h) * DP * DHP + w_off)
-        wk = tl.load(mat_l + (1 * H + h) * DP * DHP + w_off)
-        wv = tl.load(mat_l + (2 * H + h) * DP * DHP + w_off)
+        if PRE:
+            wq = wq_pre
+            wk = wk_pre
+            wv = wv_pre
+            bq = bq_pre
+        else:
+            bq = tl.load(bias_l + OB_Q + h * 16 * DHP + r16[:, None] * DHP + hc[None, :])
+            w_off = dc[:, None] * DHP + hc[None, :]
+            wq = tl.load(mat_l + (0 * H + h) * DP * DHP + w_off)
+            wk = tl.load(mat_l + (1 * H + h) * DP * DHP + w_off)
+            wv = tl.load(mat_l + (2 * H + h) * DP * DHP + w_off)
         # rounded to the compute dtype at once (the next matmul would): half the registers
         k = _mm(xc, wk, z, CDT, UPCAST_DOT, TF32X3).to(CDT)
         v = _mm(xc, wv, z, CDT, UPCAST_DOT, TF32X3).to(CDT)
-        q = (_mm(xc, wq, z, CDT, UPCAST_DOT, TF32X3)
-             + tl.load(vec_l + h * DHP + hc)[None, :]).to(CDT)
+        q = _mm(xc, wq, _mm(ones, bq, z, tl.bfloat16, UPCAST_DOT, False), CDT, UPCAST_DOT,
+                TF32X3).to(CDT)
         if FLAT:
             # all R rows against all R keys in plain 2-D products (Hopper: wgmma, operands in
             # shared memory; the batched 3-D form holds both in registers), keys of other
-            # combinations masked off (block-diagonal)
+            # combinations masked off (block-diagonal: combination r // S); key_ok (R,) marks
+            # the occupied slots
             rr = tl.arange(0, R)
-            same = (rr // PP)[:, None] == (rr // PP)[None, :]
-            ok2 = same & tl.reshape(key_ok, (R,))[None, :]
+            same = (rr // S)[:, None] == (rr // S)[None, :]
+            ok2 = same & key_ok[None, :]
             s = _mm(q, tl.trans(k), tl.zeros((R, R), tl.float32), CDT, UPCAST_DOT, TF32X3)
             p = tl.reshape(_softmax2(tl.where(tl.reshape(ok2, (1, R, R)),
                                               tl.reshape(s, (1, R, R)), float("-inf"))), (R, R))
@@ -423,39 +494,31 @@ def _general_layer(x, key_ok, mat_l, vec_l, head_ptr, eps, LAST: tl.constexpr,
             p = _softmax2(tl.where(key_ok, s, float("-inf")))
             o = _mm(p, v3, tl.zeros((BLOCK_M, PP, DHP), tl.float32), CDT, UPCAST_DOT, TF32X3)
             o2 = tl.reshape(o, (R, DHP))
-        wo = tl.load(mat_l + O_WO + h * DHP * DP + hc[:, None] * DP + dc[None, :])
+        if PRE:
+            wo = wo_pre
+        else:
+            wo = tl.load(mat_l + O_WO + h * DHP * DP + hc[:, None] * DP + dc[None, :])
         acc = _mm(o2, wo, acc, CDT, UPCAST_DOT, TF32X3)
-    return _post_attention(acc, mat_l, vec_l, head_ptr, eps, LAST, D, DP, FP, BLOCK_F, O_W1,
-                           O_W2, O_BO, O_B1, O_B2, CDT, UPCAST_DOT, TF32X3)
+    return _post_attention(acc, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, head_ptr, eps,
+                           LAST, PRE, D, DP, FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, CDT,
+                           UPCAST_DOT, TF32X3)
 
 
 @triton.jit
-def _slot_one_hot(member, PP: tl.constexpr):
-    """Slot t of a combination holds its t-th member task: one-hot (BLOCK_M, PP, NP), each task's
-    slot (its rank, (BLOCK_M, NP)) and the popcounts.
-
-    A task's slot is its rank among the members (exclusive prefix sum over the task axis), so
-    there is no per-bit loop; gathers by task become one-hot matmuls on tensor cores.
-    """
-    mi = member.to(tl.int32)
-    rank = tl.cumsum(mi, axis=1) - mi                                   # (BLOCK_M, NP)
-    ts = tl.arange(0, PP)
-    hot = (rank[:, None, :] == ts[None, :, None]) & member[:, None, :]
-    return hot, rank, tl.sum(mi, axis=1)
+def _load_mat(ptr, ROWS: tl.constexpr, COLS: tl.constexpr):
+    """A row-major (ROWS, COLS) matrix at ``ptr``."""
+    return tl.load(ptr + tl.arange(0, ROWS)[:, None] * COLS + tl.arange(0, COLS)[None, :])
 
 
 @triton.jit
-def _gather3(hot2, parts_ptr, ROWS: tl.constexpr, COLS: tl.constexpr, UPCAST_DOT: tl.constexpr):
+def _gather3(hot2, p0, p1, p2, UPCAST_DOT: tl.constexpr):
     """Rows of an fp32 table picked by a 0/1 (R, ROWS) bf16 matrix: three bf16 tensor-core
-    products with the table's parts (``_bf16_split``), fp32 accumulation: exact to ~24 bits."""
-    rc = tl.arange(0, ROWS)
-    cc = tl.arange(0, COLS)
-    offs = rc[:, None] * COLS + cc[None, :]
-    acc = tl.zeros((hot2.shape[0], COLS), tl.float32)
-    for i in tl.static_range(3):
-        part = tl.load(parts_ptr + i * ROWS * COLS + offs)
-        acc = _mm(hot2, part, acc, tl.bfloat16, UPCAST_DOT, False)
-    return acc
+    products with the table's parts ``p0..p2`` (``_bf16_split``), fp32 accumulation: exact to
+    ~24 bits."""
+    acc = _mm(hot2, p0, tl.zeros((hot2.shape[0], p0.shape[1]), tl.float32), tl.bfloat16,
+              UPCAST_DOT, False)
+    acc = _mm(hot2, p1, acc, tl.bfloat16, UPCAST_DOT, False)
+    return _mm(hot2, p2, acc, tl.bfloat16, UPCAST_DOT, False)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -464,16 +527,19 @@ def _gather3(hot2, parts_ptr, ROWS: tl.constexpr, COLS: tl.constexpr, UPCAST_DOT
 @triton.jit
 def _mtgnet_fwd_kernel(
     masks_ptr, rows_ptr, n_masks, n_tiles,
-    emb_ptr, s1_ptr, vo1_ptr, mat_ptr, vec_ptr, best_ptr,
+    emb_ptr, s1_ptr, vo1_ptr, mat_ptr, vec_ptr, bias_ptr, best_ptr,
     out_ptr, marg_ptr, part_val_ptr, part_idx_ptr,
     ln_eps,
     N: tl.constexpr, D: tl.constexpr, NP: tl.constexpr, DP: tl.constexpr, DHP: tl.constexpr,
     FP: tl.constexpr, H: tl.constexpr, N_LAYERS: tl.constexpr,
     MAT_L: tl.constexpr, VEC_L: tl.constexpr, O_WO: tl.constexpr, O_W1: tl.constexpr,
     O_W2: tl.constexpr, O_BO: tl.constexpr, O_B1: tl.constexpr, O_B2: tl.constexpr,
-    PP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_F: tl.constexpr, TOPK: tl.constexpr,
+    BIAS_L: tl.constexpr, OB_Q: tl.constexpr, OB_1: tl.constexpr, PP: tl.constexpr,
+    S: tl.constexpr, ROWS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_F: tl.constexpr,
+    TOPK: tl.constexpr,
     MODE: tl.constexpr, HAS_ROWS: tl.constexpr, STORE_MARGINALS: tl.constexpr,
-    CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr,
+    CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr, PERSIST: tl.constexpr,
+    PERSIST_TABLES: tl.constexpr, EXP_SCORES: tl.constexpr, ROW_KEYS: tl.constexpr,
 ):
     """MODE 0: gains (M, N). MODE 1: per-program per-task top-TOPK. MODE 2: beam marginals + argmax.
 
@@ -482,7 +548,14 @@ def _mtgnet_fwd_kernel(
     With HAS_ROWS, masks are a popcount bucket and rows_ptr gives each one's row in the output.
     Programs stride over tiles of BLOCK_M combinations (grid <= n_tiles) so reductions keep their
     running state in registers and write one small partial per program. Buffer offsets (MAT_L,
-    VEC_L, O_*) come from the host's ``KernelLayout``.
+    VEC_L, O_*) come from the host's ``KernelLayout``. PERSIST (one head, one FFN slice): every
+    matrix of layer 1 and of the last layer is loaded once per program, before the tile loop,
+    and stays in shared memory across tiles (middle layers of deeper models still load per tile);
+    PERSIST_TABLES: the per-task gather tables (embeddings, layer-1 scores, V W_o) too.
+    EXP_SCORES: the layer-1 score table holds exp2 weights (``PackedMTGNet.exp_scores``).
+    ROW_KEYS: token rows get their one-hot and layer-1 keys from a product with the per-row
+    combination one-hot (any stride S); else from a (BLOCK_M, PP, NP) one-hot (S == PP; sm_80,
+    where the hoisted operands would spill).
     """
     tl.static_assert(N <= NP, "tasks must fit the padded task axis")
     tl.static_assert(PP <= NP, "slots cannot outnumber padded tasks")
@@ -493,18 +566,31 @@ def _mtgnet_fwd_kernel(
     tl.static_assert(D <= DP, "padding must cover the model width")
     tl.static_assert(FP % BLOCK_F == 0, "BLOCK_F must divide the padded feed-forward width")
     tl.static_assert(MODE <= 2, "MODE is 0 (gains), 1 (top-k) or 2 (marginal)")
-    R: tl.constexpr = BLOCK_M * PP
+    tl.static_assert(not PERSIST or (H == 1 and FP == BLOCK_F), "PERSIST: one head, one slice")
+    tl.static_assert(PERSIST or not PERSIST_TABLES, "PERSIST_TABLES needs PERSIST")
+    R: tl.constexpr = ROWS
+    tl.static_assert(S <= PP and BLOCK_M * S <= R, "BLOCK_M combinations of S rows in a tile")
+    tl.static_assert(ROW_KEYS or S == PP, "dense strides need ROW_KEYS")
     HEAD: tl.constexpr = N_LAYERS * VEC_L
     # attention of layers 2..L as 2-D products over the tile (block-diagonal) rather than
     # batched per combination: one combination per tile, or a 64-task mask (register pressure)
-    FLAT: tl.constexpr = BLOCK_M == 1 or NP > 32
+    # (and always for a stride S below the slot width: combinations packed S rows apart)
+    FLAT: tl.constexpr = BLOCK_M == 1 or NP > 32 or S != PP
 
     pid = tl.program_id(0)
     n_prog = tl.num_programs(0)
-    lm = tl.arange(0, BLOCK_M)
+    BM2: tl.constexpr = triton.next_power_of_2(BLOCK_M)    # vector shape over the combinations
+    lm = tl.arange(0, BM2)
     tn = tl.arange(0, NP)
     ts = tl.arange(0, PP)
     dc = tl.arange(0, DP)
+    # per token row r: its combination r // PP as a one-hot over KC (>= 16: a dot dimension)
+    # and its slot + 1 (the rank + 1 its task must have)
+    KC: tl.constexpr = max(16, BM2)
+    kc = tl.arange(0, KC)
+    rr = tl.arange(0, R)
+    comb_hot = tl.where((rr // S)[:, None] == kc[None, :], 1.0, 0.0)    # (R, KC)
+    slot1 = (rr % S + 1).to(tl.float32)
     task_ok = tn < N
 
     # Running reduction state; only the mode that updates it keeps it alive.
@@ -516,14 +602,47 @@ def _mtgnet_fwd_kernel(
         tl.store(part_val_ptr + top_offs, tl.full((TOPK, NP), float("-inf"), tl.float32))
         tl.store(part_idx_ptr + top_offs, tl.zeros((TOPK, NP), tl.int64))
     kth = tl.full((NP,), float("-inf"), tl.float32)
-    run_val = tl.full((BLOCK_M,), float("-inf"), tl.float32)
-    run_idx = tl.full((BLOCK_M,), 9223372036854775807, tl.int64)
+    run_val = tl.full((BM2,), float("-inf"), tl.float32)
+    run_idx = tl.full((BM2,), 9223372036854775807, tl.int64)
     best = tl.load(best_ptr + tn, mask=task_ok, other=0.0)
+
+    # Weights that stay in shared memory across tiles (PERSIST), else dummies never read.
+    LAST_L: tl.constexpr = max(N_LAYERS - 1, 0)
+    if PERSIST_TABLES:
+        e0 = _load_mat(emb_ptr, NP, DP)
+        e1 = _load_mat(emb_ptr + NP * DP, NP, DP)
+        e2 = _load_mat(emb_ptr + 2 * NP * DP, NP, DP)
+        g0 = _load_mat(s1_ptr, NP, NP)
+        g1 = _load_mat(s1_ptr + NP * NP, NP, NP)
+        g2 = _load_mat(s1_ptr + 2 * NP * NP, NP, NP)
+        vo_pre = _load_mat(vo1_ptr, NP, DP)
+    else:
+        e0 = tl.zeros((16, 16), tl.float32)
+        e1, e2, g0, g1, g2, vo_pre = e0, e0, e0, e0, e0, e0
+    if PERSIST:
+        f1_pre = _load_mat(mat_ptr + O_W1, DP, FP)
+        f2_pre = _load_mat(mat_ptr + O_W2, FP, DP)
+        wq_pre = _load_mat(mat_ptr + LAST_L * MAT_L, DP, DHP)
+        wk_pre = _load_mat(mat_ptr + LAST_L * MAT_L + DP * DHP, DP, DHP)
+        wv_pre = _load_mat(mat_ptr + LAST_L * MAT_L + 2 * DP * DHP, DP, DHP)
+        wo_pre = _load_mat(mat_ptr + LAST_L * MAT_L + O_WO, DHP, DP)
+        w1_pre = _load_mat(mat_ptr + LAST_L * MAT_L + O_W1, DP, FP)
+        w2_pre = _load_mat(mat_ptr + LAST_L * MAT_L + O_W2, FP, DP)
+        fb_pre = _load_mat(bias_ptr + OB_1, 16, FP)
+        bo_pre = _load_mat(bias_ptr + LAST_L * BIAS_L, 16, DP)
+        bq_pre = _load_mat(bias_ptr + LAST_L * BIAS_L + OB_Q, 16, DHP)
+        b1_pre = _load_mat(bias_ptr + LAST_L * BIAS_L + OB_1, 16, FP)
+    else:
+        f1_pre = tl.zeros((16, 16), tl.float32)
+        f2_pre, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_pre = (f1_pre, f1_pre, f1_pre, f1_pre,
+                                                                  f1_pre, f1_pre, f1_pre)
+        fb_pre, bo_pre, bq_pre, b1_pre = f1_pre, f1_pre, f1_pre, f1_pre
+    ones = tl.full((R, 16), 1.0, tl.float32)      # A operand of the bias products
 
     for tile in range(pid, n_tiles, n_prog):
         # ---- step 1: masks -> membership and slot -> task map (no dense mask tensor in memory) --
         pos = tl.cast(tile, tl.int64) * BLOCK_M + lm
-        row_ok = pos < n_masks
+        row_ok = (pos < n_masks) & (lm < BLOCK_M)
         masks = tl.load(masks_ptr + pos, mask=row_ok, other=0)
         if HAS_ROWS:
             rows = tl.load(rows_ptr + pos, mask=row_ok, other=0)
@@ -531,49 +650,108 @@ def _mtgnet_fwd_kernel(
             rows = pos
         member = ((masks[:, None] >> tn[None, :].to(tl.int64)) & 1) != 0
         member = member & task_ok[None, :] & row_ok[:, None]          # (BLOCK_M, NP)
-        hot, rank, count = _slot_one_hot(member, PP)                  # (BLOCK_M, PP, NP)
-        # via fp32: the interpreter turns bool into bf16 as 0
-        hot2 = tl.reshape(tl.where(hot, 1.0, 0.0).to(tl.bfloat16), (R, NP))
-        slot_ok = ts[None, :] < count[:, None]                        # (BLOCK_M, PP)
+        mi = member.to(tl.int32)
+        rank = tl.cumsum(mi, axis=1) - mi                             # task j's slot
+        count = tl.sum(mi, axis=1)                                    # (BLOCK_M,)
+        if FLAT:   # per token row (R,): slot r % S of combination r // S is occupied
+            slot_ok = ((rr % S) < tl.gather(count, tl.minimum(rr // S, BLOCK_M - 1), 0)) & (
+                rr < BLOCK_M * S)
+        else:
+            slot_ok = ts[None, :] < count[:, None]                    # (BLOCK_M, PP)
+        # Token rows get their combination's (rank + 1 | 0 if absent) row by a tensor-core
+        # product with the per-row combination one-hot: G[r, j] = rank_j + 1 of the member tasks
+        # of row r's combination, already in the MMA layout the gathers' operand comes from.
+        if ROW_KEYS:
+            mk = tl.load(masks_ptr + tl.cast(tile, tl.int64) * BLOCK_M + kc,
+                         mask=(kc < BLOCK_M) & (tl.cast(tile, tl.int64) * BLOCK_M + kc < n_masks),
+                         other=0)
+            mk = (((mk[:, None] >> tn[None, :].to(tl.int64)) & 1) != 0) & task_ok[None, :]
+            mki = mk.to(tl.int32)
+            rk = tl.where(mk, tl.cumsum(mki, axis=1), 0).to(tl.float32)    # (KC, NP)
+            g = _mm(comb_hot, rk, tl.zeros((R, NP), tl.float32), tl.bfloat16, UPCAST_DOT, False)
+            # via fp32: the interpreter turns bool into bf16 as 0
+            hot2 = tl.where(g == slot1[:, None], 1.0, 0.0).to(tl.bfloat16)  # (R, NP) one-hot
+            if NP <= 32:
+                key1 = g > 0.0                                        # layer-1 keys (R, NP)
+            else:   # by another product where they are needed: g dies early (registers)
+                key1 = tl.zeros((R, NP), tl.int1)
+        else:
+            # (BLOCK_M, PP, NP) one-hot from the ranks (S == PP), reshaped to token rows
+            hot3 = (rank[:, None, :] == ts[None, :, None]) & member[:, None, :]
+            hot2 = tl.reshape(tl.where(hot3, 1.0, 0.0).to(tl.bfloat16), (R, NP))
+            key1 = tl.reshape(tl.broadcast_to(member[:, None, :], (BLOCK_M, PP, NP)), (R, NP))
 
         # ---- step 2: layer 1 from per-task constants: one-hot-gathered embeddings and score
         #      rows, member-key base-2 softmax, P @ (V W_o) against all NP tasks on emb + b_o ----
-        x = _gather3(hot2, emb_ptr, NP, DP, UPCAST_DOT)                # (R, DP) embeddings
+        # (names differ from the persistent ones: those are loop-carried, of one type)
+        if PERSIST_TABLES:
+            x = _gather3(hot2, e0, e1, e2, UPCAST_DOT)                 # (R, DP) embeddings
+        else:
+            x = _gather3(hot2, _load_mat(emb_ptr, NP, DP), _load_mat(emb_ptr + NP * DP, NP, DP),
+                         _load_mat(emb_ptr + 2 * NP * DP, NP, DP), UPCAST_DOT)
         if N_LAYERS > 0:
             acc = x                   # gathered embeddings carry layer 1's b_o
             for h in tl.static_range(H):
-                s = tl.reshape(_gather3(hot2, s1_ptr + h * 3 * NP * NP, NP, NP, UPCAST_DOT),
-                               (BLOCK_M, PP, NP))
-                p = _softmax2(tl.where(member[:, None, :], s, float("-inf")))
-                vo = tl.load(vo1_ptr + h * NP * DP + tn[:, None] * DP + dc[None, :])
+                if PERSIST_TABLES:
+                    vo = vo_pre
+                    s = _gather3(hot2, g0, g1, g2, UPCAST_DOT)
+                else:
+                    vo = _load_mat(vo1_ptr + h * NP * DP, NP, DP)
+                    s = _gather3(hot2, _load_mat(s1_ptr + h * 3 * NP * NP, NP, NP),
+                                 _load_mat(s1_ptr + (h * 3 + 1) * NP * NP, NP, NP),
+                                 _load_mat(s1_ptr + (h * 3 + 2) * NP * NP, NP, NP), UPCAST_DOT)
+                if ROW_KEYS and NP > 32:
+                    key1 = _mm(comb_hot, tl.where(mk, 1.0, 0.0), tl.zeros((R, NP), tl.float32),
+                               tl.bfloat16, UPCAST_DOT, False) > 0.0
+                if EXP_SCORES:
+                    # gathered exp2 weights: mask, normalise (empty slots: all 0, stay 0)
+                    e = tl.where(key1, s, 0.0)
+                    den = tl.sum(e, axis=1)
+                    p = e * (1.0 / tl.where(den == 0.0, 1.0, den))[:, None]
+                else:
+                    p = tl.reshape(_softmax2(tl.reshape(tl.where(key1, s, float("-inf")),
+                                                        (1, R, NP))), (R, NP))
                 acc = _mm(tl.reshape(p, (R, NP)), vo, acc, CDT, UPCAST_DOT, TF32X3)
             if N_LAYERS == 1:
-                y_slot = _post_attention(acc, mat_ptr, vec_ptr, vec_ptr + HEAD, ln_eps, True, D,
-                                         DP, FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, CDT,
+                y_slot = _post_attention(acc, ones, f1_pre, f2_pre, fb_pre, mat_ptr, vec_ptr,
+                                         bias_ptr, vec_ptr + HEAD, ln_eps, True, PERSIST, D, DP,
+                                         FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, CDT,
                                          UPCAST_DOT, TF32X3)
             else:
-                x = _post_attention(acc, mat_ptr, vec_ptr, vec_ptr + HEAD, ln_eps, False, D, DP,
-                                    FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, CDT, UPCAST_DOT,
-                                    TF32X3)
+                x = _post_attention(acc, ones, f1_pre, f2_pre, fb_pre, mat_ptr, vec_ptr, bias_ptr,
+                                    vec_ptr + HEAD, ln_eps, False, PERSIST, D, DP, FP, BLOCK_F,
+                                    O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, CDT, UPCAST_DOT, TF32X3)
                 # ---- step 3: layers 2..L over slots (the last one ends in the head) ------------
-                key_ok = slot_ok[:, None, :]                          # keys = occupied slots
+                if FLAT:
+                    key_ok = slot_ok                                  # keys = occupied slots
+                else:
+                    key_ok = slot_ok[:, None, :]
                 for layer in range(1, N_LAYERS - 1):
-                    x = _general_layer(x, key_ok, mat_ptr + layer * MAT_L, vec_ptr + layer * VEC_L,
-                                       vec_ptr + HEAD, ln_eps, False, BLOCK_M, PP, H, D, DP, DHP,
-                                       FP, BLOCK_F, O_WO, O_W1, O_W2, O_BO, O_B1, O_B2, CDT,
-                                       UPCAST_DOT, TF32X3, FLAT)
-                y_slot = _general_layer(x, key_ok, mat_ptr + (N_LAYERS - 1) * MAT_L,
-                                        vec_ptr + (N_LAYERS - 1) * VEC_L, vec_ptr + HEAD, ln_eps,
-                                        True, BLOCK_M, PP, H, D, DP, DHP, FP, BLOCK_F, O_WO,
-                                        O_W1, O_W2, O_BO, O_B1, O_B2, CDT, UPCAST_DOT, TF32X3,
-                                        FLAT)
+                    x = _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre,
+                                       w2_pre, bo_pre, bq_pre, b1_pre, mat_ptr + layer * MAT_L,
+                                       vec_ptr + layer * VEC_L, bias_ptr + layer * BIAS_L,
+                                       vec_ptr + HEAD, ln_eps, False, False, BLOCK_M, PP, H, D,
+                                       DP, DHP, FP, BLOCK_F, O_WO, O_W1, O_W2, O_BO, O_B1, O_B2,
+                                       OB_Q, OB_1, CDT, UPCAST_DOT, TF32X3, FLAT, S)
+                y_slot = _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre,
+                                        w2_pre, bo_pre, bq_pre, b1_pre,
+                                        mat_ptr + (N_LAYERS - 1) * MAT_L,
+                                        vec_ptr + (N_LAYERS - 1) * VEC_L,
+                                        bias_ptr + (N_LAYERS - 1) * BIAS_L, vec_ptr + HEAD, ln_eps,
+                                        True, PERSIST, BLOCK_M, PP, H, D, DP, DHP, FP, BLOCK_F,
+                                        O_WO, O_W1, O_W2, O_BO, O_B1, O_B2, OB_Q, OB_1, CDT,
+                                        UPCAST_DOT, TF32X3, FLAT, S)
         else:
             wh = tl.load(vec_ptr + HEAD + dc)
             y_slot = tl.sum(x * wh[None, :], axis=1) + tl.load(vec_ptr + HEAD + DP)
 
         # ---- step 4: back to task layout (task j reads its slot, rank j), epilogue ------------
-        y3 = tl.reshape(y_slot, (BLOCK_M, PP))
-        y = tl.gather(y3, tl.minimum(rank, PP - 1), axis=1)          # (BLOCK_M, NP)
+        if S == PP:
+            y3 = tl.reshape(y_slot, (BLOCK_M, PP))
+            y = tl.gather(y3, tl.minimum(rank, PP - 1), axis=1)      # (BLOCK_M, NP)
+        else:
+            y_at = tl.minimum(lm[:, None] * S + tl.minimum(rank, S - 1), R - 1)
+            y = tl.reshape(tl.gather(y_slot, tl.reshape(y_at, (BM2 * NP,)), 0), (BM2, NP))
         if MODE == 0:
             offs = rows[:, None] * N + tn[None, :]
             tl.store(out_ptr + offs, tl.where(member, y, 0.0).to(out_ptr.dtype.element_ty),
@@ -633,17 +811,18 @@ def kernel_signature(dtype: torch.dtype) -> dict[str, str]:
     c = "*" + _TL_NAME[dtype]
     return dict(masks_ptr="*i64", rows_ptr="*i64", n_masks="i32", n_tiles="i32",
                 emb_ptr="*bf16", s1_ptr="*bf16", vo1_ptr=c, mat_ptr=c, vec_ptr="*fp32",
+                bias_ptr="*bf16",
                 best_ptr="*fp32", out_ptr=c, marg_ptr="*fp32", part_val_ptr="*fp32",
                 part_idx_ptr="*i64", ln_eps="fp32")
 
 
 def kernel_constexprs(layout: KernelLayout, cfg: LaunchConfig, dtype: torch.dtype, *,
                       has_rows: bool = True, store_marginals: bool = True,
-                      upcast_dot: bool = False) -> dict[str, object]:
+                      upcast_dot: bool = False, exp_scores: bool = True) -> dict[str, object]:
     """Every compile-time constant of :data:`kernel` for one launch (layout + launch config)."""
     return dict(**layout.kernel_constexprs(), **cfg.constexprs(), HAS_ROWS=has_rows,
                 STORE_MARGINALS=store_marginals, CDT=_CDT[dtype], UPCAST_DOT=upcast_dot,
-                TF32X3=dtype == torch.float32)
+                TF32X3=dtype == torch.float32, EXP_SCORES=exp_scores)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -664,25 +843,29 @@ def popcount64(masks: torch.Tensor) -> torch.Tensor:
     return ((x * 0x0101010101010101) >> 56) & 0x7F
 
 
-def _buckets(packed: PackedMTGNet, masks: torch.Tensor,
-             compact: bool) -> list[tuple[int, torch.Tensor, torch.Tensor | None]]:
-    """Split masks by popcount into slot widths PP in {16, 32, 64} <= NP: (PP, masks, rows or None).
+def _buckets(packed: PackedMTGNet, masks: torch.Tensor, compact: bool,
+             dense: bool) -> list[tuple[SlotBucket, torch.Tensor, torch.Tensor | None]]:
+    """Split masks by popcount into the launcher's buckets (``common.slot_buckets``):
+    (bucket, masks, rows or None). ``compact=False``: one bucket, every mask padded to NP.
 
-    A combination of p tasks only needs next_pow2(p) token rows; for N = 27 about 88% of all
-    combinations fit 16 slots instead of 32, which halves their matmul work.
+    A combination of p tasks only needs about p token rows: for N = 27 the buckets of at most
+    8 / 12 / 16 / 21 / 32 tasks pack 8 / 5 / 4 / 3 / 2 combinations in a 64-row tile.
     """
-    sizes = slot_widths(packed.layout)
-    if not compact or len(sizes) == 1 or masks.numel() == 0:
-        return [(packed.np_, masks, None)]
-    which = torch.bucketize(popcount64(masks), torch.tensor(sizes, device=masks.device))
+    np_ = packed.np_
+    buckets = slot_buckets(packed.layout, dense=dense)
+    if not compact or len(buckets) == 1 or masks.numel() == 0:
+        b = buckets[-1] if compact else SlotBucket(1, packed.n_tasks, np_, np_)
+        return [(b, masks, None)]
+    which = torch.bucketize(popcount64(masks),
+                            torch.tensor([b.hi for b in buckets], device=masks.device))
     lo, hi = int(which.min()), int(which.max())
     if lo == hi:
-        return [(sizes[lo], masks, None)]
+        return [(buckets[lo], masks, None)]
     out = []
     for b in range(lo, hi + 1):
         rows = (which == b).nonzero().squeeze(1)
         if rows.numel():
-            out.append((sizes[b], masks[rows].contiguous(), rows))
+            out.append((buckets[b], masks[rows].contiguous(), rows))
     return out
 
 
@@ -705,11 +888,17 @@ def _mtgnet_fwd_launch(packed: PackedMTGNet, masks: torch.Tensor, *, mode: int,
         marg = res["marginals"] = torch.empty(m, **f32)
     best_t = best if best is not None else torch.zeros(packed.n_tasks, **f32)
     upcast = interpreter_active()   # bf16 gathers run in every dtype
+    # the interpreter takes the Hopper choices (every code path is tested there)
+    arch = INTERPRETER_ARCH if dev.type != "cuda" else 10 * torch.cuda.get_device_capability(dev)[0]
     parts_v, parts_i = [], []
-    for pp, bmasks, rows in _buckets(packed, masks, compact):
+    # an explicit block_m keeps power-of-two slot widths (one combination per PP rows)
+    for bucket, bmasks, rows in _buckets(packed, masks, compact,
+                                         dense=block_m is None and arch >= 90):
         if bmasks.shape[0] == 0:
             continue
-        cfg = launch_config(packed.layout, pp, mode, topk=topk, block_m=block_m)
+        cfg = launch_config(packed.layout, bucket.pp, mode, topk=topk, block_m=block_m,
+                            dtype=None if upcast else packed.dtype, arch=arch,
+                            stride=bucket.stride)
         n_tiles = triton.cdiv(int(bmasks.shape[0]), cfg.block_m)
         grid = n_tiles if mode == 0 else max(1, min(n_programs or _default_programs(n_tiles, dev),
                                                       n_tiles))
@@ -721,11 +910,12 @@ def _mtgnet_fwd_launch(packed: PackedMTGNet, masks: torch.Tensor, *, mode: int,
             pv, pi = torch.empty(grid, **f32), torch.empty(grid, **i64)
         _mtgnet_fwd_kernel[(grid,)](
             bmasks, rows if rows is not None else dummy_i, bmasks.shape[0], n_tiles,
-            packed.emb, packed.s1, packed.vo1, packed.mat, packed.vec, best_t,
+            packed.emb, packed.s1, packed.vo1, packed.mat, packed.vec, packed.bias, best_t,
             out, marg, pv, pi,
             packed.ln_eps,
             **kernel_constexprs(packed.layout, cfg, packed.dtype, has_rows=rows is not None,
-                                store_marginals=store_marginals, upcast_dot=upcast),
+                                store_marginals=store_marginals, upcast_dot=upcast,
+                                exp_scores=packed.exp_scores),
             **cfg.options(),
         )
         parts_v.append(pv)

@@ -106,3 +106,22 @@ def test_bad_input(digits) -> None:
     with pytest.raises(InputError, match="seed"):
         check_run_inputs(digits, [0], True, TrainConfig())
     assert check_run_inputs(digits, [3, 1], 0, TrainConfig()) == (1, 3)  # sorted
+
+
+def test_numpy_integers_count_as_ints_in_configs_seeds_and_executors() -> None:
+    # counts read from numpy arrays (np.int64) are ints; bools and floats are not
+    import numpy as np
+
+    from mtgfast.study.executors import make_executor
+
+    config = TrainConfig(epochs=np.int64(3), batch_size=np.int32(8), patience=np.int64(2),
+                         n_blocks=np.int64(1))
+    assert check_run_inputs(DigitsSuite(), [0, 1], np.int64(4), config) == (0, 1)
+    with pytest.raises(InputTypeError, match="epochs must be an int"):
+        TrainConfig(epochs=3.0)
+    ex = make_executor("inprocess", workers=np.int64(1))
+    ex.close()
+    with pytest.raises(InputTypeError, match="workers must be an int"):
+        make_executor("inprocess", workers=True)
+    with pytest.raises(InputError, match="workers"):
+        make_executor("inprocess", workers=np.int64(0))

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..checks import check_int, is_int
 from ..errors import InputError, InputTypeError
 from .suites.base import Targets, TaskSuite, task_target
 
@@ -65,14 +66,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise InputTypeError(f"{name} must be an int, got {type(v).__name__}")
-            if v < 1:
-                raise InputError(f"{name} must be >= 1, got {v}")
+            check_int(name, v, 1)
         for name in ("hidden", "n_blocks", "max_train_batches"):
             v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < (
-                    0 if name == "n_blocks" else 1)):
+            if v is not None and (not is_int(v) or int(v) < (0 if name == "n_blocks" else 1)):
                 raise InputError(f"{name} must be None or a positive int, got {v!r}")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
             raise InputError(f"lr must be a positive number, got {self.lr!r}")
@@ -159,7 +156,7 @@ def check_run_inputs(suite: object, tasks: object, seed: object, config: object
         raise InputTypeError(f"suite must be a TaskSuite, got {type(suite).__name__}")
     if not isinstance(config, TrainConfig):
         raise InputTypeError(f"config must be a TrainConfig, got {type(config).__name__}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if not is_int(seed) or int(seed) < 0:  # type: ignore[call-overload]
         raise InputError(f"seed must be a non-negative int, got {seed!r}")
     return suite.check_tasks(tasks)  # type: ignore[arg-type]
 

@@ -30,7 +30,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from ..errors import InputError, InputTypeError
+from ..checks import check_int
+from ..errors import InputError
 
 __all__ = ["EXECUTOR_KINDS", "Executor", "InProcessExecutor", "InlineExecutor", "LocalExecutor",
            "ProcessExecutor", "RayExecutor", "RunOutcome", "check_picklable", "make_executor"]
@@ -63,11 +64,8 @@ class JobFailed(RuntimeError):
 
 
 def _check_count(value: object, what: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputTypeError(f"{what} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise InputError(f"{what} must be >= {minimum}, got {value}")
-    return value
+    """``value`` as an int >= ``minimum`` (numpy integers too; bool, float, str refused)."""
+    return check_int(what, value, minimum)
 
 
 def check_picklable(obj: object, what: str, where: str) -> None:

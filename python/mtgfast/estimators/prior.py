@@ -45,7 +45,43 @@ def pooled_pair_matrix(table: GainTable, max_size: int | None = None) -> FloatAr
     return p
 
 
-class PairPriorMTGNet(GainEstimator):
+class _ResidualOverPrior(GainEstimator):
+    """An MTG-Net (``model_``) that learned the residual over a prior (``_prior(masks)``): its
+    predictions, each member's, and the epochs trained, with the prior added back."""
+
+    def _prior(self, m: MaskArray) -> FloatArray:
+        raise NotImplementedError
+
+    def _fitted_masks(self, masks: object) -> MaskArray:
+        if not hasattr(self, "model_"):
+            raise InputError(f"this {type(self).__name__} is not fitted yet: call fit(table) "
+                             "first")
+        return as_masks(masks, self.n_tasks_)
+
+    def predict(self, masks: object, **kwargs: Any) -> Any:
+        """Prior + the network's residual; ``return_std=True`` also returns the ensemble spread
+        (the prior is the same for every member)."""
+        m = self._fitted_masks(masks)
+        out = self.model_.predict(m, **kwargs)
+        prior = self._prior(m)
+        if isinstance(out, tuple):
+            return out[0] + prior, out[1]
+        return out + prior
+
+    def predict_members(self, masks: object, **kwargs: Any) -> FloatArray:
+        """Each member's gains ``(n_estimators, n_masks, n_tasks)`` (prior + its residual)."""
+        m = self._fitted_masks(masks)
+        return self.model_.predict_members(m, **kwargs) + self._prior(m)[None]
+
+    def _predict(self, masks: MaskArray) -> FloatArray:
+        return self.predict(masks)
+
+    @property
+    def n_epochs_(self) -> int:
+        return int(getattr(getattr(self, "model_", None), "n_epochs_", 0))
+
+
+class PairPriorMTGNet(_ResidualOverPrior):
     """An :class:`~mtgfast.estimators.mtgnet.MTGNet` on the residual over the pooled pair prior.
 
     ``model``: an unfitted MTGNet (its options are used as given; ``warm_start_from`` may be a
@@ -86,33 +122,6 @@ class PairPriorMTGNet(GainEstimator):
     def _prior(self, m: MaskArray) -> FloatArray:
         return aggregate_pairs(m, self.pairs_, backend="auto")
 
-    def predict(self, masks: object, **kwargs: Any) -> Any:
-        """Prior + the network's residual; ``return_std=True`` also returns the ensemble spread
-        (the prior is the same for every member)."""
-        if not hasattr(self, "model_"):
-            raise InputError("this PairPriorMTGNet is not fitted yet: call fit(table) first")
-        m = as_masks(masks, self.n_tasks_)
-        out = self.model_.predict(m, **kwargs)
-        prior = self._prior(m)
-        if isinstance(out, tuple):
-            return out[0] + prior, out[1]
-        return out + prior
-
-    def predict_members(self, masks: object, **kwargs: Any) -> FloatArray:
-        """Each member's gains ``(n_estimators, n_masks, n_tasks)`` (prior + its residual)."""
-        if not hasattr(self, "model_"):
-            raise InputError("this PairPriorMTGNet is not fitted yet: call fit(table) first")
-        m = as_masks(masks, self.n_tasks_)
-        return self.model_.predict_members(m, **kwargs) + self._prior(m)[None]
-
-    def _predict(self, masks: MaskArray) -> FloatArray:
-        return self.predict(masks)
-
-    @property
-    def n_epochs_(self) -> int:
-        return int(getattr(getattr(self, "model_", None), "n_epochs_", 0))
-
-
 
 def _prior_values(prior: GainTable, masks: MaskArray) -> FloatArray:
     """Prior rows of ``masks``: 0 for a combination the prior lacks and for NaN entries."""
@@ -135,7 +144,7 @@ def prior_slopes(table: GainTable, prior: GainTable, shrink_rows: float = 3.0) -
     return np.where(den > 0, (x * y).sum(axis=0) / np.where(den > 0, den, 1.0), 0.0)
 
 
-class TablePriorMTGNet(GainEstimator):
+class TablePriorMTGNet(_ResidualOverPrior):
     """An :class:`~mtgfast.estimators.mtgnet.MTGNet` on the residual over a given prior table
     (e.g. TAG's estimate of every combination, which costs no measured combination), scaled per
     task by a learned, shrunk slope so a useless prior is ignored.
@@ -189,28 +198,3 @@ class TablePriorMTGNet(GainEstimator):
         out = self._raw_prior(m) * self.slope_[None, :]
         out[single] = 0.0   # a singleton's gain is 0 by definition
         return np.where(member, out, np.nan)
-
-    def predict(self, masks: object, **kwargs: Any) -> Any:
-        """Scaled prior + the network's residual; ``return_std=True`` also returns the spread."""
-        if not hasattr(self, "model_"):
-            raise InputError("this TablePriorMTGNet is not fitted yet: call fit(table) first")
-        m = as_masks(masks, self.n_tasks_)
-        out = self.model_.predict(m, **kwargs)
-        prior = self._prior(m)
-        if isinstance(out, tuple):
-            return out[0] + prior, out[1]
-        return out + prior
-
-    def predict_members(self, masks: object, **kwargs: Any) -> FloatArray:
-        """Each member's gains ``(n_estimators, n_masks, n_tasks)`` (prior + its residual)."""
-        if not hasattr(self, "model_"):
-            raise InputError("this TablePriorMTGNet is not fitted yet: call fit(table) first")
-        m = as_masks(masks, self.n_tasks_)
-        return self.model_.predict_members(m, **kwargs) + self._prior(m)[None]
-
-    def _predict(self, masks: MaskArray) -> FloatArray:
-        return self.predict(masks)
-
-    @property
-    def n_epochs_(self) -> int:
-        return int(getattr(getattr(self, "model_", None), "n_epochs_", 0))

@@ -41,21 +41,6 @@ double best_gain_bound(const Problem& p) {
   return v;
 }
 
-namespace {
-
-// rho_r = sum_j max(0, g_rj - lambda_j) over the padded row (entries outside are -inf -> 0).
-inline double rho_of(const double* g, const double* lam, int stride) noexcept {
-  double a[4] = {0.0, 0.0, 0.0, 0.0};
-  for (int j = 0; j < stride; j += 4)
-    for (int l = 0; l < 4; ++l) {
-      const double d = g[j + l] - lam[j + l];
-      a[l] += d > 0.0 ? d : 0.0;
-    }
-  return (a[0] + a[1]) + (a[2] + a[3]);
-}
-
-}  // namespace
-
 BoundResult lagrangian_bound(const Problem& p, const std::vector<std::uint32_t>& fixed,
                              const std::vector<std::uint32_t>& active, int k,
                              const std::vector<double>& lambda0, double lower,
@@ -108,8 +93,8 @@ BoundResult lagrangian_bound(const Problem& p, const std::vector<std::uint32_t>&
     // L(lambda)
     double L = 0.0;
     for (int j = 0; j < n; ++j) L += lam[std::size_t(j)];
-    for (std::uint32_t r : fixed) L += rho_of(p.row(r), lam.data(), stride);
-    for (std::size_t q = 0; q < m; ++q) rho[q] = rho_of(p.row(active[q]), lam.data(), stride);
+    for (std::uint32_t r : fixed) L += positive_excess(p.row(r), lam.data(), stride);
+    for (std::size_t q = 0; q < m; ++q) rho[q] = positive_excess(p.row(active[q]), lam.data(), stride);
     // the k largest rho: partial sort of indices
     std::iota(idx.begin(), idx.end(), std::uint32_t{0});
     if (k > 0 && std::size_t(k) < m)

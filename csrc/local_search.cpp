@@ -65,16 +65,6 @@ inline double swap_delta(const Problem& p, std::size_t a, double gain0_a, double
   return d;
 }
 
-inline double gain_over(const double* g, const double* cur, int stride) noexcept {
-  double a[4] = {0.0, 0.0, 0.0, 0.0};
-  for (int j = 0; j < stride; j += 4)
-    for (int l = 0; l < 4; ++l) {
-      const double d = g[j + l] - cur[j + l];
-      a[l] += d > 0.0 ? d : 0.0;
-    }
-  return (a[0] + a[1]) + (a[2] + a[3]);
-}
-
 }  // namespace
 
 std::vector<std::uint32_t> local_search(const Problem& p, std::vector<std::uint32_t> start,
@@ -92,7 +82,7 @@ std::vector<std::uint32_t> local_search(const Problem& p, std::vector<std::uint3
     std::fill(in.begin(), in.end(), 0);
     for (std::uint32_t r : inc.rows) in[r] = 1;
     for (std::size_t a = 0; a < m; ++a)
-      gain0[a] = in[a] ? 0.0 : gain_over(p.row(a), inc.cur.data(), p.stride);
+      gain0[a] = in[a] ? 0.0 : positive_excess(p.row(a), inc.cur.data(), p.stride);
     // add
     if (int(inc.rows.size()) < budget) {
       std::size_t arg = m;
@@ -208,7 +198,7 @@ std::vector<std::uint32_t> local_search(const Problem& p, std::vector<std::uint3
       double best = 0.0;
       for (std::size_t a = 0; a < m; ++a) {
         if (next.has(std::uint32_t(a))) continue;
-        const double gv = gain_over(p.row(a), next.cur.data(), p.stride);
+        const double gv = positive_excess(p.row(a), next.cur.data(), p.stride);
         if (gv > best) best = gv, arg = a;
       }
       const double v = next.value + best;

@@ -75,4 +75,16 @@ GroupingResult finalize(const Problem& p, std::vector<std::size_t> rows, int bud
 // An infeasible result for `budget` (no valid grouping known); `proven` tells whether none exists.
 GroupingResult infeasible(int budget, bool proven);
 
+// sum_j max(0, g_j - x_j) over a padded row of `stride` (a multiple of 4) entries, in four
+// lanes: a row's Lagrangian profit (x = multipliers) and its gain over the incumbent (x = best).
+inline double positive_excess(const double* g, const double* x, int stride) noexcept {
+  double a[4] = {0.0, 0.0, 0.0, 0.0};
+  for (int j = 0; j < stride; j += 4)
+    for (int l = 0; l < 4; ++l) {
+      const double d = g[j + l] - x[j + l];
+      a[l] += d > 0.0 ? d : 0.0;
+    }
+  return (a[0] + a[1]) + (a[2] + a[3]);
+}
+
 }  // namespace mtgfast

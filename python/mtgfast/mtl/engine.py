@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checks import check_int, is_int
+from ..checks import check_int, check_real, is_int
 from ..errors import InputError, InputTypeError
 from .suites.base import Targets, TaskSuite, task_target
 
@@ -71,14 +71,11 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and (not is_int(v) or int(v) < (0 if name == "n_blocks" else 1)):
                 raise InputError(f"{name} must be None or a positive int, got {v!r}")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
-            raise InputError(f"lr must be a positive number, got {self.lr!r}")
-        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
-            raise InputError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if self.dropout is not None and not 0.0 <= float(self.dropout) < 1.0:
-            raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not (isinstance(self.esa_fraction, (int, float)) and 0 < self.esa_fraction <= 1):
-            raise InputError(f"esa_fraction must be in (0, 1], got {self.esa_fraction!r}")
+        check_real("lr", self.lr, 0, open_low=True)
+        check_real("weight_decay", self.weight_decay, 0)
+        if self.dropout is not None:
+            check_real("dropout", self.dropout, 0, 1, open_high=True)
+        check_real("esa_fraction", self.esa_fraction, 0, 1, open_low=True)
         for name in ("device", "weighting", "arch"):
             if not isinstance(getattr(self, name), str):
                 raise InputTypeError(f"{name} must be a str")

@@ -30,8 +30,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from ..checks import check_int
-from ..errors import InputError
+from ..checks import check_int, check_real, describe, is_int
+from ..errors import InputError, InputTypeError
 
 __all__ = ["EXECUTOR_KINDS", "Executor", "InProcessExecutor", "InlineExecutor", "LocalExecutor",
            "ProcessExecutor", "RayExecutor", "RunOutcome", "check_picklable", "make_executor"]
@@ -222,7 +222,7 @@ class LocalExecutor(Executor):
         self.workers = w
         self.threads = (max(1, (os.cpu_count() or 1) // w) if threads is None
                         else _check_count(threads, "threads", 1))
-        if isinstance(gpus, (str, int)):
+        if isinstance(gpus, str) or is_int(gpus):
             gpus = (gpus,)
         self.gpus = tuple(str(g) for g in gpus)
         self._pool: ProcessPoolExecutor | None = None
@@ -321,10 +321,10 @@ class RayExecutor(Executor):
                              f"got {address!r}")
         res = dict(resources_per_run or {"num_cpus": 1, "num_gpus": 0})
         for k, v in res.items():
-            if not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, (int, float)) \
-                    or not v >= 0:
-                raise InputError(f"resources_per_run must map resource names to numbers >= 0, "
-                                 f"got {k!r}: {v!r}")
+            if not isinstance(k, str) or not k:
+                raise InputTypeError(f"resources_per_run must map resource names (str) to "
+                                     f"numbers >= 0, got the key {describe(k)}")
+            res[k] = check_real(f"resources_per_run[{k!r}]", v, 0)
         self._ray = _import_ray()
         super().__init__(max_retries=max_retries,
                          max_in_flight=1 if max_in_flight is None else max_in_flight)
@@ -417,15 +417,13 @@ def make_executor(kind: str = "auto", *, workers: int = 1, address: str | None =
     (``workers`` processes; ``gpus_per_run`` > 0 gives each worker one visible GPU), "ray"
     (``address``; ``workers`` caps the runs in flight when > 1) or "auto" (local when
     ``workers`` > 1, else in-process). ``max_retries``: retries of a run that failed."""
-    if isinstance(kind, int) and not isinstance(kind, bool):   # the 0.1 call make_executor(k)
+    if is_int(kind):   # the 0.1 call make_executor(k)
         kind, workers = "auto", kind
     if not isinstance(kind, str) or kind not in EXECUTOR_KINDS:
         raise InputError(f"executor kind must be one of {', '.join(EXECUTOR_KINDS)}; got {kind!r}")
-    _check_count(workers, "workers", 1)
-    _check_count(max_retries, "max_retries", 0)
-    if isinstance(gpus_per_run, bool) or not isinstance(gpus_per_run, (int, float)) \
-            or not 0 <= gpus_per_run < float("inf"):
-        raise InputError(f"gpus_per_run must be a number >= 0, got {gpus_per_run!r}")
+    workers = _check_count(workers, "workers", 1)
+    max_retries = _check_count(max_retries, "max_retries", 0)
+    gpus_per_run = check_real("gpus_per_run", gpus_per_run, 0)
     if address is not None and kind != "ray":
         raise InputError(f"address={address!r} is only used by the ray executor (kind='ray'), "
                          f"not {kind!r}")

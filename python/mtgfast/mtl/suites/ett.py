@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...checks import check_int
 from ...errors import InputError
 from .base import Splits, TaskSuite
 
@@ -38,12 +39,10 @@ class ETTSuite(TaskSuite):
         p = Path(path)
         if not p.is_file():
             raise InputError(f"ETT csv not found: {p}")
-        for name, v, lo in (("window", window, 1), ("horizon", horizon, 1), ("stride", stride, 1),
-                            ("steps_per_month", steps_per_month, 1)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or int(v) < lo:
-                raise InputError(f"{name} must be an int >= {lo}, got {v!r}")
-        super().__init__(path=str(p.resolve()), window=int(window), horizon=int(horizon),
-                         stride=int(stride), steps_per_month=int(steps_per_month))
+        super().__init__(path=str(p.resolve()), window=check_int("window", window, 1),
+                         horizon=check_int("horizon", horizon, 1),
+                         stride=check_int("stride", stride, 1),
+                         steps_per_month=check_int("steps_per_month", steps_per_month, 1))
 
     @property
     def in_dim(self) -> int:

@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import InputError, InputTypeError
 
-__all__ = ["check_int", "check_real", "describe", "env_int", "is_int", "is_real"]
+__all__ = ["check_bool", "check_int", "check_real", "describe", "env_int", "is_int", "is_real"]
 
 
 def is_int(value: object) -> bool:
@@ -46,6 +46,13 @@ def _range_text(low: float | None, high: float | None, open_low: bool = False,
     if low is not None:
         return f"> {low}" if open_low else f">= {low}"
     return f"< {high}" if open_high else f"<= {high}"
+
+
+def check_bool(name: str, value: object) -> bool:
+    """``value`` as a bool: Python or numpy bools only (``1`` and ``"no"`` are not switches)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputTypeError(f"{name} must be a bool, got {describe(value)}")
+    return bool(value)
 
 
 def check_int(name: str, value: object, low: int | None = None, high: int | None = None, *,

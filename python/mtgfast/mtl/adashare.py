@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checks import check_int, check_real
+from ..checks import check_bool, check_int, check_real
 from ..errors import InputError, InputTypeError
 from .engine import Engine, check_run_inputs
 from .trainer import train_mtl
@@ -278,6 +278,7 @@ def train_adashare(suite: Any, tasks: Sequence[int], seed: int, config: Any, *,
     policy_lr = check_real("policy_lr", policy_lr, 0, open_low=True)
     if stage_epochs is not None:
         stage_epochs = check_int("stage_epochs", stage_epochs, 1)
+    sample_policy = check_bool("sample_policy", sample_policy)
     start = time.perf_counter()
     model = build(suite, idx, hidden=config.hidden, n_blocks=config.n_blocks,
                   dropout=config.dropout, seed=seed, lambda_sparsity=lambda_sparsity,

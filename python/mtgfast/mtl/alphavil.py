@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call
 
-from ..checks import check_int, check_real, describe, is_int
+from ..checks import check_bool, check_int, check_real, describe, is_int
 from ..errors import InputError, InputTypeError
 from . import architectures
 from .engine import Engine, check_run_inputs
@@ -158,6 +158,7 @@ def train_alphavil(suite: Any, tasks: Sequence[int], target: int, seed: int, con
     if dev_rows is not None:
         dev_rows = check_int("dev_rows", dev_rows, 1)
     alpha_max_step = check_real("alpha_max_step", alpha_max_step, 0, open_low=True)
+    learn_target_weight = check_bool("learn_target_weight", learn_target_weight)
     if config.weighting != "equal":
         raise InputError(f"αVIL sets the task weights itself; use weighting='equal', "
                          f"got {config.weighting!r}")

@@ -10,6 +10,7 @@ the epoch's mean losses through ``end_epoch``. Input is checked in ``combine``/`
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -188,4 +189,8 @@ def make_weighting(name: str, n_tasks: int, **kwargs: Any) -> LossWeighting:
     # exact names only: the name is part of a study's fingerprint, so "DWA" must not alias "dwa"
     if name not in WEIGHTINGS:
         raise InputError(f"unknown weighting {name!r}; known: {', '.join(sorted(WEIGHTINGS))}")
+    try:  # an unknown option names the weighting, not a bare TypeError from its constructor
+        inspect.signature(WEIGHTINGS[name]).bind(n_tasks, **kwargs)
+    except TypeError as exc:
+        raise InputError(f"weighting {name!r}: {exc}") from None
     return WEIGHTINGS[name](n_tasks, **kwargs)

@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from ..checks import check_int, check_real, is_int
+from ..checks import check_int, check_real, describe, is_int
 from ..errors import InputError, InputTypeError
 from ..gains import FloatArray, GainTable
 from ..masks import MaskArray, all_masks, as_masks, check_n_tasks, masks_to_dense, sample_masks
@@ -391,11 +391,17 @@ class ActiveLoop:
     def tell(self, masks: object, gains: object) -> None:
         """Record measured gains: one mask and a row ``(n_tasks,)``, or masks ``(k,)`` and rows
         ``(k, n_tasks)``; NaN (or anything) outside the mask is ignored. ``ValueError`` for a
-        combination measured before, a singleton, or non-finite gains inside the mask."""
+        combination measured before, a singleton, or non-finite gains inside the mask. A mask
+        that ``ask()`` did not return is recorded too (an extra measurement, as on resume) and
+        is never asked afterwards."""
         n = self.n_tasks
         scalar = is_int(masks)
         m = as_masks([int(masks)] if scalar else masks, n)
-        g = np.asarray(gains, dtype=np.float64)
+        try:
+            g = np.asarray(gains, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputTypeError(f"gains must be numbers (a row per mask), got "
+                                 f"{describe(gains)}") from None
         if scalar or g.ndim == 1:
             g = g.reshape(1, -1)
         if g.shape != (m.shape[0], n):
@@ -450,7 +456,7 @@ class ActiveLoop:
         pending = self._pending(measured)
         if pending:
             return np.array(pending, dtype=np.uint64)
-        limit = None if max_masks is None else check_int("max_masks", max_masks)
+        limit = None if max_masks is None else check_int("max_masks", max_masks, 0)
         if limit is not None and limit < 1:
             return np.zeros(0, dtype=np.uint64)
         chosen_before = {s.mask for s in self.state.selections()}

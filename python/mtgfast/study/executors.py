@@ -112,8 +112,15 @@ class Executor(ABC):
             check_picklable(fn, what, f"the {self.kind} executor's worker processes")
 
     def run_jobs(self, fn: Callable[[J], R], jobs: Iterable[J]) -> Iterator[RunOutcome]:
-        """Run ``fn`` on every job; yield each finished attempt in completion order."""
-        queue: deque[tuple[Any, int]] = deque((job, 1) for job in jobs)
+        """Run ``fn`` on every job; yield each finished attempt in completion order. A ``fn``
+        that is not callable or ``jobs`` that are not iterable fail here, before any job runs."""
+        if not callable(fn):
+            raise InputTypeError(f"fn must be a callable job -> result, got {describe(fn)}")
+        if isinstance(jobs, (str, bytes)) or not isinstance(jobs, Iterable):
+            raise InputTypeError(f"jobs must be an iterable of jobs, got {describe(jobs)}")
+        return self._run(fn, deque((job, 1) for job in jobs))
+
+    def _run(self, fn: Callable[[J], R], queue: deque[tuple[Any, int]]) -> Iterator[RunOutcome]:
         inflight: dict[Any, tuple[Any, int]] = {}
         self.peak_in_flight = 0
         try:
@@ -224,6 +231,13 @@ class LocalExecutor(Executor):
                         else _check_count(threads, "threads", 1))
         if isinstance(gpus, str) or is_int(gpus):
             gpus = (gpus,)
+        if not isinstance(gpus, Iterable):
+            raise InputTypeError(f"gpus must be device ids (str or int), got {describe(gpus)}")
+        gpus = tuple(gpus)
+        for g in gpus:
+            if not ((isinstance(g, str) and g.strip()) or (is_int(g) and int(g) >= 0)):
+                raise InputError(f"gpus must be device ids (non-empty str or int >= 0), got "
+                                 f"{describe(g)} in {list(gpus)}")
         self.gpus = tuple(str(g) for g in gpus)
         self._pool: ProcessPoolExecutor | None = None
         self._pool_of: dict[Future[Any], ProcessPoolExecutor] = {}
@@ -319,6 +333,9 @@ class RayExecutor(Executor):
                 address == "auto" or address.startswith("ray://") or ":" in address)):
             raise InputError(f"address must be None, 'auto', 'ray://host:port' or 'host:port', "
                              f"got {address!r}")
+        if resources_per_run is not None and not isinstance(resources_per_run, Mapping):
+            raise InputTypeError(f"resources_per_run must be a mapping resource name -> number, "
+                                 f"got {describe(resources_per_run)}")
         res = dict(resources_per_run or {"num_cpus": 1, "num_gpus": 0})
         for k, v in res.items():
             if not isinstance(k, str) or not k:
@@ -354,11 +371,11 @@ class RayExecutor(Executor):
             per = float(self.resources_per_run.get("num_cpus", 1)) or 1.0
             self.max_in_flight = max(1, int(cpus // per))
 
-    def run_jobs(self, fn: Callable[[J], R], jobs: Iterable[J]) -> Iterator[RunOutcome]:
+    def _run(self, fn: Callable[[J], R], queue: deque[tuple[Any, int]]) -> Iterator[RunOutcome]:
         self._ensure()
         self._fn_refs = {id(fn): self._ray.put(fn)}   # ship the callable once, not per run
         try:
-            yield from super().run_jobs(fn, jobs)
+            yield from super()._run(fn, queue)
         finally:
             self._fn_refs = {}
 

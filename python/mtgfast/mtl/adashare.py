@@ -46,14 +46,14 @@ class AdaShare(nn.Module):
                  lambda_sharing: float = 0.05, tau: float = 5.0, tau_decay: float = 0.965,
                  fixed_policy: Tensor | None = None) -> None:
         super().__init__()
-        blocks = getattr(encoder, "blocks", None)
-        if blocks is None or not hasattr(encoder, "stem") or len(blocks) < 1:
-            raise InputError("AdaShare needs an encoder with a stem and at least one residual "
-                             "block")
         lambda_sparsity = check_real("lambda_sparsity", lambda_sparsity, 0)
         lambda_sharing = check_real("lambda_sharing", lambda_sharing, 0)
         tau = check_real("tau", tau, 0, open_low=True)
         tau_decay = check_real("tau_decay", tau_decay, 0, 1, open_low=True)
+        blocks = getattr(encoder, "blocks", None)
+        if blocks is None or not hasattr(encoder, "stem") or len(blocks) < 1:
+            raise InputError("AdaShare needs an encoder with a stem and at least one residual "
+                             "block")
         self.encoder = encoder
         self.heads = heads
         self.n_tasks = len(heads)

@@ -68,10 +68,8 @@ inline double swap_delta(const Problem& p, std::size_t a, double gain0_a, double
 
 std::vector<std::uint32_t> local_search(const Problem& p, std::vector<std::uint32_t> start,
                                         int budget, int max_rounds, bool merge,
-                                        std::uint64_t kick_seed, int kick_choices,
-                                        bool* converged) {
+                                        std::uint64_t kick_seed, int kick_choices) {
   const int n = p.n_tasks;
-  if (converged) *converged = false;
   const std::size_t m = p.size();
   budget = std::min(budget, n);
   Incumbent inc(p, std::move(start));
@@ -152,12 +150,9 @@ std::vector<std::uint32_t> local_search(const Problem& p, std::vector<std::uint3
       inc.recompute();
       continue;
     }
-    if (!merge) break;  // (not a fixed point of the merge moves: `converged` stays false)
+    if (!merge) break;
     // merge: rows s < t out, the best row a in, then the best add with the freed unit
-    if (inc.rows.size() < 2) {
-      if (converged) *converged = kick_seed == 0;
-      break;
-    }
+    if (inc.rows.size() < 2) break;
     struct Cand { double d; std::size_t s, t, a; };
     std::vector<Cand> cands;
     // Every pair (s, t) first: the tasks it frees (D), those left unserved (U), what dropping it
@@ -237,10 +232,7 @@ std::vector<std::uint32_t> local_search(const Problem& p, std::vector<std::uint3
         moved = true;
       }
     }
-    if (!moved) {
-      if (converged) *converged = kick_seed == 0;
-      break;
-    }
+    if (!moved) break;
   }
   return inc.rows;
 }

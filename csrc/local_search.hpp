@@ -12,13 +12,9 @@ namespace mtgfast {
 // gains more than 1e-12 relative, or `max_rounds` moves were made. Returns the improved set
 // (a valid set again, never worse unless kicked). Rows are indices into p. `merge`: try merge
 // moves when add and swap are stuck. A non-zero `kick_seed` makes the first move a swap drawn
-// from the `kick_choices` best ones, improving or not (a perturbation). `converged` (optional) is
-// set when the search stopped at a set where no add, swap or merge move improves (not when
-// `max_rounds` ran out, merges were off, a kick was made or the start was invalid): started
-// there again, with this budget or any budget above the set's size, it returns the set unchanged.
+// from the `kick_choices` best ones, improving or not (a perturbation).
 std::vector<std::uint32_t> local_search(const Problem& p, std::vector<std::uint32_t> rows,
                                         int budget, int max_rounds = 200, bool merge = true,
-                                        std::uint64_t kick_seed = 0, int kick_choices = 16,
-                                        bool* converged = nullptr);
+                                        std::uint64_t kick_seed = 0, int kick_choices = 16);
 
 }  // namespace mtgfast

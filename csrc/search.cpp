@@ -25,32 +25,6 @@ std::vector<std::uint32_t> rows_of(const Problem& p, const GroupingResult& g) {
   return rows;
 }
 
-// The sets local search stopped at (no move improves them) and the budget each had. Started from
-// one of them again, with that budget or any budget above its size, local search would return it
-// unchanged after a full round of scans (the next budget often starts from the last result), so
-// that round is skipped: the results are the same, bit for bit.
-class FixedPoints {
- public:
-  std::vector<std::uint32_t> improve(const Problem& p, const std::vector<std::uint32_t>& start,
-                                     int kb) {
-    const int size = int(start.size());
-    for (const Known& f : known_)
-      if (f.rows == start && (f.budget == kb || (size < f.budget && size < kb))) return start;
-    bool converged = false;
-    std::vector<std::uint32_t> out = local_search(p, start, kb, kRounds, true, 0, 16, &converged);
-    if (converged) known_.push_back({out, kb});
-    return out;
-  }
-
- private:
-  static constexpr int kRounds = 200;  // local_search's default
-  struct Known {
-    std::vector<std::uint32_t> rows;
-    int budget;
-  };
-  std::vector<Known> known_;
-};
-
 bool is_optimal(const GroupingResult& g, double gap_tol) {
   if (!g.feasible) return g.bound == kNegInf;
   return g.bound - g.value <= gap_tol * std::max(1.0, std::fabs(g.value));
@@ -122,7 +96,6 @@ std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& 
   std::vector<double> cheap;
   std::vector<std::uint32_t> all(p.size());
   for (std::size_t r = 0; r < p.size(); ++r) all[r] = std::uint32_t(r);
-  FixedPoints fixed;
   for (std::size_t k = 0; k < sorted.size(); ++k) {
     const int b = sorted[k];
     const int kb = std::min(b, n);
@@ -135,7 +108,7 @@ std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& 
     const bool improve = opt.local_search && p.size() <= kLocalSearchMaxRows;
     if (improve && prev_value > v) rows = prev, v = prev_value;  // feasible for this budget too
     if (improve && v != kNegInf && !deadline.passed()) {
-      rows = fixed.improve(p, rows, kb);
+      rows = local_search(p, rows, kb);
       v = value_of(p, rows.data(), rows.size());
     }
     double bound = trivial;
@@ -154,7 +127,7 @@ std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& 
         if (!improve || bound <= v + opt.gap_tol * std::max(1.0, std::fabs(v)) ||
             int(start.size()) > kb || deadline.passed())
           break;
-        std::vector<std::uint32_t> other = fixed.improve(p, start, kb);
+        std::vector<std::uint32_t> other = local_search(p, start, kb);
         const double ov = value_of(p, other.data(), other.size());
         if (ov > v) rows = other, v = ov;
       }
@@ -202,7 +175,7 @@ std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& 
         start.erase(start.begin() + std::ptrdiff_t(arg));
       }
       if (int(start.size()) > kb) continue;
-      std::vector<std::uint32_t> rows = fixed.improve(p, start, kb);
+      std::vector<std::uint32_t> rows = local_search(p, start, kb);
       const double v = value_of(p, rows.data(), rows.size());
       if (v > (g.feasible ? g.value : kNegInf)) {
         const double bound = g.bound;

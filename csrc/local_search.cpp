@@ -45,7 +45,6 @@ struct Incumbent {
     for (int j = n; j < p.stride; ++j) cur[std::size_t(j)] = 0.0;
   }
 
-  bool has(std::uint32_t r) const { return std::find(rows.begin(), rows.end(), r) != rows.end(); }
 };
 
 // Objective change of bringing candidate a in after a group was dropped: ``gain0_a`` is its gain
@@ -156,36 +155,58 @@ std::vector<std::uint32_t> local_search(const Problem& p, std::vector<std::uint3
     if (inc.rows.size() < 2) break;
     struct Cand { double d; std::size_t s, t, a; };
     std::vector<Cand> cands;
-    std::vector<double> fb(std::size_t(p.stride));
+    // Every pair (s, t) first: the tasks it frees (D), those left unserved (U), what dropping it
+    // costs, and each freed task's fallback. Then one pass over the candidates a with each
+    // pair's best in the inner loop, so every row is read once per merge scan and not once per
+    // pair (the scan was memory-bound). Per pair, a still runs in ascending order with a strict
+    // ">", and each delta is the same sum in the same order as swap_delta's: same moves.
+    struct Pair { mask_t D, U; double loss; std::size_t s, t, first, last; double best;
+                  std::size_t arg; };
+    struct Term { std::size_t j; double cur, fb; bool unserved; };
+    std::vector<Pair> pairs;
+    std::vector<Term> terms;
     for (std::size_t s = 0; s < inc.rows.size(); ++s)
       for (std::size_t t = s + 1; t < inc.rows.size(); ++t) {
-        mask_t D = 0, U = 0;
-        double loss = 0.0;
+        Pair pr{0, 0, 0.0, s, t, terms.size(), terms.size(), kNegInf, m};
         for (int j = 0; j < n; ++j) {
           const int w = inc.who[std::size_t(j)];
           if (w != int(s) && w != int(t)) continue;
-          D |= mask_t{1} << j;
+          pr.D |= mask_t{1} << j;
           double f = inc.floor;  // best over the other rows
           for (std::size_t q = 0; q < inc.rows.size(); ++q) {
             if (q == s || q == t || !((p.masks[inc.rows[q]] >> j) & 1)) continue;
             f = std::max(f, p.row(inc.rows[q])[j]);
           }
-          fb[std::size_t(j)] = f;
-          loss += inc.cur[std::size_t(j)];
-          if (f == kNegInf) U |= mask_t{1} << j;
-          else loss -= f;
+          pr.loss += inc.cur[std::size_t(j)];
+          if (f == kNegInf) pr.U |= mask_t{1} << j;
+          else pr.loss -= f;
+          terms.push_back({std::size_t(j), inc.cur[std::size_t(j)], f, f == kNegInf});
         }
-        double best = kNegInf;
-        std::size_t arg = m;
-        for (std::size_t a = 0; a < m; ++a) {
-          if (in[a]) continue;
-          const mask_t am = p.masks[a];
-          if ((am & U) != U) continue;
-          const double d = swap_delta(p, a, gain0[a], loss, D, U, inc.cur.data(), fb.data());
-          if (d > best) best = d, arg = a;
-        }
-        if (arg < m) cands.push_back({best, s, t, arg});
+        pr.last = terms.size();
+        pairs.push_back(pr);
       }
+    for (std::size_t a = 0; a < m; ++a) {
+      if (in[a]) continue;
+      const mask_t am = p.masks[a];
+      const double* g = p.row(a);
+      const double g0 = gain0[a];
+      for (Pair& pr : pairs) {
+        if ((am & pr.U) != pr.U) continue;
+        // Branch-free over every freed task: outside a's mask g is -inf, so both terms are
+        // exactly 0 there (an unserved task is always inside: a covers U), and d is the sum of
+        // swap_delta's terms in its order.
+        double d = g0 - pr.loss;
+        for (std::size_t k = pr.first; k < pr.last; ++k) {
+          const Term& tm = terms[k];
+          const double gj = g[tm.j];
+          d -= std::max(gj - tm.cur, 0.0);
+          d += tm.unserved ? gj : std::max(gj - tm.fb, 0.0);
+        }
+        if (d > pr.best) pr.best = d, pr.arg = a;
+      }
+    }
+    for (const Pair& pr : pairs)
+      if (pr.arg < m) cands.push_back({pr.best, pr.s, pr.t, pr.arg});
     std::sort(cands.begin(), cands.end(), [](const Cand& x, const Cand& y) { return x.d > y.d; });
     bool moved = false;
     for (std::size_t c = 0; c < std::min<std::size_t>(cands.size(), 8) && !moved; ++c) {
@@ -194,15 +215,17 @@ std::vector<std::uint32_t> local_search(const Problem& p, std::vector<std::uint3
         if (q != cands[c].s && q != cands[c].t) trial.push_back(inc.rows[q]);
       trial.push_back(std::uint32_t(cands[c].a));
       Incumbent next(p, trial);
+      if (next.value == kNegInf) continue;  // a task left uncovered: never taken
+      // The best add with the freed unit. A row of the trial set gains exactly 0 over it (each of
+      // its gains is <= the best), so it can never beat best = 0 and needs no membership test.
       std::size_t arg = m;
       double best = 0.0;
       for (std::size_t a = 0; a < m; ++a) {
-        if (next.has(std::uint32_t(a))) continue;
         const double gv = positive_excess(p.row(a), next.cur.data(), p.stride);
         if (gv > best) best = gv, arg = a;
       }
       const double v = next.value + best;
-      if (next.value != kNegInf && v > inc.value + eps) {
+      if (v > inc.value + eps) {
         if (arg < m) trial.push_back(std::uint32_t(arg));
         inc.rows = trial;
         inc.recompute();

@@ -1,78 +1,29 @@
 """Plain Python/numpy references of the grouping search and of mask enumeration.
 
+The objective, the brute force over subsets and the mask order live in ``mtgfast._reference``
+(the installed self-test needs them too); the partition brute force, the subset DP, the beam and
+the MILP (which only the tests need) live here.
+
 Slow on purpose: each follows the definition (or the same algorithm written without tricks) so
 that the C++ core can be checked against it. Gains are (n_masks, n_tasks) with NaN outside.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
+# one definition of the objective and of mask order: the installed wheel's self-test uses it too
+from mtgfast._reference import (brute_force_subsets, brute_force_value, candidate_dict, colex_rank,
+                                lex_masks, mask_of, score, table_dict, tasks_of)
+
+__all__ = ["brute_force_partitions", "brute_force_subsets", "brute_force_value", "candidate_dict",
+           "colex_rank", "lex_masks", "mask_of", "milp_optimum", "reference_beam", "reference_dp",
+           "score", "set_partitions", "table_dict", "tasks_of"]
+
 NEG_INF = -np.inf
-
-
-# -- objective --------------------------------------------------------------------------------
-def mask_of(tasks) -> int:
-    return sum(1 << j for j in tasks)
-
-
-def tasks_of(mask: int, n_tasks: int) -> list[int]:
-    return [j for j in range(n_tasks) if (int(mask) >> j) & 1]
-
-
-def table_dict(masks, gains) -> dict[int, np.ndarray]:
-    return {int(m): np.asarray(g, dtype=np.float64) for m, g in zip(masks, gains)}
-
-
-def candidate_dict(masks, gains, uncovered: str) -> dict[int, np.ndarray]:
-    """Candidates; under "singleton" each missing singleton is added with gain 0."""
-    n = np.asarray(gains).shape[1]
-    cand = table_dict(masks, gains)
-    if uncovered == "singleton":
-        for j in range(n):
-            if (1 << j) not in cand:
-                row = np.full(n, np.nan)
-                row[j] = 0.0
-                cand[1 << j] = row
-    return cand
-
-
-def score(cand: dict[int, np.ndarray], chosen, n_tasks: int, uncovered: str):
-    """Per-task gains of a set of chosen masks (max rule), or None if a task is uncovered under
-    "singleton". Under "alone" a task gets max(0, best chosen gain)."""
-    out = np.zeros(n_tasks)
-    for j in range(n_tasks):
-        vals = [cand[c][j] for c in chosen if (c >> j) & 1]
-        if not vals:
-            if uncovered == "singleton":
-                return None
-            continue
-        best = max(vals)
-        out[j] = max(best, 0.0) if uncovered == "alone" else best
-    return out
-
-
-# -- exact: brute force ------------------------------------------------------------------------
-def brute_force_subsets(masks, gains, budgets, uncovered: str = "singleton"):
-    """Best value per budget over every set of at most ``budget`` candidates (None: no valid set)."""
-    n = np.asarray(gains).shape[1]
-    cand = candidate_dict(masks, gains, uncovered)
-    keys = sorted(cand)
-    by_size: dict[int, float] = {}
-    for k in range(min(max(budgets), len(keys)) + 1):
-        for chosen in itertools.combinations(keys, k):
-            t = score(cand, chosen, n, uncovered)
-            if t is not None and (k not in by_size or t.sum() > by_size[k]):
-                by_size[k] = float(t.sum())
-    out = {}
-    for b in budgets:
-        vals = [v for k, v in by_size.items() if k <= b]
-        out[b] = max(vals) if vals else None
-    return out
 
 
 def set_partitions(items):
@@ -286,19 +237,6 @@ def reference_beam(masks, gains, budgets, width: int, uncovered: str = "singleto
                     served.add(-negc)
         out[b] = (sorted(served), float(t.sum()))
     return out
-
-
-# -- enumeration -----------------------------------------------------------------------------
-def lex_masks(n_tasks: int, k: int | None = None) -> list[int]:
-    """itertools.combinations order, by size (all sizes when k is None)."""
-    sizes = range(1, n_tasks + 1) if k is None else [k]
-    return [mask_of(c) for s in sizes for c in itertools.combinations(range(n_tasks), s)]
-
-
-def colex_rank(mask: int) -> int:
-    """Combinatorial number system: sum_i C(c_i, i + 1) over the sorted set bits c_0 < c_1 < ..."""
-    bits = tasks_of(mask, 64)
-    return sum(math.comb(c, i + 1) for i, c in enumerate(bits))
 
 
 # -- independent reference: the textbook MILP, solved by HiGHS (scipy.optimize.milp) ----------------

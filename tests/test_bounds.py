@@ -15,9 +15,8 @@ from mtgfast import group
 from mtgfast.errors import InputError, InputTypeError
 from mtgfast.generate import synthetic_gain_tables
 from mtgfast.grouping import GAP_TOL
-from test_grouping import check_valid, load_release, nan_outside, tables
-
-MODES = ("singleton", "alone")
+from _problems import (MODES, by_budget, check_valid, normal_gains, relabelled,
+                       release_table, sampled_problem, tables)
 
 
 def tol(value: float) -> float:
@@ -26,12 +25,7 @@ def tol(value: float) -> float:
 
 def check_against(results, truth: dict, masks, gains, uncovered: str) -> None:
     """Same optimum as the reference, bound >= optimum >= value, optimal <=> gap within tolerance."""
-    got = {r.budget: r for r in results}
-    for b, best in truth.items():
-        if best is None:
-            assert b not in got
-            continue
-        r = got[b]
+    for b, best, r in by_budget(truth, results):
         check_valid(r, masks, gains, uncovered, b)
         assert r.bound >= best - 1e-9, (b, r.bound, best)
         assert r.value <= best + 1e-9
@@ -59,9 +53,7 @@ def test_bnb_equals_milp_on_a_structured_n27_table_every_budget(uncovered):
 @given(seed=st.integers(0, 2**20), n=st.integers(6, 14), count=st.integers(5, 80),
        budget=st.integers(1, 6))
 def test_bnb_equals_milp_on_random_tables(seed, n, count, budget, uncovered):
-    rng = np.random.default_rng(seed)
-    masks = mtgfast.sample_masks(n, min(count, 2**n - 1), seed=seed)
-    gains = nan_outside(masks, rng.normal(0.0, 0.1, size=(masks.shape[0], n)))
+    masks, gains = sampled_problem(n, min(count, 2**n - 1), seed, np.random.default_rng(seed))
     truth = ref.milp_optimum(masks, gains, budget, uncovered)
     for method in ("bnb", "beam"):
         try:
@@ -76,12 +68,7 @@ def test_bnb_equals_milp_on_random_tables(seed, n, count, budget, uncovered):
 
 @pytest.mark.parametrize("name", ["taskonomy", "ettm1"])
 def test_real_tables_agree_with_milp(data_dir, name):
-    if name == "taskonomy":
-        d = data_dir / "mtgnet" / "taskonomy"
-        masks, gains = load_release(d / "taskonomy_x.csv", d / "taskonomy.csv", ",")
-    else:
-        d = data_dir / "mtgnet" / "ETT"
-        masks, gains = load_release(d / "ETTm1_x.csv", d / "ETTm1_val_y.csv", None)
+    masks, gains = release_table(data_dir, name)
     n = gains.shape[1]
     for uncovered in MODES:
         truth = {b: ref.milp_optimum(masks, gains, b, uncovered) for b in range(1, n + 1)}
@@ -116,33 +103,21 @@ def test_a_bound_is_never_below_the_exact_optimum(data, uncovered):
     for method in ("exact", "bnb", "beam"):
         res = group(masks, gains, budgets, method, uncovered=uncovered) \
             if any(v is not None for v in truth.values()) else []
-        got = {r.budget: r for r in res}
-        for b in budgets:
-            if truth[b] is None:
-                assert b not in got
-                continue
-            r = got[b]
-            assert r.bound >= truth[b] - 1e-12
-            assert r.value <= truth[b] + 1e-12
+        for b, best, r in by_budget(truth, res):
+            assert r.bound >= best - 1e-12
+            assert r.value <= best + 1e-12
             if method != "beam":
-                assert r.optimal and r.value == pytest.approx(truth[b], abs=1e-9)
+                assert r.optimal and r.value == pytest.approx(best, abs=1e-9)
             check_valid(r, masks, gains, uncovered, b)
 
 
 @given(data=tables(max_tasks=6, max_masks=20), seed=st.integers(0, 2**16))
 def test_relabelling_tasks_permutes_the_bnb_result(data, seed):
-    masks, shape = data[0], data[1].shape
+    masks, n = data[0], data[1].shape[1]
     rng = np.random.default_rng(seed)
-    n = shape[1]
-    gains = nan_outside(masks, rng.normal(0, 0.1, size=shape))
+    gains = normal_gains(masks, n, rng)
     perm = rng.permutation(n)
-
-    def relabel(m: int) -> int:
-        return sum(1 << int(perm[j]) for j in range(n) if (int(m) >> j) & 1)
-
-    new_masks = np.array([relabel(m) for m in masks], dtype=np.uint64)
-    new_gains = np.full_like(gains, np.nan)
-    new_gains[:, perm] = gains
+    new_masks, new_gains, relabel = relabelled(masks, gains, perm)
     for uncovered in MODES:
         try:
             a = group(masks, gains, range(1, n + 1), "bnb", uncovered=uncovered)
@@ -175,7 +150,7 @@ def test_dp_honours_the_time_limit_and_still_answers():
     rng = np.random.default_rng(0)
     n = 20
     masks = np.unique(np.append(mtgfast.sample_masks(n, 3000, seed=5), np.uint64(2**n - 1)))
-    gains = nan_outside(masks, rng.normal(0.0, 0.1, size=(masks.shape[0], n)))
+    gains = normal_gains(masks, n, rng)
     t0 = time.perf_counter()
     res = group(masks, gains, range(1, 11), "exact", time_limit=0.5)  # the DP's 3^20 * 10 steps
     elapsed = time.perf_counter() - t0
@@ -233,7 +208,7 @@ def test_bool_gains_are_rejected_naming_gains():
 
 def test_gap_tol_zero_still_proves_small_tables():
     masks = np.arange(1, 2**5, dtype=np.uint64)
-    gains = nan_outside(masks, np.random.default_rng(2).normal(0, 0.1, size=(31, 5)))
+    gains = normal_gains(masks, 5, np.random.default_rng(2))
     exact = group(masks, gains, range(1, 6), "exact")
     loose = group(masks, gains, range(1, 6), "bnb", gap_tol=0.5)
     for e, lo in zip(exact, loose):

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from mtgfast.checks import check_int, check_real, describe, is_int, is_real
+from mtgfast.checks import check_bool, check_int, check_real, describe, is_int, is_real
 from mtgfast.errors import InputError, InputTypeError
 
 INTS = [0, 7, -3, np.int8(3), np.uint64(2**64 - 1), np.int64(-2), 2**70]
@@ -125,3 +125,28 @@ def test_bad_environment_limits_name_the_variable(monkeypatch):
     monkeypatch.setenv("MTGFAST_MAX_ENUM_BYTES", "lots")
     with pytest.raises(InputError, match="MTGFAST_MAX_ENUM_BYTES"):
         all_masks(3)
+
+
+@pytest.mark.parametrize(("value", "kw", "ok", "message"), [
+    (0.0, {"low": 0, "open_low": True}, False, r"> 0"),
+    (1e-300, {"low": 0, "open_low": True}, True, None),
+    (1.0, {"low": 0, "high": 1, "open_high": True}, False, r"in \[0, 1\)"),
+    (0.0, {"low": 0, "high": 1, "open_high": True}, True, None),
+    (0.0, {"low": 0, "high": 1, "open_low": True}, False, r"in \(0, 1\]"),
+    (1.0, {"low": 0, "high": 1, "open_low": True}, True, None),
+    (2.0, {"high": 2, "open_high": True}, False, r"< 2"),
+    (math.nan, {"low": 0, "open_low": True}, False, r"> 0"),
+])
+def test_check_real_open_ends(value, kw, ok, message):
+    if ok:
+        assert check_real("rate", value, **kw) == value
+    else:
+        with pytest.raises(InputError, match=f"rate must be a finite number {message}"):
+            check_real("rate", value, **kw)
+
+
+def test_check_bool_takes_only_bools():
+    assert check_bool("flag", True) is True and check_bool("flag", np.bool_(False)) is False
+    for bad in (1, 0, "no", None, 1.0):
+        with pytest.raises(InputTypeError, match="flag must be a bool"):
+            check_bool("flag", bad)

@@ -8,65 +8,14 @@ import mtgfast
 import numpy as np
 import pytest
 import reference_search as ref
+from _problems import (MODES, by_budget, check_valid, nan_outside, normal_gains, release_table,
+                       relabelled, sampled_problem, tables)
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mtgfast import Grouping, evaluate, group
+from mtgfast import evaluate, group
 from mtgfast.errors import InputError, InputTypeError
 from mtgfast.gains import GainTable
 from mtgfast.grouping import evaluate_tasks
-
-MODES = ("singleton", "alone")
-
-
-# -- helpers ------------------------------------------------------------------------------------
-def nan_outside(masks, gains):
-    masks = np.asarray(masks, dtype=np.uint64)
-    g = np.array(gains, dtype=np.float64)
-    n = g.shape[1]
-    member = ((masks[:, None] >> np.arange(n, dtype=np.uint64)) & np.uint64(1)).astype(bool)
-    g[~member] = np.nan
-    return g
-
-
-@st.composite
-def tables(draw, max_tasks=6, max_masks=None, quarter=True):
-    """Random candidate tables; gains are multiples of 1/4 so every sum is exact and ties are
-    common (which exercises the tie-breaking rules)."""
-    n = draw(st.integers(1, max_tasks))
-    limit = 2**n - 1 if max_masks is None else min(2**n - 1, max_masks)
-    masks = draw(st.lists(st.integers(1, 2**n - 1), min_size=0, max_size=limit, unique=True))
-    masks = np.array(masks, dtype=np.uint64)
-    if quarter:
-        vals = draw(st.lists(st.integers(-6, 8), min_size=len(masks) * n,
-                             max_size=len(masks) * n))
-        gains = np.array(vals, dtype=np.float64).reshape(len(masks), n) / 4
-    else:
-        vals = draw(st.lists(st.floats(-1, 1), min_size=len(masks) * n, max_size=len(masks) * n))
-        gains = np.array(vals, dtype=np.float64).reshape(len(masks), n)
-    return masks, nan_outside(masks, gains)
-
-
-def check_valid(res: Grouping, masks, gains, uncovered: str, budget: int) -> None:
-    """A result is a valid grouping and its numbers are those of its groups."""
-    n = gains.shape[1]
-    cand = ref.candidate_dict(masks, gains, uncovered)
-    assert len(res.groups) <= budget
-    assert len(set(res.groups.tolist())) == len(res.groups)
-    assert all(int(g) in cand for g in res.groups)
-    assert res.assignment.shape == (n,) and res.task_gains.shape == (n,)
-    for j in range(n):
-        a = int(res.assignment[j])
-        if a < 0:
-            assert uncovered == "alone" and res.task_gains[j] == 0.0
-            continue
-        assert (int(res.groups[a]) >> j) & 1
-        assert res.task_gains[j] == cand[int(res.groups[a])][j]
-    expected = ref.score(cand, [int(g) for g in res.groups], n, uncovered)
-    assert expected is not None, "a task is not covered"
-    np.testing.assert_array_equal(res.task_gains, expected)
-    assert res.value == pytest.approx(float(expected.sum()), abs=1e-12)
-    assert res.average == pytest.approx(res.value / n)
-
 
 # -- exact --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("uncovered", MODES)
@@ -78,15 +27,11 @@ def test_exact_equals_brute_force_over_subsets(data, uncovered):
     budgets = list(range(1, n + 2))
     truth = ref.brute_force_subsets(masks, gains, budgets, uncovered)
     for method in ("exact", "auto"):
-        got = {r.budget: r for r in group(masks, gains, range(1, n + 2), method,
-                                          uncovered=uncovered)}
-        for b in budgets:
-            if truth[b] is None:
-                assert b not in got
-                continue
-            assert got[b].value == truth[b]
-            assert got[b].optimal
-            check_valid(got[b], masks, gains, uncovered, b)
+        for b, best, r in by_budget(truth, group(masks, gains, range(1, n + 2), method,
+                                                 uncovered=uncovered)):
+            assert r.value == best
+            assert r.optimal
+            check_valid(r, masks, gains, uncovered, b)
 
 
 @pytest.mark.parametrize("uncovered", MODES)
@@ -136,15 +81,11 @@ def test_beam_equals_reference_and_never_beats_exact(data, uncovered, width):
     n = gains.shape[1]
     budgets = list(range(1, n + 2))
     expect = ref.reference_beam(masks, gains, budgets, width, uncovered)
-    got = {r.budget: r for r in group(masks, gains, budgets, "beam", beam_width=width,
-                                      uncovered=uncovered, local_search=False)}
+    got = group(masks, gains, budgets, "beam", beam_width=width, uncovered=uncovered,
+                local_search=False)
     exact = {r.budget: r for r in group(masks, gains, budgets, "exact", uncovered=uncovered)}
-    for b in budgets:
-        if expect[b] is None:
-            assert b not in got
-            continue
-        r = got[b]
-        assert (sorted(int(x) for x in r.groups), r.value) == expect[b]
+    for b, expected, r in by_budget(expect, got):
+        assert (sorted(int(x) for x in r.groups), r.value) == expected
         assert r.method == "beam"
         assert r.bound >= exact[b].value - 1e-9  # a valid bound, even for beam
         assert r.optimal == (r.gap <= 1e-6 * max(1.0, abs(r.value)))
@@ -153,19 +94,16 @@ def test_beam_equals_reference_and_never_beats_exact(data, uncovered, width):
 
 
 def test_beam_is_exact_when_wide_enough_on_small_tables():
-    rng = np.random.default_rng(3)
     masks = np.arange(1, 2**5, dtype=np.uint64)
-    gains = nan_outside(masks, rng.normal(0, 0.1, size=(31, 5)))
+    gains = normal_gains(masks, 5, np.random.default_rng(3))
     for b in range(1, 6):
         wide = group(masks, gains, b, "beam", beam_width=2000)
         assert wide.value == pytest.approx(group(masks, gains, b, "exact").value)
 
 
 def test_beam_results_are_valid_for_every_budget_on_larger_tables():
-    rng = np.random.default_rng(7)
     n = 12
-    masks = mtgfast.sample_masks(n, 300, seed=11)
-    gains = nan_outside(masks, rng.normal(0, 0.1, size=(300, n)))
+    masks, gains = sampled_problem(n, 300, 11, np.random.default_rng(7))
     for uncovered in MODES:
         res = group(masks, gains, range(1, n + 1), "beam", uncovered=uncovered)
         exact = {r.budget: r.value for r in group(masks, gains, range(1, n + 1), "exact",
@@ -180,18 +118,11 @@ def test_beam_results_are_valid_for_every_budget_on_larger_tables():
 # -- properties ---------------------------------------------------------------------------------
 @given(data=tables(max_tasks=6, max_masks=20), seed=st.integers(0, 2**16))
 def test_relabelling_tasks_permutes_the_result(data, seed):
-    masks, _ = data
+    masks, n = data[0], data[1].shape[1]
     rng = np.random.default_rng(seed)
-    n = _.shape[1]
-    gains = nan_outside(masks, rng.normal(0, 0.1, size=_.shape))  # continuous: a unique optimum
+    gains = normal_gains(masks, n, rng)  # continuous: a unique optimum
     perm = rng.permutation(n)  # task j becomes task perm[j]
-
-    def relabel(m: int) -> int:
-        return sum(1 << int(perm[j]) for j in range(n) if (int(m) >> j) & 1)
-
-    new_masks = np.array([relabel(m) for m in masks], dtype=np.uint64)
-    new_gains = np.full_like(gains, np.nan)
-    new_gains[:, perm] = gains
+    new_masks, new_gains, relabel = relabelled(masks, gains, perm)
     for uncovered in MODES:
         a = group(masks, gains, range(1, n + 1), "exact", uncovered=uncovered)
         b = group(new_masks, new_gains, range(1, n + 1), "exact", uncovered=uncovered)
@@ -205,9 +136,8 @@ def test_relabelling_tasks_permutes_the_result(data, seed):
 
 
 def test_more_budget_never_hurts_and_full_budget_is_unconstrained():
-    rng = np.random.default_rng(0)
     masks = np.arange(1, 2**6, dtype=np.uint64)
-    gains = nan_outside(masks, rng.normal(0, 0.2, size=(63, 6)))
+    gains = normal_gains(masks, 6, np.random.default_rng(0), sd=0.2)
     for uncovered in MODES:
         values = [r.value for r in group(masks, gains, range(1, 9), uncovered=uncovered)]
         assert values == sorted(values)
@@ -388,10 +318,7 @@ def test_branch_and_bound_for_many_tasks_and_few_candidates():
 
 
 def test_branch_and_bound_time_limit_reports_not_optimal():
-    rng = np.random.default_rng(9)
-    n = 40
-    masks = mtgfast.sample_masks(n, 20_000, seed=4)
-    gains = nan_outside(masks, rng.normal(0.0, 0.1, size=(20_000, n)))
+    masks, gains = sampled_problem(40, 20_000, 4, np.random.default_rng(9))
     t0 = time.perf_counter()
     res = group(masks, gains, 6, "exact", uncovered="alone", time_limit=0.2)
     elapsed = time.perf_counter() - t0
@@ -404,15 +331,13 @@ def test_branch_and_bound_time_limit_reports_not_optimal():
 def test_auto_picks_bnb_for_thousands_of_candidates_and_beam_beyond():
     rng = np.random.default_rng(1)
     n = 27
-    masks = mtgfast.sample_masks(n, 3000, seed=1)
-    gains = nan_outside(masks, rng.normal(0, 0.1, size=(3000, n)))
+    masks, gains = sampled_problem(n, 3000, 1, rng)
     res = group(masks, gains, range(1, n + 1), time_limit=20.0)
     assert {r.method for r in res} == {"exact-bnb"}
     for r in res:
         check_valid(r, masks, gains, "singleton", r.budget)
         assert r.bound >= r.value
-    big = mtgfast.sample_masks(n, 25_000, seed=2)
-    gains = nan_outside(big, rng.normal(0, 0.1, size=(25_000, n)))
+    big, gains = sampled_problem(n, 25_000, 2, rng)
     res = group(big, gains, [3, 27])
     assert {r.method for r in res} == {"beam"}
     for r in res:
@@ -421,18 +346,8 @@ def test_auto_picks_bnb_for_thousands_of_candidates_and_beam_beyond():
 
 
 # -- real data: the MTG-Net release --------------------------------------------------------------
-def load_release(path_x, path_y, sep):
-    x = np.loadtxt(path_x, delimiter=sep)
-    y = np.loadtxt(path_y)
-    masks = (x.astype(np.uint64) << np.arange(x.shape[1], dtype=np.uint64)).sum(axis=1)
-    y = y.copy()
-    y[x == 0] = np.nan  # the files write 0 outside a combination
-    return masks.astype(np.uint64), y
-
-
 def test_taskonomy_oracle_curve(data_dir):
-    d = data_dir / "mtgnet" / "taskonomy"
-    masks, gains = load_release(d / "taskonomy_x.csv", d / "taskonomy.csv", ",")
+    masks, gains = release_table(data_dir, "taskonomy")
     curve = {r.budget: r for r in group(masks, gains, range(1, 6))}
     # the Oracle row of the MTG-Net paper (Taskonomy-5): 0.139 / 0.178 / 0.184 for B = 2, 3, 4
     assert curve[2].average == pytest.approx(0.138752, abs=1e-6)
@@ -447,9 +362,8 @@ def test_taskonomy_oracle_curve(data_dir):
 
 
 def test_ettm1_select_on_validation_score_on_test(data_dir):
-    d = data_dir / "mtgnet" / "ETT"
-    masks, val = load_release(d / "ETTm1_x.csv", d / "ETTm1_val_y.csv", None)
-    _, test = load_release(d / "ETTm1_x.csv", d / "ETTm1_y.csv", None)
+    masks, val = release_table(data_dir, "ettm1")
+    _, test = release_table(data_dir, "ettm1-test")
     n = val.shape[1]
     budgets = list(range(1, n + 1))
     chosen = group(masks, val, budgets, "exact")

@@ -114,3 +114,14 @@ def test_estimators_random_is_a_deprecated_alias_of_baselines() -> None:
         from mtgfast.estimators.random import RandomGrouping
     assert RandomGrouping is baselines.RandomGrouping
     assert "RandomGrouping" in dir(baselines)
+
+
+def test_selftest_and_tests_judge_the_core_by_one_reference() -> None:
+    # one definition of the objective and mask order: the tests' references are the self-test's
+    sys.path.insert(0, str(REPO / "tests"))
+    try:
+        import reference_search as ref
+    finally:
+        sys.path.remove(str(REPO / "tests"))
+    assert ref.brute_force_value is selftest.brute_force_value
+    assert ref.colex_rank is selftest.colex_rank and ref.lex_masks is selftest.lex_masks

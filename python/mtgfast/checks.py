@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import InputError, InputTypeError
 
-__all__ = ["check_int", "check_real", "describe", "env_int", "is_int", "is_real"]
+__all__ = ["check_bool", "check_int", "check_real", "describe", "env_int", "is_int", "is_real"]
 
 
 def is_int(value: object) -> bool:
@@ -37,12 +37,22 @@ def describe(value: object, limit: int = 60) -> str:
     return f"{type(value).__name__} {text}"
 
 
-def _range_text(low: float | None, high: float | None) -> str:
+def _range_text(low: float | None, high: float | None, open_low: bool = False,
+                open_high: bool = False) -> str:
     if low is not None and high is not None:
-        return f"between {low} and {high}"
+        if not (open_low or open_high):
+            return f"between {low} and {high}"
+        return f"in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
     if low is not None:
-        return f">= {low}"
-    return f"<= {high}"
+        return f"> {low}" if open_low else f">= {low}"
+    return f"< {high}" if open_high else f"<= {high}"
+
+
+def check_bool(name: str, value: object) -> bool:
+    """``value`` as a bool: Python or numpy bools only (``1`` and ``"no"`` are not switches)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputTypeError(f"{name} must be a bool, got {describe(value)}")
+    return bool(value)
 
 
 def check_int(name: str, value: object, low: int | None = None, high: int | None = None, *,
@@ -58,18 +68,22 @@ def check_int(name: str, value: object, low: int | None = None, high: int | None
 
 
 def check_real(name: str, value: object, low: float | None = None, high: float | None = None, *,
-               finite: bool = True, expected: str | None = None) -> float:
-    """``value`` as a float in ``[low, high]`` (finite unless ``finite=False``; NaN never);
-    ``expected`` replaces "a finite number >= low" in the message."""
+               finite: bool = True, open_low: bool = False, open_high: bool = False,
+               expected: str | None = None) -> float:
+    """``value`` as a float in ``[low, high]`` (an end left out with ``open_low``/``open_high``,
+    for rates that must be > 0; finite unless ``finite=False``; NaN never); ``expected``
+    replaces "a finite number >= low" in the message."""
     if not is_real(value):
         raise InputTypeError(f"{name} must be a number, got {describe(value)}")
     v = float(value)  # type: ignore[arg-type]
-    bad = math.isnan(v) or (finite and math.isinf(v)) or (low is not None and v < low) \
-        or (high is not None and v > high)
+    bad = math.isnan(v) or (finite and math.isinf(v)) \
+        or (low is not None and (v <= low if open_low else v < low)) \
+        or (high is not None and (v >= high if open_high else v > high))
     if bad:
         if expected is None:
             expected = ("a finite number" if finite else "a number") + \
-                ("" if low is None and high is None else " " + _range_text(low, high))
+                ("" if low is None and high is None
+                 else " " + _range_text(low, high, open_low, open_high))
         raise InputError(f"{name} must be {expected}, got {value!r}")
     return v
 

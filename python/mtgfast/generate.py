@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from .checks import check_int
-from .errors import InputError, InputTypeError
+from .checks import check_int, check_real
+from .errors import InputError
 from .gains import FloatArray, GainTable
 from .masks import all_masks, check_n_tasks, k_subsets, masks_to_dense, sample_masks
 
@@ -48,15 +48,6 @@ class SyntheticTables:
     clusters: npt.NDArray[np.int64]
     pair: FloatArray
     affinity: FloatArray
-
-
-def _check_scale(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise InputTypeError(f"{name} must be a number, got {type(value).__name__}")
-    v = float(value)
-    if not np.isfinite(v) or v < 0:
-        raise InputError(f"{name} must be a finite number >= 0, got {value}")
-    return v
 
 
 def _candidates(n: int, n_random: int | None, seed: int) -> npt.NDArray[np.uint64]:
@@ -92,13 +83,17 @@ def synthetic_gain_tables(n_tasks: int = 27, *, n_random: int | None = 3000, see
         raise InputError(f"n_tasks must be >= 2 for a gain table with combinations, got {n}")
     if n_random is not None:
         n_random = check_int("n_random", n_random, 0)
-    seed = check_int("seed", seed, 0)
+    # the masks' sampler takes the seed modulo 2**64, the gains' generator does not: one range
+    seed = check_int("seed", seed, 0, 2**64 - 1)
     k = max(1, round(np.sqrt(n))) if n_clusters is None else check_int("n_clusters", n_clusters, 1)
     if k > n:
         raise InputError(f"n_clusters must be <= n_tasks ({n}), got {k}")
-    n_tri = n if n_triples is None else check_int("n_triples", n_triples, 0)
-    beta = _check_scale("beta", beta)
-    scales = {nm: _check_scale(nm, v) for nm, v in (
+    # a triple term needs three distinct tasks
+    n_tri = (n if n >= 3 else 0) if n_triples is None else \
+        check_int("n_triples", n_triples, 0, 0 if n < 3 else None,
+                  expected=">= 0 (0 when n_tasks < 3: a triple needs 3 tasks)")
+    beta = check_real("beta", beta, 0)
+    scales = {nm: check_real(nm, v, 0) for nm, v in (
         ("pair_scale", pair_scale), ("cluster_penalty", cluster_penalty),
         ("capacity_penalty", capacity_penalty), ("valid_noise", valid_noise),
         ("test_shift", test_shift), ("test_noise", test_noise),

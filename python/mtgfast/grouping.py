@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from .checks import check_int, env_int, is_int, is_real
+from .checks import check_bool, check_int, check_real, env_int, is_int, is_real
 from .errors import InputError, InputTypeError
 from .gains import GainTable, check_gains, real_matrix
 from .masks import MaskArray, as_masks, masks_to_dense
@@ -296,15 +296,10 @@ def group(masks: object, gains: object, budget: int | Sequence[int] | range,
         if not is_real(time_limit):
             raise InputTypeError(f"time_limit must be a number of seconds or None, got "
                                  f"{type(time_limit).__name__}")
-        if not (math.isfinite(float(time_limit)) and float(time_limit) > 0):
-            raise InputError(f"time_limit must be a positive finite number of seconds, got "
-                             f"{time_limit}")
-    if not is_real(gap_tol):
-        raise InputTypeError(f"gap_tol must be a number, got {type(gap_tol).__name__}")
-    if not (math.isfinite(float(gap_tol)) and 0.0 <= float(gap_tol) <= 1.0):
-        raise InputError(f"gap_tol must be a number in [0, 1], got {gap_tol}")
-    if not isinstance(local_search, (bool, np.bool_)):
-        raise InputTypeError(f"local_search must be a bool, got {type(local_search).__name__}")
+        check_real("time_limit", time_limit, 0, open_low=True,
+                   expected="a positive finite number of seconds")
+    check_real("gap_tol", gap_tol, 0.0, 1.0, expected="a number in [0, 1]")
+    check_bool("local_search", local_search)
     backend = _pick_backend(method, n_tasks, m.shape[0], max(budgets))
     limit = float(time_limit) if time_limit is not None else 0.0
     if backend == "bnb" and method == "auto" and time_limit is None:

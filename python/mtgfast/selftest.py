@@ -10,7 +10,6 @@ It needs neither the source tree nor pytest, so it runs against a wheel on a cle
 from __future__ import annotations
 
 import argparse
-import itertools
 import math
 import sys
 import time
@@ -18,51 +17,12 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ._reference import brute_force_value, colex_rank, lex_masks
+
 __all__ = ["CHECKS", "brute_force_value", "main", "run"]
 
 
-# -- plain references --------------------------------------------------------------------------
-def _tasks_of(mask: int, n: int) -> list[int]:
-    return [j for j in range(n) if (mask >> j) & 1]
-
-
-def _colex_rank(mask: int) -> int:
-    """Combinatorial number system: sum of C(position, i + 1) over the set bits, lowest first."""
-    return sum(math.comb(p, i + 1) for i, p in enumerate(_tasks_of(mask, 64)))
-
-
-def brute_force_value(masks: np.ndarray, gains: np.ndarray, budget: int, uncovered: str
-                      ) -> float | None:
-    """Best objective over every set of at most ``budget`` candidates (singletons, gain 0, are
-    always candidates under ``"singleton"``): each task takes its best chosen gain; an uncovered
-    task is infeasible (``"singleton"``) or trained alone at gain 0 (``"alone"``, where a negative
-    best gain is also replaced by 0). ``None`` when no set is feasible."""
-    n = gains.shape[1]
-    cand = {int(m): gains[i] for i, m in enumerate(masks)}
-    if uncovered == "singleton":
-        for j in range(n):
-            if (1 << j) not in cand:
-                row = np.full(n, np.nan)
-                row[j] = 0.0
-                cand[1 << j] = row
-    keys = sorted(cand)
-    best: float | None = None
-    for k in range(min(budget, len(keys)) + 1):
-        for chosen in itertools.combinations(keys, k):
-            total = 0.0
-            for j in range(n):
-                vals = [float(cand[c][j]) for c in chosen if (c >> j) & 1]
-                if not vals:
-                    if uncovered == "singleton":
-                        break
-                    continue
-                total += max(max(vals), 0.0) if uncovered == "alone" else max(vals)
-            else:
-                if best is None or total > best:
-                    best = total
-    return best
-
-
+# -- plain references (one definition, shared with the repository's tests) -------------------
 def _random_table(rng: np.random.Generator, n: int, n_masks: int) -> tuple[np.ndarray, np.ndarray]:
     masks = rng.choice(np.arange(1, 1 << n, dtype=np.uint64), size=n_masks, replace=False)
     member = ((masks[:, None] >> np.arange(n, dtype=np.uint64)) & np.uint64(1)).astype(bool)
@@ -77,14 +37,12 @@ def check_enumeration() -> None:
     from mtgfast.masks import all_masks, k_subsets
 
     for n in range(1, 11):
-        lex = [sum(1 << j for j in c) for k in range(1, n + 1)
-               for c in itertools.combinations(range(n), k)]
-        assert all_masks(n, "lex").tolist() == lex, f"lex order, n={n}"
+        assert all_masks(n, "lex").tolist() == lex_masks(n), f"lex order, n={n}"
         colex = sorted(range(1, 1 << n), key=lambda m: (bin(m).count("1"), m))
         assert all_masks(n, "colex").tolist() == colex, f"colex order, n={n}"
         assert all_masks(n, "binary").tolist() == list(range(1, 1 << n)), f"binary, n={n}"
         for k in range(1, n + 1):
-            ref = [sum(1 << j for j in c) for c in itertools.combinations(range(n), k)]
+            ref = lex_masks(n, k)
             assert k_subsets(n, k, "lex").tolist() == ref, f"k_subsets lex n={n} k={k}"
             assert k_subsets(n, k, "colex").tolist() == sorted(ref), f"k_subsets colex {n} {k}"
 
@@ -98,7 +56,7 @@ def check_popcount_rank_unrank() -> None:
     masks = rng.integers(1, 2**63, size=500, dtype=np.uint64) | (
         np.uint64(1) << rng.integers(0, 64, size=500).astype(np.uint64))
     assert popcount(masks).tolist() == [bin(int(m)).count("1") for m in masks], "popcount"
-    assert rank(masks).tolist() == [_colex_rank(int(m)) for m in masks], "rank"
+    assert rank(masks).tolist() == [colex_rank(int(m)) for m in masks], "rank"
     for n, k in ((10, 3), (27, 5), (64, 2), (64, 63)):
         ranks = np.unique(rng.integers(0, math.comb(n, k), size=50, dtype=np.uint64))
         back = unrank(ranks, n, k)
@@ -113,7 +71,7 @@ def check_sampling() -> None:
     a = sample_masks(27, 2000, sizes=[2, 3, 26], seed=5)
     assert len(set(a.tolist())) == 2000, "sampled masks are not distinct"
     assert set(popcount(a).tolist()) <= {2, 3, 26}, "sizes"
-    key = [(bin(int(m)).count("1"), _colex_rank(int(m))) for m in a]
+    key = [(bin(int(m)).count("1"), colex_rank(int(m))) for m in a]
     assert key == sorted(key), "not sorted by size then colex rank"
     assert int(a.max()) < 1 << 27, "task bit out of range"
     assert np.array_equal(a, sample_masks(27, 2000, sizes=[2, 3, 26], seed=5)), "seeded"

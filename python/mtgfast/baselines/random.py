@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..checks import check_int, describe, is_int
 from ..errors import InputError, InputTypeError
 from ..gains import FloatArray, GainTable
 from ..masks import as_masks
@@ -59,13 +60,20 @@ def random_grouping_scores(masks: object, select_gains: object, test_gains: obje
         raise InputError(f"masks use task bits >= n_tasks={n}")
     if uncovered not in ("singleton", "alone"):
         raise InputError(f"uncovered must be 'singleton' or 'alone', got {uncovered!r}")
-    for name, v in (("n_trials", n_trials), ("max_tries", max_tries), ("seed", seed)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise InputTypeError(f"{name} must be an int, got {type(v).__name__}")
-    if n_trials < 1 or max_tries < 1:
-        raise InputError(f"n_trials and max_tries must be >= 1, got {n_trials} and {max_tries}")
-    blist = [budgets] if isinstance(budgets, (int, np.integer)) else list(budgets)
+    n_trials = check_int("n_trials", n_trials, 1)
+    max_tries = check_int("max_tries", max_tries, 1)
+    seed = check_int("seed", seed)
+    if is_int(budgets):
+        blist = [check_int("budgets", budgets, 1)]
+    elif isinstance(budgets, (str, bytes)) or not hasattr(budgets, "__iter__"):
+        raise InputTypeError(f"budgets must be an int or a sequence of ints, got "
+                             f"{describe(budgets)}")
+    else:
+        blist = [check_int(f"budgets[{i}]", b, 1) for i, b in enumerate(budgets)]
     m, sel, tst = with_singletons(m, sel, tst, n)
+    too_big = [b for b in blist if b > m.shape[0]]
+    if too_big:
+        raise InputError(f"budget {too_big[0]} exceeds the {m.shape[0]} candidate combinations")
     member = ((m[:, None] >> np.arange(n, dtype=np.uint64)[None, :]) & np.uint64(1)).astype(bool)
     if not np.all(np.isfinite(sel[member])) or not np.all(np.isfinite(tst[member])):
         raise InputError("select and test gains must be finite inside each combination")
@@ -76,10 +84,6 @@ def random_grouping_scores(masks: object, select_gains: object, test_gains: obje
     kernel = _kernel()
     means, stds = [], []
     for b in blist:
-        if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:
-            raise InputError(f"budgets must be positive ints, got {b!r}")
-        if b > m.shape[0]:
-            raise InputError(f"budget {b} exceeds the {m.shape[0]} candidate combinations")
         sums = np.zeros(_CHUNKS)
         sq = np.zeros(_CHUNKS)
         failed = np.zeros(1, dtype=np.int64)
@@ -114,10 +118,9 @@ class RandomGrouping:
     def fit(self, table: GainTable) -> RandomGrouping:
         """Remember the candidates and their selection gains (usually validation gains)."""
         check_table(table)
-        if isinstance(self.n_trials, bool) or not isinstance(self.n_trials, (int, np.integer)):
-            raise InputTypeError(f"n_trials must be an int, got {type(self.n_trials).__name__}")
-        if self.n_trials < 1:
-            raise InputError(f"n_trials must be >= 1, got {self.n_trials}")
+        check_int("n_trials", self.n_trials, 1)
+        check_int("max_tries", self.max_tries, 1)
+        check_int("seed", self.seed)
         if self.uncovered not in ("singleton", "alone"):
             raise InputError(f"uncovered must be 'singleton' or 'alone', got {self.uncovered!r}")
         self.table_ = table

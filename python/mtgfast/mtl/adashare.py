@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checks import check_bool, check_int, check_real
 from ..errors import InputError, InputTypeError
 from .engine import Engine, check_run_inputs
 from .trainer import train_mtl
@@ -45,15 +46,14 @@ class AdaShare(nn.Module):
                  lambda_sharing: float = 0.05, tau: float = 5.0, tau_decay: float = 0.965,
                  fixed_policy: Tensor | None = None) -> None:
         super().__init__()
+        lambda_sparsity = check_real("lambda_sparsity", lambda_sparsity, 0)
+        lambda_sharing = check_real("lambda_sharing", lambda_sharing, 0)
+        tau = check_real("tau", tau, 0, open_low=True)
+        tau_decay = check_real("tau_decay", tau_decay, 0, 1, open_low=True)
         blocks = getattr(encoder, "blocks", None)
         if blocks is None or not hasattr(encoder, "stem") or len(blocks) < 1:
             raise InputError("AdaShare needs an encoder with a stem and at least one residual "
                              "block")
-        for what, v in (("lambda_sparsity", lambda_sparsity), ("lambda_sharing", lambda_sharing)):
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise InputError(f"{what} must be a finite number >= 0, got {v!r}")
-        if not (isinstance(tau, (int, float)) and tau > 0) or not 0 < tau_decay <= 1:
-            raise InputError(f"tau must be > 0 and tau_decay in (0, 1], got {tau!r}, {tau_decay!r}")
         self.encoder = encoder
         self.heads = heads
         self.n_tasks = len(heads)
@@ -273,19 +273,18 @@ def train_adashare(suite: Any, tasks: Sequence[int], seed: int, config: Any, *,
     or a draw from the learned distribution (``sample_policy=True``, as the paper does).
     """
     idx = check_run_inputs(suite, tasks, seed, config)
-    for what, v in (("warmup_epochs", warmup_epochs), ("search_epochs", search_epochs)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise InputError(f"{what} must be an int >= 0, got {v!r}")
-    if not (isinstance(policy_lr, (int, float)) and policy_lr > 0):
-        raise InputError(f"policy_lr must be > 0, got {policy_lr!r}")
+    warmup_epochs = check_int("warmup_epochs", warmup_epochs, 0)
+    search_epochs = check_int("search_epochs", search_epochs, 0)
+    policy_lr = check_real("policy_lr", policy_lr, 0, open_low=True)
+    if stage_epochs is not None:
+        stage_epochs = check_int("stage_epochs", stage_epochs, 1)
+    sample_policy = check_bool("sample_policy", sample_policy)
     start = time.perf_counter()
     model = build(suite, idx, hidden=config.hidden, n_blocks=config.n_blocks,
                   dropout=config.dropout, seed=seed, lambda_sparsity=lambda_sparsity,
                   lambda_sharing=lambda_sharing)
     stage = (stage_epochs if stage_epochs is not None
              else max(1, math.ceil(search_epochs / model.n_blocks)))
-    if isinstance(stage, bool) or not isinstance(stage, int) or stage < 1:
-        raise InputError(f"stage_epochs must be an int >= 1, got {stage_epochs!r}")
     engine = Engine(suite, idx, seed, config, model, start=start)
     step = _PolicySearchStep(engine, warmup_epochs=warmup_epochs, stage_epochs=stage,
                              policy_lr=policy_lr)

@@ -20,7 +20,6 @@ weight ``w_t`` would be normalised away and could not change the update.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call
 
+from ..checks import check_bool, check_int, check_real, describe, is_int
 from ..errors import InputError, InputTypeError
 from . import architectures
 from .engine import Engine, check_run_inputs
@@ -51,14 +51,6 @@ class AlphaVILResult:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "weights", MappingProxyType(dict(self.weights)))
-
-
-def _check_positive(name: str, v: object, integer: bool = False) -> None:
-    if integer:
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise InputError(f"{name} must be an int >= 1, got {v!r}")
-    elif isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
-        raise InputError(f"{name} must be a finite number > 0, got {v!r}")
 
 
 class _AlphaVILStep:
@@ -153,20 +145,20 @@ def train_alphavil(suite: Any, tasks: Sequence[int], target: int, seed: int, con
     ``train_mtl``'s protocol; ``config.lr`` is not used (the inner updates use ``inner_lr``).
     """
     idx = check_run_inputs(suite, tasks, seed, config)
-    if isinstance(target, bool) or not isinstance(target, int):
-        raise InputTypeError(f"target must be a task index (int), got {type(target).__name__}")
+    if not is_int(target):
+        raise InputTypeError(f"target must be a task index (int), got {describe(target)}")
+    target = int(target)  # type: ignore[call-overload]
     if target not in idx:
         raise InputError(f"target {target} is not one of the tasks {list(idx)}")
-    if not 0 < sample_fraction <= 1:
-        raise InputError(f"sample_fraction must be in (0, 1], got {sample_fraction!r}")
-    _check_positive("inner_lr", inner_lr)
-    _check_positive("alpha_lr", alpha_lr)
-    _check_positive("alpha_steps", alpha_steps, integer=True)
-    if not 0 <= inner_momentum < 1:
-        raise InputError(f"inner_momentum must be in [0, 1), got {inner_momentum!r}")
+    sample_fraction = check_real("sample_fraction", sample_fraction, 0, 1, open_low=True)
+    inner_lr = check_real("inner_lr", inner_lr, 0, open_low=True)
+    alpha_lr = check_real("alpha_lr", alpha_lr, 0, open_low=True)
+    alpha_steps = check_int("alpha_steps", alpha_steps, 1)
+    inner_momentum = check_real("inner_momentum", inner_momentum, 0, 1, open_high=True)
     if dev_rows is not None:
-        _check_positive("dev_rows", dev_rows, integer=True)
-    _check_positive("alpha_max_step", alpha_max_step)
+        dev_rows = check_int("dev_rows", dev_rows, 1)
+    alpha_max_step = check_real("alpha_max_step", alpha_max_step, 0, open_low=True)
+    learn_target_weight = check_bool("learn_target_weight", learn_target_weight)
     if config.weighting != "equal":
         raise InputError(f"αVIL sets the task weights itself; use weighting='equal', "
                          f"got {config.weighting!r}")

@@ -8,6 +8,7 @@ follows the trainer's protocol (``forward(x) -> list`` of per-task outputs, ``re
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -94,4 +95,10 @@ def build_model(arch: str, suite: TaskSuite, tasks: Sequence[int], **kw: Any) ->
         except ModuleNotFoundError as exc:
             raise InputError(f"architecture {arch!r} needs module {module}, which is not "
                              f"available ({exc})") from exc
-    return builder(suite, tuple(int(t) for t in tasks), **kw)
+    idx = tuple(int(t) for t in tasks)
+    try:  # an option the architecture does not take names it, not a bare TypeError from its call
+        inspect.signature(builder).bind(suite, idx, **kw)
+    except TypeError as exc:
+        raise InputError(f"architecture {arch!r}: {exc} (arch_options of the TrainConfig)"
+                         ) from None
+    return builder(suite, idx, **kw)

@@ -21,15 +21,18 @@ from dataclasses import asdict, dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from ..checks import check_int, is_int
+from ..checks import check_int, check_real, describe, is_int
 from ..errors import InputError, InputTypeError
+from .architectures import ARCHITECTURES
 from .suites.base import Targets, TaskSuite, task_target
+from .weighting import WEIGHTINGS
 
 __all__ = ["CODE_VERSION", "EarlyStopping", "Engine", "EpochStep", "LoopOutcome", "RunResult",
-           "TrainConfig", "check_run_inputs", "evaluate_outputs", "predict"]
+           "TrainConfig", "check_device", "check_run_inputs", "evaluate_outputs", "predict"]
 
 #: Bumped whenever a change to the training procedure changes its numbers (part of fingerprints).
 CODE_VERSION = "mtl-trainer-1"
@@ -64,28 +67,48 @@ class TrainConfig:
     esa_fraction: float = 1.0
 
     def __post_init__(self) -> None:
+        # numpy scalars are stored as Python numbers: the fingerprint (JSON) must not tell
+        # np.int64(30) from 30
         for name in ("epochs", "batch_size", "patience"):
-            v = getattr(self, name)
-            check_int(name, v, 1)
+            object.__setattr__(self, name, check_int(name, getattr(self, name), 1))
         for name in ("hidden", "n_blocks", "max_train_batches"):
             v = getattr(self, name)
             if v is not None and (not is_int(v) or int(v) < (0 if name == "n_blocks" else 1)):
-                raise InputError(f"{name} must be None or a positive int, got {v!r}")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
-            raise InputError(f"lr must be a positive number, got {self.lr!r}")
-        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
-            raise InputError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if self.dropout is not None and not 0.0 <= float(self.dropout) < 1.0:
-            raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not (isinstance(self.esa_fraction, (int, float)) and 0 < self.esa_fraction <= 1):
-            raise InputError(f"esa_fraction must be in (0, 1], got {self.esa_fraction!r}")
+                kind = "non-negative" if name == "n_blocks" else "positive"
+                raise InputError(f"{name} must be None or a {kind} int, got {v!r}")
+            if v is not None:
+                object.__setattr__(self, name, int(v))
+        reals = {"lr": check_real("lr", self.lr, 0, open_low=True),
+                 "weight_decay": check_real("weight_decay", self.weight_decay, 0),
+                 "esa_fraction": check_real("esa_fraction", self.esa_fraction, 0, 1, open_low=True)}
+        if self.dropout is not None:
+            reals["dropout"] = check_real("dropout", self.dropout, 0, 1, open_high=True)
+        for name, v in reals.items():
+            if isinstance(getattr(self, name), np.generic):
+                object.__setattr__(self, name, v)
         for name in ("device", "weighting", "arch"):
             if not isinstance(getattr(self, name), str):
-                raise InputTypeError(f"{name} must be a str")
+                raise InputTypeError(f"{name} must be a str, got {describe(getattr(self, name))}")
+        if self.weighting not in WEIGHTINGS:
+            raise InputError(f"unknown weighting {self.weighting!r}; known: "
+                             f"{', '.join(sorted(WEIGHTINGS))}")
+        if self.arch not in ARCHITECTURES:
+            raise InputError(f"unknown architecture {self.arch!r}; known: "
+                             f"{', '.join(sorted(ARCHITECTURES))} (architectures.register adds one)")
+        try:  # the device's spelling here; whether it exists, when a run starts (check_device)
+            torch.device(self.device)
+        except RuntimeError:
+            raise InputError(f"device must be a torch device such as 'cpu', 'cuda' or 'cuda:1', "
+                             f"got {self.device!r}") from None
         opts = self.arch_options
         if isinstance(opts, Mapping):
             opts = tuple(sorted(opts.items()))
-        object.__setattr__(self, "arch_options", tuple((str(k), v) for k, v in opts))
+        if isinstance(opts, (str, bytes)) or not isinstance(opts, (tuple, list)) or not all(
+                isinstance(kv, (tuple, list)) and len(kv) == 2 and isinstance(kv[0], str)
+                for kv in opts):
+            raise InputTypeError(f"arch_options must be a mapping or (name, value) pairs, got "
+                                 f"{describe(self.arch_options)}")
+        object.__setattr__(self, "arch_options", tuple((k, v) for k, v in opts))
 
     @property
     def epochs_to_run(self) -> int:
@@ -156,9 +179,36 @@ def check_run_inputs(suite: object, tasks: object, seed: object, config: object
         raise InputTypeError(f"suite must be a TaskSuite, got {type(suite).__name__}")
     if not isinstance(config, TrainConfig):
         raise InputTypeError(f"config must be a TrainConfig, got {type(config).__name__}")
-    if not is_int(seed) or int(seed) < 0:  # type: ignore[call-overload]
-        raise InputError(f"seed must be a non-negative int, got {seed!r}")
-    return suite.check_tasks(tasks)  # type: ignore[arg-type]
+    # an InputError for any bad seed, a bool or a str included (this function's contract since 0.1)
+    if not is_int(seed) or not 0 <= int(seed) < 2**63:  # type: ignore[call-overload]
+        raise InputError(f"seed must be an int in [0, 2**63), got {describe(seed)}")
+    idx = suite.check_tasks(tasks)  # type: ignore[arg-type]
+    check_device(config.device)
+    return idx
+
+
+def check_device(device: str) -> torch.device:
+    """``device`` as a torch device that exists here (a CUDA index below the device count, MPS
+    when built in); an ``InputError`` naming it otherwise, before data or a model moves there."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"device must be a torch device such as 'cpu', 'cuda' or 'cuda:1', "
+                         f"got {device!r}") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InputError(f"device {device!r}: CUDA is not available here")
+        if dev.index is not None and dev.index >= count:
+            raise InputError(f"device {device!r}: only {count} CUDA device(s) here "
+                             f"(cuda:0 to cuda:{count - 1})")
+        return dev
+    if dev.type == "mps" and getattr(torch.backends, "mps", None) is not None \
+            and torch.backends.mps.is_available():
+        return dev
+    raise InputError(f"device {device!r} is not usable for training here (use 'cpu' or 'cuda')")
 
 
 def predict(model: nn.Module, X: torch.Tensor, chunk: int = 4096) -> list[torch.Tensor]:

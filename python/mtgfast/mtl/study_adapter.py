@@ -8,12 +8,13 @@ The study knows nothing of suites or trainers; this adapter is the one place tha
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ..checks import describe
 from ..errors import InputError, InputTypeError
 
 __all__ = ["StudyProblem", "SuiteAffinity", "suite_problem"]
@@ -38,12 +39,26 @@ class StudyProblem:
     def __post_init__(self) -> None:
         if not callable(self.measure):
             raise InputTypeError("measure must be a callable (tasks, seed) -> {task: metric}")
-        names = tuple(str(t) for t in self.task_names)
+        for what in ("task_names", "metrics", "higher_is_better"):
+            v = getattr(self, what)
+            if isinstance(v, (str, bytes)) or not isinstance(v, Iterable):
+                raise InputTypeError(f"{what} must be a sequence (one entry per task), got "
+                                     f"{describe(v)}")
+        names = tuple(self.task_names)
+        bad = [t for t in names if not isinstance(t, str) or not t.strip()]
+        if bad:  # str(None) == "None" would name a task silently
+            raise InputError(f"task names must be non-empty strings, got {bad[0]!r} in "
+                             f"{list(names)}")
         n = len(names)
         if n == 0 or len(set(names)) != n:
             raise InputError(f"task_names must be distinct and non-empty, got {list(names)}")
-        metrics = tuple(str(m) for m in self.metrics)
-        hib = tuple(bool(h) for h in self.higher_is_better)
+        metrics = tuple(self.metrics)
+        if not all(isinstance(m, str) and m for m in metrics):
+            raise InputError(f"metrics must be non-empty strings, got {list(metrics)}")
+        hib = tuple(self.higher_is_better)
+        if not all(isinstance(h, (bool, np.bool_)) for h in hib):  # "yes" is not three bools
+            raise InputTypeError(f"higher_is_better must be bools, got {list(hib)}")
+        hib = tuple(bool(h) for h in hib)
         if len(metrics) != n or len(hib) != n:
             raise InputError(f"metrics and higher_is_better need one entry per task ({n}), got "
                              f"{len(metrics)} and {len(hib)}")

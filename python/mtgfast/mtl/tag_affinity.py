@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from ..checks import check_int, check_real
 from ..errors import InputError
 from .suites.base import TaskSuite
 from .engine import RunResult, TrainConfig, check_run_inputs
@@ -80,11 +81,9 @@ def collect_affinity(suite: TaskSuite, seed: int, config: TrainConfig, *,
                            config)
     if len(idx) < 2:
         raise InputError("affinity needs at least 2 tasks")
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise InputError(f"every must be a positive int, got {every!r}")
-    lr = config.lr if lookahead_lr is None else float(lookahead_lr)
-    if not lr > 0:
-        raise InputError(f"lookahead_lr must be > 0, got {lookahead_lr}")
+    every = check_int("every", every, 1)
+    lr = config.lr if lookahead_lr is None else \
+        check_real("lookahead_lr", lookahead_lr, 0, open_low=True)
     hook = _Lookahead(suite, idx, lr, every)
 
     def guarded(model: nn.Module, xb: torch.Tensor, yb: list[torch.Tensor],

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
+from ..checks import check_int
 from ..errors import InputError, InputTypeError
 from . import architectures
 from .engine import (CODE_VERSION, EarlyStopping, Engine, RunResult, TrainConfig,
@@ -108,5 +109,6 @@ class SuiteTrainFn:
         if unknown:
             raise InputError(f"unknown tasks {unknown}; suite {self.suite.name!r} has "
                              f"{list(self.suite.task_names)}")
-        r = train_mtl(self.suite, [index[t] for t in tasks], int(seed), self.config)
+        seed = check_int("seed", seed, 0, 2**63 - 1)
+        r = train_mtl(self.suite, [index[t] for t in tasks], seed, self.config)
         return {t: (float(r.metrics_valid[t]), float(r.metrics_test[t])) for t in r.tasks}

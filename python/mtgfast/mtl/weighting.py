@@ -10,14 +10,15 @@ the epoch's mean losses through ``end_epoch``. Input is checked in ``combine``/`
 
 from __future__ import annotations
 
-import math
+import inspect
 from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from mtgfast.errors import InputError, InputTypeError
+from ..checks import check_int, check_real
+from ..errors import InputError, InputTypeError
 
 __all__ = [
     "WEIGHTINGS",
@@ -31,11 +32,7 @@ __all__ = [
 
 
 def _check_n_tasks(n_tasks: object) -> int:
-    if isinstance(n_tasks, bool) or not isinstance(n_tasks, int):
-        raise InputTypeError(f"n_tasks must be an int, got {type(n_tasks).__name__}")
-    if n_tasks < 1:
-        raise InputError(f"n_tasks must be >= 1, got {n_tasks}")
-    return n_tasks
+    return check_int("n_tasks", n_tasks, 1)
 
 
 class LossWeighting(nn.Module, ABC):
@@ -111,9 +108,8 @@ class UncertaintyWeighting(LossWeighting):
 
     def __init__(self, n_tasks: int, init_log_var: float = 0.0) -> None:
         super().__init__(n_tasks)
-        if not math.isfinite(float(init_log_var)):
-            raise InputError(f"init_log_var must be finite, got {init_log_var}")
-        self.log_vars = nn.Parameter(torch.full((self.n_tasks,), float(init_log_var)))
+        init = check_real("init_log_var", init_log_var)
+        self.log_vars = nn.Parameter(torch.full((self.n_tasks,), init))
 
     def _combine(self, losses: Tensor) -> Tensor:
         s = self.log_vars.to(losses.device, losses.dtype)
@@ -152,10 +148,7 @@ class DWAWeighting(LossWeighting):
 
     def __init__(self, n_tasks: int, temperature: float = 2.0) -> None:
         super().__init__(n_tasks)
-        ok = isinstance(temperature, (int, float)) and math.isfinite(temperature)
-        if not (ok and temperature > 0):
-            raise InputError(f"temperature must be a finite number > 0, got {temperature!r}")
-        self.temperature = float(temperature)
+        self.temperature = check_real("temperature", temperature, 0, open_low=True)
         self.register_buffer("history", torch.zeros(0, self.n_tasks, dtype=torch.float64))
         self.register_buffer("_w", torch.ones(self.n_tasks, dtype=torch.float64))
 
@@ -196,4 +189,8 @@ def make_weighting(name: str, n_tasks: int, **kwargs: Any) -> LossWeighting:
     # exact names only: the name is part of a study's fingerprint, so "DWA" must not alias "dwa"
     if name not in WEIGHTINGS:
         raise InputError(f"unknown weighting {name!r}; known: {', '.join(sorted(WEIGHTINGS))}")
+    try:  # an unknown option names the weighting, not a bare TypeError from its constructor
+        inspect.signature(WEIGHTINGS[name]).bind(n_tasks, **kwargs)
+    except TypeError as exc:
+        raise InputError(f"weighting {name!r}: {exc}") from None
     return WEIGHTINGS[name](n_tasks, **kwargs)

@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from ..checks import check_int, check_real, describe, is_int
 from ..errors import InputError, InputTypeError
 from ..gains import FloatArray, GainTable
 from ..masks import MaskArray, all_masks, as_masks, check_n_tasks, masks_to_dense, sample_masks
@@ -117,9 +118,7 @@ class ExpGainSelector(Selector):
     name = "exp-gain"
 
     def __init__(self, alpha: float = 25.0) -> None:
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not np.isfinite(alpha):
-            raise InputTypeError(f"alpha must be a finite number, got {alpha!r}")
-        self.alpha = float(alpha)
+        self.alpha = check_real("alpha", alpha)
 
     def choose(self, task: int, rows: npt.NDArray[np.intp], ctx: SelectionContext) -> int:
         if ctx.mean is None:
@@ -156,11 +155,8 @@ class UncertaintySelector(Selector):
     needs_std = True
 
     def __init__(self, alpha: float = 25.0, kappa: float = 1.0) -> None:
-        for nm, v in (("alpha", alpha), ("kappa", kappa)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
-                raise InputTypeError(f"{nm} must be a finite number, got {v!r}")
-        self.alpha = float(alpha)
-        self.kappa = float(kappa)
+        self.alpha = check_real("alpha", alpha)
+        self.kappa = check_real("kappa", kappa)
 
     def choose(self, task: int, rows: npt.NDArray[np.intp], ctx: SelectionContext) -> int:
         if ctx.mean is None:
@@ -314,8 +310,7 @@ class ActiveLoop:
             raise InputTypeError("estimator_factory must be a callable returning an estimator")
         if not callable(refit_interval):
             raise InputTypeError("refit_interval must be a callable (n_measured, n_tasks) -> int")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise InputTypeError(f"seed must be an int, got {type(seed).__name__}")
+        seed = check_int("seed", seed)
         if state is not None and not isinstance(state, LoopState):
             raise InputTypeError(f"state must be a LoopState, got {type(state).__name__}")
         self.n_tasks = check_n_tasks(n_tasks)
@@ -396,11 +391,17 @@ class ActiveLoop:
     def tell(self, masks: object, gains: object) -> None:
         """Record measured gains: one mask and a row ``(n_tasks,)``, or masks ``(k,)`` and rows
         ``(k, n_tasks)``; NaN (or anything) outside the mask is ignored. ``ValueError`` for a
-        combination measured before, a singleton, or non-finite gains inside the mask."""
+        combination measured before, a singleton, or non-finite gains inside the mask. A mask
+        that ``ask()`` did not return is recorded too (an extra measurement, as on resume) and
+        is never asked afterwards."""
         n = self.n_tasks
-        scalar = isinstance(masks, (int, np.integer))
+        scalar = is_int(masks)
         m = as_masks([int(masks)] if scalar else masks, n)
-        g = np.asarray(gains, dtype=np.float64)
+        try:
+            g = np.asarray(gains, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputTypeError(f"gains must be numbers (a row per mask), got "
+                                 f"{describe(gains)}") from None
         if scalar or g.ndim == 1:
             g = g.reshape(1, -1)
         if g.shape != (m.shape[0], n):
@@ -455,10 +456,7 @@ class ActiveLoop:
         pending = self._pending(measured)
         if pending:
             return np.array(pending, dtype=np.uint64)
-        if max_masks is not None and (isinstance(max_masks, bool) or
-                                      not isinstance(max_masks, (int, np.integer))):
-            raise InputTypeError(f"max_masks must be an int or None, got {type(max_masks).__name__}")
-        limit = None if max_masks is None else int(max_masks)
+        limit = None if max_masks is None else check_int("max_masks", max_masks, 0)
         if limit is not None and limit < 1:
             return np.zeros(0, dtype=np.uint64)
         chosen_before = {s.mask for s in self.state.selections()}
@@ -519,8 +517,7 @@ class ActiveLoop:
     def next_batch(self, rounds: int) -> MaskArray:
         """What to measure next for a loop of ``rounds`` rounds: the pending choices, else the
         full set, else the next batch of selections; empty when the loop is done."""
-        if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 0:
-            raise InputError(f"rounds must be a non-negative int, got {rounds!r}")
+        rounds = check_int("rounds", rounds, 0)
         pending = self.pending
         if pending.size:
             return pending
@@ -536,8 +533,7 @@ class ActiveLoop:
     def run(self, measure: Callable[[int], object], rounds: int) -> Estimator:
         """Measure the full set, then ``rounds`` rounds of N selections; returns the estimator
         fitted on everything measured. ``measure(mask)`` returns the gain row ``(n_tasks,)``."""
-        if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 0:
-            raise InputError(f"rounds must be a non-negative int, got {rounds!r}")
+        rounds = check_int("rounds", rounds, 0)
         if not callable(measure):
             raise InputTypeError("measure must be a callable mask -> gain row")
         while True:

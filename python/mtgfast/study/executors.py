@@ -30,8 +30,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from ..checks import check_int
-from ..errors import InputError
+from ..checks import check_int, check_real, describe, is_int
+from ..errors import InputError, InputTypeError
 
 __all__ = ["EXECUTOR_KINDS", "Executor", "InProcessExecutor", "InlineExecutor", "LocalExecutor",
            "ProcessExecutor", "RayExecutor", "RunOutcome", "check_picklable", "make_executor"]
@@ -112,8 +112,15 @@ class Executor(ABC):
             check_picklable(fn, what, f"the {self.kind} executor's worker processes")
 
     def run_jobs(self, fn: Callable[[J], R], jobs: Iterable[J]) -> Iterator[RunOutcome]:
-        """Run ``fn`` on every job; yield each finished attempt in completion order."""
-        queue: deque[tuple[Any, int]] = deque((job, 1) for job in jobs)
+        """Run ``fn`` on every job; yield each finished attempt in completion order. A ``fn``
+        that is not callable or ``jobs`` that are not iterable fail here, before any job runs."""
+        if not callable(fn):
+            raise InputTypeError(f"fn must be a callable job -> result, got {describe(fn)}")
+        if isinstance(jobs, (str, bytes)) or not isinstance(jobs, Iterable):
+            raise InputTypeError(f"jobs must be an iterable of jobs, got {describe(jobs)}")
+        return self._run(fn, deque((job, 1) for job in jobs))
+
+    def _run(self, fn: Callable[[J], R], queue: deque[tuple[Any, int]]) -> Iterator[RunOutcome]:
         inflight: dict[Any, tuple[Any, int]] = {}
         self.peak_in_flight = 0
         try:
@@ -222,8 +229,15 @@ class LocalExecutor(Executor):
         self.workers = w
         self.threads = (max(1, (os.cpu_count() or 1) // w) if threads is None
                         else _check_count(threads, "threads", 1))
-        if isinstance(gpus, (str, int)):
+        if isinstance(gpus, str) or is_int(gpus):
             gpus = (gpus,)
+        if not isinstance(gpus, Iterable):
+            raise InputTypeError(f"gpus must be device ids (str or int), got {describe(gpus)}")
+        gpus = tuple(gpus)
+        for g in gpus:
+            if not ((isinstance(g, str) and g.strip()) or (is_int(g) and int(g) >= 0)):
+                raise InputError(f"gpus must be device ids (non-empty str or int >= 0), got "
+                                 f"{describe(g)} in {list(gpus)}")
         self.gpus = tuple(str(g) for g in gpus)
         self._pool: ProcessPoolExecutor | None = None
         self._pool_of: dict[Future[Any], ProcessPoolExecutor] = {}
@@ -319,12 +333,15 @@ class RayExecutor(Executor):
                 address == "auto" or address.startswith("ray://") or ":" in address)):
             raise InputError(f"address must be None, 'auto', 'ray://host:port' or 'host:port', "
                              f"got {address!r}")
+        if resources_per_run is not None and not isinstance(resources_per_run, Mapping):
+            raise InputTypeError(f"resources_per_run must be a mapping resource name -> number, "
+                                 f"got {describe(resources_per_run)}")
         res = dict(resources_per_run or {"num_cpus": 1, "num_gpus": 0})
         for k, v in res.items():
-            if not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, (int, float)) \
-                    or not v >= 0:
-                raise InputError(f"resources_per_run must map resource names to numbers >= 0, "
-                                 f"got {k!r}: {v!r}")
+            if not isinstance(k, str) or not k:
+                raise InputTypeError(f"resources_per_run must map resource names (str) to "
+                                     f"numbers >= 0, got the key {describe(k)}")
+            res[k] = check_real(f"resources_per_run[{k!r}]", v, 0)
         self._ray = _import_ray()
         super().__init__(max_retries=max_retries,
                          max_in_flight=1 if max_in_flight is None else max_in_flight)
@@ -354,11 +371,11 @@ class RayExecutor(Executor):
             per = float(self.resources_per_run.get("num_cpus", 1)) or 1.0
             self.max_in_flight = max(1, int(cpus // per))
 
-    def run_jobs(self, fn: Callable[[J], R], jobs: Iterable[J]) -> Iterator[RunOutcome]:
+    def _run(self, fn: Callable[[J], R], queue: deque[tuple[Any, int]]) -> Iterator[RunOutcome]:
         self._ensure()
         self._fn_refs = {id(fn): self._ray.put(fn)}   # ship the callable once, not per run
         try:
-            yield from super().run_jobs(fn, jobs)
+            yield from super()._run(fn, queue)
         finally:
             self._fn_refs = {}
 
@@ -417,15 +434,13 @@ def make_executor(kind: str = "auto", *, workers: int = 1, address: str | None =
     (``workers`` processes; ``gpus_per_run`` > 0 gives each worker one visible GPU), "ray"
     (``address``; ``workers`` caps the runs in flight when > 1) or "auto" (local when
     ``workers`` > 1, else in-process). ``max_retries``: retries of a run that failed."""
-    if isinstance(kind, int) and not isinstance(kind, bool):   # the 0.1 call make_executor(k)
+    if is_int(kind):   # the 0.1 call make_executor(k)
         kind, workers = "auto", kind
     if not isinstance(kind, str) or kind not in EXECUTOR_KINDS:
         raise InputError(f"executor kind must be one of {', '.join(EXECUTOR_KINDS)}; got {kind!r}")
-    _check_count(workers, "workers", 1)
-    _check_count(max_retries, "max_retries", 0)
-    if isinstance(gpus_per_run, bool) or not isinstance(gpus_per_run, (int, float)) \
-            or not 0 <= gpus_per_run < float("inf"):
-        raise InputError(f"gpus_per_run must be a number >= 0, got {gpus_per_run!r}")
+    workers = _check_count(workers, "workers", 1)
+    max_retries = _check_count(max_retries, "max_retries", 0)
+    gpus_per_run = check_real("gpus_per_run", gpus_per_run, 0)
     if address is not None and kind != "ray":
         raise InputError(f"address={address!r} is only used by the ray executor (kind='ray'), "
                          f"not {kind!r}")

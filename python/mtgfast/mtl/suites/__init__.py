@@ -8,6 +8,7 @@ loss-weighting methods; imported on first use).
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 from ...errors import InputError
@@ -33,7 +34,7 @@ def register_suite(name: str, target: str) -> None:
 
 def get_suite(name: str, **kw: Any) -> TaskSuite:
     """An instance of the suite registered as ``name``, built with ``kw``."""
-    if name not in SUITES:
+    if not isinstance(name, str) or name not in SUITES:
         raise InputError(f"unknown suite {name!r}; known: {sorted(SUITES)}")
     module, cls = SUITES[name].split(":")
     try:
@@ -41,4 +42,9 @@ def get_suite(name: str, **kw: Any) -> TaskSuite:
     except ModuleNotFoundError as exc:
         raise InputError(f"suite {name!r} needs module {module}, which is not available ({exc})"
                          ) from exc
+    try:  # an unknown or missing option names the suite and what it takes, not a bare TypeError
+        inspect.signature(klass).bind(**kw)
+    except TypeError as exc:
+        takes = [p for p in inspect.signature(klass).parameters]
+        raise InputError(f"suite {name!r}: {exc}; it takes {takes}") from None
     return klass(**kw)

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...errors import InputError
+from ...checks import describe, is_int
+from ...errors import InputError, InputTypeError
 from .. import metrics as _metrics
 
 __all__ = ["LOSS_KINDS", "Splits", "TaskSuite", "Targets", "select_rows", "task_target"]
@@ -144,6 +145,9 @@ class TaskSuite(ABC):
         """Validate a combination given as task indices: distinct, in range, non-empty."""
         if isinstance(tasks, (str, bytes)) or not isinstance(tasks, Sequence):
             raise InputError(f"tasks must be a sequence of task indices, got {type(tasks).__name__}")
+        for t in tasks:
+            if not is_int(t):
+                raise InputTypeError(f"tasks must be task indices (ints), got {describe(t)}")
         out = tuple(int(t) for t in tasks)
         if not out:
             raise InputError("tasks must not be empty")

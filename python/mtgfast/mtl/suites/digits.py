@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ...errors import InputError
+from ...checks import check_int
 from .base import Splits, TaskSuite
 
 __all__ = ["DigitsSuite"]
@@ -27,10 +27,10 @@ class DigitsSuite(TaskSuite):
     encoder_config = {"hidden": 64, "n_blocks": 1, "dropout": 0.0}
 
     def __init__(self, n_train: int | None = None, split_seed: int = 0) -> None:
-        if n_train is not None and not 20 <= int(n_train) <= 1078:
-            raise InputError(f"n_train must be in [20, 1078] (60% of 1,797 rows), got {n_train}")
-        super().__init__(n_train=None if n_train is None else int(n_train),
-                         split_seed=int(split_seed))
+        if n_train is not None:
+            n_train = check_int("n_train", n_train, 20, 1078,
+                                expected="in [20, 1078] (60% of 1,797 rows)")
+        super().__init__(n_train=n_train, split_seed=check_int("split_seed", split_seed))
 
     @property
     def in_dim(self) -> int:

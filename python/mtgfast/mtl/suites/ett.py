@@ -8,12 +8,14 @@ metric of the MTG-Net paper's ETTm1-7 gains).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ...errors import InputError
+from ...checks import check_int, describe
+from ...errors import InputError, InputTypeError
 from .base import Splits, TaskSuite
 
 __all__ = ["ETTSuite"]
@@ -35,15 +37,21 @@ class ETTSuite(TaskSuite):
 
     def __init__(self, path: str | Path, window: int = 96, horizon: int = 24, stride: int = 1,
                  steps_per_month: int = _MONTH_H) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise InputTypeError(f"path must be a str or a path, got {describe(path)}")
         p = Path(path)
         if not p.is_file():
             raise InputError(f"ETT csv not found: {p}")
-        for name, v, lo in (("window", window, 1), ("horizon", horizon, 1), ("stride", stride, 1),
-                            ("steps_per_month", steps_per_month, 1)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or int(v) < lo:
-                raise InputError(f"{name} must be an int >= {lo}, got {v!r}")
-        super().__init__(path=str(p.resolve()), window=int(window), horizon=int(horizon),
-                         stride=int(stride), steps_per_month=int(steps_per_month))
+        w, h = check_int("window", window, 1), check_int("horizon", horizon, 1)
+        m = check_int("steps_per_month", steps_per_month, 1)
+        # 12 months of training rows must hold one window + horizon, and the 4 months of
+        # validation and of test one horizon (their windows start in the months before)
+        if w + h > 12 * m or h > 4 * m:
+            raise InputError(f"window + horizon must be <= 12 * steps_per_month ({12 * m}) and "
+                             f"horizon <= 4 * steps_per_month ({4 * m}); got window={w}, "
+                             f"horizon={h}")
+        super().__init__(path=str(p.resolve()), window=w, horizon=h,
+                         stride=check_int("stride", stride, 1), steps_per_month=m)
 
     @property
     def in_dim(self) -> int:

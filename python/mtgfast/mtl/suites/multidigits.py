@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ...errors import InputError, InputTypeError
+from ...checks import check_int
+from ...errors import InputError
 from .base import Splits, TaskSuite
 
 __all__ = ["MultiDigitsSuite", "superimpose"]
@@ -47,19 +48,13 @@ class MultiDigitsSuite(TaskSuite):
 
     def __init__(self, n_train: int = 2000, n_valid: int = 500, n_test: int = 500,
                  shift: int = 3, split_seed: int = 0, metric: str = "accuracy") -> None:
-        for what, v in (("n_train", n_train), ("n_valid", n_valid), ("n_test", n_test),
-                        ("shift", shift), ("split_seed", split_seed)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise InputTypeError(f"{what} must be an int, got {type(v).__name__}")
-        for what, v in (("n_train", n_train), ("n_valid", n_valid), ("n_test", n_test)):
-            if not 10 <= int(v) <= 200_000:
-                raise InputError(f"{what} must be in [10, 200000] pairs, got {v}")
-        if not 1 <= int(shift) <= 7:
-            raise InputError(f"shift must be in [1, 7] pixels, got {shift}")
+        sizes = {what: check_int(what, v, 10, 200_000, expected="in [10, 200000] pairs")
+                 for what, v in (("n_train", n_train), ("n_valid", n_valid), ("n_test", n_test))}
+        shift = check_int("shift", shift, 1, 7, expected="in [1, 7] pixels")
+        split_seed = check_int("split_seed", split_seed)
         if metric not in ("accuracy", "ce"):
             raise InputError(f"metric must be 'accuracy' or 'ce', got {metric!r}")
-        super().__init__(n_train=int(n_train), n_valid=int(n_valid), n_test=int(n_test),
-                         shift=int(shift), split_seed=int(split_seed), metric=metric)
+        super().__init__(**sizes, shift=shift, split_seed=split_seed, metric=metric)
         # instance attribute shadows the class default so that the metric is per suite
         self.metric_names = (metric, metric)
 

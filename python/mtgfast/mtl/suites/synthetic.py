@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...errors import InputError
+from ...checks import check_int, check_real, describe
+from ...errors import InputError, InputTypeError
 from .base import Splits, TaskSuite
 
 __all__ = ["BottleneckMLP", "SyntheticSuite"]
@@ -51,21 +52,21 @@ class SyntheticSuite(TaskSuite):
     def __init__(self, clusters: Sequence[int] = (3, 3), n_features: int = 8, n_train: int = 100,
                  n_eval: int = 2000, noise: float = 0.3, freq: float = 2.0, bottleneck: int = 1,
                  seed: int = 0) -> None:
-        sizes = tuple(int(c) for c in clusters)
-        if not sizes or any(c < 1 for c in sizes) or sum(sizes) > 64:
+        if isinstance(clusters, (str, bytes)) or not isinstance(clusters, (Sequence, np.ndarray)):
+            raise InputTypeError(f"clusters must be a sequence of task counts, got "
+                                 f"{describe(clusters)}")
+        sizes = tuple(check_int(f"clusters[{i}]", c, 1) for i, c in enumerate(clusters))
+        if not sizes or sum(sizes) > 64:
             raise InputError(f"clusters must be positive task counts summing to <= 64, got {sizes}")
-        if int(n_features) < len(sizes):
-            raise InputError(f"n_features ({n_features}) must be >= the number of clusters "
-                             f"({len(sizes)}) so cluster directions can be orthogonal")
-        if int(n_train) < 8 or int(n_eval) < 8:
-            raise InputError("n_train and n_eval must be >= 8")
-        if int(bottleneck) < 1:
-            raise InputError(f"bottleneck must be >= 1, got {bottleneck}")
-        if not noise >= 0:
-            raise InputError(f"noise must be >= 0, got {noise}")
-        super().__init__(clusters=sizes, n_features=int(n_features), n_train=int(n_train),
-                         n_eval=int(n_eval), noise=float(noise), freq=float(freq),
-                         bottleneck=int(bottleneck), seed=int(seed))
+        n_features = check_int("n_features", n_features, len(sizes),
+                               expected=f">= the number of clusters ({len(sizes)}) so cluster "
+                               "directions can be orthogonal")
+        super().__init__(clusters=sizes, n_features=n_features,
+                         n_train=check_int("n_train", n_train, 8),
+                         n_eval=check_int("n_eval", n_eval, 8),
+                         noise=check_real("noise", noise, 0), freq=check_real("freq", freq),
+                         bottleneck=check_int("bottleneck", bottleneck, 1),
+                         seed=check_int("seed", seed))
         self.task_names = tuple(f"c{c}t{k}" for c, size in enumerate(sizes) for k in range(size))
         self.loss_kinds = ("mse",) * len(self.task_names)
         self.metric_names = ("mse",) * len(self.task_names)

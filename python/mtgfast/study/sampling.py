@@ -50,8 +50,12 @@ class SearchSelector(Selector):
     name = "search"
     needs_std = True
 
-    def __init__(self, kappa: float = 1.0, budgets: Sequence[int] | None = None) -> None:
+    def __init__(self, kappa: float = 1.0, budgets: Sequence[int] | None = None,
+                 committee: bool = False) -> None:
         self.kappa = _check_number("kappa", kappa)
+        if not isinstance(committee, (bool, np.bool_)):
+            raise InputTypeError(f"committee must be a bool, got {committee!r}")
+        self.committee = bool(committee)
         if budgets is not None:
             b = [int(x) for x in budgets]
             if not b or min(b) < 1:
@@ -59,13 +63,24 @@ class SearchSelector(Selector):
             budgets = b
         self.budgets = budgets
         self._known: Callable[[], GainTable] | None = None
+        self._loop: Any = None
 
     def bind(self, loop: Any) -> SearchSelector:
         """Read measured gains from ``loop.table()`` (an :class:`ActiveLoop`) at each batch."""
         if not callable(getattr(loop, "table", None)):
             raise InputTypeError("bind() needs an object with a table() method (an ActiveLoop)")
         self._known = loop.table
+        self._loop = loop
         return self
+
+    def _member_gains(self, ctx: SelectionContext) -> list[Any]:
+        """Each ensemble member's gains on the candidates (committee), [] when unavailable."""
+        if not self.committee or self._loop is None:
+            return []
+        members = getattr(getattr(self._loop, "estimator_", None), "predict_members", None)
+        if not callable(members):
+            return []
+        return list(np.asarray(members(ctx.candidates), dtype=np.float64))
 
     def ask(self, ctx: SelectionContext) -> MaskArray:
         if ctx.mean is None or not ctx.tasks:
@@ -81,9 +96,15 @@ class SearchSelector(Selector):
         budgets = self.budgets or list(range(2, n + 1))
         method = "exact" if n <= _EXACT_MAX_TASKS else "beam"
         votes: dict[int, float] = {}
-        for g in group(masks, np.nan_to_num(gains, nan=0.0), budgets, method=method):
-            for m in g.groups.tolist():
-                votes[int(m)] = votes.get(int(m), 0.0) + 1.0
+        views = [gains]
+        if self._known is not None:
+            # committee: the same searches on each member's estimates (a draw of the posterior);
+            # a group's votes ~ how likely it is to be in the best grouping
+            views += [np.vstack([known.gains, g]) for g in self._member_gains(ctx)]
+        for view in views:
+            for g in group(masks, np.nan_to_num(view, nan=0.0), budgets, method=method):
+                for m in g.groups.tolist():
+                    votes[int(m)] = votes.get(int(m), 0.0) + 1.0
         row_of = {int(m): r for r, m in enumerate(ctx.candidates.tolist())}
         # the predicted total gain of a group breaks ties between equally voted groups
         total = np.nansum(opt, axis=1)

@@ -212,5 +212,10 @@ def test_the_committee_also_verifies_the_groups_a_member_would_choose() -> None:
     assert {0b0011, 0b1100, 0b0101, 0b1010} == set(both.tolist())
     # the mean's groups (3 of 4 searches) come before the dissenting member's
     assert set(both[:2].tolist()) == {0b0011, 0b1100}
+    # the mean weighted as 5 members: its groups first, the member's only in slots left free
+    heavy = SearchSelector(kappa=0.0, committee=True, mean_votes=5.0).bind(loop).ask(ctx)
+    assert set(heavy[:2].tolist()) == {0b0011, 0b1100} and 0b0101 in heavy.tolist()
     with pytest.raises(InputTypeError, match="committee"):
         SearchSelector(committee=1)
+    with pytest.raises(InputError, match="mean_votes"):
+        SearchSelector(committee=True, mean_votes=-1.0)

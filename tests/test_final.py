@@ -215,6 +215,14 @@ def test_the_committee_also_verifies_the_groups_a_member_would_choose() -> None:
     # the mean weighted as 5 members: its groups first, the member's only in slots left free
     heavy = SearchSelector(kappa=0.0, committee=True, mean_votes=5.0).bind(loop).ask(ctx)
     assert set(heavy[:2].tolist()) == {0b0011, 0b1100} and 0b0101 in heavy.tolist()
+    # committee_rounds=1: from the second round on, the mean's searches alone
+    later = SelectionContext((0, 1, 2, 3), cands, member, mean, np.zeros_like(mean),
+                             known.masks, 0, (1, 1, 1, 1))
+    first = SearchSelector(kappa=0.0, committee=True, committee_rounds=1).bind(loop)
+    assert set(first.ask(ctx).tolist()) == set(both.tolist())
+    assert first.ask(later).tolist() == SearchSelector(kappa=0.0).bind(loop).ask(later).tolist()
+    with pytest.raises(InputError, match="committee_rounds"):
+        SearchSelector(committee=True, committee_rounds=0)
     with pytest.raises(InputTypeError, match="committee"):
         SearchSelector(committee=1)
     with pytest.raises(InputError, match="mean_votes"):

@@ -57,7 +57,7 @@ PRIOR_METHODS = ("mtgnet-prior",)
 #: methods whose estimator is TablePriorMTGNet over the ``prior`` table given to replay_method
 TABLE_PRIOR_METHODS = ("mtgnet-tag",)
 #: options that go to the selector (the rest go to the loop or to MTGNet)
-SELECTOR_OPTIONS = ("alpha", "kappa", "budgets", "committee", "mean_votes")
+SELECTOR_OPTIONS = ("alpha", "kappa", "budgets", "committee", "mean_votes", "committee_rounds")
 #: every option a replay method takes besides MTGNet's: the selector's, then the loop's
 METHOD_OPTIONS = (*SELECTOR_OPTIONS, "warm_start", "risk", "final", "shrink", "max_size",
                   "shrink_rows")

@@ -47,7 +47,8 @@ class SearchSelector(Selector):
     ``kappa``: optimism, in ensemble standard deviations (0 = the mean alone). ``budgets``: the
     budgets searched (default 2..N). ``committee``: also search on each member's estimates (the
     bound loop's estimator must have ``predict_members``; otherwise the mean alone), the mean's
-    searches weighted ``mean_votes`` times one member's. The measured gains come from :meth:`bind` (the loop whose
+    searches weighted ``mean_votes`` times one member's, in the first ``committee_rounds`` rounds
+    (None: all). The measured gains come from :meth:`bind` (the loop whose
     table is read at each batch); unbound, measured combinations are left out of the search,
     which then only ranks unmeasured groups.
     """
@@ -56,9 +57,15 @@ class SearchSelector(Selector):
     needs_std = True
 
     def __init__(self, kappa: float = 1.0, budgets: Sequence[int] | None = None,
-                 committee: bool = False, mean_votes: float = 1.0) -> None:
+                 committee: bool = False, mean_votes: float = 1.0,
+                 committee_rounds: int | None = None) -> None:
         self.kappa = _check_number("kappa", kappa)
         self.mean_votes = _check_number("mean_votes", mean_votes)
+        if committee_rounds is not None and (isinstance(committee_rounds, bool) or not isinstance(
+                committee_rounds, (int, np.integer)) or committee_rounds < 1):
+            raise InputError(f"committee_rounds must be a positive int or None, got "
+                             f"{committee_rounds!r}")
+        self.committee_rounds = None if committee_rounds is None else int(committee_rounds)
         if not isinstance(committee, (bool, np.bool_)):
             raise InputTypeError(f"committee must be a bool, got {committee!r}")
         self.committee = bool(committee)
@@ -83,6 +90,9 @@ class SearchSelector(Selector):
         """Each ensemble member's gains on the candidates (committee), [] when unavailable."""
         if not self.committee or self._loop is None:
             return []
+        if self.committee_rounds is not None and ctx.rounds and \
+                min(ctx.rounds) >= self.committee_rounds:
+            return []   # later rounds: the mean's searches alone
         members = getattr(getattr(self._loop, "estimator_", None), "predict_members", None)
         if not callable(members):
             return []

@@ -21,13 +21,14 @@ __all__ = ["FINAL_CHOICES", "METHOD_DEFAULTS", "METHOD_OPTIONS", "PRIOR_METHODS"
 
 #: method name -> selector of the active loop
 REPLAY_METHODS: dict[str, str] = {
-    "mtgnet": "search",                    # groups the search would choose, verified; the
-                                           # final grouping only of measured groups (default)
+    "mtgnet": "search",                    # groups the search would choose on the mean and,
+                                           # in round 1, on each member (committee), verified;
+                                           # the final grouping only of measured groups (default)
+    "mtgnet-search": "search",             # the previous default: the mean's searches alone
     "mtgnet-estimate": "search",           # the same loop; the final search also takes
                                            # unmeasured groups at their estimate (the old default)
-    "mtgnet-committee": "search",          # the default + the same searches on each ensemble
-                                           # member's estimates (committee votes)
-    "mtgnet-shrunk": "search",             # the default's loop; the final choice on measured
+    "mtgnet-committee": "search",          # the committee in every round, not just the first
+    "mtgnet-shrunk": "search",             # mtgnet-search's loop; the final choice on measured
                                            # gains shrunk towards the out-of-fold estimate
     "mtgnet-paper": "exp-gain",            # the paper's sampler, alpha = 25
     "mtgnet-pairs": "pairs-first",         # every pair first, then the search sampler
@@ -42,7 +43,9 @@ REPLAY_METHODS: dict[str, str] = {
 
 #: options a method runs with unless given (the best configuration found: README, issue 13)
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "mtgnet": {"kappa": 0.0, "warm_start": True, "final": "measured"},
+    "mtgnet": {"kappa": 0.0, "warm_start": True, "final": "measured", "committee": True,
+               "committee_rounds": 1},
+    "mtgnet-search": {"kappa": 0.0, "warm_start": True, "final": "measured"},
     "mtgnet-estimate": {"kappa": 0.0, "warm_start": True, "final": "estimate"},
     "mtgnet-committee": {"kappa": 0.0, "warm_start": True, "final": "measured",
                          "committee": True},

@@ -357,7 +357,8 @@ class Study:
             raise InputError(f"final must be one of {', '.join(FINAL_CHOICES)}, got {final!r}")
         if final == "shrunk" and collect != "active":
             raise InputError("final='shrunk' needs the active loop's estimator (estimator="
-                             "'mtgnet'): it shrinks measured gains towards its out-of-fold estimate")
+                             "'mtgnet'): it shrinks measured gains towards its out-of-fold "
+                             "estimate")
         return final
 
     @staticmethod

@@ -23,6 +23,7 @@ from dataclasses import fields
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
 
@@ -215,6 +216,7 @@ class MTGNet(GainEstimator):
         n_hold = int(math.floor(p["validation_fraction"] * multi_rows.size))
         train_w = np.repeat(known[None].astype(np.float32), e, axis=0)       # (E, M, N)
         valid_w = np.zeros_like(train_w)
+        held_out: list[MaskArray] = [masks[:0]] * e
         if n_hold >= 1:
             for k in range(e):
                 # the n_hold rows of smallest hash of (seed, member, mask): a refit with a few more
@@ -222,6 +224,7 @@ class MTGNet(GainEstimator):
                 # stays honest (it never trained on them)
                 u = _unit_hash(masks[multi_rows], p["seed"], k)
                 held = multi_rows[np.argsort(u, kind="stable")[:n_hold]]
+                held_out[k] = masks[held].copy()
                 valid_w[k, held] = train_w[k, held]
                 train_w[k, held] = 0.0
         epochs = p["max_epochs"] if n_hold >= 1 else max(1, p["max_epochs"] // 4)
@@ -286,6 +289,8 @@ class MTGNet(GainEstimator):
         self.scale_ = scale
         self.n_epochs_ = epoch + 1
         self.n_holdout_ = n_hold
+        #: per member, the measured combinations it held out (never trained on in this fit)
+        self.held_out_ = held_out
         self.best_epoch_ = np.asarray(best_epoch)
         self.n_train_rows_ = int(masks.shape[0])
         self._params_cache: dict[str, list[MTGNetParams]] = {}
@@ -386,6 +391,28 @@ class MTGNet(GainEstimator):
         out[:, ~member] = np.nan
         out[:, single] = np.where(member[single], 0.0, np.nan)
         return out
+
+    def predict_held_out(self, masks: object) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+        """Out-of-fold gains of training rows: per mask, the mean over the members that held it
+        out of this fit (NaN where none did), and how many did; what a measurement is checked
+        against (a warm-started member may have trained on the row in an earlier fit)."""
+        self._check_fitted()
+        m = as_masks(masks, self.n_tasks_)
+        held = getattr(self, "held_out_", None)
+        if held is None:
+            raise InputError("this MTGNet has no record of its held-out rows (loaded from a file "
+                             "or fitted by an older version): refit it")
+        which = np.stack([np.isin(m, h) for h in held])                      # (E, M)
+        count = which.sum(axis=0).astype(np.int64)
+        out = np.full((m.shape[0], self.n_tasks_), np.nan)
+        rows = np.flatnonzero(count > 0)
+        if rows.size:
+            preds = self.predict_members(m[rows])                            # (E, R, N)
+            w = which[:, rows].astype(np.float64)[:, :, None]
+            out[rows] = np.nansum(preds * w, axis=0) / count[rows, None]
+            member = masks_to_dense(m[rows], self.n_tasks_)
+            out[rows] = np.where(member, out[rows], np.nan)
+        return out, count
 
     def _predict(self, masks: MaskArray) -> FloatArray:
         out = self.predict(masks)

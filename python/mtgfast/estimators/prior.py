@@ -73,6 +73,12 @@ class _ResidualOverPrior(GainEstimator):
         m = self._fitted_masks(masks)
         return self.model_.predict_members(m, **kwargs) + self._prior(m)[None]
 
+    def predict_held_out(self, masks: object) -> Any:
+        """Out-of-fold gains of training rows (see :meth:`MTGNet.predict_held_out`), prior added."""
+        m = self._fitted_masks(masks)
+        out, count = self.model_.predict_held_out(m)
+        return out + self._prior(m), count
+
     def _predict(self, masks: MaskArray) -> FloatArray:
         return self.predict(masks)
 

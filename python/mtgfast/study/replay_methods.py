@@ -14,16 +14,22 @@ import numpy as np
 from ..errors import InputError, InputTypeError
 from ..gains import FloatArray, GainTable
 from .active import ActiveLoop, make_selector
+from .final import FINAL_CHOICES, final_gains
 
 __all__ = ["FINAL_CHOICES", "METHOD_DEFAULTS", "METHOD_OPTIONS", "PRIOR_METHODS", "REPLAY_METHODS",
            "SELECTOR_OPTIONS", "TABLE_PRIOR_METHODS", "replay_method"]
 
 #: method name -> selector of the active loop
 REPLAY_METHODS: dict[str, str] = {
-    "mtgnet": "search",                    # groups the search would choose, verified; the
-                                           # final grouping only of measured groups (default)
+    "mtgnet": "search",                    # groups the search would choose on the mean and,
+                                           # in round 1, on each member (committee), verified;
+                                           # the final grouping only of measured groups (default)
+    "mtgnet-search": "search",             # the previous default: the mean's searches alone
     "mtgnet-estimate": "search",           # the same loop; the final search also takes
                                            # unmeasured groups at their estimate (the old default)
+    "mtgnet-committee": "search",          # the committee in every round, not just the first
+    "mtgnet-shrunk": "search",             # mtgnet-search's loop; the final choice on measured
+                                           # gains shrunk towards the out-of-fold estimate
     "mtgnet-paper": "exp-gain",            # the paper's sampler, alpha = 25
     "mtgnet-pairs": "pairs-first",         # every pair first, then the search sampler
     "mtgnet-deterministic": "greedy",      # the released code: largest |gain| per task
@@ -37,8 +43,13 @@ REPLAY_METHODS: dict[str, str] = {
 
 #: options a method runs with unless given (the best configuration found: README, issue 13)
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "mtgnet": {"kappa": 0.0, "warm_start": True, "final": "measured"},
+    "mtgnet": {"kappa": 0.0, "warm_start": True, "final": "measured", "committee": True,
+               "committee_rounds": 1},
+    "mtgnet-search": {"kappa": 0.0, "warm_start": True, "final": "measured"},
     "mtgnet-estimate": {"kappa": 0.0, "warm_start": True, "final": "estimate"},
+    "mtgnet-committee": {"kappa": 0.0, "warm_start": True, "final": "measured",
+                         "committee": True},
+    "mtgnet-shrunk": {"kappa": 0.0, "warm_start": True, "final": "shrunk"},
     "mtgnet-pairs": {"kappa": 0.0, "warm_start": True},
     "mtgnet-prior": {"kappa": 0.0, "warm_start": True},
     "mtgnet-tag": {"kappa": 0.0, "warm_start": True, "final": "measured"},
@@ -48,13 +59,8 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
 PRIOR_METHODS = ("mtgnet-prior",)
 #: methods whose estimator is TablePriorMTGNet over the ``prior`` table given to replay_method
 TABLE_PRIOR_METHODS = ("mtgnet-tag",)
-#: how the final search sees the combinations: measured gains where measured and the ensemble
-#: mean elsewhere ("estimate"), or measured combinations only ("measured": the others never
-#: enter a grouping, so every chosen group was verified)
-FINAL_CHOICES = ("estimate", "measured")
-
 #: options that go to the selector (the rest go to the loop or to MTGNet)
-SELECTOR_OPTIONS = ("alpha", "kappa", "budgets")
+SELECTOR_OPTIONS = ("alpha", "kappa", "budgets", "committee", "mean_votes", "committee_rounds")
 #: every option a replay method takes besides MTGNet's: the selector's, then the loop's
 METHOD_OPTIONS = (*SELECTOR_OPTIONS, "warm_start", "risk", "final", "shrink", "max_size",
                   "shrink_rows")
@@ -74,6 +80,12 @@ class _Timed:
         self.stats.setdefault("fit_rows", []).append(float(len(table)))
         self.stats.setdefault("fit_epochs", []).append(float(getattr(self.inner, "n_epochs_", 0)))
         return self
+
+    def __getattr__(self, name: str) -> Any:
+        # predict_members, predict_held_out...: the wrapped estimator's (untimed)
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
     def predict(self, masks: object, **kwargs: Any) -> Any:
         t = time.perf_counter()
@@ -128,9 +140,9 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
     final = options.pop("final", "estimate")
     if final not in FINAL_CHOICES:
         raise InputError(f"final must be one of {', '.join(FINAL_CHOICES)}, got {final!r}")
-    if final == "measured" and not use_measured:
+    if final != "estimate" and not use_measured:
         if final_given:
-            raise InputError("final='measured' needs use_measured=True (it keeps measured gains "
+            raise InputError(f"final={final!r} needs use_measured=True (it keeps measured gains "
                              "only)")
         final = "estimate"   # the ablation without measured gains: every row is an estimate
     use_prior = name in PRIOR_METHODS
@@ -189,16 +201,9 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
         pred = np.asarray(mean, dtype=np.float64) - risk * np.asarray(std, dtype=np.float64)
     else:
         pred = np.asarray(est.predict(valid.masks), dtype=np.float64)
-    member = valid.member()
-    if use_measured:
-        rows = valid.index_of(loop.measured_masks)
-        if final == "measured":
-            # only verified groups may enter a grouping: every other combination of >= 2 tasks
-            # counts below its tasks' singletons (gain 0), so no search picks it
-            multi = member.sum(axis=1) >= 2
-            known = np.where(member[rows], valid.gains[rows], 0.0)
-            floor = min(0.0, float(np.min(known))) - 1.0 if rows.size else -1.0
-            pred[multi] = np.where(member[multi], floor, np.nan)
-        pred[rows] = valid.gains[rows]
-    pred[~member] = np.nan
-    return pred, loop.n_measured
+    if not use_measured:
+        pred[~valid.member()] = np.nan
+        return pred, loop.n_measured
+    inner = est.inner if isinstance(est, _Timed) else est
+    return final_gains(valid.masks, loop.table(), final, estimate=pred,
+                       estimator=inner), loop.n_measured

@@ -5,7 +5,10 @@ combinations, an optimistic estimate ``mean + kappa * std`` of the others) for e
 proposes the unmeasured groups the search would choose, most often chosen first: the loop verifies
 the groups a grouping would be built from, and each verified group stays in the final search with
 its measured gains. Slots the searches leave free go, per task, to the candidate with the largest
-optimistic gain for that task. :class:`PairsFirstSelector` measures every pair first (a covering
+optimistic gain for that task. With ``committee=True`` the same searches also run on each
+ensemble member's estimates (a draw from the posterior over gains), so a group is ranked by how
+many of those searches choose it (``mean_votes``: the weight of the mean's searches against one
+member's). :class:`PairsFirstSelector` measures every pair first (a covering
 design; it pays N(N-1)/2 measured combinations, HOA's cost), then delegates to another selector.
 """
 
@@ -42,7 +45,10 @@ class SearchSelector(Selector):
     """Propose the unmeasured groups that the grouping search picks on optimistic estimates.
 
     ``kappa``: optimism, in ensemble standard deviations (0 = the mean alone). ``budgets``: the
-    budgets searched (default 2..N). The measured gains come from :meth:`bind` (the loop whose
+    budgets searched (default 2..N). ``committee``: also search on each member's estimates (the
+    bound loop's estimator must have ``predict_members``; otherwise the mean alone), the mean's
+    searches weighted ``mean_votes`` times one member's, in the first ``committee_rounds`` rounds
+    (None: all). The measured gains come from :meth:`bind` (the loop whose
     table is read at each batch); unbound, measured combinations are left out of the search,
     which then only ranks unmeasured groups.
     """
@@ -50,8 +56,19 @@ class SearchSelector(Selector):
     name = "search"
     needs_std = True
 
-    def __init__(self, kappa: float = 1.0, budgets: Sequence[int] | None = None) -> None:
+    def __init__(self, kappa: float = 1.0, budgets: Sequence[int] | None = None,
+                 committee: bool = False, mean_votes: float = 1.0,
+                 committee_rounds: int | None = None) -> None:
         self.kappa = _check_number("kappa", kappa)
+        self.mean_votes = _check_number("mean_votes", mean_votes)
+        if committee_rounds is not None and (isinstance(committee_rounds, bool) or not isinstance(
+                committee_rounds, (int, np.integer)) or committee_rounds < 1):
+            raise InputError(f"committee_rounds must be a positive int or None, got "
+                             f"{committee_rounds!r}")
+        self.committee_rounds = None if committee_rounds is None else int(committee_rounds)
+        if not isinstance(committee, (bool, np.bool_)):
+            raise InputTypeError(f"committee must be a bool, got {committee!r}")
+        self.committee = bool(committee)
         if budgets is not None:
             b = [int(x) for x in budgets]
             if not b or min(b) < 1:
@@ -59,13 +76,27 @@ class SearchSelector(Selector):
             budgets = b
         self.budgets = budgets
         self._known: Callable[[], GainTable] | None = None
+        self._loop: Any = None
 
     def bind(self, loop: Any) -> SearchSelector:
         """Read measured gains from ``loop.table()`` (an :class:`ActiveLoop`) at each batch."""
         if not callable(getattr(loop, "table", None)):
             raise InputTypeError("bind() needs an object with a table() method (an ActiveLoop)")
         self._known = loop.table
+        self._loop = loop
         return self
+
+    def _member_gains(self, ctx: SelectionContext) -> list[Any]:
+        """Each ensemble member's gains on the candidates (committee), [] when unavailable."""
+        if not self.committee or self._loop is None:
+            return []
+        if self.committee_rounds is not None and ctx.rounds and \
+                min(ctx.rounds) >= self.committee_rounds:
+            return []   # later rounds: the mean's searches alone
+        members = getattr(getattr(self._loop, "estimator_", None), "predict_members", None)
+        if not callable(members):
+            return []
+        return list(np.asarray(members(ctx.candidates), dtype=np.float64))
 
     def ask(self, ctx: SelectionContext) -> MaskArray:
         if ctx.mean is None or not ctx.tasks:
@@ -81,9 +112,16 @@ class SearchSelector(Selector):
         budgets = self.budgets or list(range(2, n + 1))
         method = "exact" if n <= _EXACT_MAX_TASKS else "beam"
         votes: dict[int, float] = {}
-        for g in group(masks, np.nan_to_num(gains, nan=0.0), budgets, method=method):
-            for m in g.groups.tolist():
-                votes[int(m)] = votes.get(int(m), 0.0) + 1.0
+        views = [gains]
+        if self._known is not None:
+            # committee: the same searches on each member's estimates (a draw of the posterior);
+            # a group's votes ~ how likely it is to be in the best grouping
+            views += [np.vstack([known.gains, g]) for g in self._member_gains(ctx)]
+        for v, view in enumerate(views):
+            weight = self.mean_votes if v == 0 and len(views) > 1 else 1.0
+            for g in group(masks, np.nan_to_num(view, nan=0.0), budgets, method=method):
+                for m in g.groups.tolist():
+                    votes[int(m)] = votes.get(int(m), 0.0) + weight
         row_of = {int(m): r for r, m in enumerate(ctx.candidates.tolist())}
         # the predicted total gain of a group breaks ties between equally voted groups
         total = np.nansum(opt, axis=1)

@@ -345,7 +345,8 @@ class Study:
 
     @staticmethod
     def _check_final(final: object, collect: str) -> str:
-        from .replay_methods import FINAL_CHOICES, METHOD_DEFAULTS
+        from .final import FINAL_CHOICES
+        from .replay_methods import METHOD_DEFAULTS
 
         if final is None:
             return str(METHOD_DEFAULTS["mtgnet"]["final"]) if collect == "active" else "estimate"
@@ -354,6 +355,10 @@ class Study:
                                  f"{type(final).__name__}")
         if final not in FINAL_CHOICES:
             raise InputError(f"final must be one of {', '.join(FINAL_CHOICES)}, got {final!r}")
+        if final == "shrunk" and collect != "active":
+            raise InputError("final='shrunk' needs the active loop's estimator (estimator="
+                             "'mtgnet'): it shrinks measured gains towards its out-of-fold "
+                             "estimate")
         return final
 
     @staticmethod
@@ -594,21 +599,19 @@ class Study:
         """Candidates and their gains: measured where the store has them, predicted by the
         fitted estimator elsewhere; with ``final="measured"`` (and for the oracle) only the
         measured combinations and the singletons, so no unverified group can be chosen."""
-        from ..estimators.oracle import Oracle
+        from .final import final_gains
 
         if self.estimator_ is None:
             raise InputError("call run() before group()")
         table = self.gain_table()
-        if self._collect == "all" or self.final == "measured":
+        if self._collect == "all" or self.final != "estimate":
+            # only measured combinations and singletons (what final_gains lets into a grouping)
             cands = np.unique(np.concatenate([table.masks, all_singletons(self.n_tasks)]))
-            est = self.estimator_ if self._collect == "all" else Oracle().fit(table)
-            return cands, est.predict(cands)
+            final = "measured" if self._collect == "all" else self.final
+            return cands, final_gains(cands, table, final, estimator=self.estimator_)
         cands = self.candidates()
-        gains = np.array(self.estimator_.predict(cands), dtype=np.float64)
-        rows = table.index_of(cands)
-        found = rows >= 0
-        gains[found] = table.gains[rows[found]]   # a measurement beats an estimate
-        return cands, gains
+        return cands, final_gains(cands, table, "estimate",
+                                  estimate=self.estimator_.predict(cands))
 
     def group(self, budget: int | None = None) -> Grouping:
         """The best grouping of at most ``budget`` groups on the estimator's predictions."""

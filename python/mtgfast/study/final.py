@@ -1,0 +1,112 @@
+"""The gains the final grouping is chosen on, from what was measured and what was estimated.
+
+One function for the replay (``study.replay_methods``) and :class:`~mtgfast.study.study.Study`:
+``"estimate"`` takes measured gains where measured and the estimate elsewhere; ``"measured"`` lets
+only measured combinations (and singletons, gain 0 by definition) into a grouping, so every chosen
+group was verified; ``"shrunk"`` is ``"measured"`` with each measured gain pulled towards the
+network's out-of-fold estimate by an empirical-Bayes weight (a noisy measurement that happens to
+be high is the winner's curse of choosing on measurements alone).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, InputTypeError
+from ..gains import FloatArray, GainTable
+from ..masks import MaskArray, as_masks, masks_to_dense
+
+__all__ = ["FINAL_CHOICES", "final_gains", "shrunk_measured_gains"]
+
+#: how the final search sees the combinations (see the module docstring)
+FINAL_CHOICES = ("estimate", "measured", "shrunk")
+#: fewer out-of-fold residuals than this for a task: its measurements are not shrunk
+MIN_RESIDUALS = 3
+
+
+def shrunk_measured_gains(measured: GainTable, estimator: Any,
+                          masks: MaskArray | None = None) -> FloatArray:
+    """Measured gains pulled towards the estimator's out-of-fold estimate, per task.
+
+    Per task j, the out-of-fold residuals r = measured - estimate have variance s2 = noise +
+    model error; the model error m2 is the mean ensemble variance of the estimates on ``masks``
+    (the unmeasured candidates, where the estimate is out of sample); noise = max(s2 - m2, 0).
+    A measurement keeps weight m2 / (m2 + noise) (1 without noise), its estimate the rest; rows
+    no member held out are pulled towards the in-sample estimate. Singletons stay 0.
+    """
+    predict_held_out = getattr(estimator, "predict_held_out", None)
+    if not callable(predict_held_out):
+        raise InputTypeError(f"final='shrunk' needs an estimator with predict_held_out (an "
+                             f"MTGNet), got {type(estimator).__name__}")
+    n = measured.n_tasks
+    out = np.array(measured.gains, dtype=np.float64)
+    member = masks_to_dense(measured.masks, n)
+    multi = np.flatnonzero(member.sum(axis=1) >= 2)
+    if multi.size == 0:
+        return out
+    y = out[multi]
+    oof, count = predict_held_out(measured.masks[multi])
+    insample = np.asarray(estimator.predict(measured.masks[multi]), dtype=np.float64)
+    est = np.where(count[:, None] > 0, oof, insample)
+    if masks is not None and len(masks):
+        _, std = estimator.predict(masks, return_std=True)
+        model_var = np.nanmean(np.where(masks_to_dense(masks, n), np.asarray(std) ** 2, np.nan),
+                               axis=0)
+    else:
+        model_var = np.zeros(n)
+    resid = np.where(count[:, None] > 0, y - oof, np.nan)
+    for j in range(n):
+        r = resid[:, j][np.isfinite(resid[:, j])]
+        if r.size < MIN_RESIDUALS:
+            continue
+        m2 = float(np.nan_to_num(model_var[j]))
+        noise = max(float(np.mean(r * r)) - m2, 0.0)
+        if noise <= 0.0:
+            continue
+        w = m2 / (m2 + noise)
+        col = np.isfinite(y[:, j])
+        y[col, j] = w * y[col, j] + (1.0 - w) * est[col, j]
+    out[multi] = y
+    return out
+
+
+def final_gains(masks: object, measured: GainTable, final: str = "estimate", *,
+                estimate: object = None, estimator: Any = None) -> FloatArray:
+    """Gains ``(len(masks), N)`` the final grouping search runs on (NaN outside each mask).
+
+    ``measured``: the measured combinations (the full set among them for the measured-only
+    choices). ``estimate``: the estimator's gains on ``masks`` (needed by ``"estimate"``).
+    Under ``"measured"``/``"shrunk"`` every unmeasured combination of >= 2 tasks counts below
+    its tasks' singletons, so no search picks it; ``"shrunk"`` needs ``estimator`` (fitted).
+    """
+    if final not in FINAL_CHOICES:
+        raise InputError(f"final must be one of {', '.join(FINAL_CHOICES)}, got {final!r}")
+    if not isinstance(measured, GainTable):
+        raise InputTypeError(f"measured must be a GainTable, got {type(measured).__name__}")
+    m = as_masks(masks, measured.n_tasks)
+    member = masks_to_dense(m, measured.n_tasks)
+    rows = measured.index_of(m)
+    found = rows >= 0
+    if final == "estimate":
+        if estimate is None:
+            raise InputError("final='estimate' needs estimate=, the estimator's gains on masks")
+        out = np.array(estimate, dtype=np.float64)
+        if out.shape != member.shape:
+            raise InputError(f"estimate has shape {out.shape}, expected {member.shape}")
+        out[found] = measured.gains[rows[found]]   # a measurement beats an estimate
+        out[~member] = np.nan
+        return out
+    gains = measured.gains
+    if final == "shrunk":
+        if estimator is None:
+            raise InputError("final='shrunk' needs estimator=, the fitted estimator")
+        gains = shrunk_measured_gains(measured, estimator, m[~found])
+    known = np.where(masks_to_dense(measured.masks, measured.n_tasks), gains, 0.0)
+    floor = min(0.0, float(np.nanmin(known))) - 1.0 if len(measured) else -1.0
+    size = member.sum(axis=1)
+    out = np.where(member, np.where(size[:, None] >= 2, floor, 0.0), np.nan)
+    out[found] = gains[rows[found]]
+    out[~member] = np.nan
+    return out

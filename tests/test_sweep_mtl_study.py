@@ -58,6 +58,13 @@ def ett_path() -> str:
     return str(p)
 
 
+def _bare_study(**kw: Any) -> Any:
+    from mtgfast.study import Study
+
+    kw.setdefault("task_names", list("abc"))
+    return Study(lambda t, s: {x: 0.5 for x in t}, ":memory:", progress=False, **kw)
+
+
 # name, call, exception, words of the message
 CASES = [
     # -- TrainConfig: names of methods, devices, options, numbers
@@ -294,6 +301,17 @@ CASES = [
      "beta must be a number"),
     ("tables pair_scale inf", lambda: synthetic_gain_tables(5, n_random=0, pair_scale=INF),
      InputError, "pair_scale must be a finite number >= 0"),
+    # -- Study with a train callable (the lead's fixes in study/study.py)
+    ("study int task names (fixed)", lambda: _bare_study(task_names=[1, 2, 3]), InputError,
+     "task names must be non-empty strings"),
+    ("study None task name (fixed)", lambda: _bare_study(task_names=["a", None, "c"]),
+     InputError, "task names must be non-empty strings"),
+    ("study metric 3 (fixed)", lambda: _bare_study(metric=3), InputError,
+     "metrics must be non-empty strings"),
+    ("study measure float mask (fixed)", lambda: _bare_study(estimator="hoa").measure([1.5]),
+     InputTypeError, "masks must hold integers"),
+    ("study measure mask 0", lambda: _bare_study(estimator="hoa").measure([0]), InputError,
+     "mask 0"),
 ]
 
 

@@ -394,9 +394,10 @@ class Study:
                 raise InputError("a train callable needs task_names=")
             if isinstance(task_names, str):
                 raise InputTypeError("task_names must be a sequence of names, not one string")
-            names = tuple(str(t) for t in task_names)
+            names = tuple(task_names)  # StudyProblem checks each name (str, non-empty)
             n = check_n_tasks(len(names))
-            mets = (metric,) * n if isinstance(metric, str) else tuple(metric)
+            mets = ((metric,) * n if isinstance(metric, str) or not isinstance(metric, Iterable)
+                    else tuple(metric))  # StudyProblem refuses non-str metrics
             hib = ((bool(higher_is_better),) * n if isinstance(higher_is_better, (bool, np.bool_))
                    else tuple(higher_is_better))
             if fingerprint is not None and not isinstance(fingerprint, str):
@@ -416,7 +417,7 @@ class Study:
     def measure(self, masks: Iterable[int], *, desc: str = "training") -> None:
         """Request every (mask, seed) not complete in the store and train the waiting runs,
         recording each as it finishes."""
-        ms = [int(m) for m in masks]
+        ms = [int(m) for m in as_masks(masks, self.n_tasks)]  # no silent int(1.5)
         for m in ms:
             if m <= 0 or m >> self.n_tasks:
                 raise InputError(f"mask {m} is not a combination of {self.n_tasks} tasks")

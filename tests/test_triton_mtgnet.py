@@ -8,10 +8,12 @@ against the fp32 reference is at most 2x that of the same-precision PyTorch path
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
 
+import numpy as np
 import torch
 
 if not torch.cuda.is_available():
@@ -25,6 +27,7 @@ pytest.importorskip("triton")
 
 from mtgfast.errors import InputError, InputTypeError  # noqa: E402
 from mtgfast.ops import dispatch  # noqa: E402
+from mtgfast.ops.checks import check_chunk, check_k  # noqa: E402
 from mtgfast.ops import triton_mtgnet as tm  # noqa: E402
 from mtgfast.ops.common import slot_buckets  # noqa: E402
 from mtgfast.ops.reference import (  # noqa: E402
@@ -427,6 +430,16 @@ def test_bad_inputs_raise_clear_errors() -> None:
         tm.mtgnet_forward_triton(params, ok, block_m=3)
     with pytest.raises(InputError, match="k must be"):
         tm.mtgnet_topk_triton(params, ok, 0)
+    # ints are mtgfast.checks' ints: numpy integers pass, bools and floats are type errors
+    with pytest.raises(InputTypeError, match="k must be an int, got bool"):
+        tm.mtgnet_topk_triton(params, ok, True)
+    with pytest.raises(InputTypeError, match="block_m must be None or an int, got float"):
+        tm.mtgnet_forward_triton(params, ok, block_m=2.0)
+    with pytest.raises(InputError, match="n_programs must be a positive int, got 0"):
+        tm.mtgnet_topk_triton(params, ok, 2, n_programs=0)
+    with pytest.raises(InputError, match="n_heads must be a positive int"):
+        tm.pack_params(dataclasses.replace(params, n_heads=0))
+    assert check_k(np.int64(3)) == 3 and check_chunk(np.int32(5)) == 5
     with pytest.raises(InputError, match="best must have shape"):
         tm.mtgnet_marginal_triton(params, ok, torch.zeros(3, device=DEVICE))
     with pytest.raises(InputError, match="divisible"):

@@ -31,6 +31,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..checks import check_int
 from ..errors import InputError, InputTypeError
 from .checks import as_mask_tensor, check_best, check_block, check_k, check_programs
 from .common import (
@@ -142,9 +143,7 @@ def _check_params(params: MTGNetParams) -> None:
     n, d = emb.shape
     if not 1 <= n <= 64:
         raise InputError(f"MTG-Net kernel supports 1 <= n_tasks <= 64, got {n}")
-    heads = params.n_heads
-    if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1:
-        raise InputError(f"n_heads must be a positive int, got {heads!r}")
+    check_int("n_heads", params.n_heads, 1, expected="a positive int")
     if d % params.n_heads:
         raise InputError(f"dim {d} is not divisible by n_heads {params.n_heads}")
     if not (math.isfinite(params.temperature) and params.temperature > 0):

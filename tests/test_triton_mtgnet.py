@@ -29,7 +29,8 @@ from mtgfast.errors import InputError, InputTypeError  # noqa: E402
 from mtgfast.ops import dispatch  # noqa: E402
 from mtgfast.ops.checks import check_chunk, check_k  # noqa: E402
 from mtgfast.ops import triton_mtgnet as tm  # noqa: E402
-from mtgfast.ops.common import slot_buckets  # noqa: E402
+from mtgfast.ops import common  # noqa: E402
+from mtgfast.ops.common import KernelLayout, slot_buckets  # noqa: E402
 from mtgfast.ops.reference import (  # noqa: E402
     LayerParams,
     MTGNetParams,
@@ -235,6 +236,27 @@ def test_ampere_launch_choices(monkeypatch: pytest.MonkeyPatch) -> None:
     assert_close_verbose(res.marginals, marg, atol=FP32_ATOL, name="sm_80 marginals")
     vals, top = tm.mtgnet_topk_triton(params, mt, 3, n_programs=2)
     check_topk(vals.cpu(), top.cpu(), ref.cpu(), mt.cpu(), 3, atol=FP32_ATOL)
+
+
+@pytest.mark.parametrize("fold", [True, False])
+def test_ln1_affine_by_products_and_elementwise(monkeypatch: pytest.MonkeyPatch,
+                                                fold: bool) -> None:
+    # LN1's scale/bias on the residual: tensor-core products (fp16/bf16 predict and marginal on
+    # a GPU; every dtype in the interpreter) or the fp32 multiply-add (fp32, top-k); both exact
+    monkeypatch.setattr(common, "FOLD_LN1", fold)
+    assert common.launch_config(KernelLayout(9, 16, 32, 1, 2), 16, 0).fold_ln1 is fold
+    assert common.launch_config(KernelLayout(9, 16, 32, 1, 2), 16, 1).fold_ln1 is False
+    n = 9
+    params = make_params(n, 16, 32, 2, 1, seed=19)
+    params.layers[0].ln1_b.mul_(4.0)        # a bias that matters (folded into b_1 and the block)
+    mt = masks_covering(n, n_random=30, seed=19).to(DEVICE)
+    ref = mtgnet_forward(params, mt)
+    assert_close_verbose(tm.mtgnet_forward_triton(params, mt), ref, atol=FP32_ATOL,
+                         name=f"fold={fold}")
+    best = torch.full((n,), 0.2, device=DEVICE)
+    marg = ((ref - best).clamp(min=0) * member_from_masks(mt, n)).sum(1)
+    res = tm.mtgnet_marginal_triton(params, mt, best)
+    assert_close_verbose(res.marginals, marg, atol=FP32_ATOL, name=f"fold={fold} marginals")
 
 
 @pytest.mark.parametrize("temperature", [0.8, 0.004])

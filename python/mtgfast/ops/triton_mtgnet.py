@@ -416,14 +416,8 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
     r16 = tl.arange(0, 16)
     u = _ln_normalise(x_attn, eps, D)
     xc = u.to(CDT)
-    if FOLD_LN1:
-        acc = _mm(ones, _load_mat(bias_l + OB_R, 16, DP),
-                  tl.zeros((x_attn.shape[0], DP), tl.float32), tl.bfloat16, UPCAST_DOT, False)
-        acc = _mm(xc, _load_mat(mat_l + O_G1, DP, DP), acc, CDT, UPCAST_DOT, False)
-    else:
-        acc = (u * tl.load(vec_l + O_BO + DP + dc)[None, :]
-               + tl.load(vec_l + O_BO + 2 * DP + dc)[None, :])
-    # Feed-forward in BLOCK_F-wide slices; the residual (with b_2) starts the accumulator.
+    # Feed-forward in BLOCK_F-wide slices; the residual (with b_2) starts the accumulator, made
+    # after the first hidden slice (fp32: u, the hidden slice and the residual are not all live)
     for f0 in tl.static_range(0, FP, BLOCK_F):
         if PRE:
             w1 = w1_pre
@@ -436,6 +430,15 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
         hid = _mm(ones, b1, tl.zeros((u.shape[0], BLOCK_F), tl.float32), tl.bfloat16,
                   UPCAST_DOT, False)
         hid = tl.maximum(_mm(xc, w1, hid, CDT, UPCAST_DOT, TF32X3), 0.0)
+        if f0 == 0:
+            if FOLD_LN1:
+                acc = _mm(ones, _load_mat(bias_l + OB_R, 16, DP),
+                          tl.zeros((x_attn.shape[0], DP), tl.float32), tl.bfloat16, UPCAST_DOT,
+                          False)
+                acc = _mm(xc, _load_mat(mat_l + O_G1, DP, DP), acc, CDT, UPCAST_DOT, False)
+            else:
+                acc = (u * tl.load(vec_l + O_BO + DP + dc)[None, :]
+                       + tl.load(vec_l + O_BO + 2 * DP + dc)[None, :])
         acc = _mm(hid, w2, acc, CDT, UPCAST_DOT, TF32X3)
     if LAST:
         out = _ln_head(acc, head_ptr, eps, D, DP)

@@ -238,17 +238,21 @@ def test_ampere_launch_choices(monkeypatch: pytest.MonkeyPatch) -> None:
     check_topk(vals.cpu(), top.cpu(), ref.cpu(), mt.cpu(), 3, atol=FP32_ATOL)
 
 
-@pytest.mark.parametrize("fold", [True, False])
-def test_ln1_affine_by_products_and_elementwise(monkeypatch: pytest.MonkeyPatch,
-                                                fold: bool) -> None:
-    # LN1's scale/bias on the residual: tensor-core products (fp16/bf16 predict and marginal on
-    # a GPU; every dtype in the interpreter) or the fp32 multiply-add (fp32, top-k); both exact
-    monkeypatch.setattr(common, "FOLD_LN1", fold)
-    assert common.launch_config(KernelLayout(9, 16, 32, 1, 2), 16, 0).fold_ln1 is fold
-    assert common.launch_config(KernelLayout(9, 16, 32, 1, 2), 16, 1).fold_ln1 is False
+@pytest.mark.parametrize(("fold", "n_layers"), [(True, 2), (False, 2), (True, 3), (False, 3)])
+def test_ln_affines_by_products_and_elementwise(monkeypatch: pytest.MonkeyPatch, fold: bool,
+                                                n_layers: int) -> None:
+    # LN1's and (layers 2..L) the layer before's LN2 scale/bias on the residual: tensor-core
+    # products (fp16/bf16 predict and marginal on a GPU; every dtype in the interpreter) or an
+    # fp32 multiply-add (fp32, top-k); both exact rewrites. 3 layers: the runtime layer loop.
+    monkeypatch.setattr(common, "FOLD_LN", fold)
+    assert common.launch_config(KernelLayout(9, 16, 32, 1, 2), 16, 0).fold_ln is fold
+    assert common.launch_config(KernelLayout(9, 16, 32, 1, 2), 16, 1).fold_ln is False
     n = 9
-    params = make_params(n, 16, 32, 2, 1, seed=19)
-    params.layers[0].ln1_b.mul_(4.0)        # a bias that matters (folded into b_1 and the block)
+    params = make_params(n, 16, 32, n_layers, 1, seed=19)
+    for lp in params.layers:                 # affines that matter (folded into weights, blocks)
+        lp.ln1_b.mul_(4.0)
+        lp.ln2_b.mul_(4.0)
+        lp.ln2_w.mul_(2.0)
     mt = masks_covering(n, n_random=30, seed=19).to(DEVICE)
     ref = mtgnet_forward(params, mt)
     assert_close_verbose(tm.mtgnet_forward_triton(params, mt), ref, atol=FP32_ATOL,

@@ -111,7 +111,7 @@ def _post(text: str, prefix: str) -> str:
         return prefix + "LN1"   # LN1 and its affine on the residual (elementwise or products)
     if "_ln_head" in text:
         return "last LN + head"
-    if "_layer_norm(acc" in text:
+    if "_layer_norm(acc" in text or "_ln_normalise(acc" in text:
         return prefix + "LN2"
     return prefix + "FFN"
 

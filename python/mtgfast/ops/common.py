@@ -276,15 +276,15 @@ BLOCK_F = 64
 # (one head and one FFN slice only); the launcher's default.
 PERSIST_WEIGHTS = True
 # Every LayerNorm but the last hands on normalised rows; its scale is folded into the next
-# products' weights (LN1: W_1; LN2: the next layer's W_q,k,v) and its affine reaches the residual
-# stream either elementwise (an fp32 multiply-add) or, with ``fold_ln`` (fp16/bf16 predict and
-# marginal on sm_90+: wgmma reads the matrices from shared memory), by tensor-core products (rows @ diag(scale) + ones @ bias block, the two staged per
-# tile). Static figures, N = 27 bf16 sm_90: predict 1,687 -> 1,609 and marginal 1,729 -> 1,642
-# instructions per combination; top-k takes the elementwise path (2,544; with products 2,603 for
-# LN1 alone), fp32's tf32x3 products would cost more than they save, and kept in shared memory
-# across tiles the matrices leave one CTA per SM. On sm_80 the products cost more (N = 27 bf16
-# predict 2,849 against 2,756) and N = 64 marginal spilled 8 B. Tests switch it off to cover
-# the other path.
+# products' weights (LN1: W_1; LN2: the next layer's W_q,k,v) and its affine reaches the
+# residual stream either elementwise (an fp32 multiply-add) or, with ``fold_ln`` (fp16/bf16
+# predict and marginal on sm_90+: wgmma reads the matrices from shared memory), by tensor-core
+# products (rows @ diag(scale) + ones @ bias block, the two staged per tile). Static figures,
+# N = 27 bf16 sm_90: predict 1,687 -> 1,597, marginal 1,729 -> 1,626 instructions per
+# combination. Top-k takes the elementwise path (with products: more registers, N = 33 spills
+# 24 B), fp32's tf32x3 products would cost more than they save, on sm_80 the products cost more
+# (N = 27 bf16 predict 2,849 against 2,768) and N = 64 marginal spilled 8 B; kept in shared
+# memory across tiles the matrices leave one CTA per SM. Tests switch it off (other path).
 FOLD_LN = True
 
 

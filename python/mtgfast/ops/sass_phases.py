@@ -144,7 +144,7 @@ def _classify(chain: list[tuple[str, str, int]]) -> str | None:
             return _post(sub[1][1], "layer 2..L: ") if len(sub) > 1 else "layer 2..L: FFN"
         if any(w in t2 for w in ("wq", "wk", "wv", "k = ", "v = ", "q = ", "xc = ", "acc = x +",
                                  "+ tl.load(vec_l + h", "OB_OF", "O_GI", "vin_l", "bo = ",
-                                 "acc = _mm(ones, bo")):
+                                 "acc = _mm(ones, bo", "_residual_start(")):
             return "layer 2..L: QKV"   # with the residual's start (x + b_o, LN affine)
         if "wo" in t2 or "_mm(o2" in t2:
             return "layer 2..L: W_o"

@@ -463,6 +463,33 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
 
 
 @triton.jit
+def _residual_start(x, xc, ones, bo_pre, mat_l, bias_l, vin_l, R: tl.constexpr, PRE: tl.constexpr,
+                    DP: tl.constexpr, O_GI: tl.constexpr, OB_OF: tl.constexpr,
+                    FOLD_LN: tl.constexpr, CDT: tl.constexpr, UPCAST_DOT: tl.constexpr):
+    """Layers 2..L: the residual x + b_o from the layer before's normalised LN2 rows (fp32)."""
+    dc = tl.arange(0, DP)
+    # x: the layer before's normalised LN2 rows u; its affine g u + c (folded into
+    # W_q,k,v and their biases) rides on the residual: x = u g + c + b_o elementwise
+    # or, FOLD_LN, by tensor-core products u @ diag(g) + ones @ (b_o + c) block
+    if FOLD_LN:
+        if PRE:
+            bo = bo_pre
+        else:
+            bo = _load_mat(bias_l + OB_OF, 16, DP)
+        acc = _mm(ones, bo, tl.zeros((R, DP), tl.float32), tl.bfloat16, UPCAST_DOT,
+                  False)
+        acc = _mm(xc, _load_mat(mat_l + O_GI, DP, DP), acc, CDT, UPCAST_DOT, False)
+    else:
+        if PRE:
+            bo = bo_pre
+        else:
+            bo = _load_mat(bias_l, 16, DP)
+        acc = _mm(ones, bo, x * tl.load(vin_l + dc)[None, :]
+                  + tl.load(vin_l + DP + dc)[None, :], tl.bfloat16, UPCAST_DOT, False)
+    return acc
+
+
+@triton.jit
 def _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_pre, bo_pre, bq_pre,
                    b1_pre, mat_l, vec_l, bias_l, vin_l, head_ptr, eps, LAST: tl.constexpr,
                    PRE: tl.constexpr,
@@ -491,6 +518,9 @@ def _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_p
     hc = tl.arange(0, DHP)
     r16 = tl.arange(0, 16)
     xc = x.to(CDT)
+    if TF32X3:   # fp32: before the attention (fewer spills there)
+        acc = _residual_start(x, xc, ones, bo_pre, mat_l, bias_l, vin_l, R, PRE, DP, O_GI, OB_OF,
+                              FOLD_LN, CDT, UPCAST_DOT)
     z = tl.zeros((R, DHP), tl.float32)
     for h in tl.static_range(H):
         if PRE:
@@ -530,25 +560,9 @@ def _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_p
             p = _softmax2(tl.where(key_ok, s, float("-inf")))
             o = _mm(p, v3, tl.zeros((BLOCK_M, PP, DHP), tl.float32), CDT, UPCAST_DOT, TF32X3)
             o2 = tl.reshape(o, (R, DHP))
-        if h == 0:   # the residual starts here (not before the attention: shorter live range)
-            # x: the layer before's normalised LN2 rows u; its affine g u + c (folded into
-            # W_q,k,v and their biases) rides on the residual: x = u g + c + b_o elementwise
-            # or, FOLD_LN, by tensor-core products u @ diag(g) + ones @ (b_o + c) block
-            if FOLD_LN:
-                if PRE:
-                    bo = bo_pre
-                else:
-                    bo = _load_mat(bias_l + OB_OF, 16, DP)
-                acc = _mm(ones, bo, tl.zeros((R, DP), tl.float32), tl.bfloat16, UPCAST_DOT,
-                          False)
-                acc = _mm(xc, _load_mat(mat_l + O_GI, DP, DP), acc, CDT, UPCAST_DOT, False)
-            else:
-                if PRE:
-                    bo = bo_pre
-                else:
-                    bo = _load_mat(bias_l, 16, DP)
-                acc = _mm(ones, bo, x * tl.load(vin_l + dc)[None, :]
-                          + tl.load(vin_l + DP + dc)[None, :], tl.bfloat16, UPCAST_DOT, False)
+        if h == 0 and not TF32X3:   # fp16/bf16: the residual starts here (shorter live range)
+            acc = _residual_start(x, xc, ones, bo_pre, mat_l, bias_l, vin_l, R, PRE, DP, O_GI,
+                                  OB_OF, FOLD_LN, CDT, UPCAST_DOT)
         if PRE:
             wo = wo_pre
         else:

@@ -15,7 +15,11 @@ Math is ``reference.mtgnet_forward``'s. Exact rewrites move work to the host, on
 layer-1 tokens are the embeddings, so its scaled scores ``S_h = Q_h K_h^T / (sqrt(d_h) T)`` and its
 value-output products ``V_h W_o,h`` are per-task constants; only the member-key softmax is per
 combination. The score scale (times log2 e: softmax by exp2) goes into W_q/b_q, b_k is dropped,
-b_v W_o joins b_o, b_2 joins LN1's bias, and the last LayerNorm's affine joins the head.
+b_v W_o joins b_o, b_2 joins LN1's bias, and the last LayerNorm's affine joins the head. Every
+other LayerNorm hands on normalised rows: its scale is folded into the next products' weights
+(LN1: W_1; LN2: the next layer's W_q,k,v) and its bias into theirs, and its affine reaches the
+residual stream elementwise or (fp16/bf16 on sm_90, ``LaunchConfig.fold_ln``) by tensor-core
+products with diag(scale) and a bias block.
 
 Precision: matmul operands in the compute dtype (fp16 or bf16; fp32 as tf32x3) with fp32
 accumulation; softmax, LayerNorm, residuals, head and reductions in fp32.
@@ -372,16 +376,6 @@ def _ln_stats(x, eps, D: tl.constexpr):
     mean = tl.sum(x, axis=1) * (1.0 / D)
     var = tl.maximum(tl.sum(x * x, axis=1) * (1.0 / D) - mean * mean, 0.0)
     return mean, tl.math.rsqrt(var + eps)
-
-
-@triton.jit
-def _layer_norm(x, w_ptr, b_ptr, eps, D: tl.constexpr, DP: tl.constexpr):
-    """LayerNorm (padded columns are 0 in and out: their weight and bias are 0)."""
-    dc = tl.arange(0, DP)
-    mean, rstd = _ln_stats(x, eps, D)
-    w = tl.load(w_ptr + dc)
-    b = tl.load(b_ptr + dc)
-    return (x * rstd[:, None] - (mean * rstd)[:, None]) * w[None, :] + b[None, :]
 
 
 @triton.jit

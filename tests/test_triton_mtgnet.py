@@ -8,10 +8,12 @@ against the fp32 reference is at most 2x that of the same-precision PyTorch path
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
 
+import numpy as np
 import torch
 
 if not torch.cuda.is_available():
@@ -25,8 +27,10 @@ pytest.importorskip("triton")
 
 from mtgfast.errors import InputError, InputTypeError  # noqa: E402
 from mtgfast.ops import dispatch  # noqa: E402
+from mtgfast.ops.checks import check_chunk, check_k  # noqa: E402
 from mtgfast.ops import triton_mtgnet as tm  # noqa: E402
-from mtgfast.ops.common import slot_buckets  # noqa: E402
+from mtgfast.ops import common  # noqa: E402
+from mtgfast.ops.common import KernelLayout, slot_buckets  # noqa: E402
 from mtgfast.ops.reference import (  # noqa: E402
     LayerParams,
     MTGNetParams,
@@ -234,6 +238,31 @@ def test_ampere_launch_choices(monkeypatch: pytest.MonkeyPatch) -> None:
     check_topk(vals.cpu(), top.cpu(), ref.cpu(), mt.cpu(), 3, atol=FP32_ATOL)
 
 
+@pytest.mark.parametrize(("fold", "n_layers"), [(True, 2), (False, 2), (True, 3), (False, 3)])
+def test_ln_affines_by_products_and_elementwise(monkeypatch: pytest.MonkeyPatch, fold: bool,
+                                                n_layers: int) -> None:
+    # LN1's and (layers 2..L) the layer before's LN2 scale/bias on the residual: tensor-core
+    # products (fp16/bf16 predict and marginal on a GPU; every dtype in the interpreter) or an
+    # fp32 multiply-add (fp32, top-k); both exact rewrites. 3 layers: the runtime layer loop.
+    monkeypatch.setattr(common, "FOLD_LN", fold)
+    assert common.launch_config(KernelLayout(9, 16, 32, 1, 2), 16, 0).fold_ln is fold
+    assert common.launch_config(KernelLayout(9, 16, 32, 1, 2), 16, 1).fold_ln is False
+    n = 9
+    params = make_params(n, 16, 32, n_layers, 1, seed=19)
+    for lp in params.layers:                 # affines that matter (folded into weights, blocks)
+        lp.ln1_b.mul_(4.0)
+        lp.ln2_b.mul_(4.0)
+        lp.ln2_w.mul_(2.0)
+    mt = masks_covering(n, n_random=30, seed=19).to(DEVICE)
+    ref = mtgnet_forward(params, mt)
+    assert_close_verbose(tm.mtgnet_forward_triton(params, mt), ref, atol=FP32_ATOL,
+                         name=f"fold={fold}")
+    best = torch.full((n,), 0.2, device=DEVICE)
+    marg = ((ref - best).clamp(min=0) * member_from_masks(mt, n)).sum(1)
+    res = tm.mtgnet_marginal_triton(params, mt, best)
+    assert_close_verbose(res.marginals, marg, atol=FP32_ATOL, name=f"fold={fold} marginals")
+
+
 @pytest.mark.parametrize("temperature", [0.8, 0.004])
 def test_layer1_softmax_table_and_its_fallback(temperature: float) -> None:
     # ordinary scores: the packer stores exp2 weights (softmax = masked normalisation); near-one-hot
@@ -427,6 +456,16 @@ def test_bad_inputs_raise_clear_errors() -> None:
         tm.mtgnet_forward_triton(params, ok, block_m=3)
     with pytest.raises(InputError, match="k must be"):
         tm.mtgnet_topk_triton(params, ok, 0)
+    # ints are mtgfast.checks' ints: numpy integers pass, bools and floats are type errors
+    with pytest.raises(InputTypeError, match="k must be an int, got bool"):
+        tm.mtgnet_topk_triton(params, ok, True)
+    with pytest.raises(InputTypeError, match="block_m must be None or an int, got float"):
+        tm.mtgnet_forward_triton(params, ok, block_m=2.0)
+    with pytest.raises(InputError, match="n_programs must be a positive int, got 0"):
+        tm.mtgnet_topk_triton(params, ok, 2, n_programs=0)
+    with pytest.raises(InputError, match="n_heads must be a positive int"):
+        tm.pack_params(dataclasses.replace(params, n_heads=0))
+    assert check_k(np.int64(3)) == 3 and check_chunk(np.int32(5)) == 5
     with pytest.raises(InputError, match="best must have shape"):
         tm.mtgnet_marginal_triton(params, ok, torch.zeros(3, device=DEVICE))
     with pytest.raises(InputError, match="divisible"):

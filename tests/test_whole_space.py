@@ -121,5 +121,14 @@ def test_bad_arguments(ett_net: MTGNet) -> None:
         score_whole_space(ett_net, uncovered="free", progress=False)
     with pytest.raises(InputError, match="max_seconds"):
         score_whole_space(ett_net, max_seconds=0, progress=False)
+    # mtgfast.checks' rules: bools and floats are type errors, numpy integers are ints
+    with pytest.raises(InputTypeError, match="topk must be an int, got bool"):
+        score_whole_space(ett_net, topk=True, progress=False)
+    with pytest.raises(InputTypeError, match="chunk must be an int, got float"):
+        score_whole_space(ett_net, chunk=64.0, progress=False)
+    with pytest.raises(InputTypeError, match="max_seconds must be a number, got str"):
+        score_whole_space(ett_net, max_seconds="10", progress=False)
+    with pytest.raises(InputError, match=r"budget must be in \[1, 7\], got 8"):
+        score_whole_space(ett_net, budgets=np.int64(8), progress=False)
     with pytest.raises(ValueError):
         score_whole_space(MTGNet(), progress=False)    # not fitted

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..checks import check_int, check_real, is_int
 from ..errors import InputError, InputTypeError
 from ..grouping import Grouping, group
 from ..ops.common import MAX_TOPK
@@ -63,21 +64,15 @@ def _check_net(net: object) -> MTGNet:
     return net
 
 
-def _check_int(name: str, v: object, lo: int, hi: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= int(v) <= hi:
-        raise InputError(f"{name} must be an int in [{lo}, {hi}], got {v!r}")
-    return int(v)
-
-
 def _check_budgets(budgets: object, n: int) -> list[int]:
     if budgets is None:
         return list(range(1, n + 1))
-    if isinstance(budgets, (int, np.integer)) and not isinstance(budgets, bool):
+    if is_int(budgets):
         budgets = [int(budgets)]
     if not isinstance(budgets, (range, Sequence)) or isinstance(budgets, str):
         raise InputTypeError(f"budgets must be an int, a range or a sequence of ints, got "
                              f"{type(budgets).__name__}")
-    out = [_check_int("budget", b, 1, n) for b in budgets]
+    out = [check_int("budget", b, 1, n, expected=f"in [1, {n}]") for b in budgets]
     if not out:
         raise InputError("budgets must not be empty")
     return out
@@ -117,13 +112,14 @@ def score_whole_space(net: MTGNet, *, topk: int = 8, budgets: int | Sequence[int
     """
     net = _check_net(net)
     n = int(net.n_tasks_)
-    k = _check_int("topk", topk, 1, MAX_TOPK)
+    k = check_int("topk", topk, 1, MAX_TOPK, expected=f"in [1, {MAX_TOPK}]")
     bud = _check_budgets(budgets, n)
-    chunk = _check_int("chunk", chunk, 1, 1 << 30)
+    chunk = check_int("chunk", chunk, 1, 1 << 30, expected="in [1, 2^30]")
     if uncovered not in ("singleton", "alone"):
         raise InputError(f"uncovered must be 'singleton' or 'alone', got {uncovered!r}")
-    if isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float)) or not (
-            max_seconds > 0):
+    max_seconds = check_real("max_seconds", max_seconds, 0.0, finite=False,
+                             expected="a positive number")
+    if max_seconds <= 0:
         raise InputError(f"max_seconds must be a positive number, got {max_seconds!r}")
     if n > 62:
         raise InputError(f"the whole space of {n} tasks has 2^{n} - 1 combinations: too many to "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..checks import check_int, describe, is_int
 from ..errors import InputError, InputTypeError
 from .common import MAX_TOPK
 
@@ -38,15 +39,9 @@ def as_mask_tensor(masks: object, n_tasks: int, device: torch.device) -> torch.T
     return masks
 
 
-def _is_int(v: object) -> bool:
-    return not isinstance(v, bool) and isinstance(v, (int, np.integer))
-
-
 def check_k(k: object) -> int:
     """Per-task top-k size: an int in [1, MAX_TOPK] (the same limit on every backend)."""
-    if not _is_int(k) or not 1 <= int(k) <= MAX_TOPK:  # type: ignore[call-overload]
-        raise InputError(f"k must be an int in [1, {MAX_TOPK}], got {k!r}")
-    return int(k)  # type: ignore[call-overload]
+    return check_int("k", k, 1, MAX_TOPK, expected=f"in [1, {MAX_TOPK}]")
 
 
 def check_best(best: object, n_tasks: int, device: torch.device) -> torch.Tensor:
@@ -65,20 +60,19 @@ def check_block(block_m: object) -> None:
     """Combinations per kernel tile: None (launcher's choice) or a power of two >= 1."""
     if block_m is None:
         return
-    if not _is_int(block_m) or int(block_m) < 1 or int(block_m) & (int(block_m) - 1):  # type: ignore[call-overload]
-        raise InputError(f"block_m must be a power of two >= 1, got {block_m!r}")
+    if not is_int(block_m):
+        raise InputTypeError(f"block_m must be None or an int, got {describe(block_m)}")
+    v = int(block_m)  # type: ignore[call-overload]
+    if v < 1 or v & (v - 1):
+        raise InputError(f"block_m must be a power of two >= 1, got {v}")
 
 
 def check_programs(n_programs: object) -> None:
     """Kernel programs of a reduction: None (launcher's choice) or a positive int."""
-    if n_programs is None:
-        return
-    if not _is_int(n_programs) or int(n_programs) < 1:  # type: ignore[call-overload]
-        raise InputError(f"n_programs must be a positive int, got {n_programs!r}")
+    if n_programs is not None:
+        check_int("n_programs", n_programs, 1, expected="a positive int")
 
 
 def check_chunk(chunk: object) -> int:
     """Rows per piece of the chunked torch path: a positive int."""
-    if not _is_int(chunk) or int(chunk) < 1:  # type: ignore[call-overload]
-        raise InputError(f"chunk must be a positive int, got {chunk!r}")
-    return int(chunk)  # type: ignore[call-overload]
+    return check_int("chunk", chunk, 1, expected="a positive int")

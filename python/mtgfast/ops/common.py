@@ -59,10 +59,13 @@ def next_pow2(n: int, floor: int = 16) -> int:
 class KernelLayout:
     """Shapes of one MTG-Net and the kernel's padded buffers, with every offset into them.
 
-    ``bias`` holds per layer ``[b_o (16, DP) | b_q (H, 16, DHP) | b_1 (16, FP)]`` as bf16 blocks
+    ``bias`` holds per layer ``[b_o (16, DP) | b_q (H, 16, DHP) | b_1 (16, FP) | ln1_b + b_2 (16,
+    DP) | b_o + ln2_b of the layer before (16, DP)]`` as bf16 blocks
     whose rows 0..2 sum to the bias (added by a ones(R, 16) product, no elementwise pass).
     ``mat`` holds per layer ``[W_q,k,v (3, H, DP, DHP) | W_o (H, DHP, DP) | W_1 (DP, FP) |
-    W_2 (FP, DP)]``; ``vec`` holds per layer ``[b_q,k,v (3, H, DHP) | b_o | ln1_w | ln1_b |
+    W_2 (FP, DP) | diag(ln1_w) (DP, DP) | diag(ln2_w of the layer before) (DP, DP)]`` (LN1's
+    scale folded into W_1 and the layer before's LN2 scale into W_q,k,v: products read
+    normalised rows); ``vec`` holds per layer ``[b_q,k,v (3, H, DHP) | b_o | ln1_w | ln1_b |
     b_1 (FP) | b_2 | ln2_w | ln2_b]`` (DP each unless noted), then the head with the last
     LayerNorm folded in: ``w' (DP) | c | sum(w')`` (``triton_mtgnet.pack_params``).
     """
@@ -108,8 +111,18 @@ class KernelLayout:
         return self.w_1 + self.dp * self.fp
 
     @property
-    def mat_layer(self) -> int:
+    def g_1(self) -> int:
+        """diag(ln1_w) (DP, DP): LN1's scale on the residual as a tensor-core product."""
         return self.w_2 + self.fp * self.dp
+
+    @property
+    def g_in(self) -> int:
+        """diag(ln2_w) of the layer before (DP, DP): its scale on this layer's residual."""
+        return self.g_1 + self.dp * self.dp
+
+    @property
+    def mat_layer(self) -> int:
+        return self.g_in + self.dp * self.dp
 
     # -- offsets within one layer of ``vec`` --
     @property
@@ -164,8 +177,18 @@ class KernelLayout:
         return 16 * (self.dp + self.n_heads * self.dhp)
 
     @property
-    def bias_layer(self) -> int:
+    def bb_r(self) -> int:
+        """LN1's bias (+ b_2) block: the residual's start when LN1's scale is a product."""
         return 16 * (self.dp + self.n_heads * self.dhp + self.fp)
+
+    @property
+    def bb_of(self) -> int:
+        """b_o + the layer before's ln2_b block: b_o's block when that scale is a product."""
+        return self.bb_r + 16 * self.dp
+
+    @property
+    def bias_layer(self) -> int:
+        return self.bb_of + 16 * self.dp
 
     @property
     def bias_size(self) -> int:
@@ -185,7 +208,8 @@ class KernelLayout:
                     FP=self.fp, H=self.n_heads, N_LAYERS=self.n_layers,
                     MAT_L=self.mat_layer, VEC_L=self.vec_layer, O_WO=self.w_o, O_W1=self.w_1,
                     O_W2=self.w_2, O_BO=self.b_o, O_B1=self.b_1, O_B2=self.b_2,
-                    BIAS_L=self.bias_layer, OB_Q=self.bb_q, OB_1=self.bb_1)
+                    BIAS_L=self.bias_layer, OB_Q=self.bb_q, OB_1=self.bb_1, O_G1=self.g_1,
+                    OB_R=self.bb_r, O_GI=self.g_in, OB_OF=self.bb_of)
 
 
 def slot_widths(layout: KernelLayout) -> list[int]:
@@ -251,6 +275,17 @@ BLOCK_F = 64
 # Keep the matrices of layer 1 and the last layer in shared memory across a program's tiles
 # (one head and one FFN slice only); the launcher's default.
 PERSIST_WEIGHTS = True
+# Every LayerNorm but the last hands on normalised rows; its scale is folded into the next
+# products' weights (LN1: W_1; LN2: the next layer's W_q,k,v) and its affine reaches the
+# residual stream either elementwise (an fp32 multiply-add) or, with ``fold_ln`` (fp16/bf16
+# predict and marginal on sm_90+: wgmma reads the matrices from shared memory), by tensor-core
+# products (rows @ diag(scale) + ones @ bias block, the two staged per tile). Static figures,
+# N = 27 bf16 sm_90: predict 1,687 -> 1,597, marginal 1,729 -> 1,626 instructions per
+# combination. Top-k takes the elementwise path (with products: more registers, N = 33 spills
+# 24 B), fp32's tf32x3 products would cost more than they save, on sm_80 the products cost more
+# (N = 27 bf16 predict 2,849 against 2,768) and N = 64 marginal spilled 8 B; kept in shared
+# memory across tiles the matrices leave one CTA per SM. Tests switch it off (other path).
+FOLD_LN = True
 
 
 @dataclass(frozen=True)
@@ -270,6 +305,7 @@ class LaunchConfig:
     stride: int = 0              # rows per combination (0: pp); < pp packs combinations densely
     row_keys: bool = True        # one-hot / layer-1 keys per token row by a product (sm_90)
     rows: int = 0                # token rows per tile (0: block_m * pp)
+    fold_ln: bool = False       # LN1's affine on the residual by products (``FOLD_LN``)
 
     def options(self) -> dict[str, int]:
         """Triton launch / compile options."""
@@ -282,7 +318,7 @@ class LaunchConfig:
         return dict(PP=self.pp, S=self.stride or self.pp, ROWS=self.rows or self.block_m * self.pp,
                     BLOCK_M=self.block_m, BLOCK_F=self.block_f, TOPK=self.topk,
                     MODE=self.mode, PERSIST=self.persist, PERSIST_TABLES=self.persist_tables,
-                    ROW_KEYS=self.row_keys)
+                    ROW_KEYS=self.row_keys, FOLD_LN=self.fold_ln)
 
 
 def persistent_weight_bytes(layout: KernelLayout, dtype: torch.dtype, *,
@@ -344,7 +380,9 @@ def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
                         num_warps=4 if rows <= 64 else 8, num_stages=1, maxnreg=MAXNREG,
                         persist=persist, persist_tables=tables,
                         stride=stride if dense else 0, rows=rows if dense else 0,
-                        row_keys=arch >= 90)
+                        row_keys=arch >= 90,
+                        fold_ln=FOLD_LN and mode != 1 and arch >= 90
+                        and dtype in (None, torch.float16, torch.bfloat16))
 
 
 def combos_in_bucket(n_tasks: int, popcounts: range) -> int:

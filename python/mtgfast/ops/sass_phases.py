@@ -106,11 +106,12 @@ def _where(path: str, line: int) -> tuple[str, str, int]:
 
 
 def _post(text: str, prefix: str) -> str:
-    if "_layer_norm(x_attn" in text:
-        return prefix + "LN1"
+    if any(w in text for w in ("_layer_norm(x_attn", "_ln_normalise(x_attn", "OB_R", "O_G1",
+                               "O_BO + DP", "O_BO + 2 * DP")):
+        return prefix + "LN1"   # LN1 and its affine on the residual (elementwise or products)
     if "_ln_head" in text:
         return "last LN + head"
-    if "_layer_norm(acc" in text:
+    if "_layer_norm(acc" in text or "_ln_normalise(acc" in text:
         return prefix + "LN2"
     return prefix + "FFN"
 
@@ -142,8 +143,9 @@ def _classify(chain: list[tuple[str, str, int]]) -> str | None:
         if "_post_attention" in t2:
             return _post(sub[1][1], "layer 2..L: ") if len(sub) > 1 else "layer 2..L: FFN"
         if any(w in t2 for w in ("wq", "wk", "wv", "k = ", "v = ", "q = ", "xc = ", "acc = x +",
-                                 "+ tl.load(vec_l + h")):
-            return "layer 2..L: QKV"
+                                 "+ tl.load(vec_l + h", "OB_OF", "O_GI", "vin_l", "bo = ",
+                                 "acc = _mm(ones, bo", "_residual_start(")):
+            return "layer 2..L: QKV"   # with the residual's start (x + b_o, LN affine)
         if "wo" in t2 or "_mm(o2" in t2:
             return "layer 2..L: W_o"
         return "layer 2..L: attention"

@@ -15,7 +15,11 @@ Math is ``reference.mtgnet_forward``'s. Exact rewrites move work to the host, on
 layer-1 tokens are the embeddings, so its scaled scores ``S_h = Q_h K_h^T / (sqrt(d_h) T)`` and its
 value-output products ``V_h W_o,h`` are per-task constants; only the member-key softmax is per
 combination. The score scale (times log2 e: softmax by exp2) goes into W_q/b_q, b_k is dropped,
-b_v W_o joins b_o, b_2 joins LN1's bias, and the last LayerNorm's affine joins the head.
+b_v W_o joins b_o, b_2 joins LN1's bias, and the last LayerNorm's affine joins the head. Every
+other LayerNorm hands on normalised rows: its scale is folded into the next products' weights
+(LN1: W_1; LN2: the next layer's W_q,k,v) and its bias into theirs, and its affine reaches the
+residual stream elementwise or (fp16/bf16 on sm_90, ``LaunchConfig.fold_ln``) by tensor-core
+products with diag(scale) and a bias block.
 
 Precision: matmul operands in the compute dtype (fp16 or bf16; fp32 as tf32x3) with fp32
 accumulation; softmax, LayerNorm, residuals, head and reductions in fp32.
@@ -31,6 +35,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..checks import check_int
 from ..errors import InputError, InputTypeError
 from .checks import as_mask_tensor, check_best, check_block, check_k, check_programs
 from .common import (
@@ -142,9 +147,7 @@ def _check_params(params: MTGNetParams) -> None:
     n, d = emb.shape
     if not 1 <= n <= 64:
         raise InputError(f"MTG-Net kernel supports 1 <= n_tasks <= 64, got {n}")
-    heads = params.n_heads
-    if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1:
-        raise InputError(f"n_heads must be a positive int, got {heads!r}")
+    check_int("n_heads", params.n_heads, 1, expected="a positive int")
     if d % params.n_heads:
         raise InputError(f"dim {d} is not divisible by n_heads {params.n_heads}")
     if not (math.isfinite(params.temperature) and params.temperature > 0):
@@ -180,8 +183,8 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
 
     Builds the layer-1 constants (scores and V W_o per head) in fp32, folds the score scale
     log2(e)/(sqrt(d_head) * temperature) into the scores and later layers' W_q, b_q, drops b_k,
-    folds b_v W_o into b_o, b_2 into LN1's bias (b_1 - b_2 W_1 in b_1), layer 1's b_o into the
-    embeddings, and the last LayerNorm's affine into the head (exact rewrites).
+    folds b_v W_o into b_o, b_2 into LN1's bias, LN1's scale into W_1 (ln1_b W_1 into b_1),
+    layer 1's b_o into the embeddings, and the last LayerNorm's affine into the head (exact rewrites).
     """
     _check_params(params)
     dtype = params.embedding.dtype if dtype is None else dtype
@@ -216,29 +219,43 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
         wqkv = m[lay.w_qkv:lay.w_o].view(3, h, dp, dhp)
         wo = m[lay.w_o:lay.w_1].view(h, dhp, dp)
         w1 = m[lay.w_1:lay.w_2].view(dp, fp)
-        w2 = m[lay.w_2:lay.mat_layer].view(fp, dp)
+        w2 = m[lay.w_2:lay.g_1].view(fp, dp)
+        g1 = m[lay.g_1:lay.g_in].view(dp, dp)
+        gin = m[lay.g_in:lay.mat_layer].view(dp, dp)
         v = vec[li * lay.vec_layer:(li + 1) * lay.vec_layer]
         bqkv = v[:lay.b_o].view(3, h, dhp)
-        b_v = lp32.b_qkv[2 * d:]
+        # Layers 2..L read the layer before's LN2 output as normalised rows u (its affine
+        # x = g u + c folded here): W_q,k,v get g on their rows, b_q gets c W_q, c W_k only
+        # shifts each query's scores (dropped with b_k), c W_v joins b_v; the residual x is
+        # u g + c elementwise or u @ diag(g) + ones @ (b_o + c) (``LaunchConfig.fold_ln``).
+        g_in = params.layers[li - 1].ln2_w.float() if li > 0 else torch.ones(d, **f32)
+        c_in = params.layers[li - 1].ln2_b.float() if li > 0 else torch.zeros(d, **f32)
+        w_qkv = g_in[:, None] * lp32.w_qkv
+        b_qkv = lp32.b_qkv + c_in @ lp32.w_qkv
+        b_v = b_qkv[2 * d:]
         # Layers 2..L: b_k only shifts each query's scores (softmax ignores it) and attention
         # rows sum to 1, so b_v W_o joins b_o; layer 1's V W_o already holds b_v.
         b_o = lp32.b_o + (b_v @ lp32.w_o if li > 0 else 0.0)
-        # The FFN runs on y + b_2 (LN1's bias takes b_2, b_1 gives back b_2 W_1): its input is
-        # then also the residual with b_2 in, so no add; the b_2 slot stays 0.
+        gin[:d, :d] = torch.diag(g_in)
+        # The FFN reads LN1's normalised rows u: LN1's scale is folded into W_1 and its bias
+        # into b_1. The residual y + b_2 = ln1_w u + (ln1_b + b_2) starts the FFN accumulator
+        # (LN1's bias slot takes b_2; the b_2 slot stays 0), elementwise or as
+        # u @ diag(ln1_w) + ones @ (ln1_b + b_2) (``LaunchConfig.fold_ln``).
         for off, t, size in ((lay.b_o, b_o, d), (lay.ln1_w, lp32.ln1_w, d),
                              (lay.ln1_b, lp32.ln1_b + lp32.b_2, d),
-                             (lay.b_1, lp32.b_1 - lp32.b_2 @ lp32.w_1, f),
+                             (lay.b_1, lp32.b_1 + lp32.ln1_b @ lp32.w_1, f),
                              (lay.ln2_w, lp32.ln2_w, d),
                              (lay.ln2_b, lp32.ln2_b, d)):
             v[off:off + size] = t
-        w1[:d, :f] = lp32.w_1
+        w1[:d, :f] = lp32.ln1_w[:, None] * lp32.w_1
+        g1[:d, :d] = torch.diag(lp32.ln1_w)
         w2[:f, :d] = lp32.w_2
         for hh in range(h):
             cols = slice(hh * dh, (hh + 1) * dh)
             for t in range(3):
-                wqkv[t, hh, :d, :dh] = lp32.w_qkv[:, t * d:(t + 1) * d][:, cols] * (
+                wqkv[t, hh, :d, :dh] = w_qkv[:, t * d:(t + 1) * d][:, cols] * (
                     qscale if t == 0 else 1.0)
-            bqkv[0, hh, :dh] = lp32.b_qkv[:d][cols] * qscale
+            bqkv[0, hh, :dh] = b_qkv[:d][cols] * qscale
             wo[hh, :dh, :d] = lp32.w_o[cols, :]
         if li == 0:
             qkv = emb @ lp32.w_qkv + lp32.b_qkv
@@ -265,7 +282,12 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
         for hh in range(h):
             at = lay.bb_q + hh * 16 * dhp
             b[at:at + 16 * dhp] = _bias_block(v[hh * dhp:(hh + 1) * dhp])
-        b[lay.bb_1:lay.bias_layer] = _bias_block(v[lay.b_1:lay.b_1 + fp])
+        b[lay.bb_1:lay.bb_r] = _bias_block(v[lay.b_1:lay.b_1 + fp])
+        b[lay.bb_r:lay.bb_of] = _bias_block(v[lay.ln1_b:lay.ln1_b + dp])
+        c_in = torch.zeros(dp, **f32)
+        if li > 0:
+            c_in[:d] = params.layers[li - 1].ln2_b.float()
+        b[lay.bb_of:lay.bias_layer] = _bias_block(v[lay.b_o:lay.b_o + dp] + c_in)
     # Layer-1 softmax weights as a table: exp2(S_ij - max_j S_ij) is shift-invariant, so member
     # weights need no per-combination max or exp2 - when no weight can underflow fp32: the
     # spread of every score row (over real tasks) must stay <= EXP_SPREAD_MAX (log2 units).
@@ -357,16 +379,6 @@ def _ln_stats(x, eps, D: tl.constexpr):
 
 
 @triton.jit
-def _layer_norm(x, w_ptr, b_ptr, eps, D: tl.constexpr, DP: tl.constexpr):
-    """LayerNorm (padded columns are 0 in and out: their weight and bias are 0)."""
-    dc = tl.arange(0, DP)
-    mean, rstd = _ln_stats(x, eps, D)
-    w = tl.load(w_ptr + dc)
-    b = tl.load(b_ptr + dc)
-    return (x * rstd[:, None] - (mean * rstd)[:, None]) * w[None, :] + b[None, :]
-
-
-@triton.jit
 def _ln_head(x, head_ptr, eps, D: tl.constexpr, DP: tl.constexpr):
     """Last LayerNorm and the head in one: y = rstd (x . w') - mean rstd sum(w') + c per row.
 
@@ -381,16 +393,27 @@ def _ln_head(x, head_ptr, eps, D: tl.constexpr, DP: tl.constexpr):
 
 
 @triton.jit
+def _ln_normalise(x, eps, D: tl.constexpr):
+    """LayerNorm without its affine: (x - mean) / std per row (padded columns stay 0 only if the
+    caller's weights ignore them: the folded W_1 and diag(ln1_w) have zero padded rows)."""
+    mean, rstd = _ln_stats(x, eps, D)
+    return x * rstd[:, None] - (mean * rstd)[:, None]
+
+
+@triton.jit
 def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, head_ptr, eps,
                     LAST: tl.constexpr, PRE: tl.constexpr,
                     D: tl.constexpr, DP: tl.constexpr, FP: tl.constexpr, BLOCK_F: tl.constexpr,
                     O_W1: tl.constexpr, O_W2: tl.constexpr, O_BO: tl.constexpr,
                     O_B1: tl.constexpr, O_B2: tl.constexpr, OB_1: tl.constexpr,
+                    O_G1: tl.constexpr, OB_R: tl.constexpr, FOLD_LN: tl.constexpr,
                     CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr):
     """From x + attn + b_o: y = LN1(.), then LN2(y + FFN(y)); LAST: the head's output per row.
 
-    LN1's bias holds b_2 and b_1 is b_1 - b_2 W_1 (``pack_params``), so the FFN input y + b_2 is
-    also the accumulator's start.
+    The FFN reads LN1's normalised rows u (the host folded LN1's scale into W_1 and its bias
+    into b_1); the residual y + b_2 = ln1_w u + (ln1_b + b_2) starts the FFN accumulator, by
+    an fp32 multiply-add per element or (FOLD_LN) by two tensor-core products,
+    u @ diag(ln1_w) + ones @ (ln1_b + b_2) block.
 
     Offsets are the host layout's (``KernelLayout``): LN1 follows b_o, LN2 follows b_2. b_1
     starts the hidden accumulator as ``ones @ block`` (``pack_params``' bias blocks). PRE:
@@ -399,10 +422,10 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
     dc = tl.arange(0, DP)
     fc = tl.arange(0, BLOCK_F)
     r16 = tl.arange(0, 16)
-    x = _layer_norm(x_attn, vec_l + O_BO + DP, vec_l + O_BO + 2 * DP, eps, D, DP)
-    # Feed-forward in BLOCK_F-wide slices; the residual and b_2 start the accumulator.
-    xc = x.to(CDT)
-    acc = x                       # the host folded b_2 into LN1's bias (and out of b_1)
+    u = _ln_normalise(x_attn, eps, D)
+    xc = u.to(CDT)
+    # Feed-forward in BLOCK_F-wide slices; the residual (with b_2) starts the accumulator, made
+    # after the first hidden slice (fp32: u, the hidden slice and the residual are not all live)
     for f0 in tl.static_range(0, FP, BLOCK_F):
         if PRE:
             w1 = w1_pre
@@ -412,26 +435,65 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
             w1 = tl.load(mat_l + O_W1 + dc[:, None] * FP + (f0 + fc)[None, :])
             w2 = tl.load(mat_l + O_W2 + (f0 + fc)[:, None] * DP + dc[None, :])
             b1 = tl.load(bias_l + OB_1 + r16[:, None] * FP + (f0 + fc)[None, :])
-        hid = _mm(ones, b1, tl.zeros((x.shape[0], BLOCK_F), tl.float32), tl.bfloat16, UPCAST_DOT,
-                  False)
+        hid = _mm(ones, b1, tl.zeros((u.shape[0], BLOCK_F), tl.float32), tl.bfloat16,
+                  UPCAST_DOT, False)
         hid = tl.maximum(_mm(xc, w1, hid, CDT, UPCAST_DOT, TF32X3), 0.0)
+        if f0 == 0:
+            if FOLD_LN:
+                acc = _mm(ones, _load_mat(bias_l + OB_R, 16, DP),
+                          tl.zeros((x_attn.shape[0], DP), tl.float32), tl.bfloat16, UPCAST_DOT,
+                          False)
+                acc = _mm(xc, _load_mat(mat_l + O_G1, DP, DP), acc, CDT, UPCAST_DOT, False)
+            else:
+                acc = (u * tl.load(vec_l + O_BO + DP + dc)[None, :]
+                       + tl.load(vec_l + O_BO + 2 * DP + dc)[None, :])
         acc = _mm(hid, w2, acc, CDT, UPCAST_DOT, TF32X3)
     if LAST:
         out = _ln_head(acc, head_ptr, eps, D, DP)
     else:
-        out = _layer_norm(acc, vec_l + O_B2 + DP, vec_l + O_B2 + 2 * DP, eps, D, DP)
+        # normalised rows: the next layer applies this LayerNorm's affine (``pack_params``)
+        out = _ln_normalise(acc, eps, D)
     return out
 
 
 @triton.jit
+def _residual_start(x, xc, ones, bo_pre, mat_l, bias_l, vin_l, R: tl.constexpr, PRE: tl.constexpr,
+                    DP: tl.constexpr, O_GI: tl.constexpr, OB_OF: tl.constexpr,
+                    FOLD_LN: tl.constexpr, CDT: tl.constexpr, UPCAST_DOT: tl.constexpr):
+    """Layers 2..L: the residual x + b_o from the layer before's normalised LN2 rows (fp32)."""
+    dc = tl.arange(0, DP)
+    # x: the layer before's normalised LN2 rows u; its affine g u + c (folded into
+    # W_q,k,v and their biases) rides on the residual: x = u g + c + b_o elementwise
+    # or, FOLD_LN, by tensor-core products u @ diag(g) + ones @ (b_o + c) block
+    if FOLD_LN:
+        if PRE:
+            bo = bo_pre
+        else:
+            bo = _load_mat(bias_l + OB_OF, 16, DP)
+        acc = _mm(ones, bo, tl.zeros((R, DP), tl.float32), tl.bfloat16, UPCAST_DOT,
+                  False)
+        acc = _mm(xc, _load_mat(mat_l + O_GI, DP, DP), acc, CDT, UPCAST_DOT, False)
+    else:
+        if PRE:
+            bo = bo_pre
+        else:
+            bo = _load_mat(bias_l, 16, DP)
+        acc = _mm(ones, bo, x * tl.load(vin_l + dc)[None, :]
+                  + tl.load(vin_l + DP + dc)[None, :], tl.bfloat16, UPCAST_DOT, False)
+    return acc
+
+
+@triton.jit
 def _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_pre, bo_pre, bq_pre,
-                   b1_pre, mat_l, vec_l, bias_l, head_ptr, eps, LAST: tl.constexpr,
+                   b1_pre, mat_l, vec_l, bias_l, vin_l, head_ptr, eps, LAST: tl.constexpr,
                    PRE: tl.constexpr,
                    BLOCK_M: tl.constexpr, PP: tl.constexpr,
                    H: tl.constexpr, D: tl.constexpr, DP: tl.constexpr, DHP: tl.constexpr,
                    FP: tl.constexpr, BLOCK_F: tl.constexpr, O_WO: tl.constexpr,
                    O_W1: tl.constexpr, O_W2: tl.constexpr, O_BO: tl.constexpr,
                    O_B1: tl.constexpr, O_B2: tl.constexpr, OB_Q: tl.constexpr, OB_1: tl.constexpr,
+                   O_G1: tl.constexpr, OB_R: tl.constexpr, O_GI: tl.constexpr,
+                   OB_OF: tl.constexpr, FOLD_LN: tl.constexpr,
                    CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr,
                    FLAT: tl.constexpr, S: tl.constexpr):
     """One encoder layer over (R, DP) slot tokens: per-head QKV, attention, LN/FFN/LN. FLAT:
@@ -450,11 +512,9 @@ def _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_p
     hc = tl.arange(0, DHP)
     r16 = tl.arange(0, 16)
     xc = x.to(CDT)
-    if PRE:
-        bo = bo_pre
-    else:
-        bo = _load_mat(bias_l, 16, DP)
-    acc = _mm(ones, bo, x, tl.bfloat16, UPCAST_DOT, False)             # x + b_o
+    if TF32X3:   # fp32: before the attention (fewer spills there)
+        acc = _residual_start(x, xc, ones, bo_pre, mat_l, bias_l, vin_l, R, PRE, DP, O_GI, OB_OF,
+                              FOLD_LN, CDT, UPCAST_DOT)
     z = tl.zeros((R, DHP), tl.float32)
     for h in tl.static_range(H):
         if PRE:
@@ -494,14 +554,18 @@ def _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_p
             p = _softmax2(tl.where(key_ok, s, float("-inf")))
             o = _mm(p, v3, tl.zeros((BLOCK_M, PP, DHP), tl.float32), CDT, UPCAST_DOT, TF32X3)
             o2 = tl.reshape(o, (R, DHP))
+        if h == 0 and not TF32X3:   # fp16/bf16: the residual starts here (shorter live range)
+            acc = _residual_start(x, xc, ones, bo_pre, mat_l, bias_l, vin_l, R, PRE, DP, O_GI,
+                                  OB_OF, FOLD_LN, CDT, UPCAST_DOT)
         if PRE:
             wo = wo_pre
         else:
             wo = tl.load(mat_l + O_WO + h * DHP * DP + hc[:, None] * DP + dc[None, :])
         acc = _mm(o2, wo, acc, CDT, UPCAST_DOT, TF32X3)
     return _post_attention(acc, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, head_ptr, eps,
-                           LAST, PRE, D, DP, FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, CDT,
-                           UPCAST_DOT, TF32X3)
+                           LAST, PRE, D, DP, FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, OB_1,
+                           O_G1, OB_R,
+                           FOLD_LN, CDT, UPCAST_DOT, TF32X3)
 
 
 @triton.jit
@@ -534,12 +598,14 @@ def _mtgnet_fwd_kernel(
     FP: tl.constexpr, H: tl.constexpr, N_LAYERS: tl.constexpr,
     MAT_L: tl.constexpr, VEC_L: tl.constexpr, O_WO: tl.constexpr, O_W1: tl.constexpr,
     O_W2: tl.constexpr, O_BO: tl.constexpr, O_B1: tl.constexpr, O_B2: tl.constexpr,
-    BIAS_L: tl.constexpr, OB_Q: tl.constexpr, OB_1: tl.constexpr, PP: tl.constexpr,
+    BIAS_L: tl.constexpr, OB_Q: tl.constexpr, OB_1: tl.constexpr, O_G1: tl.constexpr,
+    OB_R: tl.constexpr, O_GI: tl.constexpr, OB_OF: tl.constexpr, PP: tl.constexpr,
     S: tl.constexpr, ROWS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_F: tl.constexpr,
     TOPK: tl.constexpr,
     MODE: tl.constexpr, HAS_ROWS: tl.constexpr, STORE_MARGINALS: tl.constexpr,
     CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr, PERSIST: tl.constexpr,
     PERSIST_TABLES: tl.constexpr, EXP_SCORES: tl.constexpr, ROW_KEYS: tl.constexpr,
+    FOLD_LN: tl.constexpr,
 ):
     """MODE 0: gains (M, N). MODE 1: per-program per-task top-TOPK. MODE 2: beam marginals + argmax.
 
@@ -629,7 +695,7 @@ def _mtgnet_fwd_kernel(
         w1_pre = _load_mat(mat_ptr + LAST_L * MAT_L + O_W1, DP, FP)
         w2_pre = _load_mat(mat_ptr + LAST_L * MAT_L + O_W2, FP, DP)
         fb_pre = _load_mat(bias_ptr + OB_1, 16, FP)
-        bo_pre = _load_mat(bias_ptr + LAST_L * BIAS_L, 16, DP)
+        bo_pre = _load_mat(bias_ptr + LAST_L * BIAS_L + (OB_OF if FOLD_LN else 0), 16, DP)
         bq_pre = _load_mat(bias_ptr + LAST_L * BIAS_L + OB_Q, 16, DHP)
         b1_pre = _load_mat(bias_ptr + LAST_L * BIAS_L + OB_1, 16, FP)
     else:
@@ -715,12 +781,14 @@ def _mtgnet_fwd_kernel(
             if N_LAYERS == 1:
                 y_slot = _post_attention(acc, ones, f1_pre, f2_pre, fb_pre, mat_ptr, vec_ptr,
                                          bias_ptr, vec_ptr + HEAD, ln_eps, True, PERSIST, D, DP,
-                                         FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, CDT,
+                                         FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, O_G1,
+                                         OB_R, FOLD_LN, CDT,
                                          UPCAST_DOT, TF32X3)
             else:
                 x = _post_attention(acc, ones, f1_pre, f2_pre, fb_pre, mat_ptr, vec_ptr, bias_ptr,
                                     vec_ptr + HEAD, ln_eps, False, PERSIST, D, DP, FP, BLOCK_F,
-                                    O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, CDT, UPCAST_DOT, TF32X3)
+                                    O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, O_G1, OB_R, FOLD_LN,
+                                    CDT, UPCAST_DOT, TF32X3)
                 # ---- step 3: layers 2..L over slots (the last one ends in the head) ------------
                 if FLAT:
                     key_ok = slot_ok                                  # keys = occupied slots
@@ -730,16 +798,21 @@ def _mtgnet_fwd_kernel(
                     x = _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre,
                                        w2_pre, bo_pre, bq_pre, b1_pre, mat_ptr + layer * MAT_L,
                                        vec_ptr + layer * VEC_L, bias_ptr + layer * BIAS_L,
+                                       vec_ptr + (layer - 1) * VEC_L + O_B2 + DP,
                                        vec_ptr + HEAD, ln_eps, False, False, BLOCK_M, PP, H, D,
                                        DP, DHP, FP, BLOCK_F, O_WO, O_W1, O_W2, O_BO, O_B1, O_B2,
-                                       OB_Q, OB_1, CDT, UPCAST_DOT, TF32X3, FLAT, S)
+                                       OB_Q, OB_1, O_G1, OB_R, O_GI, OB_OF, FOLD_LN, CDT,
+                                       UPCAST_DOT, TF32X3, FLAT, S)
                 y_slot = _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre,
                                         w2_pre, bo_pre, bq_pre, b1_pre,
                                         mat_ptr + (N_LAYERS - 1) * MAT_L,
                                         vec_ptr + (N_LAYERS - 1) * VEC_L,
-                                        bias_ptr + (N_LAYERS - 1) * BIAS_L, vec_ptr + HEAD, ln_eps,
+                                        bias_ptr + (N_LAYERS - 1) * BIAS_L,
+                                        vec_ptr + (N_LAYERS - 2) * VEC_L + O_B2 + DP,
+                                        vec_ptr + HEAD, ln_eps,
                                         True, PERSIST, BLOCK_M, PP, H, D, DP, DHP, FP, BLOCK_F,
-                                        O_WO, O_W1, O_W2, O_BO, O_B1, O_B2, OB_Q, OB_1, CDT,
+                                        O_WO, O_W1, O_W2, O_BO, O_B1, O_B2, OB_Q, OB_1, O_G1, OB_R,
+                                        O_GI, OB_OF, FOLD_LN, CDT,
                                         UPCAST_DOT, TF32X3, FLAT, S)
         else:
             wh = tl.load(vec_ptr + HEAD + dc)

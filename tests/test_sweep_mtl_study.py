@@ -62,7 +62,8 @@ def _bare_study(**kw: Any) -> Any:
     from mtgfast.study import Study
 
     kw.setdefault("task_names", list("abc"))
-    return Study(lambda t, s: {x: 0.5 for x in t}, ":memory:", progress=False, **kw)
+    kw.setdefault("progress", False)
+    return Study(lambda t, s: {x: 0.5 for x in t}, ":memory:", **kw)
 
 
 # name, call, exception, words of the message
@@ -312,6 +313,10 @@ CASES = [
      InputTypeError, "masks must hold integers"),
     ("study measure mask 0", lambda: _bare_study(estimator="hoa").measure([0]), InputError,
      "mask 0"),
+    ("study fingerprint empty (fixed)", lambda: _bare_study(fingerprint=""), InputError,
+     "fingerprint must be a non-empty string"),
+    ("study progress 'no' (fixed)", lambda: _bare_study(progress="no"), InputTypeError,
+     "progress must be a bool"),
 ]
 
 

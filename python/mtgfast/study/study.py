@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from ..checks import check_int, check_real, is_int, is_real
+from ..checks import check_bool, check_int, check_real, is_int, is_real
 from ..errors import InputError, InputTypeError, MtgfastError, StoreError
 from ..gains import FloatArray, GainTable
 from ..masks import all_masks, as_masks, check_n_tasks, k_subsets, mask_to_indices
@@ -259,7 +259,7 @@ class Study:
                  stale_after: float = 60.0, final: str | None = None) -> None:
         # -- every parameter first: nothing is trained (nor the store created) on a bad one --
         self.seeds = self._check_seeds(seeds)
-        self.progress = bool(progress)
+        self.progress = check_bool("progress", progress)
         self.estimator_options = dict(estimator_options or {})
         self.active_options = self._check_active_options(active_options)
         if isinstance(estimator, str):
@@ -402,6 +402,9 @@ class Study:
                    else tuple(higher_is_better))
             if fingerprint is not None and not isinstance(fingerprint, str):
                 raise InputTypeError(f"fingerprint must be a string, got {fingerprint!r}")
+            if fingerprint is not None and not fingerprint.strip():
+                raise InputError("fingerprint must be a non-empty string (or None: the "
+                                 "callable's name)")
             fn_name = _callable_name(problem)
             return StudyProblem(problem, names, mets, hib, fingerprint or fn_name,  # type: ignore[arg-type]
                                 fn_name.rsplit(".", 1)[-1].replace("<", "").replace(">", ""))

@@ -129,3 +129,14 @@ def release_table(data_dir: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     folder, x, y, sep = RELEASE[name]
     d = Path(data_dir) / "mtgnet" / folder
     return load_release(d / x, d / y, sep)
+
+
+def full_random_table(n: int, seed: int) -> mtgfast.GainTable:
+    """Every combination of ``n`` tasks with N(0, 0.1) gains (singletons 0): a complete table."""
+    from mtgfast.masks import all_masks, masks_to_dense
+
+    m = all_masks(n)
+    member = masks_to_dense(m, n)
+    g = np.random.default_rng(seed).normal(0.0, 0.1, (m.size, n))
+    g[member.sum(axis=1) == 1] = 0.0
+    return mtgfast.GainTable(m, np.where(member, g, np.nan), tuple(f"t{j}" for j in range(n)))

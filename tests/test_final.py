@@ -12,18 +12,11 @@ from hypothesis import strategies as st
 from mtgfast.errors import InputError, InputTypeError
 from mtgfast.gains import GainTable
 from mtgfast.grouping import group
-from mtgfast.masks import all_masks, masks_to_dense, popcount
+from mtgfast.masks import masks_to_dense, popcount
 from mtgfast.study.active import SelectionContext
 from mtgfast.study.final import MIN_RESIDUALS, final_gains, shrunk_measured_gains
 from mtgfast.study.sampling import SearchSelector
-
-
-def _truth(n: int, seed: int) -> GainTable:
-    m = all_masks(n)
-    member = masks_to_dense(m, n)
-    g = np.random.default_rng(seed).normal(0.0, 0.1, (m.size, n))
-    g[member.sum(axis=1) == 1] = 0.0
-    return GainTable(m, np.where(member, g, np.nan), tuple(f"t{j}" for j in range(n)))
+from _problems import full_random_table
 
 
 def _measured(truth: GainTable, rng: np.random.Generator, k: int) -> GainTable:
@@ -59,7 +52,7 @@ def _reference(masks, measured: GainTable, final: str, estimate=None) -> np.ndar
 @given(n=st.integers(2, 6), seed=st.integers(0, 10_000), k=st.integers(0, 12),
        final=st.sampled_from(["estimate", "measured"]))
 def test_final_gains_matches_the_row_by_row_reference(n, seed, k, final) -> None:
-    truth = _truth(n, seed)
+    truth = full_random_table(n, seed)
     rng = np.random.default_rng(seed)
     measured = _measured(truth, rng, k)
     estimate = np.where(truth.member(), rng.normal(0, 0.1, truth.gains.shape), np.nan)
@@ -90,7 +83,7 @@ class _FakeNet:
 
 def test_shrinkage_weights_are_the_empirical_bayes_ones() -> None:
     n = 4
-    truth = _truth(n, seed=5)
+    truth = full_random_table(n, seed=5)
     measured = _measured(truth, np.random.default_rng(0), 8)
     unmeasured = truth.masks[~np.isin(truth.masks, measured.masks)]
     rng = np.random.default_rng(1)
@@ -132,7 +125,7 @@ def measured_as(truth: GainTable, measured: GainTable) -> GainTable:
 
 
 def test_final_gains_arguments_are_checked() -> None:
-    truth = _truth(3, seed=0)
+    truth = full_random_table(3, seed=0)
     measured = _measured(truth, np.random.default_rng(0), 2)
     with pytest.raises(InputError, match="final must be one of"):
         final_gains(truth.masks, measured, "best")
@@ -151,7 +144,7 @@ def test_final_gains_arguments_are_checked() -> None:
 def test_mtgnet_held_out_estimates_come_from_the_members_that_held_the_row_out() -> None:
     from mtgfast.estimators.mtgnet import MTGNet
 
-    truth = _truth(5, seed=2)
+    truth = full_random_table(5, seed=2)
     train = _measured(truth, np.random.default_rng(3), 20)
     est = MTGNet(seed=1, max_epochs=30, n_estimators=3).fit(train)
     multi = train.masks[popcount(train.masks) >= 2]

@@ -10,17 +10,10 @@ from hypothesis import strategies as st
 from mtgfast.errors import InputError, InputTypeError
 from mtgfast.gains import GainTable
 from mtgfast.grouping import group
-from mtgfast.masks import all_masks, masks_to_dense, popcount
+from mtgfast.masks import masks_to_dense, popcount
 from mtgfast.study.active import ActiveLoop, SelectionContext, make_selector
 from mtgfast.study.sampling import PairsFirstSelector, SearchSelector
-
-
-def _table(n: int, seed: int) -> GainTable:
-    m = all_masks(n)
-    member = masks_to_dense(m, n)
-    g = np.random.default_rng(seed).normal(0.0, 0.1, (m.size, n))
-    g[member.sum(axis=1) == 1] = 0.0
-    return GainTable(m, np.where(member, g, np.nan), tuple(f"t{j}" for j in range(n)))
+from _problems import full_random_table
 
 
 class _Perfect:
@@ -60,7 +53,7 @@ def test_search_selector_asks_for_the_groups_of_the_best_grouping() -> None:
 
 
 def test_with_a_perfect_estimator_the_loop_measures_the_oracle_groups() -> None:
-    truth = _table(5, seed=3)
+    truth = full_random_table(5, seed=3)
     sel = make_selector("search", kappa=0.0)
     loop = ActiveLoop(sel, lambda: _Perfect(truth), truth.masks, 5, seed=0)
     sel.bind(loop)
@@ -76,7 +69,7 @@ def test_with_a_perfect_estimator_the_loop_measures_the_oracle_groups() -> None:
 @given(n=st.integers(3, 6), seed=st.integers(0, 10_000), k=st.integers(1, 6),
        kappa=st.sampled_from([0.0, 1.0]))
 def test_search_proposals_are_distinct_unmeasured_candidates(n, seed, k, kappa) -> None:
-    t = _table(n, seed)
+    t = full_random_table(n, seed)
     rng = np.random.default_rng(seed)
     multi = t.masks[popcount(t.masks) >= 2]
     measured = rng.choice(multi, size=min(3, multi.size - 1), replace=False)
@@ -97,7 +90,7 @@ def test_search_proposals_are_distinct_unmeasured_candidates(n, seed, k, kappa) 
 
 
 def test_pairs_first_measures_every_pair_then_delegates() -> None:
-    truth = _table(5, seed=1)
+    truth = full_random_table(5, seed=1)
     sel = make_selector("pairs-first", kappa=0.0)
     assert isinstance(sel, PairsFirstSelector) and isinstance(sel.then, SearchSelector)
     loop = ActiveLoop(sel, lambda: _Perfect(truth), truth.masks, 5, seed=0)

@@ -11,6 +11,7 @@ else it is HOA. The network then fits ``gain - prior`` and predicts ``prior + re
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any
 
 import numpy as np
@@ -49,8 +50,18 @@ class _ResidualOverPrior(GainEstimator):
     """An MTG-Net (``model_``) that learned the residual over a prior (``_prior(masks)``): its
     predictions, each member's, and the epochs trained, with the prior added back."""
 
+    @abstractmethod
     def _prior(self, m: MaskArray) -> FloatArray:
-        raise NotImplementedError
+        """The prior gains of ``m`` (rows of masks), which the network's residual is added to."""
+
+    def _network(self) -> Any:
+        """``model`` (an unfitted MTGNet to fit on the residuals), or a default MTGNet."""
+        from .mtgnet import MTGNet
+
+        model = MTGNet() if self.model is None else self.model  # type: ignore[attr-defined]
+        if not isinstance(model, MTGNet):
+            raise InputTypeError(f"model must be an MTGNet or None, got {type(model).__name__}")
+        return model
 
     def _fitted_masks(self, masks: object) -> MaskArray:
         if not hasattr(self, "model_"):
@@ -103,11 +114,7 @@ class PairPriorMTGNet(_ResidualOverPrior):
         self.max_size = max_size
 
     def _check(self) -> Any:
-        from .mtgnet import MTGNet
-
-        model = MTGNet() if self.model is None else self.model
-        if not isinstance(model, MTGNet):
-            raise InputTypeError(f"model must be an MTGNet or None, got {type(model).__name__}")
+        model = self._network()
         if isinstance(self.shrink, bool) or not isinstance(self.shrink, (int, float)) \
                 or not 0.0 <= float(self.shrink) <= 1.0:
             raise InputError(f"shrink must be a number in [0, 1], got {self.shrink!r}")
@@ -168,11 +175,7 @@ class TablePriorMTGNet(_ResidualOverPrior):
         self.shrink_rows = shrink_rows
 
     def _check(self) -> Any:
-        from .mtgnet import MTGNet
-
-        model = MTGNet() if self.model is None else self.model
-        if not isinstance(model, MTGNet):
-            raise InputTypeError(f"model must be an MTGNet or None, got {type(model).__name__}")
+        model = self._network()
         if not isinstance(self.prior, GainTable):
             raise InputTypeError(f"prior must be a GainTable of prior gains, got "
                                  f"{type(self.prior).__name__}")

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ..checks import check_int
+from ..devices import check_device
 from ..errors import InputError, InputTypeError
 from ..gains import FloatArray, GainTable
 from ..masks import MaskArray, as_masks, masks_to_dense
@@ -182,7 +183,7 @@ class MTGNet(GainEstimator):
             raise InputError(f"dim ({p['dim']}) must be divisible by n_heads ({p['n_heads']})")
         if self.loss not in ("mse", "l1"):
             raise InputError(f"loss must be 'mse' or 'l1', got {self.loss!r}")
-        _check_device(self.device)
+        check_device(self.device)
         return p
 
     # -- training ------------------------------------------------------------------------------
@@ -316,7 +317,7 @@ class MTGNet(GainEstimator):
     def member_params(self, device: str | torch.device | None = None) -> list[MTGNetParams]:
         """Detached :class:`MTGNetParams` of each ensemble member (gains in the scaled unit)."""
         self._check_fitted()
-        dev = _check_device(device if device is not None else (self.device or "cpu"))
+        dev = check_device(device if device is not None else (self.device or "cpu"))
         key = str(dev)
         cache = self.__dict__.setdefault("_params_cache", {})
         if key not in cache:
@@ -518,37 +519,6 @@ def check_training_gains(table: GainTable) -> None:
     if multi.any() and not np.isfinite(g[multi]).any():
         raise InputError("training gains are all NaN: no combination of >= 2 tasks has a "
                          "measured gain to learn from")
-
-
-def _check_device(device: object) -> torch.device:
-    """A usable torch device; an error names the device asked for and the ones available."""
-    if device is None:
-        return torch.device("cpu")
-    if not isinstance(device, (str, torch.device)):
-        raise InputTypeError(f"device must be a str, a torch.device or None, got "
-                             f"{type(device).__name__}")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError) as exc:
-        raise InputError(f"device {str(device)!r} is not a torch device name (expected e.g. "
-                         f"'cpu', 'cuda' or 'cuda:0')") from exc
-    if dev.type == "cpu":
-        return dev
-    n_cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    available = ["cpu", *(f"cuda:{i}" for i in range(n_cuda))]
-    if dev.type == "cuda":
-        if n_cuda == 0:
-            raise InputError(f"device {str(device)!r} asked for, but CUDA is not available "
-                             f"(torch {torch.__version__}); available: {', '.join(available)}")
-        if dev.index is not None and dev.index >= n_cuda:
-            raise InputError(f"device {str(device)!r} asked for, but only {n_cuda} CUDA "
-                             f"device(s) exist; available: {', '.join(available)}")
-        return dev
-    if dev.type == "mps" and getattr(torch.backends, "mps", None) is not None \
-            and torch.backends.mps.is_available():
-        return dev
-    raise InputError(f"device {str(device)!r} is not available; available: "
-                     f"{', '.join(available)}")
 
 
 @contextmanager

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..checks import check_int, check_real, describe, is_int
+from ..devices import check_device
 from ..errors import InputError, InputTypeError
 from .architectures import ARCHITECTURES
 from .suites.base import Targets, TaskSuite, task_target
@@ -185,30 +186,6 @@ def check_run_inputs(suite: object, tasks: object, seed: object, config: object
     idx = suite.check_tasks(tasks)  # type: ignore[arg-type]
     check_device(config.device)
     return idx
-
-
-def check_device(device: str) -> torch.device:
-    """``device`` as a torch device that exists here (a CUDA index below the device count, MPS
-    when built in); an ``InputError`` naming it otherwise, before data or a model moves there."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise InputError(f"device must be a torch device such as 'cpu', 'cuda' or 'cuda:1', "
-                         f"got {device!r}") from None
-    if dev.type == "cpu":
-        return dev
-    if dev.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise InputError(f"device {device!r}: CUDA is not available here")
-        if dev.index is not None and dev.index >= count:
-            raise InputError(f"device {device!r}: only {count} CUDA device(s) here "
-                             f"(cuda:0 to cuda:{count - 1})")
-        return dev
-    if dev.type == "mps" and getattr(torch.backends, "mps", None) is not None \
-            and torch.backends.mps.is_available():
-        return dev
-    raise InputError(f"device {device!r} is not usable for training here (use 'cpu' or 'cuda')")
 
 
 def predict(model: nn.Module, X: torch.Tensor, chunk: int = 4096) -> list[torch.Tensor]:

@@ -11,6 +11,7 @@ import argparse
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +50,14 @@ def _add_executor_options(p: argparse.ArgumentParser) -> None:
                    help="retries of a failed or lost run")
 
 
-def _add_plot_option(p: argparse.ArgumentParser) -> None:
+def _add_output_options(p: argparse.ArgumentParser, func: Callable[..., Any]) -> None:
+    """``--plot DIR`` and ``--quiet`` of the training commands (demo, study), run by ``func``."""
     p.add_argument("--plot", default=None, metavar="DIR",
                    help="write pictures of the result into this folder (created if missing): "
                         "grouping.png (task x group matrix coloured by serving gain), "
                         "estimated_vs_measured.png, embeddings.png (MTG-Net's task embeddings)")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=func)
 
 
 def _check_plot_dir(path: str | None) -> None:
@@ -100,9 +104,7 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--estimator", choices=_ESTIMATORS, default="mtgnet",
                    help="gain estimator of the study")
     _add_executor_options(p)
-    _add_plot_option(p)
-    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    p.set_defaults(func=cmd_demo)
+    _add_output_options(p, cmd_demo)
 
     p = subparsers.add_parser("study", help="run a grouping study on a built-in task suite",
                               description="Collect STL baselines, run the active loop with MTL "
@@ -132,9 +134,7 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--esa", type=float_range(0.0, 1.0, low_inclusive=False), default=1.0,
                    metavar="FRACTION",
                    help="early-stopping approximation: train only this fraction of the epochs")
-    _add_plot_option(p)
-    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    p.set_defaults(func=cmd_study)
+    _add_output_options(p, cmd_study)
 
     p = subparsers.add_parser("group", help="group the tasks of a stored study (no training)",
                               description="Best grouping of a stored study from its measured "

@@ -367,6 +367,9 @@ torch.set_num_threads(1)
 from test_executors import TableTrain, make_study
 db, kind, address = sys.argv[1], sys.argv[2], sys.argv[3]
 ex = None
+if kind == "local":
+    from mtgfast.study.executors import LocalExecutor
+    ex = LocalExecutor(2, threads=1, max_retries=2)
 if kind == "ray":
     import ray
     from mtgfast.study.executors import RayExecutor
@@ -442,3 +445,61 @@ def test_ray_driver_sigkill_resumes_to_the_same_grouping(tmp_path, reference, ra
     address = ray_cluster.get_runtime_context().gcs_address
     with RayExecutor(max_retries=2) as ex:
         _resume_after_kills(tmp_path, "ray", address, [4, 10], ex, reference)
+
+
+# -- faults: a worker that dies (os._exit) or raises in the middle of a study ----------------------
+class DiesWhileFlagged(TableTrain):
+    """While the flag file exists, the run of the full set ends its worker process with
+    ``os._exit(3)`` (``how="exit"``) or raises (``how="raise"``) — a segfaulting extension or a
+    bug the user then fixes; every other run trains normally."""
+
+    def __init__(self, flag: str, how: str) -> None:
+        super().__init__()
+        self.flag, self.how = flag, how
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "flag": self.flag, "how": self.how}
+
+    def __call__(self, tasks, seed):
+        if len(tasks) == N and Path(self.flag).exists():
+            if self.how == "exit":
+                os._exit(3)
+            raise RuntimeError("the full set blew up (pretend)")
+        return super().__call__(tasks, seed)
+
+
+@pytest.mark.parametrize("how", ["exit", "raise"])
+@pytest.mark.parametrize("kind", ["local", "ray"])
+def test_worker_dying_every_attempt_names_the_run_and_the_study_resumes(kind, how, request,
+                                                                        tmp_path, reference):
+    flag = tmp_path / "bug"
+    flag.write_text("")
+    db = tmp_path / "dies.db"
+    full = "{" + ", ".join(NAMES) + "}"
+    with make_study(db, _executor(kind, request, max_retries=1),
+                    train=DiesWhileFlagged(str(flag), how)) as st:
+        with pytest.raises(RunFailedError) as info:
+            st.run()
+        done = {(r.mask, r.seed): dict(r.metrics_valid)
+                for r in st.store.runs(st.name, status="complete")}
+        failed = st.store.runs(st.name, status="failed")
+    text = str(info.value)
+    assert full in text and "2 attempt(s)" in text, text        # names the combination
+    if how == "raise":
+        assert "the full set blew up" in text
+    assert [r.mask for r in failed] == [(1 << N) - 1] and failed[0].attempts == 2
+    assert {(1 << j, 0) for j in range(N)} <= set(done)        # collected before it: kept
+    flag.unlink()
+    with make_study(db, _executor(kind, request), train=DiesWhileFlagged(str(flag), how)) as st:
+        st.run()
+        assert st.n_trained == len(reference[2]) - len(done)    # nothing collected is redone
+        assert outcome_of(st) == reference
+        for r in st.store.runs(st.name, status="complete"):
+            if (r.mask, r.seed) in done:
+                assert dict(r.metrics_valid) == done[(r.mask, r.seed)]
+
+
+def test_local_driver_sigkill_resumes_to_the_same_choices_and_grouping(tmp_path, reference,
+                                                                       local_pool):
+    # the driver and its two worker processes killed twice mid-study, resumed on a local pool
+    _resume_after_kills(tmp_path, "local", "", [4, 11], local_pool, reference)

@@ -160,7 +160,7 @@ def _check_replay_outputs(args: argparse.Namespace) -> None:
 
 def _cmd_replay(args: argparse.Namespace, extra: Sequence[str],
                 parser: argparse.ArgumentParser | None = None) -> int:
-    from .gains import load_table
+    from .gains import load_table, read_matrix
     from .replay import JSON_DECIMALS, replay
 
     if args.methods is None:
@@ -208,6 +208,10 @@ def _cmd_replay(args: argparse.Namespace, extra: Sequence[str],
         except InputError as exc:   # name the option as well as the file
             raise InputError(f"{flag}: {exc}") from exc
 
+    try:   # the mask file on its own first, so that its errors name --masks, not --valid
+        read_matrix(args.masks, name="mask file")
+    except InputError as exc:
+        raise InputError(f"--masks: {exc}") from exc
     valid = load("--valid", args.valid, task_names=names, split="valid")
     test = load("--test", args.test, task_names=valid.task_names, split="test")
     hoa = load("--hoa", args.hoa, task_names=valid.task_names)

@@ -447,8 +447,9 @@ class GainStore:
                                    ("higher_is_better", hib, info.higher_is_better),
                                    ("fingerprint", fingerprint, info.fingerprint)):
             if mine != theirs:
-                raise StoreError(f"study {name!r} exists with other {what}: stored {theirs!r}, "
-                                 f"given {mine!r}; use a new study name")
+                raise StoreError(f"study {name!r} of gain store {self.path!r} exists with other "
+                                 f"{what}: stored {theirs!r}, given {mine!r}; use a new study "
+                                 "name (or another store)")
         return info
 
     def get_study(self, name: str) -> StudyInfo:

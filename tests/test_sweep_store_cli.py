@@ -135,7 +135,17 @@ def _other_fingerprint(p: Path) -> Path:
     return p
 
 
+def _no_tables(p: Path) -> Path:
+    """An SQLite file with a header and no tables (what a store is for an instant while the
+    first writer creates it)."""
+    con = sqlite3.connect(p)
+    con.executescript("CREATE TABLE t (x); DROP TABLE t;")
+    con.close()
+    return p
+
+
 FILES: dict[str, Callable[[Path], Path]] = {
+    "SQLite without tables": _no_tables,
     "empty": lambda p: (p.write_bytes(b""), p)[1],
     "text": lambda p: (p.write_text("not a database\n"), p)[1],
     "folder": lambda p: (p.mkdir(), p)[1],
@@ -144,6 +154,7 @@ FILES: dict[str, Callable[[Path], Path]] = {
     "truncated to 100 bytes": lambda p: _truncated(p, 100),
     "other tasks": _healthy,
     "other fingerprint": _other_fingerprint,
+    "two studies": lambda p: _other_fingerprint(_healthy(p)),
 }
 T = ["--rounds", "0", "--quiet"]
 # command, file, words (the file's name is always asserted too)
@@ -153,6 +164,8 @@ CLI_FILES: list[tuple[str, list[str], str, tuple[str, ...]]] = [
     ("group", ["group", "--budget", "2"], "truncated to half", ("corrupt",)),
     ("group", ["group", "--budget", "2"], "truncated to 100 bytes", ("corrupt",)),
     ("group", ["group", "--budget", "2"], "folder", ("directory",)),
+    ("group (fixed: sqlite3.OperationalError 'no such table: studies')", ["group", "--budget", "2"], "SQLite without tables", ("no gain store (yet)",)),
+    ("group, two studies (fixed: 'pass study=')", ["group", "--budget", "2"], "two studies", ("2 studies", "'s', 'x'", "--study")),
     ("group other study name", ["group", "--budget", "2", "--study", "nope"], "other tasks", ("no study 'nope'", "['s']")),
     ("group too many groups", ["group", "--budget", "9"], "other tasks", ("between 1 and 3",)),
     ("demo", ["demo", *T], "newer schema", ("schema version",)),
@@ -162,6 +175,8 @@ CLI_FILES: list[tuple[str, list[str], str, tuple[str, ...]]] = [
     ("study", ["study", "--suite", "digits", "--budget", "2", *T], "truncated to 100 bytes", ("corrupt",)),
     ("study", ["study", "--suite", "digits", "--budget", "2", *T], "folder", ("directory",)),
     ("study of another study's tasks (fixed: the file unnamed)", ["study", "--suite", "digits", "--budget", "2", "--name", "s", *T], "other tasks", ("study 's' of gain store", "other task names", "new study name")),
+    ("demo --workers 2 (fixed: 'give either workers= or executor=')", ["demo", "--workers", "2", *T], "newer schema", ("schema version",)),
+    ("study --workers 2 (fixed: the same)", ["study", "--suite", "digits", "--budget", "2", "--workers", "2", *T], "newer schema", ("schema version",)),
     ("study of another config (fixed: the file unnamed)", ["study", "--suite", "digits", "--budget", "2", "--name", "x", *T], "other fingerprint", ("other fingerprint", "another-config")),
 ]
 
@@ -185,6 +200,18 @@ def test_every_command_refuses_a_bad_store_in_one_line(tmp_path: Path, capsys, c
     # nothing written beside it (SQLite's own -wal/-shm files of a store opened for writing
     # aside: Study leaves its store open when the study's definition is refused)
     assert [f for f in sorted(os.listdir(tmp_path)) if not f.startswith("store.db-")] == before
+
+
+def test_reading_a_store_while_it_is_created_is_a_store_error(tmp_path: Path) -> None:
+    """(fixed) a reader that opened the file before the first writer made the schema got
+    sqlite3.OperationalError "no such table: studies" from studies()."""
+    path = _no_tables(tmp_path / "young.db")
+    with pytest.raises(StoreError, match="no gain store"):
+        GainStore(path, readonly=True).studies()
+    with GainStore(path) as s:             # a writer makes it a store, then it reads
+        s.create_study("s", TASKS)
+    with GainStore(path, readonly=True) as s:
+        assert s.studies() == ["s"]
 
 
 def test_replay_names_the_mask_file_option(tmp_path: Path, capsys) -> None:
@@ -242,3 +269,65 @@ def test_processes_racing_to_create_and_work_one_store(tmp_path: Path) -> None:
         assert s.count_runs("race", status="complete") == 31
         assert s.count_runs("race", status="waiting") == s.count_runs("race", status="running") == 0
         assert s.integrity_check() == "ok"
+
+
+# -- resume: `mtgfast study` killed with SIGKILL mid-study, real training in worker processes --------
+_STUDY = ["study", "--suite", "synthetic", "--budget", "2", "--rounds", "1", "--epochs", "5",
+          "--workers", "2", "--quiet"]
+
+
+def _stored(db: Path) -> tuple[list[int], dict[tuple[int, int], dict[str, float]]]:
+    with GainStore(db, readonly=True) as s:
+        name = s.studies()[0]
+        return ([r.mask for r in s.selections(name)],
+                {(r.mask, r.seed): dict(r.metrics_valid) for r in s.runs(name)})
+
+
+@pytest.mark.slow
+def test_cli_study_killed_mid_run_resumes_to_the_uninterrupted_choices(tmp_path: Path) -> None:
+    """The command killed (SIGKILL, workers and all) twice while it trains, then run again:
+    it resumes from the store and ends with the choices, runs and grouping of one uninterrupted
+    run (real MTL training of the synthetic suite; about 2 minutes on 2 loaded cores)."""
+    import signal
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
+        [str(Path(__import__("mtgfast").__file__).resolve().parents[1]),
+         os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "mtgfast"]
+    ref = subprocess.run([*cmd, *_STUDY, "--store", str(tmp_path / "ref.db")], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert ref.returncode == 0, ref.stderr
+    db = tmp_path / "killed.db"
+    for kill_at in (3, 8):
+        proc = subprocess.Popen([*cmd, *_STUDY, "--store", str(db)], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        try:
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.1)
+                try:
+                    if db.exists() and len(_stored(db)[1]) >= kill_at:
+                        break
+                except (StoreError, IndexError):
+                    pass
+            assert proc.poll() is None, "the study ended before it could be killed"
+            os.killpg(proc.pid, signal.SIGKILL)   # the driver and its worker processes
+            proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate(timeout=30)
+    before = _stored(db)[1]
+    assert 3 <= len(before) < len(_stored(tmp_path / "ref.db")[1])
+    again = subprocess.run([*cmd, *_STUDY, "--store", str(db)], env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "resuming study" in again.stdout
+    choices, runs = _stored(db)
+    ref_choices, ref_runs = _stored(tmp_path / "ref.db")
+    assert choices == ref_choices and runs == ref_runs
+    for key, metrics in before.items():
+        assert runs[key] == metrics                     # nothing finished was lost or redone
+    tail = lambda out: out[out.index("group(s)"):].splitlines()[:4]   # noqa: E731
+    assert tail(again.stdout) == tail(ref.stdout)       # the same grouping printed

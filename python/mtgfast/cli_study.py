@@ -24,7 +24,7 @@ from .cli_common import (
     float_range,
     int_at_least,
 )
-from .errors import InputError, MtgfastError
+from .errors import InputError, MtgfastError, StoreError
 
 __all__ = ["EXECUTORS", "add_commands", "cmd_demo", "cmd_group", "cmd_study", "make_cli_executor",
            "write_plots"]
@@ -199,8 +199,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, _executor(args) as executor:
         store = args.store or str(Path(tmp) / "mtgfast-demo.db")
+        # the executor carries --workers (Study refuses workers= beside executor=)
         with Study(suite, store=store, estimator=args.estimator, config=config,
-                   workers=args.workers, executor=executor, progress=not args.quiet) as study:
+                   executor=executor, progress=not args.quiet) as study:
             # after the store opened: a bad --store is one error line, not a banner and a line
             print(f"mtgfast demo: {suite.n_tasks} one-vs-rest tasks on scikit-learn's digits, "
                   f"metric: validation log loss; store: {args.store or '(temporary)'}",
@@ -283,8 +284,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with _executor(args) as executor, \
             Study(suite, store=args.store, estimator=args.estimator, name=args.name,
-                  config=config, seeds=tuple(args.seeds), workers=args.workers,
-                  executor=executor, progress=not args.quiet) as study:
+                  config=config, seeds=tuple(args.seeds), executor=executor,
+                  progress=not args.quiet) as study:
         before = study.store.count_runs(study.name)
         if before:
             print(f"resuming study {study.name!r}: {before} run(s) already stored", flush=True)
@@ -307,6 +308,21 @@ def cmd_group(args: argparse.Namespace) -> int:
     check_readable_file(args.store, "--store")   # never create a store here (nor read a FIFO)
     if os.path.getsize(args.store) == 0:
         raise InputError(f"--store {args.store!r} is an empty file, not a gain store")
-    res = group_stored(args.store, args.budget, study=args.study, estimator=args.estimator)
+    study = args.study
+    if study is None:   # the choice in the command's words (group_stored's says "study=")
+        from .store import GainStore
+
+        try:
+            with GainStore(args.store, readonly=True) as store:
+                names = store.studies()
+        except StoreError as exc:   # a version-1 store: group_stored migrates it, then picks
+            if "old schema" not in str(exc):
+                raise
+            names = [None]
+        if len(names) != 1:
+            raise InputError(f"--store {args.store!r} holds {len(names)} studies "
+                             f"{', '.join(map(repr, names)) or '(none)'}: name one with --study")
+        study = names[0]
+    res = group_stored(args.store, args.budget, study=study, estimator=args.estimator)
     print(res.format())
     return 0

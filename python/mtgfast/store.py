@@ -319,6 +319,12 @@ class GainStore:
                              f"{'; '.join(str(r[0]) for r in check[:3])}); restore it from a "
                              "backup, or recover what is readable with the sqlite3 '.recover' "
                              "command")
+        if (self.readonly or not self.create) and not tables:
+            # an SQLite file without tables (empty, or a store a writer is creating right now):
+            # a reader cannot wait for its schema, and create=False must not make one
+            raise StoreError(f"{self.path!r} holds no gain store (yet): an SQLite file without "
+                             f"tables, opened with {'readonly=True' if self.readonly else 'create=False'}"
+                             "; a study writes it, or it is being created right now")
         version = self._version(conn, tables)
         if version > SCHEMA_VERSION:
             raise StoreError(f"gain store {self.path!r} has schema version {version}, newer "

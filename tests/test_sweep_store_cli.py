@@ -224,6 +224,58 @@ def test_replay_names_the_mask_file_option(tmp_path: Path, capsys) -> None:
     assert err.startswith("mtgfast: error: --masks: mask file") and "m.csv" in err, err
 
 
+# -- output paths that cannot be written: refused before the work, not after it -----------------
+_M = "1 0 0\n0 1 0\n0 0 1\n1 1 0\n1 0 1\n0 1 1\n1 1 1\n"
+_G = "0 0 0\n0 0 0\n0 0 0\n0.1 0.2 0\n0.1 0 -0.1\n0 0.3 0.1\n0.2 0.1 0.05\n"
+REPLAY = ["replay", "--masks", "@m.csv", "--valid", "@g.csv", "--methods", "oracle", "--quiet"]
+STUDY = ["study", "--suite", "digits", "--budget", "2", "--store", "@s.db", "--quiet"]
+# /proc and /sys refuse new files even to root, so these hold on every machine
+OUTPUTS: list[tuple[str, list[str], tuple[str, ...]]] = [
+    ("replay --json in /proc (fixed: after the replay, option unnamed)", REPLAY + ["--json", "/proc/x.json"], ("--json", "/proc", "cannot create files")),
+    ("replay --json in /sys (fixed)", REPLAY + ["--json", "/sys/x.json"], ("--json", "cannot create files")),
+    ("replay --plot in /proc (fixed)", REPLAY + ["--plot", "/proc/x.png"], ("--plot", "cannot create files")),
+    ("replay --json '' (fixed: silently wrote nothing)", REPLAY + ["--json", ""], ("--json", "expected a path")),
+    ("replay --plot '' (fixed: silently drew nothing)", REPLAY + ["--plot", ""], ("--plot", "expected a path")),
+    ("demo --store in /proc (fixed: sqlite's 'unable to open')", ["demo", "--store", "/proc/x.db"], ("--store", "cannot create files")),
+    ("demo --store '' (fixed: ran the whole demo on a temporary store)", ["demo", "--store", ""], ("--store", "expected a path")),
+    ("demo --plot in /proc (fixed: failed after the whole demo)", ["demo", "--plot", "/proc/pictures"], ("--plot", "cannot create files")),
+    ("demo --plot '' (fixed)", ["demo", "--plot", ""], ("--plot", "expected a path")),
+    ("study --plot /proc (fixed: failed after the whole study)", STUDY + ["--plot", "/proc"], ("--plot", "cannot create files")),
+    ("study --store in /proc (fixed)", ["study", "--suite", "digits", "--budget", "2", "--store", "/proc/s.db"], ("--store", "cannot create files")),
+    ("study --store '' (fixed)", ["study", "--suite", "digits", "--budget", "2", "--store", ""], ("--store", "expected a path")),
+]
+
+
+@pytest.mark.parametrize("case", OUTPUTS, ids=[c[0] for c in OUTPUTS])
+def test_unwritable_outputs_are_refused_first(tmp_path: Path, capsys, case) -> None:
+    _, argv, words = case
+    (tmp_path / "m.csv").write_text(_M)
+    (tmp_path / "g.csv").write_text(_G)
+    argv = [str(tmp_path / a[1:]) if a.startswith("@") else a for a in argv]
+    start = time.monotonic()
+    rc = main(argv)
+    out, err = capsys.readouterr()
+    assert rc == 2, (rc, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mtgfast: error: "), err
+    assert not out.strip(), out                      # no replay table, no banner: nothing ran
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+    assert time.monotonic() - start < 20
+    assert sorted(os.listdir(tmp_path)) == ["g.csv", "m.csv"]   # no store, no probe file left
+
+
+def test_an_output_that_fails_at_the_end_names_its_option(tmp_path: Path, capsys) -> None:
+    """(fixed) /dev/full takes the check (a device, like --json /dev/null) and fails on write:
+    the line names --json, not only "No space left on device"."""
+    (tmp_path / "m.csv").write_text(_M)
+    (tmp_path / "g.csv").write_text(_G)
+    rc = main(["replay", "--masks", str(tmp_path / "m.csv"), "--valid", str(tmp_path / "g.csv"),
+               "--methods", "oracle", "--quiet", "--json", "/dev/full"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("mtgfast: error: --json '/dev/full': cannot write"), err
+
+
 # -- several processes on one store at once ------------------------------------------------------
 _RACER = """
 import json, sys, time

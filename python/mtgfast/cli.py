@@ -25,6 +25,7 @@ from .cli_common import (
     check_known_options,
     check_new_file,
     error_line,
+    write_output,
     extra_options,
     float_range,
     int_at_least,
@@ -140,11 +141,11 @@ def _dataset_name(args: argparse.Namespace) -> str:
 
 def _check_replay_outputs(args: argparse.Namespace) -> None:
     """Output paths are checked before the replay runs, not after it finished."""
-    if args.json_exact and not args.json_path:
+    if args.json_exact and args.json_path is None:
         raise UsageError("replay: --json-exact needs --json PATH")
-    if args.json_path:
+    if args.json_path is not None:
         check_new_file(args.json_path, "--json", device_ok=True)
-    if args.plot:
+    if args.plot is not None:
         check_new_file(args.plot, "--plot")
         require_extra("matplotlib", "plot", "--plot")
         try:
@@ -224,12 +225,13 @@ def _cmd_replay(args: argparse.Namespace, extra: Sequence[str],
                     dataset=_dataset_name(args), options={"rounds": args.rounds, **options},
                     progress=not args.quiet)
     print(result.format_table())
-    if args.json_path:
-        result.to_json(args.json_path, None if args.json_exact else JSON_DECIMALS)
-    if args.plot:
+    if args.json_path is not None:
+        write_output(args.json_path, "--json", lambda path: result.to_json(
+            path, None if args.json_exact else JSON_DECIMALS))
+    if args.plot is not None:
         from .plots import plot_replay
 
-        plot_replay(result, args.plot)
+        write_output(args.plot, "--plot", lambda path: plot_replay(result, path))
     return 0
 
 

@@ -23,6 +23,7 @@ from .cli_common import (
     require_extra,
     float_range,
     int_at_least,
+    write_output,
 )
 from .errors import InputError, MtgfastError, StoreError
 
@@ -88,6 +89,14 @@ def write_plots(study: Any, res: Any, folder: str) -> list[str]:
     if hasattr(study.estimator_, "embeddings"):
         out.append(os.path.join(folder, "embeddings.png"))
         plot_embeddings(study.estimator_, out[-1])
+    return out
+
+
+def _plots(study: Any, res: Any, folder: str | None) -> list[str]:
+    if folder is None:
+        return []
+    out: list[str] = []
+    write_output(folder, "--plot", lambda path: out.extend(write_plots(study, res, path)))
     return out
 
 
@@ -209,7 +218,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             study.run(rounds=args.rounds)
             res = study.result(args.budget)
             n_runs = study.store.count_runs(study.name)
-            pictures = write_plots(study, res, args.plot) if args.plot else []
+            pictures = _plots(study, res, args.plot)
     print(res.format())
     for path in pictures:
         print(f"wrote {path}")
@@ -293,7 +302,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         res = study.result(args.budget)
         print(f"study {study.name!r} in {args.store}: {study.n_trained} run(s) trained now, "
               f"{study.store.count_runs(study.name)} stored")
-        pictures = write_plots(study, res, args.plot) if args.plot else []
+        pictures = _plots(study, res, args.plot)
     print(res.format())
     for path in pictures:
         print(f"wrote {path}")

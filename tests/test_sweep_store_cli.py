@@ -383,3 +383,15 @@ def test_cli_study_killed_mid_run_resumes_to_the_uninterrupted_choices(tmp_path:
         assert runs[key] == metrics                     # nothing finished was lost or redone
     tail = lambda out: out[out.index("group(s)"):].splitlines()[:4]   # noqa: E731
     assert tail(again.stdout) == tail(ref.stdout)       # the same grouping printed
+
+
+def test_selftest_is_a_command(capsys) -> None:
+    """`mtgfast selftest` (new) is `python -m mtgfast.selftest`: one line a check, then the
+    summary; usage errors are one line with status 2."""
+    assert main(["selftest"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("ok   ") and "all 8 checks passed" in out[-1]
+    assert main(["selftest", "--quiet"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1
+    assert main(["selftest", "--fast"]) == 2
+    assert "unrecognized arguments: --fast" in capsys.readouterr().err

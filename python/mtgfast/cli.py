@@ -235,6 +235,12 @@ def _cmd_replay(args: argparse.Namespace, extra: Sequence[str],
     return 0
 
 
+def _cmd_selftest(args: argparse.Namespace) -> int:
+    from . import selftest
+
+    return selftest.main(["--quiet"] if args.quiet else [])
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``mtgfast`` argument parser with every subcommand."""
     from . import __version__
@@ -245,6 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     _add_replay(sub)
     cli_study.add_commands(sub)
+    p = sub.add_parser("selftest", help="check the installed core against plain references",
+                       description="The compiled core against plain Python references (what "
+                       "'python -m mtgfast.selftest' runs; about 1 s): one line per check, exit "
+                       "status 1 if any failed.")
+    p.add_argument("--quiet", action="store_true", help="print only the summary")
+    p.set_defaults(func=_cmd_selftest)
     return parser
 
 
@@ -276,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             hint = misspelt_options(extra, parser)
             raise UsageError(f"unrecognized arguments: {' '.join(extra)}"
                              f"{' (' + hint + ')' if hint else ''}; expected a command: "
-                             f"replay, demo, study or group (see 'mtgfast --help')")
+                             f"replay, demo, study, group or selftest (see 'mtgfast --help')")
         if func is None:
             parser.print_help(sys.stderr)
             return EXIT_USAGE

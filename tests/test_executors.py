@@ -503,3 +503,62 @@ def test_local_driver_sigkill_resumes_to_the_same_choices_and_grouping(tmp_path,
                                                                        local_pool):
     # the driver and its two worker processes killed twice mid-study, resumed on a local pool
     _resume_after_kills(tmp_path, "local", "", [4, 11], local_pool, reference)
+
+
+class ReportPidAndHang:
+    """Writes the worker's pid into ``folder`` and sleeps (until its process is ended)."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def __call__(self, job: int) -> int:
+        Path(self.folder, f"worker-{job}").write_text(str(os.getpid()))
+        time.sleep(120)
+        return job
+
+
+_ORPHANING_DRIVER = """
+import sys
+sys.path.insert(0, {here!r})
+from test_executors import ReportPidAndHang
+from mtgfast.study.executors import LocalExecutor
+with LocalExecutor(2, threads=1) as ex:
+    list(ex.run_jobs(ReportPidAndHang(sys.argv[1]), [0, 1]))
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as fh:   # a zombie is dead too
+        return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_local_workers_end_when_their_driver_is_killed(tmp_path):
+    """(fixed) a driver killed with SIGKILL left its worker processes waiting for jobs forever
+    (found as orphans 40 minutes after a test); they now notice and exit within a second."""
+    proc = subprocess.Popen([sys.executable, "-c", _ORPHANING_DRIVER.format(here=str(HERE)),
+                             str(tmp_path)], stderr=subprocess.PIPE, text=True)
+    pids: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(pids) < 2 and proc.poll() is None:
+            time.sleep(0.05)
+            pids = [int(f.read_text()) for f in tmp_path.glob("worker-*") if f.read_text()]
+        assert len(pids) == 2, proc.communicate(timeout=5)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_alive(p) for p in pids):
+            time.sleep(0.1)
+        survivors = [p for p in pids if _alive(p)]
+        assert not survivors, f"orphaned workers still running: {survivors}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for p in pids:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)

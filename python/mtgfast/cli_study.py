@@ -100,6 +100,15 @@ def _plots(study: Any, res: Any, folder: str | None) -> list[str]:
     return out
 
 
+def _print_result(res: Any, pictures: list[str], last: str) -> int:
+    """The grouping and its confidence, the pictures written, then ``last`` (time, runs)."""
+    print(res.format())
+    for path in pictures:
+        print(f"wrote {path}")
+    print(last)
+    return 0
+
+
 def add_commands(subparsers: Any) -> None:
     """Register ``demo``, ``study`` and ``group`` on the CLI's subparsers."""
     p = subparsers.add_parser("demo", help="a complete study on scikit-learn's digits (1-2 min)",
@@ -219,11 +228,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             res = study.result(args.budget)
             n_runs = study.store.count_runs(study.name)
             pictures = _plots(study, res, args.plot)
-    print(res.format())
-    for path in pictures:
-        print(f"wrote {path}")
-    print(f"{n_runs} training runs, {time.perf_counter() - start:.1f} s")
-    return 0
+    return _print_result(res, pictures, f"{n_runs} training runs, "
+                                        f"{time.perf_counter() - start:.1f} s")
 
 
 def _make_suite(name: str, data: str | None) -> Any:
@@ -303,11 +309,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         print(f"study {study.name!r} in {args.store}: {study.n_trained} run(s) trained now, "
               f"{study.store.count_runs(study.name)} stored")
         pictures = _plots(study, res, args.plot)
-    print(res.format())
-    for path in pictures:
-        print(f"wrote {path}")
-    print(f"{time.perf_counter() - start:.1f} s")
-    return 0
+    return _print_result(res, pictures, f"{time.perf_counter() - start:.1f} s")
 
 
 def cmd_group(args: argparse.Namespace) -> int:

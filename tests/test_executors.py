@@ -562,3 +562,53 @@ def test_local_workers_end_when_their_driver_is_killed(tmp_path):
         for p in pids:
             if _alive(p):
                 os.kill(p, signal.SIGKILL)
+
+
+# -- two drivers of one study at once --------------------------------------------------------------
+_TWIN = """
+import sys, time
+sys.path.insert(0, {here!r})
+import torch
+torch.set_num_threads(1)
+from mtgfast.errors import StoreError
+from test_executors import TableTrain, make_study
+db, start = sys.argv[1], float(sys.argv[2])
+while time.time() < start:
+    time.sleep(0.001)
+try:
+    with make_study(db, train=TableTrain(sleep=0.05)) as st:
+        st.run()
+        st.result()
+except StoreError as exc:
+    print("REFUSED", exc)
+else:
+    print("FINISHED")
+"""
+
+
+def test_two_drivers_of_one_study_at_once_lose_nothing(tmp_path, reference):
+    """The same study started twice at the same instant on one store (two real processes): the
+    runs are shared out through the store, the loser of the selection race stops with one clear
+    StoreError naming the study and the file (no "database is locked", no duplicate or lost run),
+    and a rerun ends exactly at the uninterrupted choices and grouping."""
+    db = tmp_path / "twins.db"
+    start = time.time() + 4.0      # both past their imports before they touch the store
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", _TWIN.format(here=str(HERE)), str(db),
+                               repr(start)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=240) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0 and ("FINISHED" in out or "REFUSED" in out), (out, err)
+        assert "locked" not in out + err, (out, err)
+    refused = [out for out, _ in outs if "REFUSED" in out]
+    for out in refused:
+        assert "another process runs the same study's loop" in out and str(db) in out, out
+    assert len(refused) < 2, outs
+    with make_study(db) as st:
+        st.run()
+        out = outcome_of(st)
+        runs = st.store.runs(st.name)
+    assert out == reference
+    keys = [(r.mask, r.seed) for r in runs]
+    assert len(keys) == len(set(keys))                     # no run stored twice

@@ -735,9 +735,10 @@ class GainStore:
                              "slot_count), 0) FROM batches WHERE study = ?", (study,)).fetchone()
             batch, next_slot = int(row[0]), int(row[1])
             if slot_start != next_slot:
-                raise StoreError(f"study {study!r}: batch starts at slot {slot_start}, but the "
-                                 f"store's selections end at slot {next_slot} (another process "
-                                 "runs the same study's loop?)")
+                raise StoreError(f"study {study!r} in {self.path!r}: batch starts at slot "
+                                 f"{slot_start}, but the store's selections end at slot "
+                                 f"{next_slot}: another process runs the same study's loop; let "
+                                 "it finish (or stop it), then run this study again to resume")
             seq = int(db.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM selections WHERE "
                                  "study = ?", (study,)).fetchone()[0])
             db.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?)",

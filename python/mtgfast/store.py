@@ -322,9 +322,10 @@ class GainStore:
         if (self.readonly or not self.create) and not tables:
             # an SQLite file without tables (empty, or a store a writer is creating right now):
             # a reader cannot wait for its schema, and create=False must not make one
+            how = "readonly=True" if self.readonly else "create=False"
             raise StoreError(f"{self.path!r} holds no gain store (yet): an SQLite file without "
-                             f"tables, opened with {'readonly=True' if self.readonly else 'create=False'}"
-                             "; a study writes it, or it is being created right now")
+                             f"tables, opened with {how}; a study writes it, or it is being "
+                             "created right now")
         version = self._version(conn, tables)
         if version > SCHEMA_VERSION:
             raise StoreError(f"gain store {self.path!r} has schema version {version}, newer "
@@ -480,7 +481,8 @@ class GainStore:
         where = f"study {row[0]!r}"
         parts = []
         for col, text, kind in (("task_names", row[1], str), ("metrics", row[2], str),
-                                ("higher_is_better", row[3], (bool, int)), ("config", row[5], dict)):
+                                ("higher_is_better", row[3], (bool, int)),
+                                ("config", row[5], dict)):
             try:
                 value = json.loads(text)
             except (TypeError, ValueError) as exc:

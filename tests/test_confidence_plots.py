@@ -114,3 +114,45 @@ def test_plots_without_matplotlib_name_the_extra(monkeypatch, fitted) -> None:
                         real(name, *a))
     with pytest.raises(InputError, match=r'mtgfast\[plot\]'):
         plots.plot_embeddings(fitted[2])
+
+
+class _PointEstimate:
+    """An estimator of two tasks without an ensemble (predict only)."""
+
+    n_tasks_ = 2
+
+    def predict(self, masks):
+        return np.zeros((len(masks), 2))
+
+
+_TWO = GainTable.from_arrays(np.array([1, 2, 3], np.uint64), np.array(
+    [[0.0, np.nan], [np.nan, 0.0], [0.1, 0.2]]))
+_THREE = GainTable.from_arrays(np.array([7], np.uint64), np.full((1, 3), 0.1))
+
+# (bad grouping or table, error, words): the plot and the confidence report share one checker
+# (grouping.check_grouping_table), so they answer each mistake with the same words
+_CHECKS = [
+    ("grouping str", lambda g: ("ab", _TWO), InputTypeError, "grouping must be a Grouping, got str"),
+    ("grouping None", lambda g: (None, _TWO), InputTypeError, "grouping must be a Grouping"),
+    ("table array", lambda g: (g, _TWO.gains), InputTypeError, "must be a GainTable, got ndarray"),
+    ("table other tasks", lambda g: (g, _THREE), InputError, "grouping has 2 tasks but"),
+]
+
+
+@pytest.mark.parametrize("case", _CHECKS, ids=[c[0] for c in _CHECKS])
+@pytest.mark.parametrize("caller", ["plot_grouping", "grouping_confidence"])
+def test_plot_and_confidence_check_their_input_alike(case, caller) -> None:
+    from mtgfast.study.confidence import grouping_confidence
+
+    _, build, error, words = case
+    grouping, table = build(group(_TWO.masks, _TWO.gains, 1))
+    name = "gains" if caller == "plot_grouping" else "measured"
+    with pytest.raises(error, match=words) as info:
+        if caller == "plot_grouping":
+            from mtgfast.plots import plot_grouping
+
+            plot_grouping(grouping, table)        # raises before matplotlib is needed
+        else:
+            grouping_confidence(_PointEstimate(), grouping, table)
+    if "table" in case[0]:
+        assert name in str(info.value)

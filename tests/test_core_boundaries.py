@@ -21,10 +21,9 @@ import mtgfast  # noqa: E402
 
 _PACKAGE_ROOT = str(Path(mtgfast.__file__).resolve().parents[1])
 
-_S = "np.array([1, 2, 3], np.uint64)"  # masks of 2 tasks
-_ARGS = "S.Method.beam, 5, S.Uncovered.alone, 0.0, 1 << 30"
 
-# name, expression, expected exception class name (None: returns), words in the message
+# name, expression, expected exception class name (None: returns), words in the message; G(...)
+# is search.group with the runner's defaults (masks of 2 tasks, budget 1, beam of width 5, ...)
 CASES: list[tuple[str, str, str | None, str]] = [
     ("enumerate_all n=0", "M.enumerate_all(0, 'lex', 1 << 30)", "ValueError", "n_tasks"),
     ("enumerate_all n=-1", "M.enumerate_all(-1, 'lex', 1 << 30)", "ValueError", "n_tasks"),
@@ -66,43 +65,43 @@ CASES: list[tuple[str, str, str | None, str]] = [
     ("popcount float", "M.popcount(np.array([1.7]))", "TypeError", "masks must hold integers"),
     ("popcount list", "M.popcount([3, 7]).tolist()", None, "[2, 3]"),
     ("popcount None", "M.popcount(None)", "TypeError", "masks"),
-    ("group n=0", "S.group(np.array([], np.uint64), np.zeros((0, 0)), [1], " + _ARGS + ")", "ValueError", "n_tasks"),
-    ("group n=65", "S.group(np.array([1], np.uint64), np.zeros((1, 65)), [1], " + _ARGS + ")", "ValueError", "n_tasks"),
-    ("group rows mismatch", "S.group(" + _S + ", np.zeros((1, 2)), [1], " + _ARGS + ")", "ValueError", "rows"),
-    ("group mask 0", "S.group(np.array([0], np.uint64), np.zeros((1, 2)), [1], " + _ARGS + ")", "ValueError", "mask 0"),
-    ("group mask bit >= N", "S.group(np.array([8], np.uint64), np.zeros((1, 2)), [1], " + _ARGS + ")", "ValueError", "n_tasks=2"),
-    ("group duplicate masks", "S.group(np.array([1, 1], np.uint64), np.zeros((2, 2)), [1], " + _ARGS + ")", "ValueError", "duplicate"),
-    ("group NaN inside", "S.group(np.array([1], np.uint64), np.full((1, 2), np.nan), [1], " + _ARGS + ")", "ValueError", "finite"),
-    ("group inf inside", "S.group(np.array([3], np.uint64), np.full((1, 2), np.inf), [1], " + _ARGS + ")", "ValueError", "finite"),
-    ("group 1.7e308 gains", "S.group(" + _S + ", np.full((3, 2), 1.7e308), [1, 2], " + _ARGS + ")", "ValueError", "2^64"),
-    ("group -1.7e308 gains", "S.group(" + _S + ", np.full((3, 2), -1.7e308), [1], " + _ARGS + ")", "ValueError", "2^64"),
-    ("group budget 0", "S.group(" + _S + ", np.zeros((3, 2)), [0], " + _ARGS + ")", "ValueError", "budget"),
-    ("group no budget", "S.group(" + _S + ", np.zeros((3, 2)), [], " + _ARGS + ")", "ValueError", "budget"),
-    ("group budget 2^31", "S.group(" + _S + ", np.zeros((3, 2)), [2**31], " + _ARGS + ")", "TypeError", ""),
-    ("group budget 2^31-1", "S.group(" + _S + ", np.zeros((3, 2)), [2**31 - 1], " + _ARGS + ")[0].feasible", None, "True"),
-    ("group beam_width 0", "S.group(" + _S + ", np.zeros((3, 2)), [1], S.Method.beam, 0, S.Uncovered.alone, 0.0, 1)", "ValueError", "beam_width"),
-    ("group time_limit NaN", "S.group(" + _S + ", np.zeros((3, 2)), [1], S.Method.beam, 5, S.Uncovered.alone, float('nan'), 1)", "ValueError", "time_limit"),
-    ("group time_limit inf", "S.group(" + _S + ", np.zeros((3, 2)), [1], S.Method.bnb, 5, S.Uncovered.alone, float('inf'), 1)[0].feasible", None, "True"),
-    ("group gap_tol NaN", "S.group(" + _S + ", np.zeros((3, 2)), [1], " + _ARGS + ", float('nan'))", "ValueError", "gap_tol"),
-    ("group DP over memory", "S.group(" + _S + ", np.zeros((3, 2)), [1], S.Method.dp, 5, S.Uncovered.alone, 0.0, 0)", "ValueError", "memory"),
-    ("group DP n=40", "S.group(np.array([2**40 - 1], np.uint64), np.zeros((1, 40)), [1], S.Method.dp, 5, S.Uncovered.singleton, 0.0, 2**64 - 1)", "ValueError", "memory"),
-    ("group DP one 22-task row, 0.1 ms", "S.group(np.array([2**22 - 1], np.uint64), np.zeros((1, 22)), [1], S.Method.dp, 5, S.Uncovered.singleton, 1e-4, 2**64 - 1)[0].timed_out", None, "True"),
-    ("group gains str", "S.group(" + _S + ", np.full((3, 2), 'a'), [1], " + _ARGS + ")", "TypeError", "gains must hold real numbers"),
-    ("group gains bool", "S.group(" + _S + ", np.ones((3, 2), bool), [1], " + _ARGS + ")", "TypeError", "gains must hold real numbers"),
-    ("group gains complex", "S.group(" + _S + ", np.ones((3, 2), complex), [1], " + _ARGS + ")", "TypeError", "gains must hold real numbers"),
-    ("group gains object", "S.group(" + _S + ", np.full((3, 2), None), [1], " + _ARGS + ")", "TypeError", "gains must hold real numbers"),
-    ("group gains None", "S.group(" + _S + ", None, [1], " + _ARGS + ")", "TypeError", "gains"),
-    ("group masks float", "S.group(np.array([1.7]), np.zeros((1, 1)), [1], " + _ARGS + ")", "TypeError", "masks must hold integers"),
-    ("group masks negative", "S.group(np.array([-1]), np.zeros((1, 64)), [1], " + _ARGS + ")", "ValueError", "non-negative"),
-    ("group masks 2-d", "S.group(np.ones((1, 1), np.uint64), np.zeros((1, 1)), [1], " + _ARGS + ")", "ValueError", "1-D"),
-    ("group gains 3-d", "S.group(np.ones(1, np.uint64), np.zeros((1, 1, 1)), [1], " + _ARGS + ")", "ValueError", "2-D"),
-    ("group method int", "S.group(np.ones(1, np.uint64), np.zeros((1, 1)), [1], 7, 5, S.Uncovered.alone, 0.0, 1)", "TypeError", ""),
-    ("group float32 gains", "S.group(" + _S + ", np.ones((3, 2), np.float32), [1], " + _ARGS + ")[0].value", None, "2.0"),
-    ("group int gains", "S.group(" + _S + ", np.ones((3, 2), np.int64), [1], " + _ARGS + ")[0].value", None, "2.0"),
-    ("group Fortran gains", "S.group(" + _S + ", np.asfortranarray(np.ones((3, 2))), [1], " + _ARGS + ")[0].value", None, "2.0"),
-    ("group negative-stride gains", "S.group(" + _S + ", np.ones((3, 2))[::-1], [1], " + _ARGS + ")[0].value", None, "2.0"),
-    ("group readonly", "(lambda g: (g.setflags(write=False), S.group(" + _S + ", g, [1], " + _ARGS + ")[0].value)[1])(np.ones((3, 2)))", None, "2.0"),
-    ("group 64 tasks", "S.group(np.array([2**64 - 1, 2**63], np.uint64), np.ones((2, 64)), [1, 64], " + _ARGS + ")[1].value", None, "64.0"),
+    ("group n=0", "G(np.zeros((0, 0)), masks=np.array([], np.uint64))", "ValueError", "n_tasks"),
+    ("group n=65", "G(np.zeros((1, 65)), masks=np.array([1], np.uint64))", "ValueError", "n_tasks"),
+    ("group rows mismatch", "G(np.zeros((1, 2)))", "ValueError", "rows"),
+    ("group mask 0", "G(np.zeros((1, 2)), masks=np.array([0], np.uint64))", "ValueError", "mask 0"),
+    ("group mask bit >= N", "G(np.zeros((1, 2)), masks=np.array([8], np.uint64))", "ValueError", "n_tasks=2"),
+    ("group duplicate masks", "G(np.zeros((2, 2)), masks=np.array([1, 1], np.uint64))", "ValueError", "duplicate"),
+    ("group NaN inside", "G(np.full((1, 2), np.nan), masks=np.array([1], np.uint64))", "ValueError", "finite"),
+    ("group inf inside", "G(np.full((1, 2), np.inf), masks=np.array([3], np.uint64))", "ValueError", "finite"),
+    ("group 1.7e308 gains", "G(np.full((3, 2), 1.7e308), budgets=[1, 2])", "ValueError", "2^64"),
+    ("group -1.7e308 gains", "G(np.full((3, 2), -1.7e308))", "ValueError", "2^64"),
+    ("group budget 0", "G(np.zeros((3, 2)), budgets=[0])", "ValueError", "budget"),
+    ("group no budget", "G(np.zeros((3, 2)), budgets=[])", "ValueError", "budget"),
+    ("group budget 2^31", "G(np.zeros((3, 2)), budgets=[2**31])", "TypeError", ""),
+    ("group budget 2^31-1", "G(np.zeros((3, 2)), budgets=[2**31 - 1])[0].feasible", None, "True"),
+    ("group beam_width 0", "G(np.zeros((3, 2)), width=0, max_bytes=1)", "ValueError", "beam_width"),
+    ("group time_limit NaN", "G(np.zeros((3, 2)), time_limit=float('nan'), max_bytes=1)", "ValueError", "time_limit"),
+    ("group time_limit inf", "G(np.zeros((3, 2)), method=S.Method.bnb, time_limit=float('inf'), max_bytes=1)[0].feasible", None, "True"),
+    ("group gap_tol NaN", "G(np.zeros((3, 2)), gap_tol=float('nan'))", "ValueError", "gap_tol"),
+    ("group DP over memory", "G(np.zeros((3, 2)), method=S.Method.dp, max_bytes=0)", "ValueError", "memory"),
+    ("group DP n=40", "G(np.zeros((1, 40)), masks=np.array([2**40 - 1], np.uint64), method=S.Method.dp, uncovered=S.Uncovered.singleton, max_bytes=2**64 - 1)", "ValueError", "memory"),
+    ("group DP one 22-task row, 0.1 ms", "G(np.zeros((1, 22)), masks=np.array([2**22 - 1], np.uint64), method=S.Method.dp, uncovered=S.Uncovered.singleton, time_limit=1e-4, max_bytes=2**64 - 1)[0].timed_out", None, "True"),
+    ("group gains str", "G(np.full((3, 2), 'a'))", "TypeError", "gains must hold real numbers"),
+    ("group gains bool", "G(np.ones((3, 2), bool))", "TypeError", "gains must hold real numbers"),
+    ("group gains complex", "G(np.ones((3, 2), complex))", "TypeError", "gains must hold real numbers"),
+    ("group gains object", "G(np.full((3, 2), None))", "TypeError", "gains must hold real numbers"),
+    ("group gains None", "G(None)", "TypeError", "gains"),
+    ("group masks float", "G(np.zeros((1, 1)), masks=np.array([1.7]))", "TypeError", "masks must hold integers"),
+    ("group masks negative", "G(np.zeros((1, 64)), masks=np.array([-1]))", "ValueError", "non-negative"),
+    ("group masks 2-d", "G(np.zeros((1, 1)), masks=np.ones((1, 1), np.uint64))", "ValueError", "1-D"),
+    ("group gains 3-d", "G(np.zeros((1, 1, 1)), masks=np.ones(1, np.uint64))", "ValueError", "2-D"),
+    ("group method int", "G(np.zeros((1, 1)), masks=np.ones(1, np.uint64), method=7, max_bytes=1)", "TypeError", ""),
+    ("group float32 gains", "G(np.ones((3, 2), np.float32))[0].value", None, "2.0"),
+    ("group int gains", "G(np.ones((3, 2), np.int64))[0].value", None, "2.0"),
+    ("group Fortran gains", "G(np.asfortranarray(np.ones((3, 2))))[0].value", None, "2.0"),
+    ("group negative-stride gains", "G(np.ones((3, 2))[::-1])[0].value", None, "2.0"),
+    ("group readonly", "(lambda g: (g.setflags(write=False), G(g)[0].value)[1])(np.ones((3, 2)))", None, "2.0"),
+    ("group 64 tasks", "G(np.ones((2, 64)), budgets=[1, 64], masks=np.array([2**64 - 1, 2**63], np.uint64))[1].value", None, "64.0"),
     ("dp_bytes nonsense", "S.dp_bytes(-1, 1)", None, "18446744073709551615"),
     ("GroupingResult()", "S.GroupingResult()", "TypeError", "constructor"),
 ]
@@ -112,6 +111,13 @@ _RUNNER = textwrap.dedent("""
     import numpy as np
     from mtgfast import _core as C
     S, M = C.search, C.masks
+
+    def G(gains, budgets=(1,), masks=None, method=S.Method.beam, width=5,
+          uncovered=S.Uncovered.alone, time_limit=0.0, max_bytes=1 << 30, gap_tol=None):
+        masks = np.array([1, 2, 3], np.uint64) if masks is None else masks
+        args = (masks, gains, list(budgets), method, width, uncovered, time_limit, max_bytes)
+        return S.group(*args) if gap_tol is None else S.group(*args, gap_tol)
+
     cases = json.loads(sys.stdin.read())
     for i, expr in cases:
         print(json.dumps({"i": i, "started": True}), flush=True)

@@ -367,6 +367,9 @@ torch.set_num_threads(1)
 from test_executors import TableTrain, make_study
 db, kind, address = sys.argv[1], sys.argv[2], sys.argv[3]
 ex = None
+if kind == "local":
+    from mtgfast.study.executors import LocalExecutor
+    ex = LocalExecutor(2, threads=1, max_retries=2)
 if kind == "ray":
     import ray
     from mtgfast.study.executors import RayExecutor
@@ -442,3 +445,170 @@ def test_ray_driver_sigkill_resumes_to_the_same_grouping(tmp_path, reference, ra
     address = ray_cluster.get_runtime_context().gcs_address
     with RayExecutor(max_retries=2) as ex:
         _resume_after_kills(tmp_path, "ray", address, [4, 10], ex, reference)
+
+
+# -- faults: a worker that dies (os._exit) or raises in the middle of a study ----------------------
+class DiesWhileFlagged(TableTrain):
+    """While the flag file exists, the run of the full set ends its worker process with
+    ``os._exit(3)`` (``how="exit"``) or raises (``how="raise"``) — a segfaulting extension or a
+    bug the user then fixes; every other run trains normally."""
+
+    def __init__(self, flag: str, how: str) -> None:
+        super().__init__()
+        self.flag, self.how = flag, how
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "flag": self.flag, "how": self.how}
+
+    def __call__(self, tasks, seed):
+        if len(tasks) == N and Path(self.flag).exists():
+            if self.how == "exit":
+                os._exit(3)
+            raise RuntimeError("the full set blew up (pretend)")
+        return super().__call__(tasks, seed)
+
+
+@pytest.mark.parametrize("how", ["exit", "raise"])
+@pytest.mark.parametrize("kind", ["local", "ray"])
+def test_worker_dying_every_attempt_names_the_run_and_the_study_resumes(kind, how, request,
+                                                                        tmp_path, reference):
+    flag = tmp_path / "bug"
+    flag.write_text("")
+    db = tmp_path / "dies.db"
+    full = "{" + ", ".join(NAMES) + "}"
+    with make_study(db, _executor(kind, request, max_retries=1),
+                    train=DiesWhileFlagged(str(flag), how)) as st:
+        with pytest.raises(RunFailedError) as info:
+            st.run()
+        done = {(r.mask, r.seed): dict(r.metrics_valid)
+                for r in st.store.runs(st.name, status="complete")}
+        failed = st.store.runs(st.name, status="failed")
+    text = str(info.value)
+    assert full in text and "2 attempt(s)" in text, text        # names the combination
+    if how == "raise":
+        assert "the full set blew up" in text
+    assert [r.mask for r in failed] == [(1 << N) - 1] and failed[0].attempts == 2
+    assert {(1 << j, 0) for j in range(N)} <= set(done)        # collected before it: kept
+    flag.unlink()
+    with make_study(db, _executor(kind, request), train=DiesWhileFlagged(str(flag), how)) as st:
+        st.run()
+        assert st.n_trained == len(reference[2]) - len(done)    # nothing collected is redone
+        assert outcome_of(st) == reference
+        for r in st.store.runs(st.name, status="complete"):
+            if (r.mask, r.seed) in done:
+                assert dict(r.metrics_valid) == done[(r.mask, r.seed)]
+
+
+def test_local_driver_sigkill_resumes_to_the_same_choices_and_grouping(tmp_path, reference,
+                                                                       local_pool):
+    # the driver and its two worker processes killed twice mid-study, resumed on a local pool
+    _resume_after_kills(tmp_path, "local", "", [4, 11], local_pool, reference)
+
+
+class ReportPidAndHang:
+    """Writes the worker's pid into ``folder`` and sleeps (until its process is ended)."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def __call__(self, job: int) -> int:
+        Path(self.folder, f"worker-{job}").write_text(str(os.getpid()))
+        time.sleep(120)
+        return job
+
+
+_ORPHANING_DRIVER = """
+import sys
+sys.path.insert(0, {here!r})
+from test_executors import ReportPidAndHang
+from mtgfast.study.executors import LocalExecutor
+with LocalExecutor(2, threads=1) as ex:
+    list(ex.run_jobs(ReportPidAndHang(sys.argv[1]), [0, 1]))
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as fh:   # a zombie is dead too
+        return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_local_workers_end_when_their_driver_is_killed(tmp_path):
+    """(fixed) a driver killed with SIGKILL left its worker processes waiting for jobs forever
+    (found as orphans 40 minutes after a test); they now notice and exit within a second."""
+    proc = subprocess.Popen([sys.executable, "-c", _ORPHANING_DRIVER.format(here=str(HERE)),
+                             str(tmp_path)], stderr=subprocess.PIPE, text=True)
+    pids: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(pids) < 2 and proc.poll() is None:
+            time.sleep(0.05)
+            pids = [int(f.read_text()) for f in tmp_path.glob("worker-*") if f.read_text()]
+        assert len(pids) == 2, proc.communicate(timeout=5)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_alive(p) for p in pids):
+            time.sleep(0.1)
+        survivors = [p for p in pids if _alive(p)]
+        assert not survivors, f"orphaned workers still running: {survivors}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for p in pids:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)
+
+
+# -- two drivers of one study at once --------------------------------------------------------------
+_TWIN = """
+import sys, time
+sys.path.insert(0, {here!r})
+import torch
+torch.set_num_threads(1)
+from mtgfast.errors import StoreError
+from test_executors import TableTrain, make_study
+db, start = sys.argv[1], float(sys.argv[2])
+while time.time() < start:
+    time.sleep(0.001)
+try:
+    with make_study(db, train=TableTrain(sleep=0.05)) as st:
+        st.run()
+        st.result()
+except StoreError as exc:
+    print("REFUSED", exc)
+else:
+    print("FINISHED")
+"""
+
+
+def test_two_drivers_of_one_study_at_once_lose_nothing(tmp_path, reference):
+    """The same study started twice at the same instant on one store (two real processes): the
+    runs are shared out through the store, the loser of the selection race stops with one clear
+    StoreError naming the study and the file (no "database is locked", no duplicate or lost run),
+    and a rerun ends exactly at the uninterrupted choices and grouping."""
+    db = tmp_path / "twins.db"
+    start = time.time() + 4.0      # both past their imports before they touch the store
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", _TWIN.format(here=str(HERE)), str(db),
+                               repr(start)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=240) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0 and ("FINISHED" in out or "REFUSED" in out), (out, err)
+        assert "locked" not in out + err, (out, err)
+    refused = [out for out, _ in outs if "REFUSED" in out]
+    for out in refused:
+        assert "another process runs the same study's loop" in out and str(db) in out, out
+    assert len(refused) < 2, outs
+    with make_study(db) as st:
+        st.run()
+        out = outcome_of(st)
+        runs = st.store.runs(st.name)
+    assert out == reference
+    keys = [(r.mask, r.seed) for r in runs]
+    assert len(keys) == len(set(keys))                     # no run stored twice

@@ -261,7 +261,7 @@ def test_cli_json_to_dev_null_is_allowed(folder: Path, capsys: pytest.CaptureFix
     assert main(_args(folder, R + ["--json", "/dev/null"])) == 0
 
 
-@pytest.mark.parametrize("command", ["replay", "demo", "study", "group"])
+@pytest.mark.parametrize("command", ["replay", "demo", "study", "group", "selftest"])
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str], command: str) -> None:
     assert main([command, "--help"]) == 0
     out = capsys.readouterr().out

@@ -125,3 +125,17 @@ def test_selftest_and_tests_judge_the_core_by_one_reference() -> None:
         sys.path.remove(str(REPO / "tests"))
     assert ref.brute_force_value is selftest.brute_force_value
     assert ref.colex_rank is selftest.colex_rank and ref.lex_masks is selftest.lex_masks
+
+
+def test_ci_runs_exactly_the_readme_quick_start() -> None:
+    """The README's two Quick-start commands are what .ci/run runs, letter for letter (after
+    its fresh-venv preamble); a newcomer's `python -m pytest` tests what CI tests."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Quick start", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    quick = [ln.split("#", 1)[0].strip() for ln in block.strip().splitlines()]
+    ci = [ln.strip() for ln in (REPO / ".ci" / "run").read_text().splitlines()
+          if ln.strip() and not ln.lstrip().startswith("#")]
+    assert ci[-2:] == quick, (ci[-2:], quick)
+    assert ci[:-2] == ["set -euo pipefail", 'cd "$(dirname "$0")/.."', "python3 -m venv .venv",
+                       ". .venv/bin/activate", "python -m pip install -q --upgrade pip"]
+    assert not any(ln.startswith("export ") for ln in ci)   # no environment only CI has

@@ -51,42 +51,30 @@ def _corrupt(tmp: Path) -> Path:
     return path
 
 
-def _foreign(tmp: Path) -> Path:
-    path = tmp / "other.db"
+def _sqlite(path: Path, script: str) -> Path:
+    """``path`` after running the SQL ``script`` on it with plain sqlite3 (not through the store)."""
     con = sqlite3.connect(path)
-    con.execute("CREATE TABLE customers (id INTEGER, name TEXT)")
+    con.executescript(script)
     con.commit()
     con.close()
     return path
+
+
+def _foreign(tmp: Path) -> Path:
+    return _sqlite(tmp / "other.db", "CREATE TABLE customers (id INTEGER, name TEXT);")
 
 
 def _foreign_app_id(tmp: Path) -> Path:
-    path = tmp / "app.db"
-    con = sqlite3.connect(path)
-    con.execute("PRAGMA application_id = 1234")
-    con.execute("CREATE TABLE studies (x)")
-    con.execute("CREATE TABLE schema_version (version INTEGER)")
-    con.commit()
-    con.close()
-    return path
+    return _sqlite(tmp / "app.db", "PRAGMA application_id = 1234; CREATE TABLE studies (x); "
+                   "CREATE TABLE schema_version (version INTEGER);")
 
 
 def _newer(tmp: Path) -> Path:
-    path = _healthy(tmp / "newer.db", 1)
-    con = sqlite3.connect(path)
-    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    con.commit()
-    con.close()
-    return path
+    return _sqlite(_healthy(tmp / "newer.db", 1), f"PRAGMA user_version = {SCHEMA_VERSION + 1};")
 
 
 def _v1(tmp: Path) -> Path:
-    path = tmp / "v1.db"
-    con = sqlite3.connect(path)
-    con.executescript(V1_SCHEMA)
-    con.commit()
-    con.close()
-    return path
+    return _sqlite(tmp / "v1.db", V1_SCHEMA)
 
 
 def _text(tmp: Path) -> Path:

@@ -84,7 +84,8 @@ check_sdist() {
   "$work/sdist-venv/bin/python" -m pip install -q numpy
   echo "== pip install the sdist (compiles the core) into a fresh venv"
   "$work/sdist-venv/bin/python" -m pip install -q --no-deps "$sd"
-  (cd "$work" && "$work/sdist-venv/bin/python" -m mtgfast.selftest)
+  (cd "$work" && "$work/sdist-venv/bin/python" -m mtgfast.selftest \
+    && "$work/sdist-venv/bin/mtgfast" selftest --quiet)
   echo "== sdist OK"
 }
 
@@ -177,7 +178,8 @@ env -i HOME="$work" PATH="$clean_path" PROBE="$root/tools/wheel_probe.py" MINIMA
   echo "== the command line from the installed wheel"
   mtgfast --version
   mtgfast --help >/dev/null && python -m mtgfast --help >/dev/null
-  for c in replay demo study group; do mtgfast "$c" --help >/dev/null; done
+  for c in replay demo study group selftest; do mtgfast "$c" --help >/dev/null; done
+  mtgfast selftest --quiet
   echo "mtgfast --help, python -m mtgfast --help and every command'"'"'s --help: status 0"
   set +e
   err=$(mtgfast --bogus 2>&1); rc=$?

@@ -25,6 +25,7 @@ from .cli_common import (
     check_known_options,
     check_new_file,
     error_line,
+    write_output,
     extra_options,
     float_range,
     int_at_least,
@@ -140,11 +141,11 @@ def _dataset_name(args: argparse.Namespace) -> str:
 
 def _check_replay_outputs(args: argparse.Namespace) -> None:
     """Output paths are checked before the replay runs, not after it finished."""
-    if args.json_exact and not args.json_path:
+    if args.json_exact and args.json_path is None:
         raise UsageError("replay: --json-exact needs --json PATH")
-    if args.json_path:
+    if args.json_path is not None:
         check_new_file(args.json_path, "--json", device_ok=True)
-    if args.plot:
+    if args.plot is not None:
         check_new_file(args.plot, "--plot")
         require_extra("matplotlib", "plot", "--plot")
         try:
@@ -160,7 +161,7 @@ def _check_replay_outputs(args: argparse.Namespace) -> None:
 
 def _cmd_replay(args: argparse.Namespace, extra: Sequence[str],
                 parser: argparse.ArgumentParser | None = None) -> int:
-    from .gains import load_table
+    from .gains import load_table, read_matrix
     from .replay import JSON_DECIMALS, replay
 
     if args.methods is None:
@@ -208,6 +209,10 @@ def _cmd_replay(args: argparse.Namespace, extra: Sequence[str],
         except InputError as exc:   # name the option as well as the file
             raise InputError(f"{flag}: {exc}") from exc
 
+    try:   # the mask file on its own first, so that its errors name --masks, not --valid
+        read_matrix(args.masks, name="mask file")
+    except InputError as exc:
+        raise InputError(f"--masks: {exc}") from exc
     valid = load("--valid", args.valid, task_names=names, split="valid")
     test = load("--test", args.test, task_names=valid.task_names, split="test")
     hoa = load("--hoa", args.hoa, task_names=valid.task_names)
@@ -220,13 +225,20 @@ def _cmd_replay(args: argparse.Namespace, extra: Sequence[str],
                     dataset=_dataset_name(args), options={"rounds": args.rounds, **options},
                     progress=not args.quiet)
     print(result.format_table())
-    if args.json_path:
-        result.to_json(args.json_path, None if args.json_exact else JSON_DECIMALS)
-    if args.plot:
+    if args.json_path is not None:
+        write_output(args.json_path, "--json", lambda path: result.to_json(
+            path, None if args.json_exact else JSON_DECIMALS))
+    if args.plot is not None:
         from .plots import plot_replay
 
-        plot_replay(result, args.plot)
+        write_output(args.plot, "--plot", lambda path: plot_replay(result, path))
     return 0
+
+
+def _cmd_selftest(args: argparse.Namespace) -> int:
+    from . import selftest
+
+    return selftest.main(["--quiet"] if args.quiet else [])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -239,6 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     _add_replay(sub)
     cli_study.add_commands(sub)
+    p = sub.add_parser("selftest", help="check the installed core against plain references",
+                       description="The compiled core against plain Python references (what "
+                       "'python -m mtgfast.selftest' runs; about 1 s): one line per check, exit "
+                       "status 1 if any failed.")
+    p.add_argument("--quiet", action="store_true", help="print only the summary")
+    p.set_defaults(func=_cmd_selftest)
     return parser
 
 
@@ -270,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             hint = misspelt_options(extra, parser)
             raise UsageError(f"unrecognized arguments: {' '.join(extra)}"
                              f"{' (' + hint + ')' if hint else ''}; expected a command: "
-                             f"replay, demo, study or group (see 'mtgfast --help')")
+                             f"replay, demo, study, group or selftest (see 'mtgfast --help')")
         if func is None:
             parser.print_help(sys.stderr)
             return EXIT_USAGE

@@ -11,6 +11,7 @@ import difflib
 import math
 import os
 import stat
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -20,7 +21,8 @@ __all__ = ["EXIT_INTERNAL", "EXIT_USAGE", "HelpFormatter", "Parser", "UsageError
            "check_known_options", "check_new_file", "check_new_folder", "check_readable_file",
            "repeated_options", "require_extra", "error_line",
            "misspelt_options",
-           "extra_options", "float_range", "int_at_least", "parse_option_value", "parse_set"]
+           "extra_options", "float_range", "int_at_least", "parse_option_value", "parse_set",
+           "write_output"]
 
 #: exit status of bad input (argparse's convention) and of an unexpected internal error
 EXIT_USAGE = 2
@@ -237,8 +239,26 @@ def _check_regular(path: str, flag: str) -> None:
         raise InputError(f"{flag} {path!r}: is {kind}, expected a regular file")
 
 
+def _check_can_create(folder: str, path: str, flag: str) -> None:
+    """Create and remove a file in ``folder``: permissions, read-only mounts and /proc-like
+    folders that refuse new files show here, before the work whose result would be lost."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".mtgfast-probe-", dir=folder)
+    except OSError as exc:
+        raise InputError(f"{flag} {path!r}: cannot create files in {folder!r} "
+                         f"({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _check_not_empty(path: str, flag: str) -> None:
+    if not isinstance(path, str) or not path.strip():
+        raise InputError(f"{flag}: expected a path, got {path!r}")
+
+
 def check_new_folder(path: str, flag: str) -> str:
     """``path`` is an existing folder or can be created in an existing, writable parent."""
+    _check_not_empty(path, flag)
     if os.path.exists(path) and not os.path.isdir(path):
         raise InputError(f"{flag} {path!r}: is a file, expected a folder (created if missing)")
     parent = os.path.dirname(os.path.abspath(path))
@@ -247,12 +267,14 @@ def check_new_folder(path: str, flag: str) -> str:
         raise InputError(f"{flag} {path!r}: folder {parent!r} does not exist")
     if not os.access(target, os.W_OK):
         raise InputError(f"{flag} {path!r}: permission denied (cannot write)")
+    _check_can_create(target, path, flag)
     return path
 
 
 def check_new_file(path: str, flag: str, *, device_ok: bool = False) -> str:
     """``path`` can be written: its folder exists and is writable, and it is not a folder (nor
     a FIFO or a device, unless ``device_ok``: ``--json /dev/null`` discards the output)."""
+    _check_not_empty(path, flag)
     if os.path.isdir(path):
         raise InputError(f"{flag} {path!r}: is a directory, expected a file name")
     if os.path.exists(path) and not (device_ok and stat.S_ISCHR(os.stat(path).st_mode)):
@@ -262,7 +284,18 @@ def check_new_file(path: str, flag: str, *, device_ok: bool = False) -> str:
         raise InputError(f"{flag} {path!r}: folder {folder!r} does not exist")
     if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
         raise InputError(f"{flag} {path!r}: permission denied (cannot write)")
+    if not os.path.exists(path):
+        _check_can_create(folder, path, flag)
     return path
+
+
+def write_output(path: str, flag: str, write: Callable[[str], Any]) -> None:
+    """``write(path)``, an ``OSError`` (disk full, a folder removed meanwhile) reported as an
+    ``InputError`` naming the option."""
+    try:
+        write(path)
+    except OSError as exc:
+        raise InputError(f"{flag} {path!r}: cannot write ({exc.strerror or exc})") from None
 
 
 def error_line(exc: BaseException) -> str:

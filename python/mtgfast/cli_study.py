@@ -11,6 +11,7 @@ import argparse
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,9 @@ from .cli_common import (
     require_extra,
     float_range,
     int_at_least,
+    write_output,
 )
-from .errors import InputError, MtgfastError
+from .errors import InputError, MtgfastError, StoreError
 
 __all__ = ["EXECUTORS", "add_commands", "cmd_demo", "cmd_group", "cmd_study", "make_cli_executor",
            "write_plots"]
@@ -49,11 +51,14 @@ def _add_executor_options(p: argparse.ArgumentParser) -> None:
                    help="retries of a failed or lost run")
 
 
-def _add_plot_option(p: argparse.ArgumentParser) -> None:
+def _add_output_options(p: argparse.ArgumentParser, func: Callable[..., Any]) -> None:
+    """``--plot DIR`` and ``--quiet`` of the training commands (demo, study), run by ``func``."""
     p.add_argument("--plot", default=None, metavar="DIR",
                    help="write pictures of the result into this folder (created if missing): "
                         "grouping.png (task x group matrix coloured by serving gain), "
                         "estimated_vs_measured.png, embeddings.png (MTG-Net's task embeddings)")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=func)
 
 
 def _check_plot_dir(path: str | None) -> None:
@@ -87,6 +92,23 @@ def write_plots(study: Any, res: Any, folder: str) -> list[str]:
     return out
 
 
+def _plots(study: Any, res: Any, folder: str | None) -> list[str]:
+    if folder is None:
+        return []
+    out: list[str] = []
+    write_output(folder, "--plot", lambda path: out.extend(write_plots(study, res, path)))
+    return out
+
+
+def _print_result(res: Any, pictures: list[str], last: str) -> int:
+    """The grouping and its confidence, the pictures written, then ``last`` (time, runs)."""
+    print(res.format())
+    for path in pictures:
+        print(f"wrote {path}")
+    print(last)
+    return 0
+
+
 def add_commands(subparsers: Any) -> None:
     """Register ``demo``, ``study`` and ``group`` on the CLI's subparsers."""
     p = subparsers.add_parser("demo", help="a complete study on scikit-learn's digits (1-2 min)",
@@ -100,9 +122,7 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--estimator", choices=_ESTIMATORS, default="mtgnet",
                    help="gain estimator of the study")
     _add_executor_options(p)
-    _add_plot_option(p)
-    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    p.set_defaults(func=cmd_demo)
+    _add_output_options(p, cmd_demo)
 
     p = subparsers.add_parser("study", help="run a grouping study on a built-in task suite",
                               description="Collect STL baselines, run the active loop with MTL "
@@ -132,9 +152,7 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--esa", type=float_range(0.0, 1.0, low_inclusive=False), default=1.0,
                    metavar="FRACTION",
                    help="early-stopping approximation: train only this fraction of the epochs")
-    _add_plot_option(p)
-    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    p.set_defaults(func=cmd_study)
+    _add_output_options(p, cmd_study)
 
     p = subparsers.add_parser("group", help="group the tasks of a stored study (no training)",
                               description="Best grouping of a stored study from its measured "
@@ -199,8 +217,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, _executor(args) as executor:
         store = args.store or str(Path(tmp) / "mtgfast-demo.db")
+        # the executor carries --workers (Study refuses workers= beside executor=)
         with Study(suite, store=store, estimator=args.estimator, config=config,
-                   workers=args.workers, executor=executor, progress=not args.quiet) as study:
+                   executor=executor, progress=not args.quiet) as study:
             # after the store opened: a bad --store is one error line, not a banner and a line
             print(f"mtgfast demo: {suite.n_tasks} one-vs-rest tasks on scikit-learn's digits, "
                   f"metric: validation log loss; store: {args.store or '(temporary)'}",
@@ -208,12 +227,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             study.run(rounds=args.rounds)
             res = study.result(args.budget)
             n_runs = study.store.count_runs(study.name)
-            pictures = write_plots(study, res, args.plot) if args.plot else []
-    print(res.format())
-    for path in pictures:
-        print(f"wrote {path}")
-    print(f"{n_runs} training runs, {time.perf_counter() - start:.1f} s")
-    return 0
+            pictures = _plots(study, res, args.plot)
+    return _print_result(res, pictures, f"{n_runs} training runs, "
+                                        f"{time.perf_counter() - start:.1f} s")
 
 
 def _make_suite(name: str, data: str | None) -> Any:
@@ -283,8 +299,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with _executor(args) as executor, \
             Study(suite, store=args.store, estimator=args.estimator, name=args.name,
-                  config=config, seeds=tuple(args.seeds), workers=args.workers,
-                  executor=executor, progress=not args.quiet) as study:
+                  config=config, seeds=tuple(args.seeds), executor=executor,
+                  progress=not args.quiet) as study:
         before = study.store.count_runs(study.name)
         if before:
             print(f"resuming study {study.name!r}: {before} run(s) already stored", flush=True)
@@ -292,12 +308,8 @@ def cmd_study(args: argparse.Namespace) -> int:
         res = study.result(args.budget)
         print(f"study {study.name!r} in {args.store}: {study.n_trained} run(s) trained now, "
               f"{study.store.count_runs(study.name)} stored")
-        pictures = write_plots(study, res, args.plot) if args.plot else []
-    print(res.format())
-    for path in pictures:
-        print(f"wrote {path}")
-    print(f"{time.perf_counter() - start:.1f} s")
-    return 0
+        pictures = _plots(study, res, args.plot)
+    return _print_result(res, pictures, f"{time.perf_counter() - start:.1f} s")
 
 
 def cmd_group(args: argparse.Namespace) -> int:
@@ -307,6 +319,21 @@ def cmd_group(args: argparse.Namespace) -> int:
     check_readable_file(args.store, "--store")   # never create a store here (nor read a FIFO)
     if os.path.getsize(args.store) == 0:
         raise InputError(f"--store {args.store!r} is an empty file, not a gain store")
-    res = group_stored(args.store, args.budget, study=args.study, estimator=args.estimator)
+    study = args.study
+    if study is None:   # the choice in the command's words (group_stored's says "study=")
+        from .store import GainStore
+
+        try:
+            with GainStore(args.store, readonly=True) as store:
+                names = store.studies()
+        except StoreError as exc:   # a version-1 store: group_stored migrates it, then picks
+            if "old schema" not in str(exc):
+                raise
+            names = [None]
+        if len(names) != 1:
+            raise InputError(f"--store {args.store!r} holds {len(names)} studies "
+                             f"{', '.join(map(repr, names)) or '(none)'}: name one with --study")
+        study = names[0]
+    res = group_stored(args.store, args.budget, study=study, estimator=args.estimator)
     print(res.format())
     return 0

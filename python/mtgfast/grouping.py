@@ -40,7 +40,7 @@ Uncovered = Literal["singleton", "alone"]
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.int64]
 
-__all__ = ["Grouping", "evaluate", "evaluate_tasks", "group"]
+__all__ = ["Grouping", "check_grouping_table", "evaluate", "evaluate_tasks", "group"]
 
 #: ``auto`` runs the partition DP when ``3**n_tasks * min(budget, n_tasks)`` is at most this
 #: (about a second of work), and ``exact`` runs it up to 25x more.
@@ -348,6 +348,20 @@ def _scoring_table(gains: object, masks: object | None) -> tuple[MaskArray, Floa
     if masks is None:
         raise InputError("masks are required when gains is an array (or pass a GainTable)")
     return _check_table(masks, gains)
+
+
+def check_grouping_table(grouping: object, table: object, name: str = "gains") -> int:
+    """The number of tasks of ``grouping`` after checking that it is a :class:`Grouping` and
+    ``table`` (called ``name``) a :class:`GainTable` of the same tasks (the plots and the
+    confidence report read one grouping against one table)."""
+    if not isinstance(grouping, Grouping):
+        raise InputTypeError(f"grouping must be a Grouping, got {type(grouping).__name__}")
+    if not isinstance(table, GainTable):
+        raise InputTypeError(f"{name} must be a GainTable, got {type(table).__name__}")
+    n_tasks = grouping.n_tasks
+    if table.n_tasks != n_tasks:
+        raise InputError(f"the grouping has {n_tasks} tasks but {name} has {table.n_tasks}")
+    return n_tasks
 
 
 def evaluate_tasks(grouping: Grouping, gains: object, masks: object | None = None) -> FloatArray:

@@ -10,7 +10,7 @@ import numpy as np
 
 from .errors import InputError, InputTypeError
 from .gains import GainTable
-from .grouping import Grouping
+from .grouping import Grouping, check_grouping_table
 from .replay import ReplayResult
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,13 +47,7 @@ def plot_grouping(grouping: Grouping, gains: GainTable, path: str | os.PathLike[
                   *, title: str | None = None) -> Figure:
     """The chosen grouping as a task x group matrix: each cell is task j's gain in group g (from
     ``gains``, estimated or measured; blank where j is not in g), the serving cell framed."""
-    if not isinstance(grouping, Grouping):
-        raise InputTypeError(f"grouping must be a Grouping, got {type(grouping).__name__}")
-    if not isinstance(gains, GainTable):
-        raise InputTypeError(f"gains must be a GainTable, got {type(gains).__name__}")
-    n = grouping.n_tasks
-    if gains.n_tasks != n:
-        raise InputError(f"the grouping has {n} tasks but gains has {gains.n_tasks}")
+    n = check_grouping_table(grouping, gains, "gains")
     groups = [int(g) for g in grouping.groups.tolist()]
     rows = gains.index_of(np.asarray(groups, dtype=np.uint64))
     mat = np.full((n, len(groups)), np.nan)

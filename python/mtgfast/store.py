@@ -319,6 +319,13 @@ class GainStore:
                              f"{'; '.join(str(r[0]) for r in check[:3])}); restore it from a "
                              "backup, or recover what is readable with the sqlite3 '.recover' "
                              "command")
+        if (self.readonly or not self.create) and not tables:
+            # an SQLite file without tables (empty, or a store a writer is creating right now):
+            # a reader cannot wait for its schema, and create=False must not make one
+            how = "readonly=True" if self.readonly else "create=False"
+            raise StoreError(f"{self.path!r} holds no gain store (yet): an SQLite file without "
+                             f"tables, opened with {how}; a study writes it, or it is being "
+                             "created right now")
         version = self._version(conn, tables)
         if version > SCHEMA_VERSION:
             raise StoreError(f"gain store {self.path!r} has schema version {version}, newer "
@@ -447,8 +454,9 @@ class GainStore:
                                    ("higher_is_better", hib, info.higher_is_better),
                                    ("fingerprint", fingerprint, info.fingerprint)):
             if mine != theirs:
-                raise StoreError(f"study {name!r} exists with other {what}: stored {theirs!r}, "
-                                 f"given {mine!r}; use a new study name")
+                raise StoreError(f"study {name!r} of gain store {self.path!r} exists with other "
+                                 f"{what}: stored {theirs!r}, given {mine!r}; use a new study "
+                                 "name (or another store)")
         return info
 
     def get_study(self, name: str) -> StudyInfo:
@@ -469,11 +477,30 @@ class GainStore:
     def _study_row(db: Any, name: str) -> tuple[Any, ...] | None:
         return db.execute("SELECT * FROM studies WHERE name = ?", (name,)).fetchone()
 
-    @staticmethod
-    def _study_from_row(row: Any) -> StudyInfo:
-        return StudyInfo(row[0], tuple(json.loads(row[1])), tuple(json.loads(row[2])),
-                         tuple(bool(h) for h in json.loads(row[3])), row[4],
-                         MappingProxyType(json.loads(row[5])), row[6])
+    def _study_from_row(self, row: Any) -> StudyInfo:
+        where = f"study {row[0]!r}"
+        parts = []
+        for col, text, kind in (("task_names", row[1], str), ("metrics", row[2], str),
+                                ("higher_is_better", row[3], (bool, int)),
+                                ("config", row[5], dict)):
+            try:
+                value = json.loads(text)
+            except (TypeError, ValueError) as exc:
+                raise self._damaged(f"{where}: {col} is not JSON ({exc})") from None
+            ok = isinstance(value, dict) if kind is dict else (
+                isinstance(value, list) and all(isinstance(v, kind) for v in value))
+            if not ok:
+                raise self._damaged(f"{where}: {col} is {text[:80]!r}, not a JSON "
+                                    f"{'object' if kind is dict else 'list'} of the right kind")
+            parts.append(value)
+        names, metrics, hib, cfg = parts
+        if not 1 <= len(names) <= 64 or len(set(names)) != len(names) or \
+                len(metrics) != len(names) or len(hib) != len(names):
+            raise self._damaged(f"{where}: {len(names)} task names {names[:8]!r} (distinct, "
+                                f"1 to 64), {len(metrics)} metrics and {len(hib)} "
+                                "directions do not describe one set of tasks")
+        return StudyInfo(row[0], tuple(names), tuple(metrics), tuple(bool(h) for h in hib),
+                         row[4], MappingProxyType(cfg), row[6])
 
     # -- finished runs --------------------------------------------------------------------------
     def record_run(self, study: str, mask: int, seed: int, *,
@@ -539,7 +566,6 @@ class GainStore:
              fingerprint: str | None = None) -> list[RunRecord]:
         """Stored runs of a study in insertion order, optionally filtered by state; without
         ``status``, the finished (complete or failed) ones."""
-        self.get_study(study)
         sql, args = "SELECT * FROM runs WHERE study = ?", [study]
         if status is None:
             sql += " AND status IN ('complete', 'failed')"
@@ -549,7 +575,8 @@ class GainStore:
         if fingerprint is not None:
             sql += " AND fingerprint = ?"
             args.append(fingerprint)
-        return [self._record(r) for r in self._db.execute(sql + " ORDER BY id", args)]
+        info = self.get_study(study)
+        return [self._record(r, info) for r in self._db.execute(sql + " ORDER BY id", args)]
 
     def count_runs(self, study: str | None = None, *,
                    status: RunStatus | str | None = None) -> int:
@@ -597,7 +624,7 @@ class GainStore:
     def claim_runs(self, study: str, owner: str, *, limit: int | None = None) -> list[RunRecord]:
         """Atomically move up to ``limit`` waiting runs (oldest first) to ``running`` under
         ``owner`` (attempts + 1, heartbeat now) and return them."""
-        self.get_study(study)
+        info = self.get_study(study)
         _check_str(owner, "owner")
         if limit is not None and (not is_int(limit) or limit < 0):
             raise InputError(f"limit must be an int >= 0 or None, got {limit!r}")
@@ -610,8 +637,8 @@ class GainStore:
             for i in ids:
                 db.execute("UPDATE runs SET status = 'running', owner = ?, heartbeat = ?, "
                            "attempts = attempts + 1 WHERE id = ?", (owner, now, i))
-            out = [self._record(db.execute("SELECT * FROM runs WHERE id = ?", (i,)).fetchone())
-                   for i in ids]
+            out = [self._record(db.execute("SELECT * FROM runs WHERE id = ?", (i,)).fetchone(),
+                                info) for i in ids]
         return out
 
     def heartbeat(self, study: str, owner: str) -> int:
@@ -710,9 +737,10 @@ class GainStore:
                              "slot_count), 0) FROM batches WHERE study = ?", (study,)).fetchone()
             batch, next_slot = int(row[0]), int(row[1])
             if slot_start != next_slot:
-                raise StoreError(f"study {study!r}: batch starts at slot {slot_start}, but the "
-                                 f"store's selections end at slot {next_slot} (another process "
-                                 "runs the same study's loop?)")
+                raise StoreError(f"study {study!r} in {self.path!r}: batch starts at slot "
+                                 f"{slot_start}, but the store's selections end at slot "
+                                 f"{next_slot}: another process runs the same study's loop; let "
+                                 "it finish (or stop it), then run this study again to resume")
             seq = int(db.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM selections WHERE "
                                  "study = ?", (study,)).fetchone()[0])
             db.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?)",
@@ -759,11 +787,48 @@ class GainStore:
             raise InputError(f"seconds must be a finite number >= 0, got {seconds!r}")
         return float(seconds)
 
-    @staticmethod
-    def _record(r: Any) -> RunRecord:
-        return RunRecord(study=r[1], mask=_from_i64(r[2]), seed=r[3], fingerprint=r[4],
-                         status=RunStatus(r[5]), metrics_valid=json.loads(r[6]),
-                         metrics_test=json.loads(r[7]), seconds=r[8], config=json.loads(r[9]),
+    def _damaged(self, what: str) -> StoreError:
+        return StoreError(f"gain store {self.path!r}: {what} (the file was changed outside "
+                          "mtgfast or is damaged); restore it from a backup, or delete that row")
+
+    def _record(self, r: Any, info: StudyInfo) -> RunRecord:
+        """A run row as a record, after checking what mtgfast itself always writes: a mask of
+        the study's tasks, JSON objects of finite metrics of member tasks, a finite duration."""
+        where = f"run row {r[0]} of study {info.name!r}"
+        mask = r[2]
+        if not isinstance(mask, int) or isinstance(mask, bool):
+            raise self._damaged(f"{where} has mask {mask!r}, not an integer")
+        m = _from_i64(mask)
+        if m <= 0 or m >> info.n_tasks:
+            raise self._damaged(f"{where} has mask {m}, not a combination of the study's "
+                                f"{info.n_tasks} tasks")
+        members = {info.task_names[k] for k in mask_to_indices(m)}
+        decoded = []
+        for col, text in (("metrics_valid", r[6]), ("metrics_test", r[7]), ("config", r[9])):
+            try:
+                value = json.loads(text)
+            except (TypeError, ValueError) as exc:
+                raise self._damaged(f"{where}: {col} is not JSON ({exc})") from None
+            if not isinstance(value, dict):
+                raise self._damaged(f"{where}: {col} is not a JSON object, got "
+                                    f"{type(value).__name__}")
+            if col != "config":
+                for t, v in value.items():
+                    if t not in members:
+                        raise self._damaged(f"{where} (mask {m}): {col} has task {t!r}, which "
+                                            "is not in the combination")
+                    if not is_real(v) or not math.isfinite(v):
+                        raise self._damaged(f"{where} (mask {m}): {col}[{t!r}] = {v!r}, not a "
+                                            "finite number")
+            decoded.append(value)
+        if r[5] == RunStatus.COMPLETE.value and set(decoded[0]) != members:
+            raise self._damaged(f"{where} (mask {m}) is complete but its metrics_valid lacks "
+                                f"{sorted(members - set(decoded[0]))}")
+        if not is_real(r[8]) or not math.isfinite(r[8]) or r[8] < 0:
+            raise self._damaged(f"{where}: seconds = {r[8]!r}, not a finite number >= 0")
+        return RunRecord(study=r[1], mask=m, seed=r[3], fingerprint=r[4],
+                         status=RunStatus(r[5]), metrics_valid=decoded[0],
+                         metrics_test=decoded[1], seconds=float(r[8]), config=decoded[2],
                          created=r[10], owner=r[11], heartbeat=r[12], attempts=r[13],
                          error=r[14])
 

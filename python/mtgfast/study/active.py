@@ -332,6 +332,7 @@ class ActiveLoop:
         self.seed = int(seed)
         self.state: LoopState = state if state is not None else MemoryLoopState()
         self._fitted_on: frozenset[int] | None = None   # a cache, not state: refit when it differs
+        self._frozen: dict[int, FloatArray] | None = None   # the measured set during one ask()
         self.estimator_: Estimator | None = None
         if initial is not None:
             self.tell_table(initial)
@@ -373,7 +374,7 @@ class ActiveLoop:
     def table(self) -> GainTable:
         """Measured rows plus the free singleton rows (gain 0), as a :class:`GainTable`."""
         n = self.n_tasks
-        measured = self.state.measured()
+        measured = self._measured()
         singles = [1 << j for j in range(n)]
         order = sorted(measured)
         masks = np.array(singles + order, dtype=np.uint64)
@@ -441,7 +442,7 @@ class ActiveLoop:
     # -- ask ----------------------------------------------------------------------------------
     def fit_estimator(self) -> Estimator:
         """Fit a fresh estimator on everything measured (no-op if nothing changed since)."""
-        key = frozenset(self.state.measured())
+        key = frozenset(self._measured())
         if self.estimator_ is None or self._fitted_on != key:
             est = self.estimator_factory()
             est.fit(self.table())
@@ -452,7 +453,20 @@ class ActiveLoop:
     def ask(self, max_masks: int | None = None) -> MaskArray:
         """The masks to measure next (empty when no candidate is left). Until all are told,
         ``ask()`` returns the same pending batch; the estimator is refitted here when needed."""
+        # one read of the state for the whole ask: the candidates, the estimator's fit and the
+        # table a selector searches (``table()``) all see the same measured set, though another
+        # process working on the same store completes runs meanwhile
         measured = self.state.measured()
+        self._frozen = measured
+        try:
+            return self._ask(measured, max_masks)
+        finally:
+            self._frozen = None
+
+    def _measured(self) -> dict[int, FloatArray]:
+        return self._frozen if self._frozen is not None else self.state.measured()
+
+    def _ask(self, measured: dict[int, FloatArray], max_masks: int | None) -> MaskArray:
         pending = self._pending(measured)
         if pending:
             return np.array(pending, dtype=np.uint64)

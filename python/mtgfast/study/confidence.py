@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import InputError, InputTypeError
 from ..gains import GainTable
-from ..grouping import Grouping
+from ..grouping import Grouping, check_grouping_table
 
 __all__ = ["GroupConfidence", "GroupingConfidence", "grouping_confidence"]
 
@@ -92,14 +92,7 @@ def grouping_confidence(estimator: Any, grouping: Grouping, measured: GainTable
                         ) -> GroupingConfidence:
     """Ensemble spread of ``grouping``'s estimated average gain and measured-vs-estimated
     gains on the groups ``measured`` holds (a fitted estimator: MTGNet, HOA, TAG...)."""
-    if not isinstance(grouping, Grouping):
-        raise InputTypeError(f"grouping must be a Grouping, got {type(grouping).__name__}")
-    if not isinstance(measured, GainTable):
-        raise InputTypeError(f"measured must be a GainTable, got {type(measured).__name__}")
-    n = grouping.n_tasks
-    if measured.n_tasks != n:
-        raise InputError(f"the grouping has {n} tasks but the measured table has "
-                         f"{measured.n_tasks}")
+    n = check_grouping_table(grouping, measured, "measured")
     if getattr(estimator, "n_tasks_", n) != n:
         raise InputError(f"the estimator was fitted on {estimator.n_tasks_} tasks, the grouping "
                          f"has {n}")

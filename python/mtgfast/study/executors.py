@@ -198,10 +198,29 @@ InlineExecutor = InProcessExecutor
 _WORKER_INDEX: Any = None
 
 
-def _init_worker(threads: int, gpus: tuple[str, ...], counter: Any) -> None:
+def _exit_with_parent(parent: int, period: float = 0.5) -> None:
+    """End this worker when the process that started it is gone (killed with SIGKILL, say, so it
+    could not shut its pool down): an orphaned worker would otherwise wait for jobs forever,
+    holding its memory and its GPU. A daemon thread; POSIX reparents an orphan, so its parent
+    pid changes."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(period)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="mtgfast-parent-watch", daemon=True).start()
+
+
+def _init_worker(threads: int, gpus: tuple[str, ...], counter: Any,
+                 parent: int | None = None) -> None:
     # each worker gets its share of the cores (else every process spins up all of them and they
     # fight), and its own GPU when gpus are given -- set before torch is imported
     global _WORKER_INDEX
+    if parent is not None:
+        _exit_with_parent(parent)
     with counter.get_lock():
         _WORKER_INDEX = int(counter.value)
         counter.value += 1
@@ -247,7 +266,8 @@ class LocalExecutor(Executor):
             ctx = mp.get_context("spawn")
             self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx,
                                              initializer=_init_worker,
-                                             initargs=(self.threads, self.gpus, ctx.Value("i", 0)))
+                                             initargs=(self.threads, self.gpus, ctx.Value("i", 0),
+                                                       os.getpid()))
         return self._pool
 
     def _submit(self, fn: Callable[[Any], Any], job: Any) -> Any:

@@ -382,3 +382,39 @@ def test_cli_study_mtgnet_prints_confidence_and_writes_plots(tmp_path, capsys):
     assert main(["study", "--suite", "synthetic", "--budget", "2", "--store",
                  str(tmp_path / "n.db"), "--plot", str(tmp_path / "file" / "sub")]) == 2
     assert not (tmp_path / "n.db").exists()
+
+
+def _open_fds_to(path: Path) -> list[str]:
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(path)):
+            out.append(target)
+    return out
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_a_refused_study_leaves_its_store_closed(tmp_path):
+    """A study refused for another definition closes the store it opened (fixed: it stayed open,
+    -wal/-shm files held), and a GainStore handed in by the caller stays the caller's."""
+    db = tmp_path / "s.db"
+    first = GainStore(db)
+    first.create_study("s", ("a", "b", "c"))
+    first.close()
+    with pytest.raises(StoreError, match="other task names"):
+        Study(lambda mask, seed: {"x": 0.0, "y": 0.0}, task_names=("x", "y"), store=db, name="s")
+    assert _open_fds_to(db) == []
+    mine = GainStore(db)
+    with pytest.raises(StoreError):
+        Study(lambda mask, seed: {"x": 0.0, "y": 0.0}, task_names=("x", "y"), store=mine, name="s")
+    assert mine.studies() == ["s"]   # still open, still the caller's
+    mine.close()
+    with pytest.raises(InputError, match=r"s2\.db.*2 studies.*pass study="):
+        s2 = GainStore(tmp_path / "s2.db")
+        s2.create_study("p", ("a", "b"))
+        s2.create_study("q", ("a", "b"))
+        s2.close()
+        group_stored(tmp_path / "s2.db", 1)

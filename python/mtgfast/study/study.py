@@ -314,12 +314,21 @@ class Study:
         if self._collect == "affinity" and self.affinity is None:
             self._executor.check_callable(self.problem.affinity, "the affinity callable")
         # -- then the store: the single source of truth --
-        self.store = store if isinstance(store, GainStore) else GainStore(store)
-        self.info = self.store.create_study(self.name, self.task_names,
-                                            metrics=self.problem.metrics,
-                                            higher_is_better=self.problem.higher_is_better,
-                                            fingerprint=self.fingerprint,
-                                            config=self.problem.config)
+        own_store = not isinstance(store, GainStore)
+        try:
+            self.store = GainStore(store) if own_store else store
+            self.info = self.store.create_study(self.name, self.task_names,
+                                                metrics=self.problem.metrics,
+                                                higher_is_better=self.problem.higher_is_better,
+                                                fingerprint=self.fingerprint,
+                                                config=self.problem.config)
+        except BaseException:
+            # a refused study leaves nothing open: the store this call opened, its own workers
+            if own_store and hasattr(self, "store"):
+                self.store.close()
+            if self._own_executor:
+                self._executor.close()
+            raise
         self._config_dict = dict(self.problem.config)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         #: runs trained by this object (not read back from the store)
@@ -705,7 +714,8 @@ def group_stored(store: str | os.PathLike[str] | GainStore, budget: int, *,
         if study is None:
             names = st.studies()
             if len(names) != 1:
-                raise InputError(f"the store holds {len(names)} studies {names}; pass study=")
+                raise InputError(f"the store {st.path!r} holds {len(names)} studies {names}; "
+                                 f"pass study= (one of them)")
             study = names[0]
         valid = st.gain_table(study, "valid")
         n = valid.n_tasks

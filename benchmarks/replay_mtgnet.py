@@ -9,6 +9,7 @@ with test gains. MTG-Net methods run the active loop on the validation table (me
     python benchmarks/replay_mtgnet.py --dataset taskonomy --rounds 1 2 --set kappa=0
     python benchmarks/replay_mtgnet.py --dataset etth1 --rounds 1 3    # after collect_etth1.py
     python benchmarks/replay_mtgnet.py --dataset synthetic --n-tasks 10 --gen-seed 1 --rounds 1 4
+    python benchmarks/replay_mtgnet.py --paired mtgnet,mtgnet-search a.json b.json   # per seed
 
 Prints, per K, the curve of each method over budgets 2..N, the mean over those budgets as a
 fraction of the oracle's (and above random: (m - random) / (oracle - random)), the per-seed mean,
@@ -146,7 +147,54 @@ def summarize(d: dict[str, Any], n: int, mtg_methods: list[str]) -> dict[str, An
     return out
 
 
+def paired(files: list[str], a: str, b: str) -> list[dict[str, Any]]:
+    """Per-seed differences ``a - b`` (points of the oracle's %, ETTh1 above random) with a 95%
+    t-interval, per table and K, from artifacts of this script (methods may sit in different
+    files of the same table; seeds are paired by position, all runs starting at seed 0)."""
+    cells: dict[tuple[str, str], dict[str, Any]] = {}
+    for f in files:
+        rep = json.loads(Path(f).read_text())
+        gen = rep.get("generator")
+        table = rep["dataset"] + ("" if gen is None else
+                                  f" N={gen['n_tasks']} gen={gen['seed']}" +
+                                  ("" if gen.get("n_random") is None else
+                                   f" random={gen['n_random']}"))
+        key = "per_seed_frac_above_random" if rep["dataset"] == "etth1" else \
+            "per_seed_frac_of_oracle"
+        for k, r in rep["rounds"].items():
+            c = cells.setdefault((table, k), {})
+            for m in (a, b):
+                if m in r and key in r[m]:
+                    c[m] = r[m][key]
+    out = []
+    for (table, k), c in sorted(cells.items()):
+        if a in c and b in c:
+            s = min(len(c[a]), len(c[b]))
+            d = [100 * (x - y) for x, y in zip(c[a][:s], c[b][:s])]
+            out.append({"table": table, "K": int(k), "seeds": s,
+                        a: 100 * float(np.mean(c[a][:s])), b: 100 * float(np.mean(c[b][:s])),
+                        "diff": float(np.mean(d)), "ci95": interval95(d),
+                        "wins": int(sum(x > 0 for x in d)), "losses": int(sum(x < 0 for x in d))})
+    return out
+
+
 def main() -> None:
+    if "--paired" in sys.argv:
+        pp = argparse.ArgumentParser(description="paired per-seed differences of two methods")
+        pp.add_argument("--paired", required=True, metavar="A,B")
+        pp.add_argument("files", nargs="+")
+        pa = pp.parse_args()
+        a, b = pa.paired.split(",")
+        rows = paired(pa.files, a, b)
+        for r in rows:
+            print(f"{r['table']:<36s} K={r['K']:<2d} seeds={r['seeds']:<2d} {a} {r[a]:6.1f}  "
+                  f"{b} {r[b]:6.1f}  diff {r['diff']:+6.1f} +- {r['ci95']:4.1f}  "
+                  f"({r['wins']} up, {r['losses']} down)")
+        if rows:
+            print(f"mean over {len(rows)} cells: {np.mean([r['diff'] for r in rows]):+.1f} "
+                  f"points ({a} {np.mean([r[a] for r in rows]):.1f}, "
+                  f"{b} {np.mean([r[b] for r in rows]):.1f})")
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", choices=("taskonomy", "ett", "etth1", "synthetic"), required=True)
     ap.add_argument("--n-tasks", type=int, default=10, help="synthetic: number of tasks")
@@ -173,8 +221,8 @@ def main() -> None:
     methods = [m for m in args.methods.split(",") if m]
     mtg = [m for m in methods if m.startswith("mtgnet")]
     base = [m for m in methods if not m.startswith("mtgnet")]
-    report: dict[str, Any] = {"dataset": args.dataset, "seeds": args.seeds, "options": options,
-                              "rounds": {}}
+    report: dict[str, Any] = {"dataset": args.dataset, "seeds": args.seeds,
+                              "first_seed": args.first_seed, "options": options, "rounds": {}}
     if args.dataset == "synthetic":
         report["generator"] = {"n_tasks": n, "n_random": args.n_random, "seed": args.gen_seed}
     # baselines do not depend on K: the replay module (same protocol) computes them once

@@ -150,7 +150,7 @@ def summarize(d: dict[str, Any], n: int, mtg_methods: list[str]) -> dict[str, An
 def paired(files: list[str], a: str, b: str) -> list[dict[str, Any]]:
     """Per-seed differences ``a - b`` (points of the oracle's %, ETTh1 above random) with a 95%
     t-interval, per table and K, from artifacts of this script (methods may sit in different
-    files of the same table; seeds are paired by position, all runs starting at seed 0)."""
+    files of the same table and seed ranges; seeds are paired by number)."""
     cells: dict[tuple[str, str], dict[str, Any]] = {}
     for f in files:
         rep = json.loads(Path(f).read_text())
@@ -161,18 +161,22 @@ def paired(files: list[str], a: str, b: str) -> list[dict[str, Any]]:
                                    f" random={gen['n_random']}"))
         key = "per_seed_frac_above_random" if rep["dataset"] == "etth1" else \
             "per_seed_frac_of_oracle"
+        first = int(rep.get("first_seed", 0))
         for k, r in rep["rounds"].items():
             c = cells.setdefault((table, k), {})
             for m in (a, b):
                 if m in r and key in r[m]:
-                    c[m] = r[m][key]
+                    c.setdefault(m, {}).update(
+                        {first + i: x for i, x in enumerate(r[m][key])})
     out = []
     for (table, k), c in sorted(cells.items()):
-        if a in c and b in c:
-            s = min(len(c[a]), len(c[b]))
-            d = [100 * (x - y) for x, y in zip(c[a][:s], c[b][:s])]
+        common = sorted(set(c.get(a, {})) & set(c.get(b, {})))
+        if common:
+            s = len(common)
+            xa, xb = [c[a][i] for i in common], [c[b][i] for i in common]
+            d = [100 * (x - y) for x, y in zip(xa, xb)]
             out.append({"table": table, "K": int(k), "seeds": s,
-                        a: 100 * float(np.mean(c[a][:s])), b: 100 * float(np.mean(c[b][:s])),
+                        a: 100 * float(np.mean(xa)), b: 100 * float(np.mean(xb)),
                         "diff": float(np.mean(d)), "ci95": interval95(d),
                         "wins": int(sum(x > 0 for x in d)), "losses": int(sum(x < 0 for x in d))})
     return out

@@ -99,6 +99,30 @@ def score(valid: GainTable, test: GainTable, pred: np.ndarray, budgets: list[int
 _STATE: dict[str, Any] = {}
 
 
+class _Progress(list):  # type: ignore[type-arg]
+    """A stats list that also prints each value with the wall clock (``--progress``)."""
+
+    def __init__(self, key: str, t0: float) -> None:
+        super().__init__()
+        self.key, self.t0 = key, t0
+
+    def append(self, x: float) -> None:
+        super().append(x)
+        print(f"  [{time.perf_counter() - self.t0:7.1f} s] {self.key} {x:.3f}", file=sys.stderr,
+              flush=True)
+
+
+class _ProgressStats(dict):  # type: ignore[type-arg]
+    def __init__(self) -> None:
+        super().__init__()
+        self.t0 = time.perf_counter()
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = _Progress(key, self.t0)
+        return self[key]
+
+
 def _one_seed(job: tuple[str, int, int]) -> tuple[list[float], int, dict[str, list[float]]]:
     """One (method, K, seed) replay of an mtgnet* method in this process."""
     import torch
@@ -107,7 +131,7 @@ def _one_seed(job: tuple[str, int, int]) -> tuple[list[float], int, dict[str, li
     torch.set_num_threads(1)
     method, k, seed = job
     valid, test, budgets = _STATE["valid"], _STATE["test"], _STATE["budgets"]
-    stats: dict[str, list[float]] = {}
+    stats: dict[str, list[float]] = _ProgressStats() if _STATE.get("progress") else {}
     # mtgnet-tag learns the residual over TAG's estimate (one joint run: no measured combination)
     extra = {"prior": _STATE["tag"]} if method in TABLE_PRIOR_METHODS else {}
     pred, used = replay_method(method, valid, seed=seed, rounds=k, stats=stats, **extra,
@@ -214,6 +238,8 @@ def main() -> None:
                          "use_measured, risk, final, shrink, max_size, shrink_rows)")
     ap.add_argument("--jobs", type=int, default=1, help="seeds run in parallel forked workers")
     ap.add_argument("--json", dest="json_path")
+    ap.add_argument("--progress", action="store_true",
+                    help="print every fit's and prediction's seconds as they happen (stderr)")
     args = ap.parse_args()
 
     tabs = load(args.dataset, n_tasks=args.n_tasks, n_random=args.n_random,
@@ -233,7 +259,8 @@ def main() -> None:
     base_res = replay(valid, test, methods=base, hoa=tabs["hoa"], tag=tabs["tag"],
                       dataset=args.dataset, search="auto" if n <= 12 else "beam"
                       ).to_dict() if base else {"methods": {}}
-    _STATE.update(valid=valid, test=test, budgets=budgets, options=options, tag=tabs["tag"])
+    _STATE.update(valid=valid, test=test, budgets=budgets, options=options, tag=tabs["tag"],
+                  progress=args.progress)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     for k in args.rounds:
         t0 = time.perf_counter()

@@ -241,3 +241,19 @@ def test_selector_arguments_are_checked() -> None:
         SearchSelector(complete=1)
     with pytest.raises(InputError, match="free must be one of"):
         SearchSelector(free="member")
+
+
+def test_complete_and_thompson_replays_are_deterministic_variants_of_the_default() -> None:
+    from mtgfast.study.replay_methods import METHOD_DEFAULTS, replay_method
+
+    t = full_random_table(5, seed=8)
+    small = {"max_epochs": 12, "n_estimators": 3}
+    for name, option in (("mtgnet-complete", {"complete": True}),
+                         ("mtgnet-thompson", {"free": "thompson"})):
+        assert METHOD_DEFAULTS[name] == {**METHOD_DEFAULTS["mtgnet"], **option}
+        a, used = replay_method(name, t, seed=2, rounds=2, **small)
+        b, _ = replay_method("mtgnet", t, seed=2, rounds=2, **option, **small)
+        assert used == 1 + 2 * 5
+        np.testing.assert_array_equal(a, b)   # the variant is the default plus its option
+    with pytest.raises(InputError, match="free"):
+        replay_method("mtgnet", t, seed=0, rounds=1, free="best")

@@ -9,6 +9,7 @@ with test gains. MTG-Net methods run the active loop on the validation table (me
     python benchmarks/replay_mtgnet.py --dataset taskonomy --rounds 1 2 --set kappa=0
     python benchmarks/replay_mtgnet.py --dataset etth1 --rounds 1 3    # after collect_etth1.py
     python benchmarks/replay_mtgnet.py --dataset synthetic --n-tasks 10 --gen-seed 1 --rounds 1 4
+    python benchmarks/replay_mtgnet.py --paired mtgnet,mtgnet-search a.json b.json   # per seed
 
 Prints, per K, the curve of each method over budgets 2..N, the mean over those budgets as a
 fraction of the oracle's (and above random: (m - random) / (oracle - random)), the per-seed mean,
@@ -98,6 +99,30 @@ def score(valid: GainTable, test: GainTable, pred: np.ndarray, budgets: list[int
 _STATE: dict[str, Any] = {}
 
 
+class _Progress(list):  # type: ignore[type-arg]
+    """A stats list that also prints each value with the wall clock (``--progress``)."""
+
+    def __init__(self, key: str, t0: float) -> None:
+        super().__init__()
+        self.key, self.t0 = key, t0
+
+    def append(self, x: float) -> None:
+        super().append(x)
+        print(f"  [{time.perf_counter() - self.t0:7.1f} s] {self.key} {x:.3f}", file=sys.stderr,
+              flush=True)
+
+
+class _ProgressStats(dict):  # type: ignore[type-arg]
+    def __init__(self) -> None:
+        super().__init__()
+        self.t0 = time.perf_counter()
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = _Progress(key, self.t0)
+        return self[key]
+
+
 def _one_seed(job: tuple[str, int, int]) -> tuple[list[float], int, dict[str, list[float]]]:
     """One (method, K, seed) replay of an mtgnet* method in this process."""
     import torch
@@ -106,7 +131,7 @@ def _one_seed(job: tuple[str, int, int]) -> tuple[list[float], int, dict[str, li
     torch.set_num_threads(1)
     method, k, seed = job
     valid, test, budgets = _STATE["valid"], _STATE["test"], _STATE["budgets"]
-    stats: dict[str, list[float]] = {}
+    stats: dict[str, list[float]] = _ProgressStats() if _STATE.get("progress") else {}
     # mtgnet-tag learns the residual over TAG's estimate (one joint run: no measured combination)
     extra = {"prior": _STATE["tag"]} if method in TABLE_PRIOR_METHODS else {}
     pred, used = replay_method(method, valid, seed=seed, rounds=k, stats=stats, **extra,
@@ -146,7 +171,58 @@ def summarize(d: dict[str, Any], n: int, mtg_methods: list[str]) -> dict[str, An
     return out
 
 
+def paired(files: list[str], a: str, b: str) -> list[dict[str, Any]]:
+    """Per-seed differences ``a - b`` (points of the oracle's %, ETTh1 above random) with a 95%
+    t-interval, per table and K, from artifacts of this script (methods may sit in different
+    files of the same table and seed ranges; seeds are paired by number)."""
+    cells: dict[tuple[str, str], dict[str, Any]] = {}
+    for f in files:
+        rep = json.loads(Path(f).read_text())
+        gen = rep.get("generator")
+        table = rep["dataset"] + ("" if gen is None else
+                                  f" N={gen['n_tasks']} gen={gen['seed']}" +
+                                  ("" if gen.get("n_random") is None else
+                                   f" random={gen['n_random']}"))
+        key = "per_seed_frac_above_random" if rep["dataset"] == "etth1" else \
+            "per_seed_frac_of_oracle"
+        first = int(rep.get("first_seed", 0))
+        for k, r in rep["rounds"].items():
+            c = cells.setdefault((table, k), {})
+            for m in (a, b):
+                if m in r and key in r[m]:
+                    c.setdefault(m, {}).update(
+                        {first + i: x for i, x in enumerate(r[m][key])})
+    out = []
+    for (table, k), c in sorted(cells.items()):
+        common = sorted(set(c.get(a, {})) & set(c.get(b, {})))
+        if common:
+            s = len(common)
+            xa, xb = [c[a][i] for i in common], [c[b][i] for i in common]
+            d = [100 * (x - y) for x, y in zip(xa, xb)]
+            out.append({"table": table, "K": int(k), "seeds": s,
+                        a: 100 * float(np.mean(xa)), b: 100 * float(np.mean(xb)),
+                        "diff": float(np.mean(d)), "ci95": interval95(d),
+                        "wins": int(sum(x > 0 for x in d)), "losses": int(sum(x < 0 for x in d))})
+    return out
+
+
 def main() -> None:
+    if "--paired" in sys.argv:
+        pp = argparse.ArgumentParser(description="paired per-seed differences of two methods")
+        pp.add_argument("--paired", required=True, metavar="A,B")
+        pp.add_argument("files", nargs="+")
+        pa = pp.parse_args()
+        a, b = pa.paired.split(",")
+        rows = paired(pa.files, a, b)
+        for r in rows:
+            print(f"{r['table']:<36s} K={r['K']:<2d} seeds={r['seeds']:<2d} {a} {r[a]:6.1f}  "
+                  f"{b} {r[b]:6.1f}  diff {r['diff']:+6.1f} +- {r['ci95']:4.1f}  "
+                  f"({r['wins']} up, {r['losses']} down)")
+        if rows:
+            print(f"mean over {len(rows)} cells: {np.mean([r['diff'] for r in rows]):+.1f} "
+                  f"points ({a} {np.mean([r[a] for r in rows]):.1f}, "
+                  f"{b} {np.mean([r[b] for r in rows]):.1f})")
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", choices=("taskonomy", "ett", "etth1", "synthetic"), required=True)
     ap.add_argument("--n-tasks", type=int, default=10, help="synthetic: number of tasks")
@@ -162,6 +238,8 @@ def main() -> None:
                          "use_measured, risk, final, shrink, max_size, shrink_rows)")
     ap.add_argument("--jobs", type=int, default=1, help="seeds run in parallel forked workers")
     ap.add_argument("--json", dest="json_path")
+    ap.add_argument("--progress", action="store_true",
+                    help="print every fit's and prediction's seconds as they happen (stderr)")
     args = ap.parse_args()
 
     tabs = load(args.dataset, n_tasks=args.n_tasks, n_random=args.n_random,
@@ -173,15 +251,16 @@ def main() -> None:
     methods = [m for m in args.methods.split(",") if m]
     mtg = [m for m in methods if m.startswith("mtgnet")]
     base = [m for m in methods if not m.startswith("mtgnet")]
-    report: dict[str, Any] = {"dataset": args.dataset, "seeds": args.seeds, "options": options,
-                              "rounds": {}}
+    report: dict[str, Any] = {"dataset": args.dataset, "seeds": args.seeds,
+                              "first_seed": args.first_seed, "options": options, "rounds": {}}
     if args.dataset == "synthetic":
         report["generator"] = {"n_tasks": n, "n_random": args.n_random, "seed": args.gen_seed}
     # baselines do not depend on K: the replay module (same protocol) computes them once
     base_res = replay(valid, test, methods=base, hoa=tabs["hoa"], tag=tabs["tag"],
                       dataset=args.dataset, search="auto" if n <= 12 else "beam"
                       ).to_dict() if base else {"methods": {}}
-    _STATE.update(valid=valid, test=test, budgets=budgets, options=options, tag=tabs["tag"])
+    _STATE.update(valid=valid, test=test, budgets=budgets, options=options, tag=tabs["tag"],
+                  progress=args.progress)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     for k in args.rounds:
         t0 = time.perf_counter()

@@ -14,6 +14,7 @@ from mtgfast.gains import GainTable
 from mtgfast.masks import all_masks, masks_to_dense
 from mtgfast.ops.dispatch import mtgnet_predict
 from mtgfast.ops.reference import member_from_masks, mtgnet_forward, mtgnet_forward_dense
+from _problems import full_random_table
 
 SMALL = dict(dim=16, ffn_dim=16, n_estimators=2, max_epochs=60, patience=15)
 
@@ -242,3 +243,28 @@ def test_warm_start_continues_from_the_previous_fit(data_dir) -> None:
 def test_seed_out_of_range_is_an_input_error(seed: int) -> None:
     with pytest.raises(InputError, match="seed"):
         MTGNet(seed=seed)._check_params()
+
+
+def test_members_after_predict_reuse_the_same_outputs() -> None:
+    # the committee reads predict(std) then predict_members on the same candidates every ask:
+    # the second reuses the first's member outputs, with the numbers of a fresh computation
+    t = full_random_table(5, seed=4)
+    train = t.select(np.sum(masks_to_dense(t.masks, 5), axis=1) <= 2)
+    est = MTGNet(seed=3, n_estimators=3, max_epochs=20).fit(train)
+    mean, std = est.predict(t.masks, return_std=True)
+    kept = est.predict_members(t.masks)
+    est._members_cache = None                                    # recompute from scratch
+    fresh = est.predict_members(t.masks)
+    np.testing.assert_array_equal(kept, fresh)
+    inside = masks_to_dense(t.masks, 5)
+    np.testing.assert_allclose(fresh.mean(axis=0)[inside], mean[inside], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(fresh.std(axis=0)[inside], std[inside], rtol=1e-9, atol=1e-12)
+    # other masks, then a refit: never the old outputs
+    assert est.predict_members(t.masks[:7]).shape == (3, 7, 5)
+    np.testing.assert_array_equal(est.predict_members(t.masks), fresh)
+    est.fit(t.select(np.sum(masks_to_dense(t.masks, 5), axis=1) <= 3))
+    assert not np.array_equal(est.predict_members(t.masks), fresh, equal_nan=True)
+    # a warm start drops the superseded fit's outputs
+    est.predict(t.masks)
+    MTGNet(seed=3, n_estimators=3, max_epochs=5, warm_start_from=est).fit(train)
+    assert est._members_cache is None

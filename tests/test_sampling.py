@@ -65,10 +65,31 @@ def test_with_a_perfect_estimator_the_loop_measures_the_oracle_groups() -> None:
     assert wanted <= measured
 
 
+class _Members:
+    """An estimator whose members are given arrays on the candidates (committee, Thompson)."""
+
+    def __init__(self, cands: np.ndarray, members: np.ndarray) -> None:
+        self.cands, self.members = cands, members
+
+    def predict_members(self, masks):
+        assert np.array_equal(np.asarray(masks), self.cands)
+        return self.members
+
+
+class _KnownLoop:
+    def __init__(self, known: GainTable, est: object = None) -> None:
+        self.known, self.estimator_ = known, est
+
+    def table(self) -> GainTable:
+        return self.known
+
+
 @settings(max_examples=25, deadline=None)
 @given(n=st.integers(3, 6), seed=st.integers(0, 10_000), k=st.integers(1, 6),
-       kappa=st.sampled_from([0.0, 1.0]))
-def test_search_proposals_are_distinct_unmeasured_candidates(n, seed, k, kappa) -> None:
+       kappa=st.sampled_from([0.0, 1.0]), complete=st.booleans(),
+       free=st.sampled_from(["mean", "thompson"]))
+def test_search_proposals_are_distinct_unmeasured_candidates(n, seed, k, kappa, complete,
+                                                             free) -> None:
     t = full_random_table(n, seed)
     rng = np.random.default_rng(seed)
     multi = t.masks[popcount(t.masks) >= 2]
@@ -78,8 +99,9 @@ def test_search_proposals_are_distinct_unmeasured_candidates(n, seed, k, kappa) 
     std = np.abs(rng.normal(0, 0.02, (cands.size, n)))
     tasks = tuple(int(x) for x in rng.integers(0, n, size=k))
     known = t.select(np.isin(t.masks, measured) | (popcount(t.masks) == 1))
-    sel = SearchSelector(kappa=kappa)
-    sel._known = lambda: known        # what bind(loop) provides
+    members = mean[None] + rng.normal(0, 0.02, (3, cands.size, n))
+    sel = SearchSelector(kappa=kappa, complete=complete, free=free)
+    sel.bind(_KnownLoop(known, _Members(cands, members)))
     ctx = SelectionContext(tasks, cands, masks_to_dense(cands, n), mean, std, measured, seed,
                            tuple(0 for _ in tasks))
     got = sel.ask(ctx)
@@ -87,6 +109,111 @@ def test_search_proposals_are_distinct_unmeasured_candidates(n, seed, k, kappa) 
     served = masks_to_dense(cands, n)[:, list(tasks)].any()
     assert got.size <= k and np.unique(got).size == got.size and (got.size >= 1 or not served)
     assert set(got.tolist()) <= set(cands.tolist())
+
+
+def _best_completion(groupings: list[list[int]], unmeasured: set[int],
+                     count: int) -> tuple[int, int]:
+    """Brute force over every set of at most ``count`` unmeasured groups: the most groupings
+    finished (all their unmeasured groups in the set), then the fewest groups."""
+    import itertools
+
+    pool = sorted({m for g in groupings for m in g if m in unmeasured})
+    best = (0, 0)
+    for k in range(min(count, len(pool)) + 1):
+        for sub in itertools.combinations(pool, k):
+            s = set(sub)
+            done = sum(any(m in unmeasured for m in g) and
+                       all(m in s or m not in unmeasured for m in g) for g in groupings)
+            best = max(best, (done, -k))
+    return best[0], -best[1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), count=st.integers(0, 6), n_groupings=st.integers(0, 16))
+def test_completing_finishes_the_most_groupings(seed, count, n_groupings) -> None:
+    rng = np.random.default_rng(seed)
+    pool = list(range(3, 15))
+    groupings = [[int(x) for x in rng.choice(pool, size=int(rng.integers(1, 5)), replace=False)]
+                 for _ in range(n_groupings)]
+    groupings += groupings[:int(rng.integers(0, 3))]        # budgets sharing a grouping
+    unmeasured = {m for m in pool if rng.random() < 0.7}
+    row_of = {m: r for r, m in enumerate(sorted(unmeasured))}
+    got = SearchSelector._completing(groupings, row_of, count)
+    assert len(got) <= count and len(set(got)) == len(got) and set(got) <= unmeasured
+    asked = set(got)
+    done = sum(any(m in unmeasured for m in g) and all(m in asked or m not in unmeasured
+                                                       for m in g) for g in groupings)
+    # every group asked belongs to a grouping it finishes (nothing asked for no grouping)
+    finished = [g for g in groupings if all(m in asked or m not in unmeasured for m in g)]
+    assert asked <= {m for g in finished for m in g}
+    distinct = {tuple(m for m in g if m in unmeasured) for g in groupings} - {()}
+    if len(distinct) <= 12:   # the exact branch: as good as the brute force
+        assert (done, len(got)) == _best_completion(groupings, unmeasured, count)
+
+
+def test_complete_asks_for_whole_groupings_of_the_mean() -> None:
+    # on random tables with a few rows measured: the groupings of the mean's searches that an
+    # ask finishes (all their unmeasured groups asked) are never fewer with complete=True, and
+    # more on some tables (where the votes spread the slots over several groupings)
+    more = 0
+    for seed in range(12):
+        n = 6
+        t = full_random_table(n, seed)
+        rng = np.random.default_rng(seed)
+        multi = t.masks[popcount(t.masks) >= 2]
+        measured = rng.choice(multi, size=8, replace=False)
+        cands = np.setdiff1d(multi, measured)
+        mean = t.lookup(cands) + rng.normal(0, 0.02, (cands.size, n))
+        known = t.select(np.isin(t.masks, measured) | (popcount(t.masks) == 1))
+        ctx = SelectionContext((0, 1, 2), cands, masks_to_dense(cands, n), mean,
+                               np.zeros_like(mean), measured, seed, (1, 1, 1))
+        view = np.nan_to_num(np.vstack([known.gains, mean]), nan=0.0)
+        groupings = group(np.concatenate([known.masks, cands]), view, list(range(2, n + 1)),
+                          method="exact")
+        unmeasured = set(cands.tolist())
+
+        def finished(asked: np.ndarray) -> int:
+            a = set(asked.tolist())
+            return sum(all(m in a for m in g.groups.tolist() if m in unmeasured) and
+                       any(m in unmeasured for m in g.groups.tolist()) for g in groupings)
+
+        plain = SearchSelector(kappa=0.0).bind(_KnownLoop(known)).ask(ctx)
+        done = SearchSelector(kappa=0.0, complete=True).bind(_KnownLoop(known)).ask(ctx)
+        assert done.size == plain.size == 3
+        assert finished(done) >= finished(plain)
+        more += finished(done) > finished(plain)
+    assert more >= 1
+
+
+def test_thompson_fills_free_slots_from_one_member_per_task() -> None:
+    n = 3
+    cands = np.array([0b011, 0b101, 0b110], dtype=np.uint64)
+    member = masks_to_dense(cands, n)
+    mean = np.where(member, 0.0, np.nan)
+    mean[0, 0] = 0.01                                  # the mean's choice for task 0: {0,1}
+    draws = np.stack([np.where(member, 0.0, np.nan)] * 4)
+    for k in range(4):
+        draws[k, 1, 0] = 0.05                          # every member prefers {0,2} for task 0
+    singles = np.uint64(1) << np.arange(n, dtype=np.uint64)
+    full = GainTable(np.concatenate([singles, [np.uint64(0b111)]]),
+                     np.vstack([np.where(np.eye(n, dtype=bool), 0.0, np.nan),
+                                np.full((1, n), 0.5)]), tuple("abc"))
+    # the full set is measured and best at every budget: the searches want nothing, all free
+    ctx = SelectionContext((0,), cands, member, mean, np.zeros_like(mean), full.masks, 7, (2,))
+    loop = _KnownLoop(full, _Members(cands, draws))
+    assert SearchSelector(kappa=0.0).bind(loop).ask(ctx).tolist() == [0b011]
+    ts = SearchSelector(kappa=0.0, free="thompson").bind(loop)
+    assert ts.ask(ctx).tolist() == [0b101] == ts.ask(ctx).tolist()   # seeded: the same twice
+    # the drawn member is the task's stream's: only member 2 prefers {0,2} -> drawn or not
+    k = int(ctx.rng_for(0).integers(4))
+    one = np.stack([np.where(member, 0.0, np.nan)] * 4)
+    one[:, 0, 0] = 0.02
+    one[k, 1, 0] = 0.05
+    got = SearchSelector(kappa=0.0, free="thompson").bind(_KnownLoop(full, _Members(cands, one)))
+    assert got.ask(ctx).tolist() == [0b101]
+    # without members (an estimator with no predict_members): the mean fills the slot
+    alone = SearchSelector(kappa=0.0, free="thompson").bind(_KnownLoop(full, object()))
+    assert alone.ask(ctx).tolist() == [0b011]
 
 
 def test_pairs_first_measures_every_pair_then_delegates() -> None:
@@ -110,3 +237,23 @@ def test_selector_arguments_are_checked() -> None:
         SearchSelector(budgets=[0])
     with pytest.raises(InputTypeError, match="table"):
         SearchSelector().bind(object())
+    with pytest.raises(InputTypeError, match="complete"):
+        SearchSelector(complete=1)
+    with pytest.raises(InputError, match="free must be one of"):
+        SearchSelector(free="member")
+
+
+def test_complete_and_thompson_replays_are_deterministic_variants_of_the_default() -> None:
+    from mtgfast.study.replay_methods import METHOD_DEFAULTS, replay_method
+
+    t = full_random_table(5, seed=8)
+    small = {"max_epochs": 12, "n_estimators": 3}
+    for name, option in (("mtgnet-complete", {"complete": True}),
+                         ("mtgnet-thompson", {"free": "thompson"})):
+        assert METHOD_DEFAULTS[name] == {**METHOD_DEFAULTS["mtgnet"], **option}
+        a, used = replay_method(name, t, seed=2, rounds=2, **small)
+        b, _ = replay_method("mtgnet", t, seed=2, rounds=2, **option, **small)
+        assert used == 1 + 2 * 5
+        np.testing.assert_array_equal(a, b)   # the variant is the default plus its option
+    with pytest.raises(InputError, match="free"):
+        replay_method("mtgnet", t, seed=0, rounds=1, free="best")

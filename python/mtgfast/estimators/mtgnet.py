@@ -295,6 +295,27 @@ class MTGNet(GainEstimator):
         self.best_epoch_ = np.asarray(best_epoch)
         self.n_train_rows_ = int(masks.shape[0])
         self._params_cache: dict[str, list[MTGNetParams]] = {}
+        self._members_cache: tuple[Any, ...] | None = None
+
+    def _member_outputs(self, m: MaskArray, device: str | torch.device | None,
+                        backend: Backend) -> list[torch.Tensor]:
+        """Each member's raw output (float64, scaled unit) on ``m``; the last masks' outputs are
+        kept, so ``predict_members`` after ``predict`` on the same masks (the committee reads
+        both every ask) costs nothing and gives the very same numbers."""
+        key = (str(device), str(backend), m.shape[0])
+        cached = self.__dict__.get("_members_cache")
+        if cached is not None and cached[0] == key and np.array_equal(cached[1], m):
+            return list(cached[2])
+        params = self.member_params(device)
+        masks_t = torch.from_numpy(m.view(np.int64).copy())
+        small_on_cpu = params[0].embedding.device.type == "cpu" and m.shape[0] <= _SMALL_BATCH
+        out = []
+        for prm in params:
+            with _one_cpu_thread(small_on_cpu):
+                y = mtgnet_predict(prm, masks_t.to(prm.embedding.device), backend=backend)
+            out.append(y.to(torch.float64).cpu())
+        self._members_cache = (key, m.copy(), tuple(out))
+        return out
 
     def _warm_state(self, n: int, p: dict[str, Any], scale: float
                     ) -> dict[str, torch.Tensor] | None:
@@ -303,6 +324,9 @@ class MTGNet(GainEstimator):
         prev = self.warm_start_from
         if prev is None or not hasattr(prev, "state_") or prev.n_tasks_ != n:
             return None
+        # the previous fit is superseded: drop its kept outputs (a chain of warm starts would
+        # hold one (members, candidates, tasks) array per refit)
+        prev.__dict__["_members_cache"] = None
         same = all(prev.config_.get(k) == p[k] for k in ("dim", "n_layers", "n_heads", "ffn_dim",
                                                          "n_estimators"))
         if not same:
@@ -342,15 +366,10 @@ class MTGNet(GainEstimator):
         """
         self._check_fitted()
         m = as_masks(masks, self.n_tasks_)
-        params = self.member_params(device)
-        masks_t = torch.from_numpy(m.view(np.int64).copy())
+        ys = self._member_outputs(m, device, backend)
         mean_t: torch.Tensor | None = None
         m2: torch.Tensor | None = None
-        small_on_cpu = params[0].embedding.device.type == "cpu" and m.shape[0] <= _SMALL_BATCH
-        for k, prm in enumerate(params, start=1):
-            with _one_cpu_thread(small_on_cpu):
-                y = mtgnet_predict(prm, masks_t.to(prm.embedding.device), backend=backend)
-            y = y.to(torch.float64).cpu()
+        for k, y in enumerate(ys, start=1):
             if mean_t is None:
                 mean_t, m2 = y, torch.zeros_like(y) if return_std else None
                 continue
@@ -368,7 +387,7 @@ class MTGNet(GainEstimator):
         if not return_std:
             return mean
         assert m2 is not None
-        std = np.sqrt(m2.numpy() / len(params)) * self.scale_
+        std = np.sqrt(m2.numpy() / len(ys)) * self.scale_
         std[~member] = np.nan
         std[single] = np.where(member[single], 0.0, np.nan)
         return mean, std
@@ -379,14 +398,10 @@ class MTGNet(GainEstimator):
         singletons): what the ensemble spread is made of, e.g. a grouping's value per member."""
         self._check_fitted()
         m = as_masks(masks, self.n_tasks_)
-        masks_t = torch.from_numpy(m.view(np.int64).copy())
-        params = self.member_params(device)
-        small_on_cpu = params[0].embedding.device.type == "cpu" and m.shape[0] <= _SMALL_BATCH
-        out = np.empty((len(params), m.shape[0], self.n_tasks_))
-        for k, prm in enumerate(params):
-            with _one_cpu_thread(small_on_cpu):
-                y = mtgnet_predict(prm, masks_t.to(prm.embedding.device), backend=backend)
-            out[k] = y.to(torch.float64).cpu().numpy() * self.scale_
+        ys = self._member_outputs(m, device, backend)
+        out = np.empty((len(ys), m.shape[0], self.n_tasks_))
+        for k, y in enumerate(ys):
+            out[k] = y.numpy() * self.scale_
         member = masks_to_dense(m, self.n_tasks_)
         single = member.sum(axis=1) == 1
         out[:, ~member] = np.nan

@@ -28,6 +28,10 @@ REPLAY_METHODS: dict[str, str] = {
     "mtgnet-estimate": "search",           # the same loop; the final search also takes
                                            # unmeasured groups at their estimate (the old default)
     "mtgnet-committee": "search",          # the committee in every round, not just the first
+    "mtgnet-complete": "search",           # the default's loop, whole groupings of the mean's
+                                           # searches finished first (fewest missing groups)
+    "mtgnet-thompson": "search",           # the default's loop, free slots from one member
+                                           # drawn per task (Thompson sampling)
     "mtgnet-shrunk": "search",             # mtgnet-search's loop; the final choice on measured
                                            # gains shrunk towards the out-of-fold estimate
     "mtgnet-paper": "exp-gain",            # the paper's sampler, alpha = 25
@@ -49,6 +53,10 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "mtgnet-estimate": {"kappa": 0.0, "warm_start": True, "final": "estimate"},
     "mtgnet-committee": {"kappa": 0.0, "warm_start": True, "final": "measured",
                          "committee": True},
+    "mtgnet-complete": {"kappa": 0.0, "warm_start": True, "final": "measured", "committee": True,
+                        "committee_rounds": 1, "complete": True},
+    "mtgnet-thompson": {"kappa": 0.0, "warm_start": True, "final": "measured", "committee": True,
+                        "committee_rounds": 1, "free": "thompson"},
     "mtgnet-shrunk": {"kappa": 0.0, "warm_start": True, "final": "shrunk"},
     "mtgnet-pairs": {"kappa": 0.0, "warm_start": True},
     "mtgnet-prior": {"kappa": 0.0, "warm_start": True},
@@ -60,7 +68,8 @@ PRIOR_METHODS = ("mtgnet-prior",)
 #: methods whose estimator is TablePriorMTGNet over the ``prior`` table given to replay_method
 TABLE_PRIOR_METHODS = ("mtgnet-tag",)
 #: options that go to the selector (the rest go to the loop or to MTGNet)
-SELECTOR_OPTIONS = ("alpha", "kappa", "budgets", "committee", "mean_votes", "committee_rounds")
+SELECTOR_OPTIONS = ("alpha", "kappa", "budgets", "committee", "mean_votes", "committee_rounds",
+                    "complete", "free")
 #: every option a replay method takes besides MTGNet's: the selector's, then the loop's
 METHOD_OPTIONS = (*SELECTOR_OPTIONS, "warm_start", "risk", "final", "shrink", "max_size",
                   "shrink_rows")

@@ -8,7 +8,10 @@ its measured gains. Slots the searches leave free go, per task, to the candidate
 optimistic gain for that task. With ``committee=True`` the same searches also run on each
 ensemble member's estimates (a draw from the posterior over gains), so a group is ranked by how
 many of those searches choose it (``mean_votes``: the weight of the mean's searches against one
-member's). :class:`PairsFirstSelector` measures every pair first (a covering
+member's). ``complete=True`` first spends the slots on finishing the mean's groupings (fewest
+unmeasured groups first), so the final search among measured groups can pick them; ``free=
+"thompson"`` fills each free slot from one posterior draw (a member drawn per task) instead of
+the mean. :class:`PairsFirstSelector` measures every pair first (a covering
 design; it pays N(N-1)/2 measured combinations, HOA's cost), then delegates to another selector.
 """
 
@@ -26,8 +29,12 @@ from ..grouping import group
 from ..masks import MaskArray, popcount
 from .active import SelectionContext, Selector, make_selector
 
-__all__ = ["PairsFirstSelector", "SearchSelector"]
+__all__ = ["FREE_CHOICES", "PairsFirstSelector", "SearchSelector"]
 
+#: how a slot the searches leave free is filled (see SearchSelector)
+FREE_CHOICES = ("mean", "thompson")
+#: complete=True: up to this many distinct groupings, the best set of them is found exactly
+_EXACT_COMPLETE = 12
 #: above this many candidates the per-batch searches use the beam search (exact stays cheap below)
 _EXACT_MAX_TASKS = 12
 
@@ -58,7 +65,8 @@ class SearchSelector(Selector):
 
     def __init__(self, kappa: float = 1.0, budgets: Sequence[int] | None = None,
                  committee: bool = False, mean_votes: float = 1.0,
-                 committee_rounds: int | None = None) -> None:
+                 committee_rounds: int | None = None, complete: bool = False,
+                 free: str = "mean") -> None:
         self.kappa = _check_number("kappa", kappa)
         self.mean_votes = _check_number("mean_votes", mean_votes)
         if committee_rounds is not None and (isinstance(committee_rounds, bool) or not isinstance(
@@ -69,6 +77,12 @@ class SearchSelector(Selector):
         if not isinstance(committee, (bool, np.bool_)):
             raise InputTypeError(f"committee must be a bool, got {committee!r}")
         self.committee = bool(committee)
+        if not isinstance(complete, (bool, np.bool_)):
+            raise InputTypeError(f"complete must be a bool, got {complete!r}")
+        self.complete = bool(complete)
+        if free not in FREE_CHOICES:
+            raise InputError(f"free must be one of {', '.join(FREE_CHOICES)}, got {free!r}")
+        self.free = str(free)
         if budgets is not None:
             b = [int(x) for x in budgets]
             if not b or min(b) < 1:
@@ -93,6 +107,12 @@ class SearchSelector(Selector):
         if self.committee_rounds is not None and ctx.rounds and \
                 min(ctx.rounds) >= self.committee_rounds:
             return []   # later rounds: the mean's searches alone
+        return self._members(ctx)
+
+    def _members(self, ctx: SelectionContext) -> list[Any]:
+        """Each ensemble member's gains on the candidates, [] when the fit has no members."""
+        if self._loop is None:
+            return []
         members = getattr(getattr(self._loop, "estimator_", None), "predict_members", None)
         if not callable(members):
             return []
@@ -117,33 +137,85 @@ class SearchSelector(Selector):
             # committee: the same searches on each member's estimates (a draw of the posterior);
             # a group's votes ~ how likely it is to be in the best grouping
             views += [np.vstack([known.gains, g]) for g in self._member_gains(ctx)]
+        mean_groupings: list[list[int]] = []
         for v, view in enumerate(views):
             weight = self.mean_votes if v == 0 and len(views) > 1 else 1.0
             for g in group(masks, np.nan_to_num(view, nan=0.0), budgets, method=method):
+                if v == 0:
+                    mean_groupings.append([int(m) for m in g.groups.tolist()])
                 for m in g.groups.tolist():
                     votes[int(m)] = votes.get(int(m), 0.0) + weight
         row_of = {int(m): r for r, m in enumerate(ctx.candidates.tolist())}
         # the predicted total gain of a group breaks ties between equally voted groups
         total = np.nansum(opt, axis=1)
-        wanted = sorted((m for m in votes if m in row_of),
-                        key=lambda m: (-votes[m], -total[row_of[m]], m))
         count = len(ctx.tasks)
-        out = [m for m in wanted[:count]]
+        out = self._completing(mean_groupings, row_of, count) if self.complete else []
+        chosen = set(out)
+        wanted = sorted((m for m in votes if m in row_of and m not in chosen),
+                        key=lambda m: (-votes[m], -total[row_of[m]], m))
+        out += wanted[:count - len(out)]
         taken = np.zeros(ctx.candidates.shape[0], dtype=bool)
         for m in out:
             taken[row_of[m]] = True
         served = {j for m in out for j in range(n) if (m >> j) & 1}
         rest = [j for j in ctx.tasks if j not in served] + [j for j in ctx.tasks if j in served]
+        draws: list[Any] | None = None
         for j in rest:
             if len(out) >= count:
                 break
             rows = np.flatnonzero(ctx.member[:, j] & ~taken)
             if rows.size == 0:
                 continue
-            r = int(rows[int(np.argmax(opt[rows, j]))])
+            score = opt[rows, j]
+            if self.free == "thompson":
+                # one posterior draw per free slot: a member drawn from the task's own stream
+                draws = self._members(ctx) if draws is None else draws
+                if draws:
+                    k = int(ctx.rng_for(j).integers(len(draws)))
+                    score = draws[k][rows, j]
+            r = int(rows[int(np.argmax(score))])
             taken[r] = True
             out.append(int(ctx.candidates[r]))
         return np.array(out, dtype=np.uint64)
+
+    @staticmethod
+    def _completing(groupings: list[list[int]], row_of: dict[int, int], count: int) -> list[int]:
+        """Unmeasured groups (at most ``count``) that finish the most of ``groupings`` (one per
+        budget; finished = all its unmeasured groups asked), then the fewest groups: exact over
+        the subsets of distinct groupings when there are at most :data:`_EXACT_COMPLETE` of
+        them, else greedily (the most groupings finished per slot first)."""
+        need = [[m for m in dict.fromkeys(g) if m in row_of] for g in groupings]
+        need = [g for g in need if g]
+        distinct = list(dict.fromkeys(tuple(g) for g in need))
+        bit = {m: b for b, m in enumerate(dict.fromkeys(m for g in distinct for m in g))}
+        masks = [sum(1 << bit[m] for m in g) for g in distinct]
+        weight = [sum(tuple(g) == d for g in need) for d in distinct]
+
+        def score(union: int) -> int:
+            return sum(w for gm, w in zip(masks, weight) if gm & ~union == 0)
+
+        if len(distinct) <= _EXACT_COMPLETE:
+            unions = [0] * (1 << len(distinct))
+            best = (0, 0, 0)   # (finished, -groups, -subset): the first best subset wins ties
+            for sub in range(1, 1 << len(distinct)):
+                low = (sub & -sub).bit_length() - 1
+                unions[sub] = unions[sub & (sub - 1)] | masks[low]
+                size = unions[sub].bit_count()
+                if size <= count:
+                    key = (score(unions[sub]), -size, -sub)
+                    best = key if key > best else best
+            union = unions[-best[2]] if best[0] else 0
+        else:
+            union = 0
+            while True:
+                have, size = score(union), union.bit_count()
+                picks = [(-(score(union | gm) - have) / ((union | gm).bit_count() - size), i)
+                         for i, gm in enumerate(masks) if gm & ~union and
+                         (union | gm).bit_count() <= count]
+                if not picks:
+                    break
+                union |= masks[min(picks)[1]]
+        return [m for m, b in bit.items() if union >> b & 1]
 
     def choose(self, task: int, rows: npt.NDArray[np.intp], ctx: SelectionContext) -> int:
         # used only before the first fit (no predictions): uniform, from the task's own stream

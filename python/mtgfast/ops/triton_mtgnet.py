@@ -208,6 +208,7 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
     if n_layers:
         # layer 1 starts from emb + attention + b_o: b_o rides in the gathered embeddings
         emb_p[:n, :d] += params.layers[0].b_o.float()
+        _center(emb_p, d)   # LN1 of layer 1 reads emb + P @ VO: both row-centred, mean 0
     s1 = torch.zeros(h, npad, npad, **f32)
     vo1 = torch.zeros(h, npad, dp, **f32)
     mat = torch.zeros(max(1, n_layers), lay.mat_layer, **f32)
@@ -250,6 +251,11 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
         w1[:d, :f] = lp32.ln1_w[:, None] * lp32.w_1
         g1[:d, :d] = torch.diag(lp32.ln1_w)
         w2[:f, :d] = lp32.w_2
+        # Products feeding a LayerNorm get row-centred weights (right-multiplied by
+        # C = I - 11^T / d): their sum is then x - mean(x), which the LayerNorm cannot tell
+        # from x, and with every term centred (``fold_ln``) the kernel skips the mean.
+        for t in (w2, g1, gin):
+            _center(t, d)
         for hh in range(h):
             cols = slice(hh * dh, (hh + 1) * dh)
             for t in range(3):
@@ -257,6 +263,7 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
                     qscale if t == 0 else 1.0)
             bqkv[0, hh, :dh] = b_qkv[:d][cols] * qscale
             wo[hh, :dh, :d] = lp32.w_o[cols, :]
+            _center(wo[hh], d)
         if li == 0:
             qkv = emb @ lp32.w_qkv + lp32.b_qkv
             q, k, vv = qkv.split(d, dim=-1)
@@ -264,6 +271,7 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
                 cols = slice(hh * dh, (hh + 1) * dh)
                 s1[hh, :n, :n] = (q[:, cols] @ k[:, cols].T) * qscale
                 vo1[hh, :n, :d] = vv[:, cols] @ lp32.w_o[cols, :]
+                _center(vo1[hh], d)
     # Head, with the last LayerNorm's affine folded in: [w' = ln2_w * w_head | c | sum(w')].
     w_head, b_head = params.w_head.float(), params.b_head.float().reshape(())
     if n_layers:
@@ -283,11 +291,11 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
             at = lay.bb_q + hh * 16 * dhp
             b[at:at + 16 * dhp] = _bias_block(v[hh * dhp:(hh + 1) * dhp])
         b[lay.bb_1:lay.bb_r] = _bias_block(v[lay.b_1:lay.b_1 + fp])
-        b[lay.bb_r:lay.bb_of] = _bias_block(v[lay.ln1_b:lay.ln1_b + dp])
+        b[lay.bb_r:lay.bb_of] = _bias_block(_center(v[lay.ln1_b:lay.ln1_b + dp].clone(), d))
         c_in = torch.zeros(dp, **f32)
         if li > 0:
             c_in[:d] = params.layers[li - 1].ln2_b.float()
-        b[lay.bb_of:lay.bias_layer] = _bias_block(v[lay.b_o:lay.b_o + dp] + c_in)
+        b[lay.bb_of:lay.bias_layer] = _bias_block(_center(v[lay.b_o:lay.b_o + dp] + c_in, d))
     # Layer-1 softmax weights as a table: exp2(S_ij - max_j S_ij) is shift-invariant, so member
     # weights need no per-combination max or exp2 - when no weight can underflow fp32: the
     # spread of every score row (over real tasks) must stay <= EXP_SPREAD_MAX (log2 units).
@@ -307,6 +315,12 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
 # Largest spread of a layer-1 score row (log2 units) for which the kernel's softmax reads
 # exp2 weights from a table (2^-64 >> fp32's smallest normal: no member weight underflows).
 EXP_SPREAD_MAX = 64.0
+
+
+def _center(t: torch.Tensor, d: int) -> torch.Tensor:
+    """Subtract from each row of ``t`` (in place) its mean over the first ``d`` (real) columns."""
+    t[..., :d] -= t[..., :d].mean(-1, keepdim=True)
+    return t
 
 
 def _bias_block(b: torch.Tensor) -> torch.Tensor:
@@ -371,32 +385,44 @@ def _softmax2(s):
 
 
 @triton.jit
-def _ln_stats(x, eps, D: tl.constexpr):
-    """Row mean and 1/std over the first D columns (padded columns hold 0): one pass, two sums."""
-    mean = tl.sum(x, axis=1) * (1.0 / D)
-    var = tl.maximum(tl.sum(x * x, axis=1) * (1.0 / D) - mean * mean, 0.0)
+def _ln_stats(x, eps, D: tl.constexpr, CENTERED: tl.constexpr):
+    """Row mean and 1/std over the first D columns (padded columns hold 0): one pass, two sums.
+
+    CENTERED: the rows have mean 0 by construction (every product feeding them has
+    row-centred weights, ``pack_params``), so the mean is 0 and one sum (of squares) is left.
+    """
+    if CENTERED:
+        mean = tl.zeros((x.shape[0],), tl.float32)
+        var = tl.sum(x * x, axis=1) * (1.0 / D)
+    else:
+        mean = tl.sum(x, axis=1) * (1.0 / D)
+        var = tl.maximum(tl.sum(x * x, axis=1) * (1.0 / D) - mean * mean, 0.0)
     return mean, tl.math.rsqrt(var + eps)
 
 
 @triton.jit
-def _ln_head(x, head_ptr, eps, D: tl.constexpr, DP: tl.constexpr):
+def _ln_head(x, head_ptr, eps, D: tl.constexpr, DP: tl.constexpr, CENTERED: tl.constexpr):
     """Last LayerNorm and the head in one: y = rstd (x . w') - mean rstd sum(w') + c per row.
 
     The host folds the LN affine into the head: w' = ln_w * w_head, c = ln_b . w_head + b_head.
     """
     dc = tl.arange(0, DP)
-    mean, rstd = _ln_stats(x, eps, D)
+    mean, rstd = _ln_stats(x, eps, D, CENTERED)
     wh = tl.load(head_ptr + dc)
     c = tl.load(head_ptr + DP)
+    if CENTERED:
+        return rstd * tl.sum(x * wh[None, :], axis=1) + c
     sw = tl.load(head_ptr + DP + 1)
     return rstd * tl.sum(x * wh[None, :], axis=1) - mean * rstd * sw + c
 
 
 @triton.jit
-def _ln_normalise(x, eps, D: tl.constexpr):
+def _ln_normalise(x, eps, D: tl.constexpr, CENTERED: tl.constexpr):
     """LayerNorm without its affine: (x - mean) / std per row (padded columns stay 0 only if the
     caller's weights ignore them: the folded W_1 and diag(ln1_w) have zero padded rows)."""
-    mean, rstd = _ln_stats(x, eps, D)
+    mean, rstd = _ln_stats(x, eps, D, CENTERED)
+    if CENTERED:
+        return x * rstd[:, None]
     return x * rstd[:, None] - (mean * rstd)[:, None]
 
 
@@ -407,6 +433,7 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
                     O_W1: tl.constexpr, O_W2: tl.constexpr, O_BO: tl.constexpr,
                     O_B1: tl.constexpr, O_B2: tl.constexpr, OB_1: tl.constexpr,
                     O_G1: tl.constexpr, OB_R: tl.constexpr, FOLD_LN: tl.constexpr,
+                    CENTER_IN: tl.constexpr,
                     CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr):
     """From x + attn + b_o: y = LN1(.), then LN2(y + FFN(y)); LAST: the head's output per row.
 
@@ -422,7 +449,7 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
     dc = tl.arange(0, DP)
     fc = tl.arange(0, BLOCK_F)
     r16 = tl.arange(0, 16)
-    u = _ln_normalise(x_attn, eps, D)
+    u = _ln_normalise(x_attn, eps, D, CENTER_IN)
     xc = u.to(CDT)
     # Feed-forward in BLOCK_F-wide slices; the residual (with b_2) starts the accumulator, made
     # after the first hidden slice (fp32: u, the hidden slice and the residual are not all live)
@@ -449,10 +476,10 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
                        + tl.load(vec_l + O_BO + 2 * DP + dc)[None, :])
         acc = _mm(hid, w2, acc, CDT, UPCAST_DOT, TF32X3)
     if LAST:
-        out = _ln_head(acc, head_ptr, eps, D, DP)
+        out = _ln_head(acc, head_ptr, eps, D, DP, FOLD_LN)
     else:
         # normalised rows: the next layer applies this LayerNorm's affine (``pack_params``)
-        out = _ln_normalise(acc, eps, D)
+        out = _ln_normalise(acc, eps, D, FOLD_LN)
     return out
 
 
@@ -564,8 +591,7 @@ def _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_p
         acc = _mm(o2, wo, acc, CDT, UPCAST_DOT, TF32X3)
     return _post_attention(acc, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, head_ptr, eps,
                            LAST, PRE, D, DP, FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, OB_1,
-                           O_G1, OB_R,
-                           FOLD_LN, CDT, UPCAST_DOT, TF32X3)
+                           O_G1, OB_R, FOLD_LN, FOLD_LN, CDT, UPCAST_DOT, TF32X3)
 
 
 @triton.jit
@@ -782,13 +808,13 @@ def _mtgnet_fwd_kernel(
                 y_slot = _post_attention(acc, ones, f1_pre, f2_pre, fb_pre, mat_ptr, vec_ptr,
                                          bias_ptr, vec_ptr + HEAD, ln_eps, True, PERSIST, D, DP,
                                          FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, O_G1,
-                                         OB_R, FOLD_LN, CDT,
+                                         OB_R, FOLD_LN, True, CDT,
                                          UPCAST_DOT, TF32X3)
             else:
                 x = _post_attention(acc, ones, f1_pre, f2_pre, fb_pre, mat_ptr, vec_ptr, bias_ptr,
                                     vec_ptr + HEAD, ln_eps, False, PERSIST, D, DP, FP, BLOCK_F,
                                     O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, O_G1, OB_R, FOLD_LN,
-                                    CDT, UPCAST_DOT, TF32X3)
+                                    True, CDT, UPCAST_DOT, TF32X3)
                 # ---- step 3: layers 2..L over slots (the last one ends in the head) ------------
                 if FLAT:
                     key_ok = slot_ok                                  # keys = occupied slots

@@ -371,6 +371,20 @@ def _mm(a, b, acc, CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.const
 
 
 @triton.jit
+def _relu_to(h, CDT: tl.constexpr, INTERPRETED: tl.constexpr):
+    """max(h, 0) rounded to the compute dtype: fp16/bf16 compiled, one packed convert with ReLU
+    per two elements (``cvt.rn.relu.{b,}f16x2.f32``) instead of a max per element and a convert."""
+    if INTERPRETED or CDT == tl.float32:
+        return tl.maximum(h, 0.0).to(CDT)
+    elif CDT == tl.bfloat16:
+        return tl.inline_asm_elementwise("cvt.rn.relu.bf16x2.f32 $0, $2, $1;", "=r,r,r", [h],
+                                         dtype=tl.bfloat16, is_pure=True, pack=2)
+    else:
+        return tl.inline_asm_elementwise("cvt.rn.relu.f16x2.f32 $0, $2, $1;", "=r,r,r", [h],
+                                         dtype=tl.float16, is_pure=True, pack=2)
+
+
+@triton.jit
 def _softmax2(s):
     """Softmax in base 2 over the last axis (scores carry log2(e)); masked keys are -inf already.
 
@@ -464,7 +478,7 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
             b1 = tl.load(bias_l + OB_1 + r16[:, None] * FP + (f0 + fc)[None, :])
         hid = _mm(ones, b1, tl.zeros((u.shape[0], BLOCK_F), tl.float32), tl.bfloat16,
                   UPCAST_DOT, False)
-        hid = tl.maximum(_mm(xc, w1, hid, CDT, UPCAST_DOT, TF32X3), 0.0)
+        hid = _relu_to(_mm(xc, w1, hid, CDT, UPCAST_DOT, TF32X3), CDT, UPCAST_DOT)
         if f0 == 0:
             if FOLD_LN:
                 acc = _mm(ones, _load_mat(bias_l + OB_R, 16, DP),

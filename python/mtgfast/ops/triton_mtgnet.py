@@ -66,6 +66,8 @@ __all__ = [
     "mtgnet_topk_triton",
     "pack_params",
     "popcount64",
+    "score_bound",
+    "SCORE_BOUND_MAX",
 ]
 
 _CDT = dict(zip(KERNEL_DTYPES, (tl.float32, tl.float16, tl.bfloat16)))
@@ -123,6 +125,8 @@ class PackedMTGNet:
     bias: torch.Tensor         # (layout.bias_size,) bf16: b_o, b_q, b_1 as split (16, width) blocks
     exp_scores: bool = False   # s1 holds exp2(S - row max over all tasks): softmax is a masked
                                # normalisation (no max, no exp per combination)
+    bounded_scores: bool = False   # layers 2..L: every score |s| <= SCORE_BOUND_MAX (log2 units)
+                                   # for any input, so softmax is exp2(s) / sum, no row max
 
     @property
     def device(self) -> torch.device:
@@ -309,12 +313,41 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
                         emb=_bf16_split(emb_p), s1=torch.stack([_bf16_split(t) for t in s1]),
                         vo1=vo1.to(dtype).contiguous(), mat=mat.reshape(-1).to(dtype).contiguous(),
                         vec=vec.contiguous(), bias=bias.reshape(-1).contiguous(),
-                        exp_scores=exp_scores)
+                        exp_scores=exp_scores,
+                        bounded_scores=n_layers > 1 and score_bound(params) <= SCORE_BOUND_MAX)
 
 
 # Largest spread of a layer-1 score row (log2 units) for which the kernel's softmax reads
 # exp2 weights from a table (2^-64 >> fp32's smallest normal: no member weight underflows).
 EXP_SPREAD_MAX = 64.0
+
+
+# Largest bound on a layers-2..L score (log2 units) for which their softmax skips the row max:
+# exp2(s) then lies in [2^-64, 2^64], no overflow or underflow in fp32.
+SCORE_BOUND_MAX = 64.0
+
+
+def score_bound(params: MTGNetParams) -> float:
+    """Bound on every layers-2..L attention score |q . k| (log2 units, as the kernel scales them)
+    for any input: those layers read normalised rows u (|u| <= sqrt(d)) through the layer
+    before's LN2 affine g u + c, so per head |s| <= |W_q W_k^T|_2 d + |W_k^T b_q| sqrt(d) with
+    W_q,k = diag(g) W_q,k, b_q = b_q + c W_q (times the score scale). 0 for fewer than 2 layers."""
+    d, h = params.dim, params.n_heads
+    dh = d // h
+    qscale = math.log2(math.e) / (math.sqrt(dh) * params.temperature)
+    out = 0.0
+    for li in range(1, len(params.layers)):
+        prev, lp = params.layers[li - 1].to(torch.float32), params.layers[li].to(torch.float32)
+        w = prev.ln2_w[:, None] * lp.w_qkv
+        b = lp.b_qkv + prev.ln2_b @ lp.w_qkv
+        for hh in range(h):
+            cols = slice(hh * dh, (hh + 1) * dh)
+            wq, wk = w[:, :d][:, cols] * qscale, w[:, d:2 * d][:, cols]
+            bq = b[:d][cols] * qscale
+            bound = (torch.linalg.matrix_norm((wq @ wk.T).cpu(), 2) * d
+                     + (wk @ bq).norm().cpu() * math.sqrt(d))
+            out = max(out, float(bound))
+    return out
 
 
 def _center(t: torch.Tensor, d: int) -> torch.Tensor:
@@ -385,14 +418,18 @@ def _relu_to(h, CDT: tl.constexpr, INTERPRETED: tl.constexpr):
 
 
 @triton.jit
-def _softmax2(s):
+def _softmax2(s, BOUNDED: tl.constexpr):
     """Softmax in base 2 over the last axis (scores carry log2(e)); masked keys are -inf already.
 
-    Rows with no key give 0 (the divide is one reciprocal per row, then a multiply).
+    Rows with no key give 0 (the divide is one reciprocal per row, then a multiply). BOUNDED:
+    the host proved |s| <= SCORE_BOUND_MAX, so exp2(s) needs no row max subtracted.
     """
-    row_max = tl.max(s, axis=2)
-    row_max = tl.where(row_max == float("-inf"), 0.0, row_max)
-    p = tl.exp2(s - row_max[:, :, None])
+    if BOUNDED:
+        p = tl.exp2(s)
+    else:
+        row_max = tl.max(s, axis=2)
+        row_max = tl.where(row_max == float("-inf"), 0.0, row_max)
+        p = tl.exp2(s - row_max[:, :, None])
     denom = tl.sum(p, axis=2)
     inv = 1.0 / tl.where(denom == 0.0, 1.0, denom)
     return p * inv[:, :, None]
@@ -536,7 +573,7 @@ def _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_p
                    O_G1: tl.constexpr, OB_R: tl.constexpr, O_GI: tl.constexpr,
                    OB_OF: tl.constexpr, FOLD_LN: tl.constexpr,
                    CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr,
-                   FLAT: tl.constexpr, S: tl.constexpr):
+                   FLAT: tl.constexpr, S: tl.constexpr, BOUNDED: tl.constexpr):
     """One encoder layer over (R, DP) slot tokens: per-head QKV, attention, LN/FFN/LN. FLAT:
     2-D block-diagonal attention, combination c on rows [c S, c S + S); else batched
     (BLOCK_M, PP, PP) (R = BLOCK_M PP, S = PP).
@@ -584,7 +621,8 @@ def _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_p
             ok2 = same & key_ok[None, :]
             s = _mm(q, tl.trans(k), tl.zeros((R, R), tl.float32), CDT, UPCAST_DOT, TF32X3)
             p = tl.reshape(_softmax2(tl.where(tl.reshape(ok2, (1, R, R)),
-                                              tl.reshape(s, (1, R, R)), float("-inf"))), (R, R))
+                                              tl.reshape(s, (1, R, R)), float("-inf")),
+                                     BOUNDED), (R, R))
             o2 = _mm(p, v, tl.zeros((R, DHP), tl.float32), CDT, UPCAST_DOT, TF32X3)
         else:
             q3 = tl.reshape(q, (BLOCK_M, PP, DHP))
@@ -592,7 +630,7 @@ def _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_p
             v3 = tl.reshape(v, (BLOCK_M, PP, DHP))
             s = _mm(q3, tl.trans(k3, (0, 2, 1)), tl.zeros((BLOCK_M, PP, PP), tl.float32), CDT,
                     UPCAST_DOT, TF32X3)                          # scale * log2(e) folded in W_q
-            p = _softmax2(tl.where(key_ok, s, float("-inf")))
+            p = _softmax2(tl.where(key_ok, s, float("-inf")), BOUNDED)
             o = _mm(p, v3, tl.zeros((BLOCK_M, PP, DHP), tl.float32), CDT, UPCAST_DOT, TF32X3)
             o2 = tl.reshape(o, (R, DHP))
         if h == 0 and not TF32X3:   # fp16/bf16: the residual starts here (shorter live range)
@@ -644,7 +682,8 @@ def _mtgnet_fwd_kernel(
     TOPK: tl.constexpr,
     MODE: tl.constexpr, HAS_ROWS: tl.constexpr, STORE_MARGINALS: tl.constexpr,
     CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr, PERSIST: tl.constexpr,
-    PERSIST_TABLES: tl.constexpr, EXP_SCORES: tl.constexpr, ROW_KEYS: tl.constexpr,
+    PERSIST_TABLES: tl.constexpr, EXP_SCORES: tl.constexpr, BOUNDED: tl.constexpr,
+    ROW_KEYS: tl.constexpr,
     FOLD_LN: tl.constexpr,
 ):
     """MODE 0: gains (M, N). MODE 1: per-program per-task top-TOPK. MODE 2: beam marginals + argmax.
@@ -659,6 +698,7 @@ def _mtgnet_fwd_kernel(
     and stays in shared memory across tiles (middle layers of deeper models still load per tile);
     PERSIST_TABLES: the per-task gather tables (embeddings, layer-1 scores, V W_o) too.
     EXP_SCORES: the layer-1 score table holds exp2 weights (``PackedMTGNet.exp_scores``).
+    BOUNDED: layers 2..L's scores are bounded, softmax without row max (``bounded_scores``).
     ROW_KEYS: token rows get their one-hot and layer-1 keys from a product with the per-row
     combination one-hot (any stride S); else from a (BLOCK_M, PP, NP) one-hot (S == PP; sm_80,
     where the hoisted operands would spill).
@@ -816,7 +856,7 @@ def _mtgnet_fwd_kernel(
                     p = e * (1.0 / tl.where(den == 0.0, 1.0, den))[:, None]
                 else:
                     p = tl.reshape(_softmax2(tl.reshape(tl.where(key1, s, float("-inf")),
-                                                        (1, R, NP))), (R, NP))
+                                                        (1, R, NP)), False), (R, NP))
                 acc = _mm(tl.reshape(p, (R, NP)), vo, acc, CDT, UPCAST_DOT, TF32X3)
             if N_LAYERS == 1:
                 y_slot = _post_attention(acc, ones, f1_pre, f2_pre, fb_pre, mat_ptr, vec_ptr,
@@ -842,7 +882,7 @@ def _mtgnet_fwd_kernel(
                                        vec_ptr + HEAD, ln_eps, False, False, BLOCK_M, PP, H, D,
                                        DP, DHP, FP, BLOCK_F, O_WO, O_W1, O_W2, O_BO, O_B1, O_B2,
                                        OB_Q, OB_1, O_G1, OB_R, O_GI, OB_OF, FOLD_LN, CDT,
-                                       UPCAST_DOT, TF32X3, FLAT, S)
+                                       UPCAST_DOT, TF32X3, FLAT, S, BOUNDED)
                 y_slot = _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre,
                                         w2_pre, bo_pre, bq_pre, b1_pre,
                                         mat_ptr + (N_LAYERS - 1) * MAT_L,
@@ -853,7 +893,7 @@ def _mtgnet_fwd_kernel(
                                         True, PERSIST, BLOCK_M, PP, H, D, DP, DHP, FP, BLOCK_F,
                                         O_WO, O_W1, O_W2, O_BO, O_B1, O_B2, OB_Q, OB_1, O_G1, OB_R,
                                         O_GI, OB_OF, FOLD_LN, CDT,
-                                        UPCAST_DOT, TF32X3, FLAT, S)
+                                        UPCAST_DOT, TF32X3, FLAT, S, BOUNDED)
         else:
             wh = tl.load(vec_ptr + HEAD + dc)
             y_slot = tl.sum(x * wh[None, :], axis=1) + tl.load(vec_ptr + HEAD + DP)
@@ -931,11 +971,16 @@ def kernel_signature(dtype: torch.dtype) -> dict[str, str]:
 
 def kernel_constexprs(layout: KernelLayout, cfg: LaunchConfig, dtype: torch.dtype, *,
                       has_rows: bool = True, store_marginals: bool = True,
-                      upcast_dot: bool = False, exp_scores: bool = True) -> dict[str, object]:
-    """Every compile-time constant of :data:`kernel` for one launch (layout + launch config)."""
+                      upcast_dot: bool = False, exp_scores: bool = True,
+                      bounded_scores: bool | None = None) -> dict[str, object]:
+    """Every compile-time constant of :data:`kernel` for one launch (layout + launch config).
+
+    ``bounded_scores`` defaults to ``exp_scores`` (the static check compiles both fallbacks).
+    """
     return dict(**layout.kernel_constexprs(), **cfg.constexprs(), HAS_ROWS=has_rows,
                 STORE_MARGINALS=store_marginals, CDT=_CDT[dtype], UPCAST_DOT=upcast_dot,
-                TF32X3=dtype == torch.float32, EXP_SCORES=exp_scores)
+                TF32X3=dtype == torch.float32, EXP_SCORES=exp_scores,
+                BOUNDED=exp_scores if bounded_scores is None else bounded_scores)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1028,7 +1073,8 @@ def _mtgnet_fwd_launch(packed: PackedMTGNet, masks: torch.Tensor, *, mode: int,
             packed.ln_eps,
             **kernel_constexprs(packed.layout, cfg, packed.dtype, has_rows=rows is not None,
                                 store_marginals=store_marginals, upcast_dot=upcast,
-                                exp_scores=packed.exp_scores),
+                                exp_scores=packed.exp_scores,
+                                bounded_scores=packed.bounded_scores),
             **cfg.options(),
         )
         parts_v.append(pv)

@@ -331,8 +331,10 @@ def persistent_weight_bytes(layout: KernelLayout, dtype: torch.dtype, *,
         size += 2 * 3 * n * d + (2 * 3 * n * n + dtype.itemsize * n * d if layout.n_layers else 0)
     if layout.n_layers:
         size += dtype.itemsize * 2 * d * f + 2 * 16 * f   # layer-1 FFN and b_1 block
-    if layout.n_layers > 1:   # the last layer: matrices and bias blocks
-        size += dtype.itemsize * (4 * d * dh + 2 * d * f) + 2 * 16 * (d + dh + f)
+    if layout.n_layers > 1:   # the last layer: matrices and bias blocks (one head: the merged
+        # W_q W_k^T and W_v W_o only, ``triton_mtgnet.pack_params``)
+        qkvo = 2 if layout.n_heads == 1 else 4
+        size += dtype.itemsize * (qkvo * d * dh + 2 * d * f) + 2 * 16 * (d + dh + f)
     return size
 
 

@@ -267,6 +267,17 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
                     qscale if t == 0 else 1.0)
             bqkv[0, hh, :dh] = b_qkv[:d][cols] * qscale
             wo[hh, :dh, :d] = lp32.w_o[cols, :]
+        if li > 0 and h == 1:
+            # One head (d_head = d): the products merge on the host, s = (u W_q W_k^T + b_q W_k^T)
+            # u^T and o W_o = P u (W_v W_o), so keys and values are the rows u themselves (no
+            # K and V products): the q slot holds W_q W_k^T, b_q's holds b_q W_k^T, W_o's
+            # W_v W_o, and the k and v slots stay 0.
+            wq_, wk_, wv_ = (wqkv[t, 0, :d, :d].clone() for t in range(3))
+            bqkv[0, 0, :d] = bqkv[0, 0, :d] @ wk_.T
+            wqkv[0, 0, :d, :d] = wq_ @ wk_.T
+            wqkv[1:] = 0.0
+            wo[0, :d, :d] = wv_ @ lp32.w_o
+        for hh in range(h):
             _center(wo[hh], d)
         if li == 0:
             qkv = emb @ lp32.w_qkv + lp32.b_qkv
@@ -586,6 +597,7 @@ def _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_p
     FFN slice) were loaded once per program; else they are read here.
     """
     R: tl.constexpr = x.shape[0]
+    MERGED: tl.constexpr = H == 1   # one head: W_q W_k^T and W_v W_o merged on the host
     dc = tl.arange(0, DP)
     hc = tl.arange(0, DHP)
     r16 = tl.arange(0, 16)
@@ -604,11 +616,19 @@ def _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_p
             bq = tl.load(bias_l + OB_Q + h * 16 * DHP + r16[:, None] * DHP + hc[None, :])
             w_off = dc[:, None] * DHP + hc[None, :]
             wq = tl.load(mat_l + (0 * H + h) * DP * DHP + w_off)
-            wk = tl.load(mat_l + (1 * H + h) * DP * DHP + w_off)
-            wv = tl.load(mat_l + (2 * H + h) * DP * DHP + w_off)
+            if not MERGED:
+                wk = tl.load(mat_l + (1 * H + h) * DP * DHP + w_off)
+                wv = tl.load(mat_l + (2 * H + h) * DP * DHP + w_off)
+            else:
+                wk = wq
+                wv = wq
         # rounded to the compute dtype at once (the next matmul would): half the registers
-        k = _mm(xc, wk, z, CDT, UPCAST_DOT, TF32X3).to(CDT)
-        v = _mm(xc, wv, z, CDT, UPCAST_DOT, TF32X3).to(CDT)
+        if MERGED:   # keys and values are the rows themselves (``pack_params``)
+            k = xc
+            v = xc
+        else:
+            k = _mm(xc, wk, z, CDT, UPCAST_DOT, TF32X3).to(CDT)
+            v = _mm(xc, wv, z, CDT, UPCAST_DOT, TF32X3).to(CDT)
         q = _mm(xc, wq, _mm(ones, bq, z, tl.bfloat16, UPCAST_DOT, False), CDT, UPCAST_DOT,
                 TF32X3).to(CDT)
         if FLAT:
@@ -769,8 +789,8 @@ def _mtgnet_fwd_kernel(
         f1_pre = _load_mat(mat_ptr + O_W1, DP, FP)
         f2_pre = _load_mat(mat_ptr + O_W2, FP, DP)
         wq_pre = _load_mat(mat_ptr + LAST_L * MAT_L, DP, DHP)
-        wk_pre = _load_mat(mat_ptr + LAST_L * MAT_L + DP * DHP, DP, DHP)
-        wv_pre = _load_mat(mat_ptr + LAST_L * MAT_L + 2 * DP * DHP, DP, DHP)
+        wk_pre = wq_pre   # one head: keys and values are the rows (merged products)
+        wv_pre = wq_pre
         wo_pre = _load_mat(mat_ptr + LAST_L * MAT_L + O_WO, DHP, DP)
         w1_pre = _load_mat(mat_ptr + LAST_L * MAT_L + O_W1, DP, FP)
         w2_pre = _load_mat(mat_ptr + LAST_L * MAT_L + O_W2, FP, DP)

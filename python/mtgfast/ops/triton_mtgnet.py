@@ -414,6 +414,11 @@ def _mm(a, b, acc, CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.const
     return tl.dot(a, b, acc, input_precision="ieee")
 
 
+# Score offset of masked keys in the 2-D attention (finite: it reaches the accumulator through
+# a product with 0/1 entries; exp2 of anything near it is 0, and no valid score comes close).
+MASKED: tl.constexpr = tl.constexpr(1.0e30)
+
+
 @triton.jit
 def _relu_to(h, CDT: tl.constexpr, INTERPRETED: tl.constexpr):
     """max(h, 0) rounded to the compute dtype: fp16/bf16 compiled, one packed convert with ReLU
@@ -573,7 +578,7 @@ def _residual_start(x, xc, ones, bo_pre, mat_l, bias_l, vin_l, R: tl.constexpr, 
 
 
 @triton.jit
-def _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_pre, bo_pre, bq_pre,
+def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_pre, bo_pre, bq_pre,
                    b1_pre, mat_l, vec_l, bias_l, vin_l, head_ptr, eps, LAST: tl.constexpr,
                    PRE: tl.constexpr,
                    BLOCK_M: tl.constexpr, PP: tl.constexpr,
@@ -635,14 +640,16 @@ def _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_p
             # all R rows against all R keys in plain 2-D products (Hopper: wgmma, operands in
             # shared memory; the batched 3-D form holds both in registers), keys of other
             # combinations masked off (block-diagonal: combination r // S); key_ok (R,) marks
-            # the occupied slots
+            # the occupied slots. The mask rides on the score accumulator as one more product,
+            # comb_hot (R, KC) @ B with B[c, j] = 0 for the occupied keys j of combination c
+            # and -MASKED otherwise: (KC, R) selects instead of (R, R) (masked weights: 0).
             rr = tl.arange(0, R)
-            same = (rr // S)[:, None] == (rr // S)[None, :]
-            ok2 = same & key_ok[None, :]
-            s = _mm(q, tl.trans(k), tl.zeros((R, R), tl.float32), CDT, UPCAST_DOT, TF32X3)
-            p = tl.reshape(_softmax2(tl.where(tl.reshape(ok2, (1, R, R)),
-                                              tl.reshape(s, (1, R, R)), float("-inf")),
-                                     BOUNDED), (R, R))
+            kc = tl.arange(0, comb_hot.shape[1])
+            okb = (kc[:, None] == (rr // S)[None, :]) & key_ok[None, :]
+            s = _mm(comb_hot, tl.where(okb, 0.0, -MASKED), tl.zeros((R, R), tl.float32),
+                    tl.bfloat16, UPCAST_DOT, False)
+            s = _mm(q, tl.trans(k), s, CDT, UPCAST_DOT, TF32X3)
+            p = tl.reshape(_softmax2(tl.reshape(s, (1, R, R)), BOUNDED), (R, R))
             o2 = _mm(p, v, tl.zeros((R, DHP), tl.float32), CDT, UPCAST_DOT, TF32X3)
         else:
             q3 = tl.reshape(q, (BLOCK_M, PP, DHP))
@@ -895,7 +902,7 @@ def _mtgnet_fwd_kernel(
                 else:
                     key_ok = slot_ok[:, None, :]
                 for layer in range(1, N_LAYERS - 1):
-                    x = _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre,
+                    x = _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre,
                                        w2_pre, bo_pre, bq_pre, b1_pre, mat_ptr + layer * MAT_L,
                                        vec_ptr + layer * VEC_L, bias_ptr + layer * BIAS_L,
                                        vec_ptr + (layer - 1) * VEC_L + O_B2 + DP,
@@ -903,7 +910,7 @@ def _mtgnet_fwd_kernel(
                                        DP, DHP, FP, BLOCK_F, O_WO, O_W1, O_W2, O_BO, O_B1, O_B2,
                                        OB_Q, OB_1, O_G1, OB_R, O_GI, OB_OF, FOLD_LN, CDT,
                                        UPCAST_DOT, TF32X3, FLAT, S, BOUNDED)
-                y_slot = _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre,
+                y_slot = _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre,
                                         w2_pre, bo_pre, bq_pre, b1_pre,
                                         mat_ptr + (N_LAYERS - 1) * MAT_L,
                                         vec_ptr + (N_LAYERS - 1) * VEC_L,

@@ -348,9 +348,6 @@ def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
     """The launcher's choice for slot width ``pp``: TILE_ROWS token rows per tile, 4 warps (one
     warpgroup: 64 rows are one Hopper wgmma M tile; <= 255 registers, 2 CTAs per SM, no spills).
 
-    Top-k with 16 slots and more than 48 tasks takes half a tile: at 64 rows it spills 40 B on
-    sm_90 for N = 64 (static figures; that bucket is a negligible share of such a space).
-
     ``persist`` (matrices in shared memory across tiles) needs fp16/bf16 on sm_90+ (Hopper's
     wgmma reads them there), one head, one FFN slice and at most ``PERSIST_MAX_BYTES``;
     ``dtype=None`` (the interpreter) skips the dtype rule so fp32 tests cover that path too.
@@ -360,7 +357,7 @@ def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
     ``stride`` (a ``SlotBucket``'s, below ``pp``): combinations packed that many rows apart in a
     tile of TILE_ROWS rows (``block_m`` is then ignored); sm_90+ only (``row_keys``: on sm_80 the
     per-row products' operands make N = 64 spill, so it keeps power-of-two slot widths)."""
-    rows = TILE_ROWS // 2 if (mode == 1 and pp == 16 and layout.n_tasks > 48) else TILE_ROWS
+    rows = TILE_ROWS   # (top-k at N > 48 took half tiles until the fourth pass: they spilled)
     if arch < 90 and pp == 32 and layout.np_ == 32 and stride in (None, pp):
         rows = 32   # sm_80, 32-task masks: one combination per tile (2 spill 32-120 B in fp16/bf16)
     dense = stride is not None and stride != pp

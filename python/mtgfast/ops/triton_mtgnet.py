@@ -472,6 +472,7 @@ def _ln_head(x, head_ptr, eps, D: tl.constexpr, DP: tl.constexpr, CENTERED: tl.c
     """Last LayerNorm and the head in one: y = rstd (x . w') - mean rstd sum(w') + c per row.
 
     The host folds the LN affine into the head: w' = ln_w * w_head, c = ln_b . w_head + b_head.
+    CENTERED rows (mean 0) drop the mean term.
     """
     dc = tl.arange(0, DP)
     mean, rstd = _ln_stats(x, eps, D, CENTERED)
@@ -508,6 +509,9 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
     into b_1); the residual y + b_2 = ln1_w u + (ln1_b + b_2) starts the FFN accumulator, by
     an fp32 multiply-add per element or (FOLD_LN) by two tensor-core products,
     u @ diag(ln1_w) + ones @ (ln1_b + b_2) block.
+
+    CENTER_IN: ``x_attn`` rows have mean 0 by construction (LN1 skips the mean); LN2's input
+    and the head's are centred when FOLD_LN (every term of the residual is a product).
 
     Offsets are the host layout's (``KernelLayout``): LN1 follows b_o, LN2 follows b_2. b_1
     starts the hidden accumulator as ``ones @ block`` (``pack_params``' bias blocks). PRE:
@@ -591,8 +595,9 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
                    CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr,
                    FLAT: tl.constexpr, S: tl.constexpr, BOUNDED: tl.constexpr):
     """One encoder layer over (R, DP) slot tokens: per-head QKV, attention, LN/FFN/LN. FLAT:
-    2-D block-diagonal attention, combination c on rows [c S, c S + S); else batched
-    (BLOCK_M, PP, PP) (R = BLOCK_M PP, S = PP).
+    2-D block-diagonal attention, combination c on rows [c S, c S + S) (its mask a product on
+    the score accumulator); else batched (BLOCK_M, PP, PP) (R = BLOCK_M PP, S = PP). One head
+    (MERGED): the q slot holds W_q W_k^T and W_o's W_v W_o, keys and values are the rows.
 
     The host packs b_k = 0 (a per-query shift: softmax ignores it) and folds b_v W_o into b_o
     (attention rows sum to 1), so only q gets a bias; b_o and b_q are added on tensor cores

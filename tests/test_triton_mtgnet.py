@@ -327,6 +327,33 @@ def test_later_layer_softmax_bounded_and_max_subtract(wide: bool) -> None:
                          atol=FP32_ATOL, name=f"wide={wide}")
 
 
+@pytest.mark.parametrize(("n", "d", "f", "h", "layers"), [(27, 64, 64, 1, 2), (7, 24, 40, 3, 3)])
+def test_kernel_layout_offsets_follow_the_field_tables(n: int, d: int, f: int, h: int,
+                                                      layers: int) -> None:
+    # one (name, shape) table per buffer: fields tile each layer in order, views have the
+    # table's shapes, and the kernel's offset constants are the table's
+    lay = KernelLayout(n, d, f, h, layers)
+    for buf in ("mat", "vec", "bias"):
+        at, offs = 0, lay.offsets(buf)
+        for name, shape in lay.fields(buf):
+            assert offs[name] == at, (buf, name)
+            assert tuple(lay.view(torch.zeros(offs["end"]), buf, name).shape) == shape
+            at += int(np.prod(shape))
+        assert offs["end"] == at
+    cx = lay.kernel_constexprs()
+    assert (cx["MAT_L"], cx["VEC_L"], cx["BIAS_L"]) == (
+        lay.offsets("mat")["end"], lay.offsets("vec")["end"], lay.offsets("bias")["end"])
+    assert (cx["O_WO"], cx["O_G1"], cx["O_GI"]) == tuple(
+        lay.offsets("mat")[k] for k in ("w_o", "g_1", "g_in"))
+    assert (cx["O_BO"], cx["O_B1"], cx["O_B2"]) == tuple(
+        lay.offsets("vec")[k] for k in ("b_o", "b_1", "b_2"))
+    assert (cx["OB_Q"], cx["OB_1"], cx["OB_R"], cx["OB_OF"]) == tuple(
+        lay.offsets("bias")[k] for k in ("bb_q", "bb_1", "bb_r", "bb_of"))
+    assert lay.ln1_b == lay.b_o + 2 * lay.dp and lay.ln2_b == lay.b_2 + 2 * lay.dp
+    with pytest.raises(ValueError, match="buffer"):
+        lay.fields("nope")
+
+
 def test_popcount64_edge_bits() -> None:
     masks = torch.tensor([1, -1, -(1 << 63), (1 << 62) | 5, 0x5555555555555555], dtype=torch.int64)
     assert tm.popcount64(masks).tolist() == [1, 64, 1, 3, 32]

@@ -221,14 +221,9 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
     for li, lp in enumerate(params.layers):
         lp32 = lp.to(torch.float32)
         m = mat[li]
-        wqkv = m[lay.w_qkv:lay.w_o].view(3, h, dp, dhp)
-        wo = m[lay.w_o:lay.w_1].view(h, dhp, dp)
-        w1 = m[lay.w_1:lay.w_2].view(dp, fp)
-        w2 = m[lay.w_2:lay.g_1].view(fp, dp)
-        g1 = m[lay.g_1:lay.g_in].view(dp, dp)
-        gin = m[lay.g_in:lay.mat_layer].view(dp, dp)
+        wqkv, wo, w1, w2, g1, gin = (lay.view(m, "mat", name) for name, _ in lay.fields("mat"))
         v = vec[li * lay.vec_layer:(li + 1) * lay.vec_layer]
-        bqkv = v[:lay.b_o].view(3, h, dhp)
+        bqkv = lay.view(v, "vec", "b_qkv")
         # Layers 2..L read the layer before's LN2 output as normalised rows u (its affine
         # x = g u + c folded here): W_q,k,v get g on their rows, b_q gets c W_q, c W_k only
         # shifts each query's scores (dropped with b_k), c W_v joins b_v; the residual x is
@@ -246,12 +241,10 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
         # into b_1. The residual y + b_2 = ln1_w u + (ln1_b + b_2) starts the FFN accumulator
         # (LN1's bias slot takes b_2; the b_2 slot stays 0), elementwise or as
         # u @ diag(ln1_w) + ones @ (ln1_b + b_2) (``LaunchConfig.fold_ln``).
-        for off, t, size in ((lay.b_o, b_o, d), (lay.ln1_w, lp32.ln1_w, d),
-                             (lay.ln1_b, lp32.ln1_b + lp32.b_2, d),
-                             (lay.b_1, lp32.b_1 + lp32.ln1_b @ lp32.w_1, f),
-                             (lay.ln2_w, lp32.ln2_w, d),
-                             (lay.ln2_b, lp32.ln2_b, d)):
-            v[off:off + size] = t
+        for name, t in (("b_o", b_o), ("ln1_w", lp32.ln1_w), ("ln1_b", lp32.ln1_b + lp32.b_2),
+                        ("b_1", lp32.b_1 + lp32.ln1_b @ lp32.w_1), ("ln2_w", lp32.ln2_w),
+                        ("ln2_b", lp32.ln2_b)):
+            lay.view(v, "vec", name)[:t.numel()] = t
         w1[:d, :f] = lp32.ln1_w[:, None] * lp32.w_1
         g1[:d, :d] = torch.diag(lp32.ln1_w)
         w2[:f, :d] = lp32.w_2
@@ -301,16 +294,16 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
     for li in range(n_layers):
         v = vec[li * lay.vec_layer:(li + 1) * lay.vec_layer]
         b = bias[li]
-        b[lay.bb_o:lay.bb_q] = _bias_block(v[lay.b_o:lay.b_o + dp])
+        field = lambda name: lay.view(v, "vec", name)   # noqa: E731 - this layer's vectors
+        lay.view(b, "bias", "bb_o")[:] = _bias_block(field("b_o"))
         for hh in range(h):
-            at = lay.bb_q + hh * 16 * dhp
-            b[at:at + 16 * dhp] = _bias_block(v[hh * dhp:(hh + 1) * dhp])
-        b[lay.bb_1:lay.bb_r] = _bias_block(v[lay.b_1:lay.b_1 + fp])
-        b[lay.bb_r:lay.bb_of] = _bias_block(_center(v[lay.ln1_b:lay.ln1_b + dp].clone(), d))
+            lay.view(b, "bias", "bb_q")[hh] = _bias_block(field("b_qkv")[0, hh])
+        lay.view(b, "bias", "bb_1")[:] = _bias_block(field("b_1"))
+        lay.view(b, "bias", "bb_r")[:] = _bias_block(_center(field("ln1_b").clone(), d))
         c_in = torch.zeros(dp, **f32)
         if li > 0:
             c_in[:d] = params.layers[li - 1].ln2_b.float()
-        b[lay.bb_of:lay.bias_layer] = _bias_block(_center(v[lay.b_o:lay.b_o + dp] + c_in, d))
+        lay.view(b, "bias", "bb_of")[:] = _bias_block(_center(field("b_o") + c_in, d))
     # Layer-1 softmax weights as a table: exp2(S_ij - max_j S_ij) is shift-invariant, so member
     # weights need no per-combination max or exp2 - when no weight can underflow fp32: the
     # spread of every score row (over real tasks) must stay <= EXP_SPREAD_MAX (log2 units).
@@ -368,13 +361,13 @@ def _center(t: torch.Tensor, d: int) -> torch.Tensor:
 
 
 def _bias_block(b: torch.Tensor) -> torch.Tensor:
-    """fp32 bias ``(W,)`` as a flattened (16, W) bf16 block: rows 0..2 its split, the rest 0.
+    """fp32 bias ``(W,)`` as a (16, W) bf16 block: rows 0..2 its split, the rest 0.
 
     ``ones(R, 16) @ block`` then adds the bias exactly (fp32 accumulation) on tensor cores.
     """
     block = torch.zeros(16, b.numel(), dtype=torch.bfloat16, device=b.device)
     block[:3] = _bf16_split(b)
-    return block.reshape(-1)
+    return block
 
 
 def _bf16_split(t: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,11 @@ b_v W_o joins b_o, b_2 joins LN1's bias, and the last LayerNorm's affine joins t
 other LayerNorm hands on normalised rows: its scale is folded into the next products' weights
 (LN1: W_1; LN2: the next layer's W_q,k,v) and its bias into theirs, and its affine reaches the
 residual stream elementwise or (fp16/bf16 on sm_90, ``LaunchConfig.fold_ln``) by tensor-core
-products with diag(scale) and a bias block.
+products with diag(scale) and a bias block. Every product feeding a LayerNorm has row-centred
+weights (W C, C = I - 11^T/d: the sum is x - mean(x), which the LayerNorm cannot tell from x),
+so a LayerNorm whose input terms are all products skips the mean. One head: layers 2..L use
+W_q W_k^T and W_v W_o merged on the host (keys and values are the rows themselves); when the
+host proves their scores bounded (``score_bound``) their softmax needs no row max.
 
 Precision: matmul operands in the compute dtype (fp16 or bf16; fp32 as tf32x3) with fp32
 accumulation; softmax, LayerNorm, residuals, head and reductions in fp32.
@@ -188,7 +192,9 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
     Builds the layer-1 constants (scores and V W_o per head) in fp32, folds the score scale
     log2(e)/(sqrt(d_head) * temperature) into the scores and later layers' W_q, b_q, drops b_k,
     folds b_v W_o into b_o, b_2 into LN1's bias, LN1's scale into W_1 (ln1_b W_1 into b_1),
-    layer 1's b_o into the embeddings, and the last LayerNorm's affine into the head (exact rewrites).
+    layer 1's b_o into the embeddings, and the last LayerNorm's affine into the head, row-centres
+    every product that feeds a LayerNorm and (one head) merges W_q W_k^T and W_v W_o of layers
+    2..L (exact rewrites; ``bounded_scores`` from ``score_bound``).
     """
     _check_params(params)
     dtype = params.embedding.dtype if dtype is None else dtype

@@ -581,7 +581,8 @@ def _residual_start(x, xc, ones, bo_pre, mat_l, bias_l, vin_l, R: tl.constexpr, 
 
 
 @triton.jit
-def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_pre, bo_pre, bq_pre,
+def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_pre,
+                   bo_pre, bq_pre,
                    b1_pre, mat_l, vec_l, bias_l, vin_l, head_ptr, eps, LAST: tl.constexpr,
                    PRE: tl.constexpr,
                    BLOCK_M: tl.constexpr, PP: tl.constexpr,
@@ -906,7 +907,8 @@ def _mtgnet_fwd_kernel(
                 else:
                     key_ok = slot_ok[:, None, :]
                 for layer in range(1, N_LAYERS - 1):
-                    x = _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre,
+                    x = _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre,
+                                       wo_pre, w1_pre,
                                        w2_pre, bo_pre, bq_pre, b1_pre, mat_ptr + layer * MAT_L,
                                        vec_ptr + layer * VEC_L, bias_ptr + layer * BIAS_L,
                                        vec_ptr + (layer - 1) * VEC_L + O_B2 + DP,
@@ -914,7 +916,8 @@ def _mtgnet_fwd_kernel(
                                        DP, DHP, FP, BLOCK_F, O_WO, O_W1, O_W2, O_BO, O_B1, O_B2,
                                        OB_Q, OB_1, O_G1, OB_R, O_GI, OB_OF, FOLD_LN, CDT,
                                        UPCAST_DOT, TF32X3, FLAT, S, BOUNDED)
-                y_slot = _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre,
+                y_slot = _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre,
+                                        wo_pre, w1_pre,
                                         w2_pre, bo_pre, bq_pre, b1_pre,
                                         mat_ptr + (N_LAYERS - 1) * MAT_L,
                                         vec_ptr + (N_LAYERS - 1) * VEC_L,

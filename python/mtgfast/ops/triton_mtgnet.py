@@ -207,7 +207,7 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
     n_layers = len(params.layers)
     f = int(params.layers[0].w_1.shape[1]) if n_layers else 16
     lay = KernelLayout(n_tasks=n, dim=d, ffn_dim=f, n_heads=h, n_layers=n_layers)
-    npad, dp, dhp, fp = lay.np_, lay.dp, lay.dhp, lay.fp
+    npad, dp = lay.np_, lay.dp
     # score scale, times log2(e): the kernel's softmax uses exp2
     qscale = math.log2(math.e) / (math.sqrt(dh) * params.temperature)
     f32 = dict(dtype=torch.float32, device=dev)

@@ -95,20 +95,10 @@ def test_n64_fp16_sm80() -> None:
     assert {r["stride"] for r in rows if r["popcounts"] != "all"} == {16, 32, 64}
 
 
-# Known miss (issue 11): at N = 64 the top-k mode spills on sm_90 in bf16/fp16 (16-24 B in the
-# 8/12/16-row dense buckets; the 64-slot bucket spilled 88 B before them). Strict: the mark must
-# go once it stops.
-_SPILLS_SM90 = pytest.mark.xfail(strict=True, reason="N = 64 top-k: spills on sm_90")
-# Regression of the dense buckets (issue 11, second pass): N = 33 top-k spills 8 B in one
-# 16-slot bucket on sm_90 (half tiles spill more: 16-24 B). Strict, as above.
-_SPILLS_N33 = pytest.mark.xfail(strict=True, reason="N = 33 top-k, 16 slots: 8 B on sm_90")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("n, arch", [
-    *[(n, a) for n in (1, 5, 16, 17, 27) for a in ("90", "80")],
-    (33, "80"), (64, "80"), pytest.param(33, "90", marks=_SPILLS_N33),
-    pytest.param(64, "90", marks=_SPILLS_SM90)])
+    # (N = 33 and N = 64 top-k spilled on sm_90 until the fourth pass: strict xfails then)
+    *[(n, a) for n in (1, 5, 16, 17, 27, 33, 64) for a in ("90", "80")]])
 def test_every_launcher_configuration(n: int, arch: str) -> None:
     # fp32 (tf32x3) must compile everywhere; its spills are reported, not failed
     check(figures("--n", str(n), "--arch", arch, timeout=7200))

@@ -271,10 +271,87 @@ def test_layer1_softmax_table_and_its_fallback(temperature: float) -> None:
     params = make_params(n, 16, 32, 2, 1, seed=11, temperature=temperature)
     packed = tm.pack_params(params)
     assert packed.exp_scores == (temperature > 0.1)
+    assert temperature > 0.1 or not packed.bounded_scores   # later layers: max-subtract too
     masks = masks_covering(n, n_random=20).to(DEVICE)
     ref = mtgnet_forward(params, masks)
     assert_close_verbose(tm.mtgnet_forward_triton(packed, masks, block_m=4), ref,
                          atol=FP32_ATOL, name=f"T={temperature}")
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**16), n_heads=st.sampled_from([1, 2]),
+       temperature=st.floats(0.05, 3.0), n_layers=st.integers(2, 3))
+def test_score_bound_bounds_every_later_layer_score(seed: int, n_heads: int, temperature: float,
+                                                    n_layers: int) -> None:
+    # layers 2..L read normalised rows u (|u| <= sqrt(d)): no input gets a score past the bound,
+    # not even u along the top singular vectors of W_q W_k^T (where it is nearly tight)
+    d = 16
+    params = make_params(3, d, 32, n_layers, n_heads, seed=seed, temperature=temperature,
+                         device="cpu")
+    bound = tm.score_bound(params)
+    g = torch.Generator().manual_seed(seed)
+    dh = d // n_heads
+    scale = np.log2(np.e) / (np.sqrt(dh) * temperature)
+    worst = 0.0
+    for li in range(1, n_layers):
+        prev, lp = params.layers[li - 1], params.layers[li]
+        u = torch.randn(64, d, generator=g)
+        wq, wk = lp.w_qkv[:, :d] * prev.ln2_w[:, None], lp.w_qkv[:, d:2 * d] * prev.ln2_w[:, None]
+        for hh in range(n_heads):
+            c = slice(hh * dh, (hh + 1) * dh)
+            uu, _, vv = torch.linalg.svd(wq[:, c] @ wk[:, c].T)
+            u = torch.cat([u, uu[:, :1].T, vv[:1], -vv[:1]])
+        u = u / u.norm(dim=1, keepdim=True) * np.sqrt(d)
+        q = ((u * prev.ln2_w + prev.ln2_b) @ lp.w_qkv + lp.b_qkv)[:, :d]
+        k = u @ wk   # (c W_k + b_k) . q: a per-query shift, which the kernel drops
+        for hh in range(n_heads):
+            c = slice(hh * dh, (hh + 1) * dh)
+            worst = max(worst, float((q[:, c] @ k[:, c].T).abs().max()) * scale)
+    assert worst <= bound * (1 + 1e-5) + 1e-5, (worst, bound)
+
+
+@pytest.mark.parametrize("wide", [False, True])
+def test_later_layer_softmax_bounded_and_max_subtract(wide: bool) -> None:
+    # bounded scores (the usual case): layers 2..L's softmax is exp2(s) / sum, no row max;
+    # W_q of layer 2 scaled up past SCORE_BOUND_MAX: the max-subtract path. 16 tasks: the
+    # block-diagonal 2-D attention (8 / 12 rows per combination) and the batched one (16 / 16)
+    n = 16
+    params = make_params(n, 16, 32, 2, 1, seed=41, temperature=1.5)
+    if wide:
+        params.layers[1].w_qkv[:, :16].mul_(20.0)
+    packed = tm.pack_params(params)
+    assert packed.bounded_scores is (not wide), tm.score_bound(params)
+    assert packed.exp_scores
+    mt = masks_covering(n, n_random=40, seed=41).to(DEVICE)
+    assert_close_verbose(tm.mtgnet_forward_triton(packed, mt), mtgnet_forward(params, mt),
+                         atol=FP32_ATOL, name=f"wide={wide}")
+
+
+@pytest.mark.parametrize(("n", "d", "f", "h", "layers"), [(27, 64, 64, 1, 2), (7, 24, 40, 3, 3)])
+def test_kernel_layout_offsets_follow_the_field_tables(n: int, d: int, f: int, h: int,
+                                                      layers: int) -> None:
+    # one (name, shape) table per buffer: fields tile each layer in order, views have the
+    # table's shapes, and the kernel's offset constants are the table's
+    lay = KernelLayout(n, d, f, h, layers)
+    for buf in ("mat", "vec", "bias"):
+        at, offs = 0, lay.offsets(buf)
+        for name, shape in lay.fields(buf):
+            assert offs[name] == at, (buf, name)
+            assert tuple(lay.view(torch.zeros(offs["end"]), buf, name).shape) == shape
+            at += int(np.prod(shape))
+        assert offs["end"] == at
+    cx = lay.kernel_constexprs()
+    assert (cx["MAT_L"], cx["VEC_L"], cx["BIAS_L"]) == (
+        lay.offsets("mat")["end"], lay.offsets("vec")["end"], lay.offsets("bias")["end"])
+    assert (cx["O_WO"], cx["O_G1"], cx["O_GI"]) == tuple(
+        lay.offsets("mat")[k] for k in ("w_o", "g_1", "g_in"))
+    assert (cx["O_BO"], cx["O_B1"], cx["O_B2"]) == tuple(
+        lay.offsets("vec")[k] for k in ("b_o", "b_1", "b_2"))
+    assert (cx["OB_Q"], cx["OB_1"], cx["OB_R"], cx["OB_OF"]) == tuple(
+        lay.offsets("bias")[k] for k in ("bb_q", "bb_1", "bb_r", "bb_of"))
+    assert lay.ln1_b == lay.b_o + 2 * lay.dp and lay.ln2_b == lay.b_2 + 2 * lay.dp
+    with pytest.raises(ValueError, match="buffer"):
+        lay.fields("nope")
 
 
 def test_popcount64_edge_bits() -> None:

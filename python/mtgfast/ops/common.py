@@ -13,6 +13,8 @@ from typing import Literal, NamedTuple
 
 import torch
 
+from ..errors import InputError
+
 __all__ = ["Backend", "KERNEL_DTYPES", "KernelLayout", "LaunchConfig", "MAX_TOPK",
            "MarginalResult", "interpret_env", "kernel_supports", "launch_config", "next_pow2",
            "persistent_weight_bytes", "slot_buckets", "slot_widths", "SlotBucket",
@@ -55,19 +57,35 @@ def next_pow2(n: int, floor: int = 16) -> int:
     return max(floor, 1 << max(0, (int(n) - 1).bit_length()))
 
 
+class _At:
+    """A field's offset within one layer of a ``KernelLayout`` buffer, read from its table."""
+
+    def __init__(self, buffer: str) -> None:
+        self.buffer = buffer
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: KernelLayout | None, owner: type | None = None) -> int:
+        if obj is None:
+            return self   # type: ignore[return-value]
+        return obj.offsets(self.buffer)[self.name]
+
+
 @dataclass(frozen=True)
 class KernelLayout:
     """Shapes of one MTG-Net and the kernel's padded buffers, with every offset into them.
 
-    ``bias`` holds per layer ``[b_o (16, DP) | b_q (H, 16, DHP) | b_1 (16, FP) | ln1_b + b_2 (16,
-    DP) | b_o + ln2_b of the layer before (16, DP)]`` as bf16 blocks
-    whose rows 0..2 sum to the bias (added by a ones(R, 16) product, no elementwise pass).
-    ``mat`` holds per layer ``[W_q,k,v (3, H, DP, DHP) | W_o (H, DHP, DP) | W_1 (DP, FP) |
-    W_2 (FP, DP) | diag(ln1_w) (DP, DP) | diag(ln2_w of the layer before) (DP, DP)]`` (LN1's
-    scale folded into W_1 and the layer before's LN2 scale into W_q,k,v: products read
-    normalised rows); ``vec`` holds per layer ``[b_q,k,v (3, H, DHP) | b_o | ln1_w | ln1_b |
-    b_1 (FP) | b_2 | ln2_w | ln2_b]`` (DP each unless noted), then the head with the last
-    LayerNorm folded in: ``w' (DP) | c | sum(w')`` (``triton_mtgnet.pack_params``).
+    Each buffer's per-layer fields are one table of (name, shape) (``fields``); offsets follow
+    from it, in order. ``mat`` holds per layer ``[W_q,k,v (3, H, DP, DHP) | W_o (H, DHP, DP) |
+    W_1 (DP, FP) | W_2 (FP, DP) | diag(ln1_w) (DP, DP) | diag(ln2_w of the layer before) (DP,
+    DP)]`` (LN1's scale folded into W_1 and the layer before's LN2 scale into W_q,k,v; one head:
+    W_q W_k^T and W_v W_o merged); ``vec`` holds per layer ``[b_q,k,v (3, H, DHP) | b_o | ln1_w |
+    ln1_b | b_1 (FP) | b_2 | ln2_w | ln2_b]`` (DP each unless noted), then the head with the
+    last LayerNorm folded in: ``w' (DP) | c | sum(w')``; ``bias`` holds per layer ``[b_o (16,
+    DP) | b_q (H, 16, DHP) | b_1 (16, FP) | ln1_b + b_2 (16, DP) | b_o + ln2_b of the layer
+    before (16, DP)]`` as bf16 blocks whose rows 0..2 sum to the bias (added by a ones(R, 16)
+    product, no elementwise pass) (``triton_mtgnet.pack_params``).
     """
 
     n_tasks: int
@@ -93,69 +111,59 @@ class KernelLayout:
     def fp(self) -> int:
         return next_pow2(self.ffn_dim)
 
-    # -- offsets within one layer of ``mat`` --
-    @property
-    def w_qkv(self) -> int:
-        return 0
+    def fields(self, buffer: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """The (name, shape) table of one layer of ``buffer`` ("mat", "vec" or "bias")."""
+        h, d, dh, f = self.n_heads, self.dp, self.dhp, self.fp
+        if buffer == "mat":
+            return (("w_qkv", (3, h, d, dh)), ("w_o", (h, dh, d)), ("w_1", (d, f)),
+                    ("w_2", (f, d)), ("g_1", (d, d)), ("g_in", (d, d)))
+        if buffer == "vec":
+            return (("b_qkv", (3, h, dh)), ("b_o", (d,)), ("ln1_w", (d,)), ("ln1_b", (d,)),
+                    ("b_1", (f,)), ("b_2", (d,)), ("ln2_w", (d,)), ("ln2_b", (d,)))
+        if buffer == "bias":
+            return (("bb_o", (16, d)), ("bb_q", (h, 16, dh)), ("bb_1", (16, f)),
+                    ("bb_r", (16, d)), ("bb_of", (16, d)))
+        raise InputError(f"buffer must be 'mat', 'vec' or 'bias', got {buffer!r}")
 
-    @property
-    def w_o(self) -> int:
-        return 3 * self.n_heads * self.dp * self.dhp
+    def offsets(self, buffer: str) -> dict[str, int]:
+        """Offset of each field of ``buffer``'s table within one layer, and "end" (its size)."""
+        out, at = {}, 0
+        for name, shape in self.fields(buffer):
+            out[name] = at
+            at += math.prod(shape)
+        out["end"] = at
+        return out
 
-    @property
-    def w_1(self) -> int:
-        return 4 * self.n_heads * self.dp * self.dhp
+    def view(self, layer: torch.Tensor, buffer: str, name: str) -> torch.Tensor:
+        """Field ``name`` of one layer's slice of ``buffer`` as a view of its table shape."""
+        shape = dict(self.fields(buffer))[name]
+        at = self.offsets(buffer)[name]
+        return layer[at:at + math.prod(shape)].view(shape)
 
-    @property
-    def w_2(self) -> int:
-        return self.w_1 + self.dp * self.fp
-
-    @property
-    def g_1(self) -> int:
-        """diag(ln1_w) (DP, DP): LN1's scale on the residual as a tensor-core product."""
-        return self.w_2 + self.fp * self.dp
-
-    @property
-    def g_in(self) -> int:
-        """diag(ln2_w) of the layer before (DP, DP): its scale on this layer's residual."""
-        return self.g_1 + self.dp * self.dp
+    # -- offsets within one layer of ``mat`` (its table: ``fields("mat")``) --
+    w_qkv = _At("mat")
+    w_o = _At("mat")
+    w_1 = _At("mat")
+    w_2 = _At("mat")
+    g_1 = _At("mat")     # diag(ln1_w) (DP, DP): LN1's scale on the residual as a product
+    g_in = _At("mat")    # diag(ln2_w) of the layer before: its scale on this layer's residual
 
     @property
     def mat_layer(self) -> int:
-        return self.g_in + self.dp * self.dp
+        return self.offsets("mat")["end"]
 
     # -- offsets within one layer of ``vec`` --
-    @property
-    def b_o(self) -> int:
-        return 3 * self.n_heads * self.dhp
-
-    @property
-    def ln1_w(self) -> int:
-        return self.b_o + self.dp
-
-    @property
-    def ln1_b(self) -> int:
-        return self.b_o + 2 * self.dp
-
-    @property
-    def b_1(self) -> int:
-        return self.b_o + 3 * self.dp
-
-    @property
-    def b_2(self) -> int:
-        return self.b_1 + self.fp
-
-    @property
-    def ln2_w(self) -> int:
-        return self.b_2 + self.dp
-
-    @property
-    def ln2_b(self) -> int:
-        return self.b_2 + 2 * self.dp
+    b_o = _At("vec")
+    ln1_w = _At("vec")
+    ln1_b = _At("vec")
+    b_1 = _At("vec")
+    b_2 = _At("vec")
+    ln2_w = _At("vec")
+    ln2_b = _At("vec")
 
     @property
     def vec_layer(self) -> int:
-        return self.b_2 + 3 * self.dp
+        return self.offsets("vec")["end"]
 
     @property
     def head(self) -> int:
@@ -164,31 +172,15 @@ class KernelLayout:
 
     # -- offsets within one layer of ``bias``: (16, width) bf16 blocks, rows 0..2 a bias's exact
     #    three-part split, the rest 0, so ones(R, 16) @ block adds the bias on tensor cores --
-    @property
-    def bb_o(self) -> int:
-        return 0
-
-    @property
-    def bb_q(self) -> int:
-        return 16 * self.dp
-
-    @property
-    def bb_1(self) -> int:
-        return 16 * (self.dp + self.n_heads * self.dhp)
-
-    @property
-    def bb_r(self) -> int:
-        """LN1's bias (+ b_2) block: the residual's start when LN1's scale is a product."""
-        return 16 * (self.dp + self.n_heads * self.dhp + self.fp)
-
-    @property
-    def bb_of(self) -> int:
-        """b_o + the layer before's ln2_b block: b_o's block when that scale is a product."""
-        return self.bb_r + 16 * self.dp
+    bb_o = _At("bias")
+    bb_q = _At("bias")
+    bb_1 = _At("bias")
+    bb_r = _At("bias")    # LN1's bias (+ b_2): the residual's start when LN1's scale is a product
+    bb_of = _At("bias")   # b_o + the layer before's ln2_b: b_o's block when that scale is one
 
     @property
     def bias_layer(self) -> int:
-        return self.bb_of + 16 * self.dp
+        return self.offsets("bias")["end"]
 
     @property
     def bias_size(self) -> int:
@@ -331,8 +323,10 @@ def persistent_weight_bytes(layout: KernelLayout, dtype: torch.dtype, *,
         size += 2 * 3 * n * d + (2 * 3 * n * n + dtype.itemsize * n * d if layout.n_layers else 0)
     if layout.n_layers:
         size += dtype.itemsize * 2 * d * f + 2 * 16 * f   # layer-1 FFN and b_1 block
-    if layout.n_layers > 1:   # the last layer: matrices and bias blocks
-        size += dtype.itemsize * (4 * d * dh + 2 * d * f) + 2 * 16 * (d + dh + f)
+    if layout.n_layers > 1:   # the last layer: matrices and bias blocks (one head: the merged
+        # W_q W_k^T and W_v W_o only, ``triton_mtgnet.pack_params``)
+        qkvo = 2 if layout.n_heads == 1 else 4
+        size += dtype.itemsize * (qkvo * d * dh + 2 * d * f) + 2 * 16 * (d + dh + f)
     return size
 
 
@@ -346,9 +340,6 @@ def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
     """The launcher's choice for slot width ``pp``: TILE_ROWS token rows per tile, 4 warps (one
     warpgroup: 64 rows are one Hopper wgmma M tile; <= 255 registers, 2 CTAs per SM, no spills).
 
-    Top-k with 16 slots and more than 48 tasks takes half a tile: at 64 rows it spills 40 B on
-    sm_90 for N = 64 (static figures; that bucket is a negligible share of such a space).
-
     ``persist`` (matrices in shared memory across tiles) needs fp16/bf16 on sm_90+ (Hopper's
     wgmma reads them there), one head, one FFN slice and at most ``PERSIST_MAX_BYTES``;
     ``dtype=None`` (the interpreter) skips the dtype rule so fp32 tests cover that path too.
@@ -358,7 +349,7 @@ def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
     ``stride`` (a ``SlotBucket``'s, below ``pp``): combinations packed that many rows apart in a
     tile of TILE_ROWS rows (``block_m`` is then ignored); sm_90+ only (``row_keys``: on sm_80 the
     per-row products' operands make N = 64 spill, so it keeps power-of-two slot widths)."""
-    rows = TILE_ROWS // 2 if (mode == 1 and pp == 16 and layout.n_tasks > 48) else TILE_ROWS
+    rows = TILE_ROWS   # (top-k at N > 48 took half tiles until the fourth pass: they spilled)
     if arch < 90 and pp == 32 and layout.np_ == 32 and stride in (None, pp):
         rows = 32   # sm_80, 32-task masks: one combination per tile (2 spill 32-120 B in fp16/bf16)
     dense = stride is not None and stride != pp

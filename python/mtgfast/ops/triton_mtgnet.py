@@ -19,7 +19,11 @@ b_v W_o joins b_o, b_2 joins LN1's bias, and the last LayerNorm's affine joins t
 other LayerNorm hands on normalised rows: its scale is folded into the next products' weights
 (LN1: W_1; LN2: the next layer's W_q,k,v) and its bias into theirs, and its affine reaches the
 residual stream elementwise or (fp16/bf16 on sm_90, ``LaunchConfig.fold_ln``) by tensor-core
-products with diag(scale) and a bias block.
+products with diag(scale) and a bias block. Every product feeding a LayerNorm has row-centred
+weights (W C, C = I - 11^T/d: the sum is x - mean(x), which the LayerNorm cannot tell from x),
+so a LayerNorm whose input terms are all products skips the mean. One head: layers 2..L use
+W_q W_k^T and W_v W_o merged on the host (keys and values are the rows themselves); when the
+host proves their scores bounded (``score_bound``) their softmax needs no row max.
 
 Precision: matmul operands in the compute dtype (fp16 or bf16; fp32 as tf32x3) with fp32
 accumulation; softmax, LayerNorm, residuals, head and reductions in fp32.
@@ -66,6 +70,8 @@ __all__ = [
     "mtgnet_topk_triton",
     "pack_params",
     "popcount64",
+    "score_bound",
+    "SCORE_BOUND_MAX",
 ]
 
 _CDT = dict(zip(KERNEL_DTYPES, (tl.float32, tl.float16, tl.bfloat16)))
@@ -123,6 +129,8 @@ class PackedMTGNet:
     bias: torch.Tensor         # (layout.bias_size,) bf16: b_o, b_q, b_1 as split (16, width) blocks
     exp_scores: bool = False   # s1 holds exp2(S - row max over all tasks): softmax is a masked
                                # normalisation (no max, no exp per combination)
+    bounded_scores: bool = False   # layers 2..L: every score |s| <= SCORE_BOUND_MAX (log2 units)
+                                   # for any input, so softmax is exp2(s) / sum, no row max
 
     @property
     def device(self) -> torch.device:
@@ -184,7 +192,9 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
     Builds the layer-1 constants (scores and V W_o per head) in fp32, folds the score scale
     log2(e)/(sqrt(d_head) * temperature) into the scores and later layers' W_q, b_q, drops b_k,
     folds b_v W_o into b_o, b_2 into LN1's bias, LN1's scale into W_1 (ln1_b W_1 into b_1),
-    layer 1's b_o into the embeddings, and the last LayerNorm's affine into the head (exact rewrites).
+    layer 1's b_o into the embeddings, and the last LayerNorm's affine into the head, row-centres
+    every product that feeds a LayerNorm and (one head) merges W_q W_k^T and W_v W_o of layers
+    2..L (exact rewrites; ``bounded_scores`` from ``score_bound``).
     """
     _check_params(params)
     dtype = params.embedding.dtype if dtype is None else dtype
@@ -197,7 +207,7 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
     n_layers = len(params.layers)
     f = int(params.layers[0].w_1.shape[1]) if n_layers else 16
     lay = KernelLayout(n_tasks=n, dim=d, ffn_dim=f, n_heads=h, n_layers=n_layers)
-    npad, dp, dhp, fp = lay.np_, lay.dp, lay.dhp, lay.fp
+    npad, dp = lay.np_, lay.dp
     # score scale, times log2(e): the kernel's softmax uses exp2
     qscale = math.log2(math.e) / (math.sqrt(dh) * params.temperature)
     f32 = dict(dtype=torch.float32, device=dev)
@@ -208,6 +218,7 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
     if n_layers:
         # layer 1 starts from emb + attention + b_o: b_o rides in the gathered embeddings
         emb_p[:n, :d] += params.layers[0].b_o.float()
+        _center(emb_p, d)   # LN1 of layer 1 reads emb + P @ VO: both row-centred, mean 0
     s1 = torch.zeros(h, npad, npad, **f32)
     vo1 = torch.zeros(h, npad, dp, **f32)
     mat = torch.zeros(max(1, n_layers), lay.mat_layer, **f32)
@@ -216,14 +227,9 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
     for li, lp in enumerate(params.layers):
         lp32 = lp.to(torch.float32)
         m = mat[li]
-        wqkv = m[lay.w_qkv:lay.w_o].view(3, h, dp, dhp)
-        wo = m[lay.w_o:lay.w_1].view(h, dhp, dp)
-        w1 = m[lay.w_1:lay.w_2].view(dp, fp)
-        w2 = m[lay.w_2:lay.g_1].view(fp, dp)
-        g1 = m[lay.g_1:lay.g_in].view(dp, dp)
-        gin = m[lay.g_in:lay.mat_layer].view(dp, dp)
+        wqkv, wo, w1, w2, g1, gin = (lay.view(m, "mat", name) for name, _ in lay.fields("mat"))
         v = vec[li * lay.vec_layer:(li + 1) * lay.vec_layer]
-        bqkv = v[:lay.b_o].view(3, h, dhp)
+        bqkv = lay.view(v, "vec", "b_qkv")
         # Layers 2..L read the layer before's LN2 output as normalised rows u (its affine
         # x = g u + c folded here): W_q,k,v get g on their rows, b_q gets c W_q, c W_k only
         # shifts each query's scores (dropped with b_k), c W_v joins b_v; the residual x is
@@ -241,15 +247,18 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
         # into b_1. The residual y + b_2 = ln1_w u + (ln1_b + b_2) starts the FFN accumulator
         # (LN1's bias slot takes b_2; the b_2 slot stays 0), elementwise or as
         # u @ diag(ln1_w) + ones @ (ln1_b + b_2) (``LaunchConfig.fold_ln``).
-        for off, t, size in ((lay.b_o, b_o, d), (lay.ln1_w, lp32.ln1_w, d),
-                             (lay.ln1_b, lp32.ln1_b + lp32.b_2, d),
-                             (lay.b_1, lp32.b_1 + lp32.ln1_b @ lp32.w_1, f),
-                             (lay.ln2_w, lp32.ln2_w, d),
-                             (lay.ln2_b, lp32.ln2_b, d)):
-            v[off:off + size] = t
+        for name, t in (("b_o", b_o), ("ln1_w", lp32.ln1_w), ("ln1_b", lp32.ln1_b + lp32.b_2),
+                        ("b_1", lp32.b_1 + lp32.ln1_b @ lp32.w_1), ("ln2_w", lp32.ln2_w),
+                        ("ln2_b", lp32.ln2_b)):
+            lay.view(v, "vec", name)[:t.numel()] = t
         w1[:d, :f] = lp32.ln1_w[:, None] * lp32.w_1
         g1[:d, :d] = torch.diag(lp32.ln1_w)
         w2[:f, :d] = lp32.w_2
+        # Products feeding a LayerNorm get row-centred weights (right-multiplied by
+        # C = I - 11^T / d): their sum is then x - mean(x), which the LayerNorm cannot tell
+        # from x, and with every term centred (``fold_ln``) the kernel skips the mean.
+        for t in (w2, g1, gin):
+            _center(t, d)
         for hh in range(h):
             cols = slice(hh * dh, (hh + 1) * dh)
             for t in range(3):
@@ -257,6 +266,18 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
                     qscale if t == 0 else 1.0)
             bqkv[0, hh, :dh] = b_qkv[:d][cols] * qscale
             wo[hh, :dh, :d] = lp32.w_o[cols, :]
+        if li > 0 and h == 1:
+            # One head (d_head = d): the products merge on the host, s = (u W_q W_k^T + b_q W_k^T)
+            # u^T and o W_o = P u (W_v W_o), so keys and values are the rows u themselves (no
+            # K and V products): the q slot holds W_q W_k^T, b_q's holds b_q W_k^T, W_o's
+            # W_v W_o, and the k and v slots stay 0.
+            wq_, wk_, wv_ = (wqkv[t, 0, :d, :d].clone() for t in range(3))
+            bqkv[0, 0, :d] = bqkv[0, 0, :d] @ wk_.T
+            wqkv[0, 0, :d, :d] = wq_ @ wk_.T
+            wqkv[1:] = 0.0
+            wo[0, :d, :d] = wv_ @ lp32.w_o
+        for hh in range(h):
+            _center(wo[hh], d)
         if li == 0:
             qkv = emb @ lp32.w_qkv + lp32.b_qkv
             q, k, vv = qkv.split(d, dim=-1)
@@ -264,6 +285,7 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
                 cols = slice(hh * dh, (hh + 1) * dh)
                 s1[hh, :n, :n] = (q[:, cols] @ k[:, cols].T) * qscale
                 vo1[hh, :n, :d] = vv[:, cols] @ lp32.w_o[cols, :]
+                _center(vo1[hh], d)
     # Head, with the last LayerNorm's affine folded in: [w' = ln2_w * w_head | c | sum(w')].
     w_head, b_head = params.w_head.float(), params.b_head.float().reshape(())
     if n_layers:
@@ -278,16 +300,16 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
     for li in range(n_layers):
         v = vec[li * lay.vec_layer:(li + 1) * lay.vec_layer]
         b = bias[li]
-        b[lay.bb_o:lay.bb_q] = _bias_block(v[lay.b_o:lay.b_o + dp])
+        field = lambda name: lay.view(v, "vec", name)   # noqa: E731 - this layer's vectors
+        lay.view(b, "bias", "bb_o")[:] = _bias_block(field("b_o"))
         for hh in range(h):
-            at = lay.bb_q + hh * 16 * dhp
-            b[at:at + 16 * dhp] = _bias_block(v[hh * dhp:(hh + 1) * dhp])
-        b[lay.bb_1:lay.bb_r] = _bias_block(v[lay.b_1:lay.b_1 + fp])
-        b[lay.bb_r:lay.bb_of] = _bias_block(v[lay.ln1_b:lay.ln1_b + dp])
+            lay.view(b, "bias", "bb_q")[hh] = _bias_block(field("b_qkv")[0, hh])
+        lay.view(b, "bias", "bb_1")[:] = _bias_block(field("b_1"))
+        lay.view(b, "bias", "bb_r")[:] = _bias_block(_center(field("ln1_b").clone(), d))
         c_in = torch.zeros(dp, **f32)
         if li > 0:
             c_in[:d] = params.layers[li - 1].ln2_b.float()
-        b[lay.bb_of:lay.bias_layer] = _bias_block(v[lay.b_o:lay.b_o + dp] + c_in)
+        lay.view(b, "bias", "bb_of")[:] = _bias_block(_center(field("b_o") + c_in, d))
     # Layer-1 softmax weights as a table: exp2(S_ij - max_j S_ij) is shift-invariant, so member
     # weights need no per-combination max or exp2 - when no weight can underflow fp32: the
     # spread of every score row (over real tasks) must stay <= EXP_SPREAD_MAX (log2 units).
@@ -301,7 +323,8 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
                         emb=_bf16_split(emb_p), s1=torch.stack([_bf16_split(t) for t in s1]),
                         vo1=vo1.to(dtype).contiguous(), mat=mat.reshape(-1).to(dtype).contiguous(),
                         vec=vec.contiguous(), bias=bias.reshape(-1).contiguous(),
-                        exp_scores=exp_scores)
+                        exp_scores=exp_scores,
+                        bounded_scores=n_layers > 1 and score_bound(params) <= SCORE_BOUND_MAX)
 
 
 # Largest spread of a layer-1 score row (log2 units) for which the kernel's softmax reads
@@ -309,14 +332,48 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
 EXP_SPREAD_MAX = 64.0
 
 
+# Largest bound on a layers-2..L score (log2 units) for which their softmax skips the row max:
+# exp2(s) then lies in [2^-64, 2^64], no overflow or underflow in fp32.
+SCORE_BOUND_MAX = 64.0
+
+
+def score_bound(params: MTGNetParams) -> float:
+    """Bound on every layers-2..L attention score |q . k| (log2 units, as the kernel scales them)
+    for any input: those layers read normalised rows u (|u| <= sqrt(d)) through the layer
+    before's LN2 affine g u + c, so per head |s| <= |W_q W_k^T|_2 d + |W_k^T b_q| sqrt(d) with
+    W_q,k = diag(g) W_q,k, b_q = b_q + c W_q (times the score scale). 0 for fewer than 2 layers."""
+    d, h = params.dim, params.n_heads
+    dh = d // h
+    qscale = math.log2(math.e) / (math.sqrt(dh) * params.temperature)
+    out = 0.0
+    for li in range(1, len(params.layers)):
+        prev, lp = params.layers[li - 1].to(torch.float32), params.layers[li].to(torch.float32)
+        w = prev.ln2_w[:, None] * lp.w_qkv
+        b = lp.b_qkv + prev.ln2_b @ lp.w_qkv
+        for hh in range(h):
+            cols = slice(hh * dh, (hh + 1) * dh)
+            wq, wk = w[:, :d][:, cols] * qscale, w[:, d:2 * d][:, cols]
+            bq = b[:d][cols] * qscale
+            bound = (torch.linalg.matrix_norm((wq @ wk.T).cpu(), 2) * d
+                     + (wk @ bq).norm().cpu() * math.sqrt(d))
+            out = max(out, float(bound))
+    return out
+
+
+def _center(t: torch.Tensor, d: int) -> torch.Tensor:
+    """Subtract from each row of ``t`` (in place) its mean over the first ``d`` (real) columns."""
+    t[..., :d] -= t[..., :d].mean(-1, keepdim=True)
+    return t
+
+
 def _bias_block(b: torch.Tensor) -> torch.Tensor:
-    """fp32 bias ``(W,)`` as a flattened (16, W) bf16 block: rows 0..2 its split, the rest 0.
+    """fp32 bias ``(W,)`` as a (16, W) bf16 block: rows 0..2 its split, the rest 0.
 
     ``ones(R, 16) @ block`` then adds the bias exactly (fp32 accumulation) on tensor cores.
     """
     block = torch.zeros(16, b.numel(), dtype=torch.bfloat16, device=b.device)
     block[:3] = _bf16_split(b)
-    return block.reshape(-1)
+    return block
 
 
 def _bf16_split(t: torch.Tensor) -> torch.Tensor:
@@ -356,47 +413,83 @@ def _mm(a, b, acc, CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.const
     return tl.dot(a, b, acc, input_precision="ieee")
 
 
+# Score offset of masked keys in the 2-D attention (finite: it reaches the accumulator through
+# a product with 0/1 entries; exp2 of anything near it is 0, and no valid score comes close).
+MASKED: tl.constexpr = tl.constexpr(1.0e30)
+
+
 @triton.jit
-def _softmax2(s):
+def _relu_to(h, CDT: tl.constexpr, INTERPRETED: tl.constexpr):
+    """max(h, 0) rounded to the compute dtype: fp16/bf16 compiled, one packed convert with ReLU
+    per two elements (``cvt.rn.relu.{b,}f16x2.f32``) instead of a max per element and a convert."""
+    if INTERPRETED or CDT == tl.float32:
+        return tl.maximum(h, 0.0).to(CDT)
+    elif CDT == tl.bfloat16:
+        return tl.inline_asm_elementwise("cvt.rn.relu.bf16x2.f32 $0, $2, $1;", "=r,r,r", [h],
+                                         dtype=tl.bfloat16, is_pure=True, pack=2)
+    else:
+        return tl.inline_asm_elementwise("cvt.rn.relu.f16x2.f32 $0, $2, $1;", "=r,r,r", [h],
+                                         dtype=tl.float16, is_pure=True, pack=2)
+
+
+@triton.jit
+def _softmax2(s, BOUNDED: tl.constexpr):
     """Softmax in base 2 over the last axis (scores carry log2(e)); masked keys are -inf already.
 
-    Rows with no key give 0 (the divide is one reciprocal per row, then a multiply).
+    Rows with no key give 0 (the divide is one reciprocal per row, then a multiply). BOUNDED:
+    the host proved |s| <= SCORE_BOUND_MAX, so exp2(s) needs no row max subtracted.
     """
-    row_max = tl.max(s, axis=2)
-    row_max = tl.where(row_max == float("-inf"), 0.0, row_max)
-    p = tl.exp2(s - row_max[:, :, None])
+    if BOUNDED:
+        p = tl.exp2(s)
+    else:
+        row_max = tl.max(s, axis=2)
+        row_max = tl.where(row_max == float("-inf"), 0.0, row_max)
+        p = tl.exp2(s - row_max[:, :, None])
     denom = tl.sum(p, axis=2)
     inv = 1.0 / tl.where(denom == 0.0, 1.0, denom)
     return p * inv[:, :, None]
 
 
 @triton.jit
-def _ln_stats(x, eps, D: tl.constexpr):
-    """Row mean and 1/std over the first D columns (padded columns hold 0): one pass, two sums."""
-    mean = tl.sum(x, axis=1) * (1.0 / D)
-    var = tl.maximum(tl.sum(x * x, axis=1) * (1.0 / D) - mean * mean, 0.0)
+def _ln_stats(x, eps, D: tl.constexpr, CENTERED: tl.constexpr):
+    """Row mean and 1/std over the first D columns (padded columns hold 0): one pass, two sums.
+
+    CENTERED: the rows have mean 0 by construction (every product feeding them has
+    row-centred weights, ``pack_params``), so the mean is 0 and one sum (of squares) is left.
+    """
+    if CENTERED:
+        mean = tl.zeros((x.shape[0],), tl.float32)
+        var = tl.sum(x * x, axis=1) * (1.0 / D)
+    else:
+        mean = tl.sum(x, axis=1) * (1.0 / D)
+        var = tl.maximum(tl.sum(x * x, axis=1) * (1.0 / D) - mean * mean, 0.0)
     return mean, tl.math.rsqrt(var + eps)
 
 
 @triton.jit
-def _ln_head(x, head_ptr, eps, D: tl.constexpr, DP: tl.constexpr):
+def _ln_head(x, head_ptr, eps, D: tl.constexpr, DP: tl.constexpr, CENTERED: tl.constexpr):
     """Last LayerNorm and the head in one: y = rstd (x . w') - mean rstd sum(w') + c per row.
 
     The host folds the LN affine into the head: w' = ln_w * w_head, c = ln_b . w_head + b_head.
+    CENTERED rows (mean 0) drop the mean term.
     """
     dc = tl.arange(0, DP)
-    mean, rstd = _ln_stats(x, eps, D)
+    mean, rstd = _ln_stats(x, eps, D, CENTERED)
     wh = tl.load(head_ptr + dc)
     c = tl.load(head_ptr + DP)
+    if CENTERED:
+        return rstd * tl.sum(x * wh[None, :], axis=1) + c
     sw = tl.load(head_ptr + DP + 1)
     return rstd * tl.sum(x * wh[None, :], axis=1) - mean * rstd * sw + c
 
 
 @triton.jit
-def _ln_normalise(x, eps, D: tl.constexpr):
+def _ln_normalise(x, eps, D: tl.constexpr, CENTERED: tl.constexpr):
     """LayerNorm without its affine: (x - mean) / std per row (padded columns stay 0 only if the
     caller's weights ignore them: the folded W_1 and diag(ln1_w) have zero padded rows)."""
-    mean, rstd = _ln_stats(x, eps, D)
+    mean, rstd = _ln_stats(x, eps, D, CENTERED)
+    if CENTERED:
+        return x * rstd[:, None]
     return x * rstd[:, None] - (mean * rstd)[:, None]
 
 
@@ -407,6 +500,7 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
                     O_W1: tl.constexpr, O_W2: tl.constexpr, O_BO: tl.constexpr,
                     O_B1: tl.constexpr, O_B2: tl.constexpr, OB_1: tl.constexpr,
                     O_G1: tl.constexpr, OB_R: tl.constexpr, FOLD_LN: tl.constexpr,
+                    CENTER_IN: tl.constexpr,
                     CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr):
     """From x + attn + b_o: y = LN1(.), then LN2(y + FFN(y)); LAST: the head's output per row.
 
@@ -415,6 +509,9 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
     an fp32 multiply-add per element or (FOLD_LN) by two tensor-core products,
     u @ diag(ln1_w) + ones @ (ln1_b + b_2) block.
 
+    CENTER_IN: ``x_attn`` rows have mean 0 by construction (LN1 skips the mean); LN2's input
+    and the head's are centred when FOLD_LN (every term of the residual is a product).
+
     Offsets are the host layout's (``KernelLayout``): LN1 follows b_o, LN2 follows b_2. b_1
     starts the hidden accumulator as ``ones @ block`` (``pack_params``' bias blocks). PRE:
     ``w1_pre``/``w2_pre``/``b1_pre`` are the whole FFN's, loaded once per program (FP == BLOCK_F).
@@ -422,7 +519,7 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
     dc = tl.arange(0, DP)
     fc = tl.arange(0, BLOCK_F)
     r16 = tl.arange(0, 16)
-    u = _ln_normalise(x_attn, eps, D)
+    u = _ln_normalise(x_attn, eps, D, CENTER_IN)
     xc = u.to(CDT)
     # Feed-forward in BLOCK_F-wide slices; the residual (with b_2) starts the accumulator, made
     # after the first hidden slice (fp32: u, the hidden slice and the residual are not all live)
@@ -437,7 +534,7 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
             b1 = tl.load(bias_l + OB_1 + r16[:, None] * FP + (f0 + fc)[None, :])
         hid = _mm(ones, b1, tl.zeros((u.shape[0], BLOCK_F), tl.float32), tl.bfloat16,
                   UPCAST_DOT, False)
-        hid = tl.maximum(_mm(xc, w1, hid, CDT, UPCAST_DOT, TF32X3), 0.0)
+        hid = _relu_to(_mm(xc, w1, hid, CDT, UPCAST_DOT, TF32X3), CDT, UPCAST_DOT)
         if f0 == 0:
             if FOLD_LN:
                 acc = _mm(ones, _load_mat(bias_l + OB_R, 16, DP),
@@ -449,10 +546,10 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
                        + tl.load(vec_l + O_BO + 2 * DP + dc)[None, :])
         acc = _mm(hid, w2, acc, CDT, UPCAST_DOT, TF32X3)
     if LAST:
-        out = _ln_head(acc, head_ptr, eps, D, DP)
+        out = _ln_head(acc, head_ptr, eps, D, DP, FOLD_LN)
     else:
         # normalised rows: the next layer applies this LayerNorm's affine (``pack_params``)
-        out = _ln_normalise(acc, eps, D)
+        out = _ln_normalise(acc, eps, D, FOLD_LN)
     return out
 
 
@@ -484,7 +581,8 @@ def _residual_start(x, xc, ones, bo_pre, mat_l, bias_l, vin_l, R: tl.constexpr, 
 
 
 @triton.jit
-def _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_pre, bo_pre, bq_pre,
+def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_pre,
+                   bo_pre, bq_pre,
                    b1_pre, mat_l, vec_l, bias_l, vin_l, head_ptr, eps, LAST: tl.constexpr,
                    PRE: tl.constexpr,
                    BLOCK_M: tl.constexpr, PP: tl.constexpr,
@@ -495,10 +593,11 @@ def _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_p
                    O_G1: tl.constexpr, OB_R: tl.constexpr, O_GI: tl.constexpr,
                    OB_OF: tl.constexpr, FOLD_LN: tl.constexpr,
                    CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr,
-                   FLAT: tl.constexpr, S: tl.constexpr):
+                   FLAT: tl.constexpr, S: tl.constexpr, BOUNDED: tl.constexpr):
     """One encoder layer over (R, DP) slot tokens: per-head QKV, attention, LN/FFN/LN. FLAT:
-    2-D block-diagonal attention, combination c on rows [c S, c S + S); else batched
-    (BLOCK_M, PP, PP) (R = BLOCK_M PP, S = PP).
+    2-D block-diagonal attention, combination c on rows [c S, c S + S) (its mask a product on
+    the score accumulator); else batched (BLOCK_M, PP, PP) (R = BLOCK_M PP, S = PP). One head
+    (MERGED): the q slot holds W_q W_k^T and W_o's W_v W_o, keys and values are the rows.
 
     The host packs b_k = 0 (a per-query shift: softmax ignores it) and folds b_v W_o into b_o
     (attention rows sum to 1), so only q gets a bias; b_o and b_q are added on tensor cores
@@ -508,6 +607,7 @@ def _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_p
     FFN slice) were loaded once per program; else they are read here.
     """
     R: tl.constexpr = x.shape[0]
+    MERGED: tl.constexpr = H == 1   # one head: W_q W_k^T and W_v W_o merged on the host
     dc = tl.arange(0, DP)
     hc = tl.arange(0, DHP)
     r16 = tl.arange(0, 16)
@@ -526,24 +626,35 @@ def _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_p
             bq = tl.load(bias_l + OB_Q + h * 16 * DHP + r16[:, None] * DHP + hc[None, :])
             w_off = dc[:, None] * DHP + hc[None, :]
             wq = tl.load(mat_l + (0 * H + h) * DP * DHP + w_off)
-            wk = tl.load(mat_l + (1 * H + h) * DP * DHP + w_off)
-            wv = tl.load(mat_l + (2 * H + h) * DP * DHP + w_off)
+            if not MERGED:
+                wk = tl.load(mat_l + (1 * H + h) * DP * DHP + w_off)
+                wv = tl.load(mat_l + (2 * H + h) * DP * DHP + w_off)
+            else:
+                wk = wq
+                wv = wq
         # rounded to the compute dtype at once (the next matmul would): half the registers
-        k = _mm(xc, wk, z, CDT, UPCAST_DOT, TF32X3).to(CDT)
-        v = _mm(xc, wv, z, CDT, UPCAST_DOT, TF32X3).to(CDT)
+        if MERGED:   # keys and values are the rows themselves (``pack_params``)
+            k = xc
+            v = xc
+        else:
+            k = _mm(xc, wk, z, CDT, UPCAST_DOT, TF32X3).to(CDT)
+            v = _mm(xc, wv, z, CDT, UPCAST_DOT, TF32X3).to(CDT)
         q = _mm(xc, wq, _mm(ones, bq, z, tl.bfloat16, UPCAST_DOT, False), CDT, UPCAST_DOT,
                 TF32X3).to(CDT)
         if FLAT:
             # all R rows against all R keys in plain 2-D products (Hopper: wgmma, operands in
             # shared memory; the batched 3-D form holds both in registers), keys of other
             # combinations masked off (block-diagonal: combination r // S); key_ok (R,) marks
-            # the occupied slots
+            # the occupied slots. The mask rides on the score accumulator as one more product,
+            # comb_hot (R, KC) @ B with B[c, j] = 0 for the occupied keys j of combination c
+            # and -MASKED otherwise: (KC, R) selects instead of (R, R) (masked weights: 0).
             rr = tl.arange(0, R)
-            same = (rr // S)[:, None] == (rr // S)[None, :]
-            ok2 = same & key_ok[None, :]
-            s = _mm(q, tl.trans(k), tl.zeros((R, R), tl.float32), CDT, UPCAST_DOT, TF32X3)
-            p = tl.reshape(_softmax2(tl.where(tl.reshape(ok2, (1, R, R)),
-                                              tl.reshape(s, (1, R, R)), float("-inf"))), (R, R))
+            kc = tl.arange(0, comb_hot.shape[1])
+            okb = (kc[:, None] == (rr // S)[None, :]) & key_ok[None, :]
+            s = _mm(comb_hot, tl.where(okb, 0.0, -MASKED), tl.zeros((R, R), tl.float32),
+                    tl.bfloat16, UPCAST_DOT, False)
+            s = _mm(q, tl.trans(k), s, CDT, UPCAST_DOT, TF32X3)
+            p = tl.reshape(_softmax2(tl.reshape(s, (1, R, R)), BOUNDED), (R, R))
             o2 = _mm(p, v, tl.zeros((R, DHP), tl.float32), CDT, UPCAST_DOT, TF32X3)
         else:
             q3 = tl.reshape(q, (BLOCK_M, PP, DHP))
@@ -551,7 +662,7 @@ def _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_p
             v3 = tl.reshape(v, (BLOCK_M, PP, DHP))
             s = _mm(q3, tl.trans(k3, (0, 2, 1)), tl.zeros((BLOCK_M, PP, PP), tl.float32), CDT,
                     UPCAST_DOT, TF32X3)                          # scale * log2(e) folded in W_q
-            p = _softmax2(tl.where(key_ok, s, float("-inf")))
+            p = _softmax2(tl.where(key_ok, s, float("-inf")), BOUNDED)
             o = _mm(p, v3, tl.zeros((BLOCK_M, PP, DHP), tl.float32), CDT, UPCAST_DOT, TF32X3)
             o2 = tl.reshape(o, (R, DHP))
         if h == 0 and not TF32X3:   # fp16/bf16: the residual starts here (shorter live range)
@@ -564,8 +675,7 @@ def _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_p
         acc = _mm(o2, wo, acc, CDT, UPCAST_DOT, TF32X3)
     return _post_attention(acc, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, head_ptr, eps,
                            LAST, PRE, D, DP, FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, OB_1,
-                           O_G1, OB_R,
-                           FOLD_LN, CDT, UPCAST_DOT, TF32X3)
+                           O_G1, OB_R, FOLD_LN, FOLD_LN, CDT, UPCAST_DOT, TF32X3)
 
 
 @triton.jit
@@ -604,7 +714,8 @@ def _mtgnet_fwd_kernel(
     TOPK: tl.constexpr,
     MODE: tl.constexpr, HAS_ROWS: tl.constexpr, STORE_MARGINALS: tl.constexpr,
     CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr, PERSIST: tl.constexpr,
-    PERSIST_TABLES: tl.constexpr, EXP_SCORES: tl.constexpr, ROW_KEYS: tl.constexpr,
+    PERSIST_TABLES: tl.constexpr, EXP_SCORES: tl.constexpr, BOUNDED: tl.constexpr,
+    ROW_KEYS: tl.constexpr,
     FOLD_LN: tl.constexpr,
 ):
     """MODE 0: gains (M, N). MODE 1: per-program per-task top-TOPK. MODE 2: beam marginals + argmax.
@@ -619,6 +730,7 @@ def _mtgnet_fwd_kernel(
     and stays in shared memory across tiles (middle layers of deeper models still load per tile);
     PERSIST_TABLES: the per-task gather tables (embeddings, layer-1 scores, V W_o) too.
     EXP_SCORES: the layer-1 score table holds exp2 weights (``PackedMTGNet.exp_scores``).
+    BOUNDED: layers 2..L's scores are bounded, softmax without row max (``bounded_scores``).
     ROW_KEYS: token rows get their one-hot and layer-1 keys from a product with the per-row
     combination one-hot (any stride S); else from a (BLOCK_M, PP, NP) one-hot (S == PP; sm_80,
     where the hoisted operands would spill).
@@ -689,8 +801,8 @@ def _mtgnet_fwd_kernel(
         f1_pre = _load_mat(mat_ptr + O_W1, DP, FP)
         f2_pre = _load_mat(mat_ptr + O_W2, FP, DP)
         wq_pre = _load_mat(mat_ptr + LAST_L * MAT_L, DP, DHP)
-        wk_pre = _load_mat(mat_ptr + LAST_L * MAT_L + DP * DHP, DP, DHP)
-        wv_pre = _load_mat(mat_ptr + LAST_L * MAT_L + 2 * DP * DHP, DP, DHP)
+        wk_pre = wq_pre   # one head: keys and values are the rows (merged products)
+        wv_pre = wq_pre
         wo_pre = _load_mat(mat_ptr + LAST_L * MAT_L + O_WO, DHP, DP)
         w1_pre = _load_mat(mat_ptr + LAST_L * MAT_L + O_W1, DP, FP)
         w2_pre = _load_mat(mat_ptr + LAST_L * MAT_L + O_W2, FP, DP)
@@ -776,34 +888,36 @@ def _mtgnet_fwd_kernel(
                     p = e * (1.0 / tl.where(den == 0.0, 1.0, den))[:, None]
                 else:
                     p = tl.reshape(_softmax2(tl.reshape(tl.where(key1, s, float("-inf")),
-                                                        (1, R, NP))), (R, NP))
+                                                        (1, R, NP)), False), (R, NP))
                 acc = _mm(tl.reshape(p, (R, NP)), vo, acc, CDT, UPCAST_DOT, TF32X3)
             if N_LAYERS == 1:
                 y_slot = _post_attention(acc, ones, f1_pre, f2_pre, fb_pre, mat_ptr, vec_ptr,
                                          bias_ptr, vec_ptr + HEAD, ln_eps, True, PERSIST, D, DP,
                                          FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, O_G1,
-                                         OB_R, FOLD_LN, CDT,
+                                         OB_R, FOLD_LN, True, CDT,
                                          UPCAST_DOT, TF32X3)
             else:
                 x = _post_attention(acc, ones, f1_pre, f2_pre, fb_pre, mat_ptr, vec_ptr, bias_ptr,
                                     vec_ptr + HEAD, ln_eps, False, PERSIST, D, DP, FP, BLOCK_F,
                                     O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, O_G1, OB_R, FOLD_LN,
-                                    CDT, UPCAST_DOT, TF32X3)
+                                    True, CDT, UPCAST_DOT, TF32X3)
                 # ---- step 3: layers 2..L over slots (the last one ends in the head) ------------
                 if FLAT:
                     key_ok = slot_ok                                  # keys = occupied slots
                 else:
                     key_ok = slot_ok[:, None, :]
                 for layer in range(1, N_LAYERS - 1):
-                    x = _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre,
+                    x = _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre,
+                                       wo_pre, w1_pre,
                                        w2_pre, bo_pre, bq_pre, b1_pre, mat_ptr + layer * MAT_L,
                                        vec_ptr + layer * VEC_L, bias_ptr + layer * BIAS_L,
                                        vec_ptr + (layer - 1) * VEC_L + O_B2 + DP,
                                        vec_ptr + HEAD, ln_eps, False, False, BLOCK_M, PP, H, D,
                                        DP, DHP, FP, BLOCK_F, O_WO, O_W1, O_W2, O_BO, O_B1, O_B2,
                                        OB_Q, OB_1, O_G1, OB_R, O_GI, OB_OF, FOLD_LN, CDT,
-                                       UPCAST_DOT, TF32X3, FLAT, S)
-                y_slot = _general_layer(x, key_ok, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre,
+                                       UPCAST_DOT, TF32X3, FLAT, S, BOUNDED)
+                y_slot = _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre,
+                                        wo_pre, w1_pre,
                                         w2_pre, bo_pre, bq_pre, b1_pre,
                                         mat_ptr + (N_LAYERS - 1) * MAT_L,
                                         vec_ptr + (N_LAYERS - 1) * VEC_L,
@@ -813,7 +927,7 @@ def _mtgnet_fwd_kernel(
                                         True, PERSIST, BLOCK_M, PP, H, D, DP, DHP, FP, BLOCK_F,
                                         O_WO, O_W1, O_W2, O_BO, O_B1, O_B2, OB_Q, OB_1, O_G1, OB_R,
                                         O_GI, OB_OF, FOLD_LN, CDT,
-                                        UPCAST_DOT, TF32X3, FLAT, S)
+                                        UPCAST_DOT, TF32X3, FLAT, S, BOUNDED)
         else:
             wh = tl.load(vec_ptr + HEAD + dc)
             y_slot = tl.sum(x * wh[None, :], axis=1) + tl.load(vec_ptr + HEAD + DP)
@@ -891,11 +1005,16 @@ def kernel_signature(dtype: torch.dtype) -> dict[str, str]:
 
 def kernel_constexprs(layout: KernelLayout, cfg: LaunchConfig, dtype: torch.dtype, *,
                       has_rows: bool = True, store_marginals: bool = True,
-                      upcast_dot: bool = False, exp_scores: bool = True) -> dict[str, object]:
-    """Every compile-time constant of :data:`kernel` for one launch (layout + launch config)."""
+                      upcast_dot: bool = False, exp_scores: bool = True,
+                      bounded_scores: bool | None = None) -> dict[str, object]:
+    """Every compile-time constant of :data:`kernel` for one launch (layout + launch config).
+
+    ``bounded_scores`` defaults to ``exp_scores`` (the static check compiles both fallbacks).
+    """
     return dict(**layout.kernel_constexprs(), **cfg.constexprs(), HAS_ROWS=has_rows,
                 STORE_MARGINALS=store_marginals, CDT=_CDT[dtype], UPCAST_DOT=upcast_dot,
-                TF32X3=dtype == torch.float32, EXP_SCORES=exp_scores)
+                TF32X3=dtype == torch.float32, EXP_SCORES=exp_scores,
+                BOUNDED=exp_scores if bounded_scores is None else bounded_scores)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -988,7 +1107,8 @@ def _mtgnet_fwd_launch(packed: PackedMTGNet, masks: torch.Tensor, *, mode: int,
             packed.ln_eps,
             **kernel_constexprs(packed.layout, cfg, packed.dtype, has_rows=rows is not None,
                                 store_marginals=store_marginals, upcast_dot=upcast,
-                                exp_scores=packed.exp_scores),
+                                exp_scores=packed.exp_scores,
+                                bounded_scores=packed.bounded_scores),
             **cfg.options(),
         )
         parts_v.append(pv)

@@ -257,3 +257,26 @@ def test_complete_and_thompson_replays_are_deterministic_variants_of_the_default
         np.testing.assert_array_equal(a, b)   # the variant is the default plus its option
     with pytest.raises(InputError, match="free"):
         replay_method("mtgnet", t, seed=0, rounds=1, free="best")
+
+
+def test_a_candidate_measured_meanwhile_is_searched_once_at_its_measurement() -> None:
+    """Another driver measured a candidate between the loop's read and the ask: the search sees it
+    once, at the measured gain (fixed: known + candidates held it twice, and group() refused the
+    duplicate mask)."""
+    n = 4
+    cands = np.array([0b0011, 0b1100, 0b0101, 0b1010, 0b0111], dtype=np.uint64)
+    member = masks_to_dense(cands, n)
+    mean = np.where(member, -0.05, np.nan)
+    mean[2, [0, 2]] = 0.10                    # {0,2} and {1,3} predicted best ...
+    mean[3, [1, 3]] = 0.08
+    measured = np.full((2, n), np.nan)
+    measured[0, [0, 2]] = -0.20               # ... but {0,2} was measured meanwhile, and is bad
+    measured[1, :] = 0.01                     # the full set, measured, mildly good
+
+    class _Loop:
+        def table(self) -> GainTable:
+            return GainTable(np.array([0b0101, 0b1111], np.uint64), measured, ("a", "b", "c", "d"))
+
+    got = SearchSelector(kappa=0.0).bind(_Loop()).ask(_ctx(cands, mean, None, tasks=(0, 1)))
+    assert len(set(got.tolist())) == len(got) == 2
+    assert 0b1010 in got.tolist()             # the search's group; {0,2} enters only as a free slot

@@ -125,10 +125,13 @@ class SearchSelector(Selector):
         std = ctx.std if ctx.std is not None else np.zeros_like(ctx.mean)
         opt = np.where(ctx.member, ctx.mean + self.kappa * np.nan_to_num(std), np.nan)
         masks, gains = ctx.candidates, opt
+        fresh = slice(None)
         if self._known is not None:
             known = self._known()
-            masks = np.concatenate([known.masks, ctx.candidates])
-            gains = np.vstack([known.gains, opt])
+            # a candidate measured meanwhile (another driver) is searched once, at its measurement
+            fresh = ~np.isin(ctx.candidates, known.masks)
+            masks = np.concatenate([known.masks, ctx.candidates[fresh]])
+            gains = np.vstack([known.gains, opt[fresh]])
         budgets = self.budgets or list(range(2, n + 1))
         method = "exact" if n <= _EXACT_MAX_TASKS else "beam"
         votes: dict[int, float] = {}
@@ -136,7 +139,7 @@ class SearchSelector(Selector):
         if self._known is not None:
             # committee: the same searches on each member's estimates (a draw of the posterior);
             # a group's votes ~ how likely it is to be in the best grouping
-            views += [np.vstack([known.gains, g]) for g in self._member_gains(ctx)]
+            views += [np.vstack([known.gains, g[fresh]]) for g in self._member_gains(ctx)]
         mean_groupings: list[list[int]] = []
         for v, view in enumerate(views):
             weight = self.mean_votes if v == 0 and len(views) > 1 else 1.0

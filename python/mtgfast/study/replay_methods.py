@@ -21,18 +21,20 @@ __all__ = ["FINAL_CHOICES", "METHOD_DEFAULTS", "METHOD_OPTIONS", "PRIOR_METHODS"
 
 #: method name -> selector of the active loop
 REPLAY_METHODS: dict[str, str] = {
-    "mtgnet": "search",                    # groups the search would choose on the mean and,
-                                           # in round 1, on each member (committee), verified;
-                                           # the final grouping only of measured groups (default)
-    "mtgnet-search": "search",             # the previous default: the mean's searches alone
+    "mtgnet": "search",                    # groups the search would choose on the ensemble
+                                           # mean, verified; the final grouping only of
+                                           # measured groups (default, fifth pass)
+    "mtgnet-search": "search",             # alias of mtgnet (the name of its artifact columns)
+    "mtgnet-committee1": "search",         # mtgnet plus, in round 1, the same searches on each
+                                           # member (committee; the default of passes 3-4)
     "mtgnet-estimate": "search",           # the same loop; the final search also takes
                                            # unmeasured groups at their estimate (the old default)
     "mtgnet-committee": "search",          # the committee in every round, not just the first
-    "mtgnet-complete": "search",           # the default's loop, whole groupings of the mean's
-                                           # searches finished first (fewest missing groups)
-    "mtgnet-thompson": "search",           # the default's loop, free slots from one member
-                                           # drawn per task (Thompson sampling)
-    "mtgnet-shrunk": "search",             # mtgnet-search's loop; the final choice on measured
+    "mtgnet-complete": "search",           # mtgnet-committee1's loop, whole groupings of the
+                                           # mean's searches finished first (fewest missing)
+    "mtgnet-thompson": "search",           # mtgnet-committee1's loop, free slots from one
+                                           # member drawn per task (Thompson sampling)
+    "mtgnet-shrunk": "search",             # mtgnet's loop; the final choice on measured
                                            # gains shrunk towards the out-of-fold estimate
     "mtgnet-paper": "exp-gain",            # the paper's sampler, alpha = 25
     "mtgnet-pairs": "pairs-first",         # every pair first, then the search sampler
@@ -47,9 +49,10 @@ REPLAY_METHODS: dict[str, str] = {
 
 #: options a method runs with unless given (the best configuration found: README, issue 13)
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "mtgnet": {"kappa": 0.0, "warm_start": True, "final": "measured", "committee": True,
-               "committee_rounds": 1},
+    "mtgnet": {"kappa": 0.0, "warm_start": True, "final": "measured"},
     "mtgnet-search": {"kappa": 0.0, "warm_start": True, "final": "measured"},
+    "mtgnet-committee1": {"kappa": 0.0, "warm_start": True, "final": "measured",
+                          "committee": True, "committee_rounds": 1},
     "mtgnet-estimate": {"kappa": 0.0, "warm_start": True, "final": "estimate"},
     "mtgnet-committee": {"kappa": 0.0, "warm_start": True, "final": "measured",
                          "committee": True},

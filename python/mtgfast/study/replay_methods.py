@@ -34,6 +34,8 @@ REPLAY_METHODS: dict[str, str] = {
                                            # mean's searches finished first (fewest missing)
     "mtgnet-thompson": "search",           # mtgnet-committee1's loop, free slots from one
                                            # member drawn per task (Thompson sampling)
+    "mtgnet-calibrated": "search",         # mtgnet with optimism mean + 1 spread, the spread
+                                           # calibrated per task on out-of-fold residuals
     "mtgnet-shrunk": "search",             # mtgnet's loop; the final choice on measured
                                            # gains shrunk towards the out-of-fold estimate
     "mtgnet-paper": "exp-gain",            # the paper's sampler, alpha = 25
@@ -60,6 +62,8 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
                         "committee_rounds": 1, "complete": True},
     "mtgnet-thompson": {"kappa": 0.0, "warm_start": True, "final": "measured", "committee": True,
                         "committee_rounds": 1, "free": "thompson"},
+    "mtgnet-calibrated": {"kappa": 1.0, "warm_start": True, "final": "measured",
+                          "calibrate": True},
     "mtgnet-shrunk": {"kappa": 0.0, "warm_start": True, "final": "shrunk"},
     "mtgnet-pairs": {"kappa": 0.0, "warm_start": True},
     "mtgnet-prior": {"kappa": 0.0, "warm_start": True},
@@ -72,7 +76,7 @@ PRIOR_METHODS = ("mtgnet-prior",)
 TABLE_PRIOR_METHODS = ("mtgnet-tag",)
 #: options that go to the selector (the rest go to the loop or to MTGNet)
 SELECTOR_OPTIONS = ("alpha", "kappa", "budgets", "committee", "mean_votes", "committee_rounds",
-                    "complete", "free")
+                    "complete", "free", "calibrate")
 #: every option a replay method takes besides MTGNet's: the selector's, then the loop's
 METHOD_OPTIONS = (*SELECTOR_OPTIONS, "warm_start", "risk", "final", "shrink", "max_size",
                   "shrink_rows")

@@ -228,6 +228,36 @@ def test_pairs_first_measures_every_pair_then_delegates() -> None:
     assert m.size == 1 + 2 * 5                      # the full set + K * N selections
 
 
+@pytest.mark.parametrize("n, seed", [(7, 0), (8, 3), (9, 5)])
+def test_half_pairs_first_is_a_balanced_half_then_the_search(n: int, seed: int) -> None:
+    truth = full_random_table(n, seed=seed)
+    sel = make_selector("pairs-first", kappa=0.0, fraction=0.5)
+    loop = ActiveLoop(sel, lambda: _Perfect(truth), truth.masks, n, seed=0)
+    sel.bind(loop)
+    quota = int(np.ceil(0.5 * n * (n - 1) / 2))
+    rounds = (n - 1) // 2
+    loop.run(lambda m: truth.lookup(np.array([m], np.uint64))[0], rounds=rounds)
+    m = loop.measured_masks
+    assert m.size == 1 + rounds * n and len(set(m.tolist())) == m.size
+    pairs = m[popcount(m) == 2]
+    # the first `quota` selections are pairs, the rest the search's (which may add pairs)
+    assert pairs.size >= quota
+    first = [x for x in m.tolist() if bin(x).count("1") == 2][:quota]
+    deg = np.array([sum((x >> j) & 1 for x in first) for j in range(n)])
+    assert deg.max() - deg.min() <= 2               # balanced: every task about quota*2/n pairs
+    # beyond the quota the search sampler chose: with a perfect estimator it verifies groups of
+    # the oracle's groupings (of any size), not more pairs only
+    assert np.any(popcount(m) > 2)
+    from mtgfast.study.replay_methods import METHOD_DEFAULTS, REPLAY_METHODS
+
+    assert REPLAY_METHODS["mtgnet-halfpairs"] == "pairs-first"
+    assert METHOD_DEFAULTS["mtgnet-halfpairs"] == {**METHOD_DEFAULTS["mtgnet"], "fraction": 0.5}
+    with pytest.raises(InputError, match="fraction"):
+        make_selector("pairs-first", fraction=0.0)
+    with pytest.raises(InputTypeError, match="fraction"):
+        make_selector("pairs-first", fraction="half")
+
+
 def test_selector_arguments_are_checked() -> None:
     with pytest.raises(InputTypeError, match="kappa"):
         SearchSelector(kappa="big")

@@ -40,6 +40,8 @@ REPLAY_METHODS: dict[str, str] = {
                                            # gains shrunk towards the out-of-fold estimate
     "mtgnet-paper": "exp-gain",            # the paper's sampler, alpha = 25
     "mtgnet-pairs": "pairs-first",         # every pair first, then the search sampler
+    "mtgnet-halfpairs": "pairs-first",     # a balanced half of the pairs first, then mtgnet's
+                                           # sampler (for HOA-equal K)
     "mtgnet-deterministic": "greedy",      # the released code: largest |gain| per task
     "mtgnet-random": "random",             # ablation: uniform among unmeasured candidates
     "mtgnet-uncertainty": "uncertainty",   # exp(alpha * (|mean| + kappa * std)) of the ensemble
@@ -66,6 +68,7 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
                           "calibrate": True},
     "mtgnet-shrunk": {"kappa": 0.0, "warm_start": True, "final": "shrunk"},
     "mtgnet-pairs": {"kappa": 0.0, "warm_start": True},
+    "mtgnet-halfpairs": {"kappa": 0.0, "warm_start": True, "final": "measured", "fraction": 0.5},
     "mtgnet-prior": {"kappa": 0.0, "warm_start": True},
     "mtgnet-tag": {"kappa": 0.0, "warm_start": True, "final": "measured"},
 }
@@ -76,7 +79,7 @@ PRIOR_METHODS = ("mtgnet-prior",)
 TABLE_PRIOR_METHODS = ("mtgnet-tag",)
 #: options that go to the selector (the rest go to the loop or to MTGNet)
 SELECTOR_OPTIONS = ("alpha", "kappa", "budgets", "committee", "mean_votes", "committee_rounds",
-                    "complete", "free", "calibrate")
+                    "complete", "free", "calibrate", "fraction")
 #: every option a replay method takes besides MTGNet's: the selector's, then the loop's
 METHOD_OPTIONS = (*SELECTOR_OPTIONS, "warm_start", "risk", "final", "shrink", "max_size",
                   "shrink_rows")

@@ -268,11 +268,19 @@ class SearchSelector(Selector):
 
 class PairsFirstSelector(Selector):
     """Measure every pair of tasks first (task j's unmeasured pairs while serving j), then hand
-    the slots to ``then`` (a selector name or instance; default ``"search"``)."""
+    the slots to ``then`` (a selector name or instance; default ``"search"``).
+
+    ``fraction`` < 1: only until that fraction of the N(N-1)/2 pairs is measured, chosen as a
+    balanced design (task j's partner is the task with the fewest pairs measured or asked so far,
+    ties by cyclic distance j+1, j+2, ...), so every task has about as many pairs."""
 
     name = "pairs-first"
 
-    def __init__(self, then: str | Selector = "search", **options: Any) -> None:
+    def __init__(self, then: str | Selector = "search", fraction: float = 1.0,
+                 **options: Any) -> None:
+        self.fraction = _check_number("fraction", fraction)
+        if not 0.0 < self.fraction <= 1.0:
+            raise InputError(f"fraction must be in (0, 1], got {fraction}")
         self.then = make_selector(then, **options) if isinstance(then, str) else then
         if not isinstance(self.then, Selector):
             raise InputTypeError(f"then must be a selector name or a Selector, got {then!r}")
@@ -288,6 +296,8 @@ class PairsFirstSelector(Selector):
         pairs = popcount(ctx.candidates) == 2
         if not pairs.any():
             return self.then.ask(ctx)
+        if self.fraction < 1.0:
+            return self._balanced(ctx, pairs)
         out: list[int] = []
         taken = np.zeros(ctx.candidates.shape[0], dtype=bool)
         for j in ctx.tasks:
@@ -298,6 +308,46 @@ class PairsFirstSelector(Selector):
                 break
             taken[rows[0]] = True
             out.append(int(ctx.candidates[rows[0]]))
+        return np.array(out, dtype=np.uint64)
+
+    def _balanced(self, ctx: SelectionContext, pairs: npt.NDArray[np.bool_]) -> MaskArray:
+        """``fraction`` < 1: balanced pairs until the quota is met, the rest of the slots to
+        ``then`` (asked for the tasks left, on the candidates not taken)."""
+        n = ctx.member.shape[1]
+        measured = ctx.measured[popcount(ctx.measured) == 2]
+        quota = int(np.ceil(self.fraction * n * (n - 1) / 2)) - measured.size
+        degree = np.zeros(n, dtype=np.int64)
+        for m in measured.tolist():
+            degree[[j for j in range(n) if (m >> j) & 1]] += 1
+        row_of = {int(m): r for r, m in enumerate(ctx.candidates.tolist())}
+        out: list[int] = []
+        left: list[int] = []
+        for j in ctx.tasks:
+            if len(out) >= quota:
+                left.append(j)
+                continue
+            best: tuple[int, int, int] | None = None
+            for d in range(1, n):
+                k = (j + d) % n
+                m = (1 << j) | (1 << k)
+                r = row_of.get(m)
+                if r is None or not pairs[r] or m in out:
+                    continue
+                key = (int(degree[k]), d, r)
+                best = key if best is None or key < best else best
+            if best is None:
+                left.append(j)
+                continue
+            out.append(int(ctx.candidates[best[2]]))
+            degree[[j, (j + best[1]) % n]] += 1
+        if left:
+            keep = ~np.isin(ctx.candidates, np.array(out, dtype=np.uint64))
+            sub = SelectionContext(tuple(left), ctx.candidates[keep], ctx.member[keep],
+                                   None if ctx.mean is None else ctx.mean[keep],
+                                   None if ctx.std is None else ctx.std[keep], ctx.measured,
+                                   ctx.seed, tuple(r for j, r in zip(ctx.tasks, ctx.rounds)
+                                                   if j in left) if ctx.rounds else ())
+            out += [int(m) for m in self.then.ask(sub).tolist()]
         return np.array(out, dtype=np.uint64)
 
     def choose(self, task: int, rows: npt.NDArray[np.intp], ctx: SelectionContext) -> int:

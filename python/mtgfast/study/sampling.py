@@ -13,8 +13,9 @@ unmeasured groups first), so the final search among measured groups can pick the
 "thompson"`` fills each free slot from one posterior draw (a member drawn per task) instead of
 the mean. ``calibrate=True`` scales each task's ensemble spread in the optimism by how far it
 understates the model's error on that task: the out-of-fold residuals of the measured rows
-(``predict_held_out``) against the spread on the candidates. :class:`PairsFirstSelector` measures every pair first (a covering
-design; it pays N(N-1)/2 measured combinations, HOA's cost), then delegates to another selector.
+(``predict_held_out``) against the spread on the candidates. :class:`PairsFirstSelector`
+measures every pair first (a covering design; it pays N(N-1)/2 measured combinations, HOA's
+cost), or a balanced ``fraction`` of them, then delegates to another selector.
 """
 
 from __future__ import annotations
@@ -61,9 +62,9 @@ class SearchSelector(Selector):
     bound loop's estimator must have ``predict_members``; otherwise the mean alone), the mean's
     searches weighted ``mean_votes`` times one member's, in the first ``committee_rounds`` rounds
     (None: all). ``calibrate``: the spread of task j is multiplied by
-    ``sqrt(residual_j / spread_j)`` (:meth:`calibration`); needs ``kappa > 0`` to matter. The measured gains come from :meth:`bind` (the loop whose
-    table is read at each batch); unbound, measured combinations are left out of the search,
-    which then only ranks unmeasured groups.
+    ``sqrt(residual_j / spread_j)`` (:meth:`calibration`); needs ``kappa > 0`` to matter. The
+    measured gains come from :meth:`bind` (the loop whose table is read at each batch); unbound,
+    measured combinations are left out of the search, which then only ranks unmeasured groups.
     """
 
     name = "search"

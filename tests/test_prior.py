@@ -232,11 +232,10 @@ def test_replay_mtgnet_tag_and_final_measured() -> None:
     try:
         pred, used = replay_method("mtgnet-tag", v, seed=0, rounds=1, prior=tag, **SMALL)
         fin, used2 = replay_method("mtgnet", v, seed=0, rounds=1, **SMALL)   # the default
-        # the default = mtgnet-estimate's loop with the round-1 committee, final="measured"
-        committee = {"committee": True, "committee_rounds": 1}
+        # the default = mtgnet-estimate's loop (no committee, fifth pass), final="measured"
         explicit, _ = replay_method("mtgnet-estimate", v, seed=0, rounds=1, final="measured",
-                                    **committee, **SMALL)
-        est, _ = replay_method("mtgnet-estimate", v, seed=0, rounds=1, **committee, **SMALL)
+                                    **SMALL)
+        est, _ = replay_method("mtgnet-estimate", v, seed=0, rounds=1, **SMALL)
         blind, _ = replay_method("mtgnet", v, seed=0, rounds=1, use_measured=False, **SMALL)
     finally:
         torch.set_num_threads(old)

@@ -21,21 +21,27 @@ __all__ = ["FINAL_CHOICES", "METHOD_DEFAULTS", "METHOD_OPTIONS", "PRIOR_METHODS"
 
 #: method name -> selector of the active loop
 REPLAY_METHODS: dict[str, str] = {
-    "mtgnet": "search",                    # groups the search would choose on the mean and,
-                                           # in round 1, on each member (committee), verified;
-                                           # the final grouping only of measured groups (default)
-    "mtgnet-search": "search",             # the previous default: the mean's searches alone
+    "mtgnet": "search",                    # groups the search would choose on the ensemble
+                                           # mean, verified; the final grouping only of
+                                           # measured groups (default, fifth pass)
+    "mtgnet-search": "search",             # alias of mtgnet (the name of its artifact columns)
+    "mtgnet-committee1": "search",         # mtgnet plus, in round 1, the same searches on each
+                                           # member (committee; the default of passes 3-4)
     "mtgnet-estimate": "search",           # the same loop; the final search also takes
                                            # unmeasured groups at their estimate (the old default)
     "mtgnet-committee": "search",          # the committee in every round, not just the first
-    "mtgnet-complete": "search",           # the default's loop, whole groupings of the mean's
-                                           # searches finished first (fewest missing groups)
-    "mtgnet-thompson": "search",           # the default's loop, free slots from one member
-                                           # drawn per task (Thompson sampling)
-    "mtgnet-shrunk": "search",             # mtgnet-search's loop; the final choice on measured
+    "mtgnet-complete": "search",           # mtgnet-committee1's loop, whole groupings of the
+                                           # mean's searches finished first (fewest missing)
+    "mtgnet-thompson": "search",           # mtgnet-committee1's loop, free slots from one
+                                           # member drawn per task (Thompson sampling)
+    "mtgnet-calibrated": "search",         # mtgnet with optimism mean + 1 spread, the spread
+                                           # calibrated per task on out-of-fold residuals
+    "mtgnet-shrunk": "search",             # mtgnet's loop; the final choice on measured
                                            # gains shrunk towards the out-of-fold estimate
     "mtgnet-paper": "exp-gain",            # the paper's sampler, alpha = 25
     "mtgnet-pairs": "pairs-first",         # every pair first, then the search sampler
+    "mtgnet-halfpairs": "pairs-first",     # a balanced half of the pairs first, then mtgnet's
+                                           # sampler (for HOA-equal K)
     "mtgnet-deterministic": "greedy",      # the released code: largest |gain| per task
     "mtgnet-random": "random",             # ablation: uniform among unmeasured candidates
     "mtgnet-uncertainty": "uncertainty",   # exp(alpha * (|mean| + kappa * std)) of the ensemble
@@ -47,9 +53,10 @@ REPLAY_METHODS: dict[str, str] = {
 
 #: options a method runs with unless given (the best configuration found: README, issue 13)
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "mtgnet": {"kappa": 0.0, "warm_start": True, "final": "measured", "committee": True,
-               "committee_rounds": 1},
+    "mtgnet": {"kappa": 0.0, "warm_start": True, "final": "measured"},
     "mtgnet-search": {"kappa": 0.0, "warm_start": True, "final": "measured"},
+    "mtgnet-committee1": {"kappa": 0.0, "warm_start": True, "final": "measured",
+                          "committee": True, "committee_rounds": 1},
     "mtgnet-estimate": {"kappa": 0.0, "warm_start": True, "final": "estimate"},
     "mtgnet-committee": {"kappa": 0.0, "warm_start": True, "final": "measured",
                          "committee": True},
@@ -57,8 +64,11 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
                         "committee_rounds": 1, "complete": True},
     "mtgnet-thompson": {"kappa": 0.0, "warm_start": True, "final": "measured", "committee": True,
                         "committee_rounds": 1, "free": "thompson"},
+    "mtgnet-calibrated": {"kappa": 1.0, "warm_start": True, "final": "measured",
+                          "calibrate": True},
     "mtgnet-shrunk": {"kappa": 0.0, "warm_start": True, "final": "shrunk"},
     "mtgnet-pairs": {"kappa": 0.0, "warm_start": True},
+    "mtgnet-halfpairs": {"kappa": 0.0, "warm_start": True, "final": "measured", "fraction": 0.5},
     "mtgnet-prior": {"kappa": 0.0, "warm_start": True},
     "mtgnet-tag": {"kappa": 0.0, "warm_start": True, "final": "measured"},
 }
@@ -69,7 +79,7 @@ PRIOR_METHODS = ("mtgnet-prior",)
 TABLE_PRIOR_METHODS = ("mtgnet-tag",)
 #: options that go to the selector (the rest go to the loop or to MTGNet)
 SELECTOR_OPTIONS = ("alpha", "kappa", "budgets", "committee", "mean_votes", "committee_rounds",
-                    "complete", "free")
+                    "complete", "free", "calibrate", "fraction")
 #: every option a replay method takes besides MTGNet's: the selector's, then the loop's
 METHOD_OPTIONS = (*SELECTOR_OPTIONS, "warm_start", "risk", "final", "shrink", "max_size",
                   "shrink_rows")

@@ -11,8 +11,11 @@ many of those searches choose it (``mean_votes``: the weight of the mean's searc
 member's). ``complete=True`` first spends the slots on finishing the mean's groupings (fewest
 unmeasured groups first), so the final search among measured groups can pick them; ``free=
 "thompson"`` fills each free slot from one posterior draw (a member drawn per task) instead of
-the mean. :class:`PairsFirstSelector` measures every pair first (a covering
-design; it pays N(N-1)/2 measured combinations, HOA's cost), then delegates to another selector.
+the mean. ``calibrate=True`` scales each task's ensemble spread in the optimism by how far it
+understates the model's error on that task: the out-of-fold residuals of the measured rows
+(``predict_held_out``) against the spread on the candidates. :class:`PairsFirstSelector`
+measures every pair first (a covering design; it pays N(N-1)/2 measured combinations, HOA's
+cost), or a balanced ``fraction`` of them, then delegates to another selector.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ __all__ = ["FREE_CHOICES", "PairsFirstSelector", "SearchSelector"]
 FREE_CHOICES = ("mean", "thompson")
 #: complete=True: up to this many distinct groupings, the best set of them is found exactly
 _EXACT_COMPLETE = 12
+#: calibrate=True: a task's residual variance is shrunk towards the pooled one as if it had this
+#: many more out-of-fold rows at the pooled value
+_CALIBRATION_PRIOR_ROWS = 3.0
 #: above this many candidates the per-batch searches use the beam search (exact stays cheap below)
 _EXACT_MAX_TASKS = 12
 
@@ -55,9 +61,10 @@ class SearchSelector(Selector):
     budgets searched (default 2..N). ``committee``: also search on each member's estimates (the
     bound loop's estimator must have ``predict_members``; otherwise the mean alone), the mean's
     searches weighted ``mean_votes`` times one member's, in the first ``committee_rounds`` rounds
-    (None: all). The measured gains come from :meth:`bind` (the loop whose
-    table is read at each batch); unbound, measured combinations are left out of the search,
-    which then only ranks unmeasured groups.
+    (None: all). ``calibrate``: the spread of task j is multiplied by
+    ``sqrt(residual_j / spread_j)`` (:meth:`calibration`); needs ``kappa > 0`` to matter. The
+    measured gains come from :meth:`bind` (the loop whose table is read at each batch); unbound,
+    measured combinations are left out of the search, which then only ranks unmeasured groups.
     """
 
     name = "search"
@@ -66,8 +73,11 @@ class SearchSelector(Selector):
     def __init__(self, kappa: float = 1.0, budgets: Sequence[int] | None = None,
                  committee: bool = False, mean_votes: float = 1.0,
                  committee_rounds: int | None = None, complete: bool = False,
-                 free: str = "mean") -> None:
+                 free: str = "mean", calibrate: bool = False) -> None:
         self.kappa = _check_number("kappa", kappa)
+        if not isinstance(calibrate, (bool, np.bool_)):
+            raise InputTypeError(f"calibrate must be a bool, got {calibrate!r}")
+        self.calibrate = bool(calibrate)
         self.mean_votes = _check_number("mean_votes", mean_votes)
         if committee_rounds is not None and (isinstance(committee_rounds, bool) or not isinstance(
                 committee_rounds, (int, np.integer)) or committee_rounds < 1):
@@ -123,11 +133,13 @@ class SearchSelector(Selector):
             return super().ask(ctx)
         n = ctx.member.shape[1]
         std = ctx.std if ctx.std is not None else np.zeros_like(ctx.mean)
+        known = self._known() if self._known is not None else None
+        if self.calibrate and self.kappa > 0 and known is not None:
+            std = std * self.calibration(ctx, known)[None, :]
         opt = np.where(ctx.member, ctx.mean + self.kappa * np.nan_to_num(std), np.nan)
         masks, gains = ctx.candidates, opt
         fresh = slice(None)
-        if self._known is not None:
-            known = self._known()
+        if known is not None:
             # a candidate measured meanwhile (another driver) is searched once, at its measurement
             fresh = ~np.isin(ctx.candidates, known.masks)
             masks = np.concatenate([known.masks, ctx.candidates[fresh]])
@@ -181,6 +193,36 @@ class SearchSelector(Selector):
             out.append(int(ctx.candidates[r]))
         return np.array(out, dtype=np.uint64)
 
+    def calibration(self, ctx: SelectionContext, known: GainTable) -> npt.NDArray[np.float64]:
+        """Per task, how many times its error on unseen rows exceeds the ensemble spread:
+        ``sqrt(r_j / v_j)``, ``r_j`` the mean squared out-of-fold residual of the measured rows
+        of >= 2 tasks (the bound loop's fit, ``predict_held_out``; shrunk towards the pooled one
+        as if :data:`_CALIBRATION_PRIOR_ROWS` more rows had it), ``v_j`` the mean ensemble
+        variance on the candidates. 1 where either is unknown (no out-of-fold rows yet)."""
+        n = ctx.member.shape[1]
+        ones = np.ones(n)
+        held = getattr(getattr(self._loop, "estimator_", None), "predict_held_out", None)
+        multi = popcount(known.masks) >= 2
+        if not callable(held) or ctx.std is None or not multi.any():
+            return ones
+        try:
+            oof, _ = held(known.masks[multi])
+        except InputError:    # an estimator without a record of its held-out rows
+            return ones
+        res = (np.asarray(oof, dtype=np.float64) - known.gains[multi]) ** 2   # NaN: not held out
+        rows = np.isfinite(res)
+        count = rows.sum(axis=0).astype(np.float64)
+        if count.sum() == 0:
+            return ones
+        total = np.where(rows, res, 0.0).sum(axis=0)
+        pooled = total.sum() / count.sum()
+        r = (total + _CALIBRATION_PRIOR_ROWS * pooled) / (count + _CALIBRATION_PRIOR_ROWS)
+        var = np.where(ctx.member, np.nan_to_num(ctx.std) ** 2, 0.0).sum(axis=0)
+        cands = ctx.member.sum(axis=0)
+        v = var / np.maximum(cands, 1)
+        ok = (cands > 0) & (v > 0)
+        return np.where(ok, np.sqrt(r / np.where(ok, v, 1.0)), 1.0)
+
     @staticmethod
     def _completing(groupings: list[list[int]], row_of: dict[int, int], count: int) -> list[int]:
         """Unmeasured groups (at most ``count``) that finish the most of ``groupings`` (one per
@@ -227,11 +269,19 @@ class SearchSelector(Selector):
 
 class PairsFirstSelector(Selector):
     """Measure every pair of tasks first (task j's unmeasured pairs while serving j), then hand
-    the slots to ``then`` (a selector name or instance; default ``"search"``)."""
+    the slots to ``then`` (a selector name or instance; default ``"search"``).
+
+    ``fraction`` < 1: only until that fraction of the N(N-1)/2 pairs is measured, chosen as a
+    balanced design (task j's partner is the task with the fewest pairs measured or asked so far,
+    ties by cyclic distance j+1, j+2, ...), so every task has about as many pairs."""
 
     name = "pairs-first"
 
-    def __init__(self, then: str | Selector = "search", **options: Any) -> None:
+    def __init__(self, then: str | Selector = "search", fraction: float = 1.0,
+                 **options: Any) -> None:
+        self.fraction = _check_number("fraction", fraction)
+        if not 0.0 < self.fraction <= 1.0:
+            raise InputError(f"fraction must be in (0, 1], got {fraction}")
         self.then = make_selector(then, **options) if isinstance(then, str) else then
         if not isinstance(self.then, Selector):
             raise InputTypeError(f"then must be a selector name or a Selector, got {then!r}")
@@ -247,6 +297,8 @@ class PairsFirstSelector(Selector):
         pairs = popcount(ctx.candidates) == 2
         if not pairs.any():
             return self.then.ask(ctx)
+        if self.fraction < 1.0:
+            return self._balanced(ctx, pairs)
         out: list[int] = []
         taken = np.zeros(ctx.candidates.shape[0], dtype=bool)
         for j in ctx.tasks:
@@ -257,6 +309,46 @@ class PairsFirstSelector(Selector):
                 break
             taken[rows[0]] = True
             out.append(int(ctx.candidates[rows[0]]))
+        return np.array(out, dtype=np.uint64)
+
+    def _balanced(self, ctx: SelectionContext, pairs: npt.NDArray[np.bool_]) -> MaskArray:
+        """``fraction`` < 1: balanced pairs until the quota is met, the rest of the slots to
+        ``then`` (asked for the tasks left, on the candidates not taken)."""
+        n = ctx.member.shape[1]
+        measured = ctx.measured[popcount(ctx.measured) == 2]
+        quota = int(np.ceil(self.fraction * n * (n - 1) / 2)) - measured.size
+        degree = np.zeros(n, dtype=np.int64)
+        for m in measured.tolist():
+            degree[[j for j in range(n) if (m >> j) & 1]] += 1
+        row_of = {int(m): r for r, m in enumerate(ctx.candidates.tolist())}
+        out: list[int] = []
+        left: list[int] = []
+        for j in ctx.tasks:
+            if len(out) >= quota:
+                left.append(j)
+                continue
+            best: tuple[int, int, int] | None = None
+            for d in range(1, n):
+                k = (j + d) % n
+                m = (1 << j) | (1 << k)
+                r = row_of.get(m)
+                if r is None or not pairs[r] or m in out:
+                    continue
+                key = (int(degree[k]), d, r)
+                best = key if best is None or key < best else best
+            if best is None:
+                left.append(j)
+                continue
+            out.append(int(ctx.candidates[best[2]]))
+            degree[[j, (j + best[1]) % n]] += 1
+        if left:
+            keep = ~np.isin(ctx.candidates, np.array(out, dtype=np.uint64))
+            sub = SelectionContext(tuple(left), ctx.candidates[keep], ctx.member[keep],
+                                   None if ctx.mean is None else ctx.mean[keep],
+                                   None if ctx.std is None else ctx.std[keep], ctx.measured,
+                                   ctx.seed, tuple(r for j, r in zip(ctx.tasks, ctx.rounds)
+                                                   if j in left) if ctx.rounds else ())
+            out += [int(m) for m in self.then.ask(sub).tolist()]
         return np.array(out, dtype=np.uint64)
 
     def choose(self, task: int, rows: npt.NDArray[np.intp], ctx: SelectionContext) -> int:

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -96,6 +97,9 @@ std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& 
   std::vector<double> cheap;
   std::vector<std::uint32_t> all(p.size());
   for (std::size_t r = 0; r < p.size(); ++r) all[r] = std::uint32_t(r);
+  std::optional<LocalSearchIndex> index;  // built once, for every local search below
+  if (opt.local_search && p.size() <= kLocalSearchMaxRows) index.emplace(p);
+  const LocalSearchIndex* ix = index ? &*index : nullptr;
   for (std::size_t k = 0; k < sorted.size(); ++k) {
     const int b = sorted[k];
     const int kb = std::min(b, n);
@@ -108,7 +112,7 @@ std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& 
     const bool improve = opt.local_search && p.size() <= kLocalSearchMaxRows;
     if (improve && prev_value > v) rows = prev, v = prev_value;  // feasible for this budget too
     if (improve && v != kNegInf && !deadline.passed()) {
-      rows = local_search(p, rows, kb);
+      rows = local_search(p, rows, kb, 200, true, 0, 16, ix);
       v = value_of(p, rows.data(), rows.size());
     }
     double bound = trivial;
@@ -127,7 +131,7 @@ std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& 
         if (!improve || bound <= v + opt.gap_tol * std::max(1.0, std::fabs(v)) ||
             int(start.size()) > kb || deadline.passed())
           break;
-        std::vector<std::uint32_t> other = local_search(p, start, kb);
+        std::vector<std::uint32_t> other = local_search(p, start, kb, 200, true, 0, 16, ix);
         const double ov = value_of(p, other.data(), other.size());
         if (ov > v) rows = other, v = ov;
       }
@@ -175,7 +179,7 @@ std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& 
         start.erase(start.begin() + std::ptrdiff_t(arg));
       }
       if (int(start.size()) > kb) continue;
-      std::vector<std::uint32_t> rows = local_search(p, start, kb);
+      std::vector<std::uint32_t> rows = local_search(p, start, kb, 200, true, 0, 16, ix);
       const double v = value_of(p, rows.data(), rows.size());
       if (v > (g.feasible ? g.value : kNegInf)) {
         const double bound = g.bound;

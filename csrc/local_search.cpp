@@ -11,34 +11,6 @@ namespace mtgfast {
 using ls_detail::Incumbent;
 using ls_detail::swap_delta;
 
-LocalSearchIndex::LocalSearchIndex(const Problem& p) {
-  const std::size_t n = std::size_t(p.n_tasks), m = p.size();
-  words = (m + 63) / 64;
-  has.assign(n * words, 0);
-  start.assign(n + 1, 0);
-  for (std::size_t a = 0; a < m; ++a)
-    for (mask_t b = p.masks[a]; b; b &= b - 1) {
-      const std::size_t j = std::size_t(lowest_bit(b));
-      has[j * words + a / 64] |= std::uint64_t{1} << (a % 64);
-      ++start[j + 1];
-    }
-  for (std::size_t j = 0; j < n; ++j) start[j + 1] += start[j];
-  std::vector<std::pair<double, std::uint32_t>> entries(start[n]);
-  std::vector<std::size_t> next(start.begin(), start.end() - 1);
-  for (std::size_t a = 0; a < m; ++a)
-    for (mask_t b = p.masks[a]; b; b &= b - 1) {
-      const std::size_t j = std::size_t(lowest_bit(b));
-      entries[next[j]++] = {p.row(a)[j], std::uint32_t(a)};
-    }
-  for (std::size_t j = 0; j < n; ++j)  // rows are ascending already: stable keeps them so
-    std::stable_sort(entries.begin() + std::ptrdiff_t(start[j]),
-                     entries.begin() + std::ptrdiff_t(start[j + 1]),
-                     [](const auto& x, const auto& y) { return x.first > y.first; });
-  gain.resize(entries.size());
-  row.resize(entries.size());
-  for (std::size_t k = 0; k < entries.size(); ++k) gain[k] = entries[k].first, row[k] = entries[k].second;
-}
-
 namespace {
 
 // A best move so far, with the tie-break of an ascending scan with a strict ">": the smaller row.
@@ -57,13 +29,14 @@ struct Best {
 // fallback (prefixes of the per-task lists) are evaluated in full, and every other row has
 // delta = gain0[a] - loss, whose best is the first of the rows ranked by gain0 (descending) that is
 // not among them. gain0 itself is 0 except on the rows beating the incumbent on some task.
+
 // A freed task of a move: its index, its fallback (the best that remains) and its current best.
 struct Freed { std::size_t j; double fb, cur; };
 
 class Scanner {
  public:
-  Scanner(const Problem& p, const LocalSearchIndex& ix)
-      : p_(p), ix_(ix), gain0(p.size(), 0.0), in(p.size(), 0), stamp_(p.size(), 0),
+  Scanner(const Problem& p, const TaskIndex& ix)
+      : p_(p), ix_(ix), gain0(p.size(), 0.0), in(p.size(), 0), marks_(p.size()),
         acc_(p.size(), 0.0), lanes_(4 * p.size(), 0.0) {}
 
   // gain0 (each row's gain over the incumbent; 0 for the chosen rows) and the rows where it is
@@ -71,7 +44,7 @@ class Scanner {
   void rank(const Incumbent& inc) {
     for (std::uint32_t r : ranked) gain0[r] = 0.0;
     ranked.clear();
-    excess_all(inc.cur.data());
+    excess_over(ix_, inc.cur.data(), marks_, members_, lanes_, acc_.data());
     for (std::uint32_t r : members_)
       if (!in[r]) gain0[r] = acc_[r], ranked.push_back(r);
     std::sort(ranked.begin(), ranked.end(), [this](std::uint32_t x, std::uint32_t y) {
@@ -103,7 +76,7 @@ class Scanner {
     // Otherwise delta accumulated task by task in ascending order from the per-task lists, only
     // the terms delta(a) adds that are not exactly 0: a freed task's rows beating its fallback,
     // and every row containing the one unserved task (the only rows that can be taken then).
-    const std::uint32_t t = next_tick();
+    const std::uint32_t t = marks_.next();
     members_.clear();
     for (const Freed& f : freed) {
       const bool unserved = (U >> f.j) & 1;
@@ -111,7 +84,7 @@ class Scanner {
            ++k) {
         const std::uint32_t r = ix_.row[k];
         const double g = ix_.gain[k];
-        if (stamp_[r] != t) stamp_[r] = t, acc_[r] = gain0[r] - loss, members_.push_back(r);
+        if (marks_.stamp[r] != t) marks_.stamp[r] = t, acc_[r] = gain0[r] - loss, members_.push_back(r);
         acc_[r] -= g > f.cur ? g - f.cur : 0.0;
         acc_[r] += unserved ? g : g - f.fb;
       }
@@ -124,7 +97,7 @@ class Scanner {
     bool found = false;
     Best o;
     for (std::uint32_t r : ranked) {
-      if (stamp_[r] == t) continue;
+      if (marks_.stamp[r] == t) continue;
       const double d = gain0[r] - loss;
       if (!found) o.d = d, o.a = r, found = true;
       else if (d == o.d) o.a = std::min<std::size_t>(o.a, r);
@@ -133,7 +106,7 @@ class Scanner {
     const double d0 = 0.0 - loss;  // the rows with gain0 = 0, the smallest first
     if (!found || d0 == o.d)
       for (std::size_t r = 0; r < p_.size(); ++r)
-        if (!in[r] && gain0[r] == 0.0 && stamp_[r] != t) {
+        if (!in[r] && gain0[r] == 0.0 && marks_.stamp[r] != t) {
           if (!found) o.d = d0, o.a = r, found = true;
           else o.a = std::min(o.a, r);
           break;
@@ -144,7 +117,7 @@ class Scanner {
 
   // The best add over `cur` (a row beating it on some task), gain > 0; ties: the smaller row.
   Best best_add(const double* cur) {
-    excess_all(cur);
+    excess_over(ix_, cur, marks_, members_, lanes_, acc_.data());
     Best b;
     b.d = 0.0;
     for (std::uint32_t r : members_) {
@@ -157,7 +130,7 @@ class Scanner {
 
  private:
   const Problem& p_;
-  const LocalSearchIndex& ix_;
+  const TaskIndex& ix_;
 
  public:
   std::vector<double> gain0;
@@ -165,34 +138,10 @@ class Scanner {
   std::vector<std::uint32_t> ranked;
 
  private:
-  std::uint32_t next_tick() {
-    if (++tick_ == 0) std::fill(stamp_.begin(), stamp_.end(), 0), tick_ = 1;
-    return tick_;
-  }
-  // positive_excess(row, cur) of every row beating cur on some task (acc_, members_): the same
-  // four lane sums in the same order, without the terms that are exactly 0
-  void excess_all(const double* cur) {
-    const std::uint32_t t = next_tick();
-    members_.clear();
-    for (std::size_t j = 0; j < std::size_t(p_.n_tasks); ++j) {
-      const double x = cur[j];
-      for (std::size_t k = ix_.start[j]; k < ix_.start[j + 1] && ix_.gain[k] > x; ++k) {
-        const std::uint32_t r = ix_.row[k];
-        double* l = lanes_.data() + 4 * std::size_t(r);
-        if (stamp_[r] != t) stamp_[r] = t, l[0] = l[1] = l[2] = l[3] = 0.0, members_.push_back(r);
-        l[j % 4] += ix_.gain[k] - x;
-      }
-    }
-    for (std::uint32_t r : members_) {
-      const double* l = lanes_.data() + 4 * std::size_t(r);
-      acc_[r] = (l[0] + l[1]) + (l[2] + l[3]);
-    }
-  }
-
-  std::vector<std::uint32_t> stamp_, members_;
+  RowMarks marks_;
+  std::vector<std::uint32_t> members_;
   std::vector<double> acc_, lanes_;
   std::vector<std::uint64_t> bits_;
-  std::uint32_t tick_ = 0;
 };
 
 }  // namespace
@@ -200,12 +149,12 @@ class Scanner {
 std::vector<std::uint32_t> local_search(const Problem& p, std::vector<std::uint32_t> start,
                                         int budget, int max_rounds, bool merge,
                                         std::uint64_t kick_seed, int kick_choices,
-                                        const LocalSearchIndex* index) {
+                                        const TaskIndex* index) {
   if (kick_seed != 0 && max_rounds > 0) {  // the kicked first round: the scan's, as it was
     start = local_search_scan(p, std::move(start), budget, 1, merge, kick_seed, kick_choices);
     --max_rounds;
   }
-  std::optional<LocalSearchIndex> own;
+  std::optional<TaskIndex> own;
   if (index == nullptr) index = &own.emplace(p);
   const int n = p.n_tasks;
   const std::size_t m = p.size();

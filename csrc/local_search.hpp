@@ -5,20 +5,9 @@
 #include <vector>
 
 #include "objective.hpp"
+#include "task_index.hpp"
 
 namespace mtgfast {
-
-// Per-task candidate indices of a Problem, built once and shared by every local search on it:
-// which candidates contain task j (a bitset over the rows), and those candidates sorted by their
-// gain on j (descending), so "the candidates that beat x on task j" is a prefix of a list.
-struct LocalSearchIndex {
-  explicit LocalSearchIndex(const Problem& p);
-  std::size_t words = 0;                 // 64-bit words of one task's bitset
-  std::vector<std::uint64_t> has;        // n_tasks x words: bit a of task j: row a contains j
-  std::vector<std::size_t> start;        // n_tasks + 1 offsets into gain / row
-  std::vector<double> gain;              // per task: the gains on it, descending
-  std::vector<std::uint32_t> row;        // the rows they belong to (ties: ascending)
-};
 
 // Improves `rows` (a valid set: every task covered under Singleton, |rows| <= budget) until no move
 // gains more than 1e-12 relative, or `max_rounds` moves were made. Returns the improved set
@@ -30,7 +19,7 @@ struct LocalSearchIndex {
 std::vector<std::uint32_t> local_search(const Problem& p, std::vector<std::uint32_t> rows,
                                         int budget, int max_rounds = 200, bool merge = true,
                                         std::uint64_t kick_seed = 0, int kick_choices = 16,
-                                        const LocalSearchIndex* index = nullptr);
+                                        const TaskIndex* index = nullptr);
 
 // The former routine, which scans every candidate for every move: the reference local_search is
 // tested against (same arguments, same result).

@@ -10,6 +10,10 @@ namespace mtgfast {
 
 using ls_detail::Incumbent;
 using ls_detail::swap_delta;
+using ls_detail::MergeCand;
+using ls_detail::pair_terms;
+using ls_detail::take_a_merge;
+using ls_detail::Term;
 
 namespace {
 
@@ -210,30 +214,16 @@ std::vector<std::uint32_t> local_search(const Problem& p, std::vector<std::uint3
     if (!merge) break;
     // merge: rows s < t out, the best row a in, then the best add with the freed unit
     if (inc.rows.size() < 2) break;
-    struct Cand { double d; std::size_t s, t, a; };
-    std::vector<Cand> cands;
-    struct Term { std::size_t j; double cur, fb; bool unserved; };
+    std::vector<MergeCand> cands;
     std::vector<Term> terms;
     for (std::size_t s = 0; s < inc.rows.size(); ++s)
       for (std::size_t t = s + 1; t < inc.rows.size(); ++t) {
-        mask_t U = 0;
+        mask_t D = 0, U = 0;
         double loss = 0.0;
         terms.clear();
+        pair_terms(p, inc, s, t, terms, D, U, loss);
         freed.clear();
-        for (int j = 0; j < n; ++j) {
-          const int w = inc.who[std::size_t(j)];
-          if (w != int(s) && w != int(t)) continue;
-          double f = inc.floor;  // best over the other rows
-          for (std::size_t q = 0; q < inc.rows.size(); ++q) {
-            if (q == s || q == t || !((p.masks[inc.rows[q]] >> j) & 1)) continue;
-            f = std::max(f, p.row(inc.rows[q])[j]);
-          }
-          loss += inc.cur[std::size_t(j)];
-          if (f == kNegInf) U |= mask_t{1} << j;
-          else loss -= f;
-          terms.push_back({std::size_t(j), inc.cur[std::size_t(j)], f, f == kNegInf});
-          freed.push_back({std::size_t(j), f, inc.cur[std::size_t(j)]});
-        }
+        for (const Term& tm : terms) freed.push_back({tm.j, tm.fb, tm.cur});
         // the sum of swap_delta's terms in its order, branch-free over every freed task
         const Best b = sc.best_for(U, loss, freed, [&](std::size_t a) {
           const double* g = p.row(a);
@@ -247,25 +237,10 @@ std::vector<std::uint32_t> local_search(const Problem& p, std::vector<std::uint3
         });
         if (b.a < m) cands.push_back({b.d, s, t, b.a});
       }
-    std::sort(cands.begin(), cands.end(), [](const Cand& x, const Cand& y) { return x.d > y.d; });
-    bool moved = false;
-    for (std::size_t c = 0; c < std::min<std::size_t>(cands.size(), 8) && !moved; ++c) {
-      std::vector<std::uint32_t> trial;
-      for (std::size_t q = 0; q < inc.rows.size(); ++q)
-        if (q != cands[c].s && q != cands[c].t) trial.push_back(inc.rows[q]);
-      trial.push_back(std::uint32_t(cands[c].a));
-      Incumbent next(p, trial);
-      if (next.value == kNegInf) continue;  // a task left uncovered: never taken
-      // The best add with the freed unit (a row of the trial set gains exactly 0 over it).
-      const Best add = sc.best_add(next.cur.data());
-      const double v = next.value + add.d;
-      if (v > inc.value + eps) {
-        if (add.a < m) trial.push_back(std::uint32_t(add.a));
-        inc.rows = trial;
-        inc.recompute();
-        moved = true;
-      }
-    }
+    const bool moved = take_a_merge(p, inc, cands, eps, [&](const double* cur) {
+      const Best add = sc.best_add(cur);
+      return std::pair<double, std::size_t>{add.d, add.a};
+    });
     if (!moved) break;
   }
   return inc.rows;

@@ -11,6 +11,10 @@ namespace mtgfast {
 
 using ls_detail::Incumbent;
 using ls_detail::swap_delta;
+using ls_detail::MergeCand;
+using ls_detail::pair_terms;
+using ls_detail::take_a_merge;
+using ls_detail::Term;
 
 
 std::vector<std::uint32_t> local_search_scan(const Problem& p, std::vector<std::uint32_t> start,
@@ -100,8 +104,7 @@ std::vector<std::uint32_t> local_search_scan(const Problem& p, std::vector<std::
     if (!merge) break;
     // merge: rows s < t out, the best row a in, then the best add with the freed unit
     if (inc.rows.size() < 2) break;
-    struct Cand { double d; std::size_t s, t, a; };
-    std::vector<Cand> cands;
+    std::vector<MergeCand> cands;
     // Every pair (s, t) first: the tasks it frees (D), those left unserved (U), what dropping it
     // costs, and each freed task's fallback. Then one pass over the candidates a with each
     // pair's best in the inner loop, so every row is read once per merge scan and not once per
@@ -109,26 +112,12 @@ std::vector<std::uint32_t> local_search_scan(const Problem& p, std::vector<std::
     // ">", and each delta is the same sum in the same order as swap_delta's: same moves.
     struct Pair { mask_t D, U; double loss; std::size_t s, t, first, last; double best;
                   std::size_t arg; };
-    struct Term { std::size_t j; double cur, fb; bool unserved; };
     std::vector<Pair> pairs;
     std::vector<Term> terms;
     for (std::size_t s = 0; s < inc.rows.size(); ++s)
       for (std::size_t t = s + 1; t < inc.rows.size(); ++t) {
         Pair pr{0, 0, 0.0, s, t, terms.size(), terms.size(), kNegInf, m};
-        for (int j = 0; j < n; ++j) {
-          const int w = inc.who[std::size_t(j)];
-          if (w != int(s) && w != int(t)) continue;
-          pr.D |= mask_t{1} << j;
-          double f = inc.floor;  // best over the other rows
-          for (std::size_t q = 0; q < inc.rows.size(); ++q) {
-            if (q == s || q == t || !((p.masks[inc.rows[q]] >> j) & 1)) continue;
-            f = std::max(f, p.row(inc.rows[q])[j]);
-          }
-          pr.loss += inc.cur[std::size_t(j)];
-          if (f == kNegInf) pr.U |= mask_t{1} << j;
-          else pr.loss -= f;
-          terms.push_back({std::size_t(j), inc.cur[std::size_t(j)], f, f == kNegInf});
-        }
+        pair_terms(p, inc, s, t, terms, pr.D, pr.U, pr.loss);
         pr.last = terms.size();
         pairs.push_back(pr);
       }
@@ -154,31 +143,15 @@ std::vector<std::uint32_t> local_search_scan(const Problem& p, std::vector<std::
     }
     for (const Pair& pr : pairs)
       if (pr.arg < m) cands.push_back({pr.best, pr.s, pr.t, pr.arg});
-    std::sort(cands.begin(), cands.end(), [](const Cand& x, const Cand& y) { return x.d > y.d; });
-    bool moved = false;
-    for (std::size_t c = 0; c < std::min<std::size_t>(cands.size(), 8) && !moved; ++c) {
-      std::vector<std::uint32_t> trial;
-      for (std::size_t q = 0; q < inc.rows.size(); ++q)
-        if (q != cands[c].s && q != cands[c].t) trial.push_back(inc.rows[q]);
-      trial.push_back(std::uint32_t(cands[c].a));
-      Incumbent next(p, trial);
-      if (next.value == kNegInf) continue;  // a task left uncovered: never taken
-      // The best add with the freed unit. A row of the trial set gains exactly 0 over it (each of
-      // its gains is <= the best), so it can never beat best = 0 and needs no membership test.
+    const bool moved = take_a_merge(p, inc, cands, eps, [&](const double* cur) {
       std::size_t arg = m;
       double best = 0.0;
       for (std::size_t a = 0; a < m; ++a) {
-        const double gv = positive_excess(p.row(a), next.cur.data(), p.stride);
+        const double gv = positive_excess(p.row(a), cur, p.stride);
         if (gv > best) best = gv, arg = a;
       }
-      const double v = next.value + best;
-      if (v > inc.value + eps) {
-        if (arg < m) trial.push_back(std::uint32_t(arg));
-        inc.rows = trial;
-        inc.recompute();
-        moved = true;
-      }
-    }
+      return std::pair<double, std::size_t>{best, arg};
+    });
     if (!moved) break;
   }
   return inc.rows;

@@ -33,7 +33,8 @@ def starts(masks, gains, budget, uncovered, rng):
     # the problem's rows: the masks, and under "singleton" every singleton (gain 0 if absent)
     extra = [1 << j for j in range(n)] if uncovered == "singleton" else []
     pool = sorted(set(int(m) for m in masks) | set(extra))
-    out = [[1 << j for j in range(n) if (1 << j) in pool]]
+    singles = [1 << j for j in range(n) if (1 << j) in pool]
+    out = [singles] if len(singles) <= budget else []  # a start holds at most `budget` groups
     try:
         beam = group(masks, gains, budget, "beam", local_search=False, uncovered=uncovered)
         out.append([int(g) for g in beam.groups])
@@ -92,8 +93,8 @@ def test_a_kicked_first_move_and_few_rounds_as_the_scan(data, budget, kick, roun
     for uncovered in MODES:
         start = [1 << j for j in range(gains.shape[1])
                  if uncovered == "singleton" or (1 << j) in set(masks.tolist())]
-        new, old = both(masks, gains, start, budget, uncovered, max_rounds=rounds,
-                        kick_seed=kick)
+        new, old = both(masks, gains, start, max(budget, len(start)), uncovered,
+                        max_rounds=rounds, kick_seed=kick)
         assert new == old
 
 
@@ -119,6 +120,10 @@ def test_bad_arguments_are_errors_not_crashes():
         S.local_search(m, g, np.array([7], np.uint64), 2, S.Uncovered.singleton)
     with pytest.raises(ValueError, match="budget"):
         S.local_search(m, g, np.array([3], np.uint64), 0, S.Uncovered.singleton)
+    with pytest.raises(ValueError, match="distinct"):
+        S.local_search(m, g, np.array([3, 3], np.uint64), 2, S.Uncovered.singleton)
+    with pytest.raises(ValueError, match="more than the budget 1"):
+        S.local_search(m, g, np.array([1, 2], np.uint64), 1, S.Uncovered.singleton)
     with pytest.raises(ValueError, match="max_rounds"):
         S.local_search(m, g, np.array([3], np.uint64), 1, S.Uncovered.singleton, max_rounds=-1)
     with pytest.raises(ValueError, match="must be non-negative"):

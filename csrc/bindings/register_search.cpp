@@ -152,6 +152,13 @@ void register_search(py::module_& m) {
                                           " is not a candidate");
             rows.push_back(std::uint32_t(it - p.masks.begin()));
           }
+          std::vector<std::uint32_t> sorted_rows = rows;
+          std::sort(sorted_rows.begin(), sorted_rows.end());
+          if (std::adjacent_find(sorted_rows.begin(), sorted_rows.end()) != sorted_rows.end())
+            throw std::invalid_argument("start masks must be distinct");
+          if (rows.size() > std::size_t(budget))
+            throw std::invalid_argument("start has " + std::to_string(rows.size()) +
+                                        " groups, more than the budget " + std::to_string(budget));
           const std::vector<std::uint32_t> res =
               scan ? mtgfast::local_search_scan(p, rows, budget, max_rounds, merge, kick_seed)
                    : mtgfast::local_search(p, rows, budget, max_rounds, merge, kick_seed);

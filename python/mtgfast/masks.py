@@ -181,9 +181,9 @@ def sample_masks(n_tasks: int, count: int, *, sizes: Iterable[int] | None = None
     need = int(count) * SAMPLE_BYTES_PER_MASK
     limit = env_int("MTGFAST_MAX_ENUM_BYTES", DEFAULT_MAX_ENUM_BYTES)
     if need > limit:
-        raise InputError(f"drawing {count} combinations needs about {need:,} bytes of memory "
-                         f"({need / 2**30:.3g} GiB), over the limit of {limit / 2**30:.3g} GiB "
-                         "(MTGFAST_MAX_ENUM_BYTES)")
+        raise InputError(f"drawing {count} combinations needs too much memory: about "
+                         f"{need:,} bytes ({need / 2**30:.3g} GiB), over the limit of "
+                         f"{limit / 2**30:.3g} GiB (MTGFAST_MAX_ENUM_BYTES)")
     return _core.masks.sample_distinct(n, int(count), size_list, int(seed) & (2**64 - 1))
 
 

@@ -42,8 +42,8 @@ class StudyProblem:
         for what in ("task_names", "metrics", "higher_is_better"):
             v = getattr(self, what)
             if isinstance(v, (str, bytes, set, frozenset)) or not isinstance(v, Iterable):
-                raise InputTypeError(f"{what} must be an ordered sequence (one entry per task), "
-                                     f"got {describe(v)}")
+                raise InputTypeError(f"{what} must be a sequence (one entry per task, in task "
+                                     f"order; not a set), got {describe(v)}")
         names = tuple(self.task_names)
         bad = [t for t in names if not isinstance(t, str) or not t.strip()]
         if bad:  # str(None) == "None" would name a task silently

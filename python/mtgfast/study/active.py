@@ -398,7 +398,10 @@ class ActiveLoop:
         n = self.n_tasks
         scalar = is_int(masks)
         m = as_masks([int(masks)] if scalar else masks, n)
-        g = real_matrix(gains, "gains")  # bools, strings, complex: type errors, not 1.0 or parsed
+        try:  # bools, strings, complex: type errors, not 1.0 or parsed
+            g = real_matrix(gains, "gains")
+        except InputTypeError as exc:
+            raise InputTypeError(f"gains must be numbers (a row per mask): {exc}") from None
         if scalar or g.ndim == 1:
             g = g.reshape(1, -1)
         if g.shape != (m.shape[0], n):

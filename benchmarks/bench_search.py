@@ -12,6 +12,9 @@ Groups (one per size; ``backend`` axis ``ours``/``numpy``):
   instances in the same run; every budget, the optimum checked against HiGHS.
 - ``search: beam+local search N=27, <M> candidates, B=1..27`` (``ls``/``plain``): the heuristic's
   time and its worst relative distance to the proven optimum, against the plain beam.
+- ``search: beam+LS N=27 20k pool`` (``plain``/``ls``): beam + local search on a 20,379-candidate
+  pool (``synthetic_gain_tables(27, n_random=20000)``), budgets 2..27, against the plain beam of
+  the same run (``extra_info["ls_over_plain"]``); CI: a 2,379-candidate pool, once.
 With ``--benchmark-disable`` (CI) each runs once; the 100k group shrinks to 10k, 1M to 200k, the
 proven-optimum groups to one 300-candidate table. Timing targets are reported in ``extra_info``
 and asserted only with ``MTGFAST_BENCH_TARGETS=1``.
@@ -238,3 +241,39 @@ def test_beam_local_search_quality_27_tasks(benchmark, size, variant):
     benchmark.extra_info["budgets_within_0.1pct"] = int(within)
     print(f"\n[{name} {variant}] worst {worst:.2e} below the optimum, {within}/27 budgets "
           f"within 0.1%")
+
+
+# -- beam + local search on a large pool: the cost of the local search against the plain beam ------
+_LARGE: dict[str, list] = {}
+
+
+@pytest.mark.parametrize("variant", ["plain", "ls"])
+def test_beam_local_search_large_pool(benchmark, variant):
+    """The large-pool study's search (N = 27, 20,379 candidates, 26 budgets), local search on and
+    off; the ratio of the two is what the local search costs over the beam."""
+    disabled = _disabled(benchmark)
+    t = synthetic_gain_tables(27, n_random=2000 if disabled else 20000, seed=0).valid
+    name = "search: beam+LS N=27 20k pool"
+    benchmark.group = name
+    budgets = range(2, 28)
+    fn = group
+    kw = {"local_search": variant == "ls"}
+    if variant == "ls" and not disabled:  # about a second a call: three rounds are enough
+        res = benchmark.pedantic(fn, args=(t.masks, t.gains, budgets, "beam"), kwargs=kw,
+                                 rounds=3, iterations=1)
+    else:
+        res = benchmark(fn, t.masks, t.gains, budgets, "beam", **kw)
+    _LARGE[variant] = res
+    if not disabled:
+        _TIMES[(name, variant)] = benchmark.stats.stats.min
+    assert [r.budget for r in res] == list(budgets)
+    for r in res:
+        assert r.bound >= r.value and len(r.groups) <= r.budget
+    if set(_LARGE) == {"plain", "ls"}:  # local search never ends below the beam it starts from
+        for p_, l_ in zip(_LARGE["plain"], _LARGE["ls"]):
+            assert l_.value >= p_.value
+        if (name, "plain") in _TIMES and (name, "ls") in _TIMES:
+            ratio = _TIMES[(name, "ls")] / _TIMES[(name, "plain")]
+            benchmark.extra_info["ls_over_plain"] = round(ratio, 1)
+            print(f"\n[{name}] ls {_TIMES[(name, 'ls')]:.3f} s, plain "
+                  f"{_TIMES[(name, 'plain')]:.3f} s: local search costs {ratio:.0f}x the beam")

@@ -23,7 +23,7 @@ struct Node {
 
 BnbOutcome branch_and_bound(const Problem& p, int budget, std::vector<std::uint32_t> incumbent,
                             double gap_tol, const Deadline& deadline,
-                            const std::vector<double>& lambda0) {
+                            const std::vector<double>& lambda0, const TaskIndex* index) {
   const int n = p.n_tasks;
   const int kmax = std::min(budget, n);
   BnbOutcome out;
@@ -89,7 +89,7 @@ BnbOutcome branch_and_bound(const Problem& p, int budget, std::vector<std::uint3
     if (first) out.root_lambda = R.lambda;
     first = false;
     if (R.best_primal_value > z) {
-      std::vector<std::uint32_t> better = local_search(p, R.best_primal, kmax);
+      std::vector<std::uint32_t> better = local_search(p, R.best_primal, kmax, 200, true, 0, 16, index);
       offer(better, value_of(p, better.data(), better.size()));
       offer(R.best_primal, R.best_primal_value);
     }

@@ -5,6 +5,7 @@
 
 #include "deadline.hpp"
 #include "objective.hpp"
+#include "task_index.hpp"
 
 namespace mtgfast {
 
@@ -20,8 +21,10 @@ struct BnbOutcome {
 // Best set of at most `budget` rows. `incumbent` (may be empty) is a valid set to start from. A
 // node is closed when its bound is <= incumbent + gap_tol * max(1, |incumbent|). DFS, the child
 // that takes the branching row first; stops at the deadline with the bound of the open nodes.
+// `index` (p's, optional) is handed to the local searches of the nodes.
 BnbOutcome branch_and_bound(const Problem& p, int budget, std::vector<std::uint32_t> incumbent,
                             double gap_tol, const Deadline& deadline,
-                            const std::vector<double>& lambda0);
+                            const std::vector<double>& lambda0,
+                            const TaskIndex* index = nullptr);
 
 }  // namespace mtgfast

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <optional>
 
 namespace mtgfast {
 
@@ -44,7 +45,7 @@ double best_gain_bound(const Problem& p) {
 BoundResult lagrangian_bound(const Problem& p, const std::vector<std::uint32_t>& fixed,
                              const std::vector<std::uint32_t>& active, int k,
                              const std::vector<double>& lambda0, double lower,
-                             const BoundOptions& opt) {
+                             const BoundOptions& opt, const TaskIndex* index) {
   const int n = p.n_tasks;
   const int stride = p.stride;
   const bool alone = p.alone();
@@ -88,13 +89,26 @@ BoundResult lagrangian_bound(const Problem& p, const std::vector<std::uint32_t>&
   double theta = opt.theta;
   int stall = 0;
   double scale = 1.0;
+  // every row active, in order: rho from the per-task lists when few rows beat lambda
+  bool whole = index != nullptr && fixed.empty() && m == p.size() && index->rows == m;
+  for (std::size_t q = 0; whole && q < m; ++q) whole = active[q] == q;
+  std::optional<RowMarks> marks;
+  std::vector<std::uint32_t> members;
+  std::vector<double> lanes;
+  if (whole) marks.emplace(m), lanes.resize(4 * m);
   const int iters = std::max(1, opt.max_iter);
   for (int it = 0; it < iters; ++it) {
     // L(lambda)
     double L = 0.0;
     for (int j = 0; j < n; ++j) L += lam[std::size_t(j)];
     for (std::uint32_t r : fixed) L += positive_excess(p.row(r), lam.data(), stride);
-    for (std::size_t q = 0; q < m; ++q) rho[q] = positive_excess(p.row(active[q]), lam.data(), stride);
+    if (whole && 4 * excess_work(*index, lam.data()) < m * std::size_t(stride)) {
+      std::fill(rho.begin(), rho.end(), 0.0);  // what positive_excess gives a row beating nothing
+      excess_over(*index, lam.data(), *marks, members, lanes, rho.data());
+    } else {
+      for (std::size_t q = 0; q < m; ++q)
+        rho[q] = positive_excess(p.row(active[q]), lam.data(), stride);
+    }
     // the k largest rho: partial sort of indices
     std::iota(idx.begin(), idx.end(), std::uint32_t{0});
     if (k > 0 && std::size_t(k) < m)

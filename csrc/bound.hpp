@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "objective.hpp"
+#include "task_index.hpp"
 
 namespace mtgfast {
 
@@ -37,11 +38,12 @@ struct BoundResult {
 // Bound over the sets S with fixed <= S <= fixed + active and |S| <= |fixed| + k. `lambda0` (size
 // n_tasks, may be empty) starts the multipliers. `lower` is a known achievable value (the incumbent)
 // used by the step rule. Never below the true optimum of that subproblem (up to rounding; a slack
-// of 1e-12 relative is added).
+// of 1e-12 relative is added). `index` (p's, optional) lets a bound over all rows (no fixed
+// rows, active = 0..M-1) compute rho only for the rows that beat lambda somewhere (the same values).
 BoundResult lagrangian_bound(const Problem& p, const std::vector<std::uint32_t>& fixed,
                              const std::vector<std::uint32_t>& active, int k,
                              const std::vector<double>& lambda0, double lower,
-                             const BoundOptions& opt);
+                             const BoundOptions& opt, const TaskIndex* index = nullptr);
 
 // Sum over tasks of the best gain any row gives them (max(0, .) under Alone): the bound for
 // budgets >= n_tasks, and the trivial one for all budgets.

@@ -2,148 +2,209 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
-#include "bound.hpp"
+#include "local_search_common.hpp"
 
 namespace mtgfast {
 
+using ls_detail::Incumbent;
+using ls_detail::swap_delta;
+using ls_detail::MergeCand;
+using ls_detail::pair_terms;
+using ls_detail::take_a_merge;
+using ls_detail::Term;
+
 namespace {
 
-struct Incumbent {
-  const Problem& p;
-  std::vector<std::uint32_t> rows;
-  std::vector<double> cur, second;  // best and second-best value per task (floor included)
-  std::vector<int> who;             // position in rows of the best (-1: the floor)
-  double value = kNegInf;
-  double floor;
-
-  Incumbent(const Problem& pr, std::vector<std::uint32_t> r)
-      : p(pr), rows(std::move(r)), floor(pr.alone() ? 0.0 : kNegInf) {
-    recompute();
+// A best move so far, with the tie-break of an ascending scan with a strict ">": the smaller row.
+struct Best {
+  double d = kNegInf;
+  std::size_t a = ~std::size_t{0};
+  void offer(double v, std::size_t r) {
+    if (v > d || (v == d && r < a)) d = v, a = r;
   }
-
-  void recompute() {
-    const int n = p.n_tasks;
-    cur.assign(std::size_t(p.stride), floor);
-    second.assign(std::size_t(n), floor);
-    who.assign(std::size_t(n), -1);
-    for (std::size_t t = 0; t < rows.size(); ++t) {
-      const double* g = p.row(rows[t]);
-      for (mask_t b = p.masks[rows[t]]; b; b &= b - 1) {
-        const std::size_t j = std::size_t(lowest_bit(b));
-        if (g[j] > cur[j]) {
-          second[j] = cur[j];
-          cur[j] = g[j];
-          who[j] = int(t);
-        } else if (g[j] > second[j]) {
-          second[j] = g[j];
-        }
-      }
-    }
-    value = 0.0;
-    for (int j = 0; j < n; ++j) value += cur[std::size_t(j)];
-    for (int j = n; j < p.stride; ++j) cur[std::size_t(j)] = 0.0;
-  }
-
 };
 
-// Objective change of bringing candidate a in after a group was dropped: ``gain0_a`` is its gain
-// over the incumbent, ``loss`` what dropping cost; for the dropped group's tasks D, a's gain is
-// measured against ``fallback`` (the best that remains) instead of ``cur``, and a task left
-// unserved (U) counts fully.
-inline double swap_delta(const Problem& p, std::size_t a, double gain0_a, double loss, mask_t D,
-                         mask_t U, const double* cur, const double* fallback) noexcept {
-  const double* g = p.row(a);
-  double d = gain0_a - loss;
-  for (mask_t b = p.masks[a] & D; b; b &= b - 1) {
-    const std::size_t j = std::size_t(lowest_bit(b));
-    d -= g[j] > cur[j] ? g[j] - cur[j] : 0.0;
-    if ((U >> j) & 1) d += g[j];
-    else d += g[j] > fallback[j] ? g[j] - fallback[j] : 0.0;
+// Why the scan can skip candidates. A move's delta is gain0[a] - loss plus one term per freed task
+// j (the dropped rows' tasks D); that term is exactly 0 unless a contains j and beats j's fallback
+// (a task left unserved, U, always counts). So: when U is not empty only the rows containing U
+// can be taken (a bitset AND, scanned in ascending order as before); otherwise the rows beating a
+// fallback (prefixes of the per-task lists) are evaluated in full, and every other row has
+// delta = gain0[a] - loss, whose best is the first of the rows ranked by gain0 (descending) that is
+// not among them. gain0 itself is 0 except on the rows beating the incumbent on some task.
+
+// A freed task of a move: its index, its fallback (the best that remains) and its current best.
+struct Freed { std::size_t j; double fb, cur; };
+
+class Scanner {
+ public:
+  Scanner(const Problem& p, const TaskIndex& ix)
+      : p_(p), ix_(ix), gain0(p.size(), 0.0), in(p.size(), 0), marks_(p.size()),
+        acc_(p.size(), 0.0), lanes_(4 * p.size(), 0.0) {}
+
+  // gain0 (each row's gain over the incumbent; 0 for the chosen rows) and the rows where it is
+  // positive, ranked by (gain0 descending, row ascending).
+  void rank(const Incumbent& inc) {
+    for (std::uint32_t r : ranked) gain0[r] = 0.0;
+    ranked.clear();
+    excess_over(ix_, inc.cur.data(), marks_, members_, lanes_, acc_.data());
+    for (std::uint32_t r : members_)
+      if (!in[r]) gain0[r] = acc_[r], ranked.push_back(r);
+    std::sort(ranked.begin(), ranked.end(), [this](std::uint32_t x, std::uint32_t y) {
+      return gain0[x] > gain0[y] || (gain0[x] == gain0[y] && x < y);
+    });
   }
-  return d;
-}
+
+  // The best row a (not chosen, containing U) for a move freeing the tasks `freed` (ascending,
+  // each with its fallback and current best; U: those left unserved) under delta(a) = gain0[a]
+  // - loss + the freed tasks' terms; ties: the smaller row.
+  template <class Delta>
+  Best best_for(mask_t U, double loss, const std::vector<Freed>& freed, Delta delta) {
+    Best b;
+    if (U & (U - 1)) {  // two or more unserved tasks: the few rows containing them all
+      bits_.assign(ix_.words, ~std::uint64_t{0});
+      for (mask_t u = U; u; u &= u - 1) {
+        const std::uint64_t* h = ix_.has.data() + std::size_t(lowest_bit(u)) * ix_.words;
+        for (std::size_t w = 0; w < ix_.words; ++w) bits_[w] &= h[w];
+      }
+      for (std::size_t w = 0; w < ix_.words; ++w)
+        for (std::uint64_t x = bits_[w]; x; x &= x - 1) {
+          const std::size_t r = w * 64 + std::size_t(lowest_bit(x));
+          if (in[r]) continue;
+          const double d = delta(r);
+          if (d > b.d) b.d = d, b.a = r;
+        }
+      return b;
+    }
+    // Otherwise delta accumulated task by task in ascending order from the per-task lists, only
+    // the terms delta(a) adds that are not exactly 0: a freed task's rows beating its fallback,
+    // and every row containing the one unserved task (the only rows that can be taken then).
+    const std::uint32_t t = marks_.next();
+    members_.clear();
+    for (const Freed& f : freed) {
+      const bool unserved = (U >> f.j) & 1;
+      for (std::size_t k = ix_.start[f.j]; k < ix_.start[f.j + 1] && (unserved || ix_.gain[k] > f.fb);
+           ++k) {
+        const std::uint32_t r = ix_.row[k];
+        const double g = ix_.gain[k];
+        if (marks_.stamp[r] != t) marks_.stamp[r] = t, acc_[r] = gain0[r] - loss, members_.push_back(r);
+        acc_[r] -= g > f.cur ? g - f.cur : 0.0;
+        acc_[r] += unserved ? g : g - f.fb;
+      }
+    }
+    for (std::uint32_t r : members_)
+      if (!in[r] && (p_.masks[r] & U) == U) b.offer(acc_[r], r);
+    if (U != 0) return b;
+    // the rest: delta = gain0 - loss, non-increasing along `ranked`; equal deltas from different
+    // gain0 (rounding) still go to the smaller row
+    bool found = false;
+    Best o;
+    for (std::uint32_t r : ranked) {
+      if (marks_.stamp[r] == t) continue;
+      const double d = gain0[r] - loss;
+      if (!found) o.d = d, o.a = r, found = true;
+      else if (d == o.d) o.a = std::min<std::size_t>(o.a, r);
+      else break;
+    }
+    const double d0 = 0.0 - loss;  // the rows with gain0 = 0, the smallest first
+    if (!found || d0 == o.d)
+      for (std::size_t r = 0; r < p_.size(); ++r)
+        if (!in[r] && gain0[r] == 0.0 && marks_.stamp[r] != t) {
+          if (!found) o.d = d0, o.a = r, found = true;
+          else o.a = std::min(o.a, r);
+          break;
+        }
+    if (found) b.offer(o.d, o.a);
+    return b;
+  }
+
+  // The best add over `cur` (a row beating it on some task), gain > 0; ties: the smaller row.
+  Best best_add(const double* cur) {
+    excess_over(ix_, cur, marks_, members_, lanes_, acc_.data());
+    Best b;
+    b.d = 0.0;
+    for (std::uint32_t r : members_) {
+      const double gv = acc_[r];
+      if (gv > b.d || (gv == b.d && b.a != ~std::size_t{0} && r < b.a)) b.d = gv, b.a = r;
+    }
+    return b;
+  }
+
+
+ private:
+  const Problem& p_;
+  const TaskIndex& ix_;
+
+ public:
+  std::vector<double> gain0;
+  std::vector<char> in;
+  std::vector<std::uint32_t> ranked;
+
+ private:
+  RowMarks marks_;
+  std::vector<std::uint32_t> members_;
+  std::vector<double> acc_, lanes_;
+  std::vector<std::uint64_t> bits_;
+};
 
 }  // namespace
 
 std::vector<std::uint32_t> local_search(const Problem& p, std::vector<std::uint32_t> start,
                                         int budget, int max_rounds, bool merge,
-                                        std::uint64_t kick_seed, int kick_choices) {
+                                        std::uint64_t kick_seed, int kick_choices,
+                                        const TaskIndex* index) {
+  if (kick_seed != 0 && max_rounds > 0) {  // the kicked first round: the scan's, as it was
+    start = local_search_scan(p, std::move(start), budget, 1, merge, kick_seed, kick_choices);
+    --max_rounds;
+  }
+  std::optional<TaskIndex> own;
+  if (index == nullptr) index = &own.emplace(p);
   const int n = p.n_tasks;
   const std::size_t m = p.size();
   budget = std::min(budget, n);
   Incumbent inc(p, std::move(start));
   if (inc.value == kNegInf) return inc.rows;  // not a valid set: nothing to improve
-  std::vector<double> gain0(m);
-  std::vector<char> in(m, 0);
+  Scanner sc(p, *index);
+  std::vector<double>& gain0 = sc.gain0;
+  std::vector<char>& in = sc.in;
+  std::vector<Freed> freed;
   for (int round = 0; round < max_rounds; ++round) {
     const double eps = 1e-12 * (1.0 + std::fabs(inc.value));
     std::fill(in.begin(), in.end(), 0);
     for (std::uint32_t r : inc.rows) in[r] = 1;
-    for (std::size_t a = 0; a < m; ++a)
-      gain0[a] = in[a] ? 0.0 : positive_excess(p.row(a), inc.cur.data(), p.stride);
-    // add
-    if (int(inc.rows.size()) < budget) {
-      std::size_t arg = m;
-      double best = eps;
-      for (std::size_t a = 0; a < m; ++a)
-        if (gain0[a] > best) best = gain0[a], arg = a;
-      if (arg < m) {
-        inc.rows.push_back(std::uint32_t(arg));
-        inc.recompute();
-        continue;
-      }
+    sc.rank(inc);
+    // add: the first ranked row (largest gain0, then the smallest row)
+    if (int(inc.rows.size()) < budget && !sc.ranked.empty() && gain0[sc.ranked[0]] > eps) {
+      inc.rows.push_back(sc.ranked[0]);
+      inc.recompute();
+      continue;
     }
-    // swap: row at position t out, row a in (a kick: the first round takes a random one of the
-    // `kick_choices` best swaps, improving or not)
-    const bool kick = kick_seed != 0 && round == 0;
-    std::vector<std::pair<double, std::pair<int, std::size_t>>> pool;
-    double best_delta = kick ? kNegInf : eps;
+    // swap: row at position t out, row a in; the best over (t, a), ties: smaller t, then a
+    double best_delta = eps;
     int best_t = -1;
     std::size_t best_a = m;
     for (std::size_t t = 0; t < inc.rows.size(); ++t) {
       mask_t D = 0, U = 0;
       double loss = 0.0;
+      freed.clear();
       for (int j = 0; j < n; ++j)
         if (inc.who[std::size_t(j)] == int(t)) {
           D |= mask_t{1} << j;
           loss += inc.cur[std::size_t(j)];
           if (inc.second[std::size_t(j)] == kNegInf) U |= mask_t{1} << j;
           else loss -= inc.second[std::size_t(j)];
+          freed.push_back({std::size_t(j), inc.second[std::size_t(j)], inc.cur[std::size_t(j)]});
         }
-      if (D == 0 && !kick) {  // serves nothing: dropping it is free, and any add is a swap
-        std::size_t arg = m;
-        double best = best_delta;
-        for (std::size_t a = 0; a < m; ++a)
-          if (gain0[a] > best) best = gain0[a], arg = a;
-        if (arg < m) best_delta = best, best_t = int(t), best_a = arg;
+      if (D == 0) {  // serves nothing: dropping it is free, and any add is a swap
+        if (!sc.ranked.empty() && gain0[sc.ranked[0]] > best_delta)
+          best_delta = gain0[sc.ranked[0]], best_t = int(t), best_a = sc.ranked[0];
         continue;
       }
-      for (std::size_t a = 0; a < m; ++a) {
-        if (in[a]) continue;
-        const mask_t am = p.masks[a];
-        if ((am & U) != U) continue;
-        const double d = swap_delta(p, a, gain0[a], loss, D, U, inc.cur.data(), inc.second.data());
-        if (kick) {
-          if (pool.size() < std::size_t(kick_choices) || d > pool.back().first) {
-            pool.push_back({d, {int(t), a}});
-            std::sort(pool.begin(), pool.end(),
-                      [](const auto& x, const auto& y) { return x.first > y.first; });
-            if (pool.size() > std::size_t(kick_choices)) pool.pop_back();
-          }
-          continue;
-        }
-        if (d > best_delta) best_delta = d, best_t = int(t), best_a = a;
-      }
-    }
-    if (kick && !pool.empty()) {
-      std::uint64_t z = kick_seed + 0x9E3779B97F4A7C15ULL;  // splitmix64
-      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-      z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-      z ^= z >> 31;
-      const auto& pick = pool[std::size_t(z % pool.size())];
-      best_t = pick.second.first;
-      best_a = pick.second.second;
+      const Best b = sc.best_for(U, loss, freed, [&](std::size_t a) {
+        return swap_delta(p, a, gain0[a], loss, D, U, inc.cur.data(), inc.second.data());
+      });
+      if (b.a < m && b.d > best_delta) best_delta = b.d, best_t = int(t), best_a = b.a;
     }
     if (best_t >= 0) {
       inc.rows[std::size_t(best_t)] = std::uint32_t(best_a);
@@ -153,85 +214,33 @@ std::vector<std::uint32_t> local_search(const Problem& p, std::vector<std::uint3
     if (!merge) break;
     // merge: rows s < t out, the best row a in, then the best add with the freed unit
     if (inc.rows.size() < 2) break;
-    struct Cand { double d; std::size_t s, t, a; };
-    std::vector<Cand> cands;
-    // Every pair (s, t) first: the tasks it frees (D), those left unserved (U), what dropping it
-    // costs, and each freed task's fallback. Then one pass over the candidates a with each
-    // pair's best in the inner loop, so every row is read once per merge scan and not once per
-    // pair (the scan was memory-bound). Per pair, a still runs in ascending order with a strict
-    // ">", and each delta is the same sum in the same order as swap_delta's: same moves.
-    struct Pair { mask_t D, U; double loss; std::size_t s, t, first, last; double best;
-                  std::size_t arg; };
-    struct Term { std::size_t j; double cur, fb; bool unserved; };
-    std::vector<Pair> pairs;
+    std::vector<MergeCand> cands;
     std::vector<Term> terms;
     for (std::size_t s = 0; s < inc.rows.size(); ++s)
       for (std::size_t t = s + 1; t < inc.rows.size(); ++t) {
-        Pair pr{0, 0, 0.0, s, t, terms.size(), terms.size(), kNegInf, m};
-        for (int j = 0; j < n; ++j) {
-          const int w = inc.who[std::size_t(j)];
-          if (w != int(s) && w != int(t)) continue;
-          pr.D |= mask_t{1} << j;
-          double f = inc.floor;  // best over the other rows
-          for (std::size_t q = 0; q < inc.rows.size(); ++q) {
-            if (q == s || q == t || !((p.masks[inc.rows[q]] >> j) & 1)) continue;
-            f = std::max(f, p.row(inc.rows[q])[j]);
+        mask_t D = 0, U = 0;
+        double loss = 0.0;
+        terms.clear();
+        pair_terms(p, inc, s, t, terms, D, U, loss);
+        freed.clear();
+        for (const Term& tm : terms) freed.push_back({tm.j, tm.fb, tm.cur});
+        // the sum of swap_delta's terms in its order, branch-free over every freed task
+        const Best b = sc.best_for(U, loss, freed, [&](std::size_t a) {
+          const double* g = p.row(a);
+          double d = gain0[a] - loss;
+          for (const Term& tm : terms) {
+            const double gj = g[tm.j];
+            d -= std::max(gj - tm.cur, 0.0);
+            d += tm.unserved ? gj : std::max(gj - tm.fb, 0.0);
           }
-          pr.loss += inc.cur[std::size_t(j)];
-          if (f == kNegInf) pr.U |= mask_t{1} << j;
-          else pr.loss -= f;
-          terms.push_back({std::size_t(j), inc.cur[std::size_t(j)], f, f == kNegInf});
-        }
-        pr.last = terms.size();
-        pairs.push_back(pr);
+          return d;
+        });
+        if (b.a < m) cands.push_back({b.d, s, t, b.a});
       }
-    for (std::size_t a = 0; a < m; ++a) {
-      if (in[a]) continue;
-      const mask_t am = p.masks[a];
-      const double* g = p.row(a);
-      const double g0 = gain0[a];
-      for (Pair& pr : pairs) {
-        if ((am & pr.U) != pr.U) continue;
-        // Branch-free over every freed task: outside a's mask g is -inf, so both terms are
-        // exactly 0 there (an unserved task is always inside: a covers U), and d is the sum of
-        // swap_delta's terms in its order.
-        double d = g0 - pr.loss;
-        for (std::size_t k = pr.first; k < pr.last; ++k) {
-          const Term& tm = terms[k];
-          const double gj = g[tm.j];
-          d -= std::max(gj - tm.cur, 0.0);
-          d += tm.unserved ? gj : std::max(gj - tm.fb, 0.0);
-        }
-        if (d > pr.best) pr.best = d, pr.arg = a;
-      }
-    }
-    for (const Pair& pr : pairs)
-      if (pr.arg < m) cands.push_back({pr.best, pr.s, pr.t, pr.arg});
-    std::sort(cands.begin(), cands.end(), [](const Cand& x, const Cand& y) { return x.d > y.d; });
-    bool moved = false;
-    for (std::size_t c = 0; c < std::min<std::size_t>(cands.size(), 8) && !moved; ++c) {
-      std::vector<std::uint32_t> trial;
-      for (std::size_t q = 0; q < inc.rows.size(); ++q)
-        if (q != cands[c].s && q != cands[c].t) trial.push_back(inc.rows[q]);
-      trial.push_back(std::uint32_t(cands[c].a));
-      Incumbent next(p, trial);
-      if (next.value == kNegInf) continue;  // a task left uncovered: never taken
-      // The best add with the freed unit. A row of the trial set gains exactly 0 over it (each of
-      // its gains is <= the best), so it can never beat best = 0 and needs no membership test.
-      std::size_t arg = m;
-      double best = 0.0;
-      for (std::size_t a = 0; a < m; ++a) {
-        const double gv = positive_excess(p.row(a), next.cur.data(), p.stride);
-        if (gv > best) best = gv, arg = a;
-      }
-      const double v = next.value + best;
-      if (v > inc.value + eps) {
-        if (arg < m) trial.push_back(std::uint32_t(arg));
-        inc.rows = trial;
-        inc.recompute();
-        moved = true;
-      }
-    }
+    const bool moved = take_a_merge(p, inc, cands, eps, [&](const double* cur) {
+      const Best add = sc.best_add(cur);
+      return std::pair<double, std::size_t>{add.d, add.a};
+    });
     if (!moved) break;
   }
   return inc.rows;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -86,7 +87,7 @@ std::vector<double> cheap_bounds(const Problem& p, const std::vector<GroupingRes
 // Beam (+ local search) for the sorted distinct budgets, each with a bound.
 std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& sorted,
                                       const SearchOptions& opt, const Deadline& deadline,
-                                      Method label) {
+                                      Method label, const TaskIndex* ix) {
   std::vector<GroupingResult> res = beam_search(p, sorted, std::max(opt.beam_width, 1));
   const int n = p.n_tasks;
   std::vector<std::uint32_t> prev;
@@ -108,7 +109,7 @@ std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& 
     const bool improve = opt.local_search && p.size() <= kLocalSearchMaxRows;
     if (improve && prev_value > v) rows = prev, v = prev_value;  // feasible for this budget too
     if (improve && v != kNegInf && !deadline.passed()) {
-      rows = local_search(p, rows, kb);
+      rows = local_search(p, rows, kb, 200, true, 0, 16, ix);
       v = value_of(p, rows.data(), rows.size());
     }
     double bound = trivial;
@@ -119,7 +120,7 @@ std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& 
       BoundOptions bo;
       bo.max_iter = bound_iterations(p, improve);
       if (v != kNegInf) bo.target = v + opt.gap_tol * std::max(1.0, std::fabs(v));
-      const BoundResult R = lagrangian_bound(p, {}, all, kb, lambda, v, bo);
+      const BoundResult R = lagrangian_bound(p, {}, all, kb, lambda, v, bo, ix);
       bound = std::min(bound, R.bound);
       lambda = R.lambda;
       // The Lagrangian's own best set is a second start when the gap is still open.
@@ -127,7 +128,7 @@ std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& 
         if (!improve || bound <= v + opt.gap_tol * std::max(1.0, std::fabs(v)) ||
             int(start.size()) > kb || deadline.passed())
           break;
-        std::vector<std::uint32_t> other = local_search(p, start, kb);
+        std::vector<std::uint32_t> other = local_search(p, start, kb, 200, true, 0, 16, ix);
         const double ov = value_of(p, other.data(), other.size());
         if (ov > v) rows = other, v = ov;
       }
@@ -175,7 +176,7 @@ std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& 
         start.erase(start.begin() + std::ptrdiff_t(arg));
       }
       if (int(start.size()) > kb) continue;
-      std::vector<std::uint32_t> rows = local_search(p, start, kb);
+      std::vector<std::uint32_t> rows = local_search(p, start, kb, 200, true, 0, 16, ix);
       const double v = value_of(p, rows.data(), rows.size());
       if (v > (g.feasible ? g.value : kNegInf)) {
         const double bound = g.bound;
@@ -212,6 +213,12 @@ std::vector<GroupingResult> search(const Problem& p, const std::vector<int>& bud
   if (!(opt.gap_tol >= 0.0)) throw std::invalid_argument("gap_tol must be >= 0");
   if (p.size() >= (std::size_t{1} << 32)) throw std::length_error("too many candidates");
   const Deadline deadline(opt.time_limit);
+  // p's per-task index, built once for every local search and bound of this call (DP: lazily)
+  std::optional<TaskIndex> index;
+  auto ix = [&]() -> const TaskIndex* {
+    if (!index && p.size() <= kLocalSearchMaxRows) index.emplace(p);
+    return index ? &*index : nullptr;
+  };
   std::vector<int> sorted = budgets;
   std::sort(sorted.begin(), sorted.end());
   sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
@@ -222,7 +229,8 @@ std::vector<GroupingResult> search(const Problem& p, const std::vector<int>& bud
     for (const auto& g : res) missing |= g.timed_out;
     if (missing) {  // budgets the DP did not reach: the heuristic, with bounds (no time left)
       SearchOptions quick = opt;
-      const std::vector<GroupingResult> h = heuristic(p, sorted, quick, Deadline(), Method::Beam);
+      const std::vector<GroupingResult> h = heuristic(p, sorted, quick, Deadline(), Method::Beam,
+                                                      quick.local_search ? ix() : nullptr);
       for (std::size_t k = 0; k < res.size(); ++k)
         if (res[k].timed_out) {
           res[k] = h[k];
@@ -233,12 +241,13 @@ std::vector<GroupingResult> search(const Problem& p, const std::vector<int>& bud
   }
   if (method == Method::Beam) {
     SearchOptions o = opt;
-    return in_order(budgets, sorted, heuristic(p, sorted, o, deadline, Method::Beam));
+    return in_order(budgets, sorted, heuristic(p, sorted, o, deadline, Method::Beam,
+                                             o.local_search ? ix() : nullptr));
   }
   // Branch-and-bound
   SearchOptions o = opt;
   o.local_search = true;
-  std::vector<GroupingResult> res = heuristic(p, sorted, o, deadline, Method::BranchBound);
+  std::vector<GroupingResult> res = heuristic(p, sorted, o, deadline, Method::BranchBound, ix());
   const int n = p.n_tasks;
   std::vector<std::uint32_t> prev;
   double prev_value = kNegInf;
@@ -258,7 +267,8 @@ std::vector<GroupingResult> search(const Problem& p, const std::vector<int>& bud
     const double share = deadline.has() ? std::max(deadline.left() / double(sorted.size() - k), 1e-3)
                                         : 0.0;
     const Deadline local = deadline.has() ? deadline.sub(share) : Deadline();
-    const BnbOutcome o2 = branch_and_bound(p, std::min(b, n), start, opt.gap_tol, local, lambda);
+    const BnbOutcome o2 = branch_and_bound(p, std::min(b, n), start, opt.gap_tol, local, lambda,
+                                            ix());
     lambda = o2.root_lambda;
     const double bound = std::min(g.bound, o2.bound);
     if (o2.value == kNegInf) {

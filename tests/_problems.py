@@ -58,6 +58,15 @@ def tables(draw, max_tasks=6, max_masks=None, quarter=True):
     return masks, nan_outside(masks, gains)
 
 
+def with_truth(data, uncovered: str, brute=None, extra: int = 1):
+    """``(masks, gains, budgets, truth)`` of a drawn table: budgets 1..N + extra and the brute-force
+    optimum of each (``brute``: a ``reference_search`` routine; partitions by default)."""
+    masks, gains = data
+    budgets = list(range(1, gains.shape[1] + 1 + extra))
+    brute = ref.brute_force_partitions if brute is None else brute
+    return masks, gains, budgets, brute(masks, gains, budgets, uncovered)
+
+
 def relabelled(masks, gains, perm):
     """The same problem with task j renamed perm[j]: (masks, gains, the mask map)."""
     n = len(perm)

@@ -16,7 +16,7 @@ from mtgfast.errors import InputError, InputTypeError
 from mtgfast.generate import synthetic_gain_tables
 from mtgfast.grouping import GAP_TOL
 from _problems import (MODES, by_budget, check_valid, normal_gains, relabelled,
-                       release_table, sampled_problem, tables)
+                       release_table, sampled_problem, tables, with_truth)
 
 
 def tol(value: float) -> float:
@@ -96,10 +96,7 @@ def test_bnb_equals_milp_on_large_n27_tables(seed, n_random, uncovered):
 @pytest.mark.parametrize("uncovered", MODES)
 @given(data=tables(max_tasks=7, max_masks=40))
 def test_a_bound_is_never_below_the_exact_optimum(data, uncovered):
-    masks, gains = data
-    n = gains.shape[1]
-    budgets = list(range(1, n + 2))
-    truth = ref.brute_force_partitions(masks, gains, budgets, uncovered)
+    masks, gains, budgets, truth = with_truth(data, uncovered)
     for method in ("exact", "bnb", "beam"):
         res = group(masks, gains, budgets, method, uncovered=uncovered) \
             if any(v is not None for v in truth.values()) else []

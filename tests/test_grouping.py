@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import reference_search as ref
 from _problems import (MODES, by_budget, check_valid, nan_outside, normal_gains, release_table,
-                       relabelled, sampled_problem, tables)
+                       relabelled, sampled_problem, tables, with_truth)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mtgfast import evaluate, group
@@ -22,12 +22,9 @@ from mtgfast.grouping import evaluate_tasks
 @settings(max_examples=30)
 @given(data=tables(max_tasks=5, max_masks=7))
 def test_exact_equals_brute_force_over_subsets(data, uncovered):
-    masks, gains = data
-    n = gains.shape[1]
-    budgets = list(range(1, n + 2))
-    truth = ref.brute_force_subsets(masks, gains, budgets, uncovered)
+    masks, gains, budgets, truth = with_truth(data, uncovered, ref.brute_force_subsets)
     for method in ("exact", "auto"):
-        for b, best, r in by_budget(truth, group(masks, gains, range(1, n + 2), method,
+        for b, best, r in by_budget(truth, group(masks, gains, budgets, method,
                                                  uncovered=uncovered)):
             assert r.value == best
             assert r.optimal
@@ -37,10 +34,7 @@ def test_exact_equals_brute_force_over_subsets(data, uncovered):
 @pytest.mark.parametrize("uncovered", MODES)
 @given(data=tables(max_tasks=7, max_masks=40))
 def test_dp_and_branch_and_bound_equal_partition_brute_force(data, uncovered):
-    masks, gains = data
-    n = gains.shape[1]
-    budgets = list(range(1, n + 1))
-    truth = ref.brute_force_partitions(masks, gains, budgets, uncovered)
+    masks, gains, budgets, truth = with_truth(data, uncovered, extra=0)
     dp = {r.budget: r for r in group(masks, gains, budgets, "exact", uncovered=uncovered)}
     # a time limit makes `auto` choose branch-and-bound on these small tables only via exact
     # for large N; call the backend through the core to test it on the same inputs

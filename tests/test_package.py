@@ -28,6 +28,42 @@ def test_all_lists_exactly_the_lazy_exports() -> None:
     assert len(mtgfast.__all__) == len(set(mtgfast.__all__))
 
 
+# every public name of the sub-packages, as it was before their tables went module by module
+SUBPACKAGE_EXPORTS = {
+    "mtgfast.estimators": ["GainEstimator", "Oracle", "HOA", "TAG", "MTGNet", "PairPriorMTGNet",
+                           "TablePriorMTGNet"],
+    "mtgfast.study": ["ActiveLoop", "Selector", "SelectionContext", "Trial", "ExpGainSelector",
+                      "GreedySelector", "RandomSelector", "UncertaintySelector", "make_selector",
+                      "LoopState", "MemoryLoopState", "replay_method", "Study", "StudyResult",
+                      "RunFailedError", "group_stored", "Executor", "InProcessExecutor",
+                      "LocalExecutor", "RayExecutor", "make_executor", "estimator_names",
+                      "make_estimator"],
+    "mtgfast.baselines": ["RandomGrouping", "random_grouping_scores", "with_singletons"],
+}
+
+
+@pytest.mark.parametrize("package", sorted(SUBPACKAGE_EXPORTS))
+def test_subpackage_exports_resolve_to_their_modules(package) -> None:
+    import importlib
+
+    pkg = importlib.import_module(package)
+    assert pkg.__all__ == SUBPACKAGE_EXPORTS[package]
+    assert sorted(dir(pkg)) == dir(pkg) and set(pkg.__all__) <= set(dir(pkg))
+    for name in pkg.__all__:  # the lazy name is the defining module's object
+        assert getattr(pkg, name) is getattr(importlib.import_module(pkg._LAZY[name]), name)
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        pkg.nope  # noqa: B018
+
+
+def test_an_export_listed_twice_is_an_error() -> None:
+    from mtgfast._lazy import exports_by_module
+
+    assert exports_by_module("p", {"a": ("x", "y"), "b.c": ("z",)}) == {
+        "x": "p.a", "y": "p.a", "z": "p.b.c"}
+    with pytest.raises(ValueError, match="'x' is exported by 'p.a' and p.b"):
+        exports_by_module("p", {"a": ("x",), "b": ("x",)})
+
+
 def test_every_public_name_resolves() -> None:
     for name in mtgfast.__all__:
         assert getattr(mtgfast, name) is not None, name

@@ -4,14 +4,20 @@ and create=False paths that must work."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import sqlite3
 import stat
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+import mtgfast
 from mtgfast.errors import InputError, InputTypeError, StoreError
 from mtgfast.store import SCHEMA_VERSION, GainStore
 
@@ -263,15 +269,101 @@ def test_read_only_folder_can_be_read(tmp_path: Path) -> None:
         folder.chmod(stat.S_IRWXU)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
-def test_unwritable_store_says_so(tmp_path: Path) -> None:
-    path = _healthy(tmp_path / "g.db", 1)
-    path.chmod(stat.S_IRUSR)
+_RO_PROBE = """
+import json, sys
+from mtgfast.errors import StoreError
+from mtgfast.store import GainStore
+path, out = sys.argv[1], {}
+try:
+    GainStore(path)
+    out["rw"] = "opened for writing"
+except StoreError as exc:
+    out["rw"] = "StoreError: " + str(exc)
+except BaseException as exc:
+    out["rw"] = "OTHER " + type(exc).__name__ + ": " + str(exc)
+try:
+    with GainStore(path, readonly=True) as s:
+        out["ro"] = [s.studies(), len(s.runs("s"))]
+except BaseException as exc:
+    out["ro"] = type(exc).__name__ + ": " + str(exc)
+print(json.dumps(out))
+"""
+
+
+def _read_only_run(folder: Path, args: list[str]) -> subprocess.CompletedProcess:
+    """Run ``python ARGS`` with ``folder`` read-only even to that process. As root (chmod does
+    not stop root) in a private mount namespace where ``folder`` is a read-only bind mount
+    (``unshare -m``), else as user nobody; otherwise with the folder and its files made
+    read-only by permissions. Skips only when none of these is possible here."""
+    env = {**os.environ, "PYTHONPATH": str(Path(mtgfast.__file__).resolve().parents[1])}
+    cmd = [sys.executable, *args]
+    if os.geteuid() != 0:
+        modes = {p: p.stat().st_mode for p in [folder, *folder.iterdir()]}
+        for p in modes:
+            p.chmod(stat.S_IRUSR | (stat.S_IXUSR if p.is_dir() else 0))
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+        finally:
+            for p, mode in modes.items():
+                p.chmod(mode)
+    unshare = shutil.which("unshare")
+    if unshare:
+        script = 'mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" && shift && exec "$@"'
+        out = subprocess.run([unshare, "-m", "sh", "-c", script, "sh", str(folder), *cmd],
+                             capture_output=True, text=True, timeout=120, env=env)
+        if "mount" not in out.stderr and "unshare" not in out.stderr:
+            return out
+    # no mount namespace: drop to user nobody, the folder reachable and read-only to it
+    for p in [*folder.parents][:-1]:
+        if not os.access(p, os.X_OK, effective_ids=False) or p.stat().st_mode & 0o001 == 0:
+            pytest.skip(f"no read-only mount here (unshare -m failed) and {p} is closed to "
+                        "other users: nothing makes a file read-only to this root process")
+    folder.chmod(0o555)
+    for p in folder.iterdir():
+        p.chmod(0o444)
+
+    def nobody() -> None:
+        os.setgid(65534)
+        os.setuid(65534)
+
     try:
-        with pytest.raises(StoreError, match="readonly=True"):
-            GainStore(path)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env,
+                              preexec_fn=nobody)
     finally:
-        path.chmod(stat.S_IRUSR | stat.S_IWUSR)
+        folder.chmod(0o755)
+
+
+def test_read_only_store_is_a_clear_error_and_still_readable(tmp_path: Path) -> None:
+    """A store the process cannot write (even as root: a read-only mount): opening it for writing
+    is a StoreError naming the file and the way out, before any work; readonly=True reads it
+    (also in a folder where SQLite cannot create the WAL index) and changes nothing."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    path = _healthy(folder / "g.db", 3)
+    before = path.read_bytes()
+    out = _read_only_run(folder, ["-c", _RO_PROBE, str(path)])
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)
+    assert res["rw"].startswith("StoreError: "), res["rw"]
+    for words in (repr(str(path)), "cannot be written", "read-only", "readonly=True"):
+        assert words in res["rw"], (words, res["rw"])
+    assert res["ro"] == [["s"], 3], res["ro"]
+    assert path.read_bytes() == before and sorted(os.listdir(folder)) == ["g.db"]
+
+
+def test_read_only_store_on_the_command_line_is_one_line(tmp_path: Path) -> None:
+    """``mtgfast demo --store`` on a store it cannot write: exit 2, one line naming the option
+    and the file, no traceback, before any training."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    path = _healthy(folder / "g.db", 1)
+    t0 = time.perf_counter()
+    out = _read_only_run(folder, ["-m", "mtgfast", "demo", "--store", str(path)])
+    assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert lines[0].startswith("mtgfast: error: --store") and str(path) in lines[0], lines
+    assert time.perf_counter() - t0 < 60 and "runs" not in out.stdout  # nothing was trained
 
 
 def test_create_false_opens_an_existing_store(tmp_path: Path) -> None:

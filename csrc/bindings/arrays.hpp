@@ -5,6 +5,8 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <cstdio>
+#include <stdexcept>
 #include <string>
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -63,6 +65,21 @@ inline std::uint64_t physical_memory() {
   if (pages > 0 && page > 0) return std::uint64_t(pages) * std::uint64_t(page);
 #endif
   return 0;
+}
+
+// Refuses a result of `bytes` bytes that would not fit in half of this machine's memory: the OS
+// would kill the process (overcommit) rather than fail the allocation. A MemoryError (as numpy's
+// "Unable to allocate"), raised before allocating, naming the request (`what`) and the bytes.
+inline void check_fits(double bytes, const std::string& what) {
+  const std::uint64_t phys = physical_memory();
+  if (phys && bytes > double(phys) / 2) {
+    char text[160];
+    std::snprintf(text, sizeof text, " needs about %.0f bytes (%.3g GiB), more than half of this "
+                  "machine's memory (%.3g GiB)", bytes, bytes / 1073741824.0,
+                  double(phys) / 1073741824.0);
+    PyErr_SetString(PyExc_MemoryError, (what + text).c_str());
+    throw py::error_already_set();
+  }
 }
 
 }  // namespace mtgfast_bind

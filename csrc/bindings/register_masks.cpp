@@ -38,6 +38,7 @@ void register_masks(py::module_& m) {
       [](int n, const std::string& order, std::uint64_t max_bytes) {
         const auto ord = parse_order(order);
         const std::uint64_t count = mtgfast::count_all_checked(n, max_bytes);
+        mtgfast_bind::check_fits(double(count) * 8.0, "enumerate_all(" + std::to_string(n) + ")");
         MaskArray out(static_cast<py::ssize_t>(count));
         mask_t* ptr = out.mutable_data();
         {
@@ -55,6 +56,8 @@ void register_masks(py::module_& m) {
         const auto ord = parse_order(order);
         mtgfast::check_n_tasks(n);
         if (k < 1 || k > n) throw std::invalid_argument("k must be in [1, n]");
+        mtgfast_bind::check_fits(double(mtgfast::binomial(n, k)) * 8.0,
+                                 "enumerate_k(" + std::to_string(n) + ", " + std::to_string(k) + ")");
         MaskArray out(static_cast<py::ssize_t>(mtgfast::binomial(n, k)));
         mask_t* ptr = out.mutable_data();
         {
@@ -106,6 +109,10 @@ void register_masks(py::module_& m) {
   m.def(
       "sample_distinct",
       [](int n, std::uint64_t count, const std::vector<int>& sizes, std::uint64_t seed) {
+        // the sampler's peak: a hash set of the drawn indices (2 buckets and a node of 32 bytes
+        // each), then the sorted indices and the masks (as masks.SAMPLE_BYTES_PER_MASK)
+        mtgfast_bind::check_fits(double(count) * 72.0,
+                                 "sample_distinct of " + std::to_string(count) + " combinations");
         std::vector<mask_t> v;
         {
           py::gil_scoped_release release;

@@ -11,6 +11,7 @@
 
 #include "arrays.hpp"
 #include "exact.hpp"
+#include "local_search.hpp"
 #include "objective.hpp"
 #include "search.hpp"
 
@@ -119,6 +120,58 @@ void register_search(py::module_& m) {
       py::arg("gap_tol") = 1e-6, py::arg("local_search") = true,
       "Grouping search; one GroupingResult per budget, in order. Gains outside each mask are "
       "ignored; time_limit (seconds, 0: none) covers the whole call.");
+
+  m.def(
+      "local_search",
+      [](const py::object& masks_obj, const py::object& gains_obj, const py::object& start_obj,
+         int budget, mtgfast::Uncovered mode, int max_rounds, bool merge, std::uint64_t kick_seed,
+         bool scan) {
+        const MaskArray masks = mtgfast_bind::u64_arg(masks_obj, "masks");
+        const GainArray gains = mtgfast_bind::f64_arg(gains_obj, "gains");
+        const MaskArray start = mtgfast_bind::u64_arg(start_obj, "start");
+        if (masks.ndim() != 1) throw std::invalid_argument("masks must be 1-D");
+        if (start.ndim() != 1) throw std::invalid_argument("start must be 1-D");
+        if (gains.ndim() != 2 || gains.shape(0) != masks.shape(0))
+          throw std::invalid_argument("gains must be 2-D with one row per mask");
+        if (gains.shape(1) < 1 || gains.shape(1) > 64)
+          throw std::invalid_argument("n_tasks must be in [1, 64], got " +
+                                      std::to_string(gains.shape(1)));
+        if (budget < 1) throw std::invalid_argument("budget must be >= 1");
+        if (max_rounds < 0) throw std::invalid_argument("max_rounds must be >= 0");
+        std::vector<mask_t> out;
+        {
+          py::gil_scoped_release release;
+          const mtgfast::Problem p =
+              mtgfast::make_problem(masks.data(), gains.data(), std::size_t(masks.shape(0)),
+                                    int(gains.shape(1)), mode);
+          std::vector<std::uint32_t> rows;
+          for (py::ssize_t i = 0; i < start.shape(0); ++i) {
+            const auto it = std::lower_bound(p.masks.begin(), p.masks.end(), start.data()[i]);
+            if (it == p.masks.end() || *it != start.data()[i])
+              throw std::invalid_argument("start mask " + std::to_string(start.data()[i]) +
+                                          " is not a candidate");
+            rows.push_back(std::uint32_t(it - p.masks.begin()));
+          }
+          std::vector<std::uint32_t> sorted_rows = rows;
+          std::sort(sorted_rows.begin(), sorted_rows.end());
+          if (std::adjacent_find(sorted_rows.begin(), sorted_rows.end()) != sorted_rows.end())
+            throw std::invalid_argument("start masks must be distinct");
+          if (rows.size() > std::size_t(budget))
+            throw std::invalid_argument("start has " + std::to_string(rows.size()) +
+                                        " groups, more than the budget " + std::to_string(budget));
+          const std::vector<std::uint32_t> res =
+              scan ? mtgfast::local_search_scan(p, rows, budget, max_rounds, merge, kick_seed)
+                   : mtgfast::local_search(p, rows, budget, max_rounds, merge, kick_seed);
+          for (std::uint32_t r : res) out.push_back(p.masks[r]);
+        }
+        return to_array(out);
+      },
+      py::arg("masks"), py::arg("gains"), py::arg("start"), py::arg("budget"),
+      py::arg("uncovered"), py::arg("max_rounds") = 200, py::arg("merge") = true,
+      py::arg("kick_seed") = 0, py::arg("scan") = false,
+      "Local search from the groups `start` (masks of candidates), as the searches run it: the "
+      "chosen masks in the order the routine holds them. scan=True runs the former routine "
+      "that scans every candidate per move (the reference; same result). For tests.");
 
   m.def("dp_bytes", &mtgfast::dp_bytes, py::arg("n_tasks"), py::arg("max_budget"),
         "Bytes the partition DP needs.");

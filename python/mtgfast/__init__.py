@@ -9,28 +9,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._lazy import lazy_exports
+from ._lazy import exports_by_module, lazy_exports
 
 __version__ = "0.1.0"
 
 # public name -> module that defines it (imported on first access)
-_LAZY: dict[str, str] = {
-    "GainTable": "mtgfast.gains",
-    "GainStore": "mtgfast.store",
-    "Grouping": "mtgfast.grouping",
-    "group": "mtgfast.grouping",
-    "evaluate": "mtgfast.grouping",
-    "evaluate_tasks": "mtgfast.grouping",
-    "all_masks": "mtgfast.masks",
-    "k_subsets": "mtgfast.masks",
-    "sample_masks": "mtgfast.masks",
-    "MTGNet": "mtgfast.estimators.mtgnet",
-    "score_whole_space": "mtgfast.estimators.whole_space",
-    "HOA": "mtgfast.estimators.hoa",
-    "TAG": "mtgfast.estimators.tag",
-    "Oracle": "mtgfast.estimators.oracle",
-    "Study": "mtgfast.study.study",
-}
+_LAZY: dict[str, str] = exports_by_module("mtgfast", {
+    "gains": ("GainTable",),
+    "store": ("GainStore",),
+    "grouping": ("Grouping", "group", "evaluate", "evaluate_tasks"),
+    "masks": ("all_masks", "k_subsets", "sample_masks"),
+    "estimators.mtgnet": ("MTGNet",),
+    "estimators.whole_space": ("score_whole_space",),
+    "estimators.hoa": ("HOA",),
+    "estimators.tag": ("TAG",),
+    "estimators.oracle": ("Oracle",),
+    "study.study": ("Study",),
+})
 
 __all__ = [  # literal, so that type checkers and linters see the public names
     "__version__",

@@ -97,5 +97,11 @@ class search:  # submodule
         seconds covers the whole call, every method (0: none); "dp" raises ValueError above
         max_dp_bytes."""
     @staticmethod
+    def local_search(masks: npt.ArrayLike, gains: npt.ArrayLike, start: npt.ArrayLike,
+                     budget: int, uncovered: search.Uncovered, max_rounds: int = 200,
+                     merge: bool = True, kick_seed: int = 0, scan: bool = False) -> _Masks:
+        """Local search from the candidate masks `start`: the chosen masks in the routine's
+        order. scan=True: the former whole-pool scan (the reference). For tests."""
+    @staticmethod
     def dp_bytes(n_tasks: int, max_budget: int) -> int:
         """Bytes the partition DP needs for n_tasks and budgets up to max_budget."""

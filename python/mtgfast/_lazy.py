@@ -4,8 +4,21 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+
+def exports_by_module(package: str, modules: Mapping[str, Iterable[str]]) -> dict[str, str]:
+    """The export table ``{name: "package.module"}`` of ``{module: names}`` (in that order): one
+    line per module instead of one per name; a name listed twice is an error."""
+    table: dict[str, str] = {}
+    for module, names in modules.items():
+        for name in names:
+            if name in table:
+                raise ValueError(f"{package}: {name!r} is exported by {table[name]!r} and "
+                                 f"{package}.{module}")
+            table[name] = f"{package}.{module}"
+    return table
 
 
 def lazy_exports(package: str, namespace: dict[str, Any], exports: Mapping[str, str]

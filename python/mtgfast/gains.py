@@ -414,6 +414,9 @@ def _check_names_type(task_names: object) -> None:
     if isinstance(task_names, _NAME_TYPES) or not hasattr(task_names, "__iter__"):
         raise InputTypeError("task_names must be a sequence of names (list or tuple of str), "
                              f"got {type(task_names).__name__}")
+    if isinstance(task_names, (set, frozenset)):  # no order: which column is which a guess
+        raise InputTypeError("task_names must be an ordered sequence (list or tuple of str), "
+                             f"got a {type(task_names).__name__}: column j is the j-th name")
 
 
 #: Integers beyond this magnitude have no exact float64 (gains are float64 everywhere).

@@ -20,6 +20,9 @@ MaskArray = npt.NDArray[np.uint64]
 
 #: Largest array ``all_masks`` builds unless ``MTGFAST_MAX_ENUM_BYTES`` says otherwise (8 GiB).
 DEFAULT_MAX_ENUM_BYTES = 8 << 30
+#: Peak bytes per combination drawn by the core's sampler (its hash set of drawn indices: 2
+#: buckets and a node each, then the sorted indices and the masks): csrc/enumerate.cpp.
+SAMPLE_BYTES_PER_MASK = 72
 
 __all__ = [
     "MaskArray",
@@ -175,8 +178,12 @@ def sample_masks(n_tasks: int, count: int, *, sizes: Iterable[int] | None = None
     available = sum(_core.masks.binomial(n, s) for s in (size_list or range(1, n + 1)))
     if int(count) > available:
         raise InputError(f"cannot draw {count} distinct combinations: only {available} exist")
-    if int(count) * 16 > env_int("MTGFAST_MAX_ENUM_BYTES", DEFAULT_MAX_ENUM_BYTES):
-        raise InputError(f"drawing {count} combinations needs too much memory")
+    need = int(count) * SAMPLE_BYTES_PER_MASK
+    limit = env_int("MTGFAST_MAX_ENUM_BYTES", DEFAULT_MAX_ENUM_BYTES)
+    if need > limit:
+        raise InputError(f"drawing {count} combinations needs too much memory: about "
+                         f"{need:,} bytes ({need / 2**30:.3g} GiB), over the limit of "
+                         f"{limit / 2**30:.3g} GiB (MTGFAST_MAX_ENUM_BYTES)")
     return _core.masks.sample_distinct(n, int(count), size_list, int(seed) & (2**64 - 1))
 
 
@@ -215,8 +222,8 @@ def dense_to_masks(dense: object) -> MaskArray:
     d = np.asarray(dense)
     if d.ndim != 2:
         raise InputError(f"membership matrix must be 2-D, got shape {d.shape}")
-    if d.shape[1] > 64:
-        raise InputError(f"at most 64 tasks, got {d.shape[1]}")
+    if not 1 <= d.shape[1] <= 64:  # 0 columns would make masks of the empty combination
+        raise InputError(f"the membership matrix needs 1 to 64 columns (tasks), got {d.shape[1]}")
     if d.size and not np.isin(d, (0, 1)).all():
         raise InputError("membership matrix must hold only 0 and 1")
     weights = np.uint64(1) << np.arange(d.shape[1], dtype=np.uint64)
@@ -228,7 +235,11 @@ def names_to_mask(names: Sequence[str], all_names: Sequence[str]) -> int:
     for what, v in (("names", names), ("all_names", all_names)):
         if isinstance(v, (str, bytes)) or not isinstance(v, Iterable):
             raise InputTypeError(f"{what} must be a sequence of task names, got {type(v).__name__}")
+    all_names = list(all_names)
     index = {n: i for i, n in enumerate(all_names)}
+    if len(index) != len(all_names):  # a name at two bits: which one it means is a guess
+        dup = sorted({str(n) for n in all_names if all_names.count(n) > 1})
+        raise InputError(f"all_names must be distinct, got {dup} more than once")
     missing = [n for n in names if n not in index]
     if missing:
         raise InputError(f"unknown task names {missing}; known: {list(all_names)}")

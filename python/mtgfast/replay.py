@@ -221,9 +221,11 @@ def replay(valid: GainTable, test: GainTable | None = None, *,
         raise InputError(f"search must be 'auto', 'exact' or 'beam', got {search!r}")
     if uncovered not in ("singleton", "alone"):
         raise InputError(f"uncovered must be 'singleton' or 'alone', got {uncovered!r}")
-    for what, v, lo in (("seeds", seeds, 1), ("beam_width", beam_width, 1),
-                        ("random_trials", random_trials, 1)):
-        check_int(what, v, lo)
+    from .baselines.random import MAX_TRIALS  # (numba loads only when a baseline is scored)
+
+    for what, v, lo, hi in (("seeds", seeds, 1, None), ("beam_width", beam_width, 1, None),
+                            ("random_trials", random_trials, 1, MAX_TRIALS)):
+        check_int(what, v, lo, hi)
     if options is not None and not isinstance(options, Mapping):
         raise InputTypeError(f"options must be a mapping, got {type(options).__name__}")
     opts = dict(options or {})

@@ -260,9 +260,24 @@ class GainStore:
             raise StoreError(f"{self.path!r} is not a regular file (a FIFO, a device such as "
                              "/dev/null, or a socket): a gain store needs a file SQLite can "
                              "lock and seek in")
+        folder = "" if self.in_memory else os.path.dirname(os.path.abspath(self.path))
+        if exists and not self.in_memory and not self.readonly and not (
+                os.access(self.path, os.W_OK) and os.access(folder, os.W_OK)):
+            # (os.access also sees a read-only mount, which stops root too); a WAL store needs
+            # its folder as well: the -wal and -shm files live beside it
+            which = "file" if not os.access(self.path, os.W_OK) else "folder"
+            raise StoreError(f"gain store {self.path!r} cannot be written: its {which} is "
+                             "read-only for this process (permissions or a read-only mount); "
+                             "to read it, open GainStore(path, readonly=True)")
         try:
             if self.readonly and not self.in_memory:
-                uri = "file:" + urllib.parse.quote(os.path.abspath(self.path)) + "?mode=ro"
+                query = "mode=ro"
+                if not os.access(folder, os.W_OK) and not os.path.exists(self.path + "-wal"):
+                    # SQLite cannot create the WAL index (-shm) in a folder it may not write,
+                    # and without it cannot read a WAL store; no -wal file means no writer has
+                    # the store open, so it is read as the unchanging file it is
+                    query += "&immutable=1"
+                uri = "file:" + urllib.parse.quote(os.path.abspath(self.path)) + "?" + query
                 conn = sqlite3.connect(uri, uri=True, timeout=self._timeout, isolation_level=None)
             else:
                 conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)

@@ -4,13 +4,11 @@ only when a baseline is scored."""
 
 from __future__ import annotations
 
-from .._lazy import lazy_exports
+from .._lazy import exports_by_module, lazy_exports
 
-_LAZY: dict[str, str] = {
-    "RandomGrouping": "mtgfast.baselines.random",
-    "random_grouping_scores": "mtgfast.baselines.random",
-    "with_singletons": "mtgfast.baselines.random",
-}
+_LAZY: dict[str, str] = exports_by_module("mtgfast.baselines", {
+    "random": ("RandomGrouping", "random_grouping_scores", "with_singletons"),
+})
 
 __all__ = ["RandomGrouping", "random_grouping_scores", "with_singletons"]
 

@@ -20,7 +20,7 @@ from ..gains import FloatArray, GainTable
 from ..masks import as_masks
 from ..estimators.base import check_table
 
-__all__ = ["RandomGrouping", "random_grouping_scores", "with_singletons"]
+__all__ = ["MAX_TRIALS", "RandomGrouping", "random_grouping_scores", "with_singletons"]
 
 #: trials are split in this many chunks; the result depends on the seed and n_trials only
 _CHUNKS = 64
@@ -38,6 +38,11 @@ def with_singletons(masks: np.ndarray, select: FloatArray, test: FloatArray,
         extra[r, int(m).bit_length() - 1] = 0.0
     return (np.concatenate([masks, missing]), np.vstack([select, extra]),
             np.vstack([test, extra]))
+
+
+#: More random groupings than this (about 10 minutes per budget on a 2-core VM) is a mistake,
+#: not a wish: refused up front instead of running for hours.
+MAX_TRIALS = 10**9
 
 
 def random_grouping_scores(masks: object, select_gains: object, test_gains: object,
@@ -60,7 +65,7 @@ def random_grouping_scores(masks: object, select_gains: object, test_gains: obje
         raise InputError(f"masks use task bits >= n_tasks={n}")
     if uncovered not in ("singleton", "alone"):
         raise InputError(f"uncovered must be 'singleton' or 'alone', got {uncovered!r}")
-    n_trials = check_int("n_trials", n_trials, 1)
+    n_trials = check_int("n_trials", n_trials, 1, MAX_TRIALS)
     max_tries = check_int("max_tries", max_tries, 1)
     seed = check_int("seed", seed)
     if is_int(budgets):
@@ -118,7 +123,7 @@ class RandomGrouping:
     def fit(self, table: GainTable) -> RandomGrouping:
         """Remember the candidates and their selection gains (usually validation gains)."""
         check_table(table)
-        check_int("n_trials", self.n_trials, 1)
+        check_int("n_trials", self.n_trials, 1, MAX_TRIALS)
         check_int("max_tries", self.max_tries, 1)
         check_int("seed", self.seed)
         if self.uncovered not in ("singleton", "alone"):

@@ -9,17 +9,16 @@ imported only when an estimator needs them.
 
 from __future__ import annotations
 
-from .._lazy import lazy_exports
+from .._lazy import exports_by_module, lazy_exports
 
-_LAZY: dict[str, str] = {
-    "GainEstimator": "mtgfast.estimators.base",
-    "Oracle": "mtgfast.estimators.oracle",
-    "HOA": "mtgfast.estimators.hoa",
-    "TAG": "mtgfast.estimators.tag",
-    "MTGNet": "mtgfast.estimators.mtgnet",
-    "PairPriorMTGNet": "mtgfast.estimators.prior",
-    "TablePriorMTGNet": "mtgfast.estimators.prior",
-}
+_LAZY: dict[str, str] = exports_by_module("mtgfast.estimators", {
+    "base": ("GainEstimator",),
+    "oracle": ("Oracle",),
+    "hoa": ("HOA",),
+    "tag": ("TAG",),
+    "mtgnet": ("MTGNet",),
+    "prior": ("PairPriorMTGNet", "TablePriorMTGNet"),
+})
 
 __all__ = list(_LAZY)
 

@@ -41,9 +41,9 @@ class StudyProblem:
             raise InputTypeError("measure must be a callable (tasks, seed) -> {task: metric}")
         for what in ("task_names", "metrics", "higher_is_better"):
             v = getattr(self, what)
-            if isinstance(v, (str, bytes)) or not isinstance(v, Iterable):
-                raise InputTypeError(f"{what} must be a sequence (one entry per task), got "
-                                     f"{describe(v)}")
+            if isinstance(v, (str, bytes, set, frozenset)) or not isinstance(v, Iterable):
+                raise InputTypeError(f"{what} must be a sequence (one entry per task, in task "
+                                     f"order; not a set), got {describe(v)}")
         names = tuple(self.task_names)
         bad = [t for t in names if not isinstance(t, str) or not t.strip()]
         if bad:  # str(None) == "None" would name a task silently

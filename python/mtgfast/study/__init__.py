@@ -6,33 +6,18 @@ Import-light: nothing here imports torch; names are loaded on first access.
 
 from __future__ import annotations
 
-from .._lazy import lazy_exports
+from .._lazy import exports_by_module, lazy_exports
 
-_LAZY: dict[str, str] = {
-    "ActiveLoop": "mtgfast.study.active",
-    "Selector": "mtgfast.study.active",
-    "SelectionContext": "mtgfast.study.active",
-    "Trial": "mtgfast.study.active",
-    "ExpGainSelector": "mtgfast.study.active",
-    "GreedySelector": "mtgfast.study.active",
-    "RandomSelector": "mtgfast.study.active",
-    "UncertaintySelector": "mtgfast.study.active",
-    "make_selector": "mtgfast.study.active",
-    "LoopState": "mtgfast.study.active",
-    "MemoryLoopState": "mtgfast.study.active",
-    "replay_method": "mtgfast.study.replay_methods",
-    "Study": "mtgfast.study.study",
-    "StudyResult": "mtgfast.study.study",
-    "RunFailedError": "mtgfast.study.study",
-    "group_stored": "mtgfast.study.study",
-    "Executor": "mtgfast.study.executors",
-    "InProcessExecutor": "mtgfast.study.executors",
-    "LocalExecutor": "mtgfast.study.executors",
-    "RayExecutor": "mtgfast.study.executors",
-    "make_executor": "mtgfast.study.executors",
-    "estimator_names": "mtgfast.study.registry",
-    "make_estimator": "mtgfast.study.registry",
-}
+_LAZY: dict[str, str] = exports_by_module("mtgfast.study", {
+    "active": ("ActiveLoop", "Selector", "SelectionContext", "Trial", "ExpGainSelector",
+               "GreedySelector", "RandomSelector", "UncertaintySelector", "make_selector",
+               "LoopState", "MemoryLoopState"),
+    "replay_methods": ("replay_method",),
+    "study": ("Study", "StudyResult", "RunFailedError", "group_stored"),
+    "executors": ("Executor", "InProcessExecutor", "LocalExecutor", "RayExecutor",
+                  "make_executor"),
+    "registry": ("estimator_names", "make_estimator"),
+})
 
 __all__ = list(_LAZY)
 

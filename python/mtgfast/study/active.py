@@ -24,9 +24,9 @@ from typing import Any, ClassVar, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from ..checks import check_int, check_real, describe, is_int
+from ..checks import check_int, check_real, is_int
 from ..errors import InputError, InputTypeError
-from ..gains import FloatArray, GainTable
+from ..gains import FloatArray, GainTable, real_matrix
 from ..masks import MaskArray, all_masks, as_masks, check_n_tasks, masks_to_dense, sample_masks
 
 __all__ = ["ActiveLoop", "ExpGainSelector", "GreedySelector", "LoopState", "MemoryLoopState",
@@ -398,11 +398,10 @@ class ActiveLoop:
         n = self.n_tasks
         scalar = is_int(masks)
         m = as_masks([int(masks)] if scalar else masks, n)
-        try:
-            g = np.asarray(gains, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise InputTypeError(f"gains must be numbers (a row per mask), got "
-                                 f"{describe(gains)}") from None
+        try:  # bools, strings, complex: type errors, not 1.0 or parsed
+            g = real_matrix(gains, "gains")
+        except InputTypeError as exc:
+            raise InputTypeError(f"gains must be numbers (a row per mask): {exc}") from None
         if scalar or g.ndim == 1:
             g = g.reshape(1, -1)
         if g.shape != (m.shape[0], n):

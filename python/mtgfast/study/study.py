@@ -401,8 +401,9 @@ class Study:
                                  "carries its own hyper-parameters")
             if task_names is None:
                 raise InputError("a train callable needs task_names=")
-            if isinstance(task_names, str):
-                raise InputTypeError("task_names must be a sequence of names, not one string")
+            if isinstance(task_names, (str, set, frozenset)):  # one string; no order
+                raise InputTypeError("task_names must be an ordered sequence of names, not a "
+                                     f"{type(task_names).__name__}")
             names = tuple(task_names)  # StudyProblem checks each name (str, non-empty)
             n = check_n_tasks(len(names))
             mets = ((metric,) * n if isinstance(metric, str) or not isinstance(metric, Iterable)

@@ -227,6 +227,16 @@ def test_study_validates_inputs(tmp_path):
         make_executor(0)
 
 
+def test_result_before_run_names_the_missing_step(tmp_path):
+    s = Study(_plain_train, task_names=["a", "b", "c"], store=":memory:", estimator="oracle",
+              progress=False)
+    for call in (s.result, s.group, lambda budget: s.predict()):
+        with pytest.raises(InputError,
+                           match=r"call run\(\) before predict\(\), group\(\) or result"):
+            call(budget=2)
+    s.close()
+
+
 _CALLS: list[tuple[str, ...]] = []
 
 

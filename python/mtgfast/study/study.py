@@ -616,7 +616,8 @@ class Study:
         from .final import final_gains
 
         if self.estimator_ is None:
-            raise InputError("call run() before group()")
+            raise InputError("no fitted estimate yet: call run() before predict(), group() "
+                             "or result()")
         table = self.gain_table()
         if self._collect == "all" or self.final != "estimate":
             # only measured combinations and singletons (what final_gains lets into a grouping)

@@ -72,11 +72,17 @@ __all__ = [
     "popcount64",
     "score_bound",
     "SCORE_BOUND_MAX",
+    "tf32_hi",
+    "tf32_parts",
+    "tf32_round",
 ]
 
 _CDT = dict(zip(KERNEL_DTYPES, (tl.float32, tl.float16, tl.bfloat16)))
 # Target whose launch choices the interpreter takes (tests set 80 to cover the Ampere ones).
 INTERPRETER_ARCH = 90
+# The interpreter's launch choices skip the dtype rule (every path in every dtype); tests set
+# True to take the packed dtype's compiled ones (fp32: half tiles, weights per tile).
+INTERPRETER_DTYPE_RULE = False
 
 
 # ------------------------------------------------------------------------------------------------
@@ -123,8 +129,10 @@ class PackedMTGNet:
     emb: torch.Tensor          # (3, NP, DP) bf16: embeddings (layer-1 residual input) as a sum
     s1: torch.Tensor           # (H, 3, NP, NP) bf16: scaled layer-1 scores (or their exp2,
                                # see exp_scores), same split
-    vo1: torch.Tensor          # (H, NP, DP) dtype: layer-1 V_h @ W_o,h
-    mat: torch.Tensor          # (layout.mat_size,) dtype: per-layer matrices
+    vo1: torch.Tensor          # (H, NP, DP) dtype: layer-1 V_h @ W_o,h (fp32: (3 H, ...), and
+                               # its tf32 parts, ``tf32_parts``)
+    mat: torch.Tensor          # (layout.mat_size,) dtype: per-layer matrices (fp32: x 3, the
+                               # same with its tf32 parts hi, lo at MAT_HI, MAT_LO)
     vec: torch.Tensor          # (layout.vec_size,) fp32: per-layer vectors, then w_head, b_head
     bias: torch.Tensor         # (layout.bias_size,) bf16: b_o, b_q, b_1 as split (16, width) blocks
     exp_scores: bool = False   # s1 holds exp2(S - row max over all tasks): softmax is a masked
@@ -319,9 +327,14 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
         e = torch.zeros_like(s1)
         e[:, :n, :n] = torch.exp2(s1[:, :n, :n] - s1[:, :n, :n].amax(-1, keepdim=True))
         s1 = e
+    mat = mat.reshape(-1)
+    if dtype == torch.float32:
+        # tf32x3 products read their weights pre-split (``tf32_parts``): [W | hi | lo], hi + lo
+        # = W, hi exact in tf32, so only the activations are split per tile
+        mat, vo1 = tf32_parts(mat, 0), tf32_parts(vo1, 0)
     return PackedMTGNet(layout=lay, ln_eps=float(params.ln_eps), dtype=dtype,
                         emb=_bf16_split(emb_p), s1=torch.stack([_bf16_split(t) for t in s1]),
-                        vo1=vo1.to(dtype).contiguous(), mat=mat.reshape(-1).to(dtype).contiguous(),
+                        vo1=vo1.to(dtype).contiguous(), mat=mat.to(dtype).contiguous(),
                         vec=vec.contiguous(), bias=bias.reshape(-1).contiguous(),
                         exp_scores=exp_scores,
                         bounded_scores=n_layers > 1 and score_bound(params) <= SCORE_BOUND_MAX)
@@ -364,6 +377,20 @@ def _center(t: torch.Tensor, d: int) -> torch.Tensor:
     """Subtract from each row of ``t`` (in place) its mean over the first ``d`` (real) columns."""
     t[..., :d] -= t[..., :d].mean(-1, keepdim=True)
     return t
+
+
+def tf32_round(t: torch.Tensor) -> torch.Tensor:
+    """fp32 ``t`` rounded to tf32 (10 mantissa bits; nearest, ties away from zero) as fp32: the
+    kernel's ``tf32_hi`` on the host."""
+    bits = t.float().contiguous().view(torch.int32)
+    return ((bits + 0x1000) & -0x2000).view(torch.float32)
+
+
+def tf32_parts(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """``[t | hi | lo]`` along ``dim``: fp32 ``t``, its tf32 part and the rest (hi + lo = t), the
+    operands of the kernel's tf32x3 weight products (``_mm_w``)."""
+    hi = tf32_round(t)
+    return torch.cat([t, hi, t.float() - hi], dim)
 
 
 def _bias_block(b: torch.Tensor) -> torch.Tensor:
@@ -409,8 +436,39 @@ def _mm(a, b, acc, CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.const
         a = a.to(tl.float32)
         b = b.to(tl.float32)
     if TF32X3:
-        return tl.dot(a, b, acc, input_precision="tf32x3")
+        b_hi = tf32_hi(b)
+        return _tf32x3(a, b_hi, b - b_hi, acc)
     return tl.dot(a, b, acc, input_precision="ieee")
+
+
+@triton.jit
+def tf32_hi(x):
+    """fp32 ``x`` rounded to tf32 (10 mantissa bits, nearest, ties away from zero), as fp32: an
+    integer add and mask, the same on the host (``tf32_round``) and in the interpreter."""
+    bits = x.to(tl.uint32, bitcast=True)
+    return ((bits + 0x1000) & 0xFFFFE000).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _tf32x3(a, b_hi, b_lo, acc):
+    """acc + a @ b with b = b_hi + b_lo (b_hi exact in tf32) as three tf32 tensor-core products:
+    a_lo b_hi + a_hi b_lo + a_hi b_hi, fp32 accumulation started from ``acc`` (~fp32 accuracy:
+    the dropped a_lo b_lo is ~2^-22 of a b). Only ``a`` is split here."""
+    a = a.to(tl.float32)
+    a_hi = tf32_hi(a)
+    acc = tl.dot(a - a_hi, b_hi, acc, input_precision="tf32")
+    acc = tl.dot(a_hi, b_lo, acc, input_precision="tf32")
+    return tl.dot(a_hi, b_hi, acc, input_precision="tf32")
+
+
+@triton.jit
+def _mm_w(a, w_ptrs, acc, HI: tl.constexpr, LO: tl.constexpr, CDT: tl.constexpr,
+          UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr):
+    """acc + a @ W for a weight matrix read per tile at ``w_ptrs``: fp32 (TF32X3) reads its tf32
+    parts, ``HI`` and ``LO`` further on (``tf32_parts``: no per-tile split of the weights)."""
+    if TF32X3:
+        return _tf32x3(a, tl.load(w_ptrs + HI), tl.load(w_ptrs + LO), acc)
+    return _mm(a, tl.load(w_ptrs), acc, CDT, UPCAST_DOT, False)
 
 
 # Score offset of masked keys in the 2-D attention (finite: it reaches the accumulator through
@@ -501,7 +559,8 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
                     O_B1: tl.constexpr, O_B2: tl.constexpr, OB_1: tl.constexpr,
                     O_G1: tl.constexpr, OB_R: tl.constexpr, FOLD_LN: tl.constexpr,
                     CENTER_IN: tl.constexpr,
-                    CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr):
+                    CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr,
+                    W_HI: tl.constexpr = 0, W_LO: tl.constexpr = 0):
     """From x + attn + b_o: y = LN1(.), then LN2(y + FFN(y)); LAST: the head's output per row.
 
     The FFN reads LN1's normalised rows u (the host folded LN1's scale into W_1 and its bias
@@ -529,12 +588,15 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
             w2 = w2_pre
             b1 = b1_pre
         else:
-            w1 = tl.load(mat_l + O_W1 + dc[:, None] * FP + (f0 + fc)[None, :])
-            w2 = tl.load(mat_l + O_W2 + (f0 + fc)[:, None] * DP + dc[None, :])
             b1 = tl.load(bias_l + OB_1 + r16[:, None] * FP + (f0 + fc)[None, :])
         hid = _mm(ones, b1, tl.zeros((u.shape[0], BLOCK_F), tl.float32), tl.bfloat16,
                   UPCAST_DOT, False)
-        hid = _relu_to(_mm(xc, w1, hid, CDT, UPCAST_DOT, TF32X3), CDT, UPCAST_DOT)
+        if PRE:
+            hid = _mm(xc, w1, hid, CDT, UPCAST_DOT, TF32X3)
+        else:
+            hid = _mm_w(xc, mat_l + O_W1 + dc[:, None] * FP + (f0 + fc)[None, :], hid, W_HI,
+                        W_LO, CDT, UPCAST_DOT, TF32X3)
+        hid = _relu_to(hid, CDT, UPCAST_DOT)
         if f0 == 0:
             if FOLD_LN:
                 acc = _mm(ones, _load_mat(bias_l + OB_R, 16, DP),
@@ -544,7 +606,11 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
             else:
                 acc = (u * tl.load(vec_l + O_BO + DP + dc)[None, :]
                        + tl.load(vec_l + O_BO + 2 * DP + dc)[None, :])
-        acc = _mm(hid, w2, acc, CDT, UPCAST_DOT, TF32X3)
+        if PRE:
+            acc = _mm(hid, w2, acc, CDT, UPCAST_DOT, TF32X3)
+        else:
+            acc = _mm_w(hid, mat_l + O_W2 + (f0 + fc)[:, None] * DP + dc[None, :], acc, W_HI,
+                        W_LO, CDT, UPCAST_DOT, TF32X3)
     if LAST:
         out = _ln_head(acc, head_ptr, eps, D, DP, FOLD_LN)
     else:
@@ -593,7 +659,8 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
                    O_G1: tl.constexpr, OB_R: tl.constexpr, O_GI: tl.constexpr,
                    OB_OF: tl.constexpr, FOLD_LN: tl.constexpr,
                    CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr,
-                   FLAT: tl.constexpr, S: tl.constexpr, BOUNDED: tl.constexpr):
+                   FLAT: tl.constexpr, S: tl.constexpr, BOUNDED: tl.constexpr,
+                   W_HI: tl.constexpr = 0, W_LO: tl.constexpr = 0):
     """One encoder layer over (R, DP) slot tokens: per-head QKV, attention, LN/FFN/LN. FLAT:
     2-D block-diagonal attention, combination c on rows [c S, c S + S) (its mask a product on
     the score accumulator); else batched (BLOCK_M, PP, PP) (R = BLOCK_M PP, S = PP). One head
@@ -624,23 +691,25 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
             bq = bq_pre
         else:
             bq = tl.load(bias_l + OB_Q + h * 16 * DHP + r16[:, None] * DHP + hc[None, :])
-            w_off = dc[:, None] * DHP + hc[None, :]
-            wq = tl.load(mat_l + (0 * H + h) * DP * DHP + w_off)
-            if not MERGED:
-                wk = tl.load(mat_l + (1 * H + h) * DP * DHP + w_off)
-                wv = tl.load(mat_l + (2 * H + h) * DP * DHP + w_off)
-            else:
-                wk = wq
-                wv = wq
+        w_off = dc[:, None] * DHP + hc[None, :]
         # rounded to the compute dtype at once (the next matmul would): half the registers
         if MERGED:   # keys and values are the rows themselves (``pack_params``)
             k = xc
             v = xc
-        else:
+        elif PRE:
             k = _mm(xc, wk, z, CDT, UPCAST_DOT, TF32X3).to(CDT)
             v = _mm(xc, wv, z, CDT, UPCAST_DOT, TF32X3).to(CDT)
-        q = _mm(xc, wq, _mm(ones, bq, z, tl.bfloat16, UPCAST_DOT, False), CDT, UPCAST_DOT,
-                TF32X3).to(CDT)
+        else:
+            k = _mm_w(xc, mat_l + (1 * H + h) * DP * DHP + w_off, z, W_HI, W_LO, CDT,
+                      UPCAST_DOT, TF32X3).to(CDT)
+            v = _mm_w(xc, mat_l + (2 * H + h) * DP * DHP + w_off, z, W_HI, W_LO, CDT,
+                      UPCAST_DOT, TF32X3).to(CDT)
+        q = _mm(ones, bq, z, tl.bfloat16, UPCAST_DOT, False)
+        if PRE:
+            q = _mm(xc, wq, q, CDT, UPCAST_DOT, TF32X3).to(CDT)
+        else:
+            q = _mm_w(xc, mat_l + (0 * H + h) * DP * DHP + w_off, q, W_HI, W_LO, CDT,
+                      UPCAST_DOT, TF32X3).to(CDT)
         if FLAT:
             # all R rows against all R keys in plain 2-D products (Hopper: wgmma, operands in
             # shared memory; the batched 3-D form holds both in registers), keys of other
@@ -669,13 +738,13 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
             acc = _residual_start(x, xc, ones, bo_pre, mat_l, bias_l, vin_l, R, PRE, DP, O_GI,
                                   OB_OF, FOLD_LN, CDT, UPCAST_DOT)
         if PRE:
-            wo = wo_pre
+            acc = _mm(o2, wo_pre, acc, CDT, UPCAST_DOT, TF32X3)
         else:
-            wo = tl.load(mat_l + O_WO + h * DHP * DP + hc[:, None] * DP + dc[None, :])
-        acc = _mm(o2, wo, acc, CDT, UPCAST_DOT, TF32X3)
+            acc = _mm_w(o2, mat_l + O_WO + h * DHP * DP + hc[:, None] * DP + dc[None, :], acc,
+                        W_HI, W_LO, CDT, UPCAST_DOT, TF32X3)
     return _post_attention(acc, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, head_ptr, eps,
                            LAST, PRE, D, DP, FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, OB_1,
-                           O_G1, OB_R, FOLD_LN, FOLD_LN, CDT, UPCAST_DOT, TF32X3)
+                           O_G1, OB_R, FOLD_LN, FOLD_LN, CDT, UPCAST_DOT, TF32X3, W_HI, W_LO)
 
 
 @triton.jit
@@ -750,10 +819,13 @@ def _mtgnet_fwd_kernel(
     tl.static_assert(S <= PP and BLOCK_M * S <= R, "BLOCK_M combinations of S rows in a tile")
     tl.static_assert(ROW_KEYS or S == PP, "dense strides need ROW_KEYS")
     HEAD: tl.constexpr = N_LAYERS * VEC_L
+    # fp32 (TF32X3): the tf32 parts of ``mat`` / ``vo1`` follow them (``tf32_parts``)
+    W_HI: tl.constexpr = max(N_LAYERS, 1) * MAT_L
+    VO_HI: tl.constexpr = H * NP * DP
     # attention of layers 2..L as 2-D products over the tile (block-diagonal) rather than
     # batched per combination: one combination per tile, or a 64-task mask (register pressure)
     # (and always for a stride S below the slot width: combinations packed S rows apart)
-    FLAT: tl.constexpr = BLOCK_M == 1 or NP > 32 or S != PP
+    FLAT: tl.constexpr = BLOCK_M == 1 or NP > 32 or S != PP or TF32X3
 
     pid = tl.program_id(0)
     n_prog = tl.num_programs(0)
@@ -871,10 +943,8 @@ def _mtgnet_fwd_kernel(
             acc = x                   # gathered embeddings carry layer 1's b_o
             for h in tl.static_range(H):
                 if PERSIST_TABLES:
-                    vo = vo_pre
                     s = _gather3(hot2, g0, g1, g2, UPCAST_DOT)
                 else:
-                    vo = _load_mat(vo1_ptr + h * NP * DP, NP, DP)
                     s = _gather3(hot2, _load_mat(s1_ptr + h * 3 * NP * NP, NP, NP),
                                  _load_mat(s1_ptr + (h * 3 + 1) * NP * NP, NP, NP),
                                  _load_mat(s1_ptr + (h * 3 + 2) * NP * NP, NP, NP), UPCAST_DOT)
@@ -889,18 +959,22 @@ def _mtgnet_fwd_kernel(
                 else:
                     p = tl.reshape(_softmax2(tl.reshape(tl.where(key1, s, float("-inf")),
                                                         (1, R, NP)), False), (R, NP))
-                acc = _mm(tl.reshape(p, (R, NP)), vo, acc, CDT, UPCAST_DOT, TF32X3)
+                if PERSIST_TABLES:
+                    acc = _mm(p, vo_pre, acc, CDT, UPCAST_DOT, TF32X3)
+                else:
+                    acc = _mm_w(p, vo1_ptr + h * NP * DP + tn[:, None] * DP + dc[None, :], acc,
+                                VO_HI, 2 * VO_HI, CDT, UPCAST_DOT, TF32X3)
             if N_LAYERS == 1:
                 y_slot = _post_attention(acc, ones, f1_pre, f2_pre, fb_pre, mat_ptr, vec_ptr,
                                          bias_ptr, vec_ptr + HEAD, ln_eps, True, PERSIST, D, DP,
                                          FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, O_G1,
                                          OB_R, FOLD_LN, True, CDT,
-                                         UPCAST_DOT, TF32X3)
+                                         UPCAST_DOT, TF32X3, W_HI, 2 * W_HI)
             else:
                 x = _post_attention(acc, ones, f1_pre, f2_pre, fb_pre, mat_ptr, vec_ptr, bias_ptr,
                                     vec_ptr + HEAD, ln_eps, False, PERSIST, D, DP, FP, BLOCK_F,
                                     O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, O_G1, OB_R, FOLD_LN,
-                                    True, CDT, UPCAST_DOT, TF32X3)
+                                    True, CDT, UPCAST_DOT, TF32X3, W_HI, 2 * W_HI)
                 # ---- step 3: layers 2..L over slots (the last one ends in the head) ------------
                 if FLAT:
                     key_ok = slot_ok                                  # keys = occupied slots
@@ -915,7 +989,7 @@ def _mtgnet_fwd_kernel(
                                        vec_ptr + HEAD, ln_eps, False, False, BLOCK_M, PP, H, D,
                                        DP, DHP, FP, BLOCK_F, O_WO, O_W1, O_W2, O_BO, O_B1, O_B2,
                                        OB_Q, OB_1, O_G1, OB_R, O_GI, OB_OF, FOLD_LN, CDT,
-                                       UPCAST_DOT, TF32X3, FLAT, S, BOUNDED)
+                                       UPCAST_DOT, TF32X3, FLAT, S, BOUNDED, W_HI, 2 * W_HI)
                 y_slot = _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre,
                                         wo_pre, w1_pre,
                                         w2_pre, bo_pre, bq_pre, b1_pre,
@@ -927,7 +1001,8 @@ def _mtgnet_fwd_kernel(
                                         True, PERSIST, BLOCK_M, PP, H, D, DP, DHP, FP, BLOCK_F,
                                         O_WO, O_W1, O_W2, O_BO, O_B1, O_B2, OB_Q, OB_1, O_G1, OB_R,
                                         O_GI, OB_OF, FOLD_LN, CDT,
-                                        UPCAST_DOT, TF32X3, FLAT, S, BOUNDED)
+                                        UPCAST_DOT, TF32X3, FLAT, S, BOUNDED, W_HI,
+                                        2 * W_HI)
         else:
             wh = tl.load(vec_ptr + HEAD + dc)
             y_slot = tl.sum(x * wh[None, :], axis=1) + tl.load(vec_ptr + HEAD + DP)
@@ -1089,7 +1164,8 @@ def _mtgnet_fwd_launch(packed: PackedMTGNet, masks: torch.Tensor, *, mode: int,
         if bmasks.shape[0] == 0:
             continue
         cfg = launch_config(packed.layout, bucket.pp, mode, topk=topk, block_m=block_m,
-                            dtype=None if upcast else packed.dtype, arch=arch,
+                            dtype=None if upcast and not INTERPRETER_DTYPE_RULE
+                            else packed.dtype, arch=arch,
                             stride=bucket.stride)
         n_tiles = triton.cdiv(int(bmasks.shape[0]), cfg.block_m)
         grid = n_tiles if mode == 0 else max(1, min(n_programs or _default_programs(n_tiles, dev),

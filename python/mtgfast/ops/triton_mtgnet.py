@@ -491,6 +491,47 @@ def _relu_to(h, CDT: tl.constexpr, INTERPRETED: tl.constexpr):
 
 
 @triton.jit
+def _popc(x, WIDE: tl.constexpr, INTERPRETED: tl.constexpr):
+    """Set bits of each uint32 (WIDE: uint64) element, as int32: one ``popc`` compiled (inline
+    asm, as the packed ReLU convert), the same count by SWAR integer steps in the interpreter."""
+    if INTERPRETED:
+        if WIDE:
+            x = x - ((x >> 1) & 0x5555555555555555)
+            x = (x & 0x3333333333333333) + ((x >> 2) & 0x3333333333333333)
+            x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0F
+            return ((x * 0x0101010101010101) >> 56).to(tl.int32)
+        x = x - ((x >> 1) & 0x55555555)
+        x = (x & 0x33333333) + ((x >> 2) & 0x33333333)
+        x = (x + (x >> 4)) & 0x0F0F0F0F
+        return ((x * 0x01010101) >> 24).to(tl.int32)
+    elif WIDE:
+        return tl.inline_asm_elementwise("popc.b64 $0, $1;", "=r,l", [x], dtype=tl.int32,
+                                         is_pure=True, pack=1)
+    else:
+        return tl.inline_asm_elementwise("popc.b32 $0, $1;", "=r,r", [x], dtype=tl.int32,
+                                         is_pure=True, pack=1)
+
+
+@triton.jit
+def _mask_bits(m, WIDE: tl.constexpr):
+    """int64 masks as the unsigned word the bit counts read: the low 32 bits unless WIDE."""
+    if WIDE:
+        return m.to(tl.uint64, bitcast=True)
+    return m.to(tl.uint32)
+
+
+@triton.jit
+def _count_below(mw, j, WIDE: tl.constexpr, INTERPRETED: tl.constexpr):
+    """Members of mask word ``mw`` (``_mask_bits``) below task ``j`` (broadcast): the rank of
+    task j among them, popc(m & (2^j - 1)), with no scan over the task axis."""
+    if WIDE:
+        below = (tl.full(j.shape, 1, tl.uint64) << j.to(tl.uint64)) - 1
+    else:
+        below = (tl.full(j.shape, 1, tl.uint32) << j.to(tl.uint32)) - 1
+    return _popc(mw & below, WIDE, INTERPRETED)
+
+
+@triton.jit
 def _softmax2(s, BOUNDED: tl.constexpr):
     """Softmax in base 2 over the last axis (scores carry log2(e)); masked keys are -inf already.
 
@@ -842,6 +883,9 @@ def _mtgnet_fwd_kernel(
     comb_hot = tl.where((rr // S)[:, None] == kc[None, :], 1.0, 0.0)    # (R, KC)
     slot1 = (rr % S + 1).to(tl.float32)
     task_ok = tn < N
+    # the masks' task bits, and whether they need the 64-bit word (bit counts: ``_popc``)
+    WIDE: tl.constexpr = NP > 32
+    TASK_BITS: tl.constexpr = (1 << N) - 1 if N < 64 else -1
 
     # Running reduction state; only the mode that updates it keeps it alive.
     kk = tl.arange(0, TOPK)
@@ -898,11 +942,11 @@ def _mtgnet_fwd_kernel(
             rows = tl.load(rows_ptr + pos, mask=row_ok, other=0)
         else:
             rows = pos
-        member = ((masks[:, None] >> tn[None, :].to(tl.int64)) & 1) != 0
-        member = member & task_ok[None, :] & row_ok[:, None]          # (BLOCK_M, NP)
-        mi = member.to(tl.int32)
-        rank = tl.cumsum(mi, axis=1) - mi                             # task j's slot
-        count = tl.sum(mi, axis=1)                                    # (BLOCK_M,)
+        mw = _mask_bits(masks & TASK_BITS, WIDE)     # (rows past the end: 0)
+        member = ((mw[:, None] >> tn[None, :].to(mw.dtype)) & 1) != 0   # (BLOCK_M, NP)
+        # task j's slot: its rank among the members, and each combination's size, by popc
+        rank = _count_below(mw[:, None], tn[None, :], WIDE, UPCAST_DOT)
+        count = _popc(mw, WIDE, UPCAST_DOT)                           # (BLOCK_M,)
         if FLAT:   # per token row (R,): slot r % S of combination r // S is occupied
             slot_ok = ((rr % S) < tl.gather(count, tl.minimum(rr // S, BLOCK_M - 1), 0)) & (
                 rr < BLOCK_M * S)
@@ -915,9 +959,10 @@ def _mtgnet_fwd_kernel(
             mk = tl.load(masks_ptr + tl.cast(tile, tl.int64) * BLOCK_M + kc,
                          mask=(kc < BLOCK_M) & (tl.cast(tile, tl.int64) * BLOCK_M + kc < n_masks),
                          other=0)
-            mk = (((mk[:, None] >> tn[None, :].to(tl.int64)) & 1) != 0) & task_ok[None, :]
-            mki = mk.to(tl.int32)
-            rk = tl.where(mk, tl.cumsum(mki, axis=1), 0).to(tl.float32)    # (KC, NP)
+            mkw = _mask_bits(mk & TASK_BITS, WIDE)
+            mk = ((mkw[:, None] >> tn[None, :].to(mkw.dtype)) & 1) != 0
+            rk = tl.where(mk, _count_below(mkw[:, None], tn[None, :], WIDE, UPCAST_DOT) + 1,
+                          0).to(tl.float32)                    # rank + 1 of members (KC, NP)
             g = _mm(comb_hot, rk, tl.zeros((R, NP), tl.float32), tl.bfloat16, UPCAST_DOT, False)
             # via fp32: the interpreter turns bool into bf16 as 0
             hot2 = tl.where(g == slot1[:, None], 1.0, 0.0).to(tl.bfloat16)  # (R, NP) one-hot

@@ -550,6 +550,59 @@ def _softmax2(s, BOUNDED: tl.constexpr):
 
 
 @triton.jit
+def _halves(x):
+    """(R, C) as its even and odd column halves by the column's bits in the accumulator layout:
+    first bit 0, then bits 3.. (the ones a thread holds in registers), so no data moves."""
+    R: tl.constexpr = x.shape[0]
+    C: tl.constexpr = x.shape[1]
+    return tl.split(tl.reshape(x, (R, C // 2, 2)))
+
+
+@triton.jit
+def _row_dot(x, y):
+    """sum_j x_ij y_ij per row as one fused multiply-add chain over the columns a thread holds
+    (64 columns: 16 per thread in the MMA layout), then the cross-lane sum: the tree reduce of
+    ``tl.sum(x * y)`` multiplies and adds apart (about twice the instructions)."""
+    R: tl.constexpr = x.shape[0]
+    C: tl.constexpr = x.shape[1]
+    if C != 64:
+        return tl.sum(x * y, axis=1)
+    # column = 8 k + 2 c + e: e (bit 0) and k (bits 3..5) in registers, c in the lane
+    x4 = tl.reshape(x, (R, 8, 4, 2))
+    y4 = tl.reshape(y, (R, 8, 4, 2))
+    xa, xb = tl.split(x4)
+    ya, yb = tl.split(y4)
+    xa = tl.permute(xa, (0, 2, 1))
+    xb = tl.permute(xb, (0, 2, 1))
+    ya = tl.permute(ya, (0, 2, 1))
+    yb = tl.permute(yb, (0, 2, 1))     # (R, 4 (c), 8 (k))
+    acc = tl.zeros((R, 4), tl.float32)
+    for t in tl.static_range(2):
+        if t == 0:
+            u8, v8 = xa, ya
+        else:
+            u8, v8 = xb, yb
+        u0, u1 = tl.split(tl.reshape(u8, (R, 4, 4, 2)))
+        v0, v1 = tl.split(tl.reshape(v8, (R, 4, 4, 2)))
+        for h in tl.static_range(2):
+            if h == 0:
+                u4, v4 = u0, v0
+            else:
+                u4, v4 = u1, v1
+            w0, w1 = tl.split(tl.reshape(u4, (R, 4, 2, 2)))
+            z0, z1 = tl.split(tl.reshape(v4, (R, 4, 2, 2)))
+            a0, a1 = tl.split(w0)
+            b0, b1 = tl.split(z0)
+            acc = acc + a0 * b0
+            acc = acc + a1 * b1
+            a0, a1 = tl.split(w1)
+            b0, b1 = tl.split(z1)
+            acc = acc + a0 * b0
+            acc = acc + a1 * b1
+    return tl.sum(acc, axis=1)
+
+
+@triton.jit
 def _ln_stats(x, eps, D: tl.constexpr, CENTERED: tl.constexpr):
     """Row mean and 1/std over the first D columns (padded columns hold 0): one pass, two sums.
 
@@ -558,10 +611,10 @@ def _ln_stats(x, eps, D: tl.constexpr, CENTERED: tl.constexpr):
     """
     if CENTERED:
         mean = tl.zeros((x.shape[0],), tl.float32)
-        var = tl.sum(x * x, axis=1) * (1.0 / D)
+        var = _row_dot(x, x) * (1.0 / D)
     else:
         mean = tl.sum(x, axis=1) * (1.0 / D)
-        var = tl.maximum(tl.sum(x * x, axis=1) * (1.0 / D) - mean * mean, 0.0)
+        var = tl.maximum(_row_dot(x, x) * (1.0 / D) - mean * mean, 0.0)
     return mean, tl.math.rsqrt(var + eps)
 
 
@@ -576,10 +629,11 @@ def _ln_head(x, head_ptr, eps, D: tl.constexpr, DP: tl.constexpr, CENTERED: tl.c
     mean, rstd = _ln_stats(x, eps, D, CENTERED)
     wh = tl.load(head_ptr + dc)
     c = tl.load(head_ptr + DP)
+    xw = _row_dot(x, tl.broadcast_to(wh[None, :], x.shape))
     if CENTERED:
-        return rstd * tl.sum(x * wh[None, :], axis=1) + c
+        return rstd * xw + c
     sw = tl.load(head_ptr + DP + 1)
-    return rstd * tl.sum(x * wh[None, :], axis=1) - mean * rstd * sw + c
+    return rstd * xw - mean * rstd * sw + c
 
 
 @triton.jit

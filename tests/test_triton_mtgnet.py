@@ -229,8 +229,8 @@ def test_fp32_compiled_launch_choices(monkeypatch: pytest.MonkeyPatch, n_layers:
     lay = KernelLayout(n, 16, 32, 1, n_layers)
     cfgs = [common.launch_config(lay, b.pp, 0, dtype=torch.float32, stride=b.stride)
             for b in slot_buckets(lay)]
-    assert [(c.rows or c.block_m * c.pp, c.block_m) for c in cfgs] == [
-        (32, 4), (32, 2), (32, 2), (32, 1), (32, 1)]
+    assert [(c.rows or c.block_m * c.pp, c.block_m, c.stride) for c in cfgs] == [
+        (32, 4, 8), (32, 2, 0), (32, 2, 0), (32, 1, 0), (32, 1, 0)]
     assert not any(c.persist or c.fold_ln for c in cfgs)
     params = make_params(n, 16, 32, n_layers, 1, seed=32 + n_layers)
     g = torch.Generator().manual_seed(n_layers)

@@ -436,8 +436,14 @@ def _mm(a, b, acc, CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.const
         a = a.to(tl.float32)
         b = b.to(tl.float32)
     if TF32X3:
+        # fp32 as three tf32 products, a_lo b_hi + a_hi b_lo + a_hi b_hi (hi exact in tf32,
+        # ``tf32_hi``; the dropped a_lo b_lo is ~2^-22 of a b), accumulated onto ``acc``
+        # (no NaN select, no separate add); b's low part made after the first (registers)
+        a_hi = tf32_hi(a)
         b_hi = tf32_hi(b)
-        return _tf32x3(a, b_hi, b - b_hi, acc)
+        acc = tl.dot(a - a_hi, b_hi, acc, input_precision="tf32")
+        acc = tl.dot(a_hi, b - b_hi, acc, input_precision="tf32")
+        return tl.dot(a_hi, b_hi, acc, input_precision="tf32")
     return tl.dot(a, b, acc, input_precision="ieee")
 
 
@@ -450,24 +456,17 @@ def tf32_hi(x):
 
 
 @triton.jit
-def _tf32x3(a, b_hi, b_lo, acc):
-    """acc + a @ b with b = b_hi + b_lo (b_hi exact in tf32) as three tf32 tensor-core products:
-    a_lo b_hi + a_hi b_lo + a_hi b_hi, fp32 accumulation started from ``acc`` (~fp32 accuracy:
-    the dropped a_lo b_lo is ~2^-22 of a b). Only ``a`` is split here."""
-    a = a.to(tl.float32)
-    a_hi = tf32_hi(a)
-    acc = tl.dot(a - a_hi, b_hi, acc, input_precision="tf32")
-    acc = tl.dot(a_hi, b_lo, acc, input_precision="tf32")
-    return tl.dot(a_hi, b_hi, acc, input_precision="tf32")
-
-
-@triton.jit
 def _mm_w(a, w_ptrs, acc, HI: tl.constexpr, LO: tl.constexpr, CDT: tl.constexpr,
           UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr):
     """acc + a @ W for a weight matrix read per tile at ``w_ptrs``: fp32 (TF32X3) reads its tf32
     parts, ``HI`` and ``LO`` further on (``tf32_parts``: no per-tile split of the weights)."""
-    if TF32X3:
-        return _tf32x3(a, tl.load(w_ptrs + HI), tl.load(w_ptrs + LO), acc)
+    if TF32X3:   # as ``_mm``'s three products; lo is read after the first (registers)
+        a = a.to(tl.float32)
+        a_hi = tf32_hi(a)
+        b_hi = tl.load(w_ptrs + HI)
+        acc = tl.dot(a - a_hi, b_hi, acc, input_precision="tf32")
+        acc = tl.dot(a_hi, tl.load(w_ptrs + LO), acc, input_precision="tf32")
+        return tl.dot(a_hi, b_hi, acc, input_precision="tf32")
     return _mm(a, tl.load(w_ptrs), acc, CDT, UPCAST_DOT, False)
 
 
@@ -559,13 +558,14 @@ def _halves(x):
 
 
 @triton.jit
-def _row_dot(x, y):
+def _row_dot(x, y, CHAIN: tl.constexpr = True):
     """sum_j x_ij y_ij per row as one fused multiply-add chain over the columns a thread holds
     (64 columns: 16 per thread in the MMA layout), then the cross-lane sum: the tree reduce of
-    ``tl.sum(x * y)`` multiplies and adds apart (about twice the instructions)."""
+    ``tl.sum(x * y)`` multiplies and adds apart (about twice the instructions). CHAIN=False
+    (fp32: the chain's operands made fp32 top-k spill 72 B): that tree reduce."""
     R: tl.constexpr = x.shape[0]
     C: tl.constexpr = x.shape[1]
-    if C != 64:
+    if C != 64 or not CHAIN:
         return tl.sum(x * y, axis=1)
     # column = 8 k + 2 c + e: e (bit 0) and k (bits 3..5) in registers, c in the lane
     x4 = tl.reshape(x, (R, 8, 4, 2))
@@ -603,7 +603,7 @@ def _row_dot(x, y):
 
 
 @triton.jit
-def _ln_stats(x, eps, D: tl.constexpr, CENTERED: tl.constexpr):
+def _ln_stats(x, eps, D: tl.constexpr, CENTERED: tl.constexpr, CHAIN: tl.constexpr = True):
     """Row mean and 1/std over the first D columns (padded columns hold 0): one pass, two sums.
 
     CENTERED: the rows have mean 0 by construction (every product feeding them has
@@ -611,25 +611,29 @@ def _ln_stats(x, eps, D: tl.constexpr, CENTERED: tl.constexpr):
     """
     if CENTERED:
         mean = tl.zeros((x.shape[0],), tl.float32)
-        var = _row_dot(x, x) * (1.0 / D)
+        var = _row_dot(x, x, CHAIN) * (1.0 / D)
     else:
         mean = tl.sum(x, axis=1) * (1.0 / D)
-        var = tl.maximum(_row_dot(x, x) * (1.0 / D) - mean * mean, 0.0)
+        var = tl.maximum(_row_dot(x, x, CHAIN) * (1.0 / D) - mean * mean, 0.0)
     return mean, tl.math.rsqrt(var + eps)
 
 
 @triton.jit
-def _ln_head(x, head_ptr, eps, D: tl.constexpr, DP: tl.constexpr, CENTERED: tl.constexpr):
+def _ln_head(x, head_ptr, eps, D: tl.constexpr, DP: tl.constexpr, CENTERED: tl.constexpr,
+             PRE: tl.constexpr = False, wh_pre=None, CHAIN: tl.constexpr = True):
     """Last LayerNorm and the head in one: y = rstd (x . w') - mean rstd sum(w') + c per row.
 
     The host folds the LN affine into the head: w' = ln_w * w_head, c = ln_b . w_head + b_head.
     CENTERED rows (mean 0) drop the mean term.
     """
     dc = tl.arange(0, DP)
-    mean, rstd = _ln_stats(x, eps, D, CENTERED)
-    wh = tl.load(head_ptr + dc)
+    mean, rstd = _ln_stats(x, eps, D, CENTERED, CHAIN)
+    if PRE:   # loaded once per program (a load in the tile loop is not hoisted past its stores)
+        wh = wh_pre
+    else:
+        wh = tl.load(head_ptr + dc)
     c = tl.load(head_ptr + DP)
-    xw = _row_dot(x, tl.broadcast_to(wh[None, :], x.shape))
+    xw = _row_dot(x, tl.broadcast_to(wh[None, :], x.shape), CHAIN)
     if CENTERED:
         return rstd * xw + c
     sw = tl.load(head_ptr + DP + 1)
@@ -637,10 +641,10 @@ def _ln_head(x, head_ptr, eps, D: tl.constexpr, DP: tl.constexpr, CENTERED: tl.c
 
 
 @triton.jit
-def _ln_normalise(x, eps, D: tl.constexpr, CENTERED: tl.constexpr):
+def _ln_normalise(x, eps, D: tl.constexpr, CENTERED: tl.constexpr, CHAIN: tl.constexpr = True):
     """LayerNorm without its affine: (x - mean) / std per row (padded columns stay 0 only if the
     caller's weights ignore them: the folded W_1 and diag(ln1_w) have zero padded rows)."""
-    mean, rstd = _ln_stats(x, eps, D, CENTERED)
+    mean, rstd = _ln_stats(x, eps, D, CENTERED, CHAIN)
     if CENTERED:
         return x * rstd[:, None]
     return x * rstd[:, None] - (mean * rstd)[:, None]
@@ -655,7 +659,7 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
                     O_G1: tl.constexpr, OB_R: tl.constexpr, FOLD_LN: tl.constexpr,
                     CENTER_IN: tl.constexpr,
                     CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr,
-                    W_HI: tl.constexpr = 0, W_LO: tl.constexpr = 0):
+                    W_HI: tl.constexpr = 0, W_LO: tl.constexpr = 0, wh_pre=None):
     """From x + attn + b_o: y = LN1(.), then LN2(y + FFN(y)); LAST: the head's output per row.
 
     The FFN reads LN1's normalised rows u (the host folded LN1's scale into W_1 and its bias
@@ -673,7 +677,8 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
     dc = tl.arange(0, DP)
     fc = tl.arange(0, BLOCK_F)
     r16 = tl.arange(0, 16)
-    u = _ln_normalise(x_attn, eps, D, CENTER_IN)
+    CHAIN: tl.constexpr = not TF32X3   # fp32: the tree reduce (registers, ``_row_dot``)
+    u = _ln_normalise(x_attn, eps, D, CENTER_IN, CHAIN)
     xc = u.to(CDT)
     # Feed-forward in BLOCK_F-wide slices; the residual (with b_2) starts the accumulator, made
     # after the first hidden slice (fp32: u, the hidden slice and the residual are not all live)
@@ -707,10 +712,10 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
             acc = _mm_w(hid, mat_l + O_W2 + (f0 + fc)[:, None] * DP + dc[None, :], acc, W_HI,
                         W_LO, CDT, UPCAST_DOT, TF32X3)
     if LAST:
-        out = _ln_head(acc, head_ptr, eps, D, DP, FOLD_LN)
+        out = _ln_head(acc, head_ptr, eps, D, DP, FOLD_LN, PRE, wh_pre, CHAIN)
     else:
         # normalised rows: the next layer applies this LayerNorm's affine (``pack_params``)
-        out = _ln_normalise(acc, eps, D, FOLD_LN)
+        out = _ln_normalise(acc, eps, D, FOLD_LN, CHAIN)
     return out
 
 
@@ -755,7 +760,7 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
                    OB_OF: tl.constexpr, FOLD_LN: tl.constexpr,
                    CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr,
                    FLAT: tl.constexpr, S: tl.constexpr, BOUNDED: tl.constexpr,
-                   W_HI: tl.constexpr = 0, W_LO: tl.constexpr = 0):
+                   W_HI: tl.constexpr = 0, W_LO: tl.constexpr = 0, wh_pre=None):
     """One encoder layer over (R, DP) slot tokens: per-head QKV, attention, LN/FFN/LN. FLAT:
     2-D block-diagonal attention, combination c on rows [c S, c S + S) (its mask a product on
     the score accumulator); else batched (BLOCK_M, PP, PP) (R = BLOCK_M PP, S = PP). One head
@@ -839,7 +844,8 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
                         W_HI, W_LO, CDT, UPCAST_DOT, TF32X3)
     return _post_attention(acc, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, head_ptr, eps,
                            LAST, PRE, D, DP, FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, OB_1,
-                           O_G1, OB_R, FOLD_LN, FOLD_LN, CDT, UPCAST_DOT, TF32X3, W_HI, W_LO)
+                           O_G1, OB_R, FOLD_LN, FOLD_LN, CDT, UPCAST_DOT, TF32X3, W_HI, W_LO,
+                           wh_pre)
 
 
 @triton.jit
@@ -986,6 +992,7 @@ def _mtgnet_fwd_kernel(
                                                                   f1_pre, f1_pre, f1_pre)
         fb_pre, bo_pre, bq_pre, b1_pre = f1_pre, f1_pre, f1_pre, f1_pre
     ones = tl.full((R, 16), 1.0, tl.float32)      # A operand of the bias products
+    wh_pre = tl.load(vec_ptr + HEAD + dc) if PERSIST else dc   # the folded head (PERSIST)
 
     for tile in range(pid, n_tiles, n_prog):
         # ---- step 1: masks -> membership and slot -> task map (no dense mask tensor in memory) --
@@ -1068,7 +1075,7 @@ def _mtgnet_fwd_kernel(
                                          bias_ptr, vec_ptr + HEAD, ln_eps, True, PERSIST, D, DP,
                                          FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, O_G1,
                                          OB_R, FOLD_LN, True, CDT,
-                                         UPCAST_DOT, TF32X3, W_HI, 2 * W_HI)
+                                         UPCAST_DOT, TF32X3, W_HI, 2 * W_HI, wh_pre)
             else:
                 x = _post_attention(acc, ones, f1_pre, f2_pre, fb_pre, mat_ptr, vec_ptr, bias_ptr,
                                     vec_ptr + HEAD, ln_eps, False, PERSIST, D, DP, FP, BLOCK_F,
@@ -1101,7 +1108,7 @@ def _mtgnet_fwd_kernel(
                                         O_WO, O_W1, O_W2, O_BO, O_B1, O_B2, OB_Q, OB_1, O_G1, OB_R,
                                         O_GI, OB_OF, FOLD_LN, CDT,
                                         UPCAST_DOT, TF32X3, FLAT, S, BOUNDED, W_HI,
-                                        2 * W_HI)
+                                        2 * W_HI, wh_pre)
         else:
             wh = tl.load(vec_ptr + HEAD + dc)
             y_slot = tl.sum(x * wh[None, :], axis=1) + tl.load(vec_ptr + HEAD + DP)

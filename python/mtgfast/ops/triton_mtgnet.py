@@ -464,8 +464,9 @@ def _mm_w(a, w_ptrs, acc, HI: tl.constexpr, LO: tl.constexpr, CDT: tl.constexpr,
         a = a.to(tl.float32)
         a_hi = tf32_hi(a)
         b_hi = tl.load(w_ptrs + HI)
+        b_lo = tl.load(w_ptrs + LO)
         acc = tl.dot(a - a_hi, b_hi, acc, input_precision="tf32")
-        acc = tl.dot(a_hi, tl.load(w_ptrs + LO), acc, input_precision="tf32")
+        acc = tl.dot(a_hi, b_lo, acc, input_precision="tf32")
         return tl.dot(a_hi, b_hi, acc, input_precision="tf32")
     return _mm(a, tl.load(w_ptrs), acc, CDT, UPCAST_DOT, False)
 
@@ -515,8 +516,10 @@ def _popc(x, WIDE: tl.constexpr, INTERPRETED: tl.constexpr):
 def _mask_bits(m, WIDE: tl.constexpr):
     """int64 masks as the unsigned word the bit counts read: the low 32 bits unless WIDE."""
     if WIDE:
-        return m.to(tl.uint64, bitcast=True)
-    return m.to(tl.uint32)
+        w = m.to(tl.uint64, bitcast=True)
+    else:
+        w = m.to(tl.uint32)
+    return w
 
 
 @triton.jit

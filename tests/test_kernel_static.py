@@ -104,6 +104,15 @@ def test_every_launcher_configuration(n: int, arch: str) -> None:
     check(figures("--n", str(n), "--arch", arch, timeout=7200))
 
 
+@pytest.mark.slow
+def test_n27_fp32_sm90_spill_free() -> None:
+    # fp32 through tf32x3 (32-row tiles, weights split on the host): no spill in any bucket or
+    # mode at N = 27 on sm_90 (the fp32 target; fifth pass)
+    rows = figures("--n", "27", "--dtype", "fp32", "--arch", "90", timeout=3600)
+    check(rows, spill_free=("fp32",))
+    assert all(r["tensor_core_per_combination"] > 0 for r in rows)
+
+
 def test_sass_counter_weights_the_layer_loop() -> None:
     # a tile loop (0x20..0x70) holding a layer loop (0x30..0x50) run L - 1 = 3 times
     sass = "\n".join(f"        /*{a:04x}*/                   {op} ;" for a, op in [

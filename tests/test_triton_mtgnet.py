@@ -218,6 +218,63 @@ def test_dense_buckets_every_mode(n_heads: int) -> None:
     check_topk(vals.cpu(), top.cpu(), ref.cpu(), mt.cpu(), 4, atol=FP32_ATOL)
 
 
+@pytest.mark.skipif(not INTERPRETED, reason="the interpreter's launch choices are a test switch")
+@pytest.mark.parametrize("n_layers", [2, 3])
+def test_fp32_compiled_launch_choices(monkeypatch: pytest.MonkeyPatch, n_layers: int) -> None:
+    # what a GPU runs for fp32: 32-row tiles (FP32_TILE_ROWS: 1..4 combinations per tile),
+    # weights read per tile with their host-split tf32 parts (no persistence, no folded LN
+    # products), every popcount of N = 27 in every mode; 3 layers: the runtime layer loop
+    monkeypatch.setattr(tm, "INTERPRETER_DTYPE_RULE", True)
+    n = 27
+    lay = KernelLayout(n, 16, 32, 1, n_layers)
+    cfgs = [common.launch_config(lay, b.pp, 0, dtype=torch.float32, stride=b.stride)
+            for b in slot_buckets(lay)]
+    assert [(c.rows or c.block_m * c.pp, c.block_m, c.stride) for c in cfgs] == [
+        (32, 4, 8), (32, 2, 0), (32, 2, 0), (32, 1, 0), (32, 1, 0)]
+    assert not any(c.persist or c.fold_ln for c in cfgs)
+    params = make_params(n, 16, 32, n_layers, 1, seed=32 + n_layers)
+    g = torch.Generator().manual_seed(n_layers)
+    masks = sorted({sum(1 << int(j) for j in torch.randperm(n, generator=g)[:p])
+                    for p in range(1, n + 1) for _ in range(2)})
+    mt = torch.tensor(masks, dtype=torch.int64, device=DEVICE)
+    ref = mtgnet_forward(params, mt)
+    assert_close_verbose(tm.mtgnet_forward_triton(params, mt), ref, atol=FP32_ATOL,
+                         name="fp32 compiled choices")
+    best = torch.linspace(-0.2, 0.2, n, device=DEVICE)
+    marg = ((ref - best).clamp(min=0) * member_from_masks(mt, n)).sum(1)
+    res = tm.mtgnet_marginal_triton(params, mt, best, n_programs=2)
+    assert_close_verbose(res.marginals, marg, atol=FP32_ATOL, name="fp32 marginals")
+    vals, top = tm.mtgnet_topk_triton(params, mt, 3, n_programs=2)
+    check_topk(vals.cpu(), top.cpu(), ref.cpu(), mt.cpu(), 3, atol=FP32_ATOL)
+
+
+def test_tf32_parts_split_exactly() -> None:
+    # the host's tf32 split of the fp32 weights: hi has 10 mantissa bits (nearest), hi + lo is
+    # the value, and it matches the kernel's in-register rounding bit for bit (interpreter)
+    g = torch.Generator().manual_seed(5)
+    t = torch.randn(4096, generator=g) * torch.logspace(-6, 6, 4096)
+    t[:3] = torch.tensor([0.0, -0.0, 1.0 + 2.0 ** -11])        # exact, signed zero, a tie
+    parts = tm.tf32_parts(t, 0)
+    w, hi, lo = parts.view(3, -1)
+    assert torch.equal(w, t)
+    assert torch.equal((hi.view(torch.int32) & 0x1FFF), torch.zeros_like(hi, dtype=torch.int32))
+    assert torch.equal(hi + lo, t)
+    assert float(hi[2]) == 1.0 + 2.0 ** -10                       # ties away from zero
+    assert bool(((t - hi).abs() <= t.abs() * 2.0 ** -11).all())   # round to nearest
+    if INTERPRETED:
+        import triton
+        import triton.language as tl
+
+        @triton.jit
+        def _round(x_ptr, y_ptr, BLOCK: tl.constexpr):
+            i = tl.arange(0, BLOCK)
+            tl.store(y_ptr + i, tm.tf32_hi(tl.load(x_ptr + i)))
+
+        y = torch.empty_like(t)
+        _round[(1,)](t, y, BLOCK=t.numel())
+        assert torch.equal(y, hi)
+
+
 @pytest.mark.skipif(not INTERPRETED, reason="the interpreter's launch target is a test switch")
 def test_ampere_launch_choices(monkeypatch: pytest.MonkeyPatch) -> None:
     # sm_80 keeps power-of-two slot widths and the (BLOCK_M, PP, NP) one-hot (no row keys)

@@ -262,6 +262,10 @@ def slot_width(layout: KernelLayout, popcount: int) -> int:
 
 # Token rows per tile (combinations x slots): one warpgroup's MMA M tile.
 TILE_ROWS = 64
+# fp32 (tf32x3: three tf32 products per product, the activations split in registers) takes
+# half tiles: half the per-thread accumulators. Static figures, N = 27 sm_90 predict: 0 B
+# spilled in every bucket (64 rows: 64-240 B per bucket, 8 warps: 744-960 B).
+FP32_TILE_ROWS = 32
 MAXNREG: int | None = None
 BLOCK_F = 64
 # Keep the matrices of layer 1 and the last layer in shared memory across a program's tiles
@@ -337,22 +341,26 @@ PERSIST_MAX_BYTES = 96 * 1024
 def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
                   block_m: int | None = None, dtype: torch.dtype | None = None,
                   arch: int = 90, stride: int | None = None) -> LaunchConfig:
-    """The launcher's choice for slot width ``pp``: TILE_ROWS token rows per tile, 4 warps (one
-    warpgroup: 64 rows are one Hopper wgmma M tile; <= 255 registers, 2 CTAs per SM, no spills).
+    """The launcher's choice for slot width ``pp``: TILE_ROWS token rows per tile (fp32:
+    FP32_TILE_ROWS), 4 warps (one warpgroup: 64 rows are one Hopper wgmma M tile; <= 255
+    registers, 2 CTAs per SM, no spills).
 
     ``persist`` (matrices in shared memory across tiles) needs fp16/bf16 on sm_90+ (Hopper's
     wgmma reads them there), one head, one FFN slice and at most ``PERSIST_MAX_BYTES``;
     ``dtype=None`` (the interpreter) skips the dtype rule so fp32 tests cover that path too.
-    The gather tables join them at 16 slots only: with 32 the attention's own shared memory
-    would leave one CTA per SM (static figures, N = 27).
+    The gather tables join them up to 32 slots (N = 27 bf16: 90-104 KB, 2 CTAs per SM; the
+    21- and 32-row buckets 1,484 -> 1,467 and 2,308 -> 2,256 instructions per combination).
 
     ``stride`` (a ``SlotBucket``'s, below ``pp``): combinations packed that many rows apart in a
     tile of TILE_ROWS rows (``block_m`` is then ignored); sm_90+ only (``row_keys``: on sm_80 the
     per-row products' operands make N = 64 spill, so it keeps power-of-two slot widths)."""
-    rows = TILE_ROWS   # (top-k at N > 48 took half tiles until the fourth pass: they spilled)
+    # (top-k at N > 48 took half tiles until the fourth pass: they spilled)
+    rows = FP32_TILE_ROWS if dtype == torch.float32 else TILE_ROWS
     if arch < 90 and pp == 32 and layout.np_ == 32 and stride in (None, pp):
         rows = 32   # sm_80, 32-task masks: one combination per tile (2 spill 32-120 B in fp16/bf16)
-    dense = stride is not None and stride != pp
+    # (a stride that fits no more combinations in the tile than the slot width takes that: fp32's
+    # 32-row tiles pack 12 / 21 rows apart as 16 / 32; the 12-row bucket spilled 16-72 B in top-k)
+    dense = stride is not None and stride != pp and rows // stride != rows // pp
     if dense and arch < 90:
         raise ValueError(f"dense strides need sm_90+ (row keys), got sm_{arch}")
     if dense:
@@ -365,7 +373,7 @@ def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
     persist = (PERSIST_WEIGHTS and layout.n_heads == 1 and layout.fp == block_f and arch >= 90
                and dtype in (None, torch.float16, torch.bfloat16)
                and persistent_weight_bytes(layout, wdt, tables=False) <= PERSIST_MAX_BYTES)
-    tables = persist and pp <= 16 and persistent_weight_bytes(layout, wdt) <= PERSIST_MAX_BYTES
+    tables = persist and pp <= 32 and persistent_weight_bytes(layout, wdt) <= PERSIST_MAX_BYTES
     return LaunchConfig(pp=pp, block_m=bm, block_f=block_f, mode=mode,
                         topk=next_pow2(topk, floor=1) if mode == 1 else 1,
                         num_warps=4 if rows <= 64 else 8, num_stages=1, maxnreg=MAXNREG,

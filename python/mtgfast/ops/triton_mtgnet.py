@@ -72,11 +72,17 @@ __all__ = [
     "popcount64",
     "score_bound",
     "SCORE_BOUND_MAX",
+    "tf32_hi",
+    "tf32_parts",
+    "tf32_round",
 ]
 
 _CDT = dict(zip(KERNEL_DTYPES, (tl.float32, tl.float16, tl.bfloat16)))
 # Target whose launch choices the interpreter takes (tests set 80 to cover the Ampere ones).
 INTERPRETER_ARCH = 90
+# The interpreter's launch choices skip the dtype rule (every path in every dtype); tests set
+# True to take the packed dtype's compiled ones (fp32: half tiles, weights per tile).
+INTERPRETER_DTYPE_RULE = False
 
 
 # ------------------------------------------------------------------------------------------------
@@ -123,8 +129,10 @@ class PackedMTGNet:
     emb: torch.Tensor          # (3, NP, DP) bf16: embeddings (layer-1 residual input) as a sum
     s1: torch.Tensor           # (H, 3, NP, NP) bf16: scaled layer-1 scores (or their exp2,
                                # see exp_scores), same split
-    vo1: torch.Tensor          # (H, NP, DP) dtype: layer-1 V_h @ W_o,h
-    mat: torch.Tensor          # (layout.mat_size,) dtype: per-layer matrices
+    vo1: torch.Tensor          # (H, NP, DP) dtype: layer-1 V_h @ W_o,h (fp32: (3 H, ...), and
+                               # its tf32 parts, ``tf32_parts``)
+    mat: torch.Tensor          # (layout.mat_size,) dtype: per-layer matrices (fp32: x 3, the
+                               # same with its tf32 parts hi, lo at MAT_HI, MAT_LO)
     vec: torch.Tensor          # (layout.vec_size,) fp32: per-layer vectors, then w_head, b_head
     bias: torch.Tensor         # (layout.bias_size,) bf16: b_o, b_q, b_1 as split (16, width) blocks
     exp_scores: bool = False   # s1 holds exp2(S - row max over all tasks): softmax is a masked
@@ -319,9 +327,14 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
         e = torch.zeros_like(s1)
         e[:, :n, :n] = torch.exp2(s1[:, :n, :n] - s1[:, :n, :n].amax(-1, keepdim=True))
         s1 = e
+    mat = mat.reshape(-1)
+    if dtype == torch.float32:
+        # tf32x3 products read their weights pre-split (``tf32_parts``): [W | hi | lo], hi + lo
+        # = W, hi exact in tf32, so only the activations are split per tile
+        mat, vo1 = tf32_parts(mat, 0), tf32_parts(vo1, 0)
     return PackedMTGNet(layout=lay, ln_eps=float(params.ln_eps), dtype=dtype,
                         emb=_bf16_split(emb_p), s1=torch.stack([_bf16_split(t) for t in s1]),
-                        vo1=vo1.to(dtype).contiguous(), mat=mat.reshape(-1).to(dtype).contiguous(),
+                        vo1=vo1.to(dtype).contiguous(), mat=mat.to(dtype).contiguous(),
                         vec=vec.contiguous(), bias=bias.reshape(-1).contiguous(),
                         exp_scores=exp_scores,
                         bounded_scores=n_layers > 1 and score_bound(params) <= SCORE_BOUND_MAX)
@@ -364,6 +377,20 @@ def _center(t: torch.Tensor, d: int) -> torch.Tensor:
     """Subtract from each row of ``t`` (in place) its mean over the first ``d`` (real) columns."""
     t[..., :d] -= t[..., :d].mean(-1, keepdim=True)
     return t
+
+
+def tf32_round(t: torch.Tensor) -> torch.Tensor:
+    """fp32 ``t`` rounded to tf32 (10 mantissa bits; nearest, ties away from zero) as fp32: the
+    kernel's ``tf32_hi`` on the host."""
+    bits = t.float().contiguous().view(torch.int32)
+    return ((bits + 0x1000) & -0x2000).view(torch.float32)
+
+
+def tf32_parts(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """``[t | hi | lo]`` along ``dim``: fp32 ``t``, its tf32 part and the rest (hi + lo = t), the
+    operands of the kernel's tf32x3 weight products (``_mm_w``)."""
+    hi = tf32_round(t)
+    return torch.cat([t, hi, t.float() - hi], dim)
 
 
 def _bias_block(b: torch.Tensor) -> torch.Tensor:
@@ -409,8 +436,39 @@ def _mm(a, b, acc, CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.const
         a = a.to(tl.float32)
         b = b.to(tl.float32)
     if TF32X3:
-        return tl.dot(a, b, acc, input_precision="tf32x3")
+        # fp32 as three tf32 products, a_lo b_hi + a_hi b_lo + a_hi b_hi (hi exact in tf32,
+        # ``tf32_hi``; the dropped a_lo b_lo is ~2^-22 of a b), accumulated onto ``acc``
+        # (no NaN select, no separate add); b's low part made after the first (registers)
+        a_hi = tf32_hi(a)
+        b_hi = tf32_hi(b)
+        acc = tl.dot(a - a_hi, b_hi, acc, input_precision="tf32")
+        acc = tl.dot(a_hi, b - b_hi, acc, input_precision="tf32")
+        return tl.dot(a_hi, b_hi, acc, input_precision="tf32")
     return tl.dot(a, b, acc, input_precision="ieee")
+
+
+@triton.jit
+def tf32_hi(x):
+    """fp32 ``x`` rounded to tf32 (10 mantissa bits, nearest, ties away from zero), as fp32: an
+    integer add and mask, the same on the host (``tf32_round``) and in the interpreter."""
+    bits = x.to(tl.uint32, bitcast=True)
+    return ((bits + 0x1000) & 0xFFFFE000).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _mm_w(a, w_ptrs, acc, HI: tl.constexpr, LO: tl.constexpr, CDT: tl.constexpr,
+          UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr):
+    """acc + a @ W for a weight matrix read per tile at ``w_ptrs``: fp32 (TF32X3) reads its tf32
+    parts, ``HI`` and ``LO`` further on (``tf32_parts``: no per-tile split of the weights)."""
+    if TF32X3:   # as ``_mm``'s three products; lo is read after the first (registers)
+        a = a.to(tl.float32)
+        a_hi = tf32_hi(a)
+        b_hi = tl.load(w_ptrs + HI)
+        b_lo = tl.load(w_ptrs + LO)
+        acc = tl.dot(a - a_hi, b_hi, acc, input_precision="tf32")
+        acc = tl.dot(a_hi, b_lo, acc, input_precision="tf32")
+        return tl.dot(a_hi, b_hi, acc, input_precision="tf32")
+    return _mm(a, tl.load(w_ptrs), acc, CDT, UPCAST_DOT, False)
 
 
 # Score offset of masked keys in the 2-D attention (finite: it reaches the accumulator through
@@ -433,6 +491,49 @@ def _relu_to(h, CDT: tl.constexpr, INTERPRETED: tl.constexpr):
 
 
 @triton.jit
+def _popc(x, WIDE: tl.constexpr, INTERPRETED: tl.constexpr):
+    """Set bits of each uint32 (WIDE: uint64) element, as int32: one ``popc`` compiled (inline
+    asm, as the packed ReLU convert), the same count by SWAR integer steps in the interpreter."""
+    if INTERPRETED:
+        if WIDE:
+            x = x - ((x >> 1) & 0x5555555555555555)
+            x = (x & 0x3333333333333333) + ((x >> 2) & 0x3333333333333333)
+            x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0F
+            return ((x * 0x0101010101010101) >> 56).to(tl.int32)
+        x = x - ((x >> 1) & 0x55555555)
+        x = (x & 0x33333333) + ((x >> 2) & 0x33333333)
+        x = (x + (x >> 4)) & 0x0F0F0F0F
+        return ((x * 0x01010101) >> 24).to(tl.int32)
+    elif WIDE:
+        return tl.inline_asm_elementwise("popc.b64 $0, $1;", "=r,l", [x], dtype=tl.int32,
+                                         is_pure=True, pack=1)
+    else:
+        return tl.inline_asm_elementwise("popc.b32 $0, $1;", "=r,r", [x], dtype=tl.int32,
+                                         is_pure=True, pack=1)
+
+
+@triton.jit
+def _mask_bits(m, WIDE: tl.constexpr):
+    """int64 masks as the unsigned word the bit counts read: the low 32 bits unless WIDE."""
+    if WIDE:
+        w = m.to(tl.uint64, bitcast=True)
+    else:
+        w = m.to(tl.uint32)
+    return w
+
+
+@triton.jit
+def _count_below(mw, j, WIDE: tl.constexpr, INTERPRETED: tl.constexpr):
+    """Members of mask word ``mw`` (``_mask_bits``) below task ``j`` (broadcast): the rank of
+    task j among them, popc(m & (2^j - 1)), with no scan over the task axis."""
+    if WIDE:
+        below = (tl.full(j.shape, 1, tl.uint64) << j.to(tl.uint64)) - 1
+    else:
+        below = (tl.full(j.shape, 1, tl.uint32) << j.to(tl.uint32)) - 1
+    return _popc(mw & below, WIDE, INTERPRETED)
+
+
+@triton.jit
 def _softmax2(s, BOUNDED: tl.constexpr):
     """Softmax in base 2 over the last axis (scores carry log2(e)); masked keys are -inf already.
 
@@ -451,7 +552,61 @@ def _softmax2(s, BOUNDED: tl.constexpr):
 
 
 @triton.jit
-def _ln_stats(x, eps, D: tl.constexpr, CENTERED: tl.constexpr):
+def _halves(x):
+    """(R, C) as its even and odd column halves by the column's bits in the accumulator layout:
+    first bit 0, then bits 3.. (the ones a thread holds in registers), so no data moves."""
+    R: tl.constexpr = x.shape[0]
+    C: tl.constexpr = x.shape[1]
+    return tl.split(tl.reshape(x, (R, C // 2, 2)))
+
+
+@triton.jit
+def _row_dot(x, y, CHAIN: tl.constexpr = True):
+    """sum_j x_ij y_ij per row as one fused multiply-add chain over the columns a thread holds
+    (64 columns: 16 per thread in the MMA layout), then the cross-lane sum: the tree reduce of
+    ``tl.sum(x * y)`` multiplies and adds apart (about twice the instructions). CHAIN=False
+    (fp32: the chain's operands made fp32 top-k spill 72 B): that tree reduce."""
+    R: tl.constexpr = x.shape[0]
+    C: tl.constexpr = x.shape[1]
+    if C != 64 or not CHAIN:
+        return tl.sum(x * y, axis=1)
+    # column = 8 k + 2 c + e: e (bit 0) and k (bits 3..5) in registers, c in the lane
+    x4 = tl.reshape(x, (R, 8, 4, 2))
+    y4 = tl.reshape(y, (R, 8, 4, 2))
+    xa, xb = tl.split(x4)
+    ya, yb = tl.split(y4)
+    xa = tl.permute(xa, (0, 2, 1))
+    xb = tl.permute(xb, (0, 2, 1))
+    ya = tl.permute(ya, (0, 2, 1))
+    yb = tl.permute(yb, (0, 2, 1))     # (R, 4 (c), 8 (k))
+    acc = tl.zeros((R, 4), tl.float32)
+    for t in tl.static_range(2):
+        if t == 0:
+            u8, v8 = xa, ya
+        else:
+            u8, v8 = xb, yb
+        u0, u1 = tl.split(tl.reshape(u8, (R, 4, 4, 2)))
+        v0, v1 = tl.split(tl.reshape(v8, (R, 4, 4, 2)))
+        for h in tl.static_range(2):
+            if h == 0:
+                u4, v4 = u0, v0
+            else:
+                u4, v4 = u1, v1
+            w0, w1 = tl.split(tl.reshape(u4, (R, 4, 2, 2)))
+            z0, z1 = tl.split(tl.reshape(v4, (R, 4, 2, 2)))
+            a0, a1 = tl.split(w0)
+            b0, b1 = tl.split(z0)
+            acc = acc + a0 * b0
+            acc = acc + a1 * b1
+            a0, a1 = tl.split(w1)
+            b0, b1 = tl.split(z1)
+            acc = acc + a0 * b0
+            acc = acc + a1 * b1
+    return tl.sum(acc, axis=1)
+
+
+@triton.jit
+def _ln_stats(x, eps, D: tl.constexpr, CENTERED: tl.constexpr, CHAIN: tl.constexpr = True):
     """Row mean and 1/std over the first D columns (padded columns hold 0): one pass, two sums.
 
     CENTERED: the rows have mean 0 by construction (every product feeding them has
@@ -459,35 +614,40 @@ def _ln_stats(x, eps, D: tl.constexpr, CENTERED: tl.constexpr):
     """
     if CENTERED:
         mean = tl.zeros((x.shape[0],), tl.float32)
-        var = tl.sum(x * x, axis=1) * (1.0 / D)
+        var = _row_dot(x, x, CHAIN) * (1.0 / D)
     else:
         mean = tl.sum(x, axis=1) * (1.0 / D)
-        var = tl.maximum(tl.sum(x * x, axis=1) * (1.0 / D) - mean * mean, 0.0)
+        var = tl.maximum(_row_dot(x, x, CHAIN) * (1.0 / D) - mean * mean, 0.0)
     return mean, tl.math.rsqrt(var + eps)
 
 
 @triton.jit
-def _ln_head(x, head_ptr, eps, D: tl.constexpr, DP: tl.constexpr, CENTERED: tl.constexpr):
+def _ln_head(x, head_ptr, eps, D: tl.constexpr, DP: tl.constexpr, CENTERED: tl.constexpr,
+             PRE: tl.constexpr = False, wh_pre=None, CHAIN: tl.constexpr = True):
     """Last LayerNorm and the head in one: y = rstd (x . w') - mean rstd sum(w') + c per row.
 
     The host folds the LN affine into the head: w' = ln_w * w_head, c = ln_b . w_head + b_head.
     CENTERED rows (mean 0) drop the mean term.
     """
     dc = tl.arange(0, DP)
-    mean, rstd = _ln_stats(x, eps, D, CENTERED)
-    wh = tl.load(head_ptr + dc)
+    mean, rstd = _ln_stats(x, eps, D, CENTERED, CHAIN)
+    if PRE:   # loaded once per program (a load in the tile loop is not hoisted past its stores)
+        wh = wh_pre
+    else:
+        wh = tl.load(head_ptr + dc)
     c = tl.load(head_ptr + DP)
+    xw = _row_dot(x, tl.broadcast_to(wh[None, :], x.shape), CHAIN)
     if CENTERED:
-        return rstd * tl.sum(x * wh[None, :], axis=1) + c
+        return rstd * xw + c
     sw = tl.load(head_ptr + DP + 1)
-    return rstd * tl.sum(x * wh[None, :], axis=1) - mean * rstd * sw + c
+    return rstd * xw - mean * rstd * sw + c
 
 
 @triton.jit
-def _ln_normalise(x, eps, D: tl.constexpr, CENTERED: tl.constexpr):
+def _ln_normalise(x, eps, D: tl.constexpr, CENTERED: tl.constexpr, CHAIN: tl.constexpr = True):
     """LayerNorm without its affine: (x - mean) / std per row (padded columns stay 0 only if the
     caller's weights ignore them: the folded W_1 and diag(ln1_w) have zero padded rows)."""
-    mean, rstd = _ln_stats(x, eps, D, CENTERED)
+    mean, rstd = _ln_stats(x, eps, D, CENTERED, CHAIN)
     if CENTERED:
         return x * rstd[:, None]
     return x * rstd[:, None] - (mean * rstd)[:, None]
@@ -501,7 +661,8 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
                     O_B1: tl.constexpr, O_B2: tl.constexpr, OB_1: tl.constexpr,
                     O_G1: tl.constexpr, OB_R: tl.constexpr, FOLD_LN: tl.constexpr,
                     CENTER_IN: tl.constexpr,
-                    CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr):
+                    CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr,
+                    W_HI: tl.constexpr = 0, W_LO: tl.constexpr = 0, wh_pre=None):
     """From x + attn + b_o: y = LN1(.), then LN2(y + FFN(y)); LAST: the head's output per row.
 
     The FFN reads LN1's normalised rows u (the host folded LN1's scale into W_1 and its bias
@@ -519,7 +680,8 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
     dc = tl.arange(0, DP)
     fc = tl.arange(0, BLOCK_F)
     r16 = tl.arange(0, 16)
-    u = _ln_normalise(x_attn, eps, D, CENTER_IN)
+    CHAIN: tl.constexpr = not TF32X3   # fp32: the tree reduce (registers, ``_row_dot``)
+    u = _ln_normalise(x_attn, eps, D, CENTER_IN, CHAIN)
     xc = u.to(CDT)
     # Feed-forward in BLOCK_F-wide slices; the residual (with b_2) starts the accumulator, made
     # after the first hidden slice (fp32: u, the hidden slice and the residual are not all live)
@@ -529,12 +691,15 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
             w2 = w2_pre
             b1 = b1_pre
         else:
-            w1 = tl.load(mat_l + O_W1 + dc[:, None] * FP + (f0 + fc)[None, :])
-            w2 = tl.load(mat_l + O_W2 + (f0 + fc)[:, None] * DP + dc[None, :])
             b1 = tl.load(bias_l + OB_1 + r16[:, None] * FP + (f0 + fc)[None, :])
         hid = _mm(ones, b1, tl.zeros((u.shape[0], BLOCK_F), tl.float32), tl.bfloat16,
                   UPCAST_DOT, False)
-        hid = _relu_to(_mm(xc, w1, hid, CDT, UPCAST_DOT, TF32X3), CDT, UPCAST_DOT)
+        if PRE:
+            hid = _mm(xc, w1, hid, CDT, UPCAST_DOT, TF32X3)
+        else:
+            hid = _mm_w(xc, mat_l + O_W1 + dc[:, None] * FP + (f0 + fc)[None, :], hid, W_HI,
+                        W_LO, CDT, UPCAST_DOT, TF32X3)
+        hid = _relu_to(hid, CDT, UPCAST_DOT)
         if f0 == 0:
             if FOLD_LN:
                 acc = _mm(ones, _load_mat(bias_l + OB_R, 16, DP),
@@ -544,12 +709,16 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
             else:
                 acc = (u * tl.load(vec_l + O_BO + DP + dc)[None, :]
                        + tl.load(vec_l + O_BO + 2 * DP + dc)[None, :])
-        acc = _mm(hid, w2, acc, CDT, UPCAST_DOT, TF32X3)
+        if PRE:
+            acc = _mm(hid, w2, acc, CDT, UPCAST_DOT, TF32X3)
+        else:
+            acc = _mm_w(hid, mat_l + O_W2 + (f0 + fc)[:, None] * DP + dc[None, :], acc, W_HI,
+                        W_LO, CDT, UPCAST_DOT, TF32X3)
     if LAST:
-        out = _ln_head(acc, head_ptr, eps, D, DP, FOLD_LN)
+        out = _ln_head(acc, head_ptr, eps, D, DP, FOLD_LN, PRE, wh_pre, CHAIN)
     else:
         # normalised rows: the next layer applies this LayerNorm's affine (``pack_params``)
-        out = _ln_normalise(acc, eps, D, FOLD_LN)
+        out = _ln_normalise(acc, eps, D, FOLD_LN, CHAIN)
     return out
 
 
@@ -593,7 +762,8 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
                    O_G1: tl.constexpr, OB_R: tl.constexpr, O_GI: tl.constexpr,
                    OB_OF: tl.constexpr, FOLD_LN: tl.constexpr,
                    CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr,
-                   FLAT: tl.constexpr, S: tl.constexpr, BOUNDED: tl.constexpr):
+                   FLAT: tl.constexpr, S: tl.constexpr, BOUNDED: tl.constexpr,
+                   W_HI: tl.constexpr = 0, W_LO: tl.constexpr = 0, wh_pre=None):
     """One encoder layer over (R, DP) slot tokens: per-head QKV, attention, LN/FFN/LN. FLAT:
     2-D block-diagonal attention, combination c on rows [c S, c S + S) (its mask a product on
     the score accumulator); else batched (BLOCK_M, PP, PP) (R = BLOCK_M PP, S = PP). One head
@@ -624,23 +794,25 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
             bq = bq_pre
         else:
             bq = tl.load(bias_l + OB_Q + h * 16 * DHP + r16[:, None] * DHP + hc[None, :])
-            w_off = dc[:, None] * DHP + hc[None, :]
-            wq = tl.load(mat_l + (0 * H + h) * DP * DHP + w_off)
-            if not MERGED:
-                wk = tl.load(mat_l + (1 * H + h) * DP * DHP + w_off)
-                wv = tl.load(mat_l + (2 * H + h) * DP * DHP + w_off)
-            else:
-                wk = wq
-                wv = wq
+        w_off = dc[:, None] * DHP + hc[None, :]
         # rounded to the compute dtype at once (the next matmul would): half the registers
         if MERGED:   # keys and values are the rows themselves (``pack_params``)
             k = xc
             v = xc
-        else:
+        elif PRE:
             k = _mm(xc, wk, z, CDT, UPCAST_DOT, TF32X3).to(CDT)
             v = _mm(xc, wv, z, CDT, UPCAST_DOT, TF32X3).to(CDT)
-        q = _mm(xc, wq, _mm(ones, bq, z, tl.bfloat16, UPCAST_DOT, False), CDT, UPCAST_DOT,
-                TF32X3).to(CDT)
+        else:
+            k = _mm_w(xc, mat_l + (1 * H + h) * DP * DHP + w_off, z, W_HI, W_LO, CDT,
+                      UPCAST_DOT, TF32X3).to(CDT)
+            v = _mm_w(xc, mat_l + (2 * H + h) * DP * DHP + w_off, z, W_HI, W_LO, CDT,
+                      UPCAST_DOT, TF32X3).to(CDT)
+        q = _mm(ones, bq, z, tl.bfloat16, UPCAST_DOT, False)
+        if PRE:
+            q = _mm(xc, wq, q, CDT, UPCAST_DOT, TF32X3).to(CDT)
+        else:
+            q = _mm_w(xc, mat_l + (0 * H + h) * DP * DHP + w_off, q, W_HI, W_LO, CDT,
+                      UPCAST_DOT, TF32X3).to(CDT)
         if FLAT:
             # all R rows against all R keys in plain 2-D products (Hopper: wgmma, operands in
             # shared memory; the batched 3-D form holds both in registers), keys of other
@@ -669,13 +841,14 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
             acc = _residual_start(x, xc, ones, bo_pre, mat_l, bias_l, vin_l, R, PRE, DP, O_GI,
                                   OB_OF, FOLD_LN, CDT, UPCAST_DOT)
         if PRE:
-            wo = wo_pre
+            acc = _mm(o2, wo_pre, acc, CDT, UPCAST_DOT, TF32X3)
         else:
-            wo = tl.load(mat_l + O_WO + h * DHP * DP + hc[:, None] * DP + dc[None, :])
-        acc = _mm(o2, wo, acc, CDT, UPCAST_DOT, TF32X3)
+            acc = _mm_w(o2, mat_l + O_WO + h * DHP * DP + hc[:, None] * DP + dc[None, :], acc,
+                        W_HI, W_LO, CDT, UPCAST_DOT, TF32X3)
     return _post_attention(acc, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, head_ptr, eps,
                            LAST, PRE, D, DP, FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, OB_1,
-                           O_G1, OB_R, FOLD_LN, FOLD_LN, CDT, UPCAST_DOT, TF32X3)
+                           O_G1, OB_R, FOLD_LN, FOLD_LN, CDT, UPCAST_DOT, TF32X3, W_HI, W_LO,
+                           wh_pre)
 
 
 @triton.jit
@@ -750,10 +923,13 @@ def _mtgnet_fwd_kernel(
     tl.static_assert(S <= PP and BLOCK_M * S <= R, "BLOCK_M combinations of S rows in a tile")
     tl.static_assert(ROW_KEYS or S == PP, "dense strides need ROW_KEYS")
     HEAD: tl.constexpr = N_LAYERS * VEC_L
+    # fp32 (TF32X3): the tf32 parts of ``mat`` / ``vo1`` follow them (``tf32_parts``)
+    W_HI: tl.constexpr = max(N_LAYERS, 1) * MAT_L
+    VO_HI: tl.constexpr = H * NP * DP
     # attention of layers 2..L as 2-D products over the tile (block-diagonal) rather than
     # batched per combination: one combination per tile, or a 64-task mask (register pressure)
     # (and always for a stride S below the slot width: combinations packed S rows apart)
-    FLAT: tl.constexpr = BLOCK_M == 1 or NP > 32 or S != PP
+    FLAT: tl.constexpr = BLOCK_M == 1 or NP > 32 or S != PP or TF32X3
 
     pid = tl.program_id(0)
     n_prog = tl.num_programs(0)
@@ -770,6 +946,9 @@ def _mtgnet_fwd_kernel(
     comb_hot = tl.where((rr // S)[:, None] == kc[None, :], 1.0, 0.0)    # (R, KC)
     slot1 = (rr % S + 1).to(tl.float32)
     task_ok = tn < N
+    # the masks' task bits, and whether they need the 64-bit word (bit counts: ``_popc``)
+    WIDE: tl.constexpr = NP > 32
+    TASK_BITS: tl.constexpr = (1 << N) - 1 if N < 64 else -1
 
     # Running reduction state; only the mode that updates it keeps it alive.
     kk = tl.arange(0, TOPK)
@@ -816,6 +995,7 @@ def _mtgnet_fwd_kernel(
                                                                   f1_pre, f1_pre, f1_pre)
         fb_pre, bo_pre, bq_pre, b1_pre = f1_pre, f1_pre, f1_pre, f1_pre
     ones = tl.full((R, 16), 1.0, tl.float32)      # A operand of the bias products
+    wh_pre = tl.load(vec_ptr + HEAD + dc) if PERSIST else dc   # the folded head (PERSIST)
 
     for tile in range(pid, n_tiles, n_prog):
         # ---- step 1: masks -> membership and slot -> task map (no dense mask tensor in memory) --
@@ -826,11 +1006,11 @@ def _mtgnet_fwd_kernel(
             rows = tl.load(rows_ptr + pos, mask=row_ok, other=0)
         else:
             rows = pos
-        member = ((masks[:, None] >> tn[None, :].to(tl.int64)) & 1) != 0
-        member = member & task_ok[None, :] & row_ok[:, None]          # (BLOCK_M, NP)
-        mi = member.to(tl.int32)
-        rank = tl.cumsum(mi, axis=1) - mi                             # task j's slot
-        count = tl.sum(mi, axis=1)                                    # (BLOCK_M,)
+        mw = _mask_bits(masks & TASK_BITS, WIDE)     # (rows past the end: 0)
+        member = ((mw[:, None] >> tn[None, :].to(mw.dtype)) & 1) != 0   # (BLOCK_M, NP)
+        # task j's slot: its rank among the members, and each combination's size, by popc
+        rank = _count_below(mw[:, None], tn[None, :], WIDE, UPCAST_DOT)
+        count = _popc(mw, WIDE, UPCAST_DOT)                           # (BLOCK_M,)
         if FLAT:   # per token row (R,): slot r % S of combination r // S is occupied
             slot_ok = ((rr % S) < tl.gather(count, tl.minimum(rr // S, BLOCK_M - 1), 0)) & (
                 rr < BLOCK_M * S)
@@ -843,9 +1023,10 @@ def _mtgnet_fwd_kernel(
             mk = tl.load(masks_ptr + tl.cast(tile, tl.int64) * BLOCK_M + kc,
                          mask=(kc < BLOCK_M) & (tl.cast(tile, tl.int64) * BLOCK_M + kc < n_masks),
                          other=0)
-            mk = (((mk[:, None] >> tn[None, :].to(tl.int64)) & 1) != 0) & task_ok[None, :]
-            mki = mk.to(tl.int32)
-            rk = tl.where(mk, tl.cumsum(mki, axis=1), 0).to(tl.float32)    # (KC, NP)
+            mkw = _mask_bits(mk & TASK_BITS, WIDE)
+            mk = ((mkw[:, None] >> tn[None, :].to(mkw.dtype)) & 1) != 0
+            rk = tl.where(mk, _count_below(mkw[:, None], tn[None, :], WIDE, UPCAST_DOT) + 1,
+                          0).to(tl.float32)                    # rank + 1 of members (KC, NP)
             g = _mm(comb_hot, rk, tl.zeros((R, NP), tl.float32), tl.bfloat16, UPCAST_DOT, False)
             # via fp32: the interpreter turns bool into bf16 as 0
             hot2 = tl.where(g == slot1[:, None], 1.0, 0.0).to(tl.bfloat16)  # (R, NP) one-hot
@@ -871,10 +1052,8 @@ def _mtgnet_fwd_kernel(
             acc = x                   # gathered embeddings carry layer 1's b_o
             for h in tl.static_range(H):
                 if PERSIST_TABLES:
-                    vo = vo_pre
                     s = _gather3(hot2, g0, g1, g2, UPCAST_DOT)
                 else:
-                    vo = _load_mat(vo1_ptr + h * NP * DP, NP, DP)
                     s = _gather3(hot2, _load_mat(s1_ptr + h * 3 * NP * NP, NP, NP),
                                  _load_mat(s1_ptr + (h * 3 + 1) * NP * NP, NP, NP),
                                  _load_mat(s1_ptr + (h * 3 + 2) * NP * NP, NP, NP), UPCAST_DOT)
@@ -889,18 +1068,22 @@ def _mtgnet_fwd_kernel(
                 else:
                     p = tl.reshape(_softmax2(tl.reshape(tl.where(key1, s, float("-inf")),
                                                         (1, R, NP)), False), (R, NP))
-                acc = _mm(tl.reshape(p, (R, NP)), vo, acc, CDT, UPCAST_DOT, TF32X3)
+                if PERSIST_TABLES:
+                    acc = _mm(p, vo_pre, acc, CDT, UPCAST_DOT, TF32X3)
+                else:
+                    acc = _mm_w(p, vo1_ptr + h * NP * DP + tn[:, None] * DP + dc[None, :], acc,
+                                VO_HI, 2 * VO_HI, CDT, UPCAST_DOT, TF32X3)
             if N_LAYERS == 1:
                 y_slot = _post_attention(acc, ones, f1_pre, f2_pre, fb_pre, mat_ptr, vec_ptr,
                                          bias_ptr, vec_ptr + HEAD, ln_eps, True, PERSIST, D, DP,
                                          FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, O_G1,
                                          OB_R, FOLD_LN, True, CDT,
-                                         UPCAST_DOT, TF32X3)
+                                         UPCAST_DOT, TF32X3, W_HI, 2 * W_HI, wh_pre)
             else:
                 x = _post_attention(acc, ones, f1_pre, f2_pre, fb_pre, mat_ptr, vec_ptr, bias_ptr,
                                     vec_ptr + HEAD, ln_eps, False, PERSIST, D, DP, FP, BLOCK_F,
                                     O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, O_G1, OB_R, FOLD_LN,
-                                    True, CDT, UPCAST_DOT, TF32X3)
+                                    True, CDT, UPCAST_DOT, TF32X3, W_HI, 2 * W_HI)
                 # ---- step 3: layers 2..L over slots (the last one ends in the head) ------------
                 if FLAT:
                     key_ok = slot_ok                                  # keys = occupied slots
@@ -915,7 +1098,7 @@ def _mtgnet_fwd_kernel(
                                        vec_ptr + HEAD, ln_eps, False, False, BLOCK_M, PP, H, D,
                                        DP, DHP, FP, BLOCK_F, O_WO, O_W1, O_W2, O_BO, O_B1, O_B2,
                                        OB_Q, OB_1, O_G1, OB_R, O_GI, OB_OF, FOLD_LN, CDT,
-                                       UPCAST_DOT, TF32X3, FLAT, S, BOUNDED)
+                                       UPCAST_DOT, TF32X3, FLAT, S, BOUNDED, W_HI, 2 * W_HI)
                 y_slot = _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre,
                                         wo_pre, w1_pre,
                                         w2_pre, bo_pre, bq_pre, b1_pre,
@@ -927,7 +1110,8 @@ def _mtgnet_fwd_kernel(
                                         True, PERSIST, BLOCK_M, PP, H, D, DP, DHP, FP, BLOCK_F,
                                         O_WO, O_W1, O_W2, O_BO, O_B1, O_B2, OB_Q, OB_1, O_G1, OB_R,
                                         O_GI, OB_OF, FOLD_LN, CDT,
-                                        UPCAST_DOT, TF32X3, FLAT, S, BOUNDED)
+                                        UPCAST_DOT, TF32X3, FLAT, S, BOUNDED, W_HI,
+                                        2 * W_HI, wh_pre)
         else:
             wh = tl.load(vec_ptr + HEAD + dc)
             y_slot = tl.sum(x * wh[None, :], axis=1) + tl.load(vec_ptr + HEAD + DP)
@@ -1089,7 +1273,8 @@ def _mtgnet_fwd_launch(packed: PackedMTGNet, masks: torch.Tensor, *, mode: int,
         if bmasks.shape[0] == 0:
             continue
         cfg = launch_config(packed.layout, bucket.pp, mode, topk=topk, block_m=block_m,
-                            dtype=None if upcast else packed.dtype, arch=arch,
+                            dtype=None if upcast and not INTERPRETER_DTYPE_RULE
+                            else packed.dtype, arch=arch,
                             stride=bucket.stride)
         n_tiles = triton.cdiv(int(bmasks.shape[0]), cfg.block_m)
         grid = n_tiles if mode == 0 else max(1, min(n_programs or _default_programs(n_tiles, dev),

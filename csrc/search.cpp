@@ -10,6 +10,7 @@
 #include "beam.hpp"
 #include "bnb.hpp"
 #include "bound.hpp"
+#include "cover.hpp"
 #include "deadline.hpp"
 #include "exact.hpp"
 #include "local_search.hpp"
@@ -90,6 +91,16 @@ std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& 
                                       Method label, const TaskIndex* ix) {
   std::vector<GroupingResult> res = beam_search(p, sorted, std::max(opt.beam_width, 1));
   const int n = p.n_tasks;
+  // The beam ranks by value and can prune every path to a small feasible budget (sparse pools
+  // under Singleton): with local search on, those budgets start from the fewest rows that cover
+  // every task. Budgets the beam answered keep its result; local_search=False is the plain beam.
+  if (opt.local_search && !p.alone() && !res.empty() && !res.front().feasible) {
+    const std::vector<std::uint32_t> cover =
+        fewest_rows_cover(p, std::min(sorted.front(), n), kCoverNodeLimit, deadline);
+    for (std::size_t k = 0; k < sorted.size() && !res[k].feasible; ++k)
+      if (!cover.empty() && int(cover.size()) <= sorted[k])
+        res[k] = finalize(p, std::vector<std::size_t>(cover.begin(), cover.end()), sorted[k], false);
+  }
   std::vector<std::uint32_t> prev;
   double prev_value = kNegInf;
   std::vector<double> lambda;

@@ -9,6 +9,8 @@ namespace mtgfast {
 
 // Local search (a few full passes over the candidates per move) runs up to this many candidates.
 constexpr std::size_t kLocalSearchMaxRows = 50000;
+// Nodes of the fewest-rows cover search that starts budgets the beam left without a grouping.
+constexpr std::uint64_t kCoverNodeLimit = 2000000;
 
 struct SearchOptions {
   int beam_width = 5;

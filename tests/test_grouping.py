@@ -16,6 +16,7 @@ from mtgfast import evaluate, group
 from mtgfast.errors import InputError, InputTypeError
 from mtgfast.gains import GainTable
 from mtgfast.grouping import evaluate_tasks
+from mtgfast.masks import masks_to_dense
 
 # -- exact --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("uncovered", MODES)
@@ -374,3 +375,42 @@ def test_ettm1_select_on_validation_score_on_test(data_dir):
     # selection on validation is optimal there, not necessarily on test; the curve must rise on val
     vals = [r.average for r in chosen]
     assert vals == sorted(vals)
+
+
+def _blocks_and_pairs(n_blocks: int, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """A pool where the only small covers are a few poor blocks, and every good row is a pair:
+    a value-ranked beam keeps the pairs and loses the blocks (the smallest feasible budgets)."""
+    n = n_blocks * block
+    masks = [sum(1 << (b * block + j) for j in range(block)) for b in range(n_blocks)]
+    masks += [(1 << i) | (1 << (i + 1)) for i in range(n - 1)]
+    masks = np.array(masks, dtype=np.uint64)
+    dense = masks_to_dense(masks, n)
+    gains = np.where(dense, 1.0, np.nan)
+    gains[:n_blocks] = np.where(dense[:n_blocks], -0.25, np.nan)
+    return masks, gains
+
+
+@pytest.mark.parametrize("n_blocks, block", [(1, 7), (3, 4), (3, 9)])
+def test_beam_answers_the_smallest_feasible_budgets_of_a_sparse_pool(n_blocks, block):
+    # found by hypothesis in test_a_bound_is_never_below_the_exact_optimum: budget 3 of
+    # {0,2}, {0,1,4,5}, {1,4,5,6} had a grouping ({0,2}, {3}, {1,4,5,6}) the beam never saw;
+    # beam + local search starts such budgets from the fewest rows that cover every task (the
+    # plain beam, local_search=False, is the appendix's and equals reference_beam)
+    local_search = True
+    masks, gains = _blocks_and_pairs(n_blocks, block)
+    n = gains.shape[1]
+    res = {r.budget: r for r in group(masks, gains, range(1, n + 1), "beam",
+                                      local_search=local_search)}
+    exact = {r.budget: r for r in group(masks, gains, range(1, n + 1), "bnb")}
+    assert sorted(res) == sorted(exact)
+    assert min(res) == n_blocks
+    for b, r in res.items():
+        check_valid(r, masks, gains, "singleton", b)
+        assert r.value <= exact[b].value + 1e-12 and r.bound >= exact[b].value - 1e-12
+    nan = np.nan
+    masks = np.array([5, 51, 114], dtype=np.uint64)
+    gains = np.array([[0., nan, -0.5, nan, nan, nan, nan], [0., 0., nan, nan, 0., 1., nan],
+                      [nan, 0., nan, nan, 0., 0., -0.25]])
+    res = group(masks, gains, [3], "beam", local_search=local_search)
+    assert len(res) == 1 and res[0].value == pytest.approx(-0.75)
+    assert sorted(res[0].groups.tolist()) == [5, 8, 114]

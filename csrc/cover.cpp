@@ -13,15 +13,15 @@ struct CoverSearch {
   mask_t all = 0;
   int widest = 1;
   int enough = 0;
-  std::uint64_t nodes = 0, node_limit = 0;
+  std::uint64_t work = 0, work_limit = 0;
   std::vector<std::uint32_t> chosen, best;
   std::size_t best_size = 0;  // 0: none found yet
 
   bool done() const { return best_size != 0 && int(best_size) <= enough; }
 
   void dfs(mask_t covered) {
-    if (done() || nodes >= node_limit || ((nodes & 1023) == 0 && deadline.passed())) return;
-    ++nodes;
+    if (done() || work >= work_limit || deadline.passed()) return;
+    ++work;
     if (covered == all) {
       if (best_size == 0 || chosen.size() < best_size) best = chosen, best_size = chosen.size();
       return;
@@ -30,6 +30,7 @@ struct CoverSearch {
     const std::size_t lower = chosen.size() + std::size_t((left + widest - 1) / widest);
     if (best_size != 0 && lower >= best_size) return;
     const int j = lowest_bit(all & ~covered);
+    work += rows_with[std::size_t(j)].size();  // the work of this node: one pass over j's rows
     std::vector<std::pair<int, std::uint32_t>> order;
     order.reserve(rows_with[std::size_t(j)].size());
     for (std::uint32_t r : rows_with[std::size_t(j)])
@@ -39,21 +40,21 @@ struct CoverSearch {
       chosen.push_back(r);
       dfs(covered | p.masks[r]);
       chosen.pop_back();
-      if (done() || nodes >= node_limit) return;
+      if (done() || work >= work_limit) return;
     }
   }
 };
 
 }  // namespace
 
-std::vector<std::uint32_t> fewest_rows_cover(const Problem& p, int enough, std::uint64_t node_limit,
+std::vector<std::uint32_t> fewest_rows_cover(const Problem& p, int enough, std::uint64_t work_limit,
                                              const Deadline& deadline) {
   const int n = p.n_tasks;
   CoverSearch s{p, deadline};
   s.rows_with.resize(std::size_t(n));
   s.all = n == 64 ? ~mask_t{0} : (mask_t{1} << n) - 1;
   s.enough = enough;
-  s.node_limit = node_limit;
+  s.work_limit = work_limit;
   mask_t seen = 0;
   for (std::size_t r = 0; r < p.size(); ++r) {
     s.widest = std::max(s.widest, popcount(p.masks[r]));

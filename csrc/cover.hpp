@@ -11,10 +11,11 @@
 namespace mtgfast {
 
 // Depth-first over the lowest uncovered task's rows (largest new coverage first, ties: smaller
-// row), pruned by chosen + ceil(uncovered / widest row). Stops at a cover of <= `enough` rows, at
-// `node_limit` nodes or at the deadline; returns the fewest rows found (ascending row indices;
-// empty when the pool cannot cover every task).
-std::vector<std::uint32_t> fewest_rows_cover(const Problem& p, int enough, std::uint64_t node_limit,
+// row), pruned by chosen + ceil(uncovered / widest row). Stops at a cover of <= `enough` rows, after
+// `work_limit` units of work (one per node and per row a node examines) or at the deadline;
+// returns the fewest rows found so far (ascending row indices; empty when the pool cannot cover
+// every task or the limit came before the first cover).
+std::vector<std::uint32_t> fewest_rows_cover(const Problem& p, int enough, std::uint64_t work_limit,
                                              const Deadline& deadline);
 
 }  // namespace mtgfast

@@ -96,7 +96,7 @@ std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& 
   // every task. Budgets the beam answered keep its result; local_search=False is the plain beam.
   if (opt.local_search && !p.alone() && !res.empty() && !res.front().feasible) {
     const std::vector<std::uint32_t> cover =
-        fewest_rows_cover(p, std::min(sorted.front(), n), kCoverNodeLimit, deadline);
+        fewest_rows_cover(p, std::min(sorted.front(), n), kCoverWorkLimit, deadline);
     for (std::size_t k = 0; k < sorted.size() && !res[k].feasible; ++k)
       if (!cover.empty() && int(cover.size()) <= sorted[k])
         res[k] = finalize(p, std::vector<std::size_t>(cover.begin(), cover.end()), sorted[k], false);

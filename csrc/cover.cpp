@@ -7,9 +7,11 @@ namespace mtgfast {
 namespace {
 
 struct CoverSearch {
+  CoverSearch(const Problem& problem, const Deadline& until, const TaskIndex& index)
+      : p(problem), deadline(until), ix(index) {}
   const Problem& p;
   const Deadline& deadline;
-  std::vector<std::vector<std::uint32_t>> rows_with;  // per task: the rows that contain it
+  const TaskIndex& ix;  // per task: the rows that contain it
   mask_t all = 0;
   int widest = 1;
   int enough = 0;
@@ -30,11 +32,12 @@ struct CoverSearch {
     const std::size_t lower = chosen.size() + std::size_t((left + widest - 1) / widest);
     if (best_size != 0 && lower >= best_size) return;
     const int j = lowest_bit(all & ~covered);
-    work += rows_with[std::size_t(j)].size();  // the work of this node: one pass over j's rows
+    const std::size_t first = ix.start[std::size_t(j)], last = ix.start[std::size_t(j) + 1];
+    work += last - first;  // the work of this node: one pass over j's rows
     std::vector<std::pair<int, std::uint32_t>> order;
-    order.reserve(rows_with[std::size_t(j)].size());
-    for (std::uint32_t r : rows_with[std::size_t(j)])
-      order.emplace_back(-popcount(p.masks[r] & ~covered), r);
+    order.reserve(last - first);
+    for (std::size_t k = first; k < last; ++k)
+      order.emplace_back(-popcount(p.masks[ix.row[k]] & ~covered), ix.row[k]);
     std::sort(order.begin(), order.end());
     for (const auto& [neg_new, r] : order) {
       chosen.push_back(r);
@@ -47,11 +50,10 @@ struct CoverSearch {
 
 }  // namespace
 
-std::vector<std::uint32_t> fewest_rows_cover(const Problem& p, int enough, std::uint64_t work_limit,
-                                             const Deadline& deadline) {
+std::vector<std::uint32_t> fewest_rows_cover(const Problem& p, const TaskIndex& ix, int enough,
+                                             std::uint64_t work_limit, const Deadline& deadline) {
   const int n = p.n_tasks;
-  CoverSearch s{p, deadline};
-  s.rows_with.resize(std::size_t(n));
+  CoverSearch s(p, deadline, ix);
   s.all = n == 64 ? ~mask_t{0} : (mask_t{1} << n) - 1;
   s.enough = enough;
   s.work_limit = work_limit;
@@ -59,8 +61,6 @@ std::vector<std::uint32_t> fewest_rows_cover(const Problem& p, int enough, std::
   for (std::size_t r = 0; r < p.size(); ++r) {
     s.widest = std::max(s.widest, popcount(p.masks[r]));
     seen |= p.masks[r];
-    for (mask_t b = p.masks[r]; b; b &= b - 1)
-      s.rows_with[std::size_t(lowest_bit(b))].push_back(std::uint32_t(r));
   }
   if (seen != s.all) return {};
   s.dfs(0);

@@ -7,6 +7,7 @@
 
 #include "deadline.hpp"
 #include "objective.hpp"
+#include "task_index.hpp"
 
 namespace mtgfast {
 
@@ -15,7 +16,8 @@ namespace mtgfast {
 // `work_limit` units of work (one per node and per row a node examines) or at the deadline;
 // returns the fewest rows found so far (ascending row indices; empty when the pool cannot cover
 // every task or the limit came before the first cover).
-std::vector<std::uint32_t> fewest_rows_cover(const Problem& p, int enough, std::uint64_t work_limit,
-                                             const Deadline& deadline);
+// `ix` is p's task index (its per-task row lists; their order does not matter).
+std::vector<std::uint32_t> fewest_rows_cover(const Problem& p, const TaskIndex& ix, int enough,
+                                             std::uint64_t work_limit, const Deadline& deadline);
 
 }  // namespace mtgfast

@@ -95,8 +95,10 @@ std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& 
   // under Singleton): with local search on, those budgets start from the fewest rows that cover
   // every task. Budgets the beam answered keep its result; local_search=False is the plain beam.
   if (opt.local_search && !p.alone() && !res.empty() && !res.front().feasible) {
+    std::optional<TaskIndex> own;  // past kLocalSearchMaxRows the call builds no index
+    const TaskIndex& index = ix ? *ix : own.emplace(p);
     const std::vector<std::uint32_t> cover =
-        fewest_rows_cover(p, std::min(sorted.front(), n), kCoverWorkLimit, deadline);
+        fewest_rows_cover(p, index, std::min(sorted.front(), n), kCoverWorkLimit, deadline);
     for (std::size_t k = 0; k < sorted.size() && !res[k].feasible; ++k)
       if (!cover.empty() && int(cover.size()) <= sorted[k])
         res[k] = finalize(p, std::vector<std::size_t>(cover.begin(), cover.end()), sorted[k], false);

@@ -323,9 +323,10 @@ def cmd_group(args: argparse.Namespace) -> int:
     if study is None:   # the choice in the command's words (group_stored's says "study=")
         from .store import GainStore
 
+        names: list[str | None]
         try:
             with GainStore(args.store, readonly=True) as store:
-                names = store.studies()
+                names = list(store.studies())
         except StoreError as exc:   # a version-1 store: group_stored migrates it, then picks
             if "old schema" not in str(exc):
                 raise

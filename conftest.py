@@ -30,12 +30,24 @@ def _data_dir() -> Path:
     return Path(env) if env else REPO.parent / "shared" / "data"
 
 
+def _missing_data_reason(d: Path) -> str | None:
+    """Why the data tests skip (naming the folder and how it was chosen), or None."""
+    if (d / "mtgnet").is_dir():
+        return None
+    what = "no such folder" if not d.exists() else "no mtgnet/ folder in it"
+    if os.environ.get("MTGFAST_DATA"):
+        return f"real data not found: MTGFAST_DATA={d} ({what})"
+    return (f"real data not found at {d}, the default beside the repository ({what}); set "
+            "MTGFAST_DATA to the data folder")
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """../shared/data (or $MTGFAST_DATA): the recorded MTG-Net gain tables and the ETT series."""
     d = _data_dir()
-    if not (d / "mtgnet").is_dir():
-        pytest.skip(f"real data not found at {d} (set MTGFAST_DATA)")
+    reason = _missing_data_reason(d)
+    if reason is not None:
+        pytest.skip(reason)
     return d
 
 

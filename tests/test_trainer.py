@@ -154,6 +154,17 @@ def test_models_follow_the_contract():
     assert model.regularizer().item() == 0.0
 
 
+def test_an_encoder_without_out_dim_is_named():
+    """A suite's encoder must expose ``out_dim`` (the heads' input width): one clear error."""
+
+    class NoWidth(DigitsSuite):
+        def make_encoder(self, hidden: int, n_blocks: int, dropout: float) -> torch.nn.Module:
+            return torch.nn.Linear(self.in_dim, hidden)
+
+    with pytest.raises(InputError, match="NoWidth|Linear.*out_dim"):
+        build_model("hard", NoWidth(n_train=50), [0, 1])
+
+
 def test_weighting_methods_plug_into_the_trainer(digits):
     for name in ("uncertainty", "dwa"):
         cfg = TrainConfig(epochs=3, patience=5, batch_size=64, weighting=name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import TypeGuard
 
 import numpy as np
 
@@ -18,12 +19,12 @@ from .errors import InputError, InputTypeError
 __all__ = ["check_bool", "check_int", "check_real", "describe", "env_int", "is_int", "is_real"]
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[int | np.integer]:
     """True for Python and numpy integers; False for bools (``True`` is not a count)."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-def is_real(value: object) -> bool:
+def is_real(value: object) -> TypeGuard[int | float | np.integer | np.floating]:
     """True for Python/numpy ints and floats; False for bools, strings, complex numbers."""
     return isinstance(value, (int, float, np.integer, np.floating)) \
         and not isinstance(value, (bool, np.bool_))
@@ -61,7 +62,7 @@ def check_int(name: str, value: object, low: int | None = None, high: int | None
     the range in the message ("{name} must be {expected}, got {value}")."""
     if not is_int(value):
         raise InputTypeError(f"{name} must be an int, got {describe(value)}")
-    v = int(value)  # type: ignore[call-overload]
+    v = int(value)
     if (low is not None and v < low) or (high is not None and v > high):
         raise InputError(f"{name} must be {expected or _range_text(low, high)}, got {v}")
     return v
@@ -75,7 +76,7 @@ def check_real(name: str, value: object, low: float | None = None, high: float |
     replaces "a finite number >= low" in the message."""
     if not is_real(value):
         raise InputTypeError(f"{name} must be a number, got {describe(value)}")
-    v = float(value)  # type: ignore[arg-type]
+    v = float(value)
     bad = math.isnan(v) or (finite and math.isinf(v)) \
         or (low is not None and (v <= low if open_low else v < low)) \
         or (high is not None and (v >= high if open_high else v > high))

@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser | None:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            return action.choices.get(name)  # type: ignore[no-any-return]
+            return action.choices.get(name)
     return None
 
 

@@ -64,7 +64,7 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         sub = self.prog.split(" ", 1)[1] if " " in self.prog else ""
         raise UsageError(f"{sub + ': ' if sub else ''}{message} (see '{self.prog} --help')")
 

@@ -186,6 +186,12 @@ def make_cli_executor(kind: str | None, *, workers: int, address: str | None,
                                    gpus_per_run=gpus_per_run, max_retries=max_retries)
 
 
+def _check_executor_extra(args: argparse.Namespace) -> None:
+    """``--executor ray`` without Ray: one line naming the extra before torch and the data load."""
+    if args.executor == "ray":
+        require_extra("ray", "ray", "--executor ray")
+
+
 def _executor(args: argparse.Namespace) -> Any:
     return make_cli_executor(args.executor, workers=args.workers, address=args.address,
                              gpus_per_run=args.gpus_per_run, max_retries=args.max_retries)
@@ -212,6 +218,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.store is not None:
         check_new_file(args.store, "--store")
     _check_plot_dir(args.plot)
+    _check_executor_extra(args)
     suite, config = _digits_demo_parts()
     _check_budget(args.budget, suite.n_tasks, "the digits demo")
     start = time.perf_counter()
@@ -283,13 +290,14 @@ def _check_training_names(weighting: str, arch: str) -> None:
 
 def cmd_study(args: argparse.Namespace) -> int:
     """``mtgfast study``: run (or resume) a study on a built-in suite and print its grouping."""
-    from .mtl.trainer import TrainConfig
-    from .study.study import Study
-
     if len(set(args.seeds)) != len(args.seeds):
         raise InputError(f"--seeds must be distinct, got {args.seeds}")
     check_new_file(args.store, "--store")
     _check_plot_dir(args.plot)
+    _check_executor_extra(args)   # these three before torch loads (seconds)
+    from .mtl.trainer import TrainConfig
+    from .study.study import Study
+
     _check_training_names(args.weighting, args.arch)
     suite = _make_suite(args.suite, args.data)
     _check_budget(args.budget, suite.n_tasks, f"suite {args.suite!r}")
@@ -323,9 +331,10 @@ def cmd_group(args: argparse.Namespace) -> int:
     if study is None:   # the choice in the command's words (group_stored's says "study=")
         from .store import GainStore
 
+        names: list[str | None]
         try:
             with GainStore(args.store, readonly=True) as store:
-                names = store.studies()
+                names = list(store.studies())
         except StoreError as exc:   # a version-1 store: group_stored migrates it, then picks
             if "old schema" not in str(exc):
                 raise

@@ -308,7 +308,7 @@ class GainTable:
             df = pd.DataFrame(self.gains, columns=list(self.task_names),
                               index=pd.Index([int(m) for m in self.masks], name="mask"))
         elif kind == "tidy":
-            rows = []
+            rows: list[tuple[int, str, str, float]] = []
             for m, row in zip(self.masks, self.gains):
                 idx = mask_to_indices(int(m))
                 label = "+".join(self.task_names[k] for k in idx)
@@ -429,7 +429,7 @@ def _as_numpy(values: object) -> np.ndarray:
     if isinstance(values, np.ndarray):
         return values
     if type(values).__module__.partition(".")[0] == "torch" and hasattr(values, "detach"):
-        t = values.detach().cpu()  # type: ignore[attr-defined]
+        t = values.detach().cpu()
         if str(t.dtype) == "torch.bfloat16":
             t = t.float()
         return np.asarray(t.numpy())
@@ -691,7 +691,7 @@ def _is_parquet(path: PathLike) -> bool:
     return os.fspath(path).lower().endswith((".parquet", ".pq"))
 
 
-def _read_tidy(path: PathLike) -> tuple[dict[str, list[Any]], list[str]]:
+def _read_tidy(path: PathLike) -> tuple[dict[str, list[Any]], Sequence[str]]:
     """Columns of a tidy CSV/Parquet file and the location of each row (``file 'x' line 3``)."""
     p = os.fspath(path)
     if _is_parquet(p):

@@ -60,7 +60,7 @@ def as_masks(masks: object, n_tasks: int | None = None, *, name: str = "masks") 
         raise InputTypeError(f"{name} must be an array of integer masks (ordered like the gain "
                              f"rows), got {type(masks).__name__}")
     elif type(masks).__module__.partition(".")[0] == "torch" and hasattr(masks, "detach"):
-        arr = np.asarray(masks.detach().cpu().numpy())  # type: ignore[attr-defined]
+        arr = np.asarray(masks.detach().cpu().numpy())
     else:
         try:
             arr = np.asarray(list(masks) if not is_int(masks) else [masks])  # type: ignore[call-overload]

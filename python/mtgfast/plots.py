@@ -189,4 +189,4 @@ def plot_replay(result: ReplayResult, path: str | os.PathLike[str] | None = None
     ax.legend(frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
     if path is not None:
         fig.savefig(path, dpi=120)
-    return fig  # type: ignore[return-value]
+    return fig

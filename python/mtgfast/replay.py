@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from .checks import check_int, is_int
 from .errors import InputError, InputTypeError
 from .gains import FloatArray, GainTable
 from .progress import progress as progress_bar
+
+if TYPE_CHECKING:
+    from .grouping import Method, Uncovered
 
 __all__ = ["BUILTIN_METHODS", "JSON_DECIMALS", "TABLE_DECIMALS", "MethodResult", "ReplayResult",
            "parse_budgets", "replay"]
@@ -122,7 +125,7 @@ def parse_budgets(spec: str | int | Iterable[int], n_tasks: int | None = None) -
         out.add(int(spec))
     else:
         try:
-            items = list(spec)
+            items = list(cast(Iterable[object], spec))  # not iterable: the TypeError below
         except TypeError as exc:
             raise InputTypeError(f"budgets must be a string, an int or ints, got {spec!r}") from exc
         for b in items:
@@ -153,8 +156,8 @@ def _aligned(table: GainTable | None, valid: GainTable, what: str) -> GainTable 
 
 
 def _select_and_score(valid: GainTable, select: FloatArray, test: GainTable,
-                      budgets: Sequence[int], search: str, beam_width: int,
-                      uncovered: str) -> tuple[list[float], list[tuple[int, ...]]]:
+                      budgets: Sequence[int], search: Method, beam_width: int,
+                      uncovered: Uncovered) -> tuple[list[float], list[tuple[int, ...]]]:
     from .grouping import evaluate, group
 
     found = group(valid.masks, select, list(budgets), method=search, beam_width=beam_width,
@@ -244,7 +247,7 @@ def replay(valid: GainTable, test: GainTable | None = None, *,
 
 def _run_methods(names: Sequence[str], valid: GainTable, test_t: GainTable,
                  hoa_t: GainTable | None, tag_t: GainTable | None, blist: tuple[int, ...],
-                 seeds: int, search: str, beam_width: int, uncovered: str, random_trials: int,
+                 seeds: int, search: Method, beam_width: int, uncovered: Uncovered, random_trials: int,
                  opts: dict[str, Any], n_pairs: int, bar: Any) -> dict[str, MethodResult]:
     results: dict[str, MethodResult] = {}
     for name in names:
@@ -287,7 +290,7 @@ def _run_methods(names: Sequence[str], valid: GainTable, test_t: GainTable,
 
 
 def _replay_plugin(name: str, valid: GainTable, test: GainTable, budgets: Sequence[int],
-                   seeds: int, search: str, beam_width: int, uncovered: str,
+                   seeds: int, search: Method, beam_width: int, uncovered: Uncovered,
                    options: Mapping[str, Any], bar: Any) -> MethodResult:
     try:
         mod = importlib.import_module("mtgfast.study.replay_methods")

@@ -97,7 +97,7 @@ def check_exact_search() -> None:
                 ref = brute_force_value(masks, gains, b, uncovered)
                 got = curve.get(b)
                 assert (got is None) == (ref is None), f"feasibility, trial {trial} B={b}"
-                if got is None:
+                if got is None or ref is None:
                     continue
                 assert got.optimal, f"exact search not proven optimal, trial {trial}"
                 assert math.isclose(got.value, ref, abs_tol=1e-9), (
@@ -120,8 +120,9 @@ def check_beam_search() -> None:
             assert g.value <= exact[g.budget] + 1e-9, f"beam beats exact, trial {trial}"
     masks, gains = _random_table(np.random.default_rng(4), 4, 15)
     wide = group(masks, gains, 2, "beam", beam_width=1000)
-    assert math.isclose(wide.value, brute_force_value(masks, gains, 2, "singleton"),
-                        abs_tol=1e-9), "a beam wider than the candidates must be exact"
+    best = brute_force_value(masks, gains, 2, "singleton")
+    assert best is not None and math.isclose(wide.value, best, abs_tol=1e-9), \
+        "a beam wider than the candidates must be exact"
 
 
 def check_evaluate() -> None:

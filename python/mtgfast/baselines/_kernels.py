@@ -11,7 +11,7 @@ __all__ = ["random_kernel"]
 
 
 @numba.njit(cache=True, inline="always")
-def _splitmix64(state):  # type: ignore[no-untyped-def]
+def _splitmix64(state):
     state = state + np.uint64(0x9E3779B97F4A7C15)
     z = state
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -21,7 +21,7 @@ def _splitmix64(state):  # type: ignore[no-untyped-def]
 
 @numba.njit(parallel=True, cache=True)
 def random_kernel(masks, sel, tst, budget, n_trials, seed, full, alone, max_tries,
-                  sums, sq, failed):  # type: ignore[no-untyped-def]
+                  sums, sq, failed):
     """Random groupings of ``budget`` distinct candidates; per-chunk sums of the test value.
 
     Trials are split into ``len(sums)`` chunks, each with its own splitmix64 stream seeded from

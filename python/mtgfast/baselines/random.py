@@ -153,7 +153,7 @@ class RandomGrouping:
                 "max_tries": self.max_tries}
 
 
-def _kernel():  # type: ignore[no-untyped-def]
+def _kernel():
     from ._kernels import random_kernel  # numba is imported here, on first use
 
     return random_kernel

@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -29,18 +29,21 @@ from torch import Tensor, nn
 from ..checks import check_bool, check_int, check_real
 from ..errors import InputError, InputTypeError
 from .engine import Engine, check_run_inputs
+from .models import BlockEncoder, MTLModel
 from .trainer import train_mtl
 
 __all__ = ["AdaShare", "AdaShareResult", "build", "train_adashare"]
 
 
-class AdaShare(nn.Module):
+class AdaShare(MTLModel):
     """Shared stem + residual blocks, each block selected or skipped per task by a learned policy.
 
     States: warm-up (``searching=False``, no fixed policy: every block runs), policy search
     (``searching=True``: Gumbel-softmax samples of the last ``n_learned`` blocks' policies while
     training, their most likely decision in eval mode) and re-training (``fixed_policy`` set).
     """
+
+    fixed_policy: Tensor | None  # a buffer (None while the policy is learned)
 
     def __init__(self, encoder: nn.Module, heads: nn.ModuleList, *, lambda_sparsity: float = 0.02,
                  lambda_sharing: float = 0.05, tau: float = 5.0, tau_decay: float = 0.965,
@@ -54,7 +57,7 @@ class AdaShare(nn.Module):
         if blocks is None or not hasattr(encoder, "stem") or len(blocks) < 1:
             raise InputError("AdaShare needs an encoder with a stem and at least one residual "
                              "block")
-        self.encoder = encoder
+        self.encoder = cast(BlockEncoder, encoder)  # checked just above
         self.heads = heads
         self.n_tasks = len(heads)
         self.n_blocks = len(blocks)

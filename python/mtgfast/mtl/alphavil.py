@@ -147,7 +147,7 @@ def train_alphavil(suite: Any, tasks: Sequence[int], target: int, seed: int, con
     idx = check_run_inputs(suite, tasks, seed, config)
     if not is_int(target):
         raise InputTypeError(f"target must be a task index (int), got {describe(target)}")
-    target = int(target)  # type: ignore[call-overload]
+    target = int(target)
     if target not in idx:
         raise InputError(f"target {target} is not one of the tasks {list(idx)}")
     sample_fraction = check_real("sample_fraction", sample_fraction, 0, 1, open_low=True)

@@ -16,13 +16,13 @@ import torch
 from torch import nn
 
 from ..errors import InputError, InputTypeError
-from .models import HardSharing
+from .models import HardSharing, MTLModel, encoder_width
 from .suites.base import TaskSuite
 
 __all__ = ["ARCHITECTURES", "build_hard", "build_model", "head_seed", "register",
            "seeded_parts"]
 
-Builder = Callable[..., nn.Module]
+Builder = Callable[..., MTLModel]
 
 
 def head_seed(seed: int, task: int) -> int:
@@ -33,7 +33,7 @@ def head_seed(seed: int, task: int) -> int:
 
 def build_hard(suite: TaskSuite, tasks: Sequence[int], *, hidden: int | None = None,
                n_blocks: int | None = None, dropout: float | None = None, seed: int = 0,
-               **unused: Any) -> nn.Module:
+               **unused: Any) -> MTLModel:
     """Hard parameter sharing: ``suite.make_encoder`` shared by one ``suite.make_head`` per task.
     Encoder weights are drawn from ``seed``, each head from ``head_seed(seed, task)``."""
     if unused:
@@ -62,7 +62,7 @@ def seeded_parts(suite: TaskSuite, tasks: Sequence[int], *, hidden: int | None, 
     heads = []
     for t in tasks:
         torch.manual_seed(head_seed(seed, t))
-        heads.append(suite.make_head(int(t), encoder.out_dim))
+        heads.append(suite.make_head(int(t), encoder_width(encoder)))
     return encoder, nn.ModuleList(heads)
 
 
@@ -75,7 +75,8 @@ ARCHITECTURES: dict[str, Builder | str] = {
 
 
 def register(name: str, builder: Builder | str) -> None:
-    """Add an architecture: a callable ``(suite, tasks, **kw) -> nn.Module`` or ``"module:attr"``."""
+    """Add an architecture: a callable ``(suite, tasks, **kw) -> MTLModel`` (the trainer's model
+    protocol, ``mtgfast.mtl.models``) or ``"module:attr"``."""
     if not isinstance(name, str) or not name:
         raise InputTypeError("architecture name must be a non-empty str")
     if not (callable(builder) or (isinstance(builder, str) and ":" in builder)):
@@ -83,7 +84,7 @@ def register(name: str, builder: Builder | str) -> None:
     ARCHITECTURES[name] = builder
 
 
-def build_model(arch: str, suite: TaskSuite, tasks: Sequence[int], **kw: Any) -> nn.Module:
+def build_model(arch: str, suite: TaskSuite, tasks: Sequence[int], **kw: Any) -> MTLModel:
     """Model of architecture ``arch`` for the combination ``tasks`` of ``suite``."""
     if arch not in ARCHITECTURES:
         raise InputError(f"unknown architecture {arch!r}; known: {sorted(ARCHITECTURES)}")

@@ -29,6 +29,7 @@ from ..checks import check_int, check_real, describe, is_int
 from ..devices import check_device
 from ..errors import InputError, InputTypeError
 from .architectures import ARCHITECTURES
+from .models import MTLModel
 from .suites.base import Targets, TaskSuite, task_target
 from .weighting import WEIGHTINGS
 
@@ -181,7 +182,7 @@ def check_run_inputs(suite: object, tasks: object, seed: object, config: object
     if not isinstance(config, TrainConfig):
         raise InputTypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     # an InputError for any bad seed, a bool or a str included (this function's contract since 0.1)
-    if not is_int(seed) or not 0 <= int(seed) < 2**63:  # type: ignore[call-overload]
+    if not is_int(seed) or not 0 <= int(seed) < 2**63:
         raise InputError(f"seed must be an int in [0, 2**63), got {describe(seed)}")
     idx = suite.check_tasks(tasks)  # type: ignore[arg-type]
     check_device(config.device)
@@ -232,7 +233,7 @@ class Engine:
     """
 
     def __init__(self, suite: TaskSuite, tasks: tuple[int, ...], seed: int, config: TrainConfig,
-                 model: nn.Module, *, start: float | None = None) -> None:
+                 model: MTLModel, *, start: float | None = None) -> None:
         self.start = time.perf_counter() if start is None else start
         self.suite, self.tasks, self.seed, self.config = suite, tasks, int(seed), config
         self.device = torch.device(config.device)

@@ -9,7 +9,44 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["HardSharing", "MLPEncoder", "ResidualBlock"]
+from ..errors import InputError
+
+__all__ = ["BlockEncoder", "HardSharing", "MLPEncoder", "MTLModel", "ResidualBlock",
+           "encoder_width"]
+
+
+class MTLModel(nn.Module):
+    """Base of the trainer's models: ``forward(x)`` -> one output per task, ``regularizer()`` a
+    scalar added to the loss, ``shared_parameters()`` (TAG's lookahead), ``end_epoch()`` a hook."""
+
+    def regularizer(self) -> torch.Tensor:
+        """Extra loss term; none by default."""
+        return torch.zeros((), device=next(self.parameters()).device)
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Parameters every task updates."""
+        raise NotImplementedError
+
+    def end_epoch(self) -> None:
+        """Called after every training epoch (AdaShare anneals its temperature); nothing here."""
+
+
+class BlockEncoder(nn.Module):
+    """What MTAN and AdaShare need of a shared encoder: a ``stem``, residual ``blocks`` and the
+    width ``out_dim`` of their output."""
+
+    stem: nn.Module
+    blocks: nn.ModuleList
+    out_dim: int
+
+
+def encoder_width(encoder: nn.Module) -> int:
+    """``encoder.out_dim``, the width every suite's encoder exposes (heads take it as input)."""
+    width = getattr(encoder, "out_dim", None)
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise InputError(f"the suite's encoder {type(encoder).__name__} must expose out_dim, a "
+                         f"positive int; got {width!r}")
+    return width
 
 
 class ResidualBlock(nn.Module):
@@ -26,7 +63,7 @@ class ResidualBlock(nn.Module):
         return x + self.drop(self.fc2(torch.relu(self.fc1(self.norm(x)))))
 
 
-class MLPEncoder(nn.Module):
+class MLPEncoder(BlockEncoder):
     """Shared encoder: ``stem`` (Linear in_dim->hidden + ReLU), then ``blocks`` residual blocks."""
 
     def __init__(self, in_dim: int, hidden: int, n_blocks: int, dropout: float = 0.0) -> None:
@@ -42,7 +79,7 @@ class MLPEncoder(nn.Module):
         return h
 
 
-class HardSharing(nn.Module):
+class HardSharing(MTLModel):
     """One shared ``encoder`` and one head per task: ``forward(x) -> [head_t(encoder(x))]``."""
 
     def __init__(self, encoder: nn.Module, heads: nn.ModuleList) -> None:
@@ -53,10 +90,6 @@ class HardSharing(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         h = self.encoder(x)
         return [head(h) for head in self.heads]
-
-    def regularizer(self) -> torch.Tensor:
-        """No extra loss term for plain hard sharing."""
-        return torch.zeros((), device=next(self.parameters()).device)
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """Parameters every task updates (TAG's lookahead acts on these)."""

@@ -17,13 +17,13 @@ size, so the mask is computed from the block's output itself (MTAN uses the bloc
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import InputError
-from .models import MLPEncoder
+from .models import BlockEncoder, MLPEncoder, MTLModel
 
 __all__ = ["MTAN", "build"]
 
@@ -36,7 +36,7 @@ class _Attention(nn.Sequential):
                          nn.Sigmoid())
 
 
-class MTAN(nn.Module):
+class MTAN(MTLModel):
     """Shared ``encoder`` (stem + ``blocks``) with task-specific attention at every block.
 
     ``forward(x) -> [head_t(â_t^B)]``; ``attention_masks(x)`` returns the masks ``a_t^b``;
@@ -48,9 +48,9 @@ class MTAN(nn.Module):
         blocks = getattr(encoder, "blocks", None)
         if blocks is None or not hasattr(encoder, "stem") or len(blocks) < 1:
             raise InputError("MTAN needs an encoder with a stem and at least one residual block")
-        self.encoder = encoder
+        self.encoder = cast(BlockEncoder, encoder)  # checked just above
         self.heads = heads
-        hidden = int(encoder.out_dim)
+        hidden = int(self.encoder.out_dim)
         n_blocks = len(blocks)
         self.n_tasks = len(heads)
         self.attention = nn.ModuleList(
@@ -71,12 +71,14 @@ class MTAN(nn.Module):
         masks: list[list[Tensor]] = []
         for t in range(self.n_tasks):
             task_masks = []
-            a_hat = None
+            a_hat: Tensor | None = None
+            attention = cast(nn.ModuleList, self.attention[t])
             for b, p in enumerate(shared):
                 inp = p if a_hat is None else torch.cat([p, self.carry[b - 1](a_hat)], dim=1)
-                mask = self.attention[t][b](inp)
+                mask = attention[b](inp)
                 a_hat = mask * p
                 task_masks.append(mask)
+            assert a_hat is not None  # the encoder has at least one block (checked in __init__)
             attended.append(a_hat)
             masks.append(task_masks)
         return attended, masks
@@ -90,10 +92,6 @@ class MTAN(nn.Module):
         """Masks ``a_t^b(x)``: tensor ``(n_tasks, n_blocks, batch, hidden)``, values in (0, 1)."""
         _, masks = self._run(x)
         return torch.stack([torch.stack(m) for m in masks])
-
-    def regularizer(self) -> Tensor:
-        """MTAN adds no loss term."""
-        return torch.zeros((), device=next(self.parameters()).device)
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """Parameters every task updates: the shared encoder and the shared carry layers ``f^b``."""

@@ -19,6 +19,7 @@ from torch.func import functional_call
 
 from ..checks import check_int, check_real
 from ..errors import InputError
+from .models import MTLModel
 from .suites.base import TaskSuite
 from .engine import RunResult, TrainConfig, check_run_inputs
 from .trainer import fit
@@ -46,7 +47,7 @@ class _Lookahead:
         self.count = 0
         self.step = 0
 
-    def __call__(self, model: nn.Module, xb: torch.Tensor, yb: list[torch.Tensor],
+    def __call__(self, model: MTLModel, xb: torch.Tensor, yb: list[torch.Tensor],
                  losses: torch.Tensor) -> None:
         self.step += 1
         if (self.step - 1) % self.every:
@@ -86,7 +87,7 @@ def collect_affinity(suite: TaskSuite, seed: int, config: TrainConfig, *,
         check_real("lookahead_lr", lookahead_lr, 0, open_low=True)
     hook = _Lookahead(suite, idx, lr, every)
 
-    def guarded(model: nn.Module, xb: torch.Tensor, yb: list[torch.Tensor],
+    def guarded(model: MTLModel, xb: torch.Tensor, yb: list[torch.Tensor],
                 losses: torch.Tensor) -> None:
         if not hasattr(model, "shared_parameters"):
             raise InputError(f"architecture {config.arch!r} has no shared_parameters(); TAG "

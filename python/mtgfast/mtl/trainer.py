@@ -20,6 +20,7 @@ from ..errors import InputError, InputTypeError
 from . import architectures
 from .engine import (CODE_VERSION, EarlyStopping, Engine, RunResult, TrainConfig,
                      check_run_inputs, evaluate_outputs)
+from .models import MTLModel
 from .suites.base import TaskSuite
 from .weighting import LossWeighting, make_weighting
 
@@ -27,7 +28,7 @@ __all__ = ["CODE_VERSION", "EarlyStopping", "HardSharingStep", "RunResult", "Ste
            "SuiteTrainFn", "TrainConfig", "evaluate_outputs", "fit", "train_mtl"]
 
 #: (model, x batch, per-task targets, per-task losses with graph) -> None; called before backward
-StepHook = Callable[[nn.Module, torch.Tensor, list[torch.Tensor], torch.Tensor], None]
+StepHook = Callable[[MTLModel, torch.Tensor, list[torch.Tensor], torch.Tensor], None]
 
 
 class HardSharingStep:

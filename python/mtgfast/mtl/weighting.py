@@ -146,6 +146,9 @@ class DWAWeighting(LossWeighting):
     by default. The task whose loss falls slower (larger ratio) gets the larger weight.
     """
 
+    history: Tensor  # buffers: (epochs, n_tasks) mean losses and the current weights
+    _w: Tensor
+
     def __init__(self, n_tasks: int, temperature: float = 2.0) -> None:
         super().__init__(n_tasks)
         self.temperature = check_real("temperature", temperature, 0, open_low=True)

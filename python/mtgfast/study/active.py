@@ -44,7 +44,7 @@ class Estimator(Protocol):
 
     def fit(self, table: GainTable) -> Any: ...
 
-    def predict(self, masks: object, **kwargs: Any) -> Any: ...
+    def predict(self, masks: object) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -397,16 +397,17 @@ class ActiveLoop:
         is never asked afterwards."""
         n = self.n_tasks
         scalar = is_int(masks)
-        m = as_masks([int(masks)] if scalar else masks, n)
+        m = as_masks([int(masks)] if is_int(masks) else masks, n)
         try:  # bools, strings, complex: type errors, not 1.0 or parsed
             g = real_matrix(gains, "gains")
         except InputTypeError as exc:
             raise InputTypeError(f"gains must be numbers (a row per mask): {exc}") from None
+        given = g.shape
         if scalar or g.ndim == 1:
             g = g.reshape(1, -1)
         if g.shape != (m.shape[0], n):
             raise InputError(f"gains must have shape ({m.shape[0]}, {n}) for {m.shape[0]} mask(s), "
-                             f"got {np.shape(gains)}")
+                             f"got {given}")
         if np.unique(m).shape[0] != m.shape[0]:
             raise InputError("tell() got the same combination twice")
         member = masks_to_dense(m, n)
@@ -493,7 +494,9 @@ class ActiveLoop:
             est = self.fit_estimator()
             if self.selector.needs_std:
                 try:
-                    mean, std = est.predict(avail, return_std=True)
+                    # an optional keyword the protocol does not promise: the TypeError says so
+                    predict: Any = est.predict
+                    mean, std = predict(avail, return_std=True)
                 except TypeError as exc:
                     raise InputError(f"selector {self.selector.name!r} needs an estimator whose "
                                      "predict accepts return_std=True") from exc

@@ -135,6 +135,9 @@ def grouping_confidence(estimator: Any, grouping: Grouping, measured: GainTable
         out_groups.append(GroupConfidence(
             int(g), tasks, tuple(names[j] for j in served),
             float(per_member.mean()), float(per_member.std()), meas))
+    v_meas: float | None
+    v_est: float | None
+    v_err: float | None
     if verified.any():
         v_meas = float(measured_gain[verified].mean())
         est_v = np.array([mean_est[grouping.assignment[j], j] for j in np.flatnonzero(verified)])

@@ -178,6 +178,7 @@ class InProcessExecutor(Executor):
 
     def __init__(self, *, max_retries: int = 0) -> None:
         super().__init__(max_retries=max_retries, max_in_flight=1)
+        self._done: tuple[Any, Any, str | None] = (None, None, None)
 
     def _submit(self, fn: Callable[[Any], Any], job: Any) -> Any:
         handle = object()
@@ -248,16 +249,15 @@ class LocalExecutor(Executor):
         self.workers = w
         self.threads = (max(1, (os.cpu_count() or 1) // w) if threads is None
                         else _check_count(threads, "threads", 1))
-        if isinstance(gpus, str) or is_int(gpus):
-            gpus = (gpus,)
-        if not isinstance(gpus, Iterable):
+        given: object = (gpus,) if isinstance(gpus, str) or is_int(gpus) else gpus
+        if not isinstance(given, Iterable):
             raise InputTypeError(f"gpus must be device ids (str or int), got {describe(gpus)}")
-        gpus = tuple(gpus)
-        for g in gpus:
+        ids = tuple(given)
+        for g in ids:
             if not ((isinstance(g, str) and g.strip()) or (is_int(g) and int(g) >= 0)):
                 raise InputError(f"gpus must be device ids (non-empty str or int >= 0), got "
-                                 f"{describe(g)} in {list(gpus)}")
-        self.gpus = tuple(str(g) for g in gpus)
+                                 f"{describe(g)} in {list(ids)}")
+        self.gpus = tuple(str(g) for g in ids)
         self._pool: ProcessPoolExecutor | None = None
         self._pool_of: dict[Future[Any], ProcessPoolExecutor] = {}
 
@@ -455,7 +455,7 @@ def make_executor(kind: str = "auto", *, workers: int = 1, address: str | None =
     (``address``; ``workers`` caps the runs in flight when > 1) or "auto" (local when
     ``workers`` > 1, else in-process). ``max_retries``: retries of a run that failed."""
     if is_int(kind):   # the 0.1 call make_executor(k)
-        kind, workers = "auto", kind
+        kind, workers = "auto", int(kind)
     if not isinstance(kind, str) or kind not in EXECUTOR_KINDS:
         raise InputError(f"executor kind must be one of {', '.join(EXECUTOR_KINDS)}; got {kind!r}")
     workers = _check_count(workers, "workers", 1)

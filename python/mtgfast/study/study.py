@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -316,7 +316,7 @@ class Study:
         # -- then the store: the single source of truth --
         own_store = not isinstance(store, GainStore)
         try:
-            self.store = GainStore(store) if own_store else store
+            self.store: GainStore = store if isinstance(store, GainStore) else GainStore(store)
             self.info = self.store.create_study(self.name, self.task_names,
                                                 metrics=self.problem.metrics,
                                                 higher_is_better=self.problem.higher_is_better,
@@ -416,7 +416,7 @@ class Study:
                 raise InputError("fingerprint must be a non-empty string (or None: the "
                                  "callable's name)")
             fn_name = _callable_name(problem)
-            return StudyProblem(problem, names, mets, hib, fingerprint or fn_name,  # type: ignore[arg-type]
+            return StudyProblem(problem, names, mets, hib, fingerprint or fn_name,
                                 fn_name.rsplit(".", 1)[-1].replace("<", "").replace(">", ""))
         from ..mtl.study_adapter import suite_problem
 
@@ -503,11 +503,12 @@ class Study:
         """Single-task baselines: every singleton, for every seed."""
         self.measure([1 << j for j in range(self.n_tasks)], desc="STL baselines")
 
-    def gain_table(self, split: str = "valid") -> GainTable:
+    def gain_table(self, split: Literal["valid", "test"] = "valid") -> GainTable:
         """Measured gains of every stored combination (mean over seeds) against STL."""
-        return self.store.gain_table(self.name, split)  # type: ignore[arg-type]
+        return self.store.gain_table(self.name, split)
 
-    def gains_of(self, masks: Sequence[int], split: str = "valid") -> npt.NDArray[np.float64]:
+    def gains_of(self, masks: Sequence[int],
+                 split: Literal["valid", "test"] = "valid") -> npt.NDArray[np.float64]:
         """Measured gain rows of ``masks`` (training the missing ones first)."""
         self.collect_stl()
         self.measure(masks)
@@ -528,15 +529,17 @@ class Study:
         """A fresh, unfitted estimator (the active loop refits a new one each time)."""
         if not isinstance(self.estimator, str):
             return type(self.estimator)(**self.estimator.get_params())
-        return make_estimator(self.estimator, **self.estimator_options)  # type: ignore[no-any-return]
+        return make_estimator(self.estimator, **self.estimator_options)
 
     def _tag_affinity(self) -> npt.NDArray[np.float64]:
         if self.affinity is not None:
             return np.asarray(self.affinity, dtype=np.float64)
         assert self.problem.affinity is not None  # checked in __init__
         # one all-task run per seed with lookahead affinities, averaged; cheap next to the study
-        self.affinity = np.mean([self.problem.affinity(s) for s in self.seeds], axis=0)
-        return self.affinity
+        affinity = np.asarray(np.mean([self.problem.affinity(s) for s in self.seeds], axis=0),
+                              dtype=np.float64)
+        self.affinity = affinity
+        return affinity
 
     def run(self, rounds: int | None = None) -> GainEstimator:
         """Collect STL baselines, measure what the estimator needs, fit it; returns the estimator.
@@ -602,7 +605,7 @@ class Study:
                 bar.update(min(loop.selections_done(), target) - bar_n(bar))
         finally:
             bar.close()
-        return loop.fit_estimator()  # type: ignore[no-any-return]
+        return loop.fit_estimator()
 
     def selections(self) -> list[tuple[int, int | None, int | None]]:
         """The active loop's choices so far, in order: ``(mask, round, task)``."""
@@ -671,7 +674,7 @@ class Study:
 
 
 def describe(grouping: Grouping, task_names: Sequence[str],
-             table: Callable[[str], GainTable]) -> StudyResult:
+             table: Callable[[Literal["valid", "test"]], GainTable]) -> StudyResult:
     """A grouping by task name, scored on the measured ``table("valid")`` and ``table("test")``
     (NaN where a chosen group was not measured or there are no test metrics)."""
     from ..grouping import evaluate
@@ -681,7 +684,8 @@ def describe(grouping: Grouping, task_names: Sequence[str],
     assignment = {name: (groups[int(g.assignment[j])] if int(g.assignment[j]) >= 0 else (name,))
                   for j, name in enumerate(task_names)}
     scores = []
-    for split in ("valid", "test"):
+    splits: tuple[Literal["valid", "test"], ...] = ("valid", "test")
+    for split in splits:
         try:
             scores.append(evaluate(g, table(split)))
         except (InputError, StoreError):  # a group not measured, or no test metrics

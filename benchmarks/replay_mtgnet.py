@@ -282,16 +282,23 @@ def main() -> None:
                                "per_seed": curves}
             fit = [x for _, _, st in outs for x in st.get("fit_s", [])]
             prd = [x for _, _, st in outs for x in st.get("predict_s", [])]
+            cpu = [x for _, _, st in outs for key in ("fit_cpu_s", "predict_cpu_s")
+                   for x in st.get(key, [])]
+            pcpu = [x for _, _, st in outs for x in st.get("predict_cpu_s", [])]
             timing[m] = {"fits_per_seed": len(fit) / len(outs),
                          "fit_s_mean": float(np.mean(fit)) if fit else 0.0,
                          "predict_s_mean": float(np.mean(prd)) if prd else 0.0,
                          "estimator_s_per_seed": (sum(fit) + sum(prd)) / len(outs),
+                         # CPU seconds of the replay's thread: the work, whatever the load
+                         "predict_cpu_s_mean": float(np.mean(pcpu)) if pcpu else 0.0,
+                         "estimator_cpu_s_per_seed": sum(cpu) / len(outs),
                          "epochs_mean": float(np.mean([x for _, _, st in outs
                                                        for x in st.get("fit_epochs", [])] or [0])),
                          # every fit of the first seed: seconds, rows, epochs; predictions
                          "first_seed": {key: [round(x, 3) for x in outs[0][2].get(key, [])]
-                                        for key in ("fit_s", "fit_rows", "fit_epochs",
-                                                    "predict_s")}}
+                                        for key in ("fit_s", "fit_cpu_s", "fit_rows",
+                                                    "fit_epochs", "predict_s",
+                                                    "predict_cpu_s")}}
         s = summarize(d, n, mtg)
         s["seconds"] = round(time.perf_counter() - t0, 1)
         s["measured"] = {m: d["methods"][m].get("measured") for m in methods}
@@ -313,7 +320,8 @@ def main() -> None:
                 tm = timing[m]
                 flag += (f" measured={s['measured'][m]:.0f} fits/seed={tm['fits_per_seed']:.0f}"
                          f" fit={tm['fit_s_mean']:.2f}s predict={tm['predict_s_mean']:.2f}s"
-                         f" est/seed={tm['estimator_s_per_seed']:.0f}s")
+                         f" est/seed={tm['estimator_s_per_seed']:.0f}s"
+                         f" (cpu {tm['estimator_cpu_s_per_seed']:.0f}s)")
             above = f"{c['frac_above_random']:7.1%}" if "frac_above_random" in c else "      -"
             print(f"{m:<11s} " + " ".join(f"{v:8.4f}" for v in c["curve"]) +
                   f" {c['mean']:7.4f} {c['frac_of_oracle']:6.1%} {above} {flag}", flush=True)

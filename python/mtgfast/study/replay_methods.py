@@ -86,16 +86,19 @@ METHOD_OPTIONS = (*SELECTOR_OPTIONS, "warm_start", "risk", "final", "shrink", "m
 
 
 class _Timed:
-    """An estimator that records how long its fits and predictions take (replay statistics)."""
+    """An estimator that records how long its fits and predictions take (replay statistics):
+    wall seconds (``fit_s``, ``predict_s``) and this thread's CPU seconds (``fit_cpu_s``,
+    ``predict_cpu_s``; on a shared machine the wall time measures the load as much as the work)."""
 
     def __init__(self, inner: Any, stats: dict[str, list[float]]) -> None:
         self.inner = inner
         self.stats = stats
 
     def fit(self, table: GainTable) -> _Timed:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.thread_time()
         self.inner.fit(table)
         self.stats.setdefault("fit_s", []).append(time.perf_counter() - t)
+        self.stats.setdefault("fit_cpu_s", []).append(time.thread_time() - c)
         self.stats.setdefault("fit_rows", []).append(float(len(table)))
         self.stats.setdefault("fit_epochs", []).append(float(getattr(self.inner, "n_epochs_", 0)))
         return self
@@ -107,9 +110,31 @@ class _Timed:
         return getattr(self.inner, name)
 
     def predict(self, masks: object, **kwargs: Any) -> Any:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.thread_time()
         out = self.inner.predict(masks, **kwargs)
         self.stats.setdefault("predict_s", []).append(time.perf_counter() - t)
+        self.stats.setdefault("predict_cpu_s", []).append(time.thread_time() - c)
+        return out
+
+
+class _TimedSelector:
+    """A selector that records the seconds of each ask (``select_s``, ``select_cpu_s``: for the
+    search sampler mostly its grouping searches); everything else is the wrapped selector's."""
+
+    def __init__(self, inner: Any, stats: dict[str, list[float]]) -> None:
+        self.inner = inner
+        self.stats = stats
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def ask(self, ctx: Any) -> Any:
+        t, c = time.perf_counter(), time.thread_time()
+        out = self.inner.ask(ctx)
+        self.stats.setdefault("select_s", []).append(time.perf_counter() - t)
+        self.stats.setdefault("select_cpu_s", []).append(time.thread_time() - c)
         return out
 
 
@@ -130,7 +155,8 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
     (``mtgnet-tag`` only) to :class:`TablePriorMTGNet`, the rest to :class:`MTGNet`. ``prior``:
     the prior gain table of ``mtgnet-tag`` (e.g. TAG's estimate of every row of ``valid``).
     ``stats``: a dict that receives the seconds of every fit and prediction (``fit_s``,
-    ``predict_s``) and the rows and epochs of every fit.
+    ``predict_s``; CPU seconds ``*_cpu_s``), of every ask of the selector (``select_s``) and the
+    rows and epochs of every fit.
     """
     if not isinstance(name, str) or name not in REPLAY_METHODS:
         raise InputError(f"unknown MTG-Net replay method {name!r}; known: "
@@ -209,11 +235,18 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
                       task_names=valid.task_names, seed=int(seed))
     if hasattr(selector, "bind"):
         selector.bind(loop)   # the search sampler reads the measured gains of the loop
+    if stats is not None:
+        loop.selector = _TimedSelector(selector, stats)   # type: ignore[assignment]
 
     def measure(mask: int) -> FloatArray:
         return valid.lookup(np.array([mask], dtype=np.uint64))[0]
 
     est = loop.run(measure, int(rounds))
+    inner = est.inner if isinstance(est, _Timed) else est
+    if use_measured and final != "estimate":
+        # the final choice reads measured gains only ("shrunk": and the estimator's out-of-fold
+        # predictions of measured rows): predicting every row would be thrown away
+        return final_gains(valid.masks, loop.table(), final, estimator=inner), loop.n_measured
     if risk > 0:
         # risk-aware final search: unverified combinations count at mean - risk * spread
         mean, std = est.predict(valid.masks, return_std=True)
@@ -223,6 +256,5 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
     if not use_measured:
         pred[~valid.member()] = np.nan
         return pred, loop.n_measured
-    inner = est.inner if isinstance(est, _Timed) else est
     return final_gains(valid.masks, loop.table(), final, estimate=pred,
                        estimator=inner), loop.n_measured

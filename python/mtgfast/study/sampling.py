@@ -31,6 +31,7 @@ from ..gains import GainTable
 from ..grouping import group
 from ..masks import MaskArray, popcount
 from .active import SelectionContext, Selector, make_selector
+from .final import out_of_fold_residuals
 
 __all__ = ["FREE_CHOICES", "PairsFirstSelector", "SearchSelector"]
 
@@ -201,15 +202,16 @@ class SearchSelector(Selector):
         variance on the candidates. 1 where either is unknown (no out-of-fold rows yet)."""
         n = ctx.member.shape[1]
         ones = np.ones(n)
-        held = getattr(getattr(self._loop, "estimator_", None), "predict_held_out", None)
-        multi = popcount(known.masks) >= 2
-        if not callable(held) or ctx.std is None or not multi.any():
+        est = getattr(self._loop, "estimator_", None)
+        if not callable(getattr(est, "predict_held_out", None)) or ctx.std is None:
             return ones
         try:
-            oof, _ = held(known.masks[multi])
+            oof = out_of_fold_residuals(known, est)
         except InputError:    # an estimator without a record of its held-out rows
             return ones
-        res = (np.asarray(oof, dtype=np.float64) - known.gains[multi]) ** 2   # NaN: not held out
+        if oof.rows.size == 0:
+            return ones
+        res = oof.residual ** 2                                    # NaN: not held out
         rows = np.isfinite(res)
         count = rows.sum(axis=0).astype(np.float64)
         if count.sum() == 0:

@@ -140,7 +140,7 @@ def test_out_of_fold_residuals_match_the_row_by_row_reference(n, seed, k) -> Non
     rows = [r for r, m in enumerate(measured.masks.tolist()) if bin(m).count("1") >= 2]
     np.testing.assert_array_equal(got.rows, rows)
     for i, r in enumerate(rows):
-        assert got.count[i] == est.count[r]
+        assert got.held[i] == est.count[r]
         for j in range(n):
             inside = int(measured.masks[r]) >> j & 1
             want = 0.0 - 0.1 * r if inside and est.count[r] > 0 else np.nan

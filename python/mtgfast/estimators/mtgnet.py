@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -355,6 +355,20 @@ class MTGNet(GainEstimator):
                                         c["n_heads"], c["temperature"]))
             cache[key] = out
         return cache[key]
+
+    @overload
+    def predict(self, masks: object, *, device: str | torch.device | None = ...,
+                backend: Backend = ..., return_std: Literal[False] = ...) -> FloatArray: ...
+
+    @overload
+    def predict(self, masks: object, *, device: str | torch.device | None = ...,
+                backend: Backend = ..., return_std: Literal[True]
+                ) -> tuple[FloatArray, FloatArray]: ...
+
+    @overload
+    def predict(self, masks: object, *, device: str | torch.device | None = ...,
+                backend: Backend = ..., return_std: bool = ...
+                ) -> FloatArray | tuple[FloatArray, FloatArray]: ...
 
     def predict(self, masks: object, *, device: str | torch.device | None = None,
                 backend: Backend = "auto", return_std: bool = False

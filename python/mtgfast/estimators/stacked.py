@@ -9,6 +9,7 @@ tokens than the dense ``(M, N)`` form (a singleton row is one token, not N) and 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,7 +71,7 @@ def _affine(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return y.view(*x.shape[:-1], w.shape[-1])
 
 
-def stacked_forward(state: dict[str, torch.Tensor], packed: PackedRows, n_layers: int,
+def stacked_forward(state: Mapping[str, torch.Tensor], packed: PackedRows, n_layers: int,
                     n_heads: int = 1, temperature: float = 1.0, eps: float = 1e-5
                     ) -> torch.Tensor:
     """Gains ``(E, M, N)`` of every member for the packed rows (0 for absent tasks).

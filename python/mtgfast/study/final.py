@@ -33,7 +33,7 @@ class OutOfFold(NamedTuple):
 
     rows: npt.NDArray[np.intp]      #: their rows in the measured table
     estimate: FloatArray            #: (R, N) mean of the members that held the row out; NaN else
-    count: npt.NDArray[np.int64]    #: (R,) how many members held each row out
+    held: npt.NDArray[np.int64]     #: (R,) how many members held each row out
     residual: FloatArray            #: (R, N) measured - estimate; NaN where none held it out
 
 

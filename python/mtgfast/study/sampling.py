@@ -21,7 +21,7 @@ cost), or a balanced ``fraction`` of them, then delegates to another selector.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -139,17 +139,17 @@ class SearchSelector(Selector):
             std = std * self.calibration(ctx, known)[None, :]
         opt = np.where(ctx.member, ctx.mean + self.kappa * np.nan_to_num(std), np.nan)
         masks, gains = ctx.candidates, opt
-        fresh = slice(None)
+        fresh: slice | npt.NDArray[np.bool_] = slice(None)
         if known is not None:
             # a candidate measured meanwhile (another driver) is searched once, at its measurement
             fresh = ~np.isin(ctx.candidates, known.masks)
             masks = np.concatenate([known.masks, ctx.candidates[fresh]])
             gains = np.vstack([known.gains, opt[fresh]])
         budgets = self.budgets or list(range(2, n + 1))
-        method = "exact" if n <= _EXACT_MAX_TASKS else "beam"
+        method: Literal["exact", "beam"] = "exact" if n <= _EXACT_MAX_TASKS else "beam"
         votes: dict[int, float] = {}
         views = [gains]
-        if self._known is not None:
+        if known is not None:   # (bound: known is the loop's table)
             # committee: the same searches on each member's estimates (a draw of the posterior);
             # a group's votes ~ how likely it is to be in the best grouping
             views += [np.vstack([known.gains, g[fresh]]) for g in self._member_gains(ctx)]

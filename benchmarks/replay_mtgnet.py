@@ -36,16 +36,18 @@ DATA = Path(os.environ.get("MTGFAST_DATA") or
             Path(__file__).resolve().parents[2] / "shared" / "data") / "mtgnet"
 #: ETTh1-7, collected by benchmarks/collect_etth1.py (issue 5)
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+#: noise options of the synthetic generator the runner passes on (held-out noisy tables)
+NOISE_ARGS = ("valid_noise", "test_shift", "test_noise")
 
 
 def load(dataset: str, data: Path = DATA, *, n_tasks: int = 10, n_random: int | None = None,
-         gen_seed: int = 0) -> dict[str, GainTable]:
+         gen_seed: int = 0, noise: dict[str, float] | None = None) -> dict[str, GainTable]:
     """Validation / test / HOA / TAG tables of one recorded (or generated) data set."""
     if dataset == "synthetic":
         from mtgfast.estimators.tag import TAG
         from mtgfast.generate import synthetic_gain_tables
 
-        syn = synthetic_gain_tables(n_tasks, n_random=n_random, seed=gen_seed)
+        syn = synthetic_gain_tables(n_tasks, n_random=n_random, seed=gen_seed, **(noise or {}))
         tag = TAG().fit_affinity(syn.affinity.T, syn.valid.task_names)
         return {"valid": syn.valid, "test": syn.test, "hoa": None,
                 "tag": tag.predict_table(syn.valid.masks)}
@@ -182,7 +184,8 @@ def paired(files: list[str], a: str, b: str) -> list[dict[str, Any]]:
         table = rep["dataset"] + ("" if gen is None else
                                   f" N={gen['n_tasks']} gen={gen['seed']}" +
                                   ("" if gen.get("n_random") is None else
-                                   f" random={gen['n_random']}"))
+                                   f" random={gen['n_random']}") +
+                                  "".join(f" {k}={gen[k]}" for k in NOISE_ARGS if k in gen))
         key = "per_seed_frac_above_random" if rep["dataset"] == "etth1" else \
             "per_seed_frac_of_oracle"
         first = int(rep.get("first_seed", 0))
@@ -229,6 +232,9 @@ def main() -> None:
     ap.add_argument("--n-random", type=int, default=None,
                     help="synthetic: random candidates of >= 3 tasks (default: all combinations)")
     ap.add_argument("--gen-seed", type=int, default=0, help="synthetic: generator seed")
+    for noise in NOISE_ARGS:
+        ap.add_argument(f"--{noise.replace('_', '-')}", type=float, default=None,
+                        help=f"synthetic: the generator's {noise} (default: its own)")
     ap.add_argument("--rounds", type=int, nargs="+", default=[1])
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--first-seed", type=int, default=0)
@@ -242,8 +248,9 @@ def main() -> None:
                     help="print every fit's and prediction's seconds as they happen (stderr)")
     args = ap.parse_args()
 
+    noise = {k: getattr(args, k) for k in NOISE_ARGS if getattr(args, k) is not None}
     tabs = load(args.dataset, n_tasks=args.n_tasks, n_random=args.n_random,
-                gen_seed=args.gen_seed)
+                gen_seed=args.gen_seed, noise=noise)
     valid, test = tabs["valid"], tabs["test"]
     n = valid.n_tasks
     budgets = list(range(1, n + 1))
@@ -254,7 +261,8 @@ def main() -> None:
     report: dict[str, Any] = {"dataset": args.dataset, "seeds": args.seeds,
                               "first_seed": args.first_seed, "options": options, "rounds": {}}
     if args.dataset == "synthetic":
-        report["generator"] = {"n_tasks": n, "n_random": args.n_random, "seed": args.gen_seed}
+        report["generator"] = {"n_tasks": n, "n_random": args.n_random, "seed": args.gen_seed,
+                               **noise}
     # baselines do not depend on K: the replay module (same protocol) computes them once
     base_res = replay(valid, test, methods=base, hoa=tabs["hoa"], tag=tabs["tag"],
                       dataset=args.dataset, search="auto" if n <= 12 else "beam"

@@ -16,8 +16,9 @@ from ..gains import FloatArray, GainTable
 from .active import ActiveLoop, make_selector
 from .final import FINAL_CHOICES, final_gains
 
-__all__ = ["FINAL_CHOICES", "METHOD_DEFAULTS", "METHOD_OPTIONS", "PRIOR_METHODS", "REPLAY_METHODS",
-           "SELECTOR_OPTIONS", "TABLE_PRIOR_METHODS", "replay_method"]
+__all__ = ["FEATURE_PRIOR_METHODS", "FINAL_CHOICES", "METHOD_DEFAULTS", "METHOD_OPTIONS",
+           "PRIOR_METHODS", "PRIOR_TABLE_METHODS", "REPLAY_METHODS", "SELECTOR_OPTIONS",
+           "TABLE_PRIOR_METHODS", "replay_method"]
 
 #: method name -> selector of the active loop
 REPLAY_METHODS: dict[str, str] = {
@@ -49,6 +50,8 @@ REPLAY_METHODS: dict[str, str] = {
                                            # over the pooled pair prior (estimators/prior.py)
     "mtgnet-tag": "search",                # the default's sampler; MTG-Net learns the residual
                                            # over TAG's estimate, scaled per task (prior=)
+    "mtgnet-tagfeature": "search",         # mtgnet; TAG's estimate is an input of the network
+                                           # (token_prior=, sixth pass)
 }
 
 #: options a method runs with unless given (the best configuration found: README, issue 13)
@@ -71,12 +74,17 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "mtgnet-halfpairs": {"kappa": 0.0, "warm_start": True, "final": "measured", "fraction": 0.5},
     "mtgnet-prior": {"kappa": 0.0, "warm_start": True},
     "mtgnet-tag": {"kappa": 0.0, "warm_start": True, "final": "measured"},
+    "mtgnet-tagfeature": {"kappa": 0.0, "warm_start": True, "final": "measured"},
 }
 
 #: methods whose estimator is PairPriorMTGNet (the MTGNet options go to its inner model)
 PRIOR_METHODS = ("mtgnet-prior",)
 #: methods whose estimator is TablePriorMTGNet over the ``prior`` table given to replay_method
 TABLE_PRIOR_METHODS = ("mtgnet-tag",)
+#: methods whose MTGNet reads the ``prior`` table as an input feature (``token_prior``)
+FEATURE_PRIOR_METHODS = ("mtgnet-tagfeature",)
+#: methods that need ``prior=`` (TAG's estimate: one joint run, no measured combination)
+PRIOR_TABLE_METHODS = (*TABLE_PRIOR_METHODS, *FEATURE_PRIOR_METHODS)
 #: options that go to the selector (the rest go to the loop or to MTGNet)
 SELECTOR_OPTIONS = ("alpha", "kappa", "budgets", "committee", "mean_votes", "committee_rounds",
                     "complete", "free", "calibrate", "fraction")
@@ -196,19 +204,22 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
         raise InputError(f"{', '.join(prior_opts)} is an option of {', '.join(PRIOR_METHODS)} "
                          f"only, not {name!r}")
     use_table = name in TABLE_PRIOR_METHODS
+    use_feature = name in FEATURE_PRIOR_METHODS
     table_opts = {k: options.pop(k) for k in ("shrink_rows",) if k in options}
     if not use_table and table_opts:
         raise InputError(f"shrink_rows is an option of {', '.join(TABLE_PRIOR_METHODS)} only, "
                          f"not {name!r}")
-    if use_table:
+    if use_table or use_feature:
         if not isinstance(prior, GainTable):
             raise InputTypeError(f"{name} needs prior=, a GainTable of prior gains (e.g. TAG's "
                                  f"estimate), got {type(prior).__name__}")
         if prior.n_tasks != valid.n_tasks:
             raise InputError(f"prior has {prior.n_tasks} tasks, valid {valid.n_tasks}")
     elif prior is not None:
-        raise InputError(f"prior= is for {', '.join(TABLE_PRIOR_METHODS)} only, not {name!r}")
+        raise InputError(f"prior= is for {', '.join(PRIOR_TABLE_METHODS)} only, not {name!r}")
     est_opts = {"seed": int(seed), **options}
+    if use_feature:
+        est_opts["token_prior"] = prior
     MTGNet(**est_opts)._check_params()   # fail on bad options before any work
     if use_prior:
         from ..estimators.prior import PairPriorMTGNet

@@ -36,16 +36,18 @@ DATA = Path(os.environ.get("MTGFAST_DATA") or
             Path(__file__).resolve().parents[2] / "shared" / "data") / "mtgnet"
 #: ETTh1-7, collected by benchmarks/collect_etth1.py (issue 5)
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+#: noise options of the synthetic generator the runner passes on (held-out noisy tables)
+NOISE_ARGS = ("valid_noise", "test_shift", "test_noise")
 
 
 def load(dataset: str, data: Path = DATA, *, n_tasks: int = 10, n_random: int | None = None,
-         gen_seed: int = 0) -> dict[str, GainTable]:
+         gen_seed: int = 0, noise: dict[str, float] | None = None) -> dict[str, GainTable]:
     """Validation / test / HOA / TAG tables of one recorded (or generated) data set."""
     if dataset == "synthetic":
         from mtgfast.estimators.tag import TAG
         from mtgfast.generate import synthetic_gain_tables
 
-        syn = synthetic_gain_tables(n_tasks, n_random=n_random, seed=gen_seed)
+        syn = synthetic_gain_tables(n_tasks, n_random=n_random, seed=gen_seed, **(noise or {}))
         tag = TAG().fit_affinity(syn.affinity.T, syn.valid.task_names)
         return {"valid": syn.valid, "test": syn.test, "hoa": None,
                 "tag": tag.predict_table(syn.valid.masks)}
@@ -126,14 +128,14 @@ class _ProgressStats(dict):  # type: ignore[type-arg]
 def _one_seed(job: tuple[str, int, int]) -> tuple[list[float], int, dict[str, list[float]]]:
     """One (method, K, seed) replay of an mtgnet* method in this process."""
     import torch
-    from mtgfast.study.replay_methods import TABLE_PRIOR_METHODS, replay_method
+    from mtgfast.study.replay_methods import PRIOR_TABLE_METHODS, replay_method
 
     torch.set_num_threads(1)
     method, k, seed = job
     valid, test, budgets = _STATE["valid"], _STATE["test"], _STATE["budgets"]
     stats: dict[str, list[float]] = _ProgressStats() if _STATE.get("progress") else {}
     # mtgnet-tag learns the residual over TAG's estimate (one joint run: no measured combination)
-    extra = {"prior": _STATE["tag"]} if method in TABLE_PRIOR_METHODS else {}
+    extra = {"prior": _STATE["tag"]} if method in PRIOR_TABLE_METHODS else {}
     pred, used = replay_method(method, valid, seed=seed, rounds=k, stats=stats, **extra,
                                **dict(_STATE["options"]))
     return score(valid, test, pred, budgets), used, stats
@@ -182,7 +184,8 @@ def paired(files: list[str], a: str, b: str) -> list[dict[str, Any]]:
         table = rep["dataset"] + ("" if gen is None else
                                   f" N={gen['n_tasks']} gen={gen['seed']}" +
                                   ("" if gen.get("n_random") is None else
-                                   f" random={gen['n_random']}"))
+                                   f" random={gen['n_random']}") +
+                                  "".join(f" {k}={gen[k]}" for k in NOISE_ARGS if k in gen))
         key = "per_seed_frac_above_random" if rep["dataset"] == "etth1" else \
             "per_seed_frac_of_oracle"
         first = int(rep.get("first_seed", 0))
@@ -229,6 +232,9 @@ def main() -> None:
     ap.add_argument("--n-random", type=int, default=None,
                     help="synthetic: random candidates of >= 3 tasks (default: all combinations)")
     ap.add_argument("--gen-seed", type=int, default=0, help="synthetic: generator seed")
+    for noise in NOISE_ARGS:
+        ap.add_argument(f"--{noise.replace('_', '-')}", type=float, default=None,
+                        help=f"synthetic: the generator's {noise} (default: its own)")
     ap.add_argument("--rounds", type=int, nargs="+", default=[1])
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--first-seed", type=int, default=0)
@@ -242,8 +248,9 @@ def main() -> None:
                     help="print every fit's and prediction's seconds as they happen (stderr)")
     args = ap.parse_args()
 
+    noise = {k: getattr(args, k) for k in NOISE_ARGS if getattr(args, k) is not None}
     tabs = load(args.dataset, n_tasks=args.n_tasks, n_random=args.n_random,
-                gen_seed=args.gen_seed)
+                gen_seed=args.gen_seed, noise=noise)
     valid, test = tabs["valid"], tabs["test"]
     n = valid.n_tasks
     budgets = list(range(1, n + 1))
@@ -254,7 +261,8 @@ def main() -> None:
     report: dict[str, Any] = {"dataset": args.dataset, "seeds": args.seeds,
                               "first_seed": args.first_seed, "options": options, "rounds": {}}
     if args.dataset == "synthetic":
-        report["generator"] = {"n_tasks": n, "n_random": args.n_random, "seed": args.gen_seed}
+        report["generator"] = {"n_tasks": n, "n_random": args.n_random, "seed": args.gen_seed,
+                               **noise}
     # baselines do not depend on K: the replay module (same protocol) computes them once
     base_res = replay(valid, test, methods=base, hoa=tabs["hoa"], tag=tabs["tag"],
                       dataset=args.dataset, search="auto" if n <= 12 else "beam"
@@ -282,16 +290,23 @@ def main() -> None:
                                "per_seed": curves}
             fit = [x for _, _, st in outs for x in st.get("fit_s", [])]
             prd = [x for _, _, st in outs for x in st.get("predict_s", [])]
+            cpu = [x for _, _, st in outs for key in ("fit_cpu_s", "predict_cpu_s")
+                   for x in st.get(key, [])]
+            pcpu = [x for _, _, st in outs for x in st.get("predict_cpu_s", [])]
             timing[m] = {"fits_per_seed": len(fit) / len(outs),
                          "fit_s_mean": float(np.mean(fit)) if fit else 0.0,
                          "predict_s_mean": float(np.mean(prd)) if prd else 0.0,
                          "estimator_s_per_seed": (sum(fit) + sum(prd)) / len(outs),
+                         # CPU seconds of the replay's thread: the work, whatever the load
+                         "predict_cpu_s_mean": float(np.mean(pcpu)) if pcpu else 0.0,
+                         "estimator_cpu_s_per_seed": sum(cpu) / len(outs),
                          "epochs_mean": float(np.mean([x for _, _, st in outs
                                                        for x in st.get("fit_epochs", [])] or [0])),
                          # every fit of the first seed: seconds, rows, epochs; predictions
                          "first_seed": {key: [round(x, 3) for x in outs[0][2].get(key, [])]
-                                        for key in ("fit_s", "fit_rows", "fit_epochs",
-                                                    "predict_s")}}
+                                        for key in ("fit_s", "fit_cpu_s", "fit_rows",
+                                                    "fit_epochs", "predict_s",
+                                                    "predict_cpu_s")}}
         s = summarize(d, n, mtg)
         s["seconds"] = round(time.perf_counter() - t0, 1)
         s["measured"] = {m: d["methods"][m].get("measured") for m in methods}
@@ -313,7 +328,8 @@ def main() -> None:
                 tm = timing[m]
                 flag += (f" measured={s['measured'][m]:.0f} fits/seed={tm['fits_per_seed']:.0f}"
                          f" fit={tm['fit_s_mean']:.2f}s predict={tm['predict_s_mean']:.2f}s"
-                         f" est/seed={tm['estimator_s_per_seed']:.0f}s")
+                         f" est/seed={tm['estimator_s_per_seed']:.0f}s"
+                         f" (cpu {tm['estimator_cpu_s_per_seed']:.0f}s)")
             above = f"{c['frac_above_random']:7.1%}" if "frac_above_random" in c else "      -"
             print(f"{m:<11s} " + " ".join(f"{v:8.4f}" for v in c["curve"]) +
                   f" {c['mean']:7.4f} {c['frac_of_oracle']:6.1%} {above} {flag}", flush=True)

@@ -14,7 +14,8 @@ from mtgfast.gains import GainTable
 from mtgfast.grouping import group
 from mtgfast.masks import masks_to_dense, popcount
 from mtgfast.study.active import SelectionContext
-from mtgfast.study.final import MIN_RESIDUALS, final_gains, shrunk_measured_gains
+from mtgfast.study.final import (MIN_RESIDUALS, final_gains, out_of_fold_residuals,
+                                 shrunk_measured_gains)
 from mtgfast.study.sampling import SearchSelector
 from _problems import full_random_table
 
@@ -114,6 +115,38 @@ def test_shrinkage_weights_are_the_empirical_bayes_ones() -> None:
     for b in group(truth.masks, g, [1, 2, 3, 4]):
         assert all(m in measured.masks or popcount(np.array([m], np.uint64))[0] == 1
                    for m in b.groups.tolist())
+
+
+class _SomeHeldOut:
+    """Out-of-fold estimates = measured gain + 0.1 * row index, held out by 0..2 members."""
+
+    def __init__(self, known: GainTable, seed: int) -> None:
+        self.known = known
+        self.count = np.random.default_rng(seed).integers(0, 3, len(known))
+
+    def predict_held_out(self, masks):
+        rows = self.known.index_of(np.asarray(masks, dtype=np.uint64))
+        out = self.known.gains[rows] + 0.1 * rows[:, None]
+        out[self.count[rows] == 0] = np.nan
+        return out, self.count[rows].astype(np.int64)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(2, 6), seed=st.integers(0, 10_000), k=st.integers(0, 12))
+def test_out_of_fold_residuals_match_the_row_by_row_reference(n, seed, k) -> None:
+    measured = _measured(full_random_table(n, seed), np.random.default_rng(seed), k)
+    est = _SomeHeldOut(measured, seed)
+    got = out_of_fold_residuals(measured, est)
+    rows = [r for r, m in enumerate(measured.masks.tolist()) if bin(m).count("1") >= 2]
+    np.testing.assert_array_equal(got.rows, rows)
+    for i, r in enumerate(rows):
+        assert got.held[i] == est.count[r]
+        for j in range(n):
+            inside = int(measured.masks[r]) >> j & 1
+            want = 0.0 - 0.1 * r if inside and est.count[r] > 0 else np.nan
+            np.testing.assert_allclose(got.residual[i, j], want, rtol=0, atol=1e-12)
+    with pytest.raises(InputTypeError, match="predict_held_out"):
+        out_of_fold_residuals(measured, object())
 
 
 def measured_as(truth: GainTable, measured: GainTable) -> GainTable:

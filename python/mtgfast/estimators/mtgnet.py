@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -31,7 +31,7 @@ from ..checks import check_int
 from ..devices import check_device
 from ..errors import InputError, InputTypeError
 from ..gains import FloatArray, GainTable
-from ..masks import MaskArray, as_masks, masks_to_dense
+from ..masks import MaskArray, as_masks, masks_to_dense, popcount
 from ..ops.dispatch import Backend, mtgnet_predict
 from ..ops.reference import LayerParams, MTGNetParams, mtgnet_forward_dense
 from .base import GainEstimator
@@ -127,6 +127,11 @@ class MTGNet(GainEstimator):
         ensemble uses every row. With fewer than ``1/validation_fraction`` rows nothing is held out
         and members train ``max_epochs // 4`` epochs.
       n_estimators=5: mean of 5 independently seeded members; their std is the uncertainty.
+      token_prior=None: a GainTable of prior gains (e.g. TAG's estimate, one joint run, no
+        measured combination) fed to the network as an input: token j of C starts as
+        ``E_j + f_j(C) w`` with ``f_j(C)`` the prior's gain of j in C over its RMS and ``w``
+        learned per member from 0 (so the first fit starts as the plain network); predictions
+        then use the stacked forward, not the ops kernels. The default None is the plain model.
       warm_start_from=None: a previous fit (same tasks and shape) to continue from, as the active
         loop's refits do (a few more rows each time): members start from its parameters with lr
         x 0.2 and ``warm_patience=10``; 3-4x fewer epochs (N = 27: 34 vs 139). Held-out rows are
@@ -139,7 +144,8 @@ class MTGNet(GainEstimator):
                  loss: Literal["mse", "l1"] = "mse", lr: float = 3e-3, weight_decay: float = 0.0,
                  max_epochs: int = 300, patience: int = 30, validation_fraction: float = 0.2,
                  n_estimators: int = 5, seed: int = 0, device: str | None = None,
-                 warm_start_from: MTGNet | None = None, warm_patience: int = 10) -> None:
+                 warm_start_from: MTGNet | None = None, warm_patience: int = 10,
+                 token_prior: GainTable | None = None) -> None:
         self.dim = dim
         self.n_layers = n_layers
         self.n_heads = n_heads
@@ -156,6 +162,7 @@ class MTGNet(GainEstimator):
         self.device = device
         self.warm_start_from = warm_start_from
         self.warm_patience = warm_patience
+        self.token_prior = token_prior
 
     # -- validation ----------------------------------------------------------------------------
     def _check_params(self) -> dict[str, Any]:
@@ -176,6 +183,9 @@ class MTGNet(GainEstimator):
             "seed": check_int("seed", self.seed, 0, 2**63 - 1),
             "warm_patience": check_int("warm_patience", self.warm_patience, 1),
         }
+        if self.token_prior is not None and not isinstance(self.token_prior, GainTable):
+            raise InputTypeError("token_prior must be a GainTable of prior gains or None, got "
+                                 f"{type(self.token_prior).__name__}")
         if self.warm_start_from is not None and not isinstance(self.warm_start_from, MTGNet):
             raise InputTypeError("warm_start_from must be a fitted MTGNet or None, got "
                                  f"{type(self.warm_start_from).__name__}")
@@ -230,6 +240,7 @@ class MTGNet(GainEstimator):
                 train_w[k, held] = 0.0
         epochs = p["max_epochs"] if n_hold >= 1 else max(1, p["max_epochs"] // 4)
 
+        feat = self._token_features(masks, n, fit=True)
         gen = torch.Generator().manual_seed(p["seed"])
         members = [MTGNetModule(n, p["dim"], p["n_layers"], p["n_heads"], p["ffn_dim"],
                                 p["temperature"], generator=gen).to(dev) for _ in range(e)]
@@ -238,13 +249,20 @@ class MTGNet(GainEstimator):
             # continue from the previous fit (a refit of the active loop adds a few rows): the
             # best held-out loss comes within a few epochs, so a short patience suffices
             for k, mod in enumerate(members):
-                mod.load_state_dict({q: v[k] for q, v in warm.items()})
+                mod.load_state_dict({q: v[k] for q, v in warm.items() if q != "w_feat"})
             # a fresh Adam takes lr-sized steps in every direction: smaller steps keep the fit
             p = {**p, "patience": p["warm_patience"], "lr": p["lr"] * _WARM_LR}
         # all members train as one stacked ensemble on size-binned packed tokens (stacked.py):
         # the same math as a loop over MTGNetModule members, ~E times fewer ops, fewer tokens
         state = {k: nn.Parameter(torch.stack([m.state_dict()[k] for m in members]))
                  for k in members[0].state_dict()}
+        feat_t = None
+        if feat is not None:
+            # the prior's weight starts at 0: the first fit starts as the plain network
+            w0 = warm["w_feat"] if warm is not None and "w_feat" in warm else \
+                torch.zeros(e, p["dim"])
+            state["w_feat"] = nn.Parameter(w0.clone().to(dev))
+            feat_t = torch.as_tensor(feat, dtype=torch.float32, device=dev)
         packed = pack_rows(member, dev)
         y_t = torch.as_tensor(np.nan_to_num(gains / scale), dtype=torch.float32, device=dev)
         tw = torch.as_tensor(train_w, device=dev)
@@ -261,7 +279,7 @@ class MTGNet(GainEstimator):
         for epoch in range(epochs):
             opt.zero_grad(set_to_none=True)
             d = err(stacked_forward(state, packed, p["n_layers"], p["n_heads"],
-                                    p["temperature"]) - y_t)              # (E, M, N)
+                                    p["temperature"], feature=feat_t) - y_t)   # (E, M, N)
             # members that stopped leave the loss (their best parameters are kept below)
             loss = ((d * tw).sum(dim=(1, 2)) / tw_sum * active).sum()
             if n_hold >= 1:
@@ -306,6 +324,10 @@ class MTGNet(GainEstimator):
         cached = self.__dict__.get("_members_cache")
         if cached is not None and cached[0] == key and np.array_equal(cached[1], m):
             return list(cached[2])
+        if self.token_prior is not None:
+            out = self._feature_outputs(m)
+            self._members_cache = (key, m.copy(), tuple(out))
+            return out
         params = self.member_params(device)
         masks_t = torch.from_numpy(m.view(np.int64).copy())
         small_on_cpu = params[0].embedding.device.type == "cpu" and m.shape[0] <= _SMALL_BATCH
@@ -316,6 +338,45 @@ class MTGNet(GainEstimator):
             out.append(y.to(torch.float64).cpu())
         self._members_cache = (key, m.copy(), tuple(out))
         return out
+
+    def _token_features(self, masks: MaskArray, n: int, *, fit: bool = False
+                        ) -> FloatArray | None:
+        """``token_prior``'s gains of ``masks`` (0 where it has none and for singletons) over
+        their RMS on its combinations of >= 2 tasks (set at fit), or None without a prior."""
+        prior = self.token_prior
+        if prior is None:
+            return None
+        if prior.n_tasks != n:
+            raise InputError(f"token_prior has {prior.n_tasks} tasks, the table {n}")
+        if fit:
+            multi = prior.member() & (popcount(prior.masks) >= 2)[:, None]
+            v = prior.gains[multi]
+            v = v[np.isfinite(v)]
+            rms = float(np.sqrt(np.mean(v * v))) if v.size else 0.0
+            self.feature_scale_ = rms if rms > 0 else 1.0
+        idx = prior.index_of(masks)
+        x = np.where((idx >= 0)[:, None], prior.gains[np.maximum(idx, 0)], 0.0)
+        x = np.where(np.isfinite(x) & masks_to_dense(masks, n), x, 0.0)
+        x[popcount(masks) < 2] = 0.0
+        return x / self.feature_scale_
+
+    def _feature_outputs(self, m: MaskArray) -> list[torch.Tensor]:
+        """Each member's raw output with ``token_prior`` features (the stacked forward, in
+        blocks of rows; the ops kernels know no token features)."""
+        c = self.config_
+        n = self.n_tasks_
+        out = torch.zeros(c["n_estimators"], m.shape[0], n, dtype=torch.float64)
+        state = self.state_
+        with torch.no_grad(), _one_cpu_thread(True):
+            for s in range(0, m.shape[0], _SMALL_BATCH):
+                part = m[s:s + _SMALL_BATCH]
+                feat = self._token_features(part, n)
+                assert feat is not None
+                y = stacked_forward(state, pack_rows(masks_to_dense(part, n)), c["n_layers"],
+                                    c["n_heads"], c["temperature"],
+                                    feature=torch.as_tensor(feat, dtype=torch.float32))
+                out[:, s:s + part.shape[0]] = y.double()
+        return list(out)
 
     def _warm_state(self, n: int, p: dict[str, Any], scale: float
                     ) -> dict[str, torch.Tensor] | None:
@@ -355,6 +416,20 @@ class MTGNet(GainEstimator):
                                         c["n_heads"], c["temperature"]))
             cache[key] = out
         return cache[key]
+
+    @overload
+    def predict(self, masks: object, *, device: str | torch.device | None = ...,
+                backend: Backend = ..., return_std: Literal[False] = ...) -> FloatArray: ...
+
+    @overload
+    def predict(self, masks: object, *, device: str | torch.device | None = ...,
+                backend: Backend = ..., return_std: Literal[True]
+                ) -> tuple[FloatArray, FloatArray]: ...
+
+    @overload
+    def predict(self, masks: object, *, device: str | torch.device | None = ...,
+                backend: Backend = ..., return_std: bool = ...
+                ) -> FloatArray | tuple[FloatArray, FloatArray]: ...
 
     def predict(self, masks: object, *, device: str | torch.device | None = None,
                 backend: Backend = "auto", return_std: bool = False
@@ -451,6 +526,9 @@ class MTGNet(GainEstimator):
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write parameters and learned state to ``path`` (torch.save of tensors and plain data)."""
         self._check_fitted()
+        if self.token_prior is not None:
+            raise InputError("an MTGNet with token_prior= cannot be saved (its prior table is not "
+                             "part of the file); refit it where the prior is at hand")
         torch.save({"format": _FORMAT,
                     "params": {**self.get_params(), "warm_start_from": None},
                     "config": self.config_,

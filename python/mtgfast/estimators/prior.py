@@ -12,7 +12,7 @@ else it is HOA. The network then fits ``gain - prior`` and predicts ``prior + re
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from ..gains import FloatArray, GainTable
 from ..masks import MaskArray, as_masks, masks_to_dense
 from .base import GainEstimator
 from .hoa import aggregate_pairs
+
+if TYPE_CHECKING:
+    from .mtgnet import MTGNet
 
 __all__ = ["PairPriorMTGNet", "TablePriorMTGNet", "pooled_pair_matrix", "prior_slopes"]
 
@@ -49,6 +52,8 @@ def pooled_pair_matrix(table: GainTable, max_size: int | None = None) -> FloatAr
 class _ResidualOverPrior(GainEstimator):
     """An MTG-Net (``model_``) that learned the residual over a prior (``_prior(masks)``): its
     predictions, each member's, and the epochs trained, with the prior added back."""
+
+    model_: MTGNet   #: the fitted network (set by ``fit``)
 
     @abstractmethod
     def _prior(self, m: MaskArray) -> FloatArray:

@@ -9,6 +9,7 @@ tokens than the dense ``(M, N)`` form (a singleton row is one token, not N) and 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,21 +71,26 @@ def _affine(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return y.view(*x.shape[:-1], w.shape[-1])
 
 
-def stacked_forward(state: dict[str, torch.Tensor], packed: PackedRows, n_layers: int,
-                    n_heads: int = 1, temperature: float = 1.0, eps: float = 1e-5
-                    ) -> torch.Tensor:
+def stacked_forward(state: Mapping[str, torch.Tensor], packed: PackedRows, n_layers: int,
+                    n_heads: int = 1, temperature: float = 1.0, eps: float = 1e-5,
+                    feature: torch.Tensor | None = None) -> torch.Tensor:
     """Gains ``(E, M, N)`` of every member for the packed rows (0 for absent tasks).
 
     ``state`` maps the names of ``MTGNet.state_`` (``embedding``, ``layers.{i}.w_qkv``...,
-    ``w_head``, ``b_head``) to stacked tensors ``(E, ...)``; differentiable.
+    ``w_head``, ``b_head``) to stacked tensors ``(E, ...)``; differentiable. ``feature``: an
+    ``(M, N)`` scalar per row and task; token j of a row then starts as
+    ``embedding[j] + feature[row, j] * w_feat`` (``state["w_feat"]``, ``(E, D)``).
     """
     emb = state["embedding"]                                       # (E, N, D)
     e, _, d = emb.shape
     dh = d // n_heads
     out = emb.new_zeros(e, packed.n_rows * packed.n_tasks)
-    for _rows, idx, valid, flat in packed.bins:
+    for rows, idx, valid, flat in packed.bins:
         b, k = idx.shape
         x = emb[:, idx]                                            # (E, B, k, D)
+        if feature is not None:
+            f = feature[rows[:, None], idx]                        # (B, k)
+            x = x + f[None, :, :, None] * state["w_feat"][:, None, None, :]
         keymask = ~valid[None, :, None, None, :]                   # (1, B, 1, 1, k)
         for i in range(n_layers):
             p = f"layers.{i}."

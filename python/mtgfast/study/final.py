@@ -10,20 +10,51 @@ be high is the winner's curse of choosing on measurements alone).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from ..errors import InputError, InputTypeError
 from ..gains import FloatArray, GainTable
-from ..masks import MaskArray, as_masks, masks_to_dense
+from ..masks import MaskArray, as_masks, masks_to_dense, popcount
 
-__all__ = ["FINAL_CHOICES", "final_gains", "shrunk_measured_gains"]
+__all__ = ["FINAL_CHOICES", "OutOfFold", "final_gains", "out_of_fold_residuals",
+           "shrunk_measured_gains"]
 
 #: how the final search sees the combinations (see the module docstring)
 FINAL_CHOICES = ("estimate", "measured", "shrunk")
 #: fewer out-of-fold residuals than this for a task: its measurements are not shrunk
 MIN_RESIDUALS = 3
+
+
+class OutOfFold(NamedTuple):
+    """Out-of-fold estimates of the measured rows of >= 2 tasks (see out_of_fold_residuals)."""
+
+    rows: npt.NDArray[np.intp]      #: their rows in the measured table
+    estimate: FloatArray            #: (R, N) mean of the members that held the row out; NaN else
+    held: npt.NDArray[np.int64]     #: (R,) how many members held each row out
+    residual: FloatArray            #: (R, N) measured - estimate; NaN where none held it out
+
+
+def out_of_fold_residuals(measured: GainTable, estimator: Any) -> OutOfFold:
+    """Per task, how far the fitted ``estimator`` is from the measurements it did not train on:
+    its out-of-fold estimates (``predict_held_out``) of the measured rows of >= 2 tasks and the
+    residuals. One helper for the sampler's calibration and the shrunk final choice."""
+    predict_held_out = getattr(estimator, "predict_held_out", None)
+    if not callable(predict_held_out):
+        raise InputTypeError(f"out-of-fold residuals need an estimator with predict_held_out "
+                             f"(an MTGNet), got {type(estimator).__name__}")
+    n = measured.n_tasks
+    rows = np.flatnonzero(popcount(measured.masks) >= 2)
+    if rows.size == 0:
+        empty = np.zeros((0, n))
+        return OutOfFold(rows, empty, np.zeros(0, dtype=np.int64), empty.copy())
+    oof, count = predict_held_out(measured.masks[rows])
+    oof = np.asarray(oof, dtype=np.float64)
+    count = np.asarray(count, dtype=np.int64)
+    resid = np.where(count[:, None] > 0, measured.gains[rows] - oof, np.nan)
+    return OutOfFold(rows, oof, count, resid)
 
 
 def shrunk_measured_gains(measured: GainTable, estimator: Any,
@@ -36,18 +67,15 @@ def shrunk_measured_gains(measured: GainTable, estimator: Any,
     A measurement keeps weight m2 / (m2 + noise) (1 without noise), its estimate the rest; rows
     no member held out are pulled towards the in-sample estimate. Singletons stay 0.
     """
-    predict_held_out = getattr(estimator, "predict_held_out", None)
-    if not callable(predict_held_out):
+    if not callable(getattr(estimator, "predict_held_out", None)):
         raise InputTypeError(f"final='shrunk' needs an estimator with predict_held_out (an "
                              f"MTGNet), got {type(estimator).__name__}")
     n = measured.n_tasks
     out = np.array(measured.gains, dtype=np.float64)
-    member = masks_to_dense(measured.masks, n)
-    multi = np.flatnonzero(member.sum(axis=1) >= 2)
+    multi, oof, count, resid = out_of_fold_residuals(measured, estimator)
     if multi.size == 0:
         return out
     y = out[multi]
-    oof, count = predict_held_out(measured.masks[multi])
     insample = np.asarray(estimator.predict(measured.masks[multi]), dtype=np.float64)
     est = np.where(count[:, None] > 0, oof, insample)
     if masks is not None and len(masks):
@@ -56,7 +84,6 @@ def shrunk_measured_gains(measured: GainTable, estimator: Any,
                                axis=0)
     else:
         model_var = np.zeros(n)
-    resid = np.where(count[:, None] > 0, y - oof, np.nan)
     for j in range(n):
         r = resid[:, j][np.isfinite(resid[:, j])]
         if r.size < MIN_RESIDUALS:

@@ -16,8 +16,9 @@ from ..gains import FloatArray, GainTable
 from .active import ActiveLoop, make_selector
 from .final import FINAL_CHOICES, final_gains
 
-__all__ = ["FINAL_CHOICES", "METHOD_DEFAULTS", "METHOD_OPTIONS", "PRIOR_METHODS", "REPLAY_METHODS",
-           "SELECTOR_OPTIONS", "TABLE_PRIOR_METHODS", "replay_method"]
+__all__ = ["FEATURE_PRIOR_METHODS", "FINAL_CHOICES", "METHOD_DEFAULTS", "METHOD_OPTIONS",
+           "PRIOR_METHODS", "PRIOR_TABLE_METHODS", "REPLAY_METHODS", "SELECTOR_OPTIONS",
+           "TABLE_PRIOR_METHODS", "replay_method"]
 
 #: method name -> selector of the active loop
 REPLAY_METHODS: dict[str, str] = {
@@ -49,6 +50,8 @@ REPLAY_METHODS: dict[str, str] = {
                                            # over the pooled pair prior (estimators/prior.py)
     "mtgnet-tag": "search",                # the default's sampler; MTG-Net learns the residual
                                            # over TAG's estimate, scaled per task (prior=)
+    "mtgnet-tagfeature": "search",         # mtgnet; TAG's estimate is an input of the network
+                                           # (token_prior=, sixth pass)
 }
 
 #: options a method runs with unless given (the best configuration found: README, issue 13)
@@ -71,12 +74,17 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "mtgnet-halfpairs": {"kappa": 0.0, "warm_start": True, "final": "measured", "fraction": 0.5},
     "mtgnet-prior": {"kappa": 0.0, "warm_start": True},
     "mtgnet-tag": {"kappa": 0.0, "warm_start": True, "final": "measured"},
+    "mtgnet-tagfeature": {"kappa": 0.0, "warm_start": True, "final": "measured"},
 }
 
 #: methods whose estimator is PairPriorMTGNet (the MTGNet options go to its inner model)
 PRIOR_METHODS = ("mtgnet-prior",)
 #: methods whose estimator is TablePriorMTGNet over the ``prior`` table given to replay_method
 TABLE_PRIOR_METHODS = ("mtgnet-tag",)
+#: methods whose MTGNet reads the ``prior`` table as an input feature (``token_prior``)
+FEATURE_PRIOR_METHODS = ("mtgnet-tagfeature",)
+#: methods that need ``prior=`` (TAG's estimate: one joint run, no measured combination)
+PRIOR_TABLE_METHODS = (*TABLE_PRIOR_METHODS, *FEATURE_PRIOR_METHODS)
 #: options that go to the selector (the rest go to the loop or to MTGNet)
 SELECTOR_OPTIONS = ("alpha", "kappa", "budgets", "committee", "mean_votes", "committee_rounds",
                     "complete", "free", "calibrate", "fraction")
@@ -86,16 +94,19 @@ METHOD_OPTIONS = (*SELECTOR_OPTIONS, "warm_start", "risk", "final", "shrink", "m
 
 
 class _Timed:
-    """An estimator that records how long its fits and predictions take (replay statistics)."""
+    """An estimator that records how long its fits and predictions take (replay statistics):
+    wall seconds (``fit_s``, ``predict_s``) and this thread's CPU seconds (``fit_cpu_s``,
+    ``predict_cpu_s``; on a shared machine the wall time measures the load as much as the work)."""
 
     def __init__(self, inner: Any, stats: dict[str, list[float]]) -> None:
         self.inner = inner
         self.stats = stats
 
     def fit(self, table: GainTable) -> _Timed:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.thread_time()
         self.inner.fit(table)
         self.stats.setdefault("fit_s", []).append(time.perf_counter() - t)
+        self.stats.setdefault("fit_cpu_s", []).append(time.thread_time() - c)
         self.stats.setdefault("fit_rows", []).append(float(len(table)))
         self.stats.setdefault("fit_epochs", []).append(float(getattr(self.inner, "n_epochs_", 0)))
         return self
@@ -107,9 +118,31 @@ class _Timed:
         return getattr(self.inner, name)
 
     def predict(self, masks: object, **kwargs: Any) -> Any:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.thread_time()
         out = self.inner.predict(masks, **kwargs)
         self.stats.setdefault("predict_s", []).append(time.perf_counter() - t)
+        self.stats.setdefault("predict_cpu_s", []).append(time.thread_time() - c)
+        return out
+
+
+class _TimedSelector:
+    """A selector that records the seconds of each ask (``select_s``, ``select_cpu_s``: for the
+    search sampler mostly its grouping searches); everything else is the wrapped selector's."""
+
+    def __init__(self, inner: Any, stats: dict[str, list[float]]) -> None:
+        self.inner = inner
+        self.stats = stats
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def ask(self, ctx: Any) -> Any:
+        t, c = time.perf_counter(), time.thread_time()
+        out = self.inner.ask(ctx)
+        self.stats.setdefault("select_s", []).append(time.perf_counter() - t)
+        self.stats.setdefault("select_cpu_s", []).append(time.thread_time() - c)
         return out
 
 
@@ -130,7 +163,8 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
     (``mtgnet-tag`` only) to :class:`TablePriorMTGNet`, the rest to :class:`MTGNet`. ``prior``:
     the prior gain table of ``mtgnet-tag`` (e.g. TAG's estimate of every row of ``valid``).
     ``stats``: a dict that receives the seconds of every fit and prediction (``fit_s``,
-    ``predict_s``) and the rows and epochs of every fit.
+    ``predict_s``; CPU seconds ``*_cpu_s``), of every ask of the selector (``select_s``) and the
+    rows and epochs of every fit.
     """
     if not isinstance(name, str) or name not in REPLAY_METHODS:
         raise InputError(f"unknown MTG-Net replay method {name!r}; known: "
@@ -170,19 +204,22 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
         raise InputError(f"{', '.join(prior_opts)} is an option of {', '.join(PRIOR_METHODS)} "
                          f"only, not {name!r}")
     use_table = name in TABLE_PRIOR_METHODS
+    use_feature = name in FEATURE_PRIOR_METHODS
     table_opts = {k: options.pop(k) for k in ("shrink_rows",) if k in options}
     if not use_table and table_opts:
         raise InputError(f"shrink_rows is an option of {', '.join(TABLE_PRIOR_METHODS)} only, "
                          f"not {name!r}")
-    if use_table:
+    if use_table or use_feature:
         if not isinstance(prior, GainTable):
             raise InputTypeError(f"{name} needs prior=, a GainTable of prior gains (e.g. TAG's "
                                  f"estimate), got {type(prior).__name__}")
         if prior.n_tasks != valid.n_tasks:
             raise InputError(f"prior has {prior.n_tasks} tasks, valid {valid.n_tasks}")
     elif prior is not None:
-        raise InputError(f"prior= is for {', '.join(TABLE_PRIOR_METHODS)} only, not {name!r}")
+        raise InputError(f"prior= is for {', '.join(PRIOR_TABLE_METHODS)} only, not {name!r}")
     est_opts = {"seed": int(seed), **options}
+    if use_feature:
+        est_opts["token_prior"] = prior
     MTGNet(**est_opts)._check_params()   # fail on bad options before any work
     if use_prior:
         from ..estimators.prior import PairPriorMTGNet
@@ -209,11 +246,18 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
                       task_names=valid.task_names, seed=int(seed))
     if hasattr(selector, "bind"):
         selector.bind(loop)   # the search sampler reads the measured gains of the loop
+    if stats is not None:
+        loop.selector = _TimedSelector(selector, stats)   # type: ignore[assignment]
 
     def measure(mask: int) -> FloatArray:
         return valid.lookup(np.array([mask], dtype=np.uint64))[0]
 
     est = loop.run(measure, int(rounds))
+    inner = est.inner if isinstance(est, _Timed) else est
+    if use_measured and final != "estimate":
+        # the final choice reads measured gains only ("shrunk": and the estimator's out-of-fold
+        # predictions of measured rows): predicting every row would be thrown away
+        return final_gains(valid.masks, loop.table(), final, estimator=inner), loop.n_measured
     if risk > 0:
         # risk-aware final search: unverified combinations count at mean - risk * spread
         mean, std = est.predict(valid.masks, return_std=True)
@@ -223,6 +267,5 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
     if not use_measured:
         pred[~valid.member()] = np.nan
         return pred, loop.n_measured
-    inner = est.inner if isinstance(est, _Timed) else est
     return final_gains(valid.masks, loop.table(), final, estimate=pred,
                        estimator=inner), loop.n_measured

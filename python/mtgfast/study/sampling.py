@@ -21,7 +21,7 @@ cost), or a balanced ``fraction`` of them, then delegates to another selector.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +31,7 @@ from ..gains import GainTable
 from ..grouping import group
 from ..masks import MaskArray, popcount
 from .active import SelectionContext, Selector, make_selector
+from .final import out_of_fold_residuals
 
 __all__ = ["FREE_CHOICES", "PairsFirstSelector", "SearchSelector"]
 
@@ -138,17 +139,17 @@ class SearchSelector(Selector):
             std = std * self.calibration(ctx, known)[None, :]
         opt = np.where(ctx.member, ctx.mean + self.kappa * np.nan_to_num(std), np.nan)
         masks, gains = ctx.candidates, opt
-        fresh = slice(None)
+        fresh: slice | npt.NDArray[np.bool_] = slice(None)
         if known is not None:
             # a candidate measured meanwhile (another driver) is searched once, at its measurement
             fresh = ~np.isin(ctx.candidates, known.masks)
             masks = np.concatenate([known.masks, ctx.candidates[fresh]])
             gains = np.vstack([known.gains, opt[fresh]])
         budgets = self.budgets or list(range(2, n + 1))
-        method = "exact" if n <= _EXACT_MAX_TASKS else "beam"
+        method: Literal["exact", "beam"] = "exact" if n <= _EXACT_MAX_TASKS else "beam"
         votes: dict[int, float] = {}
         views = [gains]
-        if self._known is not None:
+        if known is not None:   # (bound: known is the loop's table)
             # committee: the same searches on each member's estimates (a draw of the posterior);
             # a group's votes ~ how likely it is to be in the best grouping
             views += [np.vstack([known.gains, g[fresh]]) for g in self._member_gains(ctx)]
@@ -201,15 +202,16 @@ class SearchSelector(Selector):
         variance on the candidates. 1 where either is unknown (no out-of-fold rows yet)."""
         n = ctx.member.shape[1]
         ones = np.ones(n)
-        held = getattr(getattr(self._loop, "estimator_", None), "predict_held_out", None)
-        multi = popcount(known.masks) >= 2
-        if not callable(held) or ctx.std is None or not multi.any():
+        est = getattr(self._loop, "estimator_", None)
+        if not callable(getattr(est, "predict_held_out", None)) or ctx.std is None:
             return ones
         try:
-            oof, _ = held(known.masks[multi])
+            oof = out_of_fold_residuals(known, est)
         except InputError:    # an estimator without a record of its held-out rows
             return ones
-        res = (np.asarray(oof, dtype=np.float64) - known.gains[multi]) ** 2   # NaN: not held out
+        if oof.rows.size == 0:
+            return ones
+        res = oof.residual ** 2                                    # NaN: not held out
         rows = np.isfinite(res)
         count = rows.sum(axis=0).astype(np.float64)
         if count.sum() == 0:

@@ -12,7 +12,7 @@ __all__ = ["hoa_kernel"]
 
 
 @numba.njit(parallel=True, cache=True)
-def hoa_kernel(masks, p, out):  # type: ignore[no-untyped-def]
+def hoa_kernel(masks, p, out):
     """``out[i, j] = mean_{k in masks[i], k != j} p[j, k]``; 0 for singletons, NaN outside.
 
     ``masks`` is the int64 view of the uint64 masks (bit tests are the same).

@@ -71,7 +71,7 @@ def _aggregate_numpy(masks: MaskArray, p: FloatArray, chunk: int = 1 << 18) -> F
     return out
 
 
-def _numba_kernel():  # type: ignore[no-untyped-def]
+def _numba_kernel():
     from ._kernels import hoa_kernel  # numba is imported here, on first use
 
     return hoa_kernel

@@ -260,7 +260,8 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
         return final_gains(valid.masks, loop.table(), final, estimator=inner), loop.n_measured
     if risk > 0:
         # risk-aware final search: unverified combinations count at mean - risk * spread
-        mean, std = est.predict(valid.masks, return_std=True)
+        predict_std: Any = est.predict   # the Estimator protocol does not promise return_std
+        mean, std = predict_std(valid.masks, return_std=True)
         pred = np.asarray(mean, dtype=np.float64) - risk * np.asarray(std, dtype=np.float64)
     else:
         pred = np.asarray(est.predict(valid.masks), dtype=np.float64)

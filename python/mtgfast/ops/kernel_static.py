@@ -70,7 +70,7 @@ class StaticConfig:
 
 
 MODES = {"predict": 0, "topk": 1, "marginal": 2}
-_FORMAT = 2   # bump when a cached row's fields change (2: per-phase profile)
+_FORMAT = 3   # bump when a cached row's fields change (2: per-phase profile, 3: its LN names)
 
 
 def configs(n_tasks: Iterable[int], dtypes: Iterable[str], modes: Iterable[str],

@@ -320,7 +320,8 @@ class LaunchConfig:
 def persistent_weight_bytes(layout: KernelLayout, dtype: torch.dtype, *,
                             tables: bool = True) -> int:
     """Shared memory the matrices kept across tiles take (``LaunchConfig.persist``); ``tables``:
-    with the per-task gather tables (bf16 parts of embeddings and layer-1 scores, V W_o)."""
+    with the per-task gather tables (bf16 parts of embeddings and layer-1 scores, V W_o). The
+    three parts are counted; fp16/bf16 kernels read two (``GATHER_PARTS``): an upper bound."""
     n, d, dh, f = layout.np_, layout.dp, layout.dhp, layout.fp
     size = 0
     if tables:
@@ -360,11 +361,13 @@ def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
         rows = 32   # sm_80, 32-task masks: one combination per tile (2 spill 32-120 B in fp16/bf16)
     # (a stride that fits no more combinations in the tile than the slot width takes that: fp32's
     # 32-row tiles pack 12 / 21 rows apart as 16 / 32; the 12-row bucket spilled 16-72 B in top-k)
-    dense = stride is not None and stride != pp and rows // stride != rows // pp
+    dense_stride = stride if stride is not None and stride != pp and rows // stride != rows // pp \
+        else 0
+    dense = dense_stride > 0
     if dense and arch < 90:
         raise ValueError(f"dense strides need sm_90+ (row keys), got sm_{arch}")
     if dense:
-        bm = rows // stride
+        bm = rows // dense_stride
     else:
         bm = block_m or max(1, rows // pp)
         rows = bm * pp
@@ -378,7 +381,7 @@ def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
                         topk=next_pow2(topk, floor=1) if mode == 1 else 1,
                         num_warps=4 if rows <= 64 else 8, num_stages=1, maxnreg=MAXNREG,
                         persist=persist, persist_tables=tables,
-                        stride=stride if dense else 0, rows=rows if dense else 0,
+                        stride=dense_stride, rows=rows if dense else 0,
                         row_keys=arch >= 90,
                         fold_ln=FOLD_LN and mode != 1 and arch >= 90
                         and dtype in (None, torch.float16, torch.bfloat16))

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import triton
@@ -218,7 +219,7 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
     npad, dp = lay.np_, lay.dp
     # score scale, times log2(e): the kernel's softmax uses exp2
     qscale = math.log2(math.e) / (math.sqrt(dh) * params.temperature)
-    f32 = dict(dtype=torch.float32, device=dev)
+    f32: dict[str, Any] = dict(dtype=torch.float32, device=dev)
 
     emb = params.embedding.float()
     emb_p = torch.zeros(npad, dp, **f32)
@@ -269,9 +270,9 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
             _center(t, d)
         for hh in range(h):
             cols = slice(hh * dh, (hh + 1) * dh)
-            for t in range(3):
-                wqkv[t, hh, :d, :dh] = w_qkv[:, t * d:(t + 1) * d][:, cols] * (
-                    qscale if t == 0 else 1.0)
+            for j in range(3):
+                wqkv[j, hh, :d, :dh] = w_qkv[:, j * d:(j + 1) * d][:, cols] * (
+                    qscale if j == 0 else 1.0)
             bqkv[0, hh, :dh] = b_qkv[:d][cols] * qscale
             wo[hh, :dh, :d] = lp32.w_o[cols, :]
         if li > 0 and h == 1:
@@ -1298,11 +1299,11 @@ def _buckets(packed: PackedMTGNet, masks: torch.Tensor, compact: bool,
     lo, hi = int(which.min()), int(which.max())
     if lo == hi:
         return [(buckets[lo], masks, None)]
-    out = []
-    for b in range(lo, hi + 1):
-        rows = (which == b).nonzero().squeeze(1)
+    out: list[tuple[SlotBucket, torch.Tensor, torch.Tensor | None]] = []
+    for i in range(lo, hi + 1):
+        rows = (which == i).nonzero().squeeze(1)
         if rows.numel():
-            out.append((buckets[b], masks[rows].contiguous(), rows))
+            out.append((buckets[i], masks[rows].contiguous(), rows))
     return out
 
 
@@ -1314,8 +1315,8 @@ def _mtgnet_fwd_launch(packed: PackedMTGNet, masks: torch.Tensor, *, mode: int,
     """Run the kernel over every popcount bucket; return outputs and concatenated partials."""
     dev = packed.device
     m = int(masks.shape[0])
-    f32 = dict(dtype=torch.float32, device=dev)
-    i64 = dict(dtype=torch.int64, device=dev)
+    f32: dict[str, Any] = dict(dtype=torch.float32, device=dev)
+    i64: dict[str, Any] = dict(dtype=torch.int64, device=dev)
     dummy_f, dummy_i = torch.empty(1, **f32), torch.empty(1, **i64)
     res: dict[str, torch.Tensor] = {}
     out = marg = dummy_f

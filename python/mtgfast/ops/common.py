@@ -302,6 +302,7 @@ class LaunchConfig:
     row_keys: bool = True        # one-hot / layer-1 keys per token row by a product (sm_90)
     rows: int = 0                # token rows per tile (0: block_m * pp)
     fold_ln: bool = False       # LN1's affine on the residual by products (``FOLD_LN``)
+    head_pre: bool = True       # the folded head vector held in registers across tiles
 
     def options(self) -> dict[str, int]:
         """Triton launch / compile options."""
@@ -314,7 +315,7 @@ class LaunchConfig:
         return dict(PP=self.pp, S=self.stride or self.pp, ROWS=self.rows or self.block_m * self.pp,
                     BLOCK_M=self.block_m, BLOCK_F=self.block_f, TOPK=self.topk,
                     MODE=self.mode, PERSIST=self.persist, PERSIST_TABLES=self.persist_tables,
-                    ROW_KEYS=self.row_keys, FOLD_LN=self.fold_ln)
+                    ROW_KEYS=self.row_keys, FOLD_LN=self.fold_ln, HEAD_PRE=self.head_pre)
 
 
 def persistent_weight_bytes(layout: KernelLayout, dtype: torch.dtype, *,
@@ -333,6 +334,13 @@ def persistent_weight_bytes(layout: KernelLayout, dtype: torch.dtype, *,
         qkvo = 2 if layout.n_heads == 1 else 4
         size += dtype.itemsize * (qkvo * d * dh + 2 * d * f) + 2 * 16 * (d + dh + f)
     return size
+
+
+# The folded head vector (16 fp32 per thread) is held in registers across a program's tiles
+# when a tile holds at least this many combinations; fewer (strides >= 32: 0.08% of the N = 27
+# space) re-read it per tile. Static figures, N = 27 bf16 sm_90, 32-row bucket: predict 198 ->
+# 166 registers for +24 instr/combo, marginal 190 -> 166 for +36, top-k 207 -> 185 for -2.
+HEAD_PRE_MIN_COMBOS = 3
 
 
 # Largest persistent weight footprint that keeps two 4-warp CTAs per SM on sm_90 (228 KB).
@@ -384,7 +392,8 @@ def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
                         stride=dense_stride, rows=rows if dense else 0,
                         row_keys=arch >= 90,
                         fold_ln=FOLD_LN and mode != 1 and arch >= 90
-                        and dtype in (None, torch.float16, torch.bfloat16))
+                        and dtype in (None, torch.float16, torch.bfloat16),
+                        head_pre=bm >= HEAD_PRE_MIN_COMBOS)
 
 
 def combos_in_bucket(n_tasks: int, popcounts: range) -> int:

@@ -707,7 +707,8 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
                     O_G1: tl.constexpr, OB_R: tl.constexpr, FOLD_LN: tl.constexpr,
                     CENTER_IN: tl.constexpr,
                     CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr,
-                    W_HI: tl.constexpr = 0, W_LO: tl.constexpr = 0, wh_pre=None):
+                    W_HI: tl.constexpr = 0, W_LO: tl.constexpr = 0, wh_pre=None,
+                    HEAD_PRE: tl.constexpr = True):
     """From x + attn + b_o: y = LN1(.), then LN2(y + FFN(y)); LAST: the head's output per row.
 
     The FFN reads LN1's normalised rows u (the host folded LN1's scale into W_1 and its bias
@@ -720,7 +721,8 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
 
     Offsets are the host layout's (``KernelLayout``): LN1 follows b_o, LN2 follows b_2. b_1
     starts the hidden accumulator as ``ones @ block`` (``pack_params``' bias blocks). PRE:
-    ``w1_pre``/``w2_pre``/``b1_pre`` are the whole FFN's, loaded once per program (FP == BLOCK_F).
+    ``w1_pre``/``w2_pre``/``b1_pre`` are the whole FFN's, loaded once per program (FP == BLOCK_F);
+    with HEAD_PRE also the folded head vector ``wh_pre`` (else re-read per tile: registers).
     """
     dc = tl.arange(0, DP)
     fc = tl.arange(0, BLOCK_F)
@@ -764,7 +766,8 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
             acc = _mm_w(hid, mat_l + O_W2 + (f0 + fc)[:, None] * DP + dc[None, :], acc, W_HI,
                         W_LO, CDT, UPCAST_DOT, TF32X3)
     if LAST:
-        out = _ln_head(acc, head_ptr, eps, D, DP, FOLD_LN, PRE, wh_pre, CHAIN)
+        HPRE: tl.constexpr = PRE and HEAD_PRE
+        out = _ln_head(acc, head_ptr, eps, D, DP, FOLD_LN, HPRE, wh_pre, CHAIN)
     else:
         # normalised rows: the next layer applies this LayerNorm's affine (``pack_params``)
         if FOLD_LN:   # layers 2..L read them only as product operands (``_residual_start``)
@@ -815,7 +818,8 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
                    OB_OF: tl.constexpr, FOLD_LN: tl.constexpr,
                    CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr,
                    FLAT: tl.constexpr, S: tl.constexpr, BOUNDED: tl.constexpr,
-                   W_HI: tl.constexpr = 0, W_LO: tl.constexpr = 0, wh_pre=None):
+                   W_HI: tl.constexpr = 0, W_LO: tl.constexpr = 0, wh_pre=None,
+                   HEAD_PRE: tl.constexpr = True):
     """One encoder layer over (R, DP) slot tokens: per-head QKV, attention, LN/FFN/LN. FLAT:
     2-D block-diagonal attention, combination c on rows [c S, c S + S) (its mask a product on
     the score accumulator); else batched (BLOCK_M, PP, PP) (R = BLOCK_M PP, S = PP). One head
@@ -900,7 +904,7 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
     return _post_attention(acc, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, head_ptr, eps,
                            LAST, PRE, D, DP, FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, OB_1,
                            O_G1, OB_R, FOLD_LN, FOLD_LN, CDT, UPCAST_DOT, TF32X3, W_HI, W_LO,
-                           wh_pre)
+                           wh_pre, HEAD_PRE)
 
 
 @triton.jit
@@ -944,7 +948,7 @@ def _mtgnet_fwd_kernel(
     CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr, PERSIST: tl.constexpr,
     PERSIST_TABLES: tl.constexpr, EXP_SCORES: tl.constexpr, BOUNDED: tl.constexpr,
     ROW_KEYS: tl.constexpr,
-    FOLD_LN: tl.constexpr,
+    FOLD_LN: tl.constexpr, HEAD_PRE: tl.constexpr,
 ):
     """MODE 0: gains (M, N). MODE 1: per-program per-task top-TOPK. MODE 2: beam marginals + argmax.
 
@@ -959,6 +963,7 @@ def _mtgnet_fwd_kernel(
     PERSIST_TABLES: the per-task gather tables (embeddings, layer-1 scores, V W_o) too.
     EXP_SCORES: the layer-1 score table holds exp2 weights (``PackedMTGNet.exp_scores``).
     BOUNDED: layers 2..L's scores are bounded, softmax without row max (``bounded_scores``).
+    HEAD_PRE: the folded head vector is held in registers across tiles (``LaunchConfig.head_pre``).
     ROW_KEYS: token rows get their one-hot and layer-1 keys from a product with the per-row
     combination one-hot (any stride S); else from a (BLOCK_M, PP, NP) one-hot (S == PP; sm_80,
     where the hoisted operands would spill).
@@ -1056,7 +1061,8 @@ def _mtgnet_fwd_kernel(
                                                                   f1_pre, f1_pre, f1_pre)
         fb_pre, bo_pre, bq_pre, b1_pre = f1_pre, f1_pre, f1_pre, f1_pre
     ones = tl.full((R, 16), 1.0, tl.float32)      # A operand of the bias products
-    wh_pre = tl.load(vec_ptr + HEAD + dc) if PERSIST else dc   # the folded head (PERSIST)
+    # the folded head (PERSIST and HEAD_PRE; else re-read per tile)
+    wh_pre = tl.load(vec_ptr + HEAD + dc) if PERSIST and HEAD_PRE else dc
 
     for tile in range(pid, n_tiles, n_prog):
         # ---- step 1: masks -> membership and slot -> task map (no dense mask tensor in memory) --
@@ -1140,7 +1146,7 @@ def _mtgnet_fwd_kernel(
                                          bias_ptr, vec_ptr + HEAD, ln_eps, True, PERSIST, D, DP,
                                          FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, O_G1,
                                          OB_R, FOLD_LN, True, CDT,
-                                         UPCAST_DOT, TF32X3, W_HI, 2 * W_HI, wh_pre)
+                                         UPCAST_DOT, TF32X3, W_HI, 2 * W_HI, wh_pre, HEAD_PRE)
             else:
                 x = _post_attention(acc, ones, f1_pre, f2_pre, fb_pre, mat_ptr, vec_ptr, bias_ptr,
                                     vec_ptr + HEAD, ln_eps, False, PERSIST, D, DP, FP, BLOCK_F,
@@ -1173,7 +1179,7 @@ def _mtgnet_fwd_kernel(
                                         O_WO, O_W1, O_W2, O_BO, O_B1, O_B2, OB_Q, OB_1, O_G1, OB_R,
                                         O_GI, OB_OF, FOLD_LN, CDT,
                                         UPCAST_DOT, TF32X3, FLAT, S, BOUNDED, W_HI,
-                                        2 * W_HI, wh_pre)
+                                        2 * W_HI, wh_pre, HEAD_PRE)
         else:
             wh = tl.load(vec_ptr + HEAD + dc)
             y_slot = tl.sum(x * wh[None, :], axis=1) + tl.load(vec_ptr + HEAD + DP)

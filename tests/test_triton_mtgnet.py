@@ -201,6 +201,10 @@ def test_dense_buckets_every_mode(n_heads: int) -> None:
     n = 27
     params = make_params(n, 16, 32, 2, n_heads, seed=27 + n_heads)
     assert [b.stride for b in slot_buckets(tm.pack_params(params).layout)] == [8, 12, 16, 21, 32]
+    # the 32-row bucket (2 per tile) re-reads the head vector per tile, the others hold it
+    lay = tm.pack_params(params).layout
+    assert [common.launch_config(lay, b.pp, 0, stride=b.stride).head_pre
+            for b in slot_buckets(lay)] == [True, True, True, True, False]
     g = torch.Generator().manual_seed(n_heads)
     masks = []
     for p in range(1, n + 1):
@@ -273,6 +277,68 @@ def test_tf32_parts_split_exactly() -> None:
         y = torch.empty_like(t)
         _round[(1,)](t, y, BLOCK=t.numel())
         assert torch.equal(y, hi)
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**16), n=st.integers(1, 12))
+def test_two_gather_parts_carry_sixteen_bits(seed: int, n: int) -> None:
+    # fp16/bf16 kernels read two of the three bf16 parts of the gather tables (GATHER_PARTS):
+    # their sum is the fp32 table to ~2^-17 relative, far below the compute dtype's rounding
+    packed = tm.pack_params(make_params(n, 32, 64, 2, 1, seed=seed), torch.bfloat16)
+    assert int(tm.GATHER_PARTS) == 2
+    for table in (packed.emb, packed.s1[0]):       # (3, NP, DP) and (3, NP, NP) parts
+        parts = table.float()
+        full, two = parts.sum(0), parts[0] + parts[1]
+        assert bool(((two - full).abs() <= full.abs() * 2.0 ** -16 + 1e-30).all())
+        assert bool(((parts[0] - full).abs() <= full.abs() * 2.0 ** -8 + 1e-30).all())
+
+
+@pytest.mark.skipif(not INTERPRETED, reason="runs the jit helper in the interpreter")
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**16), scale=st.floats(1e-2, 1e2),
+       dtype=st.sampled_from([torch.bfloat16, torch.float16]))
+def test_packed_layernorm_normalise_matches_reference(seed: int, scale: float,
+                                                      dtype: torch.dtype) -> None:
+    # _ln_normalise_to (PACKED): rows rounded to the compute dtype times 1/std rounded once, one
+    # mul.rn per two values compiled; here its interpreter form against the same composition
+    # built from the interpreter's own conversion (which truncates bf16: a full ulp, where the
+    # compiled cvt.rn and mul.rn round to nearest) and against the fp32 normalise
+    import triton
+    import triton.language as tl
+
+    cdt = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}[dtype]
+
+    @triton.jit
+    def _norm(x_ptr, y_ptr, eps, R: tl.constexpr, C: tl.constexpr, CDT: tl.constexpr):
+        offs = tl.arange(0, R)[:, None] * C + tl.arange(0, C)[None, :]
+        y = tm._ln_normalise_to(tl.load(x_ptr + offs), eps, C, True, True, CDT, True, True)
+        tl.store(y_ptr + offs, y.to(tl.float32))
+
+    @triton.jit
+    def _round(x_ptr, y_ptr, N: tl.constexpr, CDT: tl.constexpr):
+        i = tl.arange(0, N)
+        tl.store(y_ptr + i, tl.load(x_ptr + i).to(CDT).to(tl.float32))
+
+    def rnd(t: torch.Tensor) -> torch.Tensor:
+        flat = t.contiguous().reshape(-1)
+        out = torch.empty_like(flat)
+        _round[(1,)](flat, out, N=flat.numel(), CDT=cdt)
+        return out.view(t.shape)
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(16, 64, generator=g) * scale
+    x -= x.mean(1, keepdim=True)            # the kernel's LN inputs are row-centred
+    eps = 1e-5
+    y = torch.empty_like(x)
+    _norm[(1,)](x, y, eps, R=16, C=64, CDT=cdt)
+    rstd = torch.rsqrt((x * x).mean(1, keepdim=True) + eps)
+    exact = x * rstd
+    ulp = 2.0 ** (-7 if dtype == torch.bfloat16 else -10)          # one ulp, relative
+    assert bool(((y - exact).abs() <= 3 * ulp * exact.abs() + 1e-6).all())
+    # the same composition: 1/std rounded once per row, the exact product rounded once (1/std
+    # may differ from torch's in its last fp32 bit, FMA chain order: rare rounding flips)
+    packed_ref = rnd(rnd(x) * rnd(rstd.expand_as(x)))
+    assert float((y == packed_ref).float().mean()) >= 0.98
 
 
 @pytest.mark.skipif(not INTERPRETED, reason="the interpreter's launch target is a test switch")

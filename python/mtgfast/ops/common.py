@@ -302,6 +302,7 @@ class LaunchConfig:
     row_keys: bool = True        # one-hot / layer-1 keys per token row by a product (sm_90)
     rows: int = 0                # token rows per tile (0: block_m * pp)
     fold_ln: bool = False       # LN1's affine on the residual by products (``FOLD_LN``)
+    head_pre: bool = True       # the folded head vector held in registers across tiles
 
     def options(self) -> dict[str, int]:
         """Triton launch / compile options."""
@@ -314,13 +315,14 @@ class LaunchConfig:
         return dict(PP=self.pp, S=self.stride or self.pp, ROWS=self.rows or self.block_m * self.pp,
                     BLOCK_M=self.block_m, BLOCK_F=self.block_f, TOPK=self.topk,
                     MODE=self.mode, PERSIST=self.persist, PERSIST_TABLES=self.persist_tables,
-                    ROW_KEYS=self.row_keys, FOLD_LN=self.fold_ln)
+                    ROW_KEYS=self.row_keys, FOLD_LN=self.fold_ln, HEAD_PRE=self.head_pre)
 
 
 def persistent_weight_bytes(layout: KernelLayout, dtype: torch.dtype, *,
                             tables: bool = True) -> int:
     """Shared memory the matrices kept across tiles take (``LaunchConfig.persist``); ``tables``:
-    with the per-task gather tables (bf16 parts of embeddings and layer-1 scores, V W_o)."""
+    with the per-task gather tables (bf16 parts of embeddings and layer-1 scores, V W_o). The
+    three parts are counted; fp16/bf16 kernels read two (``GATHER_PARTS``): an upper bound."""
     n, d, dh, f = layout.np_, layout.dp, layout.dhp, layout.fp
     size = 0
     if tables:
@@ -332,6 +334,13 @@ def persistent_weight_bytes(layout: KernelLayout, dtype: torch.dtype, *,
         qkvo = 2 if layout.n_heads == 1 else 4
         size += dtype.itemsize * (qkvo * d * dh + 2 * d * f) + 2 * 16 * (d + dh + f)
     return size
+
+
+# The folded head vector (16 fp32 per thread) is held in registers across a program's tiles
+# when a tile holds at least this many combinations; fewer (strides >= 32: 0.08% of the N = 27
+# space) re-read it per tile. Static figures, N = 27 bf16 sm_90, 32-row bucket: predict 198 ->
+# 166 registers for +24 instr/combo, marginal 190 -> 166 for +36, top-k 207 -> 185 for -2.
+HEAD_PRE_MIN_COMBOS = 3
 
 
 # Largest persistent weight footprint that keeps two 4-warp CTAs per SM on sm_90 (228 KB).
@@ -360,11 +369,13 @@ def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
         rows = 32   # sm_80, 32-task masks: one combination per tile (2 spill 32-120 B in fp16/bf16)
     # (a stride that fits no more combinations in the tile than the slot width takes that: fp32's
     # 32-row tiles pack 12 / 21 rows apart as 16 / 32; the 12-row bucket spilled 16-72 B in top-k)
-    dense = stride is not None and stride != pp and rows // stride != rows // pp
+    dense_stride = stride if stride is not None and stride != pp and rows // stride != rows // pp \
+        else 0
+    dense = dense_stride > 0
     if dense and arch < 90:
         raise ValueError(f"dense strides need sm_90+ (row keys), got sm_{arch}")
     if dense:
-        bm = rows // stride
+        bm = rows // dense_stride
     else:
         bm = block_m or max(1, rows // pp)
         rows = bm * pp
@@ -378,10 +389,11 @@ def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
                         topk=next_pow2(topk, floor=1) if mode == 1 else 1,
                         num_warps=4 if rows <= 64 else 8, num_stages=1, maxnreg=MAXNREG,
                         persist=persist, persist_tables=tables,
-                        stride=stride if dense else 0, rows=rows if dense else 0,
+                        stride=dense_stride, rows=rows if dense else 0,
                         row_keys=arch >= 90,
                         fold_ln=FOLD_LN and mode != 1 and arch >= 90
-                        and dtype in (None, torch.float16, torch.bfloat16))
+                        and dtype in (None, torch.float16, torch.bfloat16),
+                        head_pre=bm >= HEAD_PRE_MIN_COMBOS)
 
 
 def combos_in_bucket(n_tasks: int, popcounts: range) -> int:

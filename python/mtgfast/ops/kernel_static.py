@@ -70,7 +70,7 @@ class StaticConfig:
 
 
 MODES = {"predict": 0, "topk": 1, "marginal": 2}
-_FORMAT = 2   # bump when a cached row's fields change (2: per-phase profile)
+_FORMAT = 3   # bump when a cached row's fields change (2: per-phase profile, 3: its LN names)
 
 
 def configs(n_tasks: Iterable[int], dtypes: Iterable[str], modes: Iterable[str],
@@ -242,7 +242,7 @@ def count_sass(sass: str, *, n_layers: int = 2) -> dict[str, Any]:
         m = _BRA.search(text)
         if m and int(m.group(1), 16) < addr:
             loops.append((int(m.group(1), 16), addr))
-    opcode = Counter()
+    opcode: Counter[str] = Counter()
     total_tc = sum(1 for _, t in ins if _opcode(t) in _TC_OPS)
     if not loops:
         return dict(tile_instructions=len(ins), tile_tensor_core=total_tc, loop_model="no loop",

@@ -13,6 +13,7 @@ Because layer-1 tokens are the embeddings themselves, its Q/K/V are per-task con
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -62,7 +63,7 @@ class MTGNetParams:
     def dim(self) -> int:
         return int(self.embedding.shape[1])
 
-    def to(self, *args: object, **kwargs: object) -> MTGNetParams:
+    def to(self, *args: Any, **kwargs: Any) -> MTGNetParams:
         return MTGNetParams(self.embedding.to(*args, **kwargs), [lp.to(*args, **kwargs) for lp in self.layers],
                             self.w_head.to(*args, **kwargs), self.b_head.to(*args, **kwargs),
                             self.n_heads, self.temperature, self.ln_eps)
@@ -170,6 +171,6 @@ def mtgnet_forward(params: MTGNetParams, masks: torch.Tensor, *, chunk: int = 65
             x = params.embedding[idx]
             for li, lp in enumerate(params.layers):
                 x = _layer_packed(x, lp, params.n_heads, params.temperature, params.ln_eps,
-                                  qkv=qkv0[idx] if li == 0 else None)
+                                  qkv=qkv0[idx] if li == 0 and qkv0 is not None else None)
             out[rows.unsqueeze(1), idx] = x @ params.w_head + params.b_head
     return out

@@ -107,11 +107,12 @@ def _where(path: str, line: int) -> tuple[str, str, int]:
 
 def _post(text: str, prefix: str) -> str:
     if any(w in text for w in ("_layer_norm(x_attn", "_ln_normalise(x_attn", "OB_R", "O_G1",
+                               "_ln_normalise_to(x_attn",
                                "O_BO + DP", "O_BO + 2 * DP")):
         return prefix + "LN1"   # LN1 and its affine on the residual (elementwise or products)
     if "_ln_head" in text:
         return "last LN + head"
-    if "_layer_norm(acc" in text or "_ln_normalise(acc" in text:
+    if any(w in text for w in ("_layer_norm(acc", "_ln_normalise(acc", "_ln_normalise_to(acc")):
         return prefix + "LN2"
     return prefix + "FFN"
 

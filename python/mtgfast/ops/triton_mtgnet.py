@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import triton
@@ -218,7 +219,7 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
     npad, dp = lay.np_, lay.dp
     # score scale, times log2(e): the kernel's softmax uses exp2
     qscale = math.log2(math.e) / (math.sqrt(dh) * params.temperature)
-    f32 = dict(dtype=torch.float32, device=dev)
+    f32: dict[str, Any] = dict(dtype=torch.float32, device=dev)
 
     emb = params.embedding.float()
     emb_p = torch.zeros(npad, dp, **f32)
@@ -269,9 +270,9 @@ def pack_params(params: MTGNetParams, dtype: torch.dtype | None = None) -> Packe
             _center(t, d)
         for hh in range(h):
             cols = slice(hh * dh, (hh + 1) * dh)
-            for t in range(3):
-                wqkv[t, hh, :d, :dh] = w_qkv[:, t * d:(t + 1) * d][:, cols] * (
-                    qscale if t == 0 else 1.0)
+            for j in range(3):
+                wqkv[j, hh, :d, :dh] = w_qkv[:, j * d:(j + 1) * d][:, cols] * (
+                    qscale if j == 0 else 1.0)
             bqkv[0, hh, :dh] = b_qkv[:d][cols] * qscale
             wo[hh, :dh, :d] = lp32.w_o[cols, :]
         if li > 0 and h == 1:
@@ -471,6 +472,16 @@ def _mm_w(a, w_ptrs, acc, HI: tl.constexpr, LO: tl.constexpr, CDT: tl.constexpr,
     return _mm(a, tl.load(w_ptrs), acc, CDT, UPCAST_DOT, False)
 
 
+# bf16 parts of the gather tables (embeddings, layer-1 scores) that fp16/bf16 kernels read:
+# two carry ~16 bits, far below their own 8-11-bit rounding (fp32: all three, ~24 bits).
+GATHER_PARTS: tl.constexpr = tl.constexpr(2)
+
+
+# fp16/bf16 LayerNorm outputs that only feed products are normalised by a packed multiply of
+# the rounded rows (``_ln_normalise_to``); False: the fp32 multiply per value, then the convert.
+PACKED_LN: tl.constexpr = tl.constexpr(True)
+
+
 # Score offset of masked keys in the 2-D attention (finite: it reaches the accumulator through
 # a product with 0/1 entries; exp2 of anything near it is 0, and no valid score comes close).
 MASKED: tl.constexpr = tl.constexpr(1.0e30)
@@ -534,7 +545,18 @@ def _count_below(mw, j, WIDE: tl.constexpr, INTERPRETED: tl.constexpr):
 
 
 @triton.jit
-def _softmax2(s, BOUNDED: tl.constexpr):
+def _rcp(x, INTERPRETED: tl.constexpr):
+    """1 / x for a positive normal fp32 ``x`` (a softmax denominator): compiled, one
+    ``rcp.approx.ftz.f32`` (MUFU.RCP, max error 1 ulp) instead of the IEEE divide's range
+    checks and scalings (~10 instructions per value); interpreted, the plain divide."""
+    if INTERPRETED:
+        return 1.0 / x
+    return tl.inline_asm_elementwise("rcp.approx.ftz.f32 $0, $1;", "=r,r", [x],
+                                     dtype=tl.float32, is_pure=True, pack=1)
+
+
+@triton.jit
+def _softmax2(s, BOUNDED: tl.constexpr, INTERPRETED: tl.constexpr):
     """Softmax in base 2 over the last axis (scores carry log2(e)); masked keys are -inf already.
 
     Rows with no key give 0 (the divide is one reciprocal per row, then a multiply). BOUNDED:
@@ -547,7 +569,7 @@ def _softmax2(s, BOUNDED: tl.constexpr):
         row_max = tl.where(row_max == float("-inf"), 0.0, row_max)
         p = tl.exp2(s - row_max[:, :, None])
     denom = tl.sum(p, axis=2)
-    inv = 1.0 / tl.where(denom == 0.0, 1.0, denom)
+    inv = _rcp(tl.where(denom == 0.0, 1.0, denom), INTERPRETED)
     return p * inv[:, :, None]
 
 
@@ -654,6 +676,29 @@ def _ln_normalise(x, eps, D: tl.constexpr, CENTERED: tl.constexpr, CHAIN: tl.con
 
 
 @triton.jit
+def _ln_normalise_to(x, eps, D: tl.constexpr, CENTERED: tl.constexpr, CHAIN: tl.constexpr,
+                     CDT: tl.constexpr, PACKED: tl.constexpr, INTERPRETED: tl.constexpr):
+    """``_ln_normalise`` rounded to the compute dtype (the next products' operand). PACKED
+    (CENTERED fp16/bf16 rows): x rounded first, then one packed multiply by 1/std per two
+    values (``mul.rn.{b,}f16x2``: HMUL2) instead of an fp32 multiply per value and the convert;
+    the product of two fp16/bf16 values rounded once, the same in the interpreter."""
+    if PACKED and CENTERED and CDT != tl.float32:
+        _, rstd = _ln_stats(x, eps, D, CENTERED, CHAIN)
+        xb = x.to(CDT)
+        rb = tl.broadcast_to(rstd.to(CDT)[:, None], x.shape)
+        if INTERPRETED:
+            # exact in fp32 (two 8- or 11-bit mantissas), then one rounding: as mul.rn
+            return (xb.to(tl.float32) * rb.to(tl.float32)).to(CDT)
+        elif CDT == tl.bfloat16:
+            return tl.inline_asm_elementwise("mul.rn.bf16x2 $0, $1, $2;", "=r,r,r", [xb, rb],
+                                             dtype=tl.bfloat16, is_pure=True, pack=2)
+        else:
+            return tl.inline_asm_elementwise("mul.rn.f16x2 $0, $1, $2;", "=r,r,r", [xb, rb],
+                                             dtype=tl.float16, is_pure=True, pack=2)
+    return _ln_normalise(x, eps, D, CENTERED, CHAIN).to(CDT)
+
+
+@triton.jit
 def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, head_ptr, eps,
                     LAST: tl.constexpr, PRE: tl.constexpr,
                     D: tl.constexpr, DP: tl.constexpr, FP: tl.constexpr, BLOCK_F: tl.constexpr,
@@ -662,7 +707,8 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
                     O_G1: tl.constexpr, OB_R: tl.constexpr, FOLD_LN: tl.constexpr,
                     CENTER_IN: tl.constexpr,
                     CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr,
-                    W_HI: tl.constexpr = 0, W_LO: tl.constexpr = 0, wh_pre=None):
+                    W_HI: tl.constexpr = 0, W_LO: tl.constexpr = 0, wh_pre=None,
+                    HEAD_PRE: tl.constexpr = True):
     """From x + attn + b_o: y = LN1(.), then LN2(y + FFN(y)); LAST: the head's output per row.
 
     The FFN reads LN1's normalised rows u (the host folded LN1's scale into W_1 and its bias
@@ -675,14 +721,19 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
 
     Offsets are the host layout's (``KernelLayout``): LN1 follows b_o, LN2 follows b_2. b_1
     starts the hidden accumulator as ``ones @ block`` (``pack_params``' bias blocks). PRE:
-    ``w1_pre``/``w2_pre``/``b1_pre`` are the whole FFN's, loaded once per program (FP == BLOCK_F).
+    ``w1_pre``/``w2_pre``/``b1_pre`` are the whole FFN's, loaded once per program (FP == BLOCK_F);
+    with HEAD_PRE also the folded head vector ``wh_pre`` (else re-read per tile: registers).
     """
     dc = tl.arange(0, DP)
     fc = tl.arange(0, BLOCK_F)
     r16 = tl.arange(0, 16)
     CHAIN: tl.constexpr = not TF32X3   # fp32: the tree reduce (registers, ``_row_dot``)
-    u = _ln_normalise(x_attn, eps, D, CENTER_IN, CHAIN)
-    xc = u.to(CDT)
+    if FOLD_LN:   # the residual's start is a product too: only the rounded rows are read
+        xc = _ln_normalise_to(x_attn, eps, D, CENTER_IN, CHAIN, CDT, PACKED_LN, UPCAST_DOT)
+        u = xc
+    else:
+        u = _ln_normalise(x_attn, eps, D, CENTER_IN, CHAIN)
+        xc = u.to(CDT)
     # Feed-forward in BLOCK_F-wide slices; the residual (with b_2) starts the accumulator, made
     # after the first hidden slice (fp32: u, the hidden slice and the residual are not all live)
     for f0 in tl.static_range(0, FP, BLOCK_F):
@@ -715,10 +766,14 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
             acc = _mm_w(hid, mat_l + O_W2 + (f0 + fc)[:, None] * DP + dc[None, :], acc, W_HI,
                         W_LO, CDT, UPCAST_DOT, TF32X3)
     if LAST:
-        out = _ln_head(acc, head_ptr, eps, D, DP, FOLD_LN, PRE, wh_pre, CHAIN)
+        HPRE: tl.constexpr = PRE and HEAD_PRE
+        out = _ln_head(acc, head_ptr, eps, D, DP, FOLD_LN, HPRE, wh_pre, CHAIN)
     else:
         # normalised rows: the next layer applies this LayerNorm's affine (``pack_params``)
-        out = _ln_normalise(acc, eps, D, FOLD_LN, CHAIN)
+        if FOLD_LN:   # layers 2..L read them only as product operands (``_residual_start``)
+            out = _ln_normalise_to(acc, eps, D, FOLD_LN, CHAIN, CDT, PACKED_LN, UPCAST_DOT)
+        else:
+            out = _ln_normalise(acc, eps, D, FOLD_LN, CHAIN)
     return out
 
 
@@ -763,7 +818,8 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
                    OB_OF: tl.constexpr, FOLD_LN: tl.constexpr,
                    CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr,
                    FLAT: tl.constexpr, S: tl.constexpr, BOUNDED: tl.constexpr,
-                   W_HI: tl.constexpr = 0, W_LO: tl.constexpr = 0, wh_pre=None):
+                   W_HI: tl.constexpr = 0, W_LO: tl.constexpr = 0, wh_pre=None,
+                   HEAD_PRE: tl.constexpr = True):
     """One encoder layer over (R, DP) slot tokens: per-head QKV, attention, LN/FFN/LN. FLAT:
     2-D block-diagonal attention, combination c on rows [c S, c S + S) (its mask a product on
     the score accumulator); else batched (BLOCK_M, PP, PP) (R = BLOCK_M PP, S = PP). One head
@@ -826,7 +882,7 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
             s = _mm(comb_hot, tl.where(okb, 0.0, -MASKED), tl.zeros((R, R), tl.float32),
                     tl.bfloat16, UPCAST_DOT, False)
             s = _mm(q, tl.trans(k), s, CDT, UPCAST_DOT, TF32X3)
-            p = tl.reshape(_softmax2(tl.reshape(s, (1, R, R)), BOUNDED), (R, R))
+            p = tl.reshape(_softmax2(tl.reshape(s, (1, R, R)), BOUNDED, UPCAST_DOT), (R, R))
             o2 = _mm(p, v, tl.zeros((R, DHP), tl.float32), CDT, UPCAST_DOT, TF32X3)
         else:
             q3 = tl.reshape(q, (BLOCK_M, PP, DHP))
@@ -834,7 +890,7 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
             v3 = tl.reshape(v, (BLOCK_M, PP, DHP))
             s = _mm(q3, tl.trans(k3, (0, 2, 1)), tl.zeros((BLOCK_M, PP, PP), tl.float32), CDT,
                     UPCAST_DOT, TF32X3)                          # scale * log2(e) folded in W_q
-            p = _softmax2(tl.where(key_ok, s, float("-inf")), BOUNDED)
+            p = _softmax2(tl.where(key_ok, s, float("-inf")), BOUNDED, UPCAST_DOT)
             o = _mm(p, v3, tl.zeros((BLOCK_M, PP, DHP), tl.float32), CDT, UPCAST_DOT, TF32X3)
             o2 = tl.reshape(o, (R, DHP))
         if h == 0 and not TF32X3:   # fp16/bf16: the residual starts here (shorter live range)
@@ -848,7 +904,7 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
     return _post_attention(acc, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, head_ptr, eps,
                            LAST, PRE, D, DP, FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, OB_1,
                            O_G1, OB_R, FOLD_LN, FOLD_LN, CDT, UPCAST_DOT, TF32X3, W_HI, W_LO,
-                           wh_pre)
+                           wh_pre, HEAD_PRE)
 
 
 @triton.jit
@@ -858,14 +914,17 @@ def _load_mat(ptr, ROWS: tl.constexpr, COLS: tl.constexpr):
 
 
 @triton.jit
-def _gather3(hot2, p0, p1, p2, UPCAST_DOT: tl.constexpr):
-    """Rows of an fp32 table picked by a 0/1 (R, ROWS) bf16 matrix: three bf16 tensor-core
+def _gather3(hot2, p0, p1, p2, UPCAST_DOT: tl.constexpr, PARTS: tl.constexpr = 3):
+    """Rows of an fp32 table picked by a 0/1 (R, ROWS) bf16 matrix: ``PARTS`` bf16 tensor-core
     products with the table's parts ``p0..p2`` (``_bf16_split``), fp32 accumulation: exact to
-    ~24 bits."""
+    ~24 bits with three parts, ~16 bits with two (``GATHER_PARTS``: fp16/bf16, whose own
+    rounding is 8-11 bits; ``p2`` is then not read)."""
     acc = _mm(hot2, p0, tl.zeros((hot2.shape[0], p0.shape[1]), tl.float32), tl.bfloat16,
               UPCAST_DOT, False)
     acc = _mm(hot2, p1, acc, tl.bfloat16, UPCAST_DOT, False)
-    return _mm(hot2, p2, acc, tl.bfloat16, UPCAST_DOT, False)
+    if PARTS == 3:
+        acc = _mm(hot2, p2, acc, tl.bfloat16, UPCAST_DOT, False)
+    return acc
 
 
 # ------------------------------------------------------------------------------------------------
@@ -889,7 +948,7 @@ def _mtgnet_fwd_kernel(
     CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr, PERSIST: tl.constexpr,
     PERSIST_TABLES: tl.constexpr, EXP_SCORES: tl.constexpr, BOUNDED: tl.constexpr,
     ROW_KEYS: tl.constexpr,
-    FOLD_LN: tl.constexpr,
+    FOLD_LN: tl.constexpr, HEAD_PRE: tl.constexpr,
 ):
     """MODE 0: gains (M, N). MODE 1: per-program per-task top-TOPK. MODE 2: beam marginals + argmax.
 
@@ -904,6 +963,7 @@ def _mtgnet_fwd_kernel(
     PERSIST_TABLES: the per-task gather tables (embeddings, layer-1 scores, V W_o) too.
     EXP_SCORES: the layer-1 score table holds exp2 weights (``PackedMTGNet.exp_scores``).
     BOUNDED: layers 2..L's scores are bounded, softmax without row max (``bounded_scores``).
+    HEAD_PRE: the folded head vector is held in registers across tiles (``LaunchConfig.head_pre``).
     ROW_KEYS: token rows get their one-hot and layer-1 keys from a product with the per-row
     combination one-hot (any stride S); else from a (BLOCK_M, PP, NP) one-hot (S == PP; sm_80,
     where the hoisted operands would spill).
@@ -930,6 +990,8 @@ def _mtgnet_fwd_kernel(
     # batched per combination: one combination per tile, or a 64-task mask (register pressure)
     # (and always for a stride S below the slot width: combinations packed S rows apart)
     FLAT: tl.constexpr = BLOCK_M == 1 or NP > 32 or S != PP or TF32X3
+    # bf16 parts of the gather tables read (``_gather3``): fp32 all three, fp16/bf16 two
+    GPARTS: tl.constexpr = 3 if TF32X3 else GATHER_PARTS
 
     pid = tl.program_id(0)
     n_prog = tl.num_programs(0)
@@ -968,10 +1030,14 @@ def _mtgnet_fwd_kernel(
     if PERSIST_TABLES:
         e0 = _load_mat(emb_ptr, NP, DP)
         e1 = _load_mat(emb_ptr + NP * DP, NP, DP)
-        e2 = _load_mat(emb_ptr + 2 * NP * DP, NP, DP)
         g0 = _load_mat(s1_ptr, NP, NP)
         g1 = _load_mat(s1_ptr + NP * NP, NP, NP)
-        g2 = _load_mat(s1_ptr + 2 * NP * NP, NP, NP)
+        if GPARTS == 3:
+            e2 = _load_mat(emb_ptr + 2 * NP * DP, NP, DP)
+            g2 = _load_mat(s1_ptr + 2 * NP * NP, NP, NP)
+        else:   # not read (two-part gathers)
+            e2 = e0
+            g2 = g0
         vo_pre = _load_mat(vo1_ptr, NP, DP)
     else:
         e0 = tl.zeros((16, 16), tl.float32)
@@ -995,7 +1061,8 @@ def _mtgnet_fwd_kernel(
                                                                   f1_pre, f1_pre, f1_pre)
         fb_pre, bo_pre, bq_pre, b1_pre = f1_pre, f1_pre, f1_pre, f1_pre
     ones = tl.full((R, 16), 1.0, tl.float32)      # A operand of the bias products
-    wh_pre = tl.load(vec_ptr + HEAD + dc) if PERSIST else dc   # the folded head (PERSIST)
+    # the folded head (PERSIST and HEAD_PRE; else re-read per tile)
+    wh_pre = tl.load(vec_ptr + HEAD + dc) if PERSIST and HEAD_PRE else dc
 
     for tile in range(pid, n_tiles, n_prog):
         # ---- step 1: masks -> membership and slot -> task map (no dense mask tensor in memory) --
@@ -1044,19 +1111,20 @@ def _mtgnet_fwd_kernel(
         #      rows, member-key base-2 softmax, P @ (V W_o) against all NP tasks on emb + b_o ----
         # (names differ from the persistent ones: those are loop-carried, of one type)
         if PERSIST_TABLES:
-            x = _gather3(hot2, e0, e1, e2, UPCAST_DOT)                 # (R, DP) embeddings
+            x = _gather3(hot2, e0, e1, e2, UPCAST_DOT, GPARTS)         # (R, DP) embeddings
         else:
             x = _gather3(hot2, _load_mat(emb_ptr, NP, DP), _load_mat(emb_ptr + NP * DP, NP, DP),
-                         _load_mat(emb_ptr + 2 * NP * DP, NP, DP), UPCAST_DOT)
+                         _load_mat(emb_ptr + 2 * NP * DP, NP, DP), UPCAST_DOT, GPARTS)
         if N_LAYERS > 0:
             acc = x                   # gathered embeddings carry layer 1's b_o
             for h in tl.static_range(H):
                 if PERSIST_TABLES:
-                    s = _gather3(hot2, g0, g1, g2, UPCAST_DOT)
+                    s = _gather3(hot2, g0, g1, g2, UPCAST_DOT, GPARTS)
                 else:
                     s = _gather3(hot2, _load_mat(s1_ptr + h * 3 * NP * NP, NP, NP),
                                  _load_mat(s1_ptr + (h * 3 + 1) * NP * NP, NP, NP),
-                                 _load_mat(s1_ptr + (h * 3 + 2) * NP * NP, NP, NP), UPCAST_DOT)
+                                 _load_mat(s1_ptr + (h * 3 + 2) * NP * NP, NP, NP), UPCAST_DOT,
+                                 GPARTS)
                 if ROW_KEYS and NP > 32:
                     key1 = _mm(comb_hot, tl.where(mk, 1.0, 0.0), tl.zeros((R, NP), tl.float32),
                                tl.bfloat16, UPCAST_DOT, False) > 0.0
@@ -1064,10 +1132,10 @@ def _mtgnet_fwd_kernel(
                     # gathered exp2 weights: mask, normalise (empty slots: all 0, stay 0)
                     e = tl.where(key1, s, 0.0)
                     den = tl.sum(e, axis=1)
-                    p = e * (1.0 / tl.where(den == 0.0, 1.0, den))[:, None]
+                    p = e * _rcp(tl.where(den == 0.0, 1.0, den), UPCAST_DOT)[:, None]
                 else:
                     p = tl.reshape(_softmax2(tl.reshape(tl.where(key1, s, float("-inf")),
-                                                        (1, R, NP)), False), (R, NP))
+                                                        (1, R, NP)), False, UPCAST_DOT), (R, NP))
                 if PERSIST_TABLES:
                     acc = _mm(p, vo_pre, acc, CDT, UPCAST_DOT, TF32X3)
                 else:
@@ -1078,7 +1146,7 @@ def _mtgnet_fwd_kernel(
                                          bias_ptr, vec_ptr + HEAD, ln_eps, True, PERSIST, D, DP,
                                          FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, O_G1,
                                          OB_R, FOLD_LN, True, CDT,
-                                         UPCAST_DOT, TF32X3, W_HI, 2 * W_HI, wh_pre)
+                                         UPCAST_DOT, TF32X3, W_HI, 2 * W_HI, wh_pre, HEAD_PRE)
             else:
                 x = _post_attention(acc, ones, f1_pre, f2_pre, fb_pre, mat_ptr, vec_ptr, bias_ptr,
                                     vec_ptr + HEAD, ln_eps, False, PERSIST, D, DP, FP, BLOCK_F,
@@ -1111,7 +1179,7 @@ def _mtgnet_fwd_kernel(
                                         O_WO, O_W1, O_W2, O_BO, O_B1, O_B2, OB_Q, OB_1, O_G1, OB_R,
                                         O_GI, OB_OF, FOLD_LN, CDT,
                                         UPCAST_DOT, TF32X3, FLAT, S, BOUNDED, W_HI,
-                                        2 * W_HI, wh_pre)
+                                        2 * W_HI, wh_pre, HEAD_PRE)
         else:
             wh = tl.load(vec_ptr + HEAD + dc)
             y_slot = tl.sum(x * wh[None, :], axis=1) + tl.load(vec_ptr + HEAD + DP)
@@ -1237,11 +1305,11 @@ def _buckets(packed: PackedMTGNet, masks: torch.Tensor, compact: bool,
     lo, hi = int(which.min()), int(which.max())
     if lo == hi:
         return [(buckets[lo], masks, None)]
-    out = []
-    for b in range(lo, hi + 1):
-        rows = (which == b).nonzero().squeeze(1)
+    out: list[tuple[SlotBucket, torch.Tensor, torch.Tensor | None]] = []
+    for i in range(lo, hi + 1):
+        rows = (which == i).nonzero().squeeze(1)
         if rows.numel():
-            out.append((buckets[b], masks[rows].contiguous(), rows))
+            out.append((buckets[i], masks[rows].contiguous(), rows))
     return out
 
 
@@ -1253,8 +1321,8 @@ def _mtgnet_fwd_launch(packed: PackedMTGNet, masks: torch.Tensor, *, mode: int,
     """Run the kernel over every popcount bucket; return outputs and concatenated partials."""
     dev = packed.device
     m = int(masks.shape[0])
-    f32 = dict(dtype=torch.float32, device=dev)
-    i64 = dict(dtype=torch.int64, device=dev)
+    f32: dict[str, Any] = dict(dtype=torch.float32, device=dev)
+    i64: dict[str, Any] = dict(dtype=torch.int64, device=dev)
     dummy_f, dummy_i = torch.empty(1, **f32), torch.empty(1, **i64)
     res: dict[str, torch.Tensor] = {}
     out = marg = dummy_f

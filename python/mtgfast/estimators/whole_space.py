@@ -22,7 +22,7 @@ import torch
 
 from ..checks import check_int, check_real, is_int
 from ..errors import InputError, InputTypeError
-from ..grouping import Grouping, group
+from ..grouping import Grouping, Uncovered, group
 from ..ops.common import MAX_TOPK
 from ..ops.dispatch import merge_topk, mtgnet_marginal, mtgnet_predict, mtgnet_topk, resolve_backend
 from ..ops.reference import member_from_masks
@@ -96,7 +96,7 @@ def chunk_bytes(n_tasks: int, chunk: int, n_members: int, dim: int, dev: torch.d
 
 
 def score_whole_space(net: MTGNet, *, topk: int = 8, budgets: int | Sequence[int] | range | None = None,
-                      uncovered: str = "singleton", chunk: int = 1 << 18,
+                      uncovered: Uncovered = "singleton", chunk: int = 1 << 18,
                       device: str | torch.device | None = None, progress: bool = True,
                       max_seconds: float = DEFAULT_MAX_SECONDS) -> WholeSpaceResult:
     """Scores all ``2^N - 1`` combinations of a fitted ``net`` (ensemble mean, as ``predict``)
@@ -220,7 +220,7 @@ def score_whole_space(net: MTGNet, *, topk: int = 8, budgets: int | Sequence[int
     pool |= {int(m) for m in top_masks.ravel() if int(m)}
     pool_arr = np.array(sorted(pool), dtype=np.uint64)
     gains = net.predict(pool_arr, device=device)
-    groupings = group(pool_arr, gains, bud, uncovered=uncovered)   # type: ignore[arg-type]
+    groupings = group(pool_arr, gains, bud, uncovered=uncovered)
     return WholeSpaceResult(
         n_tasks=n, topk_values=vals.cpu().double().numpy(), topk_masks=top_masks,
         greedy_masks=np.array(picks, dtype=np.uint64), greedy_marginals=np.array(margs),

@@ -62,7 +62,7 @@ def check_block(block_m: object) -> None:
         return
     if not is_int(block_m):
         raise InputTypeError(f"block_m must be None or an int, got {describe(block_m)}")
-    v = int(block_m)  # type: ignore[call-overload]
+    v = int(block_m)
     if v < 1 or v & (v - 1):
         raise InputError(f"block_m must be a power of two >= 1, got {v}")
 

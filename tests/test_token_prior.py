@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from mtgfast.errors import InputError, InputTypeError
 from mtgfast.estimators.mtgnet import MTGNet
 from mtgfast.estimators.stacked import pack_rows, stacked_forward
+from mtgfast.estimators.whole_space import score_whole_space
 from mtgfast.gains import GainTable
 from mtgfast.generate import synthetic_gain_tables
 from mtgfast.masks import masks_to_dense, sample_masks
@@ -77,6 +78,11 @@ def test_a_prior_feature_is_learned_and_checked(tmp_path) -> None:
     assert np.isfinite(mean[v.member()]).all() and (std[v.member()] >= 0).all()
     with pytest.raises(InputError, match="cannot be saved"):
         est.save(tmp_path / "m.pt")
+    # the kernel and the whole-space passes know no token features: refused, never dropped
+    with pytest.raises(InputError, match="backend='triton' cannot run"):
+        est.predict(v.masks, backend="triton")
+    with pytest.raises(InputError, match="score_whole_space cannot score"):
+        score_whole_space(est, progress=False)
     with pytest.raises(InputTypeError, match="token_prior"):
         MTGNet(token_prior="tag").fit(train)
     other = synthetic_gain_tables(4, n_random=None, seed=4).valid

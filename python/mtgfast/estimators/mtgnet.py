@@ -325,6 +325,9 @@ class MTGNet(GainEstimator):
         if cached is not None and cached[0] == key and np.array_equal(cached[1], m):
             return list(cached[2])
         if self.token_prior is not None:
+            if backend == "triton":
+                raise InputError("backend='triton' cannot run an MTGNet with token_prior= (the "
+                                 "kernel has no token features); use backend='torch' or 'auto'")
             out = self._feature_outputs(m)
             self._members_cache = (key, m.copy(), tuple(out))
             return out

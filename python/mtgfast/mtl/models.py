@@ -12,7 +12,7 @@ from torch import nn
 from ..errors import InputError
 
 __all__ = ["BlockEncoder", "HardSharing", "MLPEncoder", "MTLModel", "ResidualBlock",
-           "encoder_width"]
+           "declares_shared", "encoder_width"]
 
 
 class MTLModel(nn.Module):
@@ -24,11 +24,20 @@ class MTLModel(nn.Module):
         return torch.zeros((), device=next(self.parameters()).device)
 
     def shared_parameters(self) -> list[nn.Parameter]:
-        """Parameters every task updates."""
-        raise NotImplementedError
+        """Parameters every task updates (TAG's lookahead acts on these). A model declares them
+        by overriding this; one that does not cannot run TAG (``declares_shared``)."""
+        raise InputError(f"{type(self).__name__} declares no shared parameters: override "
+                         "shared_parameters() to run TAG's affinity on it (or use arch='hard')")
 
     def end_epoch(self) -> None:
         """Called after every training epoch (AdaShare anneals its temperature); nothing here."""
+
+
+def declares_shared(model: nn.Module) -> bool:
+    """Whether ``model`` names its shared parameters: an ``MTLModel`` overriding
+    ``shared_parameters`` or any module with such a method."""
+    method = getattr(type(model), "shared_parameters", None)
+    return method is not None and method is not MTLModel.shared_parameters
 
 
 class BlockEncoder(nn.Module):

@@ -19,7 +19,7 @@ from torch.func import functional_call
 
 from ..checks import check_int, check_real
 from ..errors import InputError
-from .models import MTLModel
+from .models import MTLModel, declares_shared
 from .suites.base import TaskSuite
 from .engine import RunResult, TrainConfig, check_run_inputs
 from .trainer import fit
@@ -89,7 +89,7 @@ def collect_affinity(suite: TaskSuite, seed: int, config: TrainConfig, *,
 
     def guarded(model: MTLModel, xb: torch.Tensor, yb: list[torch.Tensor],
                 losses: torch.Tensor) -> None:
-        if not hasattr(model, "shared_parameters"):
+        if not declares_shared(model):
             raise InputError(f"architecture {config.arch!r} has no shared_parameters(); TAG "
                              "affinity needs one (use arch='hard')")
         hook(model, xb, yb, losses)

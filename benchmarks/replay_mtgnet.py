@@ -128,14 +128,14 @@ class _ProgressStats(dict):  # type: ignore[type-arg]
 def _one_seed(job: tuple[str, int, int]) -> tuple[list[float], int, dict[str, list[float]]]:
     """One (method, K, seed) replay of an mtgnet* method in this process."""
     import torch
-    from mtgfast.study.replay_methods import PRIOR_TABLE_METHODS, replay_method
+    from mtgfast.study.replay_methods import NEEDS_PRIOR_METHODS, replay_method
 
     torch.set_num_threads(1)
     method, k, seed = job
     valid, test, budgets = _STATE["valid"], _STATE["test"], _STATE["budgets"]
     stats: dict[str, list[float]] = _ProgressStats() if _STATE.get("progress") else {}
     # mtgnet-tag learns the residual over TAG's estimate (one joint run: no measured combination)
-    extra = {"prior": _STATE["tag"]} if method in PRIOR_TABLE_METHODS else {}
+    extra = {"prior": _STATE["tag"]} if method in NEEDS_PRIOR_METHODS else {}
     pred, used = replay_method(method, valid, seed=seed, rounds=k, stats=stats, **extra,
                                **dict(_STATE["options"]))
     return score(valid, test, pred, budgets), used, stats

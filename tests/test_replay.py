@@ -461,3 +461,19 @@ def test_progress_helper_degrades_to_lines(monkeypatch):
     assert type(tty_bar).__module__.startswith("tqdm")
     tty_bar.update(5)
     tty_bar.close()
+
+
+def test_replay_method_records_wall_and_cpu_seconds_of_fits_predictions_and_asks() -> None:
+    from mtgfast.generate import synthetic_gain_tables
+    from mtgfast.study.replay_methods import replay_method
+
+    syn = synthetic_gain_tables(5, n_random=None, seed=4)
+    stats: dict[str, list[float]] = {}
+    replay_method("mtgnet", syn.valid, seed=0, rounds=2, stats=stats, dim=16, ffn_dim=16,
+                  n_estimators=2, max_epochs=20)
+    fits = len(stats["fit_s"])
+    assert fits >= 2 and len(stats["fit_cpu_s"]) == len(stats["fit_rows"]) == fits
+    assert len(stats["predict_s"]) == len(stats["predict_cpu_s"]) >= 1
+    assert len(stats["select_s"]) == len(stats["select_cpu_s"]) >= 2
+    assert all(v >= 0 for key in ("fit_s", "fit_cpu_s", "predict_s", "select_cpu_s")
+               for v in stats[key])

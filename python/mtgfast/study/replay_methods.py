@@ -7,6 +7,8 @@ method sees only the gains of the combinations its loop chose, then predicts eve
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -17,7 +19,7 @@ from .active import ActiveLoop, make_selector
 from .final import FINAL_CHOICES, final_gains
 
 __all__ = ["FEATURE_PRIOR_METHODS", "FINAL_CHOICES", "METHOD_DEFAULTS", "METHOD_OPTIONS",
-           "PRIOR_METHODS", "PRIOR_TABLE_METHODS", "REPLAY_METHODS", "SELECTOR_OPTIONS",
+           "NEEDS_PRIOR_METHODS", "PRIOR_METHODS", "REPLAY_METHODS", "SELECTOR_OPTIONS",
            "TABLE_PRIOR_METHODS", "replay_method"]
 
 #: method name -> selector of the active loop
@@ -84,7 +86,7 @@ TABLE_PRIOR_METHODS = ("mtgnet-tag",)
 #: methods whose MTGNet reads the ``prior`` table as an input feature (``token_prior``)
 FEATURE_PRIOR_METHODS = ("mtgnet-tagfeature",)
 #: methods that need ``prior=`` (TAG's estimate: one joint run, no measured combination)
-PRIOR_TABLE_METHODS = (*TABLE_PRIOR_METHODS, *FEATURE_PRIOR_METHODS)
+NEEDS_PRIOR_METHODS = (*TABLE_PRIOR_METHODS, *FEATURE_PRIOR_METHODS)
 #: options that go to the selector (the rest go to the loop or to MTGNet)
 SELECTOR_OPTIONS = ("alpha", "kappa", "budgets", "committee", "mean_votes", "committee_rounds",
                     "complete", "free", "calibrate", "fraction")
@@ -93,57 +95,54 @@ METHOD_OPTIONS = (*SELECTOR_OPTIONS, "warm_start", "risk", "final", "shrink", "m
                   "shrink_rows")
 
 
-class _Timed:
+@contextmanager
+def _timing(stats: dict[str, list[float]], what: str) -> Iterator[None]:
+    """Append the wall (``<what>_s``) and this thread's CPU seconds (``<what>_cpu_s``) of the
+    block to ``stats``."""
+    t, c = time.perf_counter(), time.thread_time()
+    yield   # a block that raises records nothing
+    stats.setdefault(f"{what}_s", []).append(time.perf_counter() - t)
+    stats.setdefault(f"{what}_cpu_s", []).append(time.thread_time() - c)
+
+
+class _Recorded:
+    """A wrapped estimator or selector that records statistics in ``stats``; every attribute it
+    does not time (predict_members, predict_held_out, bind...) is the wrapped object's."""
+
+    def __init__(self, inner: Any, stats: dict[str, list[float]]) -> None:
+        self.inner = inner
+        self.stats = stats
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+class _Timed(_Recorded):
     """An estimator that records how long its fits and predictions take (replay statistics):
     wall seconds (``fit_s``, ``predict_s``) and this thread's CPU seconds (``fit_cpu_s``,
     ``predict_cpu_s``; on a shared machine the wall time measures the load as much as the work)."""
 
-    def __init__(self, inner: Any, stats: dict[str, list[float]]) -> None:
-        self.inner = inner
-        self.stats = stats
-
     def fit(self, table: GainTable) -> _Timed:
-        t, c = time.perf_counter(), time.thread_time()
-        self.inner.fit(table)
-        self.stats.setdefault("fit_s", []).append(time.perf_counter() - t)
-        self.stats.setdefault("fit_cpu_s", []).append(time.thread_time() - c)
+        with _timing(self.stats, "fit"):
+            self.inner.fit(table)
         self.stats.setdefault("fit_rows", []).append(float(len(table)))
         self.stats.setdefault("fit_epochs", []).append(float(getattr(self.inner, "n_epochs_", 0)))
         return self
 
-    def __getattr__(self, name: str) -> Any:
-        # predict_members, predict_held_out...: the wrapped estimator's (untimed)
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
     def predict(self, masks: object, **kwargs: Any) -> Any:
-        t, c = time.perf_counter(), time.thread_time()
-        out = self.inner.predict(masks, **kwargs)
-        self.stats.setdefault("predict_s", []).append(time.perf_counter() - t)
-        self.stats.setdefault("predict_cpu_s", []).append(time.thread_time() - c)
-        return out
+        with _timing(self.stats, "predict"):
+            return self.inner.predict(masks, **kwargs)
 
 
-class _TimedSelector:
+class _TimedSelector(_Recorded):
     """A selector that records the seconds of each ask (``select_s``, ``select_cpu_s``: for the
-    search sampler mostly its grouping searches); everything else is the wrapped selector's."""
-
-    def __init__(self, inner: Any, stats: dict[str, list[float]]) -> None:
-        self.inner = inner
-        self.stats = stats
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
+    search sampler mostly its grouping searches)."""
 
     def ask(self, ctx: Any) -> Any:
-        t, c = time.perf_counter(), time.thread_time()
-        out = self.inner.ask(ctx)
-        self.stats.setdefault("select_s", []).append(time.perf_counter() - t)
-        self.stats.setdefault("select_cpu_s", []).append(time.thread_time() - c)
-        return out
+        with _timing(self.stats, "select"):
+            return self.inner.ask(ctx)
 
 
 def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
@@ -216,7 +215,7 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
         if prior.n_tasks != valid.n_tasks:
             raise InputError(f"prior has {prior.n_tasks} tasks, valid {valid.n_tasks}")
     elif prior is not None:
-        raise InputError(f"prior= is for {', '.join(PRIOR_TABLE_METHODS)} only, not {name!r}")
+        raise InputError(f"prior= is for {', '.join(NEEDS_PRIOR_METHODS)} only, not {name!r}")
     est_opts = {"seed": int(seed), **options}
     if use_feature:
         est_opts["token_prior"] = prior

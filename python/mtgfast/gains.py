@@ -45,8 +45,6 @@ __all__ = ["GainTable", "check_gains", "load_table", "read_matrix", "read_text"]
 #: seed(s), the metric they derive from, whether that metric is higher-is-better, the source file.
 META_KEYS = ("split", "seed", "metric", "higher_is_better", "source")
 
-_TASK_SPLIT = re.compile(r"[+|;\s]+")
-
 
 def check_gains(masks: MaskArray, gains: object, n_tasks: int, *, name: str = "gains",
                 allow_nan_inside: bool = False) -> FloatArray:
@@ -167,6 +165,13 @@ class GainTable:
             raise InputError(f"gain file {os.fspath(gains_path)!r} row {int(r) + 1}, column "
                              f"{int(c) + 1}: gain must be a finite number"
                              f"{' after scaling' if scale != 1.0 else ''}, got {g[r, c]}")
+        outside = (dense == 0) & ~np.isnan(g) & (g != 0)
+        if outside.any():
+            r, c = np.argwhere(outside)[0]
+            raise InputError(f"gain file {os.fspath(gains_path)!r} row {int(r) + 1}, column "
+                             f"{int(c) + 1}: gain {float(g[r, c])!r} given for a task outside its "
+                             f"combination (mask file {os.fspath(masks_path)!r} has 0 there; "
+                             "expected 0 or NaN)")
         m = dense_to_masks(dense.astype(np.uint8))
         info = {"source": os.fspath(gains_path), **dict(meta or {})}
         return cls.from_arrays(m, g, task_names, outside="nan", meta=info)
@@ -197,15 +202,17 @@ class GainTable:
             raise InputTypeError("data must be a pandas DataFrame or a path to a CSV/Parquet "
                                  f"file, got {type(data).__name__}")
         if "task" not in cols or "gain" not in cols or not ({"mask", "tasks"} & set(cols)):
-            raise InputError("a tidy gain table needs columns 'task', 'gain' and 'mask' or "
-                             f"'tasks'; got {list(cols)}")
+            raise InputError(f"{_origin(data)}: a tidy gain table needs columns 'task', 'gain' "
+                             f"and 'mask' or 'tasks' (lower case); got {list(cols)}")
         if "split" in cols:
             splits = sorted({str(v) for v in cols["split"]})
             if split is None and len(splits) > 1:
-                raise InputError(f"the table holds several splits {splits}: pass split=...")
+                raise InputError(f"{_origin(data)} holds several splits {splits}: pass "
+                                 "split=...")
             if split is not None:
                 if split not in splits:
-                    raise InputError(f"split {split!r} not in the table (has {splits})")
+                    raise InputError(f"{_origin(data)}: split {split!r} not in the table (has "
+                                     f"{splits})")
                 keep = [i for i, v in enumerate(cols["split"]) if str(v) == split]
                 cols = {k: [v[i] for i in keep] for k, v in cols.items()}
                 where = where.pick(keep) if isinstance(where, _Where) else [where[i] for i in keep]
@@ -221,22 +228,26 @@ class GainTable:
             fast = _fast_masks(cols["mask"])
             row_masks = fast if fast is not None else [
                 _parse_mask(v, w) for v, w in zip(cols["mask"], where)]
-            if task_names is None:
+            labels = set(task_col)
+            if task_names is not None:
+                names = [str(t) for t in task_names]
+            elif all(re.fullmatch(r"t\d+", t) for t in labels):
                 # without names, bit j is task "t<j>" (the names to_pandas writes by default)
-                top = max((m.bit_length() for m in row_masks), default=0)
-                labels = set(task_col)
-                if not all(re.fullmatch(r"t\d+", t) for t in labels):
-                    raise InputError("a table with a 'mask' column needs task_names (bit order) "
-                                     "unless its tasks are named t0, t1, ...")
-                top = max([top, *(int(t[1:]) + 1 for t in labels)])
+                top = max([max((m.bit_length() for m in row_masks), default=0),
+                           *(int(t[1:]) + 1 for t in labels)])
                 if top > 64:
                     raise InputError(f"a gain table has at most 64 tasks; the 'mask' column "
                                      f"and task labels need {top}")
                 names = [f"t{j}" for j in range(top)]
+            elif "tasks" in cols:   # what to_csv writes: the member names say which bit is which
+                names = _names_by_bit(row_masks, task_col, cols["tasks"], where, data)
             else:
-                names = [str(t) for t in task_names]
+                raise InputError(f"{_origin(data)}: a table with a 'mask' column needs "
+                                 "task_names (bit order), a 'tasks' column, or tasks named "
+                                 "t0, t1, ...")
         else:
-            members = [[t for t in _TASK_SPLIT.split(str(v).strip()) if t] for v in cols["tasks"]]
+            known = set(task_col) if task_names is None else {str(t) for t in task_names}
+            members = [_split_members(v, known) for v in cols["tasks"]]
             if task_names is None:
                 # bit order = order of first appearance, so a round trip keeps the columns
                 names = list(dict.fromkeys([t for group in members for t in group] + task_col))
@@ -248,10 +259,15 @@ class GainTable:
             index = {t: j for j, t in enumerate(names)}
             row_masks = []
             for w, group in zip(where, members):
+                if not group:
+                    raise InputError(f"{w}: empty combination in column 'tasks'")
                 unknown = [t for t in group if t not in index]
-                if unknown or not group:
+                if unknown:
                     raise InputError(f"{w}: combination {group!r} names unknown tasks "
                                      f"{unknown}; known: {names}")
+                if len(set(group)) != len(group):
+                    dup = next(t for t in group if group.count(t) > 1)
+                    raise InputError(f"{w}: combination {group!r} names task {dup!r} twice")
                 row_masks.append(sum(1 << index[t] for t in group))
         index = {t: j for j, t in enumerate(names)}
         n = check_n_tasks(len(names))
@@ -387,6 +403,20 @@ class GainTable:
             sel = sel.astype(np.int64)
         return GainTable(self.masks[sel], self.gains[sel], self.task_names, dict(self.meta))
 
+    def with_task_order(self, task_names: Sequence[str]) -> GainTable:
+        """The same table with its tasks (bits and columns) in the order of ``task_names``,
+        which must name the same tasks: aligns two tables written with other column orders."""
+        _check_names_type(task_names)
+        names = tuple(str(t) for t in task_names)
+        if names == self.task_names:
+            return self
+        if sorted(names) != sorted(self.task_names) or len(set(names)) != len(names):
+            raise InputError(f"task_names {list(names)} are not the table's tasks "
+                             f"{list(self.task_names)} in another order")
+        perm = [self.task_names.index(t) for t in names]   # new column k = old column perm[k]
+        old_bits = masks_to_dense(self.masks, self.n_tasks)[:, perm]
+        return GainTable(dense_to_masks(old_bits), self.gains[:, perm], names, dict(self.meta))
+
     def with_gains(self, gains: object, **meta: Any) -> GainTable:
         """Same combinations with other gains (e.g. test instead of validation)."""
         return GainTable(self.masks, np.asarray(gains), self.task_names, {**self.meta, **meta})
@@ -515,6 +545,51 @@ def _bad_tidy_row(where: str, m: int, t: str, j: int, n: int, names: Sequence[st
     if not (m >> j) & 1:
         raise InputError(f"{where}: gain given for task {t!r} outside its combination {members}")
     raise InputError(f"{where}: duplicate gain for task {t!r} in combination {members}")
+
+
+def _split_members(value: object, known: set[str]) -> list[str]:
+    """Member names of a ``tasks`` cell: split on ``+``, ``|`` or ``;`` when the cell has one
+    (names may hold spaces and commas), else the whole cell if it is a known task, else spaces."""
+    text = str(value).strip()
+    if re.search(r"[+|;]", text):
+        return [t.strip() for t in re.split(r"[+|;]", text) if t.strip()]
+    if text in known:
+        return [text]
+    return [t for t in text.split() if t]
+
+
+def _names_by_bit(row_masks: Sequence[int], task_col: Sequence[str], tasks_col: Sequence[Any],
+                  where: Sequence[str], data: object) -> list[str]:
+    """Task names in bit order for a table with ``mask`` and ``tasks`` columns but no
+    ``task_names``: a row's members, listed as ``to_csv`` writes them (ascending bits), name its
+    bits; every row must then agree (its ``task`` inside its mask, its members = its bits)."""
+    known = set(task_col)
+    by_bit: dict[int, str] = {}
+    bit_of: dict[str, int] = {}
+    rows = [(m, _split_members(v, known)) for m, v in zip(row_masks, tasks_col)]
+    for m, group in rows:
+        if m <= 0 or m >> 64:
+            continue   # reported below with its line
+        bits = mask_to_indices(m)
+        if len(bits) == len(group) == len(set(group)):
+            for b, t in zip(bits, group):
+                if b not in by_bit and t not in bit_of:
+                    by_bit[b] = t
+                    bit_of[t] = b
+    for r, ((m, group), t) in enumerate(zip(rows, task_col)):
+        if m <= 0 or m >> 64:
+            raise InputError(f"{where[r]}: mask {m} is not a combination of at most 64 tasks")
+        named = {by_bit.get(b) for b in mask_to_indices(m)}
+        if set(group) != named or t not in bit_of:
+            raise InputError(f"{where[r]}: mask {m} and tasks {str(tasks_col[r]).strip()!r} "
+                             "disagree with the other rows about which bit is which task "
+                             "(pass task_names in bit order)")
+    top = max(by_bit) + 1 if by_bit else 0
+    missing = [b for b in range(top) if b not in by_bit]
+    if missing:
+        raise InputError(f"{_origin(data)}: no row names the task of bit {missing[0]} of column "
+                         "'mask' (pass task_names in bit order)")
+    return [by_bit[b] for b in range(top)]
 
 
 def _fast_masks(col: Sequence[Any]) -> list[int] | None:
@@ -729,8 +804,14 @@ def _read_tidy(path: PathLike) -> tuple[dict[str, list[Any]], Sequence[str]]:
             rows = list(csv.reader(text.splitlines(), delimiter=delim))
             numbers = None
         else:                   # quoted fields may span lines: ask the reader
-            reader = csv.reader(io.StringIO(text), delimiter=delim)
-            pairs = [(reader.line_num, row) for row in reader]
+            reader = csv.reader(io.StringIO(text), delimiter=delim, strict=True)
+            pairs = []
+            try:
+                for row in reader:
+                    pairs.append((reader.line_num, row))
+            except csv.Error as exc:   # an unterminated quote would swallow the lines after it
+                raise InputError(f"cannot parse tidy gain file {p!r} line {reader.line_num}: "
+                                 f"{exc} (a quote opened and not closed?)") from None
             numbers = [i for i, _ in pairs]
             rows = [row for _, row in pairs]
     except csv.Error as exc:
@@ -760,6 +841,10 @@ def _looks_tidy(path: PathLike) -> bool:
         return True
     text = read_text(path, "gain file")
     first = next((ln for ln in text.splitlines() if ln.strip()), "")
+    if first.lstrip().startswith(("{", "[")):
+        raise InputError(f"gain file {os.fspath(path)!r} looks like JSON (line 1 starts with "
+                         f"{first.lstrip()[0]!r}); gain tables are read from a tidy CSV/Parquet "
+                         "file (header with 'gain') or an MTG-Net gain matrix with its mask file")
     return bool(re.search(r"[A-Za-z_]{2,}", first)) and "gain" in first.lower()
 
 

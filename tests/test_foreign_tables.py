@@ -339,3 +339,14 @@ def test_errors_are_project_errors_not_bare(tmp_path: Path) -> None:
         except MtgfastError:
             continue
         raise AssertionError(f"{case}: loaded")
+
+
+def test_names_that_hold_a_separator(tmp_path: Path) -> None:
+    """'C++' and 'a|b' are task names too: to_csv joins them with '+', the reader splits on
+    the names the 'task' column knows."""
+    t = partial_table(4, 2, ("C++", "Java", "a|b", "x;y"), seed=8)
+    t.to_csv(tmp_path / "t.csv")
+    same_table(load_table(tmp_path / "t.csv"), t)
+    write_tidy(t, tmp_path / "u.csv", with_mask=False)
+    got = load_table(tmp_path / "u.csv")
+    same_table(got.with_task_order(t.task_names), t)

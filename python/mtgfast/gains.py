@@ -551,11 +551,37 @@ def _split_members(value: object, known: set[str]) -> list[str]:
     """Member names of a ``tasks`` cell: split on ``+``, ``|`` or ``;`` when the cell has one
     (names may hold spaces and commas), else the whole cell if it is a known task, else spaces."""
     text = str(value).strip()
-    if re.search(r"[+|;]", text):
-        return [t.strip() for t in re.split(r"[+|;]", text) if t.strip()]
     if text in known:
         return [text]
+    if re.search(r"[+|;]", text):
+        parts = [t.strip() for t in re.split(r"[+|;]", text) if t.strip()]
+        if all(t in known for t in parts) or not known:
+            return parts
+        return _segment(text, known) or parts   # names that hold a separator: 'C++'
     return [t for t in text.split() if t]
+
+
+def _segment(text: str, known: set[str]) -> list[str] | None:
+    """``text`` as known names joined by one of ``+ | ;`` (the longest name first at each
+    step), or ``None`` when it is not such a join."""
+    by_length = sorted(known, key=len, reverse=True)
+    failed: set[int] = set()   # positions with no split: each tried once (linear, not 2^n)
+
+    def rest(at: int) -> list[str] | None:
+        if at in failed:
+            return None
+        for name in by_length:
+            end = at + len(name)
+            if text.startswith(name, at) and (end == len(text) or text[end] in "+|;"):
+                if end == len(text):
+                    return [name]
+                tail = rest(end + 1)
+                if tail is not None:
+                    return [name, *tail]
+        failed.add(at)
+        return None
+
+    return rest(0)
 
 
 def _names_by_bit(row_masks: Sequence[int], task_col: Sequence[str], tasks_col: Sequence[Any],

@@ -350,3 +350,12 @@ def test_names_that_hold_a_separator(tmp_path: Path) -> None:
     write_tidy(t, tmp_path / "u.csv", with_mask=False)
     got = load_table(tmp_path / "u.csv")
     same_table(got.with_task_order(t.task_names), t)
+
+
+def test_task_name_with_a_line_break(tmp_path: Path) -> None:
+    """A quoted name may hold a line break in CSV; no task name may (it loaded before)."""
+    (tmp_path / "t.csv").write_text('tasks,task,gain\n"a\nb+c","a\nb",0.1\n"a\nb+c",c,0.2\n')
+    with pytest.raises(InputError, match="control character"):
+        load_table(tmp_path / "t.csv")
+    with pytest.raises(InputError, match="control character"):
+        GainTable(np.array([1], dtype=np.uint64), np.zeros((1, 1)), ("x\ty",))

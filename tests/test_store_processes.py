@@ -176,3 +176,25 @@ def test_whole_copy_still_opens(tmp_path: Path, store_bytes: bytes) -> None:
     with GainStore(str(p), readonly=True) as g:
         assert g.studies() == ["s"] and len(g.runs("s")) == len(_expected((0,)))
     assert main(["group", "--store", str(p), "--budget", "2"]) == 0
+
+
+@pytest.mark.parametrize("names,words", [
+    (["", "b"], ("non-empty", "''")),
+    (["  ", "b"], ("non-empty",)),
+    ([None, "b"], ("non-empty", "None")),
+    (["a\nb", "c"], ("control character",)),
+    (["a\tb", "c"], ("control character",)),
+])
+def test_store_refuses_task_names_no_table_could_hold(tmp_path: Path, names: list[Any],
+                                                      words: tuple[str, ...]) -> None:
+    """Used to be stored (str(None) became the task 'None'; '' failed only when read back)."""
+    with GainStore(str(tmp_path / "s.db")) as g:
+        with pytest.raises(InputError) as err:
+            g.create_study("s", names)
+        assert g.studies() == []
+    for w in words:
+        assert w in str(err.value)
+    with pytest.raises(InputError, match="control character"):
+        _study(tmp_path / "t.db", task_names=["a", "b\nc"])
+    with pytest.raises(InputError, match="non-empty"):
+        GainStore(str(tmp_path / "s.db")).open().create_study("   ", ["a"])

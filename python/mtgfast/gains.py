@@ -13,6 +13,7 @@ import math
 import os
 import re
 import stat
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,8 @@ if TYPE_CHECKING:  # pragma: no cover
 FloatArray = npt.NDArray[np.float64]
 PathLike = str | os.PathLike[str]
 
-__all__ = ["GainTable", "check_gains", "load_table", "read_matrix", "read_text"]
+__all__ = ["GainTable", "check_gains", "check_printable_names", "load_table",
+           "read_matrix", "read_text"]
 
 #: Metadata keys with a fixed meaning (all optional): which split the gains were measured on, the
 #: seed(s), the metric they derive from, whether that metric is higher-is-better, the source file.
@@ -89,6 +91,7 @@ class GainTable:
             raise InputError(f"task names must be distinct, got {list(names)}")
         if any(not t.strip() for t in names):
             raise InputError(f"task names must not be empty, got {list(names)}")
+        check_printable_names(names)
         shape = np.shape(self.gains) if isinstance(self.gains, np.ndarray) else None
         if shape is not None and len(shape) == 2 and shape[1] != n:
             raise InputError(f"gains has {shape[1]} columns (tasks) but {n} task names were "
@@ -432,6 +435,15 @@ class GainTable:
 def _jsonable(meta: dict[str, Any]) -> dict[str, Any]:
     return {k: (v if isinstance(v, (str, int, float, bool, type(None))) else str(v))
             for k, v in meta.items()}
+
+
+def check_printable_names(names: Sequence[str]) -> None:
+    """``InputError`` for a task name holding a control character (line break, tab, NUL...):
+    it would break every one-line message, table row and file line that shows it."""
+    odd = next((t for t in names if any(unicodedata.category(c) == "Cc" for c in t)), None)
+    if odd is not None:
+        raise InputError(f"task name {odd!r} holds a control character (a line break, tab or "
+                         "NUL would break every one-line message and file row)")
 
 
 #: Types that are sequences but never a list of task names.

@@ -39,7 +39,7 @@ import numpy as np
 
 from .checks import check_int, is_int, is_real
 from .errors import InputError, InputTypeError, StoreError
-from .gains import GainTable
+from .gains import GainTable, check_printable_names
 from .masks import check_n_tasks, mask_to_indices
 from .transfer import gain_row, relative_gain
 
@@ -455,11 +455,16 @@ class GainStore:
         ``metrics``/``higher_is_better``: one for all tasks or one per task. A stored study with
         other tasks, metrics, directions or fingerprint raises ``StoreError``.
         """
-        if not isinstance(name, str) or not name:
+        if not isinstance(name, str) or not name.strip():
             raise InputError(f"study name must be a non-empty string, got {name!r}")
         if isinstance(task_names, str) or not isinstance(task_names, Iterable):
             raise InputTypeError(f"task_names must be a sequence of strings, got {task_names!r}")
-        names = tuple(str(t) for t in task_names)
+        names = tuple(task_names)
+        bad = [t for t in names if not isinstance(t, str) or not t.strip()]
+        if bad:   # str(None) == "None" would name a task; '' fails every read
+            raise InputError(f"task names must be non-empty strings, got {bad[0]!r} in "
+                             f"{list(names)}")
+        check_printable_names(names)
         n = check_n_tasks(len(names))
         if len(set(names)) != n:
             raise InputError(f"task names must be distinct, got {list(names)}")

@@ -192,6 +192,11 @@ BAD: dict[str, tuple[dict[str, str], tuple[str, ...], tuple[str, ...]]] = {
     "mask and tasks disagree": ({"t.csv": "mask,tasks,task,gain\n1,a,a,0\n2,b,b,0\n"
                                           "3,a+c,a,0.1\n3,a+c,c,0.2\n"}, ("t.csv",),
                                 ("t.csv", "line 4", "disagree")),
+    "duplicate task names given": ({"x.csv": M3, "y.csv": G3}, ("y.csv", "x.csv", ["a", "b", "a"]),
+                                   ("distinct", "'a'")),
+    "duplicate (combination, task) row": ({"t.csv": "tasks,task,gain\na+b,a,0.1\na+b,b,0.2\n"
+                                                   "b+a,a,0.3\n"}, ("t.csv",),
+                                          ("t.csv", "line 4", "duplicate", "'a'")),
     "mask column, no names": ({"t.csv": "mask,task,gain\n3,a,0.1\n3,b,0.2\n"}, ("t.csv",),
                               ("t.csv", "task_names")),
 }
@@ -359,3 +364,38 @@ def test_task_name_with_a_line_break(tmp_path: Path) -> None:
         load_table(tmp_path / "t.csv")
     with pytest.raises(InputError, match="control character"):
         GainTable(np.array([1], dtype=np.uint64), np.zeros((1, 1)), ("x\ty",))
+
+
+@pytest.mark.parametrize("n", [2, 27])
+def test_parquet_with_odd_names(tmp_path: Path, n: int) -> None:
+    pytest.importorskip("pyarrow")
+    names = tuple((ODD_NAMES[j] if j < len(ODD_NAMES) else f"τ {j}") for j in range(n))
+    t = partial_table(n, 50 if n > 2 else 0, names, seed=11)
+    t.to_csv(tmp_path / "t.parquet")
+    same_table(load_table(tmp_path / "t.parquet"), t)
+    same_table(load_table(tmp_path / "t.parquet", task_names=names), t)
+
+
+def test_store_of_a_study_with_odd_names(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """The store as a table source: a study over names with spaces, commas, unicode and '+'."""
+    from mtgfast import GainStore, Study
+
+    names = ["x y", "C++", "é, z", "日本"]
+
+    def train(tasks: tuple[str, ...], seed: int) -> dict[str, float]:
+        return {t: 1.0 - 0.02 * len(tasks) + 0.01 * names.index(t) for t in tasks}
+
+    db = tmp_path / "s.db"
+    with Study(train, task_names=names, store=db, estimator="oracle", progress=False,
+               name="odd") as s:
+        s.run()
+    with GainStore(str(db), readonly=True) as g:
+        table = g.gain_table("odd")
+    assert table.task_names == tuple(names) and len(table) == 15
+    table.to_csv(tmp_path / "t.csv")
+    same_table(load_table(tmp_path / "t.csv"), table)
+    best = group(table.masks, table.gains, budget=2)
+    assert main(["group", "--store", str(db), "--budget", "2"]) == 0
+    out = capsys.readouterr().out
+    assert all(n in out for n in names) and best.value > 0

@@ -250,28 +250,26 @@ class GainTable:
                                  "t0, t1, ...")
         else:
             known = set(task_col) if task_names is None else {str(t) for t in task_names}
-            members = [_split_members(v, known) for v in cols["tasks"]]
+            cells = [str(v) for v in cols["tasks"]]
+            # one split per distinct cell: a combination's cell repeats on each of its rows
+            members = {c: _split_members(c, known) for c in dict.fromkeys(cells)}
             if task_names is None:
                 # bit order = order of first appearance, so a round trip keeps the columns
-                names = list(dict.fromkeys([t for group in members for t in group] + task_col))
+                names = list(dict.fromkeys([t for group in members.values() for t in group]
+                                           + task_col))
             else:
                 names = [str(t) for t in task_names]
             if len(names) > 64:
                 raise InputError(f"a gain table has at most 64 tasks; the table names "
                                  f"{len(names)}")
             index = {t: j for j, t in enumerate(names)}
-            row_masks = []
-            for w, group in zip(where, members):
-                if not group:
-                    raise InputError(f"{w}: empty combination in column 'tasks'")
-                unknown = [t for t in group if t not in index]
-                if unknown:
-                    raise InputError(f"{w}: combination {group!r} names unknown tasks "
-                                     f"{unknown}; known: {names}")
-                if len(set(group)) != len(group):
-                    dup = next(t for t in group if group.count(t) > 1)
-                    raise InputError(f"{w}: combination {group!r} names task {dup!r} twice")
-                row_masks.append(sum(1 << index[t] for t in group))
+            mask_of: dict[str, int] = {}
+            for cell, group in members.items():
+                if not group or len(set(group)) != len(group) or any(t not in index
+                                                                      for t in group):
+                    _bad_members(where[cells.index(cell)], group, index, names)
+                mask_of[cell] = sum(1 << index[t] for t in group)
+            row_masks = [mask_of[c] for c in cells]
         index = {t: j for j, t in enumerate(names)}
         n = check_n_tasks(len(names))
         allow_nan = bool(dict(meta or {}).get("allow_nan_inside", False))
@@ -547,6 +545,20 @@ class _Where(Sequence[str]):
         return _Where(self.fmt, [self.keys[i] for i in rows])
 
 
+def _bad_members(where: str, group: list[str], index: Mapping[str, int],
+                 names: Sequence[str]) -> None:
+    """Raise the message for a ``tasks`` cell that is empty, names a task twice or an unknown
+    one."""
+    if not group:
+        raise InputError(f"{where}: empty combination in column 'tasks'")
+    unknown = [t for t in group if t not in index]
+    if unknown:
+        raise InputError(f"{where}: combination {group!r} names unknown tasks {unknown}; known: "
+                         f"{list(names)}")
+    dup = next(t for t in group if group.count(t) > 1)
+    raise InputError(f"{where}: combination {group!r} names task {dup!r} twice")
+
+
 def _bad_tidy_row(where: str, m: int, t: str, j: int, n: int, names: Sequence[str]) -> None:
     """Raise the message for a tidy row whose task, mask or (mask, task) pair is wrong."""
     if j < 0:
@@ -604,7 +616,8 @@ def _names_by_bit(row_masks: Sequence[int], task_col: Sequence[str], tasks_col: 
     known = set(task_col)
     by_bit: dict[int, str] = {}
     bit_of: dict[str, int] = {}
-    rows = [(m, _split_members(v, known)) for m, v in zip(row_masks, tasks_col)]
+    split = {c: _split_members(c, known) for c in dict.fromkeys(str(v) for v in tasks_col)}
+    rows = [(m, split[str(v)]) for m, v in zip(row_masks, tasks_col)]
     for m, group in rows:
         if m <= 0 or m >> 64:
             continue   # reported below with its line

@@ -69,6 +69,66 @@ def test_ett_validates(tmp_path, data_dir):
         ETTSuite(bad).splits()
 
 
+def _own_series(tmp_path, change=None, rows=14_500):
+    """An ETT-shaped CSV of a newcomer's own series (random walks), one cell changed."""
+    from mtgfast.mtl.suites.ett import SERIES
+
+    x = np.random.default_rng(0).normal(size=(rows, 7)).cumsum(0)
+    lines = ["date," + ",".join(SERIES)] + ["2020-01-01," + ",".join(f"{v:.3f}" for v in r)
+                                            for r in x]
+    if change is not None:
+        change(lines)
+    p = tmp_path / "own.csv"
+    p.write_text("\r\n".join(lines) + "\r\n")
+    return p
+
+
+def _cell(line, col, value):
+    def edit(lines):
+        parts = lines[line - 1].split(",")
+        parts[col + 1] = value
+        lines[line - 1] = ",".join(parts)
+    return edit
+
+
+def _constant(col):
+    def edit(lines):
+        for i in range(1, len(lines)):
+            parts = lines[i].split(",")
+            parts[col + 1] = "2.5"
+            lines[i] = ",".join(parts)
+    return edit
+
+
+@pytest.mark.parametrize("change,words", [
+    (_cell(102, 2, ""), ("'MUFL'", "line 102", "missing")),
+    (_cell(7, 0, "n/a"), ("'HUFL'", "line 7", "missing", "n/a")),
+    (_cell(8, 1, "12,5"), ("line 8", "saw 9")),   # a decimal comma: one field too many
+    (_cell(8, 1, "1.2.3"), ("'HULL'", "line 8", "'1.2.3'")),
+    (_cell(9000, 6, "inf"), ("'OT'", "line 9000", "finite")),
+    (_constant(6), ("'OT'", "constant")),
+])
+def test_ett_own_series_bad_cells_are_named(tmp_path, change, words):
+    """Used to be 'could not convert string to float' (no column, no line), or for a constant
+    series a numpy division warning and 'missing or non-finite values'."""
+    import warnings
+
+    p = _own_series(tmp_path, change)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # no RuntimeWarning on the way to the error
+        with pytest.raises(InputError) as err:
+            ETTSuite(p).splits()
+    for w in (str(p), *words):
+        assert w in str(err.value), (w, str(err.value))
+
+
+def test_ett_own_series_loads(tmp_path):
+    """CRLF lines, a NaN after the rows the splits use: loads (that row is never read)."""
+    p = _own_series(tmp_path, _cell(14_490, 3, ""))
+    sp = ETTSuite(p).splits()
+    assert bool(torch.isfinite(sp.X_train).all()) and sp.Y_test.shape[1] == 7
+
+
 def test_synthetic_plants_known_clusters():
     s = SyntheticSuite(clusters=(3, 2, 1))
     assert s.n_tasks == 6 and s.planted_groups == ((0, 1, 2), (3, 4), (5,))

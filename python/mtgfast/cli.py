@@ -7,6 +7,7 @@ traceback); unknown or misspelt options are errors (no abbreviations).
 from __future__ import annotations
 
 import argparse
+import difflib
 import inspect
 import os
 import sqlite3
@@ -123,6 +124,23 @@ def _check_mtgnet_values(options: dict[str, Any]) -> None:
     make_estimator("mtgnet", **{k: v for k, v in options.items() if k in params})
 
 
+def _check_method_names(methods: Sequence[str]) -> None:
+    """Every name of ``--methods`` is a built-in method or a registered mtgnet* variant."""
+    from .replay import BUILTIN_METHODS
+    from .study.replay_methods import REPLAY_METHODS
+
+    known = (*BUILTIN_METHODS, *REPLAY_METHODS)
+    for m in methods:
+        if m not in known:
+            hint = difflib.get_close_matches(m, known, n=1)
+            raise UsageError(f"replay: --methods: unknown method {m!r}"
+                             f"{'; did you mean ' + repr(hint[0]) + '?' if hint else ''} "
+                             f"(known: {', '.join(known)})")
+    if len(set(methods)) != len(methods):
+        dup = next(m for m in methods if methods.count(m) > 1)
+        raise UsageError(f"replay: --methods names {dup!r} twice")
+
+
 def _own_flags(parser: argparse.ArgumentParser | None) -> list[str]:
     if parser is None:
         return []
@@ -162,7 +180,7 @@ def _check_replay_outputs(args: argparse.Namespace) -> None:
 def _cmd_replay(args: argparse.Namespace, extra: Sequence[str],
                 parser: argparse.ArgumentParser | None = None) -> int:
     from .gains import load_table, read_matrix
-    from .replay import JSON_DECIMALS, replay
+    from .replay import JSON_DECIMALS, parse_budgets, replay
 
     if args.methods is None:
         methods = None
@@ -170,6 +188,7 @@ def _cmd_replay(args: argparse.Namespace, extra: Sequence[str],
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         if not methods:
             raise UsageError(f"replay: --methods {args.methods!r} names no method")
+        _check_method_names(methods)
     plugin = methods is not None and any(m.startswith("mtgnet") for m in methods)
     if extra and not plugin:
         hint = misspelt_options(extra, parser) if parser is not None else ""
@@ -191,15 +210,19 @@ def _cmd_replay(args: argparse.Namespace, extra: Sequence[str],
                             also=_own_flags(parser))
         _check_mtgnet_values(options)
     if args.budgets is not None:
-        from .replay import parse_budgets
-
-        parse_budgets(args.budgets)   # the syntax now; the range once N is known
+        try:
+            parse_budgets(args.budgets)   # the syntax now; the range once N is known
+        except InputError as exc:
+            raise UsageError(f"--budgets {args.budgets!r}: {exc}") from None
     _check_replay_outputs(args)
     names = None
     if args.task_names is not None:
         names = [t.strip() for t in args.task_names.split(",")]
         if not all(names):
             raise UsageError(f"replay: --task-names {args.task_names!r} has an empty name")
+        if len(set(names)) != len(names):
+            dup = next(t for t in names if names.count(t) > 1)
+            raise UsageError(f"replay: --task-names {args.task_names!r} names {dup!r} twice")
 
     def load(flag: str, path: str | None, **kw: Any) -> Any:
         if path is None:
@@ -214,6 +237,11 @@ def _cmd_replay(args: argparse.Namespace, extra: Sequence[str],
     except InputError as exc:
         raise InputError(f"--masks: {exc}") from exc
     valid = load("--valid", args.valid, task_names=names, split="valid")
+    if args.budgets is not None:
+        try:
+            parse_budgets(args.budgets, valid.n_tasks)
+        except InputError as exc:
+            raise UsageError(f"--budgets {args.budgets!r}: {exc}") from None
     test = load("--test", args.test, task_names=valid.task_names, split="test")
     hoa = load("--hoa", args.hoa, task_names=valid.task_names)
     tag = load("--tag", args.tag, task_names=valid.task_names, scale=args.tag_scale)

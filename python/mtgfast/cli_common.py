@@ -10,6 +10,7 @@ import argparse
 import difflib
 import math
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -69,14 +70,17 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{sub + ': ' if sub else ''}{message} (see '{self.prog} --help')")
 
 
+_ASCII_INT = re.compile(r"[+-]?[0-9]+", re.ASCII)
+
+
 def int_at_least(low: int, what: str = "") -> Callable[[str], int]:
     """An argparse type: an int >= ``low`` (``--budget 0`` fails while parsing)."""
 
     def parse(text: str) -> int:
-        try:
-            v = int(text, 10)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer{what}, got {text!r}") from None
+        # ASCII digits only: int() would also take '1_000' and other scripts' digits ('٣')
+        if not _ASCII_INT.fullmatch(text.strip()):
+            raise argparse.ArgumentTypeError(f"expected an integer{what}, got {text!r}")
+        v = int(text, 10)
         if v < low:
             raise argparse.ArgumentTypeError(f"expected an integer >= {low}{what}, got {v}")
         return v
@@ -93,6 +97,8 @@ def float_range(low: float, high: float = math.inf, *, low_inclusive: bool = Tru
 
     def parse(text: str) -> float:
         try:
+            if not text.isascii() or "_" in text:   # float() takes '1_0' and '٣' too
+                raise ValueError(text)
             v = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None

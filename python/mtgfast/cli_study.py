@@ -203,6 +203,17 @@ def _check_budget(budget: int, n_tasks: int, what: str) -> None:
                          "already trains every task alone)")
 
 
+def _check_rounds(rounds: int, n_tasks: int, estimator: str, what: str) -> None:
+    """The active loop chooses N combinations a round among those not yet measured: more
+    rounds than there are combinations is a typo (``--rounds 1000``), not hours of training."""
+    left = 2 ** n_tasks - n_tasks - 2   # neither a singleton nor the full set
+    if estimator == "mtgnet" and rounds * n_tasks > max(left, 0) + n_tasks - 1:
+        most = -(-left // n_tasks) if left > 0 else 0
+        raise InputError(f"--rounds {rounds} asks for {rounds * n_tasks:,} choices, but {what} "
+                         f"has only {left:,} combinations to choose from (at most {most} "
+                         "rounds; --estimator oracle measures every one)")
+
+
 def _digits_demo_parts() -> tuple[Any, Any]:
     from .mtl.suites.digits import DigitsSuite
     from .mtl.trainer import TrainConfig
@@ -221,6 +232,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _check_executor_extra(args)
     suite, config = _digits_demo_parts()
     _check_budget(args.budget, suite.n_tasks, "the digits demo")
+    _check_rounds(args.rounds, suite.n_tasks, args.estimator, "the digits demo")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, _executor(args) as executor:
         store = args.store or str(Path(tmp) / "mtgfast-demo.db")
@@ -292,6 +304,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     """``mtgfast study``: run (or resume) a study on a built-in suite and print its grouping."""
     if len(set(args.seeds)) != len(args.seeds):
         raise InputError(f"--seeds must be distinct, got {args.seeds}")
+    if args.name is not None and not args.name.strip():
+        raise InputError(f"--name must be a study name, got {args.name!r}")
     check_new_file(args.store, "--store")
     _check_plot_dir(args.plot)
     _check_executor_extra(args)   # these three before torch loads (seconds)
@@ -301,6 +315,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     _check_training_names(args.weighting, args.arch)
     suite = _make_suite(args.suite, args.data)
     _check_budget(args.budget, suite.n_tasks, f"suite {args.suite!r}")
+    _check_rounds(args.rounds, suite.n_tasks, args.estimator, f"suite {args.suite!r}")
     config = TrainConfig(epochs=args.epochs, patience=args.patience, lr=args.lr,
                          batch_size=args.batch_size, weighting=args.weighting, arch=args.arch,
                          esa_fraction=args.esa)
@@ -328,17 +343,20 @@ def cmd_group(args: argparse.Namespace) -> int:
     if os.path.getsize(args.store) == 0:
         raise InputError(f"--store {args.store!r} is an empty file, not a gain store")
     study = args.study
-    if study is None:   # the choice in the command's words (group_stored's says "study=")
-        from .store import GainStore
+    from .store import GainStore
 
-        names: list[str | None]
-        try:
-            with GainStore(args.store, readonly=True) as store:
-                names = list(store.studies())
-        except StoreError as exc:   # a version-1 store: group_stored migrates it, then picks
-            if "old schema" not in str(exc):
-                raise
-            names = [None]
+    names: list[str | None]
+    try:   # the choice in the command's words (group_stored's says "study=")
+        with GainStore(args.store, readonly=True) as store:
+            names = list(store.studies())
+    except StoreError as exc:   # a version-1 store: group_stored migrates it, then picks
+        if "old schema" not in str(exc):
+            raise
+        names = [None] if study is None else [study]
+    if study is not None and study not in names:
+        raise InputError(f"--study: no study {study!r} in --store {args.store!r} (it holds "
+                         f"{names!r})")
+    if study is None:
         if len(names) != 1:
             raise InputError(f"--store {args.store!r} holds {len(names)} studies "
                              f"{', '.join(map(repr, names)) or '(none)'}: name one with --study")

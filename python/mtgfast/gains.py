@@ -13,6 +13,7 @@ import math
 import os
 import re
 import stat
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,13 +40,12 @@ if TYPE_CHECKING:  # pragma: no cover
 FloatArray = npt.NDArray[np.float64]
 PathLike = str | os.PathLike[str]
 
-__all__ = ["GainTable", "check_gains", "load_table", "read_matrix", "read_text"]
+__all__ = ["GainTable", "check_gains", "check_printable_names", "load_table",
+           "read_matrix", "read_text"]
 
 #: Metadata keys with a fixed meaning (all optional): which split the gains were measured on, the
 #: seed(s), the metric they derive from, whether that metric is higher-is-better, the source file.
 META_KEYS = ("split", "seed", "metric", "higher_is_better", "source")
-
-_TASK_SPLIT = re.compile(r"[+|;\s]+")
 
 
 def check_gains(masks: MaskArray, gains: object, n_tasks: int, *, name: str = "gains",
@@ -91,6 +91,7 @@ class GainTable:
             raise InputError(f"task names must be distinct, got {list(names)}")
         if any(not t.strip() for t in names):
             raise InputError(f"task names must not be empty, got {list(names)}")
+        check_printable_names(names)
         shape = np.shape(self.gains) if isinstance(self.gains, np.ndarray) else None
         if shape is not None and len(shape) == 2 and shape[1] != n:
             raise InputError(f"gains has {shape[1]} columns (tasks) but {n} task names were "
@@ -167,6 +168,13 @@ class GainTable:
             raise InputError(f"gain file {os.fspath(gains_path)!r} row {int(r) + 1}, column "
                              f"{int(c) + 1}: gain must be a finite number"
                              f"{' after scaling' if scale != 1.0 else ''}, got {g[r, c]}")
+        outside = (dense == 0) & ~np.isnan(g) & (g != 0)
+        if outside.any():
+            r, c = np.argwhere(outside)[0]
+            raise InputError(f"gain file {os.fspath(gains_path)!r} row {int(r) + 1}, column "
+                             f"{int(c) + 1}: gain {float(g[r, c])!r} given for a task outside its "
+                             f"combination (mask file {os.fspath(masks_path)!r} has 0 there; "
+                             "expected 0 or NaN)")
         m = dense_to_masks(dense.astype(np.uint8))
         info = {"source": os.fspath(gains_path), **dict(meta or {})}
         return cls.from_arrays(m, g, task_names, outside="nan", meta=info)
@@ -197,15 +205,17 @@ class GainTable:
             raise InputTypeError("data must be a pandas DataFrame or a path to a CSV/Parquet "
                                  f"file, got {type(data).__name__}")
         if "task" not in cols or "gain" not in cols or not ({"mask", "tasks"} & set(cols)):
-            raise InputError("a tidy gain table needs columns 'task', 'gain' and 'mask' or "
-                             f"'tasks'; got {list(cols)}")
+            raise InputError(f"{_origin(data)}: a tidy gain table needs columns 'task', 'gain' "
+                             f"and 'mask' or 'tasks' (lower case); got {list(cols)}")
         if "split" in cols:
             splits = sorted({str(v) for v in cols["split"]})
             if split is None and len(splits) > 1:
-                raise InputError(f"the table holds several splits {splits}: pass split=...")
+                raise InputError(f"{_origin(data)} holds several splits {splits}: pass "
+                                 "split=...")
             if split is not None:
                 if split not in splits:
-                    raise InputError(f"split {split!r} not in the table (has {splits})")
+                    raise InputError(f"{_origin(data)}: split {split!r} not in the table (has "
+                                     f"{splits})")
                 keep = [i for i, v in enumerate(cols["split"]) if str(v) == split]
                 cols = {k: [v[i] for i in keep] for k, v in cols.items()}
                 where = where.pick(keep) if isinstance(where, _Where) else [where[i] for i in keep]
@@ -221,38 +231,45 @@ class GainTable:
             fast = _fast_masks(cols["mask"])
             row_masks = fast if fast is not None else [
                 _parse_mask(v, w) for v, w in zip(cols["mask"], where)]
-            if task_names is None:
+            labels = set(task_col)
+            if task_names is not None:
+                names = [str(t) for t in task_names]
+            elif all(re.fullmatch(r"t\d+", t) for t in labels):
                 # without names, bit j is task "t<j>" (the names to_pandas writes by default)
-                top = max((m.bit_length() for m in row_masks), default=0)
-                labels = set(task_col)
-                if not all(re.fullmatch(r"t\d+", t) for t in labels):
-                    raise InputError("a table with a 'mask' column needs task_names (bit order) "
-                                     "unless its tasks are named t0, t1, ...")
-                top = max([top, *(int(t[1:]) + 1 for t in labels)])
+                top = max([max((m.bit_length() for m in row_masks), default=0),
+                           *(int(t[1:]) + 1 for t in labels)])
                 if top > 64:
                     raise InputError(f"a gain table has at most 64 tasks; the 'mask' column "
                                      f"and task labels need {top}")
                 names = [f"t{j}" for j in range(top)]
+            elif "tasks" in cols:   # what to_csv writes: the member names say which bit is which
+                names = _names_by_bit(row_masks, task_col, cols["tasks"], where, data)
             else:
-                names = [str(t) for t in task_names]
+                raise InputError(f"{_origin(data)}: a table with a 'mask' column needs "
+                                 "task_names (bit order), a 'tasks' column, or tasks named "
+                                 "t0, t1, ...")
         else:
-            members = [[t for t in _TASK_SPLIT.split(str(v).strip()) if t] for v in cols["tasks"]]
+            known = set(task_col) if task_names is None else {str(t) for t in task_names}
+            cells = [str(v) for v in cols["tasks"]]
+            # one split per distinct cell: a combination's cell repeats on each of its rows
+            members = {c: _split_members(c, known) for c in dict.fromkeys(cells)}
             if task_names is None:
                 # bit order = order of first appearance, so a round trip keeps the columns
-                names = list(dict.fromkeys([t for group in members for t in group] + task_col))
+                names = list(dict.fromkeys([t for group in members.values() for t in group]
+                                           + task_col))
             else:
                 names = [str(t) for t in task_names]
             if len(names) > 64:
                 raise InputError(f"a gain table has at most 64 tasks; the table names "
                                  f"{len(names)}")
             index = {t: j for j, t in enumerate(names)}
-            row_masks = []
-            for w, group in zip(where, members):
-                unknown = [t for t in group if t not in index]
-                if unknown or not group:
-                    raise InputError(f"{w}: combination {group!r} names unknown tasks "
-                                     f"{unknown}; known: {names}")
-                row_masks.append(sum(1 << index[t] for t in group))
+            mask_of: dict[str, int] = {}
+            for cell, group in members.items():
+                if not group or len(set(group)) != len(group) or any(t not in index
+                                                                      for t in group):
+                    _bad_members(where[cells.index(cell)], group, index, names)
+                mask_of[cell] = sum(1 << index[t] for t in group)
+            row_masks = [mask_of[c] for c in cells]
         index = {t: j for j, t in enumerate(names)}
         n = check_n_tasks(len(names))
         allow_nan = bool(dict(meta or {}).get("allow_nan_inside", False))
@@ -387,6 +404,20 @@ class GainTable:
             sel = sel.astype(np.int64)
         return GainTable(self.masks[sel], self.gains[sel], self.task_names, dict(self.meta))
 
+    def with_task_order(self, task_names: Sequence[str]) -> GainTable:
+        """The same table with its tasks (bits and columns) in the order of ``task_names``,
+        which must name the same tasks: aligns two tables written with other column orders."""
+        _check_names_type(task_names)
+        names = tuple(str(t) for t in task_names)
+        if names == self.task_names:
+            return self
+        if sorted(names) != sorted(self.task_names) or len(set(names)) != len(names):
+            raise InputError(f"task_names {list(names)} are not the table's tasks "
+                             f"{list(self.task_names)} in another order")
+        perm = [self.task_names.index(t) for t in names]   # new column k = old column perm[k]
+        old_bits = masks_to_dense(self.masks, self.n_tasks)[:, perm]
+        return GainTable(dense_to_masks(old_bits), self.gains[:, perm], names, dict(self.meta))
+
     def with_gains(self, gains: object, **meta: Any) -> GainTable:
         """Same combinations with other gains (e.g. test instead of validation)."""
         return GainTable(self.masks, np.asarray(gains), self.task_names, {**self.meta, **meta})
@@ -402,6 +433,15 @@ class GainTable:
 def _jsonable(meta: dict[str, Any]) -> dict[str, Any]:
     return {k: (v if isinstance(v, (str, int, float, bool, type(None))) else str(v))
             for k, v in meta.items()}
+
+
+def check_printable_names(names: Sequence[str]) -> None:
+    """``InputError`` for a task name holding a control character (line break, tab, NUL...):
+    it would break every one-line message, table row and file line that shows it."""
+    odd = next((t for t in names if any(unicodedata.category(c) == "Cc" for c in t)), None)
+    if odd is not None:
+        raise InputError(f"task name {odd!r} holds a control character (a line break, tab or "
+                         "NUL would break every one-line message and file row)")
 
 
 #: Types that are sequences but never a list of task names.
@@ -505,6 +545,20 @@ class _Where(Sequence[str]):
         return _Where(self.fmt, [self.keys[i] for i in rows])
 
 
+def _bad_members(where: str, group: list[str], index: Mapping[str, int],
+                 names: Sequence[str]) -> None:
+    """Raise the message for a ``tasks`` cell that is empty, names a task twice or an unknown
+    one."""
+    if not group:
+        raise InputError(f"{where}: empty combination in column 'tasks'")
+    unknown = [t for t in group if t not in index]
+    if unknown:
+        raise InputError(f"{where}: combination {group!r} names unknown tasks {unknown}; known: "
+                         f"{list(names)}")
+    dup = next(t for t in group if group.count(t) > 1)
+    raise InputError(f"{where}: combination {group!r} names task {dup!r} twice")
+
+
 def _bad_tidy_row(where: str, m: int, t: str, j: int, n: int, names: Sequence[str]) -> None:
     """Raise the message for a tidy row whose task, mask or (mask, task) pair is wrong."""
     if j < 0:
@@ -515,6 +569,78 @@ def _bad_tidy_row(where: str, m: int, t: str, j: int, n: int, names: Sequence[st
     if not (m >> j) & 1:
         raise InputError(f"{where}: gain given for task {t!r} outside its combination {members}")
     raise InputError(f"{where}: duplicate gain for task {t!r} in combination {members}")
+
+
+def _split_members(value: object, known: set[str]) -> list[str]:
+    """Member names of a ``tasks`` cell: split on ``+``, ``|`` or ``;`` when the cell has one
+    (names may hold spaces and commas), else the whole cell if it is a known task, else spaces."""
+    text = str(value).strip()
+    if text in known:
+        return [text]
+    if re.search(r"[+|;]", text):
+        parts = [t.strip() for t in re.split(r"[+|;]", text) if t.strip()]
+        if all(t in known for t in parts) or not known:
+            return parts
+        return _segment(text, known) or parts   # names that hold a separator: 'C++'
+    return [t for t in text.split() if t]
+
+
+def _segment(text: str, known: set[str]) -> list[str] | None:
+    """``text`` as known names joined by one of ``+ | ;`` (the longest name first at each
+    step), or ``None`` when it is not such a join."""
+    by_length = sorted(known, key=len, reverse=True)
+    failed: set[int] = set()   # positions with no split: each tried once (linear, not 2^n)
+
+    def rest(at: int) -> list[str] | None:
+        if at in failed:
+            return None
+        for name in by_length:
+            end = at + len(name)
+            if text.startswith(name, at) and (end == len(text) or text[end] in "+|;"):
+                if end == len(text):
+                    return [name]
+                tail = rest(end + 1)
+                if tail is not None:
+                    return [name, *tail]
+        failed.add(at)
+        return None
+
+    return rest(0)
+
+
+def _names_by_bit(row_masks: Sequence[int], task_col: Sequence[str], tasks_col: Sequence[Any],
+                  where: Sequence[str], data: object) -> list[str]:
+    """Task names in bit order for a table with ``mask`` and ``tasks`` columns but no
+    ``task_names``: a row's members, listed as ``to_csv`` writes them (ascending bits), name its
+    bits; every row must then agree (its ``task`` inside its mask, its members = its bits)."""
+    known = set(task_col)
+    by_bit: dict[int, str] = {}
+    bit_of: dict[str, int] = {}
+    split = {c: _split_members(c, known) for c in dict.fromkeys(str(v) for v in tasks_col)}
+    rows = [(m, split[str(v)]) for m, v in zip(row_masks, tasks_col)]
+    for m, group in rows:
+        if m <= 0 or m >> 64:
+            continue   # reported below with its line
+        bits = mask_to_indices(m)
+        if len(bits) == len(group) == len(set(group)):
+            for b, t in zip(bits, group):
+                if b not in by_bit and t not in bit_of:
+                    by_bit[b] = t
+                    bit_of[t] = b
+    for r, ((m, group), t) in enumerate(zip(rows, task_col)):
+        if m <= 0 or m >> 64:
+            raise InputError(f"{where[r]}: mask {m} is not a combination of at most 64 tasks")
+        named = {by_bit.get(b) for b in mask_to_indices(m)}
+        if set(group) != named or t not in bit_of:
+            raise InputError(f"{where[r]}: mask {m} and tasks {str(tasks_col[r]).strip()!r} "
+                             "disagree with the other rows about which bit is which task "
+                             "(pass task_names in bit order)")
+    top = max(by_bit) + 1 if by_bit else 0
+    missing = [b for b in range(top) if b not in by_bit]
+    if missing:
+        raise InputError(f"{_origin(data)}: no row names the task of bit {missing[0]} of column "
+                         "'mask' (pass task_names in bit order)")
+    return [by_bit[b] for b in range(top)]
 
 
 def _fast_masks(col: Sequence[Any]) -> list[int] | None:
@@ -729,8 +855,14 @@ def _read_tidy(path: PathLike) -> tuple[dict[str, list[Any]], Sequence[str]]:
             rows = list(csv.reader(text.splitlines(), delimiter=delim))
             numbers = None
         else:                   # quoted fields may span lines: ask the reader
-            reader = csv.reader(io.StringIO(text), delimiter=delim)
-            pairs = [(reader.line_num, row) for row in reader]
+            reader = csv.reader(io.StringIO(text), delimiter=delim, strict=True)
+            pairs = []
+            try:
+                for row in reader:
+                    pairs.append((reader.line_num, row))
+            except csv.Error as exc:   # an unterminated quote would swallow the lines after it
+                raise InputError(f"cannot parse tidy gain file {p!r} line {reader.line_num}: "
+                                 f"{exc} (a quote opened and not closed?)") from None
             numbers = [i for i, _ in pairs]
             rows = [row for _, row in pairs]
     except csv.Error as exc:
@@ -760,6 +892,10 @@ def _looks_tidy(path: PathLike) -> bool:
         return True
     text = read_text(path, "gain file")
     first = next((ln for ln in text.splitlines() if ln.strip()), "")
+    if first.lstrip().startswith(("{", "[")):
+        raise InputError(f"gain file {os.fspath(path)!r} looks like JSON (line 1 starts with "
+                         f"{first.lstrip()[0]!r}); gain tables are read from a tidy CSV/Parquet "
+                         "file (header with 'gain') or an MTG-Net gain matrix with its mask file")
     return bool(re.search(r"[A-Za-z_]{2,}", first)) and "gain" in first.lower()
 
 

@@ -149,6 +149,11 @@ def _aligned(table: GainTable | None, valid: GainTable, what: str) -> GainTable 
         raise InputTypeError(f"{what} must be a GainTable, got {type(table).__name__}")
     if table.n_tasks != valid.n_tasks:
         raise InputError(f"{what} has {table.n_tasks} tasks, the validation table {valid.n_tasks}")
+    if table.task_names != valid.task_names:
+        if sorted(table.task_names) != sorted(valid.task_names):
+            raise InputError(f"{what} names the tasks {list(table.task_names)}, the validation "
+                             f"table {list(valid.task_names)}: both must describe the same tasks")
+        table = table.with_task_order(valid.task_names)   # same tasks, other column order
     try:
         return table.reindex(valid.masks)
     except InputError as exc:

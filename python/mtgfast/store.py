@@ -39,7 +39,7 @@ import numpy as np
 
 from .checks import check_int, is_int, is_real
 from .errors import InputError, InputTypeError, StoreError
-from .gains import GainTable
+from .gains import GainTable, check_printable_names
 from .masks import check_n_tasks, mask_to_indices
 from .transfer import gain_row, relative_gain
 
@@ -328,6 +328,7 @@ class GainStore:
             raise StoreError(f"{self.path!r} is not an mtgfast gain store (an SQLite file of "
                              f"another application: application_id {app:#x}, tables "
                              f"{sorted(tables)}); use another path")
+        self._check_size(conn)
         check = conn.execute("PRAGMA quick_check").fetchall()
         if [r[0] for r in check] != ["ok"]:
             raise StoreError(f"gain store {self.path!r} is corrupt (quick_check: "
@@ -349,6 +350,25 @@ class GainStore:
             raise StoreError(f"gain store {self.path!r} has the old schema version {version}; "
                              "open it once for writing (it is migrated in place) before reading "
                              "it read-only")
+
+    def _check_size(self, conn: sqlite3.Connection) -> None:
+        """A file cut short (a copy or a download that stopped) is refused: SQLite reads the
+        missing end of its last page as zeros and quick_check can pass, so check the length
+        against the page size and the page count in the file's header."""
+        if self.in_memory:
+            return
+        size = os.path.getsize(self.path)
+        page = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        with open(self.path, "rb") as fh:
+            head = fh.read(100)
+        pages = int.from_bytes(head[28:32], "big") if len(head) == 100 else 0
+        valid = len(head) == 100 and head[24:28] == head[92:96]   # the header's count is current
+        if size % page or (valid and pages * page > size):
+            why = (f"not a whole number of {page:,}-byte pages" if size % page else
+                   f"its header counts {pages:,} pages of {page:,} bytes")
+            raise StoreError(f"gain store {self.path!r} is truncated ({size:,} bytes, {why}); "
+                             "restore it from a backup, or recover what is readable with the "
+                             "sqlite3 '.recover' command")
 
     @staticmethod
     def _version(conn: Any, tables: set[str]) -> int:
@@ -435,11 +455,16 @@ class GainStore:
         ``metrics``/``higher_is_better``: one for all tasks or one per task. A stored study with
         other tasks, metrics, directions or fingerprint raises ``StoreError``.
         """
-        if not isinstance(name, str) or not name:
+        if not isinstance(name, str) or not name.strip():
             raise InputError(f"study name must be a non-empty string, got {name!r}")
         if isinstance(task_names, str) or not isinstance(task_names, Iterable):
             raise InputTypeError(f"task_names must be a sequence of strings, got {task_names!r}")
-        names = tuple(str(t) for t in task_names)
+        names = tuple(task_names)
+        bad = [t for t in names if not isinstance(t, str) or not t.strip()]
+        if bad:   # str(None) == "None" would name a task; '' fails every read
+            raise InputError(f"task names must be non-empty strings, got {bad[0]!r} in "
+                             f"{list(names)}")
+        check_printable_names(names)
         n = check_n_tasks(len(names))
         if len(set(names)) != n:
             raise InputError(f"task names must be distinct, got {list(names)}")

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..checks import describe
 from ..errors import InputError, InputTypeError
+from ..gains import check_printable_names
 
 __all__ = ["StudyProblem", "SuiteAffinity", "suite_problem"]
 
@@ -52,6 +53,7 @@ class StudyProblem:
         n = len(names)
         if n == 0 or len(set(names)) != n:
             raise InputError(f"task_names must be distinct and non-empty, got {list(names)}")
+        check_printable_names(names)
         metrics = tuple(self.metrics)
         if not all(isinstance(m, str) and m for m in metrics):
             raise InputError(f"metrics must be non-empty strings, got {list(metrics)}")

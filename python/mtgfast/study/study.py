@@ -286,7 +286,7 @@ class Study:
                                       expected="a positive number of seconds")
         if self.stale_after == 0.0:
             raise InputError(f"stale_after must be a positive number of seconds, got {stale_after!r}")
-        if name is not None and (not isinstance(name, str) or not name):
+        if name is not None and (not isinstance(name, str) or not name.strip()):
             raise InputError(f"name must be a non-empty string, got {name!r}")
         self.name = name if name is not None else self.problem.name
         self.affinity = affinity

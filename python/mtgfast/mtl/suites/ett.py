@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -17,6 +18,9 @@ import torch
 from ...checks import check_int, describe
 from ...errors import InputError, InputTypeError
 from .base import Splits, TaskSuite
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 __all__ = ["ETTSuite"]
 
@@ -63,17 +67,27 @@ class ETTSuite(TaskSuite):
     def _build_splits(self) -> Splits:
         import pandas as pd
 
-        df = pd.read_csv(self.params["path"])
+        try:
+            df = pd.read_csv(self.params["path"])
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            why = " ".join(str(exc).split())[:200]   # pandas names the line of a ragged row
+            raise InputError(f"ETT csv {self.params['path']!r} cannot be read as a table: "
+                             f"{why}") from None
         missing = [c for c in SERIES if c not in df.columns]
         if missing:
             raise InputError(f"ETT csv lacks columns {missing}")
-        values = df[list(SERIES)].to_numpy(np.float64)
         w, h, m = self.params["window"], self.params["horizon"], self.params["steps_per_month"]
         borders = [(0, 12 * m), (12 * m - w, 16 * m), (16 * m - w, 20 * m)]
-        if borders[2][1] > len(values):
-            raise InputError(f"ETT csv has {len(values)} rows, needs {borders[2][1]}")
+        if borders[2][1] > len(df):
+            raise InputError(f"ETT csv has {len(df)} rows, needs {borders[2][1]}")
+        values = _numeric(df, self.params["path"], borders[2][1])
         train = values[borders[0][0]:borders[0][1]]
         mean, std = train.mean(0), train.std(0)
+        flat = np.flatnonzero(std == 0)
+        if flat.size:   # standardising would divide by zero (inf/NaN windows, a numpy warning)
+            raise InputError(f"ETT csv {self.params['path']!r}: column {SERIES[flat[0]]!r} is "
+                             f"constant ({train[0, flat[0]]:g}) over the {12 * m} training rows; "
+                             "a constant series cannot be standardised or forecast")
         z = ((values - mean) / std).astype(np.float32)
 
         def windows(lo: int, hi: int, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,3 +103,24 @@ class ETTSuite(TaskSuite):
         Xva, Yva = windows(*borders[1], 1)
         Xte, Yte = windows(*borders[2], 1)
         return Splits(Xtr, Ytr, Xva, Yva, Xte, Yte)
+
+
+def _numeric(df: pd.DataFrame, path: str, rows: int) -> np.ndarray:
+    """The 7 series as float64; a cell that is text, empty or not finite in the first ``rows``
+    rows (those the splits use) is an ``InputError`` naming its column and line."""
+    import pandas as pd
+
+    out = np.empty((len(df), len(SERIES)))
+    for j, col in enumerate(SERIES):
+        raw = df[col]
+        num = pd.to_numeric(raw, errors="coerce").to_numpy(np.float64)
+        bad = np.flatnonzero(~np.isfinite(num[:rows]))
+        if bad.size:
+            i = int(bad[0])
+            cell = raw.iloc[i]
+            what = ("missing (empty, or a marker such as NA or n/a)" if pd.isna(cell) else
+                    f"{str(cell)[:40]!r}, not a finite number")
+            raise InputError(f"ETT csv {path!r} column {col!r} line {i + 2}: {what} (fill or "
+                             "drop such rows first)")
+        out[:, j] = num
+    return out

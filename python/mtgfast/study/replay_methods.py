@@ -18,9 +18,9 @@ from ..gains import FloatArray, GainTable
 from .active import ActiveLoop, make_selector
 from .final import FINAL_CHOICES, final_gains
 
-__all__ = ["FEATURE_PRIOR_METHODS", "FINAL_CHOICES", "METHOD_DEFAULTS", "METHOD_OPTIONS",
-           "NEEDS_PRIOR_METHODS", "PRIOR_METHODS", "REPLAY_METHODS", "SELECTOR_OPTIONS",
-           "TABLE_PRIOR_METHODS", "replay_method"]
+__all__ = ["BLEND_METHODS", "FEATURE_PRIOR_METHODS", "FINAL_CHOICES", "METHOD_DEFAULTS",
+           "METHOD_OPTIONS", "NEEDS_PRIOR_METHODS", "PRIOR_METHODS", "REPLAY_METHODS",
+           "SELECTOR_OPTIONS", "TABLE_PRIOR_METHODS", "replay_method"]
 
 #: method name -> selector of the active loop
 REPLAY_METHODS: dict[str, str] = {
@@ -54,6 +54,9 @@ REPLAY_METHODS: dict[str, str] = {
                                            # over TAG's estimate, scaled per task (prior=)
     "mtgnet-tagfeature": "search",         # mtgnet; TAG's estimate is an input of the network
                                            # (token_prior=, sixth pass)
+    "mtgnet-blend": "search",              # mtgnet; the estimate is alpha * MTGNet + (1 - alpha)
+                                           # * pooled pair estimate, alpha fitted out of fold
+                                           # (estimators/blend.py, seventh pass)
 }
 
 #: options a method runs with unless given (the best configuration found: README, issue 13)
@@ -77,10 +80,13 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "mtgnet-prior": {"kappa": 0.0, "warm_start": True},
     "mtgnet-tag": {"kappa": 0.0, "warm_start": True, "final": "measured"},
     "mtgnet-tagfeature": {"kappa": 0.0, "warm_start": True, "final": "measured"},
+    "mtgnet-blend": {"kappa": 0.0, "warm_start": True, "final": "measured"},
 }
 
 #: methods whose estimator is PairPriorMTGNet (the MTGNet options go to its inner model)
 PRIOR_METHODS = ("mtgnet-prior",)
+#: methods whose estimator is BlendMTGNet (MTGNet blended with the pooled pair estimate)
+BLEND_METHODS = ("mtgnet-blend",)
 #: methods whose estimator is TablePriorMTGNet over the ``prior`` table given to replay_method
 TABLE_PRIOR_METHODS = ("mtgnet-tag",)
 #: methods whose MTGNet reads the ``prior`` table as an input feature (``token_prior``)
@@ -129,6 +135,8 @@ class _Timed(_Recorded):
             self.inner.fit(table)
         self.stats.setdefault("fit_rows", []).append(float(len(table)))
         self.stats.setdefault("fit_epochs", []).append(float(getattr(self.inner, "n_epochs_", 0)))
+        if hasattr(self.inner, "alpha_"):   # BlendMTGNet: the network's weight in this fit
+            self.stats.setdefault("fit_alpha", []).append(float(self.inner.alpha_))
         return self
 
     def predict(self, masks: object, **kwargs: Any) -> Any:
@@ -198,6 +206,7 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
                              "only)")
         final = "estimate"   # the ablation without measured gains: every row is an estimate
     use_prior = name in PRIOR_METHODS
+    use_blend = name in BLEND_METHODS
     prior_opts = {k: options.pop(k) for k in ("shrink", "max_size") if k in options}
     if not use_prior and prior_opts:
         raise InputError(f"{', '.join(prior_opts)} is an option of {', '.join(PRIOR_METHODS)} "
@@ -224,6 +233,10 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
         from ..estimators.prior import PairPriorMTGNet
 
         PairPriorMTGNet(MTGNet(**est_opts), **prior_opts)._check()
+    if use_blend:
+        from ..estimators.blend import BlendMTGNet
+
+        BlendMTGNet(MTGNet(**est_opts))._check()
     if use_table:
         from ..estimators.prior import TablePriorMTGNet
 
@@ -233,10 +246,13 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
         # warm start: each refit continues from the previous fit (same members, more rows)
         prev = loop.estimator_ if warm else None
         prev = prev.inner if isinstance(prev, _Timed) else prev
-        prev = getattr(prev, "model_", prev)   # a PairPriorMTGNet warm-starts its network
+        prev = getattr(prev, "model_", prev)   # a PairPriorMTGNet / BlendMTGNet warm-starts
+                                               # its network
         est: Any = MTGNet(**est_opts, warm_start_from=prev if isinstance(prev, MTGNet) else None)
         if use_prior:
             est = PairPriorMTGNet(est, **prior_opts)
+        if use_blend:
+            est = BlendMTGNet(est)
         if use_table:
             est = TablePriorMTGNet(est, prior, **table_opts)
         return est if stats is None else _Timed(est, stats)

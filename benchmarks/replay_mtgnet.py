@@ -306,7 +306,12 @@ def main() -> None:
                          "first_seed": {key: [round(x, 3) for x in outs[0][2].get(key, [])]
                                         for key in ("fit_s", "fit_cpu_s", "fit_rows",
                                                     "fit_epochs", "predict_s",
-                                                    "predict_cpu_s")}}
+                                                    "predict_cpu_s", "fit_alpha")
+                                         if key != "fit_alpha" or key in outs[0][2]}}
+            alphas = [st["fit_alpha"] for _, _, st in outs if st.get("fit_alpha")]
+            if alphas:   # mtgnet-blend: the network's weight, every fit and the last one
+                timing[m]["alpha_mean"] = float(np.mean([a for al in alphas for a in al]))
+                timing[m]["alpha_last_per_seed"] = [round(al[-1], 4) for al in alphas]
         s = summarize(d, n, mtg)
         s["seconds"] = round(time.perf_counter() - t0, 1)
         s["measured"] = {m: d["methods"][m].get("measured") for m in methods}

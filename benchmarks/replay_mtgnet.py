@@ -40,17 +40,43 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 NOISE_ARGS = ("valid_noise", "test_shift", "test_noise")
 
 
+def etth1_replicate_var(valid: GainTable, runs: Path = ARTIFACTS / "etth1_runs.jsonl"
+                        ) -> GainTable:
+    """Per-entry variance of ETTh1-7's validation gains from its two seeds: the per-seed gains
+    ``1 - MAE_C / MAE_single`` (validation), their sample variance / 2 (the table averages the
+    seeds); 0 for singletons. Rows and task order are ``valid``'s (mask bit j = task j)."""
+    rec: dict[tuple[int, str], dict[int, float]] = {}
+    for line in runs.read_text().splitlines():
+        r = json.loads(line)
+        for task, (val, _test) in r["metrics"].items():
+            rec.setdefault((int(r["mask"]), task), {})[int(r["seed"])] = float(val)
+    names = list(dict.fromkeys(t for _, t in rec))
+    var = np.where(valid.member(), 0.0, np.nan)
+    for i, m in enumerate(valid.masks.tolist()):
+        if bin(m).count("1") < 2:
+            continue
+        for j in range(valid.n_tasks):
+            if (m >> j) & 1:
+                single = rec[(1 << j, names[j])]
+                g = [1.0 - rec[(m, names[j])][s] / single[s] for s in (0, 1)]
+                var[i, j] = float(np.var(g, ddof=1)) / 2.0
+    return GainTable(valid.masks, var, valid.task_names, {"split": "valid_var", "replicates": 2})
+
+
 def load(dataset: str, data: Path = DATA, *, n_tasks: int = 10, n_random: int | None = None,
-         gen_seed: int = 0, noise: dict[str, float] | None = None) -> dict[str, GainTable]:
-    """Validation / test / HOA / TAG tables of one recorded (or generated) data set."""
+         gen_seed: int = 0, noise: dict[str, float] | None = None,
+         replicates: int = 1) -> dict[str, Any]:
+    """Validation / test / HOA / TAG tables of one recorded (or generated) data set, and the
+    validation gains' replicate variance (``valid_var``) where the data has replicates."""
     if dataset == "synthetic":
         from mtgfast.estimators.tag import TAG
         from mtgfast.generate import synthetic_gain_tables
 
-        syn = synthetic_gain_tables(n_tasks, n_random=n_random, seed=gen_seed, **(noise or {}))
+        syn = synthetic_gain_tables(n_tasks, n_random=n_random, seed=gen_seed, **(noise or {}),
+                                    replicates=replicates)
         tag = TAG().fit_affinity(syn.affinity.T, syn.valid.task_names)
         return {"valid": syn.valid, "test": syn.test, "hoa": None,
-                "tag": tag.predict_table(syn.valid.masks)}
+                "tag": tag.predict_table(syn.valid.masks), "valid_var": syn.valid_var}
     if dataset == "taskonomy":
         d = data / "taskonomy"
         x = d / "taskonomy_x.csv"
@@ -63,7 +89,8 @@ def load(dataset: str, data: Path = DATA, *, n_tasks: int = 10, n_random: int | 
         valid = GainTable.from_mtgnet(x, ARTIFACTS / "etth1_val_y.csv", meta={"dataset": "etth1-7"})
         return {"valid": valid, "test": GainTable.from_mtgnet(x, ARTIFACTS / "etth1_y.csv"),
                 # HOA from the validation pairs (the replay's default), TAG from its affinity run
-                "hoa": None, "tag": GainTable.from_mtgnet(x, ARTIFACTS / "etth1_tag.csv")}
+                "hoa": None, "tag": GainTable.from_mtgnet(x, ARTIFACTS / "etth1_tag.csv"),
+                "valid_var": etth1_replicate_var(valid)}
     d = data / "ETT"
     x = d / "ETTm1_x.csv"
     return {"valid": GainTable.from_mtgnet(x, d / "ETTm1_val_y.csv", meta={"dataset": "ettm1-7"}),
@@ -128,7 +155,8 @@ class _ProgressStats(dict):  # type: ignore[type-arg]
 def _one_seed(job: tuple[str, int, int]) -> tuple[list[float], int, dict[str, list[float]]]:
     """One (method, K, seed) replay of an mtgnet* method in this process."""
     import torch
-    from mtgfast.study.replay_methods import NEEDS_PRIOR_METHODS, replay_method
+    from mtgfast.study.replay_methods import (NEEDS_NOISE_METHODS, NEEDS_PRIOR_METHODS,
+                                              replay_method)
 
     torch.set_num_threads(1)
     method, k, seed = job
@@ -136,6 +164,11 @@ def _one_seed(job: tuple[str, int, int]) -> tuple[list[float], int, dict[str, li
     stats: dict[str, list[float]] = _ProgressStats() if _STATE.get("progress") else {}
     # mtgnet-tag learns the residual over TAG's estimate (one joint run: no measured combination)
     extra = {"prior": _STATE["tag"]} if method in NEEDS_PRIOR_METHODS else {}
+    if method in NEEDS_NOISE_METHODS:   # mtgnet-repshrunk: the replicates' noise variance
+        if _STATE.get("valid_var") is None:
+            raise SystemExit(f"{method} needs replicates: --dataset etth1, or synthetic with "
+                             "--replicates 2 or more")
+        extra["noise"] = _STATE["valid_var"]
     pred, used = replay_method(method, valid, seed=seed, rounds=k, stats=stats, **extra,
                                **dict(_STATE["options"]))
     return score(valid, test, pred, budgets), used, stats
@@ -185,7 +218,8 @@ def paired(files: list[str], a: str, b: str) -> list[dict[str, Any]]:
                                   f" N={gen['n_tasks']} gen={gen['seed']}" +
                                   ("" if gen.get("n_random") is None else
                                    f" random={gen['n_random']}") +
-                                  "".join(f" {k}={gen[k]}" for k in NOISE_ARGS if k in gen))
+                                  "".join(f" {k}={gen[k]}" for k in (*NOISE_ARGS, "replicates")
+                                          if k in gen))
         key = "per_seed_frac_above_random" if rep["dataset"] == "etth1" else \
             "per_seed_frac_of_oracle"
         first = int(rep.get("first_seed", 0))
@@ -235,6 +269,9 @@ def main() -> None:
     for noise in NOISE_ARGS:
         ap.add_argument(f"--{noise.replace('_', '-')}", type=float, default=None,
                         help=f"synthetic: the generator's {noise} (default: its own)")
+    ap.add_argument("--replicates", type=int, default=1,
+                    help="synthetic: validation = mean of this many noisy copies (replicate "
+                         "variance for mtgnet-repshrunk)")
     ap.add_argument("--rounds", type=int, nargs="+", default=[1])
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--first-seed", type=int, default=0)
@@ -250,7 +287,7 @@ def main() -> None:
 
     noise = {k: getattr(args, k) for k in NOISE_ARGS if getattr(args, k) is not None}
     tabs = load(args.dataset, n_tasks=args.n_tasks, n_random=args.n_random,
-                gen_seed=args.gen_seed, noise=noise)
+                gen_seed=args.gen_seed, noise=noise, replicates=args.replicates)
     valid, test = tabs["valid"], tabs["test"]
     n = valid.n_tasks
     budgets = list(range(1, n + 1))
@@ -262,13 +299,14 @@ def main() -> None:
                               "first_seed": args.first_seed, "options": options, "rounds": {}}
     if args.dataset == "synthetic":
         report["generator"] = {"n_tasks": n, "n_random": args.n_random, "seed": args.gen_seed,
-                               **noise}
+                               **noise, **({"replicates": args.replicates}
+                                           if args.replicates > 1 else {})}
     # baselines do not depend on K: the replay module (same protocol) computes them once
     base_res = replay(valid, test, methods=base, hoa=tabs["hoa"], tag=tabs["tag"],
                       dataset=args.dataset, search="auto" if n <= 12 else "beam"
                       ).to_dict() if base else {"methods": {}}
     _STATE.update(valid=valid, test=test, budgets=budgets, options=options, tag=tabs["tag"],
-                  progress=args.progress)
+                  progress=args.progress, valid_var=tabs.get("valid_var"))
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     for k in args.rounds:
         t0 = time.perf_counter()

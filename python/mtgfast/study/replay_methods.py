@@ -19,7 +19,7 @@ from .active import ActiveLoop, make_selector
 from .final import FINAL_CHOICES, final_gains
 
 __all__ = ["BLEND_METHODS", "FEATURE_PRIOR_METHODS", "FINAL_CHOICES", "METHOD_DEFAULTS",
-           "METHOD_OPTIONS", "NEEDS_PRIOR_METHODS", "PRIOR_METHODS", "REPLAY_METHODS",
+           "METHOD_OPTIONS", "NEEDS_NOISE_METHODS", "NEEDS_PRIOR_METHODS", "PRIOR_METHODS", "REPLAY_METHODS",
            "SELECTOR_OPTIONS", "TABLE_PRIOR_METHODS", "replay_method"]
 
 #: method name -> selector of the active loop
@@ -57,6 +57,8 @@ REPLAY_METHODS: dict[str, str] = {
     "mtgnet-blend": "search",              # mtgnet; the estimate is alpha * MTGNet + (1 - alpha)
                                            # * pooled pair estimate, alpha fitted out of fold
                                            # (estimators/blend.py, seventh pass)
+    "mtgnet-repshrunk": "search",          # mtgnet-shrunk with the noise term measured by
+                                           # replicates (noise=, seventh pass)
 }
 
 #: options a method runs with unless given (the best configuration found: README, issue 13)
@@ -81,12 +83,15 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "mtgnet-tag": {"kappa": 0.0, "warm_start": True, "final": "measured"},
     "mtgnet-tagfeature": {"kappa": 0.0, "warm_start": True, "final": "measured"},
     "mtgnet-blend": {"kappa": 0.0, "warm_start": True, "final": "measured"},
+    "mtgnet-repshrunk": {"kappa": 0.0, "warm_start": True, "final": "shrunk"},
 }
 
 #: methods whose estimator is PairPriorMTGNet (the MTGNet options go to its inner model)
 PRIOR_METHODS = ("mtgnet-prior",)
 #: methods whose estimator is BlendMTGNet (MTGNet blended with the pooled pair estimate)
 BLEND_METHODS = ("mtgnet-blend",)
+#: methods whose final shrinkage takes the measurements' noise from ``noise=`` (replicates)
+NEEDS_NOISE_METHODS = ("mtgnet-repshrunk",)
 #: methods whose estimator is TablePriorMTGNet over the ``prior`` table given to replay_method
 TABLE_PRIOR_METHODS = ("mtgnet-tag",)
 #: methods whose MTGNet reads the ``prior`` table as an input feature (``token_prior``)
@@ -155,7 +160,8 @@ class _TimedSelector(_Recorded):
 
 def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
                   use_measured: bool = True, stats: dict[str, list[float]] | None = None,
-                  prior: GainTable | None = None, **options: Any) -> tuple[FloatArray, int]:
+                  prior: GainTable | None = None, noise: GainTable | None = None,
+                  **options: Any) -> tuple[FloatArray, int]:
     """Run MTG-Net's active loop on ``valid`` and predict all its rows.
 
     Returns ``(gains, n_measured)``: gains ``(n_masks, n_tasks)`` (NaN outside) for every row of
@@ -169,6 +175,8 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
     ``shrink``/``max_size`` (``mtgnet-prior`` only) to :class:`PairPriorMTGNet`, ``shrink_rows``
     (``mtgnet-tag`` only) to :class:`TablePriorMTGNet`, the rest to :class:`MTGNet`. ``prior``:
     the prior gain table of ``mtgnet-tag`` (e.g. TAG's estimate of every row of ``valid``).
+    ``noise``: ``mtgnet-repshrunk``'s per-entry noise variance of the validation gains (from
+    replicates: the variance of their mean; e.g. ``synthetic_gain_tables(replicates=2)``).
     ``stats``: a dict that receives the seconds of every fit and prediction (``fit_s``,
     ``predict_s``; CPU seconds ``*_cpu_s``), of every ask of the selector (``select_s``) and the
     rows and epochs of every fit.
@@ -225,6 +233,16 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
             raise InputError(f"prior has {prior.n_tasks} tasks, valid {valid.n_tasks}")
     elif prior is not None:
         raise InputError(f"prior= is for {', '.join(NEEDS_PRIOR_METHODS)} only, not {name!r}")
+    if name in NEEDS_NOISE_METHODS:
+        if not isinstance(noise, GainTable):
+            raise InputTypeError(f"{name} needs noise=, a GainTable of the validation gains' "
+                                 f"noise variances (from replicates), got {type(noise).__name__}")
+        if noise.n_tasks != valid.n_tasks:
+            raise InputError(f"noise has {noise.n_tasks} tasks, valid {valid.n_tasks}")
+        if final != "shrunk":
+            raise InputError(f"{name} uses noise= in final='shrunk' only, got final={final!r}")
+    elif noise is not None:
+        raise InputError(f"noise= is for {', '.join(NEEDS_NOISE_METHODS)} only, not {name!r}")
     est_opts = {"seed": int(seed), **options}
     if use_feature:
         est_opts["token_prior"] = prior
@@ -272,7 +290,8 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
     if use_measured and final != "estimate":
         # the final choice reads measured gains only ("shrunk": and the estimator's out-of-fold
         # predictions of measured rows): predicting every row would be thrown away
-        return final_gains(valid.masks, loop.table(), final, estimator=inner), loop.n_measured
+        return final_gains(valid.masks, loop.table(), final, estimator=inner,
+                           noise=noise), loop.n_measured
     if risk > 0:
         # risk-aware final search: unverified combinations count at mean - risk * spread
         predict_std: Any = est.predict   # the Estimator protocol does not promise return_std

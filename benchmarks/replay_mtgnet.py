@@ -63,6 +63,59 @@ def etth1_replicate_var(valid: GainTable, runs: Path = ARTIFACTS / "etth1_runs.j
     return GainTable(valid.masks, var, valid.task_names, {"split": "valid_var", "replicates": 2})
 
 
+def replicate_noise(runs: Path = ARTIFACTS / "etth1_runs.jsonl") -> dict[str, Any]:
+    """How much of ETTh1-7's validation-test disagreement is seed noise (issue 13, 7th pass).
+
+    Per (combination >= 2 tasks, member) entry, the per-seed gains ``1 - MAE_C / MAE_single`` on
+    validation (v0, v1) and test (t0, t1); the tables hold the gains of the seed-averaged MAEs.
+    The variance of one seed's gain is ``mean((v0 - v1)^2) / 2`` (likewise test), that of the
+    two-seed mean half of it; what the seeds leave of var(valid - test) is shift between the
+    validation and the test months.
+    """
+    from scipy.stats import pearsonr, spearmanr
+
+    rec: dict[tuple[int, str], dict[int, tuple[float, float]]] = {}
+    for line in runs.read_text().splitlines():
+        r = json.loads(line)
+        for task, (val, test) in r["metrics"].items():
+            rec.setdefault((int(r["mask"]), task), {})[int(r["seed"])] = (float(val), float(test))
+    single = {t: d for (m, t), d in rec.items() if bin(m).count("1") == 1}
+    cols: list[list[float]] = []
+    for (m, t), d in rec.items():
+        if bin(m).count("1") < 2:
+            continue
+        s = single[t]
+        per_seed = [1.0 - d[k][i] / s[k][i] for i in (0, 1) for k in (0, 1)]   # v0 v1 t0 t1
+        mean = [1.0 - (d[0][i] + d[1][i]) / (s[0][i] + s[1][i]) for i in (0, 1)]
+        cols.append(per_seed + mean)
+    v0, v1, t0, t1, vm, tm = np.array(cols).T
+    rep_v, rep_t = float(np.mean((v0 - v1) ** 2) / 2), float(np.mean((t0 - t1) ** 2) / 2)
+    var_v, var_t, var_d = float(np.var(vm)), float(np.var(tm)), float(np.var(vm - tm))
+    noise_v, noise_t = rep_v / 2, rep_t / 2                 # of the two-seed means
+    r_v, r_t = float(pearsonr(v0, v1)[0]), float(pearsonr(t0, t1)[0])
+    rel_v, rel_t = 2 * r_v / (1 + r_v), 2 * r_t / (1 + r_t)  # Spearman-Brown, two seeds
+    return {
+        "entries": int(vm.size),
+        "spearman_valid_test": float(spearmanr(vm, tm)[0]),
+        "pearson_valid_test": float(pearsonr(vm, tm)[0]),
+        "spearman_seed0_seed1_valid": float(spearmanr(v0, v1)[0]),
+        "spearman_seed0_seed1_test": float(spearmanr(t0, t1)[0]),
+        "pearson_seed0_seed1_valid": r_v, "pearson_seed0_seed1_test": r_t,
+        "var_valid_mean": var_v, "var_test_mean": var_t, "var_valid_minus_test": var_d,
+        "replicate_sd_per_seed_valid": float(np.sqrt(rep_v)),
+        "replicate_sd_per_seed_test": float(np.sqrt(rep_t)),
+        "noise_var_valid_mean": noise_v, "noise_var_test_mean": noise_t,
+        "share_of_disagreement_valid_seed_noise": noise_v / var_d,
+        "share_of_disagreement_test_seed_noise": noise_t / var_d,
+        "share_of_disagreement_shift": (var_d - noise_v - noise_t) / var_d,
+        "shift_sd": float(np.sqrt(max(var_d - noise_v - noise_t, 0.0))),
+        "noise_share_of_valid_variance": noise_v / var_v,
+        "reliability_valid_mean": rel_v, "reliability_test_mean": rel_t,
+        "pearson_ceiling_from_seed_noise": float(np.sqrt(rel_v * rel_t)),
+        "pearson_valid_test_disattenuated": float(pearsonr(vm, tm)[0] / np.sqrt(rel_v * rel_t)),
+    }
+
+
 def load(dataset: str, data: Path = DATA, *, n_tasks: int = 10, n_random: int | None = None,
          gen_seed: int = 0, noise: dict[str, float] | None = None,
          replicates: int = 1) -> dict[str, Any]:
@@ -244,6 +297,17 @@ def paired(files: list[str], a: str, b: str) -> list[dict[str, Any]]:
 
 
 def main() -> None:
+    if "--replicate-noise" in sys.argv:   # ETTh1-7's seeds: noise vs shift (seventh pass)
+        rp = argparse.ArgumentParser(description="seed noise vs shift on ETTh1-7")
+        rp.add_argument("--replicate-noise", action="store_true", required=True)
+        rp.add_argument("--json", dest="json_path")
+        ra = rp.parse_args()
+        rn = replicate_noise()
+        for key, val in rn.items():
+            print(f"{key:<42s} {val:.4g}" if isinstance(val, float) else f"{key:<42s} {val}")
+        if ra.json_path:
+            Path(ra.json_path).write_text(json.dumps(rn, indent=1))
+        return
     if "--paired" in sys.argv:
         pp = argparse.ArgumentParser(description="paired per-seed differences of two methods")
         pp.add_argument("--paired", required=True, metavar="A,B")

@@ -18,7 +18,7 @@ from ..gains import FloatArray, GainTable
 from .active import ActiveLoop, make_selector
 from .final import FINAL_CHOICES, final_gains
 
-__all__ = ["BLEND_METHODS", "FEATURE_PRIOR_METHODS", "FINAL_CHOICES", "METHOD_DEFAULTS",
+__all__ = ["BIAS_PRIOR_METHODS", "BLEND_METHODS", "FEATURE_PRIOR_METHODS", "FINAL_CHOICES", "METHOD_DEFAULTS",
            "METHOD_OPTIONS", "NEEDS_NOISE_METHODS", "NEEDS_PRIOR_METHODS", "PRIOR_METHODS", "REPLAY_METHODS",
            "SELECTOR_OPTIONS", "TABLE_PRIOR_METHODS", "replay_method"]
 
@@ -59,6 +59,8 @@ REPLAY_METHODS: dict[str, str] = {
                                            # (estimators/blend.py, seventh pass)
     "mtgnet-repshrunk": "search",          # mtgnet-shrunk with the noise term measured by
                                            # replicates (noise=, seventh pass)
+    "mtgnet-tagbias": "search",            # mtgnet; TAG's pair affinities bias the attention
+                                           # (attention_prior=, seventh pass)
 }
 
 #: options a method runs with unless given (the best configuration found: README, issue 13)
@@ -84,6 +86,7 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "mtgnet-tagfeature": {"kappa": 0.0, "warm_start": True, "final": "measured"},
     "mtgnet-blend": {"kappa": 0.0, "warm_start": True, "final": "measured"},
     "mtgnet-repshrunk": {"kappa": 0.0, "warm_start": True, "final": "shrunk"},
+    "mtgnet-tagbias": {"kappa": 0.0, "warm_start": True, "final": "measured"},
 }
 
 #: methods whose estimator is PairPriorMTGNet (the MTGNet options go to its inner model)
@@ -96,8 +99,10 @@ NEEDS_NOISE_METHODS = ("mtgnet-repshrunk",)
 TABLE_PRIOR_METHODS = ("mtgnet-tag",)
 #: methods whose MTGNet reads the ``prior`` table as an input feature (``token_prior``)
 FEATURE_PRIOR_METHODS = ("mtgnet-tagfeature",)
+#: methods whose MTGNet biases its attention by the pair matrix of the ``prior`` table
+BIAS_PRIOR_METHODS = ("mtgnet-tagbias",)
 #: methods that need ``prior=`` (TAG's estimate: one joint run, no measured combination)
-NEEDS_PRIOR_METHODS = (*TABLE_PRIOR_METHODS, *FEATURE_PRIOR_METHODS)
+NEEDS_PRIOR_METHODS = (*TABLE_PRIOR_METHODS, *FEATURE_PRIOR_METHODS, *BIAS_PRIOR_METHODS)
 #: options that go to the selector (the rest go to the loop or to MTGNet)
 SELECTOR_OPTIONS = ("alpha", "kappa", "budgets", "committee", "mean_votes", "committee_rounds",
                     "complete", "free", "calibrate", "fraction")
@@ -221,11 +226,12 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
                          f"only, not {name!r}")
     use_table = name in TABLE_PRIOR_METHODS
     use_feature = name in FEATURE_PRIOR_METHODS
+    use_bias = name in BIAS_PRIOR_METHODS
     table_opts = {k: options.pop(k) for k in ("shrink_rows",) if k in options}
     if not use_table and table_opts:
         raise InputError(f"shrink_rows is an option of {', '.join(TABLE_PRIOR_METHODS)} only, "
                          f"not {name!r}")
-    if use_table or use_feature:
+    if use_table or use_feature or use_bias:
         if not isinstance(prior, GainTable):
             raise InputTypeError(f"{name} needs prior=, a GainTable of prior gains (e.g. TAG's "
                                  f"estimate), got {type(prior).__name__}")
@@ -246,6 +252,12 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
     est_opts = {"seed": int(seed), **options}
     if use_feature:
         est_opts["token_prior"] = prior
+    if use_bias:
+        from ..estimators.base import pair_matrix
+
+        assert isinstance(prior, GainTable)
+        # TAG's estimate of pair {j, k} for j is its affinity of k onto j: the pair matrix
+        est_opts["attention_prior"] = pair_matrix(prior, what="the attention prior")
     MTGNet(**est_opts)._check_params()   # fail on bad options before any work
     if use_prior:
         from ..estimators.prior import PairPriorMTGNet

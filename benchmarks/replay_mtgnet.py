@@ -40,17 +40,96 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 NOISE_ARGS = ("valid_noise", "test_shift", "test_noise")
 
 
+def etth1_replicate_var(valid: GainTable, runs: Path = ARTIFACTS / "etth1_runs.jsonl"
+                        ) -> GainTable:
+    """Per-entry variance of ETTh1-7's validation gains from its two seeds: the per-seed gains
+    ``1 - MAE_C / MAE_single`` (validation), their sample variance / 2 (the table averages the
+    seeds); 0 for singletons. Rows and task order are ``valid``'s (mask bit j = task j)."""
+    rec: dict[tuple[int, str], dict[int, float]] = {}
+    for line in runs.read_text().splitlines():
+        r = json.loads(line)
+        for task, (val, _test) in r["metrics"].items():
+            rec.setdefault((int(r["mask"]), task), {})[int(r["seed"])] = float(val)
+    names = list(dict.fromkeys(t for _, t in rec))
+    var = np.where(valid.member(), 0.0, np.nan)
+    for i, m in enumerate(valid.masks.tolist()):
+        if bin(m).count("1") < 2:
+            continue
+        for j in range(valid.n_tasks):
+            if (m >> j) & 1:
+                single = rec[(1 << j, names[j])]
+                g = [1.0 - rec[(m, names[j])][s] / single[s] for s in (0, 1)]
+                var[i, j] = float(np.var(g, ddof=1)) / 2.0
+    return GainTable(valid.masks, var, valid.task_names, {"split": "valid_var", "replicates": 2})
+
+
+def replicate_noise(runs: Path = ARTIFACTS / "etth1_runs.jsonl") -> dict[str, Any]:
+    """How much of ETTh1-7's validation-test disagreement is seed noise (issue 13, 7th pass).
+
+    Per (combination >= 2 tasks, member) entry, the per-seed gains ``1 - MAE_C / MAE_single`` on
+    validation (v0, v1) and test (t0, t1); the tables hold the gains of the seed-averaged MAEs.
+    The variance of one seed's gain is ``mean((v0 - v1)^2) / 2`` (likewise test), that of the
+    two-seed mean half of it; what the seeds leave of var(valid - test) is shift between the
+    validation and the test months.
+    """
+    from scipy.stats import pearsonr, spearmanr
+
+    rec: dict[tuple[int, str], dict[int, tuple[float, float]]] = {}
+    for line in runs.read_text().splitlines():
+        r = json.loads(line)
+        for task, (val, test) in r["metrics"].items():
+            rec.setdefault((int(r["mask"]), task), {})[int(r["seed"])] = (float(val), float(test))
+    single = {t: d for (m, t), d in rec.items() if bin(m).count("1") == 1}
+    cols: list[list[float]] = []
+    for (m, t), d in rec.items():
+        if bin(m).count("1") < 2:
+            continue
+        s = single[t]
+        per_seed = [1.0 - d[k][i] / s[k][i] for i in (0, 1) for k in (0, 1)]   # v0 v1 t0 t1
+        mean = [1.0 - (d[0][i] + d[1][i]) / (s[0][i] + s[1][i]) for i in (0, 1)]
+        cols.append(per_seed + mean)
+    v0, v1, t0, t1, vm, tm = np.array(cols).T
+    rep_v, rep_t = float(np.mean((v0 - v1) ** 2) / 2), float(np.mean((t0 - t1) ** 2) / 2)
+    var_v, var_t, var_d = float(np.var(vm)), float(np.var(tm)), float(np.var(vm - tm))
+    noise_v, noise_t = rep_v / 2, rep_t / 2                 # of the two-seed means
+    r_v, r_t = float(pearsonr(v0, v1)[0]), float(pearsonr(t0, t1)[0])
+    rel_v, rel_t = 2 * r_v / (1 + r_v), 2 * r_t / (1 + r_t)  # Spearman-Brown, two seeds
+    return {
+        "entries": int(vm.size),
+        "spearman_valid_test": float(spearmanr(vm, tm)[0]),
+        "pearson_valid_test": float(pearsonr(vm, tm)[0]),
+        "spearman_seed0_seed1_valid": float(spearmanr(v0, v1)[0]),
+        "spearman_seed0_seed1_test": float(spearmanr(t0, t1)[0]),
+        "pearson_seed0_seed1_valid": r_v, "pearson_seed0_seed1_test": r_t,
+        "var_valid_mean": var_v, "var_test_mean": var_t, "var_valid_minus_test": var_d,
+        "replicate_sd_per_seed_valid": float(np.sqrt(rep_v)),
+        "replicate_sd_per_seed_test": float(np.sqrt(rep_t)),
+        "noise_var_valid_mean": noise_v, "noise_var_test_mean": noise_t,
+        "share_of_disagreement_valid_seed_noise": noise_v / var_d,
+        "share_of_disagreement_test_seed_noise": noise_t / var_d,
+        "share_of_disagreement_shift": (var_d - noise_v - noise_t) / var_d,
+        "shift_sd": float(np.sqrt(max(var_d - noise_v - noise_t, 0.0))),
+        "noise_share_of_valid_variance": noise_v / var_v,
+        "reliability_valid_mean": rel_v, "reliability_test_mean": rel_t,
+        "pearson_ceiling_from_seed_noise": float(np.sqrt(rel_v * rel_t)),
+        "pearson_valid_test_disattenuated": float(pearsonr(vm, tm)[0] / np.sqrt(rel_v * rel_t)),
+    }
+
+
 def load(dataset: str, data: Path = DATA, *, n_tasks: int = 10, n_random: int | None = None,
-         gen_seed: int = 0, noise: dict[str, float] | None = None) -> dict[str, GainTable]:
-    """Validation / test / HOA / TAG tables of one recorded (or generated) data set."""
+         gen_seed: int = 0, noise: dict[str, float] | None = None,
+         replicates: int = 1) -> dict[str, Any]:
+    """Validation / test / HOA / TAG tables of one recorded (or generated) data set, and the
+    validation gains' replicate variance (``valid_var``) where the data has replicates."""
     if dataset == "synthetic":
         from mtgfast.estimators.tag import TAG
         from mtgfast.generate import synthetic_gain_tables
 
-        syn = synthetic_gain_tables(n_tasks, n_random=n_random, seed=gen_seed, **(noise or {}))
+        syn = synthetic_gain_tables(n_tasks, n_random=n_random, seed=gen_seed, **(noise or {}),
+                                    replicates=replicates)
         tag = TAG().fit_affinity(syn.affinity.T, syn.valid.task_names)
         return {"valid": syn.valid, "test": syn.test, "hoa": None,
-                "tag": tag.predict_table(syn.valid.masks)}
+                "tag": tag.predict_table(syn.valid.masks), "valid_var": syn.valid_var}
     if dataset == "taskonomy":
         d = data / "taskonomy"
         x = d / "taskonomy_x.csv"
@@ -63,7 +142,8 @@ def load(dataset: str, data: Path = DATA, *, n_tasks: int = 10, n_random: int | 
         valid = GainTable.from_mtgnet(x, ARTIFACTS / "etth1_val_y.csv", meta={"dataset": "etth1-7"})
         return {"valid": valid, "test": GainTable.from_mtgnet(x, ARTIFACTS / "etth1_y.csv"),
                 # HOA from the validation pairs (the replay's default), TAG from its affinity run
-                "hoa": None, "tag": GainTable.from_mtgnet(x, ARTIFACTS / "etth1_tag.csv")}
+                "hoa": None, "tag": GainTable.from_mtgnet(x, ARTIFACTS / "etth1_tag.csv"),
+                "valid_var": etth1_replicate_var(valid)}
     d = data / "ETT"
     x = d / "ETTm1_x.csv"
     return {"valid": GainTable.from_mtgnet(x, d / "ETTm1_val_y.csv", meta={"dataset": "ettm1-7"}),
@@ -128,7 +208,8 @@ class _ProgressStats(dict):  # type: ignore[type-arg]
 def _one_seed(job: tuple[str, int, int]) -> tuple[list[float], int, dict[str, list[float]]]:
     """One (method, K, seed) replay of an mtgnet* method in this process."""
     import torch
-    from mtgfast.study.replay_methods import NEEDS_PRIOR_METHODS, replay_method
+    from mtgfast.study.replay_methods import (NEEDS_NOISE_METHODS, NEEDS_PRIOR_METHODS,
+                                              replay_method)
 
     torch.set_num_threads(1)
     method, k, seed = job
@@ -136,6 +217,11 @@ def _one_seed(job: tuple[str, int, int]) -> tuple[list[float], int, dict[str, li
     stats: dict[str, list[float]] = _ProgressStats() if _STATE.get("progress") else {}
     # mtgnet-tag learns the residual over TAG's estimate (one joint run: no measured combination)
     extra = {"prior": _STATE["tag"]} if method in NEEDS_PRIOR_METHODS else {}
+    if method in NEEDS_NOISE_METHODS:   # mtgnet-repshrunk: the replicates' noise variance
+        if _STATE.get("valid_var") is None:
+            raise SystemExit(f"{method} needs replicates: --dataset etth1, or synthetic with "
+                             "--replicates 2 or more")
+        extra["noise"] = _STATE["valid_var"]
     pred, used = replay_method(method, valid, seed=seed, rounds=k, stats=stats, **extra,
                                **dict(_STATE["options"]))
     return score(valid, test, pred, budgets), used, stats
@@ -185,7 +271,8 @@ def paired(files: list[str], a: str, b: str) -> list[dict[str, Any]]:
                                   f" N={gen['n_tasks']} gen={gen['seed']}" +
                                   ("" if gen.get("n_random") is None else
                                    f" random={gen['n_random']}") +
-                                  "".join(f" {k}={gen[k]}" for k in NOISE_ARGS if k in gen))
+                                  "".join(f" {k}={gen[k]}" for k in (*NOISE_ARGS, "replicates")
+                                          if k in gen))
         key = "per_seed_frac_above_random" if rep["dataset"] == "etth1" else \
             "per_seed_frac_of_oracle"
         first = int(rep.get("first_seed", 0))
@@ -210,6 +297,17 @@ def paired(files: list[str], a: str, b: str) -> list[dict[str, Any]]:
 
 
 def main() -> None:
+    if "--replicate-noise" in sys.argv:   # ETTh1-7's seeds: noise vs shift (seventh pass)
+        rp = argparse.ArgumentParser(description="seed noise vs shift on ETTh1-7")
+        rp.add_argument("--replicate-noise", action="store_true", required=True)
+        rp.add_argument("--json", dest="json_path")
+        ra = rp.parse_args()
+        rn = replicate_noise()
+        for key, val in rn.items():
+            print(f"{key:<42s} {val:.4g}" if isinstance(val, float) else f"{key:<42s} {val}")
+        if ra.json_path:
+            Path(ra.json_path).write_text(json.dumps(rn, indent=1))
+        return
     if "--paired" in sys.argv:
         pp = argparse.ArgumentParser(description="paired per-seed differences of two methods")
         pp.add_argument("--paired", required=True, metavar="A,B")
@@ -235,6 +333,9 @@ def main() -> None:
     for noise in NOISE_ARGS:
         ap.add_argument(f"--{noise.replace('_', '-')}", type=float, default=None,
                         help=f"synthetic: the generator's {noise} (default: its own)")
+    ap.add_argument("--replicates", type=int, default=1,
+                    help="synthetic: validation = mean of this many noisy copies (replicate "
+                         "variance for mtgnet-repshrunk)")
     ap.add_argument("--rounds", type=int, nargs="+", default=[1])
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--first-seed", type=int, default=0)
@@ -250,7 +351,7 @@ def main() -> None:
 
     noise = {k: getattr(args, k) for k in NOISE_ARGS if getattr(args, k) is not None}
     tabs = load(args.dataset, n_tasks=args.n_tasks, n_random=args.n_random,
-                gen_seed=args.gen_seed, noise=noise)
+                gen_seed=args.gen_seed, noise=noise, replicates=args.replicates)
     valid, test = tabs["valid"], tabs["test"]
     n = valid.n_tasks
     budgets = list(range(1, n + 1))
@@ -262,13 +363,14 @@ def main() -> None:
                               "first_seed": args.first_seed, "options": options, "rounds": {}}
     if args.dataset == "synthetic":
         report["generator"] = {"n_tasks": n, "n_random": args.n_random, "seed": args.gen_seed,
-                               **noise}
+                               **noise, **({"replicates": args.replicates}
+                                           if args.replicates > 1 else {})}
     # baselines do not depend on K: the replay module (same protocol) computes them once
     base_res = replay(valid, test, methods=base, hoa=tabs["hoa"], tag=tabs["tag"],
                       dataset=args.dataset, search="auto" if n <= 12 else "beam"
                       ).to_dict() if base else {"methods": {}}
     _STATE.update(valid=valid, test=test, budgets=budgets, options=options, tag=tabs["tag"],
-                  progress=args.progress)
+                  progress=args.progress, valid_var=tabs.get("valid_var"))
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     for k in args.rounds:
         t0 = time.perf_counter()
@@ -306,7 +408,12 @@ def main() -> None:
                          "first_seed": {key: [round(x, 3) for x in outs[0][2].get(key, [])]
                                         for key in ("fit_s", "fit_cpu_s", "fit_rows",
                                                     "fit_epochs", "predict_s",
-                                                    "predict_cpu_s")}}
+                                                    "predict_cpu_s", "fit_alpha")
+                                         if key != "fit_alpha" or key in outs[0][2]}}
+            alphas = [st["fit_alpha"] for _, _, st in outs if st.get("fit_alpha")]
+            if alphas:   # mtgnet-blend: the network's weight, every fit and the last one
+                timing[m]["alpha_mean"] = float(np.mean([a for al in alphas for a in al]))
+                timing[m]["alpha_last_per_seed"] = [round(al[-1], 4) for al in alphas]
         s = summarize(d, n, mtg)
         s["seconds"] = round(time.perf_counter() - t0, 1)
         s["measured"] = {m: d["methods"][m].get("measured") for m in methods}

@@ -253,3 +253,92 @@ def test_the_committee_also_verifies_the_groups_a_member_would_choose() -> None:
         SearchSelector(committee=1)
     with pytest.raises(InputError, match="mean_votes"):
         SearchSelector(committee=True, mean_votes=-1.0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(2, 5), seed=st.integers(0, 10_000), k=st.integers(3, 12),
+       level=st.sampled_from([0.0, 1e-4, 4e-3]))
+def test_shrinkage_with_replicate_noise_matches_the_per_task_reference(n, seed, k,
+                                                                       level) -> None:
+    truth = full_random_table(n, seed)
+    rng = np.random.default_rng(seed)
+    measured = _measured(truth, rng, k)
+    unmeasured = truth.masks[~np.isin(truth.masks, measured.masks)]
+    noisy = GainTable(truth.masks, truth.gains + np.where(truth.member(), rng.normal(
+        0, 0.05, truth.gains.shape), np.nan), truth.task_names)
+    size = popcount(truth.masks)
+    var = np.where(truth.member(), np.where(size[:, None] >= 2, level * rng.uniform(
+        0.5, 1.5, truth.gains.shape), 0.0), np.nan)
+    noise = GainTable(truth.masks, var, truth.task_names)
+    std = 0.02
+    got = shrunk_measured_gains(measured, _FakeNet(noisy, 1, std), unmeasured, noise)
+    multi = popcount(measured.masks) >= 2
+    y = measured.gains[multi]
+    oof = noisy.lookup(measured.masks[multi])
+    nv = noise.lookup(measured.masks[multi])
+    for j in range(n):
+        col = np.isfinite(y[:, j])
+        r = (y - oof)[col, j]
+        nz = float(np.mean(nv[col, j])) if col.any() else 0.0
+        if r.size < MIN_RESIDUALS or nz <= 0:
+            np.testing.assert_array_equal(got[multi][:, j], y[:, j])
+            continue
+        # the spread on the unmeasured candidates holding j (0 where none does)
+        m2 = std ** 2 if any(m >> j & 1 for m in unmeasured.tolist()) else 0.0
+        err = max(float(np.mean(r ** 2)) - nz, m2)   # model error, the noise identified
+        w = err / (err + nz)
+        np.testing.assert_allclose(got[multi][col, j], w * y[col, j] + (1 - w) * oof[col, j])
+    np.testing.assert_array_equal(got[~multi], measured.gains[~multi])
+    # through final_gains: the same shrunk gains of the measured rows
+    g = final_gains(truth.masks, measured, "shrunk", estimator=_FakeNet(noisy, 1, std),
+                    noise=noise)
+    np.testing.assert_array_equal(g[truth.index_of(measured.masks[multi])], got[multi])
+
+
+def test_replicate_noise_arguments_are_checked() -> None:
+    truth = full_random_table(3, 1)
+    measured = _measured(truth, np.random.default_rng(0), 3)
+    net = _FakeNet(truth, 1, 0.01)
+    with pytest.raises(InputTypeError, match="noise must be a GainTable"):
+        shrunk_measured_gains(measured, net, None, noise=np.zeros(3))   # type: ignore[arg-type]
+    neg = GainTable(truth.masks, np.where(truth.member(), -1.0, np.nan), truth.task_names)
+    with pytest.raises(InputError, match="variances"):
+        shrunk_measured_gains(measured, net, None, noise=neg)
+    other = full_random_table(4, 1)
+    with pytest.raises(InputError, match="noise has 4 tasks"):
+        shrunk_measured_gains(measured, net, None, noise=other)
+
+
+def test_replay_mtgnet_repshrunk_needs_and_uses_the_replicate_noise() -> None:
+    import torch
+
+    from mtgfast.generate import synthetic_gain_tables
+    from mtgfast.study.replay_methods import replay_method
+
+    small = {"dim": 16, "ffn_dim": 16, "n_estimators": 3, "max_epochs": 60, "patience": 15}
+    syn = synthetic_gain_tables(5, n_random=None, seed=1, valid_noise=0.05, replicates=2)
+    assert syn.valid_var is not None
+    with pytest.raises(InputTypeError, match="needs noise="):
+        replay_method("mtgnet-repshrunk", syn.valid, seed=0, rounds=1, **small)
+    with pytest.raises(InputError, match="noise= is for"):
+        replay_method("mtgnet", syn.valid, seed=0, rounds=1, noise=syn.valid_var, **small)
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, used = replay_method("mtgnet-repshrunk", syn.valid, seed=0, rounds=1,
+                                noise=syn.valid_var, **small)
+        b, _ = replay_method("mtgnet-shrunk", syn.valid, seed=0, rounds=1, **small)
+        zero = GainTable(syn.valid.masks, np.where(syn.valid.member(), 0.0, np.nan),
+                         syn.valid.task_names)
+        c, _ = replay_method("mtgnet-repshrunk", syn.valid, seed=0, rounds=1, noise=zero,
+                             **small)
+    finally:
+        torch.set_num_threads(old)
+    assert used == 1 + syn.valid.n_tasks
+    # the same loop (same measured rows); a zero noise leaves the measurements as they are
+    measured = np.isin(syn.valid.masks, syn.valid.masks[np.isfinite(a).any(axis=1)])
+    assert np.array_equal(np.isfinite(a), np.isfinite(b))
+    multi = (popcount(syn.valid.masks) >= 2) & measured
+    rows = multi & (a > -0.5).all(axis=1, where=syn.valid.member())   # measured, not floored
+    np.testing.assert_allclose(c[rows], syn.valid.gains[rows])
+    assert not np.allclose(a[rows], syn.valid.gains[rows])           # the noise shrank them

@@ -12,7 +12,10 @@ The model (per task j in a combination C, |C| >= 2), every part drawn from ``see
   their pairs say), a capacity penalty for groups larger than a task's cluster, and a few planted
   triples whose members help each other only when all three are present;
 - **noise**: validation gains = truth + measurement noise; test gains = truth + a per-entry
-  generalisation shift + noise (validation and test disagree, as on real data).
+  generalisation shift + noise (validation and test disagree, as on real data). ``replicates`` R
+  > 1 trains every combination R times (R noise draws, ``valid_noise`` each): the validation
+  table is their mean and ``valid_var`` the per-entry variance of that mean estimated from the
+  replicates (sample variance / R), as a collection with R seeds per combination would record.
 
 Candidates follow the MTG-Net paper's large setting: all pairs, ``n_random`` random combinations
 of >= 3 tasks and the full set (or every combination, ``n_random=None``, for small N).
@@ -48,6 +51,10 @@ class SyntheticTables:
     clusters: npt.NDArray[np.int64]
     pair: FloatArray
     affinity: FloatArray
+    #: replicates > 1: per-entry variance of the validation mean, estimated from the replicates
+    valid_var: GainTable | None = None
+    #: replicates > 1: the validation gains of every replicate, (R, n_masks, n_tasks)
+    valid_replicates: FloatArray | None = None
 
 
 def _candidates(n: int, n_random: int | None, seed: int) -> npt.NDArray[np.uint64]:
@@ -71,18 +78,22 @@ def synthetic_gain_tables(n_tasks: int = 27, *, n_random: int | None = 3000, see
                           pair_scale: float = 0.04, cluster_penalty: float = 0.008,
                           capacity_penalty: float = 0.01, n_triples: int | None = None,
                           valid_noise: float = 0.005, test_shift: float = 0.02,
-                          test_noise: float = 0.005, affinity_noise: float = 0.5
-                          ) -> SyntheticTables:
+                          test_noise: float = 0.005, affinity_noise: float = 0.5,
+                          replicates: int = 1) -> SyntheticTables:
     """Generate a validation/test gain-table pair of ``n_tasks`` tasks (see the module doc).
 
     Gains are relative (0.04 = 4 %). ``n_clusters`` defaults to about sqrt(N); ``n_triples`` to N;
-    ``affinity_noise`` is relative to the spread of the true pair matrix.
+    ``affinity_noise`` is relative to the spread of the true pair matrix. ``replicates`` > 1:
+    the validation table is the mean of that many noisy copies (the first is the one-replicate
+    draw; the others come from a stream of their own, so every other output is the same as with
+    one replicate), with ``valid_var`` and ``valid_replicates``.
     """
     n = check_n_tasks(n_tasks)
     if n < 2:
         raise InputError(f"n_tasks must be >= 2 for a gain table with combinations, got {n}")
     if n_random is not None:
         n_random = check_int("n_random", n_random, 0)
+    reps = check_int("replicates", replicates, 1)
     # the masks' sampler takes the seed modulo 2**64, the gains' generator does not: one range
     seed = check_int("seed", seed, 0, 2**64 - 1)
     k = max(1, round(np.sqrt(n))) if n_clusters is None else check_int("n_clusters", n_clusters, 1)
@@ -137,7 +148,16 @@ def synthetic_gain_tables(n_tasks: int = 27, *, n_random: int | None = 3000, see
 
     valid = truth + noisy(scales["valid_noise"])
     test = truth + noisy(scales["test_shift"]) + noisy(scales["test_noise"])
-    for g in (valid, test):
+    copies: FloatArray | None = None
+    if reps > 1:
+        # replicates 2..R from their own stream: the main stream (test, affinity) is untouched
+        rep_rng = np.random.default_rng([seed, n, 0x6D7467, 1])
+        sv = scales["valid_noise"]
+        copies = np.stack([valid] + [truth + (rep_rng.normal(0.0, sv, truth.shape) if sv > 0
+                                              else np.zeros(truth.shape))
+                                     for _ in range(reps - 1)])
+        valid = copies.mean(axis=0)
+    for g in (valid, test, *(() if copies is None else tuple(copies))):
         g[~multi] = 0.0
         g[~member] = np.nan
     spread = float(np.std(pair[~np.eye(n, dtype=bool)])) if n > 1 else 0.0
@@ -146,8 +166,16 @@ def synthetic_gain_tables(n_tasks: int = 27, *, n_random: int | None = 3000, see
 
     names = tuple(f"task{j:02d}" for j in range(n))
     meta = {"source": "synthetic", "seed": seed, "n_clusters": k}
+    valid_var = None
+    if copies is not None:
+        var = copies.var(axis=0, ddof=1) / reps
+        var[~multi] = 0.0
+        var[~member] = np.nan
+        valid_var = GainTable(masks, var, names, {**meta, "split": "valid_var",
+                                                  "replicates": reps})
     return SyntheticTables(
         valid=GainTable(masks, valid, names, {**meta, "split": "valid"}),
         test=GainTable(masks, test, names, {**meta, "split": "test"}),
         truth=GainTable(masks, truth, names, {**meta, "split": "truth"}),
-        clusters=clusters.astype(np.int64), pair=pair, affinity=affinity)
+        clusters=clusters.astype(np.int64), pair=pair, affinity=affinity,
+        valid_var=valid_var, valid_replicates=copies)

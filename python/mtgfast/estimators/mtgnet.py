@@ -132,6 +132,11 @@ class MTGNet(GainEstimator):
         ``E_j + f_j(C) w`` with ``f_j(C)`` the prior's gain of j in C over its RMS and ``w``
         learned per member from 0 (so the first fit starts as the plain network); predictions
         then use the stacked forward, not the ops kernels. The default None is the plain model.
+      attention_prior=None: an (N, N) matrix, entry [j, k] a prior effect of task k on task j
+        (e.g. TAG's lookahead affinity, the pair matrix of its estimate), added over its RMS to
+        the attention score of token j on token k in every layer, times a weight learned per
+        member and layer from 0 (seventh pass); like token_prior it predicts with the stacked
+        forward (member_params, save and score_whole_space refuse it).
       warm_start_from=None: a previous fit (same tasks and shape) to continue from, as the active
         loop's refits do (a few more rows each time): members start from its parameters with lr
         x 0.2 and ``warm_patience=10``; 3-4x fewer epochs (N = 27: 34 vs 139). Held-out rows are
@@ -145,7 +150,8 @@ class MTGNet(GainEstimator):
                  max_epochs: int = 300, patience: int = 30, validation_fraction: float = 0.2,
                  n_estimators: int = 5, seed: int = 0, device: str | None = None,
                  warm_start_from: MTGNet | None = None, warm_patience: int = 10,
-                 token_prior: GainTable | None = None) -> None:
+                 token_prior: GainTable | None = None,
+                 attention_prior: FloatArray | None = None) -> None:
         self.dim = dim
         self.n_layers = n_layers
         self.n_heads = n_heads
@@ -163,6 +169,7 @@ class MTGNet(GainEstimator):
         self.warm_start_from = warm_start_from
         self.warm_patience = warm_patience
         self.token_prior = token_prior
+        self.attention_prior = attention_prior
 
     # -- validation ----------------------------------------------------------------------------
     def _check_params(self) -> dict[str, Any]:
@@ -186,6 +193,14 @@ class MTGNet(GainEstimator):
         if self.token_prior is not None and not isinstance(self.token_prior, GainTable):
             raise InputTypeError("token_prior must be a GainTable of prior gains or None, got "
                                  f"{type(self.token_prior).__name__}")
+        if self.attention_prior is not None:
+            a = self.attention_prior
+            if not isinstance(a, np.ndarray) or a.ndim != 2 or a.shape[0] != a.shape[1]:
+                raise InputTypeError("attention_prior must be a square (N, N) numpy array or "
+                                     f"None, got {type(a).__name__} "
+                                     f"{getattr(a, 'shape', '')}")
+            if not np.all(np.isfinite(a)):
+                raise InputError("attention_prior must be finite")
         if self.warm_start_from is not None and not isinstance(self.warm_start_from, MTGNet):
             raise InputTypeError("warm_start_from must be a fitted MTGNet or None, got "
                                  f"{type(self.warm_start_from).__name__}")
@@ -249,7 +264,8 @@ class MTGNet(GainEstimator):
             # continue from the previous fit (a refit of the active loop adds a few rows): the
             # best held-out loss comes within a few epochs, so a short patience suffices
             for k, mod in enumerate(members):
-                mod.load_state_dict({q: v[k] for q, v in warm.items() if q != "w_feat"})
+                mod.load_state_dict({q: v[k] for q, v in warm.items()
+                                     if q not in ("w_feat", "w_bias")})
             # a fresh Adam takes lr-sized steps in every direction: smaller steps keep the fit
             p = {**p, "patience": p["warm_patience"], "lr": p["lr"] * _WARM_LR}
         # all members train as one stacked ensemble on size-binned packed tokens (stacked.py):
@@ -263,6 +279,13 @@ class MTGNet(GainEstimator):
                 torch.zeros(e, p["dim"])
             state["w_feat"] = nn.Parameter(w0.clone().to(dev))
             feat_t = torch.as_tensor(feat, dtype=torch.float32, device=dev)
+        bias_t = self._attention_bias(n, fit=True)
+        if bias_t is not None:
+            # the bias's weight starts at 0 too: the first fit starts as the plain network
+            b0 = warm["w_bias"] if warm is not None and "w_bias" in warm else \
+                torch.zeros(e, p["n_layers"])
+            state["w_bias"] = nn.Parameter(b0.clone().to(dev))
+            bias_t = bias_t.to(dev)
         packed = pack_rows(member, dev)
         y_t = torch.as_tensor(np.nan_to_num(gains / scale), dtype=torch.float32, device=dev)
         tw = torch.as_tensor(train_w, device=dev)
@@ -279,7 +302,8 @@ class MTGNet(GainEstimator):
         for epoch in range(epochs):
             opt.zero_grad(set_to_none=True)
             d = err(stacked_forward(state, packed, p["n_layers"], p["n_heads"],
-                                    p["temperature"], feature=feat_t) - y_t)   # (E, M, N)
+                                    p["temperature"], feature=feat_t, bias=bias_t)
+                    - y_t)                                                     # (E, M, N)
             # members that stopped leave the loss (their best parameters are kept below)
             loss = ((d * tw).sum(dim=(1, 2)) / tw_sum * active).sum()
             if n_hold >= 1:
@@ -324,10 +348,11 @@ class MTGNet(GainEstimator):
         cached = self.__dict__.get("_members_cache")
         if cached is not None and cached[0] == key and np.array_equal(cached[1], m):
             return list(cached[2])
-        if self.token_prior is not None:
+        if self.token_prior is not None or self.attention_prior is not None:
             if backend == "triton":
-                raise InputError("backend='triton' cannot run an MTGNet with token_prior= (the "
-                                 "kernel has no token features); use backend='torch' or 'auto'")
+                raise InputError("backend='triton' cannot run an MTGNet with token_prior= or "
+                                 "attention_prior= (the kernel has neither); use "
+                                 "backend='torch' or 'auto'")
             out = self._feature_outputs(m)
             self._members_cache = (key, m.copy(), tuple(out))
             return out
@@ -363,9 +388,25 @@ class MTGNet(GainEstimator):
         x[popcount(masks) < 2] = 0.0
         return x / self.feature_scale_
 
+    def _attention_bias(self, n: int, *, fit: bool = False) -> torch.Tensor | None:
+        """``attention_prior`` over its off-diagonal RMS (set at fit), diagonal 0, as a float32
+        tensor; None without one."""
+        a = self.attention_prior
+        if a is None:
+            return None
+        if a.shape != (n, n):
+            raise InputError(f"attention_prior has shape {a.shape}, the table {n} tasks")
+        b = np.array(a, dtype=np.float64)
+        np.fill_diagonal(b, 0.0)
+        if fit:
+            off = b[~np.eye(n, dtype=bool)]
+            rms = float(np.sqrt(np.mean(off * off))) if off.size else 0.0
+            self.bias_scale_ = rms if rms > 0 else 1.0
+        return torch.as_tensor(b / self.bias_scale_, dtype=torch.float32)
+
     def _feature_outputs(self, m: MaskArray) -> list[torch.Tensor]:
-        """Each member's raw output with ``token_prior`` features (the stacked forward, in
-        blocks of rows; the ops kernels know no token features)."""
+        """Each member's raw output with ``token_prior`` features and/or the ``attention_prior``
+        bias (the stacked forward, in blocks of rows; the ops kernels know neither)."""
         c = self.config_
         n = self.n_tasks_
         out = torch.zeros(c["n_estimators"], m.shape[0], n, dtype=torch.float64)
@@ -374,10 +415,11 @@ class MTGNet(GainEstimator):
             for s in range(0, m.shape[0], _SMALL_BATCH):
                 part = m[s:s + _SMALL_BATCH]
                 feat = self._token_features(part, n)
-                assert feat is not None
                 y = stacked_forward(state, pack_rows(masks_to_dense(part, n)), c["n_layers"],
                                     c["n_heads"], c["temperature"],
-                                    feature=torch.as_tensor(feat, dtype=torch.float32))
+                                    feature=None if feat is None else
+                                    torch.as_tensor(feat, dtype=torch.float32),
+                                    bias=self._attention_bias(n))
                 out[:, s:s + part.shape[0]] = y.double()
         return list(out)
 
@@ -405,6 +447,9 @@ class MTGNet(GainEstimator):
     def member_params(self, device: str | torch.device | None = None) -> list[MTGNetParams]:
         """Detached :class:`MTGNetParams` of each ensemble member (gains in the scaled unit)."""
         self._check_fitted()
+        if self.attention_prior is not None:
+            raise InputError("an MTGNet with attention_prior= has no kernel parameters (the "
+                             "kernels carry no attention bias): use predict / predict_members")
         dev = check_device(device if device is not None else (self.device or "cpu"))
         key = str(dev)
         cache = self.__dict__.setdefault("_params_cache", {})
@@ -529,9 +574,10 @@ class MTGNet(GainEstimator):
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write parameters and learned state to ``path`` (torch.save of tensors and plain data)."""
         self._check_fitted()
-        if self.token_prior is not None:
-            raise InputError("an MTGNet with token_prior= cannot be saved (its prior table is not "
-                             "part of the file); refit it where the prior is at hand")
+        if self.token_prior is not None or self.attention_prior is not None:
+            raise InputError("an MTGNet with token_prior= or attention_prior= cannot be saved "
+                             "(its prior is not part of the file); refit it where the prior is "
+                             "at hand")
         torch.save({"format": _FORMAT,
                     "params": {**self.get_params(), "warm_start_from": None},
                     "config": self.config_,

@@ -73,13 +73,16 @@ def _affine(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def stacked_forward(state: Mapping[str, torch.Tensor], packed: PackedRows, n_layers: int,
                     n_heads: int = 1, temperature: float = 1.0, eps: float = 1e-5,
-                    feature: torch.Tensor | None = None) -> torch.Tensor:
+                    feature: torch.Tensor | None = None,
+                    bias: torch.Tensor | None = None) -> torch.Tensor:
     """Gains ``(E, M, N)`` of every member for the packed rows (0 for absent tasks).
 
     ``state`` maps the names of ``MTGNet.state_`` (``embedding``, ``layers.{i}.w_qkv``...,
     ``w_head``, ``b_head``) to stacked tensors ``(E, ...)``; differentiable. ``feature``: an
     ``(M, N)`` scalar per row and task; token j of a row then starts as
-    ``embedding[j] + feature[row, j] * w_feat`` (``state["w_feat"]``, ``(E, D)``).
+    ``embedding[j] + feature[row, j] * w_feat`` (``state["w_feat"]``, ``(E, D)``). ``bias``: an
+    ``(N, N)`` matrix added to the attention scores of query j on key k in layer i, times
+    ``state["w_bias"][:, i]`` (``(E, n_layers)``).
     """
     emb = state["embedding"]                                       # (E, N, D)
     e, _, d = emb.shape
@@ -92,12 +95,16 @@ def stacked_forward(state: Mapping[str, torch.Tensor], packed: PackedRows, n_lay
             f = feature[rows[:, None], idx]                        # (B, k)
             x = x + f[None, :, :, None] * state["w_feat"][:, None, None, :]
         keymask = ~valid[None, :, None, None, :]                   # (1, B, 1, 1, k)
+        pair_bias = None if bias is None else bias[idx[:, :, None], idx[:, None, :]]  # (B, k, k)
         for i in range(n_layers):
             p = f"layers.{i}."
             qkv = _affine(x, state[p + "w_qkv"], state[p + "b_qkv"])
             q, kk, v = (t.reshape(e, b, k, n_heads, dh).transpose(2, 3)
                         for t in qkv.split(d, dim=-1))             # (E, B, H, k, dh)
             scores = (q @ kk.transpose(-1, -2)) * (1.0 / (dh ** 0.5 * temperature))
+            if pair_bias is not None:
+                scores = scores + state["w_bias"][:, i].view(e, 1, 1, 1, 1) * pair_bias[None, :,
+                                                                                       None]
             attn = torch.softmax(scores.masked_fill(keymask, float("-inf")), dim=-1)
             a = (attn @ v).transpose(2, 3).reshape(e, b, k, d)
             x = _ln(x + _affine(a, state[p + "w_o"], state[p + "b_o"]),

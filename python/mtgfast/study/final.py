@@ -58,7 +58,8 @@ def out_of_fold_residuals(measured: GainTable, estimator: Any) -> OutOfFold:
 
 
 def shrunk_measured_gains(measured: GainTable, estimator: Any,
-                          masks: MaskArray | None = None) -> FloatArray:
+                          masks: MaskArray | None = None,
+                          noise: GainTable | None = None) -> FloatArray:
     """Measured gains pulled towards the estimator's out-of-fold estimate, per task.
 
     Per task j, the out-of-fold residuals r = measured - estimate have variance s2 = noise +
@@ -66,6 +67,11 @@ def shrunk_measured_gains(measured: GainTable, estimator: Any,
     (the unmeasured candidates, where the estimate is out of sample); noise = max(s2 - m2, 0).
     A measurement keeps weight m2 / (m2 + noise) (1 without noise), its estimate the rest; rows
     no member held out are pulled towards the in-sample estimate. Singletons stay 0.
+
+    ``noise``: a table of the per-entry noise variance of the measurements (from replicates:
+    the variance of their mean). Then noise_j is its mean over the measured rows holding j, the
+    model error max(s2 - noise_j, m2) (identified, not assumed: s2 - m2 would call model error
+    noise), and the weight model error / (model error + noise_j).
     """
     if not callable(getattr(estimator, "predict_held_out", None)):
         raise InputTypeError(f"final='shrunk' needs an estimator with predict_held_out (an "
@@ -84,29 +90,57 @@ def shrunk_measured_gains(measured: GainTable, estimator: Any,
                                axis=0)
     else:
         model_var = np.zeros(n)
+    known_noise = None if noise is None else _noise_per_task(measured, multi, noise)
     for j in range(n):
         r = resid[:, j][np.isfinite(resid[:, j])]
         if r.size < MIN_RESIDUALS:
             continue
         m2 = float(np.nan_to_num(model_var[j]))
-        noise = max(float(np.mean(r * r)) - m2, 0.0)
-        if noise <= 0.0:
+        if known_noise is None:
+            nz = max(float(np.mean(r * r)) - m2, 0.0)
+            err = m2
+        else:
+            nz = float(known_noise[j])
+            err = max(float(np.mean(r * r)) - nz, m2)
+        if nz <= 0.0 or err + nz <= 0.0:
             continue
-        w = m2 / (m2 + noise)
+        w = err / (err + nz)
         col = np.isfinite(y[:, j])
         y[col, j] = w * y[col, j] + (1.0 - w) * est[col, j]
     out[multi] = y
     return out
 
 
+def _noise_per_task(measured: GainTable, rows: npt.NDArray[np.intp],
+                    noise: GainTable) -> FloatArray:
+    """Per task, the mean noise variance of the measured ``rows`` holding it (0 where ``noise``
+    has none of them)."""
+    if not isinstance(noise, GainTable):
+        raise InputTypeError(f"noise must be a GainTable of noise variances, got "
+                             f"{type(noise).__name__}")
+    if noise.n_tasks != measured.n_tasks:
+        raise InputError(f"noise has {noise.n_tasks} tasks, the measured table "
+                         f"{measured.n_tasks}")
+    idx = noise.index_of(measured.masks[rows])
+    v = np.where((idx >= 0)[:, None], noise.gains[np.maximum(idx, 0)], np.nan)
+    v = np.where(measured.member()[rows], v, np.nan)
+    if np.any(v[np.isfinite(v)] < 0):
+        raise InputError("noise must hold variances (>= 0), found a negative entry")
+    ok = np.isfinite(v)
+    count = ok.sum(axis=0)
+    return np.where(count > 0, np.where(ok, v, 0.0).sum(axis=0) / np.maximum(count, 1), 0.0)
+
+
 def final_gains(masks: object, measured: GainTable, final: str = "estimate", *,
-                estimate: object = None, estimator: Any = None) -> FloatArray:
+                estimate: object = None, estimator: Any = None,
+                noise: GainTable | None = None) -> FloatArray:
     """Gains ``(len(masks), N)`` the final grouping search runs on (NaN outside each mask).
 
     ``measured``: the measured combinations (the full set among them for the measured-only
     choices). ``estimate``: the estimator's gains on ``masks`` (needed by ``"estimate"``).
     Under ``"measured"``/``"shrunk"`` every unmeasured combination of >= 2 tasks counts below
-    its tasks' singletons, so no search picks it; ``"shrunk"`` needs ``estimator`` (fitted).
+    its tasks' singletons, so no search picks it; ``"shrunk"`` needs ``estimator`` (fitted)
+    and takes ``noise`` (replicate variances, see :func:`shrunk_measured_gains`).
     """
     if final not in FINAL_CHOICES:
         raise InputError(f"final must be one of {', '.join(FINAL_CHOICES)}, got {final!r}")
@@ -129,7 +163,7 @@ def final_gains(masks: object, measured: GainTable, final: str = "estimate", *,
     if final == "shrunk":
         if estimator is None:
             raise InputError("final='shrunk' needs estimator=, the fitted estimator")
-        gains = shrunk_measured_gains(measured, estimator, m[~found])
+        gains = shrunk_measured_gains(measured, estimator, m[~found], noise)
     known = np.where(masks_to_dense(measured.masks, measured.n_tasks), gains, 0.0)
     floor = min(0.0, float(np.nanmin(known))) - 1.0 if len(measured) else -1.0
     size = member.sum(axis=1)

@@ -18,9 +18,9 @@ from ..gains import FloatArray, GainTable
 from .active import ActiveLoop, make_selector
 from .final import FINAL_CHOICES, final_gains
 
-__all__ = ["FEATURE_PRIOR_METHODS", "FINAL_CHOICES", "METHOD_DEFAULTS", "METHOD_OPTIONS",
-           "NEEDS_PRIOR_METHODS", "PRIOR_METHODS", "REPLAY_METHODS", "SELECTOR_OPTIONS",
-           "TABLE_PRIOR_METHODS", "replay_method"]
+__all__ = ["BIAS_PRIOR_METHODS", "BLEND_METHODS", "FEATURE_PRIOR_METHODS", "FINAL_CHOICES", "METHOD_DEFAULTS",
+           "METHOD_OPTIONS", "NEEDS_NOISE_METHODS", "NEEDS_PRIOR_METHODS", "PRIOR_METHODS", "REPLAY_METHODS",
+           "SELECTOR_OPTIONS", "TABLE_PRIOR_METHODS", "replay_method"]
 
 #: method name -> selector of the active loop
 REPLAY_METHODS: dict[str, str] = {
@@ -54,6 +54,13 @@ REPLAY_METHODS: dict[str, str] = {
                                            # over TAG's estimate, scaled per task (prior=)
     "mtgnet-tagfeature": "search",         # mtgnet; TAG's estimate is an input of the network
                                            # (token_prior=, sixth pass)
+    "mtgnet-blend": "search",              # mtgnet; the estimate is alpha * MTGNet + (1 - alpha)
+                                           # * pooled pair estimate, alpha fitted out of fold
+                                           # (estimators/blend.py, seventh pass)
+    "mtgnet-repshrunk": "search",          # mtgnet-shrunk with the noise term measured by
+                                           # replicates (noise=, seventh pass)
+    "mtgnet-tagbias": "search",            # mtgnet; TAG's pair affinities bias the attention
+                                           # (attention_prior=, seventh pass)
 }
 
 #: options a method runs with unless given (the best configuration found: README, issue 13)
@@ -77,16 +84,25 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "mtgnet-prior": {"kappa": 0.0, "warm_start": True},
     "mtgnet-tag": {"kappa": 0.0, "warm_start": True, "final": "measured"},
     "mtgnet-tagfeature": {"kappa": 0.0, "warm_start": True, "final": "measured"},
+    "mtgnet-blend": {"kappa": 0.0, "warm_start": True, "final": "measured"},
+    "mtgnet-repshrunk": {"kappa": 0.0, "warm_start": True, "final": "shrunk"},
+    "mtgnet-tagbias": {"kappa": 0.0, "warm_start": True, "final": "measured"},
 }
 
 #: methods whose estimator is PairPriorMTGNet (the MTGNet options go to its inner model)
 PRIOR_METHODS = ("mtgnet-prior",)
+#: methods whose estimator is BlendMTGNet (MTGNet blended with the pooled pair estimate)
+BLEND_METHODS = ("mtgnet-blend",)
+#: methods whose final shrinkage takes the measurements' noise from ``noise=`` (replicates)
+NEEDS_NOISE_METHODS = ("mtgnet-repshrunk",)
 #: methods whose estimator is TablePriorMTGNet over the ``prior`` table given to replay_method
 TABLE_PRIOR_METHODS = ("mtgnet-tag",)
 #: methods whose MTGNet reads the ``prior`` table as an input feature (``token_prior``)
 FEATURE_PRIOR_METHODS = ("mtgnet-tagfeature",)
+#: methods whose MTGNet biases its attention by the pair matrix of the ``prior`` table
+BIAS_PRIOR_METHODS = ("mtgnet-tagbias",)
 #: methods that need ``prior=`` (TAG's estimate: one joint run, no measured combination)
-NEEDS_PRIOR_METHODS = (*TABLE_PRIOR_METHODS, *FEATURE_PRIOR_METHODS)
+NEEDS_PRIOR_METHODS = (*TABLE_PRIOR_METHODS, *FEATURE_PRIOR_METHODS, *BIAS_PRIOR_METHODS)
 #: options that go to the selector (the rest go to the loop or to MTGNet)
 SELECTOR_OPTIONS = ("alpha", "kappa", "budgets", "committee", "mean_votes", "committee_rounds",
                     "complete", "free", "calibrate", "fraction")
@@ -129,6 +145,8 @@ class _Timed(_Recorded):
             self.inner.fit(table)
         self.stats.setdefault("fit_rows", []).append(float(len(table)))
         self.stats.setdefault("fit_epochs", []).append(float(getattr(self.inner, "n_epochs_", 0)))
+        if hasattr(self.inner, "alpha_"):   # BlendMTGNet: the network's weight in this fit
+            self.stats.setdefault("fit_alpha", []).append(float(self.inner.alpha_))
         return self
 
     def predict(self, masks: object, **kwargs: Any) -> Any:
@@ -147,7 +165,8 @@ class _TimedSelector(_Recorded):
 
 def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
                   use_measured: bool = True, stats: dict[str, list[float]] | None = None,
-                  prior: GainTable | None = None, **options: Any) -> tuple[FloatArray, int]:
+                  prior: GainTable | None = None, noise: GainTable | None = None,
+                  **options: Any) -> tuple[FloatArray, int]:
     """Run MTG-Net's active loop on ``valid`` and predict all its rows.
 
     Returns ``(gains, n_measured)``: gains ``(n_masks, n_tasks)`` (NaN outside) for every row of
@@ -161,6 +180,8 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
     ``shrink``/``max_size`` (``mtgnet-prior`` only) to :class:`PairPriorMTGNet`, ``shrink_rows``
     (``mtgnet-tag`` only) to :class:`TablePriorMTGNet`, the rest to :class:`MTGNet`. ``prior``:
     the prior gain table of ``mtgnet-tag`` (e.g. TAG's estimate of every row of ``valid``).
+    ``noise``: ``mtgnet-repshrunk``'s per-entry noise variance of the validation gains (from
+    replicates: the variance of their mean; e.g. ``synthetic_gain_tables(replicates=2)``).
     ``stats``: a dict that receives the seconds of every fit and prediction (``fit_s``,
     ``predict_s``; CPU seconds ``*_cpu_s``), of every ask of the selector (``select_s``) and the
     rows and epochs of every fit.
@@ -198,17 +219,19 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
                              "only)")
         final = "estimate"   # the ablation without measured gains: every row is an estimate
     use_prior = name in PRIOR_METHODS
+    use_blend = name in BLEND_METHODS
     prior_opts = {k: options.pop(k) for k in ("shrink", "max_size") if k in options}
     if not use_prior and prior_opts:
         raise InputError(f"{', '.join(prior_opts)} is an option of {', '.join(PRIOR_METHODS)} "
                          f"only, not {name!r}")
     use_table = name in TABLE_PRIOR_METHODS
     use_feature = name in FEATURE_PRIOR_METHODS
+    use_bias = name in BIAS_PRIOR_METHODS
     table_opts = {k: options.pop(k) for k in ("shrink_rows",) if k in options}
     if not use_table and table_opts:
         raise InputError(f"shrink_rows is an option of {', '.join(TABLE_PRIOR_METHODS)} only, "
                          f"not {name!r}")
-    if use_table or use_feature:
+    if use_table or use_feature or use_bias:
         if not isinstance(prior, GainTable):
             raise InputTypeError(f"{name} needs prior=, a GainTable of prior gains (e.g. TAG's "
                                  f"estimate), got {type(prior).__name__}")
@@ -216,14 +239,34 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
             raise InputError(f"prior has {prior.n_tasks} tasks, valid {valid.n_tasks}")
     elif prior is not None:
         raise InputError(f"prior= is for {', '.join(NEEDS_PRIOR_METHODS)} only, not {name!r}")
+    if name in NEEDS_NOISE_METHODS:
+        if not isinstance(noise, GainTable):
+            raise InputTypeError(f"{name} needs noise=, a GainTable of the validation gains' "
+                                 f"noise variances (from replicates), got {type(noise).__name__}")
+        if noise.n_tasks != valid.n_tasks:
+            raise InputError(f"noise has {noise.n_tasks} tasks, valid {valid.n_tasks}")
+        if final != "shrunk":
+            raise InputError(f"{name} uses noise= in final='shrunk' only, got final={final!r}")
+    elif noise is not None:
+        raise InputError(f"noise= is for {', '.join(NEEDS_NOISE_METHODS)} only, not {name!r}")
     est_opts = {"seed": int(seed), **options}
     if use_feature:
         est_opts["token_prior"] = prior
+    if use_bias:
+        from ..estimators.base import pair_matrix
+
+        assert isinstance(prior, GainTable)
+        # TAG's estimate of pair {j, k} for j is its affinity of k onto j: the pair matrix
+        est_opts["attention_prior"] = pair_matrix(prior, what="the attention prior")
     MTGNet(**est_opts)._check_params()   # fail on bad options before any work
     if use_prior:
         from ..estimators.prior import PairPriorMTGNet
 
         PairPriorMTGNet(MTGNet(**est_opts), **prior_opts)._check()
+    if use_blend:
+        from ..estimators.blend import BlendMTGNet
+
+        BlendMTGNet(MTGNet(**est_opts))._check()
     if use_table:
         from ..estimators.prior import TablePriorMTGNet
 
@@ -233,10 +276,13 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
         # warm start: each refit continues from the previous fit (same members, more rows)
         prev = loop.estimator_ if warm else None
         prev = prev.inner if isinstance(prev, _Timed) else prev
-        prev = getattr(prev, "model_", prev)   # a PairPriorMTGNet warm-starts its network
+        prev = getattr(prev, "model_", prev)   # a PairPriorMTGNet / BlendMTGNet warm-starts
+                                               # its network
         est: Any = MTGNet(**est_opts, warm_start_from=prev if isinstance(prev, MTGNet) else None)
         if use_prior:
             est = PairPriorMTGNet(est, **prior_opts)
+        if use_blend:
+            est = BlendMTGNet(est)
         if use_table:
             est = TablePriorMTGNet(est, prior, **table_opts)
         return est if stats is None else _Timed(est, stats)
@@ -256,7 +302,8 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
     if use_measured and final != "estimate":
         # the final choice reads measured gains only ("shrunk": and the estimator's out-of-fold
         # predictions of measured rows): predicting every row would be thrown away
-        return final_gains(valid.masks, loop.table(), final, estimator=inner), loop.n_measured
+        return final_gains(valid.masks, loop.table(), final, estimator=inner,
+                           noise=noise), loop.n_measured
     if risk > 0:
         # risk-aware final search: unverified combinations count at mean - risk * spread
         predict_std: Any = est.predict   # the Estimator protocol does not promise return_std

@@ -1,0 +1,171 @@
+"""A blend of MTG-Net and the pooled pair estimate, weighted by their out-of-fold errors.
+
+At small budgets (N + 1 measured rows at TAG-equal cost) the network may predict worse than a
+low-capacity estimate; :class:`BlendMTGNet` predicts ``alpha * MTGNet + (1 - alpha) * base``, with
+``base`` the HOA-shaped pooled pair estimate of the measured rows (``prior.pooled_pair_matrix``,
+as a competitor, not a residual target) and one ``alpha`` in [0, 1] fitted by least squares on the
+out-of-fold predictions of both (the network's held-out rows; the base's leave-one-out), so the
+measured data decides how much of each to trust.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..checks import check_int
+from ..errors import InputError, InputTypeError
+from ..gains import FloatArray, GainTable
+from ..masks import MaskArray, as_masks, masks_to_dense
+from .base import GainEstimator
+from .hoa import aggregate_pairs
+from .prior import pooled_pair_matrix
+
+if TYPE_CHECKING:
+    from .mtgnet import MTGNet
+
+__all__ = ["BlendMTGNet", "blend_weight", "pooled_pair_loo"]
+
+
+def pooled_pair_loo(table: GainTable, max_size: int | None = None) -> FloatArray:
+    """Leave-one-out pooled pair estimate of every row of ``table``: row r's gains predicted by
+    ``aggregate_pairs`` on ``pooled_pair_matrix`` of the table without row r (NaN outside each
+    combination, 0 for singletons). Vectorised: row r's terms are subtracted from the sums."""
+    member = table.member()
+    n = table.n_tasks
+    size = member.sum(axis=1)
+    top = size.max() if max_size is None else max_size
+    pooled = (size >= 2) & (size <= top)
+    d = member.astype(np.float64)
+    known = (member & np.isfinite(table.gains)).astype(np.float64)
+    g = np.nan_to_num(np.where(member, table.gains, 0.0))
+    w = np.where(pooled, 1.0 / np.maximum(size - 1.0, 1.0), 0.0)[:, None]
+    num = (g * known * w).T @ d                                     # (N, N) all pooled rows
+    den = (known * w).T @ d
+    # without row r: num - w_r (known_r g_r) d_r^T, likewise den; (R, N, N)
+    num_r = num[None] - (g * known * w)[:, :, None] * d[:, None, :]
+    den_r = den[None] - (known * w)[:, :, None] * d[:, None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = np.where(den_r > 1e-12, num_r / np.maximum(den_r, 1e-300), 0.0)
+    idx = np.arange(n)
+    p[:, idx, idx] = 0.0
+    # out[r, j] = mean_{k in C_r, k != j} P_r[j, k]
+    sums = np.einsum("rjk,rk->rj", p, d)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(size[:, None] > 1, sums / np.maximum(size[:, None] - 1.0, 1.0), 0.0)
+    out[~member] = np.nan
+    return out
+
+
+def blend_weight(y: FloatArray, net: FloatArray, base: FloatArray) -> float:
+    """The ``alpha`` in [0, 1] minimising ``sum (y - alpha * net - (1 - alpha) * base)^2`` over
+    the entries where all three are finite; 1 (the network alone) when no entry is or the two
+    estimates agree everywhere."""
+    ok = np.isfinite(y) & np.isfinite(net) & np.isfinite(base)
+    if not ok.any():
+        return 1.0
+    dd = (net - base)[ok]
+    rr = (y - base)[ok]
+    sdd = float(dd @ dd)
+    if not sdd > 0.0:
+        return 1.0
+    return float(np.clip(float(dd @ rr) / sdd, 0.0, 1.0))
+
+
+class BlendMTGNet(GainEstimator):
+    """``alpha * MTGNet + (1 - alpha) * pooled pair estimate``, ``alpha`` fitted per fit.
+
+    ``model``: an unfitted :class:`~mtgfast.estimators.mtgnet.MTGNet` (its options as given;
+    ``warm_start_from`` may be a previous ``BlendMTGNet`` or MTGNet). ``alpha``: None fits one
+    shared weight on the out-of-fold entries of the measured rows of >= 2 tasks (the network's
+    held-out rows, ``MTGNet.predict_held_out``, against the base's leave-one-out); a number in
+    [0, 1] fixes it. ``max_size`` pools only measured combinations of at most that many tasks.
+    The ensemble spread is ``alpha`` times the network's: the base is the same for every member.
+    """
+
+    def __init__(self, model: Any = None, alpha: float | None = None,
+                 max_size: int | None = None) -> None:
+        self.model = model
+        self.alpha = alpha
+        self.max_size = max_size
+
+    def _check(self) -> Any:
+        from .mtgnet import MTGNet
+
+        model = MTGNet() if self.model is None else self.model
+        if not isinstance(model, MTGNet):
+            raise InputTypeError(f"model must be an MTGNet or None, got {type(model).__name__}")
+        a = self.alpha
+        if a is not None and (isinstance(a, bool) or not isinstance(a, (int, float)) or
+                              not 0.0 <= float(a) <= 1.0):
+            raise InputError(f"alpha must be None or a number in [0, 1], got {a!r}")
+        if self.max_size is not None:
+            check_int("max_size", self.max_size, 2)
+        if isinstance(model.warm_start_from, BlendMTGNet):
+            model.warm_start_from = getattr(model.warm_start_from, "model_", None)
+        model._check_params()
+        return model
+
+    def _fit(self, table: GainTable) -> None:
+        model = self._check()
+        self.model_: MTGNet = model.fit(table)
+        self.pairs_ = pooled_pair_matrix(table, self.max_size)
+        self.train_masks_ = table.masks.copy()
+        self.base_loo_ = pooled_pair_loo(table, self.max_size)
+        if self.alpha is not None:
+            self.alpha_ = float(self.alpha)
+            return
+        multi = np.flatnonzero(table.member().sum(axis=1) >= 2)
+        oof, count = self.model_.predict_held_out(table.masks[multi])
+        held = np.asarray(count) > 0
+        self.alpha_ = blend_weight(table.gains[multi][held], np.asarray(oof)[held],
+                                   self.base_loo_[multi][held])
+        #: how many out-of-fold rows the weight was fitted on
+        self.n_alpha_rows_ = int(held.sum())
+
+    def _fitted(self, masks: object) -> MaskArray:
+        if not hasattr(self, "model_"):
+            raise InputError(f"this {type(self).__name__} is not fitted yet: call fit(table) "
+                             "first")
+        return as_masks(masks, self.n_tasks_)
+
+    def base(self, masks: object) -> FloatArray:
+        """The pooled pair estimate of ``masks`` (the blend's low-capacity side)."""
+        return aggregate_pairs(self._fitted(masks), self.pairs_, backend="auto")
+
+    def predict(self, masks: object, **kwargs: Any) -> Any:
+        """The blend; ``return_std=True`` also returns ``alpha`` times the network's spread."""
+        m = self._fitted(masks)
+        out = self.model_.predict(m, **kwargs)
+        b = (1.0 - self.alpha_) * self.base(m)
+        if isinstance(out, tuple):
+            return self.alpha_ * out[0] + b, self.alpha_ * out[1]
+        return self.alpha_ * out + b
+
+    def predict_members(self, masks: object, **kwargs: Any) -> FloatArray:
+        """Each member's blend ``(n_estimators, n_masks, n_tasks)``."""
+        m = self._fitted(masks)
+        return self.alpha_ * self.model_.predict_members(m, **kwargs) + \
+            (1.0 - self.alpha_) * self.base(m)[None]
+
+    def predict_held_out(self, masks: object) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+        """Out-of-fold blend of training rows: the network's held-out estimate (NaN where no
+        member held the row out) blended with the base's leave-one-out; and the members' count."""
+        m = self._fitted(masks)
+        oof, count = self.model_.predict_held_out(m)
+        pos = {int(x): r for r, x in enumerate(self.train_masks_.tolist())}
+        rows = np.array([pos.get(int(x), -1) for x in m.tolist()], dtype=np.intp)
+        base = np.where((rows >= 0)[:, None], self.base_loo_[np.maximum(rows, 0)], np.nan)
+        base = np.where(masks_to_dense(m, self.n_tasks_), base, np.nan)
+        return self.alpha_ * oof + (1.0 - self.alpha_) * base, count
+
+    def _predict(self, masks: MaskArray) -> FloatArray:
+        out = self.predict(masks)
+        assert isinstance(out, np.ndarray)
+        return out
+
+    @property
+    def n_epochs_(self) -> int:
+        return int(getattr(getattr(self, "model_", None), "n_epochs_", 0))

@@ -1,0 +1,175 @@
+"""BlendMTGNet: the base's leave-one-out, the out-of-fold weight, the blend, the replay variant."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mtgfast.errors import InputError, InputTypeError
+from mtgfast.gains import GainTable
+from mtgfast.generate import synthetic_gain_tables
+from mtgfast.masks import masks_to_dense
+
+SMALL = {"dim": 16, "ffn_dim": 16, "n_estimators": 3, "max_epochs": 60, "patience": 15}
+
+
+def _reference_loo(table: GainTable, max_size: int | None) -> np.ndarray:
+    """Row by row: pool the table without row r, aggregate row r (the definition)."""
+    from mtgfast.estimators.hoa import aggregate_pairs
+    from mtgfast.estimators.prior import pooled_pair_matrix
+
+    out = np.full(table.gains.shape, np.nan)
+    for r in range(len(table)):
+        keep = np.arange(len(table)) != r
+        rest = GainTable(table.masks[keep], table.gains[keep], table.task_names, {})
+        p = pooled_pair_matrix(rest, max_size) if keep.any() else \
+            np.zeros((table.n_tasks, table.n_tasks))
+        out[r] = aggregate_pairs(table.masks[r:r + 1], p, backend="numpy")[0]
+    return out
+
+
+def _random_table(seed: int, n: int, rows: int) -> GainTable:
+    rng = np.random.default_rng(seed)
+    masks = np.unique(rng.integers(1, 1 << n, rows).astype(np.uint64))
+    member = masks_to_dense(masks, n)
+    gains = rng.normal(0.0, 0.05, member.shape)
+    gains[member.sum(axis=1) == 1] = 0.0
+    gains[~member] = np.nan
+    return GainTable(masks, gains, tuple(f"t{j}" for j in range(n)), {})
+
+
+@given(st.integers(0, 10_000), st.integers(2, 6), st.integers(1, 40),
+       st.sampled_from([None, 2, 3]))
+@settings(max_examples=40, deadline=None)
+def test_pooled_pair_loo_matches_the_row_by_row_reference(seed: int, n: int, rows: int,
+                                                          max_size: int | None) -> None:
+    from mtgfast.estimators.blend import pooled_pair_loo
+
+    t = _random_table(seed, n, rows)
+    got = pooled_pair_loo(t, max_size)
+    want = _reference_loo(t, max_size)
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(np.nan_to_num(got), np.nan_to_num(want), atol=1e-12)
+
+
+@given(st.integers(0, 10_000), st.integers(1, 30))
+@settings(max_examples=40, deadline=None)
+def test_blend_weight_is_the_least_squares_alpha_in_0_1(seed: int, size: int) -> None:
+    from mtgfast.estimators.blend import blend_weight
+
+    rng = np.random.default_rng(seed)
+    y, net, base = (rng.normal(0, 1, size) for _ in range(3))
+    net[rng.random(size) < 0.2] = np.nan
+    net[0] = rng.normal(0, 1)            # at least one entry to fit on
+    a = blend_weight(y, net, base)
+    assert 0.0 <= a <= 1.0
+    ok = np.isfinite(net)
+
+    def loss(x: float) -> float:
+        return float(np.sum((y - x * net - (1 - x) * base)[ok] ** 2))
+
+    grid = np.linspace(0, 1, 1001)
+    assert loss(a) <= min(loss(x) for x in grid) + 1e-9
+    # the network equal to the truth: all of its weight; the base equal to it: none
+    assert blend_weight(y, y, base) == pytest.approx(1.0)
+    if np.any(np.isfinite(net) & (net != y)):
+        assert blend_weight(y, net, y) == pytest.approx(0.0)
+    assert blend_weight(y, base, base) == 1.0             # nothing to decide: the network
+    assert blend_weight(y, np.full(size, np.nan), base) == 1.0
+
+
+def test_blend_fixed_weights_are_the_network_and_the_base() -> None:
+    from mtgfast.estimators.blend import BlendMTGNet
+    from mtgfast.estimators.hoa import aggregate_pairs
+    from mtgfast.estimators.mtgnet import MTGNet
+    from mtgfast.estimators.prior import pooled_pair_matrix
+
+    syn = synthetic_gain_tables(5, n_random=None, seed=3)
+    v = syn.valid
+    rows = np.random.default_rng(1).choice(len(v), 14, replace=False)
+    full = np.flatnonzero(v.masks == (1 << 5) - 1)
+    rows = np.union1d(rows, full)
+    sub = GainTable(v.masks[rows], v.gains[rows], v.task_names, {})
+    net = MTGNet(**SMALL, seed=4).fit(sub)
+    one = BlendMTGNet(MTGNet(**SMALL, seed=4), alpha=1.0).fit(sub)
+    np.testing.assert_array_equal(one.predict(v.masks), net.predict(v.masks))
+    zero = BlendMTGNet(MTGNet(**SMALL, seed=4), alpha=0.0).fit(sub)
+    base = aggregate_pairs(v.masks, pooled_pair_matrix(sub), backend="numpy")
+    np.testing.assert_allclose(zero.predict(v.masks), base, atol=1e-12)
+    mean, std = zero.predict(v.masks, return_std=True)
+    assert np.all(std[v.member()] == 0.0)                # the base has no spread
+
+
+def test_blend_fitted_weight_spread_members_and_held_out() -> None:
+    from mtgfast.estimators.blend import BlendMTGNet, blend_weight, pooled_pair_loo
+    from mtgfast.estimators.mtgnet import MTGNet
+
+    syn = synthetic_gain_tables(6, n_random=None, seed=5)
+    v = syn.valid
+    rows = np.random.default_rng(2).choice(len(v), 30, replace=False)
+    rows = np.union1d(rows, np.flatnonzero(v.masks == (1 << 6) - 1))
+    sub = GainTable(v.masks[rows], v.gains[rows], v.task_names, {})
+    est = BlendMTGNet(MTGNet(**SMALL, seed=1)).fit(sub)
+    a = est.alpha_
+    assert 0.0 <= a <= 1.0 and est.n_alpha_rows_ >= 1
+    # the weight is the least-squares one on the network's out-of-fold rows against the base's
+    # leave-one-out
+    multi = np.flatnonzero(sub.member().sum(axis=1) >= 2)
+    oof, count = est.model_.predict_held_out(sub.masks[multi])
+    held = count > 0
+    assert a == blend_weight(sub.gains[multi][held], oof[held],
+                             pooled_pair_loo(sub)[multi][held])
+    mean, std = est.predict(v.masks, return_std=True)
+    nmean, nstd = est.model_.predict(v.masks, return_std=True)
+    np.testing.assert_allclose(std, a * nstd, atol=1e-12)
+    np.testing.assert_allclose(mean, a * nmean + (1 - a) * est.base(v.masks), atol=1e-12)
+    np.testing.assert_allclose(est.predict_members(v.masks).mean(axis=0), mean, atol=1e-9)
+    bo, bc = est.predict_held_out(sub.masks[multi])
+    np.testing.assert_array_equal(bc, count)
+    np.testing.assert_allclose(bo[held], (a * oof + (1 - a) * pooled_pair_loo(sub)[multi])[held],
+                               atol=1e-12)
+    # warm start from a fitted blend continues its network
+    warm = BlendMTGNet(MTGNet(**SMALL, seed=1, warm_start_from=est)).fit(sub)
+    assert warm.model_.warm_start_from is est.model_
+
+
+def test_blend_bad_input() -> None:
+    from mtgfast.estimators.blend import BlendMTGNet
+    from mtgfast.estimators.mtgnet import MTGNet
+
+    syn = synthetic_gain_tables(4, n_random=None, seed=1)
+    with pytest.raises(InputTypeError, match="model must be an MTGNet"):
+        BlendMTGNet(model="net").fit(syn.valid)
+    with pytest.raises(InputError, match="alpha must be None or a number in"):
+        BlendMTGNet(MTGNet(**SMALL), alpha=1.5).fit(syn.valid)
+    with pytest.raises(InputError, match="alpha must be None or a number in"):
+        BlendMTGNet(MTGNet(**SMALL), alpha=True).fit(syn.valid)
+    with pytest.raises(InputError, match="max_size"):
+        BlendMTGNet(MTGNet(**SMALL), max_size=1).fit(syn.valid)
+    with pytest.raises(InputError, match="not fitted"):
+        BlendMTGNet().predict([3])
+
+
+def test_replay_mtgnet_blend_runs_warm_and_records_the_weight() -> None:
+    import torch
+
+    from mtgfast.study.replay_methods import replay_method
+
+    syn = synthetic_gain_tables(5, n_random=None, seed=1)
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        stats: dict[str, list[float]] = {}
+        pred, used = replay_method("mtgnet-blend", syn.valid, seed=0, rounds=1, stats=stats,
+                                   **SMALL)
+    finally:
+        torch.set_num_threads(old)
+    assert used == 1 + syn.valid.n_tasks
+    member = syn.valid.member()
+    assert np.all(np.isnan(pred[~member]))
+    alphas = stats["fit_alpha"]
+    assert len(alphas) == len(stats["fit_s"]) >= 2
+    assert all(0.0 <= a <= 1.0 for a in alphas)

@@ -26,6 +26,7 @@ import numpy as np
 from .checks import check_int, is_int
 from .errors import InputError, InputTypeError
 from .gains import FloatArray, GainTable
+from .masks import popcount
 from .progress import progress as progress_bar
 
 if TYPE_CHECKING:
@@ -140,6 +141,12 @@ def parse_budgets(spec: str | int | Iterable[int], n_tasks: int | None = None) -
         raise InputError(f"budget {max(out)} exceeds the {n_tasks} tasks (B = N already allows "
                          "every task alone)")
     return tuple(sorted(out))
+
+
+def _n_multi(table: GainTable) -> int:
+    """Combinations of >= 2 tasks in ``table``: what the ``measured`` column counts (singletons
+    are every method's common baseline, so they are not counted for any)."""
+    return int(np.count_nonzero(popcount(table.masks) >= 2))
 
 
 def _aligned(table: GainTable | None, valid: GainTable, what: str) -> GainTable | None:
@@ -259,9 +266,9 @@ def _run_methods(names: Sequence[str], valid: GainTable, test_t: GainTable,
         bar.set_postfix_str(name)
         if name in ("oracle", "test-oracle", "hoa", "tag"):
             if name == "oracle":
-                select, measured = valid.gains, len(valid)
+                select, measured = valid.gains, _n_multi(valid)
             elif name == "test-oracle":
-                select, measured = test_t.gains, len(test_t)
+                select, measured = test_t.gains, _n_multi(test_t)
             elif name == "hoa":
                 if hoa_t is None:
                     from .estimators.hoa import HOA

@@ -370,6 +370,9 @@ def test_ln_affines_by_products_and_elementwise(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(common, "FOLD_LN", fold)
     assert common.launch_config(KernelLayout(9, 16, 32, 1, 2), 16, 0).fold_ln is fold
     assert common.launch_config(KernelLayout(9, 16, 32, 1, 2), 16, 1).fold_ln is False
+    # the diag(ln_w) matrices kept in shared memory across tiles ride on the folded path
+    assert common.launch_config(KernelLayout(9, 16, 32, 1, 2), 16, 0).persist_ln is fold
+    assert common.launch_config(KernelLayout(9, 16, 32, 1, 2), 16, 1).persist_ln is False
     n = 9
     params = make_params(n, 16, 32, n_layers, 1, seed=19)
     for lp in params.layers:                 # affines that matter (folded into weights, blocks)

@@ -280,8 +280,16 @@ PERSIST_WEIGHTS = True
 # combination. Top-k takes the elementwise path (with products: more registers, N = 33 spills
 # 24 B), fp32's tf32x3 products would cost more than they save, on sm_80 the products cost more
 # (N = 27 bf16 predict 2,849 against 2,768) and N = 64 marginal spilled 8 B; kept in shared
-# memory across tiles the matrices leave one CTA per SM. Tests switch it off (other path).
+# memory across tiles (``PERSIST_LN``) they fit two CTAs per SM only beside the per-task tables'
+# room: see below. Tests switch it off (other path).
 FOLD_LN = True
+# With ``persist`` and ``fold_ln``, the diag(ln_w) matrices of layer 1 and the last layer (three,
+# 8 KB each at D = 64) stay in shared memory across tiles instead of being staged per tile
+# through 16 registers (the peak of the live set). Static figures, N = 27 bf16 sm_90 predict,
+# seventh pass: 16-row bucket 975 -> 968 instructions per combination; 100-108 KB of shared
+# memory per CTA, two CTAs per SM; the batched 32-slot bucket (its attention's scratch is ~20
+# KB) then re-reads the gather tables per tile (106 KB; 2,058 -> 2,044 all the same).
+PERSIST_LN = True
 
 
 @dataclass(frozen=True)
@@ -303,6 +311,7 @@ class LaunchConfig:
     rows: int = 0                # token rows per tile (0: block_m * pp)
     fold_ln: bool = False       # LN1's affine on the residual by products (``FOLD_LN``)
     head_pre: bool = True       # the folded head vector held in registers across tiles
+    persist_ln: bool = False    # the LN affines' diag matrices kept in shared memory too
 
     def options(self) -> dict[str, int]:
         """Triton launch / compile options."""
@@ -315,7 +324,8 @@ class LaunchConfig:
         return dict(PP=self.pp, S=self.stride or self.pp, ROWS=self.rows or self.block_m * self.pp,
                     BLOCK_M=self.block_m, BLOCK_F=self.block_f, TOPK=self.topk,
                     MODE=self.mode, PERSIST=self.persist, PERSIST_TABLES=self.persist_tables,
-                    ROW_KEYS=self.row_keys, FOLD_LN=self.fold_ln, HEAD_PRE=self.head_pre)
+                    ROW_KEYS=self.row_keys, FOLD_LN=self.fold_ln, HEAD_PRE=self.head_pre,
+                    PERSIST_LN=self.persist_ln)
 
 
 def persistent_weight_bytes(layout: KernelLayout, dtype: torch.dtype, *,
@@ -384,7 +394,10 @@ def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
     persist = (PERSIST_WEIGHTS and layout.n_heads == 1 and layout.fp == block_f and arch >= 90
                and dtype in (None, torch.float16, torch.bfloat16)
                and persistent_weight_bytes(layout, wdt, tables=False) <= PERSIST_MAX_BYTES)
-    tables = persist and pp <= 32 and persistent_weight_bytes(layout, wdt) <= PERSIST_MAX_BYTES
+    persist_ln = (PERSIST_LN and persist and FOLD_LN and mode != 1
+                  and dtype in (None, torch.float16, torch.bfloat16))
+    tables = (persist and pp <= 32 and persistent_weight_bytes(layout, wdt) <= PERSIST_MAX_BYTES
+              and not (persist_ln and pp >= 32 and not dense))
     return LaunchConfig(pp=pp, block_m=bm, block_f=block_f, mode=mode,
                         topk=next_pow2(topk, floor=1) if mode == 1 else 1,
                         num_warps=4 if rows <= 64 else 8, num_stages=1, maxnreg=MAXNREG,
@@ -393,7 +406,8 @@ def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
                         row_keys=arch >= 90,
                         fold_ln=FOLD_LN and mode != 1 and arch >= 90
                         and dtype in (None, torch.float16, torch.bfloat16),
-                        head_pre=bm >= HEAD_PRE_MIN_COMBOS)
+                        head_pre=bm >= HEAD_PRE_MIN_COMBOS,
+                        persist_ln=persist_ln)
 
 
 def combos_in_bucket(n_tasks: int, popcounts: range) -> int:

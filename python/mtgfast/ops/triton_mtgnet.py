@@ -482,6 +482,21 @@ GATHER_PARTS: tl.constexpr = tl.constexpr(2)
 PACKED_LN: tl.constexpr = tl.constexpr(True)
 
 
+# The residual's products join an accumulator after the product they are added to (the FFN's
+# second, W_o), not before it: its operand is then ready first (registers, ``_post_attention``).
+RESIDUAL_LAST: tl.constexpr = tl.constexpr(True)
+
+
+# The per-row combination one-hot's last column holds -(slot + 1) (``_mtgnet_fwd_kernel``), and
+# the rank table NOT_MEMBER for absent tasks: exact in bf16, far below -(2 x 64).
+SLOT_IN_HOT: tl.constexpr = tl.constexpr(True)
+NOT_MEMBER: tl.constexpr = tl.constexpr(-1024.0)
+
+
+# The prologue loads the matrices kept in shared memory one at a time (``_load_pre``).
+SERIAL_PROLOGUE: tl.constexpr = tl.constexpr(True)
+
+
 # Score offset of masked keys in the 2-D attention (finite: it reaches the accumulator through
 # a product with 0/1 entries; exp2 of anything near it is 0, and no valid score comes close).
 MASKED: tl.constexpr = tl.constexpr(1.0e30)
@@ -708,7 +723,7 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
                     CENTER_IN: tl.constexpr,
                     CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr,
                     W_HI: tl.constexpr = 0, W_LO: tl.constexpr = 0, wh_pre=None,
-                    HEAD_PRE: tl.constexpr = True):
+                    HEAD_PRE: tl.constexpr = True, g1_pre=None, PRE_LN: tl.constexpr = False):
     """From x + attn + b_o: y = LN1(.), then LN2(y + FFN(y)); LAST: the head's output per row.
 
     The FFN reads LN1's normalised rows u (the host folded LN1's scale into W_1 and its bias
@@ -722,7 +737,8 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
     Offsets are the host layout's (``KernelLayout``): LN1 follows b_o, LN2 follows b_2. b_1
     starts the hidden accumulator as ``ones @ block`` (``pack_params``' bias blocks). PRE:
     ``w1_pre``/``w2_pre``/``b1_pre`` are the whole FFN's, loaded once per program (FP == BLOCK_F);
-    with HEAD_PRE also the folded head vector ``wh_pre`` (else re-read per tile: registers).
+    with HEAD_PRE also the folded head vector ``wh_pre`` (else re-read per tile: registers);
+    with PRE_LN also LN1's diag(ln1_w) ``g1_pre`` (else staged per tile through registers).
     """
     dc = tl.arange(0, DP)
     fc = tl.arange(0, BLOCK_F)
@@ -751,12 +767,17 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
             hid = _mm_w(xc, mat_l + O_W1 + dc[:, None] * FP + (f0 + fc)[None, :], hid, W_HI,
                         W_LO, CDT, UPCAST_DOT, TF32X3)
         hid = _relu_to(hid, CDT, UPCAST_DOT)
+        # FOLD_LN, RESIDUAL_LAST: the hidden slice's product starts the accumulator and the
+        # residual's products follow on it, so none of them can be issued before the ReLU'd
+        # hidden is ready (else the fp32 hidden and the fp32 residual are live together)
+        LATE: tl.constexpr = FOLD_LN and RESIDUAL_LAST
         if f0 == 0:
-            if FOLD_LN:
-                acc = _mm(ones, _load_mat(bias_l + OB_R, 16, DP),
-                          tl.zeros((x_attn.shape[0], DP), tl.float32), tl.bfloat16, UPCAST_DOT,
-                          False)
-                acc = _mm(xc, _load_mat(mat_l + O_G1, DP, DP), acc, CDT, UPCAST_DOT, False)
+            if LATE:
+                acc = tl.zeros((x_attn.shape[0], DP), tl.float32)
+            elif FOLD_LN:
+                acc = _ln_residual(xc, ones, g1_pre, mat_l, bias_l,
+                                   tl.zeros((x_attn.shape[0], DP), tl.float32), PRE and PRE_LN,
+                                   DP, O_G1, OB_R, CDT, UPCAST_DOT)
             else:
                 acc = (u * tl.load(vec_l + O_BO + DP + dc)[None, :]
                        + tl.load(vec_l + O_BO + 2 * DP + dc)[None, :])
@@ -765,6 +786,9 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
         else:
             acc = _mm_w(hid, mat_l + O_W2 + (f0 + fc)[:, None] * DP + dc[None, :], acc, W_HI,
                         W_LO, CDT, UPCAST_DOT, TF32X3)
+        if f0 == 0 and LATE:
+            acc = _ln_residual(xc, ones, g1_pre, mat_l, bias_l, acc, PRE and PRE_LN, DP, O_G1,
+                               OB_R, CDT, UPCAST_DOT)
     if LAST:
         HPRE: tl.constexpr = PRE and HEAD_PRE
         out = _ln_head(acc, head_ptr, eps, D, DP, FOLD_LN, HPRE, wh_pre, CHAIN)
@@ -778,10 +802,27 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
 
 
 @triton.jit
+def _ln_residual(xc, ones, g1_pre, mat_l, bias_l, acc, PRE_LN: tl.constexpr, DP: tl.constexpr,
+                 O_G1: tl.constexpr, OB_R: tl.constexpr, CDT: tl.constexpr,
+                 UPCAST_DOT: tl.constexpr):
+    """acc + LN1's output on the residual, ln1_w u + (ln1_b + b_2), by two tensor-core products
+    (``FOLD_LN``): ones @ bias block and u @ diag(ln1_w) (``g1_pre`` kept in shared memory when
+    PRE_LN, else read here)."""
+    acc = _mm(ones, _load_mat(bias_l + OB_R, 16, DP), acc, tl.bfloat16, UPCAST_DOT, False)
+    if PRE_LN:
+        g1 = g1_pre
+    else:
+        g1 = _load_mat(mat_l + O_G1, DP, DP)
+    return _mm(xc, g1, acc, CDT, UPCAST_DOT, False)
+
+
+@triton.jit
 def _residual_start(x, xc, ones, bo_pre, mat_l, bias_l, vin_l, R: tl.constexpr, PRE: tl.constexpr,
                     DP: tl.constexpr, O_GI: tl.constexpr, OB_OF: tl.constexpr,
-                    FOLD_LN: tl.constexpr, CDT: tl.constexpr, UPCAST_DOT: tl.constexpr):
-    """Layers 2..L: the residual x + b_o from the layer before's normalised LN2 rows (fp32)."""
+                    FOLD_LN: tl.constexpr, CDT: tl.constexpr, UPCAST_DOT: tl.constexpr,
+                    gin_pre=None, PRE_LN: tl.constexpr = False, acc0=None):
+    """Layers 2..L: the residual x + b_o from the layer before's normalised LN2 rows (fp32);
+    FOLD_LN: added onto ``acc0`` (None: zeros)."""
     dc = tl.arange(0, DP)
     # x: the layer before's normalised LN2 rows u; its affine g u + c (folded into
     # W_q,k,v and their biases) rides on the residual: x = u g + c + b_o elementwise
@@ -791,9 +832,15 @@ def _residual_start(x, xc, ones, bo_pre, mat_l, bias_l, vin_l, R: tl.constexpr, 
             bo = bo_pre
         else:
             bo = _load_mat(bias_l + OB_OF, 16, DP)
-        acc = _mm(ones, bo, tl.zeros((R, DP), tl.float32), tl.bfloat16, UPCAST_DOT,
-                  False)
-        acc = _mm(xc, _load_mat(mat_l + O_GI, DP, DP), acc, CDT, UPCAST_DOT, False)
+        if acc0 is None:
+            acc = _mm(ones, bo, tl.zeros((R, DP), tl.float32), tl.bfloat16, UPCAST_DOT, False)
+        else:
+            acc = _mm(ones, bo, acc0, tl.bfloat16, UPCAST_DOT, False)
+        if PRE and PRE_LN:   # diag(g) kept in shared memory across tiles
+            gin = gin_pre
+        else:
+            gin = _load_mat(mat_l + O_GI, DP, DP)
+        acc = _mm(xc, gin, acc, CDT, UPCAST_DOT, False)
     else:
         if PRE:
             bo = bo_pre
@@ -819,7 +866,8 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
                    CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr,
                    FLAT: tl.constexpr, S: tl.constexpr, BOUNDED: tl.constexpr,
                    W_HI: tl.constexpr = 0, W_LO: tl.constexpr = 0, wh_pre=None,
-                   HEAD_PRE: tl.constexpr = True):
+                   HEAD_PRE: tl.constexpr = True, g1_pre=None, gin_pre=None,
+                   PRE_LN: tl.constexpr = False):
     """One encoder layer over (R, DP) slot tokens: per-head QKV, attention, LN/FFN/LN. FLAT:
     2-D block-diagonal attention, combination c on rows [c S, c S + S) (its mask a product on
     the score accumulator); else batched (BLOCK_M, PP, PP) (R = BLOCK_M PP, S = PP). One head
@@ -840,7 +888,7 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
     xc = x.to(CDT)
     if TF32X3:   # fp32: before the attention (fewer spills there)
         acc = _residual_start(x, xc, ones, bo_pre, mat_l, bias_l, vin_l, R, PRE, DP, O_GI, OB_OF,
-                              FOLD_LN, CDT, UPCAST_DOT)
+                              FOLD_LN, CDT, UPCAST_DOT, gin_pre, PRE_LN)
     z = tl.zeros((R, DHP), tl.float32)
     for h in tl.static_range(H):
         if PRE:
@@ -879,6 +927,8 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
             rr = tl.arange(0, R)
             kc = tl.arange(0, comb_hot.shape[1])
             okb = (kc[:, None] == (rr // S)[None, :]) & key_ok[None, :]
+            if SLOT_IN_HOT:   # comb_hot's slot column (``_mtgnet_fwd_kernel``) adds nothing
+                okb = okb | (kc == comb_hot.shape[1] - 1)[:, None]
             s = _mm(comb_hot, tl.where(okb, 0.0, -MASKED), tl.zeros((R, R), tl.float32),
                     tl.bfloat16, UPCAST_DOT, False)
             s = _mm(q, tl.trans(k), s, CDT, UPCAST_DOT, TF32X3)
@@ -893,24 +943,42 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
             p = _softmax2(tl.where(key_ok, s, float("-inf")), BOUNDED, UPCAST_DOT)
             o = _mm(p, v3, tl.zeros((BLOCK_M, PP, DHP), tl.float32), CDT, UPCAST_DOT, TF32X3)
             o2 = tl.reshape(o, (R, DHP))
-        if h == 0 and not TF32X3:   # fp16/bf16: the residual starts here (shorter live range)
+        # fp16/bf16: the residual starts after the attention (shorter live range); LATE: after
+        # W_o's product, onto its accumulator (``RESIDUAL_LAST``: o2 is rounded before it starts)
+        LATE: tl.constexpr = FOLD_LN and RESIDUAL_LAST and not TF32X3
+        if h == 0 and LATE:
+            acc = tl.zeros((R, DP), tl.float32)
+        elif h == 0 and not TF32X3:
             acc = _residual_start(x, xc, ones, bo_pre, mat_l, bias_l, vin_l, R, PRE, DP, O_GI,
-                                  OB_OF, FOLD_LN, CDT, UPCAST_DOT)
+                                  OB_OF, FOLD_LN, CDT, UPCAST_DOT, gin_pre, PRE_LN)
         if PRE:
             acc = _mm(o2, wo_pre, acc, CDT, UPCAST_DOT, TF32X3)
         else:
             acc = _mm_w(o2, mat_l + O_WO + h * DHP * DP + hc[:, None] * DP + dc[None, :], acc,
                         W_HI, W_LO, CDT, UPCAST_DOT, TF32X3)
+        if h == 0 and LATE:
+            acc = _residual_start(x, xc, ones, bo_pre, mat_l, bias_l, vin_l, R, PRE, DP, O_GI,
+                                  OB_OF, FOLD_LN, CDT, UPCAST_DOT, gin_pre, PRE_LN, acc)
     return _post_attention(acc, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, head_ptr, eps,
                            LAST, PRE, D, DP, FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, OB_1,
                            O_G1, OB_R, FOLD_LN, FOLD_LN, CDT, UPCAST_DOT, TF32X3, W_HI, W_LO,
-                           wh_pre, HEAD_PRE)
+                           wh_pre, HEAD_PRE, g1_pre, PRE_LN)
 
 
 @triton.jit
 def _load_mat(ptr, ROWS: tl.constexpr, COLS: tl.constexpr):
     """A row-major (ROWS, COLS) matrix at ``ptr``."""
     return tl.load(ptr + tl.arange(0, ROWS)[:, None] * COLS + tl.arange(0, COLS)[None, :])
+
+
+@triton.jit
+def _load_pre(ptr, ROWS: tl.constexpr, COLS: tl.constexpr):
+    """``_load_mat`` for a matrix kept in shared memory across tiles: with SERIAL_PROLOGUE a
+    barrier first, so ptxas cannot issue every prologue load at once (registers: the loads of
+    all the kept matrices in flight together were the live set's peak)."""
+    if SERIAL_PROLOGUE:
+        tl.debug_barrier()
+    return _load_mat(ptr, ROWS, COLS)
 
 
 @triton.jit
@@ -948,7 +1016,7 @@ def _mtgnet_fwd_kernel(
     CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr, PERSIST: tl.constexpr,
     PERSIST_TABLES: tl.constexpr, EXP_SCORES: tl.constexpr, BOUNDED: tl.constexpr,
     ROW_KEYS: tl.constexpr,
-    FOLD_LN: tl.constexpr, HEAD_PRE: tl.constexpr,
+    FOLD_LN: tl.constexpr, HEAD_PRE: tl.constexpr, PERSIST_LN: tl.constexpr,
 ):
     """MODE 0: gains (M, N). MODE 1: per-program per-task top-TOPK. MODE 2: beam marginals + argmax.
 
@@ -964,6 +1032,8 @@ def _mtgnet_fwd_kernel(
     EXP_SCORES: the layer-1 score table holds exp2 weights (``PackedMTGNet.exp_scores``).
     BOUNDED: layers 2..L's scores are bounded, softmax without row max (``bounded_scores``).
     HEAD_PRE: the folded head vector is held in registers across tiles (``LaunchConfig.head_pre``).
+    PERSIST_LN (PERSIST and FOLD_LN): the LN affines' diag matrices of layer 1 and of the last
+    layer stay in shared memory too, not staged per tile through registers (``persist_ln``).
     ROW_KEYS: token rows get their one-hot and layer-1 keys from a product with the per-row
     combination one-hot (any stride S); else from a (BLOCK_M, PP, NP) one-hot (S == PP; sm_80,
     where the hoisted operands would spill).
@@ -979,6 +1049,7 @@ def _mtgnet_fwd_kernel(
     tl.static_assert(MODE <= 2, "MODE is 0 (gains), 1 (top-k) or 2 (marginal)")
     tl.static_assert(not PERSIST or (H == 1 and FP == BLOCK_F), "PERSIST: one head, one slice")
     tl.static_assert(PERSIST or not PERSIST_TABLES, "PERSIST_TABLES needs PERSIST")
+    tl.static_assert((PERSIST and FOLD_LN) or not PERSIST_LN, "PERSIST_LN needs PERSIST, FOLD_LN")
     R: tl.constexpr = ROWS
     tl.static_assert(S <= PP and BLOCK_M * S <= R, "BLOCK_M combinations of S rows in a tile")
     tl.static_assert(ROW_KEYS or S == PP, "dense strides need ROW_KEYS")
@@ -1000,12 +1071,19 @@ def _mtgnet_fwd_kernel(
     tn = tl.arange(0, NP)
     ts = tl.arange(0, PP)
     dc = tl.arange(0, DP)
-    # per token row r: its combination r // PP as a one-hot over KC (>= 16: a dot dimension)
-    # and its slot + 1 (the rank + 1 its task must have)
-    KC: tl.constexpr = max(16, BM2)
+    # per token row r: its combination r // S as a one-hot over KC (>= 16: a dot dimension)
+    # and its slot + 1 (the rank + 1 its task must have); SLOT_IN_HOT: the one-hot's last
+    # column holds -(slot + 1), so the rank product hands on rank - slot (no per-row slot
+    # vector is held across the tile loop: registers)
+    KC: tl.constexpr = max(16, triton.next_power_of_2(BLOCK_M + 1) if SLOT_IN_HOT else BM2)
     kc = tl.arange(0, KC)
     rr = tl.arange(0, R)
     comb_hot = tl.where((rr // S)[:, None] == kc[None, :], 1.0, 0.0)    # (R, KC)
+    if SLOT_IN_HOT and ROW_KEYS:
+        comb_hot = tl.where(kc[None, :] == KC - 1, -(rr % S + 1).to(tl.float32)[:, None],
+                            comb_hot)
+    if not UPCAST_DOT:   # the products' operand: rounded once, before the tile loop (exact)
+        comb_hot = comb_hot.to(tl.bfloat16)
     slot1 = (rr % S + 1).to(tl.float32)
     task_ok = tn < N
     # the masks' task bits, and whether they need the 64-bit word (bit counts: ``_popc``)
@@ -1028,38 +1106,45 @@ def _mtgnet_fwd_kernel(
     # Weights that stay in shared memory across tiles (PERSIST), else dummies never read.
     LAST_L: tl.constexpr = max(N_LAYERS - 1, 0)
     if PERSIST_TABLES:
-        e0 = _load_mat(emb_ptr, NP, DP)
-        e1 = _load_mat(emb_ptr + NP * DP, NP, DP)
-        g0 = _load_mat(s1_ptr, NP, NP)
-        g1 = _load_mat(s1_ptr + NP * NP, NP, NP)
+        e0 = _load_pre(emb_ptr, NP, DP)
+        e1 = _load_pre(emb_ptr + NP * DP, NP, DP)
+        g0 = _load_pre(s1_ptr, NP, NP)
+        g1 = _load_pre(s1_ptr + NP * NP, NP, NP)
         if GPARTS == 3:
-            e2 = _load_mat(emb_ptr + 2 * NP * DP, NP, DP)
-            g2 = _load_mat(s1_ptr + 2 * NP * NP, NP, NP)
+            e2 = _load_pre(emb_ptr + 2 * NP * DP, NP, DP)
+            g2 = _load_pre(s1_ptr + 2 * NP * NP, NP, NP)
         else:   # not read (two-part gathers)
             e2 = e0
             g2 = g0
-        vo_pre = _load_mat(vo1_ptr, NP, DP)
+        vo_pre = _load_pre(vo1_ptr, NP, DP)
     else:
         e0 = tl.zeros((16, 16), tl.float32)
         e1, e2, g0, g1, g2, vo_pre = e0, e0, e0, e0, e0, e0
     if PERSIST:
-        f1_pre = _load_mat(mat_ptr + O_W1, DP, FP)
-        f2_pre = _load_mat(mat_ptr + O_W2, FP, DP)
-        wq_pre = _load_mat(mat_ptr + LAST_L * MAT_L, DP, DHP)
+        f1_pre = _load_pre(mat_ptr + O_W1, DP, FP)
+        f2_pre = _load_pre(mat_ptr + O_W2, FP, DP)
+        wq_pre = _load_pre(mat_ptr + LAST_L * MAT_L, DP, DHP)
         wk_pre = wq_pre   # one head: keys and values are the rows (merged products)
         wv_pre = wq_pre
-        wo_pre = _load_mat(mat_ptr + LAST_L * MAT_L + O_WO, DHP, DP)
-        w1_pre = _load_mat(mat_ptr + LAST_L * MAT_L + O_W1, DP, FP)
-        w2_pre = _load_mat(mat_ptr + LAST_L * MAT_L + O_W2, FP, DP)
-        fb_pre = _load_mat(bias_ptr + OB_1, 16, FP)
-        bo_pre = _load_mat(bias_ptr + LAST_L * BIAS_L + (OB_OF if FOLD_LN else 0), 16, DP)
-        bq_pre = _load_mat(bias_ptr + LAST_L * BIAS_L + OB_Q, 16, DHP)
-        b1_pre = _load_mat(bias_ptr + LAST_L * BIAS_L + OB_1, 16, FP)
+        wo_pre = _load_pre(mat_ptr + LAST_L * MAT_L + O_WO, DHP, DP)
+        w1_pre = _load_pre(mat_ptr + LAST_L * MAT_L + O_W1, DP, FP)
+        w2_pre = _load_pre(mat_ptr + LAST_L * MAT_L + O_W2, FP, DP)
+        fb_pre = _load_pre(bias_ptr + OB_1, 16, FP)
+        bo_pre = _load_pre(bias_ptr + LAST_L * BIAS_L + (OB_OF if FOLD_LN else 0), 16, DP)
+        bq_pre = _load_pre(bias_ptr + LAST_L * BIAS_L + OB_Q, 16, DHP)
+        b1_pre = _load_pre(bias_ptr + LAST_L * BIAS_L + OB_1, 16, FP)
     else:
         f1_pre = tl.zeros((16, 16), tl.float32)
         f2_pre, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_pre = (f1_pre, f1_pre, f1_pre, f1_pre,
                                                                   f1_pre, f1_pre, f1_pre)
         fb_pre, bo_pre, bq_pre, b1_pre = f1_pre, f1_pre, f1_pre, f1_pre
+    if PERSIST_LN:   # diag(ln1_w) of layer 1 and the last layer, diag(ln2_w) before the last
+        g1f_pre = _load_pre(mat_ptr + O_G1, DP, DP)
+        g1l_pre = _load_pre(mat_ptr + LAST_L * MAT_L + O_G1, DP, DP)
+        gin_pre = _load_pre(mat_ptr + LAST_L * MAT_L + O_GI, DP, DP)
+    else:
+        g1f_pre = tl.zeros((16, 16), tl.float32)
+        g1l_pre, gin_pre = g1f_pre, g1f_pre
     ones = tl.full((R, 16), 1.0, tl.float32)      # A operand of the bias products
     # the folded head (PERSIST and HEAD_PRE; else re-read per tile)
     wh_pre = tl.load(vec_ptr + HEAD + dc) if PERSIST and HEAD_PRE else dc
@@ -1092,13 +1177,26 @@ def _mtgnet_fwd_kernel(
                          other=0)
             mkw = _mask_bits(mk & TASK_BITS, WIDE)
             mk = ((mkw[:, None] >> tn[None, :].to(mkw.dtype)) & 1) != 0
-            rk = tl.where(mk, _count_below(mkw[:, None], tn[None, :], WIDE, UPCAST_DOT) + 1,
-                          0).to(tl.float32)                    # rank + 1 of members (KC, NP)
+            if SLOT_IN_HOT:
+                # rank + 1 of members, NOT_MEMBER of the others, ones on the slot column's row:
+                # g = rank + 1 - (slot + 1) for members, <= NOT_MEMBER / 2 for the others
+                rk = tl.where(kc[:, None] == KC - 1, 1.0, tl.where(
+                    mk, (_count_below(mkw[:, None], tn[None, :], WIDE, UPCAST_DOT) + 1).to(
+                        tl.float32), NOT_MEMBER))                       # (KC, NP)
+            else:
+                rk = tl.where(mk, _count_below(mkw[:, None], tn[None, :], WIDE, UPCAST_DOT) + 1,
+                              0).to(tl.float32)                # rank + 1 of members (KC, NP)
             g = _mm(comb_hot, rk, tl.zeros((R, NP), tl.float32), tl.bfloat16, UPCAST_DOT, False)
             # via fp32: the interpreter turns bool into bf16 as 0
-            hot2 = tl.where(g == slot1[:, None], 1.0, 0.0).to(tl.bfloat16)  # (R, NP) one-hot
+            if SLOT_IN_HOT:
+                hot2 = tl.where(g == 0.0, 1.0, 0.0).to(tl.bfloat16)     # (R, NP) one-hot
+            else:
+                hot2 = tl.where(g == slot1[:, None], 1.0, 0.0).to(tl.bfloat16)
             if NP <= 32:
-                key1 = g > 0.0                                        # layer-1 keys (R, NP)
+                if SLOT_IN_HOT:
+                    key1 = g > 0.5 * NOT_MEMBER                         # layer-1 keys (R, NP)
+                else:
+                    key1 = g > 0.0
             else:   # by another product where they are needed: g dies early (registers)
                 key1 = tl.zeros((R, NP), tl.int1)
         else:
@@ -1146,12 +1244,14 @@ def _mtgnet_fwd_kernel(
                                          bias_ptr, vec_ptr + HEAD, ln_eps, True, PERSIST, D, DP,
                                          FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, O_G1,
                                          OB_R, FOLD_LN, True, CDT,
-                                         UPCAST_DOT, TF32X3, W_HI, 2 * W_HI, wh_pre, HEAD_PRE)
+                                         UPCAST_DOT, TF32X3, W_HI, 2 * W_HI, wh_pre, HEAD_PRE,
+                                         g1f_pre, PERSIST_LN)
             else:
                 x = _post_attention(acc, ones, f1_pre, f2_pre, fb_pre, mat_ptr, vec_ptr, bias_ptr,
                                     vec_ptr + HEAD, ln_eps, False, PERSIST, D, DP, FP, BLOCK_F,
                                     O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, O_G1, OB_R, FOLD_LN,
-                                    True, CDT, UPCAST_DOT, TF32X3, W_HI, 2 * W_HI)
+                                    True, CDT, UPCAST_DOT, TF32X3, W_HI, 2 * W_HI, None, True,
+                                    g1f_pre, PERSIST_LN)
                 # ---- step 3: layers 2..L over slots (the last one ends in the head) ------------
                 if FLAT:
                     key_ok = slot_ok                                  # keys = occupied slots
@@ -1179,7 +1279,8 @@ def _mtgnet_fwd_kernel(
                                         O_WO, O_W1, O_W2, O_BO, O_B1, O_B2, OB_Q, OB_1, O_G1, OB_R,
                                         O_GI, OB_OF, FOLD_LN, CDT,
                                         UPCAST_DOT, TF32X3, FLAT, S, BOUNDED, W_HI,
-                                        2 * W_HI, wh_pre, HEAD_PRE)
+                                        2 * W_HI, wh_pre, HEAD_PRE, g1l_pre, gin_pre,
+                                        PERSIST_LN)
         else:
             wh = tl.load(vec_ptr + HEAD + dc)
             y_slot = tl.sum(x * wh[None, :], axis=1) + tl.load(vec_ptr + HEAD + DP)

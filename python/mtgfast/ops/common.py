@@ -312,6 +312,7 @@ class LaunchConfig:
     fold_ln: bool = False       # LN1's affine on the residual by products (``FOLD_LN``)
     head_pre: bool = True       # the folded head vector held in registers across tiles
     persist_ln: bool = False    # the LN affines' diag matrices kept in shared memory too
+    flat: bool = False          # 2-D block-diagonal attention in layers 2..L at any stride
 
     def options(self) -> dict[str, int]:
         """Triton launch / compile options."""
@@ -325,7 +326,7 @@ class LaunchConfig:
                     BLOCK_M=self.block_m, BLOCK_F=self.block_f, TOPK=self.topk,
                     MODE=self.mode, PERSIST=self.persist, PERSIST_TABLES=self.persist_tables,
                     ROW_KEYS=self.row_keys, FOLD_LN=self.fold_ln, HEAD_PRE=self.head_pre,
-                    PERSIST_LN=self.persist_ln)
+                    PERSIST_LN=self.persist_ln, FLAT_ATTN=self.flat)
 
 
 def persistent_weight_bytes(layout: KernelLayout, dtype: torch.dtype, *,
@@ -350,7 +351,27 @@ def persistent_weight_bytes(layout: KernelLayout, dtype: torch.dtype, *,
 # when a tile holds at least this many combinations; fewer (strides >= 32: 0.08% of the N = 27
 # space) re-read it per tile. Static figures, N = 27 bf16 sm_90, 32-row bucket: predict 198 ->
 # 166 registers for +24 instr/combo, marginal 190 -> 166 for +36, top-k 207 -> 185 for -2.
+# Not with ``persist_ln`` (fp16/bf16 predict and marginal on sm_90), whose buckets then fit 128
+# registers (seventh pass, N = 27 bf16 predict, 16-row bucket: held, 136 registers and 960
+# instructions per combination; re-read, 128 and 967).
 HEAD_PRE_MIN_COMBOS = 3
+
+
+# fp16/bf16 predict and marginal with the LN matrices in shared memory (``persist_ln``), at most
+# 32 tasks: ptxas is capped at this many registers per thread (none of those buckets spills;
+# N = 27 bf16 sm_90, seventh pass: 116-128 registers, the 2-per-tile bucket capped from 134).
+# Those buckets of at most 2 combinations per tile attend in 2-D block-diagonal products
+# (``LaunchConfig.flat``): N = 27, 32-row bucket, batched 156 registers (80 B spilled at 128),
+# 2-D 127 registers, 2,046 -> 2,068 instructions per combination (0.08% of the space).
+LN_MAXNREG = 128
+# ... but marginal's 2-per-tile bucket spills 16 B at 128 (its partial argmax state): 136, no
+# spill (uncapped, ptxas takes 176 and 2,182 instructions per combination; at 136, 2,114).
+LN_MAXNREG_MARGINAL_2 = 136
+
+
+def _ln_maxnreg(mode: int, combos_per_tile: int) -> int:
+    """The register cap of a ``persist_ln`` configuration (``LN_MAXNREG``)."""
+    return LN_MAXNREG_MARGINAL_2 if mode == 2 and combos_per_tile <= 2 else LN_MAXNREG
 
 
 # Largest persistent weight footprint that keeps two 4-warp CTAs per SM on sm_90 (228 KB).
@@ -400,14 +421,16 @@ def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
               and not (persist_ln and pp >= 32 and not dense))
     return LaunchConfig(pp=pp, block_m=bm, block_f=block_f, mode=mode,
                         topk=next_pow2(topk, floor=1) if mode == 1 else 1,
-                        num_warps=4 if rows <= 64 else 8, num_stages=1, maxnreg=MAXNREG,
+                        num_warps=4 if rows <= 64 else 8, num_stages=1,
+                        maxnreg=MAXNREG if MAXNREG is not None
+                        else _ln_maxnreg(mode, bm) if persist_ln and layout.np_ <= 32 else None,
                         persist=persist, persist_tables=tables,
                         stride=dense_stride, rows=rows if dense else 0,
                         row_keys=arch >= 90,
                         fold_ln=FOLD_LN and mode != 1 and arch >= 90
                         and dtype in (None, torch.float16, torch.bfloat16),
-                        head_pre=bm >= HEAD_PRE_MIN_COMBOS,
-                        persist_ln=persist_ln)
+                        head_pre=bm >= HEAD_PRE_MIN_COMBOS and not persist_ln,
+                        persist_ln=persist_ln, flat=persist_ln and bm <= 2)
 
 
 def combos_in_bucket(n_tasks: int, popcounts: range) -> int:

@@ -482,8 +482,11 @@ GATHER_PARTS: tl.constexpr = tl.constexpr(2)
 PACKED_LN: tl.constexpr = tl.constexpr(True)
 
 
-# The residual's products join an accumulator after the product they are added to (the FFN's
-# second, W_o), not before it: its operand is then ready first (registers, ``_post_attention``).
+# fp16/bf16: a bias, residual or mask product joins an accumulator after the product it is
+# added to (the FFN's W_1 and W_2, W_o, layer 2's scores, layer 1's P @ VO: the embeddings),
+# not before it, so no accumulator is started before that product's operand is ready
+# (registers: ptxas otherwise issues the operand-free product early, and two fp32
+# accumulators are live together).
 RESIDUAL_LAST: tl.constexpr = tl.constexpr(True)
 
 
@@ -723,7 +726,8 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
                     CENTER_IN: tl.constexpr,
                     CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr,
                     W_HI: tl.constexpr = 0, W_LO: tl.constexpr = 0, wh_pre=None,
-                    HEAD_PRE: tl.constexpr = True, g1_pre=None, PRE_LN: tl.constexpr = False):
+                    HEAD_PRE: tl.constexpr = True, g1_pre=None, PRE_LN: tl.constexpr = False,
+                    br_pre=None):
     """From x + attn + b_o: y = LN1(.), then LN2(y + FFN(y)); LAST: the head's output per row.
 
     The FFN reads LN1's normalised rows u (the host folded LN1's scale into W_1 and its bias
@@ -738,7 +742,8 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
     starts the hidden accumulator as ``ones @ block`` (``pack_params``' bias blocks). PRE:
     ``w1_pre``/``w2_pre``/``b1_pre`` are the whole FFN's, loaded once per program (FP == BLOCK_F);
     with HEAD_PRE also the folded head vector ``wh_pre`` (else re-read per tile: registers);
-    with PRE_LN also LN1's diag(ln1_w) ``g1_pre`` (else staged per tile through registers).
+    with PRE_LN also LN1's diag(ln1_w) ``g1_pre`` and bias block ``br_pre`` (else staged per
+    tile through registers).
     """
     dc = tl.arange(0, DP)
     fc = tl.arange(0, BLOCK_F)
@@ -759,13 +764,19 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
             b1 = b1_pre
         else:
             b1 = tl.load(bias_l + OB_1 + r16[:, None] * FP + (f0 + fc)[None, :])
-        hid = _mm(ones, b1, tl.zeros((u.shape[0], BLOCK_F), tl.float32), tl.bfloat16,
-                  UPCAST_DOT, False)
+        # RESIDUAL_LAST (fp16/bf16): b_1 after the product, so the hidden accumulator cannot
+        # start before the LayerNorm's rows are ready (registers)
+        B1_LATE: tl.constexpr = RESIDUAL_LAST and not TF32X3
+        hid = tl.zeros((u.shape[0], BLOCK_F), tl.float32)
+        if not B1_LATE:
+            hid = _mm(ones, b1, hid, tl.bfloat16, UPCAST_DOT, False)
         if PRE:
             hid = _mm(xc, w1, hid, CDT, UPCAST_DOT, TF32X3)
         else:
             hid = _mm_w(xc, mat_l + O_W1 + dc[:, None] * FP + (f0 + fc)[None, :], hid, W_HI,
                         W_LO, CDT, UPCAST_DOT, TF32X3)
+        if B1_LATE:
+            hid = _mm(ones, b1, hid, tl.bfloat16, UPCAST_DOT, False)
         hid = _relu_to(hid, CDT, UPCAST_DOT)
         # FOLD_LN, RESIDUAL_LAST: the hidden slice's product starts the accumulator and the
         # residual's products follow on it, so none of them can be issued before the ReLU'd
@@ -777,7 +788,7 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
             elif FOLD_LN:
                 acc = _ln_residual(xc, ones, g1_pre, mat_l, bias_l,
                                    tl.zeros((x_attn.shape[0], DP), tl.float32), PRE and PRE_LN,
-                                   DP, O_G1, OB_R, CDT, UPCAST_DOT)
+                                   DP, O_G1, OB_R, CDT, UPCAST_DOT, br_pre)
             else:
                 acc = (u * tl.load(vec_l + O_BO + DP + dc)[None, :]
                        + tl.load(vec_l + O_BO + 2 * DP + dc)[None, :])
@@ -788,7 +799,7 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
                         W_LO, CDT, UPCAST_DOT, TF32X3)
         if f0 == 0 and LATE:
             acc = _ln_residual(xc, ones, g1_pre, mat_l, bias_l, acc, PRE and PRE_LN, DP, O_G1,
-                               OB_R, CDT, UPCAST_DOT)
+                               OB_R, CDT, UPCAST_DOT, br_pre)
     if LAST:
         HPRE: tl.constexpr = PRE and HEAD_PRE
         out = _ln_head(acc, head_ptr, eps, D, DP, FOLD_LN, HPRE, wh_pre, CHAIN)
@@ -804,11 +815,15 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
 @triton.jit
 def _ln_residual(xc, ones, g1_pre, mat_l, bias_l, acc, PRE_LN: tl.constexpr, DP: tl.constexpr,
                  O_G1: tl.constexpr, OB_R: tl.constexpr, CDT: tl.constexpr,
-                 UPCAST_DOT: tl.constexpr):
+                 UPCAST_DOT: tl.constexpr, br_pre=None):
     """acc + LN1's output on the residual, ln1_w u + (ln1_b + b_2), by two tensor-core products
     (``FOLD_LN``): ones @ bias block and u @ diag(ln1_w) (``g1_pre`` kept in shared memory when
-    PRE_LN, else read here)."""
-    acc = _mm(ones, _load_mat(bias_l + OB_R, 16, DP), acc, tl.bfloat16, UPCAST_DOT, False)
+    PRE_LN, with its bias block ``br_pre``; else read here)."""
+    if PRE_LN:
+        br = br_pre
+    else:
+        br = _load_mat(bias_l + OB_R, 16, DP)
+    acc = _mm(ones, br, acc, tl.bfloat16, UPCAST_DOT, False)
     if PRE_LN:
         g1 = g1_pre
     else:
@@ -867,7 +882,7 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
                    FLAT: tl.constexpr, S: tl.constexpr, BOUNDED: tl.constexpr,
                    W_HI: tl.constexpr = 0, W_LO: tl.constexpr = 0, wh_pre=None,
                    HEAD_PRE: tl.constexpr = True, g1_pre=None, gin_pre=None,
-                   PRE_LN: tl.constexpr = False):
+                   PRE_LN: tl.constexpr = False, br_pre=None):
     """One encoder layer over (R, DP) slot tokens: per-head QKV, attention, LN/FFN/LN. FLAT:
     2-D block-diagonal attention, combination c on rows [c S, c S + S) (its mask a product on
     the score accumulator); else batched (BLOCK_M, PP, PP) (R = BLOCK_M PP, S = PP). One head
@@ -911,12 +926,19 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
                       UPCAST_DOT, TF32X3).to(CDT)
             v = _mm_w(xc, mat_l + (2 * H + h) * DP * DHP + w_off, z, W_HI, W_LO, CDT,
                       UPCAST_DOT, TF32X3).to(CDT)
-        q = _mm(ones, bq, z, tl.bfloat16, UPCAST_DOT, False)
+        BQ_LATE: tl.constexpr = RESIDUAL_LAST and not TF32X3   # b_q after the product
+        if BQ_LATE:
+            q = z
+        else:
+            q = _mm(ones, bq, z, tl.bfloat16, UPCAST_DOT, False)
         if PRE:
-            q = _mm(xc, wq, q, CDT, UPCAST_DOT, TF32X3).to(CDT)
+            q = _mm(xc, wq, q, CDT, UPCAST_DOT, TF32X3)
         else:
             q = _mm_w(xc, mat_l + (0 * H + h) * DP * DHP + w_off, q, W_HI, W_LO, CDT,
-                      UPCAST_DOT, TF32X3).to(CDT)
+                      UPCAST_DOT, TF32X3)
+        if BQ_LATE:
+            q = _mm(ones, bq, q, tl.bfloat16, UPCAST_DOT, False)
+        q = q.to(CDT)
         if FLAT:
             # all R rows against all R keys in plain 2-D products (Hopper: wgmma, operands in
             # shared memory; the batched 3-D form holds both in registers), keys of other
@@ -929,9 +951,14 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
             okb = (kc[:, None] == (rr // S)[None, :]) & key_ok[None, :]
             if SLOT_IN_HOT:   # comb_hot's slot column (``_mtgnet_fwd_kernel``) adds nothing
                 okb = okb | (kc == comb_hot.shape[1] - 1)[:, None]
-            s = _mm(comb_hot, tl.where(okb, 0.0, -MASKED), tl.zeros((R, R), tl.float32),
-                    tl.bfloat16, UPCAST_DOT, False)
-            s = _mm(q, tl.trans(k), s, CDT, UPCAST_DOT, TF32X3)
+            if RESIDUAL_LAST and not TF32X3:   # the mask after the scores (q rounded first)
+                s = _mm(q, tl.trans(k), tl.zeros((R, R), tl.float32), CDT, UPCAST_DOT, TF32X3)
+                s = _mm(comb_hot, tl.where(okb, 0.0, -MASKED), s, tl.bfloat16, UPCAST_DOT,
+                        False)
+            else:
+                s = _mm(comb_hot, tl.where(okb, 0.0, -MASKED), tl.zeros((R, R), tl.float32),
+                        tl.bfloat16, UPCAST_DOT, False)
+                s = _mm(q, tl.trans(k), s, CDT, UPCAST_DOT, TF32X3)
             p = tl.reshape(_softmax2(tl.reshape(s, (1, R, R)), BOUNDED, UPCAST_DOT), (R, R))
             o2 = _mm(p, v, tl.zeros((R, DHP), tl.float32), CDT, UPCAST_DOT, TF32X3)
         else:
@@ -962,7 +989,7 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
     return _post_attention(acc, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, head_ptr, eps,
                            LAST, PRE, D, DP, FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, OB_1,
                            O_G1, OB_R, FOLD_LN, FOLD_LN, CDT, UPCAST_DOT, TF32X3, W_HI, W_LO,
-                           wh_pre, HEAD_PRE, g1_pre, PRE_LN)
+                           wh_pre, HEAD_PRE, g1_pre, PRE_LN, br_pre)
 
 
 @triton.jit
@@ -982,13 +1009,16 @@ def _load_pre(ptr, ROWS: tl.constexpr, COLS: tl.constexpr):
 
 
 @triton.jit
-def _gather3(hot2, p0, p1, p2, UPCAST_DOT: tl.constexpr, PARTS: tl.constexpr = 3):
+def _gather3(hot2, p0, p1, p2, UPCAST_DOT: tl.constexpr, PARTS: tl.constexpr = 3, acc0=None):
     """Rows of an fp32 table picked by a 0/1 (R, ROWS) bf16 matrix: ``PARTS`` bf16 tensor-core
     products with the table's parts ``p0..p2`` (``_bf16_split``), fp32 accumulation: exact to
     ~24 bits with three parts, ~16 bits with two (``GATHER_PARTS``: fp16/bf16, whose own
-    rounding is 8-11 bits; ``p2`` is then not read)."""
-    acc = _mm(hot2, p0, tl.zeros((hot2.shape[0], p0.shape[1]), tl.float32), tl.bfloat16,
-              UPCAST_DOT, False)
+    rounding is 8-11 bits; ``p2`` is then not read). Added onto ``acc0`` (None: zeros)."""
+    if acc0 is None:
+        acc = _mm(hot2, p0, tl.zeros((hot2.shape[0], p0.shape[1]), tl.float32), tl.bfloat16,
+                  UPCAST_DOT, False)
+    else:
+        acc = _mm(hot2, p0, acc0, tl.bfloat16, UPCAST_DOT, False)
     acc = _mm(hot2, p1, acc, tl.bfloat16, UPCAST_DOT, False)
     if PARTS == 3:
         acc = _mm(hot2, p2, acc, tl.bfloat16, UPCAST_DOT, False)
@@ -1017,6 +1047,7 @@ def _mtgnet_fwd_kernel(
     PERSIST_TABLES: tl.constexpr, EXP_SCORES: tl.constexpr, BOUNDED: tl.constexpr,
     ROW_KEYS: tl.constexpr,
     FOLD_LN: tl.constexpr, HEAD_PRE: tl.constexpr, PERSIST_LN: tl.constexpr,
+    FLAT_ATTN: tl.constexpr,
 ):
     """MODE 0: gains (M, N). MODE 1: per-program per-task top-TOPK. MODE 2: beam marginals + argmax.
 
@@ -1034,6 +1065,8 @@ def _mtgnet_fwd_kernel(
     HEAD_PRE: the folded head vector is held in registers across tiles (``LaunchConfig.head_pre``).
     PERSIST_LN (PERSIST and FOLD_LN): the LN affines' diag matrices of layer 1 and of the last
     layer stay in shared memory too, not staged per tile through registers (``persist_ln``).
+    FLAT_ATTN: layers 2..L attend in 2-D block-diagonal products even where the stride is the
+    slot width (``LaunchConfig.flat``).
     ROW_KEYS: token rows get their one-hot and layer-1 keys from a product with the per-row
     combination one-hot (any stride S); else from a (BLOCK_M, PP, NP) one-hot (S == PP; sm_80,
     where the hoisted operands would spill).
@@ -1060,7 +1093,7 @@ def _mtgnet_fwd_kernel(
     # attention of layers 2..L as 2-D products over the tile (block-diagonal) rather than
     # batched per combination: one combination per tile, or a 64-task mask (register pressure)
     # (and always for a stride S below the slot width: combinations packed S rows apart)
-    FLAT: tl.constexpr = BLOCK_M == 1 or NP > 32 or S != PP or TF32X3
+    FLAT: tl.constexpr = FLAT_ATTN or BLOCK_M == 1 or NP > 32 or S != PP or TF32X3
     # bf16 parts of the gather tables read (``_gather3``): fp32 all three, fp16/bf16 two
     GPARTS: tl.constexpr = 3 if TF32X3 else GATHER_PARTS
 
@@ -1142,9 +1175,11 @@ def _mtgnet_fwd_kernel(
         g1f_pre = _load_pre(mat_ptr + O_G1, DP, DP)
         g1l_pre = _load_pre(mat_ptr + LAST_L * MAT_L + O_G1, DP, DP)
         gin_pre = _load_pre(mat_ptr + LAST_L * MAT_L + O_GI, DP, DP)
+        brf_pre = _load_pre(bias_ptr + OB_R, 16, DP)     # LN1's bias blocks (+ b_2)
+        brl_pre = _load_pre(bias_ptr + LAST_L * BIAS_L + OB_R, 16, DP)
     else:
         g1f_pre = tl.zeros((16, 16), tl.float32)
-        g1l_pre, gin_pre = g1f_pre, g1f_pre
+        g1l_pre, gin_pre, brf_pre, brl_pre = g1f_pre, g1f_pre, g1f_pre, g1f_pre
     ones = tl.full((R, 16), 1.0, tl.float32)      # A operand of the bias products
     # the folded head (PERSIST and HEAD_PRE; else re-read per tile)
     wh_pre = tl.load(vec_ptr + HEAD + dc) if PERSIST and HEAD_PRE else dc
@@ -1208,7 +1243,12 @@ def _mtgnet_fwd_kernel(
         # ---- step 2: layer 1 from per-task constants: one-hot-gathered embeddings and score
         #      rows, member-key base-2 softmax, P @ (V W_o) against all NP tasks on emb + b_o ----
         # (names differ from the persistent ones: those are loop-carried, of one type)
-        if PERSIST_TABLES:
+        # LATE_EMB (fp16/bf16, RESIDUAL_LAST): the embeddings are gathered after the attention,
+        # onto its accumulator (registers: the fp32 rows are not live through the softmax)
+        LATE_EMB: tl.constexpr = RESIDUAL_LAST and N_LAYERS > 0 and not TF32X3
+        if LATE_EMB:
+            x = tl.zeros((R, DP), tl.float32)
+        elif PERSIST_TABLES:
             x = _gather3(hot2, e0, e1, e2, UPCAST_DOT, GPARTS)         # (R, DP) embeddings
         else:
             x = _gather3(hot2, _load_mat(emb_ptr, NP, DP), _load_mat(emb_ptr + NP * DP, NP, DP),
@@ -1239,19 +1279,25 @@ def _mtgnet_fwd_kernel(
                 else:
                     acc = _mm_w(p, vo1_ptr + h * NP * DP + tn[:, None] * DP + dc[None, :], acc,
                                 VO_HI, 2 * VO_HI, CDT, UPCAST_DOT, TF32X3)
+            if LATE_EMB and PERSIST_TABLES:
+                acc = _gather3(hot2, e0, e1, e2, UPCAST_DOT, GPARTS, acc)
+            elif LATE_EMB:
+                acc = _gather3(hot2, _load_mat(emb_ptr, NP, DP),
+                               _load_mat(emb_ptr + NP * DP, NP, DP),
+                               _load_mat(emb_ptr + 2 * NP * DP, NP, DP), UPCAST_DOT, GPARTS, acc)
             if N_LAYERS == 1:
                 y_slot = _post_attention(acc, ones, f1_pre, f2_pre, fb_pre, mat_ptr, vec_ptr,
                                          bias_ptr, vec_ptr + HEAD, ln_eps, True, PERSIST, D, DP,
                                          FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, O_G1,
                                          OB_R, FOLD_LN, True, CDT,
                                          UPCAST_DOT, TF32X3, W_HI, 2 * W_HI, wh_pre, HEAD_PRE,
-                                         g1f_pre, PERSIST_LN)
+                                         g1f_pre, PERSIST_LN, brf_pre)
             else:
                 x = _post_attention(acc, ones, f1_pre, f2_pre, fb_pre, mat_ptr, vec_ptr, bias_ptr,
                                     vec_ptr + HEAD, ln_eps, False, PERSIST, D, DP, FP, BLOCK_F,
                                     O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, O_G1, OB_R, FOLD_LN,
                                     True, CDT, UPCAST_DOT, TF32X3, W_HI, 2 * W_HI, None, True,
-                                    g1f_pre, PERSIST_LN)
+                                    g1f_pre, PERSIST_LN, brf_pre)
                 # ---- step 3: layers 2..L over slots (the last one ends in the head) ------------
                 if FLAT:
                     key_ok = slot_ok                                  # keys = occupied slots
@@ -1280,7 +1326,7 @@ def _mtgnet_fwd_kernel(
                                         O_GI, OB_OF, FOLD_LN, CDT,
                                         UPCAST_DOT, TF32X3, FLAT, S, BOUNDED, W_HI,
                                         2 * W_HI, wh_pre, HEAD_PRE, g1l_pre, gin_pre,
-                                        PERSIST_LN)
+                                        PERSIST_LN, brl_pre)
         else:
             wh = tl.load(vec_ptr + HEAD + dc)
             y_slot = tl.sum(x * wh[None, :], axis=1) + tl.load(vec_ptr + HEAD + DP)

@@ -727,7 +727,7 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
                     CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr,
                     W_HI: tl.constexpr = 0, W_LO: tl.constexpr = 0, wh_pre=None,
                     HEAD_PRE: tl.constexpr = True, g1_pre=None, PRE_LN: tl.constexpr = False,
-                    br_pre=None):
+                    br_pre=None, REORDER: tl.constexpr = False):
     """From x + attn + b_o: y = LN1(.), then LN2(y + FFN(y)); LAST: the head's output per row.
 
     The FFN reads LN1's normalised rows u (the host folded LN1's scale into W_1 and its bias
@@ -766,7 +766,7 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
             b1 = tl.load(bias_l + OB_1 + r16[:, None] * FP + (f0 + fc)[None, :])
         # RESIDUAL_LAST (fp16/bf16): b_1 after the product, so the hidden accumulator cannot
         # start before the LayerNorm's rows are ready (registers)
-        B1_LATE: tl.constexpr = RESIDUAL_LAST and not TF32X3
+        B1_LATE: tl.constexpr = REORDER and not TF32X3
         hid = tl.zeros((u.shape[0], BLOCK_F), tl.float32)
         if not B1_LATE:
             hid = _mm(ones, b1, hid, tl.bfloat16, UPCAST_DOT, False)
@@ -781,7 +781,7 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
         # FOLD_LN, RESIDUAL_LAST: the hidden slice's product starts the accumulator and the
         # residual's products follow on it, so none of them can be issued before the ReLU'd
         # hidden is ready (else the fp32 hidden and the fp32 residual are live together)
-        LATE: tl.constexpr = FOLD_LN and RESIDUAL_LAST
+        LATE: tl.constexpr = FOLD_LN and REORDER
         if f0 == 0:
             if LATE:
                 acc = tl.zeros((x_attn.shape[0], DP), tl.float32)
@@ -882,7 +882,8 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
                    FLAT: tl.constexpr, S: tl.constexpr, BOUNDED: tl.constexpr,
                    W_HI: tl.constexpr = 0, W_LO: tl.constexpr = 0, wh_pre=None,
                    HEAD_PRE: tl.constexpr = True, g1_pre=None, gin_pre=None,
-                   PRE_LN: tl.constexpr = False, br_pre=None):
+                   PRE_LN: tl.constexpr = False, br_pre=None, REORDER: tl.constexpr = False,
+                   SLOT_COL: tl.constexpr = False):
     """One encoder layer over (R, DP) slot tokens: per-head QKV, attention, LN/FFN/LN. FLAT:
     2-D block-diagonal attention, combination c on rows [c S, c S + S) (its mask a product on
     the score accumulator); else batched (BLOCK_M, PP, PP) (R = BLOCK_M PP, S = PP). One head
@@ -926,7 +927,7 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
                       UPCAST_DOT, TF32X3).to(CDT)
             v = _mm_w(xc, mat_l + (2 * H + h) * DP * DHP + w_off, z, W_HI, W_LO, CDT,
                       UPCAST_DOT, TF32X3).to(CDT)
-        BQ_LATE: tl.constexpr = RESIDUAL_LAST and not TF32X3   # b_q after the product
+        BQ_LATE: tl.constexpr = REORDER and not TF32X3   # b_q after the product
         if BQ_LATE:
             q = z
         else:
@@ -949,9 +950,9 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
             rr = tl.arange(0, R)
             kc = tl.arange(0, comb_hot.shape[1])
             okb = (kc[:, None] == (rr // S)[None, :]) & key_ok[None, :]
-            if SLOT_IN_HOT:   # comb_hot's slot column (``_mtgnet_fwd_kernel``) adds nothing
+            if SLOT_COL:   # comb_hot's slot column (``_mtgnet_fwd_kernel``) adds nothing
                 okb = okb | (kc == comb_hot.shape[1] - 1)[:, None]
-            if RESIDUAL_LAST and not TF32X3:   # the mask after the scores (q rounded first)
+            if REORDER and not TF32X3:   # the mask after the scores (q rounded first)
                 s = _mm(q, tl.trans(k), tl.zeros((R, R), tl.float32), CDT, UPCAST_DOT, TF32X3)
                 s = _mm(comb_hot, tl.where(okb, 0.0, -MASKED), s, tl.bfloat16, UPCAST_DOT,
                         False)
@@ -972,7 +973,7 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
             o2 = tl.reshape(o, (R, DHP))
         # fp16/bf16: the residual starts after the attention (shorter live range); LATE: after
         # W_o's product, onto its accumulator (``RESIDUAL_LAST``: o2 is rounded before it starts)
-        LATE: tl.constexpr = FOLD_LN and RESIDUAL_LAST and not TF32X3
+        LATE: tl.constexpr = FOLD_LN and REORDER and not TF32X3
         if h == 0 and LATE:
             acc = tl.zeros((R, DP), tl.float32)
         elif h == 0 and not TF32X3:
@@ -989,7 +990,7 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
     return _post_attention(acc, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, head_ptr, eps,
                            LAST, PRE, D, DP, FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, OB_1,
                            O_G1, OB_R, FOLD_LN, FOLD_LN, CDT, UPCAST_DOT, TF32X3, W_HI, W_LO,
-                           wh_pre, HEAD_PRE, g1_pre, PRE_LN, br_pre)
+                           wh_pre, HEAD_PRE, g1_pre, PRE_LN, br_pre, REORDER)
 
 
 @triton.jit
@@ -1087,6 +1088,8 @@ def _mtgnet_fwd_kernel(
     tl.static_assert(S <= PP and BLOCK_M * S <= R, "BLOCK_M combinations of S rows in a tile")
     tl.static_assert(ROW_KEYS or S == PP, "dense strides need ROW_KEYS")
     HEAD: tl.constexpr = N_LAYERS * VEC_L
+    # the products' reordering (``RESIDUAL_LAST``) on sm_90 (row keys) only: sm_80 as before
+    REORDER: tl.constexpr = RESIDUAL_LAST and ROW_KEYS
     # fp32 (TF32X3): the tf32 parts of ``mat`` / ``vo1`` follow them (``tf32_parts``)
     W_HI: tl.constexpr = max(N_LAYERS, 1) * MAT_L
     VO_HI: tl.constexpr = H * NP * DP
@@ -1108,14 +1111,15 @@ def _mtgnet_fwd_kernel(
     # and its slot + 1 (the rank + 1 its task must have); SLOT_IN_HOT: the one-hot's last
     # column holds -(slot + 1), so the rank product hands on rank - slot (no per-row slot
     # vector is held across the tile loop: registers)
-    KC: tl.constexpr = max(16, triton.next_power_of_2(BLOCK_M + 1) if SLOT_IN_HOT else BM2)
+    SLOT_COL: tl.constexpr = SLOT_IN_HOT and ROW_KEYS
+    KC: tl.constexpr = max(16, triton.next_power_of_2(BLOCK_M + 1) if SLOT_COL else BM2)
     kc = tl.arange(0, KC)
     rr = tl.arange(0, R)
     comb_hot = tl.where((rr // S)[:, None] == kc[None, :], 1.0, 0.0)    # (R, KC)
-    if SLOT_IN_HOT and ROW_KEYS:
+    if SLOT_COL:
         comb_hot = tl.where(kc[None, :] == KC - 1, -(rr % S + 1).to(tl.float32)[:, None],
                             comb_hot)
-    if not UPCAST_DOT:   # the products' operand: rounded once, before the tile loop (exact)
+    if SLOT_COL and not UPCAST_DOT:   # the products' operand: rounded once (exact)
         comb_hot = comb_hot.to(tl.bfloat16)
     slot1 = (rr % S + 1).to(tl.float32)
     task_ok = tn < N
@@ -1245,7 +1249,7 @@ def _mtgnet_fwd_kernel(
         # (names differ from the persistent ones: those are loop-carried, of one type)
         # LATE_EMB (fp16/bf16, RESIDUAL_LAST): the embeddings are gathered after the attention,
         # onto its accumulator (registers: the fp32 rows are not live through the softmax)
-        LATE_EMB: tl.constexpr = RESIDUAL_LAST and N_LAYERS > 0 and not TF32X3
+        LATE_EMB: tl.constexpr = REORDER and N_LAYERS > 0 and not TF32X3
         if LATE_EMB:
             x = tl.zeros((R, DP), tl.float32)
         elif PERSIST_TABLES:
@@ -1291,13 +1295,13 @@ def _mtgnet_fwd_kernel(
                                          FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, O_G1,
                                          OB_R, FOLD_LN, True, CDT,
                                          UPCAST_DOT, TF32X3, W_HI, 2 * W_HI, wh_pre, HEAD_PRE,
-                                         g1f_pre, PERSIST_LN, brf_pre)
+                                         g1f_pre, PERSIST_LN, brf_pre, REORDER)
             else:
                 x = _post_attention(acc, ones, f1_pre, f2_pre, fb_pre, mat_ptr, vec_ptr, bias_ptr,
                                     vec_ptr + HEAD, ln_eps, False, PERSIST, D, DP, FP, BLOCK_F,
                                     O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, O_G1, OB_R, FOLD_LN,
                                     True, CDT, UPCAST_DOT, TF32X3, W_HI, 2 * W_HI, None, True,
-                                    g1f_pre, PERSIST_LN, brf_pre)
+                                    g1f_pre, PERSIST_LN, brf_pre, REORDER)
                 # ---- step 3: layers 2..L over slots (the last one ends in the head) ------------
                 if FLAT:
                     key_ok = slot_ok                                  # keys = occupied slots
@@ -1312,7 +1316,8 @@ def _mtgnet_fwd_kernel(
                                        vec_ptr + HEAD, ln_eps, False, False, BLOCK_M, PP, H, D,
                                        DP, DHP, FP, BLOCK_F, O_WO, O_W1, O_W2, O_BO, O_B1, O_B2,
                                        OB_Q, OB_1, O_G1, OB_R, O_GI, OB_OF, FOLD_LN, CDT,
-                                       UPCAST_DOT, TF32X3, FLAT, S, BOUNDED, W_HI, 2 * W_HI)
+                                       UPCAST_DOT, TF32X3, FLAT, S, BOUNDED, W_HI, 2 * W_HI,
+                                       None, True, None, None, False, None, REORDER, SLOT_COL)
                 y_slot = _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre,
                                         wo_pre, w1_pre,
                                         w2_pre, bo_pre, bq_pre, b1_pre,
@@ -1326,7 +1331,7 @@ def _mtgnet_fwd_kernel(
                                         O_GI, OB_OF, FOLD_LN, CDT,
                                         UPCAST_DOT, TF32X3, FLAT, S, BOUNDED, W_HI,
                                         2 * W_HI, wh_pre, HEAD_PRE, g1l_pre, gin_pre,
-                                        PERSIST_LN, brl_pre)
+                                        PERSIST_LN, brl_pre, REORDER, SLOT_COL)
         else:
             wh = tl.load(vec_ptr + HEAD + dc)
             y_slot = tl.sum(x * wh[None, :], axis=1) + tl.load(vec_ptr + HEAD + DP)

@@ -601,6 +601,23 @@ def _halves(x):
 
 
 @triton.jit
+def _fma4(acc, u, v):
+    """acc + the four products of (R, 4, 4) ``u`` and ``v`` along their last (register) axis, as
+    a multiply-add chain (``_row_dot``)."""
+    R: tl.constexpr = u.shape[0]
+    w0, w1 = tl.split(tl.reshape(u, (R, 4, 2, 2)))
+    z0, z1 = tl.split(tl.reshape(v, (R, 4, 2, 2)))
+    a0, a1 = tl.split(w0)
+    b0, b1 = tl.split(z0)
+    acc = acc + a0 * b0
+    acc = acc + a1 * b1
+    a0, a1 = tl.split(w1)
+    b0, b1 = tl.split(z1)
+    acc = acc + a0 * b0
+    return acc + a1 * b1
+
+
+@triton.jit
 def _row_dot(x, y, CHAIN: tl.constexpr = True):
     """sum_j x_ij y_ij per row as one fused multiply-add chain over the columns a thread holds
     (64 columns: 16 per thread in the MMA layout), then the cross-lane sum: the tree reduce of
@@ -620,28 +637,10 @@ def _row_dot(x, y, CHAIN: tl.constexpr = True):
     ya = tl.permute(ya, (0, 2, 1))
     yb = tl.permute(yb, (0, 2, 1))     # (R, 4 (c), 8 (k))
     acc = tl.zeros((R, 4), tl.float32)
-    for t in tl.static_range(2):
-        if t == 0:
-            u8, v8 = xa, ya
-        else:
-            u8, v8 = xb, yb
-        u0, u1 = tl.split(tl.reshape(u8, (R, 4, 4, 2)))
-        v0, v1 = tl.split(tl.reshape(v8, (R, 4, 4, 2)))
-        for h in tl.static_range(2):
-            if h == 0:
-                u4, v4 = u0, v0
-            else:
-                u4, v4 = u1, v1
-            w0, w1 = tl.split(tl.reshape(u4, (R, 4, 2, 2)))
-            z0, z1 = tl.split(tl.reshape(v4, (R, 4, 2, 2)))
-            a0, a1 = tl.split(w0)
-            b0, b1 = tl.split(z0)
-            acc = acc + a0 * b0
-            acc = acc + a1 * b1
-            a0, a1 = tl.split(w1)
-            b0, b1 = tl.split(z1)
-            acc = acc + a0 * b0
-            acc = acc + a1 * b1
+    for t in tl.static_range(2):   # the even, then the odd column halves
+        u0, u1 = tl.split(tl.reshape((xa, xb)[t], (R, 4, 4, 2)))
+        v0, v1 = tl.split(tl.reshape((ya, yb)[t], (R, 4, 4, 2)))
+        acc = _fma4(_fma4(acc, u0, v0), u1, v1)
     return tl.sum(acc, axis=1)
 
 

@@ -284,11 +284,11 @@ PERSIST_WEIGHTS = True
 # room: see below. Tests switch it off (other path).
 FOLD_LN = True
 # With ``persist`` and ``fold_ln``, the diag(ln_w) matrices of layer 1 and the last layer (three,
-# 8 KB each at D = 64) stay in shared memory across tiles instead of being staged per tile
-# through 16 registers (the peak of the live set). Static figures, N = 27 bf16 sm_90 predict,
-# seventh pass: 16-row bucket 975 -> 968 instructions per combination; 100-108 KB of shared
-# memory per CTA, two CTAs per SM; the batched 32-slot bucket (its attention's scratch is ~20
-# KB) then re-reads the gather tables per tile (106 KB; 2,058 -> 2,044 all the same).
+# 8 KB each at D = 64) and LN1's bias blocks (2 KB each) stay in shared memory across tiles
+# instead of being staged per tile through 16 + 4 registers (the peak of the live set). Static
+# figures, N = 27 bf16 sm_90 predict, seventh pass: 16-row bucket 975 -> 964 instructions per
+# combination; 96-112 KB of shared memory per CTA, two CTAs per SM; the 32-slot bucket (whose
+# batched attention's scratch was ~20 KB) re-reads the gather tables per tile.
 PERSIST_LN = True
 
 

@@ -201,10 +201,14 @@ def test_dense_buckets_every_mode(n_heads: int) -> None:
     n = 27
     params = make_params(n, 16, 32, 2, n_heads, seed=27 + n_heads)
     assert [b.stride for b in slot_buckets(tm.pack_params(params).layout)] == [8, 12, 16, 21, 32]
-    # the 32-row bucket (2 per tile) re-reads the head vector per tile, the others hold it
+    # top-k: the 32-row bucket (2 per tile) re-reads the head vector per tile, the others hold
+    # it; one head, predict and marginal (LN diag matrices in shared memory) re-read it in every
+    # bucket
     lay = tm.pack_params(params).layout
-    assert [common.launch_config(lay, b.pp, 0, stride=b.stride).head_pre
+    assert [common.launch_config(lay, b.pp, 1, stride=b.stride).head_pre
             for b in slot_buckets(lay)] == [True, True, True, True, False]
+    assert [common.launch_config(lay, b.pp, m, stride=b.stride).head_pre
+            for b in slot_buckets(lay) for m in (0, 2)] == [n_heads > 1] * 8 + [False] * 2
     g = torch.Generator().manual_seed(n_heads)
     masks = []
     for p in range(1, n + 1):
@@ -370,6 +374,9 @@ def test_ln_affines_by_products_and_elementwise(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(common, "FOLD_LN", fold)
     assert common.launch_config(KernelLayout(9, 16, 32, 1, 2), 16, 0).fold_ln is fold
     assert common.launch_config(KernelLayout(9, 16, 32, 1, 2), 16, 1).fold_ln is False
+    # the diag(ln_w) matrices kept in shared memory across tiles ride on the folded path
+    assert common.launch_config(KernelLayout(9, 16, 32, 1, 2), 16, 0).persist_ln is fold
+    assert common.launch_config(KernelLayout(9, 16, 32, 1, 2), 16, 1).persist_ln is False
     n = 9
     params = make_params(n, 16, 32, n_layers, 1, seed=19)
     for lp in params.layers:                 # affines that matter (folded into weights, blocks)

@@ -280,8 +280,16 @@ PERSIST_WEIGHTS = True
 # combination. Top-k takes the elementwise path (with products: more registers, N = 33 spills
 # 24 B), fp32's tf32x3 products would cost more than they save, on sm_80 the products cost more
 # (N = 27 bf16 predict 2,849 against 2,768) and N = 64 marginal spilled 8 B; kept in shared
-# memory across tiles the matrices leave one CTA per SM. Tests switch it off (other path).
+# memory across tiles (``PERSIST_LN``) they fit two CTAs per SM only beside the per-task tables'
+# room: see below. Tests switch it off (other path).
 FOLD_LN = True
+# With ``persist`` and ``fold_ln``, the diag(ln_w) matrices of layer 1 and the last layer (three,
+# 8 KB each at D = 64) and LN1's bias blocks (2 KB each) stay in shared memory across tiles
+# instead of being staged per tile through 16 + 4 registers (the peak of the live set). Static
+# figures, N = 27 bf16 sm_90 predict, seventh pass: 16-row bucket 975 -> 964 instructions per
+# combination; 96-112 KB of shared memory per CTA, two CTAs per SM; the 32-slot bucket (whose
+# batched attention's scratch was ~20 KB) re-reads the gather tables per tile.
+PERSIST_LN = True
 
 
 @dataclass(frozen=True)
@@ -303,6 +311,8 @@ class LaunchConfig:
     rows: int = 0                # token rows per tile (0: block_m * pp)
     fold_ln: bool = False       # LN1's affine on the residual by products (``FOLD_LN``)
     head_pre: bool = True       # the folded head vector held in registers across tiles
+    persist_ln: bool = False    # the LN affines' diag matrices kept in shared memory too
+    flat: bool = False          # 2-D block-diagonal attention in layers 2..L at any stride
 
     def options(self) -> dict[str, int]:
         """Triton launch / compile options."""
@@ -315,7 +325,8 @@ class LaunchConfig:
         return dict(PP=self.pp, S=self.stride or self.pp, ROWS=self.rows or self.block_m * self.pp,
                     BLOCK_M=self.block_m, BLOCK_F=self.block_f, TOPK=self.topk,
                     MODE=self.mode, PERSIST=self.persist, PERSIST_TABLES=self.persist_tables,
-                    ROW_KEYS=self.row_keys, FOLD_LN=self.fold_ln, HEAD_PRE=self.head_pre)
+                    ROW_KEYS=self.row_keys, FOLD_LN=self.fold_ln, HEAD_PRE=self.head_pre,
+                    PERSIST_LN=self.persist_ln, FLAT_ATTN=self.flat)
 
 
 def persistent_weight_bytes(layout: KernelLayout, dtype: torch.dtype, *,
@@ -340,7 +351,27 @@ def persistent_weight_bytes(layout: KernelLayout, dtype: torch.dtype, *,
 # when a tile holds at least this many combinations; fewer (strides >= 32: 0.08% of the N = 27
 # space) re-read it per tile. Static figures, N = 27 bf16 sm_90, 32-row bucket: predict 198 ->
 # 166 registers for +24 instr/combo, marginal 190 -> 166 for +36, top-k 207 -> 185 for -2.
+# Not with ``persist_ln`` (fp16/bf16 predict and marginal on sm_90), whose buckets then fit 128
+# registers (seventh pass, N = 27 bf16 predict, 16-row bucket: held, 136 registers and 960
+# instructions per combination; re-read, 128 and 967).
 HEAD_PRE_MIN_COMBOS = 3
+
+
+# fp16/bf16 predict and marginal with the LN matrices in shared memory (``persist_ln``), at most
+# 32 tasks: ptxas is capped at this many registers per thread (none of those buckets spills;
+# N = 27 bf16 sm_90, seventh pass: 116-128 registers, the 2-per-tile bucket capped from 134).
+# Those buckets of at most 2 combinations per tile attend in 2-D block-diagonal products
+# (``LaunchConfig.flat``): N = 27, 32-row bucket, batched 156 registers (80 B spilled at 128),
+# 2-D 127 registers, 2,046 -> 2,068 instructions per combination (0.08% of the space).
+LN_MAXNREG = 128
+# ... but marginal's 2-per-tile bucket spills 16 B at 128 (its partial argmax state): 136, no
+# spill (uncapped, ptxas takes 176 and 2,182 instructions per combination; at 136, 2,114).
+LN_MAXNREG_MARGINAL_2 = 136
+
+
+def _ln_maxnreg(mode: int, combos_per_tile: int) -> int:
+    """The register cap of a ``persist_ln`` configuration (``LN_MAXNREG``)."""
+    return LN_MAXNREG_MARGINAL_2 if mode == 2 and combos_per_tile <= 2 else LN_MAXNREG
 
 
 # Largest persistent weight footprint that keeps two 4-warp CTAs per SM on sm_90 (228 KB).
@@ -384,16 +415,22 @@ def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
     persist = (PERSIST_WEIGHTS and layout.n_heads == 1 and layout.fp == block_f and arch >= 90
                and dtype in (None, torch.float16, torch.bfloat16)
                and persistent_weight_bytes(layout, wdt, tables=False) <= PERSIST_MAX_BYTES)
-    tables = persist and pp <= 32 and persistent_weight_bytes(layout, wdt) <= PERSIST_MAX_BYTES
+    persist_ln = (PERSIST_LN and persist and FOLD_LN and mode != 1
+                  and dtype in (None, torch.float16, torch.bfloat16))
+    tables = (persist and pp <= 32 and persistent_weight_bytes(layout, wdt) <= PERSIST_MAX_BYTES
+              and not (persist_ln and pp >= 32 and not dense))
     return LaunchConfig(pp=pp, block_m=bm, block_f=block_f, mode=mode,
                         topk=next_pow2(topk, floor=1) if mode == 1 else 1,
-                        num_warps=4 if rows <= 64 else 8, num_stages=1, maxnreg=MAXNREG,
+                        num_warps=4 if rows <= 64 else 8, num_stages=1,
+                        maxnreg=MAXNREG if MAXNREG is not None
+                        else _ln_maxnreg(mode, bm) if persist_ln and layout.np_ <= 32 else None,
                         persist=persist, persist_tables=tables,
                         stride=dense_stride, rows=rows if dense else 0,
                         row_keys=arch >= 90,
                         fold_ln=FOLD_LN and mode != 1 and arch >= 90
                         and dtype in (None, torch.float16, torch.bfloat16),
-                        head_pre=bm >= HEAD_PRE_MIN_COMBOS)
+                        head_pre=bm >= HEAD_PRE_MIN_COMBOS and not persist_ln,
+                        persist_ln=persist_ln, flat=persist_ln and bm <= 2)
 
 
 def combos_in_bucket(n_tasks: int, popcounts: range) -> int:

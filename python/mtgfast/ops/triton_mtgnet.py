@@ -482,6 +482,24 @@ GATHER_PARTS: tl.constexpr = tl.constexpr(2)
 PACKED_LN: tl.constexpr = tl.constexpr(True)
 
 
+# fp16/bf16: a bias, residual or mask product joins an accumulator after the product it is
+# added to (the FFN's W_1 and W_2, W_o, layer 2's scores, layer 1's P @ VO: the embeddings),
+# not before it, so no accumulator is started before that product's operand is ready
+# (registers: ptxas otherwise issues the operand-free product early, and two fp32
+# accumulators are live together).
+RESIDUAL_LAST: tl.constexpr = tl.constexpr(True)
+
+
+# The per-row combination one-hot's last column holds -(slot + 1) (``_mtgnet_fwd_kernel``), and
+# the rank table NOT_MEMBER for absent tasks: exact in bf16, far below -(2 x 64).
+SLOT_IN_HOT: tl.constexpr = tl.constexpr(True)
+NOT_MEMBER: tl.constexpr = tl.constexpr(-1024.0)
+
+
+# The prologue loads the matrices kept in shared memory one at a time (``_load_pre``).
+SERIAL_PROLOGUE: tl.constexpr = tl.constexpr(True)
+
+
 # Score offset of masked keys in the 2-D attention (finite: it reaches the accumulator through
 # a product with 0/1 entries; exp2 of anything near it is 0, and no valid score comes close).
 MASKED: tl.constexpr = tl.constexpr(1.0e30)
@@ -583,6 +601,23 @@ def _halves(x):
 
 
 @triton.jit
+def _fma4(acc, u, v):
+    """acc + the four products of (R, 4, 4) ``u`` and ``v`` along their last (register) axis, as
+    a multiply-add chain (``_row_dot``)."""
+    R: tl.constexpr = u.shape[0]
+    w0, w1 = tl.split(tl.reshape(u, (R, 4, 2, 2)))
+    z0, z1 = tl.split(tl.reshape(v, (R, 4, 2, 2)))
+    a0, a1 = tl.split(w0)
+    b0, b1 = tl.split(z0)
+    acc = acc + a0 * b0
+    acc = acc + a1 * b1
+    a0, a1 = tl.split(w1)
+    b0, b1 = tl.split(z1)
+    acc = acc + a0 * b0
+    return acc + a1 * b1
+
+
+@triton.jit
 def _row_dot(x, y, CHAIN: tl.constexpr = True):
     """sum_j x_ij y_ij per row as one fused multiply-add chain over the columns a thread holds
     (64 columns: 16 per thread in the MMA layout), then the cross-lane sum: the tree reduce of
@@ -602,28 +637,10 @@ def _row_dot(x, y, CHAIN: tl.constexpr = True):
     ya = tl.permute(ya, (0, 2, 1))
     yb = tl.permute(yb, (0, 2, 1))     # (R, 4 (c), 8 (k))
     acc = tl.zeros((R, 4), tl.float32)
-    for t in tl.static_range(2):
-        if t == 0:
-            u8, v8 = xa, ya
-        else:
-            u8, v8 = xb, yb
-        u0, u1 = tl.split(tl.reshape(u8, (R, 4, 4, 2)))
-        v0, v1 = tl.split(tl.reshape(v8, (R, 4, 4, 2)))
-        for h in tl.static_range(2):
-            if h == 0:
-                u4, v4 = u0, v0
-            else:
-                u4, v4 = u1, v1
-            w0, w1 = tl.split(tl.reshape(u4, (R, 4, 2, 2)))
-            z0, z1 = tl.split(tl.reshape(v4, (R, 4, 2, 2)))
-            a0, a1 = tl.split(w0)
-            b0, b1 = tl.split(z0)
-            acc = acc + a0 * b0
-            acc = acc + a1 * b1
-            a0, a1 = tl.split(w1)
-            b0, b1 = tl.split(z1)
-            acc = acc + a0 * b0
-            acc = acc + a1 * b1
+    for t in tl.static_range(2):   # the even, then the odd column halves
+        u0, u1 = tl.split(tl.reshape((xa, xb)[t], (R, 4, 4, 2)))
+        v0, v1 = tl.split(tl.reshape((ya, yb)[t], (R, 4, 4, 2)))
+        acc = _fma4(_fma4(acc, u0, v0), u1, v1)
     return tl.sum(acc, axis=1)
 
 
@@ -708,7 +725,8 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
                     CENTER_IN: tl.constexpr,
                     CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr,
                     W_HI: tl.constexpr = 0, W_LO: tl.constexpr = 0, wh_pre=None,
-                    HEAD_PRE: tl.constexpr = True):
+                    HEAD_PRE: tl.constexpr = True, g1_pre=None, PRE_LN: tl.constexpr = False,
+                    br_pre=None, REORDER: tl.constexpr = False):
     """From x + attn + b_o: y = LN1(.), then LN2(y + FFN(y)); LAST: the head's output per row.
 
     The FFN reads LN1's normalised rows u (the host folded LN1's scale into W_1 and its bias
@@ -722,7 +740,9 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
     Offsets are the host layout's (``KernelLayout``): LN1 follows b_o, LN2 follows b_2. b_1
     starts the hidden accumulator as ``ones @ block`` (``pack_params``' bias blocks). PRE:
     ``w1_pre``/``w2_pre``/``b1_pre`` are the whole FFN's, loaded once per program (FP == BLOCK_F);
-    with HEAD_PRE also the folded head vector ``wh_pre`` (else re-read per tile: registers).
+    with HEAD_PRE also the folded head vector ``wh_pre`` (else re-read per tile: registers);
+    with PRE_LN also LN1's diag(ln1_w) ``g1_pre`` and bias block ``br_pre`` (else staged per
+    tile through registers).
     """
     dc = tl.arange(0, DP)
     fc = tl.arange(0, BLOCK_F)
@@ -743,20 +763,31 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
             b1 = b1_pre
         else:
             b1 = tl.load(bias_l + OB_1 + r16[:, None] * FP + (f0 + fc)[None, :])
-        hid = _mm(ones, b1, tl.zeros((u.shape[0], BLOCK_F), tl.float32), tl.bfloat16,
-                  UPCAST_DOT, False)
+        # RESIDUAL_LAST (fp16/bf16): b_1 after the product, so the hidden accumulator cannot
+        # start before the LayerNorm's rows are ready (registers)
+        B1_LATE: tl.constexpr = REORDER and not TF32X3
+        hid = tl.zeros((u.shape[0], BLOCK_F), tl.float32)
+        if not B1_LATE:
+            hid = _mm(ones, b1, hid, tl.bfloat16, UPCAST_DOT, False)
         if PRE:
             hid = _mm(xc, w1, hid, CDT, UPCAST_DOT, TF32X3)
         else:
             hid = _mm_w(xc, mat_l + O_W1 + dc[:, None] * FP + (f0 + fc)[None, :], hid, W_HI,
                         W_LO, CDT, UPCAST_DOT, TF32X3)
+        if B1_LATE:
+            hid = _mm(ones, b1, hid, tl.bfloat16, UPCAST_DOT, False)
         hid = _relu_to(hid, CDT, UPCAST_DOT)
+        # FOLD_LN, RESIDUAL_LAST: the hidden slice's product starts the accumulator and the
+        # residual's products follow on it, so none of them can be issued before the ReLU'd
+        # hidden is ready (else the fp32 hidden and the fp32 residual are live together)
+        LATE: tl.constexpr = FOLD_LN and REORDER
         if f0 == 0:
-            if FOLD_LN:
-                acc = _mm(ones, _load_mat(bias_l + OB_R, 16, DP),
-                          tl.zeros((x_attn.shape[0], DP), tl.float32), tl.bfloat16, UPCAST_DOT,
-                          False)
-                acc = _mm(xc, _load_mat(mat_l + O_G1, DP, DP), acc, CDT, UPCAST_DOT, False)
+            if LATE:
+                acc = tl.zeros((x_attn.shape[0], DP), tl.float32)
+            elif FOLD_LN:
+                acc = _ln_residual(xc, ones, g1_pre, mat_l, bias_l,
+                                   tl.zeros((x_attn.shape[0], DP), tl.float32), PRE and PRE_LN,
+                                   DP, O_G1, OB_R, CDT, UPCAST_DOT, br_pre)
             else:
                 acc = (u * tl.load(vec_l + O_BO + DP + dc)[None, :]
                        + tl.load(vec_l + O_BO + 2 * DP + dc)[None, :])
@@ -765,6 +796,9 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
         else:
             acc = _mm_w(hid, mat_l + O_W2 + (f0 + fc)[:, None] * DP + dc[None, :], acc, W_HI,
                         W_LO, CDT, UPCAST_DOT, TF32X3)
+        if f0 == 0 and LATE:
+            acc = _ln_residual(xc, ones, g1_pre, mat_l, bias_l, acc, PRE and PRE_LN, DP, O_G1,
+                               OB_R, CDT, UPCAST_DOT, br_pre)
     if LAST:
         HPRE: tl.constexpr = PRE and HEAD_PRE
         out = _ln_head(acc, head_ptr, eps, D, DP, FOLD_LN, HPRE, wh_pre, CHAIN)
@@ -778,10 +812,31 @@ def _post_attention(x_attn, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, 
 
 
 @triton.jit
+def _ln_residual(xc, ones, g1_pre, mat_l, bias_l, acc, PRE_LN: tl.constexpr, DP: tl.constexpr,
+                 O_G1: tl.constexpr, OB_R: tl.constexpr, CDT: tl.constexpr,
+                 UPCAST_DOT: tl.constexpr, br_pre=None):
+    """acc + LN1's output on the residual, ln1_w u + (ln1_b + b_2), by two tensor-core products
+    (``FOLD_LN``): ones @ bias block and u @ diag(ln1_w) (``g1_pre`` kept in shared memory when
+    PRE_LN, with its bias block ``br_pre``; else read here)."""
+    if PRE_LN:
+        br = br_pre
+    else:
+        br = _load_mat(bias_l + OB_R, 16, DP)
+    acc = _mm(ones, br, acc, tl.bfloat16, UPCAST_DOT, False)
+    if PRE_LN:
+        g1 = g1_pre
+    else:
+        g1 = _load_mat(mat_l + O_G1, DP, DP)
+    return _mm(xc, g1, acc, CDT, UPCAST_DOT, False)
+
+
+@triton.jit
 def _residual_start(x, xc, ones, bo_pre, mat_l, bias_l, vin_l, R: tl.constexpr, PRE: tl.constexpr,
                     DP: tl.constexpr, O_GI: tl.constexpr, OB_OF: tl.constexpr,
-                    FOLD_LN: tl.constexpr, CDT: tl.constexpr, UPCAST_DOT: tl.constexpr):
-    """Layers 2..L: the residual x + b_o from the layer before's normalised LN2 rows (fp32)."""
+                    FOLD_LN: tl.constexpr, CDT: tl.constexpr, UPCAST_DOT: tl.constexpr,
+                    gin_pre=None, PRE_LN: tl.constexpr = False, acc0=None):
+    """Layers 2..L: the residual x + b_o from the layer before's normalised LN2 rows (fp32);
+    FOLD_LN: added onto ``acc0`` (None: zeros)."""
     dc = tl.arange(0, DP)
     # x: the layer before's normalised LN2 rows u; its affine g u + c (folded into
     # W_q,k,v and their biases) rides on the residual: x = u g + c + b_o elementwise
@@ -791,9 +846,15 @@ def _residual_start(x, xc, ones, bo_pre, mat_l, bias_l, vin_l, R: tl.constexpr, 
             bo = bo_pre
         else:
             bo = _load_mat(bias_l + OB_OF, 16, DP)
-        acc = _mm(ones, bo, tl.zeros((R, DP), tl.float32), tl.bfloat16, UPCAST_DOT,
-                  False)
-        acc = _mm(xc, _load_mat(mat_l + O_GI, DP, DP), acc, CDT, UPCAST_DOT, False)
+        if acc0 is None:
+            acc = _mm(ones, bo, tl.zeros((R, DP), tl.float32), tl.bfloat16, UPCAST_DOT, False)
+        else:
+            acc = _mm(ones, bo, acc0, tl.bfloat16, UPCAST_DOT, False)
+        if PRE and PRE_LN:   # diag(g) kept in shared memory across tiles
+            gin = gin_pre
+        else:
+            gin = _load_mat(mat_l + O_GI, DP, DP)
+        acc = _mm(xc, gin, acc, CDT, UPCAST_DOT, False)
     else:
         if PRE:
             bo = bo_pre
@@ -819,7 +880,9 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
                    CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr,
                    FLAT: tl.constexpr, S: tl.constexpr, BOUNDED: tl.constexpr,
                    W_HI: tl.constexpr = 0, W_LO: tl.constexpr = 0, wh_pre=None,
-                   HEAD_PRE: tl.constexpr = True):
+                   HEAD_PRE: tl.constexpr = True, g1_pre=None, gin_pre=None,
+                   PRE_LN: tl.constexpr = False, br_pre=None, REORDER: tl.constexpr = False,
+                   SLOT_COL: tl.constexpr = False):
     """One encoder layer over (R, DP) slot tokens: per-head QKV, attention, LN/FFN/LN. FLAT:
     2-D block-diagonal attention, combination c on rows [c S, c S + S) (its mask a product on
     the score accumulator); else batched (BLOCK_M, PP, PP) (R = BLOCK_M PP, S = PP). One head
@@ -840,7 +903,7 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
     xc = x.to(CDT)
     if TF32X3:   # fp32: before the attention (fewer spills there)
         acc = _residual_start(x, xc, ones, bo_pre, mat_l, bias_l, vin_l, R, PRE, DP, O_GI, OB_OF,
-                              FOLD_LN, CDT, UPCAST_DOT)
+                              FOLD_LN, CDT, UPCAST_DOT, gin_pre, PRE_LN)
     z = tl.zeros((R, DHP), tl.float32)
     for h in tl.static_range(H):
         if PRE:
@@ -863,12 +926,19 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
                       UPCAST_DOT, TF32X3).to(CDT)
             v = _mm_w(xc, mat_l + (2 * H + h) * DP * DHP + w_off, z, W_HI, W_LO, CDT,
                       UPCAST_DOT, TF32X3).to(CDT)
-        q = _mm(ones, bq, z, tl.bfloat16, UPCAST_DOT, False)
+        BQ_LATE: tl.constexpr = REORDER and not TF32X3   # b_q after the product
+        if BQ_LATE:
+            q = z
+        else:
+            q = _mm(ones, bq, z, tl.bfloat16, UPCAST_DOT, False)
         if PRE:
-            q = _mm(xc, wq, q, CDT, UPCAST_DOT, TF32X3).to(CDT)
+            q = _mm(xc, wq, q, CDT, UPCAST_DOT, TF32X3)
         else:
             q = _mm_w(xc, mat_l + (0 * H + h) * DP * DHP + w_off, q, W_HI, W_LO, CDT,
-                      UPCAST_DOT, TF32X3).to(CDT)
+                      UPCAST_DOT, TF32X3)
+        if BQ_LATE:
+            q = _mm(ones, bq, q, tl.bfloat16, UPCAST_DOT, False)
+        q = q.to(CDT)
         if FLAT:
             # all R rows against all R keys in plain 2-D products (Hopper: wgmma, operands in
             # shared memory; the batched 3-D form holds both in registers), keys of other
@@ -879,9 +949,16 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
             rr = tl.arange(0, R)
             kc = tl.arange(0, comb_hot.shape[1])
             okb = (kc[:, None] == (rr // S)[None, :]) & key_ok[None, :]
-            s = _mm(comb_hot, tl.where(okb, 0.0, -MASKED), tl.zeros((R, R), tl.float32),
-                    tl.bfloat16, UPCAST_DOT, False)
-            s = _mm(q, tl.trans(k), s, CDT, UPCAST_DOT, TF32X3)
+            if SLOT_COL:   # comb_hot's slot column (``_mtgnet_fwd_kernel``) adds nothing
+                okb = okb | (kc == comb_hot.shape[1] - 1)[:, None]
+            if REORDER and not TF32X3:   # the mask after the scores (q rounded first)
+                s = _mm(q, tl.trans(k), tl.zeros((R, R), tl.float32), CDT, UPCAST_DOT, TF32X3)
+                s = _mm(comb_hot, tl.where(okb, 0.0, -MASKED), s, tl.bfloat16, UPCAST_DOT,
+                        False)
+            else:
+                s = _mm(comb_hot, tl.where(okb, 0.0, -MASKED), tl.zeros((R, R), tl.float32),
+                        tl.bfloat16, UPCAST_DOT, False)
+                s = _mm(q, tl.trans(k), s, CDT, UPCAST_DOT, TF32X3)
             p = tl.reshape(_softmax2(tl.reshape(s, (1, R, R)), BOUNDED, UPCAST_DOT), (R, R))
             o2 = _mm(p, v, tl.zeros((R, DHP), tl.float32), CDT, UPCAST_DOT, TF32X3)
         else:
@@ -893,18 +970,26 @@ def _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre, wo_pre, w1
             p = _softmax2(tl.where(key_ok, s, float("-inf")), BOUNDED, UPCAST_DOT)
             o = _mm(p, v3, tl.zeros((BLOCK_M, PP, DHP), tl.float32), CDT, UPCAST_DOT, TF32X3)
             o2 = tl.reshape(o, (R, DHP))
-        if h == 0 and not TF32X3:   # fp16/bf16: the residual starts here (shorter live range)
+        # fp16/bf16: the residual starts after the attention (shorter live range); LATE: after
+        # W_o's product, onto its accumulator (``RESIDUAL_LAST``: o2 is rounded before it starts)
+        LATE: tl.constexpr = FOLD_LN and REORDER and not TF32X3
+        if h == 0 and LATE:
+            acc = tl.zeros((R, DP), tl.float32)
+        elif h == 0 and not TF32X3:
             acc = _residual_start(x, xc, ones, bo_pre, mat_l, bias_l, vin_l, R, PRE, DP, O_GI,
-                                  OB_OF, FOLD_LN, CDT, UPCAST_DOT)
+                                  OB_OF, FOLD_LN, CDT, UPCAST_DOT, gin_pre, PRE_LN)
         if PRE:
             acc = _mm(o2, wo_pre, acc, CDT, UPCAST_DOT, TF32X3)
         else:
             acc = _mm_w(o2, mat_l + O_WO + h * DHP * DP + hc[:, None] * DP + dc[None, :], acc,
                         W_HI, W_LO, CDT, UPCAST_DOT, TF32X3)
+        if h == 0 and LATE:
+            acc = _residual_start(x, xc, ones, bo_pre, mat_l, bias_l, vin_l, R, PRE, DP, O_GI,
+                                  OB_OF, FOLD_LN, CDT, UPCAST_DOT, gin_pre, PRE_LN, acc)
     return _post_attention(acc, ones, w1_pre, w2_pre, b1_pre, mat_l, vec_l, bias_l, head_ptr, eps,
                            LAST, PRE, D, DP, FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, OB_1,
                            O_G1, OB_R, FOLD_LN, FOLD_LN, CDT, UPCAST_DOT, TF32X3, W_HI, W_LO,
-                           wh_pre, HEAD_PRE)
+                           wh_pre, HEAD_PRE, g1_pre, PRE_LN, br_pre, REORDER)
 
 
 @triton.jit
@@ -914,13 +999,26 @@ def _load_mat(ptr, ROWS: tl.constexpr, COLS: tl.constexpr):
 
 
 @triton.jit
-def _gather3(hot2, p0, p1, p2, UPCAST_DOT: tl.constexpr, PARTS: tl.constexpr = 3):
+def _load_pre(ptr, ROWS: tl.constexpr, COLS: tl.constexpr):
+    """``_load_mat`` for a matrix kept in shared memory across tiles: with SERIAL_PROLOGUE a
+    barrier first, so ptxas cannot issue every prologue load at once (registers: the loads of
+    all the kept matrices in flight together were the live set's peak)."""
+    if SERIAL_PROLOGUE:
+        tl.debug_barrier()
+    return _load_mat(ptr, ROWS, COLS)
+
+
+@triton.jit
+def _gather3(hot2, p0, p1, p2, UPCAST_DOT: tl.constexpr, PARTS: tl.constexpr = 3, acc0=None):
     """Rows of an fp32 table picked by a 0/1 (R, ROWS) bf16 matrix: ``PARTS`` bf16 tensor-core
     products with the table's parts ``p0..p2`` (``_bf16_split``), fp32 accumulation: exact to
     ~24 bits with three parts, ~16 bits with two (``GATHER_PARTS``: fp16/bf16, whose own
-    rounding is 8-11 bits; ``p2`` is then not read)."""
-    acc = _mm(hot2, p0, tl.zeros((hot2.shape[0], p0.shape[1]), tl.float32), tl.bfloat16,
-              UPCAST_DOT, False)
+    rounding is 8-11 bits; ``p2`` is then not read). Added onto ``acc0`` (None: zeros)."""
+    if acc0 is None:
+        acc = _mm(hot2, p0, tl.zeros((hot2.shape[0], p0.shape[1]), tl.float32), tl.bfloat16,
+                  UPCAST_DOT, False)
+    else:
+        acc = _mm(hot2, p0, acc0, tl.bfloat16, UPCAST_DOT, False)
     acc = _mm(hot2, p1, acc, tl.bfloat16, UPCAST_DOT, False)
     if PARTS == 3:
         acc = _mm(hot2, p2, acc, tl.bfloat16, UPCAST_DOT, False)
@@ -948,7 +1046,8 @@ def _mtgnet_fwd_kernel(
     CDT: tl.constexpr, UPCAST_DOT: tl.constexpr, TF32X3: tl.constexpr, PERSIST: tl.constexpr,
     PERSIST_TABLES: tl.constexpr, EXP_SCORES: tl.constexpr, BOUNDED: tl.constexpr,
     ROW_KEYS: tl.constexpr,
-    FOLD_LN: tl.constexpr, HEAD_PRE: tl.constexpr,
+    FOLD_LN: tl.constexpr, HEAD_PRE: tl.constexpr, PERSIST_LN: tl.constexpr,
+    FLAT_ATTN: tl.constexpr,
 ):
     """MODE 0: gains (M, N). MODE 1: per-program per-task top-TOPK. MODE 2: beam marginals + argmax.
 
@@ -964,6 +1063,10 @@ def _mtgnet_fwd_kernel(
     EXP_SCORES: the layer-1 score table holds exp2 weights (``PackedMTGNet.exp_scores``).
     BOUNDED: layers 2..L's scores are bounded, softmax without row max (``bounded_scores``).
     HEAD_PRE: the folded head vector is held in registers across tiles (``LaunchConfig.head_pre``).
+    PERSIST_LN (PERSIST and FOLD_LN): the LN affines' diag matrices of layer 1 and of the last
+    layer stay in shared memory too, not staged per tile through registers (``persist_ln``).
+    FLAT_ATTN: layers 2..L attend in 2-D block-diagonal products even where the stride is the
+    slot width (``LaunchConfig.flat``).
     ROW_KEYS: token rows get their one-hot and layer-1 keys from a product with the per-row
     combination one-hot (any stride S); else from a (BLOCK_M, PP, NP) one-hot (S == PP; sm_80,
     where the hoisted operands would spill).
@@ -979,17 +1082,20 @@ def _mtgnet_fwd_kernel(
     tl.static_assert(MODE <= 2, "MODE is 0 (gains), 1 (top-k) or 2 (marginal)")
     tl.static_assert(not PERSIST or (H == 1 and FP == BLOCK_F), "PERSIST: one head, one slice")
     tl.static_assert(PERSIST or not PERSIST_TABLES, "PERSIST_TABLES needs PERSIST")
+    tl.static_assert((PERSIST and FOLD_LN) or not PERSIST_LN, "PERSIST_LN needs PERSIST, FOLD_LN")
     R: tl.constexpr = ROWS
     tl.static_assert(S <= PP and BLOCK_M * S <= R, "BLOCK_M combinations of S rows in a tile")
     tl.static_assert(ROW_KEYS or S == PP, "dense strides need ROW_KEYS")
     HEAD: tl.constexpr = N_LAYERS * VEC_L
+    # the products' reordering (``RESIDUAL_LAST``) on sm_90 (row keys) only: sm_80 as before
+    REORDER: tl.constexpr = RESIDUAL_LAST and ROW_KEYS
     # fp32 (TF32X3): the tf32 parts of ``mat`` / ``vo1`` follow them (``tf32_parts``)
     W_HI: tl.constexpr = max(N_LAYERS, 1) * MAT_L
     VO_HI: tl.constexpr = H * NP * DP
     # attention of layers 2..L as 2-D products over the tile (block-diagonal) rather than
     # batched per combination: one combination per tile, or a 64-task mask (register pressure)
     # (and always for a stride S below the slot width: combinations packed S rows apart)
-    FLAT: tl.constexpr = BLOCK_M == 1 or NP > 32 or S != PP or TF32X3
+    FLAT: tl.constexpr = FLAT_ATTN or BLOCK_M == 1 or NP > 32 or S != PP or TF32X3
     # bf16 parts of the gather tables read (``_gather3``): fp32 all three, fp16/bf16 two
     GPARTS: tl.constexpr = 3 if TF32X3 else GATHER_PARTS
 
@@ -1000,12 +1106,20 @@ def _mtgnet_fwd_kernel(
     tn = tl.arange(0, NP)
     ts = tl.arange(0, PP)
     dc = tl.arange(0, DP)
-    # per token row r: its combination r // PP as a one-hot over KC (>= 16: a dot dimension)
-    # and its slot + 1 (the rank + 1 its task must have)
-    KC: tl.constexpr = max(16, BM2)
+    # per token row r: its combination r // S as a one-hot over KC (>= 16: a dot dimension)
+    # and its slot + 1 (the rank + 1 its task must have); SLOT_IN_HOT: the one-hot's last
+    # column holds -(slot + 1), so the rank product hands on rank - slot (no per-row slot
+    # vector is held across the tile loop: registers)
+    SLOT_COL: tl.constexpr = SLOT_IN_HOT and ROW_KEYS
+    KC: tl.constexpr = max(16, triton.next_power_of_2(BLOCK_M + 1) if SLOT_COL else BM2)
     kc = tl.arange(0, KC)
     rr = tl.arange(0, R)
     comb_hot = tl.where((rr // S)[:, None] == kc[None, :], 1.0, 0.0)    # (R, KC)
+    if SLOT_COL:
+        comb_hot = tl.where(kc[None, :] == KC - 1, -(rr % S + 1).to(tl.float32)[:, None],
+                            comb_hot)
+    if SLOT_COL and not UPCAST_DOT:   # the products' operand: rounded once (exact)
+        comb_hot = comb_hot.to(tl.bfloat16)
     slot1 = (rr % S + 1).to(tl.float32)
     task_ok = tn < N
     # the masks' task bits, and whether they need the 64-bit word (bit counts: ``_popc``)
@@ -1028,38 +1142,47 @@ def _mtgnet_fwd_kernel(
     # Weights that stay in shared memory across tiles (PERSIST), else dummies never read.
     LAST_L: tl.constexpr = max(N_LAYERS - 1, 0)
     if PERSIST_TABLES:
-        e0 = _load_mat(emb_ptr, NP, DP)
-        e1 = _load_mat(emb_ptr + NP * DP, NP, DP)
-        g0 = _load_mat(s1_ptr, NP, NP)
-        g1 = _load_mat(s1_ptr + NP * NP, NP, NP)
+        e0 = _load_pre(emb_ptr, NP, DP)
+        e1 = _load_pre(emb_ptr + NP * DP, NP, DP)
+        g0 = _load_pre(s1_ptr, NP, NP)
+        g1 = _load_pre(s1_ptr + NP * NP, NP, NP)
         if GPARTS == 3:
-            e2 = _load_mat(emb_ptr + 2 * NP * DP, NP, DP)
-            g2 = _load_mat(s1_ptr + 2 * NP * NP, NP, NP)
+            e2 = _load_pre(emb_ptr + 2 * NP * DP, NP, DP)
+            g2 = _load_pre(s1_ptr + 2 * NP * NP, NP, NP)
         else:   # not read (two-part gathers)
             e2 = e0
             g2 = g0
-        vo_pre = _load_mat(vo1_ptr, NP, DP)
+        vo_pre = _load_pre(vo1_ptr, NP, DP)
     else:
         e0 = tl.zeros((16, 16), tl.float32)
         e1, e2, g0, g1, g2, vo_pre = e0, e0, e0, e0, e0, e0
     if PERSIST:
-        f1_pre = _load_mat(mat_ptr + O_W1, DP, FP)
-        f2_pre = _load_mat(mat_ptr + O_W2, FP, DP)
-        wq_pre = _load_mat(mat_ptr + LAST_L * MAT_L, DP, DHP)
+        f1_pre = _load_pre(mat_ptr + O_W1, DP, FP)
+        f2_pre = _load_pre(mat_ptr + O_W2, FP, DP)
+        wq_pre = _load_pre(mat_ptr + LAST_L * MAT_L, DP, DHP)
         wk_pre = wq_pre   # one head: keys and values are the rows (merged products)
         wv_pre = wq_pre
-        wo_pre = _load_mat(mat_ptr + LAST_L * MAT_L + O_WO, DHP, DP)
-        w1_pre = _load_mat(mat_ptr + LAST_L * MAT_L + O_W1, DP, FP)
-        w2_pre = _load_mat(mat_ptr + LAST_L * MAT_L + O_W2, FP, DP)
-        fb_pre = _load_mat(bias_ptr + OB_1, 16, FP)
-        bo_pre = _load_mat(bias_ptr + LAST_L * BIAS_L + (OB_OF if FOLD_LN else 0), 16, DP)
-        bq_pre = _load_mat(bias_ptr + LAST_L * BIAS_L + OB_Q, 16, DHP)
-        b1_pre = _load_mat(bias_ptr + LAST_L * BIAS_L + OB_1, 16, FP)
+        wo_pre = _load_pre(mat_ptr + LAST_L * MAT_L + O_WO, DHP, DP)
+        w1_pre = _load_pre(mat_ptr + LAST_L * MAT_L + O_W1, DP, FP)
+        w2_pre = _load_pre(mat_ptr + LAST_L * MAT_L + O_W2, FP, DP)
+        fb_pre = _load_pre(bias_ptr + OB_1, 16, FP)
+        bo_pre = _load_pre(bias_ptr + LAST_L * BIAS_L + (OB_OF if FOLD_LN else 0), 16, DP)
+        bq_pre = _load_pre(bias_ptr + LAST_L * BIAS_L + OB_Q, 16, DHP)
+        b1_pre = _load_pre(bias_ptr + LAST_L * BIAS_L + OB_1, 16, FP)
     else:
         f1_pre = tl.zeros((16, 16), tl.float32)
         f2_pre, wq_pre, wk_pre, wv_pre, wo_pre, w1_pre, w2_pre = (f1_pre, f1_pre, f1_pre, f1_pre,
                                                                   f1_pre, f1_pre, f1_pre)
         fb_pre, bo_pre, bq_pre, b1_pre = f1_pre, f1_pre, f1_pre, f1_pre
+    if PERSIST_LN:   # diag(ln1_w) of layer 1 and the last layer, diag(ln2_w) before the last
+        g1f_pre = _load_pre(mat_ptr + O_G1, DP, DP)
+        g1l_pre = _load_pre(mat_ptr + LAST_L * MAT_L + O_G1, DP, DP)
+        gin_pre = _load_pre(mat_ptr + LAST_L * MAT_L + O_GI, DP, DP)
+        brf_pre = _load_pre(bias_ptr + OB_R, 16, DP)     # LN1's bias blocks (+ b_2)
+        brl_pre = _load_pre(bias_ptr + LAST_L * BIAS_L + OB_R, 16, DP)
+    else:
+        g1f_pre = tl.zeros((16, 16), tl.float32)
+        g1l_pre, gin_pre, brf_pre, brl_pre = g1f_pre, g1f_pre, g1f_pre, g1f_pre
     ones = tl.full((R, 16), 1.0, tl.float32)      # A operand of the bias products
     # the folded head (PERSIST and HEAD_PRE; else re-read per tile)
     wh_pre = tl.load(vec_ptr + HEAD + dc) if PERSIST and HEAD_PRE else dc
@@ -1092,13 +1215,26 @@ def _mtgnet_fwd_kernel(
                          other=0)
             mkw = _mask_bits(mk & TASK_BITS, WIDE)
             mk = ((mkw[:, None] >> tn[None, :].to(mkw.dtype)) & 1) != 0
-            rk = tl.where(mk, _count_below(mkw[:, None], tn[None, :], WIDE, UPCAST_DOT) + 1,
-                          0).to(tl.float32)                    # rank + 1 of members (KC, NP)
+            if SLOT_IN_HOT:
+                # rank + 1 of members, NOT_MEMBER of the others, ones on the slot column's row:
+                # g = rank + 1 - (slot + 1) for members, <= NOT_MEMBER / 2 for the others
+                rk = tl.where(kc[:, None] == KC - 1, 1.0, tl.where(
+                    mk, (_count_below(mkw[:, None], tn[None, :], WIDE, UPCAST_DOT) + 1).to(
+                        tl.float32), NOT_MEMBER))                       # (KC, NP)
+            else:
+                rk = tl.where(mk, _count_below(mkw[:, None], tn[None, :], WIDE, UPCAST_DOT) + 1,
+                              0).to(tl.float32)                # rank + 1 of members (KC, NP)
             g = _mm(comb_hot, rk, tl.zeros((R, NP), tl.float32), tl.bfloat16, UPCAST_DOT, False)
             # via fp32: the interpreter turns bool into bf16 as 0
-            hot2 = tl.where(g == slot1[:, None], 1.0, 0.0).to(tl.bfloat16)  # (R, NP) one-hot
+            if SLOT_IN_HOT:
+                hot2 = tl.where(g == 0.0, 1.0, 0.0).to(tl.bfloat16)     # (R, NP) one-hot
+            else:
+                hot2 = tl.where(g == slot1[:, None], 1.0, 0.0).to(tl.bfloat16)
             if NP <= 32:
-                key1 = g > 0.0                                        # layer-1 keys (R, NP)
+                if SLOT_IN_HOT:
+                    key1 = g > 0.5 * NOT_MEMBER                         # layer-1 keys (R, NP)
+                else:
+                    key1 = g > 0.0
             else:   # by another product where they are needed: g dies early (registers)
                 key1 = tl.zeros((R, NP), tl.int1)
         else:
@@ -1110,7 +1246,12 @@ def _mtgnet_fwd_kernel(
         # ---- step 2: layer 1 from per-task constants: one-hot-gathered embeddings and score
         #      rows, member-key base-2 softmax, P @ (V W_o) against all NP tasks on emb + b_o ----
         # (names differ from the persistent ones: those are loop-carried, of one type)
-        if PERSIST_TABLES:
+        # LATE_EMB (fp16/bf16, RESIDUAL_LAST): the embeddings are gathered after the attention,
+        # onto its accumulator (registers: the fp32 rows are not live through the softmax)
+        LATE_EMB: tl.constexpr = REORDER and N_LAYERS > 0 and not TF32X3
+        if LATE_EMB:
+            x = tl.zeros((R, DP), tl.float32)
+        elif PERSIST_TABLES:
             x = _gather3(hot2, e0, e1, e2, UPCAST_DOT, GPARTS)         # (R, DP) embeddings
         else:
             x = _gather3(hot2, _load_mat(emb_ptr, NP, DP), _load_mat(emb_ptr + NP * DP, NP, DP),
@@ -1141,17 +1282,25 @@ def _mtgnet_fwd_kernel(
                 else:
                     acc = _mm_w(p, vo1_ptr + h * NP * DP + tn[:, None] * DP + dc[None, :], acc,
                                 VO_HI, 2 * VO_HI, CDT, UPCAST_DOT, TF32X3)
+            if LATE_EMB and PERSIST_TABLES:
+                acc = _gather3(hot2, e0, e1, e2, UPCAST_DOT, GPARTS, acc)
+            elif LATE_EMB:
+                acc = _gather3(hot2, _load_mat(emb_ptr, NP, DP),
+                               _load_mat(emb_ptr + NP * DP, NP, DP),
+                               _load_mat(emb_ptr + 2 * NP * DP, NP, DP), UPCAST_DOT, GPARTS, acc)
             if N_LAYERS == 1:
                 y_slot = _post_attention(acc, ones, f1_pre, f2_pre, fb_pre, mat_ptr, vec_ptr,
                                          bias_ptr, vec_ptr + HEAD, ln_eps, True, PERSIST, D, DP,
                                          FP, BLOCK_F, O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, O_G1,
                                          OB_R, FOLD_LN, True, CDT,
-                                         UPCAST_DOT, TF32X3, W_HI, 2 * W_HI, wh_pre, HEAD_PRE)
+                                         UPCAST_DOT, TF32X3, W_HI, 2 * W_HI, wh_pre, HEAD_PRE,
+                                         g1f_pre, PERSIST_LN, brf_pre, REORDER)
             else:
                 x = _post_attention(acc, ones, f1_pre, f2_pre, fb_pre, mat_ptr, vec_ptr, bias_ptr,
                                     vec_ptr + HEAD, ln_eps, False, PERSIST, D, DP, FP, BLOCK_F,
                                     O_W1, O_W2, O_BO, O_B1, O_B2, OB_1, O_G1, OB_R, FOLD_LN,
-                                    True, CDT, UPCAST_DOT, TF32X3, W_HI, 2 * W_HI)
+                                    True, CDT, UPCAST_DOT, TF32X3, W_HI, 2 * W_HI, None, True,
+                                    g1f_pre, PERSIST_LN, brf_pre, REORDER)
                 # ---- step 3: layers 2..L over slots (the last one ends in the head) ------------
                 if FLAT:
                     key_ok = slot_ok                                  # keys = occupied slots
@@ -1166,7 +1315,8 @@ def _mtgnet_fwd_kernel(
                                        vec_ptr + HEAD, ln_eps, False, False, BLOCK_M, PP, H, D,
                                        DP, DHP, FP, BLOCK_F, O_WO, O_W1, O_W2, O_BO, O_B1, O_B2,
                                        OB_Q, OB_1, O_G1, OB_R, O_GI, OB_OF, FOLD_LN, CDT,
-                                       UPCAST_DOT, TF32X3, FLAT, S, BOUNDED, W_HI, 2 * W_HI)
+                                       UPCAST_DOT, TF32X3, FLAT, S, BOUNDED, W_HI, 2 * W_HI,
+                                       None, True, None, None, False, None, REORDER, SLOT_COL)
                 y_slot = _general_layer(x, key_ok, comb_hot, ones, wq_pre, wk_pre, wv_pre,
                                         wo_pre, w1_pre,
                                         w2_pre, bo_pre, bq_pre, b1_pre,
@@ -1179,7 +1329,8 @@ def _mtgnet_fwd_kernel(
                                         O_WO, O_W1, O_W2, O_BO, O_B1, O_B2, OB_Q, OB_1, O_G1, OB_R,
                                         O_GI, OB_OF, FOLD_LN, CDT,
                                         UPCAST_DOT, TF32X3, FLAT, S, BOUNDED, W_HI,
-                                        2 * W_HI, wh_pre, HEAD_PRE)
+                                        2 * W_HI, wh_pre, HEAD_PRE, g1l_pre, gin_pre,
+                                        PERSIST_LN, brl_pre, REORDER, SLOT_COL)
         else:
             wh = tl.load(vec_ptr + HEAD + dc)
             y_slot = tl.sum(x * wh[None, :], axis=1) + tl.load(vec_ptr + HEAD + DP)

@@ -113,7 +113,8 @@ def test_an_attention_prior_is_learned_warm_started_and_checked(tmp_path) -> Non
         est.predict(v.masks, backend="triton")
     with pytest.raises(InputError, match="no kernel parameters"):
         est.member_params()
-    with pytest.raises(InputError, match="no kernel parameters"):   # it reads them too
+    with pytest.raises(InputError, match="score_whole_space cannot score an MTGNet with "
+                       "attention_prior"):
         score_whole_space(est, progress=False)
     with pytest.raises(InputTypeError, match="attention_prior must be a square"):
         MTGNet(attention_prior=[[0.0]]).fit(train)             # type: ignore[arg-type]

@@ -61,10 +61,13 @@ def _check_net(net: object) -> MTGNet:
     if not isinstance(net, MTGNet):
         raise InputTypeError(f"net must be a fitted MTGNet, got {type(net).__name__}")
     net._check_fitted()  # noqa: SLF001 - the estimator's own fitted check, same package
+    # the chunked passes read the members' plain parameters: a prior would be dropped
     if net.token_prior is not None:
-        # the chunked passes read the members' parameters: a token prior would be dropped
         raise InputError("score_whole_space cannot score an MTGNet with token_prior= (its "
                          "prior table covers only its own combinations); fit one without it")
+    if net.attention_prior is not None:
+        raise InputError("score_whole_space cannot score an MTGNet with attention_prior= (the "
+                         "chunked passes have no attention bias); fit one without it")
     return net
 
 

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -114,11 +113,30 @@ def test_mtgnet_study_keeps_planted_cluster_mates_together(tmp_path, seed):
             np.testing.assert_array_equal(gains[i, members], table.gains[rows[i], members])
 
 _CHILD = f"""
-import sys, torch
+import os, signal, sqlite3, sys, threading, time, torch
 torch.set_num_threads(1)
 from mtgfast.mtl.suites.synthetic import SyntheticSuite
 from mtgfast.mtl.trainer import TrainConfig
 from mtgfast.study.study import Study
+
+def kill_after(path, n):
+    # SIGKILL this process, wherever the training thread is, once n runs are stored (a raw
+    # read-only connection: the watcher must not change what the study writes)
+    while True:
+        time.sleep(0.02)
+        try:
+            con = sqlite3.connect(f"file:{{path}}?mode=ro", uri=True, timeout=1)
+            try:
+                done = con.execute("SELECT COUNT(*) FROM runs WHERE status IN "
+                                   "('complete', 'failed')").fetchone()[0]
+            finally:
+                con.close()
+        except sqlite3.Error:
+            continue
+        if done >= n:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+threading.Thread(target=kill_after, args=(sys.argv[1], 6), daemon=True).start()
 with Study({SYNTH}, store=sys.argv[1], estimator="oracle", config={CONFIG},
            progress=False) as st:
     st.run()
@@ -128,23 +146,16 @@ with Study({SYNTH}, store=sys.argv[1], estimator="oracle", config={CONFIG},
 def test_study_killed_mid_run_resumes_without_losing_or_repeating(tmp_path):
     db = tmp_path / "kill.db"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # the child SIGKILLs itself from a watcher thread once 6 runs are stored: a kill mid-study
+    # at a point that does not depend on how fast this machine trains (a parent polling the
+    # store raced a fast child: all 15 runs were stored before the parent's kill landed)
     proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(db)], env=env)
     try:
-        deadline = time.monotonic() + 240
-        stored = 0
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.2)
-            if db.exists():
-                with GainStore(db) as s:
-                    stored = s.count_runs() if s.studies() else 0
-                if stored >= 6:
-                    break
-        assert proc.poll() is None, "the study finished before it could be killed"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
+        rc = proc.wait(240)
     finally:
         if proc.poll() is None:
             proc.kill()
+    assert rc == -signal.SIGKILL, f"the study was not killed mid-run (exit status {rc})"
     with GainStore(db) as s:
         assert s.integrity_check() == "ok"
         name = s.studies()[0]

@@ -365,13 +365,18 @@ HEAD_PRE_MIN_COMBOS = 3
 # 2-D 127 registers, 2,046 -> 2,068 instructions per combination (0.08% of the space).
 LN_MAXNREG = 128
 # ... but marginal's 2-per-tile bucket spills 16 B at 128 (its partial argmax state): 136, no
-# spill (uncapped, ptxas takes 176 and 2,182 instructions per combination; at 136, 2,114).
+# spill (uncapped, ptxas takes 176 and 2,182 instructions per combination; at 136, 2,114); and
+# so does its 16-per-tile bucket (N <= 4, 4 rows apart: 16 B at 128, found by the slow matrix).
 LN_MAXNREG_MARGINAL_2 = 136
+# marginal buckets of 3..8 combinations per tile hold at 128 (N = 27: 122-128 registers)
+MARGINAL_128_COMBOS = range(3, 9)
 
 
 def _ln_maxnreg(mode: int, combos_per_tile: int) -> int:
     """The register cap of a ``persist_ln`` configuration (``LN_MAXNREG``)."""
-    return LN_MAXNREG_MARGINAL_2 if mode == 2 and combos_per_tile <= 2 else LN_MAXNREG
+    if mode == 2 and combos_per_tile not in MARGINAL_128_COMBOS:
+        return LN_MAXNREG_MARGINAL_2
+    return LN_MAXNREG
 
 
 # Largest persistent weight footprint that keeps two 4-warp CTAs per SM on sm_90 (228 KB).

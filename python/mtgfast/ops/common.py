@@ -403,6 +403,8 @@ def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
     rows = FP32_TILE_ROWS if dtype == torch.float32 else TILE_ROWS
     if arch < 90 and pp == 32 and layout.np_ == 32 and stride in (None, pp):
         rows = 32   # sm_80, 32-task masks: one combination per tile (2 spill 32-120 B in fp16/bf16)
+    if arch < 90 and mode == 2 and pp == 16 and layout.np_ > 32 and stride in (None, pp):
+        rows = 32   # sm_80 marginal, 64-task masks: 2 combinations per tile (4 spilled 8 B)
     # (a stride that fits no more combinations in the tile than the slot width takes that: fp32's
     # 32-row tiles pack 12 / 21 rows apart as 16 / 32; the 12-row bucket spilled 16-72 B in top-k)
     dense_stride = stride if stride is not None and stride != pp and rows // stride != rows // pp \

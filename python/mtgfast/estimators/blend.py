@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from ..checks import check_int
 from ..errors import InputError, InputTypeError
 from ..gains import FloatArray, GainTable
 from ..masks import MaskArray, as_masks, masks_to_dense
 from .base import GainEstimator
 from .hoa import aggregate_pairs
-from .prior import pooled_pair_matrix
+from .prior import checked_inner_network, pooled_pair_matrix
 
 if TYPE_CHECKING:
     from .mtgnet import MTGNet
@@ -101,12 +100,7 @@ class BlendMTGNet(GainEstimator):
         if a is not None and (isinstance(a, bool) or not isinstance(a, (int, float)) or
                               not 0.0 <= float(a) <= 1.0):
             raise InputError(f"alpha must be None or a number in [0, 1], got {a!r}")
-        if self.max_size is not None:
-            check_int("max_size", self.max_size, 2)
-        if isinstance(model.warm_start_from, BlendMTGNet):
-            model.warm_start_from = getattr(model.warm_start_from, "model_", None)
-        model._check_params()
-        return model
+        return checked_inner_network(model, self.max_size, BlendMTGNet)
 
     def _fit(self, table: GainTable) -> None:
         model = self._check()

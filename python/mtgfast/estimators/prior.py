@@ -26,7 +26,8 @@ from .hoa import aggregate_pairs
 if TYPE_CHECKING:
     from .mtgnet import MTGNet
 
-__all__ = ["PairPriorMTGNet", "TablePriorMTGNet", "pooled_pair_matrix", "prior_slopes"]
+__all__ = ["PairPriorMTGNet", "TablePriorMTGNet", "checked_inner_network", "pooled_pair_matrix",
+           "prior_slopes"]
 
 
 def pooled_pair_matrix(table: GainTable, max_size: int | None = None) -> FloatArray:
@@ -47,6 +48,18 @@ def pooled_pair_matrix(table: GainTable, max_size: int | None = None) -> FloatAr
         p = np.where(den > 0, num / np.maximum(den, 1e-300), 0.0)
     np.fill_diagonal(p, 0.0)
     return p
+
+
+def checked_inner_network(model: Any, max_size: int | None, wrapper: type) -> Any:
+    """The checks shared by estimators that wrap an MTGNet and pool pairs: ``max_size`` (None or
+    >= 2), a warm start from a ``wrapper`` unwrapped to its fitted network, the network's own
+    options; returns ``model``."""
+    if max_size is not None:
+        check_int("max_size", max_size, 2)
+    if isinstance(model.warm_start_from, wrapper):
+        model.warm_start_from = getattr(model.warm_start_from, "model_", None)
+    model._check_params()
+    return model
 
 
 class _ResidualOverPrior(GainEstimator):
@@ -123,12 +136,7 @@ class PairPriorMTGNet(_ResidualOverPrior):
         if isinstance(self.shrink, bool) or not isinstance(self.shrink, (int, float)) \
                 or not 0.0 <= float(self.shrink) <= 1.0:
             raise InputError(f"shrink must be a number in [0, 1], got {self.shrink!r}")
-        if self.max_size is not None:
-            check_int("max_size", self.max_size, 2)
-        if isinstance(model.warm_start_from, PairPriorMTGNet):
-            model.warm_start_from = getattr(model.warm_start_from, "model_", None)
-        model._check_params()
-        return model
+        return checked_inner_network(model, self.max_size, PairPriorMTGNet)
 
     def _fit(self, table: GainTable) -> None:
         model = self._check()

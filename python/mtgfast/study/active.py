@@ -173,6 +173,7 @@ _SELECTORS: dict[str, type[Selector]] = {
     # study/sampling.py subclasses Selector: its selectors load on first use (no import cycle)
     "search": lambda **o: __import__("mtgfast.study.sampling", fromlist=["*"]).SearchSelector(**o),  # type: ignore[dict-item]  # noqa: E501
     "pairs-first": lambda **o: __import__("mtgfast.study.sampling", fromlist=["*"]).PairsFirstSelector(**o),  # type: ignore[dict-item]  # noqa: E501
+    "improvement": lambda **o: __import__("mtgfast.study.improvement", fromlist=["*"]).ImprovementSelector(**o),  # type: ignore[dict-item]  # noqa: E501
 }
 
 

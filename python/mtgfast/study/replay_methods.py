@@ -62,9 +62,10 @@ REPLAY_METHODS: dict[str, str] = {
     "mtgnet-tagbias": "search",            # mtgnet; TAG's pair affinities bias the attention
                                            # (attention_prior=, seventh pass)
     "mtgnet-improve": "improvement",       # the groups with the largest expected improvement
-                                           # of the measured grouping (study/improvement.py)
+                                           # of the measured grouping (study/improvement.py,
+                                           # eighth pass)
     "mtgnet-e20": "search",                # mtgnet with 20 ensemble members instead of 5
-    "mtgnet-e40": "search",                # mtgnet with 40 ensemble members
+                                           # (eighth pass)
 }
 
 #: options a method runs with unless given (the best configuration found: README, issue 13)
@@ -93,7 +94,6 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "mtgnet-tagbias": {"kappa": 0.0, "warm_start": True, "final": "measured"},
     "mtgnet-improve": {"warm_start": True, "final": "measured"},
     "mtgnet-e20": {"kappa": 0.0, "warm_start": True, "final": "measured", "n_estimators": 20},
-    "mtgnet-e40": {"kappa": 0.0, "warm_start": True, "final": "measured", "n_estimators": 40},
 }
 
 #: methods whose estimator is PairPriorMTGNet (the MTGNet options go to its inner model)

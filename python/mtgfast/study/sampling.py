@@ -33,7 +33,7 @@ from ..masks import MaskArray, popcount
 from .active import SelectionContext, Selector, make_selector
 from .final import out_of_fold_residuals
 
-__all__ = ["FREE_CHOICES", "PairsFirstSelector", "SearchSelector"]
+__all__ = ["FREE_CHOICES", "PairsFirstSelector", "SearchSelector", "checked_budgets"]
 
 #: how a slot the searches leave free is filled (see SearchSelector)
 FREE_CHOICES = ("mean", "thompson")
@@ -53,6 +53,17 @@ def _check_number(name: str, value: object, low: float = 0.0) -> float:
     if float(value) < low:
         raise InputError(f"{name} must be >= {low}, got {value}")
     return float(value)
+
+
+def checked_budgets(budgets: Sequence[int] | None) -> list[int] | None:
+    """A selector's ``budgets`` option: None (every budget 2..N) or a non-empty list of positive
+    ints; ``InputError`` naming the value otherwise."""
+    if budgets is None:
+        return None
+    b = [int(x) for x in budgets]
+    if not b or min(b) < 1:
+        raise InputError(f"budgets must be positive ints, got {budgets!r}")
+    return b
 
 
 class SearchSelector(Selector):
@@ -94,12 +105,7 @@ class SearchSelector(Selector):
         if free not in FREE_CHOICES:
             raise InputError(f"free must be one of {', '.join(FREE_CHOICES)}, got {free!r}")
         self.free = str(free)
-        if budgets is not None:
-            b = [int(x) for x in budgets]
-            if not b or min(b) < 1:
-                raise InputError(f"budgets must be positive ints, got {budgets!r}")
-            budgets = b
-        self.budgets = budgets
+        self.budgets = checked_budgets(budgets)
         self._known: Callable[[], GainTable] | None = None
         self._loop: Any = None
 

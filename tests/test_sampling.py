@@ -334,3 +334,55 @@ def test_a_candidate_measured_meanwhile_is_searched_once_at_its_measurement() ->
     got = SearchSelector(kappa=0.0).bind(_Loop()).ask(_ctx(cands, mean, None, tasks=(0, 1)))
     assert len(set(got.tolist())) == len(got) == 2
     assert 0b1010 in got.tolist()             # the search's group; {0,2} enters only as a free slot
+
+
+def test_rng_for_default_stream_is_unchanged_and_streams_differ() -> None:
+    """The slot's generator stays (seed, round, task) — every earlier replay draws the same — and
+    ``stream=1`` is another generator of the same slot."""
+    cands = np.array([3, 5, 6], dtype=np.uint64)
+    ctx = SelectionContext((0, 2), cands, masks_to_dense(cands, 3), None, None,
+                           np.zeros(0, np.uint64), 7, (4, 5))
+    assert ctx.rng_for(2).random() == np.random.default_rng([7, 5, 2]).random()
+    assert ctx.rng_for(2, stream=1).random() == np.random.default_rng([7, 5, 2, 1]).random()
+    assert ctx.rng_for(2, stream=1).random() != ctx.rng_for(2).random()
+
+
+@pytest.mark.parametrize("value, exc", [(-0.1, InputError), (1.5, InputError), ("half", InputTypeError),
+                                        (True, InputTypeError)])
+def test_explore_must_be_a_probability(value, exc) -> None:
+    with pytest.raises(exc, match="explore"):
+        SearchSelector(explore=value)
+
+
+def _explore_loop(t: GainTable, explore: float, seed: int = 0) -> list[int]:
+    sel = SearchSelector(kappa=0.0, explore=explore)
+    loop = ActiveLoop(sel, lambda: _Perfect(t), t.masks, t.n_tasks, seed=seed)
+    sel.bind(loop)
+    loop.run(lambda m: t.lookup(np.array([m], dtype=np.uint64))[0], 2)
+    return loop.measured_masks.tolist()
+
+
+def test_explore_zero_is_the_search_and_one_is_uniform_per_task() -> None:
+    t = full_random_table(6, seed=3)
+    plain = SearchSelector(kappa=0.0)
+    loop = ActiveLoop(plain, lambda: _Perfect(t), t.masks, 6, seed=0)
+    plain.bind(loop)
+    loop.run(lambda m: t.lookup(np.array([m], dtype=np.uint64))[0], 2)
+    assert _explore_loop(t, 0.0) == loop.measured_masks.tolist()
+    # explore=1: the search never runs; each slot holds a candidate of its own task
+    sel = SearchSelector(kappa=0.0, explore=1.0)
+    cands = t.masks[popcount(t.masks) >= 2]
+    ctx = _ctx(cands, np.nan_to_num(t.lookup(cands)), None, tasks=(0, 1, 2, 3, 4, 5))
+    sel.bind(ActiveLoop(sel, lambda: _Perfect(t), t.masks, 6))
+    out = sel.ask(ctx)
+    assert out.shape[0] == 6 and len(set(out.tolist())) == 6
+    assert all((int(m) >> j) & 1 for m, j in zip(out.tolist(), range(6)))
+    assert np.array_equal(out, sel.ask(ctx))   # the slots' own streams: the same draws again
+
+
+def test_explore_half_mixes_uniform_and_searched_slots_deterministically() -> None:
+    t = full_random_table(6, seed=5)
+    a = _explore_loop(t, 0.5, seed=2)
+    assert a == _explore_loop(t, 0.5, seed=2)
+    assert len(a) == 1 + 12 and len(set(a)) == len(a)
+    assert a != _explore_loop(t, 0.0, seed=2) and a != _explore_loop(t, 1.0, seed=2)

@@ -66,11 +66,14 @@ class SelectionContext:
     seed: int = 0
     rounds: tuple[int, ...] = ()
 
-    def rng_for(self, task: int) -> np.random.Generator:
+    def rng_for(self, task: int, stream: int = 0) -> np.random.Generator:
         """The generator of the proposal serving ``task`` in this batch: seeded by
-        (seed, round, task) so it does not depend on what ran before in this process."""
+        (seed, round, task) so it does not depend on what ran before in this process; ``stream``
+        > 0 gives another independent generator of the same slot (seeded (seed, round, task,
+        stream)) for a second decision."""
         rnd = self.rounds[self.tasks.index(task)] if task in self.tasks and self.rounds else 0
-        return np.random.default_rng([int(self.seed), int(rnd), int(task)])
+        key = [int(self.seed), int(rnd), int(task)] + ([int(stream)] if stream else [])
+        return np.random.default_rng(key)
 
 
 class Selector(ABC):

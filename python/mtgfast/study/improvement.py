@@ -26,6 +26,7 @@ from ..gains import GainTable
 from ..grouping import group
 from ..masks import MaskArray, masks_to_dense
 from .active import SelectionContext, Selector
+from .sampling import checked_budgets
 
 __all__ = ["ImprovementSelector", "improvement_scores"]
 
@@ -90,7 +91,9 @@ class ImprovementSelector(Selector):
 
     ``samples``: draws of each candidate's gains per ask. ``budgets``: the budgets whose
     groupings are improved (default 2..N). Must be bound to the loop (:meth:`bind`) to read the
-    measured gains; before any fit (no estimate) slots are filled uniformly at random.
+    measured gains; before any fit (no estimate) slots are filled uniformly at random. Each pick
+    costs ``samples * candidates * sum over budgets of (groups * tasks)`` operations: about 4e6
+    at N = 8 (all 247 candidates), 1.3e10 at N = 27 with 20,000 — a small-N variant (eighth pass).
     """
 
     name = "improvement"
@@ -102,12 +105,7 @@ class ImprovementSelector(Selector):
         if not 1 <= int(samples) <= 4096:
             raise InputError(f"samples must be in [1, 4096], got {samples}")
         self.samples = int(samples)
-        if budgets is not None:
-            b = [int(x) for x in budgets]
-            if not b or min(b) < 1:
-                raise InputError(f"budgets must be positive ints, got {budgets!r}")
-            budgets = b
-        self.budgets = budgets
+        self.budgets = checked_budgets(budgets)
         self._loop: Any = None
 
     def bind(self, loop: Any) -> ImprovementSelector:

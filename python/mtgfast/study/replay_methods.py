@@ -62,9 +62,12 @@ REPLAY_METHODS: dict[str, str] = {
     "mtgnet-tagbias": "search",            # mtgnet; TAG's pair affinities bias the attention
                                            # (attention_prior=, seventh pass)
     "mtgnet-improve": "improvement",       # the groups with the largest expected improvement
-                                           # of the measured grouping (study/improvement.py)
+                                           # of the measured grouping (study/improvement.py,
+                                           # eighth pass)
     "mtgnet-e20": "search",                # mtgnet with 20 ensemble members instead of 5
-    "mtgnet-e40": "search",                # mtgnet with 40 ensemble members
+                                           # (eighth pass)
+    "mtgnet-explore": "search",            # mtgnet; each slot with probability 1/2 a uniform
+                                           # candidate of its task (epsilon-greedy, eighth pass)
 }
 
 #: options a method runs with unless given (the best configuration found: README, issue 13)
@@ -93,7 +96,7 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "mtgnet-tagbias": {"kappa": 0.0, "warm_start": True, "final": "measured"},
     "mtgnet-improve": {"warm_start": True, "final": "measured"},
     "mtgnet-e20": {"kappa": 0.0, "warm_start": True, "final": "measured", "n_estimators": 20},
-    "mtgnet-e40": {"kappa": 0.0, "warm_start": True, "final": "measured", "n_estimators": 40},
+    "mtgnet-explore": {"kappa": 0.0, "warm_start": True, "final": "measured", "explore": 0.5},
 }
 
 #: methods whose estimator is PairPriorMTGNet (the MTGNet options go to its inner model)
@@ -112,7 +115,7 @@ BIAS_PRIOR_METHODS = ("mtgnet-tagbias",)
 NEEDS_PRIOR_METHODS = (*TABLE_PRIOR_METHODS, *FEATURE_PRIOR_METHODS, *BIAS_PRIOR_METHODS)
 #: options that go to the selector (the rest go to the loop or to MTGNet)
 SELECTOR_OPTIONS = ("alpha", "kappa", "budgets", "committee", "mean_votes", "committee_rounds",
-                    "complete", "free", "calibrate", "fraction", "samples")
+                    "complete", "free", "calibrate", "fraction", "samples", "explore")
 #: every option a replay method takes besides MTGNet's: the selector's, then the loop's
 METHOD_OPTIONS = (*SELECTOR_OPTIONS, "warm_start", "risk", "final", "shrink", "max_size",
                   "shrink_rows")

@@ -21,6 +21,7 @@ cost), or a balanced ``fraction`` of them, then delegates to another selector.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 import numpy as np
@@ -33,7 +34,7 @@ from ..masks import MaskArray, popcount
 from .active import SelectionContext, Selector, make_selector
 from .final import out_of_fold_residuals
 
-__all__ = ["FREE_CHOICES", "PairsFirstSelector", "SearchSelector"]
+__all__ = ["FREE_CHOICES", "PairsFirstSelector", "SearchSelector", "checked_budgets"]
 
 #: how a slot the searches leave free is filled (see SearchSelector)
 FREE_CHOICES = ("mean", "thompson")
@@ -55,6 +56,17 @@ def _check_number(name: str, value: object, low: float = 0.0) -> float:
     return float(value)
 
 
+def checked_budgets(budgets: Sequence[int] | None) -> list[int] | None:
+    """A selector's ``budgets`` option: None (every budget 2..N) or a non-empty list of positive
+    ints; ``InputError`` naming the value otherwise."""
+    if budgets is None:
+        return None
+    b = [int(x) for x in budgets]
+    if not b or min(b) < 1:
+        raise InputError(f"budgets must be positive ints, got {budgets!r}")
+    return b
+
+
 class SearchSelector(Selector):
     """Propose the unmeasured groups that the grouping search picks on optimistic estimates.
 
@@ -63,7 +75,10 @@ class SearchSelector(Selector):
     bound loop's estimator must have ``predict_members``; otherwise the mean alone), the mean's
     searches weighted ``mean_votes`` times one member's, in the first ``committee_rounds`` rounds
     (None: all). ``calibrate``: the spread of task j is multiplied by
-    ``sqrt(residual_j / spread_j)`` (:meth:`calibration`); needs ``kappa > 0`` to matter. The
+    ``sqrt(residual_j / spread_j)`` (:meth:`calibration`); needs ``kappa > 0`` to matter.
+    ``explore``: the probability that a slot is filled uniformly at random among the candidates
+    containing its task instead (a draw of the slot's own stream: (seed, round, task)); the other
+    slots go to the searches as usual (epsilon-greedy; 0: never). The
     measured gains come from :meth:`bind` (the loop whose table is read at each batch); unbound,
     measured combinations are left out of the search, which then only ranks unmeasured groups.
     """
@@ -74,8 +89,11 @@ class SearchSelector(Selector):
     def __init__(self, kappa: float = 1.0, budgets: Sequence[int] | None = None,
                  committee: bool = False, mean_votes: float = 1.0,
                  committee_rounds: int | None = None, complete: bool = False,
-                 free: str = "mean", calibrate: bool = False) -> None:
+                 free: str = "mean", calibrate: bool = False, explore: float = 0.0) -> None:
         self.kappa = _check_number("kappa", kappa)
+        self.explore = _check_number("explore", explore)
+        if self.explore > 1.0:
+            raise InputError(f"explore must be a probability in [0, 1], got {explore}")
         if not isinstance(calibrate, (bool, np.bool_)):
             raise InputTypeError(f"calibrate must be a bool, got {calibrate!r}")
         self.calibrate = bool(calibrate)
@@ -94,12 +112,7 @@ class SearchSelector(Selector):
         if free not in FREE_CHOICES:
             raise InputError(f"free must be one of {', '.join(FREE_CHOICES)}, got {free!r}")
         self.free = str(free)
-        if budgets is not None:
-            b = [int(x) for x in budgets]
-            if not b or min(b) < 1:
-                raise InputError(f"budgets must be positive ints, got {budgets!r}")
-            budgets = b
-        self.budgets = budgets
+        self.budgets = checked_budgets(budgets)
         self._known: Callable[[], GainTable] | None = None
         self._loop: Any = None
 
@@ -132,6 +145,35 @@ class SearchSelector(Selector):
     def ask(self, ctx: SelectionContext) -> MaskArray:
         if ctx.mean is None or not ctx.tasks:
             return super().ask(ctx)
+        if self.explore > 0.0:
+            return self._explore(ctx)
+        return self._search(ctx)
+
+    def _explore(self, ctx: SelectionContext) -> MaskArray:
+        """Slots drawn to explore take a uniform candidate of their task; the other slots are
+        searched among the candidates left."""
+        draw = {j: ctx.rng_for(j, stream=1).random() < self.explore for j in ctx.tasks}
+        taken = np.zeros(ctx.candidates.shape[0], dtype=bool)
+        out: list[int] = []
+        for j in (j for j in ctx.tasks if draw[j]):
+            rows = np.flatnonzero(ctx.member[:, j] & ~taken)
+            if rows.size:   # (a task with no candidate left is skipped, as Selector.ask does)
+                r = int(rows[int(ctx.rng_for(j).integers(rows.size))])
+                taken[r] = True
+                out.append(int(ctx.candidates[r]))
+        left = tuple(j for j in ctx.tasks if not draw[j])
+        if not left or taken.all():
+            return np.array(out, dtype=np.uint64)
+        keep = ~taken
+        sub = replace(ctx, tasks=left, candidates=ctx.candidates[keep], member=ctx.member[keep],
+                      mean=None if ctx.mean is None else ctx.mean[keep],
+                      std=None if ctx.std is None else ctx.std[keep],
+                      rounds=tuple(ctx.rounds[ctx.tasks.index(j)] for j in left)
+                      if ctx.rounds else ())
+        return np.concatenate([np.array(out, dtype=np.uint64), self._search(sub)])
+
+    def _search(self, ctx: SelectionContext) -> MaskArray:
+        assert ctx.mean is not None   # (ask() hands an unfitted context to Selector.ask)
         n = ctx.member.shape[1]
         std = ctx.std if ctx.std is not None else np.zeros_like(ctx.mean)
         known = self._known() if self._known is not None else None

@@ -77,8 +77,8 @@ class SearchSelector(Selector):
     (None: all). ``calibrate``: the spread of task j is multiplied by
     ``sqrt(residual_j / spread_j)`` (:meth:`calibration`); needs ``kappa > 0`` to matter.
     ``explore``: the probability that a slot is filled uniformly at random among the candidates
-    containing its task instead (a draw of the slot's own stream: (seed, round, task)); the other
-    slots go to the searches as usual (epsilon-greedy; 0: never). The
+    containing its task instead (decided and drawn from the slot's own streams, seeded by (seed,
+    round, task)); the other slots go to the searches as usual (epsilon-greedy; 0: never). The
     measured gains come from :meth:`bind` (the loop whose table is read at each batch); unbound,
     measured combinations are left out of the search, which then only ranks unmeasured groups.
     """

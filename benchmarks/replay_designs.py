@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from replay_mtgnet import load  # noqa: E402
+from replay_mtgnet import load, score as replay_score  # noqa: E402
 
 from mtgfast.gains import GainTable  # noqa: E402
-from mtgfast.grouping import evaluate, group  # noqa: E402
+from mtgfast.study.final import final_gains  # noqa: E402
 
 #: (label, load() keyword arguments): the public tables, then held-out synthetic cells
 CELLS: list[tuple[str, dict[str, Any]]] = [
@@ -43,11 +43,13 @@ CELLS: list[tuple[str, dict[str, Any]]] = [
 
 
 def score(valid: GainTable, test: GainTable, measured: set[int]) -> float:
-    """Mean test gain over B = 2..N of the validation-best groupings of the measured groups."""
+    """Mean test gain over B = 2..N of the validation-best groupings of the measured groups: the
+    replay's own final choice (``final_gains(..., "measured")``) and scoring."""
     n = valid.n_tasks
-    sel = np.array([1 << j for j in range(n)] + sorted(measured), dtype=np.uint64)
-    found = group(sel, np.nan_to_num(valid.lookup(sel)), list(range(2, n + 1)), method="exact")
-    return float(np.mean([evaluate(g, test) for g in found]))
+    known = valid.select(np.sort(valid.index_of(np.array(
+        [1 << j for j in range(n)] + sorted(measured), dtype=np.uint64))))
+    gains = final_gains(valid.masks, known, "measured")
+    return float(np.mean(replay_score(valid, test, gains, list(range(2, n + 1)))))
 
 
 def cell(valid: GainTable, test: GainTable, picks: int, draws: int) -> dict[str, Any]:

@@ -16,7 +16,7 @@ of several is chosen one at a time, each chosen group entering the groupings at 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,13 +25,11 @@ from ..errors import InputError, InputTypeError
 from ..gains import GainTable
 from ..grouping import group
 from ..masks import MaskArray, masks_to_dense
-from .active import SelectionContext, Selector
-from .sampling import checked_budgets
+from .active import RandomSelector, SelectionContext, Selector
+from .sampling import checked_budgets, search_method
 
 __all__ = ["ImprovementSelector", "improvement_scores"]
 
-#: above this many tasks the groupings are found by the beam search (the exact DP stays cheap)
-_EXACT_MAX_TASKS = 12
 #: candidates scored at once (memory: chunk * samples * groups * tasks floats)
 _CHUNK_ELEMENTS = 4_000_000
 
@@ -116,7 +114,7 @@ class ImprovementSelector(Selector):
         return self
 
     def choose(self, task: int, rows: npt.NDArray[np.intp], ctx: SelectionContext) -> int:
-        return int(ctx.rng_for(task).integers(rows.size))
+        return RandomSelector().choose(task, rows, ctx)   # (unfitted: uniform, as documented)
 
     def ask(self, ctx: SelectionContext) -> MaskArray:
         if ctx.mean is None or not ctx.tasks or self._loop is None:
@@ -124,7 +122,7 @@ class ImprovementSelector(Selector):
         known: GainTable = self._loop.table()
         n = ctx.member.shape[1]
         budgets = [b for b in (self.budgets or range(2, n + 1)) if b <= n]
-        method: Literal["exact", "beam"] = "exact" if n <= _EXACT_MAX_TASKS else "beam"
+        method = search_method(n)
         mean = np.where(ctx.member, ctx.mean, np.nan)
         std = np.where(ctx.member, np.nan_to_num(ctx.std if ctx.std is not None else 0.0), 0.0)
         rng = ctx.rng_for(ctx.tasks[0])

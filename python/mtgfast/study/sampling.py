@@ -31,10 +31,10 @@ from ..errors import InputError, InputTypeError
 from ..gains import GainTable
 from ..grouping import group
 from ..masks import MaskArray, popcount
-from .active import SelectionContext, Selector, make_selector
+from .active import RandomSelector, SelectionContext, Selector, make_selector
 from .final import out_of_fold_residuals
 
-__all__ = ["FREE_CHOICES", "PairsFirstSelector", "SearchSelector", "checked_budgets"]
+__all__ = ["FREE_CHOICES", "PairsFirstSelector", "SearchSelector", "checked_budgets", "search_method"]
 
 #: how a slot the searches leave free is filled (see SearchSelector)
 FREE_CHOICES = ("mean", "thompson")
@@ -43,7 +43,7 @@ _EXACT_COMPLETE = 12
 #: calibrate=True: a task's residual variance is shrunk towards the pooled one as if it had this
 #: many more out-of-fold rows at the pooled value
 _CALIBRATION_PRIOR_ROWS = 3.0
-#: above this many candidates the per-batch searches use the beam search (exact stays cheap below)
+#: above this many tasks the per-batch searches use the beam search (exact stays cheap below)
 _EXACT_MAX_TASKS = 12
 
 
@@ -54,6 +54,25 @@ def _check_number(name: str, value: object, low: float = 0.0) -> float:
     if float(value) < low:
         raise InputError(f"{name} must be >= {low}, got {value}")
     return float(value)
+
+
+def search_method(n_tasks: int) -> Literal["exact", "beam"]:
+    """The grouping search a selector runs at each ask: exact up to ``_EXACT_MAX_TASKS`` tasks,
+    the beam above."""
+    return "exact" if n_tasks <= _EXACT_MAX_TASKS else "beam"
+
+
+def _restricted(ctx: SelectionContext, tasks: tuple[int, ...],
+                keep: npt.NDArray[np.bool_] | None = None) -> SelectionContext:
+    """``ctx`` serving only ``tasks`` (each keeps its round, hence its streams), among the
+    candidates ``keep`` (default all)."""
+    rounds = tuple(ctx.rounds[ctx.tasks.index(j)] for j in tasks) if ctx.rounds else ()
+    if keep is None:
+        return replace(ctx, tasks=tasks, rounds=rounds)
+    return replace(ctx, tasks=tasks, rounds=rounds, candidates=ctx.candidates[keep],
+                   member=ctx.member[keep],
+                   mean=None if ctx.mean is None else ctx.mean[keep],
+                   std=None if ctx.std is None else ctx.std[keep])
 
 
 def checked_budgets(budgets: Sequence[int] | None) -> list[int] | None:
@@ -150,27 +169,15 @@ class SearchSelector(Selector):
         return self._search(ctx)
 
     def _explore(self, ctx: SelectionContext) -> MaskArray:
-        """Slots drawn to explore take a uniform candidate of their task; the other slots are
-        searched among the candidates left."""
+        """Slots drawn to explore are served as :class:`RandomSelector` serves them; the other
+        slots are searched among the candidates left."""
         draw = {j: ctx.rng_for(j, stream=1).random() < self.explore for j in ctx.tasks}
-        taken = np.zeros(ctx.candidates.shape[0], dtype=bool)
-        out: list[int] = []
-        for j in (j for j in ctx.tasks if draw[j]):
-            rows = np.flatnonzero(ctx.member[:, j] & ~taken)
-            if rows.size:   # (a task with no candidate left is skipped, as Selector.ask does)
-                r = int(rows[int(ctx.rng_for(j).integers(rows.size))])
-                taken[r] = True
-                out.append(int(ctx.candidates[r]))
+        picked = RandomSelector().ask(_restricted(ctx, tuple(j for j in ctx.tasks if draw[j])))
         left = tuple(j for j in ctx.tasks if not draw[j])
-        if not left or taken.all():
-            return np.array(out, dtype=np.uint64)
-        keep = ~taken
-        sub = replace(ctx, tasks=left, candidates=ctx.candidates[keep], member=ctx.member[keep],
-                      mean=None if ctx.mean is None else ctx.mean[keep],
-                      std=None if ctx.std is None else ctx.std[keep],
-                      rounds=tuple(ctx.rounds[ctx.tasks.index(j)] for j in left)
-                      if ctx.rounds else ())
-        return np.concatenate([np.array(out, dtype=np.uint64), self._search(sub)])
+        keep = ~np.isin(ctx.candidates, picked)
+        if not left or not keep.any():
+            return picked
+        return np.concatenate([picked, self._search(_restricted(ctx, left, keep))])
 
     def _search(self, ctx: SelectionContext) -> MaskArray:
         assert ctx.mean is not None   # (ask() hands an unfitted context to Selector.ask)
@@ -188,7 +195,7 @@ class SearchSelector(Selector):
             masks = np.concatenate([known.masks, ctx.candidates[fresh]])
             gains = np.vstack([known.gains, opt[fresh]])
         budgets = self.budgets or list(range(2, n + 1))
-        method: Literal["exact", "beam"] = "exact" if n <= _EXACT_MAX_TASKS else "beam"
+        method = search_method(n)
         votes: dict[int, float] = {}
         views = [gains]
         if known is not None:   # (bound: known is the loop's table)

@@ -86,8 +86,10 @@ def shrunk_measured_gains(measured: GainTable, estimator: Any,
     est = np.where(count[:, None] > 0, oof, insample)
     if masks is not None and len(masks):
         _, std = estimator.predict(masks, return_std=True)
-        model_var = np.nanmean(np.where(masks_to_dense(masks, n), np.asarray(std) ** 2, np.nan),
-                               axis=0)
+        held = masks_to_dense(masks, n)
+        # a task no candidate holds has no model error here (0, not a warning and a NaN)
+        model_var = np.where(held, np.asarray(std, dtype=np.float64) ** 2, 0.0).sum(axis=0) \
+            / np.maximum(held.sum(axis=0), 1)
     else:
         model_var = np.zeros(n)
     known_noise = None if noise is None else _noise_per_task(measured, multi, noise)

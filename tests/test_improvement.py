@@ -178,6 +178,9 @@ def test_replay_variants_of_the_eighth_pass() -> None:
     assert REPLAY_METHODS["mtgnet-e20"] == REPLAY_METHODS["mtgnet"]
     assert METHOD_DEFAULTS["mtgnet-explore"] == {**METHOD_DEFAULTS["mtgnet"], "explore": 0.5}
     assert REPLAY_METHODS["mtgnet-explore"] == REPLAY_METHODS["mtgnet"]
+    assert METHOD_DEFAULTS["mtgnet-explore2"] == {**METHOD_DEFAULTS["mtgnet-explore"],
+                                                  "explore_after": 1}
+    assert REPLAY_METHODS["mtgnet-explore2"] == REPLAY_METHODS["mtgnet"]
     t = full_random_table(5, seed=2)
     small = {"max_epochs": 12, "n_estimators": 3}
     a, used = replay_method("mtgnet-improve", t, seed=1, rounds=2, samples=8, **small)

@@ -354,12 +354,17 @@ def test_explore_must_be_a_probability(value, exc) -> None:
         SearchSelector(explore=value)
 
 
-def _explore_loop(t: GainTable, explore: float, seed: int = 0) -> list[int]:
-    sel = SearchSelector(kappa=0.0, explore=explore)
+def _explore_run(t: GainTable, explore: float, seed: int = 0, rounds: int = 2,
+                 after: int = 0) -> ActiveLoop:
+    sel = SearchSelector(kappa=0.0, explore=explore, explore_after=after)
     loop = ActiveLoop(sel, lambda: _Perfect(t), t.masks, t.n_tasks, seed=seed)
     sel.bind(loop)
-    loop.run(lambda m: t.lookup(np.array([m], dtype=np.uint64))[0], 2)
-    return loop.measured_masks.tolist()
+    loop.run(lambda m: t.lookup(np.array([m], dtype=np.uint64))[0], rounds)
+    return loop
+
+
+def _explore_loop(t: GainTable, explore: float, seed: int = 0) -> list[int]:
+    return _explore_run(t, explore, seed).measured_masks.tolist()
 
 
 def test_explore_zero_is_the_search_and_one_is_uniform_per_task() -> None:
@@ -386,3 +391,29 @@ def test_explore_half_mixes_uniform_and_searched_slots_deterministically() -> No
     assert a == _explore_loop(t, 0.5, seed=2)
     assert len(a) == 1 + 12 and len(set(a)) == len(a)
     assert a != _explore_loop(t, 0.0, seed=2) and a != _explore_loop(t, 1.0, seed=2)
+
+
+@pytest.mark.parametrize("value, exc", [(-1, InputError), (1.5, InputError), (True, InputError),
+                                        ("1", InputError)])
+def test_explore_after_must_be_a_count_of_rounds(value, exc) -> None:
+    with pytest.raises(exc, match="explore_after"):
+        SearchSelector(explore=0.5, explore_after=value)
+
+
+def test_explore_after_searches_the_first_rounds_then_explores() -> None:
+    """``explore_after=1``: round 1 (the first N choices) is the plain search's, choice for
+    choice; from round 2 on some slots explore."""
+    t = full_random_table(6, seed=5)
+    n = t.n_tasks
+
+    def chosen(loop: ActiveLoop) -> list[int]:   # in measurement order
+        return [s.mask for s in loop.trials if s.source == "selected"]
+
+    plain = chosen(_explore_run(t, 0.0, seed=2, rounds=3))
+    late = chosen(_explore_run(t, 0.5, seed=2, rounds=3, after=1))
+    assert len(late) == len(plain) == 3 * n and len(set(late)) == len(late)
+    assert late[:n] == plain[:n] and late[n:] != plain[n:]
+    assert late == chosen(_explore_run(t, 0.5, seed=2, rounds=3, after=1))
+    # after >= rounds: never explores
+    assert chosen(_explore_run(t, 0.5, seed=2, rounds=2, after=2)) == \
+        chosen(_explore_run(t, 0.0, seed=2, rounds=2))

@@ -68,6 +68,8 @@ REPLAY_METHODS: dict[str, str] = {
                                            # (eighth pass)
     "mtgnet-explore": "search",            # mtgnet; each slot with probability 1/2 a uniform
                                            # candidate of its task (epsilon-greedy, eighth pass)
+    "mtgnet-explore2": "search",           # mtgnet-explore from the second round on (round 1
+                                           # as mtgnet's; ninth pass)
 }
 
 #: options a method runs with unless given (the best configuration found: README, issue 13)
@@ -97,6 +99,8 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "mtgnet-improve": {"warm_start": True, "final": "measured"},
     "mtgnet-e20": {"kappa": 0.0, "warm_start": True, "final": "measured", "n_estimators": 20},
     "mtgnet-explore": {"kappa": 0.0, "warm_start": True, "final": "measured", "explore": 0.5},
+    "mtgnet-explore2": {"kappa": 0.0, "warm_start": True, "final": "measured", "explore": 0.5,
+                        "explore_after": 1},
 }
 
 #: methods whose estimator is PairPriorMTGNet (the MTGNet options go to its inner model)
@@ -115,7 +119,8 @@ BIAS_PRIOR_METHODS = ("mtgnet-tagbias",)
 NEEDS_PRIOR_METHODS = (*TABLE_PRIOR_METHODS, *FEATURE_PRIOR_METHODS, *BIAS_PRIOR_METHODS)
 #: options that go to the selector (the rest go to the loop or to MTGNet)
 SELECTOR_OPTIONS = ("alpha", "kappa", "budgets", "committee", "mean_votes", "committee_rounds",
-                    "complete", "free", "calibrate", "fraction", "samples", "explore")
+                    "complete", "free", "calibrate", "fraction", "samples", "explore",
+                    "explore_after")
 #: every option a replay method takes besides MTGNet's: the selector's, then the loop's
 METHOD_OPTIONS = (*SELECTOR_OPTIONS, "warm_start", "risk", "final", "shrink", "max_size",
                   "shrink_rows")

@@ -97,7 +97,9 @@ class SearchSelector(Selector):
     ``sqrt(residual_j / spread_j)`` (:meth:`calibration`); needs ``kappa > 0`` to matter.
     ``explore``: the probability that a slot is filled uniformly at random among the candidates
     containing its task instead (decided and drawn from the slot's own streams, seeded by (seed,
-    round, task)); the other slots go to the searches as usual (epsilon-greedy; 0: never). The
+    round, task)); the other slots go to the searches as usual (epsilon-greedy; 0: never).
+    ``explore_after``: the slots of the first this many rounds are all searched (exploration only
+    once the estimate has rows of its own choosing; 0: from the first round). The
     measured gains come from :meth:`bind` (the loop whose table is read at each batch); unbound,
     measured combinations are left out of the search, which then only ranks unmeasured groups.
     """
@@ -108,11 +110,16 @@ class SearchSelector(Selector):
     def __init__(self, kappa: float = 1.0, budgets: Sequence[int] | None = None,
                  committee: bool = False, mean_votes: float = 1.0,
                  committee_rounds: int | None = None, complete: bool = False,
-                 free: str = "mean", calibrate: bool = False, explore: float = 0.0) -> None:
+                 free: str = "mean", calibrate: bool = False, explore: float = 0.0,
+                 explore_after: int = 0) -> None:
         self.kappa = _check_number("kappa", kappa)
         self.explore = _check_number("explore", explore)
         if self.explore > 1.0:
             raise InputError(f"explore must be a probability in [0, 1], got {explore}")
+        if isinstance(explore_after, bool) or not isinstance(explore_after, (int, np.integer)) \
+                or explore_after < 0:
+            raise InputError(f"explore_after must be a non-negative int, got {explore_after!r}")
+        self.explore_after = int(explore_after)
         if not isinstance(calibrate, (bool, np.bool_)):
             raise InputTypeError(f"calibrate must be a bool, got {calibrate!r}")
         self.calibrate = bool(calibrate)
@@ -171,7 +178,9 @@ class SearchSelector(Selector):
     def _explore(self, ctx: SelectionContext) -> MaskArray:
         """Slots drawn to explore are served as :class:`RandomSelector` serves them; the other
         slots are searched among the candidates left."""
-        draw = {j: ctx.rng_for(j, stream=1).random() < self.explore for j in ctx.tasks}
+        rounds = ctx.rounds or (0,) * len(ctx.tasks)
+        draw = {j: r >= self.explore_after and ctx.rng_for(j, stream=1).random() < self.explore
+                for j, r in zip(ctx.tasks, rounds)}
         picked = RandomSelector().ask(_restricted(ctx, tuple(j for j in ctx.tasks if draw[j])))
         left = tuple(j for j in ctx.tasks if not draw[j])
         keep = ~np.isin(ctx.candidates, picked)

@@ -77,7 +77,7 @@ def test_n27_bf16_sm90_every_mode() -> None:
         (8, 16), (12, 16), (16, 16), (21, 32), (32, 32)}
     assert all(r["tensor_core_per_combination"] > 0 for r in rows)
     # the register target (seventh pass): predict's whole-space row at most 128 per
-    # thread (ptxas capped there, ``common.LN_MAXNREG``), still two CTAs per SM
+    # thread (ptxas capped there by a ``common.LAUNCH_RULES`` entry), still two CTAs per SM
     mix = {r["mode"]: r for r in rows if r["popcounts"] == "all"}
     assert mix["predict"]["registers"] <= 128, mix["predict"]["registers"]
     assert all(r["ctas_per_sm"] >= 2 for r in rows)

@@ -732,3 +732,47 @@ def test_gpu_reductions_n20() -> None:
     ref = (gains.clamp(min=0) * member_from_masks(masks, n)).sum(1)
     assert_close_verbose(res.marginals, ref, atol=1e-3, name="gpu marginals")
     assert abs(res.best_value - float(ref.max())) <= 1e-3
+
+
+def _launch_grid() -> list[tuple[KernelLayout, int, int, int, torch.dtype | None, int]]:
+    """(layout, pp, stride, mode, dtype, arch) over every bucket of N = 1..64 (one shape)."""
+    out = []
+    for n in range(1, 65):
+        lay = KernelLayout(n, 64, 64, 1, 2)
+        for dense in (True, False):
+            for b in common.slot_buckets(lay, dense=dense):
+                for mode in (0, 1, 2):
+                    for dt in (None, torch.float32, torch.bfloat16):
+                        for arch in (80, 90):
+                            out.append((lay, b.pp, b.stride, mode, dt, arch))
+    return out
+
+
+def test_every_launch_rule_decides_some_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No dead exception in ``common.LAUNCH_RULES``: dropping any one of them changes the
+    launcher's choice somewhere on the bucket grid (rows, tile or register cap)."""
+    grid = _launch_grid()
+
+    def choice(lay: KernelLayout, pp: int, stride: int, mode: int, dt: torch.dtype | None,
+               arch: int) -> common.LaunchConfig | str:
+        try:
+            return common.launch_config(lay, pp, mode, dtype=dt, arch=arch, stride=stride)
+        except ValueError as exc:   # dense strides on sm_80
+            return str(exc)
+
+    def choices() -> list[common.LaunchConfig | str]:
+        return [choice(*g) for g in grid]
+
+    base = choices()
+    rules = common.LAUNCH_RULES
+    for i, rule in enumerate(rules):
+        monkeypatch.setattr(common, "LAUNCH_RULES", rules[:i] + rules[i + 1:])
+        assert choices() != base, f"rule {i} ({rule.why[:40]}...) decides nothing"
+    monkeypatch.setattr(common, "LAUNCH_RULES", rules)
+    # where they apply: sm_80 32-task slots one combination per tile; persist_ln caps at 128
+    lay = KernelLayout(27, 64, 64, 1, 2)
+    assert common.launch_config(KernelLayout(32, 64, 64, 1, 2), 32, 0, dtype=torch.bfloat16,
+                                arch=80).block_m == 1
+    caps = {common.launch_config(lay, b.pp, m, dtype=torch.bfloat16, stride=b.stride).maxnreg
+            for b in common.slot_buckets(lay) for m in (0, 2)}
+    assert caps == {128, 136}

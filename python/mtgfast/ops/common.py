@@ -9,13 +9,14 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 
 from ..errors import InputError
 
-__all__ = ["Backend", "KERNEL_DTYPES", "KernelLayout", "LaunchConfig", "MAX_TOPK",
+__all__ = ["Backend", "KERNEL_DTYPES", "KernelLayout", "LAUNCH_RULES", "LaunchConfig",
+           "LaunchRule", "MAX_TOPK", "launch_rule",
            "MarginalResult", "interpret_env", "kernel_supports", "launch_config", "next_pow2",
            "persistent_weight_bytes", "slot_buckets", "slot_widths", "SlotBucket",
            "DENSE_STRIDES"]
@@ -357,26 +358,67 @@ def persistent_weight_bytes(layout: KernelLayout, dtype: torch.dtype, *,
 HEAD_PRE_MIN_COMBOS = 3
 
 
-# fp16/bf16 predict and marginal with the LN matrices in shared memory (``persist_ln``), at most
-# 32 tasks: ptxas is capped at this many registers per thread (none of those buckets spills;
-# N = 27 bf16 sm_90, seventh pass: 116-128 registers, the 2-per-tile bucket capped from 134).
-# Those buckets of at most 2 combinations per tile attend in 2-D block-diagonal products
-# (``LaunchConfig.flat``): N = 27, 32-row bucket, batched 156 registers (80 B spilled at 128),
-# 2-D 127 registers, 2,046 -> 2,068 instructions per combination (0.08% of the space).
-LN_MAXNREG = 128
-# ... but marginal's 2-per-tile bucket spills 16 B at 128 (its partial argmax state): 136, no
-# spill (uncapped, ptxas takes 176 and 2,182 instructions per combination; at 136, 2,114); and
-# so does its 16-per-tile bucket (N <= 4, 4 rows apart: 16 B at 128, found by the slow matrix).
-LN_MAXNREG_MARGINAL_2 = 136
-# marginal buckets of 3..8 combinations per tile hold at 128 (N = 27: 122-128 registers)
-MARGINAL_128_COMBOS = range(3, 9)
+@dataclass(frozen=True)
+class LaunchRule:
+    """One exception to the launcher's default tile or register cap: where the default spilled
+    or ran out of registers in the static check (``kernel_static.py``; the slow matrix
+    ``tests/test_kernel_static.py -m slow`` covers every case), what the launcher takes there
+    instead, and the figures that showed it (``why``). The first rule that applies sets its field.
+    """
+
+    sets: Literal["rows", "maxnreg"]   # token rows per tile, or ptxas's registers per thread
+    value: int
+    why: str
+    arch: tuple[int, int] = (0, 1 << 30)   # sm_<arch> with lo <= arch <= hi
+    modes: tuple[int, ...] = (0, 1, 2)
+    pp: tuple[int, ...] = ()               # slot widths (empty: any)
+    tasks: tuple[int, int] = (1, 64)       # the padded task axis (``KernelLayout.np_``)
+    combos: tuple[int, int] = (1, 1 << 30)  # combinations per tile ("maxnreg" rules only)
+    padded: bool = False                   # only power-of-two slots (no dense stride)
+    persist_ln: bool = False               # only configurations with ``persist_ln``
+
+    def applies(self, *, arch: int, mode: int, pp: int, np_: int, padded: bool,
+                combos: int = 1, persist_ln: bool = False) -> bool:
+        return (self.arch[0] <= arch <= self.arch[1] and mode in self.modes
+                and (not self.pp or pp in self.pp) and self.tasks[0] <= np_ <= self.tasks[1]
+                and self.combos[0] <= combos <= self.combos[1]
+                and (padded or not self.padded) and (persist_ln or not self.persist_ln))
 
 
-def _ln_maxnreg(mode: int, combos_per_tile: int) -> int:
-    """The register cap of a ``persist_ln`` configuration (``LN_MAXNREG``)."""
-    if mode == 2 and combos_per_tile not in MARGINAL_128_COMBOS:
-        return LN_MAXNREG_MARGINAL_2
-    return LN_MAXNREG
+# Marginal's partial argmax state needs 136 registers in its buckets of <= 2 and >= 9
+# combinations per tile under ``persist_ln`` (3..8 hold at 128: N = 27, 122-128 registers).
+_MARGINAL_136 = ("persist_ln marginal, {}: 16 B spilled at 128 registers, none at 136 "
+                 "(uncapped, ptxas takes 176 and 2,182 instructions per combination; at 136, "
+                 "2,114)")
+#: the launcher's exceptions, in the order they are tried (see LaunchRule)
+LAUNCH_RULES: tuple[LaunchRule, ...] = (
+    LaunchRule("rows", 32, arch=(0, 89), pp=(32,), tasks=(32, 32), padded=True,
+               why="sm_80, 32-task masks: one combination per tile (two per tile spilled "
+                   "32-120 B in fp16/bf16)"),
+    LaunchRule("rows", 32, arch=(0, 89), modes=(2,), pp=(16,), tasks=(33, 64), padded=True,
+               why="sm_80 marginal, 64-task masks: 2 combinations per tile (4 spilled 8 B at "
+                   "255 registers; 232-234 registers, 0 B; 2,158 -> 3,372 instructions per "
+                   "combination in that bucket)"),
+    LaunchRule("maxnreg", 136, modes=(2,), tasks=(1, 32), combos=(1, 2), persist_ln=True,
+               why=_MARGINAL_136.format("2 combinations per tile")),
+    LaunchRule("maxnreg", 136, modes=(2,), tasks=(1, 32), combos=(9, 1 << 30), persist_ln=True,
+               why=_MARGINAL_136.format("16 per tile (N <= 4, 4 rows apart; found by the slow "
+                                        "matrix)")),
+    # Those buckets of at most 2 combinations per tile attend in 2-D block-diagonal products
+    # (``LaunchConfig.flat``): N = 27, 32-row bucket, batched 156 registers (80 B spilled at
+    # 128), 2-D 127 registers, 2,046 -> 2,068 instructions per combination (0.08% of the space).
+    LaunchRule("maxnreg", 128, tasks=(1, 32), persist_ln=True,
+               why="fp16/bf16 predict and marginal with the LN matrices in shared memory "
+                   "(persist_ln), <= 32 tasks: none of those buckets spills at 128 (N = 27 bf16 "
+                   "sm_90, seventh pass: 116-128 registers, the 2-per-tile bucket capped from "
+                   "134); two CTAs per SM"),
+)
+
+
+def launch_rule(sets: Literal["rows", "maxnreg"], **where: Any) -> LaunchRule | None:
+    """The first rule of :data:`LAUNCH_RULES` setting ``sets`` that applies ``where`` (the
+    keywords of :meth:`LaunchRule.applies`), or None: the default stands."""
+    return next((r for r in LAUNCH_RULES if r.sets == sets and r.applies(**where)), None)
 
 
 # Largest persistent weight footprint that keeps two 4-warp CTAs per SM on sm_90 (228 KB).
@@ -401,10 +443,9 @@ def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
     per-row products' operands make N = 64 spill, so it keeps power-of-two slot widths)."""
     # (top-k at N > 48 took half tiles until the fourth pass: they spilled)
     rows = FP32_TILE_ROWS if dtype == torch.float32 else TILE_ROWS
-    if arch < 90 and pp == 32 and layout.np_ == 32 and stride in (None, pp):
-        rows = 32   # sm_80, 32-task masks: one combination per tile (2 spill 32-120 B in fp16/bf16)
-    if arch < 90 and mode == 2 and pp == 16 and layout.np_ > 32 and stride in (None, pp):
-        rows = 32   # sm_80 marginal, 64-task masks: 2 combinations per tile (4 spilled 8 B)
+    padded = stride in (None, pp)
+    rule = launch_rule("rows", arch=arch, mode=mode, pp=pp, np_=layout.np_, padded=padded)
+    rows = rule.value if rule is not None else rows
     # (a stride that fits no more combinations in the tile than the slot width takes that: fp32's
     # 32-row tiles pack 12 / 21 rows apart as 16 / 32; the 12-row bucket spilled 16-72 B in top-k)
     dense_stride = stride if stride is not None and stride != pp and rows // stride != rows // pp \
@@ -426,11 +467,13 @@ def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
                   and dtype in (None, torch.float16, torch.bfloat16))
     tables = (persist and pp <= 32 and persistent_weight_bytes(layout, wdt) <= PERSIST_MAX_BYTES
               and not (persist_ln and pp >= 32 and not dense))
+    cap = launch_rule("maxnreg", arch=arch, mode=mode, pp=pp, np_=layout.np_, padded=padded,
+                      combos=bm, persist_ln=persist_ln)
     return LaunchConfig(pp=pp, block_m=bm, block_f=block_f, mode=mode,
                         topk=next_pow2(topk, floor=1) if mode == 1 else 1,
                         num_warps=4 if rows <= 64 else 8, num_stages=1,
                         maxnreg=MAXNREG if MAXNREG is not None
-                        else _ln_maxnreg(mode, bm) if persist_ln and layout.np_ <= 32 else None,
+                        else cap.value if cap is not None else None,
                         persist=persist, persist_tables=tables,
                         stride=dense_stride, rows=rows if dense else 0,
                         row_keys=arch >= 90,

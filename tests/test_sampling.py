@@ -393,8 +393,8 @@ def test_explore_half_mixes_uniform_and_searched_slots_deterministically() -> No
     assert a != _explore_loop(t, 0.0, seed=2) and a != _explore_loop(t, 1.0, seed=2)
 
 
-@pytest.mark.parametrize("value, exc", [(-1, InputError), (1.5, InputError), (True, InputError),
-                                        ("1", InputError)])
+@pytest.mark.parametrize("value, exc", [(-1, InputError), (1.5, InputTypeError),
+                                        (True, InputTypeError), ("1", InputTypeError)])
 def test_explore_after_must_be_a_count_of_rounds(value, exc) -> None:
     with pytest.raises(exc, match="explore_after"):
         SearchSelector(explore=0.5, explore_after=value)

@@ -116,9 +116,11 @@ class SearchSelector(Selector):
         self.explore = _check_number("explore", explore)
         if self.explore > 1.0:
             raise InputError(f"explore must be a probability in [0, 1], got {explore}")
-        if isinstance(explore_after, bool) or not isinstance(explore_after, (int, np.integer)) \
-                or explore_after < 0:
-            raise InputError(f"explore_after must be a non-negative int, got {explore_after!r}")
+        if isinstance(explore_after, bool) or not isinstance(explore_after, (int, np.integer)):
+            raise InputTypeError(f"explore_after must be an int (a count of rounds), got "
+                                 f"{explore_after!r}")
+        if explore_after < 0:
+            raise InputError(f"explore_after must be >= 0, got {explore_after}")
         self.explore_after = int(explore_after)
         if not isinstance(calibrate, (bool, np.bool_)):
             raise InputTypeError(f"calibrate must be a bool, got {calibrate!r}")

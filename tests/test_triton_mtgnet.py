@@ -776,3 +776,27 @@ def test_every_launch_rule_decides_some_configuration(monkeypatch: pytest.Monkey
     caps = {common.launch_config(lay, b.pp, m, dtype=torch.bfloat16, stride=b.stride).maxnreg
             for b in common.slot_buckets(lay) for m in (0, 2)}
     assert caps == {128, 136}
+
+
+def test_maxnreg_override_wins_over_the_register_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``common.MAXNREG`` (the static tools' override) is the cap of every configuration, and
+    the register rules are then not consulted at all; rows and tiles still follow theirs."""
+    lay = KernelLayout(27, 64, 64, 1, 2)
+    configs = [(b.pp, b.stride, m) for b in common.slot_buckets(lay) for m in (0, 1, 2)]
+    base = [common.launch_config(lay, pp, m, dtype=torch.bfloat16, stride=s)
+            for pp, s, m in configs]
+    consulted: list[str] = []
+    real = common.launch_rule
+
+    def spy(sets: str, **where: object) -> common.LaunchRule | None:
+        consulted.append(sets)
+        return real(sets, **where)   # type: ignore[arg-type]
+
+    monkeypatch.setattr(common, "launch_rule", spy)
+    monkeypatch.setattr(common, "MAXNREG", 96)
+    over = [common.launch_config(lay, pp, m, dtype=torch.bfloat16, stride=s)
+            for pp, s, m in configs]
+    assert {c.maxnreg for c in over} == {96}
+    assert "maxnreg" not in consulted and "rows" in consulted
+    assert [dataclasses.replace(c, maxnreg=None) for c in over] == \
+        [dataclasses.replace(c, maxnreg=None) for c in base]

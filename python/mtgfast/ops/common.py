@@ -467,13 +467,15 @@ def launch_config(layout: KernelLayout, pp: int, mode: int, *, topk: int = 1,
                   and dtype in (None, torch.float16, torch.bfloat16))
     tables = (persist and pp <= 32 and persistent_weight_bytes(layout, wdt) <= PERSIST_MAX_BYTES
               and not (persist_ln and pp >= 32 and not dense))
-    cap = launch_rule("maxnreg", arch=arch, mode=mode, pp=pp, np_=layout.np_, padded=padded,
-                      combos=bm, persist_ln=persist_ln)
+    cap = MAXNREG
+    if cap is None:   # (an override set by the static-check tools wins over every rule)
+        rule = launch_rule("maxnreg", arch=arch, mode=mode, pp=pp, np_=layout.np_, padded=padded,
+                           combos=bm, persist_ln=persist_ln)
+        cap = rule.value if rule is not None else None
     return LaunchConfig(pp=pp, block_m=bm, block_f=block_f, mode=mode,
                         topk=next_pow2(topk, floor=1) if mode == 1 else 1,
                         num_warps=4 if rows <= 64 else 8, num_stages=1,
-                        maxnreg=MAXNREG if MAXNREG is not None
-                        else cap.value if cap is not None else None,
+                        maxnreg=cap,
                         persist=persist, persist_tables=tables,
                         stride=dense_stride, rows=rows if dense else 0,
                         row_keys=arch >= 90,

@@ -183,6 +183,8 @@ class SearchSelector(Selector):
         rounds = ctx.rounds or (0,) * len(ctx.tasks)
         draw = {j: r >= self.explore_after and ctx.rng_for(j, stream=1).random() < self.explore
                 for j, r in zip(ctx.tasks, rounds)}
+        if not any(draw.values()):   # (every round before explore_after, or no slot drawn)
+            return self._search(ctx)
         picked = RandomSelector().ask(_restricted(ctx, tuple(j for j in ctx.tasks if draw[j])))
         left = tuple(j for j in ctx.tasks if not draw[j])
         keep = ~np.isin(ctx.candidates, picked)

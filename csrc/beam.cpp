@@ -15,6 +15,8 @@ struct State {
   std::vector<std::uint32_t> rows;  // ascending
   std::vector<double> cur;          // per task: gain served (covered) or alone_value (uncovered)
   std::vector<float> thr;           // lanes8 lanes: cur, or alone_value - K for uncovered tasks
+  std::vector<float> flo;           // lanes8 lanes: a lane adds g - thr above this (0 covered;
+                                    // -inf uncovered in the floor kernel: its sign is kept)
   mask_t uncovered = 0;             // always 0 under Alone (every task has its free fallback)
   double value = 0.0;               // sum of cur: the completed value
   int cost = 0;                     // |rows| + popcount(uncovered)
@@ -63,12 +65,15 @@ struct LayerScan {
   const std::vector<State>* beam;
   std::size_t width;
   double K;
+  bool floor;            // the floor kernel (K = 0, uncovered lanes keep their sign)
   bool alone;
   int layer;
   int max_cost;
   std::vector<Child>* top;
   std::vector<Record>* best;
   double gain_abs_max;   // largest |gain| inside a combination (for the rounding slack)
+  const Deadline* deadline;
+  bool* expired;         // set when the deadline stopped this layer's scan
 };
 
 void consider(const LayerScan& L, std::uint32_t s, std::uint32_t i, double value, int cost) {
@@ -101,6 +106,7 @@ void consider(const LayerScan& L, std::uint32_t s, std::uint32_t i, double value
 #define MTGFAST_INLINE inline
 #endif
 
+template <bool Floor>
 MTGFAST_INLINE void scan_layer_body(const LayerScan& L) {
   const Problem& p = *L.p;
   const auto& beam = *L.beam;
@@ -115,11 +121,13 @@ MTGFAST_INLINE void scan_layer_body(const LayerScan& L) {
   Record* best = L.best->data();
   // Local copies of the states' hot fields, so the compiler need not reload them after calls.
   std::vector<const float*> thr(ns);
+  std::vector<const float*> flo(ns);
   std::vector<mask_t> unc(ns);
   std::vector<double> val(ns);
   std::vector<int> cost0(ns);
   for (std::size_t s = 0; s < ns; ++s) {
     thr[s] = beam[s].thr.data();
+    flo[s] = beam[s].flo.data();
     unc[s] = beam[s].uncovered;
     val[s] = beam[s].value;
     cost0[s] = beam[s].cost + 1;
@@ -153,7 +161,15 @@ MTGFAST_INLINE void scan_layer_body(const LayerScan& L) {
   }
   for (std::size_t s = 0; s < ns; ++s) scale = std::max(scale, 1.0 + std::fabs(val[s]));
   const double slack = 1e-5 * (scale + double(p.n_tasks) * (K + L.gain_abs_max + 1.0));
+  // Past the deadline a layer's scan stops (its children so far stay); the first layer (one
+  // parent, one pass over the rows) always completes, so every budget that one group and
+  // singletons can serve gets an answer.
+  const bool timed = L.layer > 1 && L.deadline->has();
   for (std::size_t i = 0; i < m; ++i) {
+    if (timed && (i & 255) == 0 && L.deadline->passed()) {
+      *L.expired = true;
+      return;
+    }
     const float* g = g32 + i * lanes;
     const mask_t mask = masks[i];
     float b8[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
@@ -173,12 +189,17 @@ MTGFAST_INLINE void scan_layer_body(const LayerScan& L) {
         if (no_record && upper < top_v) continue;
       }
       const float* t = thr[s];
-      // Eight partial sums in a fixed order: vectorises, and is the same on every machine.
+      const float* f = flo[s];
+      // Eight partial sums in a fixed order: vectorises, and is the same on every machine. A
+      // lane outside the row has g = -inf: it adds 0 in both kernels.
       float a[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
       for (std::size_t j = 0; j < lanes; j += 8) {
         for (std::size_t l = 0; l < 8; ++l) {
           const float d = g[j + l] - t[j + l];
-          a[l] += d > 0.f ? d : 0.f;
+          if (Floor)
+            a[l] += d > f[j + l] ? d : 0.f;
+          else
+            a[l] += d > 0.f ? d : 0.f;
         }
       }
       const float sum = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
@@ -199,11 +220,15 @@ MTGFAST_INLINE void scan_layer_body(const LayerScan& L) {
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #define MTGFAST_DISPATCH 1
 __attribute__((target("avx2,popcnt"))) void scan_layer_avx2(const LayerScan& L) {
-  scan_layer_body(L);
+  if (L.floor) return scan_layer_body<true>(L);
+  scan_layer_body<false>(L);
 }
 #endif
 
-void scan_layer_generic(const LayerScan& L) { scan_layer_body(L); }
+void scan_layer_generic(const LayerScan& L) {
+  if (L.floor) return scan_layer_body<true>(L);
+  scan_layer_body<false>(L);
+}
 
 void scan_layer(const LayerScan& L) {
 #ifdef MTGFAST_DISPATCH
@@ -213,16 +238,18 @@ void scan_layer(const LayerScan& L) {
   scan_layer_generic(L);
 }
 
-State root(const Problem& p, double K, std::size_t lanes) {
+State root(const Problem& p, double K, bool floor, std::size_t lanes) {
   const int n = p.n_tasks;
   State st;
   st.cur.assign(std::size_t(n), 0.0);
   st.thr.assign(lanes, 0.f);
+  st.flo.assign(lanes, 0.f);
   if (!p.alone()) {
     st.uncovered = full_mask(n);
     for (int j = 0; j < n; ++j) {
       st.cur[std::size_t(j)] = p.alone_value[std::size_t(j)];
       st.thr[std::size_t(j)] = float(p.alone_value[std::size_t(j)] - K);
+      if (floor) st.flo[std::size_t(j)] = -std::numeric_limits<float>::infinity();
     }
   }
   double v = 0.0;
@@ -246,6 +273,7 @@ State extend(const Problem& p, const State& parent, std::uint32_t row, double K)
       st.cur[j] = std::max(st.cur[j], g[j]);
     }
     st.thr[j] = float(st.cur[j]);
+    st.flo[j] = 0.f;
   }
   (void)K;
   double v = 0.0;
@@ -258,7 +286,7 @@ State extend(const Problem& p, const State& parent, std::uint32_t row, double K)
 }  // namespace
 
 std::vector<GroupingResult> beam_search(const Problem& p, const std::vector<int>& budgets,
-                                        int width) {
+                                        int width, const Deadline& deadline, bool* timed_out) {
   if (width < 1) throw std::invalid_argument("beam width must be >= 1");
   if (p.size() >= (std::size_t{1} << 32)) throw std::length_error("too many candidates for beam");
   int max_budget = 0;
@@ -269,14 +297,28 @@ std::vector<GroupingResult> beam_search(const Problem& p, const std::vector<int>
   const int n = p.n_tasks;
   const int max_cost = std::min(max_budget, n);  // more than n groups never help
   // K makes g - (alone_value - K) >= 0 for every gain, so one max(0, .) kernel serves both cases.
-  double lo = 0.0, hi = 0.0, gain_hi = 0.0;
+  double lo = 0.0, hi = 0.0, gain_hi = 0.0, abs_sum = 0.0;
+  std::size_t count = 0;
   for (std::size_t i = 0; i < p.size(); ++i)
     for (mask_t b = p.masks[i]; b; b &= b - 1) {
-      lo = std::min(lo, p.row(i)[lowest_bit(b)]);
-      gain_hi = std::max(gain_hi, p.row(i)[lowest_bit(b)]);
+      const double v = p.row(i)[lowest_bit(b)];
+      lo = std::min(lo, v);
+      gain_hi = std::max(gain_hi, v);
+      abs_sum += std::fabs(v);
+      ++count;
     }
   for (double a : p.alone_value) hi = std::max(hi, a);
-  const double K = p.alone() ? 0.0 : std::ceil(hi - lo) + 1.0;
+  // The offset is relative to the data: the power of two at or above the spread (no constant
+  // term, so a table in other units, times 2^k, is ranked alike; float(-K) and sums of K over
+  // lanes are exact, so a zero-gain child scores exactly 0 and ties stay ties). Where one
+  // extreme gain makes the spread dwarf the others (g + K would round them away in float), the
+  // floor kernel instead: no offset, an uncovered lane adds g - alone_value with its sign.
+  const double spread = hi - lo;
+  const bool floor = !p.alone() && spread > 16.0 * abs_sum / double(std::max<std::size_t>(count, 1));
+  int k_exp = 0;
+  if (spread > 0.0) std::frexp(spread, &k_exp);
+  const double K = p.alone() || floor || !(spread > 0.0) ? 0.0 : std::ldexp(1.0, k_exp);
+  bool expired = false;
 
   // Float copy for the scan: it reads every row once per layer, so bytes are time. Rankings use
   // float sums; reported values are recomputed in double by finalize().
@@ -288,17 +330,21 @@ std::vector<GroupingResult> beam_search(const Problem& p, const std::vector<int>
       g32[i * lanes + j] = float(p.row(i)[j]);
     }
   std::vector<std::vector<State>> layers;
-  layers.push_back({root(p, K, lanes)});
+  layers.push_back({root(p, K, floor, lanes)});
   std::vector<Record> best(std::size_t(max_cost) + 1);
   if (layers[0][0].cost <= max_cost)
     best[std::size_t(layers[0][0].cost)] = Record{layers[0][0].value, 0, 0, 0};
-  for (int layer = 1; layer <= max_cost; ++layer) {
+  for (int layer = 1; layer <= max_cost && !expired; ++layer) {
     const auto& beam = layers.back();
     if (beam.empty()) break;
+    if (layer > 1 && deadline.passed()) {
+      expired = true;
+      break;
+    }
     std::vector<Child> top;
     top.reserve(std::size_t(width) + 1);
-    LayerScan L{&p,  g32.data(), lanes, &beam, std::size_t(width), K, p.alone(), layer, max_cost,
-                &top, &best, std::max(std::fabs(lo), gain_hi)};
+    LayerScan L{&p,  g32.data(), lanes, &beam, std::size_t(width), K, floor, p.alone(), layer, max_cost,
+                &top, &best, std::max(std::fabs(lo), gain_hi), &deadline, &expired};
     scan_layer(L);
     std::vector<State> next;
     next.reserve(top.size());
@@ -327,6 +373,9 @@ std::vector<GroupingResult> beam_search(const Problem& p, const std::vector<int>
       if (st.uncovered & (mask_t{1} << j)) rows.push_back(std::size_t(p.singleton_row[std::size_t(j)]));
     out.push_back(finalize(p, std::move(rows), b, false));
   }
+  if (expired)
+    for (auto& g : out) g.timed_out = true;
+  if (timed_out) *timed_out = expired;
   return out;
 }
 

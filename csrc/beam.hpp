@@ -2,6 +2,7 @@
 #pragma once
 #include <vector>
 
+#include "deadline.hpp"
 #include "objective.hpp"
 
 namespace mtgfast {
@@ -13,6 +14,11 @@ namespace mtgfast {
 // budgets >= its completed cost = |rows| + #uncovered tasks (each needs its singleton; 0 under
 // Alone), so every result is a valid grouping. One result per entry of `budgets`, in that order;
 // feasible = false where no state of cost <= budget was seen. Never claims optimality.
-std::vector<GroupingResult> beam_search(const Problem& p, const std::vector<int>& budgets, int width);
+// Past `deadline` the scan stops with the records so far (the first layer still completes its
+// one pass over the rows, keeping records only); then `*timed_out` (when given) and every
+// result's timed_out are true.
+std::vector<GroupingResult> beam_search(const Problem& p, const std::vector<int>& budgets, int width,
+                                        const Deadline& deadline = Deadline(),
+                                        bool* timed_out = nullptr);
 
 }  // namespace mtgfast

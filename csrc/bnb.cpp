@@ -59,15 +59,18 @@ BnbOutcome branch_and_bound(const Problem& p, int budget, std::vector<std::uint3
   double closed = kNegInf;  // largest bound of a closed subspace
   bool first = true;
   std::vector<std::size_t> order;
+  // out of time: the incumbent, bounded by the closed subspaces and every node still open
+  // (``held``: the bound of the node in hand, which stays open too)
+  auto stopped = [&](double held) {
+    double open = held;
+    for (const Node& nd : stack) open = std::max(open, nd.bound);
+    out.bound = std::max({z, closed, open});
+    out.value = z;
+    out.complete = false;
+    return out;
+  };
   while (!stack.empty()) {
-    if (deadline.passed()) {
-      double open = kNegInf;
-      for (const Node& nd : stack) open = std::max(open, nd.bound);
-      out.bound = std::max({z, closed, open});
-      out.value = z;
-      out.complete = false;
-      return out;
-    }
+    if (deadline.passed()) return stopped(kNegInf);
     Node node = std::move(stack.back());
     stack.pop_back();
     ++out.nodes;
@@ -85,12 +88,16 @@ BnbOutcome branch_and_bound(const Problem& p, int budget, std::vector<std::uint3
     BoundOptions opt;
     opt.max_iter = first ? 400 : 80;
     opt.target = z + tol();
+    opt.deadline = &deadline;
     BoundResult R = lagrangian_bound(p, node.fixed, node.active, k, node.lambda, z, opt);
     if (first) out.root_lambda = R.lambda;
     first = false;
     if (R.best_primal_value > z) {
-      std::vector<std::uint32_t> better = local_search(p, R.best_primal, kmax, 200, true, 0, 16, index);
-      offer(better, value_of(p, better.data(), better.size()));
+      if (!deadline.passed()) {
+        std::vector<std::uint32_t> better =
+            local_search(p, R.best_primal, kmax, 200, true, 0, 16, index, &deadline);
+        offer(better, value_of(p, better.data(), better.size()));
+      }
       offer(R.best_primal, R.best_primal_value);
     }
     const double bound = std::min(R.bound, node.bound);
@@ -98,6 +105,7 @@ BnbOutcome branch_and_bound(const Problem& p, int budget, std::vector<std::uint3
       closed = std::max(closed, bound);
       continue;
     }
+    if (deadline.passed()) return stopped(bound);  // no fixing or branching past it
     // Reduced-cost fixing at these multipliers: L changes by (rho_r - rho_k) when a row outside
     // the k largest is forced in, and by (rho_{k+1} - rho_r) when one inside is forced out.
     const std::size_t m = node.active.size();

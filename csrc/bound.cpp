@@ -98,6 +98,7 @@ BoundResult lagrangian_bound(const Problem& p, const std::vector<std::uint32_t>&
   if (whole) marks.emplace(m), lanes.resize(4 * m);
   const int iters = std::max(1, opt.max_iter);
   for (int it = 0; it < iters; ++it) {
+    if (it > 0 && opt.deadline && opt.deadline->passed()) break;  // every L so far is a bound
     // L(lambda)
     double L = 0.0;
     for (int j = 0; j < n; ++j) L += lam[std::size_t(j)];

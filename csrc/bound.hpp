@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "deadline.hpp"
 #include "objective.hpp"
 #include "task_index.hpp"
 
@@ -22,6 +23,7 @@ struct BoundOptions {
   double theta = 1.0;        // initial Polyak step factor
   int patience = 8;          // halve theta after this many iterations without improvement
   double min_theta = 1e-4;   // stop when theta falls below this
+  const Deadline* deadline = nullptr;  // stop after the iteration it passed in (the bound so far)
 };
 
 struct BoundResult {

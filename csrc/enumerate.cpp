@@ -140,13 +140,11 @@ void unrank_colex(const std::uint64_t* ranks, std::size_t m, int n, int k, mask_
   const auto& t = table();
   const std::uint64_t total = t.c[n][k];
   for (std::size_t i = 0; i < m; ++i) {
-    if (ranks[i] >= total)
-      throw std::out_of_range("rank " + std::to_string(ranks[i]) + " is not below C(" +
+    std::uint64_t r = ranks[i];  // read once: the caller's buffer may change while we run
+    if (r >= total)
+      throw std::out_of_range("rank " + std::to_string(r) + " is not below C(" +
                               std::to_string(n) + ", " + std::to_string(k) + ") = " +
                               std::to_string(total));
-  }
-  for (std::size_t i = 0; i < m; ++i) {
-    std::uint64_t r = ranks[i];
     mask_t mask = 0;
     int c = n - 1;
     for (int j = k; j >= 1; --j) {

@@ -24,7 +24,7 @@ int max_of(const std::vector<int>& budgets) {
 }  // namespace
 
 std::uint64_t dp_bytes(int n_tasks, int max_budget) noexcept {
-  if (n_tasks < 1 || n_tasks > 40) return ~std::uint64_t{0};
+  if (n_tasks < 1 || n_tasks > 40 || max_budget < 1) return ~std::uint64_t{0};
   const std::uint64_t size = std::uint64_t{1} << n_tasks;
   const std::uint64_t layers = std::uint64_t(std::min(max_budget, n_tasks)) + 1;
   // f tables + w + the row achieving w + the per-row subset scratch (at most 2^n sums and masks)

@@ -153,7 +153,7 @@ class Scanner {
 std::vector<std::uint32_t> local_search(const Problem& p, std::vector<std::uint32_t> start,
                                         int budget, int max_rounds, bool merge,
                                         std::uint64_t kick_seed, int kick_choices,
-                                        const TaskIndex* index) {
+                                        const TaskIndex* index, const Deadline* deadline) {
   if (kick_seed != 0 && max_rounds > 0) {  // the kicked first round: the scan's, as it was
     start = local_search_scan(p, std::move(start), budget, 1, merge, kick_seed, kick_choices);
     --max_rounds;
@@ -170,6 +170,7 @@ std::vector<std::uint32_t> local_search(const Problem& p, std::vector<std::uint3
   std::vector<char>& in = sc.in;
   std::vector<Freed> freed;
   for (int round = 0; round < max_rounds; ++round) {
+    if (deadline && deadline->passed()) break;
     const double eps = 1e-12 * (1.0 + std::fabs(inc.value));
     std::fill(in.begin(), in.end(), 0);
     for (std::uint32_t r : inc.rows) in[r] = 1;
@@ -216,6 +217,7 @@ std::vector<std::uint32_t> local_search(const Problem& p, std::vector<std::uint3
     if (inc.rows.size() < 2) break;
     std::vector<MergeCand> cands;
     std::vector<Term> terms;
+    if (deadline && deadline->passed()) break;  // no merge started past the deadline
     for (std::size_t s = 0; s < inc.rows.size(); ++s)
       for (std::size_t t = s + 1; t < inc.rows.size(); ++t) {
         mask_t D = 0, U = 0;

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "deadline.hpp"
 #include "objective.hpp"
 #include "task_index.hpp"
 
@@ -15,11 +16,13 @@ namespace mtgfast {
 // moves when add and swap are stuck. A non-zero `kick_seed` makes the first move a swap drawn
 // from the `kick_choices` best ones, improving or not (a perturbation). `index`: p's index
 // (built here when null). The moves, their order and every tie-break are those of
-// local_search_scan; only the candidates that cannot win are no longer scanned.
+// local_search_scan; only the candidates that cannot win are no longer scanned. `deadline`
+// (optional): no move is started once it has passed (the set so far is returned).
 std::vector<std::uint32_t> local_search(const Problem& p, std::vector<std::uint32_t> rows,
                                         int budget, int max_rounds = 200, bool merge = true,
                                         std::uint64_t kick_seed = 0, int kick_choices = 16,
-                                        const TaskIndex* index = nullptr);
+                                        const TaskIndex* index = nullptr,
+                                        const Deadline* deadline = nullptr);
 
 // The former routine, which scans every candidate for every move: the reference local_search is
 // tested against (same arguments, same result).

@@ -20,11 +20,14 @@ std::string short_number(double v) {  // 1.7e+308, not std::to_string's 309 digi
 
 }  // namespace
 
-Problem make_problem(const mask_t* masks, const double* gains, std::size_t n_masks, int n_tasks,
-                     Uncovered uncovered) {
+Problem make_problem(const mask_t* masks_in, const double* gains, std::size_t n_masks,
+                     int n_tasks, Uncovered uncovered) {
   check_n_tasks(n_tasks);
   const std::size_t n = std::size_t(n_tasks);
   const mask_t full = full_mask(n_tasks);
+  // The caller's buffers may change under us (another thread, the GIL released): every input
+  // value is read exactly once, into owned storage, and only that copy is checked and used.
+  const std::vector<mask_t> masks(masks_in, masks_in + n_masks);
   for (std::size_t i = 0; i < n_masks; ++i) {
     if (masks[i] == 0)
       throw std::invalid_argument("masks contains the empty combination (mask 0) at index " +
@@ -32,19 +35,6 @@ Problem make_problem(const mask_t* masks, const double* gains, std::size_t n_mas
     if (masks[i] & ~full)
       throw std::invalid_argument("masks[" + std::to_string(i) + "] = " + std::to_string(masks[i]) +
                                   " uses a task bit >= n_tasks=" + std::to_string(n_tasks));
-    for (mask_t b = masks[i]; b; b &= b - 1) {
-      const int j = lowest_bit(b);
-      const double v = gains[i * n + std::size_t(j)];
-      if (!std::isfinite(v))
-        throw std::invalid_argument("gains must be finite inside each combination: row " +
-                                    std::to_string(i) + " (mask " + std::to_string(masks[i]) +
-                                    "), task " + std::to_string(j) + " is " + std::to_string(v));
-      if (std::fabs(v) > kMaxGain)  // sums, bounds and the beam's float copy must not overflow
-        throw std::invalid_argument(
-            "gains must be at most 2^64 in magnitude for the core (mtgfast.group scales any "
-            "finite table by a power of two first): row " + std::to_string(i) + " (mask " +
-            std::to_string(masks[i]) + "), task " + std::to_string(j) + " is " + short_number(v));
-    }
   }
   // Sort (mask, input row) pairs: no indirection in the comparisons.
   std::vector<std::pair<mask_t, std::size_t>> keyed(n_masks);
@@ -75,17 +65,25 @@ Problem make_problem(const mask_t* masks, const double* gains, std::size_t n_mas
   const std::size_t total = n_masks + extra.size();
   p.masks.reserve(total);
   p.gains.assign(total * st, kNegInf);
-  // Merge the sorted input rows with the sorted added singletons.
+  // Merge the sorted input rows with the sorted added singletons; each gain inside a combination
+  // is read once, stored and checked there (the first bad one in input order is reported).
+  std::size_t bad_row = n_masks, bad_task = 0;
+  double bad_value = 0.0;
   std::size_t a = 0, b = 0;
   while (a < n_masks || b < extra.size()) {
-    const bool take_input = b == extra.size() || (a < n_masks && masks[order[a]] < extra[b]);
+    const bool take_input = b == extra.size() || (a < n_masks && sorted[a] < extra[b]);
     const std::size_t r = p.masks.size();
     if (take_input) {
-      const mask_t m = masks[order[a]];
+      const mask_t m = sorted[a];
+      const std::size_t i = order[a];
       p.masks.push_back(m);
       for (mask_t bits = m; bits; bits &= bits - 1) {
         const std::size_t j = std::size_t(lowest_bit(bits));
-        p.gains[r * st + j] = gains[order[a] * n + j];
+        const double v = gains[i * n + j];
+        p.gains[r * st + j] = v;
+        // non-finite, or so large that sums, bounds and the beam's float copy could overflow
+        if (!(std::fabs(v) <= kMaxGain) && (i < bad_row || (i == bad_row && j < bad_task)))
+          bad_row = i, bad_task = j, bad_value = v;
       }
       ++a;
     } else {
@@ -93,6 +91,17 @@ Problem make_problem(const mask_t* masks, const double* gains, std::size_t n_mas
       p.gains[r * st + std::size_t(lowest_bit(extra[b]))] = 0.0;
       ++b;
     }
+  }
+  if (bad_row < n_masks) {
+    const std::string where = "row " + std::to_string(bad_row) + " (mask " +
+                              std::to_string(masks[bad_row]) + "), task " +
+                              std::to_string(bad_task) + " is ";
+    if (!std::isfinite(bad_value))
+      throw std::invalid_argument("gains must be finite inside each combination: " + where +
+                                  std::to_string(bad_value));
+    throw std::invalid_argument(
+        "gains must be at most 2^64 in magnitude for the core (mtgfast.group scales any "
+        "finite table by a power of two first): " + where + short_number(bad_value));
   }
   p.singleton_row.assign(n, -1);
   p.alone_value.assign(n, 0.0);

@@ -89,7 +89,7 @@ std::vector<double> cheap_bounds(const Problem& p, const std::vector<GroupingRes
 std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& sorted,
                                       const SearchOptions& opt, const Deadline& deadline,
                                       Method label, const TaskIndex* ix) {
-  std::vector<GroupingResult> res = beam_search(p, sorted, std::max(opt.beam_width, 1));
+  std::vector<GroupingResult> res = beam_search(p, sorted, std::max(opt.beam_width, 1), deadline);
   const int n = p.n_tasks;
   // The beam ranks by value and can prune every path to a small feasible budget (sparse pools
   // under Singleton): with local search on, those budgets start from the fewest rows that cover
@@ -122,7 +122,7 @@ std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& 
     const bool improve = opt.local_search && p.size() <= kLocalSearchMaxRows;
     if (improve && prev_value > v) rows = prev, v = prev_value;  // feasible for this budget too
     if (improve && v != kNegInf && !deadline.passed()) {
-      rows = local_search(p, rows, kb, 200, true, 0, 16, ix);
+      rows = local_search(p, rows, kb, 200, true, 0, 16, ix, &deadline);
       v = value_of(p, rows.data(), rows.size());
     }
     double bound = trivial;
@@ -133,6 +133,7 @@ std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& 
       BoundOptions bo;
       bo.max_iter = bound_iterations(p, improve);
       if (v != kNegInf) bo.target = v + opt.gap_tol * std::max(1.0, std::fabs(v));
+      bo.deadline = &deadline;
       const BoundResult R = lagrangian_bound(p, {}, all, kb, lambda, v, bo, ix);
       bound = std::min(bound, R.bound);
       lambda = R.lambda;
@@ -141,7 +142,8 @@ std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& 
         if (!improve || bound <= v + opt.gap_tol * std::max(1.0, std::fabs(v)) ||
             int(start.size()) > kb || deadline.passed())
           break;
-        std::vector<std::uint32_t> other = local_search(p, start, kb, 200, true, 0, 16, ix);
+        std::vector<std::uint32_t> other =
+            local_search(p, start, kb, 200, true, 0, 16, ix, &deadline);
         const double ov = value_of(p, other.data(), other.size());
         if (ov > v) rows = other, v = ov;
       }
@@ -189,7 +191,8 @@ std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& 
         start.erase(start.begin() + std::ptrdiff_t(arg));
       }
       if (int(start.size()) > kb) continue;
-      std::vector<std::uint32_t> rows = local_search(p, start, kb, 200, true, 0, 16, ix);
+      std::vector<std::uint32_t> rows =
+          local_search(p, start, kb, 200, true, 0, 16, ix, &deadline);
       const double v = value_of(p, rows.data(), rows.size());
       if (v > (g.feasible ? g.value : kNegInf)) {
         const double bound = g.bound;
@@ -240,9 +243,11 @@ std::vector<GroupingResult> search(const Problem& p, const std::vector<int>& bud
     std::vector<GroupingResult> res = exact_dp(p, sorted, opt.max_dp_bytes, deadline);
     bool missing = false;
     for (const auto& g : res) missing |= g.timed_out;
-    if (missing) {  // budgets the DP did not reach: the heuristic, with bounds (no time left)
+    if (missing) {  // budgets the DP did not reach: the heuristic, with bounds, in what is left
+      // of the call's time (at least a twentieth of the limit: the beam's first layer and bounds)
       SearchOptions quick = opt;
-      const std::vector<GroupingResult> h = heuristic(p, sorted, quick, Deadline(), Method::Beam,
+      const Deadline rest(std::max({deadline.left(), 0.05 * opt.time_limit, 1e-9}));
+      const std::vector<GroupingResult> h = heuristic(p, sorted, quick, rest, Method::Beam,
                                                       quick.local_search ? ix() : nullptr);
       for (std::size_t k = 0; k < res.size(); ++k)
         if (res[k].timed_out) {

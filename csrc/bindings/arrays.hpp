@@ -57,6 +57,60 @@ inline F64Array f64_arg(const py::object& obj, const std::string& name) {
   return F64Array::ensure(a);
 }
 
+// Scalars, as strictly as the arrays: pybind11 would take True as 1, None as False and 1 as True.
+inline std::string type_name(const py::handle& o) {
+  return py::str(py::type::handle_of(o).attr("__name__")).cast<std::string>();
+}
+
+inline bool is_bool(const py::handle& o) {
+  return PyBool_Check(o.ptr()) || type_name(o) == "bool_" || type_name(o) == "bool";
+}
+
+// A Python or numpy integer (not a bool) in [lo, hi].
+inline long long int_arg(const py::handle& o, const std::string& name, long long lo,
+                         long long hi) {
+  if (is_bool(o) || PyFloat_Check(o.ptr()) || !PyIndex_Check(o.ptr()))
+    throw py::type_error(name + " must be an int, got " + type_name(o));
+  const py::int_ v = py::reinterpret_steal<py::int_>(PyNumber_Index(o.ptr()));
+  if (!v) throw py::error_already_set();
+  int overflow = 0;
+  const long long x = PyLong_AsLongLongAndOverflow(v.ptr(), &overflow);
+  if (overflow || x < lo || x > hi)  // as pybind11's own int conversion: a TypeError
+    throw py::type_error(name + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                          "], got " + py::str(v).cast<std::string>());
+  return x;
+}
+
+// A Python or numpy integer (not a bool) in [0, 2^64 - 1].
+inline std::uint64_t u64_scalar(const py::handle& o, const std::string& name) {
+  if (is_bool(o) || PyFloat_Check(o.ptr()) || !PyIndex_Check(o.ptr()))
+    throw py::type_error(name + " must be an int, got " + type_name(o));
+  const py::int_ v = py::reinterpret_steal<py::int_>(PyNumber_Index(o.ptr()));
+  if (!v) throw py::error_already_set();
+  const unsigned long long x = PyLong_AsUnsignedLongLong(v.ptr());
+  if (x == static_cast<unsigned long long>(-1) && PyErr_Occurred()) {
+    PyErr_Clear();
+    throw py::type_error(name + " must be in [0, 2^64 - 1], got " +
+                          py::str(v).cast<std::string>());
+  }
+  return std::uint64_t(x);
+}
+
+// A real number: a Python or numpy int or float (not a bool, None, a string or a complex).
+inline double real_arg(const py::handle& o, const std::string& name) {
+  const bool number = PyFloat_Check(o.ptr()) || PyLong_Check(o.ptr()) ||
+                      py::isinstance(o, py::module_::import("numpy").attr("floating")) ||
+                      py::isinstance(o, py::module_::import("numpy").attr("integer"));
+  if (is_bool(o) || !number) throw py::type_error(name + " must be a number, got " + type_name(o));
+  return o.cast<double>();
+}
+
+// A switch: a Python or numpy bool only.
+inline bool bool_arg(const py::handle& o, const std::string& name) {
+  if (!is_bool(o)) throw py::type_error(name + " must be a bool, got " + type_name(o));
+  return PyObject_IsTrue(o.ptr()) == 1;
+}
+
 // Physical memory in bytes (0 when unknown): a table larger than this would be killed by the
 // operating system rather than fail with MemoryError, so such a request is refused first.
 inline std::uint64_t physical_memory() {

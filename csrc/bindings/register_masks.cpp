@@ -2,6 +2,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <climits>
 #include <string>
 
 #include "arrays.hpp"
@@ -108,7 +109,17 @@ void register_masks(py::module_& m) {
 
   m.def(
       "sample_distinct",
-      [](int n, std::uint64_t count, const std::vector<int>& sizes, std::uint64_t seed) {
+      [](const py::object& n_obj, const py::object& count_obj, const py::object& sizes_obj,
+         const py::object& seed_obj) {
+        const int n = int(mtgfast_bind::int_arg(n_obj, "n", INT_MIN, INT_MAX));
+        const std::uint64_t count = mtgfast_bind::u64_scalar(count_obj, "count");
+        if (py::isinstance<py::str>(sizes_obj) || !py::isinstance<py::sequence>(sizes_obj))
+          throw py::type_error("sizes must be a sequence of ints, got " +
+                               mtgfast_bind::type_name(sizes_obj));
+        std::vector<int> sizes;
+        for (const py::handle k : sizes_obj)
+          sizes.push_back(int(mtgfast_bind::int_arg(k, "size", INT_MIN, INT_MAX)));
+        const std::uint64_t seed = mtgfast_bind::u64_scalar(seed_obj, "seed");
         // the sampler's peak: a hash set of the drawn indices (2 buckets and a node of 32 bytes
         // each), then the sorted indices and the masks (as masks.SAMPLE_BYTES_PER_MASK)
         mtgfast_bind::check_fits(double(count) * 72.0,
@@ -129,6 +140,7 @@ void register_masks(py::module_& m) {
       "popcount",
       [](const py::object& obj) {
         const MaskArray masks = mtgfast_bind::u64_arg(obj, "masks");
+        if (masks.ndim() != 1) throw std::invalid_argument("masks must be 1-D");
         py::array_t<std::int32_t> out(masks.size());
         const mask_t* in = masks.data();
         std::int32_t* o = out.mutable_data();

@@ -4,12 +4,14 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "arrays.hpp"
+#include "deadline.hpp"
 #include "exact.hpp"
 #include "local_search.hpp"
 #include "objective.hpp"
@@ -75,9 +77,21 @@ void register_search(py::module_& m) {
 
   m.def(
       "group",
-      [](const py::object& masks_obj, const py::object& gains_obj, const std::vector<int>& budgets,
-         mtgfast::Method method, int beam_width, mtgfast::Uncovered mode, double time_limit,
-         std::uint64_t max_dp_bytes, double gap_tol, bool local_search) {
+      [](const py::object& masks_obj, const py::object& gains_obj, const py::object& budgets_obj,
+         mtgfast::Method method, const py::object& width_obj, mtgfast::Uncovered mode,
+         const py::object& limit_obj, const py::object& dp_bytes_obj, const py::object& gap_obj,
+         const py::object& ls_obj) {
+        if (py::isinstance<py::str>(budgets_obj) || !py::isinstance<py::sequence>(budgets_obj))
+          throw py::type_error("budgets must be a sequence of ints, got " +
+                               mtgfast_bind::type_name(budgets_obj));
+        std::vector<int> budgets;
+        for (const py::handle b : budgets_obj)
+          budgets.push_back(int(mtgfast_bind::int_arg(b, "budget", INT_MIN, INT_MAX)));
+        const int beam_width = int(mtgfast_bind::int_arg(width_obj, "beam_width", INT_MIN, INT_MAX));
+        const double time_limit = mtgfast_bind::real_arg(limit_obj, "time_limit");
+        const std::uint64_t max_dp_bytes = mtgfast_bind::u64_scalar(dp_bytes_obj, "max_dp_bytes");
+        const double gap_tol = mtgfast_bind::real_arg(gap_obj, "gap_tol");
+        const bool local_search = mtgfast_bind::bool_arg(ls_obj, "local_search");
         const MaskArray masks = mtgfast_bind::u64_arg(masks_obj, "masks");
         const GainArray gains = mtgfast_bind::f64_arg(gains_obj, "gains");
         if (masks.ndim() != 1) throw std::invalid_argument("masks must be 1-D");
@@ -110,22 +124,30 @@ void register_search(py::module_& m) {
         std::vector<mtgfast::GroupingResult> results;
         {
           py::gil_scoped_release release;
+          const mtgfast::Deadline call(time_limit);  // the limit covers building the problem too
           const mtgfast::Problem p = mtgfast::make_problem(mp, gp, count, n, mode);
+          if (call.has()) opt.time_limit = std::max(call.left(), 1e-9);
           results = mtgfast::search(p, budgets, method, opt);
         }
         return results;
       },
       py::arg("masks"), py::arg("gains"), py::arg("budgets"), py::arg("method"),
       py::arg("beam_width"), py::arg("uncovered"), py::arg("time_limit"), py::arg("max_dp_bytes"),
-      py::arg("gap_tol") = 1e-6, py::arg("local_search") = true,
+      py::arg("gap_tol") = py::float_(1e-6), py::arg("local_search") = py::bool_(true),
       "Grouping search; one GroupingResult per budget, in order. Gains outside each mask are "
       "ignored; time_limit (seconds, 0: none) covers the whole call.");
 
   m.def(
       "local_search",
       [](const py::object& masks_obj, const py::object& gains_obj, const py::object& start_obj,
-         int budget, mtgfast::Uncovered mode, int max_rounds, bool merge, std::uint64_t kick_seed,
-         bool scan) {
+         const py::object& budget_obj, mtgfast::Uncovered mode, const py::object& rounds_obj,
+         const py::object& merge_obj, const py::object& seed_obj, const py::object& scan_obj) {
+        const int budget = int(mtgfast_bind::int_arg(budget_obj, "budget", INT_MIN, INT_MAX));
+        const int max_rounds =
+            int(mtgfast_bind::int_arg(rounds_obj, "max_rounds", INT_MIN, INT_MAX));
+        const bool merge = mtgfast_bind::bool_arg(merge_obj, "merge");
+        const std::uint64_t kick_seed = mtgfast_bind::u64_scalar(seed_obj, "kick_seed");
+        const bool scan = mtgfast_bind::bool_arg(scan_obj, "scan");
         const MaskArray masks = mtgfast_bind::u64_arg(masks_obj, "masks");
         const GainArray gains = mtgfast_bind::f64_arg(gains_obj, "gains");
         const MaskArray start = mtgfast_bind::u64_arg(start_obj, "start");
@@ -167,12 +189,19 @@ void register_search(py::module_& m) {
         return to_array(out);
       },
       py::arg("masks"), py::arg("gains"), py::arg("start"), py::arg("budget"),
-      py::arg("uncovered"), py::arg("max_rounds") = 200, py::arg("merge") = true,
-      py::arg("kick_seed") = 0, py::arg("scan") = false,
+      py::arg("uncovered"), py::arg("max_rounds") = py::int_(200), py::arg("merge") = py::bool_(true),
+      py::arg("kick_seed") = py::int_(0), py::arg("scan") = py::bool_(false),
       "Local search from the groups `start` (masks of candidates), as the searches run it: the "
       "chosen masks in the order the routine holds them. scan=True runs the former routine "
       "that scans every candidate per move (the reference; same result). For tests.");
 
-  m.def("dp_bytes", &mtgfast::dp_bytes, py::arg("n_tasks"), py::arg("max_budget"),
-        "Bytes the partition DP needs.");
+  m.def(
+      "dp_bytes",
+      [](int n_tasks, int max_budget) {
+        if (max_budget < 1)
+          throw std::invalid_argument("max_budget must be >= 1, got " + std::to_string(max_budget));
+        return mtgfast::dp_bytes(n_tasks, max_budget);
+      },
+      py::arg("n_tasks"), py::arg("max_budget"),
+      "Bytes the partition DP needs (2^64 - 1 for n_tasks outside [1, 40]); max_budget >= 1.");
 }

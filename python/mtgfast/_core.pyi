@@ -6,6 +6,7 @@ as ``IndexError``. Long loops release the GIL.
 """
 
 import enum
+from collections.abc import Sequence
 from typing import Literal, TypeAlias
 
 import numpy as np
@@ -37,7 +38,7 @@ class masks:  # submodule
         """count distinct uniform non-empty subsets (of the given sizes if any), sorted."""
     @staticmethod
     def popcount(masks: npt.ArrayLike) -> npt.NDArray[np.int32]:
-        """Number of tasks in each mask."""
+        """Number of tasks in each mask (1-D; ValueError otherwise)."""
 
 class search:  # submodule
     """Grouping search: partition DP, branch-and-bound with Lagrangian bounds, beam + local search."""
@@ -89,13 +90,14 @@ class search:  # submodule
         def task_gains(self) -> npt.NDArray[np.float64]: ...
 
     @staticmethod
-    def group(masks: npt.ArrayLike, gains: npt.ArrayLike, budgets: list[int],
+    def group(masks: npt.ArrayLike, gains: npt.ArrayLike, budgets: Sequence[int],
               method: search.Method, beam_width: int, uncovered: search.Uncovered,
               time_limit: float, max_dp_bytes: int, gap_tol: float = 1e-6,
               local_search: bool = True) -> list[search.GroupingResult]:
         """One result per budget, in order. Gains outside each mask are ignored; time_limit in
         seconds covers the whole call, every method (0: none); "dp" raises ValueError above
-        max_dp_bytes."""
+        max_dp_bytes. Scalars are strict: a bool (or None) where a number is meant, or a number
+        where a bool is meant, is a TypeError."""
     @staticmethod
     def local_search(masks: npt.ArrayLike, gains: npt.ArrayLike, start: npt.ArrayLike,
                      budget: int, uncovered: search.Uncovered, max_rounds: int = 200,
@@ -104,4 +106,5 @@ class search:  # submodule
         order. scan=True: the former whole-pool scan (the reference). For tests."""
     @staticmethod
     def dp_bytes(n_tasks: int, max_budget: int) -> int:
-        """Bytes the partition DP needs for n_tasks and budgets up to max_budget."""
+        """Bytes the partition DP needs for n_tasks and budgets up to max_budget (2**64 - 1 for
+        n_tasks outside [1, 40]; ValueError for max_budget < 1)."""

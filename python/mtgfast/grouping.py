@@ -59,6 +59,8 @@ GAP_TOL = 1e-6
 SAFE_GAIN_EXP = 32
 #: Largest DP tables (bytes) unless ``MTGFAST_MAX_DP_BYTES`` says otherwise (4 GiB).
 DEFAULT_MAX_DP_BYTES = 4 << 30
+#: Rows per chunk when the gains inside the combinations are scanned for their scale.
+_SCALE_CHUNK_ROWS = 1 << 16
 
 _BACKENDS = {"dp": _core.search.Method.dp, "bnb": _core.search.Method.bnb,
              "beam": _core.search.Method.beam}
@@ -176,17 +178,36 @@ def _check_budgets(budget: object) -> tuple[list[int], bool]:
 
 def _gain_exponent(m: MaskArray, g: FloatArray) -> int:
     """``e`` such that the search runs on ``g * 2**e``: 0 for gains of ordinary size, else the
-    power of two that brings the largest |gain| inside a combination into [0.5, 1)."""
+    power of two that brings the largest |gain| inside a combination into [0.5, 1). Entries
+    outside the combinations are ignored (they never reach the search), read in row chunks so a
+    large table is not copied whole."""
     if g.size == 0:
         return 0
+    n = g.shape[1]
     flat = g.reshape(-1)
     top = max(float(np.fmax.reduce(flat, initial=-math.inf)),
               -float(np.fmin.reduce(flat, initial=math.inf)))  # NaN ignored, no |g| copy
-    if not math.isfinite(top):  # +-inf outside a combination is ignored: look inside only
-        inside = g[masks_to_dense(m, g.shape[1])]
-        top = float(np.max(np.abs(inside), initial=0.0)) if inside.size else 0.0
+    inside = int(_core.masks.popcount(m).sum(dtype=np.int64))
+    step = _SCALE_CHUNK_ROWS * n
+    numbers = flat.shape[0] - sum(int(np.count_nonzero(np.isnan(flat[k:k + step])))
+                                  for k in range(0, flat.shape[0], step))
+    if numbers == inside:
+        # as many numbers as entries inside the combinations (NaN outside, as GainTable stores
+        # them): the whole-matrix extreme is theirs (a NaN inside is named by the core)
+        return _exponent_of(top if math.isfinite(top) else 0.0)
+    bits = np.arange(n, dtype=np.uint64)
+    top = 0.0
+    for lo in range(0, g.shape[0], _SCALE_CHUNK_ROWS):
+        chunk = g[lo:lo + _SCALE_CHUNK_ROWS]
+        member = ((m[lo:lo + _SCALE_CHUNK_ROWS, None] >> bits[None, :]) & np.uint64(1)).astype(bool)
+        top = max(top, float(np.max(np.abs(chunk, where=member, out=np.zeros_like(chunk)),
+                                    initial=0.0)))
         if not math.isfinite(top):
             return 0  # the core names the non-finite gain
+    return _exponent_of(top)
+
+
+def _exponent_of(top: float) -> int:
     if top == 0.0 or 2.0 ** -SAFE_GAIN_EXP <= top <= 2.0 ** SAFE_GAIN_EXP:
         return 0
     return -math.frexp(top)[1]
@@ -235,7 +256,9 @@ def _rescored(m: MaskArray, g: FloatArray, groups: MaskArray, uncovered: str
 
 
 def _max_dp_bytes() -> int:
-    return env_int("MTGFAST_MAX_DP_BYTES", DEFAULT_MAX_DP_BYTES)
+    """``MTGFAST_MAX_DP_BYTES`` (or the default), clamped to 2**64 - 1 (the core's uint64: any
+    larger limit means the same, no limit); ``InputError`` naming the variable when invalid."""
+    return min(env_int("MTGFAST_MAX_DP_BYTES", DEFAULT_MAX_DP_BYTES), 2**64 - 1)
 
 
 def _pick_backend(method: str, n_tasks: int, n_masks: int, max_budget: int) -> str:
@@ -364,6 +387,32 @@ def check_grouping_table(grouping: object, table: object, name: str = "gains") -
     return n_tasks
 
 
+def _check_consistent(grouping: Grouping) -> None:
+    """``InputError`` unless ``grouping``'s groups are masks of its tasks and each task's
+    assignment is -1 (alone) or a group containing it (a hand-made Grouping may be neither)."""
+    groups, assignment = grouping.groups, grouping.assignment
+    if assignment.ndim != 1 or assignment.dtype.kind not in "iu":
+        raise InputError(f"grouping.assignment must be a 1-D integer array, got dtype "
+                         f"{assignment.dtype} and shape {assignment.shape}")
+    if groups.ndim != 1 or (groups.size and groups.dtype.kind not in "iu"):
+        raise InputError(f"grouping.groups must be a 1-D array of integer masks, got dtype "
+                         f"{groups.dtype} and shape {groups.shape}")
+    n = assignment.shape[0]
+    if not 1 <= n <= 64:
+        raise InputError(f"grouping has {n} tasks; it must have 1 to 64")
+    masks = [int(x) for x in groups]
+    for k, mask in enumerate(masks):
+        if mask <= 0 or mask >> n:
+            raise InputError(f"grouping.groups[{k}] = {mask} is not a combination of its {n} tasks")
+    for j, a in enumerate(int(x) for x in assignment):
+        if not -1 <= a < len(masks):
+            raise InputError(f"grouping.assignment[{j}] = {a} is not -1 or the index of one of "
+                             f"its {len(masks)} groups")
+        if a >= 0 and not (masks[a] >> j) & 1:
+            raise InputError(f"grouping.assignment[{j}] = {a}: group {masks[a]} does not "
+                             f"contain task {j}")
+
+
 def evaluate_tasks(grouping: Grouping, gains: object, masks: object | None = None) -> FloatArray:
     """Gain of each task under ``grouping``'s assignment, read from another table (e.g. test gains):
     task j gets ``gains[row of groups[assignment[j]], j]``; 0 when trained alone or served by a
@@ -374,6 +423,7 @@ def evaluate_tasks(grouping: Grouping, gains: object, masks: object | None = Non
     n_tasks = grouping.n_tasks
     if g.shape[1] != n_tasks:
         raise InputError(f"the grouping has {n_tasks} tasks but the gain table has {g.shape[1]}")
+    _check_consistent(grouping)
     order = np.argsort(m, kind="stable")
     sorted_masks = m[order]
     out = np.zeros(n_tasks, dtype=np.float64)

@@ -52,6 +52,26 @@ def _check_order(order: str) -> None:
         raise InputError(f"order must be 'lex', 'colex' or 'binary', got {order!r}")
 
 
+def _list_masks(items: list[object], name: str) -> npt.NDArray[np.generic]:
+    """The masks of a Python sequence, checked element by element (numpy would turn ``True``
+    into 1, and ``[-1, 2**63]`` into float64): ints become uint64 with the offending value named;
+    anything else goes through numpy (a bool is a type error, nested lists a shape error)."""
+    for i, x in enumerate(items):
+        if isinstance(x, (bool, np.bool_)):
+            raise InputTypeError(f"{name} must hold integers, got bool {x!r} at index {i}")
+    ints: list[int] = []
+    for x in items:
+        if not is_int(x):
+            return np.asarray(items)
+        ints.append(int(x))
+    for i, v in enumerate(ints):
+        if v < 0:
+            raise InputError(f"{name} must be non-negative, got {v} at index {i}")
+        if v >= 1 << 64:
+            raise InputError(f"{name}[{i}] = {v} does not fit in 64 bits (at most 64 tasks)")
+    return np.array(ints, dtype=np.uint64)
+
+
 def as_masks(masks: object, n_tasks: int | None = None, *, name: str = "masks") -> MaskArray:
     """Convert to a 1-D ``uint64`` array, checking for negatives, zero masks and bits >= n_tasks."""
     if isinstance(masks, np.ndarray):
@@ -63,10 +83,11 @@ def as_masks(masks: object, n_tasks: int | None = None, *, name: str = "masks") 
         arr = np.asarray(masks.detach().cpu().numpy())
     else:
         try:
-            arr = np.asarray(list(masks) if not is_int(masks) else [masks])  # type: ignore[call-overload]
+            items = list(masks) if not is_int(masks) else [masks]  # type: ignore[call-overload]
         except TypeError as exc:
             raise InputTypeError(f"{name} must be an array of integer masks, got "
                                  f"{type(masks).__name__}") from exc
+        arr = _list_masks(items, name)
     if arr.ndim != 1:
         raise InputError(f"{name} must be 1-D, got shape {arr.shape}")
     if arr.size and not np.issubdtype(arr.dtype, np.integer):

@@ -17,3 +17,8 @@ class InputTypeError(MtgfastError, TypeError):
 
 class StoreError(MtgfastError, RuntimeError):
     """The gain store cannot be opened or is inconsistent (schema version, fingerprint...)."""
+
+
+class SingletonGainWarning(UserWarning):
+    """A gain table gave a singleton (one task trained alone) a gain other than 0; it is read
+    as 0, the baseline of the others (a singleton's gain is 0 by definition)."""

@@ -14,6 +14,7 @@ import os
 import re
 import stat
 import unicodedata
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .checks import is_real
-from .errors import InputError, InputTypeError
+from .errors import InputError, InputTypeError, SingletonGainWarning
 from .masks import (
     MaskArray,
     as_masks,
@@ -40,8 +41,8 @@ if TYPE_CHECKING:  # pragma: no cover
 FloatArray = npt.NDArray[np.float64]
 PathLike = str | os.PathLike[str]
 
-__all__ = ["GainTable", "check_gains", "check_printable_names", "load_table",
-           "read_matrix", "read_text"]
+__all__ = ["GainTable", "SingletonGainWarning", "check_gains", "check_printable_names",
+           "load_table", "read_matrix", "read_text"]
 
 #: Metadata keys with a fixed meaning (all optional): which split the gains were measured on, the
 #: seed(s), the metric they derive from, whether that metric is higher-is-better, the source file.
@@ -73,6 +74,12 @@ def check_gains(masks: MaskArray, gains: object, n_tasks: int, *, name: str = "g
 class GainTable:
     """Per-task transfer gains of a set of distinct combinations (immutable).
 
+    A singleton's gain is 0 by definition (a task trained alone is the baseline of its own
+    gain): a singleton row holding another number is read as 0, with a ``SingletonGainWarning``
+    naming it, so that every search and score treats it alike (NaN stays where
+    ``allow_nan_inside``). Task
+    names are distinct, printable, non-empty and without outer whitespace (file readers strip
+    cells, so ``' y'`` could not round-trip through :meth:`to_csv`; it is refused, not changed).
     ``meta`` is free-form provenance: split (``"valid"``/``"test"``), seed, metric, source file...
     """
 
@@ -91,6 +98,11 @@ class GainTable:
             raise InputError(f"task names must be distinct, got {list(names)}")
         if any(not t.strip() for t in names):
             raise InputError(f"task names must not be empty, got {list(names)}")
+        spaced = next((t for t in names if t != t.strip()), None)
+        if spaced is not None:   # every reader strips cells: ' y' would come back as 'y'
+            raise InputError(f"task name {spaced!r} has leading or trailing whitespace, which "
+                             "no file keeps (readers strip cells); use "
+                             f"{spaced.strip()!r}")
         check_printable_names(names)
         shape = np.shape(self.gains) if isinstance(self.gains, np.ndarray) else None
         if shape is not None and len(shape) == 2 and shape[1] != n:
@@ -103,6 +115,7 @@ class GainTable:
             raise InputError(f"duplicate combination (mask {dup}) in gain table")
         gains = check_gains(masks, self.gains, n, allow_nan_inside=bool(
             dict(self.meta).get("allow_nan_inside", False)))
+        gains = _zero_singletons(masks, gains, names)
         masks.setflags(write=False)
         gains.setflags(write=False)
         object.__setattr__(self, "task_names", names)
@@ -137,7 +150,7 @@ class GainTable:
                 r, c = np.argwhere(bad)[0]
                 raise InputError(f"gain given for task {int(c)} outside its combination "
                                  f"(row {int(r)}, mask {int(m[r])})")
-        return cls(m, g, names, dict(meta or {}))
+        return cls(m, g, names, meta_dict(meta))
 
     @classmethod
     def from_mtgnet(cls, masks_path: PathLike, gains_path: PathLike,
@@ -175,8 +188,15 @@ class GainTable:
                              f"{int(c) + 1}: gain {float(g[r, c])!r} given for a task outside its "
                              f"combination (mask file {os.fspath(masks_path)!r} has 0 there; "
                              "expected 0 or NaN)")
+        lone = (dense.sum(axis=1) == 1)[:, None] & (dense == 1) & ~np.isnan(g) & (g != 0)
+        if lone.any():
+            r, c = np.argwhere(lone)[0]
+            _warn_singletons(f"gain file {os.fspath(gains_path)!r} row {int(r) + 1}, column "
+                             f"{int(c) + 1}: gain {float(g[r, c])!r} for a singleton (one task "
+                             "trained alone)", int(lone.sum()))
+            g = np.where(lone, 0.0, g)
         m = dense_to_masks(dense.astype(np.uint8))
-        info = {"source": os.fspath(gains_path), **dict(meta or {})}
+        info = {"source": os.fspath(gains_path), **meta_dict(meta)}
         return cls.from_arrays(m, g, task_names, outside="nan", meta=info)
 
     @classmethod
@@ -232,9 +252,23 @@ class GainTable:
             row_masks = fast if fast is not None else [
                 _parse_mask(v, w) for v, w in zip(cols["mask"], where)]
             labels = set(task_col)
+            t_like = all(re.fullmatch(r"t\d+", t) for t in labels)
+            by_bit: list[str] | None = None
+            if task_names is None and "tasks" in cols:
+                # what to_csv writes: the member names say which bit is which (whatever the
+                # names: 't1', 't2' or 'a+b' too); t<j> names may still skip a bit
+                try:
+                    by_bit = _names_by_bit(row_masks, task_col, cols["tasks"], where, data)
+                except InputError:
+                    # a t<j> file whose cells do not list bits in order, or skip a bit: bit j
+                    # is "t<j>" if every cell names just those tasks
+                    if not (t_like and _t_names_fit(row_masks, cols["tasks"], labels)):
+                        raise
             if task_names is not None:
                 names = [str(t) for t in task_names]
-            elif all(re.fullmatch(r"t\d+", t) for t in labels):
+            elif by_bit is not None:
+                names = by_bit
+            elif t_like:
                 # without names, bit j is task "t<j>" (the names to_pandas writes by default)
                 top = max([max((m.bit_length() for m in row_masks), default=0),
                            *(int(t[1:]) + 1 for t in labels)])
@@ -242,8 +276,6 @@ class GainTable:
                     raise InputError(f"a gain table has at most 64 tasks; the 'mask' column "
                                      f"and task labels need {top}")
                 names = [f"t{j}" for j in range(top)]
-            elif "tasks" in cols:   # what to_csv writes: the member names say which bit is which
-                names = _names_by_bit(row_masks, task_col, cols["tasks"], where, data)
             else:
                 raise InputError(f"{_origin(data)}: a table with a 'mask' column needs "
                                  "task_names (bit order), a 'tasks' column, or tasks named "
@@ -272,7 +304,7 @@ class GainTable:
             row_masks = [mask_of[c] for c in cells]
         index = {t: j for j, t in enumerate(names)}
         n = check_n_tasks(len(names))
-        allow_nan = bool(dict(meta or {}).get("allow_nan_inside", False))
+        allow_nan = bool(meta_dict(meta).get("allow_nan_inside", False))
         fast_g = _fast_gains(cols["gain"], allow_nan)
         gains_col = fast_g.tolist() if fast_g is not None else [
             _parse_gain(v, w, allow_nan) for v, w in zip(cols["gain"], where)]
@@ -281,12 +313,19 @@ class GainTable:
             order.setdefault(m, len(order))
         g = np.full((len(order), n), np.nan)
         seen: set[tuple[int, int]] = set()
+        lone: list[str] = []
         for r, (m, t, v) in enumerate(zip(row_masks, task_col, gains_col)):
             j = index.get(t, -1)
             if j < 0 or m <= 0 or m >> n or not (m >> j) & 1 or (m, j) in seen:
                 _bad_tidy_row(where[r], m, t, j, n, names)
             seen.add((m, j))
+            if v != 0 and not m & (m - 1) and not math.isnan(v):
+                lone.append(f"{where[r]}: gain {v!r} for the singleton of task {t!r} (a task "
+                            "trained alone)")
+                v = 0.0
             g[order[m], j] = v
+        if lone:
+            _warn_singletons(lone[0], len(lone))
         masks = np.fromiter(order, dtype=np.uint64, count=len(order))
         missing = masks_to_dense(masks, n) & np.isnan(g)
         if missing.any() and not allow_nan:
@@ -294,7 +333,7 @@ class GainTable:
             raise InputError(f"{_origin(data)}: combination "
                              f"{[names[k] for k in mask_to_indices(int(masks[r]))]} "
                              f"has no finite gain for its task {names[c]!r} (no row gives it)")
-        info = dict(meta or {})
+        info = meta_dict(meta)
         if split is not None:
             info.setdefault("split", split)
         return cls(masks, g, tuple(names), info)
@@ -304,7 +343,7 @@ class GainTable:
         """Inverse of :meth:`to_pandas`: a tidy frame (``task``/``gain`` columns) or a wide one
         (index or column ``mask``, one column per task, NaN outside)."""
         if "task" in df.columns and "gain" in df.columns:
-            info = {**dict(df.attrs.get("mtgfast_meta", {})), **dict(meta or {})}
+            info = {**dict(df.attrs.get("mtgfast_meta", {})), **meta_dict(meta)}
             return cls.from_tidy(df, df.attrs.get("mtgfast_task_names"), meta=info)
         wide = df.set_index("mask") if "mask" in df.columns else df
         try:
@@ -312,7 +351,7 @@ class GainTable:
         except (TypeError, ValueError) as exc:
             raise InputError("a wide gain frame needs integer masks as index or 'mask' "
                              "column") from exc
-        info = {**dict(df.attrs.get("mtgfast_meta", {})), **dict(meta or {})}
+        info = {**dict(df.attrs.get("mtgfast_meta", {})), **meta_dict(meta)}
         return cls.from_arrays(m, wide.to_numpy(dtype=np.float64), [str(c) for c in wide.columns],
                                meta=info)
 
@@ -370,11 +409,13 @@ class GainTable:
     def index_of(self, masks: object) -> npt.NDArray[np.int64]:
         """Row of each mask in this table, -1 where the combination is absent."""
         q = as_masks(masks, self.n_tasks)
+        if not len(self):   # nothing to index: every mask is absent
+            return np.full(q.shape, -1, dtype=np.int64)
         order = np.argsort(self.masks, kind="stable")
         sorted_masks = self.masks[order]
         pos = np.searchsorted(sorted_masks, q)
-        pos_c = np.minimum(pos, max(len(self) - 1, 0))
-        found = (pos < len(self)) & (sorted_masks[pos_c] == q) if len(self) else np.zeros(q.shape, bool)
+        pos_c = np.minimum(pos, len(self) - 1)
+        found = (pos < len(self)) & (sorted_masks[pos_c] == q)
         return np.where(found, order[pos_c], -1).astype(np.int64)
 
     def lookup(self, masks: object) -> FloatArray:
@@ -418,6 +459,22 @@ class GainTable:
         old_bits = masks_to_dense(self.masks, self.n_tasks)[:, perm]
         return GainTable(dense_to_masks(old_bits), self.gains[:, perm], names, dict(self.meta))
 
+    def aligned_to(self, task_names: Sequence[str], what: str = "the table",
+                   other: str = "the other") -> GainTable:
+        """This table in the task order ``task_names`` of another (``other``): the same tasks
+        in another column order are reordered, other tasks are an ``InputError`` naming both
+        lists (``what`` names this table). Columns are read by position, so every table that
+        meets another goes through here."""
+        names = tuple(str(t) for t in task_names)
+        if self.n_tasks != len(names):
+            raise InputError(f"{what} has {self.n_tasks} tasks, {other} {len(names)}")
+        if self.task_names == names:
+            return self
+        if sorted(self.task_names) != sorted(names):
+            raise InputError(f"{what} names the tasks {list(self.task_names)}, {other} "
+                             f"{list(names)}: both must describe the same tasks")
+        return self.with_task_order(names)   # same tasks, other column order
+
     def with_gains(self, gains: object, **meta: Any) -> GainTable:
         """Same combinations with other gains (e.g. test instead of validation)."""
         return GainTable(self.masks, np.asarray(gains), self.task_names, {**self.meta, **meta})
@@ -428,6 +485,35 @@ class GainTable:
 
     def __repr__(self) -> str:
         return f"GainTable(n_tasks={self.n_tasks}, n_masks={len(self)}, meta={dict(self.meta)})"
+
+
+def _warn_singletons(first: str, count: int) -> None:
+    more = f" (and {count - 1} more)" if count > 1 else ""
+    warnings.warn(f"{first}{more}: a singleton's gain is 0 by definition (a task trained alone "
+                  "is its own baseline); read as 0", SingletonGainWarning, stacklevel=4)
+
+
+def _zero_singletons(masks: MaskArray, gains: FloatArray, names: Sequence[str]) -> FloatArray:
+    """``gains`` with each singleton row's non-zero number read as 0 (warned): a table that said
+    otherwise would be scored one way by a search that leaves the task alone and another by one
+    that picks the row (NaN stays where ``allow_nan_inside`` lets a gain be unmeasured)."""
+    if not masks.shape[0]:
+        return gains
+    single = (masks & (masks - np.uint64(1))) == 0
+    if not single.any():
+        return gains
+    rows = np.flatnonzero(single)
+    vals = gains[rows]
+    bad = ~np.isnan(vals) & (vals != 0)
+    if not bad.any():
+        return gains
+    r, c = np.argwhere(bad)[0]
+    row = int(rows[r])
+    _warn_singletons(f"row {row} (mask {int(masks[row])}) is the singleton of task "
+                     f"{names[int(c)]!r} with gain {float(vals[r, c])!r}", int(bad.sum()))
+    out = np.array(gains, dtype=np.float64, copy=True)
+    out[rows] = np.where(bad, 0.0, vals)
+    return out
 
 
 def _jsonable(meta: dict[str, Any]) -> dict[str, Any]:
@@ -476,6 +562,30 @@ def _as_numpy(values: object) -> np.ndarray:
     return np.asarray(values)
 
 
+def _bool_at(values: list[Any] | tuple[Any, ...],
+             at: tuple[int, ...] = ()) -> tuple[object, tuple[int, ...]] | None:
+    """The first bool inside nested lists/tuples and its index, else None (numpy would read
+    ``[True, 0.2]`` as ``[1.0, 0.2]``)."""
+    for i, v in enumerate(values):
+        if isinstance(v, (bool, np.bool_)):
+            return v, (*at, i)
+        if isinstance(v, (list, tuple)):
+            found = _bool_at(v, (*at, i))
+            if found is not None:
+                return found
+    return None
+
+
+def meta_dict(meta: object) -> dict[str, Any]:
+    """``meta`` (a mapping or None) as a fresh dict; anything else is an ``InputTypeError``."""
+    if meta is None:
+        return {}
+    if not isinstance(meta, Mapping):
+        raise InputTypeError(f"meta must be a mapping (provenance: split, seed, source...), "
+                             f"got {type(meta).__name__}")
+    return dict(meta)
+
+
 def real_matrix(values: object, name: str, *, copy: bool = True) -> FloatArray:
     """``values`` as a float64 array (a copy unless ``copy=False`` and it already is one). Lists,
     tuples, DataFrames, torch tensors and numpy arrays of ints and floats are accepted; bools,
@@ -485,6 +595,10 @@ def real_matrix(values: object, name: str, *, copy: bool = True) -> FloatArray:
     float64)."""
     if values is None:
         raise InputTypeError(f"{name} must be a numeric array of real numbers, got None")
+    found = _bool_at(values) if isinstance(values, (list, tuple)) else None
+    if found is not None:
+        raise InputTypeError(f"{name} must hold real numbers, got bool {found[0]!r} at index "
+                             f"{found[1]}")
     try:
         raw = _as_numpy(values)
     except (TypeError, ValueError, RuntimeError) as exc:
@@ -585,27 +699,30 @@ def _split_members(value: object, known: set[str]) -> list[str]:
     return [t for t in text.split() if t]
 
 
-def _segment(text: str, known: set[str]) -> list[str] | None:
+def _segment(text: str, known: set[str], count: int | None = None) -> list[str] | None:
     """``text`` as known names joined by one of ``+ | ;`` (the longest name first at each
-    step), or ``None`` when it is not such a join."""
+    step; exactly ``count`` names when given: ``'a+b'`` is two names for a mask of two bits even
+    when ``'a+b'`` is a task too), or ``None`` when it is not such a join."""
     by_length = sorted(known, key=len, reverse=True)
-    failed: set[int] = set()   # positions with no split: each tried once (linear, not 2^n)
+    failed: set[tuple[int, int | None]] = set()   # each (position, names left) tried once
 
-    def rest(at: int) -> list[str] | None:
-        if at in failed:
+    def rest(at: int, left: int | None) -> list[str] | None:
+        if (at, left) in failed or left == 0:
             return None
         for name in by_length:
             end = at + len(name)
             if text.startswith(name, at) and (end == len(text) or text[end] in "+|;"):
                 if end == len(text):
-                    return [name]
-                tail = rest(end + 1)
+                    if left is None or left == 1:
+                        return [name]
+                    continue
+                tail = rest(end + 1, None if left is None else left - 1)
                 if tail is not None:
                     return [name, *tail]
-        failed.add(at)
+        failed.add((at, left))
         return None
 
-    return rest(0)
+    return rest(0, count)
 
 
 def _names_by_bit(row_masks: Sequence[int], task_col: Sequence[str], tasks_col: Sequence[Any],
@@ -613,12 +730,25 @@ def _names_by_bit(row_masks: Sequence[int], task_col: Sequence[str], tasks_col: 
     """Task names in bit order for a table with ``mask`` and ``tasks`` columns but no
     ``task_names``: a row's members, listed as ``to_csv`` writes them (ascending bits), name its
     bits; every row must then agree (its ``task`` inside its mask, its members = its bits)."""
-    known = set(task_col)
     by_bit: dict[int, str] = {}
     bit_of: dict[str, int] = {}
-    split = {c: _split_members(c, known) for c in dict.fromkeys(str(v) for v in tasks_col)}
-    rows = [(m, split[str(v)]) for m, v in zip(row_masks, tasks_col)]
-    for m, group in rows:
+    # a combination's rows name its members in column 'task': its cell is split into those
+    # names (as many as the mask has bits), so a name holding '+' ('a+b') is not two names
+    members_of: dict[int, set[str]] = {}
+    for m, t in zip(row_masks, task_col):
+        members_of.setdefault(m, set()).add(t)
+    split: dict[tuple[str, int], list[str]] = {}   # one split per distinct (cell, mask)
+    keys = []
+    for m, v in zip(row_masks, tasks_col):
+        key = (str(v), m)
+        if key not in split:
+            own = members_of[m]
+            group = _split_members(key[0], own)
+            if 0 < m < 1 << 64 and (len(group) != m.bit_count() or set(group) != own):
+                group = _segment(key[0].strip(), own, m.bit_count()) or group
+            split[key] = group
+        keys.append(key)
+    for (_, m), group in split.items():   # first appearance first, as the rows come
         if m <= 0 or m >> 64:
             continue   # reported below with its line
         bits = mask_to_indices(m)
@@ -627,11 +757,14 @@ def _names_by_bit(row_masks: Sequence[int], task_col: Sequence[str], tasks_col: 
                 if b not in by_bit and t not in bit_of:
                     by_bit[b] = t
                     bit_of[t] = b
-    for r, ((m, group), t) in enumerate(zip(rows, task_col)):
-        if m <= 0 or m >> 64:
-            raise InputError(f"{where[r]}: mask {m} is not a combination of at most 64 tasks")
-        named = {by_bit.get(b) for b in mask_to_indices(m)}
-        if set(group) != named or t not in bit_of:
+    bad = {key for key, group in split.items() if key[1] <= 0 or key[1] >> 64
+           or set(group) != {by_bit.get(b) for b in mask_to_indices(key[1])}}
+    for r, (key, t) in enumerate(zip(keys, task_col)):
+        if key in bad or t not in bit_of:
+            m = key[1]
+            if m <= 0 or m >> 64:
+                raise InputError(f"{where[r]}: mask {m} is not a combination of at most 64 "
+                                 "tasks")
             raise InputError(f"{where[r]}: mask {m} and tasks {str(tasks_col[r]).strip()!r} "
                              "disagree with the other rows about which bit is which task "
                              "(pass task_names in bit order)")
@@ -643,12 +776,35 @@ def _names_by_bit(row_masks: Sequence[int], task_col: Sequence[str], tasks_col: 
     return [by_bit[b] for b in range(top)]
 
 
+def _t_names_fit(row_masks: Sequence[int], tasks_col: Sequence[Any], labels: set[str]) -> bool:
+    """Whether every ``tasks`` cell names the tasks ``t<j>`` of its mask's bits ``j``."""
+    for cell, m in dict.fromkeys(zip((str(v) for v in tasks_col), row_masks)):
+        if m <= 0 or m >> 64 or set(_split_members(cell, labels)) != {
+                f"t{b}" for b in mask_to_indices(m)}:
+            return False
+    return True
+
+
+#: The numbers a gain or mask file may hold: ASCII decimal or scientific notation, or a spelling
+#: of inf/nan; never Python-only forms (``1_0``) or other scripts' digits (``٣``), which
+#: ``float``/``int`` accept and would silently read as other values.
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+                     r"|[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
+
+
+def _plain_text(col: Sequence[str]) -> bool:
+    """Whether a column of text cannot hold a Python-only number: ASCII and no ``_`` (one
+    pass over the joined text, so the fast paths stay fast)."""
+    joined = "".join(col)
+    return joined.isascii() and "_" not in joined
+
+
 def _fast_masks(col: Sequence[Any]) -> list[int] | None:
     """Masks of a clean column in one pass (text of digits or ints); ``None`` -> check per row."""
     kinds = {type(v) for v in col}
     try:
         if kinds <= {str}:
-            return [int(v, 10) for v in col]
+            return [int(v, 10) for v in col] if _plain_text(col) else None
         if kinds <= {int, np.int64, np.int32, np.uint64, np.uint32}:
             return [int(v) for v in col]
     except ValueError:
@@ -660,6 +816,8 @@ def _fast_gains(col: Sequence[Any], allow_nan: bool) -> FloatArray | None:
     """Gains of a clean column in one pass (numeric text or numbers); ``None`` -> check per row."""
     kinds = {type(v) for v in col}
     if not (kinds <= {str} or kinds <= {float, int, np.float64, np.float32, np.int64}):
+        return None
+    if kinds <= {str} and not _plain_text(col):
         return None
     try:
         g = np.array(col, dtype=np.float64)
@@ -687,6 +845,9 @@ def _parse_mask(value: object, where: str) -> int:
             return int(value)
         raise InputError(f"{where}: column 'mask' must hold integers, got {value!r}")
     text = str(value).strip()
+    if not _NUMBER.fullmatch(text):   # '1_1' is not 11, nor '٣' 3
+        raise InputError(f"{where}: column 'mask' must hold integers (ASCII digits), got "
+                         f"{text!r}")
     try:
         return int(text, 10)
     except ValueError:
@@ -710,11 +871,11 @@ def _parse_gain(value: object, where: str, allow_nan: bool) -> float:
         text = str(value).strip()
         if not text:
             v = math.nan
+        elif not _NUMBER.fullmatch(text):   # '1_0' is not 10, nor '٠.٥' 0.5
+            raise InputError(f"{where}, column 'gain': gain {text!r} is not a number (ASCII "
+                             "decimal or scientific notation)")
         else:
-            try:
-                v = float(text)
-            except ValueError:
-                raise InputError(f"{where}: gain {text!r} is not a number") from None
+            v = float(text)
     if math.isnan(v) and allow_nan:
         return v
     if not math.isfinite(v):
@@ -776,6 +937,7 @@ def read_matrix(path: PathLike, *, name: str = "file") -> FloatArray:
     """
     text = read_text(path, name)
     p = os.fspath(path)
+    plain = text.isascii() and "_" not in text   # else check each field: float('1_0') is 10
     rows: list[list[float]] = []
     width = None
     for lineno, line in enumerate(text.splitlines(), start=1):
@@ -788,6 +950,8 @@ def read_matrix(path: PathLike, *, name: str = "file") -> FloatArray:
         if sep is not None and len(fields) > 1 and fields[-1] == "":
             fields.pop()  # one trailing separator (spreadsheet exports) ends the row
         try:
+            if not plain and not all(_NUMBER.fullmatch(f) for f in fields):
+                raise ValueError
             values = [float(f) for f in fields]
         except ValueError:
             col, f = next((c, f) for c, f in enumerate(fields, start=1) if not _is_float(f))
@@ -806,6 +970,9 @@ def read_matrix(path: PathLike, *, name: str = "file") -> FloatArray:
 
 
 def _is_float(text: str) -> bool:
+    """Whether ``text`` is a number a gain or mask file may hold (see ``_NUMBER``)."""
+    if not _NUMBER.fullmatch(text):
+        return False
     try:
         float(text)
     except ValueError:
@@ -910,7 +1077,7 @@ def load_table(path: PathLike, masks_path: PathLike | None = None, *,
     _check_scale(scale)
     if _looks_tidy(path):
         table = GainTable.from_tidy(path, task_names, split=split,
-                                    meta={"source": os.fspath(path), **dict(meta or {})})
+                                    meta={"source": os.fspath(path), **meta_dict(meta)})
         if scale != 1.0:
             table = table.with_gains(table.gains * float(scale))
         if masks_path is not None:
@@ -927,7 +1094,7 @@ def load_table(path: PathLike, masks_path: PathLike | None = None, *,
     if masks_path is None:
         raise InputError(f"{os.fspath(path)!r} is a bare gain matrix: its mask file is needed "
                          "(--masks)")
-    info = dict(meta or {})
+    info = meta_dict(meta)
     if split is not None:
         info.setdefault("split", split)
     return GainTable.from_mtgnet(masks_path, path, task_names, scale=scale, meta=info)

@@ -28,15 +28,25 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from .checks import check_int, check_real
+from .checks import check_int, check_real, env_int
 from .errors import InputError
 from .gains import FloatArray, GainTable
-from .masks import all_masks, check_n_tasks, k_subsets, masks_to_dense, sample_masks
+from .masks import (
+    DEFAULT_MAX_ENUM_BYTES,
+    all_masks,
+    check_n_tasks,
+    k_subsets,
+    masks_to_dense,
+    sample_masks,
+)
 
 __all__ = ["SyntheticTables", "synthetic_gain_tables"]
 
 #: above this many tasks ``n_random=None`` (every combination) is refused
 MAX_ENUMERATED = 20
+#: (n_masks, n_tasks) float64 arrays alive at the peak besides the replicates (truth, valid,
+#: test, member, noise draws, ...): the size bound of :func:`_check_size`
+ARRAYS_PER_TABLE = 10
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,21 @@ def _candidates(n: int, n_random: int | None, seed: int) -> npt.NDArray[np.uint6
     if n >= 3 and n_random > 0:
         parts.append(sample_masks(n, n_random, sizes=range(3, n + 1), seed=seed))
     return np.unique(np.concatenate(parts))
+
+
+def _check_size(n: int, n_masks: int, reps: int) -> None:
+    """``InputError`` naming the bytes when the tables would need more memory than
+    ``MTGFAST_MAX_ENUM_BYTES`` (default 8 GiB), checked before the tables are allocated: about ten
+    ``(n_masks, n_tasks)`` float64 arrays, plus the ``replicates`` copies twice over (drawn,
+    then stacked)."""
+    arrays = ARRAYS_PER_TABLE + (2 * reps if reps > 1 else 0)
+    need = arrays * n_masks * n * 8
+    limit = env_int("MTGFAST_MAX_ENUM_BYTES", DEFAULT_MAX_ENUM_BYTES)
+    if need > limit:
+        raise InputError(f"synthetic tables of {n} tasks, {n_masks} combinations and {reps} "
+                         f"replicate(s) need about {need:,} bytes ({need / 2**30:.3g} GiB), over "
+                         f"the limit of {limit / 2**30:.3g} GiB (MTGFAST_MAX_ENUM_BYTES); lower "
+                         "replicates or n_random")
 
 
 def synthetic_gain_tables(n_tasks: int = 27, *, n_random: int | None = 3000, seed: int = 0,
@@ -125,7 +150,8 @@ def synthetic_gain_tables(n_tasks: int = 27, *, n_random: int | None = 3000, see
     triples = [rng.choice(n, 3, replace=False) for _ in range(n_tri)]
     triple_w = rng.normal(ps, 0.5 * ps, n_tri)
 
-    masks = _candidates(n, n_random, seed)
+    masks = _candidates(n, n_random, seed)   # (its own checks: the space, the masks' memory)
+    _check_size(n, int(masks.shape[0]), reps)
     member = masks_to_dense(masks, n)
     size = member.sum(axis=1)
     multi = size >= 2

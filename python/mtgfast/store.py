@@ -28,8 +28,10 @@ import math
 import os
 import sqlite3
 import stat
+import threading
 import time
 import urllib.parse
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
@@ -117,6 +119,23 @@ DROP TABLE runs_v1
 """
 
 
+#: Connections this process has open (or is opening) per store file. While one is, nothing in the
+#: process may open and close that file beside SQLite: POSIX drops every lock a process holds on a
+#: file when it closes any descriptor of it, and another process's last close would then
+#: checkpoint and delete the WAL this process still commits into (committed runs lost on a kill).
+_LIVE: Counter[str] = Counter()
+_LIVE_LOCK = threading.Lock()
+
+
+def _read_head(path: str) -> tuple[int, bytes] | None:
+    """The file's size and its 100-byte SQLite header (None when it cannot be read: SQLite
+    then says why)."""
+    try:
+        with open(path, "rb") as fh:
+            return os.fstat(fh.fileno()).st_size, fh.read(100)
+    except OSError:
+        return None
+
 class RunStatus(str, enum.Enum):
     """State of a run (Optuna's trial model). ``FINISHED`` is the 0.1 name of ``COMPLETE``."""
 
@@ -200,6 +219,32 @@ def _dumps(obj: Any, what: str) -> str:
         raise InputError(f"{what} must be JSON-serialisable (finite numbers): {exc}") from exc
 
 
+def _check_directions(metrics: object, higher_is_better: object,
+                      n: int) -> tuple[tuple[str, ...], tuple[bool, ...]]:
+    """Metric names (non-empty strings) and directions (bools) of ``n`` tasks, one for all or
+    one per task, checked as ``StudyProblem`` does: ``bool("no")`` is True and would flip the
+    sign of every gain, ``str(1)`` would name a metric silently."""
+    for what, v in (("metrics", metrics), ("higher_is_better", higher_is_better)):
+        if isinstance(v, (bytes, set, frozenset, Mapping)) or (
+                not isinstance(v, (str, bool, np.bool_)) and not isinstance(v, Iterable)):
+            raise InputTypeError(f"{what} must be one value for all tasks or a sequence of one "
+                                 f"per task (in task order), got {type(v).__name__}")
+    mets = (metrics,) * n if isinstance(metrics, str) else tuple(metrics)  # type: ignore[arg-type]
+    if not all(isinstance(m, str) and m.strip() for m in mets):
+        raise InputError(f"metrics must be non-empty strings, got {list(mets)}")
+    hib = ((higher_is_better,) * n if isinstance(higher_is_better, (bool, np.bool_, str))
+           else tuple(higher_is_better))  # type: ignore[arg-type]
+    if not all(isinstance(h, (bool, np.bool_)) for h in hib):  # "no" is not False
+        raise InputTypeError(f"higher_is_better must be bools (True: higher metric is better), "
+                             f"got {list(hib)[:8]}")
+    return tuple(mets), tuple(bool(h) for h in hib)
+
+
+def _is_count(value: object) -> bool:
+    """An integer >= 0 as SQLite returns it (a Python int, never a bool or a text)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _check_seed(seed: object) -> int:
     return check_int("seed", seed, 0, MAX_SEED,
                      expected="an int in [0, 2**63 - 1] (what the store keeps)")
@@ -233,10 +278,16 @@ class GainStore:
         self.path = os.fspath(path)
         if not self.path:
             raise InputError("path must not be empty (use ':memory:' for a throw-away store)")
+        if self.path.endswith((os.sep, "/")):
+            raise InputError(f"path {self.path!r} names a folder (it ends with a separator); a "
+                             "gain store is a file: give its name, e.g. "
+                             f"{os.path.join(self.path, 'mtgfast.db')!r}")
         self.readonly = readonly
         self.create = create
         self._conn: sqlite3.Connection | None = None
         self._timeout = float(timeout)
+        self._key: str | None = None   # this store's entry in _LIVE while it is open
+        self._head: tuple[int, bytes] | None = None   # size and header read before connecting
         self.open()
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -269,6 +320,13 @@ class GainStore:
             raise StoreError(f"gain store {self.path!r} cannot be written: its {which} is "
                              "read-only for this process (permissions or a read-only mount); "
                              "to read it, open GainStore(path, readonly=True)")
+        self._key = None if self.in_memory else os.path.realpath(self.path)
+        self._head = None
+        if self._key is not None:
+            with _LIVE_LOCK:   # (the header is read only while no connection here holds locks)
+                if exists and not _LIVE[self._key]:
+                    self._head = _read_head(self.path)
+                _LIVE[self._key] += 1   # reserved before connecting: other opens skip the read
         try:
             if self.readonly and not self.in_memory:
                 query = "mode=ro"
@@ -282,6 +340,7 @@ class GainStore:
             else:
                 conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
         except sqlite3.Error as exc:
+            self._release()
             raise StoreError(f"cannot open gain store {self.path!r}: {exc} (does the folder "
                              "exist and may this process create files there?)") from exc
         self._conn = conn
@@ -355,12 +414,10 @@ class GainStore:
         """A file cut short (a copy or a download that stopped) is refused: SQLite reads the
         missing end of its last page as zeros and quick_check can pass, so check the length
         against the page size and the page count in the file's header."""
-        if self.in_memory:
+        if self._head is None:   # in memory, new, or already open in this process (checked then)
             return
-        size = os.path.getsize(self.path)
+        size, head = self._head
         page = int(conn.execute("PRAGMA page_size").fetchone()[0])
-        with open(self.path, "rb") as fh:
-            head = fh.read(100)
         pages = int.from_bytes(head[28:32], "big") if len(head) == 100 else 0
         valid = len(head) == 100 and head[24:28] == head[92:96]   # the header's count is current
         if size % page or (valid and pages * page > size):
@@ -385,6 +442,15 @@ class GainStore:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        self._release()
+
+    def _release(self) -> None:
+        key, self._key = self._key, None
+        if key is not None:
+            with _LIVE_LOCK:
+                _LIVE[key] -= 1
+                if _LIVE[key] <= 0:
+                    del _LIVE[key]
 
     def __enter__(self) -> GainStore:
         return self.open()
@@ -460,17 +526,15 @@ class GainStore:
         if isinstance(task_names, str) or not isinstance(task_names, Iterable):
             raise InputTypeError(f"task_names must be a sequence of strings, got {task_names!r}")
         names = tuple(task_names)
-        bad = [t for t in names if not isinstance(t, str) or not t.strip()]
-        if bad:   # str(None) == "None" would name a task; '' fails every read
-            raise InputError(f"task names must be non-empty strings, got {bad[0]!r} in "
-                             f"{list(names)}")
+        bad = [t for t in names if not isinstance(t, str) or not t.strip() or t != t.strip()]
+        if bad:   # str(None) == "None" would name a task; '' fails every read; ' y' no file keeps
+            raise InputError(f"task names must be non-empty strings without leading or "
+                             f"trailing whitespace, got {bad[0]!r} in {list(names)}")
         check_printable_names(names)
         n = check_n_tasks(len(names))
         if len(set(names)) != n:
             raise InputError(f"task names must be distinct, got {list(names)}")
-        mets = (metrics,) * n if isinstance(metrics, str) else tuple(str(m) for m in metrics)
-        hib = ((bool(higher_is_better),) * n if isinstance(higher_is_better, (bool, np.bool_))
-               else tuple(bool(h) for h in higher_is_better))
+        mets, hib = _check_directions(metrics, higher_is_better, n)
         if len(mets) != n or len(hib) != n:
             raise InputError(f"metrics and higher_is_better need one entry per task ({n}), got "
                              f"{len(mets)} and {len(hib)}")
@@ -794,16 +858,23 @@ class GainStore:
 
     def selections(self, study: str) -> list[SelectionRecord]:
         """The active loop's choices in the order they were made."""
-        self.get_study(study)
-        return [SelectionRecord(r[0], _from_i64(r[1]), r[2], r[3], r[4], r[5])
+        info = self.get_study(study)
+        return [self._selection(r, info)
                 for r in self._db.execute("SELECT seq, mask, round, task, source, batch FROM "
                                           "selections WHERE study = ? ORDER BY seq", (study,))]
 
     def slots_used(self, study: str) -> int:
         """Selector slots consumed by the recorded batches (round = slot // N, task = slot % N)."""
-        self.get_study(study)
-        return int(self._db.execute("SELECT COALESCE(MAX(slot_start + slot_count), 0) FROM "
-                                    "batches WHERE study = ?", (study,)).fetchone()[0])
+        info = self.get_study(study)
+        end = 0
+        for batch, start, count in self._db.execute(
+                "SELECT batch, slot_start, slot_count FROM batches WHERE study = ?", (study,)):
+            for col, v in (("batch", batch), ("slot_start", start), ("slot_count", count)):
+                if not _is_count(v):   # SQLite reads the text 'x' as 0 in MAX(): check each row
+                    raise self._damaged(f"batch row {batch!r} of study {info.name!r}: {col} = "
+                                        f"{v!r}, not an integer >= 0")
+            end = max(end, start + count)
+        return end
 
     # -- helpers --------------------------------------------------------------------------------
     @staticmethod
@@ -835,13 +906,7 @@ class GainStore:
         """A run row as a record, after checking what mtgfast itself always writes: a mask of
         the study's tasks, JSON objects of finite metrics of member tasks, a finite duration."""
         where = f"run row {r[0]} of study {info.name!r}"
-        mask = r[2]
-        if not isinstance(mask, int) or isinstance(mask, bool):
-            raise self._damaged(f"{where} has mask {mask!r}, not an integer")
-        m = _from_i64(mask)
-        if m <= 0 or m >> info.n_tasks:
-            raise self._damaged(f"{where} has mask {m}, not a combination of the study's "
-                                f"{info.n_tasks} tasks")
+        m = self._mask(r[2], where, info)
         members = {info.task_names[k] for k in mask_to_indices(m)}
         decoded = []
         for col, text in (("metrics_valid", r[6]), ("metrics_test", r[7]), ("config", r[9])):
@@ -871,6 +936,35 @@ class GainStore:
                          metrics_test=decoded[1], seconds=float(r[8]), config=decoded[2],
                          created=r[10], owner=r[11], heartbeat=r[12], attempts=r[13],
                          error=r[14])
+
+    def _mask(self, mask: object, where: str, info: StudyInfo) -> int:
+        """A mask column read back: an integer naming a combination of the study's tasks."""
+        if not isinstance(mask, int) or isinstance(mask, bool):
+            raise self._damaged(f"{where} has mask {mask!r}, not an integer")
+        m = _from_i64(mask)
+        if m <= 0 or m >> info.n_tasks:
+            raise self._damaged(f"{where} has mask {m}, not a combination of the study's "
+                                f"{info.n_tasks} tasks")
+        return m
+
+    def _selection(self, r: Any, info: StudyInfo) -> SelectionRecord:
+        """A selection row as a record, after checking what ``add_selection_batch`` writes: a
+        mask of the study's tasks, a round and task index (both or neither), a text source."""
+        where = f"selection row {r[0]!r} of study {info.name!r}"
+        seq, mask, rnd, task, source, batch = r
+        for col, v in (("seq", seq), ("batch", batch)):
+            if not _is_count(v):
+                raise self._damaged(f"{where}: {col} = {v!r}, not an integer >= 0")
+        m = self._mask(mask, where, info)
+        if rnd is not None and not _is_count(rnd):
+            raise self._damaged(f"{where} (mask {m}): round = {rnd!r}, not NULL or an integer "
+                                ">= 0")
+        if task is not None and not (_is_count(task) and task < info.n_tasks):
+            raise self._damaged(f"{where} (mask {m}): task = {task!r}, not NULL or a task index "
+                                f"in [0, {info.n_tasks})")
+        if not isinstance(source, str) or not source:
+            raise self._damaged(f"{where} (mask {m}): source = {source!r}, not a text")
+        return SelectionRecord(seq, m, rnd, task, source, batch)
 
     @staticmethod
     def _check_mask(info: StudyInfo, mask: object) -> int:
@@ -955,8 +1049,11 @@ class GainStore:
                                  "undefined")
             try:
                 gains[i] = gain_row(m, means[m], stl, info.task_names, info.higher_is_better)
-            except InputError as exc:
-                raise StoreError(f"study {study!r}, {split} split: {exc}") from exc
+            except InputError as exc:   # e.g. a stored run whose metrics give no finite gain
+                members = [info.task_names[k] for k in mask_to_indices(m)]
+                raise StoreError(f"study {study!r} of gain store {self.path!r}, {split} split, "
+                                 f"combination {m} {members} (mean of its complete runs): "
+                                 f"{exc}") from exc
         seeds = sorted({r.seed for r in self.runs(study, status=RunStatus.COMPLETE)})
         meta = {"split": split, "study": study, "metric": ",".join(dict.fromkeys(info.metrics)),
                 "higher_is_better": ",".join(str(h) for h in dict.fromkeys(info.higher_is_better)),

@@ -29,7 +29,8 @@ def relative_gain(mtl: float | npt.ArrayLike, stl: float | npt.ArrayLike,
                   higher_is_better: bool | npt.ArrayLike, *, task: str | None = None) -> np.ndarray:
     """Relative improvement of ``mtl`` over ``stl`` in the metric's direction (element-wise).
 
-    ``InputError`` for a non-finite metric or a zero STL metric (see the module's policy)."""
+    ``InputError`` for a non-finite metric, a zero STL metric (see the module's policy) or a
+    gain that is not finite although the metrics are (an STL metric of 1e-310, an overflow)."""
     mtl_a, stl_a = np.asarray(mtl, dtype=np.float64), np.asarray(stl, dtype=np.float64)
     what = f" of task {task!r}" if task is not None else ""
     if not (np.all(np.isfinite(mtl_a)) and np.all(np.isfinite(stl_a))):
@@ -39,7 +40,14 @@ def relative_gain(mtl: float | npt.ArrayLike, stl: float | npt.ArrayLike,
         raise InputError(f"the single-task (STL) metric{what} is 0, so its relative gain is "
                          "undefined; use a metric that is not 0 at the single-task optimum")
     sign = np.where(np.asarray(higher_is_better, dtype=bool), 1.0, -1.0)
-    return sign * (mtl_a - stl_a) / np.abs(stl_a)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        gain = sign * (mtl_a - stl_a) / np.abs(stl_a)
+    if not np.all(np.isfinite(gain)):
+        # a subnormal STL metric or an overflowing difference: finite metrics, no finite gain
+        raise InputError(f"the gain{what} is not finite ({np.asarray(gain).tolist()}) for "
+                         f"mtl={mtl_a.tolist()}, stl={stl_a.tolist()}: the STL metric is too "
+                         "close to 0 or the metrics too large for a relative gain in float64")
+    return gain
 
 
 def gain_row(mask: int, metrics: Mapping[str, float], stl: Mapping[str, float],

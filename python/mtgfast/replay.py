@@ -13,11 +13,14 @@ Methods: ``oracle`` selects on validation gains, ``test-oracle`` on test gains (
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -25,12 +28,20 @@ import numpy as np
 
 from .checks import check_int, is_int
 from .errors import InputError, InputTypeError
+from .files import atomic_write
 from .gains import FloatArray, GainTable
 from .masks import popcount
 from .progress import progress as progress_bar
 
 if TYPE_CHECKING:
     from .grouping import Method, Uncovered
+
+#: the most tasks a gain table holds (masks are uint64); a budget above it is refused at once
+MAX_TASKS = 64
+#: replay seeds per call (each seed replays every method on the whole table)
+MAX_SEEDS = 1000
+_BUDGET_PART = re.compile(r"[0-9]+(-[0-9]+)?")
+
 
 __all__ = ["BUILTIN_METHODS", "JSON_DECIMALS", "TABLE_DECIMALS", "MethodResult", "ReplayResult",
            "parse_budgets", "replay"]
@@ -81,9 +92,9 @@ class ReplayResult:
     def to_json(self, path: str | os.PathLike[str], decimals: int | None = JSON_DECIMALS) -> None:
         """Write :meth:`to_dict` as JSON (gains as fractions rounded to ``decimals`` places)."""
         d = self.to_dict(decimals)
-        with open(path, "w") as fh:
-            json.dump(d, fh, indent=2)
-            fh.write("\n")
+        text = json.dumps(d, indent=2) + "\n"
+        # whole or not at all: a failed write leaves the previous file as it was
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
     def format_table(self, decimals: int = TABLE_DECIMALS) -> str:
         """A plain-text table in percent (``decimals`` places): one row per method, one column
@@ -110,11 +121,16 @@ def parse_budgets(spec: str | int | Iterable[int], n_tasks: int | None = None) -
             if not part:
                 continue
             try:
+                if not _BUDGET_PART.fullmatch(part):   # ASCII digits ('1_0', '٢': refused)
+                    raise ValueError(part)
                 if "-" in part:
                     lo_s, hi_s = part.split("-", 1)
                     lo, hi = int(lo_s), int(hi_s)
                     if hi < lo:
                         raise InputError(f"budget range {part!r} is empty")
+                    if hi > (n_tasks or MAX_TASKS):   # before the range fills the memory
+                        raise InputError(f"budget {hi} exceeds the {n_tasks or MAX_TASKS} "
+                                         "tasks" + ("" if n_tasks else " a gain table can have"))
                     out.update(range(lo, hi + 1))
                 else:
                     out.add(int(part))
@@ -154,13 +170,7 @@ def _aligned(table: GainTable | None, valid: GainTable, what: str) -> GainTable 
         return None
     if not isinstance(table, GainTable):
         raise InputTypeError(f"{what} must be a GainTable, got {type(table).__name__}")
-    if table.n_tasks != valid.n_tasks:
-        raise InputError(f"{what} has {table.n_tasks} tasks, the validation table {valid.n_tasks}")
-    if table.task_names != valid.task_names:
-        if sorted(table.task_names) != sorted(valid.task_names):
-            raise InputError(f"{what} names the tasks {list(table.task_names)}, the validation "
-                             f"table {list(valid.task_names)}: both must describe the same tasks")
-        table = table.with_task_order(valid.task_names)   # same tasks, other column order
+    table = table.aligned_to(valid.task_names, what, "the validation table")
     try:
         return table.reindex(valid.masks)
     except InputError as exc:
@@ -241,9 +251,17 @@ def replay(valid: GainTable, test: GainTable | None = None, *,
     for what, v, lo, hi in (("seeds", seeds, 1, None), ("beam_width", beam_width, 1, None),
                             ("random_trials", random_trials, 1, MAX_TRIALS)):
         check_int(what, v, lo, hi)
+    if seeds > MAX_SEEDS:
+        raise InputError(f"seeds must be at most {MAX_SEEDS} (each replays every method on the "
+                         f"whole table), got {seeds}")
     if options is not None and not isinstance(options, Mapping):
         raise InputTypeError(f"options must be a mapping, got {type(options).__name__}")
     opts = dict(options or {})
+    if not isinstance(progress, (bool, np.bool_)):
+        raise InputTypeError(f"progress must be a bool, got {progress!r}")
+    plugins = [m for m in names if m not in BUILTIN_METHODS]
+    if plugins:   # every mtgnet* name and option is checked before the first method runs
+        _check_plugins(_plugin_module(plugins[0]), plugins, valid, opts)
     n_pairs = n * (n - 1) // 2
     steps = sum(seeds if name.startswith(SEEDED_PREFIXES) else 1 for name in names)
     bar = progress_bar(steps, f"replay {dataset or valid.meta.get('dataset', '')}".strip(),
@@ -301,16 +319,42 @@ def _run_methods(names: Sequence[str], valid: GainTable, test_t: GainTable,
     return results
 
 
-def _replay_plugin(name: str, valid: GainTable, test: GainTable, budgets: Sequence[int],
-                   seeds: int, search: Method, beam_width: int, uncovered: Uncovered,
-                   options: Mapping[str, Any], bar: Any) -> MethodResult:
+def _check_plugins(mod: Any, names: Sequence[str], valid: GainTable,
+                   opts: Mapping[str, Any]) -> None:
+    """Unknown ``mtgnet*`` names and bad options are an InputError before any method runs (a
+    plugin module without ``REPLAY_METHODS`` / ``check_method`` checks its calls itself)."""
+    known = getattr(mod, "REPLAY_METHODS", None)
+    if known is not None:
+        for m in names:
+            if m not in known:
+                hint = difflib.get_close_matches(m, list(known), n=1)
+                raise InputError(f"unknown method {m!r}"
+                                 f"{'; did you mean ' + repr(hint[0]) + '?' if hint else ''} "
+                                 f"(known: {', '.join((*BUILTIN_METHODS, *known))})")
+    if "seed" in opts:
+        raise InputError("options must not set 'seed': replay runs the seeded methods with seeds "
+                         "0 .. seeds - 1 (seeds=)")
+    check = getattr(mod, "check_method", None)
+    if check is not None:
+        for m in names:
+            check(m, valid, seed=0, **opts)
+
+
+def _plugin_module(name: str) -> Any:
+    """``mtgfast.study.replay_methods`` (imported only when an ``mtgnet*`` method is asked for)."""
     try:
-        mod = importlib.import_module("mtgfast.study.replay_methods")
+        return importlib.import_module("mtgfast.study.replay_methods")
     except ModuleNotFoundError as exc:
         if exc.name not in ("mtgfast.study.replay_methods", "mtgfast.study"):
             raise
         raise InputError(f"method {name!r} needs mtgfast.study.replay_methods, which is not "
                          "available in this installation") from exc
+
+
+def _replay_plugin(name: str, valid: GainTable, test: GainTable, budgets: Sequence[int],
+                   seeds: int, search: Method, beam_width: int, uncovered: Uncovered,
+                   options: Mapping[str, Any], bar: Any) -> MethodResult:
+    mod = _plugin_module(name)
     curves, measured_all, first_groups = [], [], None
     for s in range(seeds):
         pred, measured = mod.replay_method(name, valid, seed=s, **options)

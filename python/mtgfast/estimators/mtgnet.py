@@ -43,6 +43,16 @@ _LAYER_FIELDS = tuple(f.name for f in fields(LayerParams))
 _FORMAT = "mtgfast.MTGNet/1"
 #: CPU predictions of at most this many combinations run on one thread (latency-bound).
 _SMALL_BATCH = 4096
+#: ensemble members at most (each is a whole network: more would only fill the memory)
+MAX_ESTIMATORS = 1000
+
+
+def _members(n_estimators: object) -> int:
+    n = check_int("n_estimators", n_estimators, 1)
+    if n > MAX_ESTIMATORS:
+        raise InputError(f"n_estimators must be at most {MAX_ESTIMATORS} (each member is a "
+                         f"whole network), got {n}")
+    return n
 #: learning-rate factor of a warm-started fit (it starts near a minimum of a similar loss)
 _WARM_LR = 0.2
 
@@ -95,6 +105,15 @@ class MTGNetModule(nn.Module):
 
     def forward(self, member: torch.Tensor) -> torch.Tensor:
         return mtgnet_forward_dense(self.params(), member)
+
+
+def _tiny_rms(g: FloatArray) -> float:
+    """RMS of gains so small that ``g**2`` underflows: computed on ``g / max|g|`` (used only
+    when the plain RMS is 0 or subnormal, so ordinary gains keep their exact scale)."""
+    top = float(np.max(np.abs(g))) if g.size else 0.0
+    if top == 0.0:
+        return 0.0
+    return top * float(np.sqrt(np.mean((g / top) ** 2)))
 
 
 def _check_float(name: str, value: object, low: float, *, inclusive: bool = False,
@@ -186,7 +205,7 @@ class MTGNet(GainEstimator):
             "patience": check_int("patience", self.patience, 1),
             "validation_fraction": _check_float("validation_fraction", self.validation_fraction,
                                                 0.0, inclusive=True, high=1.0),
-            "n_estimators": check_int("n_estimators", self.n_estimators, 1),
+            "n_estimators": _members(self.n_estimators),
             "seed": check_int("seed", self.seed, 0, 2**63 - 1),
             "warm_patience": check_int("warm_patience", self.warm_patience, 1),
         }
@@ -215,6 +234,8 @@ class MTGNet(GainEstimator):
     def _fit(self, table: GainTable) -> None:
         p = self._check_params()
         check_training_gains(table)
+        #: token_prior in the table's task order (fixed at fit: predictions read the same one)
+        self.token_prior_ = self._aligned_token_prior(table)
         on_cpu = self.device is None or torch.device(self.device).type == "cpu"
         with _one_cpu_thread(on_cpu):
             self._train(table, p)
@@ -234,6 +255,8 @@ class MTGNet(GainEstimator):
         # scale targets to unit RMS so lr and init do not depend on the unit of the gains
         multi = known & (size[:, None] >= 2)
         scale = float(np.sqrt(np.mean(gains[multi] ** 2))) if multi.any() else 1.0
+        if 0 <= scale < np.finfo(np.float64).tiny:
+            scale = _tiny_rms(gains[multi])   # g**2 underflowed (|g| < ~1e-154)
         scale = scale if scale > 0 else 1.0
         dev = torch.device(self.device) if self.device is not None else torch.device("cpu")
 
@@ -371,9 +394,9 @@ class MTGNet(GainEstimator):
                         ) -> FloatArray | None:
         """``token_prior``'s gains of ``masks`` (0 where it has none and for singletons) over
         their RMS on its combinations of >= 2 tasks (set at fit), or None without a prior."""
-        prior = self.token_prior
-        if prior is None:
+        if self.token_prior is None:
             return None
+        prior = self.__dict__.get("token_prior_", self.token_prior)
         if prior.n_tasks != n:
             raise InputError(f"token_prior has {prior.n_tasks} tasks, the table {n}")
         if fit:
@@ -387,6 +410,13 @@ class MTGNet(GainEstimator):
         x = np.where(np.isfinite(x) & masks_to_dense(masks, n), x, 0.0)
         x[popcount(masks) < 2] = 0.0
         return x / self.feature_scale_
+
+    def _aligned_token_prior(self, table: GainTable) -> GainTable | None:
+        """``token_prior`` with its tasks in ``table``'s order (its columns are read by
+        position); a prior of other tasks is an InputError naming both task lists."""
+        prior = self.token_prior
+        return None if prior is None else prior.aligned_to(table.task_names, "token_prior",
+                                                           "the table")
 
     def _attention_bias(self, n: int, *, fit: bool = False) -> torch.Tensor | None:
         """``attention_prior`` over its off-diagonal RMS (set at fit), diagonal 0, as a float32
@@ -488,6 +518,8 @@ class MTGNet(GainEstimator):
         members' standard deviation (0 for a single member). Batched through ``mtgnet_predict``.
         """
         self._check_fitted()
+        if not isinstance(return_std, (bool, np.bool_)):
+            raise InputTypeError(f"return_std must be a bool, got {return_std!r}")
         m = as_masks(masks, self.n_tasks_)
         ys = self._member_outputs(m, device, backend)
         mean_t: torch.Tensor | None = None

@@ -11,8 +11,8 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import InputError
-from ..gains import FloatArray, GainTable
+from ..errors import InputError, InputTypeError
+from ..gains import FloatArray, GainTable, _check_names_type, check_printable_names, real_matrix
 from ..masks import MaskArray, all_masks, check_n_tasks
 from .base import GainEstimator, pair_matrix
 from .hoa import aggregate_pairs
@@ -36,8 +36,14 @@ class TAG(GainEstimator):
 
     def fit_affinity(self, matrix: object, task_names: Sequence[str]) -> TAG:
         """Fit from an affinity matrix alone (e.g. the output of a TAG training run)."""
+        _check_names_type(task_names)   # a bare string would become its letters
         names = tuple(str(t) for t in task_names)
         n = check_n_tasks(len(names))
+        if len(set(names)) != len(names):
+            raise InputError(f"task names must be distinct, got {list(names)}")
+        if any(not t.strip() for t in names):
+            raise InputError(f"task names must not be empty, got {list(names)}")
+        check_printable_names(names)
         self._set_affinity(matrix, n)
         self.task_names_ = names
         self.n_tasks_ = n
@@ -46,16 +52,24 @@ class TAG(GainEstimator):
     def _set_affinity(self, matrix: object, n: int) -> None:
         if self.backend not in ("auto", "numpy", "numba"):
             raise InputError(f"backend must be 'auto', 'numpy' or 'numba', got {self.backend!r}")
-        if not isinstance(self.scale, (int, float, np.floating)) or not np.isfinite(self.scale):
+        if isinstance(self.scale, (bool, np.bool_)) or \
+                not isinstance(self.scale, (int, float, np.integer, np.floating)):
+            raise InputTypeError(f"scale must be a finite number, got {self.scale!r}")
+        if not np.isfinite(self.scale):
             raise InputError(f"scale must be a finite number, got {self.scale!r}")
-        a = np.array(matrix, dtype=np.float64)
+        a = real_matrix(matrix, "affinity")   # bool, text, ragged: a type error
         if a.shape != (n, n):
             raise InputError(f"affinity must be an ({n}, {n}) matrix for {n} tasks, got {a.shape}")
         off = ~np.eye(n, dtype=bool)
         if not np.all(np.isfinite(a[off])):
             raise InputError("affinity must be finite off the diagonal")
         np.fill_diagonal(a, 0.0)
-        self.affinity_ = a * float(self.scale)
+        with np.errstate(over="ignore"):   # an overflow is the InputError below
+            scaled = a * float(self.scale)
+        if not np.all(np.isfinite(scaled)):
+            raise InputError(f"affinity * scale overflows (largest |affinity| "
+                             f"{np.max(np.abs(a)):g}, scale {self.scale!r})")
+        self.affinity_ = scaled
 
     def _fit(self, table: GainTable) -> None:
         if self.affinity is None:

@@ -118,6 +118,8 @@ def score_whole_space(net: MTGNet, *, topk: int = 8, budgets: int | Sequence[int
     kernel (its reduction modes for single-member nets), the CPU the chunked torch reference.
     """
     net = _check_net(net)
+    if not isinstance(progress, (bool, np.bool_)):
+        raise InputTypeError(f"progress must be a bool, got {progress!r}")
     n = int(net.n_tasks_)
     k = check_int("topk", topk, 1, MAX_TOPK, expected=f"in [1, {MAX_TOPK}]")
     bud = _check_budgets(budgets, n)

@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from ..checks import check_int, check_real, is_int
+from ..checks import check_bool, check_int, check_real, is_int
 from ..errors import InputError, InputTypeError
 from ..gains import FloatArray, GainTable, real_matrix
 from ..masks import MaskArray, all_masks, as_masks, check_n_tasks, masks_to_dense, sample_masks
@@ -182,9 +182,16 @@ _SELECTORS: dict[str, type[Selector]] = {
 
 def make_selector(name: str, **options: Any) -> Selector:
     """A selector by name: ``exp-gain`` (paper), ``greedy``, ``random``, ``uncertainty``."""
+    if not isinstance(name, str):
+        raise InputTypeError(f"selector must be a name (str), got {type(name).__name__}")
     if name not in _SELECTORS:
         raise InputError(f"unknown selector {name!r}; known: {', '.join(_SELECTORS)}")
-    return _SELECTORS[name](**options)
+    try:
+        return _SELECTORS[name](**options)
+    except InputTypeError:
+        raise
+    except TypeError as exc:   # an option the selector does not take
+        raise InputError(f"bad options {sorted(options)} for selector {name!r}: {exc}") from exc
 
 
 def paper_refit_interval(n_measured: int, n_tasks: int) -> int:
@@ -319,10 +326,17 @@ class ActiveLoop:
             raise InputTypeError(f"state must be a LoopState, got {type(state).__name__}")
         self.n_tasks = check_n_tasks(n_tasks)
         n = self.n_tasks
+        if isinstance(task_names, (str, bytes)):   # "abc" is not three tasks
+            raise InputTypeError(f"task_names must be a sequence of names, not a string "
+                                 f"({task_names!r})")
+        #: whether the task names were given (a resume table is then matched by name)
+        self._named = task_names is not None
         self.task_names = (tuple(str(t) for t in task_names) if task_names is not None
                            else tuple(f"t{j}" for j in range(n)))
         if len(self.task_names) != n:
             raise InputError(f"{len(self.task_names)} task names for n_tasks={n}")
+        if len(set(self.task_names)) != n:
+            raise InputError(f"task names must be distinct, got {list(self.task_names)}")
         cands = default_candidates(n, seed=int(seed)) if candidates is None else \
             as_masks(candidates, n, name="candidates")
         cands = np.unique(cands)
@@ -331,7 +345,7 @@ class ActiveLoop:
         self.selector = selector
         self.estimator_factory = estimator_factory
         self.refit_interval = refit_interval
-        self.include_full = bool(include_full)
+        self.include_full = check_bool("include_full", include_full)
         self.full_mask = (1 << n) - 1
         self.seed = int(seed)
         self.state: LoopState = state if state is not None else MemoryLoopState()
@@ -431,11 +445,15 @@ class ActiveLoop:
 
     def tell_table(self, table: GainTable) -> None:
         """Record every measured row of ``table`` (resume); singleton rows are skipped, and rows
-        this loop already holds must not appear (they would be measured twice)."""
+        this loop already holds must not appear (they would be measured twice). A loop given
+        ``task_names`` matches the table by name: the same tasks in another order are reordered
+        to the loop's, other tasks are an ``InputError``."""
         if not isinstance(table, GainTable):
             raise InputTypeError(f"table must be a GainTable, got {type(table).__name__}")
         if table.n_tasks != self.n_tasks:
             raise InputError(f"table has {table.n_tasks} tasks, the loop {self.n_tasks}")
+        if self._named:   # a mask means other tasks in another order: reorder by name
+            table = table.aligned_to(self.task_names, "the table", "the loop")
         keep = (table.masks & (table.masks - np.uint64(1))) != 0
         if keep.any():
             self.tell(table.masks[keep], table.gains[keep])
@@ -471,10 +489,10 @@ class ActiveLoop:
         return self._frozen if self._frozen is not None else self.state.measured()
 
     def _ask(self, measured: dict[int, FloatArray], max_masks: int | None) -> MaskArray:
+        limit = None if max_masks is None else check_int("max_masks", max_masks, 0)
         pending = self._pending(measured)
         if pending:
             return np.array(pending, dtype=np.uint64)
-        limit = None if max_masks is None else check_int("max_masks", max_masks, 0)
         if limit is not None and limit < 1:
             return np.zeros(0, dtype=np.uint64)
         chosen_before = {s.mask for s in self.state.selections()}

@@ -21,6 +21,7 @@ import multiprocessing as mp
 import os
 import pickle
 import re
+import signal
 import traceback
 from abc import ABC, abstractmethod
 from collections import deque
@@ -215,6 +216,10 @@ def _exit_with_parent(parent: int, period: float = 0.5) -> None:
     threading.Thread(target=watch, name="mtgfast-parent-watch", daemon=True).start()
 
 
+def _quiet_interrupt(signum: int, frame: object) -> None:
+    os._exit(128 + signum)
+
+
 def _init_worker(threads: int, gpus: tuple[str, ...], counter: Any,
                  parent: int | None = None) -> None:
     # each worker gets its share of the cores (else every process spins up all of them and they
@@ -222,6 +227,9 @@ def _init_worker(threads: int, gpus: tuple[str, ...], counter: Any,
     global _WORKER_INDEX
     if parent is not None:
         _exit_with_parent(parent)
+    # Ctrl-C reaches the terminal's whole process group: a worker ends at once and quietly (the
+    # driver reports the interruption once; a half-run job stays unfinished in the store)
+    signal.signal(signal.SIGINT, _quiet_interrupt)
     with counter.get_lock():
         _WORKER_INDEX = int(counter.value)
         counter.value += 1
@@ -334,6 +342,10 @@ def _import_ray() -> Any:
     return ray
 
 
+#: ray.remote's option names -> the cluster's resource names
+_RAY_NAMES = {"num_cpus": "CPU", "num_gpus": "GPU"}
+
+
 class RayExecutor(Executor):
     """Jobs as Ray tasks. ``address``: None (a local Ray instance, started if none runs),
     ``"auto"`` (the cluster of ``ray start`` on this machine) or ``"ray://host:port"`` (Ray
@@ -380,6 +392,11 @@ class RayExecutor(Executor):
             ray.init(address=self.address, **opts)
             self._owns_ray = True
         if self._remote is None:
+            try:
+                self._check_feasible()   # Ray would wait forever for a run no node can hold
+            except InputError:
+                self.close()   # leave no Ray instance of ours behind
+                raise
             res = dict(self.resources_per_run)
             opts = {"num_cpus": res.pop("num_cpus", 1), "num_gpus": res.pop("num_gpus", 0),
                     "max_retries": self.max_retries, "retry_exceptions": False}
@@ -390,6 +407,31 @@ class RayExecutor(Executor):
             cpus = float(ray.cluster_resources().get("CPU", 1))
             per = float(self.resources_per_run.get("num_cpus", 1)) or 1.0
             self.max_in_flight = max(1, int(cpus // per))
+
+    def _check_feasible(self) -> None:
+        """InputError when no node of the cluster has every resource one run asks for: Ray
+        leaves such a task pending forever (it logs only an autoscaler line)."""
+        ray = self._ray
+        want = {_RAY_NAMES.get(k, k): float(v) for k, v in self.resources_per_run.items()
+                if float(v) > 0}
+        if not want:
+            return
+        try:
+            nodes = [dict(nd.get("Resources", {})) for nd in ray.nodes() if nd.get("Alive", True)]
+        except Exception:   # no per-node view: the cluster's totals  # noqa: BLE001
+            nodes = [dict(ray.cluster_resources())]
+        if any(all(float(nd.get(k, 0.0)) >= v for k, v in want.items()) for nd in nodes):
+            return
+        total = ray.cluster_resources()
+        have = ", ".join(f"{k}={float(total.get(k, 0.0)):g}" for k in want)
+        largest = ", ".join(f"{k}={max((float(nd.get(k, 0.0)) for nd in nodes), default=0.0):g}"
+                            for k in want)
+        asked = ", ".join(f"{k}={v:g}" for k, v in want.items())
+        raise InputError(f"each run asks for {asked} (resources_per_run="
+                         f"{self.resources_per_run}), but no node of the Ray cluster has that "
+                         f"much (cluster total: {have}; largest node: {largest}): the runs could "
+                         "never be scheduled. Ask for less (gpus_per_run=0 without a GPU) or "
+                         "add a node that has it")
 
     def _run(self, fn: Callable[[J], R], queue: deque[tuple[Any, int]]) -> Iterator[RunOutcome]:
         self._ensure()

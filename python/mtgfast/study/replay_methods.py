@@ -6,9 +6,12 @@ method sees only the gains of the combinations its loop chose, then predicts eve
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -178,38 +181,79 @@ class _TimedSelector(_Recorded):
             return self.inner.ask(ctx)
 
 
-def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
-                  use_measured: bool = True, stats: dict[str, list[float]] | None = None,
-                  prior: GainTable | None = None, noise: GainTable | None = None,
-                  **options: Any) -> tuple[FloatArray, int]:
-    """Run MTG-Net's active loop on ``valid`` and predict all its rows.
+@dataclass(frozen=True)
+class _Setup:
+    """A replay method's checked configuration: its selector, loop and estimator options."""
 
-    Returns ``(gains, n_measured)``: gains ``(n_masks, n_tasks)`` (NaN outside) for every row of
-    ``valid.masks``, and the number of combinations of >= 2 tasks whose true gains the loop used
-    (the full set included; singletons are free and not counted). ``use_measured``: rows the loop
-    measured keep their measured gains instead of the prediction (they are known). ``options``:
-    ``alpha``/``kappa``/``budgets`` go to the selector, ``warm_start`` (each refit continues
-    from the previous fit) to the loop, ``risk`` (the final search sees unmeasured combinations
-    at mean - risk * ensemble std; moot under ``final="measured"``) and ``final``
-    (:data:`FINAL_CHOICES`; ``mtgnet``'s default is ``"measured"``) to the prediction,
-    ``shrink``/``max_size`` (``mtgnet-prior`` only) to :class:`PairPriorMTGNet`, ``shrink_rows``
-    (``mtgnet-tag`` only) to :class:`TablePriorMTGNet`, the rest to :class:`MTGNet`. ``prior``:
-    the prior gain table of ``mtgnet-tag`` (e.g. TAG's estimate of every row of ``valid``).
-    ``noise``: ``mtgnet-repshrunk``'s per-entry noise variance of the validation gains (from
-    replicates: the variance of their mean; e.g. ``synthetic_gain_tables(replicates=2)``).
-    ``stats``: a dict that receives the seconds of every fit and prediction (``fit_s``,
-    ``predict_s``; CPU seconds ``*_cpu_s``), of every ask of the selector (``select_s``) and the
-    rows and epochs of every fit.
-    """
+    selector: Any
+    warm: bool
+    risk: float
+    final: str
+    est_opts: dict[str, Any]
+    prior_opts: dict[str, Any]
+    table_opts: dict[str, Any]
+    use_prior: bool
+    use_blend: bool
+    use_table: bool
+    prior: GainTable | None   # in valid's task order
+
+
+def option_names() -> frozenset[str]:
+    """Every keyword a replay method takes in ``**options``: MTGNet's parameters (but ``seed``
+    and ``warm_start_from``, which the method sets) and :data:`METHOD_OPTIONS`."""
+    from ..estimators.mtgnet import MTGNet
+
+    params = set(inspect.signature(MTGNet.__init__).parameters) - {"self", "seed",
+                                                                   "warm_start_from"}
+    return frozenset(params | set(METHOD_OPTIONS))
+
+
+def unknown_method_message(name: object) -> str:
+    """The error text of an unknown replay method name, with the closest known one."""
+    hint = difflib.get_close_matches(str(name), REPLAY_METHODS, n=1)
+    return (f"unknown MTG-Net replay method {name!r}"
+            f"{'; did you mean ' + repr(hint[0]) + '?' if hint else ''} "
+            f"(known: {', '.join(REPLAY_METHODS)})")
+
+
+def _check_option_names(options: Mapping[str, Any]) -> None:
+    """Unknown option names are an InputError naming the closest known option (before MTGNet
+    or a selector sees them as a raw TypeError)."""
+    known = option_names()
+    for key in options:
+        if key in known:
+            continue
+        if key in ("seed", "warm_start_from"):
+            raise InputError(f"option {key!r} is set by the replay method itself (seed=: the "
+                             "method's seed; warm_start_from: by warm_start=)")
+        hint = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.7)
+        raise InputError(f"unknown option {key!r} for the mtgnet* methods"
+                         f"{'; did you mean ' + repr(hint[0]) + '?' if hint else ''} "
+                         f"(accepted: {', '.join(sorted(known))})")
+
+
+def check_method(name: str, valid: GainTable, *, seed: int = 0, rounds: int = 1,
+                 use_measured: bool = True, stats: dict[str, list[float]] | None = None,
+                 prior: GainTable | None = None, noise: GainTable | None = None,
+                 **options: Any) -> None:
+    """Check a :func:`replay_method` call (name, options and their values) without running it:
+    ``replay`` calls it for every method before the first one runs (``stats`` is not read)."""
+    _setup(name, valid, seed, rounds, use_measured, prior, noise, options)
+
+
+def _setup(name: str, valid: GainTable, seed: int, rounds: int, use_measured: bool,
+           prior: GainTable | None, noise: GainTable | None,
+           options: dict[str, Any]) -> _Setup:
+    """Validate a replay method's arguments and build its configuration (no training)."""
     if not isinstance(name, str) or name not in REPLAY_METHODS:
-        raise InputError(f"unknown MTG-Net replay method {name!r}; known: "
-                         f"{', '.join(REPLAY_METHODS)}")
+        raise InputError(unknown_method_message(name))
     if not isinstance(valid, GainTable):
         raise InputTypeError(f"valid must be a GainTable, got {type(valid).__name__}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f"seed must be a non-negative int, got {seed!r}")
     if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 0:
         raise InputError(f"rounds must be a non-negative int, got {rounds!r}")
+    _check_option_names(options)
     n = valid.n_tasks
     full = np.uint64((1 << n) - 1)
     if valid.index_of(np.array([full], dtype=np.uint64))[0] < 0:
@@ -235,14 +279,15 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
         final = "estimate"   # the ablation without measured gains: every row is an estimate
     use_prior = name in PRIOR_METHODS
     use_blend = name in BLEND_METHODS
-    prior_opts = {k: options.pop(k) for k in ("shrink", "max_size") if k in options}
+    prior_opts: dict[str, Any] = {k: options.pop(k) for k in ("shrink", "max_size")
+                                  if k in options}
     if not use_prior and prior_opts:
         raise InputError(f"{', '.join(prior_opts)} is an option of {', '.join(PRIOR_METHODS)} "
                          f"only, not {name!r}")
     use_table = name in TABLE_PRIOR_METHODS
     use_feature = name in FEATURE_PRIOR_METHODS
     use_bias = name in BIAS_PRIOR_METHODS
-    table_opts = {k: options.pop(k) for k in ("shrink_rows",) if k in options}
+    table_opts: dict[str, Any] = {k: options.pop(k) for k in ("shrink_rows",) if k in options}
     if not use_table and table_opts:
         raise InputError(f"shrink_rows is an option of {', '.join(TABLE_PRIOR_METHODS)} only, "
                          f"not {name!r}")
@@ -250,8 +295,7 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
         if not isinstance(prior, GainTable):
             raise InputTypeError(f"{name} needs prior=, a GainTable of prior gains (e.g. TAG's "
                                  f"estimate), got {type(prior).__name__}")
-        if prior.n_tasks != valid.n_tasks:
-            raise InputError(f"prior has {prior.n_tasks} tasks, valid {valid.n_tasks}")
+        prior = prior.aligned_to(valid.task_names, "prior", "valid")
     elif prior is not None:
         raise InputError(f"prior= is for {', '.join(NEEDS_PRIOR_METHODS)} only, not {name!r}")
     if name in NEEDS_NOISE_METHODS:
@@ -286,6 +330,42 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
         from ..estimators.prior import TablePriorMTGNet
 
         TablePriorMTGNet(MTGNet(**est_opts), prior, **table_opts)._check()
+    return _Setup(selector, warm, float(risk), final, est_opts, prior_opts, table_opts,
+                  use_prior, use_blend, use_table, prior)
+
+
+def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
+                  use_measured: bool = True, stats: dict[str, list[float]] | None = None,
+                  prior: GainTable | None = None, noise: GainTable | None = None,
+                  **options: Any) -> tuple[FloatArray, int]:
+    """Run MTG-Net's active loop on ``valid`` and predict all its rows.
+
+    Returns ``(gains, n_measured)``: gains ``(n_masks, n_tasks)`` (NaN outside) for every row of
+    ``valid.masks``, and the number of combinations of >= 2 tasks whose true gains the loop used
+    (the full set included; singletons are free and not counted). ``use_measured``: rows the loop
+    measured keep their measured gains instead of the prediction (they are known). ``options``:
+    ``alpha``/``kappa``/``budgets`` go to the selector, ``warm_start`` (each refit continues
+    from the previous fit) to the loop, ``risk`` (the final search sees unmeasured combinations
+    at mean - risk * ensemble std; moot under ``final="measured"``) and ``final``
+    (:data:`FINAL_CHOICES`; ``mtgnet``'s default is ``"measured"``) to the prediction,
+    ``shrink``/``max_size`` (``mtgnet-prior`` only) to :class:`PairPriorMTGNet`, ``shrink_rows``
+    (``mtgnet-tag`` only) to :class:`TablePriorMTGNet`, the rest to :class:`MTGNet`. ``prior``:
+    the prior gain table of ``mtgnet-tag`` (e.g. TAG's estimate of every row of ``valid``).
+    ``noise``: ``mtgnet-repshrunk``'s per-entry noise variance of the validation gains (from
+    replicates: the variance of their mean; e.g. ``synthetic_gain_tables(replicates=2)``).
+    ``stats``: a dict that receives the seconds of every fit and prediction (``fit_s``,
+    ``predict_s``; CPU seconds ``*_cpu_s``), of every ask of the selector (``select_s``) and the
+    rows and epochs of every fit.
+    """
+    setup = _setup(name, valid, seed, rounds, use_measured, prior, noise, options)
+    selector, warm, risk, final = setup.selector, setup.warm, setup.risk, setup.final
+    est_opts, prior_opts, table_opts = setup.est_opts, setup.prior_opts, setup.table_opts
+    use_prior, use_blend, use_table = setup.use_prior, setup.use_blend, setup.use_table
+    prior = setup.prior
+    n = valid.n_tasks
+    from ..estimators.blend import BlendMTGNet
+    from ..estimators.mtgnet import MTGNet   # torch is imported only when a replay needs it
+    from ..estimators.prior import PairPriorMTGNet, TablePriorMTGNet
 
     def factory() -> Any:
         # warm start: each refit continues from the previous fit (same members, more rows)

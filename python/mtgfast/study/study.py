@@ -15,6 +15,8 @@ used.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import math
 import os
 import socket
@@ -32,13 +34,14 @@ import numpy.typing as npt
 
 from ..checks import check_bool, check_int, check_real, is_int, is_real
 from ..errors import InputError, InputTypeError, MtgfastError, StoreError
-from ..gains import FloatArray, GainTable
+from ..gains import FloatArray, GainTable, real_matrix
 from ..masks import all_masks, as_masks, check_n_tasks, k_subsets, mask_to_indices
 from ..progress import progress
 from ..mtl.study_adapter import StudyProblem
 from ..store import MAX_SEED, GainStore, RunStatus
 from .active import LoopState, Selection
 from .executors import Executor, make_executor
+from .registry import ESTIMATORS as _REGISTRY
 from .registry import estimator_names, estimator_spec, make_estimator
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,6 +58,8 @@ ESTIMATORS = estimator_names()
 #: plus every measured one (pass ``candidates=`` for another set)
 MAX_ALL_CANDIDATES = 16
 _ACTIVE_OPTIONS = ("selector", "selector_options", "seed", "include_full", "refit_interval")
+#: key of the study's stored config holding what the study's choices depend on (compared on resume)
+STUDY_OPTIONS_KEY = "study_options"
 
 
 class RunFailedError(MtgfastError, RuntimeError):
@@ -107,6 +112,10 @@ def _split_metrics(out: object, tasks: tuple[str, ...],
             valid[t], test[t] = _number(v[0], t, where), _number(v[1], t, where)
         else:
             valid[t] = _number(v, t, where)
+    if test and set(test) != set(tasks):
+        raise InputError(f"the train callable returned (valid, test) for tasks {sorted(test)} but "
+                         f"one number for {sorted(set(tasks) - set(test))} of {where}; give test "
+                         "metrics for every task of a combination or for none")
     return valid, test
 
 
@@ -162,6 +171,8 @@ class StoreLoopState(LoopState):
                  config: Mapping[str, Any] | None = None) -> None:
         self.store, self.study, self.seeds = store, study, tuple(seeds)
         self.config = dict(config or {})
+        # only runs of the study's own procedure are measured (the gain table holds only those)
+        self.fingerprint = store.get_study(study).fingerprint
 
     def selections(self) -> list[Selection]:
         return [Selection(s.mask, s.round, s.task, s.source)  # type: ignore[arg-type]
@@ -178,7 +189,8 @@ class StoreLoopState(LoopState):
 
     def measured(self) -> dict[int, FloatArray]:
         wanted = set(self.seeds)
-        done = Counter(r.mask for r in self.store.runs(self.study, status=RunStatus.COMPLETE)
+        done = Counter(r.mask for r in self.store.runs(self.study, status=RunStatus.COMPLETE,
+                                                       fingerprint=self.fingerprint)
                        if r.seed in wanted)
         masks = sorted(m for m, c in done.items() if c == len(wanted) and m & (m - 1))
         if not masks:
@@ -244,7 +256,12 @@ class Study:
     taken back. ``final``: what the grouping chooses from — ``"measured"`` (only measured groups,
     the active loop's default, as the replay's best configuration ``mtgnet``) or ``"estimate"``
     (measured gains where measured, the estimator's predictions elsewhere; the default of the
-    other estimators). Every parameter is checked before anything is trained.
+    other estimators). ``candidates``: the only combinations trained by the active loop (the
+    full set only if it is one) and chosen by the grouping. Every parameter is checked before
+    anything is trained. What the choices depend on (estimator and its options, seeds, the
+    active loop's selector, options, seed, include_full, refit_interval and candidates) is stored
+    with the study: resuming an active-loop study with other values raises ``StoreError`` naming
+    the option (progress, workers and the executor may change).
     """
 
     def __init__(self, problem: object, store: str | os.PathLike[str] | GainStore = "mtgfast.db",
@@ -260,6 +277,9 @@ class Study:
         # -- every parameter first: nothing is trained (nor the store created) on a bad one --
         self.seeds = self._check_seeds(seeds)
         self.progress = check_bool("progress", progress)
+        if estimator_options is not None and not isinstance(estimator_options, Mapping):
+            raise InputTypeError(f"estimator_options must be a mapping of options, got "
+                                 f"{type(estimator_options).__name__}")
         self.estimator_options = dict(estimator_options or {})
         self.active_options = self._check_active_options(active_options)
         if isinstance(estimator, str):
@@ -268,6 +288,7 @@ class Study:
             make_estimator(estimator, **self.estimator_options)   # bad options fail now
         elif hasattr(estimator, "fit") and hasattr(estimator, "predict") and \
                 hasattr(estimator, "get_params"):
+            self._check_instance(estimator, self.estimator_options)
             self._collect = "active"
         else:
             raise InputTypeError("estimator must be a registry name "
@@ -280,6 +301,9 @@ class Study:
         self.n_tasks = check_n_tasks(len(self.task_names))
         self.fingerprint = self.problem.fingerprint
         self.train_fn: TrainFn = self.problem.measure
+        if self._collect == "active" and self.n_tasks < 2:
+            raise InputError(f"the active loop (estimator {self._estimator_label(estimator)}) "
+                             f"needs at least 2 tasks, got {list(self.task_names)}")
         self.budget = None if budget is None else _check_budget(budget, self.n_tasks)
         self.rounds = None if rounds is None else check_int("rounds", rounds, 0)
         self.stale_after = check_real("stale_after", stale_after, 0.0,
@@ -291,7 +315,7 @@ class Study:
         self.name = name if name is not None else self.problem.name
         self.affinity = affinity
         if affinity is not None:
-            a = np.asarray(affinity, dtype=np.float64)
+            a = real_matrix(affinity, "affinity")   # text or ragged: a type error, not numpy's
             if a.shape != (self.n_tasks, self.n_tasks) or not np.all(np.isfinite(a)):
                 raise InputError(f"affinity must be a finite ({self.n_tasks}, {self.n_tasks}) "
                                  f"matrix, got shape {a.shape}")
@@ -300,6 +324,9 @@ class Study:
                              "matrix of inter-task affinities)")
         self._candidates = None if candidates is None else as_masks(candidates, self.n_tasks,
                                                                     name="candidates")
+        if self.budget is not None:
+            self._check_cover(self.budget)
+        self._loop_options = self._resolve_loop_options()
         if executor is not None:
             if not isinstance(executor, Executor):
                 raise InputTypeError(f"executor must be an Executor (see make_executor), got "
@@ -317,11 +344,14 @@ class Study:
         own_store = not isinstance(store, GainStore)
         try:
             self.store: GainStore = store if isinstance(store, GainStore) else GainStore(store)
+            options = self._study_options()
             self.info = self.store.create_study(self.name, self.task_names,
                                                 metrics=self.problem.metrics,
                                                 higher_is_better=self.problem.higher_is_better,
                                                 fingerprint=self.fingerprint,
-                                                config=self.problem.config)
+                                                config={**self.problem.config,
+                                                        STUDY_OPTIONS_KEY: options})
+            self._compare_options(self.info.config.get(STUDY_OPTIONS_KEY), options)
         except BaseException:
             # a refused study leaves nothing open: the store this call opened, its own workers
             if own_store and hasattr(self, "store"):
@@ -329,6 +359,7 @@ class Study:
             if self._own_executor:
                 self._executor.close()
             raise
+        self._own_store = own_store
         self._config_dict = dict(self.problem.config)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         #: runs trained by this object (not read back from the store)
@@ -379,13 +410,142 @@ class Study:
         if unknown:
             raise InputError(f"unknown active_options {unknown}; known: {list(_ACTIVE_OPTIONS)}")
         name, default_opts = _default_selector()
+        if "selector" in opts and not isinstance(opts["selector"], str):
+            raise InputTypeError(f"active_options['selector'] must be a selector name (str), got "
+                                 f"{type(opts['selector']).__name__}")
+        if "selector_options" in opts and not isinstance(opts["selector_options"], Mapping):
+            raise InputTypeError("active_options['selector_options'] must be a mapping of "
+                                 f"options, got {type(opts['selector_options']).__name__}")
         make_selector(opts.get("selector", name),
                       **opts.get("selector_options", default_opts if "selector" not in opts else {}))
         if "seed" in opts:
             check_int("active_options['seed']", opts["seed"], 0, MAX_SEED)
+        if "include_full" in opts:   # "false" is not False
+            opts["include_full"] = check_bool("active_options['include_full']",
+                                              opts["include_full"])
         if "refit_interval" in opts and not callable(opts["refit_interval"]):
             raise InputTypeError("active_options['refit_interval'] must be a callable")
         return opts
+
+    @staticmethod
+    def _check_instance(estimator: Any, options: Mapping[str, Any]) -> None:
+        """An estimator instance gets the checks a registry name gets (its hyper-parameters), and
+        is refused when the active loop cannot fit it: all before anything is trained."""
+        if options:
+            raise InputError(f"estimator_options {sorted(options)} apply to an estimator name; an "
+                             f"estimator instance ({type(estimator).__name__}) carries its own "
+                             "options")
+        target = f"{type(estimator).__module__}:{type(estimator).__qualname__}"
+        for key, spec in _REGISTRY.items():
+            if spec.target == target and spec.collect == "pairs":
+                raise InputError(f"a {type(estimator).__name__} instance needs the gains of every "
+                                 "pair, which the active loop does not measure; pass "
+                                 f"estimator={key!r} (every pair is trained)")
+        check = getattr(estimator, "_check_params", None)   # as make_estimator does for a name
+        if callable(check):
+            check()
+        params = estimator.get_params()
+        if not isinstance(params, Mapping):
+            raise InputTypeError(f"{type(estimator).__name__}.get_params() must return a mapping "
+                                 f"of constructor options, got {type(params).__name__}")
+        try:   # the loop refits fresh copies built from these parameters
+            type(estimator)(**params)
+        except TypeError as exc:
+            raise InputError(f"{type(estimator).__name__}(**get_params()) fails ({exc}); the "
+                             "active loop builds a fresh estimator that way for each "
+                             "refit") from exc
+
+    @staticmethod
+    def _estimator_label(estimator: object) -> str:
+        return repr(estimator) if isinstance(estimator, str) else type(estimator).__name__
+
+    def _largest_group(self) -> int | None:
+        """The largest group the final grouping can choose (None when the loop may measure any
+        size): the largest candidate, or 3 for the default candidates beyond 16 tasks."""
+        if self._candidates is not None:
+            return max((int(m).bit_count() for m in self._candidates.tolist()), default=1)
+        if self.n_tasks > MAX_ALL_CANDIDATES and self._collect != "active":
+            return 3
+        return None
+
+    def _check_cover(self, budget: int) -> None:
+        """Refuse a budget the candidates cannot cover: each task needs a group (a task left
+        uncovered is a singleton group), so budget * largest group size must reach N."""
+        largest = self._largest_group()
+        if largest is not None and budget * largest < self.n_tasks:
+            raise InputError(f"budget {budget} cannot cover {self.n_tasks} tasks: the largest "
+                             f"candidate group has {largest} task(s), so {budget} group(s) cover "
+                             f"at most {budget * largest}; raise the budget to at least "
+                             f"{-(-self.n_tasks // largest)} or pass larger candidates=")
+
+    def _resolve_loop_options(self) -> dict[str, Any]:
+        """The active loop's effective options (selector name and options, seed, include_full,
+        refit_interval), checked against this study's tasks, candidates and estimator."""
+        from .active import make_selector, paper_refit_interval
+
+        if self._collect != "active":
+            return {}
+        opts = dict(self.active_options)
+        name, sel_opts = _default_selector()
+        if "selector" in opts:
+            name, sel_opts = opts["selector"], {}
+        sel_opts = dict(opts.get("selector_options", sel_opts))
+        selector = make_selector(name, **sel_opts)
+        full = (1 << self.n_tasks) - 1
+        full_allowed = self._candidates is None or full in set(self._candidates.tolist())
+        include_full = opts.get("include_full", full_allowed)
+        if include_full and not full_allowed:
+            raise InputError("active_options include_full=True trains the full set of "
+                             f"{self.n_tasks} tasks, which is not one of candidates=; drop "
+                             "include_full or add the full set to the candidates")
+        refit = opts.get("refit_interval", paper_refit_interval)
+        for n_measured in (0, self.n_tasks + 1):   # both branches of the paper's schedule
+            eta = refit(n_measured, self.n_tasks)
+            if not is_int(eta) or int(eta) < 1:
+                raise InputError(f"active_options['refit_interval']({n_measured}, "
+                                 f"{self.n_tasks}) returned {eta!r}; it must be an int >= 1")
+        if selector.needs_std and not isinstance(self.estimator, str) and \
+                not _accepts_keyword(self.estimator.predict, "return_std"):
+            raise InputError(f"selector {selector.name!r} needs an estimator whose predict "
+                             f"accepts return_std=True; {type(self.estimator).__name__}.predict "
+                             "does not (choose another selector in active_options)")
+        return {"selector": name, "selector_options": sel_opts,
+                "seed": int(opts.get("seed", 0)), "include_full": bool(include_full),
+                "refit_interval": refit}
+
+    def _study_options(self) -> dict[str, Any]:
+        """What the study's choices depend on, stored with the study and compared on resume (not
+        progress output, executor or workers: they change no choice)."""
+        est = self.estimator
+        params = dict(self.estimator_options if isinstance(est, str) else est.get_params())
+        params.pop("device", None)   # where the estimator fits, like the executor: not compared
+        out: dict[str, Any] = {
+            "estimator": est if isinstance(est, str) else _callable_name(type(est)),
+            "estimator_options": _jsonable(params), "seeds": list(self.seeds)}
+        if self._collect == "active":
+            lo = self._loop_options
+            out.update(selector=lo["selector"], selector_options=_jsonable(lo["selector_options"]),
+                       active_seed=lo["seed"], include_full=lo["include_full"],
+                       refit_interval=_callable_name(lo["refit_interval"]),
+                       candidates=None if self._candidates is None else
+                       _jsonable(np.unique(self._candidates)))
+        return dict(_jsonable(out))
+
+    def _compare_options(self, stored: object, mine: Mapping[str, Any]) -> None:
+        """A resumed study must make the choices of an uninterrupted one: when the stored study
+        or this one runs the active loop, every option its choices depend on must match (studies
+        created before options were stored, or by ``create_study``, are not compared)."""
+        if not isinstance(stored, Mapping):
+            return
+        if "selector" not in stored and "selector" not in mine:
+            return   # hoa / oracle / tag: their runs do not depend on the order of choices
+        for key in dict.fromkeys(["estimator", *stored, *mine]):
+            theirs, given = stored.get(key), mine.get(key)
+            if theirs != given:
+                raise StoreError(f"study {self.name!r} of gain store {self.store.path!r} was "
+                                 f"started with {key}={theirs!r}, this Study gives {given!r}: a "
+                                 "resumed study must use the options it started with (its "
+                                 "choices depend on them); use those, or a new study name")
 
     @staticmethod
     def _resolve_problem(problem: object, config: object, task_names: Sequence[str] | None,
@@ -473,11 +633,15 @@ class Study:
                 where = f"combination {self._label(mask)} (seed {seed})"
                 try:
                     mv, mt = _split_metrics(raw, self._tasks(mask), where)
-                except InputError as exc:
+                    done = self.store.complete_run(self.name, mask, seed, metrics_valid=mv,
+                                                   metrics_test=mt or None,
+                                                   seconds=float(seconds))
+                except InputError as exc:   # a bad output: recorded as a failed run
                     self.store.fail_run(self.name, mask, seed, error=str(exc), retry=False)
-                    raise
-                if self.store.complete_run(self.name, mask, seed, metrics_valid=mv,
-                                           metrics_test=mt or None, seconds=float(seconds)):
+                    if where in str(exc):
+                        raise
+                    raise InputError(f"{where}: {exc}") from exc
+                if done:
                     self.n_trained += 1
                 bar.update(1)
         finally:
@@ -502,6 +666,19 @@ class Study:
     def collect_stl(self) -> None:
         """Single-task baselines: every singleton, for every seed."""
         self.measure([1 << j for j in range(self.n_tasks)], desc="STL baselines")
+        self._check_stl()
+
+    def _check_stl(self) -> None:
+        """Refuse a zero or non-finite STL metric now, before any multi-task run: every gain of
+        that task would be undefined (relative to its STL metric)."""
+        splits: tuple[Literal["valid", "test"], ...] = ("valid", "test")
+        for split in splits:
+            for task, v in self.store.stl_metrics(self.name, split).items():
+                if v == 0 or not math.isfinite(v):
+                    raise StoreError(f"study {self.name!r}: the single-task (STL) {split} metric "
+                                     f"of task {task!r} is {v}; gains are relative to it, so it "
+                                     "must be finite and non-zero (fix the train callable or "
+                                     "the metric; nothing multi-task was trained)")
 
     def gain_table(self, split: Literal["valid", "test"] = "valid") -> GainTable:
         """Measured gains of every stored combination (mean over seeds) against STL."""
@@ -571,14 +748,14 @@ class Study:
         """The active loop over this study's store (its state lives in the store)."""
         from .active import ActiveLoop, make_selector
 
-        opts = dict(self.active_options)
-        name, default_opts = _default_selector()
-        if "selector" in opts:
-            name, default_opts = opts.pop("selector"), {}
-        selector = make_selector(name, **opts.pop("selector_options", default_opts))
+        lo = self._loop_options
+        selector = make_selector(lo["selector"], **lo["selector_options"])
         state = StoreLoopState(self.store, self.name, self.seeds, self._config_dict)
-        loop = ActiveLoop(selector, self._make_estimator, None, self.n_tasks,
-                          task_names=self.task_names, state=state, **opts)
+        # candidates=: the loop never trains a combination outside them (nor the full set
+        # unless it is one: include_full is resolved against them in __init__)
+        loop = ActiveLoop(selector, self._make_estimator, self._candidates, self.n_tasks,
+                          task_names=self.task_names, state=state, seed=lo["seed"],
+                          include_full=lo["include_full"], refit_interval=lo["refit_interval"])
         bind = getattr(selector, "bind", None)
         if callable(bind):
             bind(loop)   # the search sampler reads the measured gains of the loop (the store)
@@ -595,8 +772,7 @@ class Study:
                 batch = loop.next_batch(rounds)   # the loop's order, recorded in the store
                 if batch.size == 0:
                     break
-                # the batch's runs were requested with the choice; asking again is idempotent and
-                # covers a resume with more seeds
+                # the batch's runs were requested with the choice; asking again is idempotent
                 self.measure(batch.tolist(), desc="MTL runs")
                 if set(loop.pending.tolist()) >= set(batch.tolist()):
                     raise StoreError(f"study {self.name!r}: the runs of {batch.tolist()} were "
@@ -625,6 +801,9 @@ class Study:
         if self._collect == "all" or self.final != "estimate":
             # only measured combinations and singletons (what final_gains lets into a grouping)
             cands = np.unique(np.concatenate([table.masks, all_singletons(self.n_tasks)]))
+            if self._candidates is not None:   # a measured group outside candidates= is not one
+                allowed = np.concatenate([self._candidates, all_singletons(self.n_tasks)])
+                cands = cands[np.isin(cands, allowed)]
             final = "measured" if self._collect == "all" else self.final
             return cands, final_gains(cands, table, final, estimator=self.estimator_)
         cands = self.candidates()
@@ -644,7 +823,9 @@ class Study:
             if self.budget is None:
                 raise InputError("give budget= (the number of groups) here or to Study()")
             return self.budget
-        return _check_budget(budget, self.n_tasks)
+        b = _check_budget(budget, self.n_tasks)
+        self._check_cover(b)
+        return b
 
     def result(self, budget: int | None = None, *, verify: bool = True) -> StudyResult:
         """``group(budget)`` by task name, with the measured gains of the chosen groups
@@ -664,7 +845,8 @@ class Study:
         """Release worker processes and the store connection."""
         if self._own_executor:
             self._executor.close()
-        self.store.close()
+        if self._own_store:   # a store the caller passed in stays open (it may be ":memory:")
+            self.store.close()
 
     def __enter__(self) -> Study:
         return self
@@ -726,6 +908,10 @@ def group_stored(store: str | os.PathLike[str] | GainStore, budget: int, *,
         valid = st.gain_table(study, "valid")
         n = valid.n_tasks
         b = _check_budget(budget, n)
+        if not ((valid.masks & (valid.masks - np.uint64(1))) != 0).any():
+            raise InputError(f"study {study!r} of gain store {st.path!r} has no finished "
+                             "multi-task run yet (nothing to group on); run the study, or wait "
+                             "for its first runs to complete")
         est: Any = make_estimator(estimator).fit(valid)
         if spec.collect == "all":
             cands = np.unique(np.concatenate([valid.masks, all_singletons(n)]))
@@ -748,6 +934,42 @@ def _callable_name(fn: object) -> str:
     mod = getattr(fn, "__module__", None) or type(fn).__module__
     qual = getattr(fn, "__qualname__", None) or type(fn).__qualname__
     return f"{mod}.{qual}"
+
+
+def _accepts_keyword(fn: Callable[..., Any], name: str) -> bool:
+    """Whether ``fn`` takes keyword ``name`` (or any keyword); True when it cannot be inspected."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any((p.name == name and p.kind != p.POSITIONAL_ONLY) or p.kind == p.VAR_KEYWORD
+               for p in params)
+
+
+def _jsonable(value: object) -> Any:
+    """``value`` as plain JSON data for the stored study options: arrays and tables as digests,
+    callables by name, other objects by type (stable across processes, unlike a repr)."""
+    if value is None or isinstance(value, (bool, np.bool_, str)):
+        return bool(value) if isinstance(value, np.bool_) else value
+    if is_int(value):
+        return int(value)
+    if is_real(value):
+        f = float(value)
+        return f if math.isfinite(f) else repr(f)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        a = np.ascontiguousarray(value)
+        return {"array": list(a.shape), "dtype": str(a.dtype),
+                "sha1": hashlib.sha1(a.tobytes()).hexdigest()}
+    if isinstance(value, GainTable):
+        return {"gain_table": list(value.task_names), "masks": _jsonable(value.masks),
+                "gains": _jsonable(value.gains)}
+    if callable(value):
+        return _callable_name(value)
+    return f"<{type(value).__module__}.{type(value).__qualname__}>"
 
 
 def bar_n(bar: Any) -> int:

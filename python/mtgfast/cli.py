@@ -10,7 +10,9 @@ import argparse
 import difflib
 import inspect
 import os
+import re
 import sqlite3
+import stat
 import sys
 import traceback
 from collections.abc import Sequence
@@ -25,6 +27,7 @@ from .cli_common import (
     UsageError,
     check_known_options,
     check_new_file,
+    check_not_input,
     error_line,
     write_output,
     extra_options,
@@ -39,6 +42,14 @@ from .cli_common import (
 from .errors import InputError, MtgfastError
 
 __all__ = ["build_parser", "main", "mtgnet_option_names", "parse_option_value"]
+
+#: ``replay --seeds``: a larger count is a typo, not a run of days
+MAX_REPLAY_SEEDS = 1000
+#: the most tasks a gain table has, so the largest budget any ``--budgets`` can mean
+MAX_TASKS = 64
+#: ``--set n_estimators``: MTG-Net ensembles of more members are a typo (and run out of memory)
+MAX_ESTIMATORS = 1000
+_BUDGET_PART = re.compile(r"[0-9]+(-[0-9]+)?", re.ASCII)
 
 # kept for callers of the former private helper (tests, scripts)
 _extra_options = extra_options
@@ -66,8 +77,9 @@ def _add_replay(sub: Any) -> None:
     p.add_argument("--hoa", default=None, metavar="PATH",
                    help="HOA estimate table (default: HOA from the validation pairs)")
     p.add_argument("--tag", default=None, metavar="PATH", help="TAG estimate table")
-    p.add_argument("--tag-scale", type=float_range(-1e12, 1e12), default=1.0,
-                   help="multiply the TAG table (0.01 for ETTm1_TAG_HOA.csv, given in percent)")
+    p.add_argument("--tag-scale", type=float_range(-1e12, 1e12), default=None,
+                   help="multiply the --tag table (0.01 for ETTm1_TAG_HOA.csv, given in "
+                        "percent) (default: 1)")
     p.add_argument("--task-names", default=None, metavar="A,B,...",
                    help="comma-separated task names (default: t0, t1, ...)")
     p.add_argument("--methods", default=None,
@@ -76,10 +88,11 @@ def _add_replay(sub: Any) -> None:
     p.add_argument("--budgets", default=None, help="e.g. 1-7 or 1,3,5 (default: 1-N)")
     p.add_argument("--search", choices=("auto", "exact", "beam"), default="auto",
                    help="grouping search")
-    p.add_argument("--beam-width", type=int_at_least(1), default=5,
-                   help="width of the beam search")
-    p.add_argument("--seeds", type=int_at_least(1), default=1,
-                   help="average seeded methods (random, mtgnet*) over seeds 0..S-1")
+    p.add_argument("--beam-width", type=int_at_least(1), default=None,
+                   help="width of the beam search (--search beam or auto) (default: 5)")
+    p.add_argument("--seeds", type=int_at_least(1, high=MAX_REPLAY_SEEDS), default=1,
+                   help="average seeded methods (random, mtgnet*) over seeds 0..S-1 "
+                        f"(at most {MAX_REPLAY_SEEDS})")
     p.add_argument("--random-trials", type=int_at_least(1), default=100_000,
                    help="random groupings drawn per seed and budget")
     p.add_argument("--uncovered", choices=("singleton", "alone"), default="singleton",
@@ -117,6 +130,10 @@ def mtgnet_option_names() -> set[str]:
 def _check_mtgnet_values(options: dict[str, Any]) -> None:
     """Bad values of MTGNet's parameters fail here, before any replay work (names are checked
     already): the estimator is built once with them and discarded."""
+    n_est = options.get("n_estimators")
+    if isinstance(n_est, int) and not isinstance(n_est, bool) and n_est > MAX_ESTIMATORS:
+        raise UsageError(f"replay: n_estimators must be at most {MAX_ESTIMATORS} (members of "
+                         f"each MTG-Net ensemble), got {n_est}")
     from .estimators.mtgnet import MTGNet
     from .study.registry import make_estimator
 
@@ -141,6 +158,20 @@ def _check_method_names(methods: Sequence[str]) -> None:
         raise UsageError(f"replay: --methods names {dup!r} twice")
 
 
+def _check_budgets_spec(spec: str) -> None:
+    """``--budgets`` in ASCII digits (``٢`` is refused, as in every count option) and no budget
+    above :data:`MAX_TASKS`: ``1-1000000000000`` fails now, not after filling the memory (the
+    range against the table's task count is checked once the table is loaded)."""
+    for part in spec.replace(" ", "").split(","):
+        if part and not _BUDGET_PART.fullmatch(part):
+            raise UsageError(f"--budgets {spec!r}: budgets must look like '1-7' or '1,3,5' "
+                             "(ASCII digits)")
+        for num in part.split("-") if part else ():
+            if int(num) > MAX_TASKS:
+                raise UsageError(f"--budgets {spec!r}: budget {int(num)} exceeds the "
+                                 f"{MAX_TASKS} tasks a gain table can have")
+
+
 def _own_flags(parser: argparse.ArgumentParser | None) -> list[str]:
     if parser is None:
         return []
@@ -157,14 +188,32 @@ def _dataset_name(args: argparse.Namespace) -> str:
     return stem
 
 
+def _is_device(path: str) -> bool:
+    """``path`` is a character device (``--json /dev/null`` discards the output)."""
+    try:
+        return stat.S_ISCHR(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _check_replay_outputs(args: argparse.Namespace) -> None:
-    """Output paths are checked before the replay runs, not after it finished."""
+    """Output paths are checked before the replay runs, not after it finished; so are options
+    that could not apply (refused, as ``--json-exact`` without ``--json``, not ignored)."""
     if args.json_exact and args.json_path is None:
         raise UsageError("replay: --json-exact needs --json PATH")
+    if args.tag_scale is not None and args.tag is None:
+        raise UsageError("replay: --tag-scale needs --tag PATH (it scales that table)")
+    if args.beam_width is not None and args.search == "exact":
+        raise UsageError("replay: --beam-width applies to --search beam or auto, not exact")
+    inputs = {"--masks": args.masks, "--valid": args.valid, "--test": args.test,
+              "--hoa": args.hoa, "--tag": args.tag}
     if args.json_path is not None:
         check_new_file(args.json_path, "--json", device_ok=True)
+        if not _is_device(args.json_path):
+            check_not_input(args.json_path, "--json", inputs)
     if args.plot is not None:
         check_new_file(args.plot, "--plot")
+        check_not_input(args.plot, "--plot", {**inputs, "--json": args.json_path})
         require_extra("matplotlib", "plot", "--plot")
         try:
             from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -210,6 +259,7 @@ def _cmd_replay(args: argparse.Namespace, extra: Sequence[str],
                             also=_own_flags(parser))
         _check_mtgnet_values(options)
     if args.budgets is not None:
+        _check_budgets_spec(args.budgets)
         try:
             parse_budgets(args.budgets)   # the syntax now; the range once N is known
         except InputError as exc:
@@ -244,11 +294,13 @@ def _cmd_replay(args: argparse.Namespace, extra: Sequence[str],
             raise UsageError(f"--budgets {args.budgets!r}: {exc}") from None
     test = load("--test", args.test, task_names=valid.task_names, split="test")
     hoa = load("--hoa", args.hoa, task_names=valid.task_names)
-    tag = load("--tag", args.tag, task_names=valid.task_names, scale=args.tag_scale)
+    tag = load("--tag", args.tag, task_names=valid.task_names,
+               scale=1.0 if args.tag_scale is None else args.tag_scale)
     if methods is None:
         methods = ["oracle", "test-oracle", "hoa", *(["tag"] if tag is not None else []), "random"]
     result = replay(valid, test, methods=methods, budgets=args.budgets, hoa=hoa, tag=tag,
-                    search=args.search, beam_width=args.beam_width, seeds=args.seeds,
+                    search=args.search, beam_width=5 if args.beam_width is None
+                    else args.beam_width, seeds=args.seeds,
                     random_trials=args.random_trials, uncovered=args.uncovered,
                     dataset=_dataset_name(args), options={"rounds": args.rounds, **options},
                     progress=not args.quiet)

@@ -13,17 +13,17 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .errors import InputError
+from .files import atomic_write
 
 __all__ = ["EXIT_INTERNAL", "EXIT_USAGE", "HelpFormatter", "Parser", "UsageError",
-           "check_known_options", "check_new_file", "check_new_folder", "check_readable_file",
-           "repeated_options", "require_extra", "error_line",
-           "misspelt_options",
-           "extra_options", "float_range", "int_at_least", "parse_option_value", "parse_set",
-           "write_output"]
+           "atomic_write", "check_known_options", "check_new_file", "check_new_folder",
+           "check_not_input", "check_readable_file", "error_line", "extra_options",
+           "float_range", "int_at_least", "misspelt_options", "parse_option_value", "parse_set",
+           "repeated_options", "require_extra", "write_output"]
 
 #: exit status of bad input (argparse's convention) and of an unexpected internal error
 EXIT_USAGE = 2
@@ -73,8 +73,9 @@ class Parser(argparse.ArgumentParser):
 _ASCII_INT = re.compile(r"[+-]?[0-9]+", re.ASCII)
 
 
-def int_at_least(low: int, what: str = "") -> Callable[[str], int]:
-    """An argparse type: an int >= ``low`` (``--budget 0`` fails while parsing)."""
+def int_at_least(low: int, what: str = "", *, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an int >= ``low`` (``--budget 0`` fails while parsing), and <= ``high``
+    when given (a typo such as ``--seeds 100000000000`` fails too, not after years of work)."""
 
     def parse(text: str) -> int:
         # ASCII digits only: int() would also take '1_000' and other scripts' digits ('٣')
@@ -83,9 +84,12 @@ def int_at_least(low: int, what: str = "") -> Callable[[str], int]:
         v = int(text, 10)
         if v < low:
             raise argparse.ArgumentTypeError(f"expected an integer >= {low}{what}, got {v}")
+        if high is not None and v > high:
+            raise argparse.ArgumentTypeError(f"expected an integer in [{low}, {high}]{what}, "
+                                             f"got {v}")
         return v
 
-    parse.__name__ = f"int >= {low}"
+    parse.__name__ = f"int >= {low}" if high is None else f"int in [{low}, {high}]"
     return parse
 
 
@@ -115,11 +119,12 @@ def float_range(low: float, high: float = math.inf, *, low_inclusive: bool = Tru
 def parse_option_value(value: str) -> Any:
     """A command-line option value: an int, a float, ``true``/``false`` (any case) as a bool, or
     else the string itself (so ``--use-measured false`` is False, not the truthy "false")."""
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
+    if value.isascii() and "_" not in value:   # int()/float() take '1_0' and '١٦' too
+        for kind in (int, float):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
     return {"true": True, "false": False}.get(value.lower(), value)
 
 
@@ -281,7 +286,7 @@ def check_new_file(path: str, flag: str, *, device_ok: bool = False) -> str:
     """``path`` can be written: its folder exists and is writable, and it is not a folder (nor
     a FIFO or a device, unless ``device_ok``: ``--json /dev/null`` discards the output)."""
     _check_not_empty(path, flag)
-    if os.path.isdir(path):
+    if os.path.isdir(path) or path.endswith(tuple(s for s in (os.sep, os.altsep) if s)):
         raise InputError(f"{flag} {path!r}: is a directory, expected a file name")
     if os.path.exists(path) and not (device_ok and stat.S_ISCHR(os.stat(path).st_mode)):
         _check_regular(path, flag)
@@ -295,11 +300,36 @@ def check_new_file(path: str, flag: str, *, device_ok: bool = False) -> str:
     return path
 
 
-def write_output(path: str, flag: str, write: Callable[[str], Any]) -> None:
-    """``write(path)``, an ``OSError`` (disk full, a folder removed meanwhile) reported as an
-    ``InputError`` naming the option."""
+def _same_file(a: str, b: str) -> bool:
+    """``a`` and ``b`` name one file: the same real path, or (both existing) the same inode."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
     try:
-        write(path)
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_not_input(path: str, flag: str, inputs: Mapping[str, str | None]) -> None:
+    """An output ``path`` must not be one of the ``inputs`` (option -> path; None: not given):
+    ``--json m.csv`` beside ``--masks m.csv`` would replace the mask file."""
+    for in_flag, in_path in inputs.items():
+        if in_path is not None and in_flag != flag and _same_file(path, in_path):
+            raise UsageError(f"{flag} {path!r} is the file of {in_flag}: it would be "
+                             "overwritten; choose another output path")
+
+
+def write_output(path: str, flag: str, write: Callable[[str], Any], *,
+                 folder: bool = False) -> None:
+    """``write(path)``, an ``OSError`` (disk full, a folder removed meanwhile) reported as an
+    ``InputError`` naming the option. A file is written atomically (``write`` gets a temporary
+    path, moved over ``path`` when complete: :func:`atomic_write`); with ``folder`` (``--plot
+    DIR``) ``write`` gets the folder and writes each of its files atomically itself."""
+    try:
+        if folder:
+            write(path)
+        else:
+            atomic_write(path, write)
     except OSError as exc:
         raise InputError(f"{flag} {path!r}: cannot write ({exc.strerror or exc})") from None
 

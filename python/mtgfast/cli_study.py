@@ -27,13 +27,22 @@ from .cli_common import (
 )
 from .errors import InputError, MtgfastError, StoreError
 
-__all__ = ["EXECUTORS", "add_commands", "cmd_demo", "cmd_group", "cmd_study", "make_cli_executor",
+__all__ = ["ARCH_NAMES", "DEMO_TASKS", "EXECUTORS", "SUITE_TASKS", "WEIGHTING_NAMES",
+           "add_commands", "cmd_demo", "cmd_group", "cmd_study", "make_cli_executor",
            "write_plots"]
 
 _ESTIMATORS = ("mtgnet", "hoa", "tag", "oracle")
 #: ``--executor`` kinds: this process, local worker processes, a Ray cluster
 EXECUTORS = ("inprocess", "local", "ray")
 _SUITE_NAMES = "digits, ett, synthetic or multidigits"
+#: what the CLI checks before torch loads (seconds): the built-in suites with their task counts
+#: (as built by ``study``), the loss weightings and the architectures; a test keeps these in step
+#: with ``mtl.suites.SUITES``, ``mtl.weighting.WEIGHTINGS`` and ``mtl.architectures``
+SUITE_TASKS = {"digits": 10, "ett": 7, "synthetic": 6, "multidigits": 2}
+WEIGHTING_NAMES = ("equal", "uncertainty", "dwa")
+ARCH_NAMES = ("hard", "mtan", "adashare")
+#: the digits demo's task count (``DigitsSuite``)
+DEMO_TASKS = SUITE_TASKS["digits"]
 
 
 def _add_executor_options(p: argparse.ArgumentParser) -> None:
@@ -96,7 +105,8 @@ def _plots(study: Any, res: Any, folder: str | None) -> list[str]:
     if folder is None:
         return []
     out: list[str] = []
-    write_output(folder, "--plot", lambda path: out.extend(write_plots(study, res, path)))
+    write_output(folder, "--plot", lambda path: out.extend(write_plots(study, res, path)),
+                 folder=True)
     return out
 
 
@@ -230,6 +240,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         check_new_file(args.store, "--store")
     _check_plot_dir(args.plot)
     _check_executor_extra(args)
+    _check_budget(args.budget, DEMO_TASKS, "the digits demo")   # before torch loads
+    _check_rounds(args.rounds, DEMO_TASKS, args.estimator, "the digits demo")
     suite, config = _digits_demo_parts()
     _check_budget(args.budget, suite.n_tasks, "the digits demo")
     _check_rounds(args.rounds, suite.n_tasks, args.estimator, "the digits demo")
@@ -300,6 +312,29 @@ def _check_training_names(weighting: str, arch: str) -> None:
         raise InputError(f"--arch {arch!r} is unknown; known: {', '.join(ARCHITECTURES)}")
 
 
+def _check_study_static(args: argparse.Namespace) -> None:
+    """The checks of ``study`` that need no torch, against :data:`SUITE_TASKS`,
+    :data:`WEIGHTING_NAMES` and :data:`ARCH_NAMES`: a misspelt name, a missing ``--data`` file
+    or a budget above the suite's task count fails at once, not after torch loaded."""
+    if args.weighting not in WEIGHTING_NAMES:
+        raise InputError(f"--weighting {args.weighting!r} is unknown; known: "
+                         f"{', '.join(WEIGHTING_NAMES)}")
+    if args.arch not in ARCH_NAMES:
+        raise InputError(f"--arch {args.arch!r} is unknown; known: {', '.join(ARCH_NAMES)}")
+    if args.suite not in SUITE_TASKS:
+        raise InputError(f"--suite {args.suite!r} is not a built-in suite; known: "
+                         f"{', '.join(SUITE_TASKS)}")
+    if args.suite == "ett":
+        if args.data is None:
+            raise InputError("--suite ett needs --data PATH (e.g. ETTh1.csv)")
+        check_readable_file(args.data, "--data")
+    elif args.data is not None:
+        raise InputError(f"--data is not used by suite {args.suite!r}")
+    n_tasks = SUITE_TASKS[args.suite]
+    _check_budget(args.budget, n_tasks, f"suite {args.suite!r}")
+    _check_rounds(args.rounds, n_tasks, args.estimator, f"suite {args.suite!r}")
+
+
 def cmd_study(args: argparse.Namespace) -> int:
     """``mtgfast study``: run (or resume) a study on a built-in suite and print its grouping."""
     if len(set(args.seeds)) != len(args.seeds):
@@ -308,7 +343,8 @@ def cmd_study(args: argparse.Namespace) -> int:
         raise InputError(f"--name must be a study name, got {args.name!r}")
     check_new_file(args.store, "--store")
     _check_plot_dir(args.plot)
-    _check_executor_extra(args)   # these three before torch loads (seconds)
+    _check_executor_extra(args)
+    _check_study_static(args)   # these before torch loads (seconds)
     from .mtl.trainer import TrainConfig
     from .study.study import Study
 
@@ -333,6 +369,19 @@ def cmd_study(args: argparse.Namespace) -> int:
               f"{study.store.count_runs(study.name)} stored")
         pictures = _plots(study, res, args.plot)
     return _print_result(res, pictures, f"{time.perf_counter() - start:.1f} s")
+
+
+def _check_has_multi_task_run(path: str, study: str) -> None:
+    """A study with no finished run of two or more tasks (killed before its first MTL run
+    ended, or only its STL baselines done) has nothing to group on: say so, naming the study."""
+    from .store import GainStore
+
+    with GainStore(path, readonly=True) as store:
+        masks = store.gain_table(study, "valid").masks
+    if not (masks & (masks - 1)).any():
+        raise InputError(f"study {study!r} in --store {path!r} has no finished multi-task run "
+                         "yet: nothing to group on (resume it with 'mtgfast study ... --store "
+                         f"{path}')")
 
 
 def cmd_group(args: argparse.Namespace) -> int:
@@ -361,6 +410,8 @@ def cmd_group(args: argparse.Namespace) -> int:
             raise InputError(f"--store {args.store!r} holds {len(names)} studies "
                              f"{', '.join(map(repr, names)) or '(none)'}: name one with --study")
         study = names[0]
+    if study is not None:
+        _check_has_multi_task_run(args.store, study)
     res = group_stored(args.store, args.budget, study=study, estimator=args.estimator)
     print(res.format())
     return 0

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .files import atomic_write
 from .errors import InputError, InputTypeError
 from .gains import GainTable
 from .grouping import Grouping, check_grouping_table
@@ -31,6 +32,16 @@ def _require_matplotlib() -> None:
     if importlib.util.find_spec("matplotlib") is None:
         raise InputError("plots need matplotlib, which is not installed: pip install "
                          "\"mtgfast[plot]\"")
+
+
+def _save(fig: Figure, path: str | os.PathLike[str]) -> None:
+    """``fig`` as an image at ``path`` (format from the suffix), written atomically: a failed
+    write leaves any previous image whole."""
+    import matplotlib
+
+    # the format from ``path``, not from the temporary name (savefig's own default otherwise)
+    fmt = os.path.splitext(os.fspath(path))[1][1:] or matplotlib.rcParams["savefig.format"]
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format=fmt))
 
 
 def _figure(size: tuple[float, float]) -> Figure:
@@ -77,7 +88,7 @@ def plot_grouping(grouping: Grouping, gains: GainTable, path: str | os.PathLike[
                  f"grouping, B = {grouping.budget}: average gain {100 * grouping.average:.2f}%",
                  fontsize=9)
     if path is not None:
-        fig.savefig(path, dpi=120)
+        _save(fig, path)
     return fig
 
 
@@ -119,7 +130,7 @@ def plot_estimated_vs_measured(estimated: GainTable, measured: GainTable,
     ax.set_title(title if title is not None else
                  f"{int(keep.sum())} measured combinations, r = {r:.2f}", fontsize=9)
     if path is not None:
-        fig.savefig(path, dpi=120)
+        _save(fig, path)
     return fig
 
 
@@ -153,7 +164,7 @@ def plot_embeddings(estimator: Any, path: str | os.PathLike[str] | None = None, 
     ax.set_title(title if title is not None else f"task embeddings (member {member}, PCA)",
                  fontsize=9)
     if path is not None:
-        fig.savefig(path, dpi=120)
+        _save(fig, path)
     return fig
 
 
@@ -188,5 +199,5 @@ def plot_replay(result: ReplayResult, path: str | os.PathLike[str] | None = None
                  f"{result.dataset} ({result.n_tasks} tasks)".strip())
     ax.legend(frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
     if path is not None:
-        fig.savefig(path, dpi=120)
+        _save(fig, path)
     return fig

@@ -43,7 +43,8 @@ class NoProgress:
 
 class LineProgress(NoProgress):
     """Plain-line progress for non-terminals: a line at about every 10% (and at least ``every``
-    seconds apart, except the last), then ``done`` with the elapsed time on ``close``."""
+    seconds apart, except the last), then ``done`` with the elapsed time on ``close`` (or
+    ``interrupted at``/``stopped at`` when a Ctrl-C or an error ended it early)."""
 
     def __init__(self, total: int, desc: str, file: IO[str] | None = None,
                  every: float = 5.0) -> None:
@@ -55,6 +56,7 @@ class LineProgress(NoProgress):
         self._last_n = 0
         self._postfix = ""
         self._closed = False
+        self._exc: type | None = None
 
     def _write(self, text: str) -> None:
         try:
@@ -76,11 +78,25 @@ class LineProgress(NoProgress):
             self._last_t, self._last_n = now, self.n
 
     def close(self) -> None:
+        """The last line: ``done`` when every step ran; ``interrupted at`` (Ctrl-C) or ``stopped
+        at`` (an error) when fewer did, read off the exception in flight (``close`` runs in a
+        ``finally``, or in ``__exit__``)."""
         if self._closed:
             return
         self._closed = True
         elapsed = time.perf_counter() - self.start
-        self._write(f"{self.desc}: {self.n}/{self.total} done in {elapsed:.1f} s")
+        if self.n >= self.total:
+            self._write(f"{self.desc}: {self.n}/{self.total} done in {elapsed:.1f} s")
+            return
+        exc = self._exc if self._exc is not None else sys.exc_info()[0]
+        how = "interrupted" if exc is not None and issubclass(exc, KeyboardInterrupt) \
+            else "stopped"
+        self._write(f"{self.desc}: {how} at {self.n}/{self.total} after {elapsed:.1f} s")
+
+    def __exit__(self, *exc: object) -> None:
+        kind = exc[0] if exc else None
+        self._exc = kind if isinstance(kind, type) else None
+        self.close()
 
 
 def progress(total: int, desc: str, enabled: bool = True, *, file: IO[str] | None = None,

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from ..checks import check_bool, check_int, check_real
 from ..errors import InputError, InputTypeError
 from .engine import Engine, check_run_inputs
-from .models import BlockEncoder, MTLModel
+from .models import BlockEncoder, MTLModel, torch_seed
 from .trainer import train_mtl
 
 __all__ = ["AdaShare", "AdaShareResult", "build", "train_adashare"]
@@ -185,7 +185,7 @@ def build(suite: Any, tasks: Sequence[int], *, hidden: int | None = None,
     model = AdaShare(encoder, heads, lambda_sparsity=lambda_sparsity,
                      lambda_sharing=lambda_sharing, tau=tau, tau_decay=tau_decay,
                      fixed_policy=fixed)
-    torch.manual_seed(int(seed))
+    torch.manual_seed(torch_seed(seed))
     return model
 
 

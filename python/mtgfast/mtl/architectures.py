@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError, InputTypeError
-from .models import HardSharing, MTLModel, encoder_width
+from .models import HardSharing, MTLModel, encoder_width, torch_seed
 from .suites.base import TaskSuite
 
 __all__ = ["ARCHITECTURES", "build_hard", "build_model", "head_seed", "register",
@@ -40,7 +40,7 @@ def build_hard(suite: TaskSuite, tasks: Sequence[int], *, hidden: int | None = N
         raise InputError(f"arch 'hard' takes no options {sorted(unused)}")
     encoder, heads = seeded_parts(suite, tasks, hidden=hidden, n_blocks=n_blocks, dropout=dropout,
                                   seed=seed)
-    torch.manual_seed(int(seed))
+    torch.manual_seed(torch_seed(seed))
     return HardSharing(encoder, heads)
 
 
@@ -56,12 +56,12 @@ def seeded_parts(suite: TaskSuite, tasks: Sequence[int], *, hidden: int | None, 
     if blocks_for is not None and n_b < 1:
         raise InputError(f"arch {blocks_for!r} needs n_blocks >= 1 (it acts on the encoder's "
                          f"blocks), got {n_b}")
-    torch.manual_seed(int(seed))
+    torch.manual_seed(torch_seed(seed))
     encoder = suite.make_encoder(int(hidden if hidden is not None else cfg["hidden"]), n_b,
                                  float(dropout if dropout is not None else cfg.get("dropout", 0.0)))
     heads = []
     for t in tasks:
-        torch.manual_seed(head_seed(seed, t))
+        torch.manual_seed(head_seed(torch_seed(seed), t))
         heads.append(suite.make_head(int(t), encoder_width(encoder)))
     return encoder, nn.ModuleList(heads)
 

@@ -29,7 +29,7 @@ from ..checks import check_int, check_real, describe, is_int
 from ..devices import check_device
 from ..errors import InputError, InputTypeError
 from .architectures import ARCHITECTURES
-from .models import MTLModel
+from .models import MTLModel, torch_seed
 from .suites.base import Targets, TaskSuite, task_target
 from .weighting import WEIGHTINGS
 
@@ -245,8 +245,9 @@ class Engine:
         self.X_test = sp.X_test.to(self.device)
         self.Y_test = _to_device(sp.Y_test, self.device)
         self.model = model.to(self.device)
-        self.generator = torch.Generator().manual_seed(self.seed)
-        torch.manual_seed(self.seed)  # dropout masks, Gumbel samples
+        # seeds >= 2**32 hashed: torch keeps 32 bits (models.torch_seed; smaller ones as they are)
+        self.generator = torch.Generator().manual_seed(torch_seed(self.seed))
+        torch.manual_seed(torch_seed(self.seed))  # dropout masks, Gumbel samples
         self._stopper: EarlyStopping | None = None
 
     # -- batching -------------------------------------------------------------------------------

@@ -12,7 +12,23 @@ from torch import nn
 from ..errors import InputError
 
 __all__ = ["BlockEncoder", "HardSharing", "MLPEncoder", "MTLModel", "ResidualBlock",
-           "declares_shared", "encoder_width"]
+           "declares_shared", "encoder_width", "torch_seed"]
+
+_MASK64 = 2**64 - 1
+
+
+def torch_seed(seed: int) -> int:
+    """What a run passes to ``torch.manual_seed`` for its ``seed``: the seed itself below 2**32
+    (every run of such a seed trains bit for bit as before), else its SplitMix64 hash. Torch's
+    CPU generator keeps only the low 32 bits of a seed, so seeds 2**32 apart would otherwise
+    train identical models; hashed, they draw unrelated streams."""
+    s = int(seed)
+    if 0 <= s < 2**32:
+        return s
+    z = (s + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
 
 
 class MTLModel(nn.Module):

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InputError
-from .models import BlockEncoder, MLPEncoder, MTLModel
+from .models import BlockEncoder, MLPEncoder, MTLModel, torch_seed
 
 __all__ = ["MTAN", "build"]
 
@@ -112,7 +112,7 @@ def build(suite: Any, tasks: Sequence[int], *, hidden: int | None = None,
         raise InputError("arch 'mtan' needs the suite's encoder to be an MLPEncoder "
                          "(stem + blocks)")
     # attention modules drawn after the heads from a seed of their own, so heads match "hard"
-    torch.manual_seed(int(seed) + 1)
+    torch.manual_seed((torch_seed(seed) + 1) % 2**64)
     model = MTAN(encoder, heads)
-    torch.manual_seed(int(seed))
+    torch.manual_seed(torch_seed(seed))
     return model

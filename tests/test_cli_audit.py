@@ -17,13 +17,10 @@ import pytest
 
 from mtgfast.cli import main
 from mtgfast.errors import InputError
+from test_cli_wrong_args import WorkStarted, no_work  # noqa: F401  (the sentinel fixture)
 
 M3 = "1 0 0\n0 1 0\n0 0 1\n1 1 0\n1 0 1\n0 1 1\n1 1 1\n"
 G3 = "0 0 0\n0 0 0\n0 0 0\n0.1 0.2 0\n0.1 0 -0.1\n0 0.3 0.1\n0.2 0.1 0.05\n"
-
-
-class WorkStarted(AssertionError):
-    """Raised by the sentinels: replay or training work began."""
 
 
 @pytest.fixture
@@ -32,19 +29,6 @@ def f(tmp_path: Path) -> dict[str, str]:
     (tmp_path / "g.csv").write_text(G3)
     return {"dir": str(tmp_path), "masks": str(tmp_path / "m.csv"),
             "gains": str(tmp_path / "g.csv")}
-
-
-@pytest.fixture
-def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    import mtgfast.replay
-    import mtgfast.study.study
-
-    def boom(*a: Any, **k: Any) -> Any:
-        raise WorkStarted("work started despite a wrong argument")
-
-    monkeypatch.setattr(mtgfast.study.study.Study, "collect_stl", boom)
-    monkeypatch.setattr(mtgfast.study.study.Study, "measure", boom)
-    monkeypatch.setattr(mtgfast.replay, "_run_methods", boom)
 
 
 def _replay(f: dict[str, str], *more: str) -> list[str]:

@@ -343,3 +343,23 @@ def test_the_cli_limits_are_the_library_ones() -> None:
     assert cli.MAX_ESTIMATORS == MAX_ESTIMATORS
     with pytest.raises(InputError, match="n_estimators"):
         MTGNet(n_estimators=MAX_ESTIMATORS + 1)._check_params()
+
+
+@pytest.mark.parametrize("more, said", [
+    (["--rounds", "2"], "--rounds applies to mtgnet"),
+    (["--random-trials", "50"], "--random-trials applies to the random"),
+])
+def test_options_of_methods_that_do_not_run_are_refused(f: dict[str, str], no_work: None,
+                                                        capsys: pytest.CaptureFixture[str],
+                                                        more: list[str], said: str) -> None:
+    assert main(_replay(f, *more)) == 2
+    assert said in capsys.readouterr().err
+
+
+def test_the_random_trials_default_is_the_library_one() -> None:
+    import inspect
+
+    from mtgfast import cli, replay
+
+    assert inspect.signature(replay.replay).parameters["random_trials"].default == \
+        cli.DEFAULT_RANDOM_TRIALS

@@ -49,6 +49,8 @@ MAX_REPLAY_SEEDS = 1000
 MAX_TASKS = 64
 #: ``--set n_estimators``: MTG-Net ensembles of more members are a typo (and run out of memory)
 MAX_ESTIMATORS = 1000
+#: random groupings per seed and budget of the random method (replay()'s default too)
+DEFAULT_RANDOM_TRIALS = 100_000
 _BUDGET_PART = re.compile(r"[0-9]+(-[0-9]+)?", re.ASCII)
 
 # kept for callers of the former private helper (tests, scripts)
@@ -93,13 +95,14 @@ def _add_replay(sub: Any) -> None:
     p.add_argument("--seeds", type=int_at_least(1, high=MAX_REPLAY_SEEDS), default=1,
                    help="average seeded methods (random, mtgnet*) over seeds 0..S-1 "
                         f"(at most {MAX_REPLAY_SEEDS})")
-    p.add_argument("--random-trials", type=int_at_least(1), default=100_000,
-                   help="random groupings drawn per seed and budget")
+    p.add_argument("--random-trials", type=int_at_least(1), default=None,
+                   help="random groupings drawn per seed and budget of the random method "
+                        f"(default: {DEFAULT_RANDOM_TRIALS:,})")
     p.add_argument("--uncovered", choices=("singleton", "alone"), default="singleton",
                    help="singleton: every task needs a chosen group (singletons cost budget); "
                         "alone: uncovered tasks train alone at gain 0 for free")
-    p.add_argument("--rounds", type=int_at_least(0), default=1,
-                   help="active-learning rounds of the mtgnet* methods")
+    p.add_argument("--rounds", type=int_at_least(0), default=None,
+                   help="active-learning rounds of the mtgnet* methods (default: 1)")
     p.add_argument("--set", dest="set_options", action="append", default=None,
                    metavar="KEY=VALUE",
                    help="option of the mtgnet* methods, e.g. --set n_estimators=3 (repeatable)")
@@ -244,6 +247,13 @@ def _cmd_replay(args: argparse.Namespace, extra: Sequence[str],
         raise UsageError(f"replay: unrecognized arguments: {' '.join(extra)}"
                          f"{' (' + hint + ')' if hint else ''} (options of the mtgnet* methods "
                          "need one in --methods)")
+    # options of methods --methods does not run are refused, not ignored (the defaults run
+    # random and no mtgnet*)
+    if args.rounds is not None and not plugin:
+        raise UsageError("replay: --rounds applies to mtgnet* methods, none is in --methods")
+    if args.random_trials is not None and methods is not None and "random" not in methods:
+        raise UsageError("replay: --random-trials applies to the random method, which is not "
+                         "in --methods")
     set_opts = parse_set(args.set_options)
     if set_opts and not plugin:
         raise UsageError("replay: --set applies to mtgnet* methods, none is in --methods")
@@ -301,8 +311,10 @@ def _cmd_replay(args: argparse.Namespace, extra: Sequence[str],
     result = replay(valid, test, methods=methods, budgets=args.budgets, hoa=hoa, tag=tag,
                     search=args.search, beam_width=5 if args.beam_width is None
                     else args.beam_width, seeds=args.seeds,
-                    random_trials=args.random_trials, uncovered=args.uncovered,
-                    dataset=_dataset_name(args), options={"rounds": args.rounds, **options},
+                    random_trials=DEFAULT_RANDOM_TRIALS if args.random_trials is None
+                    else args.random_trials, uncovered=args.uncovered,
+                    dataset=_dataset_name(args),
+                    options={"rounds": 1 if args.rounds is None else args.rounds, **options},
                     progress=not args.quiet)
     print(result.format_table())
     if args.json_path is not None:

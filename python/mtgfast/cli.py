@@ -7,7 +7,6 @@ traceback); unknown or misspelt options are errors (no abbreviations).
 from __future__ import annotations
 
 import argparse
-import difflib
 import inspect
 import os
 import re
@@ -39,7 +38,7 @@ from .cli_common import (
     parse_option_value,
     parse_set,
 )
-from .errors import InputError, MtgfastError
+from .errors import InputError, MtgfastError, did_you_mean
 
 __all__ = ["build_parser", "main", "mtgnet_option_names", "parse_option_value"]
 
@@ -152,9 +151,7 @@ def _check_method_names(methods: Sequence[str]) -> None:
     known = (*BUILTIN_METHODS, *REPLAY_METHODS)
     for m in methods:
         if m not in known:
-            hint = difflib.get_close_matches(m, known, n=1)
-            raise UsageError(f"replay: --methods: unknown method {m!r}"
-                             f"{'; did you mean ' + repr(hint[0]) + '?' if hint else ''} "
+            raise UsageError(f"replay: --methods: unknown method {m!r}{did_you_mean(m, known)} "
                              f"(known: {', '.join(known)})")
     if len(set(methods)) != len(methods):
         dup = next(m for m in methods if methods.count(m) > 1)

@@ -42,7 +42,7 @@ FloatArray = npt.NDArray[np.float64]
 PathLike = str | os.PathLike[str]
 
 __all__ = ["GainTable", "SingletonGainWarning", "check_gains", "check_printable_names",
-           "load_table", "read_matrix", "read_text"]
+           "check_task_names", "load_table", "read_matrix", "read_text"]
 
 #: Metadata keys with a fixed meaning (all optional): which split the gains were measured on, the
 #: seed(s), the metric they derive from, whether that metric is higher-is-better, the source file.
@@ -94,16 +94,7 @@ class GainTable:
             raise InputTypeError(f"meta must be a mapping (dict), got {type(self.meta).__name__}")
         names = tuple(str(t) for t in self.task_names)
         n = check_n_tasks(len(names)) if names else check_n_tasks(0)
-        if len(set(names)) != len(names):
-            raise InputError(f"task names must be distinct, got {list(names)}")
-        if any(not t.strip() for t in names):
-            raise InputError(f"task names must not be empty, got {list(names)}")
-        spaced = next((t for t in names if t != t.strip()), None)
-        if spaced is not None:   # every reader strips cells: ' y' would come back as 'y'
-            raise InputError(f"task name {spaced!r} has leading or trailing whitespace, which "
-                             "no file keeps (readers strip cells); use "
-                             f"{spaced.strip()!r}")
-        check_printable_names(names)
+        check_task_names(names, stripped=True)
         shape = np.shape(self.gains) if isinstance(self.gains, np.ndarray) else None
         if shape is not None and len(shape) == 2 and shape[1] != n:
             raise InputError(f"gains has {shape[1]} columns (tasks) but {n} task names were "
@@ -519,6 +510,25 @@ def _zero_singletons(masks: MaskArray, gains: FloatArray, names: Sequence[str]) 
 def _jsonable(meta: dict[str, Any]) -> dict[str, Any]:
     return {k: (v if isinstance(v, (str, int, float, bool, type(None))) else str(v))
             for k, v in meta.items()}
+
+
+def check_task_names(task_names: object, *, stripped: bool = False) -> tuple[str, ...]:
+    """``task_names`` as a tuple of str, refused (``InputTypeError``/``InputError``) when it is
+    no collection of names, names a task twice, has an empty or unprintable name, or, with
+    ``stripped``, a name with outer whitespace (no file keeps it: readers strip cells)."""
+    _check_names_type(task_names)
+    names = tuple(str(t) for t in task_names)   # type: ignore[attr-defined]
+    if len(set(names)) != len(names):
+        raise InputError(f"task names must be distinct, got {list(names)}")
+    if any(not t.strip() for t in names):
+        raise InputError(f"task names must not be empty, got {list(names)}")
+    spaced = next((t for t in names if t != t.strip()), None) if stripped else None
+    if spaced is not None:   # every reader strips cells: ' y' would come back as 'y'
+        raise InputError(f"task name {spaced!r} has leading or trailing whitespace, which "
+                         "no file keeps (readers strip cells); use "
+                         f"{spaced.strip()!r}")
+    check_printable_names(names)
+    return names
 
 
 def check_printable_names(names: Sequence[str]) -> None:

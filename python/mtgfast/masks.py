@@ -17,6 +17,8 @@ from .errors import InputError, InputTypeError
 
 Order = Literal["lex", "colex", "binary"]
 MaskArray = npt.NDArray[np.uint64]
+#: the most tasks a combination holds (a uint64 bit each)
+MAX_TASKS = 64
 
 #: Largest array ``all_masks`` builds unless ``MTGFAST_MAX_ENUM_BYTES`` says otherwise (8 GiB).
 DEFAULT_MAX_ENUM_BYTES = 8 << 30
@@ -43,8 +45,8 @@ __all__ = [
 
 
 def check_n_tasks(n_tasks: object) -> int:
-    """Validate a number of tasks (an int in [1, 64]) and return it as ``int``."""
-    return check_int("n_tasks", n_tasks, 1, 64, expected="in [1, 64]")
+    """Validate a number of tasks (an int in [1, MAX_TASKS]) and return it as ``int``."""
+    return check_int("n_tasks", n_tasks, 1, MAX_TASKS, expected=f"in [1, {MAX_TASKS}]")
 
 
 def _check_order(order: str) -> None:

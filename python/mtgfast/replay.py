@@ -13,7 +13,6 @@ Methods: ``oracle`` selects on validation gains, ``test-oracle`` on test gains (
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import json
 import os
@@ -27,17 +26,15 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import numpy as np
 
 from .checks import check_int, is_int
-from .errors import InputError, InputTypeError
+from .errors import InputError, InputTypeError, did_you_mean
 from .files import atomic_write
 from .gains import FloatArray, GainTable
-from .masks import popcount
+from .masks import MAX_TASKS, popcount
 from .progress import progress as progress_bar
 
 if TYPE_CHECKING:
     from .grouping import Method, Uncovered
 
-#: the most tasks a gain table holds (masks are uint64); a budget above it is refused at once
-MAX_TASKS = 64
 #: replay seeds per call (each seed replays every method on the whole table)
 MAX_SEEDS = 1000
 _BUDGET_PART = re.compile(r"[0-9]+(-[0-9]+)?")
@@ -327,9 +324,7 @@ def _check_plugins(mod: Any, names: Sequence[str], valid: GainTable,
     if known is not None:
         for m in names:
             if m not in known:
-                hint = difflib.get_close_matches(m, list(known), n=1)
-                raise InputError(f"unknown method {m!r}"
-                                 f"{'; did you mean ' + repr(hint[0]) + '?' if hint else ''} "
+                raise InputError(f"unknown method {m!r}{did_you_mean(m, known)} "
                                  f"(known: {', '.join((*BUILTIN_METHODS, *known))})")
     if "seed" in opts:
         raise InputError("options must not set 'seed': replay runs the seeded methods with seeds "

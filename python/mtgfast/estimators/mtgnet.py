@@ -45,14 +45,6 @@ _FORMAT = "mtgfast.MTGNet/1"
 _SMALL_BATCH = 4096
 #: ensemble members at most (each is a whole network: more would only fill the memory)
 MAX_ESTIMATORS = 1000
-
-
-def _members(n_estimators: object) -> int:
-    n = check_int("n_estimators", n_estimators, 1)
-    if n > MAX_ESTIMATORS:
-        raise InputError(f"n_estimators must be at most {MAX_ESTIMATORS} (each member is a "
-                         f"whole network), got {n}")
-    return n
 #: learning-rate factor of a warm-started fit (it starts near a minimum of a similar loss)
 _WARM_LR = 0.2
 
@@ -105,6 +97,16 @@ class MTGNetModule(nn.Module):
 
     def forward(self, member: torch.Tensor) -> torch.Tensor:
         return mtgnet_forward_dense(self.params(), member)
+
+
+def _members(n_estimators: object) -> int:
+    """``n_estimators`` checked: at least 1 (``>= 1`` named as for every count), at most
+    :data:`MAX_ESTIMATORS`."""
+    n = check_int("n_estimators", n_estimators, 1)
+    if n > MAX_ESTIMATORS:
+        raise InputError(f"n_estimators must be at most {MAX_ESTIMATORS} (each member is a "
+                         f"whole network), got {n}")
+    return n
 
 
 def _tiny_rms(g: FloatArray) -> float:

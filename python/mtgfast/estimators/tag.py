@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 
 from ..errors import InputError, InputTypeError
-from ..gains import FloatArray, GainTable, _check_names_type, check_printable_names, real_matrix
+from ..gains import FloatArray, GainTable, check_task_names, real_matrix
 from ..masks import MaskArray, all_masks, check_n_tasks
 from .base import GainEstimator, pair_matrix
 from .hoa import aggregate_pairs
@@ -36,14 +36,8 @@ class TAG(GainEstimator):
 
     def fit_affinity(self, matrix: object, task_names: Sequence[str]) -> TAG:
         """Fit from an affinity matrix alone (e.g. the output of a TAG training run)."""
-        _check_names_type(task_names)   # a bare string would become its letters
-        names = tuple(str(t) for t in task_names)
+        names = check_task_names(task_names)   # a bare string would become its letters
         n = check_n_tasks(len(names))
-        if len(set(names)) != len(names):
-            raise InputError(f"task names must be distinct, got {list(names)}")
-        if any(not t.strip() for t in names):
-            raise InputError(f"task names must not be empty, got {list(names)}")
-        check_printable_names(names)
         self._set_affinity(matrix, n)
         self.task_names_ = names
         self.n_tasks_ = n

@@ -6,7 +6,6 @@ method sees only the gains of the combinations its loop chose, then predicts eve
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import time
 from collections.abc import Iterator, Mapping
@@ -16,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, InputTypeError
+from ..errors import InputError, InputTypeError, did_you_mean
 from ..gains import FloatArray, GainTable
 from .active import ActiveLoop, make_selector
 from .final import FINAL_CHOICES, final_gains
@@ -210,9 +209,7 @@ def option_names() -> frozenset[str]:
 
 def unknown_method_message(name: object) -> str:
     """The error text of an unknown replay method name, with the closest known one."""
-    hint = difflib.get_close_matches(str(name), REPLAY_METHODS, n=1)
-    return (f"unknown MTG-Net replay method {name!r}"
-            f"{'; did you mean ' + repr(hint[0]) + '?' if hint else ''} "
+    return (f"unknown MTG-Net replay method {name!r}{did_you_mean(name, REPLAY_METHODS)} "
             f"(known: {', '.join(REPLAY_METHODS)})")
 
 
@@ -226,9 +223,8 @@ def _check_option_names(options: Mapping[str, Any]) -> None:
         if key in ("seed", "warm_start_from"):
             raise InputError(f"option {key!r} is set by the replay method itself (seed=: the "
                              "method's seed; warm_start_from: by warm_start=)")
-        hint = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.7)
         raise InputError(f"unknown option {key!r} for the mtgnet* methods"
-                         f"{'; did you mean ' + repr(hint[0]) + '?' if hint else ''} "
+                         f"{did_you_mean(key, sorted(known), cutoff=0.7)} "
                          f"(accepted: {', '.join(sorted(known))})")
 
 

@@ -330,6 +330,31 @@ def test_core_local_search_and_sampler_scalars_refuse_bools():
     assert len(_core.masks.sample_distinct(3, 2, [2], 7)) == 2
 
 
+@pytest.mark.parametrize("call, what", [
+    (lambda b: _core.masks.binomial(b, 1), "n"), (lambda b: _core.masks.binomial(5, b), "k"),
+    (lambda b: _core.masks.enumerate_all(b, "colex", 1 << 20), "n"),
+    (lambda b: _core.masks.enumerate_all(3, "colex", b), "max_bytes"),
+    (lambda b: _core.masks.enumerate_k(b, 1, "colex"), "n"),
+    (lambda b: _core.masks.enumerate_k(3, b, "colex"), "k"),
+    (lambda b: _core.masks.unrank_colex([0], b, 1), "n"),
+    (lambda b: _core.masks.unrank_colex([0], 3, b), "k"),
+    (lambda b: S.dp_bytes(b, 2), "n_tasks"), (lambda b: S.dp_bytes(5, b), "max_budget"),
+])
+@pytest.mark.parametrize("bad", [True, np.True_, 2.0, None, "2"])
+def test_core_masks_and_dp_bytes_scalars_refuse_bools_and_non_ints(call, what, bad):
+    # pybind11's own int conversion took True as 1; these are ints, as strictly as the arrays
+    with pytest.raises(TypeError, match=f"^{what} must be an int"):
+        call(bad)
+
+
+def test_core_masks_and_dp_bytes_take_python_and_numpy_ints():
+    assert _core.masks.binomial(np.int64(5), np.int32(2)) == 10
+    assert _core.masks.enumerate_k(np.uint8(3), 2, "colex").tolist() == [3, 5, 6]
+    assert _core.masks.enumerate_all(2, "colex", np.uint64(1 << 20)).tolist() == [1, 2, 3]
+    assert _core.masks.unrank_colex([0, 2], np.int16(3), 2).tolist() == [3, 6]
+    assert S.dp_bytes(np.int64(5), 2) == S.dp_bytes(5, 2) > 0
+
+
 def test_core_popcount_refuses_two_dimensional_input():
     with pytest.raises(ValueError, match="1-D"):
         _core.masks.popcount(np.ones((2, 2), np.uint64))
@@ -349,13 +374,21 @@ def _grouping(groups, assignment, n):
     ([3], [-2, 0], "assignment\\[0\\] = -2"),
     ([0], [-1, -1], "groups\\[0\\] = 0"),
 ])
-def test_evaluate_refuses_an_inconsistent_grouping(groups, assignment, what):
-    masks, gains = np.array(TINY[0], np.uint64), nan_outside(np.array(TINY[0], np.uint64),
-                                                             np.array(TINY[1]))
-    gr = _grouping(groups, assignment, 2)
-    for f in (evaluate, evaluate_tasks):
-        with pytest.raises(InputError, match=what):
-            f(gr, gains, masks)
+def test_an_inconsistent_grouping_is_refused_when_built(groups, assignment, what):
+    # built by hand, it never reaches evaluate / evaluate_tasks
+    with pytest.raises(InputError, match=what):
+        _grouping(groups, assignment, 2)
+
+
+@pytest.mark.parametrize("task_gains, uncovered, what", [
+    (np.zeros(3), "singleton", "one gain per task"),
+    (np.zeros((2, 1)), "singleton", "one gain per task"),
+    (np.zeros(2), "nowhere", "uncovered"),
+])
+def test_a_grouping_with_wrong_gains_or_uncovered_is_refused(task_gains, uncovered, what):
+    with pytest.raises(InputError, match=what):
+        Grouping(np.array([1, 2], np.uint64), np.array([0, 1], np.int64), 0.0, True, 2, "beam",
+                 task_gains, uncovered)
 
 
 def test_evaluate_still_scores_a_consistent_grouping():

@@ -6,4 +6,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cmake -S "$root" -B "$root/build/dev" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" >/dev/null
 cmake --build "$root/build/dev"
-cp "$root"/build/dev/_core*.so "$root/python/mtgfast/"
+# a new file renamed over the old one: a process that has the old module loaded keeps its copy
+for so in "$root"/build/dev/_core*.so; do
+  dest="$root/python/mtgfast/$(basename "$so")"
+  cp "$so" "$dest.tmp.$$" && mv -f "$dest.tmp.$$" "$dest"
+done

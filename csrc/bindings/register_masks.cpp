@@ -27,7 +27,9 @@ mtgfast::Order parse_order(const std::string& s) {
 void register_masks(py::module_& m) {
   m.def(
       "binomial",
-      [](int n, int k) {
+      [](const py::object& n_obj, const py::object& k_obj) {
+        const int n = int(mtgfast_bind::int_arg(n_obj, "n", INT_MIN, INT_MAX));
+        const int k = int(mtgfast_bind::int_arg(k_obj, "k", INT_MIN, INT_MAX));
         if (n < 0 || n > 64)  // C(n, k) for n > 64 may not fit in 64 bits: no silent 0
           throw std::invalid_argument("binomial: n must be in [0, 64], got " + std::to_string(n));
         return mtgfast::binomial(n, k);
@@ -36,7 +38,9 @@ void register_masks(py::module_& m) {
 
   m.def(
       "enumerate_all",
-      [](int n, const std::string& order, std::uint64_t max_bytes) {
+      [](const py::object& n_obj, const std::string& order, const py::object& max_bytes_obj) {
+        const int n = int(mtgfast_bind::int_arg(n_obj, "n", INT_MIN, INT_MAX));
+        const std::uint64_t max_bytes = mtgfast_bind::u64_scalar(max_bytes_obj, "max_bytes");
         const auto ord = parse_order(order);
         const std::uint64_t count = mtgfast::count_all_checked(n, max_bytes);
         mtgfast_bind::check_fits(double(count) * 8.0, "enumerate_all(" + std::to_string(n) + ")");
@@ -53,7 +57,9 @@ void register_masks(py::module_& m) {
 
   m.def(
       "enumerate_k",
-      [](int n, int k, const std::string& order) {
+      [](const py::object& n_obj, const py::object& k_obj, const std::string& order) {
+        const int n = int(mtgfast_bind::int_arg(n_obj, "n", INT_MIN, INT_MAX));
+        const int k = int(mtgfast_bind::int_arg(k_obj, "k", INT_MIN, INT_MAX));
         const auto ord = parse_order(order);
         mtgfast::check_n_tasks(n);
         if (k < 1 || k > n) throw std::invalid_argument("k must be in [1, n]");
@@ -92,7 +98,9 @@ void register_masks(py::module_& m) {
 
   m.def(
       "unrank_colex",
-      [](const py::object& obj, int n, int k) {
+      [](const py::object& obj, const py::object& n_obj, const py::object& k_obj) {
+        const int n = int(mtgfast_bind::int_arg(n_obj, "n", INT_MIN, INT_MAX));
+        const int k = int(mtgfast_bind::int_arg(k_obj, "k", INT_MIN, INT_MAX));
         const MaskArray ranks = mtgfast_bind::u64_arg(obj, "ranks");
         if (ranks.ndim() != 1) throw std::invalid_argument("ranks must be 1-D");
         MaskArray out(ranks.size());

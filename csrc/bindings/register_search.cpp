@@ -197,7 +197,10 @@ void register_search(py::module_& m) {
 
   m.def(
       "dp_bytes",
-      [](int n_tasks, int max_budget) {
+      [](const py::object& n_obj, const py::object& budget_obj) {
+        const int n_tasks = int(mtgfast_bind::int_arg(n_obj, "n_tasks", INT_MIN, INT_MAX));
+        const int max_budget = int(mtgfast_bind::int_arg(budget_obj, "max_budget", INT_MIN,
+                                                         INT_MAX));
         if (max_budget < 1)
           throw std::invalid_argument("max_budget must be >= 1, got " + std::to_string(max_budget));
         return mtgfast::dp_bytes(n_tasks, max_budget);

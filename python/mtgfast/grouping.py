@@ -78,7 +78,9 @@ class Grouping:
     for ``budget`` (``gap = bound - value``); ``optimal`` is True when the gap is within the
     tolerance (proven optimal); ``timed_out`` when the time limit stopped the search; ``nodes``
     the branch-and-bound nodes it took;
-    ``method`` is ``"exact-dp"``, ``"exact-bnb"`` or ``"beam"``.
+    ``method`` is ``"exact-dp"``, ``"exact-bnb"`` or ``"beam"``. A hand-made grouping is checked
+    when it is built (``InputError``: groups that are not masks of its tasks, an assignment to a
+    group that lacks the task, task gains of another length), so every scorer can trust it.
     """
 
     groups: MaskArray
@@ -98,6 +100,13 @@ class Grouping:
             arr = np.array(getattr(self, name), copy=True)
             arr.setflags(write=False)
             object.__setattr__(self, name, arr)
+        _check_consistent(self)
+        if self.task_gains.shape != self.assignment.shape:
+            raise InputError(f"grouping.task_gains must have one gain per task "
+                             f"({self.assignment.shape[0]}), got shape {self.task_gains.shape}")
+        if not isinstance(self.uncovered, str) or self.uncovered not in _UNCOVERED:
+            raise InputError(f"grouping.uncovered must be 'singleton' or 'alone', got "
+                             f"{self.uncovered!r}")
 
     @property
     def n_tasks(self) -> int:
@@ -389,7 +398,7 @@ def check_grouping_table(grouping: object, table: object, name: str = "gains") -
 
 def _check_consistent(grouping: Grouping) -> None:
     """``InputError`` unless ``grouping``'s groups are masks of its tasks and each task's
-    assignment is -1 (alone) or a group containing it (a hand-made Grouping may be neither)."""
+    assignment is -1 (alone) or a group containing it (run when a Grouping is built)."""
     groups, assignment = grouping.groups, grouping.assignment
     if assignment.ndim != 1 or assignment.dtype.kind not in "iu":
         raise InputError(f"grouping.assignment must be a 1-D integer array, got dtype "
@@ -423,7 +432,6 @@ def evaluate_tasks(grouping: Grouping, gains: object, masks: object | None = Non
     n_tasks = grouping.n_tasks
     if g.shape[1] != n_tasks:
         raise InputError(f"the grouping has {n_tasks} tasks but the gain table has {g.shape[1]}")
-    _check_consistent(grouping)
     order = np.argsort(m, kind="stable")
     sorted_masks = m[order]
     out = np.zeros(n_tasks, dtype=np.float64)

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <stdexcept>
+#include <climits>
 #include <string>
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -79,6 +80,11 @@ inline long long int_arg(const py::handle& o, const std::string& name, long long
     throw py::type_error(name + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) +
                           "], got " + py::str(v).cast<std::string>());
   return x;
+}
+
+// A Python or numpy integer (not a bool) that fits a C int.
+inline int int32_arg(const py::handle& o, const std::string& name) {
+  return int(int_arg(o, name, INT_MIN, INT_MAX));
 }
 
 // A Python or numpy integer (not a bool) in [0, 2^64 - 1].

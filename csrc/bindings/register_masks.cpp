@@ -28,8 +28,8 @@ void register_masks(py::module_& m) {
   m.def(
       "binomial",
       [](const py::object& n_obj, const py::object& k_obj) {
-        const int n = int(mtgfast_bind::int_arg(n_obj, "n", INT_MIN, INT_MAX));
-        const int k = int(mtgfast_bind::int_arg(k_obj, "k", INT_MIN, INT_MAX));
+        const int n = mtgfast_bind::int32_arg(n_obj, "n");
+        const int k = mtgfast_bind::int32_arg(k_obj, "k");
         if (n < 0 || n > 64)  // C(n, k) for n > 64 may not fit in 64 bits: no silent 0
           throw std::invalid_argument("binomial: n must be in [0, 64], got " + std::to_string(n));
         return mtgfast::binomial(n, k);
@@ -39,7 +39,7 @@ void register_masks(py::module_& m) {
   m.def(
       "enumerate_all",
       [](const py::object& n_obj, const std::string& order, const py::object& max_bytes_obj) {
-        const int n = int(mtgfast_bind::int_arg(n_obj, "n", INT_MIN, INT_MAX));
+        const int n = mtgfast_bind::int32_arg(n_obj, "n");
         const std::uint64_t max_bytes = mtgfast_bind::u64_scalar(max_bytes_obj, "max_bytes");
         const auto ord = parse_order(order);
         const std::uint64_t count = mtgfast::count_all_checked(n, max_bytes);
@@ -58,8 +58,8 @@ void register_masks(py::module_& m) {
   m.def(
       "enumerate_k",
       [](const py::object& n_obj, const py::object& k_obj, const std::string& order) {
-        const int n = int(mtgfast_bind::int_arg(n_obj, "n", INT_MIN, INT_MAX));
-        const int k = int(mtgfast_bind::int_arg(k_obj, "k", INT_MIN, INT_MAX));
+        const int n = mtgfast_bind::int32_arg(n_obj, "n");
+        const int k = mtgfast_bind::int32_arg(k_obj, "k");
         const auto ord = parse_order(order);
         mtgfast::check_n_tasks(n);
         if (k < 1 || k > n) throw std::invalid_argument("k must be in [1, n]");
@@ -99,8 +99,8 @@ void register_masks(py::module_& m) {
   m.def(
       "unrank_colex",
       [](const py::object& obj, const py::object& n_obj, const py::object& k_obj) {
-        const int n = int(mtgfast_bind::int_arg(n_obj, "n", INT_MIN, INT_MAX));
-        const int k = int(mtgfast_bind::int_arg(k_obj, "k", INT_MIN, INT_MAX));
+        const int n = mtgfast_bind::int32_arg(n_obj, "n");
+        const int k = mtgfast_bind::int32_arg(k_obj, "k");
         const MaskArray ranks = mtgfast_bind::u64_arg(obj, "ranks");
         if (ranks.ndim() != 1) throw std::invalid_argument("ranks must be 1-D");
         MaskArray out(ranks.size());
@@ -119,14 +119,14 @@ void register_masks(py::module_& m) {
       "sample_distinct",
       [](const py::object& n_obj, const py::object& count_obj, const py::object& sizes_obj,
          const py::object& seed_obj) {
-        const int n = int(mtgfast_bind::int_arg(n_obj, "n", INT_MIN, INT_MAX));
+        const int n = mtgfast_bind::int32_arg(n_obj, "n");
         const std::uint64_t count = mtgfast_bind::u64_scalar(count_obj, "count");
         if (py::isinstance<py::str>(sizes_obj) || !py::isinstance<py::sequence>(sizes_obj))
           throw py::type_error("sizes must be a sequence of ints, got " +
                                mtgfast_bind::type_name(sizes_obj));
         std::vector<int> sizes;
         for (const py::handle k : sizes_obj)
-          sizes.push_back(int(mtgfast_bind::int_arg(k, "size", INT_MIN, INT_MAX)));
+          sizes.push_back(mtgfast_bind::int32_arg(k, "size"));
         const std::uint64_t seed = mtgfast_bind::u64_scalar(seed_obj, "seed");
         // the sampler's peak: a hash set of the drawn indices (2 buckets and a node of 32 bytes
         // each), then the sorted indices and the masks (as masks.SAMPLE_BYTES_PER_MASK)

@@ -86,8 +86,8 @@ void register_search(py::module_& m) {
                                mtgfast_bind::type_name(budgets_obj));
         std::vector<int> budgets;
         for (const py::handle b : budgets_obj)
-          budgets.push_back(int(mtgfast_bind::int_arg(b, "budget", INT_MIN, INT_MAX)));
-        const int beam_width = int(mtgfast_bind::int_arg(width_obj, "beam_width", INT_MIN, INT_MAX));
+          budgets.push_back(mtgfast_bind::int32_arg(b, "budget"));
+        const int beam_width = mtgfast_bind::int32_arg(width_obj, "beam_width");
         const double time_limit = mtgfast_bind::real_arg(limit_obj, "time_limit");
         const std::uint64_t max_dp_bytes = mtgfast_bind::u64_scalar(dp_bytes_obj, "max_dp_bytes");
         const double gap_tol = mtgfast_bind::real_arg(gap_obj, "gap_tol");
@@ -142,9 +142,9 @@ void register_search(py::module_& m) {
       [](const py::object& masks_obj, const py::object& gains_obj, const py::object& start_obj,
          const py::object& budget_obj, mtgfast::Uncovered mode, const py::object& rounds_obj,
          const py::object& merge_obj, const py::object& seed_obj, const py::object& scan_obj) {
-        const int budget = int(mtgfast_bind::int_arg(budget_obj, "budget", INT_MIN, INT_MAX));
+        const int budget = mtgfast_bind::int32_arg(budget_obj, "budget");
         const int max_rounds =
-            int(mtgfast_bind::int_arg(rounds_obj, "max_rounds", INT_MIN, INT_MAX));
+            mtgfast_bind::int32_arg(rounds_obj, "max_rounds");
         const bool merge = mtgfast_bind::bool_arg(merge_obj, "merge");
         const std::uint64_t kick_seed = mtgfast_bind::u64_scalar(seed_obj, "kick_seed");
         const bool scan = mtgfast_bind::bool_arg(scan_obj, "scan");
@@ -198,9 +198,8 @@ void register_search(py::module_& m) {
   m.def(
       "dp_bytes",
       [](const py::object& n_obj, const py::object& budget_obj) {
-        const int n_tasks = int(mtgfast_bind::int_arg(n_obj, "n_tasks", INT_MIN, INT_MAX));
-        const int max_budget = int(mtgfast_bind::int_arg(budget_obj, "max_budget", INT_MIN,
-                                                         INT_MAX));
+        const int n_tasks = mtgfast_bind::int32_arg(n_obj, "n_tasks");
+        const int max_budget = mtgfast_bind::int32_arg(budget_obj, "max_budget");
         if (max_budget < 1)
           throw std::invalid_argument("max_budget must be >= 1, got " + std::to_string(max_budget));
         return mtgfast::dp_bytes(n_tasks, max_budget);

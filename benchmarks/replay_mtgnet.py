@@ -272,7 +272,8 @@ def paired(files: list[str], a: str, b: str) -> list[dict[str, Any]]:
                                   ("" if gen.get("n_random") is None else
                                    f" random={gen['n_random']}") +
                                   "".join(f" {k}={gen[k]}" for k in (*NOISE_ARGS, "replicates")
-                                          if k in gen))
+                                          if k in gen)) + \
+            ("" if rep.get("score_on", "test") == "test" else f" scored on {rep['score_on']}")
         key = "per_seed_frac_above_random" if rep["dataset"] == "etth1" else \
             "per_seed_frac_of_oracle"
         first = int(rep.get("first_seed", 0))

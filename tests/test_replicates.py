@@ -50,3 +50,28 @@ def test_etth1_replicate_variance_and_noise_shares() -> None:
               rep["share_of_disagreement_test_seed_noise"] + rep["share_of_disagreement_shift"])
     assert abs(shares - 1.0) < 1e-12 and rep["entries"] == int(multi.sum())
     assert abs(rep["spearman_valid_test"] - 0.173) < 0.001    # the README's rho
+
+
+def test_paired_matches_seeds_by_number_and_never_across_scoring_splits(tmp_path: Path) -> None:
+    mod = _runner()
+
+    def artifact(name: str, method: str, fracs: list[float], first: int, score_on: str) -> str:
+        rep = {"dataset": "ett", "first_seed": first,
+               "rounds": {"3": {method: {"per_seed_frac_of_oracle": fracs}}},
+               **({} if score_on == "test" else {"score_on": score_on})}
+        path = tmp_path / name
+        path.write_text(json.dumps(rep))
+        return str(path)
+
+    a = artifact("a.json", "A", [0.5, 0.6, 0.7], 0, "test")
+    b = artifact("b.json", "B", [0.4, 0.9], 1, "test")          # seeds 1, 2
+    rows = mod.paired([a, b], "A", "B")
+    assert len(rows) == 1 and rows[0]["seeds"] == 2 and rows[0]["K"] == 3
+    np.testing.assert_allclose(rows[0]["diff"], np.mean([100 * (0.6 - 0.4), 100 * (0.7 - 0.9)]))
+    # the same method scored on validation is another table: it pairs with nothing scored on test
+    v = artifact("v.json", "B", [0.1, 0.1, 0.1], 0, "valid")
+    rows = mod.paired([a, v], "A", "B")
+    assert rows == []
+    va = artifact("va.json", "A", [0.3, 0.3, 0.3], 0, "valid")
+    rows = mod.paired([a, v, va], "A", "B")
+    assert [r["table"] for r in rows] == ["ett scored on valid"] and rows[0]["seeds"] == 3

@@ -156,8 +156,14 @@ def synthetic_gain_tables(n_tasks: int = 27, *, n_random: int | None = 3000, see
     size = member.sum(axis=1)
     multi = size >= 2
     d = member.astype(np.float64)
+    # sum of pair[j, k] over the partners k in each combination, added in task order without
+    # BLAS: a matmul's summation order depends on the CPU's kernel (OpenBLAS picks SkylakeX on
+    # AVX-512, Haswell on AVX2), which changed the tables' last bits from machine to machine
+    pair_sum = np.zeros((member.shape[0], n))
+    for kk in range(n):
+        np.add(pair_sum, pair[:, kk], out=pair_sum, where=member[:, kk:kk + 1])
     with np.errstate(divide="ignore", invalid="ignore"):
-        pair_part = (d @ pair.T) / np.maximum(size - 1, 1)[:, None] ** beta
+        pair_part = pair_sum / np.maximum(size - 1, 1)[:, None] ** beta
     onehot = np.eye(k)[clusters]
     n_cl = ((d @ onehot) > 0).sum(axis=1)
     truth = pair_part - scales["cluster_penalty"] * (n_cl - 1)[:, None] * receptive[None, :]

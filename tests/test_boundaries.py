@@ -536,6 +536,13 @@ CLI: list[tuple[str, list[str], tuple[str, ...]]] = [
      ("--serch", "did you mean --search")),
     ("replay-set-unknown", [*R, "--methods", "mtgnet", "--set", "dimm=8"],
      ("unknown option --dimm",)),
+    # replay_method's object keywords are not options a command line can give (stats=1 was an
+    # internal AttributeError after the first fit; warm_start_from a late, unlisted refusal)
+    *((f"replay-set-{k}", [*R, "--methods", "mtgnet", "--set", f"{k}=1"],
+       (f"unknown option --{k.replace('_', '-')}", "mtgnet"))
+      for k in ("stats", "prior", "noise", "warm_start_from")),
+    ("replay-set-use-measured-int", [*R, "--methods", "mtgnet", "--set", "use_measured=0"],
+     ("use_measured must be a bool", "int")),
     ("replay-set-malformed", [*R, "--methods", "mtgnet", "--set", "dim"], ("KEY=VALUE", "'dim'")),
     ("replay-set-no-mtgnet", [*R, "--methods", "oracle", "--set", "dim=8"],
      ("--set", "mtgnet")),

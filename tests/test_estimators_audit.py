@@ -81,6 +81,18 @@ def test_replay_bad_option_value_and_seed_before_any_method(monkeypatch):
     assert calls == []
 
 
+@pytest.mark.parametrize("opts, what", [
+    ({"stats": 1}, "stats must be a dict"),              # was an AttributeError after a fit
+    ({"use_measured": "no"}, "use_measured must be a bool"),  # a truthy string meant True
+])
+def test_replay_method_keywords_of_the_wrong_type_before_any_method(monkeypatch, opts, what):
+    calls = _spy_random(monkeypatch)
+    with pytest.raises(InputTypeError, match=what):
+        replay(_table(), methods=["random", "mtgnet"], budgets="1-2", random_trials=10,
+               options=opts)
+    assert calls == []
+
+
 def test_replay_method_selector_option_is_input_error():
     from mtgfast.study.replay_methods import check_method, replay_method
 

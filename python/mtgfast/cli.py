@@ -117,16 +117,12 @@ def _add_replay(sub: Any) -> None:
 
 
 def mtgnet_option_names() -> set[str]:
-    """Keywords the ``mtgnet*`` replay methods accept: MTGNet's parameters (but ``seed``, set per
-    replay seed), the replay method's own keywords and its selector/loop options."""
-    from .estimators.mtgnet import MTGNet
-    from .study.replay_methods import METHOD_OPTIONS, replay_method
+    """Keywords ``--set`` / ``--KEY`` may give the ``mtgnet*`` replay methods: the methods' own
+    options (:func:`~mtgfast.study.replay_methods.option_names`) and the plain-valued keywords
+    of ``replay_method`` (``--rounds`` and the seeds are the command's own)."""
+    from .study.replay_methods import PLAIN_KEYWORDS, option_names
 
-    names = {p for p in inspect.signature(MTGNet.__init__).parameters if p != "self"}
-    names |= {p.name for p in inspect.signature(replay_method).parameters.values()
-              if p.kind is inspect.Parameter.KEYWORD_ONLY}
-    names |= set(METHOD_OPTIONS)
-    return names - {"seed"}
+    return set(option_names()) | set(PLAIN_KEYWORDS)
 
 
 def _check_mtgnet_values(options: dict[str, Any]) -> None:
@@ -262,7 +258,7 @@ def _cmd_replay(args: argparse.Namespace, extra: Sequence[str],
     if plugin:
         if "rounds" in options:
             raise UsageError("replay: give the rounds as --rounds, not with --set")
-        check_known_options(options, mtgnet_option_names() - {"rounds"}, "the mtgnet* methods",
+        check_known_options(options, mtgnet_option_names(), "the mtgnet* methods",
                             also=_own_flags(parser))
         _check_mtgnet_values(options)
     if args.budgets is not None:

@@ -197,6 +197,11 @@ class _Setup:
     prior: GainTable | None   # in valid's task order
 
 
+# replay_method's own keywords a front end may give as plain values (seed and rounds are the
+# front end's own arguments; stats, prior and noise are objects a Python caller builds)
+PLAIN_KEYWORDS = ("use_measured",)
+
+
 def option_names() -> frozenset[str]:
     """Every keyword a replay method takes in ``**options``: MTGNet's parameters (but ``seed``
     and ``warm_start_from``, which the method sets) and :data:`METHOD_OPTIONS`."""
@@ -234,12 +239,12 @@ def check_method(name: str, valid: GainTable, *, seed: int = 0, rounds: int = 1,
                  **options: Any) -> None:
     """Check a :func:`replay_method` call (name, options and their values) without running it:
     ``replay`` calls it for every method before the first one runs (``stats`` is not read)."""
-    _setup(name, valid, seed, rounds, use_measured, prior, noise, options)
+    _setup(name, valid, seed, rounds, use_measured, prior, noise, options, stats)
 
 
 def _setup(name: str, valid: GainTable, seed: int, rounds: int, use_measured: bool,
            prior: GainTable | None, noise: GainTable | None,
-           options: dict[str, Any]) -> _Setup:
+           options: dict[str, Any], stats: object = None) -> _Setup:
     """Validate a replay method's arguments and build its configuration (no training)."""
     if not isinstance(name, str) or name not in REPLAY_METHODS:
         raise InputError(unknown_method_message(name))
@@ -249,6 +254,11 @@ def _setup(name: str, valid: GainTable, seed: int, rounds: int, use_measured: bo
         raise InputError(f"seed must be a non-negative int, got {seed!r}")
     if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 0:
         raise InputError(f"rounds must be a non-negative int, got {rounds!r}")
+    if not isinstance(use_measured, (bool, np.bool_)):
+        raise InputTypeError(f"use_measured must be a bool, got {type(use_measured).__name__}")
+    if stats is not None and not isinstance(stats, dict):   # it is filled after the first fit
+        raise InputTypeError(f"stats must be a dict (it receives the timings) or None, got "
+                             f"{type(stats).__name__}")
     _check_option_names(options)
     n = valid.n_tasks
     full = np.uint64((1 << n) - 1)
@@ -353,7 +363,7 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
     ``predict_s``; CPU seconds ``*_cpu_s``), of every ask of the selector (``select_s``) and the
     rows and epochs of every fit.
     """
-    setup = _setup(name, valid, seed, rounds, use_measured, prior, noise, options)
+    setup = _setup(name, valid, seed, rounds, use_measured, prior, noise, options, stats)
     selector, warm, risk, final = setup.selector, setup.warm, setup.risk, setup.final
     est_opts, prior_opts, table_opts = setup.est_opts, setup.prior_opts, setup.table_opts
     use_prior, use_blend, use_table = setup.use_prior, setup.use_blend, setup.use_table

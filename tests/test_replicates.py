@@ -75,3 +75,21 @@ def test_paired_matches_seeds_by_number_and_never_across_scoring_splits(tmp_path
     va = artifact("va.json", "A", [0.3, 0.3, 0.3], 0, "valid")
     rows = mod.paired([a, v, va], "A", "B")
     assert [r["table"] for r in rows] == ["ett scored on valid"] and rows[0]["seeds"] == 3
+
+
+def test_twelfth_pass_table_is_what_the_artifacts_pair_to() -> None:
+    # the README's paired differences come from the committed artifacts, not by hand
+    mod = _runner()
+    art = REPO / "benchmarks" / "artifacts"
+    files = [str(art / f"replay_valid{p}.json") for p in
+             ("11_etth1", "11_ettm1", "11_ettm1_variants", "12_taskonomy", "12_ettm1",
+              "12_etth1", "12_synth8g2", "12_synth8g4")]
+    readme = (REPO / "README.md").read_text()
+    for variant, cells in (("mtgnet-paper", 5), ("mtgnet-deterministic", 4)):
+        rows = mod.paired(files, variant, "mtgnet")
+        assert len(rows) == cells
+        for r in rows:
+            sign = "+" if r["diff"] > 0 else "−"
+            text = (f"{sign}{abs(r['diff']):.1f} ± {r['ci95']:.1f} "
+                    f"({r['wins']} / {r['losses']})")
+            assert text in readme, (r["table"], text)

@@ -229,6 +229,28 @@ def test_mtgnet_scale_unchanged_for_ordinary_gains():
     assert net.scale_ == float(np.sqrt(np.mean(t.gains[multi] ** 2)))
 
 
+@pytest.mark.parametrize("unit", [1e-200, 1.0, 1e200])
+def test_mtgnet_prior_scales_are_the_rms_in_any_unit(unit):
+    """token_prior and attention_prior enter over their RMS: a prior in tiny or huge units has
+    the same effect as in ordinary ones (a plain RMS read 1e-200 as 0 and 1e200 as inf)."""
+    from mtgfast import MTGNet
+
+    train = _table(seed=3)
+    prior = GainTable(train.masks, train.gains * unit, train.task_names)
+    bias = np.array([[0.0, 0.3, -0.1], [0.2, 0.0, 0.4], [-0.3, 0.1, 0.0]]) * unit
+    opts = {"n_estimators": 1, "dim": 8, "max_epochs": 5, "seed": 0}
+    feat = MTGNet(**opts, token_prior=prior).fit(train)
+    multi = train.member() & (train.member().sum(1) >= 2)[:, None]
+    v = train.gains[multi]
+    assert feat.feature_scale_ == pytest.approx(unit * float(np.sqrt(np.mean(v * v))), rel=1e-12)
+    biased = MTGNet(**opts, attention_prior=bias).fit(train)
+    off = bias[~np.eye(3, dtype=bool)] / unit
+    assert biased.bias_scale_ == pytest.approx(unit * float(np.sqrt(np.mean(off * off))),
+                                               rel=1e-12)
+    for net in (feat, biased):
+        assert np.all(np.isfinite(net.predict(train.masks)[train.member()]))
+
+
 # -- #11: the Ray executor refuses a run no node can hold ------------------------------------------
 @pytest.fixture()
 def local_ray():

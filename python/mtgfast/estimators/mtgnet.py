@@ -109,10 +109,17 @@ def _members(n_estimators: object) -> int:
     return n
 
 
-def _tiny_rms(g: FloatArray) -> float:
-    """RMS of gains so small that ``g**2`` underflows: computed on ``g / max|g|`` (used only
-    when the plain RMS is 0 or subnormal, so ordinary gains keep their exact scale)."""
-    top = float(np.max(np.abs(g))) if g.size else 0.0
+def _rms(g: FloatArray) -> float:
+    """RMS of the finite-valued ``g`` (0 when empty), exact for ordinary gains and still right
+    where ``g**2`` underflows (|g| < ~1e-154) or overflows (|g| > ~1e154): then it is computed
+    on ``g / max|g|``."""
+    if not g.size:
+        return 0.0
+    with np.errstate(over="ignore", under="ignore"):
+        rms = float(np.sqrt(np.mean(g * g)))
+    if np.finfo(np.float64).tiny <= rms < math.inf:
+        return rms
+    top = float(np.max(np.abs(g)))
     if top == 0.0:
         return 0.0
     return top * float(np.sqrt(np.mean((g / top) ** 2)))
@@ -256,9 +263,7 @@ class MTGNet(GainEstimator):
         known = member & np.isfinite(gains)
         # scale targets to unit RMS so lr and init do not depend on the unit of the gains
         multi = known & (size[:, None] >= 2)
-        scale = float(np.sqrt(np.mean(gains[multi] ** 2))) if multi.any() else 1.0
-        if 0 <= scale < np.finfo(np.float64).tiny:
-            scale = _tiny_rms(gains[multi])   # g**2 underflowed (|g| < ~1e-154)
+        scale = _rms(gains[multi]) if multi.any() else 1.0
         scale = scale if scale > 0 else 1.0
         dev = torch.device(self.device) if self.device is not None else torch.device("cpu")
 
@@ -405,7 +410,7 @@ class MTGNet(GainEstimator):
             multi = prior.member() & (popcount(prior.masks) >= 2)[:, None]
             v = prior.gains[multi]
             v = v[np.isfinite(v)]
-            rms = float(np.sqrt(np.mean(v * v))) if v.size else 0.0
+            rms = _rms(v)
             self.feature_scale_ = rms if rms > 0 else 1.0
         idx = prior.index_of(masks)
         x = np.where((idx >= 0)[:, None], prior.gains[np.maximum(idx, 0)], 0.0)
@@ -432,7 +437,7 @@ class MTGNet(GainEstimator):
         np.fill_diagonal(b, 0.0)
         if fit:
             off = b[~np.eye(n, dtype=bool)]
-            rms = float(np.sqrt(np.mean(off * off))) if off.size else 0.0
+            rms = _rms(off)
             self.bias_scale_ = rms if rms > 0 else 1.0
         return torch.as_tensor(b / self.bias_scale_, dtype=torch.float32)
 

@@ -93,3 +93,34 @@ def test_twelfth_pass_table_is_what_the_artifacts_pair_to() -> None:
             text = (f"{sign}{abs(r['diff']):.1f} ± {r['ci95']:.1f} "
                     f"({r['wins']} / {r['losses']})")
             assert text in readme, (r["table"], text)
+
+
+def test_thirteenth_pass_tables_are_what_the_artifacts_give() -> None:
+    # the README's pairs-first differences and its estimator probe come from the artifacts
+    mod = _runner()
+    art = REPO / "benchmarks" / "artifacts"
+    files = [str(art / f"replay_valid{p}.json") for p in
+             ("11_etth1", "11_ettm1", "12_taskonomy", "12_synth8g2", "12_synth8g4",
+              "12_taskonomy_pairs", "12_ettm1_pairs", "12_etth1_pairs", "12_synth8g2_pairs",
+              "12_synth8g4_pairs")]
+    readme = (REPO / "README.md").read_text()
+
+    def signed(x: float) -> str:
+        return ("+" if x > 0 else "−") + f"{abs(x):.1f}"
+
+    for variant in ("mtgnet-halfpairs", "mtgnet-pairs"):
+        rows = mod.paired(files, variant, "mtgnet")
+        assert len(rows) == 5
+        for r in rows:
+            text = f"{signed(r['diff'])} ± {r['ci95']:.1f} ({r['wins']} / {r['losses']})"
+            assert text in readme, (r["table"], text)
+    probe = json.loads((art / "probe_estimators13.json").read_text())["cells"]
+    assert set(probe) == {"taskonomy", "ettm1", "etth1", "synth8g2", "synth8g4"}
+    for cell in probe.values():
+        base = np.array(cell["frac_of_oracle"]["mtgnet"])
+        assert len(base) == cell["designs"] == 30
+        row = [f"{100 * base.mean():.1f}%"]
+        for e in ("linear", "pooled", "mix"):
+            diff = 100 * (np.array(cell["frac_of_oracle"][e]) - base)
+            row.append(f"{signed(diff.mean())} ± {mod.interval95(list(diff)):.1f}")
+        assert " | ".join(row) + " |" in readme, row

@@ -76,6 +76,20 @@ struct LayerScan {
   bool* expired;         // set when the deadline stopped this layer's scan
 };
 
+// The completed value of parent + row in double, summed over tasks in order: exactly what
+// extend() gives the child's state (equal task gains give equal values, bit for bit).
+double child_value(const Problem& p, const State& st, std::uint32_t row) {
+  const double* g = p.row(row);
+  const mask_t mask = p.masks[row];
+  double v = 0.0;
+  for (std::size_t j = 0; j < std::size_t(p.n_tasks); ++j) {
+    double c = st.cur[j];
+    if ((mask >> j) & 1) c = (st.uncovered >> j) & 1 ? g[j] : std::max(c, g[j]);
+    v += c;
+  }
+  return v;
+}
+
 void consider(const LayerScan& L, std::uint32_t s, std::uint32_t i, double value, int cost) {
   const auto& beam = *L.beam;
   auto& top = *L.top;
@@ -204,12 +218,17 @@ MTGFAST_INLINE void scan_layer_body(const LayerScan& L) {
       }
       const float sum = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
       const int newly = popcount(mask & unc[s]);
-      const double value = val[s] + (double(sum) - K * double(newly));
+      const double approx = val[s] + (double(sum) - K * double(newly));
       const int cost = cost0[s] - newly;
-      // Cheap rejection first: most children are neither kept nor a record.
-      const bool maybe_best = cost <= max_cost && value > best[cost].value;
-      const bool maybe_top = value > top_v || (value == top_v && cost < top_c);
-      if (maybe_best || maybe_top) {
+      // Cheap rejection first (most children are neither kept nor a record), on the float sum
+      // widened by its rounding slack; a child that may pass is ranked on its exact value, so
+      // float rounding never reorders near-ties (the beam is the float64 ranking's).
+      if (!(cost <= max_cost && approx + slack > best[cost].value) && !(approx + slack >= top_v))
+        continue;
+      const double value = child_value(p, beam[s], std::uint32_t(i));
+      const bool is_best = cost <= max_cost && value > best[cost].value;
+      const bool is_top = value > top_v || (value == top_v && cost < top_c);
+      if (is_best || is_top) {
         consider(L, std::uint32_t(s), std::uint32_t(i), value, cost);
         refresh();
       }

@@ -41,7 +41,7 @@ BnbOutcome branch_and_bound(const Problem& p, int budget, std::vector<std::uint3
     }
     return false;
   };
-  auto tol = [&] { return z == kNegInf ? 0.0 : gap_tol * std::max(1.0, std::fabs(z)); };
+  auto tol = [&] { return z == kNegInf ? 0.0 : p.tolerance(gap_tol, z); };
 
   Node root;
   for (std::size_t r = 0; r < p.size(); ++r) {

@@ -19,7 +19,7 @@ struct BnbOutcome {
 };
 
 // Best set of at most `budget` rows. `incumbent` (may be empty) is a valid set to start from. A
-// node is closed when its bound is <= incumbent + gap_tol * max(1, |incumbent|). DFS, the child
+// node is closed when its bound is <= incumbent + p.tolerance(gap_tol, incumbent). DFS, the child
 // that takes the branching row first; stops at the deadline with the bound of the open nodes.
 // `index` (p's, optional) is handed to the local searches of the nodes.
 BnbOutcome branch_and_bound(const Problem& p, int budget, std::vector<std::uint32_t> incumbent,

@@ -103,6 +103,14 @@ Problem make_problem(const mask_t* masks_in, const double* gains, std::size_t n_
         "gains must be at most 2^64 in magnitude for the core (mtgfast.group scales any "
         "finite table by a power of two first): " + where + short_number(bad_value));
   }
+  double top = 0.0;
+  for (std::size_t r = 0; r < p.masks.size(); ++r)
+    for (mask_t b = p.masks[r]; b; b &= b - 1) top = std::max(top, std::fabs(p.gains[r * st + std::size_t(lowest_bit(b))]));
+  if (top > 0.0) {
+    int e = 0;
+    const double f = std::frexp(top, &e);   // top = f * 2^e, f in [0.5, 1)
+    p.unit = std::ldexp(1.0, f == 0.5 ? e - 1 : e);
+  }
   p.singleton_row.assign(n, -1);
   p.alone_value.assign(n, 0.0);
   for (std::size_t r = 0; r < p.masks.size(); ++r) {

@@ -1,6 +1,7 @@
 // Grouping objective: candidate tables, and turning a set of chosen candidates into a grouping.
 // Pure C++17. All gains are double; entries outside a combination are ignored (stored as -inf).
 #pragma once
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -31,6 +32,14 @@ struct Problem {
   std::vector<double> gains;           // masks.size() x stride, row-major, -inf outside the mask
   std::vector<std::int64_t> singleton_row;  // row of {j}, -1 when absent (only under Alone)
   std::vector<double> alone_value;     // value of task j when served by nothing but itself
+  double unit = 1.0;                   // power of two at or above the largest |gain| inside a
+                                       // combination (1 if all are 0): the gap tolerance's scale
+
+  // The gap below which a result of value v counts as optimal: gap_tol * max(unit, |v|), relative
+  // to the table's own scale, so a table in other units (times 2^k) is proven alike.
+  double tolerance(double gap_tol, double v) const noexcept {
+    return gap_tol * (std::fabs(v) > unit ? std::fabs(v) : unit);
+  }
 
   std::size_t size() const noexcept { return masks.size(); }
   const double* row(std::size_t i) const noexcept { return gains.data() + i * std::size_t(stride); }

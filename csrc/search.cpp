@@ -27,9 +27,9 @@ std::vector<std::uint32_t> rows_of(const Problem& p, const GroupingResult& g) {
   return rows;
 }
 
-bool is_optimal(const GroupingResult& g, double gap_tol) {
+bool is_optimal(const Problem& p, const GroupingResult& g, double gap_tol) {
   if (!g.feasible) return g.bound == kNegInf;
-  return g.bound - g.value <= gap_tol * std::max(1.0, std::fabs(g.value));
+  return g.bound - g.value <= p.tolerance(gap_tol, g.value);
 }
 
 GroupingResult make_result(const Problem& p, const std::vector<std::uint32_t>& rows, int budget,
@@ -37,7 +37,7 @@ GroupingResult make_result(const Problem& p, const std::vector<std::uint32_t>& r
   GroupingResult g = finalize(p, std::vector<std::size_t>(rows.begin(), rows.end()), budget, false);
   g.method = method;
   g.bound = std::max(bound, g.value);  // a bound below a found value would be a bug; never report it
-  g.optimal = is_optimal(g, gap_tol);
+  g.optimal = is_optimal(p, g, gap_tol);
   return g;
 }
 
@@ -132,14 +132,14 @@ std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& 
     } else if (!deadline.passed()) {
       BoundOptions bo;
       bo.max_iter = bound_iterations(p, improve);
-      if (v != kNegInf) bo.target = v + opt.gap_tol * std::max(1.0, std::fabs(v));
+      if (v != kNegInf) bo.target = v + p.tolerance(opt.gap_tol, v);
       bo.deadline = &deadline;
       const BoundResult R = lagrangian_bound(p, {}, all, kb, lambda, v, bo, ix);
       bound = std::min(bound, R.bound);
       lambda = R.lambda;
       // The Lagrangian's own best set is a second start when the gap is still open.
       for (const auto& start : R.primals) {
-        if (!improve || bound <= v + opt.gap_tol * std::max(1.0, std::fabs(v)) ||
+        if (!improve || bound <= v + p.tolerance(opt.gap_tol, v) ||
             int(start.size()) > kb || deadline.passed())
           break;
         std::vector<std::uint32_t> other =
@@ -163,7 +163,7 @@ std::vector<GroupingResult> heuristic(const Problem& p, const std::vector<int>& 
     else {
       res[k].method = label;
       res[k].bound = std::max(bound, res[k].value);
-      res[k].optimal = is_optimal(res[k], opt.gap_tol);
+      res[k].optimal = is_optimal(p, res[k], opt.gap_tol);
     }
     res[k].timed_out = deadline.passed();
     prev = rows;
@@ -302,7 +302,7 @@ std::vector<GroupingResult> search(const Problem& p, const std::vector<int>& bud
       g = make_result(p, o2.rows, b, Method::BranchBound, bound, opt.gap_tol);
     } else {
       g.bound = std::max(bound, g.value);
-      g.optimal = is_optimal(g, opt.gap_tol);
+      g.optimal = is_optimal(p, g, opt.gap_tol);
     }
     g.nodes = o2.nodes;
     g.timed_out = !o2.complete && !g.optimal;

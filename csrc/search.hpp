@@ -17,7 +17,7 @@ struct SearchOptions {
   int beam_width = 5;
   double time_limit = 0.0;          // seconds for the whole call (<= 0: none)
   std::uint64_t max_dp_bytes = std::uint64_t{4} << 30;
-  double gap_tol = 1e-6;            // optimal when bound - value <= gap_tol * max(1, |value|)
+  double gap_tol = 1e-6;            // optimal: bound - value <= Problem::tolerance
   bool local_search = true;         // improve beam results by local search (Beam, BranchBound)
 };
 

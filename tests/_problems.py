@@ -17,6 +17,22 @@ from mtgfast import Grouping
 MODES = ("singleton", "alone")
 
 
+def gap_unit(masks, gains) -> float:
+    """The core's scale of the gap tolerance: the power of two at or above the largest |gain|
+    inside a combination (1 when all are 0); ``optimal`` <=> gap <= gap_tol * max(unit, |v|)."""
+    import math
+
+    m = np.asarray(masks, dtype=np.uint64)
+    g = np.asarray(gains, dtype=np.float64)
+    inside = ((m[:, None] >> np.arange(g.shape[1], dtype=np.uint64)) & np.uint64(1)).astype(bool)
+    v = np.abs(g[inside & np.isfinite(g)])
+    top = float(v.max()) if v.size else 0.0
+    if top == 0.0:
+        return 1.0
+    f, e = math.frexp(top)
+    return math.ldexp(1.0, e - 1 if f == 0.5 else e)
+
+
 def nan_outside(masks, gains) -> np.ndarray:
     """``gains`` as float64 with NaN outside each mask (the in-memory layout)."""
     masks = np.asarray(masks, dtype=np.uint64)

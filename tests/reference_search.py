@@ -10,7 +10,6 @@ that the C++ core can be checked against it. Gains are (n_masks, n_tasks) with N
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -133,6 +132,8 @@ def reference_beam(masks, gains, budgets, width: int, uncovered: str = "singleto
 
     Same rules: children ranked by (completed value desc, completed cost asc, row asc, parent
     rank asc), duplicate sets dropped, every valid child a candidate answer for cost <= budget.
+    A value is the in-order float64 sum of the child's task gains, as in the core (which ranks
+    on a float32 scan only what its rounding slack cannot rule out).
     """
     gains = np.asarray(gains, dtype=np.float64)
     n = gains.shape[1]
@@ -144,14 +145,17 @@ def reference_beam(masks, gains, budgets, width: int, uncovered: str = "singleto
     G = np.where(inside, G, NEG_INF)
     alone = uncovered == "alone"
     alone_value = np.zeros(n) if alone else np.array([cand[1 << j][j] for j in range(n)])
-    lo = min(0.0, float(G[inside].min())) if inside.any() else 0.0
-    hi = max(0.0, float(alone_value.max()))
-    K = 0.0 if alone else math.ceil(hi - lo) + 1.0
     full = (1 << n) - 1
     max_cost = min(max(budgets), n)
 
+    def total(cur):   # summed over tasks in order, as the C++ core sums a state's value
+        v = 0.0
+        for x in cur:
+            v += float(x)
+        return v
+
     def make(rows_, cur, unc):
-        return _State(tuple(sorted(rows_)), cur, unc, float(np.sum(cur)),
+        return _State(tuple(sorted(rows_)), cur, unc, total(cur),
                       len(rows_) + (unc).bit_count())
 
     root = make((), alone_value.copy(), 0 if alone else full)
@@ -177,12 +181,16 @@ def reference_beam(masks, gains, budgets, width: int, uncovered: str = "singleto
             break
         vals, costs, members = [], [], []
         for st in beam:
-            thr = st.cur.copy()
             unc_bits = np.array([(st.uncovered >> j) & 1 for j in range(n)], dtype=bool)
-            thr[unc_bits] = alone_value[unc_bits] - K
             newly = np.bitwise_count(mask_arr & np.uint64(st.uncovered)).astype(np.int64)
-            delta = np.maximum(G - thr[None, :], 0.0).sum(axis=1) - K * newly
-            vals.append(st.value + delta)
+            # each child's task gains: its row's gain where the task was uncovered, the better
+            # of the two where covered; its value the in-order sum (ranked exactly, in float64)
+            child = np.where(inside, np.where(unc_bits[None, :], G,
+                                              np.maximum(st.cur[None, :], G)), st.cur[None, :])
+            v = np.zeros(len(rows))
+            for j in range(n):
+                v = v + child[:, j]
+            vals.append(v)
             costs.append(st.cost + 1 - newly)
             members.append(np.isin(np.arange(len(rows)), np.array(st.rows, dtype=np.int64)))
         V = np.stack(vals, axis=1)  # (rows, states): scan order is row-major

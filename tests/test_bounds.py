@@ -15,12 +15,12 @@ from mtgfast import group
 from mtgfast.errors import InputError, InputTypeError
 from mtgfast.generate import synthetic_gain_tables
 from mtgfast.grouping import GAP_TOL
-from _problems import (MODES, by_budget, check_valid, normal_gains, relabelled,
+from _problems import (MODES, by_budget, check_valid, gap_unit, normal_gains, relabelled,
                        release_table, sampled_problem, tables, with_truth)
 
 
-def tol(value: float) -> float:
-    return GAP_TOL * max(1.0, abs(value))
+def tol(value: float, unit: float) -> float:
+    return GAP_TOL * max(unit, abs(value))
 
 
 def check_against(results, truth: dict, masks, gains, uncovered: str) -> None:
@@ -30,9 +30,9 @@ def check_against(results, truth: dict, masks, gains, uncovered: str) -> None:
         assert r.bound >= best - 1e-9, (b, r.bound, best)
         assert r.value <= best + 1e-9
         assert r.gap == pytest.approx(r.bound - r.value)
-        assert r.optimal == (r.gap <= tol(r.value))
+        assert r.optimal == (r.gap <= tol(r.value, gap_unit(masks, gains)))
         if r.optimal:  # proven: the MILP's optimum (HiGHS relative gap 1e-9)
-            assert r.value == pytest.approx(best, abs=2 * tol(best)), (b, r.value, best)
+            assert r.value == pytest.approx(best, abs=2 * tol(best, gap_unit(masks, gains))), (b, r.value, best)
 
 
 # -- the MILP as the independent reference -------------------------------------------------------

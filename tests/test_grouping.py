@@ -8,7 +8,7 @@ import mtgfast
 import numpy as np
 import pytest
 import reference_search as ref
-from _problems import (MODES, by_budget, check_valid, nan_outside, normal_gains, release_table,
+from _problems import (MODES, by_budget, check_valid, gap_unit, nan_outside, normal_gains, release_table,
                        relabelled, sampled_problem, tables, with_truth)
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -51,7 +51,7 @@ def test_dp_and_branch_and_bound_equal_partition_brute_force(data, uncovered):
         if r.feasible:
             assert r.value == pytest.approx(truth[b], abs=1e-9)
             assert r.bound >= truth[b] - 1e-12
-            assert r.bound - r.value <= 1e-6 * max(1.0, abs(r.value))
+            assert r.bound - r.value <= 1e-6 * max(gap_unit(masks, gains), abs(r.value))
             assert dp[b].value == truth[b] and dp[b].method == "exact-dp"
             check_valid(dp[b], masks, gains, uncovered, b)
         else:
@@ -83,7 +83,7 @@ def test_beam_equals_reference_and_never_beats_exact(data, uncovered, width):
         assert (sorted(int(x) for x in r.groups), r.value) == expected
         assert r.method == "beam"
         assert r.bound >= exact[b].value - 1e-9  # a valid bound, even for beam
-        assert r.optimal == (r.gap <= 1e-6 * max(1.0, abs(r.value)))
+        assert r.optimal == (r.gap <= 1e-6 * max(gap_unit(masks, gains), abs(r.value)))
         check_valid(r, masks, gains, uncovered, b)
         assert r.value <= exact[b].value
 

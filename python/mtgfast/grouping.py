@@ -16,7 +16,10 @@ Singleton rows in ``masks`` keep their given gains; missing ones count as gain 0
 
 Every result carries ``bound``, an upper bound of the optimum for its budget (a Lagrangian
 relaxation of the per-task assignment constraints, computed in the C++ core), and ``gap = bound -
-value``; ``optimal`` means ``gap <= gap_tol * max(1, |value|)`` (``GAP_TOL`` = 1e-6 by default).
+value``; ``optimal`` means ``gap <= gap_tol * max(u, |value|)`` (``GAP_TOL`` = 1e-6 by default),
+``u`` the power of two at or above the table's largest |gain|: relative to the table's own units,
+so a table times 2^k is proven alike (with 1 in place of ``u``, a table in units of 1e-6 was
+"optimal" 4% below the optimum).
 """
 
 from __future__ import annotations
@@ -312,7 +315,8 @@ def group(masks: object, gains: object, budget: int | Sequence[int] | range,
     unless ``local_search=False``) scales to N = 27 and millions of candidates; ``"auto"``
     (default) takes the DP when cheap, branch-and-bound for at most 20,000 candidates (time limit
     5 s unless given), beam otherwise. Every result has a ``bound`` and ``gap``; ``optimal`` means
-    ``gap <= gap_tol * max(1, |value|)``. ``time_limit`` (seconds, the whole call) is honoured by
+    ``gap <= gap_tol * max(u, |value|)`` (``u``: the table's largest |gain| rounded up to a power
+    of two). ``time_limit`` (seconds, the whole call) is honoured by
     every method: a search that runs out of time returns its best grouping (``timed_out=True``)
     with its bound.
     """

@@ -67,15 +67,12 @@ def linear_surrogate(meas: GainTable, masks: MaskArray, n: int) -> FloatArray:
     return pred
 
 
-def pooled_estimate(meas: GainTable, masks: MaskArray, n: int) -> FloatArray:
+def pooled_estimate(meas: GainTable, masks: MaskArray) -> FloatArray:
     """HOA's average over partners of the pooled pair matrix of the measured rows."""
+    from mtgfast.estimators.hoa import aggregate_pairs
     from mtgfast.estimators.prior import pooled_pair_matrix
 
-    p = pooled_pair_matrix(meas)
-    out = masks_to_dense(masks, n)
-    size = out.sum(axis=1)
-    est = (out.astype(np.float64) @ p.T) / np.maximum(size - 1, 1)[:, None]
-    return np.where(out, np.where(size[:, None] >= 2, est, 0.0), np.nan)
+    return aggregate_pairs(masks, pooled_pair_matrix(meas), backend="numpy")
 
 
 def run_cell(valid: GainTable, k: int, designs: int) -> dict[str, Any]:
@@ -111,7 +108,7 @@ def run_cell(valid: GainTable, k: int, designs: int) -> dict[str, Any]:
         est: dict[str, FloatArray] = {
             "mtgnet": np.asarray(MTGNet(seed=d).fit(meas).predict(masks), dtype=np.float64),
             "linear": linear_surrogate(meas, masks, n),
-            "pooled": pooled_estimate(meas, masks, n)}
+            "pooled": pooled_estimate(meas, masks)}
         est["mix"] = 0.5 * (est["mtgnet"] + est["linear"])
         unmeasured = ~known[:, None] & mem & (size[:, None] >= 2)
         for e in ESTIMATORS:

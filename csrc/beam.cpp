@@ -71,10 +71,15 @@ struct LayerScan {
   int max_cost;
   std::vector<Child>* top;
   std::vector<Record>* best;
-  double gain_abs_max;   // largest |gain| inside a combination (for the rounding slack)
   const Deadline* deadline;
   bool* expired;         // set when the deadline stopped this layer's scan
 };
+
+// Task j's gain in parent + a row that contains j (g: the row's gains): the row's where j was
+// uncovered, else the better of the two.
+inline double joined_gain(const State& parent, const double* g, std::size_t j) {
+  return (parent.uncovered >> j) & 1 ? g[j] : std::max(parent.cur[j], g[j]);
+}
 
 // The completed value of parent + row in double, summed over tasks in order: exactly what
 // extend() gives the child's state (equal task gains give equal values, bit for bit).
@@ -82,11 +87,8 @@ double child_value(const Problem& p, const State& st, std::uint32_t row) {
   const double* g = p.row(row);
   const mask_t mask = p.masks[row];
   double v = 0.0;
-  for (std::size_t j = 0; j < std::size_t(p.n_tasks); ++j) {
-    double c = st.cur[j];
-    if ((mask >> j) & 1) c = (st.uncovered >> j) & 1 ? g[j] : std::max(c, g[j]);
-    v += c;
-  }
+  for (std::size_t j = 0; j < std::size_t(p.n_tasks); ++j)
+    v += (mask >> j) & 1 ? joined_gain(st, g, j) : st.cur[j];
   return v;
 }
 
@@ -174,7 +176,7 @@ MTGFAST_INLINE void scan_layer_body(const LayerScan& L) {
     tb[j] = lo;
   }
   for (std::size_t s = 0; s < ns; ++s) scale = std::max(scale, 1.0 + std::fabs(val[s]));
-  const double slack = 1e-5 * (scale + double(p.n_tasks) * (K + L.gain_abs_max + 1.0));
+  const double slack = 1e-5 * (scale + double(p.n_tasks) * (K + p.gain_abs_max + 1.0));
   // Past the deadline a layer's scan stops (its children so far stay); the first layer (one
   // parent, one pass over the rows) always completes, so every budget that one group and
   // singletons can serve gets an answer.
@@ -284,13 +286,8 @@ State extend(const Problem& p, const State& parent, std::uint32_t row, double K)
   const double* g = p.row(row);
   for (mask_t b = p.masks[row]; b; b &= b - 1) {
     const std::size_t j = std::size_t(lowest_bit(b));
-    const mask_t bit = mask_t{1} << j;
-    if (st.uncovered & bit) {
-      st.cur[j] = g[j];
-      st.uncovered &= ~bit;
-    } else {
-      st.cur[j] = std::max(st.cur[j], g[j]);
-    }
+    st.cur[j] = joined_gain(parent, g, j);
+    st.uncovered &= ~(mask_t{1} << j);
     st.thr[j] = float(st.cur[j]);
     st.flo[j] = 0.f;
   }
@@ -316,13 +313,12 @@ std::vector<GroupingResult> beam_search(const Problem& p, const std::vector<int>
   const int n = p.n_tasks;
   const int max_cost = std::min(max_budget, n);  // more than n groups never help
   // K makes g - (alone_value - K) >= 0 for every gain, so one max(0, .) kernel serves both cases.
-  double lo = 0.0, hi = 0.0, gain_hi = 0.0, abs_sum = 0.0;
+  double lo = 0.0, hi = 0.0, abs_sum = 0.0;
   std::size_t count = 0;
   for (std::size_t i = 0; i < p.size(); ++i)
     for (mask_t b = p.masks[i]; b; b &= b - 1) {
       const double v = p.row(i)[lowest_bit(b)];
       lo = std::min(lo, v);
-      gain_hi = std::max(gain_hi, v);
       abs_sum += std::fabs(v);
       ++count;
     }
@@ -363,7 +359,7 @@ std::vector<GroupingResult> beam_search(const Problem& p, const std::vector<int>
     std::vector<Child> top;
     top.reserve(std::size_t(width) + 1);
     LayerScan L{&p,  g32.data(), lanes, &beam, std::size_t(width), K, floor, p.alone(), layer, max_cost,
-                &top, &best, std::max(std::fabs(lo), gain_hi), &deadline, &expired};
+                &top, &best, &deadline, &expired};
     scan_layer(L);
     std::vector<State> next;
     next.reserve(top.size());

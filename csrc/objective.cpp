@@ -81,6 +81,7 @@ Problem make_problem(const mask_t* masks_in, const double* gains, std::size_t n_
         const std::size_t j = std::size_t(lowest_bit(bits));
         const double v = gains[i * n + j];
         p.gains[r * st + j] = v;
+        p.gain_abs_max = std::max(p.gain_abs_max, std::fabs(v));
         // non-finite, or so large that sums, bounds and the beam's float copy could overflow
         if (!(std::fabs(v) <= kMaxGain) && (i < bad_row || (i == bad_row && j < bad_task)))
           bad_row = i, bad_task = j, bad_value = v;
@@ -103,12 +104,9 @@ Problem make_problem(const mask_t* masks_in, const double* gains, std::size_t n_
         "gains must be at most 2^64 in magnitude for the core (mtgfast.group scales any "
         "finite table by a power of two first): " + where + short_number(bad_value));
   }
-  double top = 0.0;
-  for (std::size_t r = 0; r < p.masks.size(); ++r)
-    for (mask_t b = p.masks[r]; b; b &= b - 1) top = std::max(top, std::fabs(p.gains[r * st + std::size_t(lowest_bit(b))]));
-  if (top > 0.0) {
+  if (p.gain_abs_max > 0.0) {
     int e = 0;
-    const double f = std::frexp(top, &e);   // top = f * 2^e, f in [0.5, 1)
+    const double f = std::frexp(p.gain_abs_max, &e);   // = f * 2^e, f in [0.5, 1)
     p.unit = std::ldexp(1.0, f == 0.5 ? e - 1 : e);
   }
   p.singleton_row.assign(n, -1);

@@ -32,8 +32,9 @@ struct Problem {
   std::vector<double> gains;           // masks.size() x stride, row-major, -inf outside the mask
   std::vector<std::int64_t> singleton_row;  // row of {j}, -1 when absent (only under Alone)
   std::vector<double> alone_value;     // value of task j when served by nothing but itself
-  double unit = 1.0;                   // power of two at or above the largest |gain| inside a
-                                       // combination (1 if all are 0): the gap tolerance's scale
+  double gain_abs_max = 0.0;           // largest |gain| inside a combination
+  double unit = 1.0;                   // power of two at or above gain_abs_max (1 if it is 0):
+                                       // the gap tolerance's scale
 
   // The gap below which a result of value v counts as optimal: gap_tol * max(unit, |v|), relative
   // to the table's own scale, so a table in other units (times 2^k) is proven alike.

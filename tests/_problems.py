@@ -4,6 +4,7 @@ and the validity check of a result against the plain references."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -20,8 +21,6 @@ MODES = ("singleton", "alone")
 def gap_unit(masks, gains) -> float:
     """The core's scale of the gap tolerance: the power of two at or above the largest |gain|
     inside a combination (1 when all are 0); ``optimal`` <=> gap <= gap_tol * max(unit, |v|)."""
-    import math
-
     m = np.asarray(masks, dtype=np.uint64)
     g = np.asarray(gains, dtype=np.float64)
     inside = ((m[:, None] >> np.arange(g.shape[1], dtype=np.uint64)) & np.uint64(1)).astype(bool)

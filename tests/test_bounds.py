@@ -32,7 +32,8 @@ def check_against(results, truth: dict, masks, gains, uncovered: str) -> None:
         assert r.gap == pytest.approx(r.bound - r.value)
         assert r.optimal == (r.gap <= tol(r.value, gap_unit(masks, gains)))
         if r.optimal:  # proven: the MILP's optimum (HiGHS relative gap 1e-9)
-            assert r.value == pytest.approx(best, abs=2 * tol(best, gap_unit(masks, gains))), (b, r.value, best)
+            assert r.value == pytest.approx(best, abs=2 * tol(best, gap_unit(masks, gains))), \
+                (b, r.value, best)
 
 
 # -- the MILP as the independent reference -------------------------------------------------------

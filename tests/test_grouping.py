@@ -8,8 +8,8 @@ import mtgfast
 import numpy as np
 import pytest
 import reference_search as ref
-from _problems import (MODES, by_budget, check_valid, gap_unit, nan_outside, normal_gains, release_table,
-                       relabelled, sampled_problem, tables, with_truth)
+from _problems import (MODES, by_budget, check_valid, gap_unit, nan_outside, normal_gains,
+                       release_table, relabelled, sampled_problem, tables, with_truth)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mtgfast import evaluate, group

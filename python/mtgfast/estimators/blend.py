@@ -1,11 +1,13 @@
-"""A blend of MTG-Net and the pooled pair estimate, weighted by their out-of-fold errors.
+"""A blend of MTG-Net and a low-capacity estimate, weighted by their out-of-fold errors.
 
 At small budgets (N + 1 measured rows at TAG-equal cost) the network may predict worse than a
 low-capacity estimate; :class:`BlendMTGNet` predicts ``alpha * MTGNet + (1 - alpha) * base``, with
 ``base`` the HOA-shaped pooled pair estimate of the measured rows (``prior.pooled_pair_matrix``,
 as a competitor, not a residual target) and one ``alpha`` in [0, 1] fitted by least squares on the
 out-of-fold predictions of both (the network's held-out rows; the base's leave-one-out), so the
-measured data decides how much of each to trust.
+measured data decides how much of each to trust. ``base="ridge"`` blends with the per-task ridge
+surrogate instead (:class:`~mtgfast.estimators.ridge.RidgeSurrogate`, its exact leave-one-out as
+the out-of-fold side; fourteenth pass of issue 13).
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ from .prior import checked_inner_network, pooled_pair_matrix
 if TYPE_CHECKING:
     from .mtgnet import MTGNet
 
-__all__ = ["BlendMTGNet", "blend_weight", "pooled_pair_loo"]
+__all__ = ["BLEND_BASES", "BlendMTGNet", "blend_weight", "pooled_pair_loo"]
+
+#: what the network is blended with: HOA's pooled pairs, or the per-task ridge surrogate
+BLEND_BASES = ("pairs", "ridge")
 
 
 def pooled_pair_loo(table: GainTable, max_size: int | None = None) -> FloatArray:
@@ -80,15 +85,21 @@ class BlendMTGNet(GainEstimator):
     ``warm_start_from`` may be a previous ``BlendMTGNet`` or MTGNet). ``alpha``: None fits one
     shared weight on the out-of-fold entries of the measured rows of >= 2 tasks (the network's
     held-out rows, ``MTGNet.predict_held_out``, against the base's leave-one-out); a number in
-    [0, 1] fixes it. ``max_size`` pools only measured combinations of at most that many tasks.
-    The ensemble spread is ``alpha`` times the network's: the base is the same for every member.
+    [0, 1] fixes it. ``max_size`` pools only measured combinations of at most that many tasks
+    (``base="pairs"`` only). ``base``: :data:`BLEND_BASES`. The ensemble spread is ``alpha``
+    times the network's: the base is the same for every member.
     """
 
     def __init__(self, model: Any = None, alpha: float | None = None,
-                 max_size: int | None = None) -> None:
+                 max_size: int | None = None, base: str = "pairs") -> None:
         self.model = model
         self.alpha = alpha
         self.max_size = max_size
+        self.base_kind = base
+
+    def get_params(self) -> dict[str, Any]:
+        return {"model": self.model, "alpha": self.alpha, "max_size": self.max_size,
+                "base": self.base_kind}
 
     def _check(self) -> Any:
         from .mtgnet import MTGNet
@@ -100,14 +111,26 @@ class BlendMTGNet(GainEstimator):
         if a is not None and (isinstance(a, bool) or not isinstance(a, (int, float)) or
                               not 0.0 <= float(a) <= 1.0):
             raise InputError(f"alpha must be None or a number in [0, 1], got {a!r}")
+        if not isinstance(self.base_kind, str) or self.base_kind not in BLEND_BASES:
+            raise InputError(f"base must be one of {', '.join(BLEND_BASES)}, got "
+                             f"{self.base_kind!r}")
+        if self.base_kind == "ridge" and self.max_size is not None:
+            raise InputError("max_size is an option of base='pairs' (the pooled pairs), not of "
+                             "base='ridge'")
         return checked_inner_network(model, self.max_size, BlendMTGNet)
 
     def _fit(self, table: GainTable) -> None:
         model = self._check()
         self.model_: MTGNet = model.fit(table)
-        self.pairs_ = pooled_pair_matrix(table, self.max_size)
         self.train_masks_ = table.masks.copy()
-        self.base_loo_ = pooled_pair_loo(table, self.max_size)
+        if self.base_kind == "ridge":
+            from .ridge import RidgeSurrogate
+
+            self.ridge_ = RidgeSurrogate().fit(table)
+            self.base_loo_ = self.ridge_.loo_
+        else:
+            self.pairs_ = pooled_pair_matrix(table, self.max_size)
+            self.base_loo_ = pooled_pair_loo(table, self.max_size)
         if self.alpha is not None:
             self.alpha_ = float(self.alpha)
             return
@@ -126,8 +149,12 @@ class BlendMTGNet(GainEstimator):
         return as_masks(masks, self.n_tasks_)
 
     def base(self, masks: object) -> FloatArray:
-        """The pooled pair estimate of ``masks`` (the blend's low-capacity side)."""
-        return aggregate_pairs(self._fitted(masks), self.pairs_, backend="auto")
+        """The low-capacity side of the blend on ``masks``: the pooled pair estimate, or the
+        ridge surrogate's."""
+        m = self._fitted(masks)
+        if self.base_kind == "ridge":
+            return self.ridge_.predict(m)
+        return aggregate_pairs(m, self.pairs_, backend="auto")
 
     def predict(self, masks: object, **kwargs: Any) -> Any:
         """The blend; ``return_std=True`` also returns ``alpha`` times the network's spread."""

@@ -20,7 +20,7 @@ from ..gains import FloatArray, GainTable
 from .active import ActiveLoop, make_selector
 from .final import FINAL_CHOICES, final_gains
 
-__all__ = ["BIAS_PRIOR_METHODS", "BLEND_METHODS", "FEATURE_PRIOR_METHODS", "FINAL_CHOICES", "METHOD_DEFAULTS",
+__all__ = ["BIAS_PRIOR_METHODS", "BLEND_BASE", "BLEND_METHODS", "FEATURE_PRIOR_METHODS", "FINAL_CHOICES", "METHOD_DEFAULTS",
            "METHOD_OPTIONS", "NEEDS_NOISE_METHODS", "NEEDS_PRIOR_METHODS", "PRIOR_METHODS", "REPLAY_METHODS",
            "SELECTOR_OPTIONS", "TABLE_PRIOR_METHODS", "replay_method"]
 
@@ -59,6 +59,9 @@ REPLAY_METHODS: dict[str, str] = {
     "mtgnet-blend": "search",              # mtgnet; the estimate is alpha * MTGNet + (1 - alpha)
                                            # * pooled pair estimate, alpha fitted out of fold
                                            # (estimators/blend.py, seventh pass)
+    "mtgnet-ridgeblend": "search",         # mtgnet; the estimate is alpha * MTGNet + (1 - alpha)
+                                           # * per-task ridge surrogate, alpha fitted out of
+                                           # fold (estimators/ridge.py, fourteenth pass)
     "mtgnet-repshrunk": "search",          # mtgnet-shrunk with the noise term measured by
                                            # replicates (noise=, seventh pass)
     "mtgnet-tagbias": "search",            # mtgnet; TAG's pair affinities bias the attention
@@ -96,6 +99,7 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "mtgnet-tag": {"kappa": 0.0, "warm_start": True, "final": "measured"},
     "mtgnet-tagfeature": {"kappa": 0.0, "warm_start": True, "final": "measured"},
     "mtgnet-blend": {"kappa": 0.0, "warm_start": True, "final": "measured"},
+    "mtgnet-ridgeblend": {"kappa": 0.0, "warm_start": True, "final": "measured"},
     "mtgnet-repshrunk": {"kappa": 0.0, "warm_start": True, "final": "shrunk"},
     "mtgnet-tagbias": {"kappa": 0.0, "warm_start": True, "final": "measured"},
     "mtgnet-improve": {"warm_start": True, "final": "measured"},
@@ -107,8 +111,9 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
 
 #: methods whose estimator is PairPriorMTGNet (the MTGNet options go to its inner model)
 PRIOR_METHODS = ("mtgnet-prior",)
-#: methods whose estimator is BlendMTGNet (MTGNet blended with the pooled pair estimate)
-BLEND_METHODS = ("mtgnet-blend",)
+#: methods whose estimator is BlendMTGNet, and what the network is blended with
+BLEND_BASE: dict[str, str] = {"mtgnet-blend": "pairs", "mtgnet-ridgeblend": "ridge"}
+BLEND_METHODS = tuple(BLEND_BASE)
 #: methods whose final shrinkage takes the measurements' noise from ``noise=`` (replicates)
 NEEDS_NOISE_METHODS = ("mtgnet-repshrunk",)
 #: methods whose estimator is TablePriorMTGNet over the ``prior`` table given to replay_method
@@ -331,7 +336,7 @@ def _setup(name: str, valid: GainTable, seed: int, rounds: int, use_measured: bo
     if use_blend:
         from ..estimators.blend import BlendMTGNet
 
-        BlendMTGNet(MTGNet(**est_opts))._check()
+        BlendMTGNet(MTGNet(**est_opts), base=BLEND_BASE[name])._check()
     if use_table:
         from ..estimators.prior import TablePriorMTGNet
 
@@ -383,7 +388,7 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
         if use_prior:
             est = PairPriorMTGNet(est, **prior_opts)
         if use_blend:
-            est = BlendMTGNet(est)
+            est = BlendMTGNet(est, base=BLEND_BASE[name])
         if use_table:
             est = TablePriorMTGNet(est, prior, **table_opts)
         return est if stats is None else _Timed(est, stats)

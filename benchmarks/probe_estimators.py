@@ -13,7 +13,9 @@ fraction of the validation oracle. Estimators:
   the penalty chosen by leave-one-out error (scikit-learn's ``RidgeCV``);
 - ``pooled``: HOA's form on the measured rows (``prior.pooled_pair_matrix``, the base of
   ``mtgnet-prior`` and ``mtgnet-blend``);
-- ``mix``: the mean of ``mtgnet`` and ``linear``.
+- ``mix``: the mean of ``mtgnet`` and ``linear``;
+- with ``--extra gp,gplin`` (fourteenth pass): a Gaussian process per task on the Hamming
+  distance between groups (``gp``), plus a linear kernel (``gplin``).
 
 Also the Spearman correlation of each estimate with the truth on the unmeasured entries.
 
@@ -43,6 +45,8 @@ CELLS: list[tuple[str, str, dict[str, Any], int]] = [
     ("synth8g2", "synthetic", {"n_tasks": 8, "gen_seed": 2}, 3),
     ("synth8g4", "synthetic", {"n_tasks": 8, "gen_seed": 4}, 3)]
 ESTIMATORS = ("mtgnet", "linear", "pooled", "mix")
+#: estimators a run may add with --estimators (fourteenth pass)
+EXTRA = ("gp", "gplin")
 
 
 def linear_surrogate(meas: GainTable, masks: MaskArray, n: int) -> FloatArray:
@@ -58,12 +62,47 @@ def linear_surrogate(meas: GainTable, masks: MaskArray, n: int) -> FloatArray:
         rows = mem[:, t] & (size >= 2) & np.isfinite(meas.gains[:, t])
         y = meas.gains[rows, t]
         sel = out[:, t] & (osize >= 2)
+        if not sel.any():    # no row to predict holds the task
+            continue
         if rows.sum() < 3:   # too few rows for a leave-one-out choice: the task's mean
             pred[sel, t] = float(y.mean()) if y.size else 0.0
             continue
         x = np.delete(mem[rows].astype(np.float64), t, axis=1)
         fit = RidgeCV(alphas=np.logspace(-4, 2, 13)).fit(x, y)
         pred[sel, t] = fit.predict(np.delete(out[sel].astype(np.float64), t, axis=1))
+    return pred
+
+
+def gp_surrogate(meas: GainTable, masks: MaskArray, n: int, linear: bool = False) -> FloatArray:
+    """Per task, a Gaussian process on the other tasks' indicators: an RBF kernel of the Hamming
+    distance between groups (plus a linear kernel with ``linear``) and a noise term, its scales
+    fitted by marginal likelihood (scikit-learn); the standard surrogate of Bayesian
+    optimisation over sets, which updates the neighbours of every measured group."""
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, DotProduct, WhiteKernel
+
+    mem = masks_to_dense(meas.masks, n)
+    size = mem.sum(axis=1)
+    out = masks_to_dense(masks, n)
+    osize = out.sum(axis=1)
+    pred = np.where(out, 0.0, np.nan)
+    for t in range(n):
+        rows = mem[:, t] & (size >= 2) & np.isfinite(meas.gains[:, t])
+        y = meas.gains[rows, t]
+        sel = out[:, t] & (osize >= 2)
+        if not sel.any():
+            continue
+        if rows.sum() < 3:
+            pred[sel, t] = float(y.mean()) if y.size else 0.0
+            continue
+        x = np.delete(mem[rows].astype(np.float64), t, axis=1)
+        kernel = ConstantKernel(1.0, (1e-3, 1e3)) * RBF(1.0, (0.1, 100.0)) + \
+            WhiteKernel(0.1, (1e-6, 10.0))
+        if linear:
+            kernel = kernel + ConstantKernel(0.1, (1e-4, 1e2)) * DotProduct(1.0, "fixed")
+        gp = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=2,
+                                      random_state=0).fit(x, y)
+        pred[sel, t] = gp.predict(np.delete(out[sel].astype(np.float64), t, axis=1))
     return pred
 
 
@@ -75,7 +114,8 @@ def pooled_estimate(meas: GainTable, masks: MaskArray) -> FloatArray:
     return aggregate_pairs(masks, pooled_pair_matrix(meas), backend="numpy")
 
 
-def run_cell(valid: GainTable, k: int, designs: int) -> dict[str, Any]:
+def run_cell(valid: GainTable, k: int, designs: int,
+             estimators: tuple[str, ...] = ESTIMATORS) -> dict[str, Any]:
     """Per design and estimator: the fraction of the validation oracle and Spearman's rho."""
     import torch
     from scipy.stats import spearmanr
@@ -94,8 +134,8 @@ def run_cell(valid: GainTable, k: int, designs: int) -> dict[str, Any]:
                                                                  method="exact")]))
 
     oracle = mean_score(valid.gains)
-    frac: dict[str, list[float]] = {e: [] for e in ESTIMATORS}
-    rho: dict[str, list[float]] = {e: [] for e in ESTIMATORS}
+    frac: dict[str, list[float]] = {e: [] for e in estimators}
+    rho: dict[str, list[float]] = {e: [] for e in estimators}
     for d in range(designs):
         rng = np.random.default_rng(1000 + d)
         multi = np.flatnonzero((size >= 2) & (masks != full))
@@ -110,8 +150,12 @@ def run_cell(valid: GainTable, k: int, designs: int) -> dict[str, Any]:
             "linear": linear_surrogate(meas, masks, n),
             "pooled": pooled_estimate(meas, masks)}
         est["mix"] = 0.5 * (est["mtgnet"] + est["linear"])
+        if "gp" in estimators:
+            est["gp"] = gp_surrogate(meas, masks, n)
+        if "gplin" in estimators:
+            est["gplin"] = gp_surrogate(meas, masks, n, linear=True)
         unmeasured = ~known[:, None] & mem & (size[:, None] >= 2)
-        for e in ESTIMATORS:
+        for e in estimators:
             frac[e].append(mean_score(np.where(known[:, None], valid.gains, est[e])) / oracle)
             rho[e].append(float(spearmanr(est[e][unmeasured], valid.gains[unmeasured])[0]))
     return {"frac_of_oracle": frac, "spearman": rho}
@@ -123,7 +167,7 @@ def summary(cells: dict[str, Any]) -> list[str]:
     for label, c in cells.items():
         base = np.array(c["frac_of_oracle"]["mtgnet"])
         parts = [f"mtgnet {100 * base.mean():.1f}% (rho {np.mean(c['spearman']['mtgnet']):.2f})"]
-        for e in ESTIMATORS[1:]:
+        for e in [e for e in c["frac_of_oracle"] if e != "mtgnet"]:
             diff = 100 * (np.array(c["frac_of_oracle"][e]) - base)
             parts.append(f"{e} {diff.mean():+.1f} +- {interval95(list(diff)):.1f} "
                          f"(rho {np.mean(c['spearman'][e]):.2f})")
@@ -134,12 +178,17 @@ def summary(cells: dict[str, Any]) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--designs", type=int, default=30)
+    ap.add_argument("--extra", default="", help=f"comma-separated extra estimators of {EXTRA}")
     ap.add_argument("--json", dest="json_path")
     args = ap.parse_args()
+    extra = tuple(e for e in args.extra.split(",") if e)
+    if not set(extra) <= set(EXTRA):
+        ap.error(f"--extra takes {', '.join(EXTRA)}, got {args.extra!r}")
     cells: dict[str, Any] = {}
     for label, dataset, gen, k in CELLS:
         valid = load(dataset, **gen)["valid"]
-        cells[label] = {"k": k, "designs": args.designs, **run_cell(valid, k, args.designs)}
+        cells[label] = {"k": k, "designs": args.designs,
+                        **run_cell(valid, k, args.designs, ESTIMATORS + extra)}
         print(summary({label: cells[label]})[0], flush=True)
     if args.json_path:
         Path(args.json_path).write_text(json.dumps({"cells": cells}, indent=1) + "\n")

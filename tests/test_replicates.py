@@ -124,3 +124,38 @@ def test_thirteenth_pass_tables_are_what_the_artifacts_give() -> None:
             diff = 100 * (np.array(cell["frac_of_oracle"][e]) - base)
             row.append(f"{signed(diff.mean())} ± {mod.interval95(list(diff)):.1f}")
         assert " | ".join(row) + " |" in readme, row
+
+
+def test_fourteenth_pass_tables_are_what_the_artifacts_give() -> None:
+    # the README's in-loop pairs (fixed mean, ridge blend) and its GP probe come from the
+    # artifacts; the packaged mtgnet-ridgeblend's test-scored pairs likewise
+    mod = _runner()
+    art = REPO / "benchmarks" / "artifacts"
+    readme = (REPO / "README.md").read_text()
+    base = [str(art / f"replay_valid{p}.json") for p in
+            ("11_etth1", "11_ettm1", "12_taskonomy", "12_synth8g2", "12_synth8g4")]
+
+    def signed(x: float) -> str:
+        return ("+" if x > 0 else "−") + f"{abs(x):.1f}"
+
+    for variant, prefix in (("mtgnet-mixlinear", "probe_mixloop14"),
+                            ("mtgnet-ridgeblend", "probe_ridgeblend14")):
+        files = sorted(str(f) for f in art.glob(f"{prefix}_*.json"))
+        rows = mod.paired(files + base, variant, "mtgnet")
+        assert len(rows) == 5
+        for r in rows:
+            text = f"{signed(r['diff'])} ± {r['ci95']:.1f} ({r['wins']} / {r['losses']})"
+            assert text in readme, (variant, r["table"], text)
+    probe = json.loads((art / "probe_estimators14_gp.json").read_text())["cells"]
+    for cell in probe.values():
+        net = np.array(cell["frac_of_oracle"]["mtgnet"])
+        for e in ("gp", "gplin"):
+            diff = 100 * (np.array(cell["frac_of_oracle"][e]) - net)
+            assert f"{signed(diff.mean())} ± {mod.interval95(list(diff)):.1f}" in readme, e
+    test_scored = sorted(str(f) for f in art.glob("replay_ridgeblend14_*.json"))
+    default = sorted(str(f) for f in art.glob("replay_default14_*.json"))
+    rows = mod.paired(test_scored + default, "mtgnet-ridgeblend", "mtgnet")
+    assert len(rows) == len(test_scored) >= 3
+    for r in rows:
+        text = f"{signed(r['diff'])} ± {r['ci95']:.1f} ({r['wins']} / {r['losses']})"
+        assert text in readme, ("test-scored", r["table"], text)

@@ -28,6 +28,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -49,10 +50,11 @@ ESTIMATORS = ("mtgnet", "linear", "pooled", "mix")
 EXTRA = ("gp", "gplin")
 
 
-def linear_surrogate(meas: GainTable, masks: MaskArray, n: int) -> FloatArray:
-    """Per-task ridge regression on the other tasks' indicators (LOO-chosen penalty)."""
-    from sklearn.linear_model import RidgeCV
-
+def _per_task(meas: GainTable, masks: MaskArray, n: int,
+              regressor: Callable[[], Any]) -> FloatArray:
+    """Per task, ``regressor()`` (a scikit-learn estimator) fitted on the other tasks'
+    indicators of the measured rows of >= 2 tasks that hold it, predicting ``masks``; the task's
+    mean where it has fewer than 3 rows, 0 for singletons, NaN outside each combination."""
     mem = masks_to_dense(meas.masks, n)
     size = mem.sum(axis=1)
     out = masks_to_dense(masks, n)
@@ -68,9 +70,16 @@ def linear_surrogate(meas: GainTable, masks: MaskArray, n: int) -> FloatArray:
             pred[sel, t] = float(y.mean()) if y.size else 0.0
             continue
         x = np.delete(mem[rows].astype(np.float64), t, axis=1)
-        fit = RidgeCV(alphas=np.logspace(-4, 2, 13)).fit(x, y)
+        fit = regressor().fit(x, y)
         pred[sel, t] = fit.predict(np.delete(out[sel].astype(np.float64), t, axis=1))
     return pred
+
+
+def linear_surrogate(meas: GainTable, masks: MaskArray, n: int) -> FloatArray:
+    """Per-task ridge regression on the other tasks' indicators (LOO-chosen penalty)."""
+    from sklearn.linear_model import RidgeCV
+
+    return _per_task(meas, masks, n, lambda: RidgeCV(alphas=np.logspace(-4, 2, 13)))
 
 
 def gp_surrogate(meas: GainTable, masks: MaskArray, n: int, linear: bool = False) -> FloatArray:
@@ -81,29 +90,15 @@ def gp_surrogate(meas: GainTable, masks: MaskArray, n: int, linear: bool = False
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import RBF, ConstantKernel, DotProduct, WhiteKernel
 
-    mem = masks_to_dense(meas.masks, n)
-    size = mem.sum(axis=1)
-    out = masks_to_dense(masks, n)
-    osize = out.sum(axis=1)
-    pred = np.where(out, 0.0, np.nan)
-    for t in range(n):
-        rows = mem[:, t] & (size >= 2) & np.isfinite(meas.gains[:, t])
-        y = meas.gains[rows, t]
-        sel = out[:, t] & (osize >= 2)
-        if not sel.any():
-            continue
-        if rows.sum() < 3:
-            pred[sel, t] = float(y.mean()) if y.size else 0.0
-            continue
-        x = np.delete(mem[rows].astype(np.float64), t, axis=1)
+    def regressor() -> Any:
         kernel = ConstantKernel(1.0, (1e-3, 1e3)) * RBF(1.0, (0.1, 100.0)) + \
             WhiteKernel(0.1, (1e-6, 10.0))
         if linear:
             kernel = kernel + ConstantKernel(0.1, (1e-4, 1e2)) * DotProduct(1.0, "fixed")
-        gp = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=2,
-                                      random_state=0).fit(x, y)
-        pred[sel, t] = gp.predict(np.delete(out[sel].astype(np.float64), t, axis=1))
-    return pred
+        return GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=2,
+                                        random_state=0)
+
+    return _per_task(meas, masks, n, regressor)
 
 
 def pooled_estimate(meas: GainTable, masks: MaskArray) -> FloatArray:

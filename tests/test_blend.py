@@ -173,3 +173,30 @@ def test_replay_mtgnet_blend_runs_warm_and_records_the_weight() -> None:
     alphas = stats["fit_alpha"]
     assert len(alphas) == len(stats["fit_s"]) >= 2
     assert all(0.0 <= a <= 1.0 for a in alphas)
+
+
+def test_replay_blend_option_and_the_default_blend() -> None:
+    """``blend=`` is checked before any work: a known base or None; not over the residual
+    methods (they learn over a prior instead). The default ``mtgnet`` blends with ridge, and
+    embeddings() reads its network (the plots)."""
+    from mtgfast.estimators.blend import BlendMTGNet, ridge_blend
+    from mtgfast.estimators.mtgnet import MTGNet
+    from mtgfast.study.replay_methods import check_method
+
+    syn = synthetic_gain_tables(4, n_random=None, seed=1)
+    with pytest.raises(InputError, match="blend must be None"):
+        check_method("mtgnet", syn.valid, blend="lasso")
+    with pytest.raises(InputError, match="blend must be None"):
+        check_method("mtgnet", syn.valid, blend=1)
+    with pytest.raises(InputError, match="residual over a prior"):
+        check_method("mtgnet-prior", syn.valid, blend="ridge")
+    check_method("mtgnet", syn.valid, blend="none")   # the command line's spelling of None
+    check_method("mtgnet-plain", syn.valid, blend="pairs")
+    est = ridge_blend(**SMALL, seed=2)
+    assert isinstance(est, BlendMTGNet) and isinstance(est.model, MTGNet)
+    assert est.base_kind == "ridge" and est.model.seed == 2
+    with pytest.raises(InputError, match="not fitted"):
+        est.embeddings()
+    est.fit(syn.valid)
+    np.testing.assert_array_equal(est.embeddings(0), est.model_.embeddings(0))
+    assert est.embeddings(None).shape[0] == SMALL.get("n_estimators", 5)

@@ -118,14 +118,16 @@ def test_calibration_scales_the_optimism_per_task() -> None:
 
 
 def test_calibrated_replay_is_the_default_plus_its_options() -> None:
+    """The default of its pass (the network alone, ``mtgnet-plain``) plus its options."""
     from mtgfast.study.replay_methods import METHOD_DEFAULTS, replay_method
 
-    assert METHOD_DEFAULTS["mtgnet-calibrated"] == {**METHOD_DEFAULTS["mtgnet"], "kappa": 1.0,
-                                                   "calibrate": True}
+    assert METHOD_DEFAULTS["mtgnet-calibrated"] == {**METHOD_DEFAULTS["mtgnet-plain"],
+                                                   "kappa": 1.0, "calibrate": True}
     t = full_random_table(5, seed=8)
     small = {"max_epochs": 12, "n_estimators": 3}
     a, used = replay_method("mtgnet-calibrated", t, seed=2, rounds=2, **small)
-    b, _ = replay_method("mtgnet", t, seed=2, rounds=2, kappa=1.0, calibrate=True, **small)
+    b, _ = replay_method("mtgnet-plain", t, seed=2, rounds=2, kappa=1.0, calibrate=True,
+                         **small)
     assert used == 1 + 2 * 5
     np.testing.assert_array_equal(a, b)
     with pytest.raises(InputError, match="kappa"):

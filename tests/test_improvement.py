@@ -168,19 +168,20 @@ def test_unbound_or_unfitted_falls_back_to_one_per_task() -> None:
 
 
 def test_replay_variants_of_the_eighth_pass() -> None:
-    """``mtgnet-improve`` replays deterministically through the loop; ``mtgnet-e20`` is the
-    default with 20 members and ``mtgnet-explore`` the default with ``explore=0.5``, nothing else."""
+    """``mtgnet-improve`` replays deterministically through the loop; ``mtgnet-e20`` is
+    ``mtgnet-plain`` (the default of its pass) with 20 members and ``mtgnet-explore`` it with
+    ``explore=0.5``, nothing else."""
     from _problems import full_random_table
 
     from mtgfast.study.replay_methods import METHOD_DEFAULTS, REPLAY_METHODS, replay_method
 
-    assert METHOD_DEFAULTS["mtgnet-e20"] == {**METHOD_DEFAULTS["mtgnet"], "n_estimators": 20}
-    assert REPLAY_METHODS["mtgnet-e20"] == REPLAY_METHODS["mtgnet"]
-    assert METHOD_DEFAULTS["mtgnet-explore"] == {**METHOD_DEFAULTS["mtgnet"], "explore": 0.5}
-    assert REPLAY_METHODS["mtgnet-explore"] == REPLAY_METHODS["mtgnet"]
+    assert METHOD_DEFAULTS["mtgnet-e20"] == {**METHOD_DEFAULTS["mtgnet-plain"], "n_estimators": 20}
+    assert REPLAY_METHODS["mtgnet-e20"] == REPLAY_METHODS["mtgnet-plain"]
+    assert METHOD_DEFAULTS["mtgnet-explore"] == {**METHOD_DEFAULTS["mtgnet-plain"], "explore": 0.5}
+    assert REPLAY_METHODS["mtgnet-explore"] == REPLAY_METHODS["mtgnet-plain"]
     assert METHOD_DEFAULTS["mtgnet-explore2"] == {**METHOD_DEFAULTS["mtgnet-explore"],
                                                   "explore_after": 1}
-    assert REPLAY_METHODS["mtgnet-explore2"] == REPLAY_METHODS["mtgnet"]
+    assert REPLAY_METHODS["mtgnet-explore2"] == REPLAY_METHODS["mtgnet-plain"]
     t = full_random_table(5, seed=2)
     small = {"max_epochs": 12, "n_estimators": 3}
     a, used = replay_method("mtgnet-improve", t, seed=1, rounds=2, samples=8, **small)

@@ -231,12 +231,14 @@ def test_replay_mtgnet_tag_and_final_measured() -> None:
     torch.set_num_threads(1)
     try:
         pred, used = replay_method("mtgnet-tag", v, seed=0, rounds=1, prior=tag, **SMALL)
-        fin, used2 = replay_method("mtgnet", v, seed=0, rounds=1, **SMALL)   # the default
-        # the default = mtgnet-estimate's loop (no committee, fifth pass), final="measured"
+        fin, used2 = replay_method("mtgnet-plain", v, seed=0, rounds=1, **SMALL)
+        # the network alone (the default of passes 5-14; the default blends it with ridge) =
+        # mtgnet-estimate's loop (no committee, fifth pass), final="measured"
         explicit, _ = replay_method("mtgnet-estimate", v, seed=0, rounds=1, final="measured",
                                     **SMALL)
         est, _ = replay_method("mtgnet-estimate", v, seed=0, rounds=1, **SMALL)
-        blind, _ = replay_method("mtgnet", v, seed=0, rounds=1, use_measured=False, **SMALL)
+        blind, _ = replay_method("mtgnet-plain", v, seed=0, rounds=1, use_measured=False,
+                                 **SMALL)
     finally:
         torch.set_num_threads(old)
     member = v.member()

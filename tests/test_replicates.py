@@ -159,3 +159,41 @@ def test_fourteenth_pass_tables_are_what_the_artifacts_give() -> None:
     for r in rows:
         text = f"{signed(r['diff'])} ± {r['ci95']:.1f} ({r['wins']} / {r['losses']})"
         assert text in readme, ("test-scored", r["table"], text)
+
+
+def test_fifteenth_pass_table_is_what_the_artifacts_give() -> None:
+    # every row of the README's fifteenth-pass table (the blend, now `mtgnet`, against the network
+    # alone, then named `mtgnet`) and its two means come from the artifacts
+    mod = _runner()
+    art = REPO / "benchmarks" / "artifacts"
+    readme = (REPO / "README.md").read_text()
+
+    def signed(x: float) -> str:
+        return ("+" if x > 0 else "−" if x < 0 else "+") + f"{abs(x):.1f}"
+
+    def frac(r: dict, m: str, etth1: bool) -> str:
+        key = "frac_above_random" if etth1 else "frac_of_oracle"
+        return f"{100 * r[m][key]:.1f}% ± {100 * r[m]['ci95_' + key]:.1f}"
+
+    k1 = sorted(art.glob("replay_k1_15_*.json")) + [art / "replay_hoa_15_n10g3.json"]
+    hoa_equal = sorted(art.glob("replay_ridgeblend14_*.json"))
+    assert len(k1) == 6 and len(hoa_equal) == 5
+    means: dict[bool, list[float]] = {True: [], False: []}
+    for f in [*k1, *hoa_equal]:
+        rep = json.loads(f.read_text())
+        etth1 = rep["dataset"] == "etth1"
+        ((k, r),) = rep["rounds"].items()
+        if f in hoa_equal:
+            other = f.name.replace("ridgeblend14", "default14")
+            ((_, plain),) = json.loads((art / other).read_text())["rounds"].items()
+            files = [str(f), str(art / other)]
+        else:
+            plain, files = r, [str(f)]
+        (row,) = mod.paired(files, "mtgnet-ridgeblend", "mtgnet")
+        means[k == "1"].append(row["diff"])
+        pair = f"{signed(row['diff'])} ± {row['ci95']:.1f} ({row['wins']} / {row['losses']})"
+        line = (f"| {frac(r, 'mtgnet-ridgeblend', etth1)} | {frac(plain, 'mtgnet', etth1)} | "
+                f"{pair} |")
+        assert line in readme, (f.name, line)
+    assert f"{signed(float(np.mean(means[True])))} over the 5 K = 1 cells" in readme
+    assert f"{signed(float(np.mean(means[False])))} over the 6 HOA-equal cells" in readme

@@ -251,7 +251,8 @@ def test_half_pairs_first_is_a_balanced_half_then_the_search(n: int, seed: int) 
     from mtgfast.study.replay_methods import METHOD_DEFAULTS, REPLAY_METHODS
 
     assert REPLAY_METHODS["mtgnet-halfpairs"] == "pairs-first"
-    assert METHOD_DEFAULTS["mtgnet-halfpairs"] == {**METHOD_DEFAULTS["mtgnet"], "fraction": 0.5}
+    assert METHOD_DEFAULTS["mtgnet-halfpairs"] == {**METHOD_DEFAULTS["mtgnet-plain"],
+                                                   "fraction": 0.5}
     with pytest.raises(InputError, match="fraction"):
         make_selector("pairs-first", fraction=0.0)
     with pytest.raises(InputTypeError, match="fraction"):
@@ -291,23 +292,33 @@ def test_complete_and_thompson_replays_are_deterministic_variants_of_committee1(
 
 def test_the_default_is_the_search_sampler_without_committee() -> None:
     """Fifth pass: equal quality on every 10-seed cell and half the large-N wall time made the
-    mean's searches alone the default; the round-1 committee is ``mtgnet-committee1``."""
+    mean's searches alone the default; the round-1 committee is ``mtgnet-committee1``. Fifteenth
+    pass: the default blends the network with the per-task ridge surrogate (``blend="ridge"``);
+    ``mtgnet-plain`` (alias ``mtgnet-search``) is the network alone, the base of the variants."""
     from mtgfast.study.replay_methods import METHOD_DEFAULTS, REPLAY_METHODS, replay_method
 
-    default = METHOD_DEFAULTS["mtgnet"]
-    assert REPLAY_METHODS["mtgnet"] == "search" and not default.get("committee", False)
-    assert METHOD_DEFAULTS["mtgnet-search"] == default   # alias: the artifacts' column name
-    assert METHOD_DEFAULTS["mtgnet-committee1"] == {**default, "committee": True,
+    plain = METHOD_DEFAULTS["mtgnet-plain"]
+    assert REPLAY_METHODS["mtgnet"] == REPLAY_METHODS["mtgnet-plain"] == "search"
+    assert not plain.get("committee", False) and "blend" not in plain
+    assert METHOD_DEFAULTS["mtgnet"] == {**plain, "blend": "ridge"}
+    assert METHOD_DEFAULTS["mtgnet-ridgeblend"] == METHOD_DEFAULTS["mtgnet"]   # its artifacts
+    assert METHOD_DEFAULTS["mtgnet-search"] == plain   # alias: the artifacts' column name
+    assert METHOD_DEFAULTS["mtgnet-committee1"] == {**plain, "committee": True,
                                                    "committee_rounds": 1}
     t = full_random_table(6, seed=3)
     small = {"max_epochs": 12, "n_estimators": 3}
-    a, used = replay_method("mtgnet", t, seed=1, rounds=2, **small)
+    a, used = replay_method("mtgnet-plain", t, seed=1, rounds=2, **small)
     b, _ = replay_method("mtgnet-search", t, seed=1, rounds=2, **small)
     c, _ = replay_method("mtgnet-committee1", t, seed=1, rounds=2, **small)
-    d, _ = replay_method("mtgnet", t, seed=1, rounds=2, committee=True, committee_rounds=1,
-                         **small)
+    d, _ = replay_method("mtgnet-plain", t, seed=1, rounds=2, committee=True,
+                         committee_rounds=1, **small)
+    e, _ = replay_method("mtgnet", t, seed=1, rounds=2, **small)
+    f, _ = replay_method("mtgnet-ridgeblend", t, seed=1, rounds=2, **small)
+    g, _ = replay_method("mtgnet-plain", t, seed=1, rounds=2, blend="ridge", **small)
     assert used == 1 + 2 * 6
     np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(e, f)   # the default is the blend, bit for bit
+    np.testing.assert_array_equal(e, g)
     np.testing.assert_array_equal(c, d)   # the variant is the default plus the committee
     # the committee verifies other groups in round 1 on this table, so the two loops differ
     assert not np.array_equal(np.isnan(a) | (a == t.gains), np.isnan(c) | (c == t.gains))

@@ -345,10 +345,19 @@ def test_group_never_creates_a_store(tmp_path):
 
 
 def test_one_estimator_registry():
-    assert estimator_names() == ("mtgnet", "hoa", "tag", "oracle")
-    assert estimator_names(fits_table=True) == ("mtgnet", "hoa", "oracle")
+    assert estimator_names() == ("mtgnet", "hoa", "tag", "oracle", "mtgnet-plain")
+    assert estimator_names(fits_table=True) == ("mtgnet", "hoa", "oracle", "mtgnet-plain")
     assert type(make_estimator("hoa")).__name__ == "HOA"
-    assert make_estimator("mtgnet", dim=8).dim == 8
+    # the default blends MTG-Net with the per-task ridge surrogate; its options are the network's
+    est = make_estimator("mtgnet", dim=8)
+    assert type(est).__name__ == "BlendMTGNet" and est.base_kind == "ridge"
+    assert est.model.dim == 8 and est.alpha is None
+    assert type(make_estimator("mtgnet-plain", dim=8)).__name__ == "MTGNet"
+    assert make_estimator("mtgnet-plain", dim=8).dim == 8
+    with pytest.raises(InputError, match="bad options for estimator 'mtgnet'"):
+        make_estimator("mtgnet", dimm=8)
+    with pytest.raises(InputError, match="dim"):
+        make_estimator("mtgnet", dim=0)   # the network's checks run before any training
     with pytest.raises(InputError, match="unknown estimator 'best'; known: mtgnet, hoa"):
         make_estimator("best")
 

@@ -105,6 +105,7 @@ def _loop_study(db, **kw):
     ({"estimator_options": {**TINY, "dim": 16}}, "estimator_options"),
     ({"seeds": (0, 1)}, "seeds"),
     ({"estimator": "hoa", "estimator_options": None}, "estimator"),
+    ({"estimator": "mtgnet-plain"}, "estimator"),   # the network alone: other choices
     ({"candidates": [1, 2, 4, 8, 3, 12, 15]}, "candidates"),
 ])
 def test_a_resume_with_other_loop_options_is_refused_naming_the_option(tmp_path, kwargs, option):
@@ -119,6 +120,36 @@ def test_a_resume_with_other_loop_options_is_refused_naming_the_option(tmp_path,
     with _loop_study(db, progress=True, workers=1) as again:
         again.run(rounds=1)
         assert again.n_trained == 0
+
+
+def test_a_study_stored_before_the_default_blend_resumes_as_mtgnet_plain(tmp_path):
+    """A study stored by a version whose "mtgnet" was MTG-Net alone (no ``estimator_target``
+    among its options) resumes as "mtgnet-plain", the same estimator; today's "mtgnet" (the
+    ridge blend) would make other choices, so it is refused, naming the name to use."""
+    import json
+    import sqlite3
+
+    db = tmp_path / "s.db"
+    with _loop_study(db, estimator="mtgnet-plain") as s:
+        s.run(rounds=1)
+        name = s.name
+    con = sqlite3.connect(db)
+    row = con.execute("SELECT config FROM studies WHERE name = ?", (name,)).fetchone()
+    cfg = json.loads(row[0])
+    opts = cfg["study_options"]
+    assert opts["estimator_target"] == "mtgfast.estimators.mtgnet:MTGNet"
+    del opts["estimator_target"]
+    opts["estimator"] = "mtgnet"        # what the old version stored
+    con.execute("UPDATE studies SET config = ? WHERE name = ?", (json.dumps(cfg), name))
+    con.commit()
+    con.close()
+    n = len(_CALLS)
+    with pytest.raises(StoreError, match="started with estimator='mtgnet-plain'"):
+        _loop_study(db)
+    with _loop_study(db, estimator="mtgnet-plain") as again:
+        again.run(rounds=1)
+        assert again.n_trained == 0
+    assert len(_CALLS) == n
 
 
 def test_studies_without_the_active_loop_share_their_runs(tmp_path):

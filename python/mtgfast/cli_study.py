@@ -26,12 +26,13 @@ from .cli_common import (
     write_output,
 )
 from .errors import InputError, MtgfastError, StoreError
+from .study.registry import estimator_names, estimator_spec
 
 __all__ = ["ARCH_NAMES", "DEMO_TASKS", "EXECUTORS", "SUITE_TASKS", "WEIGHTING_NAMES",
            "add_commands", "cmd_demo", "cmd_group", "cmd_study", "make_cli_executor",
            "write_plots"]
 
-_ESTIMATORS = ("mtgnet", "hoa", "tag", "oracle")
+_ESTIMATORS = estimator_names()   # the registry's (import-light: no torch)
 #: ``--executor`` kinds: this process, local worker processes, a Ray cluster
 EXECUTORS = ("inprocess", "local", "ray")
 _SUITE_NAMES = "digits, ett, synthetic or multidigits"
@@ -170,7 +171,7 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--store", required=True, help="an existing gain store file")
     p.add_argument("--study", default=None, help="study name (default: the only one stored)")
     p.add_argument("--budget", type=int_at_least(1), required=True, help="number of groups")
-    p.add_argument("--estimator", choices=("mtgnet", "hoa", "oracle"), default="oracle",
+    p.add_argument("--estimator", choices=estimator_names(fits_table=True), default="oracle",
                    help="oracle: measured combinations only; hoa needs every pair")
     p.set_defaults(func=cmd_group)
 
@@ -217,7 +218,8 @@ def _check_rounds(rounds: int, n_tasks: int, estimator: str, what: str) -> None:
     """The active loop chooses N combinations a round among those not yet measured: more
     rounds than there are combinations is a typo (``--rounds 1000``), not hours of training."""
     left = 2 ** n_tasks - n_tasks - 2   # neither a singleton nor the full set
-    if estimator == "mtgnet" and rounds * n_tasks > max(left, 0) + n_tasks - 1:
+    active = estimator_spec(estimator).collect == "active"
+    if active and rounds * n_tasks > max(left, 0) + n_tasks - 1:
         most = -(-left // n_tasks) if left > 0 else 0
         raise InputError(f"--rounds {rounds} asks for {rounds * n_tasks:,} choices, but {what} "
                          f"has only {left:,} combinations to choose from (at most {most} "

@@ -27,7 +27,7 @@ from .prior import checked_inner_network, pooled_pair_matrix
 if TYPE_CHECKING:
     from .mtgnet import MTGNet
 
-__all__ = ["BLEND_BASES", "BlendMTGNet", "blend_weight", "pooled_pair_loo"]
+__all__ = ["BLEND_BASES", "BlendMTGNet", "blend_weight", "pooled_pair_loo", "ridge_blend"]
 
 #: what the network is blended with: HOA's pooled pairs, or the per-task ridge surrogate
 BLEND_BASES = ("pairs", "ridge")
@@ -119,6 +119,11 @@ class BlendMTGNet(GainEstimator):
                              "base='ridge'")
         return checked_inner_network(model, self.max_size, BlendMTGNet)
 
+    def _check_params(self) -> None:
+        """Bad options (the blend's and its network's) raise ``InputError`` before any training
+        (what ``make_estimator`` and ``Study`` call)."""
+        self._check()
+
     def _fit(self, table: GainTable) -> None:
         model = self._check()
         self.model_: MTGNet = model.fit(table)
@@ -187,6 +192,22 @@ class BlendMTGNet(GainEstimator):
         assert isinstance(out, np.ndarray)
         return out
 
+    def embeddings(self, member: int | None = 0) -> FloatArray:
+        """The network's learned task embeddings (:meth:`MTGNet.embeddings`; the base has none)."""
+        if not hasattr(self, "model_"):
+            raise InputError(f"this {type(self).__name__} is not fitted yet: call fit(table) "
+                             "first")
+        return self.model_.embeddings(member)
+
     @property
     def n_epochs_(self) -> int:
         return int(getattr(getattr(self, "model_", None), "n_epochs_", 0))
+
+
+def ridge_blend(**options: Any) -> BlendMTGNet:
+    """The default estimator ``"mtgnet"`` of a study and of the command line:
+    ``BlendMTGNet(MTGNet(**options), base="ridge")`` (the best configuration of issue 13's
+    fifteenth pass; ``"mtgnet-plain"`` is the network alone). ``options``: MTGNet's."""
+    from .mtgnet import MTGNet
+
+    return BlendMTGNet(MTGNet(**options), base="ridge")

@@ -32,14 +32,18 @@ class EstimatorSpec:
 
 
 ESTIMATORS: dict[str, EstimatorSpec] = {
-    "mtgnet": EstimatorSpec("mtgfast.estimators.mtgnet:MTGNet", "active", True,
-                            "MTG-Net on the combinations the active loop chose"),
+    "mtgnet": EstimatorSpec("mtgfast.estimators.blend:ridge_blend", "active", True,
+                            "MTG-Net blended with a per-task ridge surrogate (weight fitted out "
+                            "of fold) on the combinations the active loop chose"),
     "hoa": EstimatorSpec("mtgfast.estimators.hoa:HOA", "pairs", True,
                          "higher-order approximation from every pair"),
     "tag": EstimatorSpec("mtgfast.estimators.tag:TAG", "affinity", False,
                          "TAG: lookahead affinities of one all-task run"),
     "oracle": EstimatorSpec("mtgfast.estimators.oracle:Oracle", "all", True,
                             "every candidate measured; the measured gains themselves"),
+    "mtgnet-plain": EstimatorSpec("mtgfast.estimators.mtgnet:MTGNet", "active", True,
+                                  "MTG-Net alone on the combinations the active loop chose "
+                                  "(the default before the fifteenth pass of issue 13)"),
 }
 
 
@@ -63,7 +67,7 @@ def make_estimator(name: str, **options: Any) -> Any:
     ``InputError`` here, before any training."""
     spec = estimator_spec(name)
     module, cls = spec.target.split(":")
-    klass = getattr(importlib.import_module(module), cls)
+    klass = getattr(importlib.import_module(module), cls)   # a class or a constructor function
     try:
         est = klass(**options)
     except TypeError as exc:

@@ -20,7 +20,7 @@ from ..gains import FloatArray, GainTable
 from .active import ActiveLoop, make_selector
 from .final import FINAL_CHOICES, final_gains
 
-__all__ = ["BIAS_PRIOR_METHODS", "BLEND_BASE", "BLEND_METHODS", "FEATURE_PRIOR_METHODS", "FINAL_CHOICES", "METHOD_DEFAULTS",
+__all__ = ["BIAS_PRIOR_METHODS", "FEATURE_PRIOR_METHODS", "FINAL_CHOICES", "METHOD_DEFAULTS",
            "METHOD_OPTIONS", "NEEDS_NOISE_METHODS", "NEEDS_PRIOR_METHODS", "PRIOR_METHODS", "REPLAY_METHODS",
            "SELECTOR_OPTIONS", "TABLE_PRIOR_METHODS", "replay_method"]
 
@@ -28,8 +28,14 @@ __all__ = ["BIAS_PRIOR_METHODS", "BLEND_BASE", "BLEND_METHODS", "FEATURE_PRIOR_M
 REPLAY_METHODS: dict[str, str] = {
     "mtgnet": "search",                    # groups the search would choose on the ensemble
                                            # mean, verified; the final grouping only of
-                                           # measured groups (default, fifth pass)
-    "mtgnet-search": "search",             # alias of mtgnet (the name of its artifact columns)
+                                           # measured groups (fifth pass); the estimate is
+                                           # alpha * MTGNet + (1 - alpha) * per-task ridge,
+                                           # alpha fitted out of fold (blend="ridge", the
+                                           # default since the fifteenth pass)
+    "mtgnet-plain": "search",              # mtgnet with MTG-Net alone (blend=None): the
+                                           # default of passes 5-14; the variants below that
+                                           # name "mtgnet's loop" build on it
+    "mtgnet-search": "search",             # alias of mtgnet-plain (its artifact columns)
     "mtgnet-committee1": "search",         # mtgnet plus, in round 1, the same searches on each
                                            # member (committee; the default of passes 3-4)
     "mtgnet-estimate": "search",           # the same loop; the final search also takes
@@ -59,9 +65,8 @@ REPLAY_METHODS: dict[str, str] = {
     "mtgnet-blend": "search",              # mtgnet; the estimate is alpha * MTGNet + (1 - alpha)
                                            # * pooled pair estimate, alpha fitted out of fold
                                            # (estimators/blend.py, seventh pass)
-    "mtgnet-ridgeblend": "search",         # mtgnet; the estimate is alpha * MTGNet + (1 - alpha)
-                                           # * per-task ridge surrogate, alpha fitted out of
-                                           # fold (estimators/ridge.py, fourteenth pass)
+    "mtgnet-ridgeblend": "search",         # alias of mtgnet (its fourteenth-pass artifact
+                                           # columns; estimators/ridge.py)
     "mtgnet-repshrunk": "search",          # mtgnet-shrunk with the noise term measured by
                                            # replicates (noise=, seventh pass)
     "mtgnet-tagbias": "search",            # mtgnet; TAG's pair affinities bias the attention
@@ -79,7 +84,8 @@ REPLAY_METHODS: dict[str, str] = {
 
 #: options a method runs with unless given (the best configuration found: README, issue 13)
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "mtgnet": {"kappa": 0.0, "warm_start": True, "final": "measured"},
+    "mtgnet": {"kappa": 0.0, "warm_start": True, "final": "measured", "blend": "ridge"},
+    "mtgnet-plain": {"kappa": 0.0, "warm_start": True, "final": "measured"},
     "mtgnet-search": {"kappa": 0.0, "warm_start": True, "final": "measured"},
     "mtgnet-committee1": {"kappa": 0.0, "warm_start": True, "final": "measured",
                           "committee": True, "committee_rounds": 1},
@@ -98,8 +104,9 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "mtgnet-prior": {"kappa": 0.0, "warm_start": True},
     "mtgnet-tag": {"kappa": 0.0, "warm_start": True, "final": "measured"},
     "mtgnet-tagfeature": {"kappa": 0.0, "warm_start": True, "final": "measured"},
-    "mtgnet-blend": {"kappa": 0.0, "warm_start": True, "final": "measured"},
-    "mtgnet-ridgeblend": {"kappa": 0.0, "warm_start": True, "final": "measured"},
+    "mtgnet-blend": {"kappa": 0.0, "warm_start": True, "final": "measured", "blend": "pairs"},
+    "mtgnet-ridgeblend": {"kappa": 0.0, "warm_start": True, "final": "measured",
+                          "blend": "ridge"},
     "mtgnet-repshrunk": {"kappa": 0.0, "warm_start": True, "final": "shrunk"},
     "mtgnet-tagbias": {"kappa": 0.0, "warm_start": True, "final": "measured"},
     "mtgnet-improve": {"warm_start": True, "final": "measured"},
@@ -111,9 +118,6 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
 
 #: methods whose estimator is PairPriorMTGNet (the MTGNet options go to its inner model)
 PRIOR_METHODS = ("mtgnet-prior",)
-#: methods whose estimator is BlendMTGNet, and what the network is blended with
-BLEND_BASE: dict[str, str] = {"mtgnet-blend": "pairs", "mtgnet-ridgeblend": "ridge"}
-BLEND_METHODS = tuple(BLEND_BASE)
 #: methods whose final shrinkage takes the measurements' noise from ``noise=`` (replicates)
 NEEDS_NOISE_METHODS = ("mtgnet-repshrunk",)
 #: methods whose estimator is TablePriorMTGNet over the ``prior`` table given to replay_method
@@ -129,8 +133,8 @@ SELECTOR_OPTIONS = ("alpha", "kappa", "budgets", "committee", "mean_votes", "com
                     "complete", "free", "calibrate", "fraction", "samples", "explore",
                     "explore_after")
 #: every option a replay method takes besides MTGNet's: the selector's, then the loop's
-METHOD_OPTIONS = (*SELECTOR_OPTIONS, "warm_start", "risk", "final", "shrink", "max_size",
-                  "shrink_rows")
+METHOD_OPTIONS = (*SELECTOR_OPTIONS, "warm_start", "risk", "final", "blend", "shrink",
+                  "max_size", "shrink_rows")
 
 
 @contextmanager
@@ -197,7 +201,7 @@ class _Setup:
     prior_opts: dict[str, Any]
     table_opts: dict[str, Any]
     use_prior: bool
-    use_blend: bool
+    blend: str | None   # BlendMTGNet's base (estimators.blend.BLEND_BASES), or the network alone
     use_table: bool
     prior: GainTable | None   # in valid's task order
 
@@ -289,7 +293,16 @@ def _setup(name: str, valid: GainTable, seed: int, rounds: int, use_measured: bo
                              "only)")
         final = "estimate"   # the ablation without measured gains: every row is an estimate
     use_prior = name in PRIOR_METHODS
-    use_blend = name in BLEND_METHODS
+    blend = options.pop("blend", None)
+    blend = None if blend == "none" else blend   # as the command line's --set blend=none reads
+    from ..estimators.blend import BLEND_BASES
+
+    if blend is not None and (not isinstance(blend, str) or blend not in BLEND_BASES):
+        raise InputError(f"blend must be None or 'none' (MTG-Net alone) or one of "
+                         f"{', '.join(BLEND_BASES)}, got {blend!r}")
+    if blend is not None and (use_prior or name in TABLE_PRIOR_METHODS):
+        raise InputError(f"blend={blend!r} blends MTG-Net itself; {name} learns a residual over "
+                         "a prior instead (pass blend=None)")
     prior_opts: dict[str, Any] = {k: options.pop(k) for k in ("shrink", "max_size")
                                   if k in options}
     if not use_prior and prior_opts:
@@ -333,16 +346,16 @@ def _setup(name: str, valid: GainTable, seed: int, rounds: int, use_measured: bo
         from ..estimators.prior import PairPriorMTGNet
 
         PairPriorMTGNet(MTGNet(**est_opts), **prior_opts)._check()
-    if use_blend:
+    if blend is not None:
         from ..estimators.blend import BlendMTGNet
 
-        BlendMTGNet(MTGNet(**est_opts), base=BLEND_BASE[name])._check()
+        BlendMTGNet(MTGNet(**est_opts), base=blend)._check()
     if use_table:
         from ..estimators.prior import TablePriorMTGNet
 
         TablePriorMTGNet(MTGNet(**est_opts), prior, **table_opts)._check()
     return _Setup(selector, warm, float(risk), final, est_opts, prior_opts, table_opts,
-                  use_prior, use_blend, use_table, prior)
+                  use_prior, blend, use_table, prior)
 
 
 def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
@@ -359,6 +372,8 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
     from the previous fit) to the loop, ``risk`` (the final search sees unmeasured combinations
     at mean - risk * ensemble std; moot under ``final="measured"``) and ``final``
     (:data:`FINAL_CHOICES`; ``mtgnet``'s default is ``"measured"``) to the prediction,
+    ``blend`` (None: MTG-Net alone; ``"ridge"``, ``mtgnet``'s default, or ``"pairs"``: a
+    :class:`BlendMTGNet` over that base) to the estimator,
     ``shrink``/``max_size`` (``mtgnet-prior`` only) to :class:`PairPriorMTGNet`, ``shrink_rows``
     (``mtgnet-tag`` only) to :class:`TablePriorMTGNet`, the rest to :class:`MTGNet`. ``prior``:
     the prior gain table of ``mtgnet-tag`` (e.g. TAG's estimate of every row of ``valid``).
@@ -371,7 +386,7 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
     setup = _setup(name, valid, seed, rounds, use_measured, prior, noise, options, stats)
     selector, warm, risk, final = setup.selector, setup.warm, setup.risk, setup.final
     est_opts, prior_opts, table_opts = setup.est_opts, setup.prior_opts, setup.table_opts
-    use_prior, use_blend, use_table = setup.use_prior, setup.use_blend, setup.use_table
+    use_prior, blend, use_table = setup.use_prior, setup.blend, setup.use_table
     prior = setup.prior
     n = valid.n_tasks
     from ..estimators.blend import BlendMTGNet
@@ -387,8 +402,8 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
         est: Any = MTGNet(**est_opts, warm_start_from=prev if isinstance(prev, MTGNet) else None)
         if use_prior:
             est = PairPriorMTGNet(est, **prior_opts)
-        if use_blend:
-            est = BlendMTGNet(est, base=BLEND_BASE[name])
+        if blend is not None:
+            est = BlendMTGNet(est, base=blend)
         if use_table:
             est = TablePriorMTGNet(est, prior, **table_opts)
         return est if stats is None else _Timed(est, stats)

@@ -161,6 +161,20 @@ def _default_selector() -> tuple[str, dict[str, Any]]:
     return REPLAY_METHODS["mtgnet"], opts
 
 
+def _upgraded_options(stored: Mapping[str, Any], mine: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored options of a study made before ``estimator_target`` was stored, in today's
+    names: its ``"mtgnet"`` was MTG-Net alone (today's ``"mtgnet-plain"``); other names kept
+    their meaning."""
+    out = dict(stored)
+    if "estimator_target" not in out:
+        if out.get("estimator") == "mtgnet":
+            out["estimator"] = "mtgnet-plain"
+            out["estimator_target"] = estimator_spec("mtgnet-plain").target
+        else:
+            out["estimator_target"] = mine.get("estimator_target")
+    return out
+
+
 class StoreLoopState(LoopState):
     """The active loop's state in the gain store: its choices are the store's selection rows and
     a combination is measured when every seed's run is complete. A chosen combination whose run
@@ -245,7 +259,8 @@ class Study:
     """A grouping study over one problem: a train callable, a ``TaskSuite`` (with ``config``) or
     a :class:`~mtgfast.mtl.study_adapter.StudyProblem`.
 
-    ``estimator``: a registry name ("mtgnet": active loop of Algorithm 1; "hoa": every pair;
+    ``estimator``: a registry name ("mtgnet": active loop of Algorithm 1, MTG-Net blended with
+    a per-task ridge surrogate; "mtgnet-plain": the network alone; "hoa": every pair;
     "tag": one all-task run with lookahead affinities, or pass ``affinity=``; "oracle": every
     candidate) or a ``GainEstimator`` instance (run through the active loop). ``seeds``: each
     combination is trained once per seed; metrics are averaged. For a callable, give
@@ -521,6 +536,8 @@ class Study:
         params.pop("device", None)   # where the estimator fits, like the executor: not compared
         out: dict[str, Any] = {
             "estimator": est if isinstance(est, str) else _callable_name(type(est)),
+            # what the name builds: a registry name may change meaning between versions
+            "estimator_target": estimator_spec(est).target if isinstance(est, str) else None,
             "estimator_options": _jsonable(params), "seeds": list(self.seeds)}
         if self._collect == "active":
             lo = self._loop_options
@@ -539,6 +556,7 @@ class Study:
             return
         if "selector" not in stored and "selector" not in mine:
             return   # hoa / oracle / tag: their runs do not depend on the order of choices
+        stored = _upgraded_options(stored, mine)
         for key in dict.fromkeys(["estimator", *stored, *mine]):
             theirs, given = stored.get(key), mine.get(key)
             if theirs != given:

@@ -164,3 +164,13 @@ def full_random_table(n: int, seed: int) -> mtgfast.GainTable:
     g = np.random.default_rng(seed).normal(0.0, 0.1, (m.size, n))
     g[member.sum(axis=1) == 1] = 0.0
     return mtgfast.GainTable(m, np.where(member, g, np.nan), tuple(f"t{j}" for j in range(n)))
+
+
+def measured_subset(table, n_rows: int, seed: int):
+    """``n_rows`` random rows of a gain table plus its full set: what an active loop might have
+    measured (the blend and ridge tests fit on it)."""
+    from mtgfast.gains import GainTable
+
+    rows = np.random.default_rng(seed).choice(len(table), n_rows, replace=False)
+    rows = np.union1d(rows, np.flatnonzero(table.masks == (1 << table.n_tasks) - 1))
+    return GainTable(table.masks[rows], table.gains[rows], table.task_names, {})

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from _problems import measured_subset
 
 from mtgfast.errors import InputError, InputTypeError
 from mtgfast.gains import GainTable
@@ -89,10 +90,7 @@ def test_blend_fixed_weights_are_the_network_and_the_base() -> None:
 
     syn = synthetic_gain_tables(5, n_random=None, seed=3)
     v = syn.valid
-    rows = np.random.default_rng(1).choice(len(v), 14, replace=False)
-    full = np.flatnonzero(v.masks == (1 << 5) - 1)
-    rows = np.union1d(rows, full)
-    sub = GainTable(v.masks[rows], v.gains[rows], v.task_names, {})
+    sub = measured_subset(v, 14, seed=1)
     net = MTGNet(**SMALL, seed=4).fit(sub)
     one = BlendMTGNet(MTGNet(**SMALL, seed=4), alpha=1.0).fit(sub)
     np.testing.assert_array_equal(one.predict(v.masks), net.predict(v.masks))
@@ -109,9 +107,7 @@ def test_blend_fitted_weight_spread_members_and_held_out() -> None:
 
     syn = synthetic_gain_tables(6, n_random=None, seed=5)
     v = syn.valid
-    rows = np.random.default_rng(2).choice(len(v), 30, replace=False)
-    rows = np.union1d(rows, np.flatnonzero(v.masks == (1 << 6) - 1))
-    sub = GainTable(v.masks[rows], v.gains[rows], v.task_names, {})
+    sub = measured_subset(v, 30, seed=2)
     est = BlendMTGNet(MTGNet(**SMALL, seed=1)).fit(sub)
     a = est.alpha_
     assert 0.0 <= a <= 1.0 and est.n_alpha_rows_ >= 1

@@ -197,3 +197,10 @@ def test_fifteenth_pass_table_is_what_the_artifacts_give() -> None:
         assert line in readme, (f.name, line)
     assert f"{signed(float(np.mean(means[True])))} over the 5 K = 1 cells" in readme
     assert f"{signed(float(np.mean(means[False])))} over the 6 HOA-equal cells" in readme
+    big = json.loads((art / "replay_synthetic27_20k_k13_final15.json").read_text())
+    ((_, r27),) = big["rounds"].items()
+    t = r27["timing"]["mtgnet"]
+    assert big["generator"] == {"n_tasks": 27, "n_random": 20000, "seed": 0}
+    assert r27["measured"]["mtgnet"] == 352 and t["fits_per_seed"] == 40
+    assert f"{100 * r27['mtgnet']['frac_of_oracle']:.1f}% of the oracle" in readme
+    assert f"estimator {t['estimator_cpu_s_per_seed']:.0f} s CPU over 40 refits" in readme

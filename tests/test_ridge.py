@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from _problems import measured_subset
 
 from mtgfast.errors import InputError
 from mtgfast.gains import GainTable
@@ -115,9 +116,7 @@ def test_ridge_blend_weight_base_and_held_out() -> None:
 
     syn = synthetic_gain_tables(6, n_random=None, seed=5)
     v = syn.valid
-    rows = np.random.default_rng(2).choice(len(v), 30, replace=False)
-    rows = np.union1d(rows, np.flatnonzero(v.masks == (1 << 6) - 1))
-    sub = GainTable(v.masks[rows], v.gains[rows], v.task_names, {})
+    sub = measured_subset(v, 30, seed=2)
     est = BlendMTGNet(MTGNet(**SMALL, seed=1), base="ridge").fit(sub)
     ridge = RidgeSurrogate().fit(sub)
     np.testing.assert_array_equal(est.base(v.masks), ridge.predict(v.masks))

@@ -196,3 +196,53 @@ def test_replay_blend_option_and_the_default_blend() -> None:
     est.fit(syn.valid)
     np.testing.assert_array_equal(est.embeddings(0), est.model_.embeddings(0))
     assert est.embeddings(None).shape[0] == SMALL.get("n_estimators", 5)
+
+
+def test_blend_per_task_weights_shrink_towards_the_shared_one() -> None:
+    """``task_shrink=c``: task j's weight is ``(n_j a_j + c a) / (n_j + c)`` (a_j fitted on its
+    own out-of-fold entries, a the shared weight); the predictions use each task's weight."""
+    from mtgfast.estimators.blend import BlendMTGNet, blend_weight
+    from mtgfast.estimators.mtgnet import MTGNet
+
+    syn = synthetic_gain_tables(6, n_random=None, seed=5)
+    v = syn.valid
+    sub = measured_subset(v, 30, seed=2)
+    shared = BlendMTGNet(MTGNet(**SMALL, seed=1), base="ridge").fit(sub)
+    for c in (0.0, 10.0):
+        est = BlendMTGNet(MTGNet(**SMALL, seed=1), base="ridge", task_shrink=c).fit(sub)
+        multi = np.flatnonzero(sub.member().sum(axis=1) >= 2)
+        oof, count = est.model_.predict_held_out(sub.masks[multi])
+        held = count > 0
+        y, net, base = sub.gains[multi][held], oof[held], est.base_loo_[multi][held]
+        # the same network: only the weights differ
+        np.testing.assert_array_equal(est.model_.predict(v.masks), shared.model_.predict(v.masks))
+        a = shared.alpha_
+        for j in range(6):
+            n_j = int((np.isfinite(y[:, j]) & np.isfinite(net[:, j])).sum())
+            a_j = blend_weight(y[:, j], net[:, j], base[:, j])
+            assert est.alpha_[j] == pytest.approx((n_j * a_j + c * a) / (n_j + c), abs=1e-12)
+        pred = est.predict(v.masks)
+        want = est.alpha_ * est.model_.predict(v.masks) + (1 - est.alpha_) * est.base(v.masks)
+        np.testing.assert_allclose(pred, want, atol=1e-12)
+        mean, std = est.predict(v.masks, return_std=True)
+        np.testing.assert_allclose(std, est.alpha_ * est.model_.predict(v.masks,
+                                                                      return_std=True)[1])
+    assert est.get_params()["task_shrink"] == 10.0
+    with pytest.raises(InputError, match="task_shrink must be"):
+        BlendMTGNet(MTGNet(**SMALL), task_shrink=-1.0).fit(sub)
+    with pytest.raises(InputError, match="task_shrink must be"):
+        BlendMTGNet(MTGNet(**SMALL), task_shrink=float("inf")).fit(sub)
+    with pytest.raises(InputError, match="give one of them"):
+        BlendMTGNet(MTGNet(**SMALL), alpha=0.5, task_shrink=1.0).fit(sub)
+
+
+def test_replay_task_shrink_needs_the_blend() -> None:
+    from mtgfast.study.replay_methods import METHOD_DEFAULTS, check_method
+
+    syn = synthetic_gain_tables(4, n_random=None, seed=1)
+    assert METHOD_DEFAULTS["mtgnet-taskblend"] == {**METHOD_DEFAULTS["mtgnet"],
+                                                  "task_shrink": 10.0}
+    with pytest.raises(InputError, match="task_shrink is an option of the blend"):
+        check_method("mtgnet-plain", syn.valid, task_shrink=1.0)
+    with pytest.raises(InputError, match="task_shrink must be"):
+        check_method("mtgnet", syn.valid, task_shrink="x")

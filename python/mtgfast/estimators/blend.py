@@ -86,20 +86,26 @@ class BlendMTGNet(GainEstimator):
     shared weight on the out-of-fold entries of the measured rows of >= 2 tasks (the network's
     held-out rows, ``MTGNet.predict_held_out``, against the base's leave-one-out); a number in
     [0, 1] fixes it. ``max_size`` pools only measured combinations of at most that many tasks
-    (``base="pairs"`` only). ``base``: :data:`BLEND_BASES`. The ensemble spread is ``alpha``
-    times the network's: the base is the same for every member.
+    (``base="pairs"`` only). ``base``: :data:`BLEND_BASES`. ``task_shrink``: None, one weight
+    for all tasks; a number c >= 0, one weight per task, ``(n_j alpha_j + c alpha) / (n_j + c)``
+    with ``alpha_j`` fitted on task j's ``n_j`` out-of-fold entries alone and ``alpha`` the shared
+    one (tasks differ in how well the network predicts them; c rows' worth of trust in the
+    shared weight). The ensemble spread is ``alpha`` times the network's: the base is the same
+    for every member.
     """
 
     def __init__(self, model: Any = None, alpha: float | None = None,
-                 max_size: int | None = None, base: str = "pairs") -> None:
+                 max_size: int | None = None, base: str = "pairs",
+                 task_shrink: float | None = None) -> None:
         self.model = model
         self.alpha = alpha
         self.max_size = max_size
         self.base_kind = base
+        self.task_shrink = task_shrink
 
     def get_params(self) -> dict[str, Any]:
         return {"model": self.model, "alpha": self.alpha, "max_size": self.max_size,
-                "base": self.base_kind}
+                "base": self.base_kind, "task_shrink": self.task_shrink}
 
     def _check(self) -> Any:
         from .mtgnet import MTGNet
@@ -114,6 +120,13 @@ class BlendMTGNet(GainEstimator):
         if not isinstance(self.base_kind, str) or self.base_kind not in BLEND_BASES:
             raise InputError(f"base must be one of {', '.join(BLEND_BASES)}, got "
                              f"{self.base_kind!r}")
+        c = self.task_shrink
+        if c is not None and (isinstance(c, bool) or not isinstance(c, (int, float)) or
+                              not 0.0 <= float(c) < float("inf")):
+            raise InputError(f"task_shrink must be None or a finite number >= 0, got {c!r}")
+        if c is not None and a is not None:
+            raise InputError("task_shrink shrinks fitted per-task weights; alpha fixes the weight "
+                             "(give one of them)")
         if self.base_kind == "ridge" and self.max_size is not None:
             raise InputError("max_size is an option of base='pairs' (the pooled pairs), not of "
                              "base='ridge'")
@@ -137,15 +150,27 @@ class BlendMTGNet(GainEstimator):
             self.pairs_ = pooled_pair_matrix(table, self.max_size)
             self.base_loo_ = pooled_pair_loo(table, self.max_size)
         if self.alpha is not None:
-            self.alpha_ = float(self.alpha)
+            #: the network's weight: one number, or one per task (``task_shrink``)
+            self.alpha_: float | FloatArray = float(self.alpha)
             return
         multi = np.flatnonzero(table.member().sum(axis=1) >= 2)
         oof, count = self.model_.predict_held_out(table.masks[multi])
         held = np.asarray(count) > 0
-        self.alpha_ = blend_weight(table.gains[multi][held], np.asarray(oof)[held],
-                                   self.base_loo_[multi][held])
+        y, net, base = (table.gains[multi][held], np.asarray(oof)[held],
+                        self.base_loo_[multi][held])
+        shared = blend_weight(y, net, base)
+        self.alpha_ = shared
         #: how many out-of-fold rows the weight was fitted on
         self.n_alpha_rows_ = int(held.sum())
+        if self.task_shrink is not None:
+            c = float(self.task_shrink)
+            ok = np.isfinite(y) & np.isfinite(net) & np.isfinite(base)
+            per = np.empty(table.n_tasks)
+            for j in range(table.n_tasks):
+                n_j = float(ok[:, j].sum())
+                a_j = blend_weight(y[:, j], net[:, j], base[:, j])
+                per[j] = shared if n_j + c == 0 else (n_j * a_j + c * shared) / (n_j + c)
+            self.alpha_ = per
 
     def _fitted(self, masks: object) -> MaskArray:
         if not hasattr(self, "model_"):

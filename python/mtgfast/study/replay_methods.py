@@ -67,6 +67,9 @@ REPLAY_METHODS: dict[str, str] = {
                                            # (estimators/blend.py, seventh pass)
     "mtgnet-ridgeblend": "search",         # alias of mtgnet (its fourteenth-pass artifact
                                            # columns; estimators/ridge.py)
+    "mtgnet-taskblend": "search",          # mtgnet with one blend weight per task, shrunk
+                                           # towards the shared one by 10 rows (task_shrink,
+                                           # fifteenth pass)
     "mtgnet-repshrunk": "search",          # mtgnet-shrunk with the noise term measured by
                                            # replicates (noise=, seventh pass)
     "mtgnet-tagbias": "search",            # mtgnet; TAG's pair affinities bias the attention
@@ -107,6 +110,8 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "mtgnet-blend": {"kappa": 0.0, "warm_start": True, "final": "measured", "blend": "pairs"},
     "mtgnet-ridgeblend": {"kappa": 0.0, "warm_start": True, "final": "measured",
                           "blend": "ridge"},
+    "mtgnet-taskblend": {"kappa": 0.0, "warm_start": True, "final": "measured",
+                         "blend": "ridge", "task_shrink": 10.0},
     "mtgnet-repshrunk": {"kappa": 0.0, "warm_start": True, "final": "shrunk"},
     "mtgnet-tagbias": {"kappa": 0.0, "warm_start": True, "final": "measured"},
     "mtgnet-improve": {"warm_start": True, "final": "measured"},
@@ -133,8 +138,8 @@ SELECTOR_OPTIONS = ("alpha", "kappa", "budgets", "committee", "mean_votes", "com
                     "complete", "free", "calibrate", "fraction", "samples", "explore",
                     "explore_after")
 #: every option a replay method takes besides MTGNet's: the selector's, then the loop's
-METHOD_OPTIONS = (*SELECTOR_OPTIONS, "warm_start", "risk", "final", "blend", "shrink",
-                  "max_size", "shrink_rows")
+METHOD_OPTIONS = (*SELECTOR_OPTIONS, "warm_start", "risk", "final", "blend", "task_shrink",
+                  "shrink", "max_size", "shrink_rows")
 
 
 @contextmanager
@@ -172,7 +177,8 @@ class _Timed(_Recorded):
         self.stats.setdefault("fit_rows", []).append(float(len(table)))
         self.stats.setdefault("fit_epochs", []).append(float(getattr(self.inner, "n_epochs_", 0)))
         if hasattr(self.inner, "alpha_"):   # BlendMTGNet: the network's weight in this fit
-            self.stats.setdefault("fit_alpha", []).append(float(self.inner.alpha_))
+            # (per-task weights: their mean)
+            self.stats.setdefault("fit_alpha", []).append(float(np.mean(self.inner.alpha_)))
         return self
 
     def predict(self, masks: object, **kwargs: Any) -> Any:
@@ -202,6 +208,7 @@ class _Setup:
     table_opts: dict[str, Any]
     use_prior: bool
     blend: str | None   # BlendMTGNet's base (estimators.blend.BLEND_BASES), or the network alone
+    task_shrink: float | None   # BlendMTGNet's per-task weights' shrinkage (None: shared)
     use_table: bool
     prior: GainTable | None   # in valid's task order
 
@@ -300,6 +307,10 @@ def _setup(name: str, valid: GainTable, seed: int, rounds: int, use_measured: bo
     if blend is not None and (not isinstance(blend, str) or blend not in BLEND_BASES):
         raise InputError(f"blend must be None or 'none' (MTG-Net alone) or one of "
                          f"{', '.join(BLEND_BASES)}, got {blend!r}")
+    task_shrink = options.pop("task_shrink", None)
+    if task_shrink is not None and blend is None:
+        raise InputError("task_shrink is an option of the blend (blend='ridge' or 'pairs'), "
+                         f"not of {name!r} without it")
     if blend is not None and (use_prior or name in TABLE_PRIOR_METHODS):
         raise InputError(f"blend={blend!r} blends MTG-Net itself; {name} learns a residual over "
                          "a prior instead (pass blend=None)")
@@ -349,13 +360,13 @@ def _setup(name: str, valid: GainTable, seed: int, rounds: int, use_measured: bo
     if blend is not None:
         from ..estimators.blend import BlendMTGNet
 
-        BlendMTGNet(MTGNet(**est_opts), base=blend)._check()
+        BlendMTGNet(MTGNet(**est_opts), base=blend, task_shrink=task_shrink)._check()
     if use_table:
         from ..estimators.prior import TablePriorMTGNet
 
         TablePriorMTGNet(MTGNet(**est_opts), prior, **table_opts)._check()
     return _Setup(selector, warm, float(risk), final, est_opts, prior_opts, table_opts,
-                  use_prior, blend, use_table, prior)
+                  use_prior, blend, task_shrink, use_table, prior)
 
 
 def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
@@ -403,7 +414,7 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
         if use_prior:
             est = PairPriorMTGNet(est, **prior_opts)
         if blend is not None:
-            est = BlendMTGNet(est, base=blend)
+            est = BlendMTGNet(est, base=blend, task_shrink=setup.task_shrink)
         if use_table:
             est = TablePriorMTGNet(est, prior, **table_opts)
         return est if stats is None else _Timed(est, stats)

@@ -132,6 +132,30 @@ def test_blend_fitted_weight_spread_members_and_held_out() -> None:
     assert warm.model_.warm_start_from is est.model_
 
 
+def test_wrappers_never_refit_the_network_object_they_were_given() -> None:
+    # a study rebuilds its estimator from get_params() at every refit, so successive refits (and
+    # the user) share the network object given: each fit must train its own copy of it
+    from mtgfast.estimators.blend import BlendMTGNet
+    from mtgfast.estimators.mtgnet import MTGNet
+    from mtgfast.estimators.prior import PairPriorMTGNet
+
+    syn = synthetic_gain_tables(5, n_random=None, seed=3)
+    v = syn.valid
+    small, large = measured_subset(v, 10, seed=1), measured_subset(v, 20, seed=1)
+    for wrap in (lambda m: BlendMTGNet(m, base="ridge"), lambda m: PairPriorMTGNet(m)):
+        shared = MTGNet(**SMALL, seed=4)
+        first = wrap(shared).fit(small)
+        before = first.predict(v.masks)
+        again = type(first)(**first.get_params()).fit(large)   # what Study's next refit does
+        assert again.model is shared and first.model is shared
+        assert not hasattr(shared, "n_tasks_")                  # never fitted itself
+        assert first.model_ is not again.model_ and first.model_ is not shared
+        np.testing.assert_array_equal(first.predict(v.masks), before)   # unchanged by the refit
+        # the copy is the network the options describe: the same fit as a fresh one
+        alone = wrap(MTGNet(**SMALL, seed=4)).fit(large)
+        np.testing.assert_array_equal(again.predict(v.masks), alone.predict(v.masks))
+
+
 def test_blend_bad_input() -> None:
     from mtgfast.estimators.blend import BlendMTGNet
     from mtgfast.estimators.mtgnet import MTGNet

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import InputError, InputTypeError
+from ..errors import InputError
 from ..gains import FloatArray, GainTable
 from ..masks import MaskArray, as_masks, masks_to_dense
 from .base import GainEstimator
 from .hoa import aggregate_pairs
-from .prior import checked_inner_network, pooled_pair_matrix
+from .prior import checked_inner_network, pooled_pair_matrix, unfitted_copy
 
 if TYPE_CHECKING:
     from .mtgnet import MTGNet
@@ -110,9 +110,7 @@ class BlendMTGNet(GainEstimator):
     def _check(self) -> Any:
         from .mtgnet import MTGNet
 
-        model = MTGNet() if self.model is None else self.model
-        if not isinstance(model, MTGNet):
-            raise InputTypeError(f"model must be an MTGNet or None, got {type(model).__name__}")
+        model = unfitted_copy(MTGNet() if self.model is None else self.model, MTGNet)
         a = self.alpha
         if a is not None and (isinstance(a, bool) or not isinstance(a, (int, float)) or
                               not 0.0 <= float(a) <= 1.0):

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .mtgnet import MTGNet
 
 __all__ = ["PairPriorMTGNet", "TablePriorMTGNet", "checked_inner_network", "pooled_pair_matrix",
-           "prior_slopes"]
+           "prior_slopes", "unfitted_copy"]
 
 
 def pooled_pair_matrix(table: GainTable, max_size: int | None = None) -> FloatArray:
@@ -48,6 +48,14 @@ def pooled_pair_matrix(table: GainTable, max_size: int | None = None) -> FloatAr
         p = np.where(den > 0, num / np.maximum(den, 1e-300), 0.0)
     np.fill_diagonal(p, 0.0)
     return p
+
+
+def unfitted_copy(model: Any, kind: type[GainEstimator]) -> Any:
+    """A fresh ``kind`` with ``model``'s options (scikit-learn's clone): a wrapper never refits
+    the caller's network object, which a user, or a study's successive refits, may share."""
+    if not isinstance(model, kind):
+        raise InputTypeError(f"model must be an {kind.__name__} or None, got {type(model).__name__}")
+    return type(model)(**model.get_params())
 
 
 def checked_inner_network(model: Any, max_size: int | None, wrapper: type) -> Any:
@@ -73,13 +81,11 @@ class _ResidualOverPrior(GainEstimator):
         """The prior gains of ``m`` (rows of masks), which the network's residual is added to."""
 
     def _network(self) -> Any:
-        """``model`` (an unfitted MTGNet to fit on the residuals), or a default MTGNet."""
+        """An unfitted copy of ``model`` (the MTGNet to fit on the residuals), or a default MTGNet."""
         from .mtgnet import MTGNet
 
         model = MTGNet() if self.model is None else self.model  # type: ignore[attr-defined]
-        if not isinstance(model, MTGNet):
-            raise InputTypeError(f"model must be an MTGNet or None, got {type(model).__name__}")
-        return model
+        return unfitted_copy(model, MTGNet)
 
     def _fitted_masks(self, masks: object) -> MaskArray:
         if not hasattr(self, "model_"):

@@ -204,3 +204,49 @@ def test_fifteenth_pass_table_is_what_the_artifacts_give() -> None:
     assert r27["measured"]["mtgnet"] == 352 and t["fits_per_seed"] == 40
     assert f"{100 * r27['mtgnet']['frac_of_oracle']:.1f}% of the oracle" in readme
     assert f"estimator {t['estimator_cpu_s_per_seed']:.0f} s CPU over 40 refits" in readme
+
+
+def test_sixteenth_pass_taskblend_table_is_what_the_artifacts_give() -> None:
+    # every row of the README's sixteenth-pass table (mtgnet-taskblend against the default, per
+    # seed) and the means its decision rests on come from the artifacts
+    mod = _runner()
+    art = REPO / "benchmarks" / "artifacts"
+    readme = (REPO / "README.md").read_text()
+
+    def signed(x: float) -> str:
+        return ("+" if x > 0 else "−" if x < 0 else "+") + f"{abs(x):.1f}"
+
+    cells = []
+    for c in ("taskonomy", "ettm1", "etth1", "n8g2", "n8g4"):
+        cells.append((art / f"replay_taskblend15_k1_{c}.json", art / f"replay_k1_15_{c}.json",
+                      "mtgnet-ridgeblend"))
+        cells.append((art / f"replay_taskblend15_{c}.json", art / f"replay_ridgeblend14_{c}.json",
+                      "mtgnet-ridgeblend"))
+    cells.append((art / "replay_taskblend16_n10g3.json", art / "replay_hoa_15_n10g3.json",
+                  "mtgnet-ridgeblend"))
+    for c in ("n8g7", "n9g5"):   # fresh generator draws: both methods in one run
+        cells.append((art / f"replay_taskblend16_{c}.json",) * 2 + ("mtgnet",))
+    diffs = []
+    for f, g, default in cells:
+        rep = json.loads(f.read_text())
+        key = "frac_above_random" if rep["dataset"] == "etth1" else "frac_of_oracle"
+        ((k, r),) = rep["rounds"].items()
+        ((kb, rb),) = json.loads(g.read_text())["rounds"].items()
+        assert k == kb
+        (row,) = mod.paired(sorted({str(f), str(g)}), "mtgnet-taskblend", default)
+        diffs.append(row["diff"])
+
+        def frac(x: dict) -> str:
+            return f"{100 * x[key]:.1f}% ± {100 * x['ci95_' + key]:.1f}"
+
+        t = r["mtgnet-taskblend"]
+        above = ", ".join("yes" if t[f"above_{m}_every_budget"] else "no" for m in ("hoa", "tag"))
+        line = (f"| {k} ({int(r['measured']['mtgnet-taskblend'])}) | {frac(t)} | "
+                f"{frac(rb[default])} | {signed(row['diff'])} ± {row['ci95']:.1f} "
+                f"({row['wins']} / {row['losses']}) | {above} |")
+        assert line in readme, (f.name, line)
+    assert f"Mean paired difference {signed(float(np.mean(diffs)))} over the 13 cells" in readme
+    assert f"on the three unseen cells {signed(float(np.mean(diffs[-3:])))}" in readme
+    assert np.mean(diffs[-3:]) <= 0   # the adoption rule's third condition failed: not adopted
+    assert f"({signed(float(np.mean(diffs[:10:2])))} over the K = 1 cells, " \
+           f"{signed(float(np.mean(diffs[1:10:2])))} over the five" in readme

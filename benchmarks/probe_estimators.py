@@ -15,7 +15,11 @@ fraction of the validation oracle. Estimators:
   ``mtgnet-prior`` and ``mtgnet-blend``);
 - ``mix``: the mean of ``mtgnet`` and ``linear``;
 - with ``--extra gp,gplin`` (fourteenth pass): a Gaussian process per task on the Hamming
-  distance between groups (``gp``), plus a linear kernel (``gplin``).
+  distance between groups (``gp``), plus a linear kernel (``gplin``);
+- with ``--extra ridgepairs,ridgemean`` (sixteenth pass): ``linear`` on other features of the
+  partners: their indicators and the products of every two of them (``ridgepairs``: pairwise
+  interactions between partners, the next term of the set function's expansion), or the
+  indicators divided by the number of partners (``ridgemean``: HOA's averaging form).
 
 Also the Spearman correlation of each estimate with the truth on the unmeasured entries.
 
@@ -47,11 +51,11 @@ CELLS: list[tuple[str, str, dict[str, Any], int]] = [
     ("synth8g4", "synthetic", {"n_tasks": 8, "gen_seed": 4}, 3)]
 ESTIMATORS = ("mtgnet", "linear", "pooled", "mix")
 #: estimators a run may add with --estimators (fourteenth pass)
-EXTRA = ("gp", "gplin")
+EXTRA = ("gp", "gplin", "ridgepairs", "ridgemean")
 
 
-def _per_task(meas: GainTable, masks: MaskArray, n: int,
-              regressor: Callable[[], Any]) -> FloatArray:
+def _per_task(meas: GainTable, masks: MaskArray, n: int, regressor: Callable[[], Any],
+              features: Callable[[FloatArray], FloatArray] | None = None) -> FloatArray:
     """Per task, ``regressor()`` (a scikit-learn estimator) fitted on the other tasks'
     indicators of the measured rows of >= 2 tasks that hold it, predicting ``masks``; the task's
     mean where it has fewer than 3 rows, 0 for singletons, NaN outside each combination."""
@@ -69,17 +73,30 @@ def _per_task(meas: GainTable, masks: MaskArray, n: int,
         if rows.sum() < 3:   # too few rows for a leave-one-out choice: the task's mean
             pred[sel, t] = float(y.mean()) if y.size else 0.0
             continue
-        x = np.delete(mem[rows].astype(np.float64), t, axis=1)
-        fit = regressor().fit(x, y)
-        pred[sel, t] = fit.predict(np.delete(out[sel].astype(np.float64), t, axis=1))
+        f = features or (lambda z: z)
+        fit = regressor().fit(f(np.delete(mem[rows].astype(np.float64), t, axis=1)), y)
+        pred[sel, t] = fit.predict(f(np.delete(out[sel].astype(np.float64), t, axis=1)))
     return pred
 
 
-def linear_surrogate(meas: GainTable, masks: MaskArray, n: int) -> FloatArray:
-    """Per-task ridge regression on the other tasks' indicators (LOO-chosen penalty)."""
+def partner_pairs(x: FloatArray) -> FloatArray:
+    """The partners' indicators, then the product of every two of them."""
+    i, j = np.triu_indices(x.shape[1], 1)
+    return np.hstack([x, x[:, i] * x[:, j]])
+
+
+def partner_mean(x: FloatArray) -> FloatArray:
+    """The partners' indicators divided by their number (HOA's average over partners)."""
+    return x / np.maximum(x.sum(axis=1, keepdims=True), 1.0)
+
+
+def linear_surrogate(meas: GainTable, masks: MaskArray, n: int,
+                     features: Callable[[FloatArray], FloatArray] | None = None) -> FloatArray:
+    """Per-task ridge regression on the other tasks' indicators (or ``features`` of them),
+    LOO-chosen penalty."""
     from sklearn.linear_model import RidgeCV
 
-    return _per_task(meas, masks, n, lambda: RidgeCV(alphas=np.logspace(-4, 2, 13)))
+    return _per_task(meas, masks, n, lambda: RidgeCV(alphas=np.logspace(-4, 2, 13)), features)
 
 
 def gp_surrogate(meas: GainTable, masks: MaskArray, n: int, linear: bool = False) -> FloatArray:
@@ -149,6 +166,10 @@ def run_cell(valid: GainTable, k: int, designs: int,
             est["gp"] = gp_surrogate(meas, masks, n)
         if "gplin" in estimators:
             est["gplin"] = gp_surrogate(meas, masks, n, linear=True)
+        if "ridgepairs" in estimators:
+            est["ridgepairs"] = linear_surrogate(meas, masks, n, partner_pairs)
+        if "ridgemean" in estimators:
+            est["ridgemean"] = linear_surrogate(meas, masks, n, partner_mean)
         unmeasured = ~known[:, None] & mem & (size[:, None] >= 2)
         for e in estimators:
             frac[e].append(mean_score(np.where(known[:, None], valid.gains, est[e])) / oracle)

@@ -250,3 +250,13 @@ def test_sixteenth_pass_taskblend_table_is_what_the_artifacts_give() -> None:
     assert np.mean(diffs[-3:]) <= 0   # the adoption rule's third condition failed: not adopted
     assert f"({signed(float(np.mean(diffs[:10:2])))} over the K = 1 cells, " \
            f"{signed(float(np.mean(diffs[1:10:2])))} over the five" in readme
+    probe = json.loads((art / "probe_estimators16_ridgefeatures.json").read_text())["cells"]
+    old = json.loads((art / "probe_estimators13.json").read_text())["cells"]
+    for label, cell in probe.items():
+        for e in ("mtgnet", "linear", "pooled", "mix"):   # same designs, same code: same numbers
+            assert cell["frac_of_oracle"][e] == old[label]["frac_of_oracle"][e], (label, e)
+        ridge = np.array(cell["frac_of_oracle"]["linear"])
+        for e in ("ridgepairs", "ridgemean"):
+            diff = 100 * (np.array(cell["frac_of_oracle"][e]) - ridge)
+            assert f"{signed(diff.mean())} ± {mod.interval95(list(diff)):.1f}" in readme, (label, e)
+            assert diff.mean() - mod.interval95(list(diff)) <= 0   # "neither is ahead"

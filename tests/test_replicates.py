@@ -13,6 +13,11 @@ REPO = Path(__file__).resolve().parents[1]
 RUNS = REPO / "benchmarks" / "artifacts" / "etth1_runs.jsonl"
 
 
+def _signed(x: float) -> str:
+    """A paired difference as the README prints it: sign (− below 0), one decimal."""
+    return ("−" if x < 0 else "+") + f"{abs(x):.1f}"
+
+
 def _runner():
     spec = importlib.util.spec_from_file_location("replay_mtgnet_q7",
                                                   REPO / "benchmarks" / "replay_mtgnet.py")
@@ -105,14 +110,11 @@ def test_thirteenth_pass_tables_are_what_the_artifacts_give() -> None:
               "12_synth8g4_pairs")]
     readme = (REPO / "README.md").read_text()
 
-    def signed(x: float) -> str:
-        return ("+" if x > 0 else "−") + f"{abs(x):.1f}"
-
     for variant in ("mtgnet-halfpairs", "mtgnet-pairs"):
         rows = mod.paired(files, variant, "mtgnet")
         assert len(rows) == 5
         for r in rows:
-            text = f"{signed(r['diff'])} ± {r['ci95']:.1f} ({r['wins']} / {r['losses']})"
+            text = f"{_signed(r['diff'])} ± {r['ci95']:.1f} ({r['wins']} / {r['losses']})"
             assert text in readme, (r["table"], text)
     probe = json.loads((art / "probe_estimators13.json").read_text())["cells"]
     assert set(probe) == {"taskonomy", "ettm1", "etth1", "synth8g2", "synth8g4"}
@@ -122,7 +124,7 @@ def test_thirteenth_pass_tables_are_what_the_artifacts_give() -> None:
         row = [f"{100 * base.mean():.1f}%"]
         for e in ("linear", "pooled", "mix"):
             diff = 100 * (np.array(cell["frac_of_oracle"][e]) - base)
-            row.append(f"{signed(diff.mean())} ± {mod.interval95(list(diff)):.1f}")
+            row.append(f"{_signed(diff.mean())} ± {mod.interval95(list(diff)):.1f}")
         assert " | ".join(row) + " |" in readme, row
 
 
@@ -135,29 +137,26 @@ def test_fourteenth_pass_tables_are_what_the_artifacts_give() -> None:
     base = [str(art / f"replay_valid{p}.json") for p in
             ("11_etth1", "11_ettm1", "12_taskonomy", "12_synth8g2", "12_synth8g4")]
 
-    def signed(x: float) -> str:
-        return ("+" if x > 0 else "−") + f"{abs(x):.1f}"
-
     for variant, prefix in (("mtgnet-mixlinear", "probe_mixloop14"),
                             ("mtgnet-ridgeblend", "probe_ridgeblend14")):
         files = sorted(str(f) for f in art.glob(f"{prefix}_*.json"))
         rows = mod.paired(files + base, variant, "mtgnet")
         assert len(rows) == 5
         for r in rows:
-            text = f"{signed(r['diff'])} ± {r['ci95']:.1f} ({r['wins']} / {r['losses']})"
+            text = f"{_signed(r['diff'])} ± {r['ci95']:.1f} ({r['wins']} / {r['losses']})"
             assert text in readme, (variant, r["table"], text)
     probe = json.loads((art / "probe_estimators14_gp.json").read_text())["cells"]
     for cell in probe.values():
         net = np.array(cell["frac_of_oracle"]["mtgnet"])
         for e in ("gp", "gplin"):
             diff = 100 * (np.array(cell["frac_of_oracle"][e]) - net)
-            assert f"{signed(diff.mean())} ± {mod.interval95(list(diff)):.1f}" in readme, e
+            assert f"{_signed(diff.mean())} ± {mod.interval95(list(diff)):.1f}" in readme, e
     test_scored = sorted(str(f) for f in art.glob("replay_ridgeblend14_*.json"))
     default = sorted(str(f) for f in art.glob("replay_default14_*.json"))
     rows = mod.paired(test_scored + default, "mtgnet-ridgeblend", "mtgnet")
     assert len(rows) == len(test_scored) >= 3
     for r in rows:
-        text = f"{signed(r['diff'])} ± {r['ci95']:.1f} ({r['wins']} / {r['losses']})"
+        text = f"{_signed(r['diff'])} ± {r['ci95']:.1f} ({r['wins']} / {r['losses']})"
         assert text in readme, ("test-scored", r["table"], text)
 
 
@@ -167,9 +166,6 @@ def test_fifteenth_pass_table_is_what_the_artifacts_give() -> None:
     mod = _runner()
     art = REPO / "benchmarks" / "artifacts"
     readme = (REPO / "README.md").read_text()
-
-    def signed(x: float) -> str:
-        return ("+" if x > 0 else "−" if x < 0 else "+") + f"{abs(x):.1f}"
 
     def frac(r: dict, m: str, etth1: bool) -> str:
         key = "frac_above_random" if etth1 else "frac_of_oracle"
@@ -191,12 +187,12 @@ def test_fifteenth_pass_table_is_what_the_artifacts_give() -> None:
             plain, files = r, [str(f)]
         (row,) = mod.paired(files, "mtgnet-ridgeblend", "mtgnet")
         means[k == "1"].append(row["diff"])
-        pair = f"{signed(row['diff'])} ± {row['ci95']:.1f} ({row['wins']} / {row['losses']})"
+        pair = f"{_signed(row['diff'])} ± {row['ci95']:.1f} ({row['wins']} / {row['losses']})"
         line = (f"| {frac(r, 'mtgnet-ridgeblend', etth1)} | {frac(plain, 'mtgnet', etth1)} | "
                 f"{pair} |")
         assert line in readme, (f.name, line)
-    assert f"{signed(float(np.mean(means[True])))} over the 5 K = 1 cells" in readme
-    assert f"{signed(float(np.mean(means[False])))} over the 6 HOA-equal cells" in readme
+    assert f"{_signed(float(np.mean(means[True])))} over the 5 K = 1 cells" in readme
+    assert f"{_signed(float(np.mean(means[False])))} over the 6 HOA-equal cells" in readme
     big = json.loads((art / "replay_synthetic27_20k_k13_final15.json").read_text())
     ((_, r27),) = big["rounds"].items()
     t = r27["timing"]["mtgnet"]
@@ -212,9 +208,6 @@ def test_sixteenth_pass_taskblend_table_is_what_the_artifacts_give() -> None:
     mod = _runner()
     art = REPO / "benchmarks" / "artifacts"
     readme = (REPO / "README.md").read_text()
-
-    def signed(x: float) -> str:
-        return ("+" if x > 0 else "−" if x < 0 else "+") + f"{abs(x):.1f}"
 
     cells = []
     for c in ("taskonomy", "ettm1", "etth1", "n8g2", "n8g4"):
@@ -242,14 +235,14 @@ def test_sixteenth_pass_taskblend_table_is_what_the_artifacts_give() -> None:
         t = r["mtgnet-taskblend"]
         above = ", ".join("yes" if t[f"above_{m}_every_budget"] else "no" for m in ("hoa", "tag"))
         line = (f"| {k} ({int(r['measured']['mtgnet-taskblend'])}) | {frac(t)} | "
-                f"{frac(rb[default])} | {signed(row['diff'])} ± {row['ci95']:.1f} "
+                f"{frac(rb[default])} | {_signed(row['diff'])} ± {row['ci95']:.1f} "
                 f"({row['wins']} / {row['losses']}) | {above} |")
         assert line in readme, (f.name, line)
-    assert f"Mean paired difference {signed(float(np.mean(diffs)))} over the 13 cells" in readme
-    assert f"on the three unseen cells {signed(float(np.mean(diffs[-3:])))}" in readme
+    assert f"Mean paired difference {_signed(float(np.mean(diffs)))} over the 13 cells" in readme
+    assert f"on the three unseen cells {_signed(float(np.mean(diffs[-3:])))}" in readme
     assert np.mean(diffs[-3:]) <= 0   # the adoption rule's third condition failed: not adopted
-    assert f"({signed(float(np.mean(diffs[:10:2])))} over the K = 1 cells, " \
-           f"{signed(float(np.mean(diffs[1:10:2])))} over the five" in readme
+    assert f"({_signed(float(np.mean(diffs[:10:2])))} over the K = 1 cells, " \
+           f"{_signed(float(np.mean(diffs[1:10:2])))} over the five" in readme
     probe = json.loads((art / "probe_estimators16_ridgefeatures.json").read_text())["cells"]
     old = json.loads((art / "probe_estimators13.json").read_text())["cells"]
     for label, cell in probe.items():
@@ -258,5 +251,5 @@ def test_sixteenth_pass_taskblend_table_is_what_the_artifacts_give() -> None:
         ridge = np.array(cell["frac_of_oracle"]["linear"])
         for e in ("ridgepairs", "ridgemean"):
             diff = 100 * (np.array(cell["frac_of_oracle"][e]) - ridge)
-            assert f"{signed(diff.mean())} ± {mod.interval95(list(diff)):.1f}" in readme, (label, e)
+            assert f"{_signed(diff.mean())} ± {mod.interval95(list(diff)):.1f}" in readme, (label, e)
             assert diff.mean() - mod.interval95(list(diff)) <= 0   # "neither is ahead"

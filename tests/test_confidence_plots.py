@@ -77,6 +77,66 @@ def test_confidence_of_a_fully_measured_grouping_has_no_spread(fitted) -> None:
         grouping_confidence(net, g, valid.gains)
 
 
+def _reference_calibration(net, seen: GainTable, cands: np.ndarray) -> np.ndarray:
+    """Row by row: out-of-fold squared errors per task (shrunk towards the pooled mean by 3
+    rows) over the mean ensemble variance on the candidates holding the task."""
+    n = seen.n_tasks
+    res: list[list[float]] = [[] for _ in range(n)]
+    for r, m in enumerate(seen.masks.tolist()):
+        if bin(int(m)).count("1") < 2:
+            continue
+        oof, count = net.predict_held_out(np.array([m], np.uint64))
+        if count[0] == 0:
+            continue
+        for j in range(n):
+            if (int(m) >> j) & 1:
+                res[j].append(float(seen.gains[r, j] - oof[0, j]) ** 2)
+    pooled = sum(sum(x) for x in res) / sum(len(x) for x in res)
+    std = net.predict_members(cands).std(axis=0)
+    out = np.ones(n)
+    for j in range(n):
+        v = [float(std[i, j]) ** 2 for i, m in enumerate(cands.tolist()) if (int(m) >> j) & 1]
+        r_j = (sum(res[j]) + 3.0 * pooled) / (len(res[j]) + 3.0)
+        if v and sum(v) > 0:
+            out[j] = np.sqrt(r_j / (sum(v) / len(v)))
+    return out
+
+
+def test_confidence_calibrates_the_spread_on_the_out_of_fold_error(fitted) -> None:
+    # the reported spread is the ensemble's with each task's member deviations scaled by its
+    # out-of-fold error over its spread on the candidates (an ensemble's disagreement
+    # understates its error): against a row-by-row reference and a direct recomputation
+    from mtgfast.study.confidence import grouping_confidence
+
+    valid, seen, net, pred = fitted
+    cands = valid.masks[popcount(valid.masks) >= 2]
+    want_c = _reference_calibration(net, seen, cands)
+    for b in (2, 3):
+        g = group(valid.masks, pred, b)
+        c = grouping_confidence(net, g, seen, candidates=valid.masks)
+        assert c.calibration is not None
+        np.testing.assert_allclose(c.calibration, want_c, rtol=1e-6)   # float32 members
+        per = net.predict_members(g.groups)
+        scaled = per.mean(axis=0) + want_c * (per - per.mean(axis=0))
+        value = np.zeros((per.shape[0], valid.n_tasks))
+        for j, a in enumerate(g.assignment.tolist()):
+            m = int(g.groups[a])
+            if bin(m).count("1") < 2:
+                continue
+            r = seen.index_of(np.array([m], np.uint64))[0]
+            value[:, j] = seen.gains[r, j] if r >= 0 else scaled[:, a, j]
+        assert c.calibrated_spread == pytest.approx(float(value.mean(axis=1).std()), rel=1e-6)
+        for grp in c.groups:
+            assert grp.calibrated_spread is not None and grp.calibrated_spread >= 0.0
+        assert "calibrated on the out-of-fold error" in c.format()
+    # without candidates, or for an estimator with no record of held-out rows: raw only
+    g = group(valid.masks, pred, 2)
+    assert grouping_confidence(net, g, seen).calibrated_spread is None
+    two = group(_TWO.masks, _TWO.gains, 1)
+    assert grouping_confidence(_PointEstimate(), two, _TWO, candidates=_TWO.masks
+                               ).calibrated_spread is None
+
+
 def _png_ok(path) -> None:
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000

@@ -253,3 +253,20 @@ def test_sixteenth_pass_taskblend_table_is_what_the_artifacts_give() -> None:
             diff = 100 * (np.array(cell["frac_of_oracle"][e]) - ridge)
             assert f"{_signed(diff.mean())} ± {mod.interval95(list(diff)):.1f}" in readme, (label, e)
             assert diff.mean() - mod.interval95(list(diff)) <= 0   # "neither is ahead"
+
+
+def test_sixteenth_pass_calibration_numbers_are_what_the_artifact_gives() -> None:
+    # the README's coverage of the 95% band, raw -> calibrated, per estimator and cell
+    art = REPO / "benchmarks" / "artifacts"
+    readme = (REPO / "README.md").read_text().replace("\n", " ")
+    cells = json.loads((art / "probe_calibration16.json").read_text())["cells"]
+    assert list(cells) == ["taskonomy", "ettm1", "etth1", "synth8g2", "synth8g4"]
+    for e in ("mtgnet", "mtgnet-plain"):
+        pairs = ", ".join(f"{np.mean(c[e]['coverage_raw']):.2f} → "
+                          f"{np.mean(c[e]['coverage_calibrated']):.2f}" for c in cells.values())
+        assert f"`{e}` {pairs}" in readme, (e, pairs)
+        for c in cells.values():   # calibration moves every cell towards the nominal 0.95
+            assert np.mean(c[e]["coverage_calibrated"]) > np.mean(c[e]["coverage_raw"])
+    z, zc = ([np.mean(c[e][f"median_z_{k}"]) for c in cells.values()
+              for e in ("mtgnet", "mtgnet-plain")] for k in ("raw", "calibrated"))
+    assert f"raw {min(z):.2f}–{max(z):.2f}, calibrated {min(zc):.2f}–{max(zc):.2f}" in readme

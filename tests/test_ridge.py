@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from _problems import measured_subset
 
-from mtgfast.errors import InputError
+from mtgfast.errors import InputError, InputTypeError
 from mtgfast.gains import GainTable
 from mtgfast.generate import synthetic_gain_tables
 from mtgfast.masks import masks_to_dense
@@ -128,7 +128,19 @@ def test_ridge_blend_weight_base_and_held_out() -> None:
     mean, std = est.predict(v.masks, return_std=True)
     nmean, nstd = est.model_.predict(v.masks, return_std=True)
     np.testing.assert_allclose(mean, a * nmean + (1 - a) * ridge.predict(v.masks), atol=1e-12)
-    np.testing.assert_allclose(std, a * nstd, atol=1e-12)
+    # members: a network member plus one centred draw of the ridge posterior each
+    draws = ridge.predict_draws(v.masks, SMALL["n_estimators"], seed=1)
+    members = est.predict_members(v.masks)
+    np.testing.assert_allclose(members, a * est.model_.predict_members(v.masks) +
+                               (1 - a) * draws, atol=1e-12)
+    np.testing.assert_allclose(std, members.std(axis=0), atol=1e-12)
+    np.testing.assert_allclose(members.mean(axis=0), mean, atol=1e-9)
+    assert np.all(std[v.member()] >= 0.0)
+    # with the network's weight at 0 the spread is the ridge's, not 0
+    zero = BlendMTGNet(MTGNet(**SMALL, seed=1), base="ridge", alpha=0.0).fit(sub)
+    _, zstd = zero.predict(v.masks, return_std=True)
+    multi_v = v.member() & (v.member().sum(axis=1) >= 2)[:, None]
+    assert np.all(zstd[multi_v] > 0.0)
     bo, _ = est.predict_held_out(sub.masks[multi])
     np.testing.assert_allclose(bo[held], (a * oof + (1 - a) * ridge.loo_[multi])[held],
                                atol=1e-12)
@@ -158,3 +170,66 @@ def test_replay_mtgnet_ridgeblend_runs_beside_the_pairs_blend() -> None:
     pred, used = out["mtgnet-ridgeblend"]
     assert used == 1 + syn.valid.n_tasks
     assert np.all(np.isnan(pred[~syn.valid.member()]))
+
+
+def _reference_posterior_sd(table: GainTable, ridge, masks: np.ndarray) -> np.ndarray:
+    """Per task and mask, ``sqrt(s2 x'(X'X + P)^-1 x)`` from the chosen penalty, by plain
+    loops (s2: the leave-one-out mean squared error of the task's rows)."""
+    n = table.n_tasks
+    out = np.full((len(masks), n), np.nan)
+    for t in range(n):
+        rows = [r for r, m in enumerate(table.masks.tolist())
+                if (m >> t) & 1 and bin(m).count("1") >= 2 and np.isfinite(table.gains[r, t])]
+        def feats(m: int) -> list[float]:
+            return [1.0] + [float((m >> k) & 1) for k in range(n) if k != t]
+        x = np.array([feats(int(table.masks[r])) for r in rows])
+        for i, m in enumerate(masks.tolist()):
+            if not (m >> t) & 1:
+                continue
+            if bin(m).count("1") < 2 or len(rows) < 3:
+                out[i, t] = 0.0
+                continue
+            pen = np.full(n, ridge.penalty_[t])
+            pen[0] = 0.0
+            inv = np.linalg.pinv(x.T @ x + np.diag(pen))
+            s2 = float(np.mean((table.gains[rows, t] - ridge.loo_[rows, t]) ** 2))
+            f = np.array(feats(int(m)))
+            out[i, t] = np.sqrt(max(s2 * f @ inv @ f, 0.0))
+    return out
+
+
+@given(st.integers(0, 10_000), st.integers(3, 6), st.integers(4, 40))
+@settings(max_examples=30, deadline=None)
+def test_ridge_posterior_spread_matches_the_loop_reference(seed: int, n: int, rows: int) -> None:
+    from mtgfast.estimators.ridge import RidgeSurrogate
+
+    t = _random_table(seed, n, rows)
+    ridge = RidgeSurrogate().fit(t)
+    masks = np.arange(1, 1 << n, dtype=np.uint64)
+    mean, sd = ridge.predict(masks, return_std=True)
+    np.testing.assert_array_equal(mean, ridge.predict(masks))
+    np.testing.assert_allclose(sd, _reference_posterior_sd(t, ridge, masks), rtol=1e-6,
+                               atol=1e-12, equal_nan=True)
+    # draws: centred on the fit (their mean is the prediction), seeded, of the posterior's spread
+    d = ridge.predict_draws(masks, 5, seed=seed)
+    assert d.shape == (5, len(masks), n)
+    np.testing.assert_allclose(d.mean(axis=0), mean, atol=1e-12, equal_nan=True)
+    np.testing.assert_array_equal(d, ridge.predict_draws(masks, 5, seed=seed))
+
+
+def test_ridge_draws_estimate_the_posterior_spread() -> None:
+    from mtgfast.estimators.ridge import RidgeSurrogate
+
+    v = synthetic_gain_tables(6, n_random=None, seed=5).valid
+    ridge = RidgeSurrogate().fit(measured_subset(v, 30, seed=2))
+    _, sd = ridge.predict(v.masks, return_std=True)
+    d = ridge.predict_draws(v.masks, 4000, seed=0)
+    ok = sd > 1e-6
+    # 4,000 draws: the sample spread is within a few percent of the posterior's
+    np.testing.assert_allclose(d.std(axis=0)[ok], sd[ok], rtol=0.08)
+    with pytest.raises(InputError, match="n_draws"):
+        ridge.predict_draws(v.masks, 1)
+    with pytest.raises(InputTypeError, match="return_std"):
+        ridge.predict(v.masks, return_std="yes")
+    with pytest.raises(InputError, match="not fitted"):
+        RidgeSurrogate().predict_draws(v.masks, 3)

@@ -403,6 +403,7 @@ def test_cli_study_mtgnet_prints_confidence_and_writes_plots(tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "estimated average gain" in out and "ensemble spread" in out
+    assert "calibrated on the out-of-fold error" in out   # the default blend's held-out rows
     for name in ("grouping.png", "estimated_vs_measured.png", "embeddings.png"):
         data = (plots / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name

@@ -90,8 +90,10 @@ class BlendMTGNet(GainEstimator):
     for all tasks; a number c >= 0, one weight per task, ``(n_j alpha_j + c alpha) / (n_j + c)``
     with ``alpha_j`` fitted on task j's ``n_j`` out-of-fold entries alone and ``alpha`` the shared
     one (tasks differ in how well the network predicts them; c rows' worth of trust in the
-    shared weight). The ensemble spread is ``alpha`` times the network's: the base is the same
-    for every member.
+    shared weight). Members: ``alpha`` times a network member plus ``1 - alpha`` times the
+    base, for ``base="ridge"`` one draw of its posterior each (``RidgeSurrogate.predict_draws``,
+    centred), so the spread keeps the base's uncertainty when ``alpha`` is small; the pooled
+    pairs are one estimate for every member.
     """
 
     def __init__(self, model: Any = None, alpha: float | None = None,
@@ -185,19 +187,32 @@ class BlendMTGNet(GainEstimator):
         return aggregate_pairs(m, self.pairs_, backend="auto")
 
     def predict(self, masks: object, **kwargs: Any) -> Any:
-        """The blend; ``return_std=True`` also returns ``alpha`` times the network's spread."""
+        """The blend; ``return_std=True`` also returns the spread of :meth:`predict_members`
+        (the network's members, and with ``base="ridge"`` the ridge's posterior draws)."""
         m = self._fitted(masks)
+        return_std = kwargs.get("return_std", False)
         out = self.model_.predict(m, **kwargs)
         b = (1.0 - self.alpha_) * self.base(m)
         if isinstance(out, tuple):
-            return self.alpha_ * out[0] + b, self.alpha_ * out[1]
+            if self.base_kind != "ridge":   # the pooled pairs are one estimate: no spread
+                return self.alpha_ * out[0] + b, self.alpha_ * out[1]
+            rest = {k: v for k, v in kwargs.items() if k != "return_std"}
+            return self.alpha_ * out[0] + b, self.predict_members(m, **rest).std(axis=0)
+        assert not return_std
         return self.alpha_ * out + b
 
     def predict_members(self, masks: object, **kwargs: Any) -> FloatArray:
-        """Each member's blend ``(n_estimators, n_masks, n_tasks)``."""
+        """Each member's blend ``(n_estimators, n_masks, n_tasks)``: a network member, and for
+        ``base="ridge"`` one draw of the ridge posterior (centred: the members' mean is the
+        blend), so the spread holds the base's uncertainty too, not only the network's share."""
         m = self._fitted(masks)
-        return self.alpha_ * self.model_.predict_members(m, **kwargs) + \
-            (1.0 - self.alpha_) * self.base(m)[None]
+        net = self.model_.predict_members(m, **kwargs)
+        if self.base_kind == "ridge" and net.shape[0] >= 2:
+            seed = getattr(self.model_, "seed", None)
+            base = self.ridge_.predict_draws(m, net.shape[0], 0 if seed is None else int(seed))
+        else:
+            base = self.base(m)[None]
+        return self.alpha_ * net + (1.0 - self.alpha_) * base
 
     def predict_held_out(self, masks: object) -> tuple[FloatArray, npt.NDArray[np.int64]]:
         """Out-of-fold blend of training rows: the network's held-out estimate (NaN where no

@@ -19,8 +19,8 @@ from ..errors import InputError, InputTypeError
 from ..gains import FloatArray, GainTable
 from ..masks import MaskArray, as_masks, masks_to_dense, popcount
 
-__all__ = ["FINAL_CHOICES", "OutOfFold", "final_gains", "out_of_fold_residuals",
-           "shrunk_measured_gains"]
+__all__ = ["CALIBRATION_PRIOR_ROWS", "FINAL_CHOICES", "OutOfFold", "final_gains",
+           "out_of_fold_residuals", "shrunk_measured_gains", "spread_calibration"]
 
 #: how the final search sees the combinations (see the module docstring)
 FINAL_CHOICES = ("estimate", "measured", "shrunk")
@@ -55,6 +55,38 @@ def out_of_fold_residuals(measured: GainTable, estimator: Any) -> OutOfFold:
     count = np.asarray(count, dtype=np.int64)
     resid = np.where(count[:, None] > 0, measured.gains[rows] - oof, np.nan)
     return OutOfFold(rows, oof, count, resid)
+
+
+#: spread_calibration: a task's residual variance is shrunk towards the pooled one as if it had
+#: this many more out-of-fold rows at the pooled value
+CALIBRATION_PRIOR_ROWS = 3.0
+
+
+def spread_calibration(oof: OutOfFold, member: npt.NDArray[np.bool_],
+                       std: FloatArray) -> FloatArray:
+    """Per task, how many times its error on unseen rows exceeds the ensemble spread:
+    ``sqrt(r_j / v_j)``, ``r_j`` the mean squared out-of-fold residual ``oof`` of task j (shrunk
+    towards the pooled one as if :data:`CALIBRATION_PRIOR_ROWS` more rows had it), ``v_j`` the
+    mean ensemble variance ``std ** 2`` over the candidates holding j (``member``: candidates x
+    tasks, where the estimate is out of sample). 1 where either is unknown. One helper for the
+    sampler's calibrated optimism and the spread a study reports."""
+    n = member.shape[1]
+    ones = np.ones(n)
+    if oof.rows.size == 0:
+        return ones
+    res = oof.residual ** 2                                    # NaN: not held out
+    rows = np.isfinite(res)
+    count = rows.sum(axis=0).astype(np.float64)
+    if count.sum() == 0:
+        return ones
+    total = np.where(rows, res, 0.0).sum(axis=0)
+    pooled = total.sum() / count.sum()
+    r = (total + CALIBRATION_PRIOR_ROWS * pooled) / (count + CALIBRATION_PRIOR_ROWS)
+    var = np.where(member, np.nan_to_num(std) ** 2, 0.0).sum(axis=0)
+    cands = member.sum(axis=0)
+    v = var / np.maximum(cands, 1)
+    ok = (cands > 0) & (v > 0)
+    return np.where(ok, np.sqrt(r / np.where(ok, v, 1.0)), 1.0)
 
 
 def shrunk_measured_gains(measured: GainTable, estimator: Any,

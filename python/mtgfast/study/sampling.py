@@ -32,7 +32,7 @@ from ..gains import GainTable
 from ..grouping import group
 from ..masks import MaskArray, popcount
 from .active import RandomSelector, SelectionContext, Selector, make_selector
-from .final import out_of_fold_residuals
+from .final import out_of_fold_residuals, spread_calibration
 
 __all__ = ["FREE_CHOICES", "PairsFirstSelector", "SearchSelector", "checked_budgets", "search_method"]
 
@@ -40,9 +40,6 @@ __all__ = ["FREE_CHOICES", "PairsFirstSelector", "SearchSelector", "checked_budg
 FREE_CHOICES = ("mean", "thompson")
 #: complete=True: up to this many distinct groupings, the best set of them is found exactly
 _EXACT_COMPLETE = 12
-#: calibrate=True: a task's residual variance is shrunk towards the pooled one as if it had this
-#: many more out-of-fold rows at the pooled value
-_CALIBRATION_PRIOR_ROWS = 3.0
 #: above this many tasks the per-batch searches use the beam search (exact stays cheap below)
 _EXACT_MAX_TASKS = 12
 
@@ -257,11 +254,9 @@ class SearchSelector(Selector):
         return np.array(out, dtype=np.uint64)
 
     def calibration(self, ctx: SelectionContext, known: GainTable) -> npt.NDArray[np.float64]:
-        """Per task, how many times its error on unseen rows exceeds the ensemble spread:
-        ``sqrt(r_j / v_j)``, ``r_j`` the mean squared out-of-fold residual of the measured rows
-        of >= 2 tasks (the bound loop's fit, ``predict_held_out``; shrunk towards the pooled one
-        as if :data:`_CALIBRATION_PRIOR_ROWS` more rows had it), ``v_j`` the mean ensemble
-        variance on the candidates. 1 where either is unknown (no out-of-fold rows yet)."""
+        """Per task, how many times its error on unseen rows exceeds the ensemble spread
+        (:func:`~mtgfast.study.final.spread_calibration` of the bound loop's fit on the
+        candidates); 1 where either is unknown (no out-of-fold rows yet, no spread)."""
         n = ctx.member.shape[1]
         ones = np.ones(n)
         est = getattr(self._loop, "estimator_", None)
@@ -271,21 +266,7 @@ class SearchSelector(Selector):
             oof = out_of_fold_residuals(known, est)
         except InputError:    # an estimator without a record of its held-out rows
             return ones
-        if oof.rows.size == 0:
-            return ones
-        res = oof.residual ** 2                                    # NaN: not held out
-        rows = np.isfinite(res)
-        count = rows.sum(axis=0).astype(np.float64)
-        if count.sum() == 0:
-            return ones
-        total = np.where(rows, res, 0.0).sum(axis=0)
-        pooled = total.sum() / count.sum()
-        r = (total + _CALIBRATION_PRIOR_ROWS * pooled) / (count + _CALIBRATION_PRIOR_ROWS)
-        var = np.where(ctx.member, np.nan_to_num(ctx.std) ** 2, 0.0).sum(axis=0)
-        cands = ctx.member.sum(axis=0)
-        v = var / np.maximum(cands, 1)
-        ok = (cands > 0) & (v > 0)
-        return np.where(ok, np.sqrt(r / np.where(ok, v, 1.0)), 1.0)
+        return spread_calibration(oof, ctx.member, ctx.std)
 
     @staticmethod
     def _completing(groupings: list[list[int]], row_of: dict[int, int], count: int) -> list[int]:

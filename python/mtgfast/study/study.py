@@ -856,7 +856,8 @@ class Study:
         res = describe(g, self.task_names, lambda split: self.gain_table(split))
         if self._collect == "all" or self.estimator_ is None:
             return res   # the oracle's estimate is the measurement itself
-        conf = grouping_confidence(self.estimator_, g, self.gain_table())
+        conf = grouping_confidence(self.estimator_, g, self.gain_table(),
+                                   candidates=self.candidates())
         return dataclasses.replace(res, confidence=conf)
 
     def close(self) -> None:

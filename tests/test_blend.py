@@ -250,8 +250,11 @@ def test_blend_per_task_weights_shrink_towards_the_shared_one() -> None:
         np.testing.assert_allclose(pred, want, atol=1e-12)
         mean, std = est.predict(v.masks, return_std=True)
         members = est.predict_members(v.masks)            # per-task weights on each member
-        np.testing.assert_allclose(std, members.std(axis=0), atol=1e-12)
         np.testing.assert_allclose(members.mean(axis=0), mean, atol=1e-9)
+        nstd = est.model_.predict(v.masks, return_std=True)[1]
+        rstd = est.ridge_.predict(v.masks, return_std=True)[1]
+        np.testing.assert_allclose(std, np.hypot(est.alpha_ * nstd, (1 - est.alpha_) * rstd),
+                                   atol=1e-12)
     assert est.get_params()["task_shrink"] == 10.0
     with pytest.raises(InputError, match="task_shrink must be"):
         BlendMTGNet(MTGNet(**SMALL), task_shrink=-1.0).fit(sub)

@@ -187,19 +187,20 @@ class BlendMTGNet(GainEstimator):
         return aggregate_pairs(m, self.pairs_, backend="auto")
 
     def predict(self, masks: object, **kwargs: Any) -> Any:
-        """The blend; ``return_std=True`` also returns the spread of :meth:`predict_members`
-        (the network's members, and with ``base="ridge"`` the ridge's posterior draws)."""
+        """The blend; ``return_std=True`` also returns its spread: ``alpha`` times the network's
+        for ``base="pairs"`` (one estimate, no spread of its own), ``sqrt((alpha s_net)^2 +
+        ((1 - alpha) s_ridge)^2)`` for ``base="ridge"`` (the ridge's posterior spread; the two
+        are independent; :meth:`predict_members`' sample spread estimates it)."""
         m = self._fitted(masks)
-        return_std = kwargs.get("return_std", False)
         out = self.model_.predict(m, **kwargs)
-        b = (1.0 - self.alpha_) * self.base(m)
-        if isinstance(out, tuple):
-            if self.base_kind != "ridge":   # the pooled pairs are one estimate: no spread
-                return self.alpha_ * out[0] + b, self.alpha_ * out[1]
-            rest = {k: v for k, v in kwargs.items() if k != "return_std"}
-            return self.alpha_ * out[0] + b, self.predict_members(m, **rest).std(axis=0)
-        assert not return_std
-        return self.alpha_ * out + b
+        if not isinstance(out, tuple):
+            return self.alpha_ * out + (1.0 - self.alpha_) * self.base(m)
+        if self.base_kind != "ridge":
+            return self.alpha_ * out[0] + (1.0 - self.alpha_) * self.base(m), \
+                self.alpha_ * out[1]
+        base, base_std = self.ridge_.predict(m, return_std=True)
+        return self.alpha_ * out[0] + (1.0 - self.alpha_) * base, \
+            np.hypot(self.alpha_ * out[1], (1.0 - self.alpha_) * base_std)
 
     def predict_members(self, masks: object, **kwargs: Any) -> FloatArray:
         """Each member's blend ``(n_estimators, n_masks, n_tasks)``: a network member, and for

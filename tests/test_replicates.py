@@ -270,3 +270,10 @@ def test_sixteenth_pass_calibration_numbers_are_what_the_artifact_gives() -> Non
     z, zc = ([np.mean(c[e][f"median_z_{k}"]) for c in cells.values()
               for e in ("mtgnet", "mtgnet-plain")] for k in ("raw", "calibrated"))
     assert f"raw {min(z):.2f}–{max(z):.2f}, calibrated {min(zc):.2f}–{max(zc):.2f}" in readme
+    # N = 27 after the spread change: the same choices, the README's timing
+    old27 = json.loads((art / "replay_synthetic27_20k_k13_final15.json").read_text())["rounds"]
+    new27 = json.loads((art / "replay_synthetic27_20k_k13_final16.json").read_text())["rounds"]
+    assert new27["13"]["mtgnet"]["curve"] == old27["13"]["mtgnet"]["curve"]
+    t = new27["13"]["timing"]["mtgnet"]
+    assert t["fits_per_seed"] == 40
+    assert f"the estimator {t['estimator_cpu_s_per_seed']:.0f} s CPU over 40 refits" in readme

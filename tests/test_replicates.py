@@ -277,3 +277,32 @@ def test_sixteenth_pass_calibration_numbers_are_what_the_artifact_gives() -> Non
     t = new27["13"]["timing"]["mtgnet"]
     assert t["fits_per_seed"] == 40
     assert f"the estimator {t['estimator_cpu_s_per_seed']:.0f} s CPU over 40 refits" in readme
+
+
+def test_sixteenth_pass_calibrated_optimism_table_is_what_the_artifacts_give() -> None:
+    mod = _runner()
+    art = REPO / "benchmarks" / "artifacts"
+    readme = (REPO / "README.md").read_text()
+    cells = ("taskonomy", "ettm1", "etth1", "n8g2", "n8g4", "n10g3", "n8g7", "n9g5")
+    diffs = []
+    for c in cells:
+        f = art / f"replay_calblend16_{c}.json"
+        rep = json.loads(f.read_text())
+        assert rep["options"] == {"blend": "ridge"}
+        if c in ("n8g7", "n9g5"):
+            other, default = art / f"replay_taskblend16_{c}.json", "mtgnet"
+        elif c == "n10g3":
+            other, default = art / "replay_hoa_15_n10g3.json", "mtgnet-ridgeblend"
+        else:
+            other, default = art / f"replay_ridgeblend14_{c}.json", "mtgnet-ridgeblend"
+        key = "frac_above_random" if rep["dataset"] == "etth1" else "frac_of_oracle"
+        ((k, r),) = rep["rounds"].items()
+        t = r["mtgnet-calibrated"]
+        (row,) = mod.paired([str(f), str(other)], "mtgnet-calibrated", default)
+        diffs.append(row["diff"])
+        line = (f"| {k} | {100 * t[key]:.1f}% ± {100 * t['ci95_' + key]:.1f} | "
+                f"{_signed(row['diff'])} ± {row['ci95']:.1f} ({row['wins']} / {row['losses']}) |")
+        assert line in readme, (c, line)
+    assert f"Mean {_signed(float(np.mean(diffs)))}, all of it ETTh1's" in readme
+    assert f"on the † cells {_signed(float(np.mean(diffs[-3:])))}: **not adopted**" in readme
+    assert np.mean(diffs[-3:]) <= 0   # the rule's third condition failed

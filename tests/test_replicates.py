@@ -306,3 +306,12 @@ def test_sixteenth_pass_calibrated_optimism_table_is_what_the_artifacts_give() -
     assert f"Mean {_signed(float(np.mean(diffs)))}, all of it ETTh1's" in readme
     assert f"on the † cells {_signed(float(np.mean(diffs[-3:])))}: **not adopted**" in readme
     assert np.mean(diffs[-3:]) <= 0   # the rule's third condition failed
+    # the noisy fresh draws: the paired differences and the default's standing the README gives
+    for c, text in (("n8g7", "N = 8 gen. 7 "), ("n9g5", "N = 9\ngen. 5 ")):
+        f = art / f"replay_noisy16_{c}.json"
+        (row,) = mod.paired([str(f)], "mtgnet-calibrated", "mtgnet")
+        assert f"{text}{_signed(row['diff'])} ± {row['ci95']:.1f}" in readme, (c, row)
+        ((_, r),) = json.loads(f.read_text())["rounds"].items()
+        m = r["mtgnet"]
+        assert f"{100 * m['frac_of_oracle']:.1f}% ± {100 * m['ci95_frac_of_oracle']:.1f}" in readme
+        assert m["above_tag_every_budget"] == (c == "n9g5")

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from probe_estimators import CELLS  # noqa: E402
+from probe_estimators import CELLS, random_design  # noqa: E402
 from replay_mtgnet import load  # noqa: E402
 
 from mtgfast.gains import GainTable  # noqa: E402
@@ -41,23 +41,13 @@ def run_cell(valid: GainTable, k: int, designs: int) -> dict[str, Any]:
     from mtgfast.estimators.mtgnet import MTGNet
 
     torch.set_num_threads(1)
-    n = valid.n_tasks
     masks, mem = valid.masks, valid.member()
-    size = mem.sum(axis=1)
-    full = (1 << n) - 1
-    multi_all = size >= 2
+    multi_all = mem.sum(axis=1) >= 2
     out: dict[str, dict[str, list[float]]] = {
         e: {"coverage_raw": [], "coverage_calibrated": [], "median_z_raw": [],
             "median_z_calibrated": []} for e in ESTIMATORS}
     for d in range(designs):
-        rng = np.random.default_rng(1000 + d)
-        multi = np.flatnonzero(multi_all & (masks != full))
-        rows = np.concatenate([np.flatnonzero(masks == full),
-                               rng.choice(multi, size=k * n, replace=False),
-                               np.flatnonzero(size == 1)])
-        meas = GainTable(masks[rows], valid.gains[rows], valid.task_names)
-        known = np.zeros(len(masks), dtype=bool)
-        known[rows] = True
+        meas, known = random_design(valid, k, d)
         unmeasured = ~known[:, None] & mem & multi_all[:, None]
         for e in ESTIMATORS:
             net = MTGNet(seed=d)

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from replay_mtgnet import interval95, load  # noqa: E402
@@ -126,6 +127,24 @@ def pooled_estimate(meas: GainTable, masks: MaskArray) -> FloatArray:
     return aggregate_pairs(masks, pooled_pair_matrix(meas), backend="numpy")
 
 
+def random_design(valid: GainTable, k: int, design: int
+                  ) -> tuple[GainTable, npt.NDArray[np.bool_]]:
+    """Design number ``design``: the full set, ``k * N`` combinations of >= 2 tasks drawn
+    uniformly (seed ``1000 + design``) and the singletons, as a measured table; and which rows
+    of ``valid`` it holds."""
+    n, masks = valid.n_tasks, valid.masks
+    size = valid.member().sum(axis=1)
+    full = (1 << n) - 1
+    rng = np.random.default_rng(1000 + design)
+    multi = np.flatnonzero((size >= 2) & (masks != full))
+    rows = np.concatenate([np.flatnonzero(masks == full),
+                           rng.choice(multi, size=k * n, replace=False),
+                           np.flatnonzero(size == 1)])
+    known = np.zeros(len(masks), dtype=bool)
+    known[rows] = True
+    return GainTable(masks[rows], valid.gains[rows], valid.task_names), known
+
+
 def run_cell(valid: GainTable, k: int, designs: int,
              estimators: tuple[str, ...] = ESTIMATORS) -> dict[str, Any]:
     """Per design and estimator: the fraction of the validation oracle and Spearman's rho."""
@@ -138,7 +157,6 @@ def run_cell(valid: GainTable, k: int, designs: int,
     n = valid.n_tasks
     masks, mem = valid.masks, valid.member()
     size = mem.sum(axis=1)
-    full = (1 << n) - 1
     budgets = list(range(2, n + 1))
 
     def mean_score(gains: FloatArray) -> float:
@@ -149,14 +167,7 @@ def run_cell(valid: GainTable, k: int, designs: int,
     frac: dict[str, list[float]] = {e: [] for e in estimators}
     rho: dict[str, list[float]] = {e: [] for e in estimators}
     for d in range(designs):
-        rng = np.random.default_rng(1000 + d)
-        multi = np.flatnonzero((size >= 2) & (masks != full))
-        rows = np.concatenate([np.flatnonzero(masks == full),
-                               rng.choice(multi, size=k * n, replace=False),
-                               np.flatnonzero(size == 1)])
-        meas = GainTable(masks[rows], valid.gains[rows], valid.task_names)
-        known = np.zeros(len(masks), dtype=bool)
-        known[rows] = True
+        meas, known = random_design(valid, k, d)
         est: dict[str, FloatArray] = {
             "mtgnet": np.asarray(MTGNet(seed=d).fit(meas).predict(masks), dtype=np.float64),
             "linear": linear_surrogate(meas, masks, n),

@@ -209,8 +209,7 @@ class BlendMTGNet(GainEstimator):
         m = self._fitted(masks)
         net = self.model_.predict_members(m, **kwargs)
         if self.base_kind == "ridge" and net.shape[0] >= 2:
-            seed = getattr(self.model_, "seed", None)
-            base = self.ridge_.predict_draws(m, net.shape[0], 0 if seed is None else int(seed))
+            base = self.ridge_.predict_draws(m, net.shape[0], int(self.model_.seed))
         else:
             base = self.base(m)[None]
         return self.alpha_ * net + (1.0 - self.alpha_) * base

@@ -109,24 +109,27 @@ class RidgeSurrogate(GainEstimator):
                       if sel.any() else None)
         return out, xs
 
-    def predict(self, masks: object, **kwargs: Any) -> Any:
-        """Gains ``(n_masks, N)`` (NaN outside each combination, 0 for singletons);
-        ``return_std=True`` also returns the posterior spread ``sqrt(x' cov_j x)``."""
-        return_std = kwargs.pop("return_std", False)
-        if kwargs:
-            raise InputTypeError(f"unexpected keyword(s) {', '.join(sorted(kwargs))}")
-        if not isinstance(return_std, (bool, np.bool_)):
-            raise InputTypeError(f"return_std must be a bool, got {return_std!r}")
-        out, xs = self._design(masks)
+    def _mean_std(self, out: npt.NDArray[np.bool_], xs: list[FloatArray | None],
+                  with_std: bool) -> tuple[FloatArray, FloatArray | None]:
+        """The fit on the design of :meth:`_design`, and its posterior spread ``sqrt(x' cov_j x)``."""
         multi = out.sum(axis=1) >= 2
         pred = np.where(out, 0.0, np.nan)
-        std = np.where(out, 0.0, np.nan)
+        std = np.where(out, 0.0, np.nan) if with_std else None
         for t, x in enumerate(xs):
             if x is not None:
                 sel = out[:, t] & multi
                 pred[sel, t] = x @ self.coef_[t]
-                std[sel, t] = np.sqrt(np.maximum(
-                    np.einsum("ij,jk,ik->i", x, self.cov_[t], x), 0.0))
+                if std is not None:
+                    std[sel, t] = np.sqrt(np.maximum(
+                        np.einsum("ij,jk,ik->i", x, self.cov_[t], x), 0.0))
+        return pred, std
+
+    def predict(self, masks: object, *, return_std: bool = False) -> Any:
+        """Gains ``(n_masks, N)`` (NaN outside each combination, 0 for singletons);
+        ``return_std=True`` also returns the posterior spread ``sqrt(x' cov_j x)``."""
+        if not isinstance(return_std, (bool, np.bool_)):
+            raise InputTypeError(f"return_std must be a bool, got {return_std!r}")
+        pred, std = self._mean_std(*self._design(masks), bool(return_std))
         return (pred, std) if return_std else pred
 
     def predict_draws(self, masks: object, n_draws: int, seed: int = 0) -> FloatArray:
@@ -138,8 +141,7 @@ class RidgeSurrogate(GainEstimator):
         multi = out.sum(axis=1) >= 2
         rng = np.random.default_rng([int(seed), 0x5EED])
         n = self.n_tasks_
-        base = np.asarray(self.predict(masks))
-        draws = np.repeat(base[None], n_draws, axis=0)
+        draws = np.repeat(self._mean_std(out, xs, False)[0][None], n_draws, axis=0)
         for t, x in enumerate(xs):
             w, v = np.linalg.eigh(self.cov_[t])
             root = v * np.sqrt(np.maximum(w, 0.0))                    # cov = root @ root.T

@@ -116,13 +116,13 @@ def _calibration(estimator: Any, measured: GainTable, candidates: object, n: int
     cand = cand[popcount(cand) >= 2]
     if cand.size == 0:
         return None
-    std = _member_predictions(estimator, cand).std(axis=0)             # (C, N)
     try:
         oof = out_of_fold_residuals(measured, estimator)
     except InputError:    # e.g. an MTGNet loaded from a file: no record of its held-out rows
         return None
     if not np.isfinite(oof.residual).any():
-        return None
+        return None   # checked before the members predict every candidate
+    std = _member_predictions(estimator, cand).std(axis=0)             # (C, N)
     return np.asarray(spread_calibration(oof, masks_to_dense(cand, n), std), dtype=np.float64)
 
 
@@ -152,6 +152,7 @@ def grouping_confidence(estimator: Any, grouping: Grouping, measured: GainTable,
         if rows[a] >= 0 and np.isfinite(measured.gains[rows[a], j]):
             measured_gain[j] = measured.gains[rows[a], j]
     mean_est = members.mean(axis=0)                                   # (G, N)
+    served_by = [[j for j in range(n) if grouping.assignment[j] == a] for a in range(len(groups))]
 
     def spreads(mem: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """Per member: the average served gain (measured where measured), each group's mean."""
@@ -160,11 +161,8 @@ def grouping_confidence(estimator: Any, grouping: Grouping, measured: GainTable,
             if a >= 0:
                 served_gain[:, j] = measured_gain[j] if np.isfinite(measured_gain[j]) else \
                     np.nan_to_num(mem[:, a, j])
-        per_group = []
-        for a in range(len(groups)):
-            served = [j for j in range(n) if grouping.assignment[j] == a]
-            per_group.append(np.nan_to_num(mem[:, a, served]).mean(axis=1) if served else
-                             np.zeros(mem.shape[0]))
+        per_group = [np.nan_to_num(mem[:, a, served]).mean(axis=1) if served else
+                     np.zeros(mem.shape[0]) for a, served in enumerate(served_by)]
         return served_gain.mean(axis=1), per_group
 
     value, per_group = spreads(members)                              # (E,), G x (E,)
@@ -179,7 +177,7 @@ def grouping_confidence(estimator: Any, grouping: Grouping, measured: GainTable,
         if len(tasks) < 2:
             continue
         n_groups += 1
-        served = [j for j in range(n) if grouping.assignment[j] == a]
+        served = served_by[a]
         meas = None
         if rows[a] >= 0:
             n_ver += 1

@@ -18,6 +18,16 @@ def _signed(x: float) -> str:
     return ("−" if x < 0 else "+") + f"{abs(x):.1f}"
 
 
+def _default_at_hoa_equal(art: Path, cell: str) -> tuple[Path, str]:
+    """The artifact holding the default at HOA-equal K on ``cell``, and its column's name there
+    (the fourteenth pass's runs, the fifteenth's N = 10, the sixteenth's fresh draws)."""
+    if cell in ("n8g7", "n9g5"):
+        return art / f"replay_taskblend16_{cell}.json", "mtgnet"
+    if cell == "n10g3":
+        return art / "replay_hoa_15_n10g3.json", "mtgnet-ridgeblend"
+    return art / f"replay_ridgeblend14_{cell}.json", "mtgnet-ridgeblend"
+
+
 def _runner():
     spec = importlib.util.spec_from_file_location("replay_mtgnet_q7",
                                                   REPO / "benchmarks" / "replay_mtgnet.py")
@@ -213,12 +223,9 @@ def test_sixteenth_pass_taskblend_table_is_what_the_artifacts_give() -> None:
     for c in ("taskonomy", "ettm1", "etth1", "n8g2", "n8g4"):
         cells.append((art / f"replay_taskblend15_k1_{c}.json", art / f"replay_k1_15_{c}.json",
                       "mtgnet-ridgeblend"))
-        cells.append((art / f"replay_taskblend15_{c}.json", art / f"replay_ridgeblend14_{c}.json",
-                      "mtgnet-ridgeblend"))
-    cells.append((art / "replay_taskblend16_n10g3.json", art / "replay_hoa_15_n10g3.json",
-                  "mtgnet-ridgeblend"))
-    for c in ("n8g7", "n9g5"):   # fresh generator draws: both methods in one run
-        cells.append((art / f"replay_taskblend16_{c}.json",) * 2 + ("mtgnet",))
+        cells.append((art / f"replay_taskblend15_{c}.json", *_default_at_hoa_equal(art, c)))
+    for c in ("n10g3", "n8g7", "n9g5"):   # the fresh draws: both methods in one run
+        cells.append((art / f"replay_taskblend16_{c}.json", *_default_at_hoa_equal(art, c)))
     diffs = []
     for f, g, default in cells:
         rep = json.loads(f.read_text())
@@ -289,12 +296,7 @@ def test_sixteenth_pass_calibrated_optimism_table_is_what_the_artifacts_give() -
         f = art / f"replay_calblend16_{c}.json"
         rep = json.loads(f.read_text())
         assert rep["options"] == {"blend": "ridge"}
-        if c in ("n8g7", "n9g5"):
-            other, default = art / f"replay_taskblend16_{c}.json", "mtgnet"
-        elif c == "n10g3":
-            other, default = art / "replay_hoa_15_n10g3.json", "mtgnet-ridgeblend"
-        else:
-            other, default = art / f"replay_ridgeblend14_{c}.json", "mtgnet-ridgeblend"
+        other, default = _default_at_hoa_equal(art, c)
         key = "frac_above_random" if rep["dataset"] == "etth1" else "frac_of_oracle"
         ((k, r),) = rep["rounds"].items()
         t = r["mtgnet-calibrated"]

@@ -37,7 +37,7 @@ DATA = Path(os.environ.get("MTGFAST_DATA") or
 #: ETTh1-7, collected by benchmarks/collect_etth1.py (issue 5)
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 #: noise options of the synthetic generator the runner passes on (held-out noisy tables)
-NOISE_ARGS = ("valid_noise", "test_shift", "test_noise")
+NOISE_ARGS = ("valid_noise", "test_shift", "test_noise", "affinity_noise")
 
 
 def etth1_replicate_var(valid: GainTable, runs: Path = ARTIFACTS / "etth1_runs.jsonl"

@@ -138,3 +138,19 @@ def test_replicates_average_noisy_copies_and_estimate_their_variance() -> None:
         synthetic_gain_tables(**kw, replicates=0)
     with pytest.raises(InputTypeError, match="replicates"):
         synthetic_gain_tables(**kw, replicates=1.5)
+
+
+def test_affinity_noise_changes_the_affinity_and_nothing_else() -> None:
+    """The affinity is drawn last from the main stream: the replay's --affinity-noise (TAG's
+    information) leaves the validation, test and truth tables of a draw as they were."""
+    kw = {"n_tasks": 7, "n_random": None, "seed": 3, "valid_noise": 0.04}
+    base, loud = synthetic_gain_tables(**kw), synthetic_gain_tables(**kw, affinity_noise=1.6)
+    for a, b in ((base.valid, loud.valid), (base.test, loud.test), (base.truth, loud.truth)):
+        np.testing.assert_array_equal(a.gains, b.gains)
+    np.testing.assert_array_equal(base.pair, loud.pair)
+    off = ~np.eye(7, dtype=bool)
+    noise_base, noise_loud = base.affinity - base.pair, loud.affinity - loud.pair
+    # the same normal draws, scaled by 1.6 / 0.5
+    np.testing.assert_allclose(noise_loud[off], noise_base[off] * (1.6 / 0.5), rtol=1e-12)
+    quiet = synthetic_gain_tables(**kw, affinity_noise=0.0)
+    np.testing.assert_array_equal(quiet.affinity[off], quiet.pair[off])

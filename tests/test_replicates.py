@@ -317,3 +317,105 @@ def test_sixteenth_pass_calibrated_optimism_table_is_what_the_artifacts_give() -
         m = r["mtgnet"]
         assert f"{100 * m['frac_of_oracle']:.1f}% ± {100 * m['ci95_frac_of_oracle']:.1f}" in readme
         assert m["above_tag_every_budget"] == (c == "n9g5")
+
+
+def _probe_tag_draws():
+    spec = importlib.util.spec_from_file_location("probe_tag_draws_q17",
+                                                  REPO / "benchmarks" / "probe_tag_draws.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _pct(x: float) -> str:
+    """A percentage as the README prints it (− below 0, one decimal)."""
+    return ("−" if x < 0 else "") + f"{abs(x):.1f}"
+
+
+def test_seventeenth_pass_tag_draws_table_is_what_the_artifacts_give() -> None:
+    art = REPO / "benchmarks" / "artifacts"
+    readme = (REPO / "README.md").read_text()
+    probe = json.loads((art / "probe_tag_draws17.json").read_text())
+    assert probe["draws"] == 20
+    names = {"n8g2": "synthetic N = 8 gen. 2", "n8g4": "synthetic N = 8 gen. 4",
+             "n8g7": "synthetic N = 8 gen. 7", "n9g5": "synthetic N = 9 gen. 5",
+             "noisy_n8g7": "N = 8 gen. 7, as noisy as ETTh1",
+             "noisy_n9g5": "N = 9 gen. 5, as noisy as ETTh1"}
+    assert set(probe["synthetic"]) == set(names)
+
+    def rho(x: float) -> str:
+        return ("−" if x < 0 else "+") + f"{abs(x):.2f}"
+
+    for c, v in probe["synthetic"].items():
+        if c.startswith("noisy_"):
+            f, col = art / f"replay_noisy16_{c[6:]}.json", "mtgnet"
+        else:
+            f, col = _default_at_hoa_equal(art, c)
+        ((k, r),) = json.loads(f.read_text())["rounds"].items()
+        # the probe's "replay's draw" is the replay's TAG column, recomputed
+        assert abs(100 * r["tag"]["frac_of_oracle"] - v["replay_draw"]["pct"]) < 1e-9, c
+        m = r[col]
+        curve, budgets = np.asarray(m["curve"]), range(2, v["n_tasks"] + 1)
+
+        def above(lab: str) -> str:
+            below = [b for b, x, y in zip(budgets, curve, v[lab]["curve_mean"]) if x <= y]
+            return "yes" if not below else "no (B = " + ", ".join(map(str, below)) + ")"
+
+        g, mt = v["generator"], v["matched"]
+        line = (f"| {names[c]} | {rho(v['valid_test_pair_rho'])} | "
+                f"{rho(v['replay_draw']['pair_rho'])} | {_pct(v['replay_draw']['pct'])}% | "
+                f"{_pct(g['pct_mean'])}% ± {g['pct_ci95']:.1f} [{_pct(g['pct_min'])}, "
+                f"{_pct(g['pct_max'])}] | {_pct(mt['pct_mean'])}% ± {mt['pct_ci95']:.1f} "
+                f"(noise {mt['affinity_noise']:.2f}) | {k}: {100 * m['frac_of_oracle']:.1f}% ± "
+                f"{100 * m['ci95_frac_of_oracle']:.1f} | {above('generator')}; matched: "
+                f"{above('matched')} |")
+        assert line in readme, (c, line)
+        if not c.startswith("noisy_"):   # "its one draw is typical (within 8 points ...)"
+            assert abs(v["replay_draw"]["pct"] - g["pct_mean"]) < 8
+    rec = probe["recorded"]
+    assert (f"Spearman {rho(rec['taskonomy']['pair_rho'])} on Taskonomy-5, "
+            f"{rho(rec['ett']['pair_rho'])} on\nETTm1-7 and {rho(rec['etth1']['pair_rho'])} "
+            f"on ETTh1-7") in readme
+    assert (f"{rho(rec['taskonomy']['valid_test_pair_rho'])} on Taskonomy, whose one recorded\n"
+            f"table serves both, {rho(rec['ett']['valid_test_pair_rho'])} on ETTm1, "
+            f"{rho(rec['etth1']['valid_test_pair_rho'])} on ETTh1") in readme
+    # the noisy N = 8 gen. 7 numbers the text gives
+    noisy = probe["synthetic"]["noisy_n8g7"]["generator"]
+    assert (f"range from {_pct(noisy['pct_min'])}% to {_pct(noisy['pct_max'])}%" in readme
+            and f"{_pct(noisy['pct_mean'])}% ± {noisy['pct_ci95']:.1f}, which is below" in readme)
+    tag_means = noisy["curve_mean"]
+    assert f"TAG's 20-draw means {tag_means[0]:.3f} and {tag_means[1]:.3f}" in readme
+    ((_, r),) = json.loads((art / "replay_noisy16_n8g7.json").read_text())["rounds"].items()
+    ours = r["mtgnet"]["curve"]
+    assert f"the default's {ours[0]:.3f} and {ours[1]:.3f}" in readme
+
+
+def test_seventeenth_pass_matched_tag_replays_change_only_tag() -> None:
+    """The --affinity-noise replays: their TAG numbers are the README's, and every other column
+    equals the same seeds' replay without the flag (the sixteenth pass's noisy runs)."""
+    art = REPO / "benchmarks" / "artifacts"
+    readme = (REPO / "README.md").read_text()
+    pcts = []
+    for c, noise in (("n8g7", 1.6274), ("n9g5", 1.1431)):
+        rep = json.loads((art / f"replay_tagmatched17_{c}.json").read_text())
+        old = json.loads((art / f"replay_noisy16_{c}.json").read_text())
+        assert rep["generator"] == {**old["generator"], "affinity_noise": noise}
+        ((k, r),), ((k0, r0),) = rep["rounds"].items(), old["rounds"].items()
+        assert k == k0 and rep["seeds"] == old["seeds"] == 20
+        for m in ("oracle", "hoa", "random"):
+            assert r[m]["curve"] == r0[m]["curve"], (c, m)
+        pcts.append(_pct(100 * r["tag"]["frac_of_oracle"]))
+        # the probe's matched noise is the one the replay was given (4 decimals)
+        probe = json.loads((art / "probe_tag_draws17.json").read_text())
+        assert round(probe["synthetic"][f"noisy_{c}"]["matched"]["affinity_noise"], 4) == noise
+    assert f"gives TAG {pcts[0]}% on\nthat cell and {pcts[1]}% on the noisy N = 9 gen. 5" in readme
+
+
+def test_seventeenth_pass_probe_reproduces_its_artifact() -> None:
+    """The probe's noisy N = 8 gen. 7 cell recomputed now equals the stored one."""
+    mod = _probe_tag_draws()
+    stored = json.loads((REPO / "benchmarks" / "artifacts" / "probe_tag_draws17.json")
+                        .read_text())["synthetic"]["noisy_n8g7"]
+    again = json.loads(json.dumps(mod.synth_cell(8, 7, mod.NOISY, 20)))
+    assert again == stored

@@ -419,3 +419,32 @@ def test_seventeenth_pass_probe_reproduces_its_artifact() -> None:
                         .read_text())["synthetic"]["noisy_n8g7"]
     again = json.loads(json.dumps(mod.synth_cell(8, 7, mod.NOISY, 20)))
     assert again == stored
+
+
+def test_seventeenth_pass_repshrunk_numbers_are_what_the_artifacts_give() -> None:
+    mod = _runner()
+    art = REPO / "benchmarks" / "artifacts"
+    readme = (REPO / "README.md").read_text()
+    f = art / "replay_repshrunk17_etth1.json"
+    rep = json.loads(f.read_text())
+    assert rep["options"] == {"blend": "ridge"} and rep["seeds"] == 30
+    ((_, r),) = rep["rounds"].items()
+    t = r["mtgnet-repshrunk"]
+    other, default = _default_at_hoa_equal(art, "etth1")
+    (row,) = mod.paired([str(f), str(other)], "mtgnet-repshrunk", default)
+    assert row["diff"] - row["ci95"] < 0 < row["diff"] + row["ci95"]   # ETTh1's crosses 0
+    assert (f"{100 * t['frac_above_random']:.1f}% ± {100 * t['ci95_frac_above_random']:.1f} "
+            f"above\nrandom, paired − the default") in readme
+    assert (f"{_signed(row['diff'])} ± {row['ci95']:.1f}\n({row['wins']} / {row['losses']})"
+            in readme)
+    rows = mod.paired([str(art / f"replay_repshrunk17_{c}.json") for c in ("n8g7", "n9g5")],
+                      "mtgnet-repshrunk", "mtgnet")
+    for row, text in zip(rows, ("N = 8 gen. 7\n", "N = 9 gen. 5 ")):
+        assert (f"{text}{_signed(row['diff'])} ± {row['ci95']:.1f} ({row['wins']} / "
+                f"{row['losses']})") in readme, row
+        assert row["diff"] > 0 and row["diff"] + row["ci95"] > 0   # the rule met
+    # "the N = 8 interval lies above 0, the others cross it"
+    assert rows[0]["diff"] - rows[0]["ci95"] > 0 and rows[1]["diff"] - rows[1]["ci95"] < 0
+    for c in ("n8g7", "n9g5"):
+        gen = json.loads((art / f"replay_repshrunk17_{c}.json").read_text())["generator"]
+        assert gen["replicates"] == 2 and gen["valid_noise"] == 0.05

@@ -30,7 +30,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from replay_mtgnet import interval95, load, score  # noqa: E402
+from replay_mtgnet import affinity_draw, interval95, load, score  # noqa: E402
 
 from mtgfast.estimators.tag import TAG  # noqa: E402
 from mtgfast.gains import GainTable  # noqa: E402
@@ -79,9 +79,7 @@ def synth_cell(n: int, gen_seed: int, noise: dict[str, float], draws: int) -> di
     for label, rel in (("generator", 0.5), ("matched", valid_noise / spread)):
         pcts, rhos, curves = [], [], []
         for r in range(draws):
-            rng = np.random.default_rng([gen_seed, n, r, 0x746167])
-            aff = syn.pair + rng.normal(0.0, rel * spread, (n, n))
-            np.fill_diagonal(aff, 0.0)
+            aff = affinity_draw(syn.pair, rel, gen_seed, r)
             curves.append(tag_curve(syn.valid, syn.test, aff))
             pcts.append(100.0 * float(np.mean(curves[-1])) / oracle)
             tag = TAG().fit_affinity(aff.T, syn.valid.task_names).predict_table(syn.valid.masks)

@@ -9,6 +9,8 @@ with test gains. MTG-Net methods run the active loop on the validation table (me
     python benchmarks/replay_mtgnet.py --dataset taskonomy --rounds 1 2 --set kappa=0
     python benchmarks/replay_mtgnet.py --dataset etth1 --rounds 1 3    # after collect_etth1.py
     python benchmarks/replay_mtgnet.py --dataset synthetic --n-tasks 10 --gen-seed 1 --rounds 1 4
+    python benchmarks/replay_mtgnet.py --dataset synthetic --n-tasks 8 --gen-seed 2 --rounds 3 \
+        --tag-draws 21          # TAG as a mean over 21 affinity draws, with an interval
     python benchmarks/replay_mtgnet.py --paired mtgnet,mtgnet-search a.json b.json   # per seed
 
 Prints, per K, the curve of each method over budgets 2..N, the mean over those budgets as a
@@ -20,6 +22,7 @@ estimator fits and predictions.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import sys
@@ -30,6 +33,7 @@ from typing import Any
 import numpy as np
 from mtgfast.cli import parse_option_value
 from mtgfast.gains import GainTable
+from mtgfast.generate import synthetic_gain_tables
 from mtgfast.replay import replay
 
 DATA = Path(os.environ.get("MTGFAST_DATA") or
@@ -38,6 +42,9 @@ DATA = Path(os.environ.get("MTGFAST_DATA") or
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 #: noise options of the synthetic generator the runner passes on (held-out noisy tables)
 NOISE_ARGS = ("valid_noise", "test_shift", "test_noise", "affinity_noise")
+#: the generator's TAG affinity noise (relative to the pair spread) unless --affinity-noise
+AFFINITY_NOISE_DEFAULT = float(
+    inspect.signature(synthetic_gain_tables).parameters["affinity_noise"].default)
 
 
 def etth1_replicate_var(valid: GainTable, runs: Path = ARTIFACTS / "etth1_runs.jsonl"
@@ -123,13 +130,16 @@ def load(dataset: str, data: Path = DATA, *, n_tasks: int = 10, n_random: int | 
     validation gains' replicate variance (``valid_var``) where the data has replicates."""
     if dataset == "synthetic":
         from mtgfast.estimators.tag import TAG
-        from mtgfast.generate import synthetic_gain_tables
 
         syn = synthetic_gain_tables(n_tasks, n_random=n_random, seed=gen_seed, **(noise or {}),
                                     replicates=replicates)
         tag = TAG().fit_affinity(syn.affinity.T, syn.valid.task_names)
         return {"valid": syn.valid, "test": syn.test, "hoa": None,
-                "tag": tag.predict_table(syn.valid.masks), "valid_var": syn.valid_var}
+                "tag": tag.predict_table(syn.valid.masks), "valid_var": syn.valid_var,
+                # what fresh TAG affinity draws need (--tag-draws): the true pair matrix and
+                # the affinity's noise relative to its spread
+                "pair": syn.pair, "affinity_noise": (noise or {}).get(
+                    "affinity_noise", AFFINITY_NOISE_DEFAULT)}
     if dataset == "taskonomy":
         d = data / "taskonomy"
         x = d / "taskonomy_x.csv"
@@ -151,6 +161,74 @@ def load(dataset: str, data: Path = DATA, *, n_tasks: int = 10, n_random: int | 
             "hoa": GainTable.from_mtgnet(x, d / "ETTm1_HOA.csv"),
             # the TAG file is in percent (the paper's notebook multiplies by 0.01)
             "tag": GainTable.from_mtgnet(x, d / "ETTm1_TAG_HOA.csv", scale=0.01)}
+
+
+def environment() -> dict[str, str]:
+    """What a replay's per-seed curves depend on beyond its inputs: the library versions and the
+    CPU kernels torch and numpy dispatch to (the MTG-Net fits' last bits, and through the blend
+    weight and the sampler's choices whole trajectories, differ between CPU types; means over
+    seeds agree, README "Eighteenth pass")."""
+    import platform
+
+    import torch
+
+    cpu, flags = platform.processor() or platform.machine(), ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and cpu == (platform.processor() or
+                                                         platform.machine()):
+                cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                have = set(line.split(":", 1)[1].split())
+                flags = " ".join(f for f in ("avx2", "fma", "avx512f", "avx512_bf16",
+                                             "avx512_vnni", "amx_tile") if f in have)
+    except OSError:
+        pass
+    out = {"python": platform.python_version(), "numpy": np.__version__,
+           "torch": torch.__version__,
+           "torch_cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
+           "machine": platform.machine(), "cpu": cpu, "cpu_flags": flags}
+    try:   # numpy's OpenBLAS kernel (threadpoolctl comes with scikit-learn)
+        from threadpoolctl import threadpool_info
+
+        out["openblas_core"] = ",".join(sorted({str(i.get("architecture")) for i in
+                                                threadpool_info()
+                                                if i.get("internal_api") == "openblas"}))
+    except ImportError:
+        pass
+    return out
+
+
+def affinity_draw(pair: np.ndarray, rel: float, gen_seed: int, r: int) -> np.ndarray:
+    """Fresh TAG affinity draw ``r`` of a synthetic table: its true pair matrix plus noise of SD
+    ``rel`` times the matrix's off-diagonal spread (the generator's own draw is the one the table
+    comes with; these come from a stream of their own, keyed by the generator seed, N and r)."""
+    n = pair.shape[0]
+    spread = float(np.std(pair[~np.eye(n, dtype=bool)]))
+    rng = np.random.default_rng([gen_seed, n, r, 0x746167])
+    aff = pair + rng.normal(0.0, rel * spread, (n, n))
+    np.fill_diagonal(aff, 0.0)
+    return aff
+
+
+def tag_over_draws(tabs: dict[str, Any], test: GainTable, gen_seed: int, draws: int,
+                   first: dict[str, Any], **replay_kw: Any) -> dict[str, Any]:
+    """TAG's replay result as the mean over ``draws`` affinity draws: the table's own (``first``,
+    the replay's usual TAG column) and ``affinity_draw`` 0..draws-2, each scored as the replay
+    scores TAG; ``per_seed`` holds one curve per draw, so TAG gets an interval like a seeded
+    method and 'above TAG at every budget' is taken against TAG's mean over draws."""
+    from mtgfast.estimators.tag import TAG
+
+    valid = tabs["valid"]
+    curves = [list(first["average_test_gain"])]
+    for r in range(draws - 1):
+        aff = affinity_draw(tabs["pair"], tabs["affinity_noise"], gen_seed, r)
+        table = TAG().fit_affinity(aff.T, valid.task_names).predict_table(valid.masks)
+        res = replay(valid, test, methods=["tag"], tag=table, **replay_kw).to_dict()
+        curves.append(list(res["methods"]["tag"]["average_test_gain"]))
+    return {**first, "average_test_gain": np.mean(curves, axis=0).tolist(),
+            "std_over_seeds": np.std(curves, axis=0).tolist(), "per_seed": curves,
+            "first_draw": curves[0], "draws": draws}
 
 
 T95 = {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78, 6: 2.57, 7: 2.45, 8: 2.36, 9: 2.31, 10: 2.26,
@@ -337,6 +415,9 @@ def main() -> None:
     ap.add_argument("--replicates", type=int, default=1,
                     help="synthetic: validation = mean of this many noisy copies (replicate "
                          "variance for mtgnet-repshrunk)")
+    ap.add_argument("--tag-draws", type=int, default=1,
+                    help="synthetic: TAG's column as the mean over this many affinity draws "
+                         "(the table's own + fresh ones), with an interval over draws")
     ap.add_argument("--rounds", type=int, nargs="+", default=[1])
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--first-seed", type=int, default=0)
@@ -352,6 +433,12 @@ def main() -> None:
     ap.add_argument("--progress", action="store_true",
                     help="print every fit's and prediction's seconds as they happen (stderr)")
     args = ap.parse_args()
+    methods = [m for m in args.methods.split(",") if m]
+    if args.tag_draws < 1:
+        ap.error(f"--tag-draws must be >= 1, got {args.tag_draws}")
+    if args.tag_draws > 1 and (args.dataset != "synthetic" or "tag" not in methods):
+        ap.error("--tag-draws > 1 needs --dataset synthetic (a recorded table has one TAG run) "
+                 "and tag among --methods")
 
     noise = {k: getattr(args, k) for k in NOISE_ARGS if getattr(args, k) is not None}
     tabs = load(args.dataset, n_tasks=args.n_tasks, n_random=args.n_random,
@@ -362,12 +449,12 @@ def main() -> None:
     n = valid.n_tasks
     budgets = list(range(1, n + 1))
     options = {k: parse_option_value(v) for k, v in (kv.split("=", 1) for kv in args.set)}
-    methods = [m for m in args.methods.split(",") if m]
     mtg = [m for m in methods if m.startswith("mtgnet")]
     base = [m for m in methods if not m.startswith("mtgnet")]
     report: dict[str, Any] = {"dataset": args.dataset, "seeds": args.seeds,
                               **({"score_on": "valid"} if args.score_on == "valid" else {}),
-                              "first_seed": args.first_seed, "options": options, "rounds": {}}
+                              "first_seed": args.first_seed, "options": options,
+                              "environment": environment(), "rounds": {}}
     if args.dataset == "synthetic":
         report["generator"] = {"n_tasks": n, "n_random": args.n_random, "seed": args.gen_seed,
                                **noise, **({"replicates": args.replicates}
@@ -376,6 +463,11 @@ def main() -> None:
     base_res = replay(valid, test, methods=base, hoa=tabs["hoa"], tag=tabs["tag"],
                       dataset=args.dataset, search="auto" if n <= 12 else "beam"
                       ).to_dict() if base else {"methods": {}}
+    if args.tag_draws > 1:
+        base_res["methods"]["tag"] = tag_over_draws(
+            tabs, test, args.gen_seed, args.tag_draws, base_res["methods"]["tag"],
+            dataset=args.dataset, search="auto" if n <= 12 else "beam")
+        report["tag_draws"] = args.tag_draws
     _STATE.update(valid=valid, test=test, budgets=budgets, options=options, tag=tabs["tag"],
                   progress=args.progress, valid_var=tabs.get("valid_var"))
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
@@ -444,6 +536,10 @@ def main() -> None:
                          f" fit={tm['fit_s_mean']:.2f}s predict={tm['predict_s_mean']:.2f}s"
                          f" est/seed={tm['estimator_s_per_seed']:.0f}s"
                          f" (cpu {tm['estimator_cpu_s_per_seed']:.0f}s)")
+            if m == "tag" and "ci95_frac_of_oracle" in c:   # --tag-draws: over draws
+                ci = c.get("ci95_frac_above_random", 0.0) if args.dataset == "etth1" else \
+                    c["ci95_frac_of_oracle"]
+                flag = f"+-{ci:.1%} over {args.tag_draws} affinity draws"
             above = f"{c['frac_above_random']:7.1%}" if "frac_above_random" in c else "      -"
             print(f"{m:<11s} " + " ".join(f"{v:8.4f}" for v in c["curve"]) +
                   f" {c['mean']:7.4f} {c['frac_of_oracle']:6.1%} {above} {flag}", flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -448,3 +449,157 @@ def test_seventeenth_pass_repshrunk_numbers_are_what_the_artifacts_give() -> Non
     for c in ("n8g7", "n9g5"):
         gen = json.loads((art / f"replay_repshrunk17_{c}.json").read_text())["generator"]
         assert gen["replicates"] == 2 and gen["valid_noise"] == 0.05
+
+
+def test_tag_over_draws_is_the_probes_draws_and_the_replays_own() -> None:
+    """--tag-draws D: TAG's column is the mean over the table's own affinity and the probe's
+    first D - 1 fresh draws at the generator's noise, each scored as the replay scores TAG (the
+    probe's stored fraction is recomputed from it), and one draw is the replay's usual column."""
+    from mtgfast.replay import replay
+
+    mod = _runner()
+    probe = json.loads((REPO / "benchmarks" / "artifacts" / "probe_tag_draws17.json")
+                       .read_text())["synthetic"]["n8g4"]
+    tabs = mod.load("synthetic", n_tasks=8, gen_seed=4)
+    assert tabs["affinity_noise"] == probe["generator"]["affinity_noise"] == 0.5
+    first = replay(tabs["valid"], tabs["test"], methods=["tag"], tag=tabs["tag"],
+                   dataset="synthetic", search="auto").to_dict()["methods"]["tag"]
+    one = mod.tag_over_draws(tabs, tabs["test"], 4, 1, first, dataset="synthetic", search="auto")
+    assert one["average_test_gain"] == first["average_test_gain"] and one["draws"] == 1
+    d = 6
+    many = mod.tag_over_draws(tabs, tabs["test"], 4, d, first, dataset="synthetic",
+                              search="auto")
+    curves = np.asarray(many["per_seed"])
+    assert curves.shape == (d, 8) and many["first_draw"] == first["average_test_gain"]
+    np.testing.assert_allclose(many["average_test_gain"], curves.mean(axis=0))
+    oracle = float(np.mean(mod.score(tabs["valid"], tabs["test"], tabs["valid"].gains,
+                                     list(range(2, 9)))))   # the probe's scoring, B = 2..N
+    pcts = [100 * float(np.mean(c[1:])) / oracle for c in curves]   # budgets 2..N
+    np.testing.assert_allclose(pcts[0], probe["replay_draw"]["pct"], rtol=1e-12)
+    np.testing.assert_allclose(pcts[1:], probe["generator"]["per_draw_pct"][:d - 1], rtol=1e-12)
+    # the draws differ from one another and from the table's own
+    assert len({round(p, 9) for p in pcts}) == d
+
+
+def test_tag_draws_flag_refused_where_there_is_one_tag_run() -> None:
+    import subprocess
+    import sys
+
+    script = str(REPO / "benchmarks" / "replay_mtgnet.py")
+    for argv, why in ((["--dataset", "ett", "--tag-draws", "3"], "needs --dataset synthetic"),
+                      (["--dataset", "synthetic", "--n-tasks", "4", "--methods", "oracle,hoa",
+                        "--tag-draws", "3"], "tag among --methods"),
+                      (["--dataset", "synthetic", "--tag-draws", "0"], "must be >= 1")):
+        p = subprocess.run([sys.executable, script, *argv], check=False, capture_output=True,
+                           text=True)
+        assert p.returncode == 2 and why in p.stderr, (argv, p.stderr)
+
+
+EIGHTEENTH = {"n8g2": "synthetic N = 8 gen. 2", "n8g4": "synthetic N = 8 gen. 4",
+              "n8g7": "synthetic N = 8 gen. 7", "n9g5": "synthetic N = 9 gen. 5",
+              "noisy_n8g7": "N = 8 gen. 7, as noisy as ETTh1",
+              "noisy_n9g5": "N = 9 gen. 5, as noisy as ETTh1"}
+
+
+def _earlier_default(art: Path, cell: str) -> tuple[Path, str]:
+    """The earlier pass's artifact of the default at HOA-equal K on ``cell`` and its column."""
+    if cell.startswith("noisy_"):
+        return art / f"replay_noisy16_{cell[6:]}.json", "mtgnet"
+    return _default_at_hoa_equal(art, cell)
+
+
+def test_eighteenth_pass_tag_draws_table_is_what_the_artifacts_give() -> None:
+    art = REPO / "benchmarks" / "artifacts"
+    readme = (REPO / "README.md").read_text()
+    probe = json.loads((art / "probe_tag_draws17.json").read_text())["synthetic"]
+
+    def yes(below: list[int]) -> str:
+        return "yes" if not below else "no (B = " + ", ".join(map(str, below)) + ")"
+
+    for c, name in EIGHTEENTH.items():
+        rep = json.loads((art / f"replay_tagdraws18_{c}.json").read_text())
+        assert rep["tag_draws"] == 21 and rep["options"] == {}
+        assert rep["seeds"] == (30 if c in ("n8g2", "n8g4") else 20)
+        assert rep["environment"]["torch"].startswith("2.13.0")
+        old_f, _ = _earlier_default(art, c)
+        old = json.loads(old_f.read_text())
+        assert rep["generator"] == old["generator"]
+        ((k_old, r_old),) = old["rounds"].items()
+        assert list(rep["rounds"]) == ["1", k_old]
+        for k, r in rep["rounds"].items():
+            m, t, h = r["mtgnet"], r["tag"], r["hoa"]
+            # the tables are the earlier ones: same oracle and HOA curves; TAG's first draw is
+            # the earlier replays' one-draw column, its mean over draws the probe's 20 and it
+            assert r["oracle"]["curve"] == r_old["oracle"]["curve"] and h["curve"] == \
+                r_old["hoa"]["curve"]
+            assert t["per_seed_frac_of_oracle"][0] == round(r_old["tag"]["frac_of_oracle"], 4)
+            want = (20 * probe[c]["generator"]["pct_mean"] + probe[c]["replay_draw"]["pct"]) / 21
+            assert abs(100 * t["frac_of_oracle"] - want) < 1e-9, c
+            curve = np.asarray(m["curve"])
+            bt = [b for b, x, y in zip(r["budgets"], curve, t["curve"]) if x <= y]
+            bh = [b for b, x, y in zip(r["budgets"], curve, h["curve"]) if x <= y]
+            assert m["above_tag_every_budget"] == (not bt)   # taken against TAG's mean
+            line = (f"| {name} | {k} | {100 * m['frac_of_oracle']:.1f}% ± "
+                    f"{100 * m['ci95_frac_of_oracle']:.1f} | {_pct(100 * h['frac_of_oracle'])}% | "
+                    f"{_pct(100 * t['per_seed_frac_of_oracle'][0])}% | "
+                    f"{_pct(100 * t['frac_of_oracle'])}% ± {100 * t['ci95_frac_of_oracle']:.1f} | "
+                    f"{yes(bh)} | {yes(bt)} |")
+            assert line in readme, (c, k, line)
+
+
+def test_eighteenth_pass_rerun_against_the_earlier_artifacts() -> None:
+    """The paired rerun − earlier artifact numbers and the equal-seed counts the README gives."""
+    mod = _runner()
+    art = REPO / "benchmarks" / "artifacts"
+    readme = " ".join((REPO / "README.md").read_text().split())
+    same, parts = [], []
+    for c, name in EIGHTEENTH.items():
+        new_f = art / f"replay_tagdraws18_{c}.json"
+        old_f, col = _earlier_default(art, c)
+        ((k, r_old),) = json.loads(old_f.read_text())["rounds"].items()
+        a = r_old[col]["per_seed_frac_of_oracle"]
+        b = json.loads(new_f.read_text())["rounds"][k]["mtgnet"]["per_seed_frac_of_oracle"]
+        same.append(f"{sum(x == y for x, y in zip(a, b))} of {len(a)}")
+        d = [100 * (y - x) for x, y in zip(a, b)]
+        diff, ci = float(np.mean(d)), mod.interval95(d)
+        assert abs(diff) < ci, c   # "every mean above moved by less than its interval"
+        label = name.replace("synthetic ", "").replace(", as noisy as ETTh1", "")
+        parts.append(("noisy " if c.startswith("noisy_") else "") + f"{label} "
+                     f"{_signed(diff)} ± {ci:.1f}")
+    assert ("(" + ", ".join(same[:-1]) + " and " + same[-1] + " seeds equal") in readme
+    # the diagnosis' Taskonomy-5 K = 1 seeds 0-2: the network alone in the earlier artifacts,
+    # the default in the fifteenth pass's
+    plain = json.loads((art / "replay_taskonomy_final5.json").read_text())["rounds"]["1"]
+    blend = json.loads((art / "replay_k1_15_taskonomy.json").read_text())["rounds"]["1"]
+    for r, col in ((plain, "mtgnet"), (blend, "mtgnet-ridgeblend")):
+        seeds = ", ".join(f"{x:.4f}" for x in r[col]["per_seed_frac_of_oracle"][:3])
+        assert f"({seeds})" in readme or f"pass's {seeds};" in readme, (col, seeds)
+    assert ", ".join(parts) in readme
+
+
+def test_eighteenth_pass_one_seed_replays_bit_for_bit_on_the_artifacts_machine_kind(
+        tmp_path: Path) -> None:
+    """Same kind of machine (CPU, vector flags, torch's kernels, library versions): seed 0 of
+    N = 8 gen. 2, K = 1, gives the artifact's curve exactly; elsewhere the check cannot hold
+    (README: trajectories part between CPU types) and is skipped, saying why."""
+    import subprocess
+    import sys
+
+    import pytest
+
+    mod = _runner()
+    rep = json.loads((REPO / "benchmarks" / "artifacts" / "replay_tagdraws18_n8g2.json")
+                     .read_text())
+    here = mod.environment()
+    if here != rep["environment"]:
+        pytest.skip(f"another kind of machine than the artifact's: {here} != "
+                    f"{rep['environment']}")
+    out = tmp_path / "seed0.json"
+    p = subprocess.run([sys.executable, str(REPO / "benchmarks" / "replay_mtgnet.py"),
+                        "--dataset", "synthetic", "--n-tasks", "8", "--gen-seed", "2",
+                        "--rounds", "1", "--seeds", "1", "--methods", "oracle,mtgnet",
+                        "--json", str(out)], check=False, capture_output=True, text=True,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stderr
+    got = json.loads(out.read_text())["rounds"]["1"]["mtgnet"]["per_seed_frac_of_oracle"]
+    assert got == rep["rounds"]["1"]["mtgnet"]["per_seed_frac_of_oracle"][:1]

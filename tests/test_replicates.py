@@ -545,6 +545,17 @@ def test_eighteenth_pass_tag_draws_table_is_what_the_artifacts_give() -> None:
                     f"{_pct(100 * t['frac_of_oracle'])}% ± {100 * t['ci95_frac_of_oracle']:.1f} | "
                     f"{yes(bh)} | {yes(bt)} |")
             assert line in readme, (c, k, line)
+    # the targets paragraph's eighteenth-pass sentence
+    flat = " ".join(readme.split())
+    for c in ("n8g2", "n8g4", "n8g7", "n9g5"):
+        r = json.loads((art / f"replay_tagdraws18_{c}.json").read_text())["rounds"]
+        a, b = (100 * r[k]["mtgnet"]["frac_of_oracle"] for k in r)
+        name = EIGHTEENTH[c].replace("synthetic ", "")
+        assert f"{name} {a:.1f}% / {b:.1f}%" in flat, (c, a, b)
+    r = json.loads((art / "replay_tagdraws18_noisy_n8g7.json").read_text())["rounds"]["3"]
+    assert (f"N = 8 gen. 7 at {100 * r['mtgnet']['frac_of_oracle']:.1f}%, below TAG's 21-draw "
+            f"mean ({100 * r['tag']['frac_of_oracle']:.1f}% ± "
+            f"{100 * r['tag']['ci95_frac_of_oracle']:.1f}) at B = 2, 3") in flat
 
 
 def test_eighteenth_pass_rerun_against_the_earlier_artifacts() -> None:

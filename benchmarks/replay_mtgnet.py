@@ -172,18 +172,17 @@ def environment() -> dict[str, str]:
 
     import torch
 
-    cpu, flags = platform.processor() or platform.machine(), ""
+    info: dict[str, str] = {}   # the first core's lines of /proc/cpuinfo (Linux)
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu == (platform.processor() or
-                                                         platform.machine()):
-                cpu = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                have = set(line.split(":", 1)[1].split())
-                flags = " ".join(f for f in ("avx2", "fma", "avx512f", "avx512_bf16",
-                                             "avx512_vnni", "amx_tile") if f in have)
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
     except OSError:
         pass
+    cpu = info.get("model name") or platform.processor() or platform.machine()
+    have = set(info.get("flags", "").split())
+    flags = " ".join(f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni",
+                                 "amx_tile") if f in have)
     out = {"python": platform.python_version(), "numpy": np.__version__,
            "torch": torch.__version__,
            "torch_cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
@@ -460,13 +459,13 @@ def main() -> None:
                                **noise, **({"replicates": args.replicates}
                                            if args.replicates > 1 else {})}
     # baselines do not depend on K: the replay module (same protocol) computes them once
+    search = "auto" if n <= 12 else "beam"
     base_res = replay(valid, test, methods=base, hoa=tabs["hoa"], tag=tabs["tag"],
-                      dataset=args.dataset, search="auto" if n <= 12 else "beam"
-                      ).to_dict() if base else {"methods": {}}
+                      dataset=args.dataset, search=search).to_dict() if base else {"methods": {}}
     if args.tag_draws > 1:
         base_res["methods"]["tag"] = tag_over_draws(
             tabs, test, args.gen_seed, args.tag_draws, base_res["methods"]["tag"],
-            dataset=args.dataset, search="auto" if n <= 12 else "beam")
+            dataset=args.dataset, search=search)
         report["tag_draws"] = args.tag_draws
     _STATE.update(valid=valid, test=test, budgets=budgets, options=options, tag=tabs["tag"],
                   progress=args.progress, valid_var=tabs.get("valid_var"))
@@ -536,10 +535,8 @@ def main() -> None:
                          f" fit={tm['fit_s_mean']:.2f}s predict={tm['predict_s_mean']:.2f}s"
                          f" est/seed={tm['estimator_s_per_seed']:.0f}s"
                          f" (cpu {tm['estimator_cpu_s_per_seed']:.0f}s)")
-            if m == "tag" and "ci95_frac_of_oracle" in c:   # --tag-draws: over draws
-                ci = c.get("ci95_frac_above_random", 0.0) if args.dataset == "etth1" else \
-                    c["ci95_frac_of_oracle"]
-                flag = f"+-{ci:.1%} over {args.tag_draws} affinity draws"
+            if m == "tag" and "ci95_frac_of_oracle" in c:   # --tag-draws (synthetic only)
+                flag = f"+-{c['ci95_frac_of_oracle']:.1%} over {args.tag_draws} affinity draws"
             above = f"{c['frac_above_random']:7.1%}" if "frac_above_random" in c else "      -"
             print(f"{m:<11s} " + " ".join(f"{v:8.4f}" for v in c["curve"]) +
                   f" {c['mean']:7.4f} {c['frac_of_oracle']:6.1%} {above} {flag}", flush=True)

@@ -6,12 +6,22 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = REPO / "benchmarks" / "artifacts" / "etth1_runs.jsonl"
+
+
+#: the synthetic cells of the seventeenth and eighteenth passes, as the README names them
+SYNTH_CELLS = {"n8g2": "synthetic N = 8 gen. 2", "n8g4": "synthetic N = 8 gen. 4",
+               "n8g7": "synthetic N = 8 gen. 7", "n9g5": "synthetic N = 9 gen. 5",
+               "noisy_n8g7": "N = 8 gen. 7, as noisy as ETTh1",
+               "noisy_n9g5": "N = 9 gen. 5, as noisy as ETTh1"}
 
 
 def _signed(x: float) -> str:
@@ -339,10 +349,7 @@ def test_seventeenth_pass_tag_draws_table_is_what_the_artifacts_give() -> None:
     readme = (REPO / "README.md").read_text()
     probe = json.loads((art / "probe_tag_draws17.json").read_text())
     assert probe["draws"] == 20
-    names = {"n8g2": "synthetic N = 8 gen. 2", "n8g4": "synthetic N = 8 gen. 4",
-             "n8g7": "synthetic N = 8 gen. 7", "n9g5": "synthetic N = 9 gen. 5",
-             "noisy_n8g7": "N = 8 gen. 7, as noisy as ETTh1",
-             "noisy_n9g5": "N = 9 gen. 5, as noisy as ETTh1"}
+    names = SYNTH_CELLS
     assert set(probe["synthetic"]) == set(names)
 
     def rho(x: float) -> str:
@@ -482,9 +489,6 @@ def test_tag_over_draws_is_the_probes_draws_and_the_replays_own() -> None:
 
 
 def test_tag_draws_flag_refused_where_there_is_one_tag_run() -> None:
-    import subprocess
-    import sys
-
     script = str(REPO / "benchmarks" / "replay_mtgnet.py")
     for argv, why in ((["--dataset", "ett", "--tag-draws", "3"], "needs --dataset synthetic"),
                       (["--dataset", "synthetic", "--n-tasks", "4", "--methods", "oracle,hoa",
@@ -493,12 +497,6 @@ def test_tag_draws_flag_refused_where_there_is_one_tag_run() -> None:
         p = subprocess.run([sys.executable, script, *argv], check=False, capture_output=True,
                            text=True)
         assert p.returncode == 2 and why in p.stderr, (argv, p.stderr)
-
-
-EIGHTEENTH = {"n8g2": "synthetic N = 8 gen. 2", "n8g4": "synthetic N = 8 gen. 4",
-              "n8g7": "synthetic N = 8 gen. 7", "n9g5": "synthetic N = 9 gen. 5",
-              "noisy_n8g7": "N = 8 gen. 7, as noisy as ETTh1",
-              "noisy_n9g5": "N = 9 gen. 5, as noisy as ETTh1"}
 
 
 def _earlier_default(art: Path, cell: str) -> tuple[Path, str]:
@@ -516,7 +514,7 @@ def test_eighteenth_pass_tag_draws_table_is_what_the_artifacts_give() -> None:
     def yes(below: list[int]) -> str:
         return "yes" if not below else "no (B = " + ", ".join(map(str, below)) + ")"
 
-    for c, name in EIGHTEENTH.items():
+    for c, name in SYNTH_CELLS.items():
         rep = json.loads((art / f"replay_tagdraws18_{c}.json").read_text())
         assert rep["tag_draws"] == 21 and rep["options"] == {}
         assert rep["seeds"] == (30 if c in ("n8g2", "n8g4") else 20)
@@ -550,7 +548,7 @@ def test_eighteenth_pass_tag_draws_table_is_what_the_artifacts_give() -> None:
     for c in ("n8g2", "n8g4", "n8g7", "n9g5"):
         r = json.loads((art / f"replay_tagdraws18_{c}.json").read_text())["rounds"]
         a, b = (100 * r[k]["mtgnet"]["frac_of_oracle"] for k in r)
-        name = EIGHTEENTH[c].replace("synthetic ", "")
+        name = SYNTH_CELLS[c].replace("synthetic ", "")
         assert f"{name} {a:.1f}% / {b:.1f}%" in flat, (c, a, b)
     r = json.loads((art / "replay_tagdraws18_noisy_n8g7.json").read_text())["rounds"]["3"]
     assert (f"N = 8 gen. 7 at {100 * r['mtgnet']['frac_of_oracle']:.1f}%, below TAG's 21-draw "
@@ -564,7 +562,7 @@ def test_eighteenth_pass_rerun_against_the_earlier_artifacts() -> None:
     art = REPO / "benchmarks" / "artifacts"
     readme = " ".join((REPO / "README.md").read_text().split())
     same, parts = [], []
-    for c, name in EIGHTEENTH.items():
+    for c, name in SYNTH_CELLS.items():
         new_f = art / f"replay_tagdraws18_{c}.json"
         old_f, col = _earlier_default(art, c)
         ((k, r_old),) = json.loads(old_f.read_text())["rounds"].items()
@@ -593,11 +591,6 @@ def test_eighteenth_pass_one_seed_replays_bit_for_bit_on_the_artifacts_machine_k
     """Same kind of machine (CPU, vector flags, torch's kernels, library versions): seed 0 of
     N = 8 gen. 2, K = 1, gives the artifact's curve exactly; elsewhere the check cannot hold
     (README: trajectories part between CPU types) and is skipped, saying why."""
-    import subprocess
-    import sys
-
-    import pytest
-
     mod = _runner()
     rep = json.loads((REPO / "benchmarks" / "artifacts" / "replay_tagdraws18_n8g2.json")
                      .read_text())

@@ -20,7 +20,6 @@ interval while every MTG-Net column is a mean over seeds. This probe reports thr
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import sys
 from pathlib import Path
@@ -37,7 +36,6 @@ from mtgfast.gains import GainTable  # noqa: E402
 from mtgfast.generate import synthetic_gain_tables  # noqa: E402
 from mtgfast.masks import masks_to_dense  # noqa: E402
 
-VALID_NOISE_DEFAULT = inspect.signature(synthetic_gain_tables).parameters["valid_noise"].default
 NOISY = {"valid_noise": 0.05, "test_shift": 0.128, "test_noise": 0.118}
 # (name, n_tasks, gen_seed, noise): the replay's synthetic cells, quiet and as noisy as ETTh1
 SYNTH = [("n8g2", 8, 2, {}), ("n8g4", 8, 4, {}), ("n8g7", 8, 7, {}), ("n9g5", 9, 5, {}),
@@ -69,7 +67,7 @@ def synth_cell(n: int, gen_seed: int, noise: dict[str, float], draws: int) -> di
     budgets = list(range(2, n + 1))
     oracle = float(np.mean(score(syn.valid, syn.test, syn.valid.gains, budgets)))
     spread = float(np.std(syn.pair[~np.eye(n, dtype=bool)]))
-    valid_noise = noise.get("valid_noise", VALID_NOISE_DEFAULT)
+    valid_noise = float(syn.valid.meta["valid_noise"])   # the scale the table was drawn with
     out: dict[str, Any] = {"n_tasks": n, "gen_seed": gen_seed, "noise": noise, "spread": spread,
                            "oracle_mean_test_gain": oracle}
     tag0 = TAG().fit_affinity(syn.affinity.T, syn.valid.task_names).predict_table(syn.valid.masks)

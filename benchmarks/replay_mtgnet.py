@@ -12,6 +12,7 @@ with test gains. MTG-Net methods run the active loop on the validation table (me
     python benchmarks/replay_mtgnet.py --dataset synthetic --n-tasks 8 --gen-seed 2 --rounds 3 \
         --tag-draws 21          # TAG as a mean over 21 affinity draws, with an interval
     python benchmarks/replay_mtgnet.py --paired mtgnet,mtgnet-search a.json b.json   # per seed
+    python benchmarks/replay_mtgnet.py --paired mtgnet@new.json,mtgnet@old.json new.json old.json
 
 Prints, per K, the curve of each method over budgets 2..N, the mean over those budgets as a
 fraction of the oracle's (and above random: (m - random) / (oracle - random)), the per-seed mean,
@@ -22,7 +23,6 @@ estimator fits and predictions.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import sys
@@ -42,9 +42,6 @@ DATA = Path(os.environ.get("MTGFAST_DATA") or
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 #: noise options of the synthetic generator the runner passes on (held-out noisy tables)
 NOISE_ARGS = ("valid_noise", "test_shift", "test_noise", "affinity_noise")
-#: the generator's TAG affinity noise (relative to the pair spread) unless --affinity-noise
-AFFINITY_NOISE_DEFAULT = float(
-    inspect.signature(synthetic_gain_tables).parameters["affinity_noise"].default)
 
 
 def etth1_replicate_var(valid: GainTable, runs: Path = ARTIFACTS / "etth1_runs.jsonl"
@@ -138,8 +135,7 @@ def load(dataset: str, data: Path = DATA, *, n_tasks: int = 10, n_random: int | 
                 "tag": tag.predict_table(syn.valid.masks), "valid_var": syn.valid_var,
                 # what fresh TAG affinity draws need (--tag-draws): the true pair matrix and
                 # the affinity's noise relative to its spread
-                "pair": syn.pair, "affinity_noise": (noise or {}).get(
-                    "affinity_noise", AFFINITY_NOISE_DEFAULT)}
+                "pair": syn.pair, "affinity_noise": float(syn.valid.meta["affinity_noise"])}
     if dataset == "taskonomy":
         d = data / "taskonomy"
         x = d / "taskonomy_x.csv"
@@ -336,10 +332,27 @@ def summarize(d: dict[str, Any], n: int, mtg_methods: list[str]) -> dict[str, An
     return out
 
 
+def _column(spec: str, files: list[str]) -> tuple[str, str | None]:
+    """``method`` (from any file) or ``method@FILE`` (from that file only: its path or name)."""
+    name, at, src = spec.partition("@")
+    if not name or (at and not src):
+        raise ValueError(f"a paired column is METHOD or METHOD@FILE, got {spec!r}")
+    if at and not any(f == src or Path(f).name == src for f in files):
+        raise ValueError(f"{spec!r} names {src!r}, which is not among the files given "
+                         f"({', '.join(files)})")
+    return name, (src if at else None)
+
+
 def paired(files: list[str], a: str, b: str) -> list[dict[str, Any]]:
     """Per-seed differences ``a - b`` (points of the oracle's %, ETTh1 above random) with a 95%
     t-interval, per table and K, from artifacts of this script (methods may sit in different
-    files of the same table and seed ranges; seeds are paired by number)."""
+    files of the same table and seed ranges; seeds are paired by number). A column
+    ``method@FILE`` reads that file only, so one method pairs with itself across two artifacts
+    (a rerun against its earlier run)."""
+    cols = {spec: _column(spec, files) for spec in (a, b)}
+    if a == b:
+        raise ValueError(f"the two paired columns are the same ({a!r}); name a file for each "
+                         "(METHOD@FILE) to pair one method across two artifacts")
     cells: dict[tuple[str, str], dict[str, Any]] = {}
     for f in files:
         rep = json.loads(Path(f).read_text())
@@ -356,9 +369,11 @@ def paired(files: list[str], a: str, b: str) -> list[dict[str, Any]]:
         first = int(rep.get("first_seed", 0))
         for k, r in rep["rounds"].items():
             c = cells.setdefault((table, k), {})
-            for m in (a, b):
+            for spec, (m, src) in cols.items():
+                if src is not None and f != src and Path(f).name != src:
+                    continue
                 if m in r and key in r[m]:
-                    c.setdefault(m, {}).update(
+                    c.setdefault(spec, {}).update(
                         {first + i: x for i, x in enumerate(r[m][key])})
     out = []
     for (table, k), c in sorted(cells.items()):
@@ -388,11 +403,18 @@ def main() -> None:
         return
     if "--paired" in sys.argv:
         pp = argparse.ArgumentParser(description="paired per-seed differences of two methods")
-        pp.add_argument("--paired", required=True, metavar="A,B")
+        pp.add_argument("--paired", required=True, metavar="A,B",
+                        help="two columns: METHOD (any file) or METHOD@FILE (that file only)")
         pp.add_argument("files", nargs="+")
         pa = pp.parse_args()
-        a, b = pa.paired.split(",")
-        rows = paired(pa.files, a, b)
+        cols = pa.paired.split(",")
+        if len(cols) != 2:
+            pp.error(f"--paired takes two columns A,B, got {pa.paired!r}")
+        a, b = cols
+        try:
+            rows = paired(pa.files, a, b)
+        except ValueError as exc:
+            pp.error(str(exc))
         for r in rows:
             print(f"{r['table']:<36s} K={r['K']:<2d} seeds={r['seeds']:<2d} {a} {r[a]:6.1f}  "
                   f"{b} {r[b]:6.1f}  diff {r['diff']:+6.1f} +- {r['ci95']:4.1f}  "

@@ -154,3 +154,21 @@ def test_affinity_noise_changes_the_affinity_and_nothing_else() -> None:
     np.testing.assert_allclose(noise_loud[off], noise_base[off] * (1.6 / 0.5), rtol=1e-12)
     quiet = synthetic_gain_tables(**kw, affinity_noise=0.0)
     np.testing.assert_array_equal(quiet.affinity[off], quiet.pair[off])
+
+
+def test_tables_record_the_settings_they_were_drawn_with() -> None:
+    """meta names every setting (the replay and the TAG probe read the noise scales there, not
+    off the signature's defaults); a non-default setting is recorded as given."""
+    import inspect
+
+    s = synthetic_gain_tables(6, n_random=None, seed=3, valid_noise=0.05, replicates=2)
+    defaults = {k: p.default for k, p in inspect.signature(synthetic_gain_tables).parameters.items()
+                if k not in ("n_tasks", "seed", "n_random", "n_clusters", "n_triples")}
+    for t in (s.valid, s.test, s.truth, s.valid_var):
+        assert t is not None
+        meta = dict(t.meta)
+        assert meta["seed"] == 3 and meta["n_tasks"] == 6 and meta["n_random"] is None
+        assert meta["n_clusters"] == 2 and meta["n_triples"] == 6
+        assert meta["valid_noise"] == 0.05 and meta["replicates"] == 2
+        assert {k: meta[k] for k in defaults if k not in ("valid_noise", "replicates")} == \
+            {k: v for k, v in defaults.items() if k not in ("valid_noise", "replicates")}

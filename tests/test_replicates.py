@@ -569,8 +569,14 @@ def test_eighteenth_pass_rerun_against_the_earlier_artifacts() -> None:
         a = r_old[col]["per_seed_frac_of_oracle"]
         b = json.loads(new_f.read_text())["rounds"][k]["mtgnet"]["per_seed_frac_of_oracle"]
         same.append(f"{sum(x == y for x, y in zip(a, b))} of {len(a)}")
-        d = [100 * (y - x) for x, y in zip(a, b)]
-        diff, ci = float(np.mean(d)), mod.interval95(d)
+        # one method paired with itself across two artifacts (METHOD@FILE columns)
+        (row,) = mod.paired([str(new_f), str(old_f)], f"mtgnet@{new_f.name}",
+                            f"{col}@{old_f.name}")
+        d = [100 * (y - x) for x, y in zip(a, b)]   # the same difference by hand
+        assert row["K"] == int(k) and row["seeds"] == len(a)
+        np.testing.assert_allclose([row["diff"], row["ci95"]], [np.mean(d), mod.interval95(d)],
+                                   rtol=1e-12)
+        diff, ci = row["diff"], row["ci95"]
         assert abs(diff) < ci, c   # "every mean above moved by less than its interval"
         label = name.replace("synthetic ", "").replace(", as noisy as ETTh1", "")
         parts.append(("noisy " if c.startswith("noisy_") else "") + f"{label} "
@@ -607,3 +613,95 @@ def test_eighteenth_pass_one_seed_replays_bit_for_bit_on_the_artifacts_machine_k
     assert p.returncode == 0, p.stderr
     got = json.loads(out.read_text())["rounds"]["1"]["mtgnet"]["per_seed_frac_of_oracle"]
     assert got == rep["rounds"]["1"]["mtgnet"]["per_seed_frac_of_oracle"][:1]
+
+
+def test_paired_columns_name_a_file_or_are_refused() -> None:
+    """``--paired A@FILE,B@FILE``: one method across two artifacts; an unknown file, an empty
+    name or the same column twice is refused, naming the problem (argparse: exit 2)."""
+    mod = _runner()
+    art = REPO / "benchmarks" / "artifacts"
+    f = str(art / "replay_tagdraws18_n8g2.json")
+    with pytest.raises(ValueError, match="same"):
+        mod.paired([f], "mtgnet", "mtgnet")
+    with pytest.raises(ValueError, match="not among the files"):
+        mod.paired([f], "mtgnet@other.json", "hoa")
+    with pytest.raises(ValueError, match="METHOD@FILE"):
+        mod.paired([f], "mtgnet@", "hoa")
+    # columns naming their file read that file alone: with a second artifact of the same cell
+    # given (whose mtgnet and tag columns hold other seeds' values), the rows are the one file's
+    old = str(art / "replay_default14_n8g2.json")   # the fourteenth pass's K = 3, 30 seeds
+    name = Path(f).name
+    rows = mod.paired([f, old], f"mtgnet@{name}", f"tag@{name}")
+    ref = mod.paired([f], "mtgnet", "tag")
+    assert rows and [(r["K"], r["seeds"], r["diff"], r["ci95"]) for r in rows] == \
+        [(r["K"], r["seeds"], r["diff"], r["ci95"]) for r in ref]
+    assert mod.paired([f, old], "mtgnet", "tag") != ref   # (the bare names mix the two files)
+    script = str(REPO / "benchmarks" / "replay_mtgnet.py")
+    for cols, why in (("mtgnet", "two columns"), ("mtgnet@x.json,hoa", "not among the files")):
+        p = subprocess.run([sys.executable, script, "--paired", cols, f], check=False,
+                           capture_output=True, text=True)
+        assert p.returncode == 2 and why in p.stderr, (cols, p.stderr)
+
+
+def test_nineteenth_pass_numbers_are_what_the_artifacts_give() -> None:
+    """The nineteenth pass's two tables, paired numbers and the targets paragraph's sentence,
+    against the committed artifacts; its mtgnet-repshrunk column is the seventeenth pass's."""
+    mod = _runner()
+    art = REPO / "benchmarks" / "artifacts"
+    readme = (REPO / "README.md").read_text()
+    flat = " ".join(readme.split())
+    names = {"etth1": "ETTh1-7 (30 seeds, above random)",
+             "n8g7": "noisy N = 8 gen. 7, 2 replicates (20)",
+             "n9g5": "noisy N = 9 gen. 5, 2 replicates (20)"}
+    for c, name in names.items():
+        f = art / f"replay_repsample19_{c}.json"
+        rep = json.loads(f.read_text())
+        assert rep["options"] == {"blend": "ridge"} and "environment" in rep
+        old_f = art / f"replay_repshrunk17_{c}.json"
+        old = json.loads(old_f.read_text())
+        assert rep.get("generator") == old.get("generator") and rep["seeds"] == old["seeds"]
+        ((k, r),) = rep["rounds"].items()
+        key = "frac_above_random" if c == "etth1" else "frac_of_oracle"
+        a, b = r["mtgnet-repshrunk"], r["mtgnet-repsample"]
+        # the baseline is the seventeenth pass's column, seed for seed
+        assert a[f"per_seed_{key}"] == old["rounds"][k]["mtgnet-repshrunk"][f"per_seed_{key}"]
+        (row,) = mod.paired([str(f)], "mtgnet-repsample", "mtgnet-repshrunk")
+        assert row["diff"] < 0   # the rule (> 0 on all three) is not met
+        line = (f"| {name} | {k} | {_pct(100 * a[key])}% ± {100 * a['ci95_' + key]:.1f} | "
+                f"{_pct(100 * b[key])}% ± {100 * b['ci95_' + key]:.1f} | "
+                f"{_signed(row['diff'])} ± {row['ci95']:.1f} ({row['wins']} / {row['losses']}) |")
+        assert line in readme, line
+    f = art / "replay_tagbias19_synthetic10.json"
+    rep = json.loads(f.read_text())
+    assert rep["generator"] == {"n_tasks": 10, "n_random": None, "seed": 1} and \
+        rep["seeds"] == 10 and rep["options"] == {}
+    tb = {r["K"]: r for r in mod.paired([str(f)], "mtgnet-tagbias", "mtgnet-plain")}
+    dp = {r["K"]: r for r in mod.paired([str(f)], "mtgnet", "mtgnet-plain")}
+    assert (f"{_signed(tb[1]['diff'])} ± {tb[1]['ci95']:.1f} ({tb[1]['wins']} / "
+            f"{tb[1]['losses']}) at K = 1, {_signed(tb[4]['diff'])} ± {tb[4]['ci95']:.1f} "
+            f"({tb[4]['wins']} / {tb[4]['losses']}) at K = 4") in flat
+    for k, label in (("1", "TAG-equal"), ("4", "HOA-equal (41 ≤ 46)")):
+        r = rep["rounds"][k]
+        m = r["mtgnet"]
+        assert m["above_hoa_every_budget"] and m["above_tag_every_budget"]
+        cells = " | ".join(f"{100 * r[x]['frac_of_oracle']:.1f}% ± "
+                           f"{100 * r[x]['ci95_frac_of_oracle']:.1f}"
+                           for x in ("mtgnet", "mtgnet-plain", "mtgnet-tagbias"))
+        d = dp[int(k)]
+        line = (f"| {label} | {k} | {cells} | {_signed(d['diff'])} ± {d['ci95']:.1f} "
+                f"({d['wins']} / {d['losses']}) | {_pct(100 * r['hoa']['frac_of_oracle'])}% | "
+                f"{_pct(100 * r['tag']['frac_of_oracle'])}% | yes, yes |")
+        assert line in readme, line
+    lo = [100 * min(rep["rounds"][k]["mtgnet"]["per_seed_frac_of_oracle"]) for k in ("1", "4")]
+    hi = [100 * max(rep["rounds"][k]["mtgnet"]["per_seed_frac_of_oracle"]) for k in ("1", "4")]
+    assert (f"per-seed {lo[0]:.1f}–{hi[0]:.1f}% and {lo[1]:.1f}–{hi[1]:.1f}%") in flat
+    # the network alone against the fifth pass's artifact (one method across two files)
+    five = art / "replay_synthetic10_final5.json"
+    rr = {r["K"]: r for r in mod.paired([str(f), str(five)], f"mtgnet-plain@{f.name}",
+                                         f"mtgnet@{five.name}")}
+    assert (f"{_signed(rr[1]['diff'])} ± {rr[1]['ci95']:.1f} at K = 1, "
+            f"{_signed(rr[4]['diff'])} ± {rr[4]['ci95']:.1f} at K = 4") in flat
+    t1, t4 = (100 * rep["rounds"][k]["mtgnet"]["frac_of_oracle"] for k in ("1", "4"))
+    assert (f"{_signed(tb[1]['diff'])} ± {tb[1]['ci95']:.1f} / {_signed(tb[4]['diff'])} ± "
+            f"{tb[4]['ci95']:.1f}) and a sampler aware") in flat
+    assert f"{t1:.1f}% at TAG-equal and {t4:.1f}% at HOA-equal cost" in flat

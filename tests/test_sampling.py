@@ -428,3 +428,130 @@ def test_explore_after_searches_the_first_rounds_then_explores() -> None:
     # after >= rounds: never explores
     assert chosen(_explore_run(t, 0.5, seed=2, rounds=2, after=2)) == \
         chosen(_explore_run(t, 0.0, seed=2, rounds=2))
+
+
+class _HeldOut:
+    """An estimator with given out-of-fold estimates and spread (the shrinkage's inputs)."""
+
+    def __init__(self, oof: GainTable, std: float) -> None:
+        self.oof, self.std = oof, std
+
+    def predict_held_out(self, masks):
+        m = np.asarray(masks, dtype=np.uint64)
+        return self.oof.lookup(m), np.ones(m.size, dtype=np.int64)
+
+    def predict(self, masks, return_std=False):
+        mean = self.oof.lookup(np.asarray(masks, dtype=np.uint64))
+        return (mean, np.where(np.isfinite(mean), self.std, np.nan)) if return_std else mean
+
+
+def test_shrink_known_is_checked() -> None:
+    with pytest.raises(InputTypeError, match="shrink_known must be a bool"):
+        SearchSelector(shrink_known=1)
+    t = full_random_table(4, seed=0)
+    with pytest.raises(InputTypeError, match="noise must be a GainTable"):
+        SearchSelector().bind(_KnownLoop(t), noise=np.zeros(3))   # type: ignore[arg-type]
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(4, 6), seed=st.integers(0, 10_000), k=st.integers(1, 4),
+       noisy=st.booleans())
+def test_shrink_known_searches_what_the_shrunk_table_gives(n: int, seed: int, k: int,
+                                                           noisy: bool) -> None:
+    """Reference: ``shrink_known`` asks exactly what the plain sampler asks of a loop whose
+    measured gains are already shrunk (study.final.shrunk_measured_gains, the final choice's)."""
+    from mtgfast.study.final import shrunk_measured_gains
+
+    rng = np.random.default_rng(seed)
+    truth = full_random_table(n, seed=seed)
+    size = popcount(truth.masks)
+    full = (1 << n) - 1
+    multi = truth.masks[(size >= 2) & (truth.masks != full)]
+    pick = rng.choice(multi, size=min(3 * n, multi.size), replace=False)
+    known = truth.select((size == 1) | (truth.masks == full) | np.isin(truth.masks, pick))
+    multi_row = (size >= 2)[:, None] & truth.member()
+    noise = GainTable(truth.masks, np.where(multi_row, rng.uniform(0, 0.01, truth.gains.shape),
+                                            np.where(truth.member(), 0.0, np.nan)),
+                      truth.task_names) if noisy else None
+    oof = GainTable(truth.masks, truth.gains + np.where(multi_row, rng.normal(
+        0, 0.1, truth.gains.shape), 0.0), truth.task_names)
+    est = _HeldOut(oof, 0.05)
+    cands = truth.masks[(size >= 2) & ~np.isin(truth.masks, known.masks)]
+    mean, std = est.predict(cands, return_std=True)
+    ctx = _ctx(cands, mean, std, tasks=tuple(range(min(k, n))))
+    got = SearchSelector(kappa=0.0, shrink_known=True).bind(_KnownLoop(known, est), noise=noise)
+    shrunk = GainTable(known.masks, shrunk_measured_gains(known, est, cands, noise),
+                       known.task_names)
+    want = SearchSelector(kappa=0.0).bind(_KnownLoop(shrunk, est))
+    assert got.ask(ctx).tolist() == want.ask(ctx).tolist()
+    # off, the same selector reads the measurements as they are
+    raw = SearchSelector(kappa=0.0).bind(_KnownLoop(known, est))
+    off = SearchSelector(kappa=0.0, shrink_known=False).bind(_KnownLoop(known, est), noise=noise)
+    assert off.ask(ctx).tolist() == raw.ask(ctx).tolist()
+
+
+def test_shrink_known_pulls_a_lucky_measurement_out_of_the_searches() -> None:
+    """A pair measured far above what the fit expects (noise): the raw searches build on it and
+    ask for its complement; read shrunk (its noise far above the model's error) it is worth
+    nothing, and the searches ask for the group the estimate likes best."""
+    n = 4
+    # measured: singletons, {0,1}, the full set and three bad triples (each task in >= 3 measured
+    # rows: the shrinkage needs that many residuals); candidates: {2,3} and {0,1,2}
+    masks = np.array([1, 2, 4, 8, 0b0011, 0b1111, 0b1011, 0b1101, 0b1110, 0b1100, 0b0111],
+                     dtype=np.uint64)
+    member = masks_to_dense(masks, n)
+    g = np.where(member, 0.0, np.nan)
+    g[4, [0, 1]] = 0.30        # {0,1} measured lucky
+    g[5, :] = -0.10            # the full set
+    g[6:9] = np.where(member[6:9], -0.20, np.nan)
+    names = ("a", "b", "c", "d")
+    known = GainTable(masks[:9], g[:9], names)
+    est_g = g.copy()           # the fit's out-of-fold estimates: right but for {0,1}
+    est_g[4, [0, 1]] = -0.05
+    est_g[9, [2, 3]] = 0.05    # {2,3}: the raw searches' complement of {0,1}
+    est_g[10, [0, 1, 2]] = 0.08  # {0,1,2}: the estimate's best group
+    est = _HeldOut(GainTable(masks, est_g, names), 0.05)
+    cands = masks[9:]
+    mean, std = est.predict(cands, return_std=True)
+    ctx = _ctx(cands, mean, std, tasks=(0,))
+    single = popcount(masks) == 1
+    noise = GainTable(masks, np.where(member & ~single[:, None], 0.1, np.where(member, 0.0,
+                                                                               np.nan)), names)
+    raw = SearchSelector(kappa=0.0).bind(_KnownLoop(known, est))
+    shrunk = SearchSelector(kappa=0.0, shrink_known=True).bind(_KnownLoop(known, est),
+                                                                 noise=noise)
+    assert raw.ask(ctx).tolist() == [0b1100]
+    assert shrunk.ask(ctx).tolist() == [0b0111]
+
+
+def test_repsample_is_repshrunk_whose_searches_read_the_shrunk_gains() -> None:
+    """``mtgnet-repsample`` = ``mtgnet-repshrunk`` + ``shrink_known``; with zero noise the two are
+    the same loop bit for bit (nothing to shrink), with the replicates' noise they may differ."""
+    import torch
+
+    from mtgfast.generate import synthetic_gain_tables
+    from mtgfast.study.replay_methods import METHOD_DEFAULTS, replay_method
+
+    assert METHOD_DEFAULTS["mtgnet-repsample"] == {**METHOD_DEFAULTS["mtgnet-repshrunk"],
+                                                   "shrink_known": True}
+    small = {"dim": 16, "ffn_dim": 16, "n_estimators": 3, "max_epochs": 60, "patience": 15}
+    syn = synthetic_gain_tables(5, n_random=None, seed=1, valid_noise=0.05, replicates=2)
+    assert syn.valid_var is not None
+    with pytest.raises(InputTypeError, match="needs noise="):
+        replay_method("mtgnet-repsample", syn.valid, seed=0, rounds=2, **small)
+    zero = GainTable(syn.valid.masks, np.where(syn.valid.member(), 0.0, np.nan),
+                     syn.valid.task_names)
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, used = replay_method("mtgnet-repsample", syn.valid, seed=0, rounds=2, noise=zero,
+                                **small)
+        b, _ = replay_method("mtgnet-repshrunk", syn.valid, seed=0, rounds=2, noise=zero,
+                             **small)
+        c, _ = replay_method("mtgnet-repshrunk", syn.valid, seed=0, rounds=2,
+                             shrink_known=True, noise=zero, **small)
+    finally:
+        torch.set_num_threads(old)
+    assert used == 1 + 2 * syn.valid.n_tasks
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, c)

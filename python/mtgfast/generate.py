@@ -111,7 +111,8 @@ def synthetic_gain_tables(n_tasks: int = 27, *, n_random: int | None = 3000, see
     ``affinity_noise`` is relative to the spread of the true pair matrix. ``replicates`` > 1:
     the validation table is the mean of that many noisy copies (the first is the one-replicate
     draw; the others come from a stream of their own, so every other output is the same as with
-    one replicate), with ``valid_var`` and ``valid_replicates``.
+    one replicate), with ``valid_var`` and ``valid_replicates``. Every table's ``meta`` records
+    the settings it was drawn with (seed, sizes, ``beta``, the scales and noises, replicates).
     """
     n = check_n_tasks(n_tasks)
     if n < 2:
@@ -197,7 +198,10 @@ def synthetic_gain_tables(n_tasks: int = 27, *, n_random: int | None = 3000, see
     np.fill_diagonal(affinity, 0.0)
 
     names = tuple(f"task{j:02d}" for j in range(n))
-    meta = {"source": "synthetic", "seed": seed, "n_clusters": k}
+    # every setting the tables were drawn with, so a saved table (or a replay reading it) knows
+    # its noise scales without reading the defaults off this signature
+    meta = {"source": "synthetic", "seed": seed, "n_tasks": n, "n_random": n_random,
+            "n_clusters": k, "beta": beta, "n_triples": n_tri, **scales, "replicates": reps}
     valid_var = None
     if copies is not None:
         var = copies.var(axis=0, ddof=1) / reps

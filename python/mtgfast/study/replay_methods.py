@@ -72,6 +72,9 @@ REPLAY_METHODS: dict[str, str] = {
                                            # fifteenth pass)
     "mtgnet-repshrunk": "search",          # mtgnet-shrunk with the noise term measured by
                                            # replicates (noise=, seventh pass)
+    "mtgnet-repsample": "search",          # mtgnet-repshrunk whose sampler's searches read the
+                                           # shrunk measurements too (shrink_known=, nineteenth
+                                           # pass)
     "mtgnet-tagbias": "search",            # mtgnet; TAG's pair affinities bias the attention
                                            # (attention_prior=, seventh pass)
     "mtgnet-improve": "improvement",       # the groups with the largest expected improvement
@@ -113,6 +116,8 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "mtgnet-taskblend": {"kappa": 0.0, "warm_start": True, "final": "measured",
                          "blend": "ridge", "task_shrink": 10.0},
     "mtgnet-repshrunk": {"kappa": 0.0, "warm_start": True, "final": "shrunk"},
+    "mtgnet-repsample": {"kappa": 0.0, "warm_start": True, "final": "shrunk",
+                         "shrink_known": True},
     "mtgnet-tagbias": {"kappa": 0.0, "warm_start": True, "final": "measured"},
     "mtgnet-improve": {"warm_start": True, "final": "measured"},
     "mtgnet-e20": {"kappa": 0.0, "warm_start": True, "final": "measured", "n_estimators": 20},
@@ -124,7 +129,7 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
 #: methods whose estimator is PairPriorMTGNet (the MTGNet options go to its inner model)
 PRIOR_METHODS = ("mtgnet-prior",)
 #: methods whose final shrinkage takes the measurements' noise from ``noise=`` (replicates)
-NEEDS_NOISE_METHODS = ("mtgnet-repshrunk",)
+NEEDS_NOISE_METHODS = ("mtgnet-repshrunk", "mtgnet-repsample")
 #: methods whose estimator is TablePriorMTGNet over the ``prior`` table given to replay_method
 TABLE_PRIOR_METHODS = ("mtgnet-tag",)
 #: methods whose MTGNet reads the ``prior`` table as an input feature (``token_prior``)
@@ -136,7 +141,7 @@ NEEDS_PRIOR_METHODS = (*TABLE_PRIOR_METHODS, *FEATURE_PRIOR_METHODS, *BIAS_PRIOR
 #: options that go to the selector (the rest go to the loop or to MTGNet)
 SELECTOR_OPTIONS = ("alpha", "kappa", "budgets", "committee", "mean_votes", "committee_rounds",
                     "complete", "free", "calibrate", "fraction", "samples", "explore",
-                    "explore_after")
+                    "explore_after", "shrink_known")
 #: every option a replay method takes besides MTGNet's: the selector's, then the loop's
 METHOD_OPTIONS = (*SELECTOR_OPTIONS, "warm_start", "risk", "final", "blend", "task_shrink",
                   "shrink", "max_size", "shrink_rows")
@@ -422,7 +427,11 @@ def replay_method(name: str, valid: GainTable, *, seed: int, rounds: int = 1,
     loop = ActiveLoop(selector, factory, valid.masks, n,
                       task_names=valid.task_names, seed=int(seed))
     if hasattr(selector, "bind"):
-        selector.bind(loop)   # the search sampler reads the measured gains of the loop
+        # the search sampler reads the measured gains of the loop (and their noise variances)
+        if noise is not None:
+            selector.bind(loop, noise=noise)
+        else:
+            selector.bind(loop)
     if stats is not None:
         loop.selector = _TimedSelector(selector, stats)   # type: ignore[assignment]
 

@@ -11,7 +11,10 @@ many of those searches choose it (``mean_votes``: the weight of the mean's searc
 member's). ``complete=True`` first spends the slots on finishing the mean's groupings (fewest
 unmeasured groups first), so the final search among measured groups can pick them; ``free=
 "thompson"`` fills each free slot from one posterior draw (a member drawn per task) instead of
-the mean. ``calibrate=True`` scales each task's ensemble spread in the optimism by how far it
+the mean. ``shrink_known=True`` has the searches read the measured gains shrunk towards the
+estimate by their noise (:func:`~mtgfast.study.final.shrunk_measured_gains`, the replicate
+variances given to :meth:`SearchSelector.bind`), as ``final="shrunk"`` does for the final
+choice: a noisy measurement does not pin a group in or out of every search. ``calibrate=True`` scales each task's ensemble spread in the optimism by how far it
 understates the model's error on that task: the out-of-fold residuals of the measured rows
 (``predict_held_out``) against the spread on the candidates. :class:`PairsFirstSelector`
 measures every pair first (a covering design; it pays N(N-1)/2 measured combinations, HOA's
@@ -32,7 +35,7 @@ from ..gains import GainTable
 from ..grouping import group
 from ..masks import MaskArray, popcount
 from .active import RandomSelector, SelectionContext, Selector, make_selector
-from .final import out_of_fold_residuals, spread_calibration
+from .final import out_of_fold_residuals, shrunk_measured_gains, spread_calibration
 
 __all__ = ["FREE_CHOICES", "PairsFirstSelector", "SearchSelector", "checked_budgets", "search_method"]
 
@@ -96,7 +99,10 @@ class SearchSelector(Selector):
     containing its task instead (decided and drawn from the slot's own streams, seeded by (seed,
     round, task)); the other slots go to the searches as usual (epsilon-greedy; 0: never).
     ``explore_after``: the slots of the first this many rounds are all searched (exploration only
-    once the estimate has rows of its own choosing; 0: from the first round). The
+    once the estimate has rows of its own choosing; 0: from the first round). ``shrink_known``:
+    the searches read the measured gains shrunk towards the fit's out-of-fold estimate by their
+    noise (the ``noise`` table given to :meth:`bind`: replicate variances; without it the noise is
+    estimated from the residuals), not the raw measurements. The
     measured gains come from :meth:`bind` (the loop whose table is read at each batch); unbound,
     measured combinations are left out of the search, which then only ranks unmeasured groups.
     """
@@ -108,7 +114,7 @@ class SearchSelector(Selector):
                  committee: bool = False, mean_votes: float = 1.0,
                  committee_rounds: int | None = None, complete: bool = False,
                  free: str = "mean", calibrate: bool = False, explore: float = 0.0,
-                 explore_after: int = 0) -> None:
+                 explore_after: int = 0, shrink_known: bool = False) -> None:
         self.kappa = _check_number("kappa", kappa)
         self.explore = _check_number("explore", explore)
         if self.explore > 1.0:
@@ -122,6 +128,9 @@ class SearchSelector(Selector):
         if not isinstance(calibrate, (bool, np.bool_)):
             raise InputTypeError(f"calibrate must be a bool, got {calibrate!r}")
         self.calibrate = bool(calibrate)
+        if not isinstance(shrink_known, (bool, np.bool_)):
+            raise InputTypeError(f"shrink_known must be a bool, got {shrink_known!r}")
+        self.shrink_known = bool(shrink_known)
         self.mean_votes = _check_number("mean_votes", mean_votes)
         if committee_rounds is not None and (isinstance(committee_rounds, bool) or not isinstance(
                 committee_rounds, (int, np.integer)) or committee_rounds < 1):
@@ -140,14 +149,33 @@ class SearchSelector(Selector):
         self.budgets = checked_budgets(budgets)
         self._known: Callable[[], GainTable] | None = None
         self._loop: Any = None
+        self._noise: GainTable | None = None
 
-    def bind(self, loop: Any) -> SearchSelector:
-        """Read measured gains from ``loop.table()`` (an :class:`ActiveLoop`) at each batch."""
+    def bind(self, loop: Any, noise: GainTable | None = None) -> SearchSelector:
+        """Read measured gains from ``loop.table()`` (an :class:`ActiveLoop`) at each batch;
+        ``noise``: the per-entry noise variances of the measurements (replicates), read by
+        ``shrink_known``."""
         if not callable(getattr(loop, "table", None)):
             raise InputTypeError("bind() needs an object with a table() method (an ActiveLoop)")
+        if noise is not None and not isinstance(noise, GainTable):
+            raise InputTypeError(f"noise must be a GainTable of noise variances or None, got "
+                                 f"{type(noise).__name__}")
         self._known = loop.table
         self._loop = loop
+        self._noise = noise
         return self
+
+    def _known_gains(self, known: GainTable, unmeasured: MaskArray) -> Any:
+        """The measured gains the searches read: as measured, or (``shrink_known``) shrunk
+        towards the fit's out-of-fold estimate; raw where the fit cannot tell (no held-out
+        record)."""
+        est = getattr(self._loop, "estimator_", None)
+        if not self.shrink_known or not callable(getattr(est, "predict_held_out", None)):
+            return known.gains
+        try:
+            return shrunk_measured_gains(known, est, unmeasured, self._noise)
+        except InputError:    # an estimator without a record of its held-out rows
+            return known.gains
 
     def _member_gains(self, ctx: SelectionContext) -> list[Any]:
         """Each ensemble member's gains on the candidates (committee), [] when unavailable."""
@@ -203,7 +231,8 @@ class SearchSelector(Selector):
             # a candidate measured meanwhile (another driver) is searched once, at its measurement
             fresh = ~np.isin(ctx.candidates, known.masks)
             masks = np.concatenate([known.masks, ctx.candidates[fresh]])
-            gains = np.vstack([known.gains, opt[fresh]])
+            known_gains = self._known_gains(known, ctx.candidates[fresh])
+            gains = np.vstack([known_gains, opt[fresh]])
         budgets = self.budgets or list(range(2, n + 1))
         method = search_method(n)
         votes: dict[int, float] = {}
@@ -211,7 +240,7 @@ class SearchSelector(Selector):
         if known is not None:   # (bound: known is the loop's table)
             # committee: the same searches on each member's estimates (a draw of the posterior);
             # a group's votes ~ how likely it is to be in the best grouping
-            views += [np.vstack([known.gains, g[fresh]]) for g in self._member_gains(ctx)]
+            views += [np.vstack([known_gains, g[fresh]]) for g in self._member_gains(ctx)]
         mean_groupings: list[list[int]] = []
         for v, view in enumerate(views):
             weight = self.mean_votes if v == 0 and len(views) > 1 else 1.0
@@ -332,9 +361,11 @@ class PairsFirstSelector(Selector):
             raise InputTypeError(f"then must be a selector name or a Selector, got {then!r}")
         self.needs_std = self.then.needs_std  # type: ignore[misc]
 
-    def bind(self, loop: Any) -> PairsFirstSelector:
+    def bind(self, loop: Any, noise: GainTable | None = None) -> PairsFirstSelector:
         """Bind the delegate (see :meth:`SearchSelector.bind`)."""
-        if hasattr(self.then, "bind"):
+        if hasattr(self.then, "bind") and noise is not None:
+            self.then.bind(loop, noise=noise)
+        elif hasattr(self.then, "bind"):
             self.then.bind(loop)
         return self
 

@@ -14,8 +14,9 @@ unmeasured groups first), so the final search among measured groups can pick the
 the mean. ``shrink_known=True`` has the searches read the measured gains shrunk towards the
 estimate by their noise (:func:`~mtgfast.study.final.shrunk_measured_gains`, the replicate
 variances given to :meth:`SearchSelector.bind`), as ``final="shrunk"`` does for the final
-choice: a noisy measurement does not pin a group in or out of every search. ``calibrate=True`` scales each task's ensemble spread in the optimism by how far it
-understates the model's error on that task: the out-of-fold residuals of the measured rows
+choice: a noisy measurement does not pin a group in or out of every search. ``calibrate=True``
+scales each task's ensemble spread in the optimism by how far it understates the model's error
+on that task: the out-of-fold residuals of the measured rows
 (``predict_held_out``) against the spread on the candidates. :class:`PairsFirstSelector`
 measures every pair first (a covering design; it pays N(N-1)/2 measured combinations, HOA's
 cost), or a balanced ``fraction`` of them, then delegates to another selector.

@@ -701,7 +701,27 @@ def test_nineteenth_pass_numbers_are_what_the_artifacts_give() -> None:
                                          f"mtgnet@{five.name}")}
     assert (f"{_signed(rr[1]['diff'])} ± {rr[1]['ci95']:.1f} at K = 1, "
             f"{_signed(rr[4]['diff'])} ± {rr[4]['ci95']:.1f} at K = 4") in flat
-    t1, t4 = (100 * rep["rounds"][k]["mtgnet"]["frac_of_oracle"] for k in ("1", "4"))
+    # seeds 10..29 of the default in a second run: the same tables, and the 30-seed means
+    more = json.loads((art / "replay_default19_synthetic10_s10-29.json").read_text())
+    assert more["first_seed"] == 10 and more["seeds"] == 20 and \
+        more["generator"] == rep["generator"]
+    pooled = []
+    for k in ("1", "4"):
+        r2 = more["rounds"][k]
+        assert r2["oracle"]["curve"] == rep["rounds"][k]["oracle"]["curve"]
+        m2 = r2["mtgnet"]
+        assert m2["above_hoa_every_budget"] and m2["above_tag_every_budget"]
+        x = [100 * v for v in rep["rounds"][k]["mtgnet"]["per_seed_frac_of_oracle"] +
+             m2["per_seed_frac_of_oracle"]]
+        pooled.append((float(np.mean(x)), mod.interval95(x)))
+    assert (f"{100 * more['rounds']['1']['mtgnet']['frac_of_oracle']:.1f}% ± "
+            f"{100 * more['rounds']['1']['mtgnet']['ci95_frac_of_oracle']:.1f} / "
+            f"{100 * more['rounds']['4']['mtgnet']['frac_of_oracle']:.1f}% ± "
+            f"{100 * more['rounds']['4']['mtgnet']['ci95_frac_of_oracle']:.1f}, above") in flat
+    (p1, c1), (p4, c4) = pooled
+    assert (f"over 30 seeds: {p1:.1f}% ± {c1:.1f} at TAG-equal and {p4:.1f}% ± {c4:.1f} at "
+            "HOA-equal cost") in flat
+    assert p1 >= 85 and p4 >= 95   # the targets, as the README says they are met
     assert (f"{_signed(tb[1]['diff'])} ± {tb[1]['ci95']:.1f} / {_signed(tb[4]['diff'])} ± "
             f"{tb[4]['ci95']:.1f}) and a sampler aware") in flat
-    assert f"{t1:.1f}% at TAG-equal and {t4:.1f}% at HOA-equal cost" in flat
+    assert f"{p1:.1f}% at TAG-equal and {p4:.1f}% at HOA-equal cost (30 seeds)" in flat

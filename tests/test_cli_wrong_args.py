@@ -223,3 +223,17 @@ def test_rounds_at_the_limit_is_accepted(files: dict[str, str], no_work: None,
     for r in ("101", "102"):
         rc = main(VALID("demo", files) + ["--rounds", r])
         assert rc == 1 and "WorkStarted" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["mtgnet-repshrunk", "mtgnet-repsample"])
+def test_replay_refuses_the_replicate_methods_it_cannot_feed(
+        files: dict[str, str], no_work: None, capsys: pytest.CaptureFixture[str],
+        method: str) -> None:
+    """The replicate-noise methods need variances the command line cannot read: one line naming
+    the method and where they can be had, before any work."""
+    argv = VALID("replay", files)
+    argv[argv.index("--methods") + 1] = f"oracle,{method}"
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert method in err and "reads no replicate variances" in err and "--replicates" in err

@@ -341,7 +341,10 @@ def _setup(name: str, valid: GainTable, seed: int, rounds: int, use_measured: bo
     if name in NEEDS_NOISE_METHODS:
         if not isinstance(noise, GainTable):
             raise InputTypeError(f"{name} needs noise=, a GainTable of the validation gains' "
-                                 f"noise variances (from replicates), got {type(noise).__name__}")
+                                 f"noise variances (from replicates), got {type(noise).__name__}"
+                                 " (the `mtgfast replay` command line reads no replicate "
+                                 "variances; benchmarks/replay_mtgnet.py gives them for "
+                                 "--dataset etth1 and --dataset synthetic --replicates R)")
         if noise.n_tasks != valid.n_tasks:
             raise InputError(f"noise has {noise.n_tasks} tasks, valid {valid.n_tasks}")
         if final != "shrunk":
